@@ -1,0 +1,203 @@
+"""The trained augmenter and the OpenSim model, fetched from the pose2sim wheel.
+
+kinestream commits none of these files. On first use it downloads the
+pose2sim wheel from PyPI by exact version (without its dependencies), checks
+its sha256, and extracts what the pipeline needs into a cache folder:
+``$KINESTREAM_HOME`` when set, else ``$XDG_CACHE_HOME/kinestream`` or
+``~/.cache/kinestream``. A user's own files named in the config take
+precedence over the cached ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import KinestreamError
+
+WHEEL_NAME = "pose2sim"
+WHEEL_VERSION = "0.10.49"
+WHEEL_SHA256 = "403e0dc4065898ba6a595e72a8970950310979253d60e24c2e00b16b36bf21e1"
+WHEEL_FILE = f"pose2sim-{WHEEL_VERSION}-py3-none-any.whl"
+
+# Paths inside the wheel -> paths inside the cache folder.
+_LSTM = "Pose2Sim/MarkerAugmenter/LSTM"
+_SETUP = "Pose2Sim/OpenSim_Setup"
+_FILES = {
+    **{f"{_LSTM}/v0.3_{part}/{name}": f"augmenter/v0.3_{part}/{name}"
+       for part in ("lower", "upper") for name in ("model.onnx", "mean.npy", "std.npy")},
+    f"{_SETUP}/Model_Pose2Sim_simple.osim": "opensim/Model_Pose2Sim_simple.osim",
+    f"{_SETUP}/Markers_LSTM.xml": "opensim/Markers_LSTM.xml",
+    f"{_SETUP}/Markers_Body25.xml": "opensim/Markers_Body25.xml",
+    f"{_SETUP}/Scaling_Setup_Pose2Sim_LSTM.xml": "opensim/Scaling_Setup_Pose2Sim_LSTM.xml",
+    f"{_SETUP}/IK_Setup_Pose2Sim_withoutHands_LSTM.xml": "opensim/IK_Setup_Pose2Sim_withoutHands_LSTM.xml",
+}
+_GEOMETRY = f"{_SETUP}/Geometry/"
+_STAMP = ".complete"
+
+
+@dataclass(frozen=True)
+class Assets:
+    """Paths of everything the pipeline reads besides the user's data."""
+
+    lower_model: Path
+    upper_model: Path
+    generic_model: Path
+    marker_set: Path
+    keypoint_marker_set: Path
+    scale_setup: Path
+    ik_setup: Path
+    geometry: Path
+
+    @property
+    def lower_dir(self) -> Path:
+        return self.lower_model.parent
+
+    @property
+    def upper_dir(self) -> Path:
+        return self.upper_model.parent
+
+
+def home() -> Path:
+    """The cache folder that holds the extracted assets."""
+    env = os.environ.get("KINESTREAM_HOME")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "kinestream"
+
+
+def asset_dir() -> Path:
+    return home() / f"{WHEEL_NAME}-{WHEEL_VERSION}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download_with_pip(dest: Path) -> Path | None:
+    """pip honours the machine's index, mirrors and certificates."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "-q", "-d", str(dest), f"{WHEEL_NAME}=={WHEEL_VERSION}"]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    wheel = dest / WHEEL_FILE
+    return wheel if wheel.is_file() else None
+
+
+def _download_from_pypi(dest: Path) -> Path | None:
+    """Fallback without pip: PyPI's JSON API names the wheel's URL."""
+    try:
+        with urllib.request.urlopen(f"https://pypi.org/pypi/{WHEEL_NAME}/{WHEEL_VERSION}/json", timeout=60) as r:
+            meta = json.load(r)
+        url = next(f["url"] for f in meta["urls"] if f["filename"] == WHEEL_FILE)
+        wheel = dest / WHEEL_FILE
+        with urllib.request.urlopen(url, timeout=600) as r, open(wheel, "wb") as fh:
+            shutil.copyfileobj(r, fh)
+        return wheel
+    except Exception:
+        return None
+
+
+def fetch(progress=print) -> Path:
+    """Download, verify and extract the assets unless they are cached already.
+
+    Safe to call again: it returns at once when the cache is complete.
+    """
+    target = asset_dir()
+    if (target / _STAMP).is_file():
+        return target
+    home().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=home()) as tmp:
+        tmp = Path(tmp)
+        progress(f"kinestream: fetching {WHEEL_FILE} from PyPI into {target}")
+        wheel = _download_with_pip(tmp) or _download_from_pypi(tmp)
+        if wheel is None:
+            raise KinestreamError(
+                f"could not download {WHEEL_NAME}=={WHEEL_VERSION} from PyPI (no network?); connect and run "
+                f"'kinestream assets' again, or download {WHEEL_FILE} yourself and run "
+                f"'kinestream assets --wheel PATH'")
+        return install_wheel(wheel)
+
+
+def install_wheel(wheel: str | Path) -> Path:
+    """Verify a downloaded wheel and extract the assets from it into the cache."""
+    wheel = Path(wheel)
+    if not wheel.is_file():
+        raise KinestreamError(f"wheel {wheel} does not exist; give the path of {WHEEL_FILE}")
+    digest = _sha256(wheel)
+    if digest != WHEEL_SHA256:
+        raise KinestreamError(
+            f"checksum mismatch for {wheel}: sha256 {digest}, expected {WHEEL_SHA256}; "
+            f"delete it and run 'kinestream assets' to download {WHEEL_FILE} again")
+    target = asset_dir()
+    staging = Path(tempfile.mkdtemp(dir=home(), prefix=".extract-"))
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            names = set(zf.namelist())
+            missing = [src for src in _FILES if src not in names]
+            if missing:
+                raise KinestreamError(f"{wheel} lacks {missing}; it is not the expected {WHEEL_FILE}")
+            for src, dst in _FILES.items():
+                out = staging / dst
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(zf.read(src))
+            for src in names:
+                if src.startswith(_GEOMETRY) and not src.endswith("/"):
+                    out = staging / "opensim" / "Geometry" / src[len(_GEOMETRY):]
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_bytes(zf.read(src))
+        (staging / _STAMP).write_text(f"{WHEEL_FILE} {WHEEL_SHA256}\n")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _pick(configured: str | os.PathLike | None, default: Path, what: str) -> Path:
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.exists():
+            raise KinestreamError(f"{what} {path} (from the config) does not exist; fix the path or leave it "
+                                  f"empty to use the default from {WHEEL_FILE}")
+        return path
+    return default
+
+
+def get_assets(config: dict | None = None, progress=print) -> Assets:
+    """Paths of the assets, fetching them on first use; config entries override."""
+    config = config or {}
+    aug = config.get("augment", {})
+    mod = config.get("model", {})
+    need_cache = not all([aug.get("lower_model"), aug.get("upper_model"), mod.get("generic_model"),
+                          mod.get("marker_set"), mod.get("scale_setup"), mod.get("ik_setup")])
+    root = fetch(progress) if need_cache else asset_dir()
+    osim_dir = root / "opensim"
+    return Assets(
+        lower_model=_pick(aug.get("lower_model"), root / "augmenter/v0.3_lower/model.onnx", "lower-body augmenter"),
+        upper_model=_pick(aug.get("upper_model"), root / "augmenter/v0.3_upper/model.onnx", "upper-body augmenter"),
+        generic_model=_pick(mod.get("generic_model"), osim_dir / "Model_Pose2Sim_simple.osim", "model"),
+        marker_set=_pick(mod.get("marker_set"), osim_dir / "Markers_LSTM.xml", "marker set"),
+        keypoint_marker_set=osim_dir / "Markers_Body25.xml",
+        scale_setup=_pick(mod.get("scale_setup"), osim_dir / "Scaling_Setup_Pose2Sim_LSTM.xml", "scaling setup"),
+        ik_setup=_pick(mod.get("ik_setup"), osim_dir / "IK_Setup_Pose2Sim_withoutHands_LSTM.xml", "IK setup"),
+        geometry=osim_dir / "Geometry",
+    )

@@ -1,0 +1,70 @@
+"""Settings: configs/default.toml merged with a user's file and command-line flags."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from .errors import KinestreamError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.toml"
+
+# Built-in defaults, used when configs/default.toml is not beside the package
+# (an installed wheel). Keep in step with configs/default.toml.
+DEFAULTS: dict[str, Any] = {
+    "subject": {"name": "subject", "mass": 70.0, "height": 1.75},
+    "clean": {
+        "max_gap_s": 0.2,
+        "gap_method": "pchip",
+        "cutoff_hz": 6.0,
+        "filter_order": 4,
+    },
+    "augment": {
+        "lower_model": "",
+        "upper_model": "",
+        "floor_offset": False,
+    },
+    "model": {
+        "generic_model": "",
+        "marker_set": "",
+        "scale_setup": "",
+        "ik_setup": "",
+    },
+    "scale": {
+        "static": "auto",
+        "still_threshold_mm": [3.0, 15.0],
+        "still_window_s": [1.0, 0.1],
+    },
+    "ik": {"accuracy": 1e-5, "constraint_weight": "inf"},
+    "output": {"plot": True},
+}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None) -> dict[str, Any]:
+    """Return the settings: built-in defaults, then default.toml, then ``path``."""
+    config = copy.deepcopy(DEFAULTS)
+    files = [DEFAULT_CONFIG] if DEFAULT_CONFIG.is_file() else []
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise KinestreamError(f"config file {path} does not exist; give a TOML file such as configs/default.toml")
+        files.append(path)
+    for file in files:
+        try:
+            with open(file, "rb") as fh:
+                config = _merge(config, tomllib.load(fh))
+        except tomllib.TOMLDecodeError as exc:
+            raise KinestreamError(f"config file {file} is not valid TOML: {exc}") from None
+    return config

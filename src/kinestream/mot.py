@@ -1,0 +1,84 @@
+"""Joint angles in OpenSim Storage (.mot) files.
+
+Rotational coordinates are written in degrees (``inDegrees=yes``),
+translations in metres, as OpenSim's InverseKinematicsTool does, so
+``opensim.TimeSeriesTable(path)`` and the OpenSim GUI load the files.
+Extra columns (``rmse_mm``, the per-frame IK marker error) ride along; OpenSim
+ignores columns that name no coordinate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import KinestreamError
+
+
+@dataclass
+class Motion:
+    """Coordinates over time: ``values`` is (frames, columns)."""
+
+    time: np.ndarray
+    names: list[str]
+    values: np.ndarray
+    in_degrees: bool = True
+
+    def get(self, name: str) -> np.ndarray:
+        try:
+            return self.values[:, self.names.index(name)]
+        except ValueError:
+            raise KinestreamError(f"column {name!r} is not in the motion; it has {self.names}") from None
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+
+def mot_header(name: str, columns: list[str], n_rows: int, in_degrees: bool = True) -> str:
+    return (
+        f"{name}\nversion=1\nnRows={n_rows}\nnColumns={len(columns) + 1}\n"
+        f"inDegrees={'yes' if in_degrees else 'no'}\nendheader\n"
+        + "\t".join(["time", *columns]) + "\n"
+    )
+
+
+def mot_row(time: float, values: np.ndarray) -> str:
+    return "\t".join([f"{time:.6f}", *(f"{v:.8f}" if np.isfinite(v) else "NaN" for v in values)]) + "\n"
+
+
+def write_mot(path: str | Path, motion: Motion) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    values = np.asarray(motion.values, dtype=float)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(mot_header(path.stem, motion.names, len(values), motion.in_degrees))
+        for t, row in zip(motion.time, values):
+            fh.write(mot_row(float(t), row))
+    return path
+
+
+def read_mot(path: str | Path) -> Motion:
+    """Read an OpenSim .mot/.sto file (as written here or by OpenSim)."""
+    path = Path(path)
+    if not path.is_file():
+        raise KinestreamError(f"motion file {path} does not exist; give the path of a .mot file")
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    in_degrees = True
+    for i, line in enumerate(lines):
+        low = line.strip().lower()
+        if low.startswith("indegrees="):
+            in_degrees = low.split("=", 1)[1].startswith("y")
+        if low == "endheader":
+            break
+    else:
+        raise KinestreamError(f"{path} is not an OpenSim motion file (no 'endheader' line)")
+    names = lines[i + 1].split()
+    if not names or names[0].lower() != "time":
+        raise KinestreamError(f"{path}: the line after 'endheader' must name the columns, starting with 'time'")
+    rows = [np.array(line.split(), dtype=float) for line in lines[i + 2:] if line.strip()]
+    data = np.vstack(rows) if rows else np.empty((0, len(names)))
+    if data.shape[1] != len(names):
+        raise KinestreamError(f"{path}: rows have {data.shape[1]} values for {len(names)} columns")
+    return Motion(data[:, 0], names[1:], data[:, 1:], in_degrees)
