@@ -1,0 +1,208 @@
+"""The ``kinestream`` command.
+
+    kinestream assets                      fetch the augmenter and model (once)
+    kinestream synth OUT_DIR               ground-truth squat trial (keypoints, markers, angles)
+    kinestream augment TRIAL.trc ...       keypoints -> keypoints + 43 anatomical markers
+    kinestream scale AUGMENTED.trc ...     generic model -> subject's model (static pose)
+    kinestream ik AUGMENTED.trc ...        markers -> joint angles (.mot)
+    kinestream process TRIAL.trc ...       all four steps, with a plot
+
+A problem with the input prints one line, ``kinestream: error: ...``, and
+exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import KinestreamError
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _subject_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--mass", type=float, required=required, help="subject mass in kg (default: config)")
+    p.add_argument("--height", type=float, required=required, help="subject height in m (default: config)")
+
+
+def _subject(args, config) -> tuple[float, float]:
+    mass = args.mass if args.mass is not None else float(config["subject"]["mass"])
+    height = args.height if args.height is not None else float(config["subject"]["height"])
+    from .augment import check_subject
+
+    check_subject(height, mass)
+    return mass, height
+
+
+def _existing(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise KinestreamError(f"{what} {p} does not exist")
+    return p
+
+
+def cmd_assets(args, config) -> None:
+    from . import assets
+
+    if args.wheel:
+        where = assets.install_wheel(args.wheel)
+    else:
+        where = assets.fetch(progress=_log)
+    a = assets.get_assets(config, progress=_log)
+    print(f"assets ready in {where}")
+    for name, path in vars(a).items():
+        print(f"  {name:20s} {path}")
+
+
+def cmd_synth(args, config) -> None:
+    from .synth import synthesize
+
+    result = synthesize(args.out_dir, fs=args.fs, seconds=args.seconds, noise_mm=args.noise_mm, gaps=args.gaps,
+                        scale=args.scale, seed=args.seed)
+    print(f"synthetic subject: height {result.height:.3f} m, mass {result.mass:.1f} kg, "
+          f"standing {result.standing[0]:.2f}-{result.standing[1]:.2f} s, {len(result.squats)} squats")
+    for p in (result.keypoints_trc, result.markers_trc, result.coords_mot):
+        print(f"wrote {p}")
+
+
+def cmd_augment(args, config) -> None:
+    from .assets import get_assets
+    from .pipeline import augment_keypoints, clean_keypoints, load_keypoints
+    from .trc import write_trc
+
+    mass, height = _subject(args, config)
+    table = load_keypoints(_existing(args.trial, "trial"))
+    if not args.no_clean:
+        table, report = clean_keypoints(table, config)
+        _log(report.describe())
+    floor = args.floor_offset or bool(config["augment"].get("floor_offset", False))
+    out, report = augment_keypoints(table, height, mass, get_assets(config, progress=_log), floor)
+    _log(report.describe())
+    out_path = Path(args.out) if args.out else Path(args.trial).with_name(Path(args.trial).stem + "_augmented.trc")
+    print(f"wrote {write_trc(out_path, out)}")
+
+
+def cmd_scale(args, config) -> None:
+    from .assets import get_assets
+    from .pipeline import parse_static
+    from .scale import scale_model
+    from .trc import read_trc
+
+    mass, height = _subject(args, config)
+    markers = read_trc(_existing(args.markers, "marker file"))
+    sc = config["scale"]
+    out = Path(args.out) if args.out else Path(args.markers).with_name(Path(args.markers).stem + "_scaled.osim")
+    result = scale_model(markers, mass, height, out, get_assets(config, progress=_log),
+                         static=parse_static(args.static or sc.get("static", "auto")),
+                         thresholds_mm=tuple(sc["still_threshold_mm"]), windows_s=tuple(sc["still_window_s"]))
+    for m in result.messages:
+        _log(m)
+    print(f"marker error after scaling: {result.rmse_mm:.1f} mm RMS (max {result.max_error_mm:.1f} mm)")
+    print(f"wrote {result.model_path}")
+
+
+def cmd_ik(args, config) -> None:
+    from .assets import get_assets
+    from .mot import write_mot
+    from .pipeline import run_ik
+    from .trc import read_trc
+    import numpy as np
+
+    markers = read_trc(_existing(args.markers, "marker file"))
+    model = _existing(args.model, "model")
+    assets = get_assets(config, progress=_log)
+    setup = Path(args.setup) if args.setup else assets.ik_setup
+    result = run_ik(model, markers, setup, config, marker_set=assets.marker_set)
+    for n in result.notes:
+        _log(n)
+    out = Path(args.out) if args.out else Path(args.markers).with_suffix(".mot")
+    write_mot(out, result.motion)
+    print(f"IK marker error: mean {np.nanmean(result.rmse_mm):.1f} mm RMS over {markers.n_frames} frames")
+    print(f"wrote {out}")
+
+
+def cmd_process(args, config) -> None:
+    from .pipeline import process
+
+    mass, height = _subject(args, config)
+    trial = _existing(args.trial, "trial")
+    out_dir = Path(args.out) if args.out else Path("out") / trial.stem
+    static = args.static or config["scale"].get("static", "auto")
+    result = process(trial, mass, height, out_dir, config, static=static,
+                     plot=bool(config["output"].get("plot", True)), log=_log)
+    print(result.summary())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kinestream", description="3D body keypoints to OpenSim joint angles.")
+    parser.add_argument("--config", help="TOML file merged over configs/default.toml")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("assets", help="download and verify the augmenter and model (pose2sim wheel)")
+    p.add_argument("--wheel", help="install from a wheel file you downloaded yourself")
+    p.set_defaults(func=cmd_assets)
+
+    p = sub.add_parser("synth", help="write a ground-truth squat trial made by forward kinematics")
+    p.add_argument("out_dir")
+    p.add_argument("--fs", type=float, default=60.0, help="frame rate in Hz (default 60)")
+    p.add_argument("--seconds", type=float, default=12.0, help="trial length (default 12)")
+    p.add_argument("--noise-mm", type=float, default=0.0, help="Gaussian noise on the keypoints, mm (default 0)")
+    p.add_argument("--gaps", type=int, default=0, help="number of short keypoint gaps (default 0)")
+    p.add_argument("--scale", type=float, default=1.0, help="subject size relative to the generic model")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("augment", help="predict the 43 anatomical markers from keypoints")
+    p.add_argument("trial", help="keypoints .trc (OpenPose names; m or mm)")
+    _subject_args(p)
+    p.add_argument("--out", help="augmented .trc (default: TRIAL_augmented.trc)")
+    p.add_argument("--floor-offset", action="store_true", help="shift so the lowest marker sits 1 cm above y=0")
+    p.add_argument("--no-clean", action="store_true", help="skip gap filling and filtering")
+    p.set_defaults(func=cmd_augment)
+
+    p = sub.add_parser("scale", help="scale the generic model from a static pose")
+    p.add_argument("markers", help="augmented .trc")
+    _subject_args(p)
+    p.add_argument("--static", help="static window START:END in seconds, or 'auto' (default)")
+    p.add_argument("--out", help="scaled .osim (default: MARKERS_scaled.osim)")
+    p.set_defaults(func=cmd_scale)
+
+    p = sub.add_parser("ik", help="inverse kinematics to a .mot file")
+    p.add_argument("markers", help="augmented .trc")
+    p.add_argument("--model", required=True, help="scaled .osim (an OpenCap model works too)")
+    p.add_argument("--setup", help="IK setup .xml with marker weights (default: OpenCap's)")
+    p.add_argument("--out", help=".mot output (default: MARKERS.mot)")
+    p.set_defaults(func=cmd_ik)
+
+    p = sub.add_parser("process", help="clean, augment, scale and IK a recorded trial")
+    p.add_argument("trial", help="keypoints .trc")
+    _subject_args(p)
+    p.add_argument("--static", help="static window START:END in seconds, or 'auto' (default)")
+    p.add_argument("--out", help="output folder (default: out/TRIAL)")
+    p.set_defaults(func=cmd_process)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from .config import load_config
+
+        config = load_config(args.config)
+        args.func(args, config)
+    except KinestreamError as exc:
+        print(f"kinestream: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kinestream: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The offline recipe: recorded keypoints to a scaled model and joint angles.
+
+    read .trc -> clean -> augment -> scale (static pose) -> IK -> .mot + plot
+
+Each step calls the same stage cores the streaming service uses.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import clean, scale, solve
+from .assets import Assets, get_assets
+from .augment import Augmenter, augment_table, check_subject
+from .errors import KinestreamError
+from .ingest import complete_keypoints
+from .mot import Motion, write_mot
+from .plots import peak, plot_angles
+from .trc import MarkerTable, read_trc, write_trc
+
+
+def _bar(total: int, desc: str, unit: str = "frame"):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True,
+                disable=None)
+
+
+def parse_static(spec) -> str | tuple[float, float]:
+    """'auto' or 'START:END' (seconds) -> 'auto' or (start, end)."""
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() == "auto"):
+        return "auto"
+    if isinstance(spec, (tuple, list)) and len(spec) == 2:
+        start, end = spec
+    else:
+        try:
+            start, end = (float(x) for x in str(spec).split(":"))
+        except ValueError:
+            raise KinestreamError(f"static range {spec!r} is not valid; give START:END in seconds, e.g. 0.5:1.5, "
+                                  f"or 'auto'") from None
+    if not end > start:
+        raise KinestreamError(f"static range {start}:{end} is empty; END must be after START")
+    return float(start), float(end)
+
+
+def load_keypoints(path: str | Path) -> MarkerTable:
+    """A recorded trial with BODY_25 names, MidHip and Neck derived when absent."""
+    return complete_keypoints(read_trc(path))
+
+
+def clean_keypoints(table: MarkerTable, config: dict) -> tuple[MarkerTable, object]:
+    c = config.get("clean", {})
+    return clean.clean_table(table, cutoff_hz=c.get("cutoff_hz", 6.0), max_gap_s=c.get("max_gap_s", 0.2),
+                             gap_method=c.get("gap_method", "pchip"), order=int(c.get("filter_order", 4)))
+
+
+def augment_keypoints(table: MarkerTable, height: float, mass: float, assets: Assets,
+                      floor_offset: bool = False):
+    return augment_table(table, Augmenter.from_assets(assets), height, mass, apply_floor_offset=floor_offset)
+
+
+def run_ik(model_path: str | Path, markers: MarkerTable, ik_setup: str | Path, config: dict | None = None,
+           marker_set: str | Path | None = None, desc: str = "IK") -> solve.IKResult:
+    """IK on every frame with a progress bar; accuracy and constraint weight from the config."""
+    setup = solve.read_ik_setup(ik_setup)
+    ik = (config or {}).get("ik", {})
+    setup.accuracy = float(ik.get("accuracy", setup.accuracy))
+    cw = ik.get("constraint_weight", "inf")
+    setup.constraint_weight = float("inf") if str(cw).lower() == "inf" else float(cw)
+    model, removed = solve.load_model(model_path, marker_set)
+    with _bar(markers.n_frames, desc) as bar:
+        result = solve.solve_trial(model, markers, setup, progress=bar.update)
+    if removed:
+        result.notes.insert(0, "removed before IK (not needed for kinematics): " + ", ".join(removed))
+    return result
+
+
+@dataclass
+class ProcessResult:
+    augmented_trc: Path
+    scaled_model: Path
+    mot: Path
+    plot: Path | None
+    motion: Motion
+    messages: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        m = self.motion
+        rmse = m.get("rmse_mm")
+        lines = list(self.messages)
+        lines.append(f"IK marker error: mean {np.nanmean(rmse):.1f} mm RMS, worst frame {np.nanmax(rmse):.1f} mm")
+        lines.append("peak flexion (deg): " + ", ".join(
+            f"{n} {peak(m, n):.1f}" for n in ("hip_flexion_r", "hip_flexion_l", "knee_angle_r", "knee_angle_l")))
+        lines += [f"wrote {p}" for p in (self.augmented_trc, self.scaled_model, self.mot, self.plot) if p]
+        return "\n".join(lines)
+
+
+def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, config: dict,
+            static="auto", plot: bool = True, log=print) -> ProcessResult:
+    """All four steps on a recorded trial; writes the augmented .trc, scaled .osim, .mot and a plot."""
+    check_subject(height, mass)
+    static = parse_static(static)
+    trial = Path(trial)
+    out_dir = Path(out_dir)
+    stem = trial.stem
+    assets = get_assets(config, progress=log)
+    messages: list[str] = []
+    from tqdm import tqdm
+
+    steps = tqdm(total=4, desc="process", unit="step", file=sys.stderr, disable=None, dynamic_ncols=True)
+    with steps:
+        steps.set_postfix_str("clean")
+        keypoints = load_keypoints(trial)
+        if keypoints.meta.get("derived"):
+            messages.append(f"derived {', '.join(keypoints.meta['derived'])} from the hips/shoulders")
+        cleaned, creport = clean_keypoints(keypoints, config)
+        messages.append(creport.describe())
+        steps.update()
+
+        steps.set_postfix_str("augment")
+        augmented, areport = augment_keypoints(cleaned, height, mass, assets,
+                                               bool(config.get("augment", {}).get("floor_offset", False)))
+        messages.append(areport.describe())
+        out_dir.mkdir(parents=True, exist_ok=True)
+        augmented_trc = write_trc(out_dir / f"{stem}_augmented.trc", augmented)
+        steps.update()
+
+        steps.set_postfix_str("scale")
+        sc = config.get("scale", {})
+        sresult = scale.scale_model(augmented, mass, height, out_dir / f"{stem}_scaled.osim", assets,
+                                    static=static, thresholds_mm=tuple(sc.get("still_threshold_mm", (3.0, 15.0))),
+                                    windows_s=tuple(sc.get("still_window_s", (1.0, 0.1))))
+        messages += sresult.messages
+        messages.append(f"scaled model marker error: {sresult.rmse_mm:.1f} mm RMS (max {sresult.max_error_mm:.1f} mm)")
+        steps.update()
+
+        steps.set_postfix_str("IK")
+        ik = run_ik(sresult.model_path, augmented, assets.ik_setup, config)
+        messages += ik.notes
+        mot = write_mot(out_dir / f"{stem}.mot", ik.motion)
+        steps.update()
+    png = plot_angles(ik.motion, out_dir / f"{stem}_angles.png", title=stem) if plot else None
+    return ProcessResult(augmented_trc, Path(sresult.model_path), mot, png, ik.motion, messages)

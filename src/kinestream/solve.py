@@ -1,0 +1,252 @@
+"""Inverse kinematics: marker positions to model coordinates, frame by frame.
+
+The solver is OpenSim's InverseKinematicsSolver, driven as OpenSim's
+InverseKinematicsTool drives it: the first frame is assembled from the
+model's default pose, every later frame is tracked from the previous
+solution. Marker weights and coordinate tasks come from an IK setup file
+(OpenCap's: calcaneus 60; knee, ankle, toe and 5th metatarsal 30; ASIS,
+PSIS and hip joint centres 25; upper body 5; thigh and shank clusters 4),
+accuracy 1e-5 and constraints enforced exactly by default.
+
+Missing markers (NaN) are left out of a frame's fit. Results are degrees for
+rotational coordinates and metres for translations, plus each frame's
+weighted-free marker RMS error in millimetres.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import KinestreamError
+from .mot import Motion
+from .osim import opensim_module
+from .trc import MarkerTable
+
+
+@dataclass
+class IKSetup:
+    """Marker weights and coordinate tasks from an OpenSim IK setup file."""
+
+    marker_weights: dict[str, float]
+    coordinate_tasks: dict[str, tuple[float, float | None]] = field(default_factory=dict)  # name -> (weight, value)
+    accuracy: float = 1e-5
+    constraint_weight: float = math.inf
+
+
+def read_ik_setup(path: str | Path) -> IKSetup:
+    """Marker weights and coordinate tasks of an InverseKinematicsTool setup file."""
+    osim = opensim_module()
+    path = Path(path)
+    if not path.is_file():
+        raise KinestreamError(f"IK setup file {path} does not exist; give an OpenSim InverseKinematicsTool setup file")
+    try:
+        tool = osim.InverseKinematicsTool(str(path), False)
+    except Exception as exc:
+        raise KinestreamError(f"{path} is not an OpenSim IK setup file: {exc}") from None
+    tasks = tool.getIKTaskSet()
+    weights: dict[str, float] = {}
+    coords: dict[str, tuple[float, float | None]] = {}
+    for i in range(tasks.getSize()):
+        task = tasks.get(i)
+        if not task.getApply():
+            continue
+        if task.getConcreteClassName() == "IKMarkerTask":
+            weights[task.getName()] = task.getWeight()
+        elif task.getConcreteClassName() == "IKCoordinateTask":
+            ctask = osim.IKCoordinateTask.safeDownCast(task)
+            value = ctask.getValue() if ctask.getValueType() == ctask.ManualValue else None
+            coords[task.getName()] = (task.getWeight(), value)
+    return IKSetup(weights, coords, tool.get_accuracy(), tool.get_constraint_weight())
+
+
+def attach_markers(model, marker_set: str | Path) -> None:
+    """Add the markers of an OpenSim MarkerSet file to ``model`` (replacing same-named ones)."""
+    osim = opensim_module()
+    marker_set = Path(marker_set)
+    if not marker_set.is_file():
+        raise KinestreamError(f"marker set {marker_set} does not exist; give an OpenSim MarkerSet .xml file")
+    markers = osim.MarkerSet(str(marker_set))
+    existing = model.updMarkerSet()
+    for i in range(markers.getSize()):
+        marker = markers.get(i)
+        parent = marker.getSocket("parent_frame").getConnecteePath()
+        body = parent.rsplit("/", 1)[-1]
+        if not model.getBodySet().contains(body) and body != "ground":
+            continue
+        idx = existing.getIndex(marker.getName())
+        if idx >= 0:
+            existing.remove(idx)
+        model.addMarker(marker.clone())
+    model.finalizeConnections()
+
+
+def strip_for_ik(model) -> list[str]:
+    """Remove what IK does not need and what slows it down; returns what was removed.
+
+    Forces (muscles, ligaments) play no part in IK. Patellae that OpenCap's
+    models (LaiUhlrich2022, LaiArnoldModified2017) couple to the knee angle by
+    constraints make every IK frame an order of magnitude slower; as OpenCap
+    does before IK, their bodies, joints and constraints go, and the knee
+    angle is unchanged.
+    """
+    removed: list[str] = []
+    forces = model.updForceSet()
+    if forces.getSize():
+        removed.append(f"{forces.getSize()} forces")
+        forces.clearAndDestroy()
+    bodies = model.updBodySet()
+    patellae = [bodies.get(i).getName() for i in range(bodies.getSize()) if "patella" in bodies.get(i).getName().lower()]
+    if patellae:
+        joints = model.updJointSet()
+        dropped_coords = set()
+        for i in reversed(range(joints.getSize())):
+            joint = joints.get(i)
+            child = joint.getChildFrame().findBaseFrame().getName()
+            if child in patellae:
+                for c in range(joint.numCoordinates()):
+                    dropped_coords.add(joint.get_coordinates(c).getName())
+                removed.append(f"joint {joint.getName()}")
+                joints.remove(i)
+        constraints = model.updConstraintSet()
+        for i in reversed(range(constraints.getSize())):
+            con = constraints.get(i)
+            text = con.dump() if hasattr(con, "dump") else ""
+            if any(p in con.getName() for p in ("patella", "patellofemoral")) or any(c in str(text) for c in dropped_coords):
+                removed.append(f"constraint {con.getName()}")
+                constraints.remove(i)
+        markers = model.updMarkerSet()
+        for i in reversed(range(markers.getSize())):
+            if markers.get(i).getParentFrameName().rsplit("/", 1)[-1] in patellae:
+                markers.remove(i)
+        for name in patellae:
+            bodies.remove(bodies.getIndex(name))
+            removed.append(f"body {name}")
+    model.finalizeConnections()
+    return removed
+
+
+def load_model(path: str | Path, marker_set: str | Path | None = None):
+    """An OpenSim model ready for IK, and a list of what was stripped from it.
+
+    ``marker_set`` is attached only when the model carries no markers of its own.
+    """
+    osim = opensim_module()
+    path = Path(path)
+    if not path.is_file():
+        raise KinestreamError(f"model {path} does not exist; give an OpenSim .osim file (for example the "
+                              f"one 'kinestream scale' writes)")
+    try:
+        model = osim.Model(str(path))
+    except Exception as exc:
+        raise KinestreamError(f"{path} could not be loaded as an OpenSim model: {exc}") from None
+    if marker_set is not None and model.getMarkerSet().getSize() == 0:
+        attach_markers(model, marker_set)
+    removed = strip_for_ik(model)
+    model.initSystem()
+    return model, removed
+
+
+def coordinate_names(model) -> list[str]:
+    cs = model.getCoordinateSet()
+    return [cs.get(i).getName() for i in range(cs.getSize())]
+
+
+def _rotational(model) -> np.ndarray:
+    osim = opensim_module()
+    cs = model.getCoordinateSet()
+    return np.array([cs.get(i).getMotionType() == osim.Coordinate.Rotational for i in range(cs.getSize())])
+
+
+def marker_table_to_opensim(table: MarkerTable, names: list[str]):
+    """An OpenSim TimeSeriesTableVec3 (metres) of the named markers."""
+    osim = opensim_module()
+    out = osim.TimeSeriesTableVec3()
+    labels = osim.StdVectorString()
+    for n in names:
+        labels.append(n)
+    out.setColumnLabels(labels)
+    idx = [table.index(n) for n in names]
+    xyz = table.xyz[:, idx]
+    for i in range(table.n_frames):
+        row = osim.RowVectorVec3(len(names))
+        for j in range(len(names)):
+            x, y, z = xyz[i, j]
+            row[j] = osim.Vec3(float(x), float(y), float(z))
+        out.appendRow(float(table.time[i]), row)
+    out.addTableMetaDataString("Units", "m")
+    out.addTableMetaDataString("DataRate", str(table.rate))
+    return out
+
+
+@dataclass
+class IKResult:
+    motion: Motion  # coordinates (degrees / metres) and an rmse_mm column
+    rmse_mm: np.ndarray
+    max_error_mm: np.ndarray
+    markers_used: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def solve_trial(model, table: MarkerTable, setup: IKSetup, progress: Callable[[int], None] | None = None) -> IKResult:
+    """IK for every frame of ``table`` (assemble the first, track the rest)."""
+    osim = opensim_module()
+    model_markers = model.getMarkerSet()
+    used = [n for n in setup.marker_weights if n in table and model_markers.contains(n)]
+    if len(used) < 3:
+        raise KinestreamError(
+            f"only {len(used)} of the IK setup's markers are both in the model and the trial ({used}); the trial "
+            f"needs the augmented markers ({', '.join(list(setup.marker_weights)[:5])}, ...): run 'kinestream augment' first")
+    weights = osim.SetMarkerWeights()
+    for n in used:
+        weights.cloneAndAppend(osim.MarkerWeight(n, setup.marker_weights[n]))
+    markers_ref = osim.MarkersReference(marker_table_to_opensim(table, used), weights)
+    coord_refs = osim.SimTKArrayCoordinateReference()
+    cs = model.getCoordinateSet()
+    for name, (weight, value) in setup.coordinate_tasks.items():
+        if cs.contains(name):
+            target = cs.get(name).getDefaultValue() if value is None else value
+            ref = osim.CoordinateReference(name, osim.Constant(target))
+            ref.setWeight(weight)
+            coord_refs.push_back(ref)
+    solver = osim.InverseKinematicsSolver(model, markers_ref, coord_refs, setup.constraint_weight)
+    solver.setAccuracy(setup.accuracy)
+    state = model.initSystem()
+    names = coordinate_names(model)
+    rot = _rotational(model)
+    n = table.n_frames
+    q = np.full((n, len(names)), np.nan)
+    rmse = np.full(n, np.nan)
+    emax = np.full(n, np.nan)
+    notes: list[str] = []
+    errors = osim.SimTKArrayDouble()
+    assembled = False
+    for i in range(n):
+        state.setTime(float(table.time[i]))
+        try:
+            if not assembled:
+                solver.assemble(state)
+                assembled = True
+            else:
+                solver.track(state)
+        except Exception as exc:  # assembly can fail on a frame of wild markers
+            notes.append(f"frame {i}: IK failed ({str(exc).splitlines()[0][:120]}); re-assembling next frame")
+            assembled = False
+            continue
+        q[i] = [cs.get(j).getValue(state) for j in range(len(names))]
+        solver.computeCurrentMarkerErrors(errors)
+        e = np.array([errors.getElt(k) for k in range(errors.size())])
+        e = e[np.isfinite(e)]
+        if e.size:
+            rmse[i] = math.sqrt(float(np.mean(e ** 2))) * 1000
+            emax[i] = float(e.max()) * 1000
+        if progress is not None:
+            progress(1)
+    q[:, rot] = np.degrees(q[:, rot])
+    values = np.column_stack([q, rmse])
+    motion = Motion(table.time.copy(), names + ["rmse_mm"], values, in_degrees=True)
+    return IKResult(motion, rmse, emax, used, notes)
