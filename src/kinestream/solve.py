@@ -94,6 +94,7 @@ def strip_for_ik(model) -> list[str]:
     does before IK, their bodies, joints and constraints go, and the knee
     angle is unchanged.
     """
+    osim = opensim_module()
     removed: list[str] = []
     forces = model.updForceSet()
     if forces.getSize():
@@ -115,8 +116,13 @@ def strip_for_ik(model) -> list[str]:
         constraints = model.updConstraintSet()
         for i in reversed(range(constraints.getSize())):
             con = constraints.get(i)
-            text = con.dump() if hasattr(con, "dump") else ""
-            if any(p in con.getName() for p in ("patella", "patellofemoral")) or any(c in str(text) for c in dropped_coords):
+            coupled = set()
+            coupler = osim.CoordinateCouplerConstraint.safeDownCast(con)
+            if coupler is not None:
+                independent = coupler.getIndependentCoordinateNames()
+                coupled = {coupler.getDependentCoordinateName()}
+                coupled |= {independent.get(k) for k in range(independent.getSize())}
+            if "patell" in con.getName().lower() or coupled & dropped_coords:
                 removed.append(f"constraint {con.getName()}")
                 constraints.remove(i)
         markers = model.updMarkerSet()
