@@ -71,14 +71,15 @@ def cmd_synth(args, config) -> None:
 
 def cmd_augment(args, config) -> None:
     from .assets import get_assets
-    from .pipeline import augment_keypoints, clean_keypoints, load_keypoints
+    from .pipeline import augment_keypoints, clean_keypoints, describe_clean, load_keypoints
     from .trc import write_trc
 
     mass, height = _subject(args, config)
     table = load_keypoints(_existing(args.trial, "trial"))
     if not args.no_clean:
-        table, report = clean_keypoints(table, config)
-        _log(report.describe())
+        cleaned, report = clean_keypoints(table, config)
+        _log(describe_clean(report, table))
+        table = cleaned
     floor = args.floor_offset or bool(config["augment"].get("floor_offset", False))
     out, report = augment_keypoints(table, height, mass, get_assets(config, progress=_log), floor)
     _log(report.describe())

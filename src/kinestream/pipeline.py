@@ -58,6 +58,11 @@ def clean_keypoints(table: MarkerTable, config: dict) -> tuple[MarkerTable, obje
                              gap_method=c.get("gap_method", "pchip"), order=int(c.get("filter_order", 4)))
 
 
+def describe_clean(report, table: MarkerTable) -> str:
+    cut = f"low-pass {report.cutoff_hz:.2f} Hz" + (" (Winter's residual analysis)" if report.auto else "")
+    return f"{cut}, zero lag; " + report.gaps.describe(table.names, table.rate)
+
+
 def augment_keypoints(table: MarkerTable, height: float, mass: float, assets: Assets,
                       floor_offset: bool = False):
     return augment_table(table, Augmenter.from_assets(assets), height, mass, apply_floor_offset=floor_offset)
@@ -118,7 +123,7 @@ def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, 
         if keypoints.meta.get("derived"):
             messages.append(f"derived {', '.join(keypoints.meta['derived'])} from the hips/shoulders")
         cleaned, creport = clean_keypoints(keypoints, config)
-        messages.append(creport.describe())
+        messages.append(describe_clean(creport, keypoints))
         steps.update()
 
         steps.set_postfix_str("augment")

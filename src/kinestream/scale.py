@@ -1,0 +1,709 @@
+"""The generic model scaled to the subject, from a static pose.
+
+Two steps, as OpenCap does them:
+
+1. :func:`find_static_window` looks for the part of the trial where the
+   person stood still and upright. Every marker, expressed relative to the
+   pelvis centre, must stay inside a box of ``threshold`` mm (per axis, peak to
+   peak) for a whole window. The threshold is tried from strict to loose (3 to
+   15 mm in 1 mm steps) and, for each threshold, the window from long to short
+   (1 s to 0.1 s in 0.1 s steps); the first combination that succeeds wins and,
+   within it, the stillest window. The pose must also be upright in every
+   frame of the window: knees within 20 degrees of extension (angle between
+   thigh and shank, from the hip, knee and ankle centres), hips within 25
+   degrees (angle between thigh and the shoulder-to-pelvis line) and the trunk
+   within 25 degrees of vertical (+Y is up, as in the model).
+
+2. :func:`scale_model` runs OpenSim's ScaleTool with the measurement-based
+   scaling setup (pairs of markers whose distance, measured on the subject
+   and on the generic model in its default pose, gives each body's scale
+   factor), averaging the static window, preserving the mass distribution and
+   setting the subject's mass. Bodies the setup names but the model lacks, and
+   marker pairs the trial cannot supply, are left out, so any model works.
+
+   When the person never stood still and upright, the scale factors come from
+   segment lengths instead (as Pose2Sim does): over the trial's least-flexed
+   frames (hips and knees within 45 degrees of extension), each marker-pair
+   distance is a trimmed mean (the 25 % extremes on each side dropped); the
+   ratio to the same distance on the generic model gives each measurement's
+   factor, which the ScaleTool then applies as a manual scale.
+
+Either way the scaled model is posed by inverse kinematics (the IK setup's
+marker weights) on the frames used, and its marker error is reported.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
+from scipy.stats import trim_mean
+
+from .errors import KinestreamError
+from .osim import opensim_module
+from .trc import MarkerTable, write_trc
+
+# Upright: how far from extension the joints may be, in degrees.
+UPRIGHT_KNEE_DEG = 20.0
+UPRIGHT_HIP_DEG = 25.0
+UPRIGHT_TRUNK_DEG = 25.0
+
+THRESHOLD_STEP_MM = 1.0
+WINDOW_STEP_S = 0.1
+
+# Segment-length scaling: frames whose hips and knees are within this of
+# extension count as least flexed; the trimmed mean drops this share of the
+# distances at each end.
+LEAST_FLEXED_DEG = 45.0
+TRIM_EACH_SIDE = 0.25
+MIN_LEAST_FLEXED_FRAMES = 10
+
+# At most this many frames are posed by IK to measure the scaled model's error.
+IK_CHECK_FRAMES = 30
+
+# Joint centres from the augmented markers, else from the keypoints.
+_HIP = {"r": [("RHJC_study",), ("RHip",)], "l": [("LHJC_study",), ("LHip",)]}
+_KNEE = {"r": [("r_knee_study", "r_mknee_study"), ("r_knee_study",), ("RKnee",)],
+         "l": [("L_knee_study", "L_mknee_study"), ("L_knee_study",), ("LKnee",)]}
+_ANKLE = {"r": [("r_ankle_study", "r_mankle_study"), ("r_ankle_study",), ("RAnkle",)],
+          "l": [("L_ankle_study", "L_mankle_study"), ("L_ankle_study",), ("LAnkle",)]}
+_PELVIS = [("MidHip",), ("midHip",), ("RHJC_study", "LHJC_study"),
+           ("r.ASIS_study", "L.ASIS_study", "r.PSIS_study", "L.PSIS_study"), ("RHip", "LHip")]
+_SHOULDERS = [("r_shoulder_study", "L_shoulder_study"), ("RShoulder", "LShoulder"), ("Neck",), ("C7_study",)]
+_UP = np.array([0.0, 1.0, 0.0])
+
+
+@dataclass
+class StaticWindow:
+    """A stretch of the trial where the person stood still and upright.
+
+    ``start``/``stop`` are frame indices (``stop`` exclusive); ``t0``/``t1`` the
+    times of the first and last frame. ``threshold_mm`` is the stillness
+    threshold that found it (None when the range was given), ``motion_mm`` the
+    largest peak-to-peak excursion of any marker relative to the pelvis in it.
+    """
+
+    start: int
+    stop: int
+    t0: float
+    t1: float
+    threshold_mm: float | None
+    window_s: float
+    motion_mm: float
+    description: str
+
+    @property
+    def n_frames(self) -> int:
+        return self.stop - self.start
+
+    def __str__(self) -> str:
+        return self.description
+
+
+@dataclass
+class ScaleResult:
+    """What scaling wrote and how well the scaled model fits the markers.
+
+    ``method`` is "static" (a still window) or "segment-lengths" (no still
+    window: trimmed-mean marker-pair distances over the least-flexed frames).
+    ``scale_factors`` are OpenSim's per-body (sx, sy, sz) as applied.
+    ``rmse_mm``/``max_error_mm`` are the marker errors of the scaled model
+    posed by IK (IK setup weights) on up to 30 of the frames that set the
+    scale. ``messages`` say, in sentences, what was chosen and done.
+    """
+
+    model_path: Path
+    method: str  # "static" or "segment-lengths"
+    window: StaticWindow | None
+    scale_factors: dict[str, np.ndarray]  # body -> (sx, sy, sz)
+    rmse_mm: float
+    max_error_mm: float
+    messages: list[str] = field(default_factory=list)
+    mass: float = float("nan")
+    height: float = float("nan")
+    frames: np.ndarray | None = None  # the frames whose markers set the scale (and were posed by IK)
+
+
+# ---------------------------------------------------------------- posture --
+
+def _centre(table: MarkerTable, groups) -> np.ndarray:
+    """Mean of the first group of markers the table has, frame by frame; later groups fill its gaps."""
+    out = np.full((table.n_frames, 3), np.nan)
+    for group in groups:
+        if all(n in table for n in group):
+            pts = np.stack([table.get(n) for n in group])
+            with np.errstate(invalid="ignore"):
+                value = pts.mean(axis=0)  # NaN when any member is missing
+            out = np.where(np.isnan(out), value, out)
+    return out
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle between vectors a and b, row by row, in degrees (NaN where undefined)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos = np.sum(a * b, axis=-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+@dataclass
+class Posture:
+    """Per-frame flexion from the markers, degrees; NaN where the markers are missing."""
+
+    knee: np.ndarray  # the more flexed knee
+    hip: np.ndarray  # the more flexed (or extended) hip
+    trunk: np.ndarray  # trunk tilt from vertical
+
+    @property
+    def flexion(self) -> np.ndarray:
+        """The larger of hip and knee flexion, for ranking frames from straight to bent."""
+        with np.errstate(invalid="ignore"):
+            return np.fmax(self.knee, self.hip)
+
+    def upright(self) -> np.ndarray:
+        """Frames near standing; a criterion the markers cannot measure at all is not applied."""
+        ok = np.ones(self.knee.shape, dtype=bool)
+        for values, limit in ((self.knee, UPRIGHT_KNEE_DEG), (self.hip, UPRIGHT_HIP_DEG),
+                              (self.trunk, UPRIGHT_TRUNK_DEG)):
+            if np.isfinite(values).any():
+                with np.errstate(invalid="ignore"):
+                    ok &= values <= limit
+        return ok
+
+
+def posture(table: MarkerTable) -> Posture:
+    """Knee and hip flexion and trunk tilt of every frame, from joint-centre markers."""
+    pelvis = _centre(table, _PELVIS)
+    shoulders = _centre(table, _SHOULDERS)
+    trunk_down = pelvis - shoulders
+    knees, hips = [], []
+    for side in ("r", "l"):
+        hip = _centre(table, _HIP[side])
+        knee = _centre(table, _KNEE[side])
+        ankle = _centre(table, _ANKLE[side])
+        thigh = knee - hip
+        knees.append(_angle_deg(thigh, ankle - knee))
+        hips.append(_angle_deg(thigh, trunk_down))
+    with np.errstate(invalid="ignore"):
+        return Posture(np.fmax(*knees), np.fmax(*hips), _angle_deg(-trunk_down, _UP[None, :]))
+
+
+def pelvis_centre(table: MarkerTable) -> np.ndarray:
+    """MidHip (or midHip), else the mean of the hip joint centres, else of the ASIS/PSIS, else of RHip/LHip."""
+    if not any(all(n in table for n in group) for group in _PELVIS):
+        raise KinestreamError(
+            f"the marker table has no pelvis markers to measure stillness against; it needs MidHip, or "
+            f"RHJC_study and LHJC_study, or the four ASIS/PSIS _study markers, or RHip and LHip "
+            f"(it has {table.names[:12]}{' ...' if len(table.names) > 12 else ''})")
+    return _centre(table, _PELVIS)
+
+
+# ---------------------------------------------------------- static window --
+
+def _steps(span, step: float, what: str, unit: str) -> list[float]:
+    """Values from span[0] to span[1] in steps of ``step`` (up or down), both ends included."""
+    try:
+        first, last = (float(v) for v in span)
+    except (TypeError, ValueError):
+        raise KinestreamError(f"{what} {span!r} is not a pair of numbers; give (first, last) in {unit}") from None
+    if not (math.isfinite(first) and math.isfinite(last) and first > 0 and last > 0):
+        raise KinestreamError(f"{what} {span!r} must be two positive numbers in {unit}")
+    n = int(math.floor(abs(last - first) / step + 1e-9))
+    sign = 1.0 if last >= first else -1.0
+    values = [round(first + sign * k * step, 9) for k in range(n + 1)]
+    if abs(values[-1] - last) > 1e-9:
+        values.append(last)
+    return values
+
+
+def _rate(table: MarkerTable) -> float:
+    if table.rate and math.isfinite(table.rate) and table.rate > 0:
+        return float(table.rate)
+    if table.n_frames > 1:
+        dt = np.median(np.diff(table.time))
+        if dt > 0:
+            return 1.0 / float(dt)
+    raise KinestreamError(f"the marker table's frame rate {table.rate!r} is not usable; give a positive rate")
+
+
+def _default_still_markers(table: MarkerTable) -> list[str]:
+    study = [n for n in table.names if n.endswith("_study")]
+    return study or list(table.names)
+
+
+def _window_motion(rel: np.ndarray, n: int) -> np.ndarray:
+    """For every window of n frames (by first frame): the largest per-axis peak-to-peak of any marker."""
+    half = n // 2
+    count = rel.shape[0] - n + 1
+    hi = maximum_filter1d(rel, size=n, axis=0, mode="nearest")[half:half + count]
+    lo = minimum_filter1d(rel, size=n, axis=0, mode="nearest")[half:half + count]
+    return (hi - lo).max(axis=(1, 2))
+
+
+def _describe_posture(post: Posture, sl: slice) -> str:
+    parts = []
+    for label, values in (("knees", post.knee), ("hips", post.hip)):
+        v = values[sl]
+        if np.isfinite(v).any():
+            parts.append(f"{label} within {np.nanmax(v):.0f} deg of extension")
+    v = post.trunk[sl]
+    if np.isfinite(v).any():
+        parts.append(f"trunk {np.nanmax(v):.0f} deg from vertical")
+    return ", ".join(parts) if parts else "posture not measurable from these markers"
+
+
+def find_static_window(table: MarkerTable, thresholds_mm=(3.0, 15.0), windows_s=(1.0, 0.1), *,
+                       markers: list[str] | None = None) -> StaticWindow | None:
+    """The stillest upright window by OpenCap's rule, or None when the person never stood still.
+
+    ``thresholds_mm`` is (strictest, loosest), tried in 1 mm steps;
+    ``windows_s`` is (longest, shortest), tried in 0.1 s steps for each
+    threshold. ``markers`` are those whose stillness counts (default: every
+    ``_study`` marker, or every marker when there are none); markers missing
+    in most of the trial are ignored, and a frame where any counted marker is
+    missing cannot be part of a window.
+    """
+    thresholds = sorted(_steps(thresholds_mm, THRESHOLD_STEP_MM, "thresholds_mm", "millimetres"))
+    windows = sorted(_steps(windows_s, WINDOW_STEP_S, "windows_s", "seconds"), reverse=True)
+    if table.n_frames == 0:
+        return None
+    rate = _rate(table)
+    centre = pelvis_centre(table)
+    names = [n for n in (markers if markers is not None else _default_still_markers(table)) if n in table]
+    finite_share = {n: np.isfinite(table.get(n)).all(axis=1).mean() for n in names}
+    names = [n for n in names if finite_share[n] >= 0.5]
+    if not names:
+        return None
+    rel = (table.xyz[:, [table.index(n) for n in names]] - centre[:, None, :]) * 1000.0  # mm
+    usable = np.isfinite(rel).all(axis=(1, 2))
+    post = posture(table)
+    usable &= post.upright()
+    rel = np.where(np.isfinite(rel), rel, 0.0)
+    bad = np.concatenate([[0], np.cumsum(~usable)])
+
+    motion: dict[float, tuple[int, np.ndarray, np.ndarray]] = {}
+    for w in windows:
+        n = int(round(w * rate)) + 1
+        if n > table.n_frames or n < 2:
+            continue
+        starts_ok = (bad[n:] - bad[:-n]) == 0
+        motion[w] = (n, _window_motion(rel, n), starts_ok)
+
+    for thr in thresholds:
+        for w in windows:
+            if w not in motion:
+                continue
+            n, m, ok = motion[w]
+            candidates = np.flatnonzero(ok & (m < thr))
+            if candidates.size == 0:
+                continue
+            start = int(candidates[np.argmin(m[candidates])])  # stillest; earliest on ties
+            stop = start + n
+            t0, t1 = float(table.time[start]), float(table.time[stop - 1])
+            moved = float(m[start])
+            text = (f"static pose: frames {start}-{stop - 1} ({t0:.2f}-{t1:.2f} s, {t1 - t0:.2f} s), the "
+                    f"stillest window where every marker stayed within {thr:g} mm relative to the pelvis "
+                    f"(at most {moved:.1f} mm); {_describe_posture(post, slice(start, stop))}")
+            return StaticWindow(start, stop, t0, t1, thr, round((n - 1) / rate, 6), moved, text)
+    return None
+
+
+def _given_window(table: MarkerTable, static, markers: list[str], loosest_mm: float = 15.0) -> StaticWindow:
+    """The window of a given (start, end) range in seconds, checked against the trial."""
+    try:
+        t0, t1 = (float(v) for v in static)
+    except (TypeError, ValueError):
+        raise KinestreamError(f"static {static!r} is not valid; give 'auto' or (start, end) in seconds") from None
+    first, last = float(table.time[0]), float(table.time[-1])
+    tol = 0.5 / _rate(table)
+    if not (math.isfinite(t0) and math.isfinite(t1)) or t1 < t0:
+        raise KinestreamError(f"static range {t0}-{t1} s is not valid; give start < end in seconds, or 'auto'")
+    if t0 < first - tol or t1 > last + tol:
+        raise KinestreamError(f"static range {t0:g}-{t1:g} s is outside the trial, which spans {first:.3f}-"
+                              f"{last:.3f} s; give a range inside it, or 'auto' to find the still pose")
+    idx = np.flatnonzero((table.time >= t0 - 1e-9) & (table.time <= t1 + 1e-9))
+    if idx.size == 0:
+        raise KinestreamError(f"static range {t0:g}-{t1:g} s holds no frame (frames are {1 / _rate(table):.4f} s "
+                              f"apart); widen it")
+    start, stop = int(idx[0]), int(idx[-1]) + 1
+    sub = table.frames(start, stop)
+    names = [n for n in markers if n in table and np.isfinite(sub.get(n)).all()]
+    moved = float("nan")
+    if names and stop - start > 1:
+        rel = sub.xyz[:, [sub.index(n) for n in names]] - pelvis_centre(sub)[:, None, :]
+        if np.isfinite(rel).all():
+            moved = float(np.ptp(rel, axis=0).max() * 1000.0)
+    elif stop - start == 1:
+        moved = 0.0
+    post = posture(sub)
+    text = (f"static pose: frames {start}-{stop - 1} ({table.time[start]:.2f}-{table.time[stop - 1]:.2f} s) as "
+            f"given; markers moved up to {moved:.1f} mm relative to the pelvis; "
+            f"{_describe_posture(post, slice(None))}")
+    if not post.upright().all():
+        text += ("; warning: the pose is not upright in every frame of this range (knees, hips or trunk far from "
+                 "standing), so the scale factors may be off")
+    if moved > loosest_mm:
+        text += (f"; warning: markers move more than {loosest_mm:g} mm in this range, so the scale factors may be "
+                 f"off")
+    return StaticWindow(start, stop, float(table.time[start]), float(table.time[stop - 1]), None,
+                        float(table.time[stop - 1] - table.time[start]), moved, text)
+
+
+# ------------------------------------------------------------ the scaling --
+
+@dataclass
+class _Measurement:
+    name: str
+    pairs: list[tuple[str, str]]
+    bodies: list[tuple[str, str]]  # (body, axes such as "X Y Z")
+
+
+def _check_subject(mass, height) -> tuple[float, float]:
+    try:
+        mass = float(mass)
+    except (TypeError, ValueError):
+        raise KinestreamError(f"mass {mass!r} is not a number; give the subject's mass in kg") from None
+    try:
+        height = float(height)
+    except (TypeError, ValueError):
+        raise KinestreamError(f"height {height!r} is not a number; give the subject's height in metres") from None
+    if not (math.isfinite(mass) and mass > 0):
+        raise KinestreamError(f"mass {mass:g} kg is not valid; give the subject's mass in kg, more than 0")
+    if not (math.isfinite(height) and height > 0):
+        raise KinestreamError(f"height {height:g} m is not valid; give the subject's height in metres, more than 0")
+    if height > 3.0:
+        raise KinestreamError(f"height {height:g} is not a plausible height in metres; give it in metres "
+                              f"(e.g. 1.75, not 175)")
+    return mass, height
+
+
+def _load_generic(assets, osim):
+    """The generic model with the marker set attached, in its default pose."""
+    for path, what in ((assets.generic_model, "generic model"), (assets.marker_set, "marker set"),
+                       (assets.scale_setup, "scaling setup"), (assets.ik_setup, "IK setup")):
+        if not Path(path).is_file():
+            raise KinestreamError(f"{what} {path} does not exist; run 'kinestream assets' or fix the path in the config")
+    try:
+        model = osim.Model(str(assets.generic_model))
+        model.updateMarkerSet(osim.MarkerSet(str(assets.marker_set)))
+        state = model.initSystem()
+    except Exception as exc:
+        raise KinestreamError(f"could not load {assets.generic_model} with the markers of {assets.marker_set}: "
+                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}") from None
+    return model, state
+
+
+def _prepare_measurements(tool, body_names: set[str], model_markers: set[str], available: set[str],
+                          say) -> list[_Measurement]:
+    """Edit the ScaleTool's measurements to what this model and trial allow; return those that remain."""
+    mset = tool.getModelScaler().getMeasurementSet()
+    used: list[_Measurement] = []
+    lacking_bodies: set[str] = set()
+    skipped: list[str] = []
+    for i in range(mset.getSize()):
+        meas = mset.get(i)
+        if not meas.getApply():
+            continue
+        bss = meas.getBodyScaleSet()
+        bodies = []
+        for j in reversed(range(bss.getSize())):
+            name = bss.get(j).getName()
+            if name in body_names:
+                axes = bss.get(j).getAxisNames()
+                bodies.append((name, " ".join(axes.get(k) for k in range(axes.getSize()))))
+            else:
+                lacking_bodies.add(name)
+                bss.remove(j)
+        pset = meas.getMarkerPairSet()
+        pairs, missing = [], set()
+        for j in reversed(range(pset.getSize())):
+            a, b = pset.get(j).getMarkerName(0), pset.get(j).getMarkerName(1)
+            gone = {m for m in (a, b) if m not in model_markers or m not in available}
+            if gone:
+                missing |= gone
+                pset.remove(j)
+            else:
+                pairs.append((a, b))
+        if not bodies or not pairs:
+            meas.setApply(False)
+            why = "it scales no body of this model" if not bodies else \
+                f"the trial or model lacks {', '.join(sorted(missing))}"
+            skipped.append(f"{meas.getName()} ({why})")
+            continue
+        used.append(_Measurement(meas.getName(), pairs[::-1], bodies[::-1]))
+    if lacking_bodies:
+        say(f"the scaling setup names bodies this model lacks ({', '.join(sorted(lacking_bodies))}); left out")
+    if skipped:
+        say(f"measurements not used: {'; '.join(skipped)}")
+    if not used:
+        raise KinestreamError(
+            "none of the scaling setup's measurements can be taken: the marker pairs need the augmented markers "
+            "(r_knee_study, RHJC_study, r.ASIS_study, ...) in the trial and in the model; run 'kinestream augment' "
+            "first or check the marker set")
+    return used
+
+
+def _fill_window(table: MarkerTable) -> tuple[MarkerTable, set[str]]:
+    """The window with each marker's gaps filled by its window mean; markers missing in most frames dropped."""
+    keep, cols = [], []
+    for k, name in enumerate(table.names):
+        xyz = table.xyz[:, k]
+        good = np.isfinite(xyz).all(axis=1)
+        if good.mean() >= 0.5:
+            mean = xyz[good].mean(axis=0)
+            cols.append(np.where(good[:, None], xyz, mean))
+            keep.append(name)
+    if not keep:
+        raise KinestreamError("the static window holds no complete marker; choose another range")
+    return MarkerTable(keep, np.stack(cols, axis=1), table.time, table.rate), set(keep)
+
+
+def _least_flexed_frames(table: MarkerTable) -> tuple[np.ndarray, str]:
+    """Frames with hips and knees nearest extension, and a sentence saying how they were picked."""
+    flex = posture(table).flexion
+    finite = np.flatnonzero(np.isfinite(flex))
+    if finite.size == 0:
+        return np.arange(table.n_frames), "all frames (hip and knee flexion not measurable from these markers)"
+    straight = finite[flex[finite] <= LEAST_FLEXED_DEG]
+    if straight.size >= min(MIN_LEAST_FLEXED_FRAMES, finite.size):
+        return straight, (f"the {straight.size} frames with hips and knees within {LEAST_FLEXED_DEG:g} deg of "
+                          f"extension")
+    count = min(finite.size, max(MIN_LEAST_FLEXED_FRAMES, int(round(0.2 * finite.size))))
+    frames = np.sort(finite[np.argsort(flex[finite], kind="stable")[:count]])
+    return frames, (f"the {count} least-flexed frames (hips and knees bent up to {np.max(flex[frames]):.0f} deg; "
+                    f"none of the trial is straighter)")
+
+
+def _segment_length_factors(table: MarkerTable, frames: np.ndarray, measurements: list[_Measurement], model,
+                            state) -> dict[str, float]:
+    """Each measurement's factor: trimmed-mean pair distance on the subject / the same on the generic model."""
+    markers = model.getMarkerSet()
+    factors = {}
+    for meas in measurements:
+        ratios = []
+        for a, b in meas.pairs:
+            d = np.linalg.norm(table.get(a)[frames] - table.get(b)[frames], axis=1)
+            d = d[np.isfinite(d)]
+            if d.size == 0:
+                continue
+            subject = float(trim_mean(d, TRIM_EACH_SIDE))
+            generic = float(np.linalg.norm(markers.get(a).getLocationInGround(state).to_numpy()
+                                           - markers.get(b).getLocationInGround(state).to_numpy()))
+            if generic > 1e-6:
+                ratios.append(subject / generic)
+        if ratios:
+            factors[meas.name] = float(np.mean(ratios))
+    return factors
+
+
+def _manual_scale_set(osim, measurements: list[_Measurement], factors: dict[str, float], path: Path):
+    """An OpenSim ScaleSet file with each body's per-axis factor, later measurements overriding earlier ones."""
+    per_body: dict[str, np.ndarray] = {}
+    for meas in measurements:
+        if meas.name not in factors:
+            continue
+        for body, axes in meas.bodies:
+            v = per_body.setdefault(body, np.ones(3))
+            for axis in axes.split():
+                v["XYZ".index(axis.upper())] = factors[meas.name]
+    sset = osim.ScaleSet()
+    for body, v in per_body.items():
+        sc = osim.Scale()
+        sc.setName(body)
+        sc.setSegmentName(body)
+        sc.setScaleFactors(osim.Vec3(*map(float, v)))
+        sc.setApply(True)
+        sset.cloneAndAppend(sc)
+    sset.printToXML(str(path))
+    return per_body
+
+
+def _run_scale_tool(osim, tool, assets, mass: float, height: float, name: str, order: str, out_model: Path,
+                    out_scales: Path, trc: Path | None = None, time_range: tuple[float, float] | None = None,
+                    scale_set_file: Path | None = None) -> None:
+    tool.setName(name)
+    tool.setPathToSubject("")  # every path below is absolute
+    tool.setSubjectMass(mass)
+    tool.setSubjectHeight(height * 1000.0)  # the setup file keeps height in mm, for information
+    maker = tool.getGenericModelMaker()
+    maker.setModelFileName(str(Path(assets.generic_model).resolve()))
+    maker.setMarkerSetFileName(str(Path(assets.marker_set).resolve()))
+    scaler = tool.getModelScaler()
+    scaler.setApply(True)
+    orders = osim.ArrayStr()
+    orders.append(order)
+    scaler.setScalingOrder(orders)
+    if trc is not None:
+        scaler.setMarkerFileName(str(trc))
+    if time_range is not None:
+        tr = osim.ArrayDouble()
+        tr.append(time_range[0])
+        tr.append(time_range[1])
+        scaler.setTimeRange(tr)
+    if scale_set_file is not None:
+        scaler.setScaleSetFile(str(scale_set_file))
+    scaler.setPreserveMassDist(True)
+    scaler.setOutputModelFileName(str(out_model))
+    scaler.setOutputScaleFileName(str(out_scales))
+    tool.getMarkerPlacer().setApply(False)  # measurement-based scaling only; markers stay where the set puts them
+    try:
+        tool.run()  # reports False when the (disabled) marker placer does not run; the files tell
+    except Exception as exc:
+        raise KinestreamError(f"OpenSim's ScaleTool failed: {str(exc).strip()[:300]}") from None
+    if not out_model.is_file() or not out_scales.is_file():
+        raise KinestreamError(f"OpenSim's ScaleTool wrote no scaled model (setup {assets.scale_setup}); run with "
+                              f"OpenSim's log at 'info' to see why")
+
+
+def _read_scale_factors(osim, scales_file: Path, body_names: set[str]) -> dict[str, np.ndarray]:
+    sset = osim.ScaleSet(str(scales_file))
+    out = {}
+    for i in range(sset.getSize()):
+        sc = sset.get(i)
+        if sc.getSegmentName() in body_names:
+            out[sc.getSegmentName()] = np.array(sc.getScaleFactors().to_numpy(), dtype=float)
+    return out
+
+
+def _pick(frames: np.ndarray, k: int) -> np.ndarray:
+    if frames.size <= k:
+        return frames
+    return frames[np.unique(np.round(np.linspace(0, frames.size - 1, k)).astype(int))]
+
+
+def _ik_error(model_path: Path, table: MarkerTable, frames: np.ndarray, assets) -> tuple[float, float]:
+    """RMS and largest marker error (mm) of the scaled model posed by IK on some of ``frames``."""
+    from . import solve
+
+    model, _ = solve.load_model(model_path)
+    setup = solve.read_ik_setup(assets.ik_setup)
+    frames = _pick(np.asarray(frames), IK_CHECK_FRAMES)
+    sub = MarkerTable(table.names, table.xyz[frames], table.time[frames], table.rate)
+    result = solve.solve_trial(model, sub, setup)
+    rmse = result.rmse_mm[np.isfinite(result.rmse_mm)]
+    if rmse.size == 0:
+        return float("nan"), float("nan")
+    return float(math.sqrt(np.mean(rmse ** 2))), float(np.nanmax(result.max_error_mm))
+
+
+def _summary(factors: dict[str, np.ndarray]) -> str:
+    shown = [b for b in ("pelvis", "femur_r", "femur_l", "tibia_r", "tibia_l", "torso", "humerus_r", "humerus_l")
+             if b in factors] or sorted(factors)[:8]
+    parts = []
+    for b in shown:
+        f = factors[b]
+        parts.append(f"{b} {f[0]:.3f}" if np.allclose(f, f[0]) else f"{b} ({f[0]:.3f}, {f[1]:.3f}, {f[2]:.3f})")
+    return "scale factors: " + ", ".join(parts)
+
+
+def scale_model(markers: MarkerTable, mass: float, height: float, out_model: str | Path, assets,
+                static="auto", thresholds_mm=(3.0, 15.0), windows_s=(1.0, 0.1),
+                progress: Callable[[str], None] | None = None) -> ScaleResult:
+    """Scale the generic model to the subject of ``markers`` (an augmented table) and write ``out_model``.
+
+    ``static`` is "auto" (find the still upright window; when there is none,
+    fall back to segment lengths over the least-flexed frames) or a
+    (start, end) range in seconds. ``mass`` in kg, ``height`` in metres.
+    """
+    mass, height = _check_subject(mass, height)
+    if not isinstance(markers, MarkerTable) or markers.n_frames == 0:
+        raise KinestreamError("the marker table is empty; give an augmented trial with at least one frame")
+    osim = opensim_module()
+    messages: list[str] = []
+
+    def say(text: str) -> None:
+        messages.append(text)
+        if progress is not None:
+            progress(text)
+
+    out_model = Path(out_model)
+    geometry = getattr(assets, "geometry", None)
+    if geometry is not None and Path(geometry).is_dir():
+        osim.ModelVisualizer.addDirToGeometrySearchPaths(str(geometry))
+    generic, state = _load_generic(assets, osim)
+    body_names = {generic.getBodySet().get(i).getName() for i in range(generic.getBodySet().getSize())}
+    model_markers = {generic.getMarkerSet().get(i).getName() for i in range(generic.getMarkerSet().getSize())}
+    try:
+        tool = osim.ScaleTool(str(assets.scale_setup))
+    except Exception as exc:
+        raise KinestreamError(f"{assets.scale_setup} is not an OpenSim ScaleTool setup file: {exc}") from None
+
+    # Which markers' stillness counts: the augmented ones and those the measurements use.
+    pair_markers: set[str] = set()
+    mset = tool.getModelScaler().getMeasurementSet()
+    for i in range(mset.getSize()):
+        pset = mset.get(i).getMarkerPairSet()
+        for j in range(pset.getSize()):
+            pair_markers |= {pset.get(j).getMarkerName(0), pset.get(j).getMarkerName(1)}
+    still_markers = [n for n in markers.names if n.endswith("_study") or n in pair_markers]
+
+    if isinstance(static, str):
+        if static.strip().lower() != "auto":
+            raise KinestreamError(f"static {static!r} is not valid; give 'auto' or a (start, end) range in seconds")
+        window = find_static_window(markers, thresholds_mm, windows_s, markers=still_markers)
+    elif hasattr(static, "__len__") and len(static) == 2:
+        loosest = max(_steps(thresholds_mm, THRESHOLD_STEP_MM, "thresholds_mm", "millimetres"))
+        window = _given_window(markers, static, still_markers, loosest)
+    else:
+        raise KinestreamError(f"static {static!r} is not valid; give 'auto' or a (start, end) range in seconds")
+
+    stem = out_model.stem
+    with tempfile.TemporaryDirectory(prefix="kinestream-scale-") as tmp:
+        tmp = Path(tmp)
+        tmp_model, tmp_scales = tmp / f"{stem}.osim", tmp / f"{stem}_scales.xml"
+        if window is not None:
+            say(window.description)
+            sub, available = _fill_window(markers.frames(window.start, window.stop))
+            used = _prepare_measurements(tool, body_names, model_markers, available, say)
+            trc = write_trc(tmp / "static.trc", sub)
+            t_first, t_last = round(float(sub.time[0]), 6), round(float(sub.time[-1]), 6)
+            _run_scale_tool(osim, tool, assets, mass, height, stem, "measurements", tmp_model, tmp_scales,
+                            trc=trc, time_range=(t_first, t_last))
+            method = "static"
+            frames = np.arange(window.start, window.stop)
+            say(f"scaled {Path(assets.generic_model).name} with OpenSim's ScaleTool from {len(used)} measurements "
+                f"({', '.join(m.name for m in used)}), averaging the {window.n_frames} static frames; mass set to "
+                f"{mass:g} kg with the generic mass distribution")
+        else:
+            frames, how = _least_flexed_frames(markers)
+            available = {n for n in markers.names
+                         if np.isfinite(markers.get(n)[frames]).all(axis=1).sum() >= max(3, 0.25 * frames.size)}
+            say(f"no still, upright window in the trial (stillness thresholds {thresholds_mm[0]:g}-"
+                f"{thresholds_mm[1]:g} mm, windows {windows_s[0]:g}-{windows_s[1]:g} s): the person never stood "
+                f"still, so the model is scaled from segment lengths instead")
+            used = _prepare_measurements(tool, body_names, model_markers, available, say)
+            factors = _segment_length_factors(markers, frames, used, generic, state)
+            used = [m for m in used if m.name in factors]
+            if not used:
+                raise KinestreamError("no marker-pair distance could be measured in the trial; the augmented markers "
+                                      "are missing in its least-flexed frames")
+            manual = tmp / "manual_scales.xml"
+            _manual_scale_set(osim, used, factors, manual)
+            _run_scale_tool(osim, tool, assets, mass, height, stem, "manualScale", tmp_model, tmp_scales,
+                            scale_set_file=manual)
+            method = "segment-lengths"
+            say(f"segment lengths: trimmed means ({TRIM_EACH_SIDE:.0%} cut at each end) of each marker-pair "
+                f"distance over {how}, divided by the generic model's, applied by OpenSim's ScaleTool as manual "
+                f"scales ({', '.join(f'{m.name} {factors[m.name]:.3f}' for m in used)}); mass set to {mass:g} kg "
+                f"with the generic mass distribution")
+        scale_factors = _read_scale_factors(osim, tmp_scales, body_names)
+        out_model.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tmp_model, out_model)
+    say(_summary(scale_factors))
+
+    try:
+        check = osim.Model(str(out_model))
+        n_markers = check.getMarkerSet().getSize()
+    except Exception as exc:
+        raise KinestreamError(f"the scaled model {out_model} does not load in OpenSim: {exc}") from None
+    if n_markers == 0:
+        raise KinestreamError(f"the scaled model {out_model} carries no markers; check the marker set "
+                              f"{assets.marker_set}")
+    rmse, emax = _ik_error(out_model, markers, frames, assets)
+    return ScaleResult(out_model, method, window, scale_factors, rmse, emax, messages, mass, height,
+                       np.asarray(frames))
