@@ -1,0 +1,578 @@
+"""Ground truth: a squatting OpenSim model seen by cameras and by a marker lab.
+
+:func:`synthesize` drives the generic model (uniformly scaled) through a
+standing phase and a series of bodyweight squats by forward kinematics, and
+writes what two measurement systems would have recorded:
+
+- ``keypoints.trc``: the BODY_25 joint-centre keypoints a camera system
+  reports (Markers_Body25.xml, ``CHip`` named ``MidHip``, no face points but
+  the nose), optionally with seeded Gaussian noise and gaps (NaN);
+- ``markers.trc``: the 43 anatomical ``_study`` markers of Markers_LSTM.xml,
+  noise-free: what the marker augmenter should output;
+- ``coords.mot``: all 40 coordinates (degrees / metres), the joint angles the
+  pipeline should recover.
+
+Motion. The subject stands perfectly still for ``STAND_S`` seconds (the
+window used to scale a model), then squats: ``SQUAT_S`` seconds each
+(minimum-jerk descent of ``DESCENT_S``, minimum-jerk ascent), separated by
+``PAUSE_S`` of standing; time left at the end is standing. At the bottom of a
+full-depth squat the right knee reaches 105 deg, the right hip 95 deg, the
+ankles about 25 deg of dorsiflexion, with 15 deg of anterior pelvic tilt,
+20 deg of lumbar flexion, the neck extended to keep the gaze level and the
+arms raised forward (75 deg) for balance; the whole-body centre of mass stays
+over the feet. Depth varies from squat to squat (``DEPTHS``: knee peaks of
+about 105, 100 and 110 deg in the default trial) and the left leg flexes 3 %
+less than the right (the pelvis lists and shifts a few centimetres to
+the right to keep both feet down).
+
+Feet stay planted. A designed pose does not in general keep both feet where
+they stood (the legs form a closed chain through the floor), so each frame is
+the pose closest to the design, in a weighted sense, that keeps the calcaneus,
+first-toe and fifth-metatarsal markers of both feet exactly at their standing
+positions. Knees, hip flexion and pelvic tilt are weighted heavily (they follow
+the design to within about a degree); the pelvis translations, pelvic
+list and rotation, hip ad/abduction and rotation, ankles and subtalar joints
+absorb the closure. The pose is found by Gauss-Newton steps with analytic
+station Jacobians from the multibody system.
+
+Subject. ``height`` is the generic model's standing height times ``scale``:
+the vertical distance, with every joint angle at zero, from the lowest vertex
+of the foot meshes (calcaneus and toes bodies: the sole) to the highest vertex
+of the head meshes (skull and jaw: the top of the head). ``mass`` is the
+generic model's total mass times ``scale**3`` (uniform scaling at constant
+density); the scaled model carries that mass.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .assets import get_assets
+from .errors import KinestreamError
+from .ingest import BODY_25
+from .mot import Motion, write_mot
+from .osim import opensim_module
+from .trc import MarkerTable, write_trc
+
+# Timeline (seconds).
+STAND_S = 2.5      # still standing at the start
+DESCENT_S = 1.2    # standing to the bottom of a squat
+SQUAT_S = 2.5      # one squat: descent and ascent
+PAUSE_S = 0.6      # standing between squats
+MIN_SECONDS = STAND_S + SQUAT_S
+
+MIN_FS, MAX_FS = 10.0, 1000.0
+FOOT_CLEARANCE = 0.015  # lowest foot marker above the floor (y = 0) while standing, metres
+
+# Relative depth of successive squats (cycled).
+DEPTHS = (1.0, 0.95, 1.05, 0.97)
+# The left leg flexes this fraction of the right's excursion; the left arm likewise.
+LEFT_LEG = 0.97
+LEFT_ARM = 0.93
+
+# Standing posture, degrees (rotations) and metres (translations). The ankle
+# is set so the foot is flat: foot pitch = pelvis_tilt + hip_flexion - knee + ankle.
+_STAND = {
+    "pelvis_tilt": 0.0, "pelvis_list": 0.0, "pelvis_rotation": 0.0,
+    "pelvis_tx": 0.0, "pelvis_ty": 0.0, "pelvis_tz": 0.0,
+    "hip_flexion": 2.0, "hip_adduction": -3.0, "hip_rotation": -4.0,
+    "knee_angle": 3.0, "ankle_angle": 1.0, "subtalar_angle": 0.0, "mtp_angle": 0.0,
+    "L5_S1_Flex_Ext": 0.0, "L5_S1_Lat_Bending": 0.0, "L5_S1_axial_rotation": 0.0,
+    "neck_flexion": 0.0, "neck_bending": 0.0, "neck_rotation": 0.0,
+    "arm_flex": 0.0, "arm_add": -6.0, "arm_rot": 0.0, "elbow_flex": 12.0, "pro_sup": 90.0,
+    "wrist_flex": 0.0, "wrist_dev": 0.0,
+}
+# Change from standing at the bottom of a full-depth squat (degrees). Signs in
+# this model: pelvis_tilt < 0 tilts the pelvis forward, L5_S1_Flex_Ext < 0
+# flexes the trunk, neck_flexion > 0 lifts the chin, hip_adduction < 0
+# abducts, hip_rotation < 0 rotates externally, ankle_angle > 0 dorsiflexes,
+# arm_flex > 0 raises the arm forward, arm_add toward 0 brings it to the side.
+_KNEE, _HIP, _TILT = 102.0, 93.0, -15.0
+_DELTA = {
+    "pelvis_tilt": _TILT, "pelvis_list": 1.0, "pelvis_rotation": -1.0,
+    "hip_flexion": _HIP, "hip_adduction": -5.0, "hip_rotation": -4.0,
+    "knee_angle": _KNEE, "ankle_angle": _KNEE - _HIP - _TILT,
+    "L5_S1_Flex_Ext": -20.0, "L5_S1_Lat_Bending": 1.0,
+    "neck_flexion": 18.0,
+    "arm_flex": 75.0, "arm_add": 4.0, "elbow_flex": 15.0,
+}
+_LEG = {"hip_flexion", "hip_adduction", "hip_rotation", "knee_angle", "ankle_angle", "subtalar_angle", "mtp_angle"}
+_ARM = {"arm_flex", "arm_add", "arm_rot", "elbow_flex", "pro_sup", "wrist_flex", "wrist_dev"}
+
+# Coordinates the foot closure may move, with the weight (per radian, per
+# metre for translations) of a departure from the design.
+_FREE = {
+    "pelvis_tilt": 20.0, "pelvis_list": 10.0, "pelvis_rotation": 10.0,
+    "pelvis_tx": 0.01, "pelvis_ty": 0.01, "pelvis_tz": 0.01,
+    **{f"{c}_{s}": w for s in "rl" for c, w in (
+        ("hip_flexion", 20.0), ("hip_adduction", 2.0), ("hip_rotation", 2.0),
+        ("knee_angle", 50.0), ("ankle_angle", 5.0), ("subtalar_angle", 2.0))},
+}
+# Markers held at their standing positions (all fixed to the calcaneus bodies).
+_PLANTED = ["r_calc_study", "r_toe_study", "r_5meta_study", "L_calc_study", "L_toe_study", "L_5meta_study"]
+
+_FACE = {"REye", "LEye", "REar", "LEar"}
+_KEYPOINT_RENAME = {"CHip": "MidHip"}
+_FOOT_BODIES = ("calcn_r", "calcn_l", "toes_r", "toes_l")
+_HEAD_BODIES = ("head",)
+
+
+@dataclass(frozen=True)
+class Squat:
+    """One squat: its window, bottom time (s) and true peak angles (degrees)."""
+
+    index: int
+    start: float
+    bottom: float
+    end: float
+    knee_angle_r: float
+    knee_angle_l: float
+    hip_flexion_r: float
+    hip_flexion_l: float
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Keypoint ``keypoint`` is NaN in frames ``start`` to ``stop - 1`` (0-based)."""
+
+    keypoint: str
+    start: int
+    stop: int
+
+
+@dataclass
+class SynthResult:
+    """What :func:`synthesize` wrote, and the truth behind it."""
+
+    keypoints_trc: Path
+    markers_trc: Path
+    coords_mot: Path
+    keypoints: MarkerTable        # as written: with noise and gaps
+    keypoints_true: MarkerTable   # the same keypoints, noise-free and complete
+    markers: MarkerTable          # the 43 anatomical markers, noise-free
+    motion: Motion                # all coordinates, degrees / metres
+    mass: float                   # kg
+    height: float                 # m
+    standing: tuple[float, float]  # still window (start, end), seconds
+    squats: list[Squat]
+    gaps: list[Gap] = field(default_factory=list)
+    fs: float = 60.0
+    scale: float = 1.0
+    noise_mm: float = 0.0
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------- model
+
+def _marker_lists(assets) -> tuple[list, list]:
+    """(anatomical markers, keypoint markers) as OpenSim Marker clones, renamed."""
+    osim = opensim_module()
+    anatomical = []
+    lstm = osim.MarkerSet(str(assets.marker_set))
+    for i in range(lstm.getSize()):
+        if lstm.get(i).getName().endswith("_study"):
+            anatomical.append(lstm.get(i).clone())
+    keypoints = []
+    body25 = osim.MarkerSet(str(assets.keypoint_marker_set))
+    for i in range(body25.getSize()):
+        marker = body25.get(i).clone()
+        marker.setName(_KEYPOINT_RENAME.get(marker.getName(), marker.getName()))
+        keypoints.append(marker)
+    order = {name: k for k, name in enumerate(BODY_25)}
+    keypoints = [m for m in keypoints if m.getName() in order and m.getName() not in _FACE]
+    keypoints.sort(key=lambda m: order[m.getName()])
+    return anatomical, keypoints
+
+
+def truth_model(scale: float = 1.0, assets=None):
+    """The generic model, scaled uniformly by ``scale``, with both marker sets.
+
+    Returns ``(model, state, anatomical_names, keypoint_names)``. The model
+    holds the 43 ``_study`` markers of Markers_LSTM.xml and the BODY_25
+    keypoint markers of Markers_Body25.xml (``CHip`` renamed ``MidHip``; the
+    OpenPose-named markers of Markers_LSTM.xml are left out so names stay
+    unique). Its total mass is the generic mass times ``scale**3``.
+    """
+    _check_positive("scale", scale)
+    osim = opensim_module()
+    assets = assets or get_assets(progress=lambda *_: None)
+    model = osim.Model(str(assets.generic_model))
+    anatomical, keypoints = _marker_lists(assets)
+    for marker in anatomical + keypoints:
+        model.addMarker(marker)
+    state = model.initSystem()
+    generic_mass = model.getTotalMass(state)
+    if scale != 1.0:
+        factors = osim.ScaleSet()
+        bodies = model.getBodySet()
+        for i in range(bodies.getSize()):
+            factor = osim.Scale()
+            factor.setSegmentName(bodies.get(i).getName())
+            factor.setScaleFactors(osim.Vec3(scale, scale, scale))
+            factor.setApply(True)
+            factors.cloneAndAppend(factor)
+        if not model.scale(state, factors, True, generic_mass * scale ** 3):
+            raise KinestreamError(f"OpenSim could not scale the model by {scale}")
+        state = model.initSystem()
+    return model, state, [m.getName() for m in anatomical], [m.getName() for m in keypoints]
+
+
+def _mesh_vertices(path: Path) -> np.ndarray:
+    """Vertices (n, 3) of a VTK PolyData (.vtp) file with ASCII points."""
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise KinestreamError(f"cannot read mesh {path} to measure the model's height: {exc}") from None
+    array = root.find("./PolyData/Piece/Points/DataArray")
+    if array is None or array.get("format", "ascii") != "ascii":
+        raise KinestreamError(f"mesh {path} has no ASCII point list; cannot measure the model's height")
+    return np.array(array.text.split(), dtype=float).reshape(-1, 3)
+
+
+def _body_mesh_points(model, state, body_name: str, geometry_dir: Path) -> np.ndarray:
+    """All mesh vertices attached to a body, in ground coordinates."""
+    osim = opensim_module()
+    body = model.getBodySet().get(body_name)
+    origin = body.findStationLocationInGround(state, osim.Vec3(0, 0, 0)).to_numpy()
+    rot = np.column_stack([body.findStationLocationInGround(state, osim.Vec3(*e)).to_numpy() - origin
+                           for e in np.eye(3)])
+    points = []
+    n_geometry = body.getPropertyByName("attached_geometry").size()
+    for i in range(n_geometry):
+        mesh = osim.Mesh.safeDownCast(body.get_attached_geometry(i))
+        if mesh is None:
+            continue
+        local = _mesh_vertices(geometry_dir / mesh.get_mesh_file()) * mesh.get_scale_factors().to_numpy()
+        points.append(origin + local @ rot.T)
+    if not points:
+        raise KinestreamError(f"body {body_name!r} carries no mesh; cannot measure the model's height")
+    return np.vstack(points)
+
+
+@functools.lru_cache(maxsize=4)
+def generic_height(model_path: str, geometry_dir: str) -> float:
+    """Standing height (m) of a generic model: sole to top of head, all joint angles zero.
+
+    The sole is the lowest vertex of the meshes on the calcaneus and toe
+    bodies, the top of the head the highest vertex of the head's meshes.
+    """
+    osim = opensim_module()
+    model = osim.Model(model_path)
+    state = model.initSystem()
+    coords = model.getCoordinateSet()
+    for i in range(coords.getSize()):
+        if coords.get(i).getMotionType() == 1:  # rotational
+            coords.get(i).setValue(state, 0.0, False)
+    model.realizePosition(state)
+    geometry = Path(geometry_dir)
+    top = max(_body_mesh_points(model, state, b, geometry)[:, 1].max() for b in _HEAD_BODIES)
+    sole = min(_body_mesh_points(model, state, b, geometry)[:, 1].min() for b in _FOOT_BODIES)
+    return float(top - sole)
+
+
+# --------------------------------------------------------------------------- motion design
+
+def _min_jerk(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x ** 3 * (10.0 - 15.0 * x + 6.0 * x ** 2)
+
+
+def _squat_shape(time: np.ndarray, start: float) -> np.ndarray:
+    """0 standing, 1 at the bottom; smooth (zero velocity and acceleration at the ends)."""
+    u = time - start
+    down = _min_jerk(u / DESCENT_S)
+    up = 1.0 - _min_jerk((u - DESCENT_S) / (SQUAT_S - DESCENT_S))
+    shape = np.where(u < DESCENT_S, down, up)
+    shape[(u <= 0.0) | (u >= SQUAT_S)] = 0.0
+    return shape
+
+
+def squat_starts(n_squats: int) -> list[float]:
+    return [STAND_S + k * (SQUAT_S + PAUSE_S) for k in range(n_squats)]
+
+
+def max_squats(seconds: float) -> int:
+    """How many squats (with pauses) fit after the standing phase."""
+    return max(0, int(math.floor((seconds - STAND_S + PAUSE_S) / (SQUAT_S + PAUSE_S) + 1e-9)))
+
+
+def _design(names: list[str], time: np.ndarray, n_squats: int) -> np.ndarray:
+    """Designed coordinate values (frames x coordinates), degrees and metres."""
+    depth = np.zeros_like(time)
+    for k, start in enumerate(squat_starts(n_squats)):
+        depth += DEPTHS[k % len(DEPTHS)] * _squat_shape(time, start)
+    out = np.zeros((len(time), len(names)))
+    for j, name in enumerate(names):
+        base, side = (name[:-2], name[-1]) if name[-2:] in ("_r", "_l") else (name, "")
+        if base not in _STAND:
+            raise KinestreamError(f"the model has coordinate {name!r}, which the squat design does not know")
+        gain = 1.0
+        if side == "l":
+            gain = LEFT_LEG if base in _LEG else LEFT_ARM if base in _ARM else 1.0
+        out[:, j] = _STAND[base] + gain * _DELTA.get(base, 0.0) * depth
+    return out
+
+
+# --------------------------------------------------------------------------- kinematics
+
+class _Kinematics:
+    """One model and one state, posed by coordinate values in model units."""
+
+    def __init__(self, model, state):
+        self.model, self.state = model, state
+        coords = model.getCoordinateSet()
+        self.coords = [coords.get(i) for i in range(coords.getSize())]
+        self.names = [c.getName() for c in self.coords]
+        self.rotational = np.array([c.getMotionType() == 1 for c in self.coords])
+        self.ranges = np.array([[c.getRangeMin(), c.getRangeMax()] for c in self.coords])
+        # Position of each coordinate in the state's Q. Every joint of this model
+        # has qdot = u, so it is also the column of the velocity Jacobians.
+        if state.getNQ() != state.getNU():
+            raise KinestreamError("the model has joints whose speeds are not coordinate rates; "
+                                  "the squat generator needs a model without ball or free joints")
+        self.qindex = np.empty(len(self.coords), dtype=int)
+        for j, c in enumerate(self.coords):
+            before = state.getQ().to_numpy().copy()
+            value = c.getValue(state)
+            c.setValue(state, value + 0.5, False)
+            self.qindex[j] = int(np.flatnonzero(state.getQ().to_numpy() != before)[0])
+            c.setValue(state, value, False)
+        self.matter = model.getMatterSubsystem()
+
+    def to_model_units(self, values: np.ndarray) -> np.ndarray:
+        return np.where(self.rotational, np.radians(values), values)
+
+    def to_file_units(self, values: np.ndarray) -> np.ndarray:
+        return np.where(self.rotational, np.degrees(values), values)
+
+    def pose(self, q: np.ndarray, which=None) -> None:
+        for j in (range(len(self.coords)) if which is None else which):
+            self.coords[j].setValue(self.state, float(q[j]), False)
+        self.model.realizePosition(self.state)
+
+    def locations(self, markers) -> np.ndarray:
+        return np.array([m.getLocationInGround(self.state).to_numpy() for m in markers])
+
+
+class _FootClosure:
+    """Nearest pose to a design that keeps both feet at their standing placement."""
+
+    def __init__(self, kin: _Kinematics, q_stand: np.ndarray):
+        osim = opensim_module()
+        self.kin = kin
+        marker_set = kin.model.getMarkerSet()
+        self.markers = [marker_set.get(n) for n in _PLANTED]
+        self.stations = []
+        for m in self.markers:
+            body = kin.model.getBodySet().get(m.getParentFrame().getName())
+            self.stations.append((body.getMobilizedBodyIndex(), osim.Vec3(m.get_location())))
+        self.free = np.array([kin.names.index(n) for n in _FREE])
+        self.weight = np.array(list(_FREE.values()))
+        self.columns = kin.qindex[self.free]
+        self._jac = osim.Matrix()
+        kin.pose(q_stand)
+        self.target = kin.locations(self.markers).ravel()
+
+    def _jacobian(self) -> np.ndarray:
+        rows = []
+        for mobod, station in self.stations:
+            self.kin.matter.calcStationJacobian(self.kin.state, mobod, station, self._jac)
+            rows.append(self._jac.to_numpy()[:, self.columns])
+        return np.vstack(rows)
+
+    def solve(self, q_design: np.ndarray, q_start: np.ndarray, tol: float = 1e-7, max_iter: int = 50) -> np.ndarray:
+        kin = self.kin
+        q = q_design.copy()
+        q[self.free] = q_start[self.free]
+        kin.pose(q)
+        w = self.weight
+        for _ in range(max_iter):
+            residual = self.target - kin.locations(self.markers).ravel()
+            # Step to the point of the linearised constraint set nearest the design,
+            # in the metric of the weights: y = W dq, A y = r, minimise |y - c|.
+            a = self._jacobian() / w
+            c = -w * (q[self.free] - q_design[self.free])
+            y = c + np.linalg.lstsq(a, residual - a @ c, rcond=1e-10)[0]
+            step = y / w
+            q[self.free] += step
+            # Newton steps converge quadratically: after a step this small the
+            # remaining error is of the order of its square.
+            if np.abs(step).max() < tol:
+                return q
+            kin.pose(q, self.free)
+        raise RuntimeError("the foot closure did not converge")  # a defect of the design, not of the input
+
+
+# --------------------------------------------------------------------------- arguments
+
+def _check_positive(what: str, value) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not (math.isfinite(number) and number > 0.0):
+        raise KinestreamError(f"{what}={value!r} is not valid; it must be a finite number above 0")
+    return number
+
+
+def _check_int(what: str, value, lower: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lower:
+        raise KinestreamError(f"{what}={value!r} is not valid; it must be an integer >= {lower}")
+    return int(value)
+
+
+def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats):
+    try:
+        fs_ok = float(fs)
+    except (TypeError, ValueError):
+        fs_ok = math.nan
+    if isinstance(fs, bool) or not (math.isfinite(fs_ok) and MIN_FS <= fs_ok <= MAX_FS):
+        raise KinestreamError(f"sampling rate fs={fs!r} Hz is not valid; it must be a number from "
+                              f"{MIN_FS:g} to {MAX_FS:g} Hz")
+    try:
+        sec = float(seconds)
+    except (TypeError, ValueError):
+        sec = math.nan
+    if isinstance(seconds, bool) or not (math.isfinite(sec) and sec >= MIN_SECONDS):
+        raise KinestreamError(f"seconds={seconds!r} is too short or not a number; the trial needs at least "
+                              f"{MIN_SECONDS:g} s ({STAND_S:g} s standing plus one {SQUAT_S:g} s squat)")
+    try:
+        noise = float(noise_mm)
+    except (TypeError, ValueError):
+        noise = math.nan
+    if isinstance(noise_mm, bool) or not (math.isfinite(noise) and noise >= 0.0):
+        raise KinestreamError(f"noise_mm={noise_mm!r} is not valid; it must be a finite number >= 0 "
+                              f"(standard deviation per axis, millimetres)")
+    n_gaps = _check_int("gaps", gaps, 0)
+    scale = _check_positive("scale", scale)
+    seed = _check_int("seed", seed, 0)
+    fits = max_squats(sec)
+    if squats is None:
+        n_squats = fits
+    else:
+        n_squats = _check_int("squats", squats, 1)
+        if n_squats > fits:
+            need = STAND_S + n_squats * SQUAT_S + (n_squats - 1) * PAUSE_S
+            raise KinestreamError(f"squats={n_squats} do not fit in seconds={sec:g}: they need {need:g} s "
+                                  f"({STAND_S:g} s standing, {SQUAT_S:g} s a squat, {PAUSE_S:g} s between); "
+                                  f"at most {fits} fit, or make the trial longer")
+    return fs_ok, sec, noise, n_gaps, scale, seed, n_squats
+
+
+# --------------------------------------------------------------------------- main
+
+def synthesize(out_dir, fs: float = 60.0, seconds: float = 12.0, noise_mm: float = 0.0, gaps: int = 0,
+               scale: float = 1.0, seed: int = 0, squats: int | None = None, progress=None) -> SynthResult:
+    """Simulate a standing-then-squatting subject; write keypoints, markers and coordinates.
+
+    ``fs`` sampling rate (Hz, 10 to 1000); ``seconds`` trial length (at least
+    ``MIN_SECONDS``); ``noise_mm`` std of Gaussian noise per axis on the
+    keypoints only; ``gaps`` number of NaN gaps in the keypoints only (random
+    keypoint, 2 to 0.15*fs frames, inside the squatting part); ``scale``
+    uniform size of the subject relative to the generic model; ``seed``
+    seeds noise and gaps (the motion itself does not depend on it); ``squats``
+    number of squats (default: as many as fit). ``progress`` is called with a
+    message at each stage.
+    """
+    fs, seconds, noise_mm, n_gaps, scale, seed, n_squats = _check_arguments(
+        fs, seconds, noise_mm, gaps, scale, seed, squats)
+    say = progress or (lambda *_: None)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise KinestreamError(f"out_dir {out} is a file; give a folder (it is created if needed)")
+    out.mkdir(parents=True, exist_ok=True)
+
+    assets = get_assets(progress=say)
+    say(f"synth: building the model (scale {scale:g})")
+    model, state, anatomical, keypoints = truth_model(scale, assets)
+    kin = _Kinematics(model, state)
+    height = generic_height(str(assets.generic_model), str(assets.geometry)) * scale
+    mass = model.getTotalMass(state)
+
+    n_frames = int(round(seconds * fs))
+    time = np.arange(n_frames) / fs
+    design = kin.to_model_units(_design(kin.names, time, n_squats))
+
+    # Standing: put the lowest foot marker FOOT_CLEARANCE above the floor.
+    marker_set = model.getMarkerSet()
+    markers_anat = [marker_set.get(n) for n in anatomical]
+    markers_key = [marker_set.get(n) for n in keypoints]
+    foot_markers = [m for m in markers_anat + markers_key if m.getParentFrame().getName() in _FOOT_BODIES]
+    q_stand = design[0].copy()
+    ty = kin.names.index("pelvis_ty")
+    kin.pose(q_stand)
+    q_stand[ty] += FOOT_CLEARANCE - kin.locations(foot_markers)[:, 1].min()
+    design[:, ty] = q_stand[ty]
+
+    say(f"synth: posing {n_frames} frames")
+    closure = _FootClosure(kin, q_stand)
+    q = np.empty_like(design)
+    for i in range(n_frames):
+        if np.array_equal(design[i], q_stand):
+            q[i] = q_stand
+        else:
+            # Start from the last two solutions extrapolated: the motion is smooth.
+            start = 2 * q[i - 1] - q[i - 2] if i >= 2 else q_stand
+            q[i] = closure.solve(design[i], start)
+    low, high = kin.ranges[:, 0] - 1e-9, kin.ranges[:, 1] + 1e-9
+    outside = [kin.names[j] for j in range(len(kin.names)) if (q[:, j] < low[j]).any() or (q[:, j] > high[j]).any()]
+    if outside:
+        raise RuntimeError(f"the squat design leaves the model's range in {outside}")
+
+    xyz_anat = np.empty((n_frames, len(markers_anat), 3))
+    xyz_key = np.empty((n_frames, len(markers_key), 3))
+    for i in range(n_frames):
+        kin.pose(q[i])
+        xyz_anat[i] = kin.locations(markers_anat)
+        xyz_key[i] = kin.locations(markers_key)
+
+    # What the camera system reports: noise and gaps, seeded, on the keypoints only.
+    observed = xyz_key.copy()
+    if noise_mm > 0:
+        observed += np.random.default_rng([seed, 1]).normal(0.0, noise_mm / 1000.0, observed.shape)
+    starts = squat_starts(n_squats)
+    gap_list = _make_gaps(n_gaps, np.random.default_rng([seed, 2]), keypoints, fs, time,
+                          starts[0], starts[-1] + SQUAT_S)
+    for gap in gap_list:
+        observed[gap.start:gap.stop, keypoints.index(gap.keypoint)] = np.nan
+
+    meta = {"synthetic": True, "scale": scale, "seed": seed}
+    keypoints_true = MarkerTable(keypoints, xyz_key, time, fs, dict(meta))
+    keypoints_obs = MarkerTable(keypoints, observed, time, fs, {**meta, "noise_mm": noise_mm})
+    markers = MarkerTable(anatomical, xyz_anat, time, fs, dict(meta))
+    motion = Motion(time, list(kin.names), kin.to_file_units(q), in_degrees=True)
+
+    say(f"synth: writing {out}")
+    paths = (write_trc(out / "keypoints.trc", keypoints_obs), write_trc(out / "markers.trc", markers),
+             write_mot(out / "coords.mot", motion))
+
+    squat_list = []
+    for k, start in enumerate(starts):
+        inside = (time >= start) & (time <= start + SQUAT_S)
+        peak = {n: float(motion.get(n)[inside].max()) for n in
+                ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")}
+        squat_list.append(Squat(k, round(start, 9), round(start + DESCENT_S, 9), round(start + SQUAT_S, 9), **peak))
+
+    return SynthResult(*paths, keypoints=keypoints_obs, keypoints_true=keypoints_true, markers=markers,
+                       motion=motion, mass=float(mass), height=float(height), standing=(0.0, STAND_S),
+                       squats=squat_list, gaps=gap_list, fs=fs, scale=scale, noise_mm=noise_mm, seed=seed)
+
+
+def _make_gaps(n: int, rng: np.random.Generator, names: list[str], fs: float, time: np.ndarray,
+               first: float, last: float) -> list[Gap]:
+    """``n`` gaps of 2 to 0.15*fs frames, each wholly inside [first, last] seconds."""
+    inside = np.flatnonzero((time >= first) & (time <= last))
+    lo, hi = int(inside[0]), int(inside[-1]) + 1
+    longest = max(2, min(int(0.15 * fs), hi - lo))
+    out = []
+    for _ in range(n):
+        length = int(rng.integers(2, longest + 1))
+        start = int(rng.integers(lo, hi - length + 1))
+        out.append(Gap(names[int(rng.integers(len(names)))], start, start + length))
+    return out
