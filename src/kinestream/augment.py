@@ -17,16 +17,26 @@ The outputs are multiplied by the height and added to MidHip again. The
 models are causal stacks of LSTM layers, so frames with a missing input
 keypoint split the trial into segments that are each run from a fresh state;
 markers in those frames are missing (NaN).
+
+:class:`StreamingAugmenter` is the same stage for live input, one frame in,
+43 markers out. By default it carries the LSTM state from frame to frame
+(a one-step form of the same models, see :mod:`kinestream.lstm`), so each
+frame costs the same however long the session, and the result equals
+whole-trial inference on the same frames. It steps the models on the 60 Hz
+clock they were trained at, whatever the input rate (see the class).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from .errors import KinestreamError
+from .ingest import DERIVED, canonical
 from .trc import MarkerTable
 
 REFERENCE = "MidHip"
@@ -228,3 +238,319 @@ def augment_table(table: MarkerTable, augmenter: Augmenter, height: float, mass:
         out.xyz[..., 1] += offset
     segs = len(finite_segments(~missing))
     return out, AugmentReport(table.n_frames, int(missing.sum()), segs, offset)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Streaming: one frame in, the 43 markers out
+
+MODEL_RATE = 60.0  # Hz; the augmenter models were trained on 60 Hz sequences
+STREAM_MODES = ("stateful", "windowed")
+STREAM_CLOCKS = ("model", "input")
+SNAP = 0.1  # a frame within this fraction of a model period of a model tick is taken as that tick
+
+
+@dataclass(eq=False)
+class _PartStream:
+    """What the stream keeps for one body part between frames."""
+
+    k: int  # position among the parts
+    part: BodyPart
+    index: np.ndarray  # rows of the part's features in the keypoint array
+    out: slice  # the part's rows in the 43 markers
+    h: np.ndarray | None = None
+    c: np.ndarray | None = None
+    window: deque | None = None
+    fresh: bool = True  # nothing fed since the start or the last reset
+    missing: int = 0  # consecutive frames without usable input
+    resets: int = 0
+    x_prev: np.ndarray | None = None  # model input of the previous frame, when it was usable
+    t_prev: float = 0.0
+
+
+class StreamingAugmenter:
+    """The augmenter for live input: ``step(keypoints, t)`` returns the 43 markers of the frame.
+
+    Parameters
+    ----------
+    lower_model, upper_model : the whole-sequence ONNX models (mean.npy and std.npy beside them).
+    height, mass : the subject's, for the whole session.
+    threads : onnxruntime intra-op threads.
+    mode : ``"stateful"`` (default) carries the LSTM state (h, c of every layer)
+        from one model step to the next: constant cost per frame, and the
+        result of whole-trial inference. ``"windowed"`` re-runs the shipped
+        model on the last ``window`` model steps for every frame and keeps
+        its last output (the cost grows with the window; for comparison).
+    window : model steps in windowed mode (the models were trained on 60).
+    reset_after : consecutive frames without usable input for a body part
+        after which the subject counts as lost and that part's LSTM state is
+        reset; a pause in the input longer than ``reset_after`` model periods
+        resets too. When the subject comes back, inference starts afresh, as
+        whole-trial inference of a new trial would.
+    clock : ``"model"`` (default) steps the models on their 60 Hz training
+        clock whatever the input rate: the input is resampled causally (linear
+        interpolation between the previous and the current frame, on model
+        ticks that fall between them), each tick advances the state, and a
+        frame that falls between ticks gets the output of one step from the
+        last tick's state without keeping it. At 60 Hz (frames within 10 % of
+        a period of the clock, which follows the source) every frame is one
+        tick and nothing is interpolated; at 120 Hz every other frame is a
+        tick. ``"input"`` advances the state once per input frame at any rate,
+        which the models were not trained for (at 120 Hz they see motion at
+        half speed and remember half as long).
+    names : row order of array input; default :attr:`keypoints`.
+    max_reach : a keypoint further than ``max_reach`` x height from MidHip
+        along any axis is taken as a wrong detection: the frame counts as missing for the parts
+        that read it.
+    on_reset : optional ``callback(parts, t)`` called when parts are reset.
+
+    Missing input never raises. A frame whose inputs for a part are missing
+    (NaN) or implausible yields NaN markers for that part, and the part's
+    state is held (nothing is fed to it); model ticks between a missing frame
+    and its neighbours are skipped, so after a short gap the output equals
+    whole-trial inference on the trial without the missing frames.
+
+    Counters: ``frames`` (accepted frames), ``rejected`` (frames whose time
+    was not after the previous frame's: ``step`` returns None), ``steps``
+    (model runs), ``resets`` (frames at which any part was reset),
+    ``part_resets`` ({part: resets}); ``reset_parts`` names the parts reset
+    by the latest ``step`` (empty tuple otherwise), the flag to poll.
+    """
+
+    def __init__(self, lower_model: str | Path, upper_model: str | Path, height: float, mass: float,
+                 threads: int = 1, mode: str = "stateful", window: int = 60, reset_after: int = 10,
+                 clock: str = "model", names: Sequence[str] | None = None, max_reach: float = 1.5,
+                 on_reset: Callable[[tuple[str, ...], float], None] | None = None):
+        check_subject(height, mass)
+        if mode not in STREAM_MODES:
+            raise KinestreamError(f"augmenter mode {mode!r} is not one of {STREAM_MODES}")
+        if clock not in STREAM_CLOCKS:
+            raise KinestreamError(f"augmenter clock {clock!r} is not one of {STREAM_CLOCKS}")
+        if int(window) < 1:
+            raise KinestreamError(f"augmenter window {window} must be at least 1 frame")
+        if int(reset_after) < 1:
+            raise KinestreamError(f"reset_after {reset_after} must be at least 1 frame")
+        self.offline = Augmenter(lower_model, upper_model, threads)
+        self.parts = self.offline.parts
+        self.height, self.mass = float(height), float(mass)
+        self.mode, self.clock = mode, clock
+        self.window, self.reset_after = int(window), int(reset_after)
+        self.max_reach = float(max_reach)
+        self._reach = self.max_reach * self.height
+        self.on_reset = on_reset
+        self.keypoints = self.offline.keypoints
+        self.markers = self.offline.markers
+        self._set_names(names)
+        self._model = None
+        if mode == "stateful":
+            from .lstm import StepModel
+
+            self._model = StepModel({p.name: p.onnx_path for p in self.parts}, threads)
+        self._streams = []
+        start = 0
+        for k, part in enumerate(self.parts):
+            if not (np.isfinite(part.mean).all() and np.isfinite(part.std).all() and (part.std != 0).all()):
+                raise KinestreamError(f"{part.name} augmenter: mean.npy/std.npy hold non-finite or zero values")
+            index = np.array([self.keypoints.index(f) for f in part.features])
+            self._streams.append(_PartStream(k, part, index, slice(start, start + len(part.markers))))
+            start += len(part.markers)
+        self.reset()
+
+    @classmethod
+    def from_assets(cls, assets, height: float, mass: float, **kwargs) -> "StreamingAugmenter":
+        return cls(assets.lower_model, assets.upper_model, height, mass, **kwargs)
+
+    # ---- input
+
+    def _set_names(self, names: Sequence[str] | None) -> None:
+        self.names = list(names) if names is not None else list(self.keypoints)
+        given = [canonical(n) for n in self.names]
+        self._take = np.array([given.index(k) if k in given else -1 for k in self.keypoints])
+        self._derive = [(self.keypoints.index(k), given.index(a), given.index(b)) for k, (a, b) in DERIVED.items()
+                        if k in self.keypoints and k not in given and a in given and b in given]
+        self._identity = given == list(self.keypoints)
+
+    def as_array(self, keypoints: Mapping[str, Sequence[float]] | np.ndarray) -> np.ndarray:
+        """Keypoints (dict name -> xyz, or an array in :attr:`names` order) as (len(keypoints), 3).
+
+        Absent keypoints are NaN; MidHip and Neck, when absent, are the midpoints
+        of the hips and of the shoulders.
+        """
+        if not isinstance(keypoints, np.ndarray) and isinstance(keypoints, Mapping):
+            rows = {canonical(k): v for k, v in keypoints.items()}
+            for name, (p, q) in DERIVED.items():
+                if name not in rows and p in rows and q in rows:
+                    try:
+                        rows[name] = 0.5 * (np.asarray(rows[p], float) + np.asarray(rows[q], float))
+                    except (TypeError, ValueError):
+                        pass
+            a = np.full((len(self.keypoints), 3), np.nan)
+            for k, name in enumerate(self.keypoints):
+                v = rows.get(name)
+                if v is not None:
+                    try:
+                        a[k] = v
+                    except (TypeError, ValueError):  # not an xyz triple: missing
+                        a[k] = np.nan
+            return a
+        arr = np.asarray(keypoints, dtype=np.float64)
+        if arr.shape != (len(self.names), 3):
+            raise KinestreamError(f"keypoint array has shape {arr.shape}; expected ({len(self.names)}, 3) in the "
+                                  f"order {self.names}")
+        if self._identity:
+            return arr
+        a = arr[self._take]
+        a[self._take < 0] = np.nan
+        for k, p, q in self._derive:
+            a[k] = 0.5 * (arr[p] + arr[q])
+        return a
+
+    def _model_input(self, ps: _PartStream, kp: np.ndarray) -> np.ndarray | None:
+        """Normalised model input (1, n) of one part, or None when missing or implausible."""
+        ref = kp[:1]
+        feats = kp[ps.index]
+        # NaN fails the comparison too
+        if not np.abs(feats - ref).max() <= self._reach:
+            return None
+        return normalise(feats[None], ref, self.height, self.mass, ps.part.mean, ps.part.std)
+
+    # ---- state
+
+    def reset(self) -> None:
+        """Forget everything: state, clock, counters."""
+        for ps in self._streams:
+            self._clear(ps)
+            ps.missing = 0
+            ps.resets = 0
+        self._t_last: float | None = None
+        self._next_tick: float | None = None
+        self.frames = 0
+        self.rejected = 0
+        self.steps = 0
+        self.resets = 0
+        self.reset_parts: tuple[str, ...] = ()
+
+    def _clear(self, ps: _PartStream) -> None:
+        if self._model is not None:
+            ps.h, ps.c = self._model.zero_state(ps.k)
+        else:
+            ps.window = deque(maxlen=self.window)
+        ps.fresh = True
+        ps.x_prev = None
+
+    @property
+    def part_resets(self) -> dict[str, int]:
+        return {ps.part.name: ps.resets for ps in self._streams}
+
+    def _lose(self, ps: _PartStream, lost: list) -> None:
+        """The subject is lost for this part: start afresh when it comes back."""
+        if not ps.fresh:
+            self._clear(ps)
+            ps.resets += 1
+            lost.append(ps.part.name)
+        ps.x_prev = None
+
+    # ---- model steps
+
+    def _advance(self, xs: dict[int, np.ndarray], keep: bool, want: bool) -> dict[int, np.ndarray]:
+        """Run the parts in ``xs`` one step; keep the new state if ``keep``; outputs (1, 3m) if ``want``."""
+        streams = self._streams
+        if self._model is not None:
+            res = self._model.step([(xs[k][None], ps.h, ps.c) if k in xs else None for k, ps in enumerate(streams)])
+            self.steps += 1
+            out = {}
+            for k in xs:
+                y, h, c = res[k]
+                if keep:
+                    ps = streams[k]
+                    ps.h, ps.c, ps.fresh = h, c, False
+                out[k] = y[0]
+            return out
+        out = {}
+        for k, x in xs.items():
+            ps = streams[k]
+            if keep:
+                ps.window.append(x[0])
+                ps.fresh = False
+                seq = ps.window
+            else:
+                recent = list(ps.window)[max(0, len(ps.window) - self.window + 1):] if self.window > 1 else []
+                seq = recent + [x[0]]
+            if want:
+                y = self.offline.run_part(ps.part, np.asarray(seq, dtype=np.float32))
+                self.steps += 1
+                out[k] = y[-1:]
+        return out
+
+    def step(self, keypoints: Mapping[str, Sequence[float]] | np.ndarray, t: float | None = None
+             ) -> np.ndarray | None:
+        """The 43 markers (metres, :attr:`markers` order) of one frame, NaN for parts without input.
+
+        ``keypoints``: dict name -> xyz (metres) or an array in :attr:`names`
+        order (default :attr:`keypoints`: MidHip first). ``t``: capture time
+        in seconds; without it, frames are taken to be 1/60 s apart. Returns
+        None, and counts the frame as rejected, when ``t`` is not after the
+        previous frame's time.
+        """
+        period = 1.0 / MODEL_RATE
+        if t is None:
+            t = 0.0 if self._t_last is None else self._t_last + period
+        t = float(t)
+        if not np.isfinite(t) or (self._t_last is not None and t <= self._t_last):
+            self.rejected += 1
+            return None
+        kp = self.as_array(keypoints)
+        self.frames += 1
+        lost: list[str] = []
+        if self._t_last is not None and t - self._t_last > self.reset_after * period:
+            # the input paused for longer than a state is held: subject lost
+            for ps in self._streams:
+                self._lose(ps, lost)
+            self._next_tick = None
+        self._t_last = t
+
+        # model ticks: before this frame (interpolated), and whether the frame itself is one
+        interp: list[float] = []
+        on_tick = True
+        if self.clock == "model":
+            if self._next_tick is None:
+                self._next_tick = t
+            on_tick = False
+            tol = SNAP * period
+            while self._next_tick <= t + tol:
+                if self._next_tick >= t - tol:
+                    on_tick = True
+                    self._next_tick = t + period  # the clock follows the source
+                    break
+                interp.append(self._next_tick)
+                self._next_tick += period
+
+        xs: dict[int, np.ndarray] = {}
+        for k, ps in enumerate(self._streams):
+            x = self._model_input(ps, kp)
+            if x is None:
+                ps.missing += 1
+                if ps.missing >= self.reset_after:
+                    self._lose(ps, lost)
+                ps.x_prev = None
+                continue
+            ps.missing = 0
+            xs[k] = x
+        for tick in interp:
+            batch = {k: ps.x_prev + ((tick - ps.t_prev) / (t - ps.t_prev)) * (xs[k] - ps.x_prev)
+                     for k, ps in enumerate(self._streams) if k in xs and ps.x_prev is not None}
+            if batch:
+                self._advance(batch, keep=True, want=False)
+        ys = self._advance(xs, keep=on_tick, want=True) if xs else {}
+
+        y_all = np.full((1, 3 * len(self.markers)), np.nan)  # NaN stays NaN for parts without output
+        for k, y in ys.items():
+            ps = self._streams[k]
+            ps.x_prev, ps.t_prev = xs[k], t
+            y_all[:, 3 * ps.out.start:3 * ps.out.stop] = y
+        out = denormalise(y_all, kp[:1], self.height)[0]
+        self.reset_parts = tuple(lost)
+        if lost:
+            self.resets += 1
+            if self.on_reset is not None:
+                self.on_reset(self.reset_parts, t)
+        return out

@@ -12,6 +12,14 @@ Pure functions on arrays whose first axis is time:
 - :func:`clean_table` runs gap filling then low-pass filtering on a
   :class:`~kinestream.trc.MarkerTable`.
 
+Streaming stage (one frame at a time, causal, state carried between frames):
+
+- :class:`StreamingLowpass` is the causal Butterworth filter with outlier
+  rejection and re-initialisation after long gaps;
+- :class:`StreamingGapFiller` bridges short gaps by holding, extrapolating,
+  or (with a few frames of look-ahead) interpolating;
+- :class:`StreamingCleaner` chains the two for ``(markers, 3)`` frames.
+
 A "signal" is one column of the data once every axis after time is
 flattened: for ``(frames, markers, 3)`` the columns are ``m0.x, m0.y, m0.z,
 m1.x, ...``.
@@ -19,6 +27,7 @@ m1.x, ...``.
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -510,3 +519,582 @@ def clean_table(table: MarkerTable, cutoff_hz: float | str = 6.0, max_gap_s: flo
     smooth = lowpass(filled, table.rate, float(cutoff_hz), order)
     out = MarkerTable(table.names, smooth, table.time.copy(), table.rate, dict(table.meta))
     return out, CleanReport(float(cutoff_hz), residual is not None, int(order), gaps, residual)
+
+
+# ------------------------------------------------------------------ streaming stage
+
+HOLD_METHODS = ("hold", "extrapolate")
+_NEVER = -(2**62)  # frame index of a sample that never came: any gap since then is "too long"
+
+
+def _check_count(name: str, value, what: str) -> int:
+    """A whole number >= 0, or a KinestreamError that says what was given."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise KinestreamError(f"{name} {value!r} is not valid; give {what} (a whole number >= 0)")
+    return int(value)
+
+
+def _frame_shape(shape) -> tuple[int, ...]:
+    """Frame shape from a number of signals or a shape tuple."""
+    dims = (shape,) if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool) else tuple(shape)
+    if not dims or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in dims):
+        raise KinestreamError(
+            f"frame shape {shape!r} is not valid; give a number of signals such as 60, or a shape such as (20, 3)"
+        )
+    return tuple(int(d) for d in dims)
+
+
+def _sos_step_matrix(sos: np.ndarray) -> np.ndarray:
+    """One sample of a cascade of second-order sections, as a single matrix.
+
+    Each section is a transposed direct-form II biquad with state ``(z0, z1)``,
+    the form and state :func:`scipy.signal.sosfilt` uses. The whole cascade is
+    linear in ``v = [z0 and z1 of every section, x]``, so one step is ``M @ v
+    = [next z0 and z1 of every section, y]``: a single small matrix product
+    for all signals at once.
+    """
+    n_sec = len(sos)
+    size = 2 * n_sec + 1
+    step = np.zeros((size, size))
+    unit = np.eye(size)
+    u = unit[-1]  # input of the current section, as coefficients over v
+    for s, (b0, b1, b2, a0, a1, a2) in enumerate(sos):
+        b0, b1, b2, a1, a2 = b0 / a0, b1 / a0, b2 / a0, a1 / a0, a2 / a0
+        y = b0 * u + unit[2 * s]
+        step[2 * s] = b1 * u - a1 * y + unit[2 * s + 1]
+        step[2 * s + 1] = b2 * u - a2 * y
+        u = y
+    step[-1] = u
+    return step
+
+
+class StreamingLowpass:
+    """Causal low-pass Butterworth filter fed one frame at a time.
+
+    The filter is :func:`butter_sos` run forward only, as second-order
+    sections whose state is carried from frame to frame, for all signals at
+    once. On finite data the output equals :func:`scipy.signal.sosfilt` over
+    the whole recording with the same initial state. A causal filter delays
+    the movement; :meth:`delay_ms` says by how much.
+
+    The data are organised in points: a point is one row of the last axis of
+    the frame (a marker's x, y, z for a ``(markers, 3)`` frame), or one
+    signal when the frame is one-dimensional. For each point:
+
+    - **Start.** The state starts at the steady state of the step response to
+      the point's first finite sample (:func:`scipy.signal.sosfilt_zi` scaled
+      by it), so a point at rest is output unchanged from its first frame,
+      without a start-up transient.
+    - **Missing.** A point with any NaN coordinate is output as NaN and its
+      state is held. When it comes back after more than
+      ``reinit_after_frames`` missing frames, the state starts again from the
+      new sample, as at the start, instead of ringing from a stale state.
+    - **Outliers.** A point that lands farther than ``max_jump`` from its
+      last accepted sample (``max_jump`` per frame in between, counting
+      missing frames but not rejected ones) is taken for a mis-triangulated
+      or swapped keypoint: it is output as NaN for that frame and kept out
+      of the state. When the jumps persist at a consistent new position
+      (each within ``max_jump`` per frame of the previous rejected one) for
+      more than ``max_outlier_frames`` frames, the new position is accepted
+      and the state starts again from it: the subject truly moved or was
+      re-identified.
+
+    Parameters
+    ----------
+    shape
+        Number of signals, or the shape of one frame such as ``(markers, 3)``.
+    rate
+        Frame rate in Hz.
+    cutoff_hz
+        Cutoff frequency in Hz (-3 dB).
+    order
+        Filter order.
+    max_jump
+        Largest accepted displacement of a point per frame, in the units of
+        the data (metres for markers; 0.5 m per frame is 30 m/s at 60 Hz, far
+        above any body segment). ``None`` turns outlier rejection off, as it
+        should be for signals that are not positions in metres.
+    max_outlier_frames
+        Most consecutive frames a point is rejected as an outlier; the next
+        one that stays at the new position is accepted.
+    reinit_after_frames
+        Longest run of missing frames after which the state is held rather
+        than started again. Default: a tenth of a second of frames.
+
+    Attributes
+    ----------
+    sos
+        The second-order sections.
+    frame
+        Number of frames pushed so far.
+    n_missing
+        Point-frames that arrived missing (output NaN).
+    n_outliers
+        Point-frames rejected as outliers (output NaN).
+    n_reinits
+        Times a point's state started again after a long gap or at an
+        accepted new position (the first start is not counted).
+
+    Raises
+    ------
+    KinestreamError
+        If an argument is not valid; the message says what is.
+    """
+
+    def __init__(self, shape, rate: float, cutoff_hz: float, order: int = 4, *, max_jump: float | None = 0.5,
+                 max_outlier_frames: int = 5, reinit_after_frames: int | None = None) -> None:
+        self.shape = _frame_shape(shape)
+        self.rate = _check_rate(rate)
+        self.sos = butter_sos(order, cutoff_hz, self.rate)
+        self.cutoff_hz = float(cutoff_hz)
+        self.order = int(order)
+        if max_jump is not None:
+            max_jump = float(max_jump)
+            if not (np.isfinite(max_jump) and max_jump > 0):
+                raise KinestreamError(
+                    f"max_jump {max_jump!r} is not valid; give the largest displacement per frame (> 0, "
+                    f"e.g. 0.5 m), or None to accept every sample"
+                )
+        self.max_jump = max_jump
+        self.max_outlier_frames = _check_count("max_outlier_frames", max_outlier_frames, "a number of frames")
+        if reinit_after_frames is None:
+            reinit_after_frames = int(round(0.1 * self.rate))
+        self.reinit_after_frames = _check_count("reinit_after_frames", reinit_after_frames, "a number of frames")
+        self._points = int(np.prod(self.shape[:-1])) if len(self.shape) > 1 else self.shape[0]
+        self._dim = self.shape[-1] if len(self.shape) > 1 else 1
+        self._step = _sos_step_matrix(self.sos)
+        self._zi = signal.sosfilt_zi(self.sos).reshape(-1)  # state for a unit step, same order as _step
+        self._ones = np.ones(int(np.prod(self.shape)))  # a dot product with it is NaN when any sample is
+        self._ones_dim = np.ones(self._dim)  # the same for each point
+        self._max_jump2 = np.inf if max_jump is None else max_jump**2
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every point: the next frame starts the filter again."""
+        size = len(self._step)
+        self._v = np.zeros((size, self._points, self._dim))  # state rows, then the input row
+        self._w = np.empty_like(self._v)
+        self._v2 = self._v.reshape(size, -1)  # views for the matrix product
+        self._w2 = self._w.reshape(size, -1)
+        self._ref = np.zeros((self._points, self._dim))  # last accepted sample
+        self._ref_frame = np.full(self._points, _NEVER, dtype=np.int64)
+        self._ref_rejected = np.zeros(self._points, dtype=np.int64)  # frames rejected since then
+        self._seen_frame = np.full(self._points, _NEVER, dtype=np.int64)  # last finite sample
+        self._streak = np.zeros(self._points, dtype=np.int64)  # consecutive rejected frames
+        self._streaking = False  # some point is in an outlier streak
+        self._cand = np.zeros((self._points, self._dim))  # last rejected sample
+        self._cand_frame = np.zeros(self._points, dtype=np.int64)
+        self._steady = False  # every point accepted in the previous frame, none in an outlier streak
+        self.frame = 0
+        self.n_missing = 0
+        self.n_outliers = 0
+        self.n_reinits = 0
+
+    @property
+    def state(self) -> np.ndarray:
+        """Filter state in the layout of ``zi`` of ``scipy.signal.sosfilt(..., axis=0)``: (sections, 2, *shape)."""
+        return self._v[:-1].reshape(len(self.sos), 2, *self.shape).copy()
+
+    def counts(self) -> dict[str, int]:
+        """The counters, by name."""
+        return {"frames": self.frame, "missing": self.n_missing, "outliers": self.n_outliers,
+                "reinits": self.n_reinits}
+
+    def delay_ms(self, freq_hz: float | None = None) -> float:
+        """Group delay of the filter in milliseconds.
+
+        Parameters
+        ----------
+        freq_hz
+            Frequency at which to evaluate it. Default: 0 Hz, the limit for
+            slow movement (at 0.5-1 Hz it is within a few tenths of a
+            millisecond of that; it grows towards the cutoff).
+
+        Returns
+        -------
+        float
+            The delay in ms.
+        """
+        f = 0.0 if freq_hz is None else float(freq_hz)
+        if not (0 <= f < self.rate / 2):
+            raise KinestreamError(
+                f"frequency {freq_hz!r} Hz is not valid for the delay; give one from 0 up to below the "
+                f"Nyquist frequency {self.rate / 2:g} Hz"
+            )
+        samples = sum(signal.group_delay((s[:3], s[3:]), w=[f], fs=self.rate)[1][0] for s in self.sos)
+        return float(1000.0 * samples / self.rate)
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        """Filter one frame.
+
+        Parameters
+        ----------
+        x
+            One frame of the shape given at construction; NaN where missing.
+
+        Returns
+        -------
+        np.ndarray
+            The filtered frame (a new array), NaN for points missing or
+            rejected in this frame.
+
+        Raises
+        ------
+        KinestreamError
+            If the frame does not have the shape given at construction.
+        """
+        x = np.asarray(x, dtype=float)
+        if x.shape != self.shape:
+            raise KinestreamError(f"frame has shape {x.shape}; this filter takes frames of shape {self.shape}")
+        xp = x.reshape(self._points, self._dim)
+        k = self.frame
+        if self._steady and math.isfinite(self._ones @ x.reshape(-1)):
+            # the usual frame: every point present, each moved at most max_jump since the last frame
+            step = (xp - self._ref).reshape(-1)
+            if step @ step <= self._max_jump2 or np.square(step).reshape(-1, self._dim).sum(axis=1).max() \
+                    <= self._max_jump2:
+                self._v[-1] = xp
+                np.matmul(self._step, self._v2, out=self._w2)
+                self._v[:-1] = self._w[:-1]
+                self._ref[:] = xp
+                self._ref_frame[:] = k
+                self._seen_frame[:] = k
+                self.frame = k + 1
+                return self._w[-1].reshape(self.shape).copy()
+        # any other frame: missing points, points to start again, possible outliers
+        finite = np.isfinite(xp @ self._ones_dim)
+        ok = finite.copy()
+        fresh = k - self._seen_frame > self.reinit_after_frames + 1  # never seen, or back after a long gap
+        fresh &= finite
+        if self.max_jump is not None:
+            # the allowance grows with each missing frame since the last accepted sample, not with rejected ones
+            step = xp - self._ref
+            allowed = self.max_jump * (k - self._ref_frame - self._ref_rejected)
+            jump = np.sqrt(np.square(step) @ self._ones_dim) > allowed
+            jump &= finite
+            jump &= ~fresh
+            if np.count_nonzero(jump):
+                self._judge_jumps(np.flatnonzero(jump), xp, ok, fresh, k)
+            if self._streaking:
+                np.copyto(self._streak, 0, where=ok)
+                np.copyto(self._ref_rejected, 0, where=ok)
+                self._streaking = bool(np.count_nonzero(self._streak))
+        if np.count_nonzero(fresh):
+            self.n_reinits += int(np.count_nonzero(fresh & (self._seen_frame != _NEVER)))
+            self._v[:-1, fresh] = self._zi[:, None, None] * xp[fresh][None]
+        self._v[-1] = xp
+        np.matmul(self._step, self._v2, out=self._w2)  # NaN stays within its own signal's column
+        y = self._w[-1].copy()
+        np.copyto(self._v[:-1], self._w[:-1], where=ok[None, :, None])
+        np.copyto(self._ref, xp, where=ok[:, None])
+        np.copyto(self._ref_frame, k, where=ok)
+        np.copyto(self._seen_frame, k, where=finite)
+        n_ok = np.count_nonzero(ok)
+        self.n_missing += self._points - int(np.count_nonzero(finite))
+        if n_ok < self._points:
+            np.copyto(y, np.nan, where=~ok[:, None])
+        self._steady = n_ok == self._points and not self._streaking
+        self.frame = k + 1
+        return y.reshape(self.shape)
+
+    def _judge_jumps(self, idx: np.ndarray, xp: np.ndarray, ok: np.ndarray, fresh: np.ndarray, k: int) -> None:
+        """Reject the jumping points ``idx``, or accept those that settled at a new position."""
+        since = k - self._cand_frame[idx]
+        near = np.square(xp[idx] - self._cand[idx]).sum(axis=1) <= np.square(self.max_jump * since)
+        streak = np.where((self._streak[idx] > 0) & near, self._streak[idx] + 1, 1)
+        accept = streak > self.max_outlier_frames
+        take, drop = idx[accept], idx[~accept]
+        fresh[take] = True
+        ok[drop] = False
+        self._streak[drop] = streak[~accept]
+        self._ref_rejected[drop] += 1
+        self._cand[drop] = xp[drop]
+        self._cand_frame[drop] = k
+        self._streaking = self._streaking or len(drop) > 0
+        self.n_outliers += len(drop)
+
+
+class StreamingGapFiller:
+    """Bridges short gaps of markers, one frame at a time.
+
+    A marker is missing in a frame when any of its coordinates is NaN. A
+    missing marker is bridged for at most ``max_hold_frames`` frames after
+    its last measured frame, by one of:
+
+    - ``"hold"``: its last measured position;
+    - ``"extrapolate"``: the straight line through its last two measured
+      positions (the last one held when it has only one);
+    - with ``lookahead`` L > 0, a gap of at most L frames (and at most
+      ``max_hold_frames``) is filled by linear interpolation between the
+      measured frames on either side. Every frame is output L frames late,
+      which adds ``L / rate`` of delay.
+
+    Beyond ``max_hold_frames`` the marker is output as NaN (missing) until it
+    is measured again. Extrapolation and interpolation count frames, so they
+    assume frames at the nominal rate.
+
+    Parameters
+    ----------
+    n_markers
+        Markers per frame; frames are ``(n_markers, 3)``.
+    rate
+        Frame rate in Hz.
+    max_hold_frames
+        Most frames a missing marker is bridged.
+    lookahead
+        Frames of look-ahead (and of delay) for interpolation; 0 for none.
+    method
+        ``"hold"`` or ``"extrapolate"``, for gaps not interpolated.
+
+    Attributes
+    ----------
+    n_bridged
+        Marker-frames bridged (held, extrapolated or interpolated).
+    n_missing
+        Marker-frames output as missing.
+    n_lost
+        Times a marker was marked missing: its gap outlasted the bridge, or
+        it was missing from the start.
+
+    Raises
+    ------
+    KinestreamError
+        If an argument is not valid; the message says what is.
+    """
+
+    def __init__(self, n_markers: int, rate: float, max_hold_frames: int, lookahead: int = 0,
+                 method: str = "hold") -> None:
+        if method not in HOLD_METHODS:
+            raise KinestreamError(f"gap bridging method {method!r} is not valid; use one of {list(HOLD_METHODS)}")
+        self.shape = _frame_shape((n_markers, 3))
+        self.n_markers = self.shape[0]
+        self.rate = _check_rate(rate)
+        self.max_hold_frames = _check_count("max_hold_frames", max_hold_frames, "a number of frames")
+        self.lookahead = _check_count("lookahead", lookahead, "a number of frames")
+        self.method = method
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every marker and drop the frames waiting in the look-ahead buffer."""
+        n = self.n_markers
+        self._buf = np.full((self.lookahead + 1, n, 3), np.nan)
+        self._buf_t = np.zeros(self.lookahead + 1)
+        self._count = 0  # frames in the buffer
+        # last two measured positions; before any, zeros long ago, so that a marker measured only
+        # once extrapolates with a slope of about x / 2**62, which holds its position
+        self._last = np.zeros((n, 3))
+        self._last_frame = np.full(n, _NEVER, dtype=np.int64)
+        self._prev = np.zeros((n, 3))
+        self._prev_frame = np.full(n, _NEVER - 1, dtype=np.int64)
+        self._was_missing = np.zeros(n, dtype=bool)  # in the previous output
+        self._ones3 = np.ones(3)
+        self._ones = np.ones(3 * n)  # a dot product with it is NaN when any coordinate is
+        self._markers = np.arange(n)
+        self.frame = 0  # frames output so far
+        self.n_bridged = 0
+        self.n_missing = 0
+        self.n_lost = 0
+
+    @property
+    def delay_ms(self) -> float:
+        """Delay added by the look-ahead, in ms."""
+        return 1000.0 * self.lookahead / self.rate
+
+    def counts(self) -> dict[str, int]:
+        """The counters, by name."""
+        return {"bridged": self.n_bridged, "missing": self.n_missing, "lost": self.n_lost}
+
+    def push(self, xyz: np.ndarray, t: float) -> tuple[np.ndarray, float] | None:
+        """Take one frame; give back the frame ``lookahead`` frames older, bridged.
+
+        Parameters
+        ----------
+        xyz
+            Marker positions, ``(n_markers, 3)``, NaN where missing.
+        t
+            Time of the frame, passed through with it.
+
+        Returns
+        -------
+        tuple[np.ndarray, float] or None
+            The bridged frame (a new array) and its time, or None while the
+            look-ahead buffer fills.
+
+        Raises
+        ------
+        KinestreamError
+            If the frame does not have the shape ``(n_markers, 3)``.
+        """
+        x = np.asarray(xyz, dtype=float)
+        if x.shape != self.shape:
+            raise KinestreamError(f"frame has shape {x.shape}; this gap filler takes frames of shape {self.shape}")
+        if self.lookahead == 0:
+            return self._emit(x.copy(), None), t
+        self._buf[self._count] = x
+        self._buf_t[self._count] = t
+        self._count += 1
+        if self._count <= self.lookahead:
+            return None
+        return self._pop()
+
+    def flush(self) -> list[tuple[np.ndarray, float]]:
+        """Give back the frames still in the look-ahead buffer, bridged with the look-ahead there is."""
+        out = []
+        while self._count:
+            out.append(self._pop())
+        return out
+
+    def _pop(self) -> tuple[np.ndarray, float]:
+        frame = self._emit(self._buf[0].copy(), self._buf[1:self._count])
+        t = float(self._buf_t[0])
+        self._buf[:-1] = self._buf[1:]
+        self._buf_t[:-1] = self._buf_t[1:]
+        self._count -= 1
+        return frame, t
+
+    def _emit(self, x: np.ndarray, ahead: np.ndarray | None) -> np.ndarray:
+        """Bridge the frame ``x`` (a copy that is returned); ``ahead`` holds the frames after it."""
+        k = self.frame
+        self.frame = k + 1
+        if math.isfinite(self._ones @ x.reshape(-1)):  # every marker measured
+            self._prev, self._last = self._last, self._prev
+            self._prev_frame, self._last_frame = self._last_frame, self._prev_frame
+            np.copyto(self._last, x)
+            self._last_frame[:] = k
+            self._was_missing[:] = False
+            return x
+        # whole-array steps (no per-marker indexing) keep this path cheap for any number of missing markers
+        measured = np.isfinite(x @ self._ones3)
+        last = self._last
+        since = k - self._last_frame  # frames since the last measurement (huge if never)
+        bridge = since <= self.max_hold_frames
+        bridge &= ~measured
+        if self.method == "extrapolate":
+            ahead_of_last = since / (self._last_frame - self._prev_frame)
+            guess = last + (last - self._prev) * ahead_of_last[:, None]
+        else:
+            guess = last
+        if ahead is not None and len(ahead) and np.count_nonzero(bridge):
+            offset = np.isfinite(ahead @ self._ones3).argmax(axis=0)  # first measured frame ahead (0 if none)
+            after = ahead[offset, self._markers]
+            offset += 1
+            interp = np.isfinite(after @ self._ones3)
+            interp &= bridge
+            interp &= since + offset - 1 <= min(self.lookahead, self.max_hold_frames)  # the whole gap is short
+            if np.count_nonzero(interp):
+                frac = (since / (since + offset))[:, None]
+                guess = np.where(interp[:, None], last + frac * (after - last), guess)
+        lost = ~measured
+        lost &= ~bridge
+        out = x
+        np.copyto(out, guess, where=bridge[:, None])
+        np.copyto(out, np.nan, where=lost[:, None])
+        self.n_bridged += int(np.count_nonzero(bridge))
+        self.n_missing += int(np.count_nonzero(lost))
+        self.n_lost += int(np.count_nonzero(lost & ~self._was_missing))
+        self._was_missing = lost
+        np.copyto(self._prev, last, where=measured[:, None])
+        np.copyto(self._prev_frame, self._last_frame, where=measured)
+        np.copyto(self._last, x, where=measured[:, None])
+        np.copyto(self._last_frame, k, where=measured)
+        return out
+
+
+class StreamingCleaner:
+    """The streaming clean stage: gap bridging, then the causal low-pass filter.
+
+    Frames of ``(n_markers, 3)`` go through :class:`StreamingGapFiller`
+    then :class:`StreamingLowpass`. The output lags the input by
+    :meth:`delay_ms`: the look-ahead frames plus the filter's group delay.
+
+    Parameters
+    ----------
+    n_markers
+        Markers per frame.
+    rate
+        Frame rate in Hz.
+    max_gap_s
+        Longest time a missing marker is bridged, in seconds (whole frames:
+        ``floor(max_gap_s * rate)``), as ``max_gap_s`` of :func:`fill_gaps`.
+    lookahead
+        Frames of look-ahead for interpolating short gaps (adds delay).
+    hold_method
+        ``"hold"`` or ``"extrapolate"`` (see :class:`StreamingGapFiller`).
+    cutoff_hz
+        Low-pass cutoff in Hz.
+    order
+        Filter order.
+    max_jump
+        Largest accepted displacement per frame, in metres; None for no
+        outlier rejection (see :class:`StreamingLowpass`).
+    max_outlier_frames
+        Most consecutive frames a marker is rejected as an outlier.
+    reinit_after_frames
+        Missing frames after which the filter starts a marker again.
+
+    Raises
+    ------
+    KinestreamError
+        If an argument is not valid; the message says what is.
+    """
+
+    def __init__(self, n_markers: int, rate: float, *, max_gap_s: float = 0.2, lookahead: int = 0,
+                 hold_method: str = "hold", cutoff_hz: float = 6.0, order: int = 4,
+                 max_jump: float | None = 0.5, max_outlier_frames: int = 5,
+                 reinit_after_frames: int | None = None) -> None:
+        rate = _check_rate(rate)
+        if not np.isfinite(max_gap_s) or max_gap_s < 0:
+            raise KinestreamError(f"max_gap_s {max_gap_s!r} is not valid; give a duration in seconds >= 0")
+        self.filler = StreamingGapFiller(n_markers, rate, int(np.floor(max_gap_s * rate + 1e-9)), lookahead,
+                                         hold_method)
+        self.lowpass = StreamingLowpass((self.filler.n_markers, 3), rate, cutoff_hz, order, max_jump=max_jump,
+                                        max_outlier_frames=max_outlier_frames,
+                                        reinit_after_frames=reinit_after_frames)
+        self.rate = rate
+
+    @classmethod
+    def from_config(cls, clean: dict, n_markers: int, rate: float) -> "StreamingCleaner":
+        """Build from the ``[clean]`` settings.
+
+        Reads ``max_gap_s``, ``cutoff_hz``, ``filter_order`` and, when
+        present, ``hold_method``, ``lookahead_frames``, ``max_jump_m``,
+        ``max_outlier_frames`` and ``reinit_after_frames``; other keys (such
+        as the offline ``gap_method``) are ignored.
+        """
+        cutoff = clean.get("cutoff_hz", 6.0)
+        if isinstance(cutoff, str):
+            raise KinestreamError(
+                f"cutoff {cutoff!r} is not valid for streaming: residual analysis needs the whole trial; "
+                f"give a frequency in Hz, such as 6"
+            )
+        return cls(n_markers, rate, max_gap_s=clean.get("max_gap_s", 0.2),
+                   lookahead=clean.get("lookahead_frames", 0), hold_method=clean.get("hold_method", "hold"),
+                   cutoff_hz=cutoff, order=clean.get("filter_order", 4), max_jump=clean.get("max_jump_m", 0.5),
+                   max_outlier_frames=clean.get("max_outlier_frames", 5),
+                   reinit_after_frames=clean.get("reinit_after_frames"))
+
+    def delay_ms(self, freq_hz: float | None = None) -> float:
+        """Total delay in ms: look-ahead plus the filter's group delay at ``freq_hz`` (default 0 Hz)."""
+        return self.filler.delay_ms + self.lowpass.delay_ms(freq_hz)
+
+    def counts(self) -> dict[str, int]:
+        """The counters of both steps, by name."""
+        f, p = self.filler, self.lowpass
+        return {"frames": p.frame, "bridged": f.n_bridged, "lost": f.n_lost, "missing": f.n_missing,
+                "outliers": p.n_outliers, "reinits": p.n_reinits}
+
+    def reset(self) -> None:
+        """Forget every marker, the buffered frames and the counters."""
+        self.filler.reset()
+        self.lowpass.reset()
+
+    def push(self, xyz: np.ndarray, t: float) -> tuple[np.ndarray, float] | None:
+        """Clean one frame; see :meth:`StreamingGapFiller.push` for what comes back."""
+        got = self.filler.push(xyz, t)
+        if got is None:
+            return None
+        return self.lowpass.push(got[0]), got[1]
+
+    def flush(self) -> list[tuple[np.ndarray, float]]:
+        """Clean and give back the frames still in the look-ahead buffer."""
+        return [(self.lowpass.push(x), t) for x, t in self.filler.flush()]

@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
         "still_threshold_mm": [3.0, 15.0],
         "still_window_s": [1.0, 0.1],
     },
-    "ik": {"accuracy": 1e-5, "constraint_weight": "inf"},
+    "ik": {"accuracy": 1e-5, "constraint_weight": "inf", "coordinate_tasks": False},
     "output": {"plot": True},
 }
 

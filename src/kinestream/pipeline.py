@@ -71,8 +71,8 @@ def augment_keypoints(table: MarkerTable, height: float, mass: float, assets: As
 def run_ik(model_path: str | Path, markers: MarkerTable, ik_setup: str | Path, config: dict | None = None,
            marker_set: str | Path | None = None, desc: str = "IK") -> solve.IKResult:
     """IK on every frame with a progress bar; accuracy and constraint weight from the config."""
-    setup = solve.read_ik_setup(ik_setup)
     ik = (config or {}).get("ik", {})
+    setup = solve.read_ik_setup(ik_setup, coordinate_tasks=bool(ik.get("coordinate_tasks", False)))
     setup.accuracy = float(ik.get("accuracy", setup.accuracy))
     cw = ik.get("constraint_weight", "inf")
     setup.constraint_weight = float("inf") if str(cw).lower() == "inf" else float(cw)

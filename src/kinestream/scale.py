@@ -262,8 +262,8 @@ def find_static_window(table: MarkerTable, thresholds_mm=(3.0, 15.0), windows_s=
     """The stillest upright window by OpenCap's rule, or None when the person never stood still.
 
     ``thresholds_mm`` is (strictest, loosest), tried in 1 mm steps;
-    ``windows_s`` is (longest, shortest), tried in 0.1 s steps for each
-    threshold. ``markers`` are those whose stillness counts (default: every
+    ``windows_s`` is (longest, shortest), tried in 0.1 s steps; for each
+    window length every threshold is tried before a shorter window. ``markers`` are those whose stillness counts (default: every
     ``_study`` marker, or every marker when there are none); markers missing
     in most of the trial are ignored, and a frame where any counted marker is
     missing cannot be part of a window.
@@ -294,11 +294,13 @@ def find_static_window(table: MarkerTable, thresholds_mm=(3.0, 15.0), windows_s=
         starts_ok = (bad[n:] - bad[:-n]) == 0
         motion[w] = (n, _window_motion(rel, n), starts_ok)
 
-    for thr in thresholds:
-        for w in windows:
-            if w not in motion:
-                continue
-            n, m, ok = motion[w]
+    # A long window at a looser threshold beats a brief pause at a strict one:
+    # a 0.1 s lull at the top of a squat is no static pose.
+    for w in windows:
+        if w not in motion:
+            continue
+        n, m, ok = motion[w]
+        for thr in thresholds:
             candidates = np.flatnonzero(ok & (m < thr))
             if candidates.size == 0:
                 continue
@@ -622,9 +624,6 @@ def scale_model(markers: MarkerTable, mass: float, height: float, out_model: str
             progress(text)
 
     out_model = Path(out_model)
-    geometry = getattr(assets, "geometry", None)
-    if geometry is not None and Path(geometry).is_dir():
-        osim.ModelVisualizer.addDirToGeometrySearchPaths(str(geometry))
     generic, state = _load_generic(assets, osim)
     body_names = {generic.getBodySet().get(i).getName() for i in range(generic.getBodySet().getSize())}
     model_markers = {generic.getMarkerSet().get(i).getName() for i in range(generic.getMarkerSet().getSize())}

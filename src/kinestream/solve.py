@@ -38,8 +38,13 @@ class IKSetup:
     constraint_weight: float = math.inf
 
 
-def read_ik_setup(path: str | Path) -> IKSetup:
-    """Marker weights and coordinate tasks of an InverseKinematicsTool setup file."""
+def read_ik_setup(path: str | Path, coordinate_tasks: bool = False) -> IKSetup:
+    """Marker weights (and, if asked, coordinate tasks) of an InverseKinematicsTool setup file.
+
+    Coordinate tasks are left out by default: Pose2Sim's setup pulls
+    L5_S1_Flex_Ext towards 0, which in a squat with 20 deg of lumbar flexion
+    tilts the pelvis and biases hip flexion by up to 14 deg.
+    """
     osim = opensim_module()
     path = Path(path)
     if not path.is_file():
@@ -61,7 +66,7 @@ def read_ik_setup(path: str | Path) -> IKSetup:
             ctask = osim.IKCoordinateTask.safeDownCast(task)
             value = ctask.getValue() if ctask.getValueType() == ctask.ManualValue else None
             coords[task.getName()] = (task.getWeight(), value)
-    return IKSetup(weights, coords, tool.get_accuracy(), tool.get_constraint_weight())
+    return IKSetup(weights, coords if coordinate_tasks else {}, tool.get_accuracy(), tool.get_constraint_weight())
 
 
 def attach_markers(model, marker_set: str | Path) -> None:
