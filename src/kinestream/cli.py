@@ -133,8 +133,13 @@ def cmd_process(args, config) -> None:
     trial = _existing(args.trial, "trial")
     out_dir = Path(args.out) if args.out else Path("out") / trial.stem
     static = args.static or config["scale"].get("static", "auto")
+    truth = None
+    if args.truth:
+        from .mot import read_mot
+
+        truth = read_mot(args.truth)
     result = process(trial, mass, height, out_dir, config, static=static,
-                     plot=bool(config["output"].get("plot", True)), log=_log)
+                     plot=bool(config["output"].get("plot", True)), log=_log, truth=truth)
     print(result.summary())
 
 
@@ -184,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     _subject_args(p)
     p.add_argument("--static", help="static window START:END in seconds, or 'auto' (default)")
     p.add_argument("--out", help="output folder (default: out/TRIAL)")
+    p.add_argument("--truth", help="true coordinates .mot (from synth): plotted dashed, RMS errors printed")
     p.set_defaults(func=cmd_process)
     return parser
 

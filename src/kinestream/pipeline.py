@@ -104,9 +104,23 @@ class ProcessResult:
         return "\n".join(lines)
 
 
+def compare(motion: Motion, truth: Motion, names=("hip_flexion_r", "hip_flexion_l", "knee_angle_r", "knee_angle_l",
+                                                   "ankle_angle_r", "ankle_angle_l")) -> dict[str, float]:
+    """RMS difference (deg) per coordinate, on the frames both motions share (matched by time)."""
+    t = np.intersect1d(np.round(motion.time, 6), np.round(truth.time, 6))
+    a = np.isin(np.round(motion.time, 6), t)
+    b = np.isin(np.round(truth.time, 6), t)
+    return {n: float(np.sqrt(np.nanmean((motion.get(n)[a] - truth.get(n)[b]) ** 2)))
+            for n in names if n in motion and n in truth}
+
+
 def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, config: dict,
-            static="auto", plot: bool = True, log=print) -> ProcessResult:
-    """All four steps on a recorded trial; writes the augmented .trc, scaled .osim, .mot and a plot."""
+            static="auto", plot: bool = True, log=print, truth: Motion | None = None) -> ProcessResult:
+    """All four steps on a recorded trial; writes the augmented .trc, scaled .osim, .mot and a plot.
+
+    With ``truth`` (e.g. the coords.mot of ``kinestream synth``), the plot
+    shows it dashed and the summary gives the RMS error per joint.
+    """
     check_subject(height, mass)
     static = parse_static(static)
     trial = Path(trial)
@@ -148,5 +162,8 @@ def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, 
         messages += ik.notes
         mot = write_mot(out_dir / f"{stem}.mot", ik.motion)
         steps.update()
-    png = plot_angles(ik.motion, out_dir / f"{stem}_angles.png", title=stem) if plot else None
+    png = plot_angles(ik.motion, out_dir / f"{stem}_angles.png", title=stem, truth=truth) if plot else None
+    if truth is not None:
+        messages.append("RMS error vs truth (deg): " + ", ".join(
+            f"{n} {e:.1f}" for n, e in compare(ik.motion, truth).items()))
     return ProcessResult(augmented_trc, Path(sresult.model_path), mot, png, ik.motion, messages)
