@@ -258,7 +258,7 @@ def test_hold_keeps_the_last_measured_position():
 
     out, times, lead = _fill(filler, gappy)
 
-    assert lead == 0 and filler.delay_ms == 0
+    assert lead == 0 and filler.delay_ms() == 0
     np.testing.assert_array_equal(out[10:14, 1], np.repeat(truth[9:10, 1], 4, axis=0))
     np.testing.assert_array_equal(out[20, 2], truth[19, 2])
     np.testing.assert_array_equal(np.delete(out, [10, 11, 12, 13, 20], axis=0),
@@ -305,7 +305,7 @@ def test_lookahead_interpolates_short_gaps_exactly_and_delays_by_its_frames():
 
     out, out_times, lead = _fill(filler, gappy, times)
 
-    assert lead == 3 and filler.delay_ms == pytest.approx(50.0)
+    assert lead == 3 and filler.delay_ms() == pytest.approx(50.0)
     np.testing.assert_array_equal(out_times, times)
     expected = truth.copy()
     expected[30:35, 2] = truth[29, 2]
@@ -341,6 +341,26 @@ def test_gaps_longer_than_max_hold_become_missing_and_are_counted():
     assert filler.n_bridged == 2 + 2
     assert filler.n_missing == 8 + 4 + 1
     assert filler.n_lost == 3
+
+
+@pytest.mark.parametrize("lookahead", [0, 3])
+@pytest.mark.parametrize("method", ["hold", "extrapolate"])
+def test_bridging_one_by_one_and_all_at_once_agree(lookahead, method):
+    rng = np.random.default_rng(7)
+    frames = _walk(n_frames=400, n_markers=12)
+    for _ in range(120):  # gaps of 1-15 frames, some overlapping, some of single coordinates
+        marker, start, length = rng.integers(12), rng.integers(400), rng.integers(1, 16)
+        frames[start:start + length, marker, rng.integers(3) if rng.random() < 0.2 else slice(None)] = np.nan
+    frames[200:204] = np.nan  # everything missing for a moment
+    results = []
+    for few in (0, 10**6):  # whole-array steps for every gap, then one marker at a time
+        filler = StreamingGapFiller(12, 60.0, 6, lookahead, method)
+        filler.few_missing = few
+        out, _, _ = _fill(filler, frames)
+        results.append((out, filler.counts()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    assert results[0][1] == results[1][1]
+    assert results[0][1]["bridged"] > 300 and results[0][1]["lost"] > 10
 
 
 def test_all_nan_frames_never_raise():
@@ -400,6 +420,8 @@ def test_cleaner_from_config():
     assert cleaner.filler.lookahead == 2 and cleaner.lowpass.max_jump is None
     with pytest.raises(KinestreamError, match=r"'auto' is not valid for streaming"):
         StreamingCleaner.from_config({"cutoff_hz": "auto"}, 20, 60.0)
+    with pytest.raises(KinestreamError, match=r"max_gap_s -1 is not valid"):
+        StreamingCleaner(20, 60.0, max_gap_s=-1)
 
 
 def test_streaming_frame_cost():

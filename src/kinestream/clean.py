@@ -618,8 +618,9 @@ class StreamingLowpass:
         Most consecutive frames a point is rejected as an outlier; the next
         one that stays at the new position is accepted.
     reinit_after_frames
-        Longest run of missing frames after which the state is held rather
-        than started again. Default: a tenth of a second of frames.
+        Longest run of missing frames across which a point's state is held;
+        after a longer run it starts again from the new sample. Default: a
+        tenth of a second of frames.
 
     Attributes
     ----------
@@ -677,8 +678,9 @@ class StreamingLowpass:
         self._v2 = self._v.reshape(size, -1)  # views for the matrix product
         self._w2 = self._w.reshape(size, -1)
         self._ref = np.zeros((self._points, self._dim))  # last accepted sample
+        # frame of the last accepted sample, moved one frame later for each rejected frame since, so that
+        # the allowance grows with missing frames only
         self._ref_frame = np.full(self._points, _NEVER, dtype=np.int64)
-        self._ref_rejected = np.zeros(self._points, dtype=np.int64)  # frames rejected since then
         self._seen_frame = np.full(self._points, _NEVER, dtype=np.int64)  # last finite sample
         self._streak = np.zeros(self._points, dtype=np.int64)  # consecutive rejected frames
         self._streaking = False  # some point is in an outlier streak
@@ -767,17 +769,14 @@ class StreamingLowpass:
         fresh = k - self._seen_frame > self.reinit_after_frames + 1  # never seen, or back after a long gap
         fresh &= finite
         if self.max_jump is not None:
-            # the allowance grows with each missing frame since the last accepted sample, not with rejected ones
             step = xp - self._ref
-            allowed = self.max_jump * (k - self._ref_frame - self._ref_rejected)
-            jump = np.sqrt(np.square(step) @ self._ones_dim) > allowed
+            jump = np.sqrt(np.square(step) @ self._ones_dim) > self.max_jump * (k - self._ref_frame)
             jump &= finite
             jump &= ~fresh
             if np.count_nonzero(jump):
                 self._judge_jumps(np.flatnonzero(jump), xp, ok, fresh, k)
             if self._streaking:
                 np.copyto(self._streak, 0, where=ok)
-                np.copyto(self._ref_rejected, 0, where=ok)
                 self._streaking = bool(np.count_nonzero(self._streak))
         if np.count_nonzero(fresh):
             self.n_reinits += int(np.count_nonzero(fresh & (self._seen_frame != _NEVER)))
@@ -807,7 +806,7 @@ class StreamingLowpass:
         fresh[take] = True
         ok[drop] = False
         self._streak[drop] = streak[~accept]
-        self._ref_rejected[drop] += 1
+        self._ref_frame[drop] += 1
         self._cand[drop] = xp[drop]
         self._cand_frame[drop] = k
         self._streaking = self._streaking or len(drop) > 0
@@ -895,9 +894,8 @@ class StreamingGapFiller:
         self.n_missing = 0
         self.n_lost = 0
 
-    @property
-    def delay_ms(self) -> float:
-        """Delay added by the look-ahead, in ms."""
+    def delay_ms(self, freq_hz: float | None = None) -> float:
+        """Delay added by the look-ahead, in ms (the same at every frequency ``freq_hz``)."""
         return 1000.0 * self.lookahead / self.rate
 
     def counts(self) -> dict[str, int]:
@@ -929,7 +927,7 @@ class StreamingGapFiller:
         if x.shape != self.shape:
             raise KinestreamError(f"frame has shape {x.shape}; this gap filler takes frames of shape {self.shape}")
         if self.lookahead == 0:
-            return self._emit(x.copy(), None), t
+            return self._emit(x.copy(), None), float(t)
         self._buf[self._count] = x
         self._buf_t[self._count] = t
         self._count += 1
@@ -953,7 +951,7 @@ class StreamingGapFiller:
         return frame, t
 
     def _emit(self, x: np.ndarray, ahead: np.ndarray | None) -> np.ndarray:
-        """Bridge the frame ``x`` (a copy that is returned); ``ahead`` holds the frames after it."""
+        """Bridge the frame ``x`` (a copy, changed and returned); ``ahead`` holds the frames after it."""
         k = self.frame
         self.frame = k + 1
         if math.isfinite(self._ones @ x.reshape(-1)):  # every marker measured
@@ -963,18 +961,71 @@ class StreamingGapFiller:
             self._last_frame[:] = k
             self._was_missing[:] = False
             return x
-        # whole-array steps (no per-marker indexing) keep this path cheap for any number of missing markers
         measured = np.isfinite(x @ self._ones3)
+        missing = np.flatnonzero(~measured)
+        if len(missing) <= self.few_missing:
+            n_bridged, lost = self._bridge_each(x, missing.tolist(), ahead, k)
+        else:
+            n_bridged, lost = self._bridge_all(x, measured, ahead, k)
+        self.n_bridged += n_bridged
+        self.n_missing += int(np.count_nonzero(lost))
+        self.n_lost += int(np.count_nonzero(lost & ~self._was_missing))
+        self._was_missing = lost
+        np.copyto(self._prev, self._last, where=measured[:, None])
+        np.copyto(self._prev_frame, self._last_frame, where=measured)
+        np.copyto(self._last, x, where=measured[:, None])
+        np.copyto(self._last_frame, k, where=measured)
+        return x
+
+    #: Up to this many missing markers in a frame are bridged one by one; more, with whole-array steps.
+    #: Both give the same numbers; each is the cheaper on its side of the threshold.
+    few_missing = 8
+
+    def _bridge_each(self, x: np.ndarray, missing: list[int], ahead: np.ndarray | None,
+                     k: int) -> tuple[int, np.ndarray]:
+        """Bridge the ``missing`` markers of frame ``k`` in ``x`` one at a time; return (bridged, lost mask)."""
+        hold = self.max_hold_frames
+        short = min(self.lookahead, hold)  # longest gap to interpolate
+        seen = None
+        bridged = 0
+        lost = np.zeros(self.n_markers, dtype=bool)
+        for i in missing:
+            last_frame = int(self._last_frame[i])
+            since = k - last_frame
+            if since > hold:
+                lost[i] = True
+                continue
+            bridged += 1
+            last = self._last[i]
+            if ahead is not None and len(ahead) and since <= short:
+                if seen is None:
+                    seen = np.isfinite(ahead @ self._ones3).T.tolist()  # per marker, per frame ahead
+                if True in seen[i]:
+                    offset = seen[i].index(True) + 1
+                    if since + offset - 1 <= short:
+                        x[i] = last + (since / (since + offset)) * (ahead[offset - 1, i] - last)
+                        continue
+            if self.method == "extrapolate":
+                x[i] = last + (last - self._prev[i]) * (since / (last_frame - int(self._prev_frame[i])))
+            else:
+                x[i] = last
+        if len(missing) > bridged:
+            x[lost] = np.nan
+        return bridged, lost
+
+    def _bridge_all(self, x: np.ndarray, measured: np.ndarray, ahead: np.ndarray | None,
+                    k: int) -> tuple[int, np.ndarray]:
+        """Bridge every missing marker of frame ``k`` in ``x`` with whole-array steps; return (bridged, lost mask)."""
         last = self._last
         since = k - self._last_frame  # frames since the last measurement (huge if never)
         bridge = since <= self.max_hold_frames
         bridge &= ~measured
-        if self.method == "extrapolate":
-            ahead_of_last = since / (self._last_frame - self._prev_frame)
-            guess = last + (last - self._prev) * ahead_of_last[:, None]
+        n_bridged = int(np.count_nonzero(bridge))
+        if n_bridged and self.method == "extrapolate":
+            guess = last + (last - self._prev) * (since / (self._last_frame - self._prev_frame))[:, None]
         else:
             guess = last
-        if ahead is not None and len(ahead) and np.count_nonzero(bridge):
+        if n_bridged and ahead is not None and len(ahead):
             offset = np.isfinite(ahead @ self._ones3).argmax(axis=0)  # first measured frame ahead (0 if none)
             after = ahead[offset, self._markers]
             offset += 1
@@ -986,18 +1037,10 @@ class StreamingGapFiller:
                 guess = np.where(interp[:, None], last + frac * (after - last), guess)
         lost = ~measured
         lost &= ~bridge
-        out = x
-        np.copyto(out, guess, where=bridge[:, None])
-        np.copyto(out, np.nan, where=lost[:, None])
-        self.n_bridged += int(np.count_nonzero(bridge))
-        self.n_missing += int(np.count_nonzero(lost))
-        self.n_lost += int(np.count_nonzero(lost & ~self._was_missing))
-        self._was_missing = lost
-        np.copyto(self._prev, last, where=measured[:, None])
-        np.copyto(self._prev_frame, self._last_frame, where=measured)
-        np.copyto(self._last, x, where=measured[:, None])
-        np.copyto(self._last_frame, k, where=measured)
-        return out
+        if n_bridged:
+            np.copyto(x, guess, where=bridge[:, None])
+        np.copyto(x, np.nan, where=lost[:, None])
+        return n_bridged, lost
 
 
 class StreamingCleaner:
@@ -1043,9 +1086,13 @@ class StreamingCleaner:
                  max_jump: float | None = 0.5, max_outlier_frames: int = 5,
                  reinit_after_frames: int | None = None) -> None:
         rate = _check_rate(rate)
-        if not np.isfinite(max_gap_s) or max_gap_s < 0:
+        try:
+            gap = float(max_gap_s)
+        except (TypeError, ValueError):
+            gap = np.nan
+        if not np.isfinite(gap) or gap < 0:
             raise KinestreamError(f"max_gap_s {max_gap_s!r} is not valid; give a duration in seconds >= 0")
-        self.filler = StreamingGapFiller(n_markers, rate, int(np.floor(max_gap_s * rate + 1e-9)), lookahead,
+        self.filler = StreamingGapFiller(n_markers, rate, int(np.floor(gap * rate + 1e-9)), lookahead,
                                          hold_method)
         self.lowpass = StreamingLowpass((self.filler.n_markers, 3), rate, cutoff_hz, order, max_jump=max_jump,
                                         max_outlier_frames=max_outlier_frames,
@@ -1075,7 +1122,7 @@ class StreamingCleaner:
 
     def delay_ms(self, freq_hz: float | None = None) -> float:
         """Total delay in ms: look-ahead plus the filter's group delay at ``freq_hz`` (default 0 Hz)."""
-        return self.filler.delay_ms + self.lowpass.delay_ms(freq_hz)
+        return self.filler.delay_ms() + self.lowpass.delay_ms(freq_hz)
 
     def counts(self) -> dict[str, int]:
         """The counters of both steps, by name."""
