@@ -261,3 +261,180 @@ def solve_trial(model, table: MarkerTable, setup: IKSetup, progress: Callable[[i
     values = np.column_stack([q, rmse])
     motion = Motion(table.time.copy(), names + ["rmse_mm"], values, in_degrees=True)
     return IKResult(motion, rmse, emax, used, notes)
+
+
+@dataclass
+class IKFrame:
+    """One solved frame: coordinates (degrees / metres, NaN when unsolved) and marker error."""
+
+    q: np.ndarray
+    rmse_mm: float
+    max_error_mm: float
+    ok: bool
+    event: str | None = None
+
+
+class StreamingIK:
+    """Frame-wise IK for a live stream: one frame of marker positions in, coordinates out.
+
+    OpenSim's InverseKinematicsSolver reads marker positions from a
+    MarkersReference fixed at construction, and the Python bindings offer no
+    buffered reference, so each frame gets a one-row reference and a fresh
+    solver that assembles from a warm start: the previous solution moved on
+    by the previous frame's velocity. The model, its state and the marker
+    weights persist.
+
+    A frame with fewer than ``min_markers`` markers is not solved. When
+    assembly fails or the fit is poor (``reassemble_mm``), the frame is solved
+    again from the model's default (neutral) pose; if that fails too the
+    frame reports NaN and the next one starts from neutral. Nothing raises
+    into the caller: every such event is counted and described in
+    :attr:`IKFrame.event`.
+    """
+
+    def __init__(self, model, setup: IKSetup, marker_names: list[str], min_markers: int = 6,
+                 reassemble_mm: float = 80.0, predict: bool = True):
+        osim = opensim_module()
+        self.osim = osim
+        self.model = model
+        self.setup = setup
+        model_markers = model.getMarkerSet()
+        self.names = [n for n in marker_names if n in setup.marker_weights and model_markers.contains(n)]
+        if len(self.names) < 3:
+            raise KinestreamError(f"only {len(self.names)} of the incoming markers have an IK weight and a model "
+                                  f"marker ({self.names}); the stream needs the augmented markers")
+        self._index = np.array([marker_names.index(n) for n in self.names])
+        self._weights = osim.SetMarkerWeights()
+        for n in self.names:
+            self._weights.cloneAndAppend(osim.MarkerWeight(n, setup.marker_weights[n]))
+        self._labels = osim.StdVectorString()
+        for n in self.names:
+            self._labels.append(n)
+        self._coord_refs = osim.SimTKArrayCoordinateReference()
+        cs = model.getCoordinateSet()
+        for name, (weight, value) in setup.coordinate_tasks.items():
+            if cs.contains(name):
+                target = cs.get(name).getDefaultValue() if value is None else value
+                ref = osim.CoordinateReference(name, osim.Constant(target))
+                ref.setWeight(weight)
+                self._coord_refs.push_back(ref)
+        self.state = model.initSystem()
+        self._neutral = osim.Vector(self.state.getQ())
+        self.coordinates = coordinate_names(model)
+        self._rot = _rotational(model)
+        self._coords = [cs.get(i) for i in range(cs.getSize())]
+        self.min_markers = min_markers
+        self.reassemble_mm = reassemble_mm
+        self.predict = predict
+        self._errors = osim.SimTKArrayDouble()
+        self._q_prev: np.ndarray | None = None
+        self._q_prev2: np.ndarray | None = None
+        self.counts = {"frames": 0, "solved": 0, "too_few_markers": 0, "reassembled": 0, "failed": 0}
+
+    def reset(self) -> None:
+        """Forget the warm start: the next frame assembles from the neutral pose."""
+        self.state.setQ(self._neutral)
+        self._q_prev = self._q_prev2 = None
+
+    def _reference(self, xyz: np.ndarray, t: float):
+        osim = self.osim
+        table = osim.TimeSeriesTableVec3()
+        table.setColumnLabels(self._labels)
+        row = osim.RowVectorVec3(len(self.names))
+        for j, (x, y, z) in enumerate(xyz.tolist()):
+            row[j] = osim.Vec3(x, y, z)
+        table.appendRow(t, row)
+        table.addTableMetaDataString("Units", "m")
+        return osim.MarkersReference(table, self._weights)
+
+    def _assemble(self, reference, t: float, q0: np.ndarray | None) -> tuple[float, float]:
+        osim = self.osim
+        if q0 is None:
+            self.state.setQ(self._neutral)
+        else:
+            self.state.setQ(osim.Vector(q0.tolist()))
+        self.state.setTime(t)
+        solver = osim.InverseKinematicsSolver(self.model, reference, self._coord_refs, self.setup.constraint_weight)
+        solver.setAccuracy(self.setup.accuracy)
+        solver.assemble(self.state)
+        solver.computeCurrentMarkerErrors(self._errors)
+        e = np.array([self._errors.getElt(k) for k in range(self._errors.size())])
+        e = e[np.isfinite(e)]
+        if e.size == 0:
+            return float("nan"), float("nan")
+        return float(np.sqrt(np.mean(e ** 2)) * 1000), float(e.max() * 1000)
+
+    def _q(self) -> np.ndarray:
+        return self.state.getQ().to_numpy().copy()
+
+    def step(self, xyz: np.ndarray, t: float) -> IKFrame:
+        """Solve one frame; ``xyz`` is (markers, 3) in the order of ``marker_names``."""
+        self.counts["frames"] += 1
+        nan = np.full(len(self.coordinates), np.nan)
+        try:
+            xyz = np.asarray(xyz, dtype=float)[self._index]
+        except (IndexError, ValueError):
+            self.counts["failed"] += 1
+            return IKFrame(nan, float("nan"), float("nan"), False, "frame has the wrong shape")
+        finite = np.isfinite(xyz).all(axis=1)
+        if finite.sum() < self.min_markers:
+            self.counts["too_few_markers"] += 1
+            return IKFrame(nan, float("nan"), float("nan"), False,
+                           f"{int(finite.sum())} markers present, {self.min_markers} needed: frame not solved")
+        xyz = np.where(finite[:, None], xyz, np.nan)
+        reference = self._reference(xyz, float(t))
+        q0 = self._q_prev
+        if self.predict and q0 is not None and self._q_prev2 is not None:
+            q0 = 2 * q0 - self._q_prev2
+        event = None
+        try:
+            rmse, emax = self._assemble(reference, float(t), q0)
+            good = np.isfinite(rmse) and rmse < self.reassemble_mm
+        except Exception:
+            good = False
+        if not good and q0 is not None:
+            self.counts["reassembled"] += 1
+            event = "poor fit from the warm start: re-assembled from the neutral pose"
+            try:
+                rmse, emax = self._assemble(reference, float(t), None)
+                good = np.isfinite(rmse)
+            except Exception as exc:
+                good = False
+                event = f"IK failed ({str(exc).splitlines()[0][:100]}); the next frame starts from neutral"
+        elif not good:
+            event = "IK failed from the neutral pose"
+        if not good:
+            self.counts["failed"] += 1
+            self.reset()
+            return IKFrame(nan, float("nan"), float("nan"), False, event)
+        q = self._q()  # Simbody's order, for the warm start
+        self._q_prev2, self._q_prev = self._q_prev, q
+        self.counts["solved"] += 1
+        out = np.array([c.getValue(self.state) for c in self._coords])  # the model's coordinate order
+        out[self._rot] = np.degrees(out[self._rot])
+        return IKFrame(out, rmse, emax, True, event)
+
+
+def run_ik_tool(model_path: str | Path, marker_file: str | Path, ik_setup: str | Path, out_mot: str | Path,
+                accuracy: float = 1e-5, coordinate_tasks: bool = False) -> Path:
+    """OpenSim's own InverseKinematicsTool on a .trc: the reference the frame-wise solvers are checked against."""
+    osim = opensim_module()
+    model, _ = load_model(model_path)
+    tool = osim.InverseKinematicsTool(str(ik_setup))
+    tasks = tool.getIKTaskSet()
+    for i in range(tasks.getSize()):
+        if tasks.get(i).getConcreteClassName() == "IKCoordinateTask" and not coordinate_tasks:
+            tasks.get(i).setApply(False)
+    tool.setModel(model)
+    tool.set_marker_file(str(marker_file))
+    markers = osim.TimeSeriesTableVec3(str(marker_file))
+    times = markers.getIndependentColumn()
+    tool.setStartTime(times[0])
+    tool.setEndTime(times[len(times) - 1])
+    tool.set_accuracy(accuracy)
+    tool.set_report_errors(False)
+    tool.setResultsDir(str(Path(out_mot).parent))
+    tool.setOutputMotionFileName(str(out_mot))
+    if not tool.run():
+        raise KinestreamError(f"OpenSim's InverseKinematicsTool failed on {marker_file}")
+    return Path(out_mot)
