@@ -280,20 +280,25 @@ class StreamingIK:
     OpenSim's InverseKinematicsSolver reads marker positions from a
     MarkersReference fixed at construction, and the Python bindings offer no
     buffered reference, so each frame gets a one-row reference and a fresh
-    solver that assembles from a warm start: the previous solution moved on
-    by the previous frame's velocity. The model, its state and the marker
-    weights persist.
+    solver that assembles from a warm start: the previous solution
+    (``predict`` moves it on by the previous frame's velocity; off by
+    default, as it made the slowest frames slower). The model, its state and
+    the marker weights persist.
 
-    A frame with fewer than ``min_markers`` markers is not solved. When
-    assembly fails or the fit is poor (``reassemble_mm``), the frame is solved
-    again from the model's default (neutral) pose; if that fails too the
-    frame reports NaN and the next one starts from neutral. Nothing raises
+    A frame with fewer than ``min_markers`` markers is not solved. While the
+    worst marker is more than ``outlier_mm`` from where the fitted body puts
+    it, it is left out and the frame fitted again (at most ``max_outliers``
+    times). When assembly fails or the fit stays poor
+    (``reassemble_mm`` RMS), the frame is solved again from the model's
+    default (neutral) pose and the better fit kept; if both fail the frame
+    reports NaN and the next one starts from neutral. Nothing raises
     into the caller: every such event is counted and described in
     :attr:`IKFrame.event`.
     """
 
     def __init__(self, model, setup: IKSetup, marker_names: list[str], min_markers: int = 6,
-                 reassemble_mm: float = 80.0, predict: bool = True):
+                 reassemble_mm: float = 80.0, outlier_mm: float = 150.0, max_outliers: int = 3,
+                 predict: bool = False):
         osim = opensim_module()
         self.osim = osim
         self.model = model
@@ -304,6 +309,7 @@ class StreamingIK:
             raise KinestreamError(f"only {len(self.names)} of the incoming markers have an IK weight and a model "
                                   f"marker ({self.names}); the stream needs the augmented markers")
         self._index = np.array([marker_names.index(n) for n in self.names])
+        self._position = {n: k for k, n in enumerate(self.names)}
         self._weights = osim.SetMarkerWeights()
         for n in self.names:
             self._weights.cloneAndAppend(osim.MarkerWeight(n, setup.marker_weights[n]))
@@ -325,11 +331,14 @@ class StreamingIK:
         self._coords = [cs.get(i) for i in range(cs.getSize())]
         self.min_markers = min_markers
         self.reassemble_mm = reassemble_mm
+        self.outlier_mm = outlier_mm
+        self.max_outliers = max_outliers
         self.predict = predict
         self._errors = osim.SimTKArrayDouble()
         self._q_prev: np.ndarray | None = None
         self._q_prev2: np.ndarray | None = None
-        self.counts = {"frames": 0, "solved": 0, "too_few_markers": 0, "reassembled": 0, "failed": 0}
+        self.counts = {"frames": 0, "solved": 0, "too_few_markers": 0, "outlier_markers": 0, "reassembled": 0,
+                       "failed": 0}
 
     def reset(self) -> None:
         """Forget the warm start: the next frame assembles from the neutral pose."""
@@ -347,33 +356,41 @@ class StreamingIK:
         table.addTableMetaDataString("Units", "m")
         return osim.MarkersReference(table, self._weights)
 
-    def _assemble(self, reference, t: float, q0: np.ndarray | None) -> tuple[float, float]:
+    def _assemble(self, xyz: np.ndarray, t: float, q0: np.ndarray | None) -> tuple[float, float, np.ndarray]:
+        """Assemble from ``q0`` (None: neutral); returns RMS and max error (mm) and per-marker errors (m)."""
         osim = self.osim
-        if q0 is None:
-            self.state.setQ(self._neutral)
-        else:
-            self.state.setQ(osim.Vector(q0.tolist()))
+        self.state.setQ(self._neutral if q0 is None else osim.Vector(q0.tolist()))
         self.state.setTime(t)
-        solver = osim.InverseKinematicsSolver(self.model, reference, self._coord_refs, self.setup.constraint_weight)
+        solver = osim.InverseKinematicsSolver(self.model, self._reference(xyz, t), self._coord_refs,
+                                              self.setup.constraint_weight)
         solver.setAccuracy(self.setup.accuracy)
         solver.assemble(self.state)
         solver.computeCurrentMarkerErrors(self._errors)
-        e = np.array([self._errors.getElt(k) for k in range(self._errors.size())])
-        e = e[np.isfinite(e)]
+        per_marker = np.full(len(self.names), np.nan)
+        for k in range(self._errors.size()):
+            per_marker[self._position[solver.getMarkerNameForIndex(k)]] = self._errors.getElt(k)
+        e = per_marker[np.isfinite(per_marker)]
         if e.size == 0:
-            return float("nan"), float("nan")
-        return float(np.sqrt(np.mean(e ** 2)) * 1000), float(e.max() * 1000)
+            raise RuntimeError("no marker was fitted")
+        return float(np.sqrt(np.mean(e ** 2)) * 1000), float(e.max() * 1000), per_marker
 
     def _q(self) -> np.ndarray:
         return self.state.getQ().to_numpy().copy()
 
+    def _try(self, xyz, t, q0):
+        try:
+            return self._assemble(xyz, t, q0), None
+        except Exception as exc:  # OpenSim raises RuntimeError on a failed assembly
+            return None, str(exc).splitlines()[0][:100]
+
     def step(self, xyz: np.ndarray, t: float) -> IKFrame:
-        """Solve one frame; ``xyz`` is (markers, 3) in the order of ``marker_names``."""
+        """Solve one frame; ``xyz`` is (markers, 3) in the order of ``marker_names``. Never raises."""
         self.counts["frames"] += 1
         nan = np.full(len(self.coordinates), np.nan)
         try:
-            xyz = np.asarray(xyz, dtype=float)[self._index]
-        except (IndexError, ValueError):
+            xyz = np.array(np.asarray(xyz, dtype=float)[self._index])
+            t = float(t)
+        except (IndexError, ValueError, TypeError):
             self.counts["failed"] += 1
             return IKFrame(nan, float("nan"), float("nan"), False, "frame has the wrong shape")
         finite = np.isfinite(xyz).all(axis=1)
@@ -381,45 +398,55 @@ class StreamingIK:
             self.counts["too_few_markers"] += 1
             return IKFrame(nan, float("nan"), float("nan"), False,
                            f"{int(finite.sum())} markers present, {self.min_markers} needed: frame not solved")
-        xyz = np.where(finite[:, None], xyz, np.nan)
-        reference = self._reference(xyz, float(t))
+        xyz[~finite] = np.nan
         q0 = self._q_prev
         if self.predict and q0 is not None and self._q_prev2 is not None:
             q0 = 2 * q0 - self._q_prev2
-        event = None
-        try:
-            rmse, emax = self._assemble(reference, float(t), q0)
-            good = np.isfinite(rmse) and rmse < self.reassemble_mm
-        except Exception:
-            good = False
-        if not good and q0 is not None:
+        events = []
+        fit, err = self._try(xyz, t, q0)
+        dropped = []
+        while fit is not None and fit[1] > self.outlier_mm and len(dropped) < self.max_outliers:
+            # the marker farthest from where the rest of the body puts it: leave it out and fit again
+            worst = int(np.nanargmax(fit[2]))
+            if np.count_nonzero(np.isfinite(xyz).all(axis=1)) <= self.min_markers:
+                break
+            xyz[worst] = np.nan
+            dropped.append(self.names[worst])
+            fit, err = self._try(xyz, t, q0)
+        if dropped:
+            self.counts["outlier_markers"] += len(dropped)
+            events.append(f"left out {', '.join(dropped)} (more than {self.outlier_mm:g} mm off)")
+        if q0 is not None and (fit is None or fit[0] > self.reassemble_mm):
             self.counts["reassembled"] += 1
-            event = "poor fit from the warm start: re-assembled from the neutral pose"
-            try:
-                rmse, emax = self._assemble(reference, float(t), None)
-                good = np.isfinite(rmse)
-            except Exception as exc:
-                good = False
-                event = f"IK failed ({str(exc).splitlines()[0][:100]}); the next frame starts from neutral"
-        elif not good:
-            event = "IK failed from the neutral pose"
-        if not good:
+            events.append("re-assembled from the neutral pose" + (f" after: {err}" if err else " (poor fit)"))
+            first = fit
+            fit, err = self._try(xyz, t, None)
+            if first is not None and (fit is None or first[0] <= fit[0]):
+                fit = first
+                self._assemble(xyz, t, q0)  # put the better solution back in the state
+        if fit is None:
             self.counts["failed"] += 1
             self.reset()
-            return IKFrame(nan, float("nan"), float("nan"), False, event)
+            events.append(f"IK failed ({err}); the next frame starts from the neutral pose")
+            return IKFrame(nan, float("nan"), float("nan"), False, "; ".join(events))
+        out = np.array([c.getValue(self.state) for c in self._coords])  # the model's coordinate order
+        turned = self._rot & (np.abs(out) > np.pi)
+        if turned.any():  # a whole turn is the same pose: keep angles in (-180, 180]
+            for k in np.flatnonzero(turned):
+                out[k] = np.pi - (np.pi - out[k]) % (2 * np.pi)
+                self._coords[k].setValue(self.state, out[k], False)
         q = self._q()  # Simbody's order, for the warm start
         self._q_prev2, self._q_prev = self._q_prev, q
         self.counts["solved"] += 1
-        out = np.array([c.getValue(self.state) for c in self._coords])  # the model's coordinate order
         out[self._rot] = np.degrees(out[self._rot])
-        return IKFrame(out, rmse, emax, True, event)
+        return IKFrame(out, fit[0], fit[1], True, "; ".join(events) or None)
 
 
 def run_ik_tool(model_path: str | Path, marker_file: str | Path, ik_setup: str | Path, out_mot: str | Path,
-                accuracy: float = 1e-5, coordinate_tasks: bool = False) -> Path:
+                accuracy: float = 1e-5, coordinate_tasks: bool = False, marker_set: str | Path | None = None) -> Path:
     """OpenSim's own InverseKinematicsTool on a .trc: the reference the frame-wise solvers are checked against."""
     osim = opensim_module()
-    model, _ = load_model(model_path)
+    model, _ = load_model(model_path, marker_set)
     tool = osim.InverseKinematicsTool(str(ik_setup))
     tasks = tool.getIKTaskSet()
     for i in range(tasks.getSize()):
@@ -435,6 +462,12 @@ def run_ik_tool(model_path: str | Path, marker_file: str | Path, ik_setup: str |
     tool.set_report_errors(False)
     tool.setResultsDir(str(Path(out_mot).parent))
     tool.setOutputMotionFileName(str(out_mot))
-    if not tool.run():
-        raise KinestreamError(f"OpenSim's InverseKinematicsTool failed on {marker_file}")
+    try:
+        ok = tool.run()
+    except RuntimeError as exc:
+        ok, why = False, str(exc).strip()[:200]
+    else:
+        why = "it returned False"
+    if not ok:
+        raise KinestreamError(f"OpenSim's InverseKinematicsTool failed on {marker_file}: {why}")
     return Path(out_mot)
