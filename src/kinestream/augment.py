@@ -28,6 +28,7 @@ clock they were trained at, whatever the input rate (see the class).
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,7 +247,7 @@ def augment_table(table: MarkerTable, augmenter: Augmenter, height: float, mass:
 MODEL_RATE = 60.0  # Hz; the augmenter models were trained on 60 Hz sequences
 STREAM_MODES = ("stateful", "windowed")
 STREAM_CLOCKS = ("model", "input")
-SNAP = 0.1  # a frame within this fraction of a model period of a model tick is taken as that tick
+SNAP = 0.1  # a frame within this fraction of a model period of the next model tick is taken as that tick
 
 
 @dataclass(eq=False)
@@ -256,15 +257,18 @@ class _PartStream:
     k: int  # position among the parts
     part: BodyPart
     index: np.ndarray  # rows of the part's features in the keypoint array
-    out: slice  # the part's rows in the 43 markers
-    h: np.ndarray | None = None
+    out: slice  # columns of the part's outputs among all model outputs
+    h: np.ndarray | None = None  # stateful mode: LSTM state
     c: np.ndarray | None = None
-    window: deque | None = None
+    window: deque | None = None  # windowed mode: the last model inputs
     fresh: bool = True  # nothing fed since the start or the last reset
     missing: int = 0  # consecutive frames without usable input
     resets: int = 0
     x_prev: np.ndarray | None = None  # model input of the previous frame, when it was usable
     t_prev: float = 0.0
+    x_tick: np.ndarray | None = None  # model input and output at the last model tick fed
+    y_tick: np.ndarray | None = None
+    t_tick: float = float("nan")
 
 
 class StreamingAugmenter:
@@ -275,32 +279,39 @@ class StreamingAugmenter:
     lower_model, upper_model : the whole-sequence ONNX models (mean.npy and std.npy beside them).
     height, mass : the subject's, for the whole session.
     threads : onnxruntime intra-op threads.
-    mode : ``"stateful"`` (default) carries the LSTM state (h, c of every layer)
-        from one model step to the next: constant cost per frame, and the
-        result of whole-trial inference. ``"windowed"`` re-runs the shipped
-        model on the last ``window`` model steps for every frame and keeps
-        its last output (the cost grows with the window; for comparison).
+    mode : ``"stateful"`` (default) carries the LSTM state (h, c of every
+        layer) from one model step to the next: constant cost per frame, and
+        the result of whole-trial inference. ``"windowed"`` re-runs the
+        shipped model on the last ``window`` model steps for every frame and
+        keeps its last output (cost grows with the window; for comparison).
     window : model steps in windowed mode (the models were trained on 60).
     reset_after : consecutive frames without usable input for a body part
         after which the subject counts as lost and that part's LSTM state is
         reset; a pause in the input longer than ``reset_after`` model periods
-        resets too. When the subject comes back, inference starts afresh, as
-        whole-trial inference of a new trial would.
-    clock : ``"model"`` (default) steps the models on their 60 Hz training
-        clock whatever the input rate: the input is resampled causally (linear
-        interpolation between the previous and the current frame, on model
-        ticks that fall between them), each tick advances the state, and a
-        frame that falls between ticks gets the output of one step from the
-        last tick's state without keeping it. At 60 Hz (frames within 10 % of
-        a period of the clock, which follows the source) every frame is one
-        tick and nothing is interpolated; at 120 Hz every other frame is a
-        tick. ``"input"`` advances the state once per input frame at any rate,
-        which the models were not trained for (at 120 Hz they see motion at
-        half speed and remember half as long).
-    names : row order of array input; default :attr:`keypoints`.
+        resets every part. When the subject comes back, inference starts
+        afresh, as whole-trial inference of a new trial would.
+    clock : ``"model"`` (default) steps the models on the 60 Hz clock they
+        were trained on, whatever the input rate. Model ticks falling between
+        two frames get the input interpolated linearly between them (causal:
+        done when the later frame arrives) and advance the state. A frame on
+        a tick (within 10 % of a period; the clock then re-aligns to the
+        frame, so a 59.94 Hz or slightly jittery 60 Hz source is stepped once
+        per frame) returns that step's output. A frame between ticks, at a
+        fraction a of a period after the last tick, extrapolates the input
+        linearly to the next tick, runs one step from the last tick's state
+        without keeping it, and returns the output interpolated at a between
+        the last tick's and that one. At 60 Hz every frame is one tick; at
+        120 Hz every other frame is. ``"input"`` advances the state once per
+        input frame at any rate, which the models were not trained for (at
+        120 Hz they see the motion at half speed).
+    names : row order of array input (e.g. ``ingest.BODY_25``); default
+        :attr:`keypoints`, the 20 keypoints the models read: MidHip, Neck,
+        RShoulder, LShoulder, RHip, LHip, RKnee, LKnee, RAnkle, LAnkle, RHeel,
+        LHeel, RSmallToe, LSmallToe, RBigToe, LBigToe, RElbow, LElbow, RWrist,
+        LWrist. Dict input takes any of these names (aliases folded).
     max_reach : a keypoint further than ``max_reach`` x height from MidHip
-        along any axis is taken as a wrong detection: the frame counts as missing for the parts
-        that read it.
+        along any axis is taken as a wrong detection: the frame counts as
+        missing for the parts that read it.
     on_reset : optional ``callback(parts, t)`` called when parts are reset.
 
     Missing input never raises. A frame whose inputs for a part are missing
@@ -329,6 +340,8 @@ class StreamingAugmenter:
             raise KinestreamError(f"augmenter window {window} must be at least 1 frame")
         if int(reset_after) < 1:
             raise KinestreamError(f"reset_after {reset_after} must be at least 1 frame")
+        if not max_reach > 0:
+            raise KinestreamError(f"max_reach {max_reach} must be a positive multiple of the height")
         self.offline = Augmenter(lower_model, upper_model, threads)
         self.parts = self.offline.parts
         self.height, self.mass = float(height), float(mass)
@@ -345,14 +358,15 @@ class StreamingAugmenter:
             from .lstm import StepModel
 
             self._model = StepModel({p.name: p.onnx_path for p in self.parts}, threads)
-        self._streams = []
+        self._streams: list[_PartStream] = []
         start = 0
         for k, part in enumerate(self.parts):
             if not (np.isfinite(part.mean).all() and np.isfinite(part.std).all() and (part.std != 0).all()):
                 raise KinestreamError(f"{part.name} augmenter: mean.npy/std.npy hold non-finite or zero values")
             index = np.array([self.keypoints.index(f) for f in part.features])
-            self._streams.append(_PartStream(k, part, index, slice(start, start + len(part.markers))))
-            start += len(part.markers)
+            stop = start + 3 * len(part.markers)
+            self._streams.append(_PartStream(k, part, index, slice(start, stop)))
+            start = stop
         self.reset()
 
     @classmethod
@@ -404,14 +418,15 @@ class StreamingAugmenter:
             a[k] = 0.5 * (arr[p] + arr[q])
         return a
 
-    def _model_input(self, ps: _PartStream, kp: np.ndarray) -> np.ndarray | None:
+    def _usable(self, kp: np.ndarray) -> np.ndarray:
+        """Per keypoint: present, and within reach of MidHip (which must be present)."""
+        return np.abs(kp - kp[:1]).max(axis=1) <= self._reach  # NaN fails the comparison
+
+    def _model_input(self, ps: _PartStream, kp: np.ndarray, usable: np.ndarray) -> np.ndarray | None:
         """Normalised model input (1, n) of one part, or None when missing or implausible."""
-        ref = kp[:1]
-        feats = kp[ps.index]
-        # NaN fails the comparison too
-        if not np.abs(feats - ref).max() <= self._reach:
+        if not usable[ps.index].all():
             return None
-        return normalise(feats[None], ref, self.height, self.mass, ps.part.mean, ps.part.std)
+        return normalise(kp[ps.index][None], kp[:1], self.height, self.mass, ps.part.mean, ps.part.std)
 
     # ---- state
 
@@ -422,7 +437,7 @@ class StreamingAugmenter:
             ps.missing = 0
             ps.resets = 0
         self._t_last: float | None = None
-        self._next_tick: float | None = None
+        self._last_tick: float | None = None
         self.frames = 0
         self.rejected = 0
         self.steps = 0
@@ -435,7 +450,8 @@ class StreamingAugmenter:
         else:
             ps.window = deque(maxlen=self.window)
         ps.fresh = True
-        ps.x_prev = None
+        ps.x_prev = ps.x_tick = ps.y_tick = None
+        ps.t_tick = float("nan")
 
     @property
     def part_resets(self) -> dict[str, int]:
@@ -451,35 +467,66 @@ class StreamingAugmenter:
 
     # ---- model steps
 
-    def _advance(self, xs: dict[int, np.ndarray], keep: bool, want: bool) -> dict[int, np.ndarray]:
-        """Run the parts in ``xs`` one step; keep the new state if ``keep``; outputs (1, 3m) if ``want``."""
+    def _run(self, xs: dict[int, np.ndarray], keep: bool, want: bool = True) -> dict[int, np.ndarray]:
+        """One model step of the parts in ``xs`` (inputs (1, n)); outputs (1, 3m).
+
+        ``keep``: the step is a model tick: the state moves on. Otherwise the
+        state is left as it was. ``want``: the outputs are needed (windowed
+        mode runs the model only then).
+        """
         streams = self._streams
+        out: dict[int, np.ndarray] = {}
         if self._model is not None:
             res = self._model.step([(xs[k][None], ps.h, ps.c) if k in xs else None for k, ps in enumerate(streams)])
             self.steps += 1
-            out = {}
             for k in xs:
                 y, h, c = res[k]
                 if keep:
                     ps = streams[k]
                     ps.h, ps.c, ps.fresh = h, c, False
-                out[k] = y[0]
+                out[k] = y
             return out
-        out = {}
         for k, x in xs.items():
             ps = streams[k]
             if keep:
                 ps.window.append(x[0])
                 ps.fresh = False
-                seq = ps.window
+                seq = list(ps.window)
             else:
-                recent = list(ps.window)[max(0, len(ps.window) - self.window + 1):] if self.window > 1 else []
-                seq = recent + [x[0]]
+                seq = list(ps.window)[max(0, len(ps.window) - self.window + 1):] if self.window > 1 else []
+                seq.append(x[0])
             if want:
-                y = self.offline.run_part(ps.part, np.asarray(seq, dtype=np.float32))
+                out[k] = self.offline.run_part(ps.part, np.asarray(seq, dtype=np.float32))[-1:]
                 self.steps += 1
-                out[k] = y[-1:]
         return out
+
+    def _tick(self, xs: dict[int, np.ndarray], t: float, want: bool) -> dict[int, np.ndarray]:
+        ys = self._run(xs, keep=True, want=want)
+        for k, x in xs.items():
+            ps = self._streams[k]
+            ps.x_tick, ps.y_tick, ps.t_tick = x, ys.get(k), t
+        return ys
+
+    def _ticks_before(self, t: float) -> tuple[list[float], bool]:
+        """Model ticks in (previous frame, t) and whether t itself is a tick; moves the clock."""
+        if self.clock == "input":
+            self._last_tick = t
+            return [], True
+        period = 1.0 / MODEL_RATE
+        if self._last_tick is None:
+            self._last_tick = t
+            return [], True
+        before = []
+        tick = self._last_tick + period
+        while tick < t - SNAP * period:
+            before.append(tick)
+            tick += period
+        if tick <= t + SNAP * period:
+            self._last_tick = t  # the clock follows the source
+            return before, True
+        if before:
+            self._last_tick = before[-1]
+        return before, False
 
     def step(self, keypoints: Mapping[str, Sequence[float]] | np.ndarray, t: float | None = None
              ) -> np.ndarray | None:
@@ -495,58 +542,50 @@ class StreamingAugmenter:
         if t is None:
             t = 0.0 if self._t_last is None else self._t_last + period
         t = float(t)
-        if not np.isfinite(t) or (self._t_last is not None and t <= self._t_last):
+        if not math.isfinite(t) or (self._t_last is not None and t <= self._t_last):
             self.rejected += 1
             return None
         kp = self.as_array(keypoints)
         self.frames += 1
         lost: list[str] = []
         if self._t_last is not None and t - self._t_last > self.reset_after * period:
-            # the input paused for longer than a state is held: subject lost
+            # the input paused for longer than a state is held: subject lost, clock restarts
             for ps in self._streams:
                 self._lose(ps, lost)
-            self._next_tick = None
+            self._last_tick = None
         self._t_last = t
-
-        # model ticks: before this frame (interpolated), and whether the frame itself is one
-        interp: list[float] = []
-        on_tick = True
-        if self.clock == "model":
-            if self._next_tick is None:
-                self._next_tick = t
-            on_tick = False
-            tol = SNAP * period
-            while self._next_tick <= t + tol:
-                if self._next_tick >= t - tol:
-                    on_tick = True
-                    self._next_tick = t + period  # the clock follows the source
-                    break
-                interp.append(self._next_tick)
-                self._next_tick += period
+        before, on_tick = self._ticks_before(t)
 
         xs: dict[int, np.ndarray] = {}
+        usable = self._usable(kp)
         for k, ps in enumerate(self._streams):
-            x = self._model_input(ps, kp)
+            x = self._model_input(ps, kp, usable)
             if x is None:
                 ps.missing += 1
                 if ps.missing >= self.reset_after:
                     self._lose(ps, lost)
                 ps.x_prev = None
-                continue
-            ps.missing = 0
-            xs[k] = x
-        for tick in interp:
+            else:
+                ps.missing = 0
+                xs[k] = x
+
+        # ticks since the previous frame, on inputs interpolated between it and this one
+        for n, tick in enumerate(before):
             batch = {k: ps.x_prev + ((tick - ps.t_prev) / (t - ps.t_prev)) * (xs[k] - ps.x_prev)
                      for k, ps in enumerate(self._streams) if k in xs and ps.x_prev is not None}
             if batch:
-                self._advance(batch, keep=True, want=False)
-        ys = self._advance(xs, keep=on_tick, want=True) if xs else {}
+                self._tick(batch, tick, want=n == len(before) - 1 and not on_tick)
+
+        if on_tick:
+            ys = self._tick(xs, t, want=True) if xs else {}
+        else:
+            ys = self._between(xs, t)
 
         y_all = np.full((1, 3 * len(self.markers)), np.nan)  # NaN stays NaN for parts without output
-        for k, y in ys.items():
+        for k, x in xs.items():
             ps = self._streams[k]
-            ps.x_prev, ps.t_prev = xs[k], t
-            y_all[:, 3 * ps.out.start:3 * ps.out.stop] = y
+            ps.x_prev, ps.t_prev = x, t
+            y_all[:, ps.out] = ys[k]
         out = denormalise(y_all, kp[:1], self.height)[0]
         self.reset_parts = tuple(lost)
         if lost:
@@ -554,3 +593,23 @@ class StreamingAugmenter:
             if self.on_reset is not None:
                 self.on_reset(self.reset_parts, t)
         return out
+
+    def _between(self, xs: dict[int, np.ndarray], t: float) -> dict[int, np.ndarray]:
+        """Outputs for a frame between model ticks; the state stays at the last tick."""
+        period = 1.0 / MODEL_RATE
+        a = (t - self._last_tick) / period  # fraction of a period since the last tick
+        ext, plain, held = {}, {}, {}
+        for k, x in xs.items():
+            ps = self._streams[k]
+            if ps.t_tick != self._last_tick or ps.y_tick is None:
+                plain[k] = x  # no output at the last tick to start from: one step on this frame's input
+            elif a < SNAP:
+                held[k] = ps.y_tick  # as good as on the last tick
+            else:
+                ext[k] = ps.x_tick + (x - ps.x_tick) / a  # input extrapolated to the next tick
+        ys = self._run({**ext, **plain}, keep=False) if ext or plain else {}
+        for k in ext:
+            y_tick = self._streams[k].y_tick
+            ys[k] = y_tick + a * (ys[k] - y_tick)
+        ys.update(held)
+        return ys

@@ -10,10 +10,10 @@ per frame.
 This module reads the weights out of the shipped graph and builds a new,
 small ONNX graph for one step of the stack:
 
-    inputs   x (1, n_in)    normalised model inputs of one frame
-             h (L, u), c (L, u)   state of the L layers before the frame
-    outputs  y (1, n_out)   normalised model outputs of the frame
-             h', c'         state after the frame
+    inputs   x (1, 1, n_in)       normalised model inputs of one frame
+             h, c (L, 1, u)       state of the L layers before the frame
+    outputs  y (1, n_out)         normalised model outputs of the frame
+             h', c' (L, 1, u)     state after the frame
 
 For each layer (weights K (n_in, 4u), R (u, 4u), b (4u,)):
 
@@ -24,11 +24,16 @@ For each layer (weights K (n_in, 4u), R (u, 4u), b (4u,)):
 
 and the dense layer maps the last layer's h' to y. The gate order and the
 gate activation are read from the shipped graph (which gate output multiplies
-the previous cell state, which one is the tanh candidate, ...), not assumed.
+the previous cell state, which one is the tanh candidate, ...), not assumed;
+the shipped models store the gates as i, f, g, o with sigmoid gates. In the
+step graph each layer is one ONNX ``LSTM`` node run for one time step, whose
+weights are ordered i, o, f, g (ONNX calls g "c").
 
-Several stacks (lower- and upper-body model) can share one step graph, so one
-onnxruntime call advances them all. Built graphs are cached in memory, keyed
-by the content of the source models; building is deterministic.
+Several stacks (lower- and upper-body model) share one step graph, so one
+onnxruntime call advances them all. Before a graph is built the stack read
+from a model is checked against the model itself on a fixed input sequence.
+Built graphs are cached in memory, keyed by the content of the source models;
+building is deterministic.
 """
 
 from __future__ import annotations
@@ -149,15 +154,15 @@ def _read_layer(path: Path, loop, inits: dict[str, np.ndarray]) -> tuple[LstmLay
 
     body = _attr(loop, "body")
     # Loop-carried body inputs line up with the Loop node's inputs from index 2 on.
-    outer = {b.name: loop.input[j] for j, b in enumerate(body.input) if j >= 2 and j < len(loop.input)}
-    carried = {b.name for b in body.input[2:]}
+    outer = {b.name: loop.input[j] for j, b in enumerate(body.input) if 2 <= j < len(loop.input)}
+    carried = {b.name for b in body.input[2:]}  # the state, and the weights passed in as loop variables
     local_inits = {i.name: numpy_helper.to_array(i) for i in body.initializer}
 
     def value(name):
-        name = outer.get(name, name)
+        """The constant behind a body tensor name, or None."""
         if name in local_inits:
             return local_inits[name]
-        return inits.get(name)
+        return inits.get(outer.get(name, name))
 
     producer = {o: n for n in body.node for o in n.output}
     consumers: dict[str, list] = {}
@@ -273,6 +278,8 @@ def read_stack(model_path: str | Path) -> LstmStack:
         hard = hs
     if len(orders) != 1 or len(kinds) != 1:
         raise _fail(path, f"layers differ in gate order or activation ({orders}, {kinds})")
+    if len({layer.units for layer in layers}) != 1:
+        raise _fail(path, "the layers have different numbers of units")
     for a, b in zip(layers, layers[1:]):
         if b.n_inputs != a.units:
             raise _fail(path, f"a layer with {a.units} units feeds a layer reading {b.n_inputs} inputs")
@@ -320,7 +327,7 @@ def _add_stack(prefix: str, stack: LstmStack, nodes: list, inits: list, inputs: 
     inputs += [helper.make_tensor_value_info(x, f32, [1, 1, stack.n_inputs]),
                helper.make_tensor_value_info(h, f32, state),
                helper.make_tensor_value_info(c, f32, state)]
-    outputs += [helper.make_tensor_value_info(f"{prefix}.y", f32, [1, 1, stack.n_outputs]),
+    outputs += [helper.make_tensor_value_info(f"{prefix}.y", f32, [1, stack.n_outputs]),
                 helper.make_tensor_value_info(f"{prefix}.h_next", f32, state),
                 helper.make_tensor_value_info(f"{prefix}.c_next", f32, state)]
     if n_layers > 1:
@@ -353,10 +360,11 @@ def _add_stack(prefix: str, stack: LstmStack, nodes: list, inits: list, inputs: 
         inp = f"{p}.h_new"
         h_new.append(f"{p}.h_new")
         c_new.append(f"{p}.c_new")
-    inits += [_const(f"{prefix}.Wd", stack.dense_w), _const(f"{prefix}.bd", stack.dense_b)]
+    inits += [_const(f"{prefix}.Wd", stack.dense_w), _const(f"{prefix}.bd", stack.dense_b),
+              _const(f"{prefix}.row", np.array([1, u], np.int64))]
     nodes += [
-        helper.make_node("MatMul", [inp, f"{prefix}.Wd"], [f"{prefix}.yd"]),
-        helper.make_node("Add", [f"{prefix}.yd", f"{prefix}.bd"], [f"{prefix}.y"]),
+        helper.make_node("Reshape", [inp, f"{prefix}.row"], [f"{prefix}.h_last"]),
+        helper.make_node("Gemm", [f"{prefix}.h_last", f"{prefix}.Wd", f"{prefix}.bd"], [f"{prefix}.y"]),
     ]
     if n_layers > 1:
         nodes += [helper.make_node("Concat", h_new, [f"{prefix}.h_next"], axis=0),
@@ -370,7 +378,7 @@ def build_step_model(stacks: dict[str, LstmStack]):
     """An ONNX model that advances every stack in ``stacks`` by one frame.
 
     For a stack named ``p`` the model reads ``p.x`` (1, 1, n_in), ``p.h`` and
-    ``p.c`` (layers, 1, units) and returns ``p.y`` (1, 1, n_out), ``p.h_next``
+    ``p.c`` (layers, 1, units) and returns ``p.y`` (1, n_out), ``p.h_next``
     and ``p.c_next``. Each layer is one ONNX LSTM node run for one time step
     (fewer nodes, hence less overhead per frame, than the cell written out
     with MatMul/Sigmoid/Tanh nodes).
@@ -392,7 +400,7 @@ def build_step_model(stacks: dict[str, LstmStack]):
 # Checking, caching and running
 
 
-BUILD_VERSION = 1  # part of the cache key: bump when the built graph changes
+BUILD_VERSION = 2  # part of the cache key: bump when the built graph changes
 _CACHE: dict[tuple, bytes] = {}
 _LOCK = threading.Lock()
 
@@ -478,7 +486,7 @@ class StepModel:
 
     def step(self, inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]
              ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
-        """``(x (1, 1, n_in), h, c)`` per stack in, ``(y (1, 1, n_out), h_next, c_next)`` out."""
+        """``(x (1, 1, n_in), h, c)`` per stack in, ``(y (1, n_out), h_next, c_next)`` out."""
         feed = self._feed
         for keys, given in zip(self._keys, inputs):
             if given is not None:

@@ -1,0 +1,212 @@
+#!/usr/bin/env python
+"""Per-frame cost of the streaming stages, single thread, on a 20 s trial.
+
+Sections (each a function returning a dict for the JSON line):
+
+  augment   ms/frame of StreamingAugmenter, stateful vs 60-frame windowed,
+            lower + upper body together, the whole step (keypoints in,
+            43 markers out), onnxruntime on one thread
+  rate      what the augmenter does with 120 Hz input: markers stepped on the
+            60 Hz model clock (default) and at the input rate, against
+            whole-trial inference of the 60 Hz trial
+
+The trial is the recorded sit-to-stand from ../shared/data played there and
+back to 20 s, or, when that is absent, generated squats. Prints one table per
+section and one JSON line at the end.
+
+    .venv/bin/python scripts/bench_stream.py [--frames N] [--no-rate]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_TRIAL = ROOT.parent / "shared" / "data" / "sit_to_stand.trc"
+HEIGHT, MASS = 1.7, 70.0
+RATE = 60.0
+
+
+# ---- the trial
+
+
+def generated_squats(names: list[str], frames: int, rate: float = RATE) -> np.ndarray:
+    """Slow squats from a standing pose (metres, y up), (frames, len(names), 3)."""
+    standing = {
+        "MidHip": (0.0, 0.93, 0.0), "RHip": (0.0, 0.93, 0.09), "LHip": (0.0, 0.93, -0.09),
+        "RKnee": (0.02, 0.50, 0.10), "LKnee": (0.02, 0.50, -0.10),
+        "RAnkle": (-0.01, 0.08, 0.10), "LAnkle": (-0.01, 0.08, -0.10),
+        "RHeel": (-0.06, 0.03, 0.10), "LHeel": (-0.06, 0.03, -0.10),
+        "RBigToe": (0.14, 0.02, 0.08), "LBigToe": (0.14, 0.02, -0.08),
+        "RSmallToe": (0.12, 0.02, 0.14), "LSmallToe": (0.12, 0.02, -0.14),
+        "Neck": (0.0, 1.45, 0.0), "RShoulder": (0.0, 1.42, 0.18), "LShoulder": (0.0, 1.42, -0.18),
+        "RElbow": (0.0, 1.13, 0.22), "LElbow": (0.0, 1.13, -0.22),
+        "RWrist": (0.02, 0.88, 0.24), "LWrist": (0.02, 0.88, -0.24),
+    }
+    t = np.arange(frames) / rate
+    s = 0.5 * (1 - np.cos(2 * np.pi * 0.4 * t))
+    xyz = np.empty((frames, len(names), 3))
+    for j, name in enumerate(names):
+        p = np.tile(np.asarray(standing[name], float), (frames, 1))
+        if name not in ("RKnee", "LKnee", "RAnkle", "LAnkle", "RHeel", "LHeel", "RBigToe", "LBigToe",
+                        "RSmallToe", "LSmallToe"):
+            p[:, 0] += (0.1 if name not in ("MidHip", "RHip", "LHip") else -0.15) * s
+            p[:, 1] -= 0.25 * s
+        if name in ("RKnee", "LKnee"):
+            p[:, 0] += 0.12 * s
+            p[:, 1] -= 0.05 * s
+        xyz[:, j] = p
+    return xyz
+
+
+def load_trial(names: list[str], frames: int) -> tuple[str, np.ndarray, np.ndarray]:
+    """(description, keypoints (frames, len(names), 3) at 60 Hz, times)."""
+    t = np.arange(frames) / RATE
+    if SHARED_TRIAL.is_file():
+        from kinestream.ingest import complete_keypoints
+        from kinestream.trc import read_trc
+
+        table = complete_keypoints(read_trc(SHARED_TRIAL))
+        n = table.n_frames
+        there_and_back = np.r_[np.arange(n), np.arange(n - 2, 0, -1)]
+        idx = np.resize(there_and_back, frames)
+        xyz = np.stack([table.get(k) for k in names], axis=1)[idx]
+        return f"{SHARED_TRIAL.name} there and back, {frames} frames at 60 Hz", xyz, t
+    return f"generated squats, {frames} frames at 60 Hz", generated_squats(names, frames), t
+
+
+# ---- helpers
+
+
+def stats_ms(timing: tuple[list[int], list[int]]) -> dict:
+    """Wall-clock statistics of per-frame times (ns), and the median CPU time of the thread."""
+    wall, cpu = timing
+    ms = np.asarray(wall, dtype=float) / 1e6
+    return {"median_ms": round(float(np.median(ms)), 4), "p99_ms": round(float(np.percentile(ms, 99)), 4),
+            "mean_ms": round(float(ms.mean()), 4), "max_ms": round(float(ms.max()), 4),
+            "cpu_median_ms": round(float(np.median(cpu)) / 1e6, 4)}
+
+
+def time_stream(stream, xyz: np.ndarray, t: np.ndarray, warmup: int = 0):
+    """Per-frame wall and thread-CPU times (ns) of stream.step, and its outputs; the first ``warmup``
+    frames are not timed."""
+    out = np.empty((len(t), len(stream.markers), 3))
+    wall, cpu = [], []
+    for i in range(len(t)):
+        c0, w0 = time.thread_time_ns(), time.perf_counter_ns()
+        out[i] = stream.step(xyz[i], t[i])
+        wall.append(time.perf_counter_ns() - w0)
+        cpu.append(time.thread_time_ns() - c0)
+    return (wall[warmup:], cpu[warmup:]), out
+
+
+def print_table(title: str, header: list[str], rows: list[list]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    print(f"\n{title}")
+    print("  " + "  ".join(str(h).rjust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  " + "  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
+
+
+# ---- sections
+
+
+def augment_section(assets, names, xyz, t, window: int = 60) -> dict:
+    from kinestream.augment import StreamingAugmenter
+
+    results = {}
+    for mode in ("stateful", "windowed"):
+        stream = StreamingAugmenter.from_assets(assets, HEIGHT, MASS, threads=1, mode=mode, window=window,
+                                                names=names)
+        time_stream(stream, xyz[:window], t[:window])  # warm the sessions up
+        stream.reset()
+        # steady state: the first `window` frames (short windows) are not timed
+        timing, out = time_stream(stream, xyz, t, warmup=min(window, len(t) - 1))
+        key = mode if mode == "stateful" else f"windowed{window}"
+        results[key] = {**stats_ms(timing), "runs_per_frame": round(stream.steps / stream.frames, 3)}
+        results[key]["_out"] = out
+    diff = np.linalg.norm(results["stateful"].pop("_out") - results[f"windowed{window}"].pop("_out"), axis=2)
+    results["windowed_vs_stateful_mm"] = {"mean": round(float(np.nanmean(diff) * 1e3), 3),
+                                          "max": round(float(np.nanmax(diff) * 1e3), 3)}
+    rows = [[k, v["median_ms"], v["p99_ms"], v["mean_ms"], v["max_ms"], v["cpu_median_ms"], v["runs_per_frame"]]
+            for k, v in results.items() if "median_ms" in v]
+    print_table(f"augment: ms/frame (wall clock; cpu: thread CPU time), lower+upper, 1 thread, "
+                f"{len(t) - min(window, len(t) - 1)} timed frames",
+                ["mode", "median", "p99", "mean", "max", "cpu median", "ort runs/frame"], rows)
+    d = results["windowed_vs_stateful_mm"]
+    print(f"  windowed{window} vs stateful markers: mean {d['mean']} mm, max {d['max']} mm")
+    return results
+
+
+def rate_section(assets, names, xyz60, t60) -> dict:
+    """120 Hz input: both clocks against whole-trial inference at 60 Hz."""
+    from scipy.interpolate import CubicSpline
+
+    from kinestream.augment import Augmenter, StreamingAugmenter
+    from kinestream.trc import MarkerTable
+
+    ref60 = Augmenter.from_assets(assets).predict(MarkerTable(names, xyz60, t60, RATE), HEIGHT, MASS)
+    t120 = np.arange(2 * len(t60) - 1) / (2 * RATE)
+    xyz120 = CubicSpline(t60, xyz60, axis=0)(t120)
+    ref120 = CubicSpline(t60, ref60, axis=0)(t120)  # the 60 Hz result at the 120 Hz instants
+
+    def err(a, b, t):
+        d = np.linalg.norm(a - b, axis=2) * 1e3
+        settled = d[t >= 1.0]  # after the first second (the models start from a zero state)
+        return {"mean_mm": round(float(d.mean()), 3), "p95_mm": round(float(np.percentile(d, 95)), 3),
+                "max_mm": round(float(d.max()), 3),
+                "max_after_1s_mm": round(float(settled.max()), 3) if settled.size else None}
+
+    results = {"frames": len(t120)}
+    rows = []
+    for clock in ("model", "input"):
+        stream = StreamingAugmenter.from_assets(assets, HEIGHT, MASS, threads=1, clock=clock, names=names)
+        timing, out = time_stream(stream, xyz120, t120)
+        r = {"all": err(out, ref120, t120), "on_60hz": err(out[::2], ref60, t120[::2]),
+             "between": err(out[1::2], ref120[1::2], t120[1::2]),
+             "runs_per_frame": round(stream.steps / stream.frames, 3), **stats_ms(timing)}
+        results[clock] = r
+        for part in ("all", "on_60hz", "between"):
+            rows.append([clock, part, r[part]["mean_mm"], r[part]["p95_mm"], r[part]["max_mm"],
+                         r[part]["max_after_1s_mm"], r["runs_per_frame"], r["median_ms"]])
+    print_table(f"rate: 120 Hz input ({len(t120)} frames) vs whole-trial inference of the 60 Hz trial "
+                f"(marker distance, mm; between 60 Hz frames: its cubic interpolation)",
+                ["clock", "frames", "mean", "p95", "max", "max>1s", "ort runs/frame", "ms/frame"], rows)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=1200, help="trial length at 60 Hz (default 1200: 20 s)")
+    parser.add_argument("--window", type=int, default=60, help="window of the windowed mode (default 60)")
+    parser.add_argument("--no-rate", action="store_true", help="skip the 120 Hz section")
+    args = parser.parse_args(argv)
+    if args.frames < 2:
+        parser.error("--frames must be at least 2")
+
+    from kinestream.assets import get_assets
+    from kinestream.augment import Augmenter
+
+    assets = get_assets(progress=lambda msg: print(msg, file=sys.stderr))
+    names = Augmenter.from_assets(assets).keypoints
+    trial, xyz, t = load_trial(names, args.frames)
+    print(f"trial: {trial}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+
+    results = {"trial": trial, "frames": args.frames, "loadavg": round(os.getloadavg()[0], 2)}
+    results["augment"] = augment_section(assets, names, xyz, t, args.window)
+    if not args.no_rate:
+        results["rate"] = rate_section(assets, names, xyz, t)
+    print()
+    print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
