@@ -409,7 +409,8 @@ def test_cleaner_chains_bridging_and_filtering_with_the_total_delay():
     filler = StreamingGapFiller(5, 60.0, 6, 2, "extrapolate")
     bridged, _, _ = _fill(filler, gappy)
     np.testing.assert_array_equal(out, _run(StreamingLowpass((5, 3), 60.0, 6.0), bridged))
-    assert cleaner.counts() == {"frames": 120, "bridged": 2, "lost": 0, "missing": 0, "outliers": 0, "reinits": 0}
+    assert cleaner.counts() == {"frames": 120, "bridged": 2, "lost": 0, "missing": 0, "outliers": 0,
+                                "outliers_bridged": 0, "reinits": 0}
 
 
 def test_cleaner_from_config():
@@ -478,10 +479,10 @@ def test_streaming_matches_offline_cleaning_on_a_real_trial_after_the_delay():
     got = [broken.push(x, t) for x, t in zip(gappy, table.time)]
     ref = np.array([r[0] for r in ref[6:]] + [r[0] for r in complete.flush()])
     got = np.array([g[0] for g in got[6:]] + [g[0] for g in broken.flush()])
-    assert np.isnan(got[400, heel]).all() and np.isnan(got).sum() == 3
+    assert not np.isnan(got).any()  # the rejected heel holds its last output for that frame
     diff = 1000 * np.abs(got - ref)
     print(f"gaps and a jump: largest difference {np.nanmax(diff):.1f} mm")
     assert np.nanmax(diff[:, [knee, wrist]]) < 6.0  # interpolated across the look-ahead (measured 3.9 mm)
-    assert np.nanmax(diff[:, heel]) < 3.0  # the dropped frame (measured 1.8 mm)
+    assert np.nanmax(diff[:, heel]) < 5.0  # the held frame
     assert broken.counts() == {"frames": table.n_frames, "bridged": 9, "lost": 0, "missing": 0, "outliers": 1,
-                               "reinits": 0}
+                               "outliers_bridged": 1, "reinits": 0}

@@ -1047,7 +1047,8 @@ class StreamingCleaner:
     """The streaming clean stage: gap bridging, then the causal low-pass filter.
 
     Frames of ``(n_markers, 3)`` go through :class:`StreamingGapFiller`
-    then :class:`StreamingLowpass`. The output lags the input by
+    then :class:`StreamingLowpass`; a marker the filter rejects as an
+    outlier holds its last output for that frame. The output lags the input by
     :meth:`delay_ms`: the look-ahead frames plus the filter's group delay.
 
     Parameters
@@ -1098,6 +1099,8 @@ class StreamingCleaner:
                                         max_outlier_frames=max_outlier_frames,
                                         reinit_after_frames=reinit_after_frames)
         self.rate = rate
+        self._last = np.full((self.filler.n_markers, 3), np.nan)
+        self.n_outliers_bridged = 0
 
     @classmethod
     def from_config(cls, clean: dict, n_markers: int, rate: float) -> "StreamingCleaner":
@@ -1128,20 +1131,37 @@ class StreamingCleaner:
         """The counters of both steps, by name."""
         f, p = self.filler, self.lowpass
         return {"frames": p.frame, "bridged": f.n_bridged, "lost": f.n_lost, "missing": f.n_missing,
-                "outliers": p.n_outliers, "reinits": p.n_reinits}
+                "outliers": p.n_outliers, "outliers_bridged": self.n_outliers_bridged, "reinits": p.n_reinits}
 
     def reset(self) -> None:
         """Forget every marker, the buffered frames and the counters."""
         self.filler.reset()
         self.lowpass.reset()
+        self._last[:] = np.nan
+        self.n_outliers_bridged = 0
+
+    def _bridge(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Hold the last output for a marker the filter rejected as an outlier (present, but NaN out).
+
+        A mis-triangulated keypoint is then bridged like a one-frame gap
+        instead of reaching the augmenter as a missing one.
+        """
+        rejected = np.isnan(y).any(axis=1) & np.isfinite(x).all(axis=1)
+        if rejected.any():
+            held = rejected & np.isfinite(self._last).all(axis=1)
+            y[held] = self._last[held]
+            self.n_outliers_bridged += int(held.sum())
+        present = np.isfinite(y).all(axis=1)
+        self._last[present] = y[present]
+        return y
 
     def push(self, xyz: np.ndarray, t: float) -> tuple[np.ndarray, float] | None:
         """Clean one frame; see :meth:`StreamingGapFiller.push` for what comes back."""
         got = self.filler.push(xyz, t)
         if got is None:
             return None
-        return self.lowpass.push(got[0]), got[1]
+        return self._bridge(got[0], self.lowpass.push(got[0])), got[1]
 
     def flush(self) -> list[tuple[np.ndarray, float]]:
         """Clean and give back the frames still in the look-ahead buffer."""
-        return [(self.lowpass.push(x), t) for x, t in self.filler.flush()]
+        return [(self._bridge(x, self.lowpass.push(x)), t) for x, t in self.filler.flush()]
