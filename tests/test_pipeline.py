@@ -152,3 +152,23 @@ def test_cli_negative_mass(tmp_path, tall):
 def test_cli_bad_static_range(tmp_path, tall):
     _one_error_line(_cli("process", tall.keypoints_trc, "--mass", 70, "--height", 1.7, "--static", "abc",
                          "--out", tmp_path / "o"), "static")
+
+
+def test_streaming_process_matches_offline_but_for_the_filter_delay(tmp_path, assets):
+    syn = synthesize(tmp_path / "syn", seconds=8.0, noise_mm=5.0, gaps=4, seed=5)
+    config = load_config()
+    offline = process(syn.keypoints_trc, syn.mass, syn.height, tmp_path / "off", config, plot=False)
+    streaming = process(syn.keypoints_trc, syn.mass, syn.height, tmp_path / "str", config, plot=False,
+                        streaming=True, model=offline.scaled_model)
+    assert streaming.mot.is_file() and streaming.augmented_trc.is_file()
+    assert any("frame-wise IK: 480/480 frames solved" in m for m in streaming.messages)
+    from kinestream.clean import StreamingCleaner
+
+    lag = round(StreamingCleaner.from_config(config["clean"], 1, 60.0).delay_ms() / 1000 * 60)  # 4 frames
+    assert lag == 4
+    for joint in ("knee_angle_r", "hip_flexion_l", "ankle_angle_r"):
+        a, b = offline.motion.get(joint), streaming.motion.get(joint)
+        as_is = _rms(a, b)
+        delayed = _rms(a[:-lag], b[lag:])
+        print(joint, "streaming vs offline, deg RMS:", round(as_is, 2), "without the filter delay:", round(delayed, 2))
+        assert delayed < 1.0 and as_is > 2.5 * delayed

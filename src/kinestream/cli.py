@@ -139,7 +139,8 @@ def cmd_process(args, config) -> None:
 
         truth = read_mot(args.truth)
     result = process(trial, mass, height, out_dir, config, static=static,
-                     plot=bool(config["output"].get("plot", True)), log=_log, truth=truth)
+                     plot=bool(config["output"].get("plot", True)), log=_log, truth=truth,
+                     streaming=args.streaming, model=args.model)
     print(result.summary())
 
 
@@ -190,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--static", help="static window START:END in seconds, or 'auto' (default)")
     p.add_argument("--out", help="output folder (default: out/TRIAL)")
     p.add_argument("--truth", help="true coordinates .mot (from synth): plotted dashed, RMS errors printed")
+    p.add_argument("--streaming", action="store_true",
+                   help="run the live service's frame-by-frame cores (causal filter, stateful augmenter, "
+                        "frame-wise IK) instead of the offline ones")
+    p.add_argument("--model", help="an already scaled .osim: skip the scale step")
     p.set_defaults(func=cmd_process)
     return parser
 

@@ -20,11 +20,16 @@ DEFAULTS: dict[str, Any] = {
         "gap_method": "pchip",
         "cutoff_hz": 6.0,
         "filter_order": 4,
+        "hold_method": "hold",
+        "lookahead_frames": 0,
+        "max_jump_m": 0.5,
+        "max_outlier_frames": 5,
     },
     "augment": {
         "lower_model": "",
         "upper_model": "",
         "floor_offset": False,
+        "reset_after_frames": 10,
     },
     "model": {
         "generic_model": "",
@@ -37,7 +42,8 @@ DEFAULTS: dict[str, Any] = {
         "still_threshold_mm": [3.0, 15.0],
         "still_window_s": [1.0, 0.1],
     },
-    "ik": {"accuracy": 1e-5, "constraint_weight": "inf", "coordinate_tasks": False},
+    "ik": {"accuracy": 1e-5, "constraint_weight": "inf", "coordinate_tasks": False, "min_markers": 6,
+           "outlier_mm": 150.0, "reassemble_mm": 80.0},
     "output": {"plot": True},
 }
 

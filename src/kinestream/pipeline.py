@@ -68,14 +68,19 @@ def augment_keypoints(table: MarkerTable, height: float, mass: float, assets: As
     return augment_table(table, Augmenter.from_assets(assets), height, mass, apply_floor_offset=floor_offset)
 
 
-def run_ik(model_path: str | Path, markers: MarkerTable, ik_setup: str | Path, config: dict | None = None,
-           marker_set: str | Path | None = None, desc: str = "IK") -> solve.IKResult:
-    """IK on every frame with a progress bar; accuracy and constraint weight from the config."""
-    ik = (config or {}).get("ik", {})
+def _ik_setup(ik_setup: str | Path, ik: dict) -> solve.IKSetup:
+    """The IK setup file's marker weights with accuracy and constraint weight from the config."""
     setup = solve.read_ik_setup(ik_setup, coordinate_tasks=bool(ik.get("coordinate_tasks", False)))
     setup.accuracy = float(ik.get("accuracy", setup.accuracy))
     cw = ik.get("constraint_weight", "inf")
     setup.constraint_weight = float("inf") if str(cw).lower() == "inf" else float(cw)
+    return setup
+
+
+def run_ik(model_path: str | Path, markers: MarkerTable, ik_setup: str | Path, config: dict | None = None,
+           marker_set: str | Path | None = None, desc: str = "IK") -> solve.IKResult:
+    """IK on every frame with a progress bar; accuracy and constraint weight from the config."""
+    setup = _ik_setup(ik_setup, (config or {}).get("ik", {}))
     model, removed = solve.load_model(model_path, marker_set)
     with _bar(markers.n_frames, desc) as bar:
         result = solve.solve_trial(model, markers, setup, progress=bar.update)
@@ -114,12 +119,88 @@ def compare(motion: Motion, truth: Motion, names=("hip_flexion_r", "hip_flexion_
             for n in names if n in motion and n in truth}
 
 
+def stream_augment(table: MarkerTable, height: float, mass: float, assets: Assets, config: dict,
+                   progress=None) -> tuple[MarkerTable, list[str]]:
+    """The streaming clean and augment cores fed one frame at a time, as the live service feeds them.
+
+    Returns the cleaned keypoints plus the 43 augmented markers, frame for
+    frame aligned with the input (the cleaner's look-ahead is undone by
+    time, not by shifting), and notes on what the stages did.
+    """
+    from .augment import StreamingAugmenter
+    from .clean import StreamingCleaner
+
+    cleaner = StreamingCleaner.from_config(config.get("clean", {}), len(table.names), table.rate)
+    augmenter = StreamingAugmenter.from_assets(assets, height, mass, names=table.names,
+                                               reset_after=int(config.get("augment", {}).get("reset_after_frames", 10)))
+    keypoints = np.full_like(table.xyz, np.nan)
+    markers = np.full((table.n_frames, len(augmenter.markers), 3), np.nan)
+    index = {round(float(t), 9): i for i, t in enumerate(table.time)}
+
+    def take(got):
+        xyz, t = got
+        i = index[round(float(t), 9)]
+        keypoints[i] = xyz
+        out = augmenter.step(xyz, t)
+        if out is not None:
+            markers[i] = out
+
+    for i in range(table.n_frames):
+        got = cleaner.push(table.xyz[i], table.time[i])
+        if got is not None:
+            take(got)
+        if progress is not None:
+            progress(1)
+    for got in cleaner.flush():
+        take(got)
+    counts = cleaner.counts()
+    notes = [f"streaming clean: causal low-pass {cleaner.lowpass.cutoff_hz:g} Hz, delay {cleaner.delay_ms():.0f} ms; "
+             f"{counts['bridged']} marker-frames bridged, {counts['outliers']} outliers, {counts['missing']} missing",
+             f"streaming augmenter: {augmenter.resets} state resets"]
+    out = MarkerTable(table.names, keypoints, table.time.copy(), table.rate, dict(table.meta))
+    return out.with_markers(augmenter.markers, markers), notes
+
+
+def stream_ik(model_path: str | Path, markers: MarkerTable, ik_setup: str | Path, config: dict | None = None,
+              marker_set: str | Path | None = None, desc: str = "IK (frame-wise)") -> solve.IKResult:
+    """The frame-wise IK core on every frame of a table, as the live service runs it."""
+    ik = (config or {}).get("ik", {})
+    setup = _ik_setup(ik_setup, ik)
+    model, removed = solve.load_model(model_path, marker_set)
+    solver = solve.StreamingIK(model, setup, markers.names, min_markers=int(ik.get("min_markers", 6)),
+                               reassemble_mm=float(ik.get("reassemble_mm", 80.0)),
+                               outlier_mm=float(ik.get("outlier_mm", 150.0)))
+    n = markers.n_frames
+    q = np.full((n, len(solver.coordinates)), np.nan)
+    rmse = np.full(n, np.nan)
+    emax = np.full(n, np.nan)
+    notes = ["removed before IK (not needed for kinematics): " + ", ".join(removed)] if removed else []
+    with _bar(n, desc) as bar:
+        for i in range(n):
+            frame = solver.step(markers.xyz[i], markers.time[i])
+            q[i], rmse[i], emax[i] = frame.q, frame.rmse_mm, frame.max_error_mm
+            if frame.event and len(notes) < 20:
+                notes.append(f"t={markers.time[i]:.3f} s: {frame.event}")
+            bar.update()
+    c = solver.counts
+    notes.append(f"frame-wise IK: {c['solved']}/{c['frames']} frames solved, {c['outlier_markers']} outlier markers "
+                 f"left out, {c['reassembled']} re-assembled, {c['failed']} failed, {c['too_few_markers']} with too "
+                 f"few markers")
+    motion = Motion(markers.time.copy(), solver.coordinates + ["rmse_mm"], np.column_stack([q, rmse]))
+    return solve.IKResult(motion, rmse, emax, solver.names, notes)
+
+
 def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, config: dict,
-            static="auto", plot: bool = True, log=print, truth: Motion | None = None) -> ProcessResult:
+            static="auto", plot: bool = True, log=print, truth: Motion | None = None, streaming: bool = False,
+            model: str | Path | None = None) -> ProcessResult:
     """All four steps on a recorded trial; writes the augmented .trc, scaled .osim, .mot and a plot.
 
-    With ``truth`` (e.g. the coords.mot of ``kinestream synth``), the plot
-    shows it dashed and the summary gives the RMS error per joint.
+    ``streaming`` runs clean, augment and IK through the frame-by-frame cores
+    of the live service instead of the zero-lag offline ones, so the two can
+    be compared on any trial. ``model``: an already scaled model; the scale
+    step is skipped. With ``truth`` (e.g. the coords.mot of ``kinestream
+    synth``), the plot shows it dashed and the summary gives the RMS error per
+    joint.
     """
     check_subject(height, mass)
     static = parse_static(static)
@@ -127,38 +208,57 @@ def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, 
     out_dir = Path(out_dir)
     stem = trial.stem
     assets = get_assets(config, progress=log)
-    messages: list[str] = []
+    messages: list[str] = ["streaming cores, frame by frame" if streaming else "offline cores, zero lag"]
     from tqdm import tqdm
 
     steps = tqdm(total=4, desc="process", unit="step", file=sys.stderr, disable=None, dynamic_ncols=True)
     with steps:
-        steps.set_postfix_str("clean")
         keypoints = load_keypoints(trial)
         if keypoints.meta.get("derived"):
             messages.append(f"derived {', '.join(keypoints.meta['derived'])} from the hips/shoulders")
-        cleaned, creport = clean_keypoints(keypoints, config)
-        messages.append(describe_clean(creport, keypoints))
-        steps.update()
-
-        steps.set_postfix_str("augment")
-        augmented, areport = augment_keypoints(cleaned, height, mass, assets,
-                                               bool(config.get("augment", {}).get("floor_offset", False)))
-        messages.append(areport.describe())
+        if streaming:
+            steps.set_postfix_str("clean + augment")
+            with _bar(keypoints.n_frames, "clean + augment (frame-wise)") as bar:
+                augmented, notes = stream_augment(keypoints, height, mass, assets, config, bar.update)
+            messages += notes
+            steps.update(2)
+        else:
+            steps.set_postfix_str("clean")
+            cleaned, creport = clean_keypoints(keypoints, config)
+            messages.append(describe_clean(creport, keypoints))
+            steps.update()
+            steps.set_postfix_str("augment")
+            augmented, areport = augment_keypoints(cleaned, height, mass, assets,
+                                                   bool(config.get("augment", {}).get("floor_offset", False)))
+            messages.append(areport.describe())
+            steps.update()
         out_dir.mkdir(parents=True, exist_ok=True)
         augmented_trc = write_trc(out_dir / f"{stem}_augmented.trc", augmented)
-        steps.update()
 
         steps.set_postfix_str("scale")
-        sc = config.get("scale", {})
-        sresult = scale.scale_model(augmented, mass, height, out_dir / f"{stem}_scaled.osim", assets,
-                                    static=static, thresholds_mm=tuple(sc.get("still_threshold_mm", (3.0, 15.0))),
-                                    windows_s=tuple(sc.get("still_window_s", (1.0, 0.1))))
-        messages += sresult.messages
-        messages.append(f"scaled model marker error: {sresult.rmse_mm:.1f} mm RMS (max {sresult.max_error_mm:.1f} mm)")
+        if model is not None:
+            scaled_model = Path(model)
+            if not scaled_model.is_file():
+                raise KinestreamError(f"model {scaled_model} does not exist; give a scaled .osim or leave --model "
+                                      f"out to scale from the trial's static pose")
+            messages.append(f"using the scaled model {scaled_model}")
+        else:
+            sc = config.get("scale", {})
+            sresult = scale.scale_model(augmented, mass, height, out_dir / f"{stem}_scaled.osim", assets,
+                                        static=static,
+                                        thresholds_mm=tuple(sc.get("still_threshold_mm", (3.0, 15.0))),
+                                        windows_s=tuple(sc.get("still_window_s", (1.0, 0.1))))
+            messages += sresult.messages
+            messages.append(f"scaled model marker error: {sresult.rmse_mm:.1f} mm RMS "
+                            f"(max {sresult.max_error_mm:.1f} mm)")
+            scaled_model = Path(sresult.model_path)
         steps.update()
 
         steps.set_postfix_str("IK")
-        ik = run_ik(sresult.model_path, augmented, assets.ik_setup, config)
+        if streaming:
+            ik = stream_ik(scaled_model, augmented, assets.ik_setup, config, marker_set=assets.marker_set)
+        else:
+            ik = run_ik(scaled_model, augmented, assets.ik_setup, config, marker_set=assets.marker_set)
         messages += ik.notes
         mot = write_mot(out_dir / f"{stem}.mot", ik.motion)
         steps.update()
@@ -166,4 +266,4 @@ def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, 
     if truth is not None:
         messages.append("RMS error vs truth (deg): " + ", ".join(
             f"{n} {e:.1f}" for n, e in compare(ik.motion, truth).items()))
-    return ProcessResult(augmented_trc, Path(sresult.model_path), mot, png, ik.motion, messages)
+    return ProcessResult(augmented_trc, scaled_model, mot, png, ik.motion, messages)

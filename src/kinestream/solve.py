@@ -16,6 +16,7 @@ weighted-free marker RMS error in millimetres.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -339,6 +340,8 @@ class StreamingIK:
         self._q_prev2: np.ndarray | None = None
         self.counts = {"frames": 0, "solved": 0, "too_few_markers": 0, "outlier_markers": 0, "reassembled": 0,
                        "failed": 0}
+        self.profile: list[tuple[float, float, float]] | None = None  # set to [] to time each assembly:
+        # (seconds building the one-row reference, building the solver, assembling)
 
     def reset(self) -> None:
         """Forget the warm start: the next frame assembles from the neutral pose."""
@@ -359,12 +362,17 @@ class StreamingIK:
     def _assemble(self, xyz: np.ndarray, t: float, q0: np.ndarray | None) -> tuple[float, float, np.ndarray]:
         """Assemble from ``q0`` (None: neutral); returns RMS and max error (mm) and per-marker errors (m)."""
         osim = self.osim
+        t0 = time.perf_counter()
         self.state.setQ(self._neutral if q0 is None else osim.Vector(q0.tolist()))
         self.state.setTime(t)
-        solver = osim.InverseKinematicsSolver(self.model, self._reference(xyz, t), self._coord_refs,
-                                              self.setup.constraint_weight)
+        reference = self._reference(xyz, t)
+        t1 = time.perf_counter()
+        solver = osim.InverseKinematicsSolver(self.model, reference, self._coord_refs, self.setup.constraint_weight)
         solver.setAccuracy(self.setup.accuracy)
+        t2 = time.perf_counter()
         solver.assemble(self.state)
+        if self.profile is not None:
+            self.profile.append((t1 - t0, t2 - t1, time.perf_counter() - t2))
         solver.computeCurrentMarkerErrors(self._errors)
         per_marker = np.full(len(self.names), np.nan)
         for k in range(self._errors.size()):
