@@ -42,32 +42,15 @@ RATE = 60.0
 
 
 def generated_squats(names: list[str], frames: int, rate: float = RATE) -> np.ndarray:
-    """Slow squats from a standing pose (metres, y up), (frames, len(names), 3)."""
-    standing = {
-        "MidHip": (0.0, 0.93, 0.0), "RHip": (0.0, 0.93, 0.09), "LHip": (0.0, 0.93, -0.09),
-        "RKnee": (0.02, 0.50, 0.10), "LKnee": (0.02, 0.50, -0.10),
-        "RAnkle": (-0.01, 0.08, 0.10), "LAnkle": (-0.01, 0.08, -0.10),
-        "RHeel": (-0.06, 0.03, 0.10), "LHeel": (-0.06, 0.03, -0.10),
-        "RBigToe": (0.14, 0.02, 0.08), "LBigToe": (0.14, 0.02, -0.08),
-        "RSmallToe": (0.12, 0.02, 0.14), "LSmallToe": (0.12, 0.02, -0.14),
-        "Neck": (0.0, 1.45, 0.0), "RShoulder": (0.0, 1.42, 0.18), "LShoulder": (0.0, 1.42, -0.18),
-        "RElbow": (0.0, 1.13, 0.22), "LElbow": (0.0, 1.13, -0.22),
-        "RWrist": (0.02, 0.88, 0.24), "LWrist": (0.02, 0.88, -0.24),
-    }
-    t = np.arange(frames) / rate
-    s = 0.5 * (1 - np.cos(2 * np.pi * 0.4 * t))
-    xyz = np.empty((frames, len(names), 3))
-    for j, name in enumerate(names):
-        p = np.tile(np.asarray(standing[name], float), (frames, 1))
-        if name not in ("RKnee", "LKnee", "RAnkle", "LAnkle", "RHeel", "LHeel", "RBigToe", "LBigToe",
-                        "RSmallToe", "LSmallToe"):
-            p[:, 0] += (0.1 if name not in ("MidHip", "RHip", "LHip") else -0.15) * s
-            p[:, 1] -= 0.25 * s
-        if name in ("RKnee", "LKnee"):
-            p[:, 0] += 0.12 * s
-            p[:, 1] -= 0.05 * s
-        xyz[:, j] = p
-    return xyz
+    """Keypoints of a `kinestream synth` squat trial, (frames, len(names), 3)."""
+    import tempfile
+
+    from kinestream.ingest import complete_keypoints
+    from kinestream.synth import synthesize
+
+    with tempfile.TemporaryDirectory() as tmp:
+        syn = synthesize(tmp, fs=rate, seconds=max(frames / rate, 5.0))
+    return complete_keypoints(syn.keypoints).select(names).xyz[:frames]
 
 
 def load_trial(names: list[str], frames: int) -> tuple[str, np.ndarray, np.ndarray]:

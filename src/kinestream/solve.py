@@ -195,6 +195,20 @@ def marker_table_to_opensim(table: MarkerTable, names: list[str]):
     return out
 
 
+def coordinate_references(model, setup: IKSetup):
+    """The setup's coordinate tasks as OpenSim CoordinateReferences (constant targets)."""
+    osim = opensim_module()
+    refs = osim.SimTKArrayCoordinateReference()
+    cs = model.getCoordinateSet()
+    for name, (weight, value) in setup.coordinate_tasks.items():
+        if cs.contains(name):
+            target = cs.get(name).getDefaultValue() if value is None else value
+            ref = osim.CoordinateReference(name, osim.Constant(target))
+            ref.setWeight(weight)
+            refs.push_back(ref)
+    return refs
+
+
 @dataclass
 class IKResult:
     motion: Motion  # coordinates (degrees / metres) and an rmse_mm column
@@ -217,15 +231,9 @@ def solve_trial(model, table: MarkerTable, setup: IKSetup, progress: Callable[[i
     for n in used:
         weights.cloneAndAppend(osim.MarkerWeight(n, setup.marker_weights[n]))
     markers_ref = osim.MarkersReference(marker_table_to_opensim(table, used), weights)
-    coord_refs = osim.SimTKArrayCoordinateReference()
+    solver = osim.InverseKinematicsSolver(model, markers_ref, coordinate_references(model, setup),
+                                          setup.constraint_weight)
     cs = model.getCoordinateSet()
-    for name, (weight, value) in setup.coordinate_tasks.items():
-        if cs.contains(name):
-            target = cs.get(name).getDefaultValue() if value is None else value
-            ref = osim.CoordinateReference(name, osim.Constant(target))
-            ref.setWeight(weight)
-            coord_refs.push_back(ref)
-    solver = osim.InverseKinematicsSolver(model, markers_ref, coord_refs, setup.constraint_weight)
     solver.setAccuracy(setup.accuracy)
     state = model.initSystem()
     names = coordinate_names(model)
@@ -317,14 +325,8 @@ class StreamingIK:
         self._labels = osim.StdVectorString()
         for n in self.names:
             self._labels.append(n)
-        self._coord_refs = osim.SimTKArrayCoordinateReference()
+        self._coord_refs = coordinate_references(model, setup)
         cs = model.getCoordinateSet()
-        for name, (weight, value) in setup.coordinate_tasks.items():
-            if cs.contains(name):
-                target = cs.get(name).getDefaultValue() if value is None else value
-                ref = osim.CoordinateReference(name, osim.Constant(target))
-                ref.setWeight(weight)
-                self._coord_refs.push_back(ref)
         self.state = model.initSystem()
         self._neutral = osim.Vector(self.state.getQ())
         self.coordinates = coordinate_names(model)
