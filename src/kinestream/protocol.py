@@ -1,0 +1,471 @@
+"""Wire protocol version 1: keypoint frames in, joint angles and status out.
+
+Every message is ZeroMQ multipart ``[topic, payload]`` with a msgpack map as
+payload (see DESIGN.md, "Wire protocol (version 1)"). This module is pure:
+bytes in, objects out, no sockets.
+
+Keypoints (topic ``keypoints``)::
+
+    v        int    1
+    seq      int    the source's frame counter (>= 0)
+    t        float  capture time, seconds, source clock (an int is accepted)
+    layout   str    "BODY_25" (OpenPose order) -- or --
+    names    [str]  keypoint names; when present, ``layout`` is not read
+    xyz      bin    float32 little-endian, N x 3, metres, Y up
+    conf     bin    optional float32 N
+    subject  str    optional session/subject id
+    sent_ns  int    optional wall clock at send, ns (echoed in the angles)
+
+A keypoint is missing when its position is all zero, holds NaN or inf, or its
+confidence is 0, negative or NaN. Keys the decoder does not know are ignored,
+so a source may add fields without breaking version 1 readers.
+
+:class:`FrameDecoder` turns a payload into a :class:`KeypointFrame` or raises
+:class:`Rejected` with one of :data:`REASONS` and counts it. It never raises
+anything else, whatever the bytes: msgpack runs with tight limits on every
+length, so a hostile payload cannot make it allocate more than a small
+multiple of ``max_bytes``.
+
+Angles (topic ``angles``) carry the coordinate names in every message rather
+than in a separate schema message: a subscriber that joins late (ZeroMQ drops
+what a PUB sends before a SUB connects) can read any message on its own, and
+the names cost about 0.6 kB per frame, nothing on loopback or a LAN.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import msgpack
+import numpy as np
+
+from .errors import KinestreamError
+from .ingest import LAYOUTS, canonical
+
+VERSION = 1
+
+TOPIC_KEYPOINTS = b"keypoints"
+TOPIC_ANGLES = b"angles"
+TOPIC_STATUS = b"status"
+TOPIC_REPS = b"reps"
+
+#: Why a keypoint frame was rejected, in the order the decoder checks.
+REASONS = {
+    "oversize": "payload longer than max_bytes (checked before unpacking)",
+    "not_msgpack": "not one msgpack object: invalid, truncated, trailing bytes, too deeply nested, "
+                   "a length over the limits, an extension type or a non-string map key",
+    "not_a_map": "the msgpack object is not a map",
+    "version": "'v' missing or not the integer 1",
+    "missing_field": "'seq', 't' or 'xyz' missing, or neither 'layout' nor 'names' given",
+    "bad_type": "a field of the wrong type or value: seq not an int >= 0, t not a finite number, "
+                "xyz/conf not bin, layout not str, names not a list of non-empty str, subject not str, "
+                "sent_ns not an int >= 0",
+    "bad_shape": "xyz not a multiple of 12 bytes, no keypoints or more than max_keypoints, "
+                 "names or layout count != N, names repeated, conf not N float32",
+    "unknown_layout": "'layout' names no known layout (known: BODY_25)",
+    "all_missing": "no keypoint present (all zero, NaN, inf or zero confidence)",
+    "time_backwards": "t not after the last accepted t of the same subject (repeats count too)",
+    "internal": "a decoder bug: an unexpected exception, turned into a rejection (should stay 0)",
+}
+
+_NUMBER = (int, float)
+
+
+class Rejected(KinestreamError):
+    """A payload that is not a valid protocol message: ``reason`` (a key of
+    :data:`REASONS`) and ``detail`` (what was given). For ``time_backwards``,
+    ``frame`` is the otherwise valid frame (to tell a restarted source from a
+    late frame); otherwise None."""
+
+    def __init__(self, reason: str, detail: str, frame: "KeypointFrame | None" = None):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.frame = frame
+
+
+@dataclass(slots=True)
+class KeypointFrame:
+    """One decoded keypoint frame.
+
+    ``names`` are canonical BODY_25 names where known (aliases folded);
+    ``xyz`` is (N, 3) float64 metres with NaN rows for missing keypoints;
+    ``conf`` (N,) float64 or None.
+    """
+
+    seq: int
+    t: float
+    names: list[str]
+    xyz: np.ndarray
+    conf: np.ndarray | None = None
+    subject: str | None = None
+    sent_ns: int | None = None
+
+    @property
+    def present(self) -> np.ndarray:
+        """Boolean (N,): which keypoints this frame holds."""
+        return ~np.isnan(self.xyz[:, 0])
+
+
+def _show(value) -> str:
+    """A short, safe description of an untrusted value for an error detail."""
+    if value is None or isinstance(value, (bool, int, float)):
+        text = repr(value)
+        return text if len(text) <= 40 else text[:37] + "..."
+    if isinstance(value, str):
+        return repr(value[:40] + ("..." if len(value) > 40 else ""))
+    if isinstance(value, (bytes, bytearray)):
+        return f"bin of {len(value)} bytes"
+    if isinstance(value, (list, dict)):
+        return f"{type(value).__name__} of {len(value)}"
+    return type(value).__name__
+
+
+def _is_int(value) -> bool:
+    return type(value) is int  # bool is not an int here
+
+
+class FrameDecoder:
+    """Validates and decodes keypoint payloads; counts every rejection.
+
+    ``max_bytes`` bounds the payload, ``max_keypoints`` the keypoint count.
+    Time must increase per subject (``None`` is a subject too). A source
+    that restarts its clock is followed again: the ``restart_after``-th
+    consecutive frame with time going backwards is accepted, the clock
+    restarts from it and ``clock_resets`` counts it (the frames before it are
+    rejected; 0 disables this: call :meth:`reset_clock`). At most
+    ``max_subjects`` clocks are kept; the least recently seen is forgotten
+    first.
+
+    Unpacking limits: strings up to 256 characters, maps up to 32 entries,
+    arrays up to ``max_keypoints`` items, bin up to ``max_bytes``, nesting up
+    to msgpack's own depth limit, no extension types; anything beyond is
+    ``not_msgpack``.
+
+    ``seq`` is not used to reject frames: ``t`` orders them, and a source may
+    restart its counter. Forward jumps in ``seq`` are summed in ``missed``
+    (frames the source numbered that never arrived).
+    """
+
+    def __init__(self, max_bytes: int = 65536, max_keypoints: int = 200, *, restart_after: int = 30,
+                 max_subjects: int = 64):
+        if max_bytes < 64 or max_keypoints < 1:
+            raise KinestreamError(f"max_bytes {max_bytes} / max_keypoints {max_keypoints} are too small; "
+                                  f"give max_bytes >= 64 and max_keypoints >= 1")
+        self.max_bytes = int(max_bytes)
+        self.max_keypoints = int(max_keypoints)
+        self.restart_after = int(restart_after)
+        self.max_subjects = int(max_subjects)
+        self.counts: dict[str, int] = {reason: 0 for reason in REASONS}
+        self.accepted = 0
+        self.missed = 0
+        self.clock_resets = 0
+        # subject -> [last accepted t, last accepted seq, consecutive backwards frames]
+        self._clock: dict[str | None, list] = {}
+        self._names: dict[tuple, list[str]] = {}
+        self._limits = dict(raw=False, strict_map_key=True, max_bin_len=self.max_bytes, max_str_len=256,
+                            max_array_len=self.max_keypoints, max_map_len=32, max_ext_len=0)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.counts.values())
+
+    def reset_clock(self, subject: str | None = None) -> None:
+        """Forget the last time of ``subject``, or of every subject (frames
+        without one included) when None: the publisher restarted and its
+        clock starts over."""
+        if subject is None:
+            self._clock.clear()
+        else:
+            self._clock.pop(subject, None)
+
+    def decode(self, payload) -> KeypointFrame:
+        """The frame in ``payload``, or :class:`Rejected` (counted in ``counts``)."""
+        try:
+            frame = self._decode(payload)
+        except Rejected as exc:
+            self.counts[exc.reason] += 1
+            raise
+        except Exception as exc:  # a bug here must cost one frame, not the service
+            self.counts["internal"] += 1
+            raise Rejected("internal", f"{type(exc).__name__} while decoding: {str(exc)[:200]}") from None
+        self.accepted += 1
+        return frame
+
+    def _decode(self, payload) -> KeypointFrame:
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            try:
+                payload = memoryview(payload)
+            except TypeError:
+                raise Rejected("not_msgpack", f"payload is a {type(payload).__name__}, not bytes") from None
+        size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
+        if size > self.max_bytes:
+            raise Rejected("oversize", f"payload of {size} bytes; at most {self.max_bytes} are accepted")
+        try:
+            msg = msgpack.unpackb(payload, **self._limits)
+        except Exception as exc:  # every unpacker failure, RecursionError and MemoryError included
+            raise Rejected("not_msgpack", f"{type(exc).__name__}: {str(exc)[:120] or 'invalid msgpack'}") from None
+        if type(msg) is not dict:
+            raise Rejected("not_a_map", f"payload is a msgpack {_show(msg)}; expected a map")
+
+        v = msg.get("v")
+        if not _is_int(v) or v != VERSION:
+            given = "no 'v'" if "v" not in msg else f"v = {_show(v)}"
+            raise Rejected("version", f"{given}; this decoder reads protocol version {VERSION}")
+
+        seq, t, xyz = msg.get("seq"), msg.get("t"), msg.get("xyz")
+        names, layout = msg.get("names"), msg.get("layout")
+        absent = [k for k, val in (("seq", seq), ("t", t), ("xyz", xyz)) if val is None]
+        if names is None and layout is None:
+            absent.append("layout or names")
+        if absent:
+            raise Rejected("missing_field", f"no {', '.join(absent)}; a keypoint frame needs v, seq, t, xyz "
+                                            f"and layout or names")
+        if not _is_int(seq) or seq < 0:
+            raise Rejected("bad_type", f"seq = {_show(seq)}; expected an integer >= 0")
+        if type(t) not in _NUMBER or not math.isfinite(t):
+            raise Rejected("bad_type", f"t = {_show(t)}; expected a finite number of seconds")
+        t = float(t)
+        if type(xyz) is not bytes:
+            raise Rejected("bad_type", f"xyz is a {_show(xyz)}; expected bin (float32 little-endian, N x 3)")
+        if len(xyz) % 12:
+            raise Rejected("bad_shape", f"xyz holds {len(xyz)} bytes; expected N x 3 float32, a multiple of 12")
+        n = len(xyz) // 12
+        if not 1 <= n <= self.max_keypoints:
+            raise Rejected("bad_shape", f"xyz holds {n} keypoints; expected 1 to {self.max_keypoints}")
+
+        if names is not None:
+            names = self._canonical_names(names, n)
+        else:
+            if type(layout) is not str:
+                raise Rejected("bad_type", f"layout = {_show(layout)}; expected a string such as 'BODY_25'")
+            known = LAYOUTS.get(layout) or LAYOUTS.get(layout.upper())
+            if known is None:
+                raise Rejected("unknown_layout", f"layout {_show(layout)}; known layouts are {sorted(LAYOUTS)}")
+            if len(known) != n:
+                raise Rejected("bad_shape", f"xyz holds {n} keypoints; layout {layout} has {len(known)}")
+            names = list(known)
+
+        conf = msg.get("conf")
+        subject = msg.get("subject")
+        sent_ns = msg.get("sent_ns")
+        if conf is not None:
+            if type(conf) is not bytes:
+                raise Rejected("bad_type", f"conf is a {_show(conf)}; expected bin (float32 little-endian, N)")
+            if len(conf) != 4 * n:
+                raise Rejected("bad_shape", f"conf holds {len(conf)} bytes; expected {n} float32 = {4 * n} bytes")
+        if subject is not None and type(subject) is not str:
+            raise Rejected("bad_type", f"subject = {_show(subject)}; expected a string")
+        if sent_ns is not None and (not _is_int(sent_ns) or sent_ns < 0):
+            raise Rejected("bad_type", f"sent_ns = {_show(sent_ns)}; expected an integer >= 0 (ns)")
+
+        pos = np.frombuffer(xyz, dtype="<f4").reshape(n, 3).astype(np.float64)
+        # |x|+|y|+|z| is 0 for an all-zero row and NaN or inf when any value is
+        # (float32 values cannot overflow it in float64): one reduction finds both.
+        extent = np.abs(pos).sum(axis=1)
+        present = (extent > 0) & (extent < np.inf)
+        if conf is not None:
+            conf = np.frombuffer(conf, dtype="<f4").astype(np.float64)
+            present &= conf > 0  # NaN compares False: missing
+        missing = ~present
+        if missing.any():
+            if missing.all():
+                raise Rejected("all_missing", f"none of the {n} keypoints is present (all zero, NaN, inf "
+                                              f"or zero confidence)")
+            pos[missing] = np.nan
+
+        frame = KeypointFrame(seq, t, names, pos, conf, subject, sent_ns)
+        self._advance_clock(frame)
+        return frame
+
+    def _canonical_names(self, names, n: int) -> list[str]:
+        if type(names) is not list:
+            raise Rejected("bad_type", f"names is a {_show(names)}; expected a list of strings")
+        key = tuple(names)
+        try:
+            cached = self._names.get(key)
+        except TypeError:  # an unhashable element: certainly not a string
+            cached = None
+        if cached is None:
+            for name in names:
+                if type(name) is not str or not name.strip():
+                    raise Rejected("bad_type", f"names holds {_show(name)}; expected non-empty strings")
+            cached = [canonical(name) for name in names]
+            if len(set(cached)) != len(cached):
+                repeated = sorted({name for name in cached if cached.count(name) > 1})
+                raise Rejected("bad_shape", f"names repeat {[_show(r) for r in repeated[:5]]} "
+                                            f"(after folding aliases)")
+            if len(self._names) >= 16:
+                self._names.clear()
+            self._names[key] = cached
+        if len(cached) != n:
+            raise Rejected("bad_shape", f"{len(cached)} names for {n} keypoints in xyz")
+        return list(cached)
+
+    def _advance_clock(self, frame: KeypointFrame) -> None:
+        subject, t, seq = frame.subject, frame.t, frame.seq
+        state = self._clock.get(subject)
+        if state is not None:
+            if t <= state[0]:
+                state[2] += 1
+                if not (self.restart_after > 0 and state[2] >= self.restart_after):
+                    raise Rejected("time_backwards", f"t = {t:.6f} s is not after {state[0]:.6f} s, the last "
+                                                     f"accepted time of subject {_show(subject)}", frame)
+                self.clock_resets += 1
+            elif seq > state[1] + 1:
+                self.missed += seq - state[1] - 1
+            del self._clock[subject]  # re-inserted last: the dict keeps recency order
+        elif len(self._clock) >= self.max_subjects:
+            del self._clock[next(iter(self._clock))]
+        self._clock[subject] = [t, seq, 0]
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def _f32(values, shape_msg: str, expect: tuple) -> bytes:
+    arr = np.asarray(values, dtype="<f4")
+    if arr.shape != expect:
+        raise KinestreamError(f"{shape_msg} has shape {arr.shape}; expected {expect}")
+    return arr.tobytes()
+
+
+def encode_keypoints(seq: int, t: float, xyz, *, layout: str = "BODY_25", names: list[str] | None = None,
+                     conf=None, subject: str | None = None, sent_ns: int | None = None) -> bytes:
+    """A keypoint frame payload. ``xyz`` (N, 3) metres, NaN or zeros for
+    missing keypoints; ``names`` replaces ``layout`` when given."""
+    xyz = np.asarray(xyz)
+    if xyz.ndim != 2 or xyz.shape[1] != 3:
+        raise KinestreamError(f"xyz has shape {xyz.shape}; expected (N, 3)")
+    n = xyz.shape[0]
+    msg = {"v": VERSION, "seq": int(seq), "t": float(t)}
+    if names is not None:
+        names = [str(name) for name in names]
+        if len(names) != n:
+            raise KinestreamError(f"{len(names)} names for {n} keypoints")
+        msg["names"] = names
+    else:
+        if layout not in LAYOUTS:
+            raise KinestreamError(f"layout {layout!r} is not known; known layouts are {sorted(LAYOUTS)}, "
+                                  f"or give names")
+        if len(LAYOUTS[layout]) != n:
+            raise KinestreamError(f"layout {layout} has {len(LAYOUTS[layout])} keypoints; xyz has {n}")
+        msg["layout"] = layout
+    msg["xyz"] = _f32(xyz, "xyz", (n, 3))
+    if conf is not None:
+        msg["conf"] = _f32(conf, "conf", (n,))
+    if subject is not None:
+        msg["subject"] = str(subject)
+    if sent_ns is not None:
+        msg["sent_ns"] = int(sent_ns)
+    return msgpack.packb(msg)
+
+
+_ANGLE_KEYS = {"v", "seq", "t", "coords", "q", "rmse_mm", "latency_ms", "sent_ns", "subject"}
+
+
+def encode_angles(seq: int, t: float, coords: list[str], q, *, rmse_mm: float, latency_ms: float,
+                  sent_ns: int | None = None, subject: str | None = None, extra: dict | None = None) -> bytes:
+    """An angles payload: ``q`` in degrees (rotations) and metres
+    (translations), one value per name in ``coords``; ``sent_ns`` is the
+    keypoint frame's, echoed. ``extra`` adds fields (not the standard ones)."""
+    coords = [str(c) for c in coords]
+    msg = {"v": VERSION, "seq": int(seq), "t": float(t), "coords": coords,
+           "q": _f32(q, "q", (len(coords),)), "rmse_mm": float(rmse_mm), "latency_ms": float(latency_ms)}
+    if sent_ns is not None:
+        msg["sent_ns"] = int(sent_ns)
+    if subject is not None:
+        msg["subject"] = str(subject)
+    if extra:
+        clash = sorted(_ANGLE_KEYS & set(extra))
+        if clash:
+            raise KinestreamError(f"extra fields {clash} would overwrite standard angle fields "
+                                  f"{sorted(_ANGLE_KEYS)}; rename them")
+        msg.update(extra)
+    return msgpack.packb(msg, default=_plain)
+
+
+def decode_angles(payload: bytes, max_bytes: int = 1 << 20) -> dict:
+    """An angles payload as a dict, ``q`` as a float64 array; raises
+    :class:`Rejected` when it is not a version 1 angles message."""
+    if len(payload) > max_bytes:
+        raise Rejected("oversize", f"payload of {len(payload)} bytes; at most {max_bytes} are accepted")
+    try:
+        msg = msgpack.unpackb(payload, raw=False, max_bin_len=max_bytes, max_str_len=1024, max_array_len=4096,
+                              max_map_len=256, max_ext_len=0)
+    except Exception as exc:
+        raise Rejected("not_msgpack", f"{type(exc).__name__}: {str(exc)[:120] or 'invalid msgpack'}") from None
+    if type(msg) is not dict:
+        raise Rejected("not_a_map", f"payload is a msgpack {_show(msg)}; expected a map")
+    if msg.get("v") != VERSION or not _is_int(msg.get("v")):
+        raise Rejected("version", f"v = {_show(msg.get('v'))}; expected {VERSION}")
+    coords, q = msg.get("coords"), msg.get("q")
+    if coords is None or q is None:
+        raise Rejected("missing_field", "an angles message needs coords and q")
+    if type(coords) is not list or not all(type(c) is str for c in coords) or type(q) is not bytes:
+        raise Rejected("bad_type", f"coords is a {_show(coords)}, q a {_show(q)}; expected a list of str and bin")
+    if len(q) != 4 * len(coords):
+        raise Rejected("bad_shape", f"q holds {len(q)} bytes for {len(coords)} coords; expected {4 * len(coords)}")
+    msg["q"] = np.frombuffer(q, dtype="<f4").astype(np.float64)
+    return msg
+
+
+def _is_translation(coord: str) -> bool:
+    return coord.endswith(("_tx", "_ty", "_tz"))
+
+
+def angles_json(seq: int, t: float, coords: list[str], q) -> str:
+    """The MQTT form: ``{"t":…, "seq":…, "angles":{name: value}}``.
+
+    Rotations (degrees) are rounded to 0.01 deg; translations (names ending
+    ``_tx``, ``_ty``, ``_tz``; metres) to 0.1 mm; NaN becomes null; ``t`` is
+    rounded to the microsecond.
+    """
+    q = np.asarray(q, dtype=float).ravel()
+    if q.shape != (len(coords),):
+        raise KinestreamError(f"{q.size} values for {len(coords)} coordinates")
+    angles = {}
+    for name, value in zip(coords, q.tolist()):
+        if not math.isfinite(value):
+            angles[name] = None
+        else:
+            angles[name] = round(value, 4 if _is_translation(name) else 2) + 0.0  # + 0.0: no "-0.0"
+    return json.dumps({"t": round(float(t), 6), "seq": int(seq), "angles": angles}, separators=(",", ":"),
+                      allow_nan=False)
+
+
+def _plain(value):
+    """msgpack fallback for numpy values and paths in status messages."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if hasattr(value, "__fspath__"):
+        return str(value)
+    raise TypeError(f"cannot send a {type(value).__name__} in a message; use numbers, strings, lists and dicts")
+
+
+def encode_status(status: dict) -> bytes:
+    """A status payload: the map ``status`` with ``v`` added. Values may be
+    numbers, strings, lists, dicts, numpy scalars or arrays."""
+    if not isinstance(status, dict):
+        raise KinestreamError(f"status is a {type(status).__name__}; expected a dict")
+    try:
+        return msgpack.packb({"v": VERSION, **status}, default=_plain)
+    except (TypeError, ValueError) as exc:
+        raise KinestreamError(f"status cannot be encoded: {exc}") from None
+
+
+def decode_status(payload: bytes, max_bytes: int = 1 << 20) -> dict:
+    """A status payload as a dict; raises :class:`Rejected` when it is not one."""
+    if len(payload) > max_bytes:
+        raise Rejected("oversize", f"payload of {len(payload)} bytes; at most {max_bytes} are accepted")
+    try:
+        msg = msgpack.unpackb(payload, raw=False, max_ext_len=0)
+    except Exception as exc:
+        raise Rejected("not_msgpack", f"{type(exc).__name__}: {str(exc)[:120] or 'invalid msgpack'}") from None
+    if type(msg) is not dict:
+        raise Rejected("not_a_map", f"payload is a msgpack {_show(msg)}; expected a map")
+    return msg

@@ -1,0 +1,284 @@
+"""Replay a recorded trial as a live keypoint source.
+
+    kinestream replay TRIAL.trc [--rate 1.0|max] [--loop] [--endpoint tcp://127.0.0.1:5555]
+                                [--subject NAME] [--wait-subscriber S] [--send-names]
+
+The trial's frames go out as protocol version 1 keypoint messages
+(``[b"keypoints", payload]``) on a ZeroMQ publisher that binds the endpoint:
+the keypoint source binds, the service connects. Keypoint names are folded to
+BODY_25 names; a trial whose keypoints are all BODY_25 ones is sent as layout
+``BODY_25`` with the keypoints it lacks zero-filled (as OpenPose does),
+anything else with ``names``. Missing values go out as zeros.
+
+Timing follows the trial's own time column divided by ``rate`` on an absolute
+schedule (frame k leaves at start + (t_k - t_0) / rate), so sleeping late on
+one frame does not delay the next ones. A frame that falls behind schedule is
+sent at once; none is skipped. ``rate`` "max" sends back to back, yielding to
+the event loop between frames; ZeroMQ then drops what a slow subscriber cannot
+take beyond its high-water mark (1000 messages), which is what a stress test of
+the receiver wants to see.
+
+``t`` is the trial's time; with ``loop`` each pass adds the trial's length plus
+one frame period, so time keeps increasing. ``seq`` counts from 0 and never
+restarts. ``sent_ns`` is the wall clock (time.time_ns) at send.
+
+ZeroMQ drops what a publisher sends before a subscriber's subscription has
+arrived ("slow joiner"). The publisher is an XPUB socket, which hands the
+subscriptions it receives to the application: the replay waits (up to
+``wait_subscriber`` seconds) until a subscription that matches ``keypoints``
+is in effect, then starts the clock, so no frame is lost to a subscriber that
+is already connecting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import zmq
+import zmq.asyncio
+
+from .errors import KinestreamError
+from .ingest import BODY_25, canonical
+from .protocol import TOPIC_KEYPOINTS, encode_keypoints
+from .trc import MarkerTable, read_trc
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+LINGER_MS = 1000  # how long closing the socket may take to deliver queued frames
+_SLEEP_SLICE = 0.1  # the longest single sleep, so a stop request is seen within it
+
+
+def parse_rate(value) -> float:
+    """A replay speed factor: a positive number, or "max" (returned as inf)."""
+    if isinstance(value, str) and value.strip().lower() in ("max", "inf"):
+        return math.inf
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        rate = math.nan
+    if not rate > 0:
+        raise KinestreamError(f"rate {value!r} is not valid; give a positive speed factor (1 = the trial's "
+                              f"own frame rate, 2 = twice as fast) or 'max'")
+    return rate
+
+
+def wire_frames(table: MarkerTable, send_names: bool = False) -> tuple[list[str] | None, np.ndarray]:
+    """What replay sends for ``table``: the names (None for layout BODY_25)
+    and the keypoints (frames, N, 3) float32 with zeros where missing."""
+    names = [canonical(n) for n in table.names]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise KinestreamError(f"the trial names keypoints {repeated} more than once (after folding aliases "
+                              f"such as Hip/midHip -> MidHip); it has {table.names}")
+    xyz = np.nan_to_num(table.xyz, nan=0.0, posinf=0.0, neginf=0.0).astype("<f4")
+    if send_names or not set(names) <= set(BODY_25):
+        return names, xyz
+    full = np.zeros((table.n_frames, len(BODY_25), 3), dtype="<f4")
+    full[:, [BODY_25.index(n) for n in names]] = xyz
+    return None, full
+
+
+def _check_timing(table: MarkerTable) -> np.ndarray:
+    """The trial's times relative to its first frame; raises when unusable."""
+    if not (math.isfinite(table.rate) and table.rate > 0):
+        raise KinestreamError(f"the trial's frame rate {table.rate} is not a positive number")
+    time_s = np.asarray(table.time, dtype=float)
+    if table.n_frames == 0:
+        raise KinestreamError("the trial holds no frames")
+    if not np.isfinite(time_s).all():
+        raise KinestreamError("the trial's Time column has blank or non-numeric cells")
+    steps = np.diff(time_s)
+    if (steps <= 0).any():
+        k = int(np.argmax(steps <= 0)) + 1
+        raise KinestreamError(f"the trial's time does not increase: frame {k + 1} has t = {time_s[k]:.6f} s "
+                              f"after {time_s[k - 1]:.6f} s")
+    return time_s - time_s[0]
+
+
+async def _watch_subscriptions(sock, joined: asyncio.Event, log: Callable[[str], None], started: float) -> None:
+    """Reads the subscriptions an XPUB socket receives; sets ``joined`` once
+    a subscriber takes keypoints."""
+    while True:
+        msg = await sock.recv()
+        if not msg or not TOPIC_KEYPOINTS.startswith(msg[1:]):
+            continue
+        if msg[0] == 1:
+            if not joined.is_set():
+                log(f"replay: a subscriber joined after {time.perf_counter() - started:.2f} s")
+            joined.set()
+        elif msg[0] == 0:
+            log("replay: the last keypoint subscriber left")
+
+
+async def _sleep_until(target: float, stop_event: asyncio.Event | None) -> None:
+    while True:
+        delay = target - time.perf_counter()
+        if delay <= 0 or (stop_event is not None and stop_event.is_set()):
+            return
+        await asyncio.sleep(min(delay, _SLEEP_SLICE))
+
+
+async def replay(table: MarkerTable | str | Path, endpoint: str = DEFAULT_ENDPOINT, rate: float | str = 1.0,
+                 loop: bool = False, subject: str | None = None, wait_subscriber: float = 1.0,
+                 progress: Callable[[str], None] | None = None, stop_event: asyncio.Event | None = None,
+                 send_names: bool = False) -> int:
+    """Publish ``table`` (or the .trc at that path) on ``endpoint``; returns
+    the number of frames sent.
+
+    ``rate`` is a speed factor or "max"; ``loop`` repeats until
+    ``stop_event`` is set (or the task is cancelled). ``wait_subscriber``
+    seconds (0: no wait, inf: until one comes) bound the wait for a
+    subscriber before the first frame. ``progress`` receives log lines.
+    """
+    log = progress or (lambda _msg: None)
+    if not isinstance(table, MarkerTable):
+        table = read_trc(table)
+    rate = parse_rate(rate)
+    if not (wait_subscriber >= 0):
+        raise KinestreamError(f"wait_subscriber {wait_subscriber} is not valid; give seconds >= 0 (inf: no limit)")
+    rel = _check_timing(table)
+    names, xyz = wire_frames(table, send_names)
+    lap = rel[-1] + 1.0 / table.rate  # a pass lasts the trial plus one frame period
+    source = table.meta.get("source", "trial")
+    what = f"names ({len(names)} keypoints)" if names else "layout BODY_25"
+    speed = "as fast as possible" if math.isinf(rate) else f"x{rate:g} ({table.rate * rate:g} Hz)"
+
+    ctx = zmq.asyncio.Context()
+    sock = ctx.socket(zmq.XPUB)
+    sock.setsockopt(zmq.LINGER, LINGER_MS)
+    watcher = None
+    sent = 0
+    try:
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError as exc:
+            raise KinestreamError(f"cannot bind {endpoint}: {exc.strerror}. Give a free endpoint such as "
+                                  f"tcp://127.0.0.1:5556 (the replay binds; the service connects)") from None
+        bound = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        log(f"replay: {source}: {table.n_frames} frames at {table.rate:g} Hz, sent as {what}, {speed}, "
+            f"on {bound}{' (looping)' if loop else ''}")
+
+        started = time.perf_counter()
+        joined = asyncio.Event()
+        watcher = asyncio.create_task(_watch_subscriptions(sock, joined, log, started))
+        if wait_subscriber > 0:
+            log(f"replay: waiting up to {wait_subscriber:g} s for a subscriber")
+            waiter = asyncio.create_task(joined.wait())
+            stopper = asyncio.create_task(stop_event.wait()) if stop_event is not None else None
+            await asyncio.wait([t for t in (waiter, stopper) if t],
+                                         timeout=None if math.isinf(wait_subscriber) else wait_subscriber,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for task in (waiter, stopper):
+                if task is not None:
+                    task.cancel()
+            if not joined.is_set() and not (stop_event is not None and stop_event.is_set()):
+                log(f"replay: no subscriber after {wait_subscriber:g} s; sending anyway (frames go nowhere "
+                    f"until one subscribes)")
+
+        late_max = 0.0
+        start = time.perf_counter()
+        passes = 0
+        while not (stop_event is not None and stop_event.is_set()):
+            offset = passes * lap
+            if passes:
+                log(f"replay: pass {passes + 1} begins (t from {table.time[0] + offset:.3f} s)")
+            for k in range(table.n_frames):
+                if stop_event is not None and stop_event.is_set():
+                    break
+                if math.isinf(rate):
+                    await asyncio.sleep(0)
+                else:
+                    target = start + (offset + rel[k]) / rate
+                    await _sleep_until(target, stop_event)
+                    if stop_event is not None and stop_event.is_set():
+                        break
+                    late_max = max(late_max, time.perf_counter() - target)
+                payload = encode_keypoints(sent, table.time[k] + offset, xyz[k], names=names, subject=subject,
+                                           sent_ns=time.time_ns())
+                await sock.send_multipart([TOPIC_KEYPOINTS, payload])
+                sent += 1
+            passes += 1
+            if not loop:
+                break
+        elapsed = time.perf_counter() - start
+        lateness = "" if math.isinf(rate) else f", at most {late_max * 1e3:.1f} ms behind schedule"
+        log(f"replay: sent {sent} frames in {elapsed:.2f} s{lateness}")
+        return sent
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            try:
+                await watcher
+            except (asyncio.CancelledError, Exception):
+                pass
+        sock.close()
+        ctx.term()
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_replay(args, config=None) -> int:
+    """The ``replay`` command: runs :func:`replay` until the trial ends (or,
+    with --loop, until Ctrl-C / SIGTERM, which stop it cleanly)."""
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, a thread)
+                pass
+        return await replay(args.trial, args.endpoint, rate=args.rate, loop=args.loop, subject=args.subject,
+                            wait_subscriber=args.wait_subscriber, progress=_log, stop_event=stop,
+                            send_names=getattr(args, "send_names", False))
+
+    sent = asyncio.run(main())
+    print(f"sent {sent} frames of {args.trial} to {args.endpoint}")
+    return sent
+
+
+def _rate_arg(text: str) -> float:
+    try:
+        return parse_rate(text)
+    except KinestreamError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid; give seconds >= 0 (0: do not wait, inf: no limit)")
+    return value
+
+
+def add_replay_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers ``kinestream replay`` on the command's subparsers."""
+    p = subparsers.add_parser("replay", help="publish a recorded trial as a live keypoint source (ZeroMQ)")
+    p.add_argument("trial", help="keypoints .trc (OpenPose names; m or mm)")
+    p.add_argument("--rate", type=_rate_arg, default=1.0,
+                   help="speed factor: 1 = the trial's own frame rate, 2 = twice as fast; 'max' sends back "
+                        "to back (default 1)")
+    p.add_argument("--loop", action="store_true", help="start over at the end, time still increasing, until Ctrl-C")
+    p.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
+                   help=f"ZeroMQ endpoint the replay binds; the service connects to it (default {DEFAULT_ENDPOINT})")
+    p.add_argument("--subject", help="subject id sent with every frame (default: none)")
+    p.add_argument("--wait-subscriber", type=_seconds_arg, default=1.0, metavar="S",
+                   help="wait up to S seconds for a subscriber before the first frame (default 1; 0: no wait, "
+                        "inf: until one comes)")
+    p.add_argument("--send-names", action="store_true",
+                   help="send keypoint names with every frame even when the BODY_25 layout would do")
+    p.set_defaults(func=run_replay)
+    return p

@@ -1,0 +1,255 @@
+"""kinestream replay: a recorded trial published over real ZeroMQ sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+import zmq.asyncio
+from conftest import real_trial
+
+from kinestream.errors import KinestreamError
+from kinestream.ingest import BODY_25
+from kinestream.protocol import TOPIC_KEYPOINTS, FrameDecoder
+from kinestream.replay import add_replay_parser, parse_rate, replay, run_replay, wire_frames
+from kinestream.trc import MarkerTable, read_trc, write_trc
+
+FS = 60.0
+N_FRAMES = 31  # 0.5 s at 60 Hz
+# The real trials' 20 keypoints, with Pose2Sim's lower-case "midHip"
+NAMES = ["Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "midHip", "RHip", "RKnee",
+         "RAnkle", "LHip", "LKnee", "LAnkle", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel"]
+
+
+def free_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.fixture()
+def trial(tmp_path) -> Path:
+    rng = np.random.default_rng(3)
+    xyz = rng.normal(0.0, 0.5, (N_FRAMES, len(NAMES), 3))
+    xyz[5, 2] = np.nan  # a gap in one keypoint
+    table = MarkerTable(NAMES, xyz, 1.5 + np.arange(N_FRAMES) / FS, FS)
+    return write_trc(tmp_path / "trial.trc", table)
+
+
+async def _collect(endpoint: str, want: int, timeout: float = 10.0):
+    """(receive time, decoded frame) for ``want`` frames from a SUB socket."""
+    ctx = zmq.asyncio.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.RECONNECT_IVL, 10)
+    sub.subscribe(TOPIC_KEYPOINTS)
+    sub.connect(endpoint)  # before the replay binds: ZeroMQ keeps retrying
+    dec = FrameDecoder()
+    got = []
+    try:
+        deadline = time.perf_counter() + timeout
+        while len(got) < want:
+            left = deadline - time.perf_counter()
+            if left <= 0 or not await sub.poll(left * 1000):
+                break
+            topic, payload = await sub.recv_multipart()
+            assert topic == TOPIC_KEYPOINTS
+            got.append((time.perf_counter(), dec.decode(payload)))
+    finally:
+        sub.close()
+        ctx.term()
+    assert dec.rejected == 0
+    return got
+
+
+async def _run(trial, want: int, **kw):
+    endpoint = free_endpoint()
+    stop = kw.pop("stop_event", None)
+    collector = asyncio.create_task(_collect(endpoint, want))
+    sent = await replay(trial, endpoint, stop_event=stop, **kw)
+    return sent, await collector
+
+
+@pytest.mark.parametrize("rate", [1.0, 2.0])
+def test_every_frame_arrives_in_order_at_the_trial_rate(trial, rate):
+    table = read_trc(trial)
+    lines = []
+    sent, got = asyncio.run(_run(trial, N_FRAMES, rate=rate, progress=lines.append, subject="ana"))
+    assert sent == N_FRAMES and len(got) == N_FRAMES
+    frames = [f for _, f in got]
+    assert [f.seq for f in frames] == list(range(N_FRAMES))
+    np.testing.assert_allclose([f.t for f in frames], table.time, atol=1e-9)
+    for k, f in enumerate(frames):
+        assert f.names == BODY_25 and f.subject == "ana"  # layout BODY_25: all 20 names are BODY_25's
+        idx = [BODY_25.index("MidHip" if n == "midHip" else n) for n in NAMES]
+        np.testing.assert_allclose(f.xyz[idx], table.xyz[k], atol=1e-6)  # NaN where the trial has a gap
+        assert np.isnan(f.xyz[[BODY_25.index(n) for n in ("Nose", "REye", "LEye", "REar", "LEar")]]).all()
+    assert np.isnan(frames[5].xyz[BODY_25.index("RElbow")]).all()
+    sent_ns = [f.sent_ns for f in frames]
+    assert sent_ns == sorted(sent_ns) and abs(sent_ns[-1] - time.time_ns()) < 5e9
+    # timing: the whole trial takes its own length divided by the rate
+    expected = (table.time[-1] - table.time[0]) / rate
+    duration = got[-1][0] - got[0][0]
+    print(f"\nrate {rate}: {N_FRAMES} frames in {duration * 1e3:.1f} ms (expected {expected * 1e3:.1f} ms)")
+    assert duration == pytest.approx(expected, rel=0.10)
+    steps = np.diff([r for r, _ in got])
+    assert np.median(steps) == pytest.approx(1 / FS / rate, rel=0.15)
+    assert any("subscriber joined" in line for line in lines)
+    assert any(f"sent {N_FRAMES} frames" in line for line in lines)
+
+
+def test_loop_keeps_time_increasing(trial):
+    want = int(2.5 * N_FRAMES)
+
+    async def main():
+        stop = asyncio.Event()
+        endpoint = free_endpoint()
+
+        async def collect_then_stop():
+            got = await _collect(endpoint, want)
+            stop.set()
+            return got
+
+        collector = asyncio.create_task(collect_then_stop())
+        sent = await replay(trial, endpoint, rate=10.0, loop=True, stop_event=stop)
+        return sent, await collector
+
+    sent, got = asyncio.run(main())
+    frames = [f for _, f in got]
+    assert len(frames) == want and sent >= want
+    assert [f.seq for f in frames] == list(range(want))
+    t = np.array([f.t for f in frames])
+    assert (np.diff(t) > 0).all()
+    np.testing.assert_allclose(np.diff(t), 1 / FS, atol=1e-6)  # the loop seam is one frame period too
+    np.testing.assert_allclose(frames[N_FRAMES].xyz, frames[0].xyz)  # the second pass repeats the first
+
+
+def test_names_are_sent_when_asked_or_not_body25(trial):
+    sent, got = asyncio.run(_run(trial, N_FRAMES, rate="max", send_names=True))
+    assert got[0][1].names == [("MidHip" if n == "midHip" else n) for n in NAMES]
+    other = MarkerTable(["RKnee", "knee_marker"], np.ones((4, 2, 3)), np.arange(4) / FS, FS)
+    names, xyz = wire_frames(other)
+    assert names == ["RKnee", "knee_marker"] and xyz.shape == (4, 2, 3) and xyz.dtype == np.float32
+
+
+def test_max_rate_sends_back_to_back(trial):
+    start = time.perf_counter()
+    sent, got = asyncio.run(_run(trial, N_FRAMES, rate="max"))
+    assert sent == N_FRAMES and [f.seq for _, f in got] == list(range(N_FRAMES))
+    assert got[-1][0] - got[0][0] < 0.25  # the trial lasts 0.5 s
+    assert time.perf_counter() - start < 5.0
+
+
+def test_no_subscriber_waits_then_sends_anyway(trial):
+    lines = []
+    start = time.perf_counter()
+    sent = asyncio.run(replay(trial, free_endpoint(), rate="max", wait_subscriber=0.2, progress=lines.append))
+    assert sent == N_FRAMES
+    assert 0.2 <= time.perf_counter() - start < 3.0
+    assert any("no subscriber after 0.2 s" in line for line in lines)
+
+
+def test_stop_event_ends_a_loop():
+    table = MarkerTable(["Neck"], np.ones((10, 1, 3)), np.arange(10) / 10.0, 10.0)
+
+    async def main():
+        stop = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.35, stop.set)
+        return await replay(table, free_endpoint(), loop=True, wait_subscriber=0, stop_event=stop)
+
+    start = time.perf_counter()
+    sent = asyncio.run(main())
+    assert 3 <= sent <= 5 and time.perf_counter() - start < 1.5  # frames at 0, 0.1, 0.2, 0.3 s
+
+
+def test_bad_inputs_say_what_is_valid(trial, tmp_path):
+    for bad in (0, -1, "fast", math.nan):
+        with pytest.raises(KinestreamError, match="'max'"):
+            parse_rate(bad)
+    assert parse_rate("max") == math.inf and parse_rate("2") == 2.0
+    with pytest.raises(KinestreamError, match="cannot bind nonsense"):
+        asyncio.run(replay(trial, "nonsense", wait_subscriber=0))
+    endpoint = free_endpoint()
+    ctx = zmq.Context()
+    taken = ctx.socket(zmq.PUB)
+    taken.bind(endpoint)
+    try:
+        with pytest.raises(KinestreamError, match="Address already in use"):
+            asyncio.run(replay(trial, endpoint, wait_subscriber=0))
+    finally:
+        taken.close(0)
+        ctx.term()
+    with pytest.raises(KinestreamError, match="does not exist"):
+        asyncio.run(replay(tmp_path / "absent.trc", free_endpoint()))
+    backwards = MarkerTable(["Neck"], np.ones((3, 1, 3)), np.array([0.0, 0.2, 0.1]), 10.0)
+    with pytest.raises(KinestreamError, match="does not increase"):
+        asyncio.run(replay(backwards, free_endpoint()))
+    twice = MarkerTable(["Hip", "midHip"], np.ones((3, 2, 3)), np.arange(3) / 10, 10.0)
+    with pytest.raises(KinestreamError, match="more than once"):
+        asyncio.run(replay(twice, free_endpoint()))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kinestream")
+    add_replay_parser(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def test_cli_parser_and_run(trial, capsys):
+    args = _parser().parse_args(["replay", str(trial), "--rate", "max", "--endpoint", free_endpoint(),
+                                 "--wait-subscriber", "0", "--subject", "ana"])
+    assert args.func is run_replay and args.rate == math.inf and not args.loop and args.subject == "ana"
+    assert args.func(args, {}) == N_FRAMES
+    assert f"sent {N_FRAMES} frames" in capsys.readouterr().out
+    defaults = _parser().parse_args(["replay", "x.trc"])
+    assert (defaults.rate, defaults.endpoint, defaults.wait_subscriber, defaults.subject) == (
+        1.0, "tcp://127.0.0.1:5555", 1.0, None)
+    for bad in (["--rate", "0"], ["--rate", "quick"], ["--wait-subscriber", "-1"]):
+        with pytest.raises(SystemExit) as exc:
+            _parser().parse_args(["replay", "x.trc", *bad])
+        assert exc.value.code == 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
+def test_ctrl_c_stops_a_looping_replay_cleanly(trial):
+    code = ("import argparse, sys; from kinestream.replay import add_replay_parser; "
+            "p = argparse.ArgumentParser(); add_replay_parser(p.add_subparsers()); "
+            "a = p.parse_args(sys.argv[1:]); a.func(a, {})")
+    proc = subprocess.Popen([sys.executable, "-c", code, "replay", str(trial), "--loop", "--wait-subscriber", "0",
+                             "--endpoint", free_endpoint()], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ))
+    try:
+        for line in proc.stderr:  # wait until it is sending
+            if "sent as" in line:
+                break
+        time.sleep(0.6)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    sent = int(out.split("sent ")[1].split()[0])
+    assert sent >= 30  # at least one pass of the half-second trial
+
+
+def test_a_real_recorded_trial_replays_without_a_rejection():
+    path = real_trial("drop_vertical_jump.trc")
+    table = read_trc(path)
+    sent, got = asyncio.run(_run(path, table.n_frames, rate="max"))
+    assert sent == table.n_frames == len(got)  # _collect asserts the decoder rejected nothing
+    frame = got[100][1]
+    assert frame.names == BODY_25 and frame.present.sum() == 20  # no face keypoints in the trial
+    np.testing.assert_allclose(frame.xyz[BODY_25.index("MidHip")], table.get("midHip")[100], atol=1e-6)
