@@ -6,6 +6,11 @@
     kinestream scale AUGMENTED.trc ...     generic model -> subject's model (static pose)
     kinestream ik AUGMENTED.trc ...        markers -> joint angles (.mot)
     kinestream process TRIAL.trc ...       all four steps, with a plot
+    kinestream serve ...                   the live service (ZeroMQ in, ZeroMQ/MQTT out, .mot recording)
+    kinestream calibrate ...               scale the model from a still pose in the live stream
+    kinestream replay TRIAL.trc            publish a recorded trial as a live keypoint stream
+    kinestream recover FILE                repair a recording cut short
+    kinestream demo                        the live service on an embedded squat session
 
 A problem with the input prints one line, ``kinestream: error: ...``, and
 exits with status 2.
@@ -121,7 +126,12 @@ def cmd_ik(args, config) -> None:
     for n in result.notes:
         _log(n)
     out = Path(args.out) if args.out else Path(args.markers).with_suffix(".mot")
-    write_mot(out, result.motion)
+    from .mot import solved_rows
+
+    solved, dropped = solved_rows(result.motion)
+    if dropped:
+        _log(f"{dropped} unsolved frames left out of the .mot (OpenSim's GUI stops at a NaN)")
+    write_mot(out, solved)
     print(f"IK marker error: mean {np.nanmean(result.rmse_mm):.1f} mm RMS over {markers.n_frames} frames")
     print(f"wrote {out}")
 
@@ -142,6 +152,90 @@ def cmd_process(args, config) -> None:
                      plot=bool(config["output"].get("plot", True)), log=_log, truth=truth,
                      streaming=args.streaming, model=args.model)
     print(result.summary())
+
+
+def _logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="kinestream: %(message)s", stream=sys.stderr)
+
+
+def _status_printer():
+    tty = sys.stderr.isatty()
+
+    def show(line: str) -> None:
+        if tty:
+            print("\r" + line[:160].ljust(160), end="", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    return show
+
+
+def _service_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", help="keypoint source endpoint (default: config, tcp://127.0.0.1:5555)")
+    _subject_args(p)
+
+
+async def _serve(args, config, say=_log):
+    from .calibrate import calibrate
+    from .service import Service
+
+    svc = config["service"]
+    model = args.model
+    if getattr(args, "calibrate", False):
+        mass, height = _subject(args, config)
+        out = Path(args.calibration_out or "out/calibration/scaled.osim")
+        model = await calibrate(config, input_endpoint=args.input or svc["input"], mass=mass, height=height,
+                                out_model=out, say=say)
+    service = Service(config, input_endpoint=args.input or svc["input"], output_endpoint=args.output or svc["output"],
+                      mqtt=args.mqtt or config["mqtt"].get("broker") or None, record=args.record, model=model,
+                      mass=args.mass, height=args.height, workers=args.workers, status_out=_status_printer())
+    final = await service.run()
+    print(file=sys.stderr)
+    return service, final
+
+
+def _finish_recording(record, truth=None) -> None:
+    if not record:
+        return
+    from .mot import read_mot
+    from .plots import plot_angles
+
+    record = Path(record)
+    if record.is_file():
+        motion = read_mot(record)
+        if len(motion.time):
+            png = plot_angles(motion, record.with_name(record.stem + "_angles.png"), title=record.stem, truth=truth)
+            print(f"wrote {record} ({len(motion.time)} frames) and {png}")
+
+
+def cmd_serve(args, config) -> None:
+    import asyncio
+    import json
+
+    _logging()
+    service, final = asyncio.run(_serve(args, config))
+    print(json.dumps(final))
+    _finish_recording(args.record)
+
+
+def cmd_calibrate(args, config) -> None:
+    import asyncio
+
+    from .calibrate import calibrate
+
+    _logging()
+    mass, height = _subject(args, config)
+    asyncio.run(calibrate(config, input_endpoint=args.input or config["service"]["input"], mass=mass, height=height,
+                          out_model=args.out, timeout_s=args.timeout, say=print))
+
+
+def cmd_demo(args, config) -> None:
+    from .demo import run_demo
+
+    _logging()
+    run_demo(config, Path(args.out), seconds=args.seconds, rate=args.rate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,6 +290,42 @@ def build_parser() -> argparse.ArgumentParser:
                         "frame-wise IK) instead of the offline ones")
     p.add_argument("--model", help="an already scaled .osim: skip the scale step")
     p.set_defaults(func=cmd_process)
+
+    p = sub.add_parser("serve", help="the live service: keypoints in over ZeroMQ, angles out on ZeroMQ/MQTT")
+    _service_args(p)
+    p.add_argument("--output", help="angles PUB endpoint to bind (default: config, tcp://127.0.0.1:5556)")
+    p.add_argument("--mqtt", help="MQTT broker HOST:PORT (default: config; none)")
+    p.add_argument("--record", help="record the session to this .mot (markers beside it as _markers.trc)")
+    p.add_argument("--model", help="scaled .osim (default: the generic model, unscaled)")
+    p.add_argument("--workers", type=int, help="IK worker processes (default: config, 2)")
+    p.add_argument("--calibrate", action="store_true", help="calibrate from the stream first, then serve")
+    p.add_argument("--calibration-out", help="where --calibrate writes the model (default out/calibration/)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("calibrate", help="scale the model from a still, upright pose in the live stream")
+    _service_args(p)
+    p.add_argument("--out", required=True, help="scaled .osim to write (the subject's JSON goes beside it)")
+    p.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (default 120)")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("demo", help="the live service on an embedded synthetic squat session")
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("--seconds", type=float, default=12.0, help="length of the squat session (default 12)")
+    p.add_argument("--rate", type=float, default=1.0, help="replay speed (default 1.0: real time)")
+    p.set_defaults(func=cmd_demo)
+
+    try:
+        from .replay import add_replay_parser
+
+        add_replay_parser(sub)
+    except ImportError:
+        pass
+    try:
+        from .record import add_recover_parser
+
+        add_recover_parser(sub)
+    except ImportError:
+        pass
     return parser
 
 

@@ -45,6 +45,18 @@ DEFAULTS: dict[str, Any] = {
     "ik": {"accuracy": 1e-5, "constraint_weight": "inf", "coordinate_tasks": False, "min_markers": 6,
            "outlier_mm": 150.0, "reassemble_mm": 80.0},
     "output": {"plot": True},
+    "service": {
+        "input": "tcp://127.0.0.1:5555",
+        "output": "tcp://127.0.0.1:5556",
+        "bind_input": False,
+        "ik_workers": 2,
+        "latest_wins": True,
+        "max_waiting_frames": 600,
+        "max_message_bytes": 65536,
+        "receive_queue": 10000,
+        "send_queue": 10000,
+    },
+    "mqtt": {"broker": "", "qos": 0, "username": "", "password": "", "tls": False, "ca_file": ""},
 }
 
 

@@ -82,3 +82,13 @@ def read_mot(path: str | Path) -> Motion:
     if data.shape[1] != len(names):
         raise KinestreamError(f"{path}: rows have {data.shape[1]} values for {len(names)} columns")
     return Motion(data[:, 0], names[1:], data[:, 1:], in_degrees)
+
+
+def solved_rows(motion: Motion) -> tuple[Motion, int]:
+    """The motion without frames that hold NaN, and how many were dropped.
+
+    OpenSim's legacy Storage reader (the GUI's) stops reading at the first
+    NaN, so files meant for OpenSim leave unsolved frames out.
+    """
+    keep = np.isfinite(motion.values).all(axis=1)
+    return Motion(motion.time[keep], list(motion.names), motion.values[keep], motion.in_degrees), int((~keep).sum())

@@ -18,7 +18,7 @@ from .assets import Assets, get_assets
 from .augment import Augmenter, augment_table, check_subject
 from .errors import KinestreamError
 from .ingest import complete_keypoints
-from .mot import Motion, write_mot
+from .mot import Motion, solved_rows, write_mot
 from .plots import peak, plot_angles
 from .trc import MarkerTable, read_trc, write_trc
 
@@ -119,46 +119,101 @@ def compare(motion: Motion, truth: Motion, names=("hip_flexion_r", "hip_flexion_
             for n in names if n in motion and n in truth}
 
 
+class FrameProcessor:
+    """Clean and augment one keypoint frame at a time (the streaming cores, no I/O).
+
+    Incoming keypoints are put in the augmenter's keypoint order (MidHip and
+    Neck derived from the hips and shoulders when absent), cleaned (gap
+    bridging, causal low-pass, outlier holding) and augmented into the 43
+    anatomical markers.
+    """
+
+    def __init__(self, assets, config: dict, height: float, mass: float, rate: float = 60.0):
+        from .augment import StreamingAugmenter
+        from .clean import StreamingCleaner
+
+        self.config = config
+        self.rate = rate
+        self.augmenter = StreamingAugmenter.from_assets(
+            assets, height, mass, reset_after=int(config.get("augment", {}).get("reset_after_frames", 10)))
+        self.keypoints = list(self.augmenter.keypoints)
+        self.cleaner = StreamingCleaner.from_config(config.get("clean", {}), len(self.keypoints), rate)
+        self.markers = list(self.augmenter.markers)
+        self._columns: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+        self.floor_offset = 0.0
+
+    def _arrange(self, names: list[str], xyz: np.ndarray) -> np.ndarray:
+        key = tuple(names)
+        if key not in self._columns:
+            pos = {n: i for i, n in enumerate(names)}
+            src = np.array([pos.get(n, -1) for n in self.keypoints])
+            self._columns[key] = (src, src >= 0)
+        src, have = self._columns[key]
+        out = np.full((len(self.keypoints), 3), np.nan)
+        out[have] = xyz[src[have]]
+        for name, (a, b) in (("MidHip", ("RHip", "LHip")), ("Neck", ("RShoulder", "LShoulder"))):
+            i = self.keypoints.index(name)
+            if not np.isfinite(out[i]).all():
+                out[i] = 0.5 * (out[self.keypoints.index(a)] + out[self.keypoints.index(b)])
+        return out
+
+    def step(self, names: list[str], xyz: np.ndarray, t: float) -> tuple[float, np.ndarray, np.ndarray] | None:
+        """(t, cleaned keypoints (20, 3), markers (43, 3)) of the frame the cleaner releases, or None."""
+        got = self.cleaner.push(self._arrange(names, xyz), t)
+        if got is None:
+            return None
+        clean, t_out = got
+        markers = self.augmenter.step(clean, t_out)
+        if markers is None:
+            return None
+        if self.floor_offset:
+            markers = markers + np.array([0.0, self.floor_offset, 0.0])
+        return t_out, clean, markers
+
+    def reset(self) -> None:
+        """Forget the stream (a new session from the source)."""
+        self.cleaner.reset()
+        self.augmenter.reset()
+
+    def delay_ms(self) -> float:
+        return self.cleaner.delay_ms()
+
+
 def stream_augment(table: MarkerTable, height: float, mass: float, assets: Assets, config: dict,
                    progress=None) -> tuple[MarkerTable, list[str]]:
-    """The streaming clean and augment cores fed one frame at a time, as the live service feeds them.
+    """The live service's FrameProcessor fed one frame at a time from a recorded trial.
 
-    Returns the cleaned keypoints plus the 43 augmented markers, frame for
-    frame aligned with the input (the cleaner's look-ahead is undone by
-    time, not by shifting), and notes on what the stages did.
+    Keypoints are rounded to float32 first, as the wire protocol carries
+    them, so a trial gives the same numbers here as replayed into the
+    service. Returns the cleaned keypoints plus the 43 augmented markers,
+    frame for frame aligned with the input (a look-ahead is undone by time),
+    and notes on what the stages did.
     """
-    from .augment import StreamingAugmenter
-    from .clean import StreamingCleaner
-
-    cleaner = StreamingCleaner.from_config(config.get("clean", {}), len(table.names), table.rate)
-    augmenter = StreamingAugmenter.from_assets(assets, height, mass, names=table.names,
-                                               reset_after=int(config.get("augment", {}).get("reset_after_frames", 10)))
-    keypoints = np.full_like(table.xyz, np.nan)
-    markers = np.full((table.n_frames, len(augmenter.markers), 3), np.nan)
+    processor = FrameProcessor(assets, config, height, mass, table.rate)
+    names = list(table.names)
+    columns = processor.keypoints + processor.markers
+    xyz = np.full((table.n_frames, len(columns), 3), np.nan)
     index = {round(float(t), 9): i for i, t in enumerate(table.time)}
+    wire = table.xyz.astype(np.float32).astype(float)
 
-    def take(got):
-        xyz, t = got
-        i = index[round(float(t), 9)]
-        keypoints[i] = xyz
-        out = augmenter.step(xyz, t)
+    def take(out):
         if out is not None:
-            markers[i] = out
+            t, clean, markers = out
+            xyz[index[round(float(t), 9)]] = np.vstack([clean, markers])
 
     for i in range(table.n_frames):
-        got = cleaner.push(table.xyz[i], table.time[i])
-        if got is not None:
-            take(got)
+        take(processor.step(names, wire[i], float(table.time[i])))
         if progress is not None:
             progress(1)
-    for got in cleaner.flush():
-        take(got)
-    counts = cleaner.counts()
-    notes = [f"streaming clean: causal low-pass {cleaner.lowpass.cutoff_hz:g} Hz, delay {cleaner.delay_ms():.0f} ms; "
-             f"{counts['bridged']} marker-frames bridged, {counts['outliers']} outliers, {counts['missing']} missing",
-             f"streaming augmenter: {augmenter.resets} state resets"]
-    out = MarkerTable(table.names, keypoints, table.time.copy(), table.rate, dict(table.meta))
-    return out.with_markers(augmenter.markers, markers), notes
+    for clean, t in processor.cleaner.flush():
+        markers = processor.augmenter.step(clean, t)
+        take(None if markers is None else (t, clean, markers))
+    counts = processor.cleaner.counts()
+    notes = [f"streaming clean: causal low-pass {processor.cleaner.lowpass.cutoff_hz:g} Hz, delay "
+             f"{processor.delay_ms():.0f} ms; {counts['bridged']} marker-frames bridged, {counts['outliers']} "
+             f"outliers, {counts['missing']} missing",
+             f"streaming augmenter: {processor.augmenter.resets} state resets"]
+    return MarkerTable(columns, xyz, table.time.copy(), table.rate, dict(table.meta)), notes
 
 
 def stream_ik(model_path: str | Path, markers: MarkerTable, ik_setup: str | Path, config: dict | None = None,
@@ -260,10 +315,13 @@ def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, 
         else:
             ik = run_ik(scaled_model, augmented, assets.ik_setup, config, marker_set=assets.marker_set)
         messages += ik.notes
-        mot = write_mot(out_dir / f"{stem}.mot", ik.motion)
+        solved, dropped = solved_rows(ik.motion)
+        if dropped:
+            messages.append(f"{dropped} unsolved frames left out of the .mot (OpenSim's GUI stops at a NaN)")
+        mot = write_mot(out_dir / f"{stem}.mot", solved)
         steps.update()
-    png = plot_angles(ik.motion, out_dir / f"{stem}_angles.png", title=stem, truth=truth) if plot else None
+    png = plot_angles(solved, out_dir / f"{stem}_angles.png", title=stem, truth=truth) if plot else None
     if truth is not None:
         messages.append("RMS error vs truth (deg): " + ", ".join(
-            f"{n} {e:.1f}" for n, e in compare(ik.motion, truth).items()))
-    return ProcessResult(augmented_trc, scaled_model, mot, png, ik.motion, messages)
+            f"{n} {e:.1f}" for n, e in compare(solved, truth).items()))
+    return ProcessResult(augmented_trc, scaled_model, mot, png, solved, messages)

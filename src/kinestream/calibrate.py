@@ -1,0 +1,149 @@
+"""Calibration from the live stream: wait for a still, upright pose, then scale the model.
+
+    kinestream calibrate --mass KG --height M --out scaled.osim
+
+listens to the keypoint stream, cleans and augments it as the service does,
+keeps the last few seconds, and looks for the stillest upright window (the
+rule of ``kinestream scale``). It tells the person on the terminal what to do
+until one is found, then scales the generic model from that window and writes
+the model and, beside it (``scaled.json``), the subject's mass, height and the
+floor offset, which ``serve --model scaled.osim`` reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from .errors import KinestreamError
+from .trc import MarkerTable
+
+log = logging.getLogger("kinestream.calibrate")
+
+
+class StaticCollector:
+    """The last ``seconds`` of cleaned keypoints and augmented markers, and the static-pose check."""
+
+    def __init__(self, names: list[str], rate: float, seconds: float = 6.0):
+        self.names = list(names)
+        self.rate = rate
+        self.frames: deque[tuple[float, np.ndarray]] = deque(maxlen=max(int(seconds * rate), 2))
+
+    def add(self, t: float, xyz: np.ndarray) -> None:
+        self.frames.append((float(t), np.asarray(xyz, dtype=float)))
+
+    def table(self) -> MarkerTable:
+        t = np.array([f[0] for f in self.frames])
+        xyz = np.stack([f[1] for f in self.frames])
+        return MarkerTable(self.names, xyz, t, self.rate)
+
+    def check(self, thresholds_mm=(3.0, 15.0), windows_s=(1.0, 1.0)):
+        """A still, upright window of the buffered frames, or None."""
+        from .scale import find_static_window
+
+        if len(self.frames) < int(min(windows_s) * self.rate) + 1:
+            return None
+        return find_static_window(self.table(), thresholds_mm=thresholds_mm, windows_s=windows_s)
+
+    def motion_mm(self, seconds: float = 1.0) -> float:
+        """How far markers moved relative to MidHip over the last ``seconds`` (peak to peak, mm)."""
+        n = int(seconds * self.rate)
+        if len(self.frames) < n or n < 2:
+            return float("nan")
+        xyz = np.stack([f[1] for f in list(self.frames)[-n:]])
+        rel = xyz - xyz[:, [self.names.index("MidHip")]]
+        return float(np.nanmax(np.nanmax(rel, axis=0) - np.nanmin(rel, axis=0)) * 1000)
+
+
+def write_subject(model_path: Path, mass: float, height: float, floor_offset_m: float, window: str) -> Path:
+    from .service import subject_file
+
+    path = subject_file(model_path)
+    path.write_text(json.dumps({"mass": mass, "height": height, "floor_offset_m": round(floor_offset_m, 5),
+                                "static_window": window, "model": Path(model_path).name,
+                                "calibrated": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2) + "\n")
+    return path
+
+
+async def calibrate(config: dict, *, input_endpoint: str, mass: float, height: float, out_model: str | Path,
+                    timeout_s: float = 120.0, say=print, rate: float = 60.0) -> Path:
+    """Listen until the person stands still and upright, then scale; returns the scaled model's path."""
+    import zmq
+    import zmq.asyncio
+
+    from .assets import get_assets
+    from .augment import check_subject, floor_offset
+    from .protocol import FrameDecoder, Rejected
+    from .scale import scale_model
+    from .service import FrameProcessor
+
+    check_subject(height, mass)
+    out_model = Path(out_model)
+    out_model.parent.mkdir(parents=True, exist_ok=True)
+    assets = get_assets(config, progress=say)
+    processor = FrameProcessor(assets, config, height, mass, rate)
+    collector = StaticCollector(processor.keypoints + processor.markers, rate)
+    decoder = FrameDecoder(max_bytes=int(config.get("service", {}).get("max_message_bytes", 65536)))
+    sc = config.get("scale", {})
+    thresholds = tuple(sc.get("still_threshold_mm", (3.0, 15.0)))
+    ctx = zmq.asyncio.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.SUBSCRIBE, b"keypoints")
+    sub.connect(input_endpoint)
+    say(f"calibrating: listening to {input_endpoint}. Stand still and upright, feet flat, arms relaxed by "
+        f"your sides, for a second or two.")
+    deadline = time.monotonic() + timeout_s
+    last_say = 0.0
+    last_check = 0.0
+    window = None
+    try:
+        while window is None:
+            if time.monotonic() > deadline:
+                raise KinestreamError(f"no still, upright pose in {timeout_s:.0f} s of stream from {input_endpoint}; "
+                                      f"is the keypoint source running? Stand still and try again")
+            if not await sub.poll(200):
+                if time.monotonic() - last_say > 5:
+                    say("  waiting for keypoints ...")
+                    last_say = time.monotonic()
+                continue
+            parts = await sub.recv_multipart()
+            if len(parts) != 2:
+                continue
+            try:
+                frame = decoder.decode(parts[1])
+            except Rejected:
+                continue
+            out = processor.step(frame.names, frame.xyz, frame.t)
+            if out is None:
+                continue
+            t, clean, markers = out
+            if not np.isfinite(markers).all():
+                continue
+            collector.add(t, np.vstack([clean, markers]))
+            now = time.monotonic()
+            if now - last_check > 0.25:
+                last_check = now
+                window = collector.check(thresholds, (1.0, 1.0))
+                if window is None and now - last_say > 1.5:
+                    moved = collector.motion_mm()
+                    say(f"  hold still ... (moving {moved:.0f} mm)" if np.isfinite(moved) else "  hold still ...")
+                    last_say = now
+    finally:
+        sub.close(0)
+        ctx.term()
+    table = collector.table()
+    static = table.frames(window.start, window.stop)
+    say(f"got it: {window.description}. Scaling the model ...")
+    result = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: scale_model(table, mass, height, out_model, assets, static=(window.t0, window.t1)))
+    offset = floor_offset(static.xyz)
+    subject = write_subject(result.model_path, mass, height, offset, f"{window.t0:.3f}-{window.t1:.3f} s")
+    say(f"scaled model: {result.model_path} (marker error {result.rmse_mm:.1f} mm RMS); subject: {subject}")
+    return Path(result.model_path)

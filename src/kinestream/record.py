@@ -1,0 +1,628 @@
+"""Session recording: joint angles to .mot and markers to .trc, row by row, safe
+against the process being killed.
+
+A recorder writes the file header at once, with the row count as a fixed-width
+field (the number left-aligned, padded with spaces to ten characters: OpenSim's
+STOFileAdapter, TRCFileAdapter, Storage and MarkerData all read it, and so do
+kinestream's readers). Rows are formatted when they arrive and kept in memory;
+a background thread appends them to the file as whole lines every
+``flush_interval_s`` and then rewrites the row count in place, so the file on
+disk is a complete, loadable recording of every row flushed so far. A process
+killed outright (SIGKILL, power loss with ``fsync=True``) loses at most the
+rows of the last flush interval.
+
+OpenSim's legacy readers (``Storage``, ``MarkerData``, and so the GUI and the
+tools) read exactly as many rows as the header's count says; its table readers
+refuse a last row with values missing and take a number cut short as it
+stands. :func:`recover` repairs a file whose count and rows disagree or whose
+last row is cut short.
+
+Rows must come in strictly increasing time (as written, to 6 decimals), as
+OpenSim's readers require. Missing angles are written as ``NaN``: the table
+readers take them, but the legacy ``Storage`` reader stops at the first NaN.
+A .trc with no frames makes OpenSim's TRC reader hang, so a marker session
+that recorded nothing should be deleted, not opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import itertools
+import math
+import os
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import KinestreamError
+from .mot import mot_header, mot_row
+from .trc import _UNIT_SCALE, trc_header, trc_row
+
+try:  # advisory lock: tells recover() that a live recorder still owns the file
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
+
+COUNT_WIDTH = 10  # characters of the row-count field: up to 9,999,999,999 rows
+_MAX_HEADER = 1 << 20  # a header longer than this is not one of ours
+
+
+def count_field(n: int, width: int = COUNT_WIDTH) -> str:
+    """The row count as a fixed-width header field: digits, then spaces."""
+    text = str(int(n))
+    if len(text) > width:
+        raise ValueError(f"row count {n} does not fit in {width} characters")
+    return text.ljust(width)
+
+
+# ---------------------------------------------------------------------------
+# header parsing, shared by the recorders (to find their own count fields) and
+# by recover() (to find the count fields and the row layout of any file)
+
+
+@dataclass
+class _Layout:
+    kind: str  # "mot" or "trc"
+    header_end: int  # byte offset of the first data line
+    fields: int  # values per data row, time (and frame) included
+    counts: list[tuple[int, int]]  # byte spans of the row-count fields in the header
+    names: list[str]
+
+
+def _lines(data: bytes, start: int, limit: int):
+    """(start, end_without_newline, next_start) of each complete line from ``start``."""
+    pos = start
+    while pos < min(len(data), limit):
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            return
+        end = nl - 1 if nl > pos and data[nl - 1:nl] == b"\r" else nl
+        yield pos, end, nl + 1
+        pos = nl + 1
+
+
+def _mot_layout(data: bytes, path) -> _Layout:
+    counts = []
+    lines = _lines(data, 0, _MAX_HEADER)
+    for start, end, nxt in lines:
+        line = data[start:end]
+        low = line.strip().lower()
+        if low.startswith(b"nrows="):
+            eq = data.index(b"=", start) + 1
+            counts.append((eq, end))
+        if low == b"endheader":
+            break
+    else:
+        raise KinestreamError(f"{path} is not an OpenSim motion file: no complete 'endheader' line "
+                              f"(a .mot/.sto file has a header ending in 'endheader', then the column names)")
+    cols = next(lines, None)
+    if cols is None:
+        raise KinestreamError(f"{path}: the header ends without the line of column names after 'endheader'; "
+                              "the file was cut off before any row was written and cannot be repaired")
+    names = [n.decode("utf-8", "replace") for n in data[cols[0]:cols[1]].split()]
+    if not names or names[0].lower() != "time":
+        raise KinestreamError(f"{path}: the line after 'endheader' must name the columns, starting with 'time'")
+    return _Layout("mot", cols[2], len(names), counts, names[1:])
+
+
+def _cells(data: bytes, start: int, end: int) -> list[tuple[int, int]]:
+    """Byte spans of the tab-separated cells of one line."""
+    spans, pos = [], start
+    while True:
+        tab = data.find(b"\t", pos, end)
+        if tab < 0:
+            spans.append((pos, end))
+            return spans
+        spans.append((pos, tab))
+        pos = tab + 1
+
+
+def _trc_layout(data: bytes, path) -> _Layout:
+    if not data.startswith(b"PathFileType"):
+        raise KinestreamError(f"{path} is not a .trc file (it must start with a PathFileType line)")
+    lines = list(itertools.islice(_lines(data, 0, _MAX_HEADER), 5))
+    if len(lines) < 5:
+        raise KinestreamError(f"{path}: the .trc header (5 lines) is incomplete; the file was cut off "
+                              "before any frame was written and cannot be repaired")
+    keys = [data[a:b].strip().decode("utf-8", "replace") for a, b in _cells(data, lines[1][0], lines[1][1])]
+    values = _cells(data, lines[2][0], lines[2][1])
+    counts = []
+    for key in ("NumFrames", "OrigNumFrames"):
+        if key in keys and keys.index(key) < len(values):
+            counts.append(values[keys.index(key)])
+    if not counts:
+        raise KinestreamError(f"{path}: the .trc header has no NumFrames field")
+    name_cells = [data[a:b].strip().decode("utf-8", "replace") for a, b in _cells(data, lines[3][0], lines[3][1])]
+    if len(name_cells) < 3 or name_cells[0] != "Frame#":
+        raise KinestreamError(f"{path}: line 4 must read 'Frame#<TAB>Time<TAB>marker names'")
+    names = [n for n in name_cells[2:] if n]
+    if not names:
+        raise KinestreamError(f"{path} names no markers")
+    header_end = lines[4][2]
+    for start, end, nxt in _lines(data, header_end, len(data)):  # blank lines close the header
+        if data[start:end].strip():
+            break
+        header_end = nxt
+    return _Layout("trc", header_end, 2 + 3 * len(names), counts, names)
+
+
+def _kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".mot", ".sto"):
+        return "mot"
+    if suffix == ".trc":
+        return "trc"
+    raise KinestreamError(f"{path} is neither a .mot/.sto nor a .trc file; recover repairs the angle and "
+                          "marker files the session recorder writes")
+
+
+def _layout(data: bytes, kind: str, path) -> _Layout:
+    return _mot_layout(data, path) if kind == "mot" else _trc_layout(data, path)
+
+
+def _row_ok(line: bytes, layout: _Layout) -> bool | None:
+    """True for a complete data row, None for a blank line, False otherwise."""
+    if layout.kind == "mot":
+        cells = line.split()
+        if not cells:
+            return None
+        if len(cells) != layout.fields:
+            return False
+        first, last = cells[0], cells[-1]
+    else:
+        if not line.strip():
+            return None
+        cells = line.rstrip(b"\r").split(b"\t")
+        if len(cells) == layout.fields + 1 and not cells[-1].strip():
+            cells.pop()  # a trailing tab
+        if len(cells) != layout.fields:
+            return False
+        try:
+            int(cells[0])
+        except ValueError:
+            return False
+        first, last = cells[1], cells[-1]
+    try:
+        if not math.isfinite(float(first)):
+            return False
+        if last.strip():
+            float(last)
+    except ValueError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------
+# recorders
+
+_live: "weakref.WeakSet[_Recorder]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    """Rows still in memory at a normal interpreter exit reach the file."""
+    for rec in list(_live):
+        try:
+            rec.close()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            pass
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class _Recorder:
+    """Row buffer, flush thread and header count shared by both formats."""
+
+    kind = ""
+
+    def __init__(self, path, header: str, flush_interval_s: float, fsync: bool, background: bool):
+        if not (flush_interval_s > 0 and math.isfinite(flush_interval_s)):
+            raise ValueError(f"flush_interval_s must be a positive number of seconds, not {flush_interval_s!r}")
+        self.path = Path(path)
+        self.flush_interval_s = float(flush_interval_s)
+        self.fsync = bool(fsync)
+        self._pending: deque[str] = deque()
+        self._rows = 0
+        self._flushed = 0
+        self._last_time = -math.inf
+        self._error: BaseException | None = None
+        self._closed = False
+        self._io = threading.RLock()
+        self._stop = threading.Event()
+        self._last_flush = time.monotonic()
+
+        head = header.encode("utf-8")
+        self._layout = _layout(head, self.kind, self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            raise KinestreamError(f"cannot create the recording {self.path}: {exc.strerror}") from None
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(self._fd)
+                    raise KinestreamError(f"{self.path} is being recorded by another recorder right now") from None
+            os.ftruncate(self._fd, 0)
+            _write_all(self._fd, head)
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            os.close(self._fd)
+            raise KinestreamError(f"cannot write the recording {self.path}: {exc.strerror}") from None
+        _live.add(self)
+        self._thread = None
+        if background:
+            self._thread = threading.Thread(target=self._run, name=f"record {self.path.name}", daemon=True)
+            self._thread.start()
+
+    # -- state -------------------------------------------------------------
+
+    @property
+    def rows(self) -> int:
+        """Rows accepted so far (flushed or still in memory)."""
+        return self._rows
+
+    @property
+    def flushed_rows(self) -> int:
+        """Rows on disk, as the header's count says."""
+        return self._flushed
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path} rows={self._rows} flushed={self._flushed}" \
+               f"{' closed' if self._closed else ''}>"
+
+    def _refuse(self) -> None:
+        if self._closed:
+            raise ValueError(f"the recording {self.path} is closed")
+        raise KinestreamError(f"recording to {self.path} failed: {self._error}") from self._error
+
+    def _add(self, line: str, written: float, t: float) -> None:
+        # strictly increasing time as written, since OpenSim refuses anything else
+        if not written > self._last_time:
+            raise ValueError(f"time {t!r} is not after the previous row's time {self._last_time!r} (to 6 decimals); "
+                             "OpenSim requires strictly increasing time, so this row is not recorded")
+        self._last_time = written
+        self._pending.append(line)
+        self._rows += 1
+        if self._thread is None and time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.flush()
+
+    # -- flushing ----------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_interval_s):
+            try:
+                self._flush_once(blocking=False)
+            except BaseException as exc:  # noqa: BLE001 - reported to the writer
+                self._error = exc
+                return
+
+    def _flush_once(self, blocking: bool = True) -> None:
+        if not self._io.acquire(blocking=blocking):
+            return  # another thread is flushing right now
+        try:
+            n = len(self._pending)
+            if n:
+                lines = [self._pending.popleft() for _ in range(n)]
+                _write_all(self._fd, "".join(lines).encode("utf-8"))
+                self._flushed += n
+                field_bytes = count_field(self._flushed).encode("ascii")
+                for start, end in self._layout.counts:
+                    os.pwrite(self._fd, field_bytes, start)
+                if self.fsync:
+                    os.fsync(self._fd)
+            self._last_flush = time.monotonic()
+        finally:
+            self._io.release()
+
+    def flush(self) -> None:
+        """Write every row received so far and update the header's row count."""
+        if self._closed:
+            return
+        if self._error is not None:
+            self._refuse()
+        try:
+            self._flush_once()
+        except OSError as exc:
+            self._error = exc
+            self._refuse()
+
+    def flush_if_due(self) -> None:
+        """Flush when ``flush_interval_s`` has passed (for ``background=False`` owners with idle time)."""
+        if time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.flush()
+
+    def close(self) -> None:
+        """Write the remaining rows and the final row count, and close the file. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        error = self._error
+        try:
+            if error is None:
+                self._flush_once()
+        except OSError as exc:
+            error = exc
+        finally:
+            os.close(self._fd)
+            _live.discard(self)
+        if error is not None:
+            raise KinestreamError(f"recording to {self.path} failed: {error}; "
+                                  f"run 'kinestream recover {self.path}' to keep the rows that reached the disk")
+
+
+class MotRecorder(_Recorder):
+    """Joint angles, one row per frame, to an OpenSim Storage (.mot) file.
+
+    ``columns`` are the coordinate names (plus any extra columns such as
+    ``rmse_mm``); ``write(t, values)`` takes the time in seconds and one value
+    per column (NaN or inf is written as ``NaN``). Rotations in degrees when
+    ``in_degrees`` (the header says so; the recorder does not convert).
+    """
+
+    kind = "mot"
+
+    def __init__(self, path, columns: list[str], in_degrees: bool = True, flush_interval_s: float = 0.5,
+                 fsync: bool = True, background: bool = True):
+        columns = [str(c) for c in columns]
+        _check_names(columns, "column", any_space=True, reserved=("time",))
+        self.columns = columns
+        self.in_degrees = bool(in_degrees)
+        self._n = len(columns)
+        self._format = "\t".join(["%.6f"] + ["%.8f"] * self._n) + "\n"
+        super().__init__(path, mot_header(Path(path).stem, columns, count_field(0), in_degrees),
+                         flush_interval_s, fsync, background)
+
+    def write(self, t: float, values) -> None:
+        """Record one row: time ``t`` (s) and ``len(columns)`` values."""
+        if self._closed or self._error is not None:
+            self._refuse()
+        if type(values) is np.ndarray and values.ndim == 1:
+            vals = values.tolist()
+        else:
+            vals = np.asarray(values, dtype=float).ravel().tolist()
+        if len(vals) != self._n:
+            raise ValueError(f"{len(vals)} values for {self._n} columns of {self.path.name}")
+        line = self._format % (t, *vals)
+        if "n" in line:  # nan or inf somewhere: the slow, careful way
+            if not math.isfinite(t):
+                raise ValueError(f"time {t!r} is not a finite number")
+            line = mot_row(t, np.asarray(vals, dtype=float))
+        self._add(line, float(line[:line.find("\t")]), t)
+
+
+class TrcRecorder(_Recorder):
+    """Marker positions, one row per frame, to a .trc file.
+
+    ``write(t, xyz)`` takes the time in seconds and an (n_markers, 3) array in
+    metres (NaN where missing, written as blank cells); the file holds them in
+    ``units`` ("m", "mm" or "cm"). Frames are numbered from 1.
+    """
+
+    kind = "trc"
+
+    def __init__(self, path, markers: list[str], rate: float, units: str = "m", flush_interval_s: float = 0.5,
+                 fsync: bool = True, background: bool = True):
+        markers = [str(m) for m in markers]
+        _check_names(markers, "marker", any_space=False)
+        if units not in _UNIT_SCALE:
+            raise KinestreamError(f"units {units!r} is not one of {sorted(_UNIT_SCALE)}")
+        if not (rate > 0 and math.isfinite(rate)):
+            raise KinestreamError(f"frame rate {rate!r} must be a positive number of frames per second")
+        self.markers = markers
+        self.rate = float(rate)
+        self.units = units
+        self._n = 3 * len(markers)
+        self._scale = 1.0 / _UNIT_SCALE[units]
+        self._format = "%d\t%.6f\t" + "\t".join(["%.6f"] * self._n) + "\n"
+        super().__init__(path, trc_header(Path(path).name, markers, rate, count_field(0), units),
+                         flush_interval_s, fsync, background)
+
+    def write(self, t: float, xyz) -> None:
+        """Record one frame: time ``t`` (s) and positions (n_markers, 3) in metres."""
+        if self._closed or self._error is not None:
+            self._refuse()
+        a = xyz if type(xyz) is np.ndarray else np.asarray(xyz, dtype=float)
+        if a.size != self._n:
+            raise ValueError(f"positions of shape {a.shape} for {self._n // 3} markers of {self.path.name}")
+        if self._scale != 1.0:
+            a = a * self._scale
+        vals = a.ravel().tolist()
+        frame = self._rows + 1
+        line = self._format % (frame, t, *vals)
+        if "n" in line:  # nan or inf somewhere: blank cells
+            if not math.isfinite(t):
+                raise ValueError(f"time {t!r} is not a finite number")
+            line = trc_row(frame, t, np.asarray(vals, dtype=float))
+        i = line.find("\t") + 1
+        self._add(line, float(line[i:line.find("\t", i)]), t)
+
+
+def _check_names(names: list[str], what: str, any_space: bool, reserved: tuple[str, ...] = ()) -> None:
+    if not names:
+        raise KinestreamError(f"a recording needs at least one {what}")
+    seen = set()
+    for name in names:
+        if any_space:
+            bad = not name or any(c.isspace() for c in name)
+        else:
+            bad = not name.strip() or any(c in name for c in "\t\r\n")
+        if bad:
+            raise KinestreamError(f"{what} name {name!r} cannot be written to the file header "
+                                  f"({'no blanks' if any_space else 'no tabs or line breaks'}, not empty)")
+        if name in seen or name.lower() in reserved:
+            raise KinestreamError(f"{what} name {name!r} appears twice; OpenSim needs unique column names")
+        seen.add(name)
+
+
+# ---------------------------------------------------------------------------
+# recovery
+
+
+@dataclass
+class RecoverReport:
+    """What :func:`recover` found and did to one file."""
+
+    path: Path
+    kind: str  # "mot" or "trc"
+    rows: int  # complete rows kept
+    header_rows: int | None  # the row count the header claimed before
+    bytes_dropped: int  # the partial or malformed tail removed
+    changed: bool
+    notes: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if not self.changed:
+            text = f"{self.path}: complete, {self.rows} rows; nothing changed"
+        else:
+            parts = [f"kept {self.rows} rows"]
+            if self.bytes_dropped:
+                parts.append(f"dropped {self.bytes_dropped} bytes of a cut-off last row")
+            if self.header_rows != self.rows:
+                parts.append(f"row count in the header {self.header_rows} -> {self.rows}")
+            text = f"{self.path}: " + ", ".join(parts)
+        return "; ".join([text, *self.notes])
+
+
+def recover(path) -> RecoverReport:
+    """Repair a .mot or .trc file left by a recorder that was killed.
+
+    Drops a cut-off last row (no line end, or the wrong number of values) and
+    sets the header's row count to the rows that remain, so that OpenSim reads
+    every complete row. A complete file is left untouched.
+    """
+    path = Path(path)
+    kind = _kind(path)
+    if not path.is_file():
+        raise KinestreamError(f"{path} does not exist")
+    try:
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise KinestreamError(f"cannot open {path} for repair: {exc.strerror}") from None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise KinestreamError(f"{path} is being recorded right now; recover it after the recorder "
+                                      "has stopped") from None
+        with open(fd, "rb", closefd=False) as fh:
+            data = fh.read()
+        return _repair(fd, path, data, _layout(data, kind, path))
+    finally:
+        os.close(fd)
+
+
+def _repair(fd: int, path: Path, data: bytes, layout: _Layout) -> RecoverReport:
+    rows = 0
+    kept_end = layout.header_end
+    bad_line = None
+    line_no = data.count(b"\n", 0, layout.header_end)
+    for start, end, nxt in _lines(data, layout.header_end, len(data)):
+        line_no += 1
+        ok = _row_ok(data[start:end], layout)
+        if ok:
+            if bad_line is not None:
+                raise KinestreamError(
+                    f"{path}: line {bad_line} is malformed but complete rows follow it; that is not what a "
+                    "killed recorder leaves behind, so the file is left as it is (repair it by hand)")
+            rows += 1
+            kept_end = nxt
+        elif ok is None:
+            if bad_line is None:
+                kept_end = nxt
+        elif bad_line is None:
+            bad_line = line_no
+    # whatever follows the last line end is a row cut off mid-write
+
+    claimed = []
+    for a, b in layout.counts:
+        try:
+            claimed.append(int(data[a:b].strip() or b"-1"))
+        except ValueError:
+            claimed.append(None)
+    header_rows = claimed[0] if claimed else None
+    notes = []
+    if not layout.counts:
+        notes.append("the header has no nRows line; only the rows were checked")
+    if rows == 0:
+        notes.append("no complete row" + (": OpenSim's TRC reader hangs on a .trc without frames, delete this file"
+                                           if layout.kind == "trc" else ""))
+    dropped = len(data) - kept_end
+    if dropped == 0 and all(c == rows for c in claimed):
+        return RecoverReport(path, layout.kind, rows, header_rows, 0, False, notes)
+
+    if all(b - a >= len(str(rows)) for a, b in layout.counts):
+        os.ftruncate(fd, kept_end)
+        for a, b in layout.counts:
+            os.pwrite(fd, count_field(rows, b - a).encode("ascii"), a)
+        os.fsync(fd)
+    else:  # a count field too narrow for the new number: write a new file beside it and swap
+        out = bytearray()
+        pos = 0
+        for a, b in sorted(layout.counts):
+            out += data[pos:a] + str(rows).encode("ascii")
+            pos = b
+        out += data[pos:kept_end]
+        tmp = path.with_name(path.name + ".recover-tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(out)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, os.stat(fd).st_mode & 0o7777)
+        os.replace(tmp, path)
+    return RecoverReport(path, layout.kind, rows, header_rows, dropped, True, notes)
+
+
+# ---------------------------------------------------------------------------
+# command line: kinestream recover FILE [FILE ...]
+
+
+def cmd_recover(args, config) -> None:
+    failed = 0
+    for name in args.files:
+        try:
+            print(recover(name).describe(), flush=True)
+        except KinestreamError as exc:
+            failed += 1
+            print(f"kinestream: error: {exc}", file=sys.stderr, flush=True)
+    if failed:
+        raise KinestreamError(f"{failed} of {len(args.files)} files could not be recovered (see above)")
+
+
+def add_recover_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``recover`` on the ``kinestream`` command's subparsers."""
+    p = subparsers.add_parser(
+        "recover", help="repair .mot/.trc recordings left by a killed session (partial last row, row count)",
+        description="Drop a cut-off last row and set the header's row count to the complete rows, so that "
+                    "OpenSim loads the file. A complete file is left untouched.")
+    p.add_argument("files", nargs="+", metavar="FILE", help=".mot or .trc file written by the session recorder")
+    p.set_defaults(func=cmd_recover)
+    return p

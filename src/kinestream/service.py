@@ -1,0 +1,585 @@
+"""The live service: keypoint frames in over ZeroMQ, joint angles out on ZeroMQ, MQTT and .mot.
+
+The asyncio process is a thin shell around the stage cores:
+
+    SUB socket -> decode (protocol) -> FrameProcessor (clean + augment, every frame)
+               -> IKPool (frame-wise IK in worker processes) -> in-order publish
+               -> ZeroMQ PUB "angles", MQTT kinestream/<subject>/angles, .mot/.trc recorders
+
+OpenSim's Python calls hold the GIL, so IK runs in worker processes; clean
+and augment (about 0.4 ms a frame, onnxruntime releasing the GIL) run in the
+event loop between receives while ZeroMQ's own I/O thread keeps receiving.
+When every IK worker is busy, the newest frame waits and an older waiting
+frame is skipped (latest wins) and counted; the augmenter still sees every
+frame. Results are published in frame order. With ``service.latest_wins =
+false`` (recording sessions where every frame matters more than latency)
+frames queue instead, up to ``max_waiting_frames``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import multiprocessing as mp
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import KinestreamError
+from .pipeline import FrameProcessor
+
+log = logging.getLogger("kinestream.service")
+
+
+# ---------------------------------------------------------------- IK in worker processes
+
+
+def _ik_worker(conn, model_path: str, marker_set: str, ik_setup: str, ik_config: dict, names: list[str]) -> None:
+    """One IK process: frames in over a pipe, coordinates out, until it reads None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when workers stop
+    try:
+        from .pipeline import _ik_setup
+        from .solve import StreamingIK, load_model
+
+        setup = _ik_setup(ik_setup, ik_config)
+        model, removed = load_model(model_path, marker_set)
+        ik = StreamingIK(model, setup, names, min_markers=int(ik_config.get("min_markers", 6)),
+                         reassemble_mm=float(ik_config.get("reassemble_mm", 80.0)),
+                         outlier_mm=float(ik_config.get("outlier_mm", 150.0)))
+        conn.send(("ready", ik.coordinates, removed))
+    except Exception as exc:  # reported to the service, which says what to do
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        seq, t, xyz = msg
+        t0 = time.perf_counter()
+        frame = ik.step(xyz, t)
+        conn.send((seq, frame.q, frame.rmse_mm, frame.ok, frame.event, time.perf_counter() - t0))
+
+
+class IKPool:
+    """Worker processes, each with its own model and frame-wise IK solver."""
+
+    def __init__(self, model_path, marker_set, ik_setup, ik_config: dict, names: list[str], workers: int = 2):
+        if workers < 1:
+            raise KinestreamError(f"IK workers {workers} is not valid; give 1 or more")
+        ctx = mp.get_context("spawn")
+        self.conns = []
+        self.procs = []
+        for _ in range(workers):
+            parent, child = ctx.Pipe(duplex=True)
+            proc = ctx.Process(target=_ik_worker, args=(child, str(model_path), str(marker_set), str(ik_setup),
+                                                        dict(ik_config), list(names)), daemon=True)
+            proc.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(proc)
+        self.coordinates: list[str] = []
+        self.notes: list[str] = []
+        for conn in self.conns:
+            if not conn.poll(120):
+                self.close()
+                raise KinestreamError("an IK worker did not start within 120 s")
+            msg = conn.recv()
+            if msg[0] != "ready":
+                self.close()
+                raise KinestreamError(f"an IK worker could not start: {msg[1]}")
+            self.coordinates = msg[1]
+            if msg[2] and not self.notes:
+                self.notes.append("removed before IK: " + ", ".join(msg[2]))
+        self.busy = [False] * workers
+
+    def idle(self) -> int | None:
+        for i, b in enumerate(self.busy):
+            if not b:
+                return i
+        return None
+
+    def submit(self, worker: int, seq: int, t: float, xyz: np.ndarray) -> None:
+        self.busy[worker] = True
+        self.conns[worker].send((seq, t, xyz))
+
+    def close(self) -> None:
+        for conn in self.conns:
+            try:
+                conn.send(None)
+            except (OSError, ValueError):
+                pass
+        for proc in self.procs:
+            proc.join(timeout=2)
+            if proc.is_alive():
+                proc.terminate()
+        for conn in self.conns:
+            conn.close()
+
+
+# ---------------------------------------------------------------- metrics
+
+
+@dataclass
+class Metrics:
+    """Counters and latency of a running service (printed and published on `status`)."""
+
+    started: float = field(default_factory=time.monotonic)
+    frames_in: int = 0
+    frames_out: int = 0
+    skipped: int = 0
+    ik_failures: int = 0
+    resets: int = 0
+    rows_not_recorded: int = 0
+    rejected: dict = field(default_factory=dict)
+    latency_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
+    ik_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
+    out_times: deque = field(default_factory=lambda: deque(maxlen=600))
+    last_angles: dict = field(default_factory=dict)
+
+    def percentiles(self, values) -> dict:
+        if not values:
+            return {"p50": None, "p95": None, "p99": None}
+        arr = np.fromiter(values, float)
+        p = np.percentile(arr, [50, 95, 99])
+        return {"p50": round(float(p[0]), 2), "p95": round(float(p[1]), 2), "p99": round(float(p[2]), 2)}
+
+    def out_rate(self) -> float:
+        if len(self.out_times) < 2:
+            return 0.0
+        span = self.out_times[-1] - self.out_times[0]
+        return (len(self.out_times) - 1) / span if span > 0 else 0.0
+
+    def snapshot(self) -> dict:
+        return {"uptime_s": round(time.monotonic() - self.started, 1), "frames_in": self.frames_in,
+                "frames_out": self.frames_out, "skipped": self.skipped, "ik_failures": self.ik_failures,
+                "resets": self.resets, "rows_not_recorded": self.rows_not_recorded,
+                "rejected": dict(self.rejected), "rate_hz": round(self.out_rate(), 1),
+                "latency_ms": self.percentiles(self.latency_ms), "ik_ms": self.percentiles(self.ik_ms)}
+
+    def line(self, reps: str = "") -> str:
+        s = self.snapshot()
+        lat = s["latency_ms"]
+        angles = " ".join(f"{k.replace('_angle', '').replace('_flexion', '')} {v:5.1f}"
+                          for k, v in self.last_angles.items())
+        rejected = sum(self.rejected.values())
+        return (f"{s['rate_hz']:5.1f} Hz  in {self.frames_in} out {self.frames_out} skipped {self.skipped} "
+                f"rejected {rejected}  latency p50/p95/p99 {lat['p50']}/{lat['p95']}/{lat['p99']} ms  {angles}"
+                + (f"  {reps}" if reps else ""))
+
+
+# ---------------------------------------------------------------- the asyncio shell
+
+
+@dataclass
+class _Item:
+    seq: int
+    t: float
+    markers: np.ndarray
+    recv_ns: int
+    sent_ns: int | None
+
+
+class Service:
+    """Sockets, queues and tasks around FrameProcessor and IKPool.
+
+    ``model``: a scaled .osim (with an optional ``<model>.json`` beside it
+    holding the subject's mass, height and floor offset, as ``calibrate``
+    writes); None uses the generic model, unscaled.
+    """
+
+    RESTART_BACK_S = 1.0  # time going back further than this is a restarted source, not a glitch
+
+    def __init__(self, config: dict, *, input_endpoint: str, output_endpoint: str, mqtt: str | None = None,
+                 record: str | Path | None = None, model: str | Path | None = None, mass: float | None = None,
+                 height: float | None = None, workers: int | None = None, status_interval: float = 1.0,
+                 status_out=None, rate: float = 60.0):
+        from .assets import get_assets
+
+        self.config = config
+        self.input_endpoint = input_endpoint
+        self.output_endpoint = output_endpoint
+        self.mqtt_endpoint = mqtt
+        self.record = Path(record) if record else None
+        self.status_interval = status_interval
+        self.status_out = status_out
+        self.rate = rate
+        self.assets = get_assets(config, progress=lambda m: log.info(m))
+        subject = load_subject(model) if model else {}
+        self.mass = float(mass if mass is not None else subject.get("mass", config["subject"]["mass"]))
+        self.height = float(height if height is not None else subject.get("height", config["subject"]["height"]))
+        from .augment import check_subject
+
+        check_subject(self.height, self.mass)
+        if model is None:
+            log.warning("no --model given: angles come from the generic model, unscaled; run 'kinestream "
+                        "calibrate' (or serve --calibrate) for the subject's own")
+            self.model_path = self.assets.generic_model
+        else:
+            self.model_path = Path(model)
+            if not self.model_path.is_file():
+                raise KinestreamError(f"model {self.model_path} does not exist; give a scaled .osim (kinestream "
+                                      f"calibrate writes one) or leave --model out for the generic model")
+        self.subject = str(config["subject"].get("name", "subject"))
+        self.workers = int(workers if workers is not None else config.get("service", {}).get("ik_workers", 2))
+        self.metrics = Metrics()
+        self.processor = FrameProcessor(self.assets, config, self.height, self.mass, rate)
+        self.processor.floor_offset = float(subject.get("floor_offset_m", 0.0))
+        self.pool: IKPool | None = None
+        self.coords: list[str] = []
+        svc = config.get("service", {})
+        self.latest_wins = bool(svc.get("latest_wins", True))
+        self.max_waiting = 1 if self.latest_wins else int(svc.get("max_waiting_frames", 600))
+        self._waiting: deque[_Item] = deque()
+        self._inflight: dict[int, _Item] = {}
+        self._order: deque[int] = deque()
+        self._done: dict[int, tuple] = {}
+        self._meta: deque[tuple[int, int, int | None]] = deque()  # frames inside the cleaner's look-ahead
+        self._last_log: dict[str, float] = {}
+        self._last_t: float | None = None
+        self._record_offset = 0.0
+        self.mot = self.trc = None
+        self.mqtt = None
+        self.listeners: list = []  # callables(item, q, rmse) for in-process consumers (calibration, reps)
+
+    # -- set-up and tear-down
+
+    def _open(self) -> None:
+        import zmq
+        import zmq.asyncio
+
+        from .protocol import FrameDecoder
+
+        svc = self.config.get("service", {})
+        self.decoder = FrameDecoder(max_bytes=int(svc.get("max_message_bytes", 65536)))
+        self.ctx = zmq.asyncio.Context()
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.RCVHWM, int(svc.get("receive_queue", 10000)))
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"keypoints")
+        if svc.get("bind_input", False):
+            self.sub.bind(self.input_endpoint)
+        else:
+            self.sub.connect(self.input_endpoint)
+        self.sync_ctx = zmq.Context()
+        self.pub = self.sync_ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.LINGER, 500)
+        self.pub.setsockopt(zmq.SNDHWM, int(svc.get("send_queue", 10000)))
+        try:
+            self.pub.bind(self.output_endpoint)
+        except zmq.ZMQError as exc:
+            raise KinestreamError(f"cannot bind the output socket to {self.output_endpoint}: {exc}; is another "
+                                  f"kinestream running? give --output ENDPOINT") from None
+        self.pool = IKPool(self.model_path, self.assets.marker_set, self.assets.ik_setup, self.config.get("ik", {}),
+                           self.processor.markers, self.workers)
+        self.coords = self.pool.coordinates
+        for note in self.pool.notes:
+            log.info(note)
+        loop = asyncio.get_running_loop()
+        for w, conn in enumerate(self.pool.conns):
+            loop.add_reader(conn.fileno(), self._on_result, w)
+        if self.record:
+            from .record import MotRecorder, TrcRecorder
+
+            self.record.parent.mkdir(parents=True, exist_ok=True)
+            self.mot = MotRecorder(self.record, self.coords + ["rmse_mm"])
+            self.trc = TrcRecorder(self.record.with_name(self.record.stem + "_markers.trc"),
+                                   self.processor.keypoints + self.processor.markers, self.rate)
+        if self.mqtt_endpoint:
+            from .mqtt import MqttPublisher
+
+            m = self.config.get("mqtt", {})
+            host, port = parse_hostport(self.mqtt_endpoint)
+            self.mqtt = MqttPublisher(host, port, subject=self.subject, qos=int(m.get("qos", 0)),
+                                      username=m.get("username") or None, password=m.get("password") or None,
+                                      tls=bool(m.get("tls", False)), ca_file=m.get("ca_file") or None)
+
+    def _close(self) -> None:
+        if self.pool is not None:
+            loop = asyncio.get_running_loop()
+            for conn in self.pool.conns:
+                try:
+                    loop.remove_reader(conn.fileno())
+                except (ValueError, OSError):
+                    pass
+            self.pool.close()
+        for rec in (self.mot, self.trc):
+            if rec is not None:
+                rec.close()
+        self.sub.close(0)
+        self.pub.close()
+        self.ctx.term()
+        self.sync_ctx.term()
+
+    # -- the frame path
+
+    def _reject(self, reason: str, detail: str = "") -> None:
+        self.metrics.rejected[reason] = self.metrics.rejected.get(reason, 0) + 1
+        now = time.monotonic()
+        if now - self._last_log.get(reason, -1e9) > 5.0:  # one line per reason every 5 s at most
+            self._last_log[reason] = now
+            log.warning("rejected a frame (%s%s); %d so far", reason, f": {detail}" if detail else "",
+                        self.metrics.rejected[reason])
+
+    def _restart_source(self, why: str, new_t: float) -> None:
+        log.warning("keypoint source restarted (%s): a new session, stages reset", why)
+        self.decoder.reset_clock()
+        self.processor.reset()
+        self._meta.clear()
+        if self._last_t is not None:  # recordings go on in time after the restart
+            self._record_offset += self._last_t + 1.0 / self.rate - new_t
+        self._last_t = None
+        self.metrics.resets += 1
+
+    def _record(self, recorder, t: float, values: np.ndarray) -> None:
+        try:
+            recorder.write(t + self._record_offset, values)
+        except Exception as exc:  # a recording problem is reported, never fatal
+            self._reject("record_error", f"{type(exc).__name__}: {exc}")
+
+    def handle(self, payload: bytes, recv_ns: int) -> None:
+        """One message from the SUB socket: decode, clean, augment, dispatch. Never raises."""
+        from .protocol import Rejected
+
+        try:
+            frame = self.decoder.decode(payload)
+        except Rejected as rej:
+            if rej.reason == "time_backwards" and rej.frame is not None and self._last_t is not None \
+                    and rej.frame.t < self._last_t - self.RESTART_BACK_S:
+                self._restart_source(f"time went back from {self._last_t:.2f} s to {rej.frame.t:.2f} s",
+                                     rej.frame.t)
+                try:
+                    frame = self.decoder.decode(payload)
+                except Rejected as again:
+                    self._reject(again.reason, again.detail)
+                    return
+            else:
+                self._reject(rej.reason, rej.detail)
+                return
+        self.metrics.frames_in += 1
+        if self._last_t is not None and frame.t - self._last_t > 2.0:
+            log.info("stream resumed after %.1f s of silence", frame.t - self._last_t)
+        self._last_t = frame.t
+        self._meta.append((frame.seq, recv_ns, frame.sent_ns))
+        try:
+            out = self.processor.step(frame.names, frame.xyz, frame.t)
+        except Exception as exc:  # a stage must not take the service down; say what happened
+            self._reject("stage_error", f"{type(exc).__name__}: {exc}")
+            self._meta.pop()
+            return
+        if out is None:
+            return
+        t, clean, markers = out
+        seq, recv, sent = self._meta.popleft()
+        if self.trc is not None:
+            self._record(self.trc, t, np.vstack([clean, markers]))
+        self._dispatch(_Item(seq, t, markers, recv, sent))
+
+    def _dispatch(self, item: _Item) -> None:
+        w = self.pool.idle()
+        if w is None:
+            if len(self._waiting) >= self.max_waiting:  # latest wins: the oldest waiting frame goes
+                self.metrics.skipped += 1
+                self._reject_skip(self._waiting.popleft())
+            self._waiting.append(item)
+            return
+        self._inflight[w] = item
+        self._order.append(item.seq)
+        self.pool.submit(w, item.seq, item.t, item.markers)
+
+    def _reject_skip(self, item: _Item) -> None:
+        now = time.monotonic()
+        if now - self._last_log.get("skip", -1e9) > 5.0:
+            self._last_log["skip"] = now
+            log.warning("IK could not keep up: skipped frame %d (latest wins); %d skipped so far", item.seq,
+                        self.metrics.skipped)
+
+    def _on_result(self, w: int) -> None:
+        conn = self.pool.conns[w]
+        try:
+            while conn.poll():
+                seq, q, rmse, ok, event, ik_s = conn.recv()
+                item = self._inflight.pop(w)
+                self.pool.busy[w] = False
+                self._done[seq] = (item, q, rmse, ok, event)
+                self.metrics.ik_ms.append(ik_s * 1000)
+        except (EOFError, OSError):
+            log.error("IK worker %d died", w)
+            asyncio.get_running_loop().remove_reader(conn.fileno())
+            return
+        while self._order and self._order[0] in self._done:
+            self._publish(*self._done.pop(self._order.popleft()))
+        while self._waiting and self.pool.idle() is not None:
+            self._dispatch(self._waiting.popleft())
+
+    def _publish(self, item: _Item, q: np.ndarray, rmse: float, ok: bool, event: str | None) -> None:
+        from .protocol import angles_json, encode_angles
+
+        if not ok:
+            self.metrics.ik_failures += 1
+        if event:
+            now = time.monotonic()
+            if now - self._last_log.get("ik", -1e9) > 5.0:
+                self._last_log["ik"] = now
+                log.info("IK at t=%.3f s: %s", item.t, event)
+        latency_ms = (time.time_ns() - item.recv_ns) / 1e6
+        payload = encode_angles(item.seq, item.t, self.coords, q, rmse_mm=rmse, latency_ms=latency_ms,
+                                sent_ns=item.sent_ns, subject=self.subject)
+        try:
+            self.pub.send_multipart([b"angles", payload], copy=False)
+        except Exception as exc:  # a full or closed socket must not stop the service
+            self._reject("publish_error", str(exc))
+        if self.mqtt is not None:
+            self.mqtt.publish("angles", angles_json(item.seq, item.t, self.coords, q))
+        if self.mot is not None:
+            if ok and np.isfinite(q).all():  # OpenSim's Storage reader (the GUI's) stops at a NaN
+                self._record(self.mot, item.t, np.append(q, rmse))
+            else:
+                self.metrics.rows_not_recorded += 1
+        self.metrics.frames_out += 1
+        self.metrics.out_times.append(time.monotonic())
+        self.metrics.latency_ms.append(latency_ms)
+        for name in ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l"):
+            if name in self.coords:
+                self.metrics.last_angles[name] = float(q[self.coords.index(name)])
+        for listener in self.listeners:
+            listener(item, q, rmse)
+
+    # -- tasks
+
+    async def _receive(self, stop: asyncio.Event) -> None:
+        import zmq
+
+        poller_timeout = 100
+        while not stop.is_set():
+            if not await self.sub.poll(poller_timeout):
+                continue
+            try:
+                parts = await self.sub.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                continue
+            recv_ns = time.time_ns()
+            if len(parts) != 2 or parts[0] != b"keypoints":
+                self._reject("bad_envelope", f"{len(parts)} parts")
+                continue
+            self.handle(parts[1], recv_ns)
+
+    async def _status(self, stop: asyncio.Event) -> None:
+        from .protocol import encode_status
+
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.status_interval)
+            except asyncio.TimeoutError:
+                pass
+            snap = self.status()
+            try:
+                self.pub.send_multipart([b"status", encode_status(snap)])
+            except Exception:
+                pass
+            if self.mqtt is not None:
+                import json
+
+                self.mqtt.publish("status", json.dumps(snap))
+            if self.status_out is not None:
+                self.status_out(self.metrics.line())
+
+    def status(self) -> dict:
+        snap = self.metrics.snapshot()
+        snap["rejected"] = {**self.decoder.counts, **{k: v for k, v in self.metrics.rejected.items()}} \
+            if hasattr(self, "decoder") else snap["rejected"]
+        snap["subject"] = self.subject
+        snap["filter_delay_ms"] = round(self.processor.delay_ms(), 1)
+        if self.mqtt is not None:
+            snap["mqtt"] = self.mqtt.stats()
+        return snap
+
+    async def _drain(self, timeout: float = 5.0) -> None:
+        """Finish what is in flight: the cleaner's look-ahead, the waiting frame, the workers."""
+        for clean_xyz, t in self.processor.cleaner.flush():
+            markers = self.processor.augmenter.step(clean_xyz, t)
+            if markers is not None and self._meta:
+                seq, recv, sent = self._meta.popleft()
+                if self.trc is not None:
+                    self._record(self.trc, t, np.vstack([clean_xyz, markers]))
+                self._dispatch(_Item(seq, t, markers, recv, sent))
+        deadline = time.monotonic() + timeout
+        while (self._inflight or self._waiting) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def run(self, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> dict:
+        """Serve until ``stop`` is set (or SIGINT/SIGTERM); returns the final status."""
+        stop = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+        self._open()
+        tasks = [asyncio.create_task(self._receive(stop)), asyncio.create_task(self._status(stop))]
+        if self.mqtt is not None:
+            tasks.append(asyncio.create_task(self.mqtt.run()))
+        log.info("serving: keypoints from %s, angles on %s%s%s; %d IK workers; model %s", self.input_endpoint,
+                 self.output_endpoint, f", MQTT {self.mqtt_endpoint}" if self.mqtt_endpoint else "",
+                 f", recording to {self.record}" if self.record else "", self.workers, self.model_path)
+        if ready is not None:
+            ready.set()
+        try:
+            await stop.wait()
+            await self._drain()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            final = self.status()
+            self._close()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.remove_signal_handler(sig)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass
+        return final
+
+
+def parse_hostport(text: str, default_port: int = 1883) -> tuple[str, int]:
+    """'HOST:PORT' (or 'HOST') -> (host, port)."""
+    host, _, port = str(text).rpartition(":")
+    if not host:
+        host, port = port, str(default_port)
+    try:
+        value = int(port)
+        if not 0 < value < 65536:
+            raise ValueError
+    except ValueError:
+        raise KinestreamError(f"MQTT broker {text!r} is not valid; give HOST:PORT, e.g. 127.0.0.1:1883") from None
+    return host, value
+
+
+def subject_file(model: str | Path) -> Path:
+    """The JSON beside a scaled model that holds the subject's mass, height and floor offset."""
+    model = Path(model)
+    return model.with_suffix(".json")
+
+
+def load_subject(model: str | Path | None) -> dict:
+    import json
+
+    if model is None:
+        return {}
+    path = subject_file(model)
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise KinestreamError(f"{path} is not valid JSON ({exc}); delete it or run 'kinestream calibrate' "
+                              f"again") from None

@@ -1,0 +1,154 @@
+"""The live service over real sockets: ZeroMQ in and out, a real mosquitto broker, real OpenSim workers."""
+
+import asyncio
+import copy
+import json
+import time
+
+import numpy as np
+import pytest
+import zmq
+import zmq.asyncio
+
+from kinestream.config import load_config
+from kinestream.mot import read_mot
+from kinestream.pipeline import process
+from kinestream.protocol import decode_angles, decode_status, encode_keypoints
+from kinestream.replay import replay
+from kinestream.service import Service
+from kinestream.synth import synthesize
+from kinestream.trc import read_trc
+
+from broker import Broker, free_port
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    return synthesize(tmp_path_factory.mktemp("session"), seconds=10.0, noise_mm=5.0, gaps=4, seed=11)
+
+
+def endpoints():
+    return f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+
+
+async def live(config, frames, *, session, record=None, mqtt_port=None, workers=1, rate=1.0, before=None):
+    """Serve, replay ``frames`` (a MarkerTable or a list of raw payloads) into it, collect every output."""
+    src, out = endpoints()
+    service = Service(config, input_endpoint=src, output_endpoint=out, record=record, workers=workers,
+                      mqtt=f"127.0.0.1:{mqtt_port}" if mqtt_port else None, mass=session.mass,
+                      height=session.height)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    serving = asyncio.create_task(service.run(stop, ready))
+    await ready.wait()
+    ctx = zmq.asyncio.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect(out)
+    got = {"angles": [], "status": [], "mqtt": []}
+
+    async def collect():
+        while True:
+            topic, payload = await sub.recv_multipart()
+            got[topic.decode()].append(payload)
+
+    async def collect_mqtt():
+        import aiomqtt
+
+        async with aiomqtt.Client("127.0.0.1", mqtt_port) as client:
+            await client.subscribe("kinestream/#")
+            async for message in client.messages:
+                if message.topic.matches("kinestream/+/angles"):
+                    got["mqtt"].append(json.loads(message.payload))
+
+    tasks = [asyncio.create_task(collect())]
+    if mqtt_port:
+        tasks.append(asyncio.create_task(collect_mqtt()))
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(0.3)
+    if before is not None:
+        await before(src)
+    sent = await replay(frames, src, rate=rate, wait_subscriber=10.0)
+    deadline = time.monotonic() + 30
+    while service.metrics.frames_out + service.metrics.skipped < service.metrics.frames_in and \
+            time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)
+    stop.set()
+    final = await serving
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    sub.close(0)
+    ctx.term()
+    return sent, final, got
+
+
+def test_live_session_equals_offline_streaming(session, tmp_path):
+    """Every frame solved (queue, one worker), MQTT on: the recording equals process --streaming."""
+    config = load_config()
+    config["service"]["latest_wins"] = False
+    broker = Broker()
+    broker.start()
+    try:
+        record = tmp_path / "live.mot"
+        table = read_trc(session.keypoints_trc)
+        sent, final, got = asyncio.run(live(config, table, session=session, record=record,
+                                            mqtt_port=broker.port, workers=1))
+    finally:
+        broker.stop()
+    n = table.n_frames
+    assert sent == n and final["frames_in"] == n and final["frames_out"] == n and final["skipped"] == 0
+    assert len(got["angles"]) == n
+    seqs = [decode_angles(p)["seq"] for p in got["angles"]]
+    assert seqs == sorted(seqs) and len(set(seqs)) == n
+    assert len(got["mqtt"]) == n
+    assert [m["seq"] for m in got["mqtt"]] == seqs
+    assert set(got["mqtt"][0]["angles"]) >= {"knee_angle_r", "hip_flexion_l", "pelvis_tx"}
+    assert got["status"] and decode_status(got["status"][-1])["frames_in"] > 0
+
+    from kinestream.assets import get_assets
+
+    offline = process(session.keypoints_trc, session.mass, session.height, tmp_path / "offline", config,
+                      plot=False, streaming=True, model=get_assets().generic_model)  # the service's model
+    recorded = read_mot(record)
+    assert recorded.values.shape == offline.motion.values.shape
+    np.testing.assert_allclose(recorded.time, offline.motion.time, atol=1e-6)
+    rotational = [c for c in offline.motion.names if c not in ("pelvis_tx", "pelvis_ty", "pelvis_tz", "rmse_mm")]
+    worst = max(np.nanmax(np.abs(recorded.get(c) - offline.motion.get(c))) for c in rotational)
+    print(f"live vs process --streaming: worst coordinate differs by {worst:.2e} deg")
+    assert worst < 0.1
+    # what the ZeroMQ subscriber got is what was recorded
+    last = decode_angles(got["angles"][-1])
+    knee = last["coords"].index("knee_angle_r")
+    assert last["q"][knee] == pytest.approx(recorded.get("knee_angle_r")[-1], abs=1e-3)
+    assert last["sent_ns"] > 0 and last["latency_ms"] > 0
+
+
+def test_hostile_frames_and_a_restarted_source_do_not_stop_the_service(session, tmp_path):
+    config = load_config()
+    table = read_trc(session.keypoints_trc).frames(0, 240)
+
+    async def garbage(src):
+        ctx = zmq.asyncio.Context()
+        pub = ctx.socket(zmq.PUB)
+        pub.bind(src)
+        await asyncio.sleep(0.5)
+        xyz = np.zeros((25, 3), np.float32)
+        for payload in (b"\x00garbage", b"\x93\x01", encode_keypoints(1, 5.0, xyz), b"x" * 100000):
+            await pub.send_multipart([b"keypoints", payload])
+        await pub.send_multipart([b"keypoints"])  # one part only
+        # a source that runs ahead, then restarts at t = 0
+        good = encode_keypoints(7, 100.0, table.xyz[0].astype(np.float32), names=table.names)
+        await pub.send_multipart([b"keypoints", good])
+        await asyncio.sleep(0.3)
+        pub.close(0)
+        ctx.term()
+
+    sent, final, got = asyncio.run(live(config, table, session=session, workers=2, before=garbage))
+    assert sent == 240
+    assert final["rejected"]["not_msgpack"] >= 2 and final["rejected"]["oversize"] == 1
+    assert final["rejected"]["all_missing"] == 1 and final["rejected"]["bad_envelope"] == 1
+    assert final["resets"] == 1  # the jump back from t = 100 s to 0 is a restarted source
+    assert final["frames_out"] + final["skipped"] == final["frames_in"] == 241
+    knees = [decode_angles(p)["q"][decode_angles(p)["coords"].index("knee_angle_r")] for p in got["angles"][-60:]]
+    assert np.isfinite(knees).all()
