@@ -64,7 +64,8 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
     say(f"replaying the session into the service at {rate:g}x real time ...")
     sent = await replay(table, endpoint, rate=rate, wait_subscriber=2.0)
     for _ in range(100):  # let the last frames through
-        if service.metrics.frames_out >= sent:
+        m = service.metrics
+        if m.frames_out + m.skipped >= m.frames_in >= sent:
             break
         await asyncio.sleep(0.05)
     stop.set()

@@ -74,6 +74,10 @@ def _ik_setup(ik_setup: str | Path, ik: dict) -> solve.IKSetup:
     setup.accuracy = float(ik.get("accuracy", setup.accuracy))
     cw = ik.get("constraint_weight", "inf")
     setup.constraint_weight = float("inf") if str(cw).lower() == "inf" else float(cw)
+    if not ik.get("arms", True):
+        from .augment import UPPER_MARKERS
+
+        setup.marker_weights = {k: v for k, v in setup.marker_weights.items() if k not in UPPER_MARKERS}
     return setup
 
 
@@ -141,6 +145,23 @@ class FrameProcessor:
         self.markers = list(self.augmenter.markers)
         self._columns: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
         self.floor_offset = 0.0
+        self._times: list[float] = []
+        self.notes: list[str] = []
+
+    def _check_rate(self, t: float) -> None:
+        """Redesign the filter when the stream's frame rate is not the one assumed (more than 10% off)."""
+        if len(self._times) >= 16:
+            return
+        self._times.append(t)
+        if len(self._times) == 16:
+            measured = 1.0 / float(np.median(np.diff(self._times)))
+            if np.isfinite(measured) and abs(measured - self.rate) > 0.1 * self.rate:
+                from .clean import StreamingCleaner
+
+                self.notes.append(f"the stream runs at {measured:.1f} Hz, not {self.rate:g} Hz: filter redesigned")
+                self.rate = measured
+                self.cleaner = StreamingCleaner.from_config(self.config.get("clean", {}), len(self.keypoints),
+                                                            measured)
 
     def _arrange(self, names: list[str], xyz: np.ndarray) -> np.ndarray:
         key = tuple(names)
@@ -159,6 +180,7 @@ class FrameProcessor:
 
     def step(self, names: list[str], xyz: np.ndarray, t: float) -> tuple[float, np.ndarray, np.ndarray] | None:
         """(t, cleaned keypoints (20, 3), markers (43, 3)) of the frame the cleaner releases, or None."""
+        self._check_rate(t)
         got = self.cleaner.push(self._arrange(names, xyz), t)
         if got is None:
             return None
@@ -174,6 +196,7 @@ class FrameProcessor:
         """Forget the stream (a new session from the source)."""
         self.cleaner.reset()
         self.augmenter.reset()
+        self._times = []
 
     def delay_ms(self) -> float:
         return self.cleaner.delay_ms()

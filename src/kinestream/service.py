@@ -63,10 +63,10 @@ def _ik_worker(conn, model_path: str, marker_set: str, ik_setup: str, ik_config:
             return
         if msg is None:
             return
-        seq, t, xyz = msg
+        seq, t, xyz, warm = msg
         t0 = time.perf_counter()
-        frame = ik.step(xyz, t)
-        conn.send((seq, frame.q, frame.rmse_mm, frame.ok, frame.event, time.perf_counter() - t0))
+        frame = ik.step(xyz, t, warm)
+        conn.send((seq, frame.q, frame.rmse_mm, frame.ok, frame.event, time.perf_counter() - t0, frame.warm))
 
 
 class IKPool:
@@ -107,9 +107,9 @@ class IKPool:
                 return i
         return None
 
-    def submit(self, worker: int, seq: int, t: float, xyz: np.ndarray) -> None:
+    def submit(self, worker: int, seq: int, t: float, xyz: np.ndarray, warm: np.ndarray | None = None) -> None:
         self.busy[worker] = True
-        self.conns[worker].send((seq, t, xyz))
+        self.conns[worker].send((seq, t, xyz, warm))
 
     def close(self) -> None:
         for conn in self.conns:
@@ -142,6 +142,9 @@ class Metrics:
     rejected: dict = field(default_factory=dict)
     latency_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
     ik_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
+    prepare_ms: deque = field(default_factory=lambda: deque(maxlen=2000))  # decode, clean, augment
+    wait_ms: deque = field(default_factory=lambda: deque(maxlen=2000))  # for a free IK worker
+    ipc_ms: deque = field(default_factory=lambda: deque(maxlen=2000))  # to and from the worker
     out_times: deque = field(default_factory=lambda: deque(maxlen=600))
     last_angles: dict = field(default_factory=dict)
 
@@ -163,7 +166,9 @@ class Metrics:
                 "frames_out": self.frames_out, "skipped": self.skipped, "ik_failures": self.ik_failures,
                 "resets": self.resets, "rows_not_recorded": self.rows_not_recorded,
                 "rejected": dict(self.rejected), "rate_hz": round(self.out_rate(), 1),
-                "latency_ms": self.percentiles(self.latency_ms), "ik_ms": self.percentiles(self.ik_ms)}
+                "latency_ms": self.percentiles(self.latency_ms), "ik_ms": self.percentiles(self.ik_ms),
+                "prepare_ms": self.percentiles(self.prepare_ms), "wait_ms": self.percentiles(self.wait_ms),
+                "ipc_ms": self.percentiles(self.ipc_ms)}
 
     def line(self, reps: str = "") -> str:
         s = self.snapshot()
@@ -186,6 +191,8 @@ class _Item:
     markers: np.ndarray
     recv_ns: int
     sent_ns: int | None
+    ready_ns: int = 0  # cleaned and augmented
+    submit_ns: int = 0  # handed to an IK worker
 
 
 class Service:
@@ -246,6 +253,7 @@ class Service:
         self._last_log: dict[str, float] = {}
         self._last_t: float | None = None
         self._record_offset = 0.0
+        self._warm, self._warm_from, self._warm_seq = None, -1, -1  # newest IK solution, for warm starts
         self.mot = self.trc = None
         self.mqtt = None
         self.listeners: list = []  # callables(item, q, rmse) for in-process consumers (calibration, reps)
@@ -334,6 +342,7 @@ class Service:
         self.decoder.reset_clock()
         self.processor.reset()
         self._meta.clear()
+        self._warm_seq = -1
         if self._last_t is not None:  # recordings go on in time after the restart
             self._record_offset += self._last_t + 1.0 / self.rate - new_t
         self._last_t = None
@@ -378,10 +387,12 @@ class Service:
         if out is None:
             return
         t, clean, markers = out
+        while self.processor.notes:
+            log.info(self.processor.notes.pop(0))
         seq, recv, sent = self._meta.popleft()
         if self.trc is not None:
             self._record(self.trc, t, np.vstack([clean, markers]))
-        self._dispatch(_Item(seq, t, markers, recv, sent))
+        self._dispatch(_Item(seq, t, markers, recv, sent, time.time_ns()))
 
     def _dispatch(self, item: _Item) -> None:
         w = self.pool.idle()
@@ -393,7 +404,10 @@ class Service:
             return
         self._inflight[w] = item
         self._order.append(item.seq)
-        self.pool.submit(w, item.seq, item.t, item.markers)
+        item.submit_ns = time.time_ns()
+        # warm start from the newest solution of any worker, unless this worker solved it itself
+        warm = self._warm if self._warm_from != w else None
+        self.pool.submit(w, item.seq, item.t, item.markers, warm)
 
     def _reject_skip(self, item: _Item) -> None:
         now = time.monotonic()
@@ -406,11 +420,17 @@ class Service:
         conn = self.pool.conns[w]
         try:
             while conn.poll():
-                seq, q, rmse, ok, event, ik_s = conn.recv()
+                seq, q, rmse, ok, event, ik_s, warm = conn.recv()
                 item = self._inflight.pop(w)
+                if warm is not None and seq > self._warm_seq:
+                    self._warm, self._warm_from, self._warm_seq = warm, w, seq
                 self.pool.busy[w] = False
                 self._done[seq] = (item, q, rmse, ok, event)
+                now = time.time_ns()
                 self.metrics.ik_ms.append(ik_s * 1000)
+                self.metrics.prepare_ms.append((item.ready_ns - item.recv_ns) / 1e6)
+                self.metrics.wait_ms.append((item.submit_ns - item.ready_ns) / 1e6)
+                self.metrics.ipc_ms.append((now - item.submit_ns) / 1e6 - ik_s * 1000)
         except (EOFError, OSError):
             log.error("IK worker %d died", w)
             asyncio.get_running_loop().remove_reader(conn.fileno())

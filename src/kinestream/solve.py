@@ -281,6 +281,7 @@ class IKFrame:
     max_error_mm: float
     ok: bool
     event: str | None = None
+    warm: np.ndarray | None = None  # the solver's state (Simbody's q order), to warm-start another solver
 
 
 class StreamingIK:
@@ -329,6 +330,7 @@ class StreamingIK:
         cs = model.getCoordinateSet()
         self.state = model.initSystem()
         self._neutral = osim.Vector(self.state.getQ())
+        self._neutral_np = self.state.getQ().to_numpy().copy()
         self.coordinates = coordinate_names(model)
         self._rot = _rotational(model)
         self._coords = [cs.get(i) for i in range(cs.getSize())]
@@ -393,8 +395,13 @@ class StreamingIK:
         except Exception as exc:  # OpenSim raises RuntimeError on a failed assembly
             return None, str(exc).splitlines()[0][:100]
 
-    def step(self, xyz: np.ndarray, t: float) -> IKFrame:
-        """Solve one frame; ``xyz`` is (markers, 3) in the order of ``marker_names``. Never raises."""
+    def step(self, xyz: np.ndarray, t: float, warm: np.ndarray | None = None) -> IKFrame:
+        """Solve one frame; ``xyz`` is (markers, 3) in the order of ``marker_names``. Never raises.
+
+        ``warm``: start from this solution (an :attr:`IKFrame.warm` of a solver
+        of the same model, e.g. a later frame solved in another process)
+        instead of this solver's own last one.
+        """
         self.counts["frames"] += 1
         nan = np.full(len(self.coordinates), np.nan)
         try:
@@ -409,6 +416,8 @@ class StreamingIK:
             return IKFrame(nan, float("nan"), float("nan"), False,
                            f"{int(finite.sum())} markers present, {self.min_markers} needed: frame not solved")
         xyz[~finite] = np.nan
+        if warm is not None and np.shape(warm) == np.shape(self._neutral_np) and np.isfinite(warm).all():
+            self._q_prev, self._q_prev2 = np.asarray(warm, dtype=float), None
         q0 = self._q_prev
         if self.predict and q0 is not None and self._q_prev2 is not None:
             q0 = 2 * q0 - self._q_prev2
@@ -449,7 +458,7 @@ class StreamingIK:
         self._q_prev2, self._q_prev = self._q_prev, q
         self.counts["solved"] += 1
         out[self._rot] = np.degrees(out[self._rot])
-        return IKFrame(out, fit[0], fit[1], True, "; ".join(events) or None)
+        return IKFrame(out, fit[0], fit[1], True, "; ".join(events) or None, q)
 
 
 def run_ik_tool(model_path: str | Path, marker_file: str | Path, ik_setup: str | Path, out_mot: str | Path,

@@ -1,0 +1,76 @@
+#!/usr/bin/env python
+"""Read kinestream's joint angles live: the smallest client an XR app needs.
+
+ZeroMQ (msgpack, every message self-describing):
+
+    .venv/bin/python scripts/subscriber.py zmq [tcp://127.0.0.1:5556]
+
+MQTT (JSON on kinestream/<subject>/angles; start a broker with scripts/mosquitto
+and the service with `kinestream serve --mqtt 127.0.0.1:1883`):
+
+    .venv/bin/python scripts/subscriber.py mqtt [127.0.0.1:1883] [--subject subject]
+
+Each prints one line per frame: time, knee and hip flexion (degrees), and for
+ZeroMQ the end-to-end latency from the keypoint source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+
+import msgpack
+import numpy as np
+import zmq
+
+
+def zmq_angles(endpoint: str) -> None:
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.connect(endpoint)
+    sub.setsockopt(zmq.SUBSCRIBE, b"angles")
+    print(f"listening to {endpoint} (topic 'angles'); Ctrl-C to stop")
+    while True:
+        _topic, payload = sub.recv_multipart()
+        msg = msgpack.unpackb(payload, raw=False)
+        q = np.frombuffer(msg["q"], dtype="<f4")  # degrees for rotations, metres for translations
+        angle = dict(zip(msg["coords"], q))
+        latency = (time.time_ns() - msg["sent_ns"]) / 1e6 if msg.get("sent_ns") else float("nan")
+        print(f"t {msg['t']:8.3f}  knee R {angle['knee_angle_r']:6.1f}  L {angle['knee_angle_l']:6.1f}  "
+              f"hip R {angle['hip_flexion_r']:6.1f}  L {angle['hip_flexion_l']:6.1f}  "
+              f"marker error {msg['rmse_mm']:5.1f} mm  latency {latency:5.1f} ms")
+
+
+async def mqtt_angles(broker: str, subject: str) -> None:
+    import aiomqtt
+
+    host, _, port = broker.rpartition(":")
+    topic = f"kinestream/{subject}/angles"
+    async with aiomqtt.Client(host or broker, int(port or 1883)) as client:
+        await client.subscribe(topic)
+        print(f"listening to {topic} on {broker}; Ctrl-C to stop")
+        async for message in client.messages:
+            msg = json.loads(message.payload)
+            a = msg["angles"]  # null where the frame could not be solved
+            print(f"t {msg['t']:8.3f}  knee R {a['knee_angle_r']}  L {a['knee_angle_l']}  "
+                  f"hip R {a['hip_flexion_r']}  L {a['hip_flexion_l']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("transport", choices=["zmq", "mqtt"])
+    parser.add_argument("endpoint", nargs="?", help="tcp://127.0.0.1:5556 (zmq) or 127.0.0.1:1883 (mqtt)")
+    parser.add_argument("--subject", default="subject", help="the service's subject name (MQTT topic)")
+    args = parser.parse_args()
+    try:
+        if args.transport == "zmq":
+            zmq_angles(args.endpoint or "tcp://127.0.0.1:5556")
+        else:
+            asyncio.run(mqtt_angles(args.endpoint or "127.0.0.1:1883", args.subject))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
