@@ -152,3 +152,33 @@ def test_hostile_frames_and_a_restarted_source_do_not_stop_the_service(session, 
     assert final["frames_out"] + final["skipped"] == final["frames_in"] == 241
     knees = [decode_angles(p)["q"][decode_angles(p)["coords"].index("knee_angle_r")] for p in got["angles"][-60:]]
     assert np.isfinite(knees).all()
+
+
+def test_a_silent_source_that_comes_back_a_minute_later(session, tmp_path):
+    """Two seconds of stream, three seconds of silence, then the source again one minute later by its clock."""
+    config = load_config()
+    table = read_trc(session.keypoints_trc)
+    first, later = table.frames(0, 120), table.frames(300, 420)
+    later.time = later.time - later.time[0] + first.time[-1] + 60.0
+
+    async def scenario():
+        src, out = endpoints()
+        service = Service(config, input_endpoint=src, output_endpoint=out, workers=1, mass=session.mass,
+                          height=session.height)
+        stop, ready = asyncio.Event(), asyncio.Event()
+        serving = asyncio.create_task(service.run(stop, ready))
+        await ready.wait()
+        await replay(first, src, wait_subscriber=10.0)
+        await asyncio.sleep(3.0)
+        await replay(later, src, wait_subscriber=10.0)
+        deadline = time.monotonic() + 20
+        while service.metrics.frames_out + service.metrics.skipped < 240 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        stop.set()
+        return await serving, service
+
+    final, service = asyncio.run(scenario())
+    assert final["frames_in"] == 240 and final["frames_out"] + final["skipped"] == 240
+    assert final["resets"] == 0  # later in time is no restart
+    assert service.processor.augmenter.resets >= 1  # the LSTM state started afresh after the silence
+    assert np.isfinite(service.metrics.last_angles["knee_angle_r"])
