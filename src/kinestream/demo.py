@@ -73,7 +73,7 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
     print(file=sys.stderr)
 
     motion = read_mot(record)
-    png = plot_angles(motion, out / "session_angles.png", title="live session (dashed: truth)", truth=syn.motion)
+    png = plot_angles(motion, out / "session_angles.png", title="live session", truth=syn.motion)
     errors = compare(motion, syn.motion)
     lat = final["latency_ms"]
     print(f"frames sent {sent}, in {final['frames_in']}, out {final['frames_out']}, skipped {final['skipped']}, "
