@@ -182,3 +182,39 @@ def test_a_silent_source_that_comes_back_a_minute_later(session, tmp_path):
     assert final["resets"] == 0  # later in time is no restart
     assert service.processor.augmenter.resets >= 1  # the LSTM state started afresh after the silence
     assert np.isfinite(service.metrics.last_angles["knee_angle_r"])
+
+
+def test_a_killed_ik_worker_is_replaced(session):
+    """An IK process that dies (OpenSim crashing, the OOM killer) costs a frame, not the service."""
+    import os
+    import signal
+
+    config = load_config()
+    table = read_trc(session.keypoints_trc).frames(0, 360)
+
+    async def scenario():
+        src, out = endpoints()
+        service = Service(config, input_endpoint=src, output_endpoint=out, workers=1, mass=session.mass,
+                          height=session.height)
+        stop, ready = asyncio.Event(), asyncio.Event()
+        serving = asyncio.create_task(service.run(stop, ready))
+        await ready.wait()
+
+        async def kill_soon():
+            await asyncio.sleep(2.0)
+            os.kill(service.pool.procs[0].pid, signal.SIGKILL)
+
+        killer = asyncio.create_task(kill_soon())
+        await replay(table, src, wait_subscriber=10.0)
+        await killer
+        deadline = time.monotonic() + 30
+        while service.metrics.frames_out + service.metrics.skipped < 360 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        stop.set()
+        return await serving, service
+
+    final, service = asyncio.run(scenario())
+    assert final["worker_restarts"] == 1
+    assert final["frames_in"] == 360 and final["frames_out"] + final["skipped"] == 360
+    assert final["ik_failures"] <= 1  # at most the frame the worker died with
+    assert np.isfinite(service.metrics.last_angles["knee_angle_r"])  # solved again after the restart

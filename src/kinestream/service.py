@@ -75,16 +75,13 @@ class IKPool:
     def __init__(self, model_path, marker_set, ik_setup, ik_config: dict, names: list[str], workers: int = 2):
         if workers < 1:
             raise KinestreamError(f"IK workers {workers} is not valid; give 1 or more")
-        ctx = mp.get_context("spawn")
+        self._args = (str(model_path), str(marker_set), str(ik_setup), dict(ik_config), list(names))
         self.conns = []
         self.procs = []
+        self.respawned = 0
         for _ in range(workers):
-            parent, child = ctx.Pipe(duplex=True)
-            proc = ctx.Process(target=_ik_worker, args=(child, str(model_path), str(marker_set), str(ik_setup),
-                                                        dict(ik_config), list(names)), daemon=True)
-            proc.start()
-            child.close()
-            self.conns.append(parent)
+            conn, proc = self._spawn()
+            self.conns.append(conn)
             self.procs.append(proc)
         self.coordinates: list[str] = []
         self.notes: list[str] = []
@@ -100,6 +97,27 @@ class IKPool:
             if msg[2] and not self.notes:
                 self.notes.append("removed before IK: " + ", ".join(msg[2]))
         self.busy = [False] * workers
+
+    def _spawn(self):
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_ik_worker, args=(child, *self._args), daemon=True)
+        proc.start()
+        child.close()
+        return parent, proc
+
+    def respawn(self, worker: int) -> None:
+        """Replace a dead worker; it stays busy until its 'ready' message arrives."""
+        try:
+            self.conns[worker].close()
+        except OSError:
+            pass
+        if self.procs[worker].is_alive():
+            self.procs[worker].kill()
+        self.procs[worker].join(timeout=1)
+        self.conns[worker], self.procs[worker] = self._spawn()
+        self.busy[worker] = True
+        self.respawned += 1
 
     def idle(self) -> int | None:
         for i, b in enumerate(self.busy):
@@ -139,6 +157,7 @@ class Metrics:
     ik_failures: int = 0
     resets: int = 0
     rows_not_recorded: int = 0
+    worker_restarts: int = 0
     rejected: dict = field(default_factory=dict)
     latency_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
     ik_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
@@ -165,6 +184,7 @@ class Metrics:
         return {"uptime_s": round(time.monotonic() - self.started, 1), "frames_in": self.frames_in,
                 "frames_out": self.frames_out, "skipped": self.skipped, "ik_failures": self.ik_failures,
                 "resets": self.resets, "rows_not_recorded": self.rows_not_recorded,
+                "worker_restarts": self.worker_restarts,
                 "rejected": dict(self.rejected), "rate_hz": round(self.out_rate(), 1),
                 "latency_ms": self.percentiles(self.latency_ms), "ik_ms": self.percentiles(self.ik_ms),
                 "prepare_ms": self.percentiles(self.prepare_ms), "wait_ms": self.percentiles(self.wait_ms),
@@ -407,7 +427,13 @@ class Service:
         item.submit_ns = time.time_ns()
         # warm start from the newest solution of any worker, unless this worker solved it itself
         warm = self._warm if self._warm_from != w else None
-        self.pool.submit(w, item.seq, item.t, item.markers, warm)
+        try:
+            self.pool.submit(w, item.seq, item.t, item.markers, warm)
+        except (OSError, ValueError) as exc:  # the worker is gone: its replacement gets the frame later
+            del self._inflight[w]
+            self._order.remove(item.seq)
+            self._waiting.appendleft(item)
+            self._worker_died(w, exc)
 
     def _reject_skip(self, item: _Item) -> None:
         now = time.monotonic()
@@ -420,7 +446,14 @@ class Service:
         conn = self.pool.conns[w]
         try:
             while conn.poll():
-                seq, q, rmse, ok, event, ik_s, warm = conn.recv()
+                msg = conn.recv()
+                if msg[0] == "ready":  # a respawned worker
+                    self.pool.busy[w] = False
+                    log.info("IK worker %d is back", w)
+                    continue
+                if msg[0] == "error":
+                    raise EOFError(msg[1])
+                seq, q, rmse, ok, event, ik_s, warm = msg
                 item = self._inflight.pop(w)
                 if warm is not None and seq > self._warm_seq:
                     self._warm, self._warm_from, self._warm_seq = warm, w, seq
@@ -431,14 +464,28 @@ class Service:
                 self.metrics.prepare_ms.append((item.ready_ns - item.recv_ns) / 1e6)
                 self.metrics.wait_ms.append((item.submit_ns - item.ready_ns) / 1e6)
                 self.metrics.ipc_ms.append((now - item.submit_ns) / 1e6 - ik_s * 1000)
-        except (EOFError, OSError):
-            log.error("IK worker %d died", w)
-            asyncio.get_running_loop().remove_reader(conn.fileno())
-            return
+        except (EOFError, OSError) as exc:
+            self._worker_died(w, exc)
         while self._order and self._order[0] in self._done:
             self._publish(*self._done.pop(self._order.popleft()))
         while self._waiting and self.pool.idle() is not None:
             self._dispatch(self._waiting.popleft())
+
+    def _worker_died(self, w: int, exc: BaseException) -> None:
+        """A worker process ended (killed, crashed in OpenSim): its frame fails, a new worker starts."""
+        loop = asyncio.get_running_loop()
+        try:
+            loop.remove_reader(self.pool.conns[w].fileno())
+        except (ValueError, OSError):
+            pass
+        item = self._inflight.pop(w, None)
+        if item is not None:
+            nan = np.full(len(self.coords), np.nan)
+            self._done[item.seq] = (item, nan, float("nan"), False, "IK worker died")
+        self.metrics.worker_restarts += 1
+        log.error("IK worker %d died (%s); starting another", w, str(exc) or type(exc).__name__)
+        self.pool.respawn(w)
+        loop.add_reader(self.pool.conns[w].fileno(), self._on_result, w)
 
     def _publish(self, item: _Item, q: np.ndarray, rmse: float, ok: bool, event: str | None) -> None:
         from .protocol import angles_json, encode_angles
