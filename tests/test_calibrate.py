@@ -1,0 +1,67 @@
+"""Calibration from the live stream, and the asset checks, with the real parts."""
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+
+from kinestream import assets as assets_module
+from kinestream.calibrate import calibrate
+from kinestream.config import load_config
+from kinestream.errors import KinestreamError
+from kinestream.osim import opensim_module
+from kinestream.replay import replay
+from kinestream.synth import synthesize
+from kinestream.trc import read_trc
+
+from broker import free_port
+
+
+def test_calibrate_scales_from_the_standing_phase_of_a_live_stream(tmp_path):
+    syn = synthesize(tmp_path / "syn", seconds=6.0, noise_mm=2.0, scale=1.1)
+    table = read_trc(syn.keypoints_trc)
+    standing = table.frames(0, int(syn.standing[1] * table.rate))
+    src = f"tcp://127.0.0.1:{free_port()}"
+    out = tmp_path / "cal" / "scaled.osim"
+    said = []
+
+    async def scenario():
+        stop = asyncio.Event()
+        feeder = asyncio.create_task(replay(standing, src, loop=True, stop_event=stop, wait_subscriber=10.0))
+        try:
+            return await calibrate(load_config(), input_endpoint=src, mass=syn.mass, height=syn.height,
+                                   out_model=out, say=said.append, timeout_s=60)
+        finally:
+            stop.set()
+            await feeder
+
+    model = asyncio.run(scenario())
+    assert model == out and out.is_file()
+    assert any("Stand still and upright" in s for s in said) and any("got it" in s for s in said)
+    subject = json.loads(out.with_suffix(".json").read_text())
+    assert subject["mass"] == pytest.approx(syn.mass) and subject["height"] == pytest.approx(syn.height)
+    assert np.isfinite(subject["floor_offset_m"]) and abs(subject["floor_offset_m"]) < 0.2
+    osim = opensim_module()
+    scaled = osim.Model(str(out))
+    assert scaled.getMarkerSet().getSize() >= 43
+    assert scaled.getTotalMass(scaled.initSystem()) == pytest.approx(syn.mass, rel=1e-3)
+
+
+def test_calibrate_gives_up_with_a_clear_error_when_nobody_streams(tmp_path):
+    src = f"tcp://127.0.0.1:{free_port()}"
+    with pytest.raises(KinestreamError, match="no still, upright pose"):
+        asyncio.run(calibrate(load_config(), input_endpoint=src, mass=70, height=1.75,
+                              out_model=tmp_path / "x.osim", say=lambda s: None, timeout_s=1.0))
+
+
+def test_a_wheel_with_the_wrong_checksum_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("KINESTREAM_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    fake = tmp_path / assets_module.WHEEL_FILE
+    fake.write_bytes(b"not the wheel")
+    with pytest.raises(KinestreamError, match="checksum mismatch.*kinestream assets"):
+        assets_module.install_wheel(fake)
+    with pytest.raises(KinestreamError, match="does not exist"):
+        assets_module.install_wheel(tmp_path / "missing.whl")
+    assert not (tmp_path / "home" / f"pose2sim-{assets_module.WHEEL_VERSION}").exists()
