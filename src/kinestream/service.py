@@ -235,6 +235,8 @@ class Service:
         self.input_endpoint = input_endpoint
         self.output_endpoint = output_endpoint
         self.mqtt_endpoint = mqtt
+        if mqtt:
+            parse_hostport(mqtt)  # a bad broker address is said before anything starts
         self.record = Path(record) if record else None
         self.status_interval = status_interval
         self.status_out = status_out
