@@ -228,10 +228,7 @@ def ik_section(seconds: float, accuracies=(1e-5, 1e-4, 1e-3)) -> dict:
         setup.accuracy = accuracies[0]
         model, _ = solve.load_model(model_path)
         used = [n for n in setup.marker_weights if n in markers.names]
-        weights = osim.SetMarkerWeights()
-        for n in used:
-            weights.cloneAndAppend(osim.MarkerWeight(n, setup.marker_weights[n]))
-        ref = osim.MarkersReference(solve.marker_table_to_opensim(markers, used), weights)
+        ref = solve.markers_reference(markers, used, setup)
         solver = osim.InverseKinematicsSolver(model, ref, osim.SimTKArrayCoordinateReference(), float("inf"))
         solver.setAccuracy(accuracies[0])
         state = model.initSystem()

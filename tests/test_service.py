@@ -154,6 +154,22 @@ def test_hostile_frames_and_a_restarted_source_do_not_stop_the_service(session, 
     assert np.isfinite(knees).all()
 
 
+async def serve_while(session, feed, frames: int, config=None):
+    """Run a one-worker service, ``await feed(src, service)``, wait for ``frames`` to be answered, stop."""
+    src, out = endpoints()
+    service = Service(config or load_config(), input_endpoint=src, output_endpoint=out, workers=1,
+                      mass=session.mass, height=session.height)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    serving = asyncio.create_task(service.run(stop, ready))
+    await ready.wait()
+    await feed(src, service)
+    deadline = time.monotonic() + 30
+    while service.metrics.frames_out + service.metrics.skipped < frames and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    stop.set()
+    return await serving, service
+
+
 def test_a_silent_source_that_comes_back_a_minute_later(session, tmp_path):
     """Two seconds of stream, three seconds of silence, then the source again one minute later by its clock."""
     config = load_config()
@@ -161,23 +177,12 @@ def test_a_silent_source_that_comes_back_a_minute_later(session, tmp_path):
     first, later = table.frames(0, 120), table.frames(300, 420)
     later.time = later.time - later.time[0] + first.time[-1] + 60.0
 
-    async def scenario():
-        src, out = endpoints()
-        service = Service(config, input_endpoint=src, output_endpoint=out, workers=1, mass=session.mass,
-                          height=session.height)
-        stop, ready = asyncio.Event(), asyncio.Event()
-        serving = asyncio.create_task(service.run(stop, ready))
-        await ready.wait()
+    async def feed(src, service):
         await replay(first, src, wait_subscriber=10.0)
         await asyncio.sleep(3.0)
         await replay(later, src, wait_subscriber=10.0)
-        deadline = time.monotonic() + 20
-        while service.metrics.frames_out + service.metrics.skipped < 240 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        stop.set()
-        return await serving, service
 
-    final, service = asyncio.run(scenario())
+    final, service = asyncio.run(serve_while(session, feed, 240, config))
     assert final["frames_in"] == 240 and final["frames_out"] + final["skipped"] == 240
     assert final["resets"] == 0  # later in time is no restart
     assert service.processor.augmenter.resets >= 1  # the LSTM state started afresh after the silence
@@ -192,14 +197,7 @@ def test_a_killed_ik_worker_is_replaced(session):
     config = load_config()
     table = read_trc(session.keypoints_trc).frames(0, 360)
 
-    async def scenario():
-        src, out = endpoints()
-        service = Service(config, input_endpoint=src, output_endpoint=out, workers=1, mass=session.mass,
-                          height=session.height)
-        stop, ready = asyncio.Event(), asyncio.Event()
-        serving = asyncio.create_task(service.run(stop, ready))
-        await ready.wait()
-
+    async def feed(src, service):
         async def kill_soon():
             await asyncio.sleep(2.0)
             os.kill(service.pool.procs[0].pid, signal.SIGKILL)
@@ -207,13 +205,8 @@ def test_a_killed_ik_worker_is_replaced(session):
         killer = asyncio.create_task(kill_soon())
         await replay(table, src, wait_subscriber=10.0)
         await killer
-        deadline = time.monotonic() + 30
-        while service.metrics.frames_out + service.metrics.skipped < 360 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        stop.set()
-        return await serving, service
 
-    final, service = asyncio.run(scenario())
+    final, service = asyncio.run(serve_while(session, feed, 360, config))
     assert final["worker_restarts"] == 1
     assert final["frames_in"] == 360 and final["frames_out"] + final["skipped"] == 360
     assert final["ik_failures"] <= 1  # at most the frame the worker died with

@@ -112,11 +112,11 @@ def cmd_scale(args, config) -> None:
 
 
 def cmd_ik(args, config) -> None:
-    from .assets import get_assets
-    from .mot import write_mot
-    from .pipeline import run_ik
-    from .trc import read_trc
     import numpy as np
+
+    from .assets import get_assets
+    from .pipeline import run_ik, write_angles
+    from .trc import read_trc
 
     markers = read_trc(_existing(args.markers, "marker file"))
     model = _existing(args.model, "model")
@@ -126,12 +126,9 @@ def cmd_ik(args, config) -> None:
     for n in result.notes:
         _log(n)
     out = Path(args.out) if args.out else Path(args.markers).with_suffix(".mot")
-    from .mot import solved_rows
-
-    solved, dropped = solved_rows(result.motion)
-    if dropped:
-        _log(f"{dropped} unsolved frames left out of the .mot (OpenSim's GUI stops at a NaN)")
-    write_mot(out, solved)
+    _, note = write_angles(out, result.motion)
+    if note:
+        _log(note)
     print(f"IK marker error: mean {np.nanmean(result.rmse_mm):.1f} mm RMS over {markers.n_frames} frames")
     print(f"wrote {out}")
 

@@ -17,7 +17,7 @@ from . import clean, scale, solve
 from .assets import Assets, get_assets
 from .augment import Augmenter, augment_table, check_subject
 from .errors import KinestreamError
-from .ingest import complete_keypoints
+from .ingest import DERIVED, complete_keypoints
 from .mot import Motion, solved_rows, write_mot
 from .plots import peak, plot_angles
 from .trc import MarkerTable, read_trc, write_trc
@@ -68,7 +68,15 @@ def augment_keypoints(table: MarkerTable, height: float, mass: float, assets: As
     return augment_table(table, Augmenter.from_assets(assets), height, mass, apply_floor_offset=floor_offset)
 
 
-def _ik_setup(ik_setup: str | Path, ik: dict) -> solve.IKSetup:
+def write_angles(path: str | Path, motion: Motion) -> tuple[Motion, str | None]:
+    """Write the solved frames of ``motion`` to a .mot; returns them and a note on any left out."""
+    solved, dropped = solved_rows(motion)
+    write_mot(path, solved)
+    note = f"{dropped} unsolved frames left out of the .mot (OpenSim's GUI stops at a NaN)" if dropped else None
+    return solved, note
+
+
+def ik_setup_from_config(ik_setup: str | Path, ik: dict) -> solve.IKSetup:
     """The IK setup file's marker weights with accuracy and constraint weight from the config."""
     setup = solve.read_ik_setup(ik_setup, coordinate_tasks=bool(ik.get("coordinate_tasks", False)))
     setup.accuracy = float(ik.get("accuracy", setup.accuracy))
@@ -84,7 +92,7 @@ def _ik_setup(ik_setup: str | Path, ik: dict) -> solve.IKSetup:
 def run_ik(model_path: str | Path, markers: MarkerTable, ik_setup: str | Path, config: dict | None = None,
            marker_set: str | Path | None = None, desc: str = "IK") -> solve.IKResult:
     """IK on every frame with a progress bar; accuracy and constraint weight from the config."""
-    setup = _ik_setup(ik_setup, (config or {}).get("ik", {}))
+    setup = ik_setup_from_config(ik_setup, (config or {}).get("ik", {}))
     model, removed = solve.load_model(model_path, marker_set)
     with _bar(markers.n_frames, desc) as bar:
         result = solve.solve_trial(model, markers, setup, progress=bar.update)
@@ -145,6 +153,8 @@ class FrameProcessor:
         self.markers = list(self.augmenter.markers)
         self._columns: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
         self.floor_offset = 0.0
+        index = self.keypoints.index
+        self._derived = [(index(name), index(a), index(b)) for name, (a, b) in DERIVED.items()]
         self._times: list[float] = []
         self.notes: list[str] = []
 
@@ -172,25 +182,28 @@ class FrameProcessor:
         src, have = self._columns[key]
         out = np.full((len(self.keypoints), 3), np.nan)
         out[have] = xyz[src[have]]
-        for name, (a, b) in (("MidHip", ("RHip", "LHip")), ("Neck", ("RShoulder", "LShoulder"))):
-            i = self.keypoints.index(name)
+        for i, a, b in self._derived:
             if not np.isfinite(out[i]).all():
-                out[i] = 0.5 * (out[self.keypoints.index(a)] + out[self.keypoints.index(b)])
+                out[i] = 0.5 * (out[a] + out[b])
         return out
 
     def step(self, names: list[str], xyz: np.ndarray, t: float) -> tuple[float, np.ndarray, np.ndarray] | None:
         """(t, cleaned keypoints (20, 3), markers (43, 3)) of the frame the cleaner releases, or None."""
         self._check_rate(t)
         got = self.cleaner.push(self._arrange(names, xyz), t)
-        if got is None:
-            return None
-        clean, t_out = got
-        markers = self.augmenter.step(clean, t_out)
+        return None if got is None else self._augment(*got)
+
+    def flush(self) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        """The frames still in the cleaner's look-ahead, cleaned and augmented (end of a stream)."""
+        return [out for out in (self._augment(clean, t) for clean, t in self.cleaner.flush()) if out is not None]
+
+    def _augment(self, clean: np.ndarray, t: float) -> tuple[float, np.ndarray, np.ndarray] | None:
+        markers = self.augmenter.step(clean, t)
         if markers is None:
             return None
         if self.floor_offset:
             markers = markers + np.array([0.0, self.floor_offset, 0.0])
-        return t_out, clean, markers
+        return t, clean, markers
 
     def reset(self) -> None:
         """Forget the stream (a new session from the source)."""
@@ -228,9 +241,8 @@ def stream_augment(table: MarkerTable, height: float, mass: float, assets: Asset
         take(processor.step(names, wire[i], float(table.time[i])))
         if progress is not None:
             progress(1)
-    for clean, t in processor.cleaner.flush():
-        markers = processor.augmenter.step(clean, t)
-        take(None if markers is None else (t, clean, markers))
+    for out in processor.flush():
+        take(out)
     counts = processor.cleaner.counts()
     notes = [f"streaming clean: causal low-pass {processor.cleaner.lowpass.cutoff_hz:g} Hz, delay "
              f"{processor.delay_ms():.0f} ms; {counts['bridged']} marker-frames bridged, {counts['outliers']} "
@@ -243,7 +255,7 @@ def stream_ik(model_path: str | Path, markers: MarkerTable, ik_setup: str | Path
               marker_set: str | Path | None = None, desc: str = "IK (frame-wise)") -> solve.IKResult:
     """The frame-wise IK core on every frame of a table, as the live service runs it."""
     ik = (config or {}).get("ik", {})
-    setup = _ik_setup(ik_setup, ik)
+    setup = ik_setup_from_config(ik_setup, ik)
     model, removed = solve.load_model(model_path, marker_set)
     solver = solve.StreamingIK(model, setup, markers.names, min_markers=int(ik.get("min_markers", 6)),
                                reassemble_mm=float(ik.get("reassemble_mm", 80.0)),
@@ -338,10 +350,9 @@ def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, 
         else:
             ik = run_ik(scaled_model, augmented, assets.ik_setup, config, marker_set=assets.marker_set)
         messages += ik.notes
-        solved, dropped = solved_rows(ik.motion)
-        if dropped:
-            messages.append(f"{dropped} unsolved frames left out of the .mot (OpenSim's GUI stops at a NaN)")
-        mot = write_mot(out_dir / f"{stem}.mot", solved)
+        mot = out_dir / f"{stem}.mot"
+        solved, note = write_angles(mot, ik.motion)
+        messages += [note] if note else []
         steps.update()
     png = plot_angles(solved, out_dir / f"{stem}_angles.png", title=stem, truth=truth) if plot else None
     if truth is not None:

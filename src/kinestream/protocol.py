@@ -102,6 +102,7 @@ class KeypointFrame:
     conf: np.ndarray | None = None
     subject: str | None = None
     sent_ns: int | None = None
+    restarted: bool = False  # the source's clock started over with this frame (see FrameDecoder)
 
     @property
     def present(self) -> np.ndarray:
@@ -135,7 +136,10 @@ class FrameDecoder:
     that restarts its clock is followed again: the ``restart_after``-th
     consecutive frame with time going backwards is accepted, the clock
     restarts from it and ``clock_resets`` counts it (the frames before it are
-    rejected; 0 disables this: call :meth:`reset_clock`). At most
+    rejected; 0 disables this: call :meth:`reset_clock`). With
+    ``restart_back_s``, a frame whose time is that much earlier than the last
+    one restarts the clock at once. Either way the frame comes back with
+    ``restarted`` set, so the caller can start a new session. At most
     ``max_subjects`` clocks are kept; the least recently seen is forgotten
     first.
 
@@ -150,13 +154,14 @@ class FrameDecoder:
     """
 
     def __init__(self, max_bytes: int = 65536, max_keypoints: int = 200, *, restart_after: int = 30,
-                 max_subjects: int = 64):
+                 restart_back_s: float | None = None, max_subjects: int = 64):
         if max_bytes < 64 or max_keypoints < 1:
             raise KinestreamError(f"max_bytes {max_bytes} / max_keypoints {max_keypoints} are too small; "
                                   f"give max_bytes >= 64 and max_keypoints >= 1")
         self.max_bytes = int(max_bytes)
         self.max_keypoints = int(max_keypoints)
         self.restart_after = int(restart_after)
+        self.restart_back_s = restart_back_s
         self.max_subjects = int(max_subjects)
         self.counts: dict[str, int] = {reason: 0 for reason in REASONS}
         self.accepted = 0
@@ -310,10 +315,12 @@ class FrameDecoder:
         if state is not None:
             if t <= state[0]:
                 state[2] += 1
-                if not (self.restart_after > 0 and state[2] >= self.restart_after):
+                far_back = self.restart_back_s is not None and t < state[0] - self.restart_back_s
+                if not (far_back or (self.restart_after > 0 and state[2] >= self.restart_after)):
                     raise Rejected("time_backwards", f"t = {t:.6f} s is not after {state[0]:.6f} s, the last "
                                                      f"accepted time of subject {_show(subject)}", frame)
                 self.clock_resets += 1
+                frame.restarted = True
             elif seq > state[1] + 1:
                 self.missed += seq - state[1] - 1
             del self._clock[subject]  # re-inserted last: the dict keeps recency order

@@ -33,6 +33,7 @@ import numpy as np
 
 from .errors import KinestreamError
 from .pipeline import FrameProcessor
+from .protocol import FrameDecoder, Rejected, angles_json, encode_angles, encode_status
 
 log = logging.getLogger("kinestream.service")
 
@@ -44,10 +45,10 @@ def _ik_worker(conn, model_path: str, marker_set: str, ik_setup: str, ik_config:
     """One IK process: frames in over a pipe, coordinates out, until it reads None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when workers stop
     try:
-        from .pipeline import _ik_setup
+        from .pipeline import ik_setup_from_config
         from .solve import StreamingIK, load_model
 
-        setup = _ik_setup(ik_setup, ik_config)
+        setup = ik_setup_from_config(ik_setup, ik_config)
         model, removed = load_model(model_path, marker_set)
         ik = StreamingIK(model, setup, names, min_markers=int(ik_config.get("min_markers", 6)),
                          reassemble_mm=float(ik_config.get("reassemble_mm", 80.0)),
@@ -190,15 +191,14 @@ class Metrics:
                 "prepare_ms": self.percentiles(self.prepare_ms), "wait_ms": self.percentiles(self.wait_ms),
                 "ipc_ms": self.percentiles(self.ipc_ms)}
 
-    def line(self, reps: str = "") -> str:
-        s = self.snapshot()
-        lat = s["latency_ms"]
+    def line(self, status: dict) -> str:
+        """The terminal status line, from a :meth:`Service.status` snapshot."""
+        lat = status["latency_ms"]
         angles = " ".join(f"{k.replace('_angle', '').replace('_flexion', '')} {v:5.1f}"
                           for k, v in self.last_angles.items())
-        rejected = sum(self.rejected.values())
-        return (f"{s['rate_hz']:5.1f} Hz  in {self.frames_in} out {self.frames_out} skipped {self.skipped} "
-                f"rejected {rejected}  latency p50/p95/p99 {lat['p50']}/{lat['p95']}/{lat['p99']} ms  {angles}"
-                + (f"  {reps}" if reps else ""))
+        return (f"{status['rate_hz']:5.1f} Hz  in {status['frames_in']} out {status['frames_out']} skipped "
+                f"{status['skipped']} rejected {sum(status['rejected'].values())}  latency p50/p95/p99 "
+                f"{lat['p50']}/{lat['p95']}/{lat['p99']} ms  {angles}")
 
 
 # ---------------------------------------------------------------- the asyncio shell
@@ -224,6 +224,7 @@ class Service:
     """
 
     RESTART_BACK_S = 1.0  # time going back further than this is a restarted source, not a glitch
+    SHOWN = ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")  # on the status line
 
     def __init__(self, config: dict, *, input_endpoint: str, output_endpoint: str, mqtt: str | None = None,
                  record: str | Path | None = None, model: str | Path | None = None, mass: float | None = None,
@@ -265,6 +266,8 @@ class Service:
         self.pool: IKPool | None = None
         self.coords: list[str] = []
         svc = config.get("service", {})
+        self.decoder = FrameDecoder(max_bytes=int(svc.get("max_message_bytes", 65536)),
+                                    restart_back_s=self.RESTART_BACK_S)
         self.latest_wins = bool(svc.get("latest_wins", True))
         self.max_waiting = 1 if self.latest_wins else int(svc.get("max_waiting_frames", 600))
         self._waiting: deque[_Item] = deque()
@@ -286,10 +289,7 @@ class Service:
         import zmq
         import zmq.asyncio
 
-        from .protocol import FrameDecoder
-
         svc = self.config.get("service", {})
-        self.decoder = FrameDecoder(max_bytes=int(svc.get("max_message_bytes", 65536)))
         self.ctx = zmq.asyncio.Context()
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.RCVHWM, int(svc.get("receive_queue", 10000)))
@@ -311,6 +311,7 @@ class Service:
         self.pool = IKPool(self.model_path, self.assets.marker_set, self.assets.ik_setup, self.config.get("ik", {}),
                            self.processor.markers, self.workers)
         self.coords = self.pool.coordinates
+        self._shown = [(n, self.coords.index(n)) for n in self.SHOWN if n in self.coords]
         for note in self.pool.notes:
             log.info(note)
         loop = asyncio.get_running_loop()
@@ -351,17 +352,23 @@ class Service:
 
     # -- the frame path
 
-    def _reject(self, reason: str, detail: str = "") -> None:
-        self.metrics.rejected[reason] = self.metrics.rejected.get(reason, 0) + 1
+    def _log_every(self, key: str, level: int, msg: str, *args) -> None:
+        """One log line per ``key`` every 5 s at most: a flood of bad frames must not flood the log."""
         now = time.monotonic()
-        if now - self._last_log.get(reason, -1e9) > 5.0:  # one line per reason every 5 s at most
-            self._last_log[reason] = now
-            log.warning("rejected a frame (%s%s); %d so far", reason, f": {detail}" if detail else "",
-                        self.metrics.rejected[reason])
+        if now - self._last_log.get(key, -1e9) > 5.0:
+            self._last_log[key] = now
+            log.log(level, msg, *args)
+
+    def _reject(self, reason: str, detail: str = "", count: bool = True) -> None:
+        """Count (service-level reasons; the decoder counts its own) and log a rejected frame."""
+        if count:
+            self.metrics.rejected[reason] = self.metrics.rejected.get(reason, 0) + 1
+        so_far = self.metrics.rejected.get(reason) or self.decoder.counts.get(reason, 0)
+        self._log_every(reason, logging.WARNING, "rejected a frame (%s%s); %d so far", reason,
+                        f": {detail}" if detail else "", so_far)
 
     def _restart_source(self, why: str, new_t: float) -> None:
         log.warning("keypoint source restarted (%s): a new session, stages reset", why)
-        self.decoder.reset_clock()
         self.processor.reset()
         self._meta.clear()
         self._warm_seq = -1
@@ -378,23 +385,14 @@ class Service:
 
     def handle(self, payload: bytes, recv_ns: int) -> None:
         """One message from the SUB socket: decode, clean, augment, dispatch. Never raises."""
-        from .protocol import Rejected
-
         try:
             frame = self.decoder.decode(payload)
         except Rejected as rej:
-            if rej.reason == "time_backwards" and rej.frame is not None and self._last_t is not None \
-                    and rej.frame.t < self._last_t - self.RESTART_BACK_S:
-                self._restart_source(f"time went back from {self._last_t:.2f} s to {rej.frame.t:.2f} s",
-                                     rej.frame.t)
-                try:
-                    frame = self.decoder.decode(payload)
-                except Rejected as again:
-                    self._reject(again.reason, again.detail)
-                    return
-            else:
-                self._reject(rej.reason, rej.detail)
-                return
+            self._reject(rej.reason, rej.detail, count=False)
+            return
+        if frame.restarted:
+            self._restart_source(f"time went back from {self._last_t:.2f} s to {frame.t:.2f} s"
+                                 if self._last_t is not None else "its clock started over", frame.t)
         self.metrics.frames_in += 1
         if self._last_t is not None and frame.t - self._last_t > 2.0:
             log.info("stream resumed after %.1f s of silence", frame.t - self._last_t)
@@ -406,11 +404,13 @@ class Service:
             self._reject("stage_error", f"{type(exc).__name__}: {exc}")
             self._meta.pop()
             return
-        if out is None:
-            return
-        t, clean, markers = out
         while self.processor.notes:
             log.info(self.processor.notes.pop(0))
+        if out is not None:
+            self._forward(*out)
+
+    def _forward(self, t: float, clean: np.ndarray, markers: np.ndarray) -> None:
+        """A frame out of clean + augment: record its markers, send it to IK."""
         seq, recv, sent = self._meta.popleft()
         if self.trc is not None:
             self._record(self.trc, t, np.vstack([clean, markers]))
@@ -421,7 +421,8 @@ class Service:
         if w is None:
             if len(self._waiting) >= self.max_waiting:  # latest wins: the oldest waiting frame goes
                 self.metrics.skipped += 1
-                self._reject_skip(self._waiting.popleft())
+                self._log_every("skip", logging.WARNING, "IK could not keep up: skipped frame %d (latest wins); "
+                                "%d skipped so far", self._waiting.popleft().seq, self.metrics.skipped)
             self._waiting.append(item)
             return
         self._inflight[w] = item
@@ -436,13 +437,6 @@ class Service:
             self._order.remove(item.seq)
             self._waiting.appendleft(item)
             self._worker_died(w, exc)
-
-    def _reject_skip(self, item: _Item) -> None:
-        now = time.monotonic()
-        if now - self._last_log.get("skip", -1e9) > 5.0:
-            self._last_log["skip"] = now
-            log.warning("IK could not keep up: skipped frame %d (latest wins); %d skipped so far", item.seq,
-                        self.metrics.skipped)
 
     def _on_result(self, w: int) -> None:
         conn = self.pool.conns[w]
@@ -490,15 +484,10 @@ class Service:
         loop.add_reader(self.pool.conns[w].fileno(), self._on_result, w)
 
     def _publish(self, item: _Item, q: np.ndarray, rmse: float, ok: bool, event: str | None) -> None:
-        from .protocol import angles_json, encode_angles
-
         if not ok:
             self.metrics.ik_failures += 1
         if event:
-            now = time.monotonic()
-            if now - self._last_log.get("ik", -1e9) > 5.0:
-                self._last_log["ik"] = now
-                log.info("IK at t=%.3f s: %s", item.t, event)
+            self._log_every("ik", logging.INFO, "IK at t=%.3f s: %s", item.t, event)
         latency_ms = (time.time_ns() - item.recv_ns) / 1e6
         payload = encode_angles(item.seq, item.t, self.coords, q, rmse_mm=rmse, latency_ms=latency_ms,
                                 sent_ns=item.sent_ns, subject=self.subject)
@@ -516,9 +505,8 @@ class Service:
         self.metrics.frames_out += 1
         self.metrics.out_times.append(time.monotonic())
         self.metrics.latency_ms.append(latency_ms)
-        for name in ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l"):
-            if name in self.coords:
-                self.metrics.last_angles[name] = float(q[self.coords.index(name)])
+        for name, k in self._shown:
+            self.metrics.last_angles[name] = float(q[k])
         for listener in self.listeners:
             listener(item, q, rmse)
 
@@ -542,8 +530,6 @@ class Service:
             self.handle(parts[1], recv_ns)
 
     async def _status(self, stop: asyncio.Event) -> None:
-        from .protocol import encode_status
-
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), self.status_interval)
@@ -559,12 +545,11 @@ class Service:
 
                 self.mqtt.publish("status", json.dumps(snap))
             if self.status_out is not None:
-                self.status_out(self.metrics.line())
+                self.status_out(self.metrics.line(snap))
 
     def status(self) -> dict:
         snap = self.metrics.snapshot()
-        snap["rejected"] = {**self.decoder.counts, **{k: v for k, v in self.metrics.rejected.items()}} \
-            if hasattr(self, "decoder") else snap["rejected"]
+        snap["rejected"] = {**self.decoder.counts, **self.metrics.rejected}
         snap["subject"] = self.subject
         snap["filter_delay_ms"] = round(self.processor.delay_ms(), 1)
         if self.mqtt is not None:
@@ -573,13 +558,9 @@ class Service:
 
     async def _drain(self, timeout: float = 5.0) -> None:
         """Finish what is in flight: the cleaner's look-ahead, the waiting frame, the workers."""
-        for clean_xyz, t in self.processor.cleaner.flush():
-            markers = self.processor.augmenter.step(clean_xyz, t)
-            if markers is not None and self._meta:
-                seq, recv, sent = self._meta.popleft()
-                if self.trc is not None:
-                    self._record(self.trc, t, np.vstack([clean_xyz, markers]))
-                self._dispatch(_Item(seq, t, markers, recv, sent))
+        for out in self.processor.flush():
+            if self._meta:
+                self._forward(*out)
         deadline = time.monotonic() + timeout
         while (self._inflight or self._waiting) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)

@@ -174,25 +174,37 @@ def _rotational(model) -> np.ndarray:
     return np.array([cs.get(i).getMotionType() == osim.Coordinate.Rotational for i in range(cs.getSize())])
 
 
-def marker_table_to_opensim(table: MarkerTable, names: list[str]):
-    """An OpenSim TimeSeriesTableVec3 (metres) of the named markers."""
+def vec3_table(names: list[str], times, xyz: np.ndarray):
+    """An OpenSim TimeSeriesTableVec3 in metres; ``xyz`` is (frames, len(names), 3), NaN where missing."""
     osim = opensim_module()
     out = osim.TimeSeriesTableVec3()
     labels = osim.StdVectorString()
     for n in names:
         labels.append(n)
     out.setColumnLabels(labels)
-    idx = [table.index(n) for n in names]
-    xyz = table.xyz[:, idx]
-    for i in range(table.n_frames):
+    for t, frame in zip(times, np.asarray(xyz, dtype=float).tolist()):
         row = osim.RowVectorVec3(len(names))
-        for j in range(len(names)):
-            x, y, z = xyz[i, j]
-            row[j] = osim.Vec3(float(x), float(y), float(z))
-        out.appendRow(float(table.time[i]), row)
+        for j, (x, y, z) in enumerate(frame):
+            row[j] = osim.Vec3(x, y, z)
+        out.appendRow(float(t), row)
     out.addTableMetaDataString("Units", "m")
-    out.addTableMetaDataString("DataRate", str(table.rate))
     return out
+
+
+def marker_weights(setup: IKSetup, names: list[str]):
+    """OpenSim's weight set for the named markers, weighted as in ``setup``."""
+    osim = opensim_module()
+    weights = osim.SetMarkerWeights()
+    for n in names:
+        weights.cloneAndAppend(osim.MarkerWeight(n, setup.marker_weights[n]))
+    return weights
+
+
+def markers_reference(table: MarkerTable, names: list[str], setup: IKSetup):
+    """A MarkersReference of the named markers of ``table``, weighted as in ``setup``."""
+    osim = opensim_module()
+    xyz = table.xyz[:, [table.index(n) for n in names]]
+    return osim.MarkersReference(vec3_table(names, table.time, xyz), marker_weights(setup, names))
 
 
 def coordinate_references(model, setup: IKSetup):
@@ -227,10 +239,7 @@ def solve_trial(model, table: MarkerTable, setup: IKSetup, progress: Callable[[i
         raise KinestreamError(
             f"only {len(used)} of the IK setup's markers are both in the model and the trial ({used}); the trial "
             f"needs the augmented markers ({', '.join(list(setup.marker_weights)[:5])}, ...): run 'kinestream augment' first")
-    weights = osim.SetMarkerWeights()
-    for n in used:
-        weights.cloneAndAppend(osim.MarkerWeight(n, setup.marker_weights[n]))
-    markers_ref = osim.MarkersReference(marker_table_to_opensim(table, used), weights)
+    markers_ref = markers_reference(table, used, setup)
     solver = osim.InverseKinematicsSolver(model, markers_ref, coordinate_references(model, setup),
                                           setup.constraint_weight)
     cs = model.getCoordinateSet()
@@ -320,17 +329,11 @@ class StreamingIK:
                                   f"marker ({self.names}); the stream needs the augmented markers")
         self._index = np.array([marker_names.index(n) for n in self.names])
         self._position = {n: k for k, n in enumerate(self.names)}
-        self._weights = osim.SetMarkerWeights()
-        for n in self.names:
-            self._weights.cloneAndAppend(osim.MarkerWeight(n, setup.marker_weights[n]))
-        self._labels = osim.StdVectorString()
-        for n in self.names:
-            self._labels.append(n)
+        self._weights = marker_weights(setup, self.names)
         self._coord_refs = coordinate_references(model, setup)
         cs = model.getCoordinateSet()
         self.state = model.initSystem()
-        self._neutral = osim.Vector(self.state.getQ())
-        self._neutral_np = self.state.getQ().to_numpy().copy()
+        self._neutral = self.state.getQ().to_numpy().copy()
         self.coordinates = coordinate_names(model)
         self._rot = _rotational(model)
         self._coords = [cs.get(i) for i in range(cs.getSize())]
@@ -349,25 +352,17 @@ class StreamingIK:
 
     def reset(self) -> None:
         """Forget the warm start: the next frame assembles from the neutral pose."""
-        self.state.setQ(self._neutral)
+        self.state.setQ(self.osim.Vector(self._neutral.tolist()))
         self._q_prev = self._q_prev2 = None
 
     def _reference(self, xyz: np.ndarray, t: float):
-        osim = self.osim
-        table = osim.TimeSeriesTableVec3()
-        table.setColumnLabels(self._labels)
-        row = osim.RowVectorVec3(len(self.names))
-        for j, (x, y, z) in enumerate(xyz.tolist()):
-            row[j] = osim.Vec3(x, y, z)
-        table.appendRow(t, row)
-        table.addTableMetaDataString("Units", "m")
-        return osim.MarkersReference(table, self._weights)
+        return self.osim.MarkersReference(vec3_table(self.names, [t], xyz[None]), self._weights)
 
     def _assemble(self, xyz: np.ndarray, t: float, q0: np.ndarray | None) -> tuple[float, float, np.ndarray]:
         """Assemble from ``q0`` (None: neutral); returns RMS and max error (mm) and per-marker errors (m)."""
         osim = self.osim
         t0 = time.perf_counter()
-        self.state.setQ(self._neutral if q0 is None else osim.Vector(q0.tolist()))
+        self.state.setQ(osim.Vector((self._neutral if q0 is None else q0).tolist()))
         self.state.setTime(t)
         reference = self._reference(xyz, t)
         t1 = time.perf_counter()
@@ -416,7 +411,7 @@ class StreamingIK:
             return IKFrame(nan, float("nan"), float("nan"), False,
                            f"{int(finite.sum())} markers present, {self.min_markers} needed: frame not solved")
         xyz[~finite] = np.nan
-        if warm is not None and np.shape(warm) == np.shape(self._neutral_np) and np.isfinite(warm).all():
+        if warm is not None and np.shape(warm) == self._neutral.shape and np.isfinite(warm).all():
             self._q_prev, self._q_prev2 = np.asarray(warm, dtype=float), None
         q0 = self._q_prev
         if self.predict and q0 is not None and self._q_prev2 is not None:
