@@ -10,6 +10,12 @@ and the service with `kinestream serve --mqtt 127.0.0.1:1883`):
 
     .venv/bin/python scripts/subscriber.py mqtt [127.0.0.1:1883] [--subject subject]
 
+With CURVE on (config [curve]), give this subscriber's key pair and the
+service's public key (its public key must be in the service's authorized
+folder):
+
+    .venv/bin/python scripts/subscriber.py zmq --curve-key keys/headset.key_secret --server-key keys/service.key
+
 Each prints one line per frame: time, knee and hip flexion (degrees), and for
 ZeroMQ the end-to-end latency from the keypoint source.
 """
@@ -26,8 +32,11 @@ import numpy as np
 import zmq
 
 
-def zmq_angles(endpoint: str) -> None:
+def zmq_angles(endpoint: str, curve_key: str | None = None, server_key: str | None = None) -> None:
+    from kinestream.transport import client_config, secure_client
+
     sub = zmq.Context.instance().socket(zmq.SUB)
+    secure_client(sub, client_config(curve_key, server_key))
     sub.connect(endpoint)
     sub.setsockopt(zmq.SUBSCRIBE, b"angles")
     print(f"listening to {endpoint} (topic 'angles'); Ctrl-C to stop")
@@ -62,10 +71,12 @@ def main() -> None:
     parser.add_argument("transport", choices=["zmq", "mqtt"])
     parser.add_argument("endpoint", nargs="?", help="tcp://127.0.0.1:5556 (zmq) or 127.0.0.1:1883 (mqtt)")
     parser.add_argument("--subject", default="subject", help="the service's subject name (MQTT topic)")
+    parser.add_argument("--curve-key", help="zmq with CURVE: this subscriber's key pair (.key_secret)")
+    parser.add_argument("--server-key", help="zmq with CURVE: the service's public key (.key)")
     args = parser.parse_args()
     try:
         if args.transport == "zmq":
-            zmq_angles(args.endpoint or "tcp://127.0.0.1:5556")
+            zmq_angles(args.endpoint or "tcp://127.0.0.1:5556", args.curve_key, args.server_key)
         else:
             asyncio.run(mqtt_angles(args.endpoint or "127.0.0.1:1883", args.subject))
     except KeyboardInterrupt:

@@ -138,6 +138,33 @@ def _cleanup(procs: list[subprocess.Popen], directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
+def tls_with_password(broker: Broker) -> Path:
+    """Make ``broker`` (not yet started) a TLS listener that wants user 'coach', password 'squat'.
+
+    Certificates from openssl (a test CA, a server certificate for 127.0.0.1),
+    the password file from mosquitto_passwd; returns the CA file clients trust.
+    """
+    if None in (shutil.which("openssl"), shutil.which("mosquitto_passwd")):
+        pytest.skip("openssl and mosquitto_passwd are needed to set up a TLS broker with a password")
+    d = broker.dir
+
+    def run(*args):
+        subprocess.run(args, check=True, capture_output=True, cwd=d)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=test CA")
+    run("openssl", "req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "1", "-extfile", "san.ext")
+    run("mosquitto_passwd", "-b", "-c", "passwd", "coach", "squat")
+    for path in d.iterdir():
+        path.chmod(0o644)
+    broker.config = (f"allow_anonymous false\npassword_file {d}/passwd\n"
+                     f"cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n")
+    return d / "ca.crt"
+
+
 @pytest.fixture
 def broker():
     """A running mosquitto on a free loopback port, stopped after the test."""

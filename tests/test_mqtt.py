@@ -6,8 +6,6 @@ import asyncio
 import json
 import logging
 import random
-import shutil
-import subprocess
 import threading
 import time
 import tracemalloc
@@ -15,7 +13,7 @@ import tracemalloc
 import aiomqtt
 import paho.mqtt.client as paho
 import pytest
-from broker import HOST, Broker, broker, free_port, require_mosquitto  # noqa: F401  (broker is a fixture)
+from broker import HOST, Broker, broker, free_port, require_mosquitto, tls_with_password  # noqa: F401  (broker is a fixture)
 
 from kinestream.errors import KinestreamError
 from kinestream.mqtt import MqttPublisher, parse_endpoint
@@ -372,26 +370,9 @@ def test_an_unexpected_client_error_starts_a_new_connection(broker, monkeypatch)
 
 
 def test_tls_and_password(broker):
-    tools = [shutil.which("openssl"), shutil.which("mosquitto_passwd")]
-    if None in tools:
-        pytest.skip("openssl and mosquitto_passwd are needed to set up a TLS broker with a password")
-    d = broker.dir
-
-    def run(*args):
-        subprocess.run(args, check=True, capture_output=True, cwd=d)
-
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run("openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=test CA")
-    run("openssl", "req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.crt", "-days", "1", "-extfile", "san.ext")
-    run("mosquitto_passwd", "-b", "-c", "passwd", "coach", "squat")
-    for path in d.iterdir():
-        path.chmod(0o644)
-    broker.config = (f"allow_anonymous false\npassword_file {d}/passwd\n"
-                     f"cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n")
+    ca = tls_with_password(broker)
     broker.restart()
+    d = ca.parent
 
     async def attempt(password: str):
         pub = MqttPublisher(HOST, broker.port, subject="s5", username="coach", password=password,

@@ -1,7 +1,6 @@
 """The live service over real sockets: ZeroMQ in and out, a real mosquitto broker, real OpenSim workers."""
 
 import asyncio
-import copy
 import json
 import time
 

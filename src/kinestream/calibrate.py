@@ -82,6 +82,7 @@ async def calibrate(config: dict, *, input_endpoint: str, mass: float, height: f
     from .protocol import FrameDecoder, Rejected
     from .scale import scale_model
     from .service import FrameProcessor
+    from .transport import Access, open_input
 
     check_subject(height, mass)
     out_model = Path(out_model)
@@ -92,11 +93,11 @@ async def calibrate(config: dict, *, input_endpoint: str, mass: float, height: f
     decoder = FrameDecoder(max_bytes=int(config.get("service", {}).get("max_message_bytes", 65536)))
     sc = config.get("scale", {})
     thresholds = tuple(sc.get("still_threshold_mm", (3.0, 15.0)))
-    ctx = zmq.asyncio.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.SUBSCRIBE, b"keypoints")
-    sub.connect(input_endpoint)
+    access = Access.from_config(config)
+    ctx = zmq.Context()
+    if access is not None:
+        access.start(ctx)
+    sub = open_input(zmq.asyncio.Context.shadow(ctx), config, input_endpoint, access)
     say(f"calibrating: listening to {input_endpoint}. Stand still and upright, feet flat, arms relaxed by "
         f"your sides, for a second or two.")
     deadline = time.monotonic() + timeout_s
@@ -137,6 +138,8 @@ async def calibrate(config: dict, *, input_endpoint: str, mass: float, height: f
                     last_say = now
     finally:
         sub.close(0)
+        if access is not None:
+            access.stop()
         ctx.term()
     table = collector.table()
     static = table.frames(window.start, window.stop)

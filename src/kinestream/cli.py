@@ -235,6 +235,15 @@ def cmd_demo(args, config) -> None:
     run_demo(config, Path(args.out), seconds=args.seconds, rate=args.rate)
 
 
+def cmd_keys(args, config) -> None:
+    from .transport import make_keys
+
+    public, secret = make_keys(args.dir, args.name, authorize=args.authorize, force=args.force)
+    print(f"wrote {public} (public: give it to the other side) and {secret} (secret: keep it here)")
+    if args.authorize:
+        print(f"authorized: {Path(args.dir) / 'authorized' / public.name} (the service reads this folder at start)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kinestream", description="3D body keypoints to OpenSim joint angles.")
     parser.add_argument("--config", help="TOML file merged over configs/default.toml")
@@ -311,18 +320,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=1.0, help="replay speed (default 1.0: real time)")
     p.set_defaults(func=cmd_demo)
 
-    try:
-        from .replay import add_replay_parser
+    p = sub.add_parser("keys", help="make a CURVE key pair (the service's, a source's or a subscriber's)")
+    p.add_argument("dir", help="folder for NAME.key (public, to hand out) and NAME.key_secret (keep private)")
+    p.add_argument("--name", required=True, help="whose keys: 'service', 'camera1', 'headset', ...")
+    p.add_argument("--authorize", action="store_true",
+                   help="also copy the public key into DIR/authorized/, the folder the service admits")
+    p.add_argument("--force", action="store_true", help="replace an existing pair of that name")
+    p.set_defaults(func=cmd_keys)
 
-        add_replay_parser(sub)
-    except ImportError:
-        pass
-    try:
-        from .record import add_recover_parser
+    from .record import add_recover_parser
+    from .replay import add_replay_parser
 
-        add_recover_parser(sub)
-    except ImportError:
-        pass
+    add_replay_parser(sub)
+    add_recover_parser(sub)
     return parser
 
 

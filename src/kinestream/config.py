@@ -49,14 +49,16 @@ DEFAULTS: dict[str, Any] = {
         "input": "tcp://127.0.0.1:5555",
         "output": "tcp://127.0.0.1:5556",
         "bind_input": False,
+        "allow_remote": False,
         "ik_workers": 2,
         "latest_wins": True,
         "max_waiting_frames": 600,
         "max_message_bytes": 65536,
-        "receive_queue": 10000,
-        "send_queue": 10000,
+        "receive_queue": 1000,
+        "send_queue": 1000,
     },
     "mqtt": {"broker": "", "qos": 0, "username": "", "password": "", "tls": False, "ca_file": ""},
+    "curve": {"enabled": False, "secret_key": "", "authorized": "", "server_key": ""},
 }
 
 

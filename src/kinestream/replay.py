@@ -48,6 +48,7 @@ import zmq.asyncio
 from .errors import KinestreamError
 from .ingest import BODY_25, canonical
 from .protocol import TOPIC_KEYPOINTS, encode_keypoints
+from .transport import client_config, secure_client
 from .trc import MarkerTable, read_trc
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
@@ -128,7 +129,7 @@ async def _sleep_until(target: float, stop_event: asyncio.Event | None) -> None:
 async def replay(table: MarkerTable | str | Path, endpoint: str = DEFAULT_ENDPOINT, rate: float | str = 1.0,
                  loop: bool = False, subject: str | None = None, wait_subscriber: float = 1.0,
                  progress: Callable[[str], None] | None = None, stop_event: asyncio.Event | None = None,
-                 send_names: bool = False) -> int:
+                 send_names: bool = False, config: dict | None = None) -> int:
     """Publish ``table`` (or the .trc at that path) on ``endpoint``; returns
     the number of frames sent.
 
@@ -136,6 +137,8 @@ async def replay(table: MarkerTable | str | Path, endpoint: str = DEFAULT_ENDPOI
     ``stop_event`` is set (or the task is cancelled). ``wait_subscriber``
     seconds (0: no wait, inf: until one comes) bound the wait for a
     subscriber before the first frame. ``progress`` receives log lines.
+    ``config`` (its ``[curve]`` section) makes the socket a CURVE client of
+    the service, so only the service holding that key gets the frames.
     """
     log = progress or (lambda _msg: None)
     if not isinstance(table, MarkerTable):
@@ -153,6 +156,7 @@ async def replay(table: MarkerTable | str | Path, endpoint: str = DEFAULT_ENDPOI
     ctx = zmq.asyncio.Context()
     sock = ctx.socket(zmq.XPUB)
     sock.setsockopt(zmq.LINGER, LINGER_MS)
+    curve = secure_client(sock, config or {})
     watcher = None
     sent = 0
     try:
@@ -163,7 +167,7 @@ async def replay(table: MarkerTable | str | Path, endpoint: str = DEFAULT_ENDPOI
                                   f"tcp://127.0.0.1:5556 (the replay binds; the service connects)") from None
         bound = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
         log(f"replay: {source}: {table.n_frames} frames at {table.rate:g} Hz, sent as {what}, {speed}, "
-            f"on {bound}{' (looping)' if loop else ''}")
+            f"on {bound}{' (looping)' if loop else ''}{', CURVE' if curve else ''}")
 
         started = time.perf_counter()
         joined = asyncio.Event()
@@ -240,7 +244,9 @@ def run_replay(args, config=None) -> int:
                 pass
         return await replay(args.trial, args.endpoint, rate=args.rate, loop=args.loop, subject=args.subject,
                             wait_subscriber=args.wait_subscriber, progress=_log, stop_event=stop,
-                            send_names=getattr(args, "send_names", False))
+                            send_names=getattr(args, "send_names", False),
+                            config=client_config(getattr(args, "curve_key", None), getattr(args, "server_key", None),
+                                                 config))
 
     sent = asyncio.run(main())
     print(f"sent {sent} frames of {args.trial} to {args.endpoint}")
@@ -280,5 +286,8 @@ def add_replay_parser(subparsers) -> argparse.ArgumentParser:
                         "inf: until one comes)")
     p.add_argument("--send-names", action="store_true",
                    help="send keypoint names with every frame even when the BODY_25 layout would do")
+    p.add_argument("--curve-key", metavar="FILE",
+                   help="CURVE: this source's key pair (.key_secret); with --server-key (default: config [curve])")
+    p.add_argument("--server-key", metavar="FILE", help="CURVE: the service's public key (.key)")
     p.set_defaults(func=run_replay)
     return p

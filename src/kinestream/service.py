@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import multiprocessing as mp
 import signal
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -160,6 +158,7 @@ class Metrics:
     rows_not_recorded: int = 0
     worker_restarts: int = 0
     rejected: dict = field(default_factory=dict)
+    refused: dict = field(default_factory=dict)  # handshakes refused per socket (CURVE, not ZeroMQ)
     latency_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
     ik_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
     prepare_ms: deque = field(default_factory=lambda: deque(maxlen=2000))  # decode, clean, augment
@@ -186,7 +185,7 @@ class Metrics:
                 "frames_out": self.frames_out, "skipped": self.skipped, "ik_failures": self.ik_failures,
                 "resets": self.resets, "rows_not_recorded": self.rows_not_recorded,
                 "worker_restarts": self.worker_restarts,
-                "rejected": dict(self.rejected), "rate_hz": round(self.out_rate(), 1),
+                "rejected": dict(self.rejected), "refused": dict(self.refused), "rate_hz": round(self.out_rate(), 1),
                 "latency_ms": self.percentiles(self.latency_ms), "ik_ms": self.percentiles(self.ik_ms),
                 "prepare_ms": self.percentiles(self.prepare_ms), "wait_ms": self.percentiles(self.wait_ms),
                 "ipc_ms": self.percentiles(self.ipc_ms)}
@@ -223,6 +222,7 @@ class Service:
     writes); None uses the generic model, unscaled.
     """
 
+    RECONNECT_S = 0.2  # after a refused handshake on the input, connect afresh this much later
     RESTART_BACK_S = 1.0  # time going back further than this is a restarted source, not a glitch
     SHOWN = ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")  # on the status line
 
@@ -282,6 +282,12 @@ class Service:
         self.mot = self.trc = None
         self.mqtt = None
         self.listeners: list = []  # callables(item, q, rmse) for in-process consumers (calibration, reps)
+        from .transport import Access, check_bind
+
+        check_bind(output_endpoint, config, "angles output")
+        self.access = Access.from_config(config)  # CURVE keys and who may connect; None when off
+        self._monitors: list = []
+        self._reconnect = None  # a pending input reconnect (asyncio.TimerHandle)
 
     # -- set-up and tear-down
 
@@ -289,25 +295,25 @@ class Service:
         import zmq
         import zmq.asyncio
 
+        from .transport import open_input
+
         svc = self.config.get("service", {})
-        self.ctx = zmq.asyncio.Context()
-        self.sub = self.ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.RCVHWM, int(svc.get("receive_queue", 10000)))
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"keypoints")
-        if svc.get("bind_input", False):
-            self.sub.bind(self.input_endpoint)
-        else:
-            self.sub.connect(self.input_endpoint)
         self.sync_ctx = zmq.Context()
+        self.ctx = zmq.asyncio.Context.shadow(self.sync_ctx)  # one libzmq context: one authenticator for both
+        if self.access is not None:
+            self.access.start(self.sync_ctx)
+        self.sub = open_input(self.ctx, self.config, self.input_endpoint, self.access)
         self.pub = self.sync_ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 500)
-        self.pub.setsockopt(zmq.SNDHWM, int(svc.get("send_queue", 10000)))
+        self.pub.setsockopt(zmq.SNDHWM, int(svc.get("send_queue", 1000)))
+        if self.access is not None:
+            self.access.serve(self.pub)
         try:
             self.pub.bind(self.output_endpoint)
         except zmq.ZMQError as exc:
             raise KinestreamError(f"cannot bind the output socket to {self.output_endpoint}: {exc}; is another "
                                   f"kinestream running? give --output ENDPOINT") from None
+        self._monitors = [self._monitor(self.sub, "input"), self._monitor(self.pub, "output")]
         self.pool = IKPool(self.model_path, self.assets.marker_set, self.assets.ik_setup, self.config.get("ik", {}),
                            self.processor.markers, self.workers)
         self.coords = self.pool.coordinates
@@ -334,6 +340,8 @@ class Service:
                                       tls=bool(m.get("tls", False)), ca_file=m.get("ca_file") or None)
 
     def _close(self) -> None:
+        if self._reconnect is not None:
+            self._reconnect.cancel()
         if self.pool is not None:
             loop = asyncio.get_running_loop()
             for conn in self.pool.conns:
@@ -345,10 +353,64 @@ class Service:
         for rec in (self.mot, self.trc):
             if rec is not None:
                 rec.close()
+        for sock, mon in zip((self.sub, self.pub), self._monitors):
+            try:
+                sock.disable_monitor()
+            except Exception:
+                pass
+            mon.close(0)
         self.sub.close(0)
         self.pub.close()
-        self.ctx.term()
+        if self.access is not None:
+            self.access.stop()
         self.sync_ctx.term()
+
+    def _monitor(self, sock, name: str):
+        """A PAIR socket that receives ``sock``'s refused handshakes (read by :meth:`_watch`)."""
+        import zmq
+
+        from .transport import REFUSED_EVENTS
+
+        address = f"inproc://kinestream.monitor.{name}.{id(self)}"
+        sock.monitor(address, REFUSED_EVENTS)
+        mon = self.ctx.socket(zmq.PAIR)
+        mon.connect(address)
+        return mon
+
+    async def _watch(self, name: str, mon, stop: asyncio.Event) -> None:
+        """Count handshakes refused on the input or output socket: a peer without
+        an authorized CURVE key, a plain peer talking to CURVE, or not ZeroMQ."""
+        from zmq.utils.monitor import parse_monitor_message
+
+        from .transport import REFUSED_NAMES
+
+        while not stop.is_set():
+            if not await mon.poll(100):
+                continue
+            event = parse_monitor_message(await mon.recv_multipart())
+            self.metrics.refused[name] = self.metrics.refused.get(name, 0) + 1
+            self._log_every(f"refused-{name}", logging.WARNING,
+                            "refused a peer on the %s socket (%s, %s): no authorized key, or not kinestream's "
+                            "protocol; %d so far", name, getattr(event["endpoint"], "decode", str)(),
+                            REFUSED_NAMES.get(event["event"], event["event"]), self.metrics.refused[name])
+            if name == "input" and not self.config.get("service", {}).get("bind_input", False) \
+                    and self._reconnect is None:  # at most one reconnect per RECONNECT_S
+                self._reconnect = asyncio.get_running_loop().call_later(self.RECONNECT_S, self._reconnect_input)
+
+    def _reconnect_input(self) -> None:
+        """Connect the input afresh. ZeroMQ gives up on a connection whose
+        handshake broke the protocol (a plain source meeting CURVE, say): the
+        next source on that endpoint would never be heard without this."""
+        import zmq
+
+        self._reconnect = None
+        if self.sub.closed:
+            return
+        try:
+            self.sub.disconnect(self.input_endpoint)
+        except zmq.ZMQError:  # the connection was already dropped
+            pass
+        self.sub.connect(self.input_endpoint)
 
     # -- the frame path
 
@@ -552,6 +614,7 @@ class Service:
         snap["rejected"] = {**self.decoder.counts, **self.metrics.rejected}
         snap["subject"] = self.subject
         snap["filter_delay_ms"] = round(self.processor.delay_ms(), 1)
+        snap["curve"] = self.access is not None
         if self.mqtt is not None:
             snap["mqtt"] = self.mqtt.stats()
         return snap
@@ -576,6 +639,8 @@ class Service:
                 pass
         self._open()
         tasks = [asyncio.create_task(self._receive(stop)), asyncio.create_task(self._status(stop))]
+        tasks += [asyncio.create_task(self._watch(name, mon, stop))
+                  for name, mon in zip(("input", "output"), self._monitors)]
         if self.mqtt is not None:
             tasks.append(asyncio.create_task(self.mqtt.run()))
         log.info("serving: keypoints from %s, angles on %s%s%s; %d IK workers; model %s", self.input_endpoint,

@@ -1,0 +1,259 @@
+"""ZeroMQ sockets as kinestream opens them: on loopback, bounded, optionally encrypted.
+
+Where a socket may listen. The service binds (its angles output, and its
+keypoint input with ``service.bind_input``) to the endpoints in the config,
+``tcp://127.0.0.1:...`` by default. An endpoint that would listen beyond this
+machine (``tcp://*:5556``, ``tcp://0.0.0.0:...``, a LAN address) is refused
+unless ``service.allow_remote = true``; and then a warning says so when CURVE
+is off, because anyone on that network could read the angles or send frames.
+
+Queues and sizes. Every socket has a high-water mark (``service.receive_queue``
+/ ``send_queue`` messages): beyond it ZeroMQ drops, it never grows without
+bound. The keypoint input also refuses, inside ZeroMQ, any message over
+``INPUT_SIZE_FACTOR`` times ``service.max_message_bytes`` (the peer that sent
+it is disconnected and reconnects); smaller oversize messages reach the decoder
+and are counted there as ``oversize``.
+
+CURVE (config ``[curve]``). With ``enabled = true`` every link is encrypted
+and both ends are authenticated:
+
+- the service holds a key pair (``secret_key``, made by ``kinestream keys``)
+  and admits only peers whose public key is a ``.key`` file in the
+  ``authorized`` folder -- keypoint sources and angle subscribers alike; a
+  peer without an authorized key gets no data and cannot send frames (its
+  handshake is refused and counted in the status as ``refused``);
+- a client (``kinestream replay``, ``scripts/subscriber.py``, an XR app)
+  holds its own key pair (``secret_key``) and the service's public key
+  (``server_key``), so it talks to the real service only.
+
+The service is the CURVE server on both of its sockets whether it binds or
+connects them; that is what lets it vet its keypoint sources.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+from .errors import KinestreamError
+
+log = logging.getLogger("kinestream.transport")
+
+INPUT_SIZE_FACTOR = 4  # ZeroMQ refuses input messages over this many times max_message_bytes
+REFUSED_NAMES = {zmq.EVENT_HANDSHAKE_FAILED_AUTH: "key not authorized",
+                 zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake broke the protocol",
+                 zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed"}
+REFUSED_EVENTS = sum(REFUSED_NAMES)  # the monitor events that mean a peer was turned away
+KEYS_HINT = "make key pairs with 'kinestream keys DIR --name NAME' (see README, 'Access')"
+
+
+# ------------------------------------------------------------------ where sockets listen
+
+
+def endpoint_host(endpoint: str) -> str | None:
+    """The host part of a ``tcp://HOST:PORT`` endpoint; None for ipc:// and inproc://."""
+    text = str(endpoint)
+    if text.startswith(("ipc://", "inproc://")):
+        return None
+    if not text.startswith("tcp://") or ":" not in text[6:]:
+        raise KinestreamError(f"endpoint {endpoint!r} is not valid; give tcp://HOST:PORT, e.g. tcp://127.0.0.1:5556")
+    host = text[6:].rpartition(":")[0]
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def is_loopback(endpoint: str) -> bool:
+    """True when a socket bound to ``endpoint`` listens on this machine only."""
+    host = endpoint_host(endpoint)
+    if host is None or host == "localhost" or host in ("lo",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # '*', an interface name or a host name: beyond this machine
+        return False
+
+
+def check_bind(endpoint: str, config: dict, what: str) -> None:
+    """Refuse to listen beyond this machine unless ``service.allow_remote``."""
+    if is_loopback(endpoint):
+        return
+    if not config.get("service", {}).get("allow_remote", False):
+        raise KinestreamError(f"the {what} endpoint {endpoint} would listen beyond this machine; bind to "
+                              f"tcp://127.0.0.1:PORT, or set service.allow_remote = true in your config (with "
+                              f"[curve] enabled = true so that only your keys get in)")
+    if not curve_enabled(config):
+        log.warning("the %s listens on %s without CURVE: anyone on that network can %s", what, endpoint,
+                    "send keypoint frames" if "input" in what else "read the angles")
+
+
+# ------------------------------------------------------------------ keys
+
+
+def curve_enabled(config: dict) -> bool:
+    return bool(config.get("curve", {}).get("enabled", False))
+
+
+def _key_file(config: dict, key: str, role: str) -> Path:
+    value = config.get("curve", {}).get(key) or ""
+    if not value:
+        raise KinestreamError(f"[curve] enabled = true but curve.{key} is empty; {role}. {KEYS_HINT}")
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise KinestreamError(f"curve.{key} = {str(value)!r}: {path} does not exist; {KEYS_HINT}")
+    return path
+
+
+def load_secret(path: str | Path) -> tuple[bytes, bytes]:
+    """``(public, secret)`` from a ``.key_secret`` file written by ``kinestream keys``."""
+    import zmq.auth
+
+    try:
+        public, secret = zmq.auth.load_certificate(str(path))
+    except (OSError, ValueError) as exc:
+        raise KinestreamError(f"{path} is not a readable key pair ({exc}); {KEYS_HINT}") from None
+    if not secret:
+        raise KinestreamError(f"{path} holds a public key only; give the .key_secret file of the pair")
+    return public, secret
+
+
+def load_public(path: str | Path) -> bytes:
+    """The public key in a ``.key`` (or ``.key_secret``) file."""
+    import zmq.auth
+
+    try:
+        return zmq.auth.load_certificate(str(path))[0]
+    except (OSError, ValueError) as exc:
+        raise KinestreamError(f"{path} is not a readable public key ({exc}); {KEYS_HINT}") from None
+
+
+def make_keys(directory: str | Path, name: str, *, authorize: bool = False, force: bool = False) -> tuple[Path, Path]:
+    """Write a CURVE key pair ``DIR/NAME.key`` (public, to hand out) and
+    ``DIR/NAME.key_secret`` (private, mode 600). With ``authorize`` the public
+    key is also copied into ``DIR/authorized/``, the folder the service reads
+    to decide who may connect. Returns ``(public, secret)`` paths."""
+    import zmq.auth
+
+    if not name or any(c in name for c in "/\\") or name.startswith("."):
+        raise KinestreamError(f"key name {name!r} is not valid; give a plain name such as 'service' or 'camera1'")
+    directory = Path(directory)
+    public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"
+    if not force and (public.exists() or secret.exists()):
+        raise KinestreamError(f"{public} or {secret} already exists; give another --name, or --force to replace "
+                              f"the pair (every peer holding the old public key must get the new one)")
+    directory.mkdir(parents=True, exist_ok=True)
+    zmq.auth.create_certificates(str(directory), name)
+    secret.chmod(0o600)
+    if authorize:
+        folder = directory / "authorized"
+        folder.mkdir(exist_ok=True)
+        shutil.copyfile(public, folder / public.name)
+    return public, secret
+
+
+# ------------------------------------------------------------------ the service side
+
+
+@dataclass
+class Access:
+    """The service's side of CURVE: its key pair and the authenticator that
+    admits only the public keys in ``authorized`` (a folder of ``.key`` files,
+    read when the service starts)."""
+
+    public: bytes
+    secret: bytes
+    authorized: Path
+    _auth: object = None
+
+    @classmethod
+    def from_config(cls, config: dict) -> Access | None:
+        """None when CURVE is off; raises with what to do when it is on but incomplete."""
+        if not curve_enabled(config):
+            return None
+        public, secret = load_secret(_key_file(config, "secret_key", "the service needs its own key pair"))
+        folder = _key_file(config, "authorized", "name the folder of public keys allowed to connect")
+        if not folder.is_dir() or not any(folder.glob("*.key")):
+            raise KinestreamError(f"curve.authorized = {str(folder)!r} holds no .key files, so nobody could "
+                                  f"connect; copy the public keys of your sources and subscribers there "
+                                  f"('kinestream keys DIR --name NAME --authorize' does it)")
+        return cls(public, secret, folder)
+
+    @property
+    def peers(self) -> int:
+        return len(list(self.authorized.glob("*.key")))
+
+    def start(self, ctx: zmq.Context) -> None:
+        """Run the authenticator for every socket of ``ctx`` (and of contexts shadowing it)."""
+        from zmq.auth.thread import ThreadAuthenticator
+
+        self._auth = ThreadAuthenticator(ctx, log=logging.getLogger("kinestream.auth"))
+        self._auth.start()
+        self._auth.configure_curve(domain="*", location=str(self.authorized))
+
+    def serve(self, sock: zmq.Socket) -> None:
+        """Make ``sock`` a CURVE server (before it binds or connects)."""
+        sock.curve_secretkey = self.secret
+        sock.curve_publickey = self.public
+        sock.curve_server = True
+
+    def stop(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+
+
+# ------------------------------------------------------------------ the client side
+
+
+def secure_client(sock: zmq.Socket, config: dict) -> bool:
+    """With CURVE on, make ``sock`` a client of the service (before it binds or
+    connects): its own key pair from ``curve.secret_key``, the service's public
+    key from ``curve.server_key``. Returns whether CURVE is on."""
+    if not curve_enabled(config):
+        return False
+    public, secret = load_secret(_key_file(config, "secret_key", "a client needs its own key pair"))
+    server = load_public(_key_file(config, "server_key", "a client needs the service's public key"))
+    sock.curve_secretkey = secret
+    sock.curve_publickey = public
+    sock.curve_serverkey = server
+    return True
+
+
+def client_config(secret_key: str | None = None, server_key: str | None = None, config: dict | None = None) -> dict:
+    """``config`` with CURVE turned on when both key files are given (command-line flags win)."""
+    config = dict(config or {})
+    if secret_key or server_key:
+        if not (secret_key and server_key):
+            raise KinestreamError("CURVE needs both --curve-key (your .key_secret) and --server-key (the service's "
+                                  ".key)")
+        config["curve"] = {**config.get("curve", {}), "enabled": True, "secret_key": secret_key,
+                           "server_key": server_key}
+    return config
+
+
+def open_input(ctx, config: dict, endpoint: str, access: Access | None = None):
+    """The keypoint input: a SUB socket on ``keypoints`` with a bounded queue
+    and a size limit, connected to ``endpoint`` (bound with
+    ``service.bind_input``), a CURVE server when ``access`` is given."""
+    svc = config.get("service", {})
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.RCVHWM, int(svc.get("receive_queue", 1000)))
+    sub.setsockopt(zmq.LINGER, 0)
+    sub.setsockopt(zmq.MAXMSGSIZE, INPUT_SIZE_FACTOR * int(svc.get("max_message_bytes", 65536)))
+    sub.setsockopt(zmq.SUBSCRIBE, b"keypoints")
+    if access is not None:
+        access.serve(sub)
+    try:
+        if svc.get("bind_input", False):
+            check_bind(endpoint, config, "keypoint input")
+            sub.bind(endpoint)
+        else:
+            sub.connect(endpoint)
+    except zmq.ZMQError as exc:
+        sub.close(0)
+        raise KinestreamError(f"cannot open the keypoint input {endpoint}: {exc}; give --input tcp://HOST:PORT "
+                              f"(a free port when service.bind_input = true)") from None
+    return sub

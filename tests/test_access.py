@@ -1,0 +1,230 @@
+"""Who may talk to the service: loopback by default, CURVE keys on ZeroMQ, a password and TLS on MQTT.
+
+Real sockets throughout: the service with its ZAP authenticator, replays and
+subscribers holding the right, the wrong or no key, a mosquitto broker with a
+password file and a TLS listener.
+"""
+
+import asyncio
+import json
+import time
+
+import pytest
+import zmq
+import zmq.asyncio
+
+from kinestream.cli import main
+from kinestream.config import load_config
+from kinestream.errors import KinestreamError
+from kinestream.protocol import decode_angles
+from kinestream.replay import replay
+from kinestream.service import Service
+from kinestream.synth import synthesize
+from kinestream.transport import client_config, is_loopback, make_keys, secure_client
+from kinestream.trc import read_trc
+
+from broker import Broker, free_port, tls_with_password
+
+FRAMES = 90
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    return synthesize(tmp_path_factory.mktemp("access"), seconds=5.0, noise_mm=5.0, seed=5)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    d = tmp_path_factory.mktemp("keys")
+    make_keys(d, "service")
+    for name in ("camera", "headset"):
+        make_keys(d, name, authorize=True)
+    make_keys(d, "intruder")  # a valid key pair the service was never told about
+    return d
+
+
+def server_config(keys):
+    config = load_config()
+    config["service"]["latest_wins"] = False  # every frame answered: counts are exact
+    config["curve"] = {"enabled": True, "secret_key": str(keys / "service.key_secret"),
+                       "authorized": str(keys / "authorized")}
+    return config
+
+
+def client(keys, name):
+    """A client's config: its own pair and the service's public key (name None: no CURVE)."""
+    if name is None:
+        return {}
+    return client_config(str(keys / f"{name}.key_secret"), str(keys / "service.key"))
+
+
+async def listen(ctx, endpoint, config, got: list):
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    secure_client(sub, config)
+    sub.connect(endpoint)
+    try:
+        while True:
+            got.append(await sub.recv_multipart())
+    finally:
+        sub.close(0)
+
+
+def test_only_authorized_keys_read_angles_or_send_frames(session, keys):
+    table = read_trc(session.keypoints_trc).frames(0, FRAMES)
+
+    async def run():
+        src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+        service = Service(server_config(keys), input_endpoint=src, output_endpoint=out, workers=1,
+                          mass=session.mass, height=session.height, status_interval=0.2)
+        stop, ready = asyncio.Event(), asyncio.Event()
+        serving = asyncio.create_task(service.run(stop, ready))
+        await ready.wait()
+        ctx = zmq.asyncio.Context()
+        got = {name: [] for name in ("headset", "intruder", "plain")}
+        listeners = [asyncio.create_task(listen(ctx, out, client(keys, name if name != "plain" else None),
+                                                got[name])) for name in got]
+        await asyncio.sleep(0.5)
+        # sources the service does not know: their frames never reach the decoder
+        intruded = await replay(table, src, rate=4.0, wait_subscriber=1.5, config=client(keys, "intruder"))
+        plain = await replay(table, src, rate=4.0, wait_subscriber=1.5)
+        await asyncio.sleep(0.5)
+        before = service.metrics.frames_in
+        # the authorized camera
+        sent = await replay(table, src, rate=2.0, wait_subscriber=10.0, config=client(keys, "camera"))
+        deadline = time.monotonic() + 30
+        while service.metrics.frames_out < sent and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)
+        stop.set()
+        final = await serving
+        for task in listeners:
+            task.cancel()
+        await asyncio.gather(*listeners, return_exceptions=True)
+        ctx.term()
+        return intruded, plain, before, sent, final, got
+
+    intruded, plain, before, sent, final, got = asyncio.run(run())
+    assert intruded == plain == FRAMES  # both sent every frame into a link that carried none
+    assert before == 0  # not one injected frame was decoded
+    assert final["frames_in"] == sent == FRAMES and final["frames_out"] == FRAMES
+    assert sum(final["rejected"].values()) == 0
+    angles = [p for topic, p in got["headset"] if topic == b"angles"]
+    assert len(angles) == FRAMES and [decode_angles(p)["seq"] for p in angles] == list(range(FRAMES))
+    assert any(topic == b"status" for topic, _ in got["headset"])
+    assert got["intruder"] == [] and got["plain"] == []  # no angles, no status, nothing
+    assert final["curve"] is True
+    assert final["refused"]["input"] >= 2 and final["refused"]["output"] >= 2  # each stranger was turned away
+
+
+def test_sockets_stay_on_loopback_unless_the_config_allows(session, keys):
+    for endpoint in ("tcp://127.0.0.1:5556", "tcp://localhost:5556", "tcp://[::1]:5556", "ipc:///tmp/ks.sock"):
+        assert is_loopback(endpoint), endpoint
+    for endpoint in ("tcp://*:5556", "tcp://0.0.0.0:5556", "tcp://192.168.1.20:5556", "tcp://eth0:5556"):
+        assert not is_loopback(endpoint), endpoint
+    config = load_config()
+    remote = f"tcp://0.0.0.0:{free_port()}"
+    with pytest.raises(KinestreamError, match="beyond this machine.*allow_remote"):
+        Service(config, input_endpoint="tcp://127.0.0.1:1", output_endpoint=remote, workers=1)
+    config["service"].update(bind_input=True)
+    from kinestream.transport import open_input
+
+    ctx = zmq.Context()
+    try:
+        with pytest.raises(KinestreamError, match="keypoint input .* beyond this machine"):
+            open_input(ctx, config, remote)
+        config["service"]["allow_remote"] = True
+        sock = open_input(ctx, config, remote)  # allowed now (a warning says CURVE is off)
+        sock.close(0)
+    finally:
+        ctx.term()
+
+
+def test_curve_settings_say_what_is_missing(keys, tmp_path):
+    from kinestream.transport import Access
+
+    base = {"enabled": True, "secret_key": str(keys / "service.key_secret"), "authorized": str(keys / "authorized")}
+    cases = [
+        ({"secret_key": ""}, "curve.secret_key is empty"),
+        ({"secret_key": str(tmp_path / "nope.key_secret")}, "does not exist.*kinestream keys"),
+        ({"secret_key": str(keys / "service.key")}, "public key only"),
+        ({"authorized": str(tmp_path)}, "holds no .key files"),
+    ]
+    for change, message in cases:
+        with pytest.raises(KinestreamError, match=message):
+            Access.from_config({"curve": {**base, **change}})
+    assert Access.from_config({"curve": {**base, "enabled": False}}) is None
+    assert Access.from_config({"curve": base}).peers == 2
+    with pytest.raises(KinestreamError, match="both --curve-key"):
+        client_config(str(keys / "camera.key_secret"), None)
+    sock = zmq.Context.instance().socket(zmq.SUB)
+    with pytest.raises(KinestreamError, match="curve.server_key is empty"):
+        secure_client(sock, {"curve": {"enabled": True, "secret_key": str(keys / "camera.key_secret")}})
+    sock.close(0)
+
+
+def test_keys_command_writes_a_private_pair_and_will_not_overwrite(tmp_path, capsys):
+    assert main(["keys", str(tmp_path), "--name", "camera1", "--authorize"]) == 0
+    assert (tmp_path / "camera1.key").is_file() and (tmp_path / "authorized" / "camera1.key").is_file()
+    assert (tmp_path / "camera1.key_secret").stat().st_mode & 0o077 == 0  # readable by its owner only
+    first = (tmp_path / "camera1.key_secret").read_bytes()
+    assert main(["keys", str(tmp_path), "--name", "camera1"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (tmp_path / "camera1.key_secret").read_bytes() == first
+    assert main(["keys", str(tmp_path), "--name", "../x"]) == 2
+
+
+def test_the_service_publishes_over_mqtt_with_tls_and_a_password_only(session):
+    """The [mqtt] settings reach the broker: the right password delivers, a wrong one costs MQTT, not the service."""
+    import aiomqtt
+
+    table = read_trc(session.keypoints_trc).frames(0, FRAMES)
+    with Broker() as broker:
+        ca = tls_with_password(broker)
+        broker.start()
+
+        async def run(password):
+            config = load_config()
+            config["service"]["latest_wins"] = False
+            config["mqtt"].update(username="coach", password=password, tls=True, ca_file=str(ca))
+            src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+            service = Service(config, input_endpoint=src, output_endpoint=out, workers=1, mass=session.mass,
+                              height=session.height, mqtt=broker.endpoint)
+            stop, ready = asyncio.Event(), asyncio.Event()
+            serving = asyncio.create_task(service.run(stop, ready))
+            await ready.wait()
+            received = []
+
+            async def subscribe():
+                import ssl
+
+                tls = aiomqtt.TLSParameters(ca_certs=str(ca), cert_reqs=ssl.CERT_REQUIRED)
+                async with aiomqtt.Client("127.0.0.1", broker.port, username="coach", password="squat",
+                                          tls_params=tls) as c:
+                    await c.subscribe("kinestream/+/angles")
+                    async for message in c.messages:
+                        received.append(json.loads(message.payload))
+
+            listener = asyncio.create_task(subscribe())
+            await asyncio.sleep(1.0)
+            sent = await replay(table, src, rate=2.0, wait_subscriber=10.0)
+            deadline = time.monotonic() + 30
+            while (service.metrics.frames_out < sent or len(received) < sent and password == "squat") and \
+                    time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            status = service.status()
+            stop.set()
+            final = await serving
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+            return sent, status, final, received
+
+        sent, status, final, received = asyncio.run(run("squat"))
+        assert final["frames_out"] == sent == FRAMES
+        assert status["mqtt"]["connected"] is True and len(received) == FRAMES
+        assert [m["seq"] for m in received] == list(range(FRAMES))
+
+        sent, status, final, received = asyncio.run(run("wrong"))
+        assert final["frames_out"] == sent == FRAMES  # ZeroMQ went on
+        assert status["mqtt"]["connected"] is False and received == []
+        assert "authori" in status["mqtt"]["last_error"].lower()
