@@ -165,7 +165,9 @@ class FrameProcessor:
         self._times.append(t)
         if len(self._times) == 16:
             measured = 1.0 / float(np.median(np.diff(self._times)))
-            if np.isfinite(measured) and abs(measured - self.rate) > 0.1 * self.rate:
+            if not 1.0 <= measured <= 1000.0:  # not a camera rate: keep the assumed one
+                self.notes.append(f"the stream's first frames come at {measured:.3g} Hz; kept {self.rate:g} Hz")
+            elif abs(measured - self.rate) > 0.1 * self.rate:
                 from .clean import StreamingCleaner
 
                 self.notes.append(f"the stream runs at {measured:.1f} Hz, not {self.rate:g} Hz: filter redesigned")
@@ -176,6 +178,8 @@ class FrameProcessor:
     def _arrange(self, names: list[str], xyz: np.ndarray) -> np.ndarray:
         key = tuple(names)
         if key not in self._columns:
+            if len(self._columns) >= 16:  # a source that changes its names every frame must not grow this
+                self._columns.clear()
             pos = {n: i for i, n in enumerate(names)}
             src = np.array([pos.get(n, -1) for n in self.keypoints])
             self._columns[key] = (src, src >= 0)
