@@ -10,7 +10,7 @@ import pytest
 from kinestream.errors import KinestreamError
 from kinestream.mot import read_mot
 from kinestream.osim import opensim_module
-from kinestream.synth import SQUAT_S, synthesize, truth_model
+from kinestream.synth import HALF_SQUAT_DEG, SQUAT_S, STAND_S, synthesize, truth_model
 from kinestream.trc import read_trc
 
 FS = 60.0
@@ -30,6 +30,17 @@ def tall(tmp_path_factory):
 @pytest.fixture(scope="module")
 def noisy(tmp_path_factory):
     return synthesize(tmp_path_factory.mktemp("synth_noisy"), seconds=8.0, noise_mm=10.0, gaps=12, seed=7)
+
+
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory):
+    """Chosen depths (a deep squat, a half squat, a shallow one) and pauses, no sway."""
+    return synthesize(tmp_path_factory.mktemp("synth_varied"), seconds=11.5, depths=[130, 45, 80], pauses=[1.0, 0.5])
+
+
+@pytest.fixture(scope="module")
+def sway(tmp_path_factory):
+    return synthesize(tmp_path_factory.mktemp("synth_sway"), seconds=11.0, depths=[100], sway_deg=10.0)
 
 
 @pytest.fixture(scope="module")
@@ -240,6 +251,60 @@ def test_opensim_reads_the_files(trial, noisy):
     assert list(mot.getColumnLabels()) == trial.motion.names
     knee = mot.getDependentColumn("knee_angle_r").to_numpy()
     assert np.allclose(knee, trial.motion.get("knee_angle_r"), atol=1e-6)
+
+
+def test_chosen_depths_and_pauses(varied):
+    assert [s.start for s in varied.squats] == pytest.approx([STAND_S, STAND_S + SQUAT_S + 1.0,
+                                                             STAND_S + 2 * SQUAT_S + 1.5])
+    # The right knee peaks where asked (the foot closure moves it by well under a degree), the left 3 % less.
+    for squat, depth in zip(varied.squats, (130, 45, 80)):
+        assert squat.knee_angle_r == pytest.approx(depth, abs=1.0)
+        assert squat.knee_angle_l == pytest.approx(3 + 0.97 * (depth - 3), abs=1.0)
+    assert [s.partial for s in varied.squats] == [False, True, False]
+    assert HALF_SQUAT_DEG == 60.0
+    # Standing during the pauses: the knees are back at the standing angle between squats.
+    t, knee = varied.motion.time, varied.motion.get("knee_angle_r")
+    for a, b in zip(varied.squats, varied.squats[1:]):
+        between = (t > a.end + 1e-9) & (t < b.start - 1e-9)
+        assert between.sum() >= 25 and np.abs(knee[between] - knee[0]).max() < 0.5
+    # The deep squat keeps the feet down and stays in the model's ranges (synthesize checks the ranges).
+    for name in ("r_calc_study", "L_toe_study"):
+        path = varied.markers.get(name)
+        assert np.linalg.norm(path - path[0], axis=1).max() < 1e-3
+
+
+def test_standing_sway(sway):
+    t, m = sway.motion.time, sway.motion
+    still = t <= STAND_S
+    assert np.abs(m.values[still] - m.values[0]).max() < 1e-9  # the still window for scaling stays still
+    after = t > sway.squats[0].end + 0.1  # standing, swaying
+    bend = m.get("knee_angle_r")[after] - m.get("knee_angle_r")[0]
+    assert 7.0 < bend.max() < 11.0 and bend.min() > -1.0
+    assert 2.0 < np.ptp(m.get("pelvis_list")[after]) < 15.0
+    for name in ("RHeel", "LBigToe"):
+        path = sway.keypoints_true.get(name)
+        assert np.linalg.norm(path - path[0], axis=1).max() < 1e-3
+    assert not sway.squats[0].partial and sway.squats[0].knee_angle_r > 100.0  # the sway adds to the squat
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"depths": []}, "depths=[]"),
+    ({"depths": [100, 200]}, "depths[1]=200"),
+    ({"depths": [100, "deep"]}, "depths[1]='deep'"),
+    ({"depths": [100, 100], "squats": 3}, "squats=3"),
+    ({"depths": [100] * 5}, "5 squats"),
+    ({"pauses": -1.0}, "pauses=-1.0"),
+    ({"pauses": [1.0, 1.0], "squats": 2}, "pauses lists 2 pauses for 2 squats"),
+    ({"sway_deg": 30}, "sway_deg=30"),
+    ({"sway_deg": float("nan")}, "sway_deg=nan"),
+])
+def test_bad_variations_are_refused(tmp_path, kwargs, words):
+    with pytest.raises(KinestreamError) as info:
+        synthesize(tmp_path / "x", **kwargs)
+    message = str(info.value)
+    assert words in message
+    assert "must" in message or "need" in message
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("kwargs, words", [

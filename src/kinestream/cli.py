@@ -330,8 +330,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .record import add_recover_parser
     from .replay import add_replay_parser
+    from .reps import add_reps_parser
 
     add_replay_parser(sub)
+    add_reps_parser(sub)
     add_recover_parser(sub)
     return parser
 

@@ -58,6 +58,8 @@ DEFAULTS: dict[str, Any] = {
         "send_queue": 1000,
     },
     "mqtt": {"broker": "", "qos": 0, "username": "", "password": "", "tls": False, "ca_file": ""},
+    "reps": {"knee_start_deg": 25.0, "hysteresis_deg": 5.0, "min_depth_deg": 60.0, "deep_knee_deg": 90.0,
+             "min_rep_s": 0.5, "max_rep_s": 10.0, "smooth_hz": 6.0},
     "curve": {"enabled": False, "secret_key": "", "authorized": "", "server_key": ""},
 }
 

@@ -25,6 +25,13 @@ about 105, 100 and 110 deg in the default trial) and the left leg flexes 3 %
 less than the right (the pelvis lists and shifts a few centimetres to
 the right to keep both feet down).
 
+Variations, for tests of the squat feedback stage: ``depths`` sets each
+squat's knee peak (degrees; a squat peaking below ``HALF_SQUAT_DEG`` is a half
+squat, ``Squat.partial``), ``pauses`` the standing time between squats, and
+``sway_deg`` adds a slow standing sway after the still window: the weight
+shifts from side to side (pelvic list), the pelvis turns a little, and hips
+and knees bend and straighten by up to ``sway_deg``, each at its own slow rhythm.
+
 Feet stay planted. A designed pose does not in general keep both feet where
 they stood (the legs form a closed chain through the floor), so each frame is
 the pose closest to the design, in a weighted sense, that keeps the calcaneus,
@@ -72,6 +79,18 @@ FOOT_CLEARANCE = 0.015  # lowest foot marker above the floor (y = 0) while stand
 
 # Relative depth of successive squats (cycled).
 DEPTHS = (1.0, 0.95, 1.05, 0.97)
+# A squat whose knee flexion (mean of both knees) peaks below this is a half
+# squat: not a rep for the rep counter at its default settings (reps.RepSettings).
+HALF_SQUAT_DEG = 60.0
+# Bounds of the designed knee peak of a squat (``depths``) and of the sway.
+MIN_DEPTH_DEG, MAX_DEPTH_DEG = 20.0, 135.0
+MAX_SWAY_DEG = 15.0
+# The arms rise with depth up to this fraction of the full-depth change (beyond: out of the shoulder's range).
+ARM_DEPTH_MAX = 1.1
+# Sway: frequencies (Hz) of the knee/hip bend, the side-to-side weight shift and
+# the pelvis turn; it fades in over SWAY_RAMP_S after the still window.
+_SWAY_BEND_HZ, _SWAY_LIST_HZ, _SWAY_TURN_HZ = 0.21, 0.13, 0.09
+SWAY_RAMP_S = 1.0
 # The left leg flexes this fraction of the right's excursion; the left arm likewise.
 LEFT_LEG = 0.97
 LEFT_ARM = 0.93
@@ -125,7 +144,12 @@ _HEAD_BODIES = ("head",)
 
 @dataclass(frozen=True)
 class Squat:
-    """One squat: its window, bottom time (s) and true peak angles (degrees)."""
+    """One squat: its window, bottom time (s) and true peak angles (degrees).
+
+    ``start`` and ``end`` bound the designed movement (the knees leave and
+    regain the standing pose); ``partial`` marks a half squat, whose knee
+    flexion (mean of both knees) peaks below ``HALF_SQUAT_DEG``.
+    """
 
     index: int
     start: float
@@ -135,6 +159,7 @@ class Squat:
     knee_angle_l: float
     hip_flexion_r: float
     hip_flexion_l: float
+    partial: bool = False
 
 
 @dataclass(frozen=True)
@@ -293,20 +318,56 @@ def _squat_shape(time: np.ndarray, start: float) -> np.ndarray:
     return shape
 
 
-def squat_starts(n_squats: int) -> list[float]:
-    return [STAND_S + k * (SQUAT_S + PAUSE_S) for k in range(n_squats)]
+def squat_starts(n_squats: int, pauses=None) -> list[float]:
+    """Start times of the squats; ``pauses``: standing seconds between them (one number or one per gap)."""
+    if pauses is None:
+        return [STAND_S + k * (SQUAT_S + PAUSE_S) for k in range(n_squats)]
+    gaps = _pause_list(pauses, n_squats)
+    return [STAND_S + k * SQUAT_S + float(sum(gaps[:k])) for k in range(n_squats)]
 
 
-def max_squats(seconds: float) -> int:
-    """How many squats (with pauses) fit after the standing phase."""
-    return max(0, int(math.floor((seconds - STAND_S + PAUSE_S) / (SQUAT_S + PAUSE_S) + 1e-9)))
+def _pause_list(pauses, n_squats: int) -> list[float]:
+    if np.ndim(pauses) == 0:
+        return [float(pauses)] * max(0, n_squats - 1)
+    return [float(p) for p in pauses]
 
 
-def _design(names: list[str], time: np.ndarray, n_squats: int) -> np.ndarray:
-    """Designed coordinate values (frames x coordinates), degrees and metres."""
+def max_squats(seconds: float, pause_s: float = PAUSE_S) -> int:
+    """How many squats (with pauses of ``pause_s``) fit after the standing phase."""
+    return max(0, int(math.floor((seconds - STAND_S + pause_s) / (SQUAT_S + pause_s) + 1e-9)))
+
+
+def _depth_factor(knee_peak_deg: float) -> float:
+    """Fraction of the full-depth change that brings the knee from standing to ``knee_peak_deg``."""
+    return (knee_peak_deg - _STAND["knee_angle"]) / _KNEE
+
+
+def _sway(time: np.ndarray, amplitude: float) -> dict[str, np.ndarray]:
+    """Slow standing sway after the still window (degrees), by base coordinate name."""
+    u = time - STAND_S
+    fade = _min_jerk(u / SWAY_RAMP_S)
+    bend = amplitude * fade * 0.5 * (1.0 - np.cos(2 * np.pi * _SWAY_BEND_HZ * np.maximum(u, 0.0)))
+    shift = amplitude * fade * np.sin(2 * np.pi * _SWAY_LIST_HZ * np.maximum(u, 0.0))
+    turn = amplitude * fade * np.sin(2 * np.pi * _SWAY_TURN_HZ * np.maximum(u, 0.0))
+    hip = 0.8 * bend
+    tilt = -0.3 * bend
+    return {"knee_angle": bend, "hip_flexion": hip, "pelvis_tilt": tilt, "ankle_angle": bend - hip - tilt,
+            "pelvis_list": 0.5 * shift, "pelvis_rotation": 0.3 * turn}
+
+
+def _design(names: list[str], time: np.ndarray, n_squats: int, starts: list[float] | None = None,
+            factors: list[float] | None = None, sway_deg: float = 0.0) -> np.ndarray:
+    """Designed coordinate values (frames x coordinates), degrees and metres.
+
+    ``starts`` and ``factors`` (relative depths) default to the standard
+    timeline and ``DEPTHS``; ``sway_deg`` adds the standing sway.
+    """
     depth = np.zeros_like(time)
-    for k, start in enumerate(squat_starts(n_squats)):
-        depth += DEPTHS[k % len(DEPTHS)] * _squat_shape(time, start)
+    starts = squat_starts(n_squats) if starts is None else starts
+    for k, start in enumerate(starts):
+        factor = DEPTHS[k % len(DEPTHS)] if factors is None else factors[k]
+        depth += factor * _squat_shape(time, start)
+    sway = _sway(time, sway_deg) if sway_deg else {}
     out = np.zeros((len(time), len(names)))
     for j, name in enumerate(names):
         base, side = (name[:-2], name[-1]) if name[-2:] in ("_r", "_l") else (name, "")
@@ -315,7 +376,10 @@ def _design(names: list[str], time: np.ndarray, n_squats: int) -> np.ndarray:
         gain = 1.0
         if side == "l":
             gain = LEFT_LEG if base in _LEG else LEFT_ARM if base in _ARM else 1.0
-        out[:, j] = _STAND[base] + gain * _DELTA.get(base, 0.0) * depth
+        out[:, j] = _STAND[base] + gain * _DELTA.get(base, 0.0) * (np.minimum(depth, ARM_DEPTH_MAX)
+                                                                  if base in _ARM else depth)
+        if base in sway:
+            out[:, j] += sway[base]
     return out
 
 
@@ -427,7 +491,40 @@ def _check_int(what: str, value, lower: int) -> int:
     return int(value)
 
 
-def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats):
+def _check_number(what: str, value, low: float, high: float, unit: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not (math.isfinite(number) and low <= number <= high):
+        raise KinestreamError(f"{what}={value!r} is not valid; it must be a number from {low:g} to {high:g} {unit}")
+    return number
+
+
+def _check_variations(depths, pauses, sway_deg, squats):
+    """(depths as a list or None, pauses as a list or None, sway) checked; squats must agree with depths."""
+    if depths is not None:
+        if np.ndim(depths) != 1 or len(depths) == 0:
+            raise KinestreamError(f"depths={depths!r} is not valid; it must be a list of knee peaks in degrees, "
+                                  f"one per squat")
+        depths = [_check_number(f"depths[{k}]", d, MIN_DEPTH_DEG, MAX_DEPTH_DEG, "degrees of knee flexion")
+                  for k, d in enumerate(depths)]
+        if squats is not None and squats != len(depths):
+            raise KinestreamError(f"squats={squats!r} must match depths, which lists {len(depths)} squats "
+                                  f"(or leave squats out)")
+    if pauses is not None:
+        if np.ndim(pauses) == 0:
+            pauses = _check_number("pauses", pauses, 0.0, 60.0, "seconds")
+        elif np.ndim(pauses) == 1:
+            pauses = [_check_number(f"pauses[{k}]", p, 0.0, 60.0, "seconds") for k, p in enumerate(pauses)]
+        else:
+            raise KinestreamError(f"pauses={pauses!r} is not valid; it must be seconds of standing between "
+                                  f"squats: one number, or one per gap")
+    sway_deg = _check_number("sway_deg", sway_deg, 0.0, MAX_SWAY_DEG, "degrees")
+    return depths, pauses, sway_deg
+
+
+def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats, depths=None, pauses=None):
     try:
         fs_ok = float(fs)
     except (TypeError, ValueError):
@@ -453,7 +550,27 @@ def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats):
     scale = _check_positive("scale", scale)
     seed = _check_int("seed", seed, 0)
     fits = max_squats(sec)
-    if squats is None:
+    if pauses is not None or depths is not None:
+        if squats is not None:
+            n_squats = _check_int("squats", squats, 1)
+        elif depths is not None:
+            n_squats = len(depths)
+        elif np.ndim(pauses) == 1:
+            n_squats = len(pauses) + 1
+        else:
+            n_squats = max_squats(sec, pauses)
+            if n_squats == 0:
+                raise KinestreamError(f"seconds={sec:g} leave no room for a squat after {STAND_S:g} s of standing")
+        gaps_s = _pause_list(PAUSE_S if pauses is None else pauses, n_squats)
+        if len(gaps_s) != n_squats - 1:
+            raise KinestreamError(f"pauses lists {len(gaps_s)} pauses for {n_squats} squats; it needs "
+                                  f"{n_squats - 1} (one between each two squats) or a single number")
+        need = STAND_S + n_squats * SQUAT_S + sum(gaps_s)
+        if need > sec + 1e-9:
+            raise KinestreamError(f"{n_squats} squats with pauses of {gaps_s} s do not fit in seconds={sec:g}: they "
+                                  f"need {need:g} s ({STAND_S:g} s standing, {SQUAT_S:g} s a squat); make the "
+                                  f"trial longer")
+    elif squats is None:
         n_squats = fits
     else:
         n_squats = _check_int("squats", squats, 1)
@@ -468,7 +585,8 @@ def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats):
 # --------------------------------------------------------------------------- main
 
 def synthesize(out_dir, fs: float = 60.0, seconds: float = 12.0, noise_mm: float = 0.0, gaps: int = 0,
-               scale: float = 1.0, seed: int = 0, squats: int | None = None, progress=None) -> SynthResult:
+               scale: float = 1.0, seed: int = 0, squats: int | None = None, progress=None, *,
+               depths=None, pauses=None, sway_deg: float = 0.0) -> SynthResult:
     """Simulate a standing-then-squatting subject; write keypoints, markers and coordinates.
 
     ``fs`` sampling rate (Hz, 10 to 1000); ``seconds`` trial length (at least
@@ -477,11 +595,22 @@ def synthesize(out_dir, fs: float = 60.0, seconds: float = 12.0, noise_mm: float
     keypoint, 2 to 0.15*fs frames, inside the squatting part); ``scale``
     uniform size of the subject relative to the generic model; ``seed``
     seeds noise and gaps (the motion itself does not depend on it); ``squats``
-    number of squats (default: as many as fit). ``progress`` is called with a
-    message at each stage.
+    number of squats (default: as many as fit, or one per ``depths``).
+    ``progress`` is called with a message at each stage.
+
+    ``depths``: the designed knee peak of each squat (degrees, right knee;
+    the left flexes 3 % less), e.g. ``[105, 45, 120]``; a squat whose mean
+    knee peak stays below ``HALF_SQUAT_DEG`` is marked ``partial``.
+    ``pauses``: seconds of standing between squats, one number or one per
+    gap (default ``PAUSE_S``). ``sway_deg``: amplitude of a slow standing sway
+    after the still window (0 to ``MAX_SWAY_DEG``; default 0: none).
+    Without these the trial is exactly the default one.
     """
+    depths, pauses, sway_deg = _check_variations(depths, pauses, sway_deg, squats)
     fs, seconds, noise_mm, n_gaps, scale, seed, n_squats = _check_arguments(
-        fs, seconds, noise_mm, gaps, scale, seed, squats)
+        fs, seconds, noise_mm, gaps, scale, seed, squats, depths, pauses)
+    starts = squat_starts(n_squats, pauses)
+    factors = None if depths is None else [_depth_factor(d) for d in depths]
     say = progress or (lambda *_: None)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -497,7 +626,7 @@ def synthesize(out_dir, fs: float = 60.0, seconds: float = 12.0, noise_mm: float
 
     n_frames = int(round(seconds * fs))
     time = np.arange(n_frames) / fs
-    design = kin.to_model_units(_design(kin.names, time, n_squats))
+    design = kin.to_model_units(_design(kin.names, time, n_squats, starts, factors, sway_deg))
 
     # Standing: put the lowest foot marker FOOT_CLEARANCE above the floor.
     marker_set = model.getMarkerSet()
@@ -536,7 +665,6 @@ def synthesize(out_dir, fs: float = 60.0, seconds: float = 12.0, noise_mm: float
     observed = xyz_key.copy()
     if noise_mm > 0:
         observed += np.random.default_rng([seed, 1]).normal(0.0, noise_mm / 1000.0, observed.shape)
-    starts = squat_starts(n_squats)
     gap_list = _make_gaps(n_gaps, np.random.default_rng([seed, 2]), keypoints, fs, time,
                           starts[0], starts[-1] + SQUAT_S)
     for gap in gap_list:
@@ -557,7 +685,9 @@ def synthesize(out_dir, fs: float = 60.0, seconds: float = 12.0, noise_mm: float
         inside = (time >= start) & (time <= start + SQUAT_S)
         peak = {n: float(motion.get(n)[inside].max()) for n in
                 ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")}
-        squat_list.append(Squat(k, round(start, 9), round(start + DESCENT_S, 9), round(start + SQUAT_S, 9), **peak))
+        partial = 0.5 * (peak["knee_angle_r"] + peak["knee_angle_l"]) < HALF_SQUAT_DEG
+        squat_list.append(Squat(k, round(start, 9), round(start + DESCENT_S, 9), round(start + SQUAT_S, 9), **peak,
+                                partial=bool(partial)))
 
     return SynthResult(*paths, keypoints=keypoints_obs, keypoints_true=keypoints_true, markers=markers,
                        motion=motion, mass=float(mass), height=float(height), standing=(0.0, STAND_S),
