@@ -5,7 +5,6 @@ The measured figures print with ``pytest tests/test_reps.py -s``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -16,7 +15,7 @@ from kinestream.config import load_config
 from kinestream.errors import KinestreamError
 from kinestream.mot import Motion, read_mot, write_mot
 from kinestream.pipeline import process
-from kinestream.reps import (CentresFromModel, RepCounter, RepEvent, RepSettings, add_reps_parser, centres_from_state,
+from kinestream.reps import (CentresFromModel, RepCounter, RepEvent, RepSettings, centres_from_state,
                              detect_reps, format_rep, frame_measures, joint_centres)
 from kinestream.synth import synthesize
 
@@ -69,10 +68,9 @@ def _frontal_offset_cm(hip, knee, ankle, right) -> float:
 
 
 def _parser():
-    parser = argparse.ArgumentParser(prog="kinestream")
-    sub = parser.add_subparsers()
-    add_reps_parser(sub)
-    return parser
+    from kinestream.cli import build_parser
+
+    return build_parser()
 
 
 # --------------------------------------------------------------------------- fixtures

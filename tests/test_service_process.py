@@ -1,69 +1,24 @@
 """`kinestream serve` as its own process: signals, recordings, a broker that comes and goes."""
 
-import asyncio
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import zmq
 
 from kinestream.osim import opensim_module
 from kinestream.record import recover
-from kinestream.replay import replay
 from kinestream.synth import synthesize
 from kinestream.trc import read_trc
 
 from broker import Broker, free_port
-
-ROOT = Path(__file__).resolve().parents[1]
+from served import Served, feed
 
 
 @pytest.fixture(scope="module")
 def trial(tmp_path_factory):
     return synthesize(tmp_path_factory.mktemp("trial"), seconds=8.0, noise_mm=5.0, seed=2)
-
-
-class Served:
-    """`python -m kinestream serve` on free loopback ports, its status read from the output socket."""
-
-    def __init__(self, tmp: Path, *extra: str):
-        self.src, self.out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-        self.log = open(tmp / "serve.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "kinestream", "serve", "--input", self.src, "--output",
-                                      self.out, "--workers", "1", *extra], stdout=subprocess.PIPE,
-                                     stderr=self.log, text=True, cwd=ROOT)
-        self.sub = zmq.Context.instance().socket(zmq.SUB)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"status")
-        self.sub.connect(self.out)
-
-    def status(self, timeout: float = 90.0) -> dict:
-        from kinestream.protocol import decode_status
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, Path(self.log.name).read_text()[-2000:]
-            if self.sub.poll(200):
-                latest = self.sub.recv_multipart()[1]
-                while self.sub.poll(0):  # the newest status, not one queued earlier
-                    latest = self.sub.recv_multipart()[1]
-                return decode_status(latest)
-        raise AssertionError("no status from the service")
-
-    def stop(self, sig=signal.SIGTERM) -> tuple[int, str]:
-        self.proc.send_signal(sig)
-        out, _ = self.proc.communicate(timeout=30)
-        self.sub.close(0)
-        self.log.close()
-        return self.proc.returncode, out
-
-
-def feed(table, endpoint, seconds=None):
-    frames = table if seconds is None else table.frames(0, int(seconds * table.rate))
-    return asyncio.run(replay(frames, endpoint, wait_subscriber=10.0))
 
 
 def test_sigterm_leaves_complete_recordings(trial, tmp_path):

@@ -334,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_replay_parser(sub)
     add_reps_parser(sub)
+    for command in sub.choices.values():  # `kinestream serve --config F` reads as well as `kinestream --config F serve`
+        command.add_argument("--config", default=argparse.SUPPRESS, help="TOML file merged over configs/default.toml")
     add_recover_parser(sub)
     return parser
 

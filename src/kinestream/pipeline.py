@@ -157,6 +157,7 @@ class FrameProcessor:
         self._derived = [(index(name), index(a), index(b)) for name, (a, b) in DERIVED.items()]
         self._times: list[float] = []
         self.notes: list[str] = []
+        self.dropped = 0  # frames the cleaner released and the augmenter refused (time not after the last)
 
     def _check_rate(self, t: float) -> None:
         """Redesign the filter when the stream's frame rate is not the one assumed (more than 10% off)."""
@@ -204,6 +205,7 @@ class FrameProcessor:
     def _augment(self, clean: np.ndarray, t: float) -> tuple[float, np.ndarray, np.ndarray] | None:
         markers = self.augmenter.step(clean, t)
         if markers is None:
+            self.dropped += 1
             return None
         if self.floor_offset:
             markers = markers + np.array([0.0, self.floor_offset, 0.0])

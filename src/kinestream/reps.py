@@ -690,10 +690,8 @@ def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
     from .mot import read_mot
     from .plots import plot_reps
 
-    if getattr(args, "reps_config", None):
-        config = load_config(args.reps_config)
-    elif config is None:
-        config = load_config()
+    if config is None:
+        config = load_config(getattr(args, "config", None))
     settings = RepSettings.from_config(config)
     path = Path(args.mot)
     if not path.is_file():
@@ -745,7 +743,5 @@ def add_reps_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per rep per line, then the summary")
     p.add_argument("--out", help="plot .png (default: SESSION_reps.png beside the .mot)")
     p.add_argument("--no-plot", action="store_true", help="write no plot")
-    p.add_argument("--config", dest="reps_config", metavar="FILE",
-                   help="TOML file merged over configs/default.toml (its [reps] section)")
     p.set_defaults(func=run_reps)
     return p

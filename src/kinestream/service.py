@@ -62,8 +62,10 @@ def _ik_worker(conn, model_path: str, marker_set: str, ik_setup: str, ik_config:
             return
         if msg is None:
             return
-        seq, t, xyz, warm = msg
+        seq, t, xyz, warm, fresh = msg
         t0 = time.perf_counter()
+        if fresh:  # a new session: no warm start from the last one
+            ik.reset()
         frame = ik.step(xyz, t, warm)
         conn.send((seq, frame.q, frame.rmse_mm, frame.ok, frame.event, time.perf_counter() - t0, frame.warm))
 
@@ -124,9 +126,11 @@ class IKPool:
                 return i
         return None
 
-    def submit(self, worker: int, seq: int, t: float, xyz: np.ndarray, warm: np.ndarray | None = None) -> None:
+    def submit(self, worker: int, seq: int, t: float, xyz: np.ndarray, warm: np.ndarray | None = None,
+               fresh: bool = False) -> None:
+        """Send a frame; ``fresh`` makes the worker forget its last solution first (a new session)."""
         self.busy[worker] = True
-        self.conns[worker].send((seq, t, xyz, warm))
+        self.conns[worker].send((seq, t, xyz, warm, fresh))
 
     def close(self) -> None:
         for conn in self.conns:
@@ -223,7 +227,8 @@ class Service:
     """
 
     RECONNECT_S = 0.2  # after a refused handshake on the input, connect afresh this much later
-    RESTART_BACK_S = 1.0  # time going back further than this is a restarted source, not a glitch
+    RESTART_BACK_S = 1.0
+    SUBJECT_HOLD_S = 2.0  # frames of another subject are refused until the current one is this long silent  # time going back further than this is a restarted source, not a glitch
     SHOWN = ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")  # on the status line
 
     def __init__(self, config: dict, *, input_endpoint: str, output_endpoint: str, mqtt: str | None = None,
@@ -277,6 +282,10 @@ class Service:
         self._meta: deque[tuple[int, int, int | None]] = deque()  # frames inside the cleaner's look-ahead
         self._last_log: dict[str, float] = {}
         self._last_t: float | None = None
+        self._source_subject: str | None = None  # the subject being served (frames name it, or not)
+        self._source_ns = 0  # when its last frame arrived
+        self._dropped = 0  # processor.dropped already accounted
+        self._fresh: set[int] = set()  # workers to start afresh (a new session began)
         self._record_offset = 0.0
         self._warm, self._warm_from, self._warm_seq = None, -1, -1  # newest IK solution, for warm starts
         self.mot = self.trc = None
@@ -372,14 +381,16 @@ class Service:
         from .transport import REFUSED_EVENTS
 
         address = f"inproc://kinestream.monitor.{name}.{id(self)}"
-        sock.monitor(address, REFUSED_EVENTS)
+        # the input also reports lost links: ZeroMQ does not reconnect after some of them (see _reconnect_input)
+        sock.monitor(address, REFUSED_EVENTS | (zmq.EVENT_DISCONNECTED if name == "input" else 0))
         mon = self.ctx.socket(zmq.PAIR)
         mon.connect(address)
         return mon
 
     async def _watch(self, name: str, mon, stop: asyncio.Event) -> None:
-        """Count handshakes refused on the input or output socket: a peer without
-        an authorized CURVE key, a plain peer talking to CURVE, or not ZeroMQ."""
+        """Events of the input or output socket: handshakes refused (a peer
+        without an authorized CURVE key, a plain peer meeting CURVE, not
+        ZeroMQ) are counted; a lost input link is connected afresh."""
         from zmq.utils.monitor import parse_monitor_message
 
         from .transport import REFUSED_NAMES
@@ -388,19 +399,26 @@ class Service:
             if not await mon.poll(100):
                 continue
             event = parse_monitor_message(await mon.recv_multipart())
-            self.metrics.refused[name] = self.metrics.refused.get(name, 0) + 1
-            self._log_every(f"refused-{name}", logging.WARNING,
-                            "refused a peer on the %s socket (%s, %s): no authorized key, or not kinestream's "
-                            "protocol; %d so far", name, getattr(event["endpoint"], "decode", str)(),
-                            REFUSED_NAMES.get(event["event"], event["event"]), self.metrics.refused[name])
+            if event["event"] in REFUSED_NAMES:
+                self._refused(name, event)
             if name == "input" and not self.config.get("service", {}).get("bind_input", False) \
                     and self._reconnect is None:  # at most one reconnect per RECONNECT_S
                 self._reconnect = asyncio.get_running_loop().call_later(self.RECONNECT_S, self._reconnect_input)
 
+    def _refused(self, name: str, event: dict) -> None:
+        from .transport import REFUSED_NAMES
+
+        self.metrics.refused[name] = self.metrics.refused.get(name, 0) + 1
+        self._log_every(f"refused-{name}", logging.WARNING,
+                        "refused a peer on the %s socket (%s, %s): no authorized key, or not kinestream's "
+                        "protocol; %d so far", name, getattr(event["endpoint"], "decode", str)(),
+                        REFUSED_NAMES.get(event["event"], event["event"]), self.metrics.refused[name])
+
     def _reconnect_input(self) -> None:
-        """Connect the input afresh. ZeroMQ gives up on a connection whose
-        handshake broke the protocol (a plain source meeting CURVE, say): the
-        next source on that endpoint would never be heard without this."""
+        """Connect the input afresh. ZeroMQ gives up on a connection that broke
+        the protocol (a plain source meeting CURVE, a message over the size
+        limit): the next source on that endpoint would never be heard without
+        this. After an ordinary disconnect it does no harm."""
         import zmq
 
         self._reconnect = None
@@ -433,7 +451,8 @@ class Service:
         log.warning("keypoint source restarted (%s): a new session, stages reset", why)
         self.processor.reset()
         self._meta.clear()
-        self._warm_seq = -1
+        self._warm, self._warm_from, self._warm_seq = None, -1, -1
+        self._fresh = set(range(self.workers))  # each worker starts its next frame from the neutral pose
         if self._last_t is not None:  # recordings go on in time after the restart
             self._record_offset += self._last_t + 1.0 / self.rate - new_t
         self._last_t = None
@@ -452,9 +471,15 @@ class Service:
         except Rejected as rej:
             self._reject(rej.reason, rej.detail, count=False)
             return
-        if frame.restarted:
+        if frame.subject != self._source_subject and self._last_t is not None:
+            if recv_ns - self._source_ns < self.SUBJECT_HOLD_S * 1e9:  # one person at a time
+                self._reject("other_subject", f"subject {frame.subject!r} while {self._source_subject!r} streams")
+                return
+            self._restart_source(f"subject {frame.subject!r} follows {self._source_subject!r}", frame.t)
+        elif frame.restarted:
             self._restart_source(f"time went back from {self._last_t:.2f} s to {frame.t:.2f} s"
                                  if self._last_t is not None else "its clock started over", frame.t)
+        self._source_subject, self._source_ns = frame.subject, recv_ns
         self.metrics.frames_in += 1
         if self._last_t is not None and frame.t - self._last_t > 2.0:
             log.info("stream resumed after %.1f s of silence", frame.t - self._last_t)
@@ -468,6 +493,10 @@ class Service:
             return
         while self.processor.notes:
             log.info(self.processor.notes.pop(0))
+        while self.processor.dropped > self._dropped:  # released by the cleaner, refused by the augmenter
+            self._dropped += 1
+            self._meta.popleft()
+            self._reject("stage_dropped", "the augmenter refused a frame (time not after the last one)")
         if out is not None:
             self._forward(*out)
 
@@ -492,8 +521,10 @@ class Service:
         item.submit_ns = time.time_ns()
         # warm start from the newest solution of any worker, unless this worker solved it itself
         warm = self._warm if self._warm_from != w else None
+        fresh = w in self._fresh
+        self._fresh.discard(w)
         try:
-            self.pool.submit(w, item.seq, item.t, item.markers, warm)
+            self.pool.submit(w, item.seq, item.t, item.markers, warm, fresh)
         except (OSError, ValueError) as exc:  # the worker is gone: its replacement gets the frame later
             del self._inflight[w]
             self._order.remove(item.seq)

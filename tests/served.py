@@ -1,0 +1,67 @@
+"""`python -m kinestream serve` as its own process on free loopback ports, for tests that signal,
+kill or measure it."""
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import zmq
+
+from kinestream.replay import replay
+
+from broker import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Served:
+    """`python -m kinestream serve` on free loopback ports, its status read from the output socket."""
+
+    def __init__(self, tmp: Path, *extra: str):
+        self.src, self.out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+        self.log = open(tmp / "serve.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "kinestream", "serve", "--input", self.src, "--output",
+                                      self.out, "--workers", "1", *extra], stdout=subprocess.PIPE,
+                                     stderr=self.log, text=True, cwd=ROOT)
+        self.sub = zmq.Context.instance().socket(zmq.SUB)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"status")
+        self.sub.connect(self.out)
+
+    def status(self, timeout: float = 90.0) -> dict:
+        from kinestream.protocol import decode_status
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, Path(self.log.name).read_text()[-2000:]
+            if self.sub.poll(200):
+                latest = self.sub.recv_multipart()[1]
+                while self.sub.poll(0):  # the newest status, not one queued earlier
+                    latest = self.sub.recv_multipart()[1]
+                return decode_status(latest)
+        raise AssertionError("no status from the service")
+
+    def rss_mb(self) -> float:
+        """Resident memory of the service process (its IK workers not included), MB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS in /proc")
+
+    def fds(self) -> int:
+        """Open file descriptors of the service process."""
+        return len(list(Path(f"/proc/{self.proc.pid}/fd").iterdir()))
+
+    def stop(self, sig=signal.SIGTERM) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        out, _ = self.proc.communicate(timeout=30)
+        self.sub.close(0)
+        self.log.close()
+        return self.proc.returncode, out
+
+
+def feed(table, endpoint, seconds=None):
+    frames = table if seconds is None else table.frames(0, int(seconds * table.rate))
+    return asyncio.run(replay(frames, endpoint, wait_subscriber=10.0))
