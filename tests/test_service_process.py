@@ -70,8 +70,10 @@ def test_broker_down_at_start_then_up_and_restarted(trial, tmp_path):
         assert status["frames_out"] >= 100 and status["mqtt"]["connected"] is False
         broker.start(port)
         deadline = time.monotonic() + 40
-        while not served.status()["mqtt"]["connected"]:
+        while not (s := served.status())["mqtt"]["connected"] or s["mqtt"]["queued"]:
             assert time.monotonic() < deadline, "the service did not connect to the broker"
+        # the 2 s outage (120 angle messages and a few status ones) fitted the 256-message queue: all delivered
+        assert s["mqtt"]["dropped"] == 0 and s["mqtt"]["published"] >= 120
         broker.restart()
         deadline = time.monotonic() + 40
         while True:
@@ -87,3 +89,45 @@ def test_broker_down_at_start_then_up_and_restarted(trial, tmp_path):
         broker.stop()
     log = Path(tmp_path / "serve.log").read_text()
     assert "unreachable" in log and "connected to 127.0.0.1" in log
+
+
+def test_a_killed_publisher_restarted_loses_only_what_it_never_sent(trial, tmp_path):
+    """SIGKILL the replaying source mid-trial, start it again: every frame that reached the service is
+    answered, and the restarted source's frames all arrive, as a new session."""
+    import subprocess
+    import sys
+
+    record = tmp_path / "restart.mot"
+    served = Served(tmp_path, "--record", str(record), "--mass", str(trial.mass), "--height", str(trial.height))
+    source = [sys.executable, "-m", "kinestream", "replay", str(trial.keypoints_trc), "--endpoint", served.src,
+              "--wait-subscriber", "10"]
+    try:
+        served.status()
+        first = subprocess.Popen(source, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while served.status()["frames_in"] < 120:  # two seconds of the trial in
+            assert time.monotonic() < deadline, "the first source never got through"
+        first.kill()
+        first.wait()
+        time.sleep(1.0)
+        before = served.status()
+        assert 120 <= before["frames_in"] < trial.keypoints.n_frames  # it died mid-trial
+        second = subprocess.run(source, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 0, second.stderr
+        n = trial.keypoints.n_frames
+        deadline = time.monotonic() + 30
+        while True:
+            status = served.status()
+            if status["frames_in"] == before["frames_in"] + n and \
+                    status["frames_out"] + status["skipped"] == status["frames_in"]:
+                break
+            assert time.monotonic() < deadline, status
+    finally:
+        code, out = served.stop()
+    assert code == 0
+    assert status["resets"] == 1  # the second run's clock starting over is a new session
+    assert sum(status["rejected"].values()) == 0
+    rows = opensim_module().TimeSeriesTable(str(record)).getNumRows()
+    assert rows == status["frames_out"] - status["rows_not_recorded"]
+    print(f"\nkilled source: {before['frames_in']} frames in before the kill, then all {n} of the restarted one; "
+          f"{status['skipped']} skipped (latest wins), {rows} rows recorded")
