@@ -5,9 +5,14 @@ Starts `kinestream serve` as its own process (with its IK workers), replays a
 synth squat trial made at the given rate into it with real timing, subscribes
 to the angles, and prints one JSON line: input and output rate, frames
 skipped, end-to-end latency p50/p95/p99 (the source's sent_ns to the
-subscriber's receipt), the service's CPU use, and the largest angle
+subscriber's receipt), the service's CPU use, the largest angle
 difference between the live output and `process --streaming` on the same
-trial and model (leg coordinates, and all).
+trial and model (leg coordinates, and all), and the squat reps: how many rep
+events came (against the trial's squats) and how late, measured two ways:
+from the sending of the frame that completed the rep (the service's part),
+and from the moment the rep truly ended (the true knee angle crossing the
+rep threshold; this adds the causal filter's delay and the pipeline's knee
+error near the threshold).
 
     .venv/bin/python scripts/bench_service.py --rate 60 --seconds 20 [--workers 2] [--no-arms]
 """
@@ -58,7 +63,7 @@ async def run(args, trial, model, config_path) -> dict:
     import zmq
     import zmq.asyncio
 
-    from kinestream.protocol import decode_angles, decode_status
+    from kinestream.protocol import decode_angles, decode_reps, decode_status
     from kinestream.replay import replay
     from kinestream.trc import read_trc
 
@@ -82,6 +87,7 @@ async def run(args, trial, model, config_path) -> dict:
                 raise SystemExit("the service did not start")
         received: list[tuple[int, dict]] = []
         statuses: list[dict] = []
+        reps: list[tuple[int, dict]] = []
 
         async def collect():
             while True:
@@ -91,6 +97,8 @@ async def run(args, trial, model, config_path) -> dict:
                     received.append((now, decode_angles(payload)))
                 elif topic == b"status":
                     statuses.append(decode_status(payload))
+                elif topic == b"reps":
+                    reps.append((now, decode_reps(payload)))
 
         collector = asyncio.create_task(collect())
         table = read_trc(trial)
@@ -117,7 +125,26 @@ async def run(args, trial, model, config_path) -> dict:
     times = np.array([now for now, _ in received]) / 1e9
     final = statuses[-1] if statuses else {}
     return {"sent": sent, "received": received, "wall": wall, "cpu": cpu, "latency": lat, "times": times,
-            "status": final}
+            "status": final, "reps": reps}
+
+
+def rep_timing(live: dict, truth) -> dict:
+    """Rep events against the trial's true reps: count, and latency from the completing frame's sending and
+    from the true end of each rep (the wall clock at which the source sent the trial time of that end)."""
+    from kinestream.reps import detect_reps
+
+    true_events, _ = detect_reps(truth)
+    sent = sorted((msg["t"], msg["sent_ns"]) for _, msg in live["received"] if msg.get("sent_ns"))
+    t_frames = np.array([t for t, _ in sent])
+    ns_frames = np.array([ns for _, ns in sent], dtype=float)
+    service, from_end = [], []
+    for now, msg in live["reps"]:
+        service.append((now - msg["sent_ns"]) / 1e6)
+        end = min(true_events, key=lambda e: abs(e.end - msg["rep"]["end"])).end
+        from_end.append((now - np.interp(end, t_frames, ns_frames)) / 1e6)
+    return {"rep_events": len(live["reps"]), "true_reps": len(true_events),
+            "rep_latency_ms_from_completing_frame": [round(x, 1) for x in service],
+            "rep_latency_ms_from_true_end": [round(x, 1) for x in from_end]}
 
 
 def main(argv=None) -> int:
@@ -157,6 +184,7 @@ def main(argv=None) -> int:
                   "stages_ms": {k: live["status"].get(f"{k}_ms") for k in ("prepare", "wait", "ik", "ipc")},
                   "cpu_percent": round(100 * live["cpu"] / live["wall"], 1), "cores": os.cpu_count(),
                   "loadavg": round(os.getloadavg()[0], 2)}
+        result.update(rep_timing(live, syn.motion))
         if not args.no_offline:
             offline = process(syn.keypoints_trc, syn.mass, syn.height, tmp / "streaming", config, plot=False,
                               log=quiet, streaming=True, model=scaled.scaled_model)

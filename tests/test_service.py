@@ -43,7 +43,7 @@ async def live(config, frames, *, session, record=None, mqtt_port=None, workers=
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(out)
-    got = {"angles": [], "status": [], "mqtt": []}
+    got = {"angles": [], "status": [], "reps": [], "mqtt": [], "mqtt_reps": []}
 
     async def collect():
         while True:
@@ -58,6 +58,8 @@ async def live(config, frames, *, session, record=None, mqtt_port=None, workers=
             async for message in client.messages:
                 if message.topic.matches("kinestream/+/angles"):
                     got["mqtt"].append(json.loads(message.payload))
+                elif message.topic.matches("kinestream/+/reps"):
+                    got["mqtt_reps"].append(json.loads(message.payload))
 
     tasks = [asyncio.create_task(collect())]
     if mqtt_port:
@@ -121,6 +123,22 @@ def test_live_session_equals_offline_streaming(session, tmp_path):
     knee = last["coords"].index("knee_angle_r")
     assert last["q"][knee] == pytest.approx(recorded.get("knee_angle_r")[-1], abs=1e-3)
     assert last["sent_ns"] > 0 and last["latency_ms"] > 0
+
+    # one rep event per squat, on ZeroMQ and MQTT, equal to the offline counter on the recording
+    from kinestream.protocol import decode_reps
+    from kinestream.reps import detect_reps, joint_centres
+
+    reps = [decode_reps(p) for p in got["reps"]]
+    squats = [q for q in session.squats if not q.partial]
+    assert len(reps) == len(squats) == len(got["mqtt_reps"]) >= 2
+    assert [r["rep"]["index"] for r in reps] == list(range(1, len(squats) + 1))
+    assert [r["rep"] for r in reps] == [m["rep"] for m in got["mqtt_reps"]]
+    assert reps[-1]["set"]["reps"] == len(squats) and reps[0]["sent_ns"] > 0
+    events, _ = detect_reps(recorded, joint_centres(get_assets().generic_model, recorded))
+    assert [r["rep"] for r in reps] == [e.to_dict() for e in events]
+    for r, squat in zip(reps, squats):
+        assert r["rep"]["bottom"] == pytest.approx(squat.bottom, abs=0.15)
+        assert r["rep"]["knee_peak"] == pytest.approx((squat.knee_angle_r + squat.knee_angle_l) / 2, abs=4.0)
 
 
 def test_hostile_frames_and_a_restarted_source_do_not_stop_the_service(session, tmp_path):

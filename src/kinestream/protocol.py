@@ -454,6 +454,36 @@ def _plain(value):
     raise TypeError(f"cannot send a {type(value).__name__} in a message; use numbers, strings, lists and dicts")
 
 
+def reps_message(rep: dict, summary: dict, *, subject: str | None, sent_ns: int | None,
+                 latency_ms: float) -> dict:
+    """The ``reps`` message: one completed repetition and the set so far.
+
+    ``rep``: the rep's measures (``RepEvent.to_dict()``); ``set``: the running
+    summary; ``sent_ns``: the source's send time of the frame that completed
+    the rep (echoed, so a client can time the event); ``latency_ms``: from
+    that frame's arrival to this message. ZeroMQ carries it as msgpack
+    (:func:`encode_reps`), MQTT as JSON (``kinestream/<subject>/reps``).
+    """
+    msg = {"v": VERSION, "subject": subject, "rep": dict(rep), "set": dict(summary),
+           "latency_ms": round(float(latency_ms), 2)}
+    if sent_ns is not None:
+        msg["sent_ns"] = int(sent_ns)
+    return msg
+
+
+def encode_reps(message: dict) -> bytes:
+    """A :func:`reps_message` as a msgpack payload."""
+    return msgpack.packb(message, default=_plain)
+
+
+def decode_reps(payload: bytes, max_bytes: int = 1 << 20) -> dict:
+    """A reps payload as a dict; raises :class:`Rejected` when it is not one."""
+    msg = decode_status(payload, max_bytes)
+    if type(msg.get("rep")) is not dict or type(msg.get("set")) is not dict:
+        raise Rejected("missing_field", "a reps message needs the maps 'rep' and 'set'")
+    return msg
+
+
 def encode_status(status: dict) -> bytes:
     """A status payload: the map ``status`` with ``v`` added. Values may be
     numbers, strings, lists, dicts, numpy scalars or arrays."""

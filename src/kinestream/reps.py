@@ -532,6 +532,22 @@ def _centres(bodies: dict, state, vec_y) -> dict[str, np.ndarray]:
     return out
 
 
+CENTRE_KEYS = (*CENTRE_BODIES, TORSO_AXIS)  # the rows of centres_array
+
+
+def centres_array(model, state) -> np.ndarray:
+    """:func:`centres_from_state` as one (len(CENTRE_KEYS), 3) array: what an IK process sends back."""
+    centres = centres_from_state(model, state)
+    return np.stack([centres[k] for k in CENTRE_KEYS])
+
+
+def centres_dict(rows: np.ndarray | None) -> dict[str, np.ndarray] | None:
+    """The dict form of a :func:`centres_array` (None stays None)."""
+    if rows is None:
+        return None
+    return {k: rows[i] for i, k in enumerate(CENTRE_KEYS)}
+
+
 def centres_from_state(model, state) -> dict[str, np.ndarray]:
     """Joint centres of a posed model, in ground (metres, Y up), from a state realized to Position.
 

@@ -44,6 +44,7 @@ def _ik_worker(conn, model_path: str, marker_set: str, ik_setup: str, ik_config:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when workers stop
     try:
         from .pipeline import ik_setup_from_config
+        from .reps import centres_array
         from .solve import StreamingIK, load_model
 
         setup = ik_setup_from_config(ik_setup, ik_config)
@@ -67,7 +68,9 @@ def _ik_worker(conn, model_path: str, marker_set: str, ik_setup: str, ik_config:
         if fresh:  # a new session: no warm start from the last one
             ik.reset()
         frame = ik.step(xyz, t, warm)
-        conn.send((seq, frame.q, frame.rmse_mm, frame.ok, frame.event, time.perf_counter() - t0, frame.warm))
+        centres = centres_array(ik.model, ik.state) if frame.ok else None  # for the rep counter
+        conn.send((seq, frame.q, frame.rmse_mm, frame.ok, frame.event, time.perf_counter() - t0, frame.warm,
+                   centres))
 
 
 class IKPool:
@@ -170,6 +173,8 @@ class Metrics:
     ipc_ms: deque = field(default_factory=lambda: deque(maxlen=2000))  # to and from the worker
     out_times: deque = field(default_factory=lambda: deque(maxlen=600))
     last_angles: dict = field(default_factory=dict)
+    reps: int = 0
+    last_rep: dict | None = None
 
     def percentiles(self, values) -> dict:
         if not values:
@@ -192,16 +197,20 @@ class Metrics:
                 "rejected": dict(self.rejected), "refused": dict(self.refused), "rate_hz": round(self.out_rate(), 1),
                 "latency_ms": self.percentiles(self.latency_ms), "ik_ms": self.percentiles(self.ik_ms),
                 "prepare_ms": self.percentiles(self.prepare_ms), "wait_ms": self.percentiles(self.wait_ms),
-                "ipc_ms": self.percentiles(self.ipc_ms)}
+                "ipc_ms": self.percentiles(self.ipc_ms), "reps": self.reps,
+                "last_rep_depth_deg": self.last_rep["knee_peak"] if self.last_rep else None}
 
     def line(self, status: dict) -> str:
         """The terminal status line, from a :meth:`Service.status` snapshot."""
         lat = status["latency_ms"]
         angles = " ".join(f"{k.replace('_angle', '').replace('_flexion', '')} {v:5.1f}"
                           for k, v in self.last_angles.items())
+        reps = ""
+        if status.get("reps"):
+            reps = f"  reps {status['reps']}, last {status['last_rep_depth_deg']} deg"
         return (f"{status['rate_hz']:5.1f} Hz  in {status['frames_in']} out {status['frames_out']} skipped "
                 f"{status['skipped']} rejected {sum(status['rejected'].values())}  latency p50/p95/p99 "
-                f"{lat['p50']}/{lat['p95']}/{lat['p99']} ms  {angles}")
+                f"{lat['p50']}/{lat['p95']}/{lat['p99']} ms  {angles}{reps}")
 
 
 # ---------------------------------------------------------------- the asyncio shell
@@ -216,6 +225,7 @@ class _Item:
     sent_ns: int | None
     ready_ns: int = 0  # cleaned and augmented
     submit_ns: int = 0  # handed to an IK worker
+    centres: np.ndarray | None = None  # joint centres of the solved pose (reps.CENTRE_KEYS order)
 
 
 class Service:
@@ -286,6 +296,7 @@ class Service:
         self._source_ns = 0  # when its last frame arrived
         self._dropped = 0  # processor.dropped already accounted
         self._fresh: set[int] = set()  # workers to start afresh (a new session began)
+        self.reps = None  # the rep counter (reps.RepCounter), made once the coordinates are known
         self._record_offset = 0.0
         self._warm, self._warm_from, self._warm_seq = None, -1, -1  # newest IK solution, for warm starts
         self.mot = self.trc = None
@@ -326,6 +337,9 @@ class Service:
         self.pool = IKPool(self.model_path, self.assets.marker_set, self.assets.ik_setup, self.config.get("ik", {}),
                            self.processor.markers, self.workers)
         self.coords = self.pool.coordinates
+        from .reps import RepCounter, RepSettings
+
+        self.reps = RepCounter(RepSettings.from_config(self.config), self.coords)
         self._shown = [(n, self.coords.index(n)) for n in self.SHOWN if n in self.coords]
         for note in self.pool.notes:
             log.info(note)
@@ -453,6 +467,8 @@ class Service:
         self._meta.clear()
         self._warm, self._warm_from, self._warm_seq = None, -1, -1
         self._fresh = set(range(self.workers))  # each worker starts its next frame from the neutral pose
+        if self.reps is not None:
+            self.reps.reset()  # a new session is a new set
         if self._last_t is not None:  # recordings go on in time after the restart
             self._record_offset += self._last_t + 1.0 / self.rate - new_t
         self._last_t = None
@@ -542,8 +558,9 @@ class Service:
                     continue
                 if msg[0] == "error":
                     raise EOFError(msg[1])
-                seq, q, rmse, ok, event, ik_s, warm = msg
+                seq, q, rmse, ok, event, ik_s, warm, centres = msg
                 item = self._inflight.pop(w)
+                item.centres = centres
                 if warm is not None and seq > self._warm_seq:
                     self._warm, self._warm_from, self._warm_seq = warm, w, seq
                 self.pool.busy[w] = False
@@ -600,8 +617,38 @@ class Service:
         self.metrics.latency_ms.append(latency_ms)
         for name, k in self._shown:
             self.metrics.last_angles[name] = float(q[k])
+        self._count_reps(item, q)
         for listener in self.listeners:
             listener(item, q, rmse)
+
+    def _count_reps(self, item: _Item, q: np.ndarray) -> None:
+        """Feed the rep counter; publish a completed rep on ZeroMQ ``reps`` and MQTT."""
+        from .reps import centres_dict
+
+        try:
+            event = self.reps.step(item.t, q, centres_dict(item.centres))
+        except Exception as exc:  # feedback must not cost the angles
+            self._reject("reps_error", f"{type(exc).__name__}: {exc}")
+            return
+        if event is None:
+            return
+        import json
+
+        from .protocol import encode_reps, reps_message
+
+        summary = {k: v for k, v in self.reps.summary().items() if k != "partials"}
+        msg = reps_message(event.to_dict(), summary, subject=self.subject, sent_ns=item.sent_ns,
+                           latency_ms=(time.time_ns() - item.recv_ns) / 1e6)
+        try:
+            self.pub.send_multipart([b"reps", encode_reps(msg)], copy=False)
+        except Exception as exc:
+            self._reject("publish_error", str(exc))
+        if self.mqtt is not None:
+            self.mqtt.publish("reps", json.dumps(msg, separators=(",", ":")))
+        self.metrics.reps = summary["reps"]
+        self.metrics.last_rep = msg["rep"]
+        log.info("rep %d: depth %.0f deg (knee), %s, down %.1f s, up %.1f s", event.index, event.knee_peak,
+                 "deep enough" if event.deep_enough else "not deep enough", event.descent_s, event.ascent_s)
 
     # -- tasks
 
