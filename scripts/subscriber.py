@@ -16,7 +16,7 @@ folder):
 
     .venv/bin/python scripts/subscriber.py zmq --curve-key keys/headset.key_secret --server-key keys/service.key
 
-Each prints one line per frame: time, knee and hip flexion (degrees), and for
+Each prints a REP line whenever a squat rep is completed (topic reps) and one line per frame: time, knee and hip flexion (degrees), and for
 ZeroMQ the end-to-end latency from the keypoint source.
 """
 
@@ -39,16 +39,29 @@ def zmq_angles(endpoint: str, curve_key: str | None = None, server_key: str | No
     secure_client(sub, client_config(curve_key, server_key))
     sub.connect(endpoint)
     sub.setsockopt(zmq.SUBSCRIBE, b"angles")
-    print(f"listening to {endpoint} (topic 'angles'); Ctrl-C to stop")
+    sub.setsockopt(zmq.SUBSCRIBE, b"reps")
+    print(f"listening to {endpoint} (topics 'angles' and 'reps'); Ctrl-C to stop")
     while True:
-        _topic, payload = sub.recv_multipart()
+        topic, payload = sub.recv_multipart()
         msg = msgpack.unpackb(payload, raw=False)
+        if topic == b"reps":
+            print(rep_line(msg))
+            continue
         q = np.frombuffer(msg["q"], dtype="<f4")  # degrees for rotations, metres for translations
         angle = dict(zip(msg["coords"], q))
         latency = (time.time_ns() - msg["sent_ns"]) / 1e6 if msg.get("sent_ns") else float("nan")
         print(f"t {msg['t']:8.3f}  knee R {angle['knee_angle_r']:6.1f}  L {angle['knee_angle_l']:6.1f}  "
               f"hip R {angle['hip_flexion_r']:6.1f}  L {angle['hip_flexion_l']:6.1f}  "
               f"marker error {msg['rmse_mm']:5.1f} mm  latency {latency:5.1f} ms")
+
+
+def rep_line(msg: dict) -> str:
+    """A completed squat rep (ZeroMQ 'reps' or MQTT kinestream/<subject>/reps) as one line."""
+    rep, done = msg["rep"], msg["set"]
+    return (f"REP {rep['index']}: depth {rep['knee_peak']} deg ({'deep enough' if rep['deep_enough'] else 'shallow'}"
+            f", below parallel: {rep['below_parallel']}), down {rep['descent_s']} s, up {rep['ascent_s']} s, "
+            f"knee asymmetry {rep['knee_asymmetry_deg']} deg, trunk lean {rep['trunk_lean_deg']} deg; "
+            f"set: {done['reps']} reps, mean depth {done['depth_mean_deg']} deg")
 
 
 async def mqtt_angles(broker: str, subject: str) -> None:
@@ -58,9 +71,13 @@ async def mqtt_angles(broker: str, subject: str) -> None:
     topic = f"kinestream/{subject}/angles"
     async with aiomqtt.Client(host or broker, int(port or 1883)) as client:
         await client.subscribe(topic)
-        print(f"listening to {topic} on {broker}; Ctrl-C to stop")
+        await client.subscribe(f"kinestream/{subject}/reps")
+        print(f"listening to {topic} and kinestream/{subject}/reps on {broker}; Ctrl-C to stop")
         async for message in client.messages:
             msg = json.loads(message.payload)
+            if message.topic.matches("kinestream/+/reps"):
+                print(rep_line(msg))
+                continue
             a = msg["angles"]  # null where the frame could not be solved
             print(f"t {msg['t']:8.3f}  knee R {a['knee_angle_r']}  L {a['knee_angle_l']}  "
                   f"hip R {a['hip_flexion_r']}  L {a['hip_flexion_l']}")
