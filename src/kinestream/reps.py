@@ -500,18 +500,10 @@ def _smooth(rows: np.ndarray, cutoff_hz: float) -> np.ndarray:
 
 def _load_model(model):
     """An OpenSim model and a fresh state from a path (or a model as it is)."""
-    from .osim import opensim_module
+    from .osim import read_model
 
-    osim = opensim_module()
     if isinstance(model, (str, Path)):
-        path = Path(model)
-        if not path.is_file():
-            raise KinestreamError(f"model {path} does not exist; give an OpenSim .osim file (the scaled model of "
-                                  f"'kinestream scale' or 'calibrate'), or leave it out for the generic model")
-        try:
-            model = osim.Model(str(path))
-        except Exception as exc:
-            raise KinestreamError(f"{path} could not be loaded as an OpenSim model: {exc}") from None
+        model = read_model(model)
     state = model.initSystem()
     return model, state
 

@@ -147,15 +147,9 @@ def load_model(path: str | Path, marker_set: str | Path | None = None):
 
     ``marker_set`` is attached only when the model carries no markers of its own.
     """
-    osim = opensim_module()
-    path = Path(path)
-    if not path.is_file():
-        raise KinestreamError(f"model {path} does not exist; give an OpenSim .osim file (for example the "
-                              f"one 'kinestream scale' writes)")
-    try:
-        model = osim.Model(str(path))
-    except Exception as exc:
-        raise KinestreamError(f"{path} could not be loaded as an OpenSim model: {exc}") from None
+    from .osim import read_model
+
+    model = read_model(path)
     if marker_set is not None and model.getMarkerSet().getSize() == 0:
         attach_markers(model, marker_set)
     removed = strip_for_ik(model)
