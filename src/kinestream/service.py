@@ -63,13 +63,13 @@ def _ik_worker(conn, model_path: str, marker_set: str, ik_setup: str, ik_config:
             return
         if msg is None:
             return
-        seq, t, xyz, warm, fresh = msg
+        key, t, xyz, warm, fresh = msg
         t0 = time.perf_counter()
         if fresh:  # a new session: no warm start from the last one
             ik.reset()
         frame = ik.step(xyz, t, warm)
         centres = centres_array(ik.model, ik.state) if frame.ok else None  # for the rep counter
-        conn.send((seq, frame.q, frame.rmse_mm, frame.ok, frame.event, time.perf_counter() - t0, frame.warm,
+        conn.send((key, frame.q, frame.rmse_mm, frame.ok, frame.event, time.perf_counter() - t0, frame.warm,
                    centres))
 
 
@@ -129,11 +129,12 @@ class IKPool:
                 return i
         return None
 
-    def submit(self, worker: int, seq: int, t: float, xyz: np.ndarray, warm: np.ndarray | None = None,
+    def submit(self, worker: int, key: int, t: float, xyz: np.ndarray, warm: np.ndarray | None = None,
                fresh: bool = False) -> None:
-        """Send a frame; ``fresh`` makes the worker forget its last solution first (a new session)."""
+        """Send a frame (``key`` comes back with its result); ``fresh`` makes the worker forget its last
+        solution first (a new session)."""
         self.busy[worker] = True
-        self.conns[worker].send((seq, t, xyz, warm, fresh))
+        self.conns[worker].send((key, t, xyz, warm, fresh))
 
     def close(self) -> None:
         for conn in self.conns:
@@ -226,6 +227,7 @@ class _Item:
     ready_ns: int = 0  # cleaned and augmented
     submit_ns: int = 0  # handed to an IK worker
     centres: np.ndarray | None = None  # joint centres of the solved pose (reps.CENTRE_KEYS order)
+    key: int = 0  # the service's own frame number: unique, increasing (a source's seq may repeat)
 
 
 class Service:
@@ -298,7 +300,8 @@ class Service:
         self._fresh: set[int] = set()  # workers to start afresh (a new session began)
         self.reps = None  # the rep counter (reps.RepCounter), made once the coordinates are known
         self._record_offset = 0.0
-        self._warm, self._warm_from, self._warm_seq = None, -1, -1  # newest IK solution, for warm starts
+        self._warm, self._warm_from, self._warm_key = None, -1, -1  # newest IK solution, for warm starts
+        self._keys = 0  # frames handed to IK so far (the last _Item.key)
         self.mot = self.trc = None
         self.mqtt = None
         self.listeners: list = []  # callables(item, q, rmse) for in-process consumers (calibration, reps)
@@ -465,7 +468,7 @@ class Service:
         log.warning("keypoint source restarted (%s): a new session, stages reset", why)
         self.processor.reset()
         self._meta.clear()
-        self._warm, self._warm_from, self._warm_seq = None, -1, -1
+        self._warm, self._warm_from, self._warm_key = None, -1, self._keys  # none from the last session
         self._fresh = set(range(self.workers))  # each worker starts its next frame from the neutral pose
         if self.reps is not None:
             self.reps.reset()  # a new session is a new set
@@ -521,7 +524,8 @@ class Service:
         seq, recv, sent = self._meta.popleft()
         if self.trc is not None:
             self._record(self.trc, t, np.vstack([clean, markers]))
-        self._dispatch(_Item(seq, t, markers, recv, sent, time.time_ns()))
+        self._keys += 1
+        self._dispatch(_Item(seq, t, markers, recv, sent, time.time_ns(), key=self._keys))
 
     def _dispatch(self, item: _Item) -> None:
         w = self.pool.idle()
@@ -533,17 +537,17 @@ class Service:
             self._waiting.append(item)
             return
         self._inflight[w] = item
-        self._order.append(item.seq)
+        self._order.append(item.key)
         item.submit_ns = time.time_ns()
         # warm start from the newest solution of any worker, unless this worker solved it itself
         warm = self._warm if self._warm_from != w else None
         fresh = w in self._fresh
         self._fresh.discard(w)
         try:
-            self.pool.submit(w, item.seq, item.t, item.markers, warm, fresh)
+            self.pool.submit(w, item.key, item.t, item.markers, warm, fresh)
         except (OSError, ValueError) as exc:  # the worker is gone: its replacement gets the frame later
             del self._inflight[w]
-            self._order.remove(item.seq)
+            self._order.remove(item.key)
             self._waiting.appendleft(item)
             self._worker_died(w, exc)
 
@@ -558,13 +562,13 @@ class Service:
                     continue
                 if msg[0] == "error":
                     raise EOFError(msg[1])
-                seq, q, rmse, ok, event, ik_s, warm, centres = msg
+                key, q, rmse, ok, event, ik_s, warm, centres = msg
                 item = self._inflight.pop(w)
                 item.centres = centres
-                if warm is not None and seq > self._warm_seq:
-                    self._warm, self._warm_from, self._warm_seq = warm, w, seq
+                if warm is not None and key > self._warm_key:
+                    self._warm, self._warm_from, self._warm_key = warm, w, key
                 self.pool.busy[w] = False
-                self._done[seq] = (item, q, rmse, ok, event)
+                self._done[key] = (item, q, rmse, ok, event)
                 now = time.time_ns()
                 self.metrics.ik_ms.append(ik_s * 1000)
                 self.metrics.prepare_ms.append((item.ready_ns - item.recv_ns) / 1e6)
@@ -587,7 +591,7 @@ class Service:
         item = self._inflight.pop(w, None)
         if item is not None:
             nan = np.full(len(self.coords), np.nan)
-            self._done[item.seq] = (item, nan, float("nan"), False, "IK worker died")
+            self._done[item.key] = (item, nan, float("nan"), False, "IK worker died")
         self.metrics.worker_restarts += 1
         log.error("IK worker %d died (%s); starting another", w, str(exc) or type(exc).__name__)
         self.pool.respawn(w)
