@@ -84,5 +84,15 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
           + ", ".join(f"{n} {e:.1f}" for n, e in errors.items()))
     peak = {n: float(np.nanmax(motion.get(n))) for n in ("knee_angle_r", "hip_flexion_r") if n in motion}
     print("peak flexion (deg): " + ", ".join(f"{n} {v:.1f}" for n, v in peak.items()))
-    print(f"wrote {record}, {record.with_name(record.stem + '_markers.trc')}, {png}")
+    from .plots import plot_reps
+    from .reps import RepSettings, detect_reps, joint_centres
+
+    settings = RepSettings.from_config(config)
+    events, summary = detect_reps(motion, joint_centres(model, motion), settings)
+    reps_png = plot_reps(motion, events, out / "session_reps.png", settings=settings, partials=summary["partials"],
+                         title="live session")
+    print(f"squat reps: {summary['reps']} of the {len(syn.squats)} performed, depth " + ", ".join(
+        f"{e.knee_peak:.0f}" for e in events) + " deg (knee; true " + ", ".join(
+        f"{(q.knee_angle_r + q.knee_angle_l) / 2:.0f}" for q in syn.squats) + ")")
+    print(f"wrote {record}, {record.with_name(record.stem + '_markers.trc')}, {png}, {reps_png}")
     return final
