@@ -1,0 +1,25 @@
+"""The README's main job, `kinestream demo`, end to end: calibrate, serve, record, count reps."""
+
+from kinestream.config import load_config
+from kinestream.demo import run_demo
+from kinestream.mot import read_mot
+
+from broker import free_port
+
+
+def test_demo_calibrates_serves_records_and_counts_every_squat(tmp_path, capsys):
+    config = load_config()
+    config["service"]["input"] = f"tcp://127.0.0.1:{free_port()}"
+    config["service"]["output"] = f"tcp://127.0.0.1:{free_port()}"
+    final = run_demo(config, tmp_path, seconds=10.0, rate=2.0)
+    out = capsys.readouterr().out
+    motion = read_mot(tmp_path / "session.mot")
+    assert final["frames_in"] == 600 and final["frames_out"] + final["skipped"] == 600
+    assert len(motion.time) == final["frames_out"] - final["rows_not_recorded"] > 500
+    assert (tmp_path / "calibration" / "scaled.osim").is_file() and (tmp_path / "calibration" / "scaled.json").is_file()
+    for png in ("session_angles.png", "session_reps.png"):
+        assert (tmp_path / png).stat().st_size > 20_000
+    import re
+
+    counted, performed = map(int, re.search(r"squat reps: (\d+) of the (\d+) performed", out).groups())
+    assert final["reps"] == counted == performed >= 2  # live and offline, every squat
