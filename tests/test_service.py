@@ -166,7 +166,7 @@ def test_hostile_frames_and_a_restarted_source_do_not_stop_the_service(session, 
     assert final["rejected"]["not_msgpack"] >= 2 and final["rejected"]["oversize"] == 1
     assert final["rejected"]["all_missing"] == 1 and final["rejected"]["bad_envelope"] == 1
     assert final["resets"] == 1  # the jump back from t = 100 s to 0 is a restarted source
-    assert final["frames_out"] + final["skipped"] == final["frames_in"] == 241
+    assert final["frames_out"] + final["skipped"] == final["frames_in"] == 241, final
     knees = [decode_angles(p)["q"][decode_angles(p)["coords"].index("knee_angle_r")] for p in got["angles"][-60:]]
     assert np.isfinite(knees).all()
 

@@ -238,7 +238,7 @@ class Service:
     writes); None uses the generic model, unscaled.
     """
 
-    RECONNECT_S = 0.2  # after a refused handshake on the input, connect afresh this much later
+    RECONNECT_S = 0.5  # after a lost input link, connect afresh this much later unless ZeroMQ is at it
     RESTART_BACK_S = 1.0
     SUBJECT_HOLD_S = 2.0  # frames of another subject are refused until the current one is this long silent  # time going back further than this is a restarted source, not a glitch
     SHOWN = ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")  # on the status line
@@ -311,6 +311,7 @@ class Service:
         self.access = Access.from_config(config)  # CURVE keys and who may connect; None when off
         self._monitors: list = []
         self._reconnect = None  # a pending input reconnect (asyncio.TimerHandle)
+        self._link_lost = self._link_busy = 0.0  # when the input link was last lost / ZeroMQ last reconnected
 
     # -- set-up and tear-down
 
@@ -395,11 +396,11 @@ class Service:
         """A PAIR socket that receives ``sock``'s refused handshakes (read by :meth:`_watch`)."""
         import zmq
 
-        from .transport import REFUSED_EVENTS
+        from .transport import LINK_EVENTS, REFUSED_EVENTS
 
         address = f"inproc://kinestream.monitor.{name}.{id(self)}"
-        # the input also reports lost links: ZeroMQ does not reconnect after some of them (see _reconnect_input)
-        sock.monitor(address, REFUSED_EVENTS | (zmq.EVENT_DISCONNECTED if name == "input" else 0))
+        # the input also reports its links coming and going: ZeroMQ does not reconnect after some losses
+        sock.monitor(address, REFUSED_EVENTS | (LINK_EVENTS if name == "input" else 0))
         mon = self.ctx.socket(zmq.PAIR)
         mon.connect(address)
         return mon
@@ -408,6 +409,7 @@ class Service:
         """Events of the input or output socket: handshakes refused (a peer
         without an authorized CURVE key, a plain peer meeting CURVE, not
         ZeroMQ) are counted; a lost input link is connected afresh."""
+        import zmq
         from zmq.utils.monitor import parse_monitor_message
 
         from .transport import REFUSED_NAMES
@@ -416,11 +418,17 @@ class Service:
             if not await mon.poll(100):
                 continue
             event = parse_monitor_message(await mon.recv_multipart())
-            if event["event"] in REFUSED_NAMES:
+            kind = event["event"]
+            if kind in REFUSED_NAMES:
                 self._refused(name, event)
-            if name == "input" and not self.config.get("service", {}).get("bind_input", False) \
-                    and self._reconnect is None:  # at most one reconnect per RECONNECT_S
-                self._reconnect = asyncio.get_running_loop().call_later(self.RECONNECT_S, self._reconnect_input)
+            if name != "input" or self.config.get("service", {}).get("bind_input", False):
+                continue
+            if kind in REFUSED_NAMES or kind == zmq.EVENT_DISCONNECTED:
+                self._link_lost = time.monotonic()
+                if self._reconnect is None:
+                    self._reconnect = asyncio.get_running_loop().call_later(self.RECONNECT_S, self._reconnect_input)
+            else:  # ZeroMQ is connecting again by itself
+                self._link_busy = time.monotonic()
 
     def _refused(self, name: str, event: dict) -> None:
         from .transport import REFUSED_NAMES
@@ -432,14 +440,16 @@ class Service:
                         REFUSED_NAMES.get(event["event"], event["event"]), self.metrics.refused[name])
 
     def _reconnect_input(self) -> None:
-        """Connect the input afresh. ZeroMQ gives up on a connection that broke
-        the protocol (a plain source meeting CURVE, a message over the size
-        limit): the next source on that endpoint would never be heard without
-        this. After an ordinary disconnect it does no harm."""
+        """Connect the input afresh when ZeroMQ has given up on it. After a
+        connection that broke the protocol (a plain source meeting CURVE, a
+        message over the size limit) ZeroMQ does not reconnect, and the next
+        source on that endpoint would never be heard; after an ordinary loss it
+        reconnects by itself (and says so), and this leaves it alone: breaking
+        a working link would lose frames."""
         import zmq
 
         self._reconnect = None
-        if self.sub.closed:
+        if self.sub.closed or self._link_busy > self._link_lost:  # ZeroMQ took care of it
             return
         try:
             self.sub.disconnect(self.input_endpoint)

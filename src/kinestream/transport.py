@@ -49,6 +49,8 @@ REFUSED_NAMES = {zmq.EVENT_HANDSHAKE_FAILED_AUTH: "key not authorized",
                  zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake broke the protocol",
                  zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed"}
 REFUSED_EVENTS = sum(REFUSED_NAMES)  # the monitor events that mean a peer was turned away
+# a link lost, or ZeroMQ (re)connecting it by itself
+LINK_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECT_RETRIED
 KEYS_HINT = "make key pairs with 'kinestream keys DIR --name NAME' (see README, 'Access')"
 
 
