@@ -14,7 +14,7 @@ Sections (each a function returning a dict for the JSON line):
             one-row marker reference, the solver and the assembly, against
             OpenSim's persistent solver tracking frame to frame (offline)
 
-The trial is the recorded sit-to-stand from ../shared/data played there and
+The trial is the recorded sit-to-stand from tests/data played there and
 back to 20 s, or, when that is absent, generated squats. Prints one table per
 section and one JSON line at the end.
 
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_TRIAL = ROOT.parent / "shared" / "data" / "sit_to_stand.trc"
+SHARED_TRIAL = ROOT / "tests" / "data" / "sit_to_stand.trc"
 HEIGHT, MASS = 1.7, 70.0
 RATE = 60.0
 

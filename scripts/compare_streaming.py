@@ -9,7 +9,7 @@ causal filter's delay, and after the shift that fits best.
 
     .venv/bin/python scripts/compare_streaming.py [TRIAL.trc ...] [--mass KG --height M]
 
-Without trials: the real recorded trials in ../shared/data (height 1.85 m),
+Without trials: the real recorded trials in tests/data (height 1.85 m),
 else a synth squat with 5 mm noise.
 """
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         trials = [(p, args.height or 1.75) for p in args.trials]
         if not trials:
-            shared = ROOT.parent / "shared" / "data"
+            shared = ROOT / "tests" / "data"
             trials = [(p, args.height or 1.85) for p in sorted(shared.glob("*.trc"))]
         if not trials:
             from kinestream.synth import synthesize

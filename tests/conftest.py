@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"  # the real recorded trials, carried with the tests (NOTICE)
 
 
 @pytest.fixture(scope="session")
@@ -17,8 +17,8 @@ def assets():
 
 
 def real_trial(name: str) -> Path:
-    """A recorded trial beside the project; the test skips when ../shared is absent."""
-    path = SHARED_DATA / name
+    """A real recorded trial from tests/data (a missing one is a broken checkout, not a skip)."""
+    path = DATA / name
     if not path.is_file():
-        pytest.skip(f"{path} is absent: the real recorded trials live in ../shared/data beside the project")
+        raise FileNotFoundError(f"{path} is missing: the real trials are part of the repository (tests/data)")
     return path

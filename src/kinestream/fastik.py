@@ -1,0 +1,347 @@
+"""The fast IK solver: OpenSim's IK objective, minimised by damped Gauss-Newton.
+
+OpenSim's InverseKinematicsSolver minimises, over the model's generalized
+coordinates q, the weighted marker cost of Simbody's Markers assembly goal
+
+    F(q) = sum_m w_m |x_m(q) - o_m|^2 / (2 sum_m w_m)  [+ sum_c w_c (q_c - v_c)^2 / 2]
+
+(markers m with a finite observation o_m; coordinate tasks c when the setup
+has them), keeping clamped coordinates inside their ranges and locked ones
+fixed. This module minimises the same F on the same model: marker positions
+x_m(q) and their Jacobian come from OpenSim/Simbody themselves
+(``Marker.getLocationInGround`` and ``SimbodyMatterSubsystem.calcStationJacobian``
+for all stations at once); only the 40x40 normal equations are numpy's.
+
+The method is Levenberg-Marquardt on the stacked residual, warm-started
+from the previous frame; bounds are kept by projection with an active set
+(a coordinate on its bound whose gradient pushes outward stays there). It
+stops when a step moves no coordinate by more than ``xtol`` (rad or m) or
+lowers F by less than ``ftol`` of itself, which is far tighter than
+OpenSim's assembler at accuracy 1e-5, so its cost is as low or lower.
+
+What it does not do: models whose enforced constraints (coordinate couplers,
+welds between bodies) are part of IK, and joints whose coordinates are not
+their own speeds (OpenSim's Euler-angle BallJoint and FreeJoint). For those
+:class:`FastIK` raises :class:`KinestreamError` on construction saying why,
+and callers fall back to OpenSim's solver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg.lapack import dposv
+
+from .errors import KinestreamError
+from .osim import opensim_module
+
+
+@dataclass
+class FastFit:
+    """The result of :meth:`FastIK.solve`."""
+
+    q: np.ndarray  # Simbody's q order (as ``state.getQ()``)
+    cost: float  # F(q), OpenSim's goal
+    errors: np.ndarray  # per-marker distance (m), NaN for markers not fitted
+    iterations: int  # Jacobian evaluations (Gauss-Newton steps)
+    converged: bool
+
+
+class FastIK:
+    """Weighted marker least squares on an OpenSim model, one frame at a time.
+
+    ``names``: the markers fitted, each with a weight in ``setup`` and a
+    marker of that name in ``model`` (whose system is built). ``state``: the
+    model state to work in (its Q ends at each solution); a new one if None.
+    """
+
+    def __init__(self, model, setup, names: list[str], state=None, xtol: float = 1e-6, ftol: float = 1e-5,
+                 max_iterations: int = 60):
+        osim = opensim_module()
+        self.osim = osim
+        self.model = model
+        self.state = state if state is not None else model.initSystem()
+        self.names = list(names)
+        self.xtol, self.ftol, self.max_iterations = xtol, ftol, max_iterations
+        s = self.state
+        constraints = model.getConstraintSet()
+        enforced = [constraints.get(i).getName() for i in range(constraints.getSize())
+                    if constraints.get(i).isEnforced(s)]
+        if enforced and np.isinf(setup.constraint_weight):
+            raise KinestreamError(f"the fast IK solver cannot enforce the model's constraints "
+                                  f"({', '.join(enforced[:4])}{', ...' if len(enforced) > 4 else ''}); "
+                                  f"use ik.solver = \"opensim\" for this model")
+        markers = model.getMarkerSet()
+        model.realizePosition(s)
+        self._markers = []
+        self._bodies = osim.SimTKArrayMobilizedBodyIndex()
+        self._stations = osim.SimTKArrayVec3()
+        for n in self.names:
+            marker = markers.get(n)
+            frame = marker.getParentFrame()
+            base = frame.findBaseFrame()
+            self._markers.append(marker)
+            self._bodies.push_back(osim.PhysicalFrame.safeDownCast(base).getMobilizedBodyIndex())
+            self._stations.push_back(frame.findStationLocationInAnotherFrame(s, marker.get_location(), base))
+        self.weights = np.array([setup.marker_weights[n] for n in self.names], dtype=float)
+        self._jacobian = osim.Matrix()
+        self._matter = model.getMatterSubsystem()
+
+        # coordinates: where each sits in Simbody's q, its bounds, and whether it moves at all
+        cs = model.getCoordinateSet()
+        q_neutral = s.getQ().to_numpy().copy()
+        self.nq = q_neutral.size
+        if s.getNU() != self.nq:
+            raise KinestreamError(f"the model has {self.nq} coordinates but {s.getNU()} speeds (quaternion "
+                                  f"joints); use ik.solver = \"opensim\" for this model")
+        self.qindex = np.zeros(cs.getSize(), dtype=int)
+        for i in range(cs.getSize()):
+            coord = cs.get(i)
+            probe = s.getQ().to_numpy().copy()
+            coord.setValue(s, coord.getValue(s) + 0.25, False)
+            moved = np.flatnonzero(s.getQ().to_numpy() != probe)
+            s.setQ(osim.Vector(q_neutral.tolist()))
+            if moved.size != 1:
+                raise KinestreamError(f"coordinate {coord.getName()} is not one Simbody q; use ik.solver = "
+                                      f"\"opensim\" for this model")
+            self.qindex[i] = moved[0]
+        self.lower = np.full(self.nq, -np.inf)
+        self.upper = np.full(self.nq, np.inf)
+        self.free = np.ones(self.nq, dtype=bool)
+        for i in range(cs.getSize()):
+            coord, k = cs.get(i), self.qindex[i]
+            if coord.getLocked(s):
+                self.free[k] = False
+            elif coord.getClamped(s):
+                self.lower[k], self.upper[k] = coord.getRangeMin(), coord.getRangeMax()
+        # coordinate tasks (off by default): rows sqrt(w) (q - value) of the same objective
+        tasks = [(self.qindex[cs.getIndex(name)], weight,
+                  cs.get(name).getDefaultValue() if value is None else value)
+                 for name, (weight, value) in setup.coordinate_tasks.items() if cs.contains(name)]
+        self._task_index = np.array([t[0] for t in tasks], dtype=int)
+        self._task_sqrtw = np.sqrt(np.array([t[1] for t in tasks], dtype=float))
+        self._task_value = np.array([t[2] for t in tasks], dtype=float)
+        self._task_rows = np.zeros((len(tasks), self.nq))
+        self._task_rows[np.arange(len(tasks)), self._task_index] = self._task_sqrtw
+        rotational = np.zeros(self.nq, dtype=bool)
+        for i in range(cs.getSize()):
+            rotational[self.qindex[i]] = cs.get(i).getMotionType() == osim.Coordinate.Rotational
+        self._wrappable = rotational & np.isinf(self.lower) & self.free
+        self._locked = ~self.free
+        self._root = np.zeros(self.nq, dtype=bool)  # the coordinates that place the whole body in ground
+        for i in range(cs.getSize()):
+            parent = cs.get(i).getJoint().getParentFrame().findBaseFrame().getName()
+            self._root[self.qindex[i]] = parent == model.getGround().getName()
+        self.neutral = q_neutral
+        self._at = None  # (q, marker positions) of the realized state
+        self._lam = 1e-6
+        self._curvature = np.zeros((self.nq, self.nq))
+        self._check_jacobian()
+        self._set(q_neutral)
+
+    # -- OpenSim's kinematics
+
+    def _set(self, q: np.ndarray) -> None:
+        self.state.setQ(self.osim.Vector.createFromMat(np.ascontiguousarray(q, dtype=float)))
+        self.model.realizePosition(self.state)
+        self._at = None
+
+    def positions(self) -> np.ndarray:
+        """Model marker positions (markers, 3) in ground at the state's q (realized to position)."""
+        s = self.state
+        return np.array([m.getLocationInGround(s).to_numpy() for m in self._markers])
+
+    def jacobian(self) -> np.ndarray:
+        """d(marker positions)/dq, (3 markers, nq), at the state's q."""
+        self._matter.calcStationJacobian(self.state, self._bodies, self._stations, self._jacobian)
+        return self._jacobian.to_numpy()
+
+    def _check_jacobian(self) -> None:
+        """Simbody's station Jacobian is with respect to speeds u; it is dx/dq only where qdot = u."""
+        q = self.neutral.copy()
+        q[self.free] += 0.1  # a pose off any symmetry
+        q = np.clip(q, self.lower, self.upper)
+        self._set(q)
+        jac = self.jacobian()
+        h = 1e-6
+        worst = 0.0
+        for k in np.flatnonzero(self.free):
+            plus, minus = q.copy(), q.copy()
+            plus[k] += h
+            minus[k] -= h
+            self._set(plus)
+            xp = self.positions().ravel()
+            self._set(minus)
+            xm = self.positions().ravel()
+            worst = max(worst, float(np.max(np.abs((xp - xm) / (2 * h) - jac[:, k]))))
+        if worst > 1e-4:
+            raise KinestreamError(f"the model's marker Jacobian is not dx/dq (off by {worst:.2g}; joints whose "
+                                  f"coordinates are not their speeds); use ik.solver = \"opensim\" for this model")
+
+    # -- the objective
+
+    def _residual(self, q: np.ndarray, obs: np.ndarray, sqrtw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stacked residual at q (and the per-marker error vectors), leaving the state at q."""
+        if self._at is None or not np.array_equal(q, self._at[0]):
+            self._set(q)
+            self._at = [q.copy(), self.positions(), None]
+        diff = self._at[1] - obs
+        r = (diff * sqrtw[:, None]).ravel()
+        if self._task_index.size:
+            r = np.concatenate([r, self._task_sqrtw * (q[self._task_index] - self._task_value)])
+        return r, diff
+
+    def _jacobian_at(self) -> np.ndarray:
+        """The Jacobian at the realized state's q, computed once per q."""
+        if self._at[2] is None:
+            self._at[2] = self.jacobian()
+        return self._at[2]
+
+    def cost(self, q: np.ndarray, xyz: np.ndarray) -> float:
+        """OpenSim's IK goal F(q) for observations ``xyz`` (markers, 3; NaN rows left out)."""
+        present = np.isfinite(xyz).all(axis=1)
+        sqrtw = np.sqrt(np.where(present, self.weights, 0.0) / self.weights[present].sum())
+        r, _ = self._residual(np.asarray(q, dtype=float), np.where(present[:, None], xyz, 0.0), sqrtw)
+        return 0.5 * float(r @ r)
+
+    def _update_curvature(self, s: np.ndarray, grad: np.ndarray, grad_before: np.ndarray, jac_before: np.ndarray,
+                          r: np.ndarray) -> None:
+        """Learn the residuals' own curvature (the part of the Hessian Gauss-Newton leaves out) from a step.
+
+        The secant update of Dennis, Gay and Welsch (NL2SOL): with step s, the
+        change of the gradient y and its part y# = (J - J_before)^T r that the
+        residuals' curvature explains, S is corrected so that S s = y#, sized
+        down first when it overstates the curvature along s. It is kept from
+        frame to frame, since the pose and the residuals change little.
+        """
+        y = grad - grad_before
+        ys = float(y @ s)
+        if ys <= 1e-16 * float(s @ s):
+            return
+        y_sharp = grad - jac_before.T @ r
+        S = self._curvature
+        Ss = S @ s
+        sSs = float(s @ Ss)
+        if sSs != 0.0:
+            shrink = min(1.0, abs(float(s @ y_sharp)) / abs(sSs))
+            S *= shrink
+            Ss *= shrink
+        u = (y_sharp - Ss) / ys
+        S += np.outer(u, y)
+        S += np.outer(y, u - float(u @ s) / ys * y)
+
+    def wrap(self, q: np.ndarray) -> np.ndarray:
+        """Unbounded rotational coordinates brought into (-pi, pi]: a whole turn is the same pose."""
+        k = self._wrappable & (np.abs(q) > np.pi)
+        if k.any():
+            q = q.copy()
+            q[k] = np.pi - (np.pi - q[k]) % (2 * np.pi)
+        return q
+
+    def _minimise(self, q: np.ndarray, obs: np.ndarray, sqrtw: np.ndarray, rows: np.ndarray, fixed: np.ndarray):
+        """Levenberg-Marquardt from q with the ``fixed`` coordinates held; (q, r, diff, cost, iterations, converged)."""
+        r, diff = self._residual(q, obs, sqrtw)
+        cost = 0.5 * float(r @ r)
+        lam, nu = self._lam, 2.0
+        iterations = 0
+        converged = False
+        n_tasks = self._task_index.size
+        previous = None  # (q, gradient, J) where the last step was taken from
+        n = self.nq
+        while iterations < self.max_iterations and not converged:
+            iterations += 1
+            jac = self._jacobian_at() * rows
+            if n_tasks:
+                jac = np.vstack([jac, self._task_rows])
+            grad = jac.T @ r
+            if previous is not None:
+                self._update_curvature(q - previous[0], grad, previous[1], previous[2], r)
+            normal = jac.T @ jac
+            diag = normal.diagonal().copy()
+            # held: locked, on a bound and pushed outward, or moving no present marker (a neck without
+            # head markers, a toe without toe markers): such a coordinate keeps its value, as in OpenSim
+            held = ((q <= self.lower) & (grad > 0)) | ((q >= self.upper) & (grad < 0)) | fixed
+            held |= diag <= 1e-20
+            hessian = normal + self._curvature
+            if held.any():
+                if held.all():
+                    break
+                hessian[held] = 0.0
+                hessian[:, held] = 0.0
+                diag[held] = 1.0
+                grad = np.where(held, 0.0, grad)
+            # converged when even the undamped model's best step would gain too little (Newton decrement)
+            undamped = hessian.copy()
+            undamped.flat[::n + 1] += 1e-9 * diag
+            undamped[held, held] = 1.0
+            _, decrement, info = dposv(undamped, grad)
+            if info != 0:  # the curvature learnt so far does not fit here: forget it, use Gauss-Newton's
+                self._curvature[:] = 0.0
+                hessian = np.where(held[:, None] | held[None, :], 0.0, normal)
+                undamped = hessian.copy()
+                undamped.flat[::n + 1] += 1e-9 * diag
+                undamped[held, held] = 1.0
+                _, decrement, info = dposv(undamped, grad)
+            if info == 0 and 0.5 * float(grad @ decrement) <= self.ftol * cost:
+                converged = True
+                break
+            while True:
+                system = hessian.copy()
+                system.flat[::n + 1] += lam * diag
+                system[held, held] = 1.0
+                _, step, info = dposv(system, grad)
+                if info == 0:  # positive definite: a step downhill
+                    trial = np.clip(q - step, self.lower, self.upper)
+                    taken = trial - q  # the step, shortened where a bound stops it
+                    predicted = -float(grad @ taken) - 0.5 * float(taken @ hessian @ taken)  # the model's decrease
+                    if lam < 1e-3 and (np.abs(taken).max() < self.xtol or predicted <= 0.01 * self.ftol * cost):
+                        converged = True  # a step that changes nothing that matters: q is the minimum
+                        break
+                    r_new, diff_new = self._residual(trial, obs, sqrtw)
+                    cost_new = 0.5 * float(r_new @ r_new)
+                    rho = (cost - cost_new) / predicted
+                    if rho > 1e-3:  # a real decrease, as the model foresaw it: take the step
+                        converged = cost - cost_new <= 0.01 * self.ftol * cost
+                        previous = (q, grad, jac)
+                        q, r, diff, cost = trial, r_new, diff_new, cost_new
+                        lam, nu = max(lam * max(1 / 3, 1 - (2 * rho - 1) ** 3), 1e-12), 2.0
+                        break
+                # not convex here, or the model promised more than the objective gave: damp harder
+                lam, nu = max(lam * nu, 1e-4), nu * 2
+                if lam > 1e10:
+                    converged = True
+                    break
+        self._lam = min(max(lam, 1e-6), 1.0)  # the next frame starts with this frame's damping
+        return q, r, diff, cost, iterations, converged
+
+    def solve(self, xyz: np.ndarray, q0: np.ndarray | None = None) -> FastFit:
+        """Minimise F from ``q0`` (None: the model's default pose); leaves the state at the solution.
+
+        ``xyz``: observed marker positions (markers, 3) in the order of ``names``,
+        NaN rows for missing markers. Raises ValueError when no marker is present.
+        """
+        xyz = np.asarray(xyz, dtype=float)
+        present = np.isfinite(xyz).all(axis=1)
+        if not present.any():
+            raise ValueError("no marker is present")
+        sqrtw = np.sqrt(np.where(present, self.weights, 0.0) / self.weights[present].sum())
+        obs = np.where(present[:, None], xyz, 0.0)
+        rows = np.repeat(sqrtw, 3)[:, None]
+        q = np.clip(self.neutral if q0 is None else np.asarray(q0, dtype=float), self.lower, self.upper)
+        q = np.where(self._locked, self.neutral, q)
+        iterations = 0
+        if q0 is None:  # from the default pose: place the whole body first, then bend it
+            self._curvature[:] = 0.0
+            q, _, _, _, iterations, _ = self._minimise(q, obs, sqrtw, rows, self._locked | ~self._root)
+            self._curvature[:] = 0.0  # what was learnt with the joints held does not hold for the rest
+        q, r, diff, cost, more, converged = self._minimise(q, obs, sqrtw, rows, self._locked)
+        iterations += more
+        wrapped = self.wrap(q)
+        if wrapped is not q:  # same marker positions, so the same cost
+            q, self._at = wrapped, (wrapped.copy(), self._at[1]) if self._at is not None else None
+            self._at = None
+        if self._at is None or not np.array_equal(q, self._at[0]):
+            self._residual(q, obs, sqrtw)  # the state ends at the solution
+        errors = np.where(present, np.linalg.norm(diff, axis=1), np.nan)
+        return FastFit(q, cost, errors, iterations, converged)
