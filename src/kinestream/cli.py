@@ -169,6 +169,12 @@ def _status_printer():
     return show
 
 
+def _solver_arg(p: argparse.ArgumentParser) -> None:
+    from .solve import SOLVERS
+
+    p.add_argument("--solver", choices=SOLVERS, help="IK solver: fast (default: config) or opensim, the reference")
+
+
 def _service_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", help="keypoint source endpoint (default: config, tcp://127.0.0.1:5555)")
     _subject_args(p)
@@ -283,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="scaled .osim (an OpenCap model works too)")
     p.add_argument("--setup", help="IK setup .xml with marker weights (default: OpenCap's)")
     p.add_argument("--out", help=".mot output (default: MARKERS.mot)")
+    _solver_arg(p)
     p.set_defaults(func=cmd_ik)
 
     p = sub.add_parser("process", help="clean, augment, scale and IK a recorded trial")
@@ -295,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the live service's frame-by-frame cores (causal filter, stateful augmenter, "
                         "frame-wise IK) instead of the offline ones")
     p.add_argument("--model", help="an already scaled .osim: skip the scale step")
+    _solver_arg(p)
     p.set_defaults(func=cmd_process)
 
     p = sub.add_parser("serve", help="the live service: keypoints in over ZeroMQ, angles out on ZeroMQ/MQTT")
@@ -306,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="IK worker processes (default: config, 2)")
     p.add_argument("--calibrate", action="store_true", help="calibrate from the stream first, then serve")
     p.add_argument("--calibration-out", help="where --calibrate writes the model (default out/calibration/)")
+    _solver_arg(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("calibrate", help="scale the model from a still, upright pose in the live stream")
@@ -347,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         from .config import load_config
 
         config = load_config(args.config)
+        if getattr(args, "solver", None):
+            config["ik"]["solver"] = args.solver
         args.func(args, config)
     except KinestreamError as exc:
         print(f"kinestream: error: {exc}", file=sys.stderr)

@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
         "still_threshold_mm": [3.0, 15.0],
         "still_window_s": [1.0, 0.1],
     },
-    "ik": {"accuracy": 1e-5, "constraint_weight": "inf", "coordinate_tasks": False, "arms": True, "min_markers": 6,
+    "ik": {"solver": "fast", "accuracy": 1e-5, "constraint_weight": "inf", "coordinate_tasks": False, "arms": True, "min_markers": 6,
            "outlier_mm": 150.0, "reassemble_mm": 80.0},
     "output": {"plot": True},
     "service": {

@@ -98,10 +98,12 @@ class FastIK:
         self.qindex = np.zeros(cs.getSize(), dtype=int)
         for i in range(cs.getSize()):
             coord = cs.get(i)
-            probe = s.getQ().to_numpy().copy()
+            locked = coord.getLocked(s)
+            coord.setLocked(s, False)
             coord.setValue(s, coord.getValue(s) + 0.25, False)
-            moved = np.flatnonzero(s.getQ().to_numpy() != probe)
+            moved = np.flatnonzero(s.getQ().to_numpy() != q_neutral)
             s.setQ(osim.Vector(q_neutral.tolist()))
+            coord.setLocked(s, locked)
             if moved.size != 1:
                 raise KinestreamError(f"coordinate {coord.getName()} is not one Simbody q; use ik.solver = "
                                       f"\"opensim\" for this model")
@@ -295,6 +297,15 @@ class FastIK:
                     trial = np.clip(q - step, self.lower, self.upper)
                     taken = trial - q  # the step, shortened where a bound stops it
                     predicted = -float(grad @ taken) - 0.5 * float(taken @ hessian @ taken)  # the model's decrease
+                    if predicted <= 0.0 and np.any(taken != -step):
+                        # cut off by the bounds it is no longer downhill: go along it as far as they allow
+                        with np.errstate(divide="ignore", invalid="ignore"):
+                            room = np.where(step < 0, (self.upper - q) / -step, (self.lower - q) / -step)
+                        taken = -min(1.0, float(np.nanmin(np.where(step != 0, room, np.inf)))) * step
+                        trial = np.clip(q + taken, self.lower, self.upper)
+                        taken = trial - q
+                        predicted = -float(grad @ taken) - 0.5 * float(taken @ hessian @ taken)
+                if info == 0 and predicted > 0.0:
                     if lam < 1e-3 and (np.abs(taken).max() < self.xtol or predicted <= 0.01 * self.ftol * cost):
                         converged = True  # a step that changes nothing that matters: q is the minimum
                         break

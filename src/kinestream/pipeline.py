@@ -89,13 +89,21 @@ def ik_setup_from_config(ik_setup: str | Path, ik: dict) -> solve.IKSetup:
     return setup
 
 
+def streaming_ik(model, setup: solve.IKSetup, names: list[str], ik: dict) -> solve.StreamingIK:
+    """The frame-wise IK core with the ``[ik]`` settings (solver, marker and outlier thresholds)."""
+    return solve.StreamingIK(model, setup, names, min_markers=int(ik.get("min_markers", 6)),
+                             reassemble_mm=float(ik.get("reassemble_mm", 80.0)),
+                             outlier_mm=float(ik.get("outlier_mm", 150.0)), solver=str(ik.get("solver", "fast")))
+
+
 def run_ik(model_path: str | Path, markers: MarkerTable, ik_setup: str | Path, config: dict | None = None,
            marker_set: str | Path | None = None, desc: str = "IK") -> solve.IKResult:
     """IK on every frame with a progress bar; accuracy and constraint weight from the config."""
-    setup = ik_setup_from_config(ik_setup, (config or {}).get("ik", {}))
+    ik = (config or {}).get("ik", {})
+    setup = ik_setup_from_config(ik_setup, ik)
     model, removed = solve.load_model(model_path, marker_set)
     with _bar(markers.n_frames, desc) as bar:
-        result = solve.solve_trial(model, markers, setup, progress=bar.update)
+        result = solve.solve_trial(model, markers, setup, progress=bar.update, solver=ik.get("solver", "fast"))
     if removed:
         result.notes.insert(0, "removed before IK (not needed for kinematics): " + ", ".join(removed))
     return result
@@ -263,14 +271,13 @@ def stream_ik(model_path: str | Path, markers: MarkerTable, ik_setup: str | Path
     ik = (config or {}).get("ik", {})
     setup = ik_setup_from_config(ik_setup, ik)
     model, removed = solve.load_model(model_path, marker_set)
-    solver = solve.StreamingIK(model, setup, markers.names, min_markers=int(ik.get("min_markers", 6)),
-                               reassemble_mm=float(ik.get("reassemble_mm", 80.0)),
-                               outlier_mm=float(ik.get("outlier_mm", 150.0)))
+    solver = streaming_ik(model, setup, markers.names, ik)
     n = markers.n_frames
     q = np.full((n, len(solver.coordinates)), np.nan)
     rmse = np.full(n, np.nan)
     emax = np.full(n, np.nan)
     notes = ["removed before IK (not needed for kinematics): " + ", ".join(removed)] if removed else []
+    notes += solver.notes
     with _bar(n, desc) as bar:
         for i in range(n):
             frame = solver.step(markers.xyz[i], markers.time[i])

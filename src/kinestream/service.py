@@ -43,15 +43,13 @@ def _ik_worker(conn, model_path: str, marker_set: str, ik_setup: str, ik_config:
     """One IK process: frames in over a pipe, coordinates out, until it reads None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when workers stop
     try:
-        from .pipeline import ik_setup_from_config
+        from .pipeline import ik_setup_from_config, streaming_ik
         from .reps import centres_array
-        from .solve import StreamingIK, load_model
+        from .solve import load_model
 
         setup = ik_setup_from_config(ik_setup, ik_config)
         model, removed = load_model(model_path, marker_set)
-        ik = StreamingIK(model, setup, names, min_markers=int(ik_config.get("min_markers", 6)),
-                         reassemble_mm=float(ik_config.get("reassemble_mm", 80.0)),
-                         outlier_mm=float(ik_config.get("outlier_mm", 150.0)))
+        ik = streaming_ik(model, setup, names, ik_config)
         conn.send(("ready", ik.coordinates, removed))
     except Exception as exc:  # reported to the service, which says what to do
         conn.send(("error", f"{type(exc).__name__}: {exc}"))

@@ -1,8 +1,12 @@
 """Inverse kinematics: marker positions to model coordinates, frame by frame.
 
-The solver is OpenSim's InverseKinematicsSolver, driven as OpenSim's
-InverseKinematicsTool drives it: the first frame is assembled from the
-model's default pose, every later frame is tracked from the previous
+The objective is OpenSim's: its weighted marker least squares, with
+clamped coordinate ranges and locked coordinates. Two solvers minimise it
+(``ik.solver``): "fast" (:mod:`kinestream.fastik`, damped Gauss-Newton on
+OpenSim's own kinematics, the default) and "opensim" (the
+InverseKinematicsSolver, driven as OpenSim's InverseKinematicsTool drives
+it), the reference the fast one is held to. Either way the first frame starts
+from the model's default pose and every later frame from the previous
 solution. Marker weights and coordinate tasks come from an IK setup file
 (OpenCap's: calcaneus 60; knee, ankle, toe and 5th metatarsal 30; ASIS,
 PSIS and hip joint centres 25; upper body 5; thigh and shank clusters 4),
@@ -224,15 +228,83 @@ class IKResult:
     notes: list[str] = field(default_factory=list)
 
 
-def solve_trial(model, table: MarkerTable, setup: IKSetup, progress: Callable[[int], None] | None = None) -> IKResult:
-    """IK for every frame of ``table`` (assemble the first, track the rest)."""
-    osim = opensim_module()
+SOLVERS = ("fast", "opensim")
+
+
+def check_solver(solver: str) -> str:
+    """The IK solver's name, or a clear error naming the valid ones."""
+    if solver not in SOLVERS:
+        raise KinestreamError(f"IK solver {solver!r} is not known; give one of {', '.join(SOLVERS)} (ik.solver, "
+                              f"--solver)")
+    return solver
+
+
+def make_fast(model, setup: IKSetup, names: list[str], state=None):
+    """The fast solver for this model, or (None, why) when the model needs OpenSim's own."""
+    from .fastik import FastIK
+
+    try:
+        return FastIK(model, setup, names, state=state), None
+    except KinestreamError as exc:
+        return None, f"OpenSim's IK solver instead of the fast one: {exc}"
+
+
+def solve_trial(model, table: MarkerTable, setup: IKSetup, progress: Callable[[int], None] | None = None,
+                solver: str = "fast") -> IKResult:
+    """IK for every frame of ``table``: the first from the default pose, every later one from the one before.
+
+    ``solver``: "fast" (:class:`kinestream.fastik.FastIK`: the same objective,
+    minimised to a cost at least as low) or "opensim" (InverseKinematicsSolver,
+    assemble then track, as OpenSim's InverseKinematicsTool runs it). A model
+    the fast solver cannot take falls back to OpenSim's, with a note.
+    """
     model_markers = model.getMarkerSet()
     used = [n for n in setup.marker_weights if n in table and model_markers.contains(n)]
     if len(used) < 3:
         raise KinestreamError(
             f"only {len(used)} of the IK setup's markers are both in the model and the trial ({used}); the trial "
             f"needs the augmented markers ({', '.join(list(setup.marker_weights)[:5])}, ...): run 'kinestream augment' first")
+    if check_solver(solver) == "fast":
+        fast, why = make_fast(model, setup, used)
+        if fast is not None:
+            return _solve_trial_fast(fast, model, table, used, progress)
+        result = _solve_trial_opensim(model, table, setup, used, progress)
+        result.notes.insert(0, why)
+        return result
+    return _solve_trial_opensim(model, table, setup, used, progress)
+
+
+def _solve_trial_fast(fast, model, table: MarkerTable, used: list[str], progress) -> IKResult:
+    names = coordinate_names(model)
+    rot = _rotational(model)
+    xyz = table.xyz[:, [table.index(n) for n in used]]
+    n = table.n_frames
+    q = np.full((n, len(names)), np.nan)
+    rmse = np.full(n, np.nan)
+    emax = np.full(n, np.nan)
+    notes: list[str] = []
+    warm = None
+    for i in range(n):
+        try:
+            fit = fast.solve(xyz[i], warm)
+        except ValueError as exc:  # no marker in this frame
+            notes.append(f"frame {i}: IK not solved ({exc}); the next frame starts from the default pose")
+            warm = None
+            continue
+        warm = fit.q
+        q[i] = fit.q[fast.qindex]
+        e = fit.errors[np.isfinite(fit.errors)]
+        rmse[i] = math.sqrt(float(np.mean(e ** 2))) * 1000
+        emax[i] = float(e.max()) * 1000
+        if progress is not None:
+            progress(1)
+    q[:, rot] = np.degrees(q[:, rot])
+    motion = Motion(table.time.copy(), names + ["rmse_mm"], np.column_stack([q, rmse]), in_degrees=True)
+    return IKResult(motion, rmse, emax, used, notes)
+
+
+def _solve_trial_opensim(model, table: MarkerTable, setup: IKSetup, used: list[str], progress) -> IKResult:
+    osim = opensim_module()
     markers_ref = markers_reference(table, used, setup)
     solver = osim.InverseKinematicsSolver(model, markers_ref, coordinate_references(model, setup),
                                           setup.constraint_weight)
@@ -290,13 +362,20 @@ class IKFrame:
 class StreamingIK:
     """Frame-wise IK for a live stream: one frame of marker positions in, coordinates out.
 
-    OpenSim's InverseKinematicsSolver reads marker positions from a
-    MarkersReference fixed at construction, and the Python bindings offer no
-    buffered reference, so each frame gets a one-row reference and a fresh
-    solver that assembles from a warm start: the previous solution
-    (``predict`` moves it on by the previous frame's velocity; off by
-    default, as it made the slowest frames slower). The model, its state and
-    the marker weights persist.
+    Each frame starts from the previous frame's solution (``predict`` moves
+    it on by the previous frame's velocity; off by default). ``solver``:
+
+    - "fast": :class:`kinestream.fastik.FastIK`, OpenSim's IK objective
+      minimised by damped Gauss-Newton on OpenSim's kinematics (about a
+      millisecond a frame);
+    - "opensim": OpenSim's InverseKinematicsSolver. It reads marker positions
+      from a MarkersReference fixed at construction, and the Python bindings
+      offer no buffered reference, so each frame gets a one-row reference and
+      a fresh solver that assembles from the warm start (5-20 ms a frame).
+
+    A model the fast solver cannot take (enforced constraints, quaternion
+    joints) gets OpenSim's, and :attr:`notes` says why. The model, its state
+    and the marker weights persist.
 
     A frame with fewer than ``min_markers`` markers is not solved. While the
     worst marker is more than ``outlier_mm`` from where the fitted body puts
@@ -311,7 +390,7 @@ class StreamingIK:
 
     def __init__(self, model, setup: IKSetup, marker_names: list[str], min_markers: int = 6,
                  reassemble_mm: float = 80.0, outlier_mm: float = 150.0, max_outliers: int = 3,
-                 predict: bool = False):
+                 predict: bool = False, solver: str = "fast"):
         osim = opensim_module()
         self.osim = osim
         self.model = model
@@ -341,6 +420,15 @@ class StreamingIK:
         self._q_prev2: np.ndarray | None = None
         self.counts = {"frames": 0, "solved": 0, "too_few_markers": 0, "outlier_markers": 0, "reassembled": 0,
                        "failed": 0}
+        self.notes: list[str] = []  # e.g. why the fast solver is not used for this model
+        self.solver = check_solver(solver)
+        self._fast = None
+        if solver == "fast":
+            self._fast, why = make_fast(model, setup, self.names, self.state)
+            if self._fast is None:
+                self.solver = "opensim"
+                self.notes.append(why)
+        self.iterations = 0  # the fast solver's Gauss-Newton steps on the last frame
         self.profile: list[tuple[float, float, float]] | None = None  # set to [] to time each assembly:
         # (seconds building the one-row reference, building the solver, assembling)
 
@@ -353,7 +441,13 @@ class StreamingIK:
         return self.osim.MarkersReference(vec3_table(self.names, [t], xyz[None]), self._weights)
 
     def _assemble(self, xyz: np.ndarray, t: float, q0: np.ndarray | None) -> tuple[float, float, np.ndarray]:
-        """Assemble from ``q0`` (None: neutral); returns RMS and max error (mm) and per-marker errors (m)."""
+        """Solve from ``q0`` (None: neutral); returns RMS and max error (mm) and per-marker errors (m)."""
+        if self._fast is not None:
+            self.state.setTime(t)
+            fit = self._fast.solve(xyz, q0)
+            self.iterations = fit.iterations
+            e = fit.errors[np.isfinite(fit.errors)]
+            return float(np.sqrt(np.mean(e ** 2)) * 1000), float(e.max() * 1000), fit.errors
         osim = self.osim
         t0 = time.perf_counter()
         self.state.setQ(osim.Vector((self._neutral if q0 is None else q0).tolist()))
@@ -437,13 +531,17 @@ class StreamingIK:
             self.reset()
             events.append(f"IK failed ({err}); the next frame starts from the neutral pose")
             return IKFrame(nan, float("nan"), float("nan"), False, "; ".join(events))
-        out = np.array([c.getValue(self.state) for c in self._coords])  # the model's coordinate order
-        turned = self._rot & (np.abs(out) > np.pi)
-        if turned.any():  # a whole turn is the same pose: keep angles in (-180, 180]
-            for k in np.flatnonzero(turned):
-                out[k] = np.pi - (np.pi - out[k]) % (2 * np.pi)
-                self._coords[k].setValue(self.state, out[k], False)
-        q = self._q()  # Simbody's order, for the warm start
+        if self._fast is not None:  # it keeps whole turns out itself
+            q = self._q()  # Simbody's order, for the warm start
+            out = q[self._fast.qindex]  # the model's coordinate order
+        else:
+            out = np.array([c.getValue(self.state) for c in self._coords])  # the model's coordinate order
+            turned = self._rot & (np.abs(out) > np.pi)
+            if turned.any():  # a whole turn is the same pose: keep angles in (-180, 180]
+                for k in np.flatnonzero(turned):
+                    out[k] = np.pi - (np.pi - out[k]) % (2 * np.pi)
+                    self._coords[k].setValue(self.state, out[k], False)
+            q = self._q()  # Simbody's order, for the warm start
         self._q_prev2, self._q_prev = self._q_prev, q
         self.counts["solved"] += 1
         out[self._rot] = np.degrees(out[self._rot])
