@@ -24,7 +24,7 @@ class Served:
         self.src, self.out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
         self.log = open(tmp / "serve.log", "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "kinestream", "serve", "--input", self.src, "--output",
-                                      self.out, "--workers", "1", *extra], stdout=subprocess.PIPE,
+                                      self.out, *extra], stdout=subprocess.PIPE,
                                      stderr=self.log, text=True, cwd=ROOT)
         self.sub = zmq.Context.instance().socket(zmq.SUB)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"status")
@@ -44,7 +44,7 @@ class Served:
         raise AssertionError("no status from the service")
 
     def rss_mb(self) -> float:
-        """Resident memory of the service process (its IK workers not included), MB."""
+        """Resident memory of the service process, MB."""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024

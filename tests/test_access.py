@@ -75,7 +75,7 @@ def test_only_authorized_keys_read_angles_or_send_frames(session, keys):
 
     async def run():
         src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-        service = Service(server_config(keys), input_endpoint=src, output_endpoint=out, workers=1,
+        service = Service(server_config(keys), input_endpoint=src, output_endpoint=out,
                           mass=session.mass, height=session.height, status_interval=0.2)
         stop, ready = asyncio.Event(), asyncio.Event()
         serving = asyncio.create_task(service.run(stop, ready))
@@ -125,7 +125,7 @@ def test_sockets_stay_on_loopback_unless_the_config_allows(session, keys):
     config = load_config()
     remote = f"tcp://0.0.0.0:{free_port()}"
     with pytest.raises(KinestreamError, match="beyond this machine.*allow_remote"):
-        Service(config, input_endpoint="tcp://127.0.0.1:1", output_endpoint=remote, workers=1)
+        Service(config, input_endpoint="tcp://127.0.0.1:1", output_endpoint=remote)
     config["service"].update(bind_input=True)
     from kinestream.transport import open_input
 
@@ -188,7 +188,7 @@ def test_the_service_publishes_over_mqtt_with_tls_and_a_password_only(session):
             config["service"]["latest_wins"] = False
             config["mqtt"].update(username="coach", password=password, tls=True, ca_file=str(ca))
             src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-            service = Service(config, input_endpoint=src, output_endpoint=out, workers=1, mass=session.mass,
+            service = Service(config, input_endpoint=src, output_endpoint=out, mass=session.mass,
                               height=session.height, mqtt=broker.endpoint)
             stop, ready = asyncio.Event(), asyncio.Event()
             serving = asyncio.create_task(service.run(stop, ready))

@@ -205,6 +205,25 @@ def test_the_event_comes_with_the_frame_that_ends_the_rep(known, known_centres):
     assert not counter.in_rep and counter.summary()["reps"] == 4
 
 
+def test_skipped_frames_leave_the_depth_on_the_recorded_peak(known, known_centres):
+    """The live service skips frames when it falls behind (latest wins); the counter then sees holes in time.
+    Its smoothing runs on the time stamps, so each depth stays on the peak of the frames it was given."""
+    m = known.motion
+    rng = np.random.default_rng(9)
+    keep = np.ones(len(m.time), bool)
+    for start in rng.choice(len(m.time) - 12, 70, replace=False):  # bursts of 1-8 skipped frames
+        keep[start:start + rng.integers(1, 9)] = False
+    counter = RepCounter(None, m.names)
+    for i in np.flatnonzero(keep):
+        counter.step(m.time[i], m.values[i], {k: v[i] for k, v in known_centres.items()})
+    knee = _mean_knee(m)
+    assert len(counter.events) == 4
+    for e in counter.events:
+        inside = keep & (m.time >= e.start) & (m.time <= e.end)
+        print(f"rep {e.index}: depth {e.knee_peak:.2f}, peak of the frames given {knee[inside].max():.2f}")
+        assert e.knee_peak == pytest.approx(knee[inside].max(), abs=0.5)
+
+
 def test_form_measures_against_the_truth(known, known_centres):
     events, summary = detect_reps(known.motion, known_centres)
     m, kp = known.motion, known.keypoints_true

@@ -1,4 +1,4 @@
-"""The live service over real sockets: ZeroMQ in and out, a real mosquitto broker, real OpenSim workers."""
+"""The live service over real sockets: ZeroMQ in and out, a real mosquitto broker, real OpenSim."""
 
 import asyncio
 import json
@@ -30,10 +30,10 @@ def endpoints():
     return f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
 
 
-async def live(config, frames, *, session, record=None, mqtt_port=None, workers=1, rate=1.0, before=None):
+async def live(config, frames, *, session, record=None, mqtt_port=None, rate=1.0, before=None):
     """Serve, replay ``frames`` (a MarkerTable or a list of raw payloads) into it, collect every output."""
     src, out = endpoints()
-    service = Service(config, input_endpoint=src, output_endpoint=out, record=record, workers=workers,
+    service = Service(config, input_endpoint=src, output_endpoint=out, record=record,
                       mqtt=f"127.0.0.1:{mqtt_port}" if mqtt_port else None, mass=session.mass,
                       height=session.height)
     stop, ready = asyncio.Event(), asyncio.Event()
@@ -85,16 +85,15 @@ async def live(config, frames, *, session, record=None, mqtt_port=None, workers=
 
 
 def test_live_session_equals_offline_streaming(session, tmp_path):
-    """Every frame solved (queue, one worker), MQTT on: the recording equals process --streaming."""
+    """Default configuration, MQTT on, real time: no frame skipped, and the recording equals process --streaming."""
     config = load_config()
-    config["service"]["latest_wins"] = False
     broker = Broker()
     broker.start()
     try:
         record = tmp_path / "live.mot"
         table = read_trc(session.keypoints_trc)
         sent, final, got = asyncio.run(live(config, table, session=session, record=record,
-                                            mqtt_port=broker.port, workers=1))
+                                            mqtt_port=broker.port))
     finally:
         broker.stop()
     n = table.n_frames
@@ -117,7 +116,7 @@ def test_live_session_equals_offline_streaming(session, tmp_path):
     rotational = [c for c in offline.motion.names if c not in ("pelvis_tx", "pelvis_ty", "pelvis_tz", "rmse_mm")]
     worst = max(np.nanmax(np.abs(recorded.get(c) - offline.motion.get(c))) for c in rotational)
     print(f"live vs process --streaming: worst coordinate differs by {worst:.2e} deg")
-    assert worst < 0.1
+    assert worst < 1e-6
     # what the ZeroMQ subscriber got is what was recorded
     last = decode_angles(got["angles"][-1])
     knee = last["coords"].index("knee_angle_r")
@@ -161,7 +160,7 @@ def test_hostile_frames_and_a_restarted_source_do_not_stop_the_service(session, 
         pub.close(0)
         ctx.term()
 
-    sent, final, got = asyncio.run(live(config, table, session=session, workers=2, before=garbage))
+    sent, final, got = asyncio.run(live(config, table, session=session, before=garbage))
     assert sent == 240
     assert final["rejected"]["not_msgpack"] >= 2 and final["rejected"]["oversize"] == 1
     assert final["rejected"]["all_missing"] == 1 and final["rejected"]["bad_envelope"] == 1
@@ -174,7 +173,7 @@ def test_hostile_frames_and_a_restarted_source_do_not_stop_the_service(session, 
 async def serve_while(session, feed, frames: int, config=None):
     """Run a one-worker service, ``await feed(src, service)``, wait for ``frames`` to be answered, stop."""
     src, out = endpoints()
-    service = Service(config or load_config(), input_endpoint=src, output_endpoint=out, workers=1,
+    service = Service(config or load_config(), input_endpoint=src, output_endpoint=out,
                       mass=session.mass, height=session.height)
     stop, ready = asyncio.Event(), asyncio.Event()
     serving = asyncio.create_task(service.run(stop, ready))
@@ -206,25 +205,26 @@ def test_a_silent_source_that_comes_back_a_minute_later(session, tmp_path):
     assert np.isfinite(service.metrics.last_angles["knee_angle_r"])
 
 
-def test_a_killed_ik_worker_is_replaced(session):
-    """An IK process that dies (OpenSim crashing, the OOM killer) costs a frame, not the service."""
-    import os
-    import signal
-
+def test_an_ik_failure_costs_one_frame_not_the_service(session):
+    """StreamingIK never raises by design; should it ever, the frame is published as unsolved and the next one
+    starts afresh. (The fault is injected: a wrapper around the real solver raises once, on the 100th frame.)"""
     config = load_config()
-    table = read_trc(session.keypoints_trc).frames(0, 360)
+    table = read_trc(session.keypoints_trc).frames(0, 240)
 
     async def feed(src, service):
-        async def kill_soon():
-            await asyncio.sleep(2.0)
-            os.kill(service.pool.procs[0].pid, signal.SIGKILL)
+        real = service.ik.step
+        calls = {"n": 0}
 
-        killer = asyncio.create_task(kill_soon())
+        def step(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 100:
+                raise RuntimeError("injected")
+            return real(*args, **kwargs)
+
+        service.ik.step = step
         await replay(table, src, wait_subscriber=10.0)
-        await killer
 
-    final, service = asyncio.run(serve_while(session, feed, 360, config))
-    assert final["worker_restarts"] == 1
-    assert final["frames_in"] == 360 and final["frames_out"] + final["skipped"] == 360
-    assert final["ik_failures"] <= 1  # at most the frame the worker died with
-    assert np.isfinite(service.metrics.last_angles["knee_angle_r"])  # solved again after the restart
+    final, service = asyncio.run(serve_while(session, feed, 240, config))
+    assert final["frames_in"] == 240 and final["frames_out"] + final["skipped"] == 240
+    assert final["ik_failures"] == 1 and final["rejected"]["stage_error"] == 1
+    assert np.isfinite(service.metrics.last_angles["knee_angle_r"])

@@ -193,7 +193,7 @@ async def _serve(args, config, say=_log):
                                 out_model=out, say=say)
     service = Service(config, input_endpoint=args.input or svc["input"], output_endpoint=args.output or svc["output"],
                       mqtt=args.mqtt or config["mqtt"].get("broker") or None, record=args.record, model=model,
-                      mass=args.mass, height=args.height, workers=args.workers, status_out=_status_printer())
+                      mass=args.mass, height=args.height, status_out=_status_printer())
     final = await service.run()
     print(file=sys.stderr)
     return service, final
@@ -311,7 +311,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mqtt", help="MQTT broker HOST:PORT (default: config; none)")
     p.add_argument("--record", help="record the session to this .mot (markers beside it as _markers.trc)")
     p.add_argument("--model", help="scaled .osim (default: the generic model, unscaled)")
-    p.add_argument("--workers", type=int, help="IK worker processes (default: config, 2)")
     p.add_argument("--calibrate", action="store_true", help="calibrate from the stream first, then serve")
     p.add_argument("--calibration-out", help="where --calibrate writes the model (default out/calibration/)")
     _solver_arg(p)

@@ -478,19 +478,31 @@ class RepCounter:
 
 
 def _smooth(rows: np.ndarray, cutoff_hz: float) -> np.ndarray:
-    """Zero-lag 2nd-order Butterworth low-pass of every finite column (time column kept)."""
+    """Zero-lag 2nd-order Butterworth low-pass of every finite column (time column kept).
+
+    The filter runs on the time stamps, not the frame count: frames the
+    service skipped (latest wins) leave holes, so the rows are put on an even
+    grid at the usual frame interval first and brought back to their own
+    times after.
+    """
     if cutoff_hz <= 0 or len(rows) < 16:
         return rows
-    dt = np.diff(rows[:, _T])
-    rate = 1.0 / float(np.median(dt))
-    if not (math.isfinite(rate) and cutoff_hz < 0.45 * rate):
+    t = rows[:, _T]
+    dt = np.diff(t)
+    step = float(np.median(dt))
+    rate = 1.0 / step
+    if not (math.isfinite(rate) and cutoff_hz < 0.45 * rate) or np.any(dt <= 0):
         return rows
+    even = bool(np.all(np.abs(dt - step) <= 0.01 * step))
+    grid = t if even else np.arange(t[0], t[-1] + 0.5 * step, step)
     try:
         b, a = butter(2, cutoff_hz / (0.5 * rate))
         out = rows.copy()
         for col in range(1, rows.shape[1]):
             if np.isfinite(rows[:, col]).all():
-                out[:, col] = filtfilt(b, a, rows[:, col], padtype="odd", padlen=min(len(rows) - 1, 15))
+                values = rows[:, col] if even else np.interp(grid, t, rows[:, col])
+                smooth = filtfilt(b, a, values, padtype="odd", padlen=min(len(grid) - 1, 15))
+                out[:, col] = smooth if even else np.interp(t, grid, smooth)
     except ValueError:  # a rep too odd to filter (it cannot raise into the stream): measured unsmoothed
         return rows
     return out

@@ -1,26 +1,27 @@
 """The live service: keypoint frames in over ZeroMQ, joint angles out on ZeroMQ, MQTT and .mot.
 
-The asyncio process is a thin shell around the stage cores:
+The asyncio process is a thin shell around the stage cores, one frame straight
+through:
 
-    SUB socket -> decode (protocol) -> FrameProcessor (clean + augment, every frame)
-               -> IKPool (frame-wise IK in worker processes) -> in-order publish
-               -> ZeroMQ PUB "angles", MQTT kinestream/<subject>/angles, .mot/.trc recorders
+    SUB socket -> decode (protocol) -> FrameProcessor (clean + augment)
+               -> StreamingIK (the fast solver, warm-started from the previous frame)
+               -> ZeroMQ PUB "angles", MQTT kinestream/<subject>/angles, .mot/.trc recorders, rep counter
 
-OpenSim's Python calls hold the GIL, so IK runs in worker processes; clean
-and augment (about 0.4 ms a frame, onnxruntime releasing the GIL) run in the
-event loop between receives while ZeroMQ's own I/O thread keeps receiving.
-When every IK worker is busy, the newest frame waits and an older waiting
-frame is skipped (latest wins) and counted; the augmenter still sees every
-frame. Results are published in frame order. With ``service.latest_wins =
-false`` (recording sessions where every frame matters more than latency)
-frames queue instead, up to ``max_waiting_frames``.
+Everything runs in the event loop, about 2.5 ms a frame with arm markers,
+while ZeroMQ's own I/O thread keeps receiving. Every frame warm-starts from
+the previous frame's own solution, so a recording equals ``process
+--streaming`` on the same frames. When the loop falls behind (frames waiting
+in ZeroMQ's queue), every waiting frame is still cleaned and augmented (the
+filters and the LSTM need them all) but only the newest is solved: the others
+are skipped (latest wins), counted and logged. With ``service.latest_wins =
+false`` (recordings where every frame matters more than latency) every frame
+is solved, later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing as mp
 import signal
 import time
 from collections import deque
@@ -34,118 +35,6 @@ from .pipeline import FrameProcessor
 from .protocol import FrameDecoder, Rejected, angles_json, encode_angles, encode_status
 
 log = logging.getLogger("kinestream.service")
-
-
-# ---------------------------------------------------------------- IK in worker processes
-
-
-def _ik_worker(conn, model_path: str, marker_set: str, ik_setup: str, ik_config: dict, names: list[str]) -> None:
-    """One IK process: frames in over a pipe, coordinates out, until it reads None."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when workers stop
-    try:
-        from .pipeline import ik_setup_from_config, streaming_ik
-        from .reps import centres_array
-        from .solve import load_model
-
-        setup = ik_setup_from_config(ik_setup, ik_config)
-        model, removed = load_model(model_path, marker_set)
-        ik = streaming_ik(model, setup, names, ik_config)
-        conn.send(("ready", ik.coordinates, removed))
-    except Exception as exc:  # reported to the service, which says what to do
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            return
-        if msg is None:
-            return
-        key, t, xyz, warm, fresh = msg
-        t0 = time.perf_counter()
-        if fresh:  # a new session: no warm start from the last one
-            ik.reset()
-        frame = ik.step(xyz, t, warm)
-        centres = centres_array(ik.model, ik.state) if frame.ok else None  # for the rep counter
-        conn.send((key, frame.q, frame.rmse_mm, frame.ok, frame.event, time.perf_counter() - t0, frame.warm,
-                   centres))
-
-
-class IKPool:
-    """Worker processes, each with its own model and frame-wise IK solver."""
-
-    def __init__(self, model_path, marker_set, ik_setup, ik_config: dict, names: list[str], workers: int = 2):
-        if workers < 1:
-            raise KinestreamError(f"IK workers {workers} is not valid; give 1 or more")
-        self._args = (str(model_path), str(marker_set), str(ik_setup), dict(ik_config), list(names))
-        self.conns = []
-        self.procs = []
-        self.respawned = 0
-        for _ in range(workers):
-            conn, proc = self._spawn()
-            self.conns.append(conn)
-            self.procs.append(proc)
-        self.coordinates: list[str] = []
-        self.notes: list[str] = []
-        for conn in self.conns:
-            if not conn.poll(120):
-                self.close()
-                raise KinestreamError("an IK worker did not start within 120 s")
-            msg = conn.recv()
-            if msg[0] != "ready":
-                self.close()
-                raise KinestreamError(f"an IK worker could not start: {msg[1]}")
-            self.coordinates = msg[1]
-            if msg[2] and not self.notes:
-                self.notes.append("removed before IK: " + ", ".join(msg[2]))
-        self.busy = [False] * workers
-
-    def _spawn(self):
-        ctx = mp.get_context("spawn")
-        parent, child = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=_ik_worker, args=(child, *self._args), daemon=True)
-        proc.start()
-        child.close()
-        return parent, proc
-
-    def respawn(self, worker: int) -> None:
-        """Replace a dead worker; it stays busy until its 'ready' message arrives."""
-        try:
-            self.conns[worker].close()
-        except OSError:
-            pass
-        if self.procs[worker].is_alive():
-            self.procs[worker].kill()
-        self.procs[worker].join(timeout=1)
-        self.conns[worker], self.procs[worker] = self._spawn()
-        self.busy[worker] = True
-        self.respawned += 1
-
-    def idle(self) -> int | None:
-        for i, b in enumerate(self.busy):
-            if not b:
-                return i
-        return None
-
-    def submit(self, worker: int, key: int, t: float, xyz: np.ndarray, warm: np.ndarray | None = None,
-               fresh: bool = False) -> None:
-        """Send a frame (``key`` comes back with its result); ``fresh`` makes the worker forget its last
-        solution first (a new session)."""
-        self.busy[worker] = True
-        self.conns[worker].send((key, t, xyz, warm, fresh))
-
-    def close(self) -> None:
-        for conn in self.conns:
-            try:
-                conn.send(None)
-            except (OSError, ValueError):
-                pass
-        for proc in self.procs:
-            proc.join(timeout=2)
-            if proc.is_alive():
-                proc.terminate()
-        for conn in self.conns:
-            conn.close()
 
 
 # ---------------------------------------------------------------- metrics
@@ -162,14 +51,12 @@ class Metrics:
     ik_failures: int = 0
     resets: int = 0
     rows_not_recorded: int = 0
-    worker_restarts: int = 0
     rejected: dict = field(default_factory=dict)
     refused: dict = field(default_factory=dict)  # handshakes refused per socket (CURVE, not ZeroMQ)
     latency_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
     ik_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
     prepare_ms: deque = field(default_factory=lambda: deque(maxlen=2000))  # decode, clean, augment
-    wait_ms: deque = field(default_factory=lambda: deque(maxlen=2000))  # for a free IK worker
-    ipc_ms: deque = field(default_factory=lambda: deque(maxlen=2000))  # to and from the worker
+    wait_ms: deque = field(default_factory=lambda: deque(maxlen=2000))  # prepared, waiting for IK
     out_times: deque = field(default_factory=lambda: deque(maxlen=600))
     last_angles: dict = field(default_factory=dict)
     reps: int = 0
@@ -192,11 +79,10 @@ class Metrics:
         return {"uptime_s": round(time.monotonic() - self.started, 1), "frames_in": self.frames_in,
                 "frames_out": self.frames_out, "skipped": self.skipped, "ik_failures": self.ik_failures,
                 "resets": self.resets, "rows_not_recorded": self.rows_not_recorded,
-                "worker_restarts": self.worker_restarts,
                 "rejected": dict(self.rejected), "refused": dict(self.refused), "rate_hz": round(self.out_rate(), 1),
                 "latency_ms": self.percentiles(self.latency_ms), "ik_ms": self.percentiles(self.ik_ms),
                 "prepare_ms": self.percentiles(self.prepare_ms), "wait_ms": self.percentiles(self.wait_ms),
-                "ipc_ms": self.percentiles(self.ipc_ms), "reps": self.reps,
+                "reps": self.reps,
                 "last_rep_depth_deg": self.last_rep["knee_peak"] if self.last_rep else None}
 
     def line(self, status: dict) -> str:
@@ -223,19 +109,17 @@ class _Item:
     recv_ns: int
     sent_ns: int | None
     ready_ns: int = 0  # cleaned and augmented
-    submit_ns: int = 0  # handed to an IK worker
-    centres: np.ndarray | None = None  # joint centres of the solved pose (reps.CENTRE_KEYS order)
-    key: int = 0  # the service's own frame number: unique, increasing (a source's seq may repeat)
 
 
 class Service:
-    """Sockets, queues and tasks around FrameProcessor and IKPool.
+    """Sockets, queues and tasks around FrameProcessor and StreamingIK.
 
     ``model``: a scaled .osim (with an optional ``<model>.json`` beside it
     holding the subject's mass, height and floor offset, as ``calibrate``
     writes); None uses the generic model, unscaled.
     """
 
+    MAX_BATCH = 1000  # messages taken from ZeroMQ before the waiting frames are solved
     RECONNECT_S = 0.5  # after a lost input link, connect afresh this much later unless ZeroMQ is at it
     RESTART_BACK_S = 1.0
     SUBJECT_HOLD_S = 2.0  # frames of another subject are refused until the current one is this long silent  # time going back further than this is a restarted source, not a glitch
@@ -243,7 +127,7 @@ class Service:
 
     def __init__(self, config: dict, *, input_endpoint: str, output_endpoint: str, mqtt: str | None = None,
                  record: str | Path | None = None, model: str | Path | None = None, mass: float | None = None,
-                 height: float | None = None, workers: int | None = None, status_interval: float = 1.0,
+                 height: float | None = None, status_interval: float = 1.0,
                  status_out=None, rate: float = 60.0):
         from .assets import get_assets
 
@@ -274,35 +158,27 @@ class Service:
                 raise KinestreamError(f"model {self.model_path} does not exist; give a scaled .osim (kinestream "
                                       f"calibrate writes one) or leave --model out for the generic model")
         self.subject = str(config["subject"].get("name", "subject"))
-        self.workers = int(workers if workers is not None else config.get("service", {}).get("ik_workers", 2))
         self.metrics = Metrics()
         self.processor = FrameProcessor(self.assets, config, self.height, self.mass, rate)
         self.processor.floor_offset = float(subject.get("floor_offset_m", 0.0))
-        self.pool: IKPool | None = None
+        self.ik = None  # the frame-wise IK core (solve.StreamingIK), made in _open
         self.coords: list[str] = []
         svc = config.get("service", {})
         self.decoder = FrameDecoder(max_bytes=int(svc.get("max_message_bytes", 65536)),
                                     restart_back_s=self.RESTART_BACK_S)
         self.latest_wins = bool(svc.get("latest_wins", True))
-        self.max_waiting = 1 if self.latest_wins else int(svc.get("max_waiting_frames", 600))
-        self._waiting: deque[_Item] = deque()
-        self._inflight: dict[int, _Item] = {}
-        self._order: deque[int] = deque()
-        self._done: dict[int, tuple] = {}
+        self.max_lag_ns = int(float(svc.get("max_lag_ms", 50.0)) * 1e6)
+        self._waiting: deque[_Item] = deque()  # prepared frames not solved yet
         self._meta: deque[tuple[int, int, int | None]] = deque()  # frames inside the cleaner's look-ahead
         self._last_log: dict[str, float] = {}
         self._last_t: float | None = None
         self._source_subject: str | None = None  # the subject being served (frames name it, or not)
         self._source_ns = 0  # when its last frame arrived
         self._dropped = 0  # processor.dropped already accounted
-        self._fresh: set[int] = set()  # workers to start afresh (a new session began)
         self.reps = None  # the rep counter (reps.RepCounter), made once the coordinates are known
         self._record_offset = 0.0
-        self._warm, self._warm_from, self._warm_key = None, -1, -1  # newest IK solution, for warm starts
-        self._keys = 0  # frames handed to IK so far (the last _Item.key)
         self.mot = self.trc = None
         self.mqtt = None
-        self.listeners: list = []  # callables(item, q, rmse) for in-process consumers (calibration, reps)
         from .transport import Access, check_bind
 
         check_bind(output_endpoint, config, "angles output")
@@ -336,18 +212,21 @@ class Service:
             raise KinestreamError(f"cannot bind the output socket to {self.output_endpoint}: {exc}; is another "
                                   f"kinestream running? give --output ENDPOINT") from None
         self._monitors = [self._monitor(self.sub, "input"), self._monitor(self.pub, "output")]
-        self.pool = IKPool(self.model_path, self.assets.marker_set, self.assets.ik_setup, self.config.get("ik", {}),
-                           self.processor.markers, self.workers)
-        self.coords = self.pool.coordinates
+        from .pipeline import ik_setup_from_config, streaming_ik
         from .reps import RepCounter, RepSettings
+        from .solve import load_model
 
+        ik_config = self.config.get("ik", {})
+        model, removed = load_model(self.model_path, self.assets.marker_set)
+        self.ik = streaming_ik(model, ik_setup_from_config(self.assets.ik_setup, ik_config), self.processor.markers,
+                               ik_config)
+        self.coords = self.ik.coordinates
         self.reps = RepCounter(RepSettings.from_config(self.config), self.coords)
         self._shown = [(n, self.coords.index(n)) for n in self.SHOWN if n in self.coords]
-        for note in self.pool.notes:
-            log.info(note)
-        loop = asyncio.get_running_loop()
-        for w, conn in enumerate(self.pool.conns):
-            loop.add_reader(conn.fileno(), self._on_result, w)
+        if removed:
+            log.info("removed before IK: %s", ", ".join(removed))
+        for note in self.ik.notes:
+            log.warning(note)
         if self.record:
             from .record import MotRecorder, TrcRecorder
 
@@ -367,14 +246,6 @@ class Service:
     def _close(self) -> None:
         if self._reconnect is not None:
             self._reconnect.cancel()
-        if self.pool is not None:
-            loop = asyncio.get_running_loop()
-            for conn in self.pool.conns:
-                try:
-                    loop.remove_reader(conn.fileno())
-                except (ValueError, OSError):
-                    pass
-            self.pool.close()
         for rec in (self.mot, self.trc):
             if rec is not None:
                 rec.close()
@@ -474,10 +345,11 @@ class Service:
 
     def _restart_source(self, why: str, new_t: float) -> None:
         log.warning("keypoint source restarted (%s): a new session, stages reset", why)
+        self._solve_waiting()  # the last session's frames first
         self.processor.reset()
         self._meta.clear()
-        self._warm, self._warm_from, self._warm_key = None, -1, self._keys  # none from the last session
-        self._fresh = set(range(self.workers))  # each worker starts its next frame from the neutral pose
+        if self.ik is not None:
+            self.ik.reset()  # the next frame starts from the default pose, not the last session's
         if self.reps is not None:
             self.reps.reset()  # a new session is a new set
         if self._last_t is not None:  # recordings go on in time after the restart
@@ -528,84 +400,45 @@ class Service:
             self._forward(*out)
 
     def _forward(self, t: float, clean: np.ndarray, markers: np.ndarray) -> None:
-        """A frame out of clean + augment: record its markers, send it to IK."""
+        """A frame out of clean + augment: record its markers; it waits for IK."""
         seq, recv, sent = self._meta.popleft()
         if self.trc is not None:
             self._record(self.trc, t, np.vstack([clean, markers]))
-        self._keys += 1
-        self._dispatch(_Item(seq, t, markers, recv, sent, time.time_ns(), key=self._keys))
+        self._waiting.append(_Item(seq, t, markers, recv, sent, time.time_ns()))
 
-    def _dispatch(self, item: _Item) -> None:
-        w = self.pool.idle()
-        if w is None:
-            if len(self._waiting) >= self.max_waiting:  # latest wins: the oldest waiting frame goes
+    def _solve_waiting(self) -> None:
+        """IK for the waiting frames, oldest first. Latest wins: a frame that has waited longer than
+        ``service.max_lag_ms`` since it arrived is skipped while a newer one waits (counted, logged)."""
+        while self._waiting:
+            item = self._waiting.popleft()
+            if self.latest_wins and self._waiting and time.time_ns() - item.recv_ns > self.max_lag_ns:
                 self.metrics.skipped += 1
                 self._log_every("skip", logging.WARNING, "IK could not keep up: skipped frame %d (latest wins); "
-                                "%d skipped so far", self._waiting.popleft().seq, self.metrics.skipped)
-            self._waiting.append(item)
-            return
-        self._inflight[w] = item
-        self._order.append(item.key)
-        item.submit_ns = time.time_ns()
-        # warm start from the newest solution of any worker, unless this worker solved it itself
-        warm = self._warm if self._warm_from != w else None
-        fresh = w in self._fresh
-        self._fresh.discard(w)
-        try:
-            self.pool.submit(w, item.key, item.t, item.markers, warm, fresh)
-        except (OSError, ValueError) as exc:  # the worker is gone: its replacement gets the frame later
-            del self._inflight[w]
-            self._order.remove(item.key)
-            self._waiting.appendleft(item)
-            self._worker_died(w, exc)
+                                "%d skipped so far", item.seq, self.metrics.skipped)
+                continue
+            self._solve(item)
 
-    def _on_result(self, w: int) -> None:
-        conn = self.pool.conns[w]
-        try:
-            while conn.poll():
-                msg = conn.recv()
-                if msg[0] == "ready":  # a respawned worker
-                    self.pool.busy[w] = False
-                    log.info("IK worker %d is back", w)
-                    continue
-                if msg[0] == "error":
-                    raise EOFError(msg[1])
-                key, q, rmse, ok, event, ik_s, warm, centres = msg
-                item = self._inflight.pop(w)
-                item.centres = centres
-                if warm is not None and key > self._warm_key:
-                    self._warm, self._warm_from, self._warm_key = warm, w, key
-                self.pool.busy[w] = False
-                self._done[key] = (item, q, rmse, ok, event)
-                now = time.time_ns()
-                self.metrics.ik_ms.append(ik_s * 1000)
-                self.metrics.prepare_ms.append((item.ready_ns - item.recv_ns) / 1e6)
-                self.metrics.wait_ms.append((item.submit_ns - item.ready_ns) / 1e6)
-                self.metrics.ipc_ms.append((now - item.submit_ns) / 1e6 - ik_s * 1000)
-        except (EOFError, OSError) as exc:
-            self._worker_died(w, exc)
-        while self._order and self._order[0] in self._done:
-            self._publish(*self._done.pop(self._order.popleft()))
-        while self._waiting and self.pool.idle() is not None:
-            self._dispatch(self._waiting.popleft())
+    def _solve(self, item: _Item) -> None:
+        from .reps import centres_array
 
-    def _worker_died(self, w: int, exc: BaseException) -> None:
-        """A worker process ended (killed, crashed in OpenSim): its frame fails, a new worker starts."""
-        loop = asyncio.get_running_loop()
+        self.metrics.wait_ms.append((time.time_ns() - item.ready_ns) / 1e6)
+        start = time.perf_counter_ns()
         try:
-            loop.remove_reader(self.pool.conns[w].fileno())
-        except (ValueError, OSError):
-            pass
-        item = self._inflight.pop(w, None)
-        if item is not None:
+            frame = self.ik.step(item.markers, item.t)
+            centres = centres_array(self.ik.model, self.ik.state) if frame.ok else None  # for the rep counter
+        except Exception as exc:  # the solver must not take the service down; say what happened
+            self._reject("stage_error", f"IK: {type(exc).__name__}: {exc}")
+            frame, centres = None, None
+        self.metrics.ik_ms.append((time.perf_counter_ns() - start) / 1e6)
+        self.metrics.prepare_ms.append((item.ready_ns - item.recv_ns) / 1e6)
+        if frame is None:
             nan = np.full(len(self.coords), np.nan)
-            self._done[item.key] = (item, nan, float("nan"), False, "IK worker died")
-        self.metrics.worker_restarts += 1
-        log.error("IK worker %d died (%s); starting another", w, str(exc) or type(exc).__name__)
-        self.pool.respawn(w)
-        loop.add_reader(self.pool.conns[w].fileno(), self._on_result, w)
+            self._publish(item, nan, float("nan"), False, "IK raised", None)
+        else:
+            self._publish(item, frame.q, frame.rmse_mm, frame.ok, frame.event, centres)
 
-    def _publish(self, item: _Item, q: np.ndarray, rmse: float, ok: bool, event: str | None) -> None:
+    def _publish(self, item: _Item, q: np.ndarray, rmse: float, ok: bool, event: str | None,
+                 centres: np.ndarray | None) -> None:
         if not ok:
             self.metrics.ik_failures += 1
         if event:
@@ -629,16 +462,14 @@ class Service:
         self.metrics.latency_ms.append(latency_ms)
         for name, k in self._shown:
             self.metrics.last_angles[name] = float(q[k])
-        self._count_reps(item, q)
-        for listener in self.listeners:
-            listener(item, q, rmse)
+        self._count_reps(item, q, centres)
 
-    def _count_reps(self, item: _Item, q: np.ndarray) -> None:
+    def _count_reps(self, item: _Item, q: np.ndarray, centres: np.ndarray | None) -> None:
         """Feed the rep counter; publish a completed rep on ZeroMQ ``reps`` and MQTT."""
         from .reps import centres_dict
 
         try:
-            event = self.reps.step(item.t, q, centres_dict(item.centres))
+            event = self.reps.step(item.t, q, centres_dict(centres))
         except Exception as exc:  # feedback must not cost the angles
             self._reject("reps_error", f"{type(exc).__name__}: {exc}")
             return
@@ -665,21 +496,24 @@ class Service:
     # -- tasks
 
     async def _receive(self, stop: asyncio.Event) -> None:
+        """Take what ZeroMQ holds (each frame decoded, cleaned and augmented), then solve the waiting frames."""
         import zmq
 
-        poller_timeout = 100
         while not stop.is_set():
-            if not await self.sub.poll(poller_timeout):
+            if not await self.sub.poll(100):
                 continue
-            try:
-                parts = await self.sub.recv_multipart(flags=zmq.NOBLOCK)
-            except zmq.Again:
-                continue
-            recv_ns = time.time_ns()
-            if len(parts) != 2 or parts[0] != b"keypoints":
-                self._reject("bad_envelope", f"{len(parts)} parts")
-                continue
-            self.handle(parts[1], recv_ns)
+            for _ in range(self.MAX_BATCH):
+                try:
+                    parts = await self.sub.recv_multipart(flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                recv_ns = time.time_ns()
+                if len(parts) != 2 or parts[0] != b"keypoints":
+                    self._reject("bad_envelope", f"{len(parts)} parts")
+                    continue
+                self.handle(parts[1], recv_ns)
+            self._solve_waiting()
+            await asyncio.sleep(0)  # let the status, MQTT and monitor tasks run between batches
 
     async def _status(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -709,14 +543,13 @@ class Service:
             snap["mqtt"] = self.mqtt.stats()
         return snap
 
-    async def _drain(self, timeout: float = 5.0) -> None:
-        """Finish what is in flight: the cleaner's look-ahead, the waiting frame, the workers."""
+    def _drain(self) -> None:
+        """Finish what is in flight: the cleaner's look-ahead and every waiting frame, none skipped."""
         for out in self.processor.flush():
             if self._meta:
                 self._forward(*out)
-        deadline = time.monotonic() + timeout
-        while (self._inflight or self._waiting) and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        while self._waiting:
+            self._solve(self._waiting.popleft())
 
     async def run(self, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> dict:
         """Serve until ``stop`` is set (or SIGINT/SIGTERM); returns the final status."""
@@ -733,14 +566,14 @@ class Service:
                   for name, mon in zip(("input", "output"), self._monitors)]
         if self.mqtt is not None:
             tasks.append(asyncio.create_task(self.mqtt.run()))
-        log.info("serving: keypoints from %s, angles on %s%s%s; %d IK workers; model %s", self.input_endpoint,
+        log.info("serving: keypoints from %s, angles on %s%s%s; IK solver %s; model %s", self.input_endpoint,
                  self.output_endpoint, f", MQTT {self.mqtt_endpoint}" if self.mqtt_endpoint else "",
-                 f", recording to {self.record}" if self.record else "", self.workers, self.model_path)
+                 f", recording to {self.record}" if self.record else "", self.ik.solver, self.model_path)
         if ready is not None:
             ready.set()
         try:
             await stop.wait()
-            await self._drain()
+            self._drain()
         finally:
             for task in tasks:
                 task.cancel()
