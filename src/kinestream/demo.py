@@ -94,5 +94,12 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
     print(f"squat reps: {summary['reps']} of the {len(syn.squats)} performed, depth " + ", ".join(
         f"{e.knee_peak:.0f}" for e in events) + " deg (knee; true " + ", ".join(
         f"{(q.knee_angle_r + q.knee_angle_l) / 2:.0f}" for q in syn.squats) + ")")
+    knee = 0.5 * (motion.get("knee_angle_r") + motion.get("knee_angle_l"))
+    live = service.reps.events
+    recorded = [float(np.nanmax(knee[(motion.time >= e.start) & (motion.time <= e.end)])) for e in live]
+    print("live rep events, depth " + ", ".join(f"{e.knee_peak:.1f}" for e in live) + " deg; the recorded "
+          "curve's peaks " + ", ".join(f"{p:.1f}" for p in recorded) + " deg")
     print(f"wrote {record}, {record.with_name(record.stem + '_markers.trc')}, {png}, {reps_png}")
+    final["live_reps"] = [e.to_dict() for e in live]  # what the subscribers were sent, for the caller
+    final["recorded_peaks"] = recorded
     return final
