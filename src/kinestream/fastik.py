@@ -288,11 +288,15 @@ class FastIK:
             if info == 0 and 0.5 * float(grad @ decrement) <= self.ftol * cost:
                 converged = True
                 break
+            undamped_step = decrement if info == 0 and lam <= 1e-4 else None  # lightly damped: the same step
             while True:
-                system = hessian.copy()
-                system.flat[::n + 1] += lam * diag
-                system[held, held] = 1.0
-                _, step, info = dposv(system, grad)
+                if undamped_step is not None:
+                    step, undamped_step = undamped_step, None
+                else:
+                    system = hessian.copy()
+                    system.flat[::n + 1] += lam * diag
+                    system[held, held] = 1.0
+                    _, step, info = dposv(system, grad)
                 if info == 0:  # positive definite: a step downhill
                     trial = np.clip(q - step, self.lower, self.upper)
                     taken = trial - q  # the step, shortened where a bound stops it

@@ -9,7 +9,6 @@ maps those to ``MidHip``. When a trial lacks ``MidHip`` or ``Neck``,
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from .errors import KinestreamError
 from .trc import MarkerTable
@@ -68,6 +67,8 @@ def rotation_matrix(axis: str, degrees: float) -> np.ndarray:
     """Rotation about a coordinate axis ('x', 'y' or 'z')."""
     if axis.lower() not in ("x", "y", "z"):
         raise KinestreamError(f"rotation axis {axis!r} is not one of 'x', 'y', 'z'")
+    from scipy.spatial.transform import Rotation  # only here: it costs 0.35 s to import
+
     return Rotation.from_euler(axis.lower(), degrees, degrees=True).as_matrix()
 
 

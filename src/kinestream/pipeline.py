@@ -312,9 +312,12 @@ def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, 
     stem = trial.stem
     assets = get_assets(config, progress=log)
     messages: list[str] = ["streaming cores, frame by frame" if streaming else "offline cores, zero lag"]
+    from time import perf_counter
+
     from tqdm import tqdm
 
     steps = tqdm(total=4, desc="process", unit="step", file=sys.stderr, disable=None, dynamic_ncols=True)
+    clock = {"start": perf_counter()}
     with steps:
         keypoints = load_keypoints(trial)
         if keypoints.meta.get("derived"):
@@ -337,6 +340,7 @@ def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, 
             steps.update()
         out_dir.mkdir(parents=True, exist_ok=True)
         augmented_trc = write_trc(out_dir / f"{stem}_augmented.trc", augmented)
+        clock["augment"] = perf_counter()
 
         steps.set_postfix_str("scale")
         if model is not None:
@@ -356,6 +360,7 @@ def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, 
                             f"(max {sresult.max_error_mm:.1f} mm)")
             scaled_model = Path(sresult.model_path)
         steps.update()
+        clock["scale"] = perf_counter()
 
         steps.set_postfix_str("IK")
         if streaming:
@@ -367,6 +372,11 @@ def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, 
         solved, note = write_angles(mot, ik.motion)
         messages += [note] if note else []
         steps.update()
+        clock["IK"] = perf_counter()
+    marks = list(clock.items())
+    messages.append("time: " + ", ".join(f"{'read + clean + augment' if name == 'augment' else name} "
+                                         f"{t - marks[i][1]:.1f} s" for i, (name, t) in enumerate(marks[1:]))
+                    + f" ({ik.motion.time.size} frames, IK solver {(config.get('ik') or {}).get('solver', 'fast')})")
     png = plot_angles(solved, out_dir / f"{stem}_angles.png", title=stem, truth=truth) if plot else None
     if truth is not None:
         messages.append("RMS error vs truth (deg): " + ", ".join(

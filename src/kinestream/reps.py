@@ -62,7 +62,6 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import butter, filtfilt
 
 from .errors import KinestreamError
 from .mot import Motion
@@ -495,6 +494,8 @@ def _smooth(rows: np.ndarray, cutoff_hz: float) -> np.ndarray:
         return rows
     even = bool(np.all(np.abs(dt - step) <= 0.01 * step))
     grid = t if even else np.arange(t[0], t[-1] + 0.5 * step, step)
+    from scipy.signal import butter, filtfilt  # here, not at import: the command line starts faster
+
     try:
         b, a = butter(2, cutoff_hz / (0.5 * rate))
         out = rows.copy()
