@@ -64,13 +64,40 @@ def compare_with_tool(assets, markers, trc, tmp_path, model_path=None):
     return fast.motion, tool, costs(fast.motion), costs(tool)
 
 
-def report(fast, tool, fast_cost, tool_cost):
+def converged_minimum(assets, markers, tool, model_path=None):
+    """The objective's own minimum near OpenSim's answer: the fast solver started from OpenSim's solution of
+    each frame and run to a tolerance far below both solvers' (relative 1e-13). Returns {coordinate: degrees}."""
+    model, _ = solve.load_model(model_path or assets.generic_model, assets.marker_set)
+    setup = solve.read_ik_setup(assets.ik_setup)
+    names = [n for n in setup.marker_weights if n in markers and model.getMarkerSet().contains(n)]
+    ik = FastIK(model, setup, names, ftol=1e-13, max_iterations=400)
+    coords = solve.coordinate_names(model)
+    rot = solve._rotational(model)
+    xyz = markers.xyz[:, [markers.index(n) for n in names]]
+    out = np.zeros((markers.n_frames, len(coords)))
+    for i in range(markers.n_frames):
+        values = np.array([tool.get(n)[i] for n in coords])
+        values[rot] = np.radians(values[rot])
+        q = ik.neutral.copy()
+        q[ik.qindex] = values
+        out[i] = ik.solve(xyz[i], q).q[ik.qindex]
+    out[:, rot] = np.degrees(out[:, rot])
+    return {n: out[:, k] for k, n in enumerate(coords)}
+
+
+def report(fast, tool, fast_cost, tool_cost, minimum=None):
     ratio = fast_cost / tool_cost
     diff = {n: round(_rms(fast.get(n), tool.get(n)), 3) for n in FIRM + FLAT}
     print(f"\ncost fast/OpenSim: median {np.median(ratio):.6f}, worst {ratio.max():.6f}, "
           f"fast <= OpenSim on {np.mean(fast_cost <= tool_cost):.1%} of frames")
     print("RMS difference from OpenSim's tool (deg):", diff)
-    return ratio, diff
+    if minimum is None:
+        return ratio, diff, None
+    off = {n: round(_rms(fast.get(n), minimum[n]), 3) for n in FIRM + FLAT}
+    short = {n: round(_rms(tool.get(n), minimum[n]), 3) for n in FIRM + FLAT}
+    print("fast solver from the converged minimum (deg):", off)
+    print("OpenSim's tool from the converged minimum (deg):", short)
+    return ratio, diff, off
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +143,12 @@ def test_fast_equals_opensim_on_noisy_augmented_markers(assets, tmp_path):
     augmented, _ = augment_table(complete_keypoints(syn.keypoints), Augmenter.from_assets(assets), syn.height,
                                  syn.mass)
     trc = write_trc(tmp_path / "augmented.trc", augmented)
-    ratio, diff = report(*compare_with_tool(assets, augmented, trc, tmp_path))
+    fast, tool, fast_cost, tool_cost = compare_with_tool(assets, augmented, trc, tmp_path)
+    ratio, diff, off = report(fast, tool, fast_cost, tool_cost, converged_minimum(assets, augmented, tool))
     assert np.mean(ratio <= 1.0) >= 0.99
     assert max(diff[n] for n in FIRM) < 0.25
-    assert max(diff[n] for n in FLAT) < 0.5
+    assert max(diff[n] for n in FLAT) < 0.5  # subtalar 0.4, lumbar flexion 0.25: OpenSim short of the minimum
+    assert max(off[n] for n in FIRM) < 0.1 and max(off[n] for n in FLAT) < 0.1
 
 
 @pytest.mark.parametrize("name", ["sit_to_stand", "drop_vertical_jump"])
@@ -127,12 +156,14 @@ def test_fast_equals_opensim_on_real_trials(name, assets, tmp_path):
     augmented, _ = augment_table(complete_keypoints(read_trc(real_trial(f"{name}.trc"))),
                                  Augmenter.from_assets(assets), 1.85, 75.0)
     trc = write_trc(tmp_path / "augmented.trc", augmented)
-    ratio, diff = report(*compare_with_tool(assets, augmented, trc, tmp_path))
+    fast, tool, fast_cost, tool_cost = compare_with_tool(assets, augmented, trc, tmp_path)
+    ratio, diff, off = report(fast, tool, fast_cost, tool_cost, converged_minimum(assets, augmented, tool))
     assert np.mean(ratio <= 1.0) >= 0.99
-    assert ratio.max() < 1.01
+    assert ratio.max() < 1.001
     assert max(diff[n] for n in FIRM) < 0.25
-    # lumbar axial rotation trades against pelvis rotation at almost no cost on these trials (1.9-2.5 deg)
+    # lumbar axial rotation costs almost nothing on these trials: OpenSim stops 2-2.6 deg short of the minimum
     assert max(diff[n] for n in FLAT) < 3.0
+    assert max(off[n] for n in FIRM) < 0.1 and max(off[n] for n in FLAT) < 0.3
 
 
 def test_ranges_and_locks_are_kept_as_opensim_keeps_them(squat, assets):
