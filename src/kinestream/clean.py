@@ -784,7 +784,9 @@ class StreamingLowpass:
         self._v[-1] = xp
         np.matmul(self._step, self._v2, out=self._w2)  # NaN stays within its own signal's column
         y = self._w[-1].copy()
-        np.copyto(self._v[:-1], self._w[:-1], where=ok[None, :, None])
+        np.copyto(self._v[:-1], self._w[:-1], where=(ok & ~fresh)[None, :, None])
+        if np.count_nonzero(fresh):  # a signal starting in its steady state stays there: exactly x, not x + eps,
+            y[fresh] = xp[fresh]  # so a filter of any design gives the same first frame (a redesign is seamless)
         np.copyto(self._ref, xp, where=ok[:, None])
         np.copyto(self._ref_frame, k, where=ok)
         np.copyto(self._seen_frame, k, where=finite)

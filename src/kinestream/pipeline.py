@@ -164,25 +164,45 @@ class FrameProcessor:
         index = self.keypoints.index
         self._derived = [(index(name), index(a), index(b)) for name, (a, b) in DERIVED.items()]
         self._times: list[float] = []
+        self._first: tuple[np.ndarray, float] | None = None  # the session's first frame, for a redesign
         self.notes: list[str] = []
         self.dropped = 0  # frames the cleaner released and the augmenter refused (time not after the last)
 
     def _check_rate(self, t: float) -> None:
-        """Redesign the filter when the stream's frame rate is not the one assumed (more than 10% off)."""
+        """Redesign the filter when the stream's frame rate is not the one assumed (more than 10% off).
+
+        The first check comes with the second frame. The cleaner's first
+        output is its input whatever the design (the filter starts in the
+        steady state of the first frame), so a cleaner built then at the
+        measured rate and given the first frame again is exactly the cleaner
+        that rate would have had from the start: a live 120 Hz stream gives
+        the numbers ``process --streaming`` gives on its recording. The
+        median of the first 16 intervals is checked again. Rates are taken to
+        0.1 Hz, so that time stamps written to a few decimals read as the
+        camera's rate.
+        """
         if len(self._times) >= 16:
             return
         self._times.append(t)
-        if len(self._times) == 16:
-            measured = 1.0 / float(np.median(np.diff(self._times)))
-            if not 1.0 <= measured <= 1000.0:  # not a camera rate: keep the assumed one
+        if len(self._times) not in (2, 16):
+            return
+        measured = round(1.0 / float(np.median(np.diff(self._times))), 1)
+        if not 1.0 <= measured <= 1000.0:  # not a camera rate: keep the assumed one
+            if len(self._times) == 16:
                 self.notes.append(f"the stream's first frames come at {measured:.3g} Hz; kept {self.rate:g} Hz")
-            elif abs(measured - self.rate) > 0.1 * self.rate:
-                from .clean import StreamingCleaner
+            return
+        if abs(measured - self.rate) <= 0.1 * self.rate:
+            return
+        first = len(self._times) == 2
+        if first and self.cleaner.filler.lookahead:  # frame 1 is still in the look-ahead: wait for 16 frames
+            return
+        from .clean import StreamingCleaner
 
-                self.notes.append(f"the stream runs at {measured:.1f} Hz, not {self.rate:g} Hz: filter redesigned")
-                self.rate = measured
-                self.cleaner = StreamingCleaner.from_config(self.config.get("clean", {}), len(self.keypoints),
-                                                            measured)
+        self.notes.append(f"the stream runs at {measured:g} Hz, not {self.rate:g} Hz: filter redesigned")
+        self.rate = measured
+        self.cleaner = StreamingCleaner.from_config(self.config.get("clean", {}), len(self.keypoints), measured)
+        if first:
+            self.cleaner.push(*self._first)  # its output is the frame already released
 
     def _arrange(self, names: list[str], xyz: np.ndarray) -> np.ndarray:
         key = tuple(names)
@@ -203,7 +223,10 @@ class FrameProcessor:
     def step(self, names: list[str], xyz: np.ndarray, t: float) -> tuple[float, np.ndarray, np.ndarray] | None:
         """(t, cleaned keypoints (20, 3), markers (43, 3)) of the frame the cleaner releases, or None."""
         self._check_rate(t)
-        got = self.cleaner.push(self._arrange(names, xyz), t)
+        arranged = self._arrange(names, xyz)
+        if not self._times or len(self._times) == 1:
+            self._first = (arranged, t)
+        got = self.cleaner.push(arranged, t)
         return None if got is None else self._augment(*got)
 
     def flush(self) -> list[tuple[float, np.ndarray, np.ndarray]]:
