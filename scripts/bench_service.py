@@ -1,11 +1,14 @@
 #!/usr/bin/env python
 """End-to-end benchmark of the live service over loopback.
 
-Starts `kinestream serve` as its own process (with its IK workers), replays a
-synth squat trial made at the given rate into it with real timing, subscribes
-to the angles, and prints one JSON line: input and output rate, frames
-skipped, end-to-end latency p50/p95/p99 (the source's sent_ns to the
-subscriber's receipt), the service's CPU use, the largest angle
+Starts `kinestream serve` as its own process (one process: IK runs in its
+event loop) with the chosen IK solver, replays a synth squat trial made at the
+given rate (synthesized at that frame rate, 5 mm keypoint noise) into it with
+real timing, subscribes to the angles, and prints a summary table and one
+JSON line: input and output rate, frames skipped, end-to-end latency
+p50/p95/p99/max (the source's sent_ns to the subscriber's receipt), the
+service's own stage timings, the CPU the service process used while the
+trial played (utime + stime from /proc, % of one core), the largest angle
 difference between the live output and `process --streaming` on the same
 trial and model (leg coordinates, and all), and the squat reps: how many rep
 events came (against the trial's squats) and how late, measured two ways:
@@ -14,13 +17,18 @@ and from the moment the rep truly ended (the true knee angle crossing the
 rep threshold; this adds the causal filter's delay and the pipeline's knee
 error near the threshold).
 
-    .venv/bin/python scripts/bench_service.py --rate 60 --seconds 20 [--workers 2] [--no-arms]
+``--load N`` keeps N busy processes (pure-Python spinning loops) running from
+just before the replay until the last answer is in, and always ends them: the
+service then shares the cores with them, as on a loaded machine.
+
+    .venv/bin/python scripts/bench_service.py --rate 60 --seconds 20 [--solver fast|opensim] [--load N] [--no-arms]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -43,20 +51,30 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its live children (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, IndexError, ValueError):
-            continue
-    return total
+    """User + system CPU seconds a process has used so far (utime + stime of /proc/<pid>/stat, all its
+    threads); 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def busy_load(n: int):
+    """N processes spinning a pure-Python loop for the duration of the block; yields their pids.
+    They are killed and reaped on the way out, whatever happens in the block."""
+    procs = []
+    try:
+        for _ in range(n):
+            procs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        yield [p.pid for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
 
 
 async def run(args, trial, model, config_path) -> dict:
@@ -69,8 +87,7 @@ async def run(args, trial, model, config_path) -> dict:
 
     src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     cmd = [sys.executable, "-m", "kinestream", "--config", str(config_path), "serve", "--input", src, "--output", out,
-           "--model", str(model), "--workers", str(args.workers), "--mass", str(args.mass), "--height",
-           str(args.height)]
+           "--model", str(model), "--solver", args.solver, "--mass", str(args.mass), "--height", str(args.height)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
     ctx = zmq.asyncio.Context()
@@ -102,15 +119,18 @@ async def run(args, trial, model, config_path) -> dict:
 
         collector = asyncio.create_task(collect())
         table = read_trc(trial)
-        cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
-        sent = await replay(table, src, rate=1.0, wait_subscriber=10.0)
-        wall = time.monotonic() - wall0
-        cpu = cpu_seconds(proc.pid) - cpu0
-        t_end = time.monotonic() + 10
-        while time.monotonic() < t_end:
-            await asyncio.sleep(0.2)
-            if statuses and statuses[-1]["frames_out"] + statuses[-1]["skipped"] >= sent:
-                break
+        with busy_load(args.load) as loaders:
+            cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
+            load0 = [cpu_seconds(p) for p in loaders]
+            sent = await replay(table, src, rate=1.0, wait_subscriber=10.0)
+            wall = time.monotonic() - wall0
+            cpu = cpu_seconds(proc.pid) - cpu0
+            load_cpu = [cpu_seconds(p) - c for p, c in zip(loaders, load0)]
+            t_end = time.monotonic() + 10
+            while time.monotonic() < t_end:  # the last answers, still under load
+                await asyncio.sleep(0.2)
+                if statuses and statuses[-1]["frames_out"] + statuses[-1]["skipped"] >= sent:
+                    break
         await asyncio.sleep(1.2)
         collector.cancel()
     finally:
@@ -124,8 +144,8 @@ async def run(args, trial, model, config_path) -> dict:
     lat = np.array([(now - msg["sent_ns"]) / 1e6 for now, msg in received if msg.get("sent_ns")])
     times = np.array([now for now, _ in received]) / 1e9
     final = statuses[-1] if statuses else {}
-    return {"sent": sent, "received": received, "wall": wall, "cpu": cpu, "latency": lat, "times": times,
-            "status": final, "reps": reps}
+    return {"sent": sent, "received": received, "wall": wall, "cpu": cpu, "load_cpu": load_cpu, "latency": lat,
+            "times": times, "status": final, "reps": reps}
 
 
 def rep_timing(live: dict, truth) -> dict:
@@ -147,14 +167,90 @@ def rep_timing(live: dict, truth) -> dict:
             "rep_latency_ms_from_true_end": [round(x, 1) for x in from_end]}
 
 
+def summary(args, live: dict) -> dict:
+    """What the live run measured. latency_ms / latency_max_ms: end to end, the source's sent_ns to the
+    subscriber's receipt, over every answered frame; service_latency_ms and stages_ms: the service's own
+    status (receipt to publication, and its stages); skipped: frames latest-wins dropped;
+    service_cpu_percent: CPU the service process used while the trial was sent, % of one core (100 = one
+    core busy); load_cpu_percent: the same for each --load process."""
+    status, lat, times = live["status"], live["latency"], live["times"]
+    return {"rate_hz": args.rate, "seconds": args.seconds, "solver": args.solver, "load": args.load,
+            "arms": not args.no_arms, "frames_sent": live["sent"], "frames_out": len(live["received"]),
+            "skipped": status.get("skipped"), "rejected": sum(status.get("rejected", {}).values()),
+            "input_rate_hz": round(live["sent"] / live["wall"], 1),
+            "output_rate_hz": round((len(times) - 1) / (times[-1] - times[0]), 1) if len(times) > 1 else 0.0,
+            "latency_ms": {f"p{p}": round(float(np.percentile(lat, p)), 2) for p in (50, 95, 99)} if lat.size else {},
+            "latency_max_ms": round(float(lat.max()), 2) if lat.size else None,
+            "service_latency_ms": status.get("latency_ms"),
+            "stages_ms": {k: status.get(f"{k}_ms") for k in ("prepare", "wait", "ik")},
+            "service_cpu_percent": round(100 * live["cpu"] / live["wall"], 1),
+            "load_cpu_percent": [round(100 * c / live["wall"], 1) for c in live["load_cpu"]],
+            "cores": os.cpu_count(), "loadavg": round(os.getloadavg()[0], 2)}
+
+
+def offline_difference(live: dict, offline) -> dict:
+    """Largest difference (deg) between the live angles and `process --streaming` on the same trial, model
+    and solver, frame by frame (matched by time): over the leg coordinates, over all but the pelvis
+    translations, which coordinate that is, and the trial time (s) of the largest leg difference."""
+    m = offline.motion
+    index = {round(float(t), 6): i for i, t in enumerate(m.time)}
+    diffs, leg_at = {}, (0.0, None)
+    for _, msg in live["received"]:
+        i = index.get(round(float(msg["t"]), 6))
+        if i is None:
+            continue
+        for k, name in enumerate(msg["coords"]):
+            if name in m and not name.startswith("pelvis_t"):
+                d = abs(float(msg["q"][k]) - m.values[i, m.names.index(name)])
+                if np.isfinite(d):
+                    diffs[name] = max(diffs.get(name, 0.0), d)
+                    if name in LEGS and d > leg_at[0]:
+                        leg_at = (d, float(msg["t"]))
+    if not diffs:
+        return {}
+    return {"legs": round(max(diffs.get(n, 0.0) for n in LEGS), 4), "all": round(max(diffs.values()), 4),
+            "worst": max(diffs, key=diffs.get), "legs_at_s": leg_at[1]}
+
+
+def report(result: dict) -> str:
+    """The main figures as a table (the JSON line has them all)."""
+    lat, st = result["latency_ms"], result["stages_ms"]
+
+    def pcts(d):
+        return "/".join(str(d.get(k, "-")) for k in ("p50", "p95", "p99")) if d else "-"
+
+    rows = [("rate, solver, load", f"{result['rate_hz']:g} Hz, {result['solver']}, {result['load']} busy processes"),
+            ("frames sent / out / skipped / rejected",
+             f"{result['frames_sent']} / {result['frames_out']} / {result['skipped']} / {result['rejected']}"),
+            ("input / output rate Hz", f"{result['input_rate_hz']} / {result['output_rate_hz']}"),
+            ("end-to-end latency ms p50/p95/p99, max", f"{pcts(lat)}, {result['latency_max_ms']}"),
+            ("service latency ms p50/p95/p99", pcts(result["service_latency_ms"])),
+            ("ik / prepare / wait ms p50/p95/p99",
+             f"{pcts(st['ik'])} | {pcts(st['prepare'])} | {pcts(st['wait'])}"),
+            ("service CPU % of one core", f"{result['service_cpu_percent']}"
+             + (f" (load processes: {', '.join(map(str, result['load_cpu_percent']))})" if result["load"] else "")),
+            ("reps: events / true", f"{result['rep_events']} / {result['true_reps']}")]
+    if "max_diff_vs_process_streaming_deg" in result:
+        d = result["max_diff_vs_process_streaming_deg"]
+        rows.append(("max |live - process --streaming| deg", f"legs {d.get('legs')} (at t = {d.get('legs_at_s')} s), "
+                                                           f"all {d.get('all')} ({d.get('worst')})"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=60.0, help="input frame rate, Hz (default 60)")
     parser.add_argument("--seconds", type=float, default=20.0, help="trial length (default 20)")
-    parser.add_argument("--workers", type=int, default=2, help="IK worker processes (default 2)")
+    parser.add_argument("--solver", choices=("fast", "opensim"), default="fast",
+                        help="IK solver, passed to `kinestream serve --solver` (default fast)")
+    parser.add_argument("--load", type=int, default=0, metavar="N",
+                        help="busy processes spinning while the trial plays (default 0)")
     parser.add_argument("--no-arms", action="store_true", help="IK without the elbow and wrist markers")
     parser.add_argument("--no-offline", action="store_true", help="skip the comparison with process --streaming")
     args = parser.parse_args(argv)
+    if args.load < 0:
+        parser.error("--load must be 0 or more")
 
     from kinestream.config import load_config
     from kinestream.pipeline import process
@@ -166,43 +262,20 @@ def main(argv=None) -> int:
         args.mass, args.height = syn.mass, syn.height
         config = load_config()
         config["ik"]["arms"] = not args.no_arms
+        config["ik"]["solver"] = args.solver
         config_path = tmp / "bench.toml"
         config_path.write_text(f"[ik]\narms = {'false' if args.no_arms else 'true'}\n")
         quiet = lambda *_: None  # noqa: E731
         # the subject's model, scaled from the trial's standing phase as calibrate would
         scaled = process(syn.keypoints_trc, syn.mass, syn.height, tmp / "offline", config, plot=False, log=quiet)
         live = asyncio.run(run(args, syn.keypoints_trc, scaled.scaled_model, config_path))
-        result = {"rate_hz": args.rate, "seconds": args.seconds, "workers": args.workers, "arms": not args.no_arms,
-                  "frames_sent": live["sent"], "frames_out": len(live["received"]),
-                  "skipped": live["status"].get("skipped"), "rejected": sum(live["status"].get("rejected", {}).values()),
-                  "input_rate_hz": round(live["sent"] / live["wall"], 1),
-                  "output_rate_hz": round((len(live["times"]) - 1) / (live["times"][-1] - live["times"][0]), 1)
-                  if len(live["times"]) > 1 else 0.0,
-                  "latency_ms": {f"p{p}": round(float(np.percentile(live["latency"], p)), 2) for p in (50, 95, 99)},
-                  "latency_max_ms": round(float(live["latency"].max()), 2),
-                  "service_latency_ms": live["status"].get("latency_ms"),
-                  "stages_ms": {k: live["status"].get(f"{k}_ms") for k in ("prepare", "wait", "ik", "ipc")},
-                  "cpu_percent": round(100 * live["cpu"] / live["wall"], 1), "cores": os.cpu_count(),
-                  "loadavg": round(os.getloadavg()[0], 2)}
+        result = summary(args, live)
         result.update(rep_timing(live, syn.motion))
         if not args.no_offline:
             offline = process(syn.keypoints_trc, syn.mass, syn.height, tmp / "streaming", config, plot=False,
                               log=quiet, streaming=True, model=scaled.scaled_model)
-            m = offline.motion
-            index = {round(float(t), 6): i for i, t in enumerate(m.time)}
-            diffs = {}
-            for _, msg in live["received"]:
-                i = index.get(round(float(msg["t"]), 6))
-                if i is None:
-                    continue
-                for k, name in enumerate(msg["coords"]):
-                    if name in m and not name.startswith("pelvis_t"):
-                        d = abs(float(msg["q"][k]) - m.values[i, m.names.index(name)])
-                        if np.isfinite(d):
-                            diffs[name] = max(diffs.get(name, 0.0), d)
-            result["max_diff_vs_process_streaming_deg"] = {
-                "legs": round(max(diffs.get(n, 0.0) for n in LEGS), 4), "all": round(max(diffs.values()), 4),
-                "worst": max(diffs, key=diffs.get)}
+            result["max_diff_vs_process_streaming_deg"] = offline_difference(live, offline)
+    print(report(result))
     print(json.dumps(result))
     return 0
 

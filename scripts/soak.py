@@ -1,14 +1,14 @@
 #!/usr/bin/env python
 """Soak the live service: a looping 60 Hz session for minutes, memory and file descriptors sampled.
 
-Starts `kinestream serve` as its own process (2 IK workers) on free loopback
-ports, replays a synth squat trial into it in a loop at its real rate, reads
-the angles and status, and every --every seconds prints one line: RSS of the
-service and of its IK workers (MB), their open file descriptors and threads,
-frames in / out / skipped / rejected, angles received, p99 latency. At the end
-a verdict: RSS growth after the warm-up and its fitted slope, the range of
-file descriptor counts, and the frame accounting. Exit status 0 when the
-bounds hold, 1 otherwise.
+Starts `kinestream serve` as its own process on free loopback ports,
+replays a synth squat trial into it in a loop at its real rate, reads the
+angles and status, and every --every seconds prints one line: RSS of the
+service (MB), its open file descriptors and threads, frames in / out /
+skipped / rejected, angles received, p99 latency. At the end a verdict:
+RSS growth after the warm-up and its fitted slope, the range of file
+descriptor (and thread) counts, and the frame accounting. Exit status 0 when
+the bounds hold, 1 otherwise.
 
     .venv/bin/python scripts/soak.py [--minutes 10] [--every 30] [--rate 60] [--json FILE]
 """
@@ -38,16 +38,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return out
-
-
 def proc_usage(pid: int) -> tuple[float, int, int]:
     """(RSS MB, open fds, threads) of one process."""
     rss, threads = 0.0, 0
@@ -63,9 +53,7 @@ def proc_usage(pid: int) -> tuple[float, int, int]:
 class Sample:
     elapsed_s: float
     rss_mb: float
-    workers_rss_mb: float
     fds: int
-    workers_fds: int
     threads: int
     frames_in: int
     frames_out: int
@@ -89,24 +77,22 @@ class SoakResult:
         rss = np.array([s.rss_mb for s in after])
         slope = float(np.polyfit(t, rss, 1)[0]) * 600 if len(after) >= 3 else float("nan")
         fds = [s.fds for s in after]
-        wfds = [s.workers_fds for s in after]
         f = self.final
         answered = f.get("frames_out", 0) + f.get("skipped", 0)
         out = {
             "rss_growth_mb": round(float(rss[-1] - rss[0]), 2),
             "rss_slope_mb_per_10min": round(slope, 2),
-            "workers_rss_growth_mb": round(after[-1].workers_rss_mb - after[0].workers_rss_mb, 2),
-            "fds": [min(fds), max(fds)], "workers_fds": [min(wfds), max(wfds)],
+            "fds": [min(fds), max(fds)], "threads": [min(s.threads for s in after), max(s.threads for s in after)],
             "sent": self.sent, "frames_in": f.get("frames_in"), "answered": answered,
             "rejected": sum(f.get("rejected", {}).values()), "received": self.received, "alive": self.alive,
         }
         out["ok"] = bool(self.alive and out["rss_growth_mb"] < max_growth_mb
-                         and max(fds) - min(fds) <= max_fd_change and max(wfds) - min(wfds) <= max_fd_change
+                         and max(fds) - min(fds) <= max_fd_change
                          and f.get("frames_in") == self.sent and answered == self.sent and out["rejected"] == 0)
         return out
 
 
-async def soak(minutes: float, every: float, rate: float = 60.0, workers: int = 2, say=print) -> SoakResult:
+async def soak(minutes: float, every: float, rate: float = 60.0, say=print) -> SoakResult:
     import zmq
     import zmq.asyncio
 
@@ -121,8 +107,8 @@ async def soak(minutes: float, every: float, rate: float = 60.0, workers: int = 
         src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
         log = open(Path(tmp) / "serve.log", "w")
         proc = subprocess.Popen([sys.executable, "-m", "kinestream", "serve", "--input", src, "--output", out,
-                                 "--workers", str(workers), "--mass", str(trial.mass), "--height",
-                                 str(trial.height)], stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT)
+                                 "--mass", str(trial.mass), "--height", str(trial.height)],
+                                stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT)
         ctx = zmq.asyncio.Context()
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
@@ -149,24 +135,21 @@ async def soak(minutes: float, every: float, rate: float = 60.0, workers: int = 
             source = asyncio.create_task(replay(read_trc(trial.keypoints_trc), src, loop=True, stop_event=stop,
                                                 wait_subscriber=10.0))
             start = time.monotonic()
-            say(f"{'s':>6} {'RSS MB':>7} {'workers':>8} {'fds':>4} {'w.fds':>5} {'thr':>4} {'in':>7} {'out':>7} "
-                f"{'skip':>5} {'rej':>4} {'recv':>7} {'p99 ms':>7}")
+            say(f"{'s':>6} {'RSS MB':>7} {'fds':>4} {'thr':>4} {'in':>7} {'out':>7} {'skip':>5} {'rej':>4} "
+                f"{'recv':>7} {'p99 ms':>7}")
             while True:
                 await asyncio.sleep(min(every, max(0.0, start + minutes * 60 - time.monotonic())))
                 if proc.poll() is not None:
                     result.alive = False
                     break
                 rss, fds, threads = proc_usage(proc.pid)
-                kids = [proc_usage(c) for c in children(proc.pid)]
-                s = Sample(round(time.monotonic() - start, 1), round(rss, 1), round(sum(k[0] for k in kids), 1),
-                           fds, sum(k[1] for k in kids), threads, status.get("frames_in", 0),
+                s = Sample(round(time.monotonic() - start, 1), round(rss, 1), fds, threads, status.get("frames_in", 0),
                            status.get("frames_out", 0), status.get("skipped", 0),
                            sum(status.get("rejected", {}).values()), result.received,
                            status.get("latency_ms", {}).get("p99"))
                 result.samples.append(s)
-                say(f"{s.elapsed_s:6.0f} {s.rss_mb:7.1f} {s.workers_rss_mb:8.1f} {s.fds:4d} {s.workers_fds:5d} "
-                    f"{s.threads:4d} {s.frames_in:7d} {s.frames_out:7d} {s.skipped:5d} {s.rejected:4d} "
-                    f"{s.received:7d} {s.p99_ms!s:>7}")
+                say(f"{s.elapsed_s:6.0f} {s.rss_mb:7.1f} {s.fds:4d} {s.threads:4d} {s.frames_in:7d} "
+                    f"{s.frames_out:7d} {s.skipped:5d} {s.rejected:4d} {s.received:7d} {s.p99_ms!s:>7}")
                 if time.monotonic() - start >= minutes * 60:
                     break
             stop.set()
@@ -197,7 +180,6 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="how long (default 10)")
     parser.add_argument("--every", type=float, default=30.0, help="seconds between samples (default 30)")
     parser.add_argument("--rate", type=float, default=60.0, help="frame rate, Hz (default 60)")
-    parser.add_argument("--workers", type=int, default=2, help="IK worker processes (default 2)")
     parser.add_argument("--warmup", type=float, default=None,
                         help="seconds before growth is measured (default: 60, or a fifth of a shorter run)")
     parser.add_argument("--max-growth-mb", type=float, default=30.0, help="RSS growth allowed after the warm-up")
@@ -205,7 +187,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the samples and the verdict to this file")
     args = parser.parse_args(argv)
     try:
-        result = asyncio.run(soak(args.minutes, args.every, args.rate, args.workers))
+        result = asyncio.run(soak(args.minutes, args.every, args.rate))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
