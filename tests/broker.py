@@ -1,6 +1,7 @@
-"""A real mosquitto broker on a free loopback port, for tests.
+"""A real mosquitto broker on a free loopback port, for tests; and waiting on conditions.
 
     from broker import Broker, broker   # `broker` is a pytest fixture
+    from broker import until, wait_until   # wait for a condition, not for a fixed time
 
 The binary is the Debian package's /usr/sbin/mosquitto. Without it a test
 skips, except in CI (CI=true), where it fails: CI installs mosquitto.
@@ -8,6 +9,7 @@ skips, except in CI (CI=true), where it fails: CI installs mosquitto.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -21,6 +23,34 @@ import pytest
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 HOST = "127.0.0.1"
+DEADLINE_S = 30.0  # how long a test waits for something that takes milliseconds on an idle machine
+POLL_S = 0.01
+
+
+def _missed(what, timeout: float) -> AssertionError:
+    text = what() if callable(what) else what
+    return AssertionError(f"waited {timeout:g} s for {text}")
+
+
+def wait_until(condition, what, timeout: float = DEADLINE_S):
+    """``condition()``'s first true value, polled every 10 ms; after ``timeout`` s an AssertionError
+    saying what was awaited (``what``: a string, or a callable giving one, e.g. with the last state seen)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise _missed(what, timeout)
+        time.sleep(POLL_S)
+    return value
+
+
+async def until(condition, what, timeout: float = DEADLINE_S):
+    """:func:`wait_until` for a coroutine: the event loop runs between polls."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise _missed(what, timeout)
+        await asyncio.sleep(POLL_S)
+    return value
 
 
 def require_mosquitto() -> Path:
@@ -41,6 +71,7 @@ def free_port() -> int:
 
 
 def accepts(port: int, timeout: float = 0.2) -> bool:
+    """Whether something accepts TCP connections on the loopback ``port`` now."""
     try:
         with socket.create_connection((HOST, port), timeout=timeout):
             return True
@@ -70,7 +101,7 @@ class Broker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, port: int | None = None, timeout: float = 10.0) -> Broker:
+    def start(self, port: int | None = None, timeout: float = DEADLINE_S) -> Broker:
         """Start on ``port`` (a free one by default) and wait until it accepts connections."""
         if self.running:
             raise RuntimeError(f"broker already running on {self.endpoint}")
@@ -104,6 +135,12 @@ class Broker:
         """Stop, then start again on the same port."""
         self.stop()
         return self.start(self.port)
+
+    def received(self, suffix: str) -> int:
+        """PUBLISH packets this broker (all its runs) received on topics ending in ``/suffix``, from its
+        log; the broker must log them: ``Broker(config="log_type all")``."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return sum(1 for line in text.splitlines() if "Received PUBLISH" in line and f"/{suffix}'," in line)
 
     def tail(self, lines: int = 20) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -145,7 +182,10 @@ def tls_with_password(broker: Broker) -> Path:
     the password file from mosquitto_passwd; returns the CA file clients trust.
     """
     if None in (shutil.which("openssl"), shutil.which("mosquitto_passwd")):
-        pytest.skip("openssl and mosquitto_passwd are needed to set up a TLS broker with a password")
+        reason = "openssl and mosquitto_passwd are needed to set up a TLS broker with a password"
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"{reason} (CI must provide them: apt-get install -y openssl mosquitto)", pytrace=False)
+        pytest.skip(reason)
     d = broker.dir
 
     def run(*args):

@@ -2,6 +2,7 @@
 kill or measure it."""
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import zmq
 
 from kinestream.replay import replay
 
-from broker import free_port
+from broker import DEADLINE_S, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,12 +26,14 @@ class Served:
         self.log = open(tmp / "serve.log", "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "kinestream", "serve", "--input", self.src, "--output",
                                       self.out, *extra], stdout=subprocess.PIPE,
-                                     stderr=self.log, text=True, cwd=ROOT)
+                                     stderr=self.log, text=True, cwd=ROOT,
+                                     start_new_session=True)  # its own process group, as under systemd
         self.sub = zmq.Context.instance().socket(zmq.SUB)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"status")
         self.sub.connect(self.out)
 
     def status(self, timeout: float = 90.0) -> dict:
+        """The newest status the service has published (waiting for one if none is queued)."""
         from kinestream.protocol import decode_status
 
         deadline = time.monotonic() + timeout
@@ -42,6 +45,31 @@ class Served:
                     latest = self.sub.recv_multipart()[1]
                 return decode_status(latest)
         raise AssertionError("no status from the service")
+
+    def status_when(self, holds, what: str, timeout: float = 2 * DEADLINE_S) -> dict:
+        """The first status for which ``holds(status)`` is true; after ``timeout`` s an AssertionError
+        saying ``what`` was awaited, with the last status seen."""
+        seen = {}
+
+        def check() -> bool:
+            seen["status"] = self.status()
+            return holds(seen["status"])
+
+        wait_until(check, lambda: f"{what}; the last status: {seen.get('status')}", timeout)
+        return seen["status"]
+
+    def settled(self, timeout: float = 2 * DEADLINE_S) -> dict:
+        """A status once the service is idle: every frame in answered (solved or skipped), and no frame
+        arrived since the status before (one status interval). Frames still in flight from a source that
+        was just killed have arrived by then."""
+        last = {"status": self.status()}
+
+        def idle(status: dict) -> bool:
+            before, last["status"] = last["status"], status
+            return status["frames_in"] == before["frames_in"] and \
+                status["frames_out"] + status["skipped"] == status["frames_in"]
+
+        return self.status_when(idle, "the service to settle (no new frame, every frame answered)", timeout)
 
     def rss_mb(self) -> float:
         """Resident memory of the service process, MB."""
@@ -55,13 +83,17 @@ class Served:
         return len(list(Path(f"/proc/{self.proc.pid}/fd").iterdir()))
 
     def stop(self, sig=signal.SIGTERM) -> tuple[int, str]:
-        self.proc.send_signal(sig)
+        """Send ``sig`` to the service's whole process group (as systemd stops a unit); the exit code and what
+        the service printed on stdout."""
+        os.killpg(self.proc.pid, sig)
         out, _ = self.proc.communicate(timeout=30)
         self.sub.close(0)
         self.log.close()
         return self.proc.returncode, out
 
 
-def feed(table, endpoint, seconds=None):
+def feed(table, endpoint, seconds=None) -> int:
+    """Replay ``table`` (its first ``seconds``) into the service in real time once it subscribes;
+    the number of frames sent."""
     frames = table if seconds is None else table.frames(0, int(seconds * table.rate))
-    return asyncio.run(replay(frames, endpoint, wait_subscriber=10.0))
+    return asyncio.run(replay(frames, endpoint, wait_subscriber=DEADLINE_S))

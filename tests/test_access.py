@@ -7,7 +7,6 @@ password file and a TLS listener.
 
 import asyncio
 import json
-import time
 
 import pytest
 import zmq
@@ -23,7 +22,7 @@ from kinestream.synth import synthesize
 from kinestream.transport import client_config, is_loopback, make_keys, secure_client
 from kinestream.trc import read_trc
 
-from broker import Broker, free_port, tls_with_password
+from broker import Broker, free_port, tls_with_password, until
 
 FRAMES = 90
 
@@ -84,18 +83,21 @@ def test_only_authorized_keys_read_angles_or_send_frames(session, keys):
         got = {name: [] for name in ("headset", "intruder", "plain")}
         listeners = [asyncio.create_task(listen(ctx, out, client(keys, name if name != "plain" else None),
                                                 got[name])) for name in got]
-        await asyncio.sleep(0.5)
-        # sources the service does not know: their frames never reach the decoder
+        m = service.metrics
+        # the headset is in once a status reaches it; the two strangers once both were turned away
+        await until(lambda: any(topic == b"status" for topic, _ in got["headset"]) and
+                    m.refused.get("output", 0) >= 2, lambda: f"the listeners in or refused; {service.status()}")
+        # sources the service does not know: their frames never reach the decoder (the replays wait their
+        # 1.5 s for a subscriber in vain, then send into a link that carries nothing)
         intruded = await replay(table, src, rate=4.0, wait_subscriber=1.5, config=client(keys, "intruder"))
         plain = await replay(table, src, rate=4.0, wait_subscriber=1.5)
-        await asyncio.sleep(0.5)
-        before = service.metrics.frames_in
+        await until(lambda: m.refused.get("input", 0) >= 2, lambda: f"both sources refused; {service.status()}")
+        before = m.frames_in
         # the authorized camera
-        sent = await replay(table, src, rate=2.0, wait_subscriber=10.0, config=client(keys, "camera"))
-        deadline = time.monotonic() + 30
-        while service.metrics.frames_out < sent and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)
+        sent = await replay(table, src, rate=2.0, wait_subscriber=30.0, config=client(keys, "camera"))
+        await until(lambda: m.frames_out == sent and
+                    len([p for topic, p in got["headset"] if topic == b"angles"]) == sent,
+                    lambda: f"{sent} frames answered and their angles at the headset; {service.status()}")
         stop.set()
         final = await serving
         for task in listeners:
@@ -193,7 +195,7 @@ def test_the_service_publishes_over_mqtt_with_tls_and_a_password_only(session):
             stop, ready = asyncio.Event(), asyncio.Event()
             serving = asyncio.create_task(service.run(stop, ready))
             await ready.wait()
-            received = []
+            received, subscribed = [], asyncio.Event()
 
             async def subscribe():
                 import ssl
@@ -202,16 +204,19 @@ def test_the_service_publishes_over_mqtt_with_tls_and_a_password_only(session):
                 async with aiomqtt.Client("127.0.0.1", broker.port, username="coach", password="squat",
                                           tls_params=tls) as c:
                     await c.subscribe("kinestream/+/angles")
+                    subscribed.set()
                     async for message in c.messages:
                         received.append(json.loads(message.payload))
 
             listener = asyncio.create_task(subscribe())
-            await asyncio.sleep(1.0)
-            sent = await replay(table, src, rate=2.0, wait_subscriber=10.0)
-            deadline = time.monotonic() + 30
-            while (service.metrics.frames_out < sent or len(received) < sent and password == "squat") and \
-                    time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+            await until(subscribed.is_set, "the MQTT subscriber's subscription")
+            sent = await replay(table, src, rate=2.0, wait_subscriber=30.0)
+            if password == "squat":  # every angle delivered
+                await until(lambda: service.metrics.frames_out == sent and len(received) == sent,
+                            lambda: f"{sent} angle messages at the subscriber, got {len(received)}")
+            else:  # the broker said no
+                await until(lambda: service.metrics.frames_out == sent and service.status()["mqtt"]["last_error"],
+                            lambda: f"{sent} frames answered and the broker's refusal; {service.status()}")
             status = service.status()
             stop.set()
             final = await serving

@@ -46,6 +46,19 @@ def test_calibrate_scales_from_the_standing_phase_of_a_live_stream(tmp_path):
     scaled = osim.Model(str(out))
     assert scaled.getMarkerSet().getSize() >= 43
     assert scaled.getTotalMass(scaled.initSystem()) == pytest.approx(syn.mass, rel=1e-3)
+    # the segments were scaled: thigh and shank lengths (hip to knee, knee to ankle) against the generic model's,
+    # in the bands the offline scale gives this subject through the augmenter (test_pipeline); 1.0 is outside
+    from kinestream.assets import get_assets
+
+    generic = osim.Model(str(get_assets().generic_model))
+
+    def length(model, joint):
+        return float(np.linalg.norm(model.getJointSet().get(joint).get_frames(0).get_translation().to_numpy()))
+
+    thigh = length(scaled, "walker_knee_r") / length(generic, "walker_knee_r")
+    shank = length(scaled, "ankle_r") / length(generic, "ankle_r")
+    print(f"\ncalibrated thigh x{thigh:.3f}, shank x{shank:.3f} (subject 1.1 x the generic model)")
+    assert 1.015 < thigh < 1.09 and 1.1 < shank < 1.22
 
 
 def test_calibrate_gives_up_with_a_clear_error_when_nobody_streams(tmp_path):

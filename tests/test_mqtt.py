@@ -1,4 +1,6 @@
-"""MqttPublisher against a real mosquitto broker: delivery, outages, bounds, speed."""
+"""MqttPublisher against a real mosquitto broker: delivery, outages, bounds, cancelling.
+
+How fast it publishes or reconnects is for a benchmark: here every wait is on a condition."""
 
 from __future__ import annotations
 
@@ -7,13 +9,13 @@ import json
 import logging
 import random
 import threading
-import time
 import tracemalloc
 
 import aiomqtt
 import paho.mqtt.client as paho
 import pytest
-from broker import HOST, Broker, broker, free_port, require_mosquitto, tls_with_password  # noqa: F401  (broker is a fixture)
+from broker import (DEADLINE_S, HOST, Broker, broker, free_port, require_mosquitto,  # noqa: F401  (a fixture)
+                    tls_with_password, until, wait_until)
 
 from kinestream.errors import KinestreamError
 from kinestream.mqtt import MqttPublisher, parse_endpoint
@@ -63,7 +65,7 @@ class Subscriber:
         self.client.connect(HOST, port)
         self.client.subscribe(topic)
         self.client.loop_start()
-        if not subscribed.wait(5):
+        if not subscribed.wait(DEADLINE_S):
             self.close()
             raise AssertionError(f"no SUBACK from the broker on port {port}")
 
@@ -80,23 +82,17 @@ class Subscriber:
         self.client.loop_stop()
 
 
-async def until(condition, timeout: float = 5.0, what: str = "condition") -> float:
-    """Seconds until ``condition()`` holds; fail after ``timeout``."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.002)
-    return time.monotonic() - start
-
-
-async def cancel(task: asyncio.Task) -> float:
-    """Cancel ``task``; seconds until it has finished."""
-    start = time.monotonic()
+async def cancel(task: asyncio.Task) -> None:
+    """Cancel ``task`` and see it end cancelled (a cancel that is lost leaves it running: it fails here)."""
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(task, timeout=5)
-    return time.monotonic() - start
+        await asyncio.wait_for(task, timeout=30)
+
+
+def pauses(records: Records) -> list[float]:
+    """The backoff pauses the publisher logged ("retrying in X s"), in seconds."""
+    return [float(line.rsplit("retrying in ", 1)[1].rstrip("s")) for level in (logging.WARNING, logging.DEBUG)
+            for line in records.lines(level, "retrying in")]
 
 
 def frame(seq: int) -> str:
@@ -115,7 +111,7 @@ def test_angles_reach_a_subscriber_in_order(broker):
             for payload in frames:
                 pub.publish("angles", payload)
             pub.publish("angles", b"raw bytes")
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(30):
                 async for message in sub.messages:
                     got.append((str(message.topic), message.payload))
                     if len(got) == len(frames) + 1:
@@ -142,21 +138,21 @@ def test_broker_down_at_start_then_up():
         task = asyncio.create_task(pub.run())
         for seq in range(3):
             pub.publish("angles", str(seq))
-        await asyncio.sleep(1.0)
+        await until(lambda: len(records.lines(logging.DEBUG, "unreachable")) >= 2, "two failed retries")
         assert not task.done(), "run() must keep trying while the broker is away"
         down = pub.stats()
         with Broker() as late:
             late.start(port)
             sub = Subscriber(port, "kinestream/s1/angles")
-            connect_s = await until(lambda: pub.stats()["connected"], what="connection")
+            await until(lambda: pub.stats()["connected"], "the connection")
             for seq in range(3, 6):
                 pub.publish("angles", str(seq))
-            await until(lambda: len(sub.payloads) == 6, what="six messages")
+            await until(lambda: len(sub.payloads) == 6, lambda: f"six messages, got {sub.seqs}")
             sub.close()
             await cancel(task)
-        return down, connect_s, sub.seqs, pub.stats()
+        return down, sub.seqs, pub.stats()
 
-    down, connect_s, seqs, stats = asyncio.run(main())
+    down, seqs, stats = asyncio.run(main())
     assert down["connected"] is False and down["queued"] == 3 and down["published"] == 0
     assert "Connection refused" in down["last_error"]
     warnings = records.lines(logging.WARNING, f"MQTT broker 127.0.0.1:{port} unreachable")
@@ -164,7 +160,7 @@ def test_broker_down_at_start_then_up():
     assert "retrying in" in warnings[0]
     assert len(records.lines(logging.DEBUG, "unreachable")) >= 2, "it kept retrying"
     assert records.lines(logging.INFO, f"connected to 127.0.0.1:{port}")
-    assert connect_s < FAST[1] + 0.5
+    assert max(pauses(records)) <= FAST[1], "the backoff stays under its cap"
     assert seqs == list(range(6)), "messages queued while down are sent first, in order"
     assert stats["published"] == 6 and stats["dropped"] == 0 and stats["reconnects"] == 0
 
@@ -177,7 +173,7 @@ def test_reconnects_by_itself_after_a_broker_restart(broker):
         pub = MqttPublisher(HOST, broker.port, subject="s2", queue_size=queue_size, backoff=(0.1, 1.0), log=log)
         before = Subscriber(broker.port, "kinestream/s2/angles")
         task = asyncio.create_task(pub.run())
-        await until(lambda: pub.stats()["connected"], what="connection")
+        await until(lambda: pub.stats()["connected"], "the connection")
         produced = 0
         first_up = None  # the first frame published after the reconnection
         running = True
@@ -193,37 +189,38 @@ def test_reconnects_by_itself_after_a_broker_restart(broker):
 
         first_down = 0
         producer = asyncio.create_task(produce())
-        await asyncio.sleep(0.3)
+        await until(lambda: len(before.payloads) >= 50, "50 messages delivered before the outage")
         broker.stop()
-        await until(lambda: not pub.stats()["connected"], what="loss noticed")
+        at_loss = await until(lambda: not pub.stats()["connected"] and pub.stats(), "the loss noticed")
         first_down = produced
         queued_max = 0
-        for _ in range(80):  # 0.8 s of outage while frames keep coming
+        for _ in range(80):  # 0.8 s of outage while frames keep coming (the scenario, not a wait)
             await asyncio.sleep(0.01)
             queued_max = max(queued_max, pub.stats()["queued"])
         broker.start(broker.port)
-        after = Subscriber(broker.port, "kinestream/s2/angles")
-        reconnect_s = await until(lambda: pub.stats()["connected"], timeout=3, what="reconnection")
-        await asyncio.sleep(0.3)
+        after = Subscriber(broker.port, "kinestream/s2/angles")  # blocks the loop: subscribed before reconnection
+        await until(lambda: pub.stats()["connected"], "the reconnection")
+        await until(lambda: first_up is not None and produced >= first_up + 50, "50 frames after the reconnection")
         running = False
         await producer
-        await until(lambda: after.payloads and after.seqs[-1] == produced - 1, what="last message")
+        await until(lambda: after.payloads and after.seqs[-1] == produced - 1,
+                    lambda: f"the last message ({produced - 1}), got up to {after.seqs[-1:]}")
         before.close()
         after.close()
         await cancel(task)
-        return pub.stats(), produced, first_down, first_up, queued_max, reconnect_s, before.seqs, after.seqs
+        return pub.stats(), at_loss, produced, first_down, first_up, queued_max, before.seqs, after.seqs
 
-    stats, produced, first_down, first_up, queued_max, reconnect_s, seqs1, seqs2 = asyncio.run(main())
-    print(f"reconnected {reconnect_s * 1000:.0f} ms after the broker came back; {stats}")
+    stats, at_loss, produced, first_down, first_up, queued_max, seqs1, seqs2 = asyncio.run(main())
     assert stats["reconnects"] == 1
     assert stats["dropped"] > 0 and queued_max <= queue_size
     assert stats["published"] + stats["dropped"] == produced, "every message is either sent or counted as dropped"
-    assert reconnect_s < 1.5
     assert seqs1 == sorted(set(seqs1)) and seqs1[-1] < first_down + queue_size
-    # After the restart: the latest queued frames, then the new ones (a slow drain may drop a few, counted).
+    # After the restart: the latest queued frames, then the new ones, in order; a slow drain may drop some,
+    # counted above, but every message sent on the new connection arrives.
     assert seqs2 == sorted(set(seqs2)) and seqs2[-1] == produced - 1
-    assert len([s for s in seqs2 if s >= first_up]) >= 0.9 * (produced - first_up)
+    assert len(seqs2) == stats["published"] - at_loss["published"], "sent on the new connection, all delivered"
     assert 0 < first_up - seqs2[0] <= queue_size, "what was queued while down: the latest queue_size frames"
+    assert max(pauses(records)) <= 1.0, "the backoff stays under its cap"
     assert len(records.lines(logging.WARNING, "unreachable")) == 1, "one warning per outage"
     assert records.lines(logging.INFO, f"reconnected to {broker.endpoint}")
 
@@ -242,8 +239,7 @@ def test_queue_is_bounded_and_the_latest_messages_win(broker):
         tracemalloc.stop()
         sub = Subscriber(broker.port, "kinestream/s3/angles")
         task = asyncio.create_task(pub.run())
-        await until(lambda: len(sub.payloads) == 50, what="the queued messages")
-        await asyncio.sleep(0.1)
+        await until(lambda: len(sub.payloads) == 50, lambda: f"the 50 queued messages, got {len(sub.payloads)}")
         sub.close()
         await cancel(task)
         return full, grown, sub.seqs, pub.stats()
@@ -255,29 +251,26 @@ def test_queue_is_bounded_and_the_latest_messages_win(broker):
     assert stats["dropped"] == 110_000 - 50 and stats["published"] == 50
 
 
-def test_publish_is_fast_and_never_raises():
+def test_publish_never_raises_and_a_full_queue_stays_full():
+    """publish() with the broker away and the queue full, and with bad topics and payloads. (What a call
+    costs is a benchmark's business, not a test's.)"""
     log, records = capture("fast")
     payload = json.dumps({"t": 1.0, "seq": 1, "angles": {f"coord_{i}": 12.345 for i in range(40)}})
 
     async def main():
         pub = MqttPublisher(HOST, free_port(), subject="s4", queue_size=8, backoff=(5.0, 30.0), log=log)
         task = asyncio.create_task(pub.run())  # the broker is absent: the queue stays full
-        await asyncio.sleep(0.05)
-        n = 20_000
-        start = time.perf_counter()
-        for _ in range(n):
+        await until(lambda: pub.stats()["last_error"], "a failed connection attempt")
+        for _ in range(20_000):
             pub.publish("angles", payload)
-        per_call = (time.perf_counter() - start) / n
         for suffix, body in [("angles", {"not": "serialised"}), ("angles", None), ("a/#", "x"), ("", "x"),
                              (None, "x"), ("angles", bytearray(b"ok"))]:
             pub.publish(suffix, body)
         stats = pub.stats()
         await cancel(task)
-        return per_call, stats
+        return stats
 
-    per_call, stats = asyncio.run(main())
-    print(f"publish(): {per_call * 1e6:.2f} us a call with the queue full")
-    assert per_call < 20e-6
+    stats = asyncio.run(main())
     assert stats["queued"] == 8
     assert stats["dropped"] == 20_000 - 8 + 5 + 1  # five rejected, and the bytearray pushed one more out
     assert "not valid" in stats["last_error"]
@@ -285,7 +278,8 @@ def test_publish_is_fast_and_never_raises():
 
 
 @pytest.mark.parametrize("state", ["connected", "backing off"])
-def test_cancel_exits_within_a_second(broker, state):
+def test_cancel_ends_the_task(broker, state):
+    """Cancelled while connected or while backing off, run() ends; connected, it disconnects cleanly."""
     log, records = capture("cancel")
 
     async def main():
@@ -293,22 +287,19 @@ def test_cancel_exits_within_a_second(broker, state):
         pub = MqttPublisher(HOST, port, backoff=(5.0, 30.0), log=log)
         task = asyncio.create_task(pub.run())
         if state == "connected":
-            await until(lambda: pub.stats()["connected"], what="connection")
+            await until(lambda: pub.stats()["connected"], "the connection")
             pub.publish("angles", "last")
-            await until(lambda: pub.stats()["published"] == 1, what="publish")
+            await until(lambda: pub.stats()["published"] == 1, "the message published")
         else:
-            await until(lambda: pub.stats()["last_error"] is not None, what="a failed attempt")
-        return await cancel(task), pub.stats()
+            await until(lambda: pub.stats()["last_error"] is not None, "a failed attempt")
+        await cancel(task)
+        return pub.stats()
 
-    took, stats = asyncio.run(main())
-    assert took < 1.0
+    stats = asyncio.run(main())
     assert stats["connected"] is False
     if state == "connected":
         assert records.lines(logging.INFO, "disconnected from")
-        deadline = time.monotonic() + 2
-        while "disconnected." not in broker.tail() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert "disconnected." in broker.tail(), "the broker saw a clean MQTT disconnect"
+        wait_until(lambda: "disconnected." in broker.tail(), "the broker to see a clean MQTT disconnect")
 
 
 @pytest.mark.parametrize("anonymous", [True, False], ids=["accepted", "refused"])
@@ -322,21 +313,18 @@ def test_cancel_at_any_moment_ends_the_task(anonymous):
             running.start()
 
             async def main():
-                worst = 0.0
                 for i in range(60):
                     pub = MqttPublisher(HOST, running.port, backoff=(0.001, 0.002), log=log)
                     for seq in range(i % 7 * 10):
                         pub.publish("angles", str(seq))
                     task = asyncio.create_task(pub.run())
-                    await asyncio.sleep(random.uniform(0, 0.008))
-                    worst = max(worst, await cancel(task))
+                    await asyncio.sleep(random.uniform(0, 0.008))  # a random moment: the scenario
+                    await cancel(task)
                     assert pub.stats()["connected"] is False
-                return worst
 
-            worst = asyncio.run(main())
+            asyncio.run(main())
     finally:
         logging.getLogger("asyncio").removeHandler(asyncio_errors)
-    assert worst < 1.0
     assert asyncio_errors.lines(logging.ERROR, "") == []
 
 
@@ -358,7 +346,7 @@ def test_an_unexpected_client_error_starts_a_new_connection(broker, monkeypatch)
         sub = Subscriber(broker.port, "kinestream/s6/angles")
         task = asyncio.create_task(pub.run())
         pub.publish("angles", "kept")
-        await until(lambda: sub.payloads, what="delivery after the error")
+        await until(lambda: sub.payloads, "the delivery after the error")
         sub.close()
         await cancel(task)
         return pub.stats(), sub.payloads
@@ -381,10 +369,10 @@ def test_tls_and_password(broker):
                          password="squat")
         task = asyncio.create_task(pub.run())
         pub.publish("angles", "secure")
-        try:
-            await until(lambda: sub.payloads, timeout=1.0, what="delivery")
-        except AssertionError:
-            pass
+        if password == "squat":
+            await until(lambda: sub.payloads, "the delivery")
+        else:  # refused: nothing can have gone out
+            await until(lambda: pub.stats()["last_error"], "the broker's refusal")
         sub.close()
         await cancel(task)
         return pub.stats(), sub.payloads

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,11 +20,14 @@ import zmq
 import zmq.asyncio
 from conftest import real_trial
 
+import kinestream.replay as replay_module
 from kinestream.errors import KinestreamError
 from kinestream.ingest import BODY_25
 from kinestream.protocol import TOPIC_KEYPOINTS, FrameDecoder
 from kinestream.replay import add_replay_parser, parse_rate, replay, run_replay, wire_frames
 from kinestream.trc import MarkerTable, read_trc, write_trc
+
+from broker import wait_until
 
 FS = 60.0
 N_FRAMES = 31  # 0.5 s at 60 Hz
@@ -47,7 +51,7 @@ def trial(tmp_path) -> Path:
     return write_trc(tmp_path / "trial.trc", table)
 
 
-async def _collect(endpoint: str, want: int, timeout: float = 10.0):
+async def _collect(endpoint: str, want: int, timeout: float = 30.0):
     """(receive time, decoded frame) for ``want`` frames from a SUB socket."""
     ctx = zmq.asyncio.Context()
     sub = ctx.socket(zmq.SUB)
@@ -73,6 +77,20 @@ async def _collect(endpoint: str, want: int, timeout: float = 10.0):
     return got
 
 
+def _pacing(monkeypatch) -> list[tuple[float, float]]:
+    """Record how the replay paces its frames: (target, woke) of every wait for a frame's time, perf_counter
+    seconds, the real waits done all the same."""
+    waits = []
+    real = replay_module._sleep_until
+
+    async def sleep_until(target, stop_event):
+        await real(target, stop_event)
+        waits.append((target, time.perf_counter()))
+
+    monkeypatch.setattr(replay_module, "_sleep_until", sleep_until)
+    return waits
+
+
 async def _run(trial, want: int, **kw):
     endpoint = free_endpoint()
     stop = kw.pop("stop_event", None)
@@ -82,8 +100,9 @@ async def _run(trial, want: int, **kw):
 
 
 @pytest.mark.parametrize("rate", [1.0, 2.0])
-def test_every_frame_arrives_in_order_at_the_trial_rate(trial, rate):
+def test_every_frame_arrives_in_order_at_the_trial_rate(trial, rate, monkeypatch):
     table = read_trc(trial)
+    waits = _pacing(monkeypatch)
     lines = []
     sent, got = asyncio.run(_run(trial, N_FRAMES, rate=rate, progress=lines.append, subject="ana"))
     assert sent == N_FRAMES and len(got) == N_FRAMES
@@ -97,14 +116,13 @@ def test_every_frame_arrives_in_order_at_the_trial_rate(trial, rate):
         assert np.isnan(f.xyz[[BODY_25.index(n) for n in ("Nose", "REye", "LEye", "REar", "LEar")]]).all()
     assert np.isnan(frames[5].xyz[BODY_25.index("RElbow")]).all()
     sent_ns = [f.sent_ns for f in frames]
-    assert sent_ns == sorted(sent_ns) and abs(sent_ns[-1] - time.time_ns()) < 5e9
-    # timing: the whole trial takes its own length divided by the rate
-    expected = (table.time[-1] - table.time[0]) / rate
-    duration = got[-1][0] - got[0][0]
-    print(f"\nrate {rate}: {N_FRAMES} frames in {duration * 1e3:.1f} ms (expected {expected * 1e3:.1f} ms)")
-    assert duration == pytest.approx(expected, rel=0.10)
-    steps = np.diff([r for r, _ in got])
-    assert np.median(steps) == pytest.approx(1 / FS / rate, rel=0.15)
+    assert sent_ns == sorted(sent_ns) and abs(sent_ns[-1] - time.time_ns()) < 60e9  # the wall clock
+    # pacing: frame k waits for start + (t_k - t_0) / rate, and never leaves before it (how late it leaves
+    # depends on the machine: that is for a benchmark)
+    targets = np.array([target for target, _ in waits])
+    assert len(waits) == N_FRAMES
+    np.testing.assert_allclose(targets - targets[0], (table.time - table.time[0]) / rate, atol=1e-9)
+    assert all(woke >= target for target, woke in waits)
     assert any("subscriber joined" in line for line in lines)
     assert any(f"sent {N_FRAMES} frames" in line for line in lines)
 
@@ -143,12 +161,11 @@ def test_names_are_sent_when_asked_or_not_body25(trial):
     assert names == ["RKnee", "knee_marker"] and xyz.shape == (4, 2, 3) and xyz.dtype == np.float32
 
 
-def test_max_rate_sends_back_to_back(trial):
-    start = time.perf_counter()
+def test_max_rate_sends_back_to_back(trial, monkeypatch):
+    waits = _pacing(monkeypatch)
     sent, got = asyncio.run(_run(trial, N_FRAMES, rate="max"))
     assert sent == N_FRAMES and [f.seq for _, f in got] == list(range(N_FRAMES))
-    assert got[-1][0] - got[0][0] < 0.25  # the trial lasts 0.5 s
-    assert time.perf_counter() - start < 5.0
+    assert waits == []  # no frame waits for its time
 
 
 def test_no_subscriber_waits_then_sends_anyway(trial):
@@ -156,21 +173,31 @@ def test_no_subscriber_waits_then_sends_anyway(trial):
     start = time.perf_counter()
     sent = asyncio.run(replay(trial, free_endpoint(), rate="max", wait_subscriber=0.2, progress=lines.append))
     assert sent == N_FRAMES
-    assert 0.2 <= time.perf_counter() - start < 3.0
+    assert time.perf_counter() - start >= 0.2  # it waited (how much longer depends on the machine)
     assert any("no subscriber after 0.2 s" in line for line in lines)
 
 
 def test_stop_event_ends_a_loop():
-    table = MarkerTable(["Neck"], np.ones((10, 1, 3)), np.arange(10) / 10.0, 10.0)
+    """Four frames at once, the fifth a minute later: the stop, set once the four have arrived, ends the
+    looping replay while it waits for the fifth."""
+    table = MarkerTable(["Neck"], np.ones((5, 1, 3)), np.array([0.0, 0.01, 0.02, 0.03, 60.0]), 100.0)
 
     async def main():
         stop = asyncio.Event()
-        asyncio.get_running_loop().call_later(0.35, stop.set)
-        return await replay(table, free_endpoint(), loop=True, wait_subscriber=0, stop_event=stop)
+        endpoint = free_endpoint()
 
-    start = time.perf_counter()
-    sent = asyncio.run(main())
-    assert 3 <= sent <= 5 and time.perf_counter() - start < 1.5  # frames at 0, 0.1, 0.2, 0.3 s
+        async def collect_then_stop():
+            got = await _collect(endpoint, 4, timeout=30.0)
+            stop.set()
+            return got
+
+        collector = asyncio.create_task(collect_then_stop())
+        sent = await asyncio.wait_for(replay(table, endpoint, loop=True, wait_subscriber=30.0, stop_event=stop),
+                                      timeout=30.0)
+        return sent, await collector
+
+    sent, got = asyncio.run(main())
+    assert len(got) == 4 and sent == 4
 
 
 def test_bad_inputs_say_what_is_valid(trial, tmp_path):
@@ -178,7 +205,7 @@ def test_bad_inputs_say_what_is_valid(trial, tmp_path):
         with pytest.raises(KinestreamError, match="'max'"):
             parse_rate(bad)
     assert parse_rate("max") == math.inf and parse_rate("2") == 2.0
-    with pytest.raises(KinestreamError, match="cannot bind nonsense"):
+    with pytest.raises(KinestreamError, match="endpoint 'nonsense' is not valid"):
         asyncio.run(replay(trial, "nonsense", wait_subscriber=0))
     endpoint = free_endpoint()
     ctx = zmq.Context()
@@ -229,20 +256,29 @@ def test_ctrl_c_stops_a_looping_replay_cleanly(trial):
     proc = subprocess.Popen([sys.executable, "-c", code, "replay", str(trial), "--loop", "--wait-subscriber", "0",
                              "--endpoint", free_endpoint()], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=dict(os.environ))
+    lines = []
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        for line in proc.stderr:  # wait until it is sending
-            if "sent as" in line:
-                break
-        time.sleep(0.6)
+        wait_until(lambda: any("pass 2 begins" in line for line in lines),
+                   lambda: f"the second pass of the loop; stderr: {''.join(lines)[-2000:]}")
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=10)
+        proc.wait(timeout=30)
+        reader.join(timeout=30)
+        out, err = proc.stdout.read(), "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     sent = int(out.split("sent ")[1].split()[0])
-    assert sent >= 30  # at least one pass of the half-second trial
+    assert sent >= N_FRAMES  # the whole first pass, then the loop went on until Ctrl-C
 
 
 def test_a_real_recorded_trial_replays_without_a_rejection():

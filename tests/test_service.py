@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import time
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from kinestream.service import Service
 from kinestream.synth import synthesize
 from kinestream.trc import read_trc
 
-from broker import Broker, free_port
+from broker import Broker, free_port, until
 
 
 @pytest.fixture(scope="module")
@@ -31,19 +30,23 @@ def endpoints():
 
 
 async def live(config, frames, *, session, record=None, mqtt_port=None, rate=1.0, before=None):
-    """Serve, replay ``frames`` (a MarkerTable or a list of raw payloads) into it, collect every output."""
+    """Serve, replay ``frames`` (a MarkerTable) into it, collect every output.
+
+    ``before(src, service)``, when given, runs once the subscribers are in and before the replay. Stops
+    the service once every frame in is answered and a status sent after the last answer has reached the
+    subscribers (ZeroMQ, MQTT): everything published before it has arrived too."""
     src, out = endpoints()
     service = Service(config, input_endpoint=src, output_endpoint=out, record=record,
                       mqtt=f"127.0.0.1:{mqtt_port}" if mqtt_port else None, mass=session.mass,
                       height=session.height)
-    stop, ready = asyncio.Event(), asyncio.Event()
+    stop, ready, subscribed = asyncio.Event(), asyncio.Event(), asyncio.Event()
     serving = asyncio.create_task(service.run(stop, ready))
     await ready.wait()
     ctx = zmq.asyncio.Context()
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(out)
-    got = {"angles": [], "status": [], "reps": [], "mqtt": [], "mqtt_reps": []}
+    got = {"angles": [], "status": [], "reps": [], "mqtt": [], "mqtt_reps": [], "mqtt_status": []}
 
     async def collect():
         while True:
@@ -55,25 +58,32 @@ async def live(config, frames, *, session, record=None, mqtt_port=None, rate=1.0
 
         async with aiomqtt.Client("127.0.0.1", mqtt_port) as client:
             await client.subscribe("kinestream/#")
+            subscribed.set()
             async for message in client.messages:
-                if message.topic.matches("kinestream/+/angles"):
-                    got["mqtt"].append(json.loads(message.payload))
-                elif message.topic.matches("kinestream/+/reps"):
-                    got["mqtt_reps"].append(json.loads(message.payload))
+                for kind in ("angles", "reps", "status"):
+                    if message.topic.matches(f"kinestream/+/{kind}"):
+                        got["mqtt" if kind == "angles" else f"mqtt_{kind}"].append(json.loads(message.payload))
 
     tasks = [asyncio.create_task(collect())]
     if mqtt_port:
         tasks.append(asyncio.create_task(collect_mqtt()))
-        await asyncio.sleep(0.5)
-    await asyncio.sleep(0.3)
+        await until(subscribed.is_set, "the MQTT subscriber's subscription")
+    await until(lambda: got["status"], "a status on the ZeroMQ subscriber (then it is connected)")
     if before is not None:
-        await before(src)
-    sent = await replay(frames, src, rate=rate, wait_subscriber=10.0)
-    deadline = time.monotonic() + 30
-    while service.metrics.frames_out + service.metrics.skipped < service.metrics.frames_in and \
-            time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)
+        await before(src, service)
+    m = service.metrics
+    earlier = m.frames_in
+    sent = await replay(frames, src, rate=rate, wait_subscriber=30.0)
+    await until(lambda: m.frames_in == earlier + sent and m.frames_out + m.skipped == m.frames_in,
+                lambda: f"{earlier + sent} frames in and answered; {service.status()}")
+
+    def delivered() -> bool:
+        """A status with every answer counted reached each subscriber."""
+        zmq_done = bool(got["status"]) and decode_status(got["status"][-1])["frames_out"] == m.frames_out
+        return zmq_done and (not mqtt_port or bool(got["mqtt_status"]) and
+                             got["mqtt_status"][-1]["frames_out"] == m.frames_out)
+
+    await until(delivered, "a status sent after the last answer, at every subscriber")
     stop.set()
     final = await serving
     for t in tasks:
@@ -165,11 +175,11 @@ def test_hostile_frames_and_a_restarted_source_do_not_stop_the_service(session, 
     config = load_config()
     table = read_trc(session.keypoints_trc).frames(0, 240)
 
-    async def garbage(src):
+    async def garbage(src, service):
         ctx = zmq.asyncio.Context()
-        pub = ctx.socket(zmq.PUB)
+        pub = ctx.socket(zmq.XPUB)  # hands over the subscriptions it receives: sends once the service is in
         pub.bind(src)
-        await asyncio.sleep(0.5)
+        assert await asyncio.wait_for(pub.recv(), 30) == b"\x01keypoints", "the service's subscription"
         xyz = np.zeros((25, 3), np.float32)
         for payload in (b"\x00garbage", b"\x93\x01", encode_keypoints(1, 5.0, xyz), b"x" * 100000):
             await pub.send_multipart([b"keypoints", payload])
@@ -177,7 +187,8 @@ def test_hostile_frames_and_a_restarted_source_do_not_stop_the_service(session, 
         # a source that runs ahead, then restarts at t = 0
         good = encode_keypoints(7, 100.0, table.xyz[0].astype(np.float32), names=table.names)
         await pub.send_multipart([b"keypoints", good])
-        await asyncio.sleep(0.3)
+        await until(lambda: service.metrics.frames_in == 1 and sum(service.status()["rejected"].values()) >= 5,
+                    lambda: f"the six messages handled; {service.status()}")
         pub.close(0)
         ctx.term()
 
@@ -200,9 +211,9 @@ async def serve_while(session, feed, frames: int, config=None):
     serving = asyncio.create_task(service.run(stop, ready))
     await ready.wait()
     await feed(src, service)
-    deadline = time.monotonic() + 30
-    while service.metrics.frames_out + service.metrics.skipped < frames and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    m = service.metrics
+    await until(lambda: m.frames_in == frames and m.frames_out + m.skipped == frames,
+                lambda: f"{frames} frames in and answered; {service.status()}")
     stop.set()
     return await serving, service
 
@@ -215,9 +226,9 @@ def test_a_silent_source_that_comes_back_a_minute_later(session, tmp_path):
     later.time = later.time - later.time[0] + first.time[-1] + 60.0
 
     async def feed(src, service):
-        await replay(first, src, wait_subscriber=10.0)
+        await replay(first, src, wait_subscriber=30.0)
         await asyncio.sleep(3.0)
-        await replay(later, src, wait_subscriber=10.0)
+        await replay(later, src, wait_subscriber=30.0)
 
     final, service = asyncio.run(serve_while(session, feed, 240, config))
     assert final["frames_in"] == 240 and final["frames_out"] + final["skipped"] == 240
@@ -243,7 +254,7 @@ def test_an_ik_failure_costs_one_frame_not_the_service(session):
             return real(*args, **kwargs)
 
         service.ik.step = step
-        await replay(table, src, wait_subscriber=10.0)
+        await replay(table, src, wait_subscriber=30.0)
 
     final, service = asyncio.run(serve_while(session, feed, 240, config))
     assert final["frames_in"] == 240 and final["frames_out"] + final["skipped"] == 240

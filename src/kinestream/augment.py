@@ -516,11 +516,15 @@ class StreamingAugmenter:
         if self._last_tick is None:
             self._last_tick = t
             return [], True
-        before = []
-        tick = self._last_tick + period
-        while tick < t - SNAP * period:
-            before.append(tick)
-            tick += period
+        # the ticks last + k * period (k >= 1) before t - SNAP * period: counted, not stepped through, so no
+        # time step, however large or however close to the limits of float resolution, makes this loop long
+        span = (t - self._last_tick) / period - SNAP
+        count = max(0, math.ceil(span) - 1) if math.isfinite(span) else 0
+        if count > self.reset_after:  # longer than a state is held (the caller resets first): start here
+            self._last_tick = t
+            return [], True
+        before = [self._last_tick + k * period for k in range(1, count + 1)]
+        tick = self._last_tick + (count + 1) * period
         if tick <= t + SNAP * period:
             self._last_tick = t  # the clock follows the source
             return before, True

@@ -90,7 +90,10 @@ async def calibrate(config: dict, *, input_endpoint: str, mass: float, height: f
     assets = get_assets(config, progress=say)
     processor = FrameProcessor(assets, config, height, mass, rate)
     collector = StaticCollector(processor.keypoints + processor.markers, rate)
-    decoder = FrameDecoder(max_bytes=int(config.get("service", {}).get("max_message_bytes", 65536)))
+    svc = config.get("service", {})
+    decoder = FrameDecoder(max_bytes=int(svc.get("max_message_bytes", 65536)),
+                           max_jump_s=float(svc.get("max_time_jump_s", 3600.0)))
+    subject = _UNSET = object()  # the person being calibrated: the first one heard
     sc = config.get("scale", {})
     thresholds = tuple(sc.get("still_threshold_mm", (3.0, 15.0)))
     access = Access.from_config(config)
@@ -115,13 +118,25 @@ async def calibrate(config: dict, *, input_endpoint: str, mass: float, height: f
                     last_say = time.monotonic()
                 continue
             parts = await sub.recv_multipart()
-            if len(parts) != 2:
+            if len(parts) != 2 or parts[0] != b"keypoints":
                 continue
             try:
                 frame = decoder.decode(parts[1])
             except Rejected:
                 continue
-            out = processor.step(frame.names, frame.xyz, frame.t)
+            if subject is _UNSET:
+                subject = frame.subject
+                decoder.keep(subject)
+            elif frame.subject != subject:  # one person at a time, as the service
+                continue
+            if frame.restarted:  # the source started over: so does the search for a still pose
+                processor.reset()
+                collector = StaticCollector(processor.keypoints + processor.markers, rate)
+            try:
+                out = processor.step(frame.names, frame.xyz, frame.t)
+            except Exception as exc:  # a frame the stages cannot take costs that frame, not the calibration
+                say(f"  skipped a frame the stages refused ({type(exc).__name__}: {str(exc)[:120]})")
+                continue
             if out is None:
                 continue
             t, clean, markers = out

@@ -221,6 +221,10 @@ def cmd_serve(args, config) -> None:
     service, final = asyncio.run(_serve(args, config))
     print(json.dumps(final))
     _finish_recording(args.record)
+    if not final.get("healthy", True):
+        print("kinestream: error: the service stopped itself: a task kept failing (see the log above); exit "
+              "status 1 so that a supervisor starts it again", file=sys.stderr)
+        sys.exit(1)
 
 
 def cmd_calibrate(args, config) -> None:

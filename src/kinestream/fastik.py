@@ -233,6 +233,11 @@ class FastIK:
         S += np.outer(u, y)
         S += np.outer(y, u - float(u @ s) / ys * y)
 
+    def forget(self) -> None:
+        """Drop what was learnt from earlier frames (damping, curvature): the next solve is a first one."""
+        self._lam = 1e-6
+        self._curvature[:] = 0.0
+
     def wrap(self, q: np.ndarray) -> np.ndarray:
         """Unbounded rotational coordinates brought into (-pi, pi]: a whole turn is the same pose."""
         k = self._wrappable & (np.abs(q) > np.pi)
@@ -347,7 +352,7 @@ class FastIK:
         q = np.where(self._locked, self.neutral, q)
         iterations = 0
         if q0 is None:  # from the default pose: place the whole body first, then bend it
-            self._curvature[:] = 0.0
+            self.forget()
             q, _, _, _, iterations, _ = self._minimise(q, obs, sqrtw, rows, self._locked | ~self._root)
             self._curvature[:] = 0.0  # what was learnt with the joints held does not hold for the rest
         q, r, diff, cost, more, converged = self._minimise(q, obs, sqrtw, rows, self._locked)

@@ -8,6 +8,7 @@ Each step calls the same stage cores the streaming service uses.
 from __future__ import annotations
 
 import sys
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,6 +166,8 @@ class FrameProcessor:
         self._derived = [(index(name), index(a), index(b)) for name, (a, b) in DERIVED.items()]
         self._times: list[float] = []
         self._first: tuple[np.ndarray, float] | None = None  # the session's first frame, for a redesign
+        self._recent: deque[float] = deque(maxlen=64)  # the latest frame times, to check the rate again
+        self._since_check = 0
         self.notes: list[str] = []
         self.dropped = 0  # frames the cleaner released and the augmenter refused (time not after the last)
 
@@ -177,19 +180,28 @@ class FrameProcessor:
         measured rate and given the first frame again is exactly the cleaner
         that rate would have had from the start: a live 120 Hz stream gives
         the numbers ``process --streaming`` gives on its recording. The
-        median of the first 16 intervals is checked again. Rates are taken to
-        0.1 Hz, so that time stamps written to a few decimals read as the
-        camera's rate.
+        median of the first 16 intervals is checked again, and after that the
+        median of the latest 64 every 64 frames, so that a burst of frames at
+        900 Hz at the start cannot leave a 60 Hz stream filtered at a tenth of
+        its cutoff. Rates are taken to 0.1 Hz, so that time stamps written to
+        a few decimals read as the camera's rate.
         """
+        self._recent.append(t)
         if len(self._times) >= 16:
-            return
-        self._times.append(t)
-        if len(self._times) not in (2, 16):
-            return
-        measured = round(1.0 / float(np.median(np.diff(self._times))), 1)
-        if not 1.0 <= measured <= 1000.0:  # not a camera rate: keep the assumed one
+            self._since_check += 1
+            if self._since_check < self._recent.maxlen:
+                return
+            self._since_check = 0  # and every 64 frames after: a burst at the start must not set it for good
+            times = list(self._recent)
+        else:
+            self._times.append(t)
+            if len(self._times) not in (2, 16):
+                return
+            times = self._times
+        measured = round(1.0 / float(np.median(np.diff(times))), 1)
+        if not 10.0 <= measured <= 1000.0:  # not a camera rate (a pause, a burst): keep the design
             if len(self._times) == 16:
-                self.notes.append(f"the stream's first frames come at {measured:.3g} Hz; kept {self.rate:g} Hz")
+                self.notes.append(f"the stream's frames come at {measured:.3g} Hz; kept {self.rate:g} Hz")
             return
         if abs(measured - self.rate) <= 0.1 * self.rate:
             return
@@ -198,9 +210,15 @@ class FrameProcessor:
             return
         from .clean import StreamingCleaner
 
+        try:
+            cleaner = StreamingCleaner.from_config(self.config.get("clean", {}), len(self.keypoints), measured)
+        except KinestreamError as exc:  # e.g. the cutoff above that rate's Nyquist frequency
+            self.notes.append(f"the stream runs at {measured:g} Hz, but the filter cannot be designed for it "
+                              f"({exc}); kept {self.rate:g} Hz")
+            return
         self.notes.append(f"the stream runs at {measured:g} Hz, not {self.rate:g} Hz: filter redesigned")
         self.rate = measured
-        self.cleaner = StreamingCleaner.from_config(self.config.get("clean", {}), len(self.keypoints), measured)
+        self.cleaner = cleaner
         if first:
             self.cleaner.push(*self._first)  # its output is the frame already released
 
@@ -247,6 +265,8 @@ class FrameProcessor:
         self.cleaner.reset()
         self.augmenter.reset()
         self._times = []
+        self._recent.clear()
+        self._since_check = 0
 
     def delay_ms(self) -> float:
         return self.cleaner.delay_ms()

@@ -67,10 +67,14 @@ REASONS = {
     "unknown_layout": "'layout' names no known layout (known: BODY_25)",
     "all_missing": "no keypoint present (all zero, NaN, inf or zero confidence)",
     "time_backwards": "t not after the last accepted t of the same subject (repeats count too)",
+    "time_implausible": "|t| over 1e10 s, where float seconds stop resolving a frame's time",
+    "time_jump": "t more than max_jump_s after the last accepted t of the same subject (until the jump "
+                 "holds for restart_after frames: then a restarted source)",
     "internal": "a decoder bug: an unexpected exception, turned into a rejection (should stay 0)",
 }
 
 _NUMBER = (int, float)
+MAX_TIME_S = 1e10  # seconds; float64 resolves 2 microseconds there (unix time in seconds is 1.8e9)
 
 
 class Rejected(KinestreamError):
@@ -154,7 +158,7 @@ class FrameDecoder:
     """
 
     def __init__(self, max_bytes: int = 65536, max_keypoints: int = 200, *, restart_after: int = 30,
-                 restart_back_s: float | None = None, max_subjects: int = 64):
+                 restart_back_s: float | None = None, max_subjects: int = 64, max_jump_s: float | None = 3600.0):
         if max_bytes < 64 or max_keypoints < 1:
             raise KinestreamError(f"max_bytes {max_bytes} / max_keypoints {max_keypoints} are too small; "
                                   f"give max_bytes >= 64 and max_keypoints >= 1")
@@ -162,13 +166,15 @@ class FrameDecoder:
         self.max_keypoints = int(max_keypoints)
         self.restart_after = int(restart_after)
         self.restart_back_s = restart_back_s
+        self.max_jump_s = max_jump_s
         self.max_subjects = int(max_subjects)
         self.counts: dict[str, int] = {reason: 0 for reason in REASONS}
         self.accepted = 0
         self.missed = 0
         self.clock_resets = 0
-        # subject -> [last accepted t, last accepted seq, consecutive backwards frames]
+        # subject -> [last accepted t, last accepted seq, consecutive backwards frames, consecutive jumps ahead]
         self._clock: dict[str | None, list] = {}
+        self._kept: object = object()  # the subject whose clock is never forgotten (keep); none yet
         self._names: dict[tuple, list[str]] = {}
         self._limits = dict(raw=False, strict_map_key=True, max_bin_len=self.max_bytes, max_str_len=256,
                             max_array_len=self.max_keypoints, max_map_len=32, max_ext_len=0)
@@ -233,6 +239,9 @@ class FrameDecoder:
         if type(t) not in _NUMBER or not math.isfinite(t):
             raise Rejected("bad_type", f"t = {_show(t)}; expected a finite number of seconds")
         t = float(t)
+        if abs(t) > MAX_TIME_S:
+            raise Rejected("time_implausible", f"t = {t:.6g} s; capture times must lie within +-{MAX_TIME_S:.0e} s "
+                                               f"(beyond, seconds in float64 no longer resolve a frame)")
         if type(xyz) is not bytes:
             raise Rejected("bad_type", f"xyz is a {_show(xyz)}; expected bin (float32 little-endian, N x 3)")
         if len(xyz) % 12:
@@ -321,12 +330,25 @@ class FrameDecoder:
                                                      f"accepted time of subject {_show(subject)}", frame)
                 self.clock_resets += 1
                 frame.restarted = True
+            elif self.max_jump_s is not None and t > state[0] + self.max_jump_s:
+                state[3] += 1  # one wild frame is refused; a clock that stays out there is a restarted source
+                if not (self.restart_after > 0 and state[3] >= self.restart_after):
+                    raise Rejected("time_jump", f"t = {t:.6f} s is {t - state[0]:.6g} s after {state[0]:.6f} s, "
+                                                f"the last accepted time of subject {_show(subject)}; at most "
+                                                f"{self.max_jump_s:g} s ahead is taken", frame)
+                self.clock_resets += 1
+                frame.restarted = True
             elif seq > state[1] + 1:
                 self.missed += seq - state[1] - 1
             del self._clock[subject]  # re-inserted last: the dict keeps recency order
-        elif len(self._clock) >= self.max_subjects:
-            del self._clock[next(iter(self._clock))]
-        self._clock[subject] = [t, seq, 0]
+        elif len(self._clock) >= self.max_subjects:  # forget the least recently seen, never the one kept
+            del self._clock[next(k for k in self._clock if k != self._kept or len(self._clock) == 1)]
+        self._clock[subject] = [t, seq, 0, 0]
+
+    def keep(self, subject: str | None) -> None:
+        """Never forget ``subject``'s clock (the person being served), however many others come and go:
+        otherwise 64 throwaway subjects would make its next frame a first one, free of every time rule."""
+        self._kept = subject
 
 
 # --------------------------------------------------------------------------- encoding

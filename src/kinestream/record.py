@@ -221,6 +221,37 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def set_aside(*paths) -> list[tuple[Path, Path]]:
+    """Move earlier files at ``paths`` (a recording and its companions) aside, under one free number.
+
+    ``session.mot`` and ``session_markers.trc`` become ``session.1.mot`` and
+    ``session_markers.1.trc`` (or .2, .3, ...: the first number free for all
+    of them), so that a new recording never truncates an old one, for
+    instance the crashed session ``kinestream recover`` should mend. A symlink
+    is moved as a link; its target is not touched. Returns (old, new) pairs.
+    """
+    paths = [Path(p) for p in paths]
+    present = [p for p in paths if p.is_symlink() or p.exists()]
+    if not present:
+        return []
+
+    def aside(p: Path, n: int) -> Path:
+        return p.with_name(f"{p.stem}.{n}{p.suffix}")
+
+    n = 1
+    while any(aside(p, n).is_symlink() or aside(p, n).exists() for p in paths):
+        n += 1
+    moved = []
+    for p in present:
+        try:
+            os.rename(p, aside(p, n))
+        except OSError as exc:
+            raise KinestreamError(f"cannot move the earlier recording {p} aside to {aside(p, n).name}: "
+                                  f"{exc.strerror}; move it yourself or record elsewhere") from None
+        moved.append((p, aside(p, n)))
+    return moved
+
+
 class _Recorder:
     """Row buffer, flush thread and header count shared by both formats."""
 
@@ -245,8 +276,12 @@ class _Recorder:
         head = header.encode("utf-8")
         self._layout = _layout(head, self.kind, self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:  # a new file only: an earlier recording is never truncated, a symlink never followed
+            self._fd = os.open(self.path, flags, 0o644)
+        except FileExistsError:
+            raise KinestreamError(f"{self.path} already exists; a recording never overwrites one (set the old "
+                                  f"one aside first: record.set_aside)") from None
         except OSError as exc:
             raise KinestreamError(f"cannot create the recording {self.path}: {exc.strerror}") from None
         try:
@@ -280,6 +315,11 @@ class _Recorder:
     def flushed_rows(self) -> int:
         """Rows on disk, as the header's count says."""
         return self._flushed
+
+    @property
+    def last_time(self) -> float | None:
+        """The time of the last row written (as written), or None before the first."""
+        return None if self._last_time == -math.inf else self._last_time
 
     @property
     def closed(self) -> bool:

@@ -48,7 +48,7 @@ import zmq.asyncio
 from .errors import KinestreamError
 from .ingest import BODY_25, canonical
 from .protocol import TOPIC_KEYPOINTS, encode_keypoints
-from .transport import client_config, secure_client
+from .transport import check_bind, client_config, secure_client
 from .trc import MarkerTable, read_trc
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
@@ -160,6 +160,7 @@ async def replay(table: MarkerTable | str | Path, endpoint: str = DEFAULT_ENDPOI
     watcher = None
     sent = 0
     try:
+        check_bind(endpoint, config or {}, "keypoint source")  # loopback unless service.allow_remote, as serve
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:

@@ -137,6 +137,11 @@ class Service:
         self.mqtt_endpoint = mqtt
         if mqtt:
             parse_hostport(mqtt)  # a bad broker address is said before anything starts
+            m = config.get("mqtt", {})
+            if m.get("password") and not m.get("tls") and not m.get("allow_plaintext_password", False):
+                raise KinestreamError("mqtt.password is set but mqtt.tls is off: the password would cross the network "
+                                      "in the clear; turn mqtt.tls on, or set mqtt.allow_plaintext_password = true "
+                                      "(a broker on this machine, say)")
         self.record = Path(record) if record else None
         self.status_interval = status_interval
         self.status_out = status_out
@@ -165,7 +170,8 @@ class Service:
         self.coords: list[str] = []
         svc = config.get("service", {})
         self.decoder = FrameDecoder(max_bytes=int(svc.get("max_message_bytes", 65536)),
-                                    restart_back_s=self.RESTART_BACK_S)
+                                    restart_back_s=self.RESTART_BACK_S,
+                                    max_jump_s=float(svc.get("max_time_jump_s", 3600.0)))
         self.latest_wins = bool(svc.get("latest_wins", True))
         self.max_lag_ns = int(float(svc.get("max_lag_ms", 50.0)) * 1e6)
         self._waiting: deque[_Item] = deque()  # prepared frames not solved yet
@@ -179,6 +185,9 @@ class Service:
         self._record_offset = 0.0
         self.mot = self.trc = None
         self.mqtt = None
+        self.healthy = True  # False once a task kept dying and the service stopped itself
+        self.health: dict[str, str] = {}
+        self._restarts: dict[str, int] = {}
         from .transport import Access, check_bind
 
         check_bind(output_endpoint, config, "angles output")
@@ -228,12 +237,15 @@ class Service:
         for note in self.ik.notes:
             log.warning(note)
         if self.record:
-            from .record import MotRecorder, TrcRecorder
+            from .record import MotRecorder, TrcRecorder, set_aside
 
             self.record.parent.mkdir(parents=True, exist_ok=True)
+            markers = self.record.with_name(self.record.stem + "_markers.trc")
+            for old, new in set_aside(self.record, markers):
+                log.warning("kept the earlier recording %s as %s (a crashed session? kinestream recover %s)",
+                            old, new.name, new)
             self.mot = MotRecorder(self.record, self.coords + ["rmse_mm"])
-            self.trc = TrcRecorder(self.record.with_name(self.record.stem + "_markers.trc"),
-                                   self.processor.keypoints + self.processor.markers, self.rate)
+            self.trc = TrcRecorder(markers, self.processor.keypoints + self.processor.markers, self.rate)
         if self.mqtt_endpoint:
             from .mqtt import MqttPublisher
 
@@ -244,22 +256,26 @@ class Service:
                                       tls=bool(m.get("tls", False)), ca_file=m.get("ca_file") or None)
 
     def _close(self) -> None:
+        """Close every resource, each on its own: one that fails to close leaves none of the others open."""
+        def attempt(what: str, fn, *args) -> None:
+            try:
+                fn(*args)
+            except Exception as exc:
+                log.error("closing %s failed: %s: %s", what, type(exc).__name__, exc)
+
         if self._reconnect is not None:
             self._reconnect.cancel()
-        for rec in (self.mot, self.trc):
+        for name, rec in (("the .mot recording", self.mot), ("the marker recording", self.trc)):
             if rec is not None:
-                rec.close()
+                attempt(name, rec.close)
         for sock, mon in zip((self.sub, self.pub), self._monitors):
-            try:
-                sock.disable_monitor()
-            except Exception:
-                pass
-            mon.close(0)
-        self.sub.close(0)
-        self.pub.close()
+            attempt("a socket monitor", sock.disable_monitor)
+            attempt("a socket monitor", mon.close, 0)
+        attempt("the input socket", self.sub.close, 0)
+        attempt("the output socket", self.pub.close)
         if self.access is not None:
-            self.access.stop()
-        self.sync_ctx.term()
+            attempt("the CURVE authenticator", self.access.stop)
+        attempt("the ZeroMQ context", self.sync_ctx.term)
 
     def _monitor(self, sock, name: str):
         """A PAIR socket that receives ``sock``'s refused handshakes (read by :meth:`_watch`)."""
@@ -352,7 +368,10 @@ class Service:
             self.ik.reset()  # the next frame starts from the default pose, not the last session's
         if self.reps is not None:
             self.reps.reset()  # a new session is a new set
-        if self._last_t is not None:  # recordings go on in time after the restart
+        recorded = [r.last_time for r in (self.mot, self.trc) if r is not None and r.last_time is not None]
+        if recorded:  # recordings go on in time after the restart, from their own last row
+            self._record_offset = max(recorded) + 1.0 / self.rate - new_t
+        elif self._last_t is not None:
             self._record_offset += self._last_t + 1.0 / self.rate - new_t
         self._last_t = None
         self.metrics.resets += 1
@@ -362,6 +381,13 @@ class Service:
             recorder.write(t + self._record_offset, values)
         except Exception as exc:  # a recording problem is reported, never fatal
             self._reject("record_error", f"{type(exc).__name__}: {exc}")
+
+    def _take(self, parts: list, recv_ns: int) -> None:
+        """One multipart message from the SUB socket: ``[b"keypoints", payload]``, or a rejected envelope."""
+        if len(parts) != 2 or parts[0] != b"keypoints":
+            self._reject("bad_envelope", f"{len(parts)} parts")
+            return
+        self.handle(parts[1], recv_ns)
 
     def handle(self, payload: bytes, recv_ns: int) -> None:
         """One message from the SUB socket: decode, clean, augment, dispatch. Never raises."""
@@ -379,6 +405,7 @@ class Service:
             self._restart_source(f"time went back from {self._last_t:.2f} s to {frame.t:.2f} s"
                                  if self._last_t is not None else "its clock started over", frame.t)
         self._source_subject, self._source_ns = frame.subject, recv_ns
+        self.decoder.keep(frame.subject)
         self.metrics.frames_in += 1
         if self._last_t is not None and frame.t - self._last_t > 2.0:
             log.info("stream resumed after %.1f s of silence", frame.t - self._last_t)
@@ -507,11 +534,7 @@ class Service:
                     parts = await self.sub.recv_multipart(flags=zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                recv_ns = time.time_ns()
-                if len(parts) != 2 or parts[0] != b"keypoints":
-                    self._reject("bad_envelope", f"{len(parts)} parts")
-                    continue
-                self.handle(parts[1], recv_ns)
+                self._take(parts, time.time_ns())
             self._solve_waiting()
             await asyncio.sleep(0)  # let the status, MQTT and monitor tasks run between batches
 
@@ -531,28 +554,71 @@ class Service:
 
                 self.mqtt.publish("status", json.dumps(snap))
             if self.status_out is not None:
-                self.status_out(self.metrics.line(snap))
+                try:
+                    self.status_out(self.metrics.line(snap))
+                except OSError:  # a closed terminal or pipe costs the status line, not the status
+                    self.status_out = None
 
     def status(self) -> dict:
         snap = self.metrics.snapshot()
         snap["rejected"] = {**self.decoder.counts, **self.metrics.rejected}
         snap["subject"] = self.subject
+        snap["healthy"] = self.healthy
+        snap["tasks"] = dict(self.health)  # a task that died and what became of it
         snap["filter_delay_ms"] = round(self.processor.delay_ms(), 1)
         snap["curve"] = self.access is not None
         if self.mqtt is not None:
             snap["mqtt"] = self.mqtt.stats()
         return snap
 
-    def _drain(self) -> None:
-        """Finish what is in flight: the cleaner's look-ahead and every waiting frame, none skipped."""
+    async def _drain(self) -> None:
+        """Finish what is in flight: the frames ZeroMQ has already received, the cleaner's look-ahead and every
+        waiting frame, none skipped."""
+        import zmq
+
+        for _ in range(self.MAX_BATCH):
+            try:
+                parts = await self.sub.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self._take(parts, time.time_ns())
         for out in self.processor.flush():
             if self._meta:
                 self._forward(*out)
         while self._waiting:
             self._solve(self._waiting.popleft())
 
+    TASK_RESTARTS = 3  # a task that dies is started again this many times; then the service stops, unhealthy
+
+    def _supervise(self, name: str, make, stop: asyncio.Event) -> None:
+        """Run the coroutine ``make()`` as task ``name``; when it dies, log it, mark it in the status and start
+        it again (at most TASK_RESTARTS times); past that the service stops and :meth:`run` reports it unhealthy."""
+        task = asyncio.create_task(make(), name=name)
+        self._tasks[name] = task
+
+        def done(t: asyncio.Task) -> None:
+            if t.cancelled() or stop.is_set():
+                return
+            exc = t.exception()
+            why = f"{type(exc).__name__}: {exc}" if exc is not None else "it returned"
+            self._restarts[name] = self._restarts.get(name, 0) + 1
+            self.health[name] = f"died ({why}); restarted {self._restarts[name]} times"
+            log.error("task %s died: %s", name, why, exc_info=exc)
+            if self._restarts[name] > self.TASK_RESTARTS:
+                log.critical("task %s keeps dying: stopping (exit status 1, for a supervisor to restart)", name)
+                self.healthy = False
+                stop.set()
+                return
+            self._supervise(name, make, stop)
+
+        task.add_done_callback(done)
+
     async def run(self, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> dict:
-        """Serve until ``stop`` is set (or SIGINT/SIGTERM); returns the final status."""
+        """Serve until ``stop`` is set (or SIGINT/SIGTERM); returns the final status.
+
+        Its ``healthy`` is False when a task kept dying and the service stopped itself: the command
+        line then exits with status 1.
+        """
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -561,11 +627,13 @@ class Service:
             except (NotImplementedError, RuntimeError, ValueError):
                 pass
         self._open()
-        tasks = [asyncio.create_task(self._receive(stop)), asyncio.create_task(self._status(stop))]
-        tasks += [asyncio.create_task(self._watch(name, mon, stop))
-                  for name, mon in zip(("input", "output"), self._monitors)]
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._supervise("receive", lambda: self._receive(stop), stop)
+        self._supervise("status", lambda: self._status(stop), stop)
+        for name, mon in zip(("input", "output"), self._monitors):
+            self._supervise(f"watch-{name}", lambda name=name, mon=mon: self._watch(name, mon, stop), stop)
         if self.mqtt is not None:
-            tasks.append(asyncio.create_task(self.mqtt.run()))
+            self._supervise("mqtt", self.mqtt.run, stop)
         log.info("serving: keypoints from %s, angles on %s%s%s; IK solver %s; model %s", self.input_endpoint,
                  self.output_endpoint, f", MQTT {self.mqtt_endpoint}" if self.mqtt_endpoint else "",
                  f", recording to {self.record}" if self.record else "", self.ik.solver, self.model_path)
@@ -573,11 +641,18 @@ class Service:
             ready.set()
         try:
             await stop.wait()
-            self._drain()
+            receiving = self._tasks.pop("receive", None)
+            if receiving is not None:  # it stops taking frames; the drain takes the rest
+                receiving.cancel()
+                await asyncio.gather(receiving, return_exceptions=True)
+            await self._drain()
         finally:
+            tasks = list(self._tasks.values())
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for task, result in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True)):
+                if isinstance(result, Exception):
+                    log.error("task %s ended with %s: %s", task.get_name(), type(result).__name__, result)
             final = self.status()
             self._close()
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -436,6 +436,8 @@ class StreamingIK:
         """Forget the warm start: the next frame assembles from the neutral pose."""
         self.state.setQ(self.osim.Vector(self._neutral.tolist()))
         self._q_prev = self._q_prev2 = None
+        if self._fast is not None:
+            self._fast.forget()
 
     def _reference(self, xyz: np.ndarray, t: float):
         return self.osim.MarkersReference(vec3_table(self.names, [t], xyz[None]), self._weights)

@@ -119,6 +119,10 @@ def load_secret(path: str | Path) -> tuple[bytes, bytes]:
         raise KinestreamError(f"{path} is not a readable key pair ({exc}); {KEYS_HINT}") from None
     if not secret:
         raise KinestreamError(f"{path} holds a public key only; give the .key_secret file of the pair")
+    mode = Path(path).stat().st_mode & 0o777
+    if mode & 0o077:
+        raise KinestreamError(f"the secret key {path} can be read by others (mode {mode:o}); a secret key must be "
+                              f"its owner's only: chmod 600 {path}, or make a new pair with 'kinestream keys'")
     return public, secret
 
 
@@ -147,13 +151,46 @@ def make_keys(directory: str | Path, name: str, *, authorize: bool = False, forc
         raise KinestreamError(f"{public} or {secret} already exists; give another --name, or --force to replace "
                               f"the pair (every peer holding the old public key must get the new one)")
     directory.mkdir(parents=True, exist_ok=True)
-    zmq.auth.create_certificates(str(directory), name)
-    secret.chmod(0o600)
+    if force:
+        for path in (public, secret):
+            if path.is_symlink() or path.exists():
+                path.unlink()  # the link itself, never its target
+    public_z85, secret_z85 = zmq.curve_keypair()
+    # the secret is born private: created exclusively with mode 600, never through a symlink
+    _write_key(secret, _certificate(name, public_z85, secret_z85), 0o600)
+    _write_key(public, _certificate(name, public_z85), 0o644)
     if authorize:
         folder = directory / "authorized"
         folder.mkdir(exist_ok=True)
         shutil.copyfile(public, folder / public.name)
     return public, secret
+
+
+def _certificate(name: str, public: bytes, secret: bytes | None = None) -> bytes:
+    """A key file in ZeroMQ's certificate format (what ``zmq.auth.load_certificate`` reads)."""
+    kind = "Secret" if secret is not None else "Public"
+    lines = [f"#   ZeroMQ CURVE **{kind}** Certificate of {name!r}, made by kinestream keys",
+             "#   Keep it to yourself: never hand it out nor change its permissions." if secret is not None
+             else "#   Hand it to the peers that must recognise this one.",
+             "", "metadata", "curve", f'    public-key = "{public.decode("ascii")}"']
+    if secret is not None:
+        lines.append(f'    secret-key = "{secret.decode("ascii")}"')
+    return ("\n".join(lines) + "\n").encode("ascii")
+
+
+def _write_key(path: Path, data: bytes, mode: int) -> None:
+    import os
+
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, mode)
+    except OSError as exc:
+        raise KinestreamError(f"cannot create {path}: {exc.strerror}; remove what is there or give --force") from None
+    try:
+        os.fchmod(fd, mode)  # whatever the umask
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 # ------------------------------------------------------------------ the service side
@@ -253,6 +290,9 @@ def open_input(ctx, config: dict, endpoint: str, access: Access | None = None):
             check_bind(endpoint, config, "keypoint input")
             sub.bind(endpoint)
         else:
+            if not is_loopback(endpoint) and access is None:
+                log.warning("the keypoint input connects to %s without CURVE: anyone on that network path can "
+                            "send keypoint frames; turn [curve] on", endpoint)
             sub.connect(endpoint)
     except zmq.ZMQError as exc:
         sub.close(0)

@@ -1,0 +1,266 @@
+"""Holes a review found in the live path, each closed and held closed: time attacks, recordings that must never
+be overwritten, a task that dies, secrets and exposure, and settings that must be valid."""
+
+import asyncio
+import os
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+import zmq.asyncio
+
+from kinestream.config import load_config
+from kinestream.errors import KinestreamError
+from kinestream.mot import read_mot
+from kinestream.protocol import FrameDecoder, Rejected, encode_keypoints
+from kinestream.record import MotRecorder, TrcRecorder, set_aside
+from kinestream.service import Service
+from kinestream.synth import synthesize
+from kinestream.trc import read_trc
+
+from broker import free_port
+
+BODY = np.random.default_rng(1).normal([0.0, 1.0, 0.0], 0.2, (25, 3)).astype(np.float32)
+
+
+def frame(t, seq=0, subject=None):
+    return encode_keypoints(seq, t, BODY, subject=subject)
+
+
+def raw_time_frame(t):
+    """A frame whose time is whatever msgpack can carry (an integer near 2**63, say)."""
+    return msgpack.packb({"v": 1, "seq": 0, "t": t, "layout": "BODY_25", "xyz": BODY.tobytes()})
+
+
+# --------------------------------------------------------------------------- time
+
+def test_implausible_times_are_refused_by_their_own_reason():
+    decoder = FrameDecoder()
+    decoder.decode(frame(10.0))
+    for payload in (frame(2.0 ** 48), frame(2.0 ** 48 + 0.0625), frame(1e300), frame(-1e300),
+                    raw_time_frame(2 ** 63 - 1), raw_time_frame(-(2 ** 63)), frame(2.0 ** 52)):
+        with pytest.raises(Rejected) as rejected:
+            decoder.decode(payload)
+        assert rejected.value.reason == "time_implausible"
+    assert decoder.counts["time_implausible"] == 7
+    assert decoder.decode(frame(10.0 + 1 / 60)).t == pytest.approx(10.0 + 1 / 60)  # the session goes on
+    assert FrameDecoder().decode(frame(1.8e9)).t == 1.8e9  # unix time in seconds is a valid clock
+
+
+def test_a_jump_ahead_is_refused_until_the_new_clock_holds():
+    decoder = FrameDecoder(max_jump_s=3600.0, restart_after=30)
+    decoder.decode(frame(5.0))
+    just_under = decoder.decode(frame(5.0 + 3600.0))  # exactly the bound: taken
+    assert not just_under.restarted
+    with pytest.raises(Rejected) as rejected:
+        decoder.decode(frame(3605.0 + 3600.001))  # just over
+    assert rejected.value.reason == "time_jump"
+    for k in range(28):  # the new clock, frame after frame
+        with pytest.raises(Rejected):
+            decoder.decode(frame(9000.0 + k / 60))
+    restarted = decoder.decode(frame(9000.0 + 28 / 60))  # the 30th in a row: a restarted source
+    assert restarted.restarted and decoder.counts["time_jump"] == 29
+
+
+def test_throwaway_subjects_never_evict_the_served_clock():
+    """The decoder keeps 64 clocks; 64 other subjects used to push out the served one, whose next frame then
+    went back in time unchecked (found by the hostile generator)."""
+    decoder = FrameDecoder(max_subjects=64)
+    decoder.decode(frame(100.0, subject="ana"))
+    decoder.keep("ana")
+    for k in range(200):
+        decoder.decode(frame(50.0 + k, subject=f"throwaway{k}"))
+    with pytest.raises(Rejected) as rejected:
+        decoder.decode(frame(99.5, subject="ana"))
+    assert rejected.value.reason == "time_backwards"
+
+
+def test_no_stage_loops_on_the_size_of_a_time_step(assets):
+    """Two frames 1/16 s apart at 2**48 s, where adding 1/60 s to a time changes nothing: both return at once."""
+    from kinestream.pipeline import FrameProcessor
+
+    processor = FrameProcessor(assets, load_config(), 1.75, 70.0)
+    names = processor.keypoints
+    xyz = np.random.default_rng(2).normal([0.0, 1.0, 0.0], 0.2, (len(names), 3))
+    t0 = time.monotonic()
+    for t in (2.0 ** 48, 2.0 ** 48 + 0.0625, 2.0 ** 48 + 0.125, 1e300):
+        processor.step(names, xyz, t)
+    assert time.monotonic() - t0 < 5.0
+
+
+# --------------------------------------------------------------------------- recordings
+
+def test_a_recording_never_overwrites_and_never_follows_a_symlink(tmp_path):
+    mot, trc = tmp_path / "session.mot", tmp_path / "session_markers.trc"
+    mot.write_text("a crashed session's angles\n")
+    target = tmp_path / "precious.txt"
+    target.write_text("not to be touched\n")
+    trc.symlink_to(target)
+    with pytest.raises(KinestreamError, match="already exists"):
+        MotRecorder(mot, ["knee_angle_r"])
+    moved = set_aside(mot, trc)
+    assert [(old.name, new.name) for old, new in moved] == [("session.mot", "session.1.mot"),
+                                                           ("session_markers.trc", "session_markers.1.trc")]
+    assert (tmp_path / "session.1.mot").read_text() == "a crashed session's angles\n"
+    assert (tmp_path / "session_markers.1.trc").is_symlink() and target.read_text() == "not to be touched\n"
+    rec = MotRecorder(mot, ["knee_angle_r"])
+    rec.write(0.0, [10.0])
+    rec.close()
+    TrcRecorder(trc, ["RHip"], 60.0).close()
+    assert not trc.is_symlink() and target.read_text() == "not to be touched\n"
+    mot.write_text("second crash\n")
+    assert [new.name for _, new in set_aside(mot, trc)] == ["session.2.mot", "session_markers.2.trc"]
+
+
+# --------------------------------------------------------------------------- the service under time attacks
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    return synthesize(tmp_path_factory.mktemp("safety"), seconds=5.0, noise_mm=5.0, gaps=2, seed=21)
+
+
+async def serve(config, session, record, feed, expect_out):
+    src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    service = Service(config, input_endpoint=src, output_endpoint=out, record=record, mass=session.mass,
+                      height=session.height)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    serving = asyncio.create_task(service.run(stop, ready))
+    await ready.wait()
+    await feed(src, service)
+    deadline = time.monotonic() + 60
+    while service.metrics.frames_out + service.metrics.skipped < expect_out and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    stop.set()
+    return await serving, service
+
+
+def test_time_attacks_then_a_real_session_equals_offline(session, tmp_path):
+    """Huge times, a jump ahead, 64 throwaway subjects and a 900 Hz burst; then a trial replayed as usual: it is
+    answered in full, the recording goes on from its own last row, and the angles equal process --streaming."""
+    from kinestream.assets import get_assets
+    from kinestream.pipeline import process
+    from kinestream.replay import replay
+
+    table = read_trc(session.keypoints_trc)
+    record = tmp_path / "attacked.mot"
+
+    async def feed(src, service):
+        ctx = zmq.asyncio.Context()
+        pub = ctx.socket(zmq.PUB)
+        pub.bind(src)
+        while service.metrics.frames_in == 0:  # until the service hears the first frame
+            await pub.send_multipart([b"keypoints", frame(1000.0)])
+            await asyncio.sleep(0.05)
+        attacks = [frame(2.0 ** 48), frame(2.0 ** 48 + 0.0625), frame(1e300), raw_time_frame(2 ** 63 - 1),
+                   frame(1000.0 + 7200.0)]
+        attacks += [frame(1000.5 + k / 1000, subject=f"throwaway{k}") for k in range(64)]
+        attacks += [frame(1001.0 + k / 900) for k in range(16)]  # a burst at 900 Hz ...
+        attacks += [frame(1002.0 + k / 60) for k in range(60)]  # ... then 60 Hz
+        for payload in attacks:
+            await pub.send_multipart([b"keypoints", payload])
+        await asyncio.sleep(0)
+        pub.close(0)
+        ctx.term()
+        while service.metrics.frames_in < 1 + 76 and sum(service.status()["rejected"].values()) < 69:
+            await asyncio.sleep(0.05)
+        await replay(table, src, rate=1.0, wait_subscriber=10.0)
+
+    final, service = asyncio.run(serve(load_config(), session, record, feed, 0))
+    rejected = final["rejected"]
+    assert rejected["time_implausible"] == 4 and rejected["time_jump"] == 1 and rejected["other_subject"] == 64
+    assert final["resets"] == 1  # the trial starting at t = 0 is a new session
+    assert final["frames_out"] + final["skipped"] == final["frames_in"] >= table.n_frames
+    assert "stage_error" not in rejected
+    recorded = read_mot(record)
+    assert recorded.time[-table.n_frames] > recorded.time[-table.n_frames - 1]
+    assert np.all(np.diff(recorded.time) > 0)  # one recording, on in time after the restart
+    offline = process(session.keypoints_trc, session.mass, session.height, tmp_path / "offline", load_config(),
+                      plot=False, streaming=True, model=get_assets().generic_model)
+    live = recorded.values[-table.n_frames:]
+    assert live.shape == offline.motion.values.shape
+    worst = float(np.nanmax(np.abs(live[:, :-1] - offline.motion.values[:, :-1])))
+    print(f"\nafter the attacks: live vs process --streaming, worst coordinate {worst:.2e}")
+    assert worst < 1e-6
+
+
+# --------------------------------------------------------------------------- supervision
+
+def test_a_task_that_keeps_dying_is_restarted_then_stops_the_service_unhealthy(session):
+    """Fault injected: the status task is replaced by one that raises at once. It is restarted three times,
+    shown in the status, and the fourth death stops the service, unhealthy (serve then exits with status 1)."""
+
+    async def main():
+        service = Service(load_config(), input_endpoint=f"tcp://127.0.0.1:{free_port()}",
+                          output_endpoint=f"tcp://127.0.0.1:{free_port()}", mass=session.mass, height=session.height)
+
+        async def broken(stop):
+            raise RuntimeError("injected")
+
+        service._status = broken
+        return await asyncio.wait_for(service.run(), 60)
+
+    final = asyncio.run(main())
+    assert final["healthy"] is False
+    assert "injected" in final["tasks"]["status"] and "restarted 4 times" in final["tasks"]["status"]
+
+
+# --------------------------------------------------------------------------- secrets and exposure
+
+def test_keys_are_born_private_and_a_readable_secret_is_refused(tmp_path):
+    from kinestream.transport import load_secret, make_keys
+
+    public, secret = make_keys(tmp_path, "service")
+    assert os.stat(secret).st_mode & 0o777 == 0o600 and os.stat(public).st_mode & 0o777 == 0o644
+    assert load_secret(secret)[0]
+    os.chmod(secret, 0o640)
+    with pytest.raises(KinestreamError, match="can be read by others"):
+        load_secret(secret)
+    (tmp_path / "camera.key_secret").symlink_to(tmp_path / "nowhere")  # dangling: never followed
+    with pytest.raises(KinestreamError, match="cannot create"):
+        make_keys(tmp_path, "camera")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_password_without_tls_is_refused(session):
+    config = load_config()
+    config["mqtt"]["password"] = "squat"
+    kwargs = dict(input_endpoint="tcp://127.0.0.1:1", output_endpoint=f"tcp://127.0.0.1:{free_port()}",
+                  mqtt="127.0.0.1:1883")
+    with pytest.raises(KinestreamError, match="allow_plaintext_password"):
+        Service(config, **kwargs)
+    config["mqtt"]["allow_plaintext_password"] = True
+    Service(config, **kwargs)  # said so: taken
+
+
+def test_replay_stays_on_loopback_unless_allowed(session):
+    from kinestream.replay import replay
+
+    with pytest.raises(KinestreamError, match="allow_remote"):
+        asyncio.run(replay(session.keypoints_trc, f"tcp://0.0.0.0:{free_port()}", wait_subscriber=0))
+
+
+# --------------------------------------------------------------------------- settings
+
+@pytest.mark.parametrize("text, words", [
+    ("[clean]\ncutoff = 8\n", "unknown setting [clean] cutoff (did you mean cutoff_hz?)"),
+    ("[clen]\ncutoff_hz = 8\n", "unknown section [clen]"),
+    ("[service]\nreceive_queue = 0\n", "[service] receive_queue = 0 is not valid; give a whole number from 1"),
+    ("[ik]\nsolver = \"quick\"\n", "[ik] solver = 'quick' is not valid; give one of \"fast\", \"opensim\""),
+    ("[clean]\ncutoff_hz = \"fast\"\n", "give \"auto\" or a number from 0.1 to 100"),
+    ("[mqtt]\nqos = 1.5\n", "[mqtt] qos = 1.5 is not valid"),
+    ("[service]\nlatest_wins = \"yes\"\n", "give true or false"),
+])
+def test_a_bad_setting_is_one_line_naming_it(tmp_path, text, words):
+    import subprocess
+    import sys
+
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    with pytest.raises(KinestreamError) as error:
+        load_config(path)
+    assert words in str(error.value)
+    run = subprocess.run([sys.executable, "-m", "kinestream", "--config", str(path), "assets"], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and words in run.stderr
