@@ -20,7 +20,7 @@ from kinestream.service import Service
 from kinestream.synth import synthesize
 from kinestream.trc import read_trc
 
-from broker import free_port
+from broker import free_port, until
 
 BODY = np.random.default_rng(1).normal([0.0, 1.0, 0.0], 0.2, (25, 3)).astype(np.float32)
 
@@ -121,7 +121,7 @@ def session(tmp_path_factory):
     return synthesize(tmp_path_factory.mktemp("safety"), seconds=5.0, noise_mm=5.0, gaps=2, seed=21)
 
 
-async def serve(config, session, record, feed, expect_out):
+async def serve(config, session, record, feed, expect_in):
     src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     service = Service(config, input_endpoint=src, output_endpoint=out, record=record, mass=session.mass,
                       height=session.height)
@@ -129,9 +129,9 @@ async def serve(config, session, record, feed, expect_out):
     serving = asyncio.create_task(service.run(stop, ready))
     await ready.wait()
     await feed(src, service)
-    deadline = time.monotonic() + 60
-    while service.metrics.frames_out + service.metrics.skipped < expect_out and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    m = service.metrics
+    await until(lambda: m.frames_in >= expect_in and m.frames_out + m.skipped == m.frames_in,
+                lambda: f"every frame answered: {m.frames_in} in, {m.frames_out} out, {m.skipped} skipped")
     stop.set()
     return await serving, service
 
@@ -150,9 +150,13 @@ def test_time_attacks_then_a_real_session_equals_offline(session, tmp_path):
         ctx = zmq.asyncio.Context()
         pub = ctx.socket(zmq.PUB)
         pub.bind(src)
-        while service.metrics.frames_in == 0:  # until the service hears the first frame
+        for _ in range(600):  # until the service hears the first frame (30 s at most)
+            if service.metrics.frames_in:
+                break
             await pub.send_multipart([b"keypoints", frame(1000.0)])
             await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the service heard no frame in 30 s")
         attacks = [frame(2.0 ** 48), frame(2.0 ** 48 + 0.0625), frame(1e300), raw_time_frame(2 ** 63 - 1),
                    frame(1000.0 + 7200.0)]
         attacks += [frame(1000.5 + k / 1000, subject=f"throwaway{k}") for k in range(64)]
@@ -160,14 +164,14 @@ def test_time_attacks_then_a_real_session_equals_offline(session, tmp_path):
         attacks += [frame(1002.0 + k / 60) for k in range(60)]  # ... then 60 Hz
         for payload in attacks:
             await pub.send_multipart([b"keypoints", payload])
-        await asyncio.sleep(0)
+        # every attack taken (77 frames in, the first included; 69 refused) before the socket goes
+        await until(lambda: service.metrics.frames_in >= 77 and sum(service.status()["rejected"].values()) >= 69,
+                    lambda: f"the attacks taken: {service.metrics.frames_in} in, {service.status()['rejected']}")
         pub.close(0)
         ctx.term()
-        while service.metrics.frames_in < 1 + 76 and sum(service.status()["rejected"].values()) < 69:
-            await asyncio.sleep(0.05)
         await replay(table, src, rate=1.0, wait_subscriber=10.0)
 
-    final, service = asyncio.run(serve(load_config(), session, record, feed, 0))
+    final, service = asyncio.run(serve(load_config(), session, record, feed, 77 + table.n_frames))
     rejected = final["rejected"]
     assert rejected["time_implausible"] == 4 and rejected["time_jump"] == 1 and rejected["other_subject"] == 64
     assert final["resets"] == 1  # the trial starting at t = 0 is a new session
