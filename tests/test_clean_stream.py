@@ -400,7 +400,7 @@ def test_cleaner_chains_bridging_and_filtering_with_the_total_delay():
     gappy[40:42, 3] = np.nan
     cleaner = StreamingCleaner(5, 60.0, max_gap_s=0.1, lookahead=2, hold_method="extrapolate", cutoff_hz=6.0)
     assert cleaner.filler.max_hold_frames == 6
-    assert cleaner.delay_ms() == pytest.approx(1000 * 2 / 60 + cleaner.lowpass.delay_ms())
+    assert cleaner.delay_ms() == pytest.approx(1000 * 2 / 60 + cleaner.lowpass.delay_ms(1.0))  # at 1 Hz
 
     got = [cleaner.push(x, k / 60) for k, x in enumerate(gappy)]
     assert got[:2] == [None, None]

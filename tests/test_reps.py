@@ -341,11 +341,13 @@ def test_pipeline_angles_count_exactly_and_depth_is_the_pipelines(known, known_c
             assert max(abs(v) for v in errors[side]) <= PIPELINE_DEPTH_TOL_DEG, (label, side, errors[side])
         # Streaming lags (causal filter, about 70 ms); the bottom is a flat maximum: a few frames either way.
         assert all(-0.1 <= v <= 0.2 for v in errors["bottom_s"]), (label, errors["bottom_s"])
-        # The rep stage adds no error of its own: its peaks are those of the angles it was given.
+        # The rep stage adds no error of its own: its peaks are those of the angles it was given, less what its
+        # 6 Hz smoothing takes off a noisy peak (up to 0.35 deg on the live curve, which the low-lag One Euro
+        # filter leaves less smooth than the Butterworth did).
         for e in events:
             inside = (motion.time >= e.start) & (motion.time <= e.end)
-            assert e.knee_peak_r == pytest.approx(motion.get("knee_angle_r")[inside].max(), abs=0.3)
-            assert e.knee_peak_l == pytest.approx(motion.get("knee_angle_l")[inside].max(), abs=0.3)
+            assert e.knee_peak_r == pytest.approx(motion.get("knee_angle_r")[inside].max(), abs=0.5)
+            assert e.knee_peak_l == pytest.approx(motion.get("knee_angle_l")[inside].max(), abs=0.5)
         # The pipeline puts the hips 3.7 to 5.5 cm lower relative to the knees than the truth (measured, both
         # paths): the fourth squat (truth: hips 4.6 cm above the knees) comes out at parallel (-0.1 cm).
         assert [e.below_parallel for e in events][:3] == BELOW_PARALLEL[:3]

@@ -268,3 +268,18 @@ def test_a_bad_setting_is_one_line_naming_it(tmp_path, text, words):
     run = subprocess.run([sys.executable, "-m", "kinestream", "--config", str(path), "assets"], capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and words in run.stderr
+
+
+def test_the_built_in_defaults_are_the_shipped_file_and_the_schema_knows_every_key():
+    """configs/default.toml and config.DEFAULTS (used where the file is not beside the package) say the same,
+    and every setting either has is known to the schema, and valid."""
+    import tomllib
+
+    from kinestream.config import DEFAULT_CONFIG, DEFAULTS, SCHEMA, validate
+
+    with open(DEFAULT_CONFIG, "rb") as fh:
+        shipped = tomllib.load(fh)
+    assert shipped == DEFAULTS
+    validate(DEFAULTS)
+    optional = {("clean", "reinit_after_frames")}  # no default: derived from the frame rate when unset
+    assert {(s, k) for s in SCHEMA for k in SCHEMA[s]} - {(s, k) for s in DEFAULTS for k in DEFAULTS[s]} == optional

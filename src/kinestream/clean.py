@@ -14,11 +14,15 @@ Pure functions on arrays whose first axis is time:
 
 Streaming stage (one frame at a time, causal, state carried between frames):
 
-- :class:`StreamingLowpass` is the causal Butterworth filter with outlier
-  rejection and re-initialisation after long gaps;
+- :class:`StreamingLowpass` is a causal linear filter as second-order
+  sections (the Butterworth filter, or the settled constant-velocity Kalman
+  filter of :func:`kalman_cv_sos`) with outlier rejection and
+  re-initialisation after long gaps;
+- :class:`OneEuro` is the One Euro filter, whose cutoff rises with speed;
 - :class:`StreamingGapFiller` bridges short gaps by holding, extrapolating,
   or (with a few frames of look-ahead) interpolating;
-- :class:`StreamingCleaner` chains the two for ``(markers, 3)`` frames.
+- :class:`StreamingCleaner` chains them for ``(markers, 3)`` frames
+  (``design``: "one_euro", "kalman" or "butterworth").
 
 A "signal" is one column of the data once every axis after time is
 flattened: for ``(frames, markers, 3)`` the columns are ``m0.x, m0.y, m0.z,
@@ -568,6 +572,112 @@ def _sos_step_matrix(sos: np.ndarray) -> np.ndarray:
     return step
 
 
+def kalman_cv_sos(rate: float, accel: float, noise_m: float) -> np.ndarray:
+    """The steady-state constant-velocity Kalman filter of a position, as second-order sections.
+
+    Model: each coordinate moves at a velocity that changes by white
+    acceleration of standard deviation ``accel`` (m/s^2, the discrete white
+    noise acceleration model), and is measured with white noise of standard
+    deviation ``noise_m`` (m). Its Kalman gain settles within a few frames;
+    with the settled gain the filter is linear and time-invariant, so it runs
+    on the same machinery as the Butterworth filter (steady-state start,
+    missing points, outliers) and needs no per-point covariance. Unlike a
+    low-pass filter it follows a constant velocity without lag; the price is
+    less smoothing of noise at a given responsiveness.
+
+    Returns the sections of the transfer function from a measured position to
+    the filtered one (unit gain at 0 Hz).
+    """
+    from scipy.linalg import solve_discrete_are
+
+    rate = _check_rate(rate)
+    if not (np.isfinite(accel) and accel > 0 and np.isfinite(noise_m) and noise_m > 0):
+        raise KinestreamError(f"Kalman accel {accel!r} m/s^2 and noise {noise_m!r} m are not valid; give both > 0, "
+                              f"e.g. accel 50 and noise 0.005")
+    dt = 1.0 / rate
+    f = np.array([[1.0, dt], [0.0, 1.0]])
+    h = np.array([[1.0, 0.0]])
+    g = np.array([[0.5 * dt * dt], [dt]])
+    q = accel ** 2 * (g @ g.T)
+    r = np.array([[noise_m ** 2]])
+    p = solve_discrete_are(f.T, h.T, q, r)  # the settled prior covariance
+    k = p @ h.T / (h @ p @ h.T + r)[0, 0]
+    a = (np.eye(2) - k @ h) @ f  # state after frame n from state after frame n-1 ...
+    b = k  # ... and measurement n
+    num, den = signal.ss2tf(a, b, h @ a, h @ b)  # output: the filtered position
+    return signal.tf2sos(np.atleast_1d(np.squeeze(num)), den)
+
+
+class OneEuro:
+    """The One Euro filter (Casiez, Roussel and Vogel, CHI 2012) for points, one frame at a time.
+
+    A first-order low-pass whose cutoff rises with speed: ``min_cutoff_hz +
+    beta * speed`` (speed in m/s, the point's 3D speed low-passed at
+    ``d_cutoff_hz``). Still, it smooths hard (jitter); moving, it opens up
+    (little lag). NaN points are output as NaN and their state is held; a
+    point back after more than ``reinit_after_frames`` starts afresh at its
+    new sample. Frames are ``(points, dim)``.
+    """
+
+    def __init__(self, shape, rate: float, min_cutoff_hz: float = 1.0, beta: float = 1.0,
+                 d_cutoff_hz: float = 1.0, reinit_after_frames: int | None = None) -> None:
+        self.shape = _frame_shape(shape)
+        self.rate = _check_rate(rate)
+        for name, value in (("min_cutoff_hz", min_cutoff_hz), ("d_cutoff_hz", d_cutoff_hz)):
+            if not (np.isfinite(value) and 0 < value < self.rate / 2):
+                raise KinestreamError(f"One Euro {name} {value!r} is not valid; give a frequency above 0 and "
+                                      f"below the Nyquist frequency {self.rate / 2:g} Hz")
+        if not (np.isfinite(beta) and beta >= 0):
+            raise KinestreamError(f"One Euro beta {beta!r} is not valid; give a number >= 0 (s/m)")
+        self.min_cutoff_hz, self.beta, self.d_cutoff_hz = float(min_cutoff_hz), float(beta), float(d_cutoff_hz)
+        self.reinit_after_frames = int(round(0.1 * self.rate)) if reinit_after_frames is None else \
+            _check_count("reinit_after_frames", reinit_after_frames, "a number of frames")
+        self._alpha_d = self._alpha(self.d_cutoff_hz)
+        self.reset()
+
+    def _alpha(self, cutoff):
+        return 1.0 / (1.0 + self.rate / (2.0 * np.pi * cutoff))
+
+    def reset(self) -> None:
+        points = self.shape[0]
+        self._x = np.full(self.shape, np.nan)
+        self._dx = np.zeros(self.shape)
+        self._seen = np.full(points, _NEVER, dtype=np.int64)
+        self.frame = 0
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float).reshape(self.shape)
+        k = self.frame
+        self.frame += 1
+        finite = np.isfinite(x).all(axis=1)
+        fresh = finite & (k - self._seen > self.reinit_after_frames + 1)
+        self._x[fresh] = x[fresh]
+        self._dx[fresh] = 0.0
+        go = finite & ~fresh
+        if go.any():
+            dx = (x[go] - self._x[go]) * self.rate
+            self._dx[go] += self._alpha_d * (dx - self._dx[go])
+            speed = np.linalg.norm(self._dx[go], axis=1)
+            alpha = self._alpha(self.min_cutoff_hz + self.beta * speed)[:, None]
+            self._x[go] += alpha * (x[go] - self._x[go])
+        self._seen[finite] = k
+        out = self._x.copy()
+        out[~finite] = np.nan
+        return out
+
+    def delay_ms(self, speed: float = 0.5) -> float:
+        """The delay (ms) of a point moving at ``speed`` m/s: a first-order filter's at the cutoff that speed opens.
+
+        0.5 m/s is a keypoint's pace in a squat; still (speed 0) the delay is
+        the most, at ``min_cutoff_hz``, where there is no movement to lag.
+        """
+        alpha = self._alpha(self.min_cutoff_hz + self.beta * float(speed))
+        return float(1000.0 * (1.0 - alpha) / alpha / self.rate)
+
+
+DESIGNS = ("butterworth", "kalman", "one_euro")  # the streaming filter's designs ([clean] streaming_filter)
+
+
 class StreamingLowpass:
     """Causal low-pass Butterworth filter fed one frame at a time.
 
@@ -643,10 +753,12 @@ class StreamingLowpass:
     """
 
     def __init__(self, shape, rate: float, cutoff_hz: float, order: int = 4, *, max_jump: float | None = 0.5,
-                 max_outlier_frames: int = 5, reinit_after_frames: int | None = None) -> None:
+                 max_outlier_frames: int = 5, reinit_after_frames: int | None = None,
+                 sos: np.ndarray | None = None) -> None:
         self.shape = _frame_shape(shape)
         self.rate = _check_rate(rate)
-        self.sos = butter_sos(order, cutoff_hz, self.rate)
+        # another linear design (kalman_cv_sos) may replace the Butterworth one; it must pass 0 Hz unchanged
+        self.sos = butter_sos(order, cutoff_hz, self.rate) if sos is None else np.atleast_2d(np.asarray(sos, float))
         self.cutoff_hz = float(cutoff_hz)
         self.order = int(order)
         if max_jump is not None:
@@ -1046,7 +1158,7 @@ class StreamingGapFiller:
 
 
 class StreamingCleaner:
-    """The streaming clean stage: gap bridging, then the causal low-pass filter.
+    """The streaming clean stage: gap bridging, then the low-lag filter (``design``).
 
     Frames of ``(n_markers, 3)`` go through :class:`StreamingGapFiller`
     then :class:`StreamingLowpass`; a marker the filter rejects as an
@@ -1087,8 +1199,13 @@ class StreamingCleaner:
     def __init__(self, n_markers: int, rate: float, *, max_gap_s: float = 0.2, lookahead: int = 0,
                  hold_method: str = "hold", cutoff_hz: float = 6.0, order: int = 4,
                  max_jump: float | None = 0.5, max_outlier_frames: int = 5,
-                 reinit_after_frames: int | None = None) -> None:
+                 reinit_after_frames: int | None = None, design: str = "butterworth", kalman_accel: float = 50.0,
+                 kalman_noise_m: float = 0.005, one_euro_min_cutoff_hz: float = 1.0,
+                 one_euro_beta: float = 1.0) -> None:
         rate = _check_rate(rate)
+        if design not in DESIGNS:
+            raise KinestreamError(f"streaming filter {design!r} is not known; give one of {', '.join(DESIGNS)}")
+        self.design = design
         try:
             gap = float(max_gap_s)
         except (TypeError, ValueError):
@@ -1097,9 +1214,14 @@ class StreamingCleaner:
             raise KinestreamError(f"max_gap_s {max_gap_s!r} is not valid; give a duration in seconds >= 0")
         self.filler = StreamingGapFiller(n_markers, rate, int(np.floor(gap * rate + 1e-9)), lookahead,
                                          hold_method)
+        sos = {"kalman": lambda: kalman_cv_sos(rate, kalman_accel, kalman_noise_m),
+               "one_euro": lambda: np.array([[1.0, 0, 0, 1.0, 0, 0]]),  # outliers and gaps only; One Euro after
+               }.get(design, lambda: None)()
         self.lowpass = StreamingLowpass((self.filler.n_markers, 3), rate, cutoff_hz, order, max_jump=max_jump,
                                         max_outlier_frames=max_outlier_frames,
-                                        reinit_after_frames=reinit_after_frames)
+                                        reinit_after_frames=reinit_after_frames, sos=sos)
+        self.smoother = OneEuro((self.filler.n_markers, 3), rate, one_euro_min_cutoff_hz, one_euro_beta,
+                                reinit_after_frames=reinit_after_frames) if design == "one_euro" else None
         self.rate = rate
         self._last = np.full((self.filler.n_markers, 3), np.nan)
         self.n_outliers_bridged = 0
@@ -1123,11 +1245,29 @@ class StreamingCleaner:
                    lookahead=clean.get("lookahead_frames", 0), hold_method=clean.get("hold_method", "hold"),
                    cutoff_hz=cutoff, order=clean.get("filter_order", 4), max_jump=clean.get("max_jump_m", 0.5),
                    max_outlier_frames=clean.get("max_outlier_frames", 5),
-                   reinit_after_frames=clean.get("reinit_after_frames"))
+                   reinit_after_frames=clean.get("reinit_after_frames"),
+                   design=clean.get("streaming_filter", "butterworth"),
+                   kalman_accel=clean.get("kalman_accel", 1.0), kalman_noise_m=clean.get("kalman_noise_m", 0.005),
+                   one_euro_min_cutoff_hz=clean.get("one_euro_min_cutoff_hz", 1.0),
+                   one_euro_beta=clean.get("one_euro_beta", 20.0))
 
-    def delay_ms(self, freq_hz: float | None = None) -> float:
-        """Total delay in ms: look-ahead plus the filter's group delay at ``freq_hz`` (default 0 Hz)."""
-        return self.filler.delay_ms() + self.lowpass.delay_ms(freq_hz)
+    def delay_ms(self, freq_hz: float | None = 1.0) -> float:
+        """Total delay in ms: look-ahead plus the filter's group delay at ``freq_hz``.
+
+        The default, 1 Hz, is the pace of a squat or a stride: a Kalman filter
+        has no delay at 0 Hz (nor on any steady movement), so 0 Hz would say
+        nothing. The One Euro filter's is that of a keypoint moving at 0.5 m/s.
+        """
+        delay = self.filler.delay_ms() + self.lowpass.delay_ms(freq_hz)
+        return delay + (self.smoother.delay_ms() if self.smoother is not None else 0.0)
+
+    def describe(self) -> str:
+        """The filter in words, for notes and logs."""
+        if self.design == "kalman":
+            return "constant-velocity Kalman filter"
+        if self.design == "one_euro":
+            return f"One Euro filter ({self.smoother.min_cutoff_hz:g} Hz, beta {self.smoother.beta:g})"
+        return f"causal Butterworth low-pass {self.lowpass.cutoff_hz:g} Hz, order {self.lowpass.order}"
 
     def counts(self) -> dict[str, int]:
         """The counters of both steps, by name."""
@@ -1139,6 +1279,8 @@ class StreamingCleaner:
         """Forget every marker, the buffered frames and the counters."""
         self.filler.reset()
         self.lowpass.reset()
+        if self.smoother is not None:
+            self.smoother.reset()
         self._last[:] = np.nan
         self.n_outliers_bridged = 0
 
@@ -1162,8 +1304,12 @@ class StreamingCleaner:
         got = self.filler.push(xyz, t)
         if got is None:
             return None
-        return self._bridge(got[0], self.lowpass.push(got[0])), got[1]
+        return self._bridge(got[0], self._filter(got[0])), got[1]
+
+    def _filter(self, x: np.ndarray) -> np.ndarray:
+        y = self.lowpass.push(x)
+        return y if self.smoother is None else self.smoother.push(y)
 
     def flush(self) -> list[tuple[np.ndarray, float]]:
         """Clean and give back the frames still in the look-ahead buffer."""
-        return [(self._bridge(x, self.lowpass.push(x)), t) for x, t in self.filler.flush()]
+        return [(self._bridge(x, self._filter(x)), t) for x, t in self.filler.flush()]

@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: out/TRIAL)")
     p.add_argument("--truth", help="true coordinates .mot (from synth): plotted dashed, RMS errors printed")
     p.add_argument("--streaming", action="store_true",
-                   help="run the live service's frame-by-frame cores (causal filter, stateful augmenter, "
+                   help="run the live service's frame-by-frame cores (low-lag filter, stateful augmenter, "
                         "frame-wise IK) instead of the offline ones")
     p.add_argument("--model", help="an already scaled .osim: skip the scale step")
     _solver_arg(p)

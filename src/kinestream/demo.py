@@ -78,8 +78,8 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
     lat = final["latency_ms"]
     print(f"frames sent {sent}, in {final['frames_in']}, out {final['frames_out']}, skipped {final['skipped']}, "
           f"rejected {sum(final['rejected'].values())}, IK failures {final['ik_failures']}")
-    print(f"service latency p50/p95/p99: {lat['p50']}/{lat['p95']}/{lat['p99']} ms; causal filter delay "
-          f"{final['filter_delay_ms']} ms")
+    print(f"service latency p50/p95/p99: {lat['p50']}/{lat['p95']}/{lat['p99']} ms; filter delay "
+          f"{final['filter_delay_ms']} ms (moving at 0.5 m/s)")
     print("RMS error vs truth (deg, live, including the filter delay): "
           + ", ".join(f"{n} {e:.1f}" for n, e in errors.items()))
     peak = {n: float(np.nanmax(motion.get(n))) for n in ("knee_angle_r", "hip_flexion_r") if n in motion}

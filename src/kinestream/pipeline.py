@@ -301,8 +301,8 @@ def stream_augment(table: MarkerTable, height: float, mass: float, assets: Asset
     for out in processor.flush():
         take(out)
     counts = processor.cleaner.counts()
-    notes = [f"streaming clean: causal low-pass {processor.cleaner.lowpass.cutoff_hz:g} Hz, delay "
-             f"{processor.delay_ms():.0f} ms; {counts['bridged']} marker-frames bridged, {counts['outliers']} "
+    notes = [f"streaming clean: {processor.cleaner.describe()}, delay {processor.delay_ms():.0f} ms at 1 Hz; "
+             f"{counts['bridged']} marker-frames bridged, {counts['outliers']} "
              f"outliers, {counts['missing']} missing",
              f"streaming augmenter: {processor.augmenter.resets} state resets"]
     return MarkerTable(columns, xyz, table.time.copy(), table.rate, dict(table.meta)), notes

@@ -93,9 +93,10 @@ class Metrics:
         reps = ""
         if status.get("reps"):
             reps = f"  reps {status['reps']}, last {status['last_rep_depth_deg']} deg"
+        lag = f" + filter {status['filter_delay_ms']:.0f}" if status.get("filter_delay_ms") is not None else ""
         return (f"{status['rate_hz']:5.1f} Hz  in {status['frames_in']} out {status['frames_out']} skipped "
                 f"{status['skipped']} rejected {sum(status['rejected'].values())}  latency p50/p95/p99 "
-                f"{lat['p50']}/{lat['p95']}/{lat['p99']} ms  {angles}{reps}")
+                f"{lat['p50']}/{lat['p95']}/{lat['p99']}{lag} ms  {angles}{reps}")
 
 
 # ---------------------------------------------------------------- the asyncio shell
