@@ -523,19 +523,23 @@ class Service:
 
     # -- tasks
 
-    async def _receive(self, stop: asyncio.Event) -> None:
-        """Take what ZeroMQ holds (each frame decoded, cleaned and augmented), then solve the waiting frames."""
+    async def _take_held(self) -> None:
+        """Take what ZeroMQ holds now (at most MAX_BATCH messages): each frame decoded, cleaned and augmented."""
         import zmq
 
+        for _ in range(self.MAX_BATCH):
+            try:
+                parts = await self.sub.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._take(parts, time.time_ns())
+
+    async def _receive(self, stop: asyncio.Event) -> None:
+        """Take what ZeroMQ holds, then solve the waiting frames; again as frames come."""
         while not stop.is_set():
             if not await self.sub.poll(100):
                 continue
-            for _ in range(self.MAX_BATCH):
-                try:
-                    parts = await self.sub.recv_multipart(flags=zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                self._take(parts, time.time_ns())
+            await self._take_held()
             self._solve_waiting()
             await asyncio.sleep(0)  # let the status, MQTT and monitor tasks run between batches
 
@@ -575,14 +579,7 @@ class Service:
     async def _drain(self) -> None:
         """Finish what is in flight: the frames ZeroMQ has already received, the cleaner's look-ahead and every
         waiting frame, none skipped."""
-        import zmq
-
-        for _ in range(self.MAX_BATCH):
-            try:
-                parts = await self.sub.recv_multipart(flags=zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            self._take(parts, time.time_ns())
+        await self._take_held()
         for out in self.processor.flush():
             if self._meta:
                 self._forward(*out)
