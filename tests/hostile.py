@@ -3,7 +3,7 @@
     for parts, expect in hostile_messages(seed=1, n=100_000, pose=xyz, t0=1000.0, tally=tally):
         ...  # parts: the ZeroMQ multipart message; expect: a rejection reason, "accepted" or "restart"
 
-The labels come from the protocol's rules as DESIGN.md states them, not from
+The labels come from the protocol's rules as docs/protocol.md states them, not from
 running the decoder: a message is built to break one rule, so the reason it
 must be rejected for is known when it is made. The rules of time are kept by
 :class:`Clock`, a model of the served subject's clock written from those

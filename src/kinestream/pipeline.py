@@ -118,6 +118,7 @@ class ProcessResult:
     plot: Path | None
     motion: Motion
     messages: list[str] = field(default_factory=list)
+    model_given: bool = False  # scaled_model was given (process --model), read, not written
 
     def summary(self) -> str:
         m = self.motion
@@ -126,7 +127,8 @@ class ProcessResult:
         lines.append(f"IK marker error: mean {np.nanmean(rmse):.1f} mm RMS, worst frame {np.nanmax(rmse):.1f} mm")
         lines.append("peak flexion (deg): " + ", ".join(
             f"{n} {peak(m, n):.1f}" for n in ("hip_flexion_r", "hip_flexion_l", "knee_angle_r", "knee_angle_l")))
-        lines += [f"wrote {p}" for p in (self.augmented_trc, self.scaled_model, self.mot, self.plot) if p]
+        written = (self.augmented_trc, None if self.model_given else self.scaled_model, self.mot, self.plot)
+        lines += [f"wrote {p}" for p in written if p]
         return "\n".join(lines)
 
 
@@ -424,4 +426,4 @@ def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, 
     if truth is not None:
         messages.append("RMS error vs truth (deg): " + ", ".join(
             f"{n} {e:.1f}" for n, e in compare(solved, truth).items()))
-    return ProcessResult(augmented_trc, scaled_model, mot, png, solved, messages)
+    return ProcessResult(augmented_trc, scaled_model, mot, png, solved, messages, model_given=model is not None)

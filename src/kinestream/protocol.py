@@ -1,7 +1,7 @@
 """Wire protocol version 1: keypoint frames in, joint angles and status out.
 
 Every message is ZeroMQ multipart ``[topic, payload]`` with a msgpack map as
-payload (see DESIGN.md, "Wire protocol (version 1)"). This module is pure:
+payload (docs/protocol.md is the reference). This module is pure:
 bytes in, objects out, no sockets.
 
 Keypoints (topic ``keypoints``)::
@@ -441,7 +441,8 @@ def decode_angles(payload: bytes, max_bytes: int = 1 << 20) -> dict:
     return msg
 
 
-def _is_translation(coord: str) -> bool:
+def is_translation(coord: str) -> bool:
+    """Whether an OpenSim coordinate is a translation (metres), by OpenSim's naming (pelvis_tx, ...)."""
     return coord.endswith(("_tx", "_ty", "_tz"))
 
 
@@ -460,7 +461,7 @@ def angles_json(seq: int, t: float, coords: list[str], q) -> str:
         if not math.isfinite(value):
             angles[name] = None
         else:
-            angles[name] = round(value, 4 if _is_translation(name) else 2) + 0.0  # + 0.0: no "-0.0"
+            angles[name] = round(value, 4 if is_translation(name) else 2) + 0.0  # + 0.0: no "-0.0"
     return json.dumps({"t": round(float(t), 6), "seq": int(seq), "angles": angles}, separators=(",", ":"),
                       allow_nan=False)
 

@@ -391,11 +391,6 @@ class _Recorder:
             self._error = exc
             self._refuse()
 
-    def flush_if_due(self) -> None:
-        """Flush when ``flush_interval_s`` has passed (for ``background=False`` owners with idle time)."""
-        if time.monotonic() - self._last_flush >= self.flush_interval_s:
-            self.flush()
-
     def close(self) -> None:
         """Write the remaining rows and the final row count, and close the file. Safe to call twice."""
         if self._closed:

@@ -64,6 +64,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import KinestreamError
+from .protocol import is_translation
 from .mot import Motion
 
 KNEES = ("knee_angle_r", "knee_angle_l")
@@ -574,8 +575,7 @@ class CentresFromModel:
     ``model``: a path to an .osim file or an OpenSim model (a state of its
     own is made either way). ``frame(coords, q)`` poses the model from values
     in degrees (rotations) and metres; names the model lacks are ignored.
-    ``from_state(state)`` reads a state of the same model posed elsewhere
-    (e.g. by an IK solver).
+    A state posed elsewhere (by an IK solver) is read by :func:`centres_from_state`.
     """
 
     def __init__(self, model):
@@ -589,10 +589,6 @@ class CentresFromModel:
         self._coords = {cs.get(i).getName(): cs.get(i) for i in range(cs.getSize())}
         self._rotational = {n: c.getMotionType() == osim.Coordinate.Rotational for n, c in self._coords.items()}
         self._plan: tuple[tuple[str, ...], list] | None = None
-
-    def from_state(self, state) -> dict[str, np.ndarray]:
-        self.model.realizePosition(state)
-        return _centres(self._bodies, state, self._y)
 
     def frame(self, coords: list[str], q, in_degrees: bool = True) -> dict[str, np.ndarray]:
         """Centres with the model posed at ``q`` (ordered as ``coords``); all NaN if a used value is not finite."""
@@ -634,7 +630,8 @@ def joint_centres(model_path, motion: Motion) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------- offline
 
 def _translation(name: str) -> bool:
-    return name.endswith(("_tx", "_ty", "_tz")) or name == "rmse_mm"
+    """Metres, not degrees: the model's translations and the IK error column."""
+    return is_translation(name) or name == "rmse_mm"
 
 
 def detect_reps(motion: Motion, centres: dict | None = None,

@@ -32,7 +32,8 @@ import numpy as np
 
 from .errors import KinestreamError
 from .pipeline import FrameProcessor
-from .protocol import FrameDecoder, Rejected, angles_json, encode_angles, encode_status
+from .protocol import (TOPIC_ANGLES, TOPIC_KEYPOINTS, TOPIC_REPS, TOPIC_STATUS, FrameDecoder, Rejected, angles_json,
+                       encode_angles, encode_status)
 
 log = logging.getLogger("kinestream.service")
 
@@ -385,7 +386,7 @@ class Service:
 
     def _take(self, parts: list, recv_ns: int) -> None:
         """One multipart message from the SUB socket: ``[b"keypoints", payload]``, or a rejected envelope."""
-        if len(parts) != 2 or parts[0] != b"keypoints":
+        if len(parts) != 2 or parts[0] != TOPIC_KEYPOINTS:
             self._reject("bad_envelope", f"{len(parts)} parts")
             return
         self.handle(parts[1], recv_ns)
@@ -475,7 +476,7 @@ class Service:
         payload = encode_angles(item.seq, item.t, self.coords, q, rmse_mm=rmse, latency_ms=latency_ms,
                                 sent_ns=item.sent_ns, subject=self.subject)
         try:
-            self.pub.send_multipart([b"angles", payload], copy=False)
+            self.pub.send_multipart([TOPIC_ANGLES, payload], copy=False)
         except Exception as exc:  # a full or closed socket must not stop the service
             self._reject("publish_error", str(exc))
         if self.mqtt is not None:
@@ -511,7 +512,7 @@ class Service:
         msg = reps_message(event.to_dict(), summary, subject=self.subject, sent_ns=item.sent_ns,
                            latency_ms=(time.time_ns() - item.recv_ns) / 1e6)
         try:
-            self.pub.send_multipart([b"reps", encode_reps(msg)], copy=False)
+            self.pub.send_multipart([TOPIC_REPS, encode_reps(msg)], copy=False)
         except Exception as exc:
             self._reject("publish_error", str(exc))
         if self.mqtt is not None:
@@ -551,7 +552,7 @@ class Service:
                 pass
             snap = self.status()
             try:
-                self.pub.send_multipart([b"status", encode_status(snap)])
+                self.pub.send_multipart([TOPIC_STATUS, encode_status(snap)])
             except Exception:
                 pass
             if self.mqtt is not None:
@@ -567,6 +568,8 @@ class Service:
     def status(self) -> dict:
         snap = self.metrics.snapshot()
         snap["rejected"] = {**self.decoder.counts, **self.metrics.rejected}
+        snap["missed_frames"] = self.decoder.missed  # numbered by the source, never received (seq gaps)
+        snap["clock_resets"] = self.decoder.clock_resets
         snap["subject"] = self.subject
         snap["healthy"] = self.healthy
         snap["tasks"] = dict(self.health)  # a task that died and what became of it
