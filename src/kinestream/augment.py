@@ -36,6 +36,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from .clean import runs_of
 from .errors import KinestreamError
 from .ingest import DERIVED, canonical
 from .trc import MarkerTable
@@ -132,12 +133,6 @@ def check_subject(height: float, mass: float) -> None:
         raise KinestreamError(f"mass {mass} kg is not valid; give the subject's mass in kilograms (10 to 300)")
 
 
-def finite_segments(ok: np.ndarray) -> list[tuple[int, int]]:
-    """Start/stop indices of the runs of True in a boolean vector."""
-    edges = np.diff(np.concatenate([[0], ok.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
-
-
 class Augmenter:
     """The lower- and upper-body augmenter models, run with onnxruntime.
 
@@ -197,7 +192,7 @@ class Augmenter:
             feats = np.stack([table.get(n) for n in part.features], axis=1)
             ok = np.isfinite(feats).all(axis=(1, 2)) & np.isfinite(ref).all(axis=1)
             markers = np.full((table.n_frames, len(part.markers), 3), np.nan)
-            for start, stop in finite_segments(ok):
+            for start, stop in runs_of(ok):
                 x = normalise(feats[start:stop], ref[start:stop], height, mass, part.mean, part.std)
                 y = self.run_part(part, x)
                 markers[start:stop] = denormalise(y, ref[start:stop], height)
@@ -237,7 +232,7 @@ def augment_table(table: MarkerTable, augmenter: Augmenter, height: float, mass:
     if apply_floor_offset:
         offset = floor_offset(out.xyz)
         out.xyz[..., 1] += offset
-    segs = len(finite_segments(~missing))
+    segs = len(runs_of(~missing))
     return out, AugmentReport(table.n_frames, int(missing.sum()), segs, offset)
 
 

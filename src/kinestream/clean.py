@@ -53,8 +53,8 @@ def _check_rate(rate: float) -> float:
     return rate
 
 
-def _runs(mask: np.ndarray) -> np.ndarray:
-    """Start (inclusive) and stop (exclusive) of each run of True, shape (runs, 2)."""
+def runs_of(mask: np.ndarray) -> np.ndarray:
+    """Start (inclusive) and stop (exclusive) of each run of True in a boolean vector, shape (runs, 2)."""
     edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
     return np.column_stack((np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
 
@@ -179,7 +179,7 @@ def fill_gaps(xyz: np.ndarray, rate: float, max_gap_s: float = 0.2,
     for marker in np.flatnonzero(~present_all.all(axis=0)):
         present = present_all[:, marker]
         todo = []
-        for start, stop in _runs(~present):
+        for start, stop in runs_of(~present):
             length = int(stop - start)
             if start > 0 and stop < n_frames and length <= max_frames:
                 todo.append(np.arange(start, stop))
@@ -302,7 +302,7 @@ def lowpass(xyz: np.ndarray, rate: float, cutoff_hz: float, order: int = 4) -> n
     flat = data.reshape(data.shape[0], -1)  # a view: (frames, signals)
     finite = np.isfinite(flat)
     pad = _padlen(sos)
-    runs = [_runs(finite[:, j]) for j in range(flat.shape[1])]
+    runs = [runs_of(finite[:, j]) for j in range(flat.shape[1])]
     longest = max((int((r[:, 1] - r[:, 0]).max()) for r in runs if len(r)), default=0)
     if longest <= pad:
         raise KinestreamError(
