@@ -81,7 +81,7 @@ async def calibrate(config: dict, *, input_endpoint: str, mass: float, height: f
     from .augment import check_subject, floor_offset
     from .protocol import FrameDecoder, Rejected
     from .scale import scale_model
-    from .service import FrameProcessor
+    from .pipeline import FrameProcessor
     from .transport import Access, open_input
 
     check_subject(height, mass)

@@ -157,18 +157,6 @@ def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="kinestream: %(message)s", stream=sys.stderr)
 
 
-def _status_printer():
-    tty = sys.stderr.isatty()
-
-    def show(line: str) -> None:
-        if tty:
-            print("\r" + line[:160].ljust(160), end="", file=sys.stderr, flush=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    return show
-
-
 def _solver_arg(p: argparse.ArgumentParser) -> None:
     from .solve import SOLVERS
 
@@ -183,6 +171,7 @@ def _service_args(p: argparse.ArgumentParser) -> None:
 async def _serve(args, config, say=_log):
     from .calibrate import calibrate
     from .service import Service
+    from .terminal import status_printer
 
     svc = config["service"]
     model = args.model
@@ -193,7 +182,7 @@ async def _serve(args, config, say=_log):
                                 out_model=out, say=say)
     service = Service(config, input_endpoint=args.input or svc["input"], output_endpoint=args.output or svc["output"],
                       mqtt=args.mqtt or config["mqtt"].get("broker") or None, record=args.record, model=model,
-                      mass=args.mass, height=args.height, status_out=_status_printer())
+                      mass=args.mass, height=args.height, status_out=status_printer())
     final = await service.run()
     print(file=sys.stderr)
     return service, final

@@ -31,7 +31,7 @@ def run_demo(config: dict, out: Path, seconds: float = 12.0, rate: float = 1.0) 
 
 async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
     from .calibrate import calibrate
-    from .cli import _status_printer
+    from .terminal import status_printer
     from .mot import read_mot
     from .pipeline import compare
     from .plots import plot_angles
@@ -57,7 +57,7 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
     # the session, live
     record = out / "session.mot"
     service = Service(config, input_endpoint=endpoint, output_endpoint=config["service"]["output"], record=record,
-                      model=model, status_out=_status_printer())
+                      model=model, status_out=status_printer())
     stop, ready = asyncio.Event(), asyncio.Event()
     serving = asyncio.create_task(service.run(stop, ready))
     await ready.wait()
