@@ -1,10 +1,14 @@
 """The README's main job, `kinestream demo`, end to end: calibrate, serve, record, count reps."""
 
+import pytest
+
 from kinestream.config import load_config
 from kinestream.demo import run_demo
 from kinestream.mot import read_mot
 
 from broker import free_port
+
+pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
 
 
 def test_demo_calibrates_serves_records_and_counts_every_squat(tmp_path, capsys):

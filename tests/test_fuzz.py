@@ -37,6 +37,8 @@ from kinestream.trc import read_trc, write_trc
 from hostile import ACCEPTED, RESTART, TRANSPORT_LIMIT, Hostile, Tally, hostile_messages
 from served import Served
 
+pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
+
 MESSAGES = 100_000
 # Memory the service may gain over the flood. Its queues are bounded: 1000
 # messages in ZeroMQ's receive queue, caches of 16 name lists and 64 subject

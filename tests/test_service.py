@@ -19,6 +19,8 @@ from kinestream.trc import read_trc
 
 from broker import Broker, free_port, until
 
+pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
+
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):

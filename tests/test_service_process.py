@@ -14,6 +14,8 @@ from kinestream.trc import read_trc
 from broker import Broker, free_port, wait_until
 from served import Served, feed
 
+pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
+
 
 @pytest.fixture(scope="module")
 def trial(tmp_path_factory):

@@ -8,8 +8,12 @@ import asyncio
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import soak  # noqa: E402  (scripts/soak.py)
+
+pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
 
 # The bound on memory growth after the 20 s warm-up. Keeping one frame's data
 # (keypoints, markers and angles, ~2 kB) for every frame would add 60 Hz x 40 s
