@@ -79,7 +79,7 @@ async def calibrate(config: dict, *, input_endpoint: str, mass: float, height: f
 
     from .assets import get_assets
     from .augment import check_subject, floor_offset
-    from .protocol import FrameDecoder, Rejected
+    from .protocol import TOPIC_KEYPOINTS, FrameDecoder, Rejected
     from .scale import scale_model
     from .pipeline import FrameProcessor
     from .transport import Access, open_input
@@ -118,7 +118,7 @@ async def calibrate(config: dict, *, input_endpoint: str, mass: float, height: f
                     last_say = time.monotonic()
                 continue
             parts = await sub.recv_multipart()
-            if len(parts) != 2 or parts[0] != b"keypoints":
+            if len(parts) != 2 or parts[0] != TOPIC_KEYPOINTS:
                 continue
             try:
                 frame = decoder.decode(parts[1])

@@ -108,15 +108,22 @@ class FastIK:
                 raise KinestreamError(f"coordinate {coord.getName()} is not one Simbody q; use ik.solver = "
                                       f"\"opensim\" for this model")
             self.qindex[i] = moved[0]
+        # per Simbody q: bounds (clamped coordinates), locked, rotational, and whether it places the whole body
         self.lower = np.full(self.nq, -np.inf)
         self.upper = np.full(self.nq, np.inf)
-        self.free = np.ones(self.nq, dtype=bool)
+        self._locked = np.zeros(self.nq, dtype=bool)
+        rotational = np.zeros(self.nq, dtype=bool)
+        self._root = np.zeros(self.nq, dtype=bool)
+        ground = model.getGround().getName()
         for i in range(cs.getSize()):
             coord, k = cs.get(i), self.qindex[i]
             if coord.getLocked(s):
-                self.free[k] = False
+                self._locked[k] = True
             elif coord.getClamped(s):
                 self.lower[k], self.upper[k] = coord.getRangeMin(), coord.getRangeMax()
+            rotational[k] = coord.getMotionType() == osim.Coordinate.Rotational
+            self._root[k] = coord.getJoint().getParentFrame().findBaseFrame().getName() == ground
+        self._wrappable = rotational & np.isinf(self.lower) & ~self._locked
         # coordinate tasks (off by default): rows sqrt(w) (q - value) of the same objective
         tasks = [(self.qindex[cs.getIndex(name)], weight,
                   cs.get(name).getDefaultValue() if value is None else value)
@@ -126,15 +133,6 @@ class FastIK:
         self._task_value = np.array([t[2] for t in tasks], dtype=float)
         self._task_rows = np.zeros((len(tasks), self.nq))
         self._task_rows[np.arange(len(tasks)), self._task_index] = self._task_sqrtw
-        rotational = np.zeros(self.nq, dtype=bool)
-        for i in range(cs.getSize()):
-            rotational[self.qindex[i]] = cs.get(i).getMotionType() == osim.Coordinate.Rotational
-        self._wrappable = rotational & np.isinf(self.lower) & self.free
-        self._locked = ~self.free
-        self._root = np.zeros(self.nq, dtype=bool)  # the coordinates that place the whole body in ground
-        for i in range(cs.getSize()):
-            parent = cs.get(i).getJoint().getParentFrame().findBaseFrame().getName()
-            self._root[self.qindex[i]] = parent == model.getGround().getName()
         self.neutral = q_neutral
         self._at = None  # (q, marker positions) of the realized state
         self._lam = 1e-6
@@ -162,13 +160,13 @@ class FastIK:
     def _check_jacobian(self) -> None:
         """Simbody's station Jacobian is with respect to speeds u; it is dx/dq only where qdot = u."""
         q = self.neutral.copy()
-        q[self.free] += 0.1  # a pose off any symmetry
+        q[~self._locked] += 0.1  # a pose off any symmetry
         q = np.clip(q, self.lower, self.upper)
         self._set(q)
         jac = self.jacobian()
         h = 1e-6
         worst = 0.0
-        for k in np.flatnonzero(self.free):
+        for k in np.flatnonzero(~self._locked):
             plus, minus = q.copy(), q.copy()
             plus[k] += h
             minus[k] -= h
@@ -200,11 +198,19 @@ class FastIK:
             self._at[2] = self.jacobian()
         return self._at[2]
 
+    def _observations(self, xyz) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(markers present, observations with zeros for the absent, sqrt of each marker's share of the weight)."""
+        xyz = np.asarray(xyz, dtype=float)
+        present = np.isfinite(xyz).all(axis=1)
+        if not present.any():
+            raise ValueError("no marker is present")
+        sqrtw = np.sqrt(np.where(present, self.weights, 0.0) / self.weights[present].sum())
+        return present, np.where(present[:, None], xyz, 0.0), sqrtw
+
     def cost(self, q: np.ndarray, xyz: np.ndarray) -> float:
         """OpenSim's IK goal F(q) for observations ``xyz`` (markers, 3; NaN rows left out)."""
-        present = np.isfinite(xyz).all(axis=1)
-        sqrtw = np.sqrt(np.where(present, self.weights, 0.0) / self.weights[present].sum())
-        r, _ = self._residual(np.asarray(q, dtype=float), np.where(present[:, None], xyz, 0.0), sqrtw)
+        _, obs, sqrtw = self._observations(xyz)
+        r, _ = self._residual(np.asarray(q, dtype=float), obs, sqrtw)
         return 0.5 * float(r @ r)
 
     def _update_curvature(self, s: np.ndarray, grad: np.ndarray, grad_before: np.ndarray, jac_before: np.ndarray,
@@ -341,12 +347,7 @@ class FastIK:
         ``xyz``: observed marker positions (markers, 3) in the order of ``names``,
         NaN rows for missing markers. Raises ValueError when no marker is present.
         """
-        xyz = np.asarray(xyz, dtype=float)
-        present = np.isfinite(xyz).all(axis=1)
-        if not present.any():
-            raise ValueError("no marker is present")
-        sqrtw = np.sqrt(np.where(present, self.weights, 0.0) / self.weights[present].sum())
-        obs = np.where(present[:, None], xyz, 0.0)
+        present, obs, sqrtw = self._observations(xyz)
         rows = np.repeat(sqrtw, 3)[:, None]
         q = np.clip(self.neutral if q0 is None else np.asarray(q0, dtype=float), self.lower, self.upper)
         q = np.where(self._locked, self.neutral, q)
@@ -357,11 +358,7 @@ class FastIK:
             self._curvature[:] = 0.0  # what was learnt with the joints held does not hold for the rest
         q, r, diff, cost, more, converged = self._minimise(q, obs, sqrtw, rows, self._locked)
         iterations += more
-        wrapped = self.wrap(q)
-        if wrapped is not q:  # same marker positions, so the same cost
-            q, self._at = wrapped, (wrapped.copy(), self._at[1]) if self._at is not None else None
-            self._at = None
-        if self._at is None or not np.array_equal(q, self._at[0]):
-            self._residual(q, obs, sqrtw)  # the state ends at the solution
+        q = self.wrap(q)  # a whole turn less: the same marker positions, so the same cost
+        self._residual(q, obs, sqrtw)  # the state ends at the solution (at once when it is there already)
         errors = np.where(present, np.linalg.norm(diff, axis=1), np.nan)
         return FastFit(q, cost, errors, iterations, converged)

@@ -244,7 +244,7 @@ class FrameProcessor:
         """(t, cleaned keypoints (20, 3), markers (43, 3)) of the frame the cleaner releases, or None."""
         self._check_rate(t)
         arranged = self._arrange(names, xyz)
-        if not self._times or len(self._times) == 1:
+        if len(self._times) == 1:  # the session's first frame (_check_rate has counted it)
             self._first = (arranged, t)
         got = self.cleaner.push(arranged, t)
         return None if got is None else self._augment(*got)

@@ -373,8 +373,6 @@ class Service:
         recorded = [r.last_time for r in (self.mot, self.trc) if r is not None and r.last_time is not None]
         if recorded:  # recordings go on in time after the restart, from their own last row
             self._record_offset = max(recorded) + 1.0 / self.rate - new_t
-        elif self._last_t is not None:
-            self._record_offset += self._last_t + 1.0 / self.rate - new_t
         self._last_t = None
         self.metrics.resets += 1
 

@@ -249,6 +249,15 @@ def make_fast(model, setup: IKSetup, names: list[str], state=None):
         return None, f"OpenSim's IK solver instead of the fast one: {exc}"
 
 
+def marker_error_mm(errors: np.ndarray) -> tuple[float, float]:
+    """RMS and largest of per-marker distances (m, NaN for markers not fitted), in mm; NaN when none was fitted."""
+    e = np.asarray(errors, dtype=float)
+    e = e[np.isfinite(e)]
+    if e.size == 0:
+        return float("nan"), float("nan")
+    return math.sqrt(float(np.mean(e ** 2))) * 1000, float(e.max()) * 1000
+
+
 def solve_trial(model, table: MarkerTable, setup: IKSetup, progress: Callable[[int], None] | None = None,
                 solver: str = "fast") -> IKResult:
     """IK for every frame of ``table``: the first from the default pose, every later one from the one before.
@@ -293,9 +302,7 @@ def _solve_trial_fast(fast, model, table: MarkerTable, used: list[str], progress
             continue
         warm = fit.q
         q[i] = fit.q[fast.qindex]
-        e = fit.errors[np.isfinite(fit.errors)]
-        rmse[i] = math.sqrt(float(np.mean(e ** 2))) * 1000
-        emax[i] = float(e.max()) * 1000
+        rmse[i], emax[i] = marker_error_mm(fit.errors)
         if progress is not None:
             progress(1)
     q[:, rot] = np.degrees(q[:, rot])
@@ -334,11 +341,7 @@ def _solve_trial_opensim(model, table: MarkerTable, setup: IKSetup, used: list[s
             continue
         q[i] = [cs.get(j).getValue(state) for j in range(len(names))]
         solver.computeCurrentMarkerErrors(errors)
-        e = np.array([errors.getElt(k) for k in range(errors.size())])
-        e = e[np.isfinite(e)]
-        if e.size:
-            rmse[i] = math.sqrt(float(np.mean(e ** 2))) * 1000
-            emax[i] = float(e.max()) * 1000
+        rmse[i], emax[i] = marker_error_mm([errors.getElt(k) for k in range(errors.size())])
         if progress is not None:
             progress(1)
     q[:, rot] = np.degrees(q[:, rot])
@@ -448,8 +451,7 @@ class StreamingIK:
             self.state.setTime(t)
             fit = self._fast.solve(xyz, q0)
             self.iterations = fit.iterations
-            e = fit.errors[np.isfinite(fit.errors)]
-            return float(np.sqrt(np.mean(e ** 2)) * 1000), float(e.max() * 1000), fit.errors
+            return (*marker_error_mm(fit.errors), fit.errors)
         osim = self.osim
         t0 = time.perf_counter()
         self.state.setQ(osim.Vector((self._neutral if q0 is None else q0).tolist()))
@@ -466,10 +468,9 @@ class StreamingIK:
         per_marker = np.full(len(self.names), np.nan)
         for k in range(self._errors.size()):
             per_marker[self._position[solver.getMarkerNameForIndex(k)]] = self._errors.getElt(k)
-        e = per_marker[np.isfinite(per_marker)]
-        if e.size == 0:
+        if not np.isfinite(per_marker).any():
             raise RuntimeError("no marker was fitted")
-        return float(np.sqrt(np.mean(e ** 2)) * 1000), float(e.max() * 1000), per_marker
+        return (*marker_error_mm(per_marker), per_marker)
 
     def _q(self) -> np.ndarray:
         return self.state.getQ().to_numpy().copy()
