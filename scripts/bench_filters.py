@@ -130,7 +130,7 @@ def trials(tmp: Path, quick: bool):
 
 def run(quick: bool = False, say=print) -> list[dict]:
     from kinestream.config import load_config
-    from kinestream.pipeline import process
+    from kinestream.offline import process
 
     base = load_config()
     rows = []

@@ -81,9 +81,9 @@ async def run(args, trial, model, config_path) -> dict:
     import zmq
     import zmq.asyncio
 
-    from kinestream.protocol import decode_angles, decode_reps, decode_status
-    from kinestream.replay import replay
-    from kinestream.trc import read_trc
+    from kinestream.live.protocol import decode_angles, decode_reps, decode_status
+    from kinestream.live.replay import replay
+    from kinestream.files.trc import read_trc
 
     src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     cmd = [sys.executable, "-m", "kinestream", "--config", str(config_path), "serve", "--input", src, "--output", out,
@@ -253,7 +253,7 @@ def main(argv=None) -> int:
         parser.error("--load must be 0 or more")
 
     from kinestream.config import load_config
-    from kinestream.pipeline import process
+    from kinestream.offline import process
     from kinestream.synth import synthesize
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -69,7 +69,7 @@ def load_trial(names: list[str], frames: int) -> tuple[str, np.ndarray, np.ndarr
     t = np.arange(frames) / RATE
     if SHARED_TRIAL.is_file():
         from kinestream.ingest import complete_keypoints
-        from kinestream.trc import read_trc
+        from kinestream.files.trc import read_trc
 
         table = complete_keypoints(read_trc(SHARED_TRIAL))
         n = table.n_frames
@@ -152,7 +152,7 @@ def rate_section(assets, names, xyz60, t60) -> dict:
     from scipy.interpolate import CubicSpline
 
     from kinestream.augment import Augmenter, StreamingAugmenter
-    from kinestream.trc import MarkerTable
+    from kinestream.files.trc import MarkerTable
 
     ref60 = Augmenter.from_assets(assets).predict(MarkerTable(names, xyz60, t60, RATE), HEIGHT, MASS)
     t120 = np.arange(2 * len(t60) - 1) / (2 * RATE)
@@ -191,9 +191,9 @@ def ik_trials(tmp: Path, seconds: float, config: dict) -> list[tuple[str, object
     cleaned and augmented frame by frame (`process --streaming`, float32 as on the wire), the model
     scaled from the trial's own standing phase. The synth squat (5 mm keypoint noise), and the recorded
     sit-to-stand of tests/data (1.85 m, 75 kg as in the tests) when it is there."""
-    from kinestream.pipeline import process
+    from kinestream.offline import process
     from kinestream.synth import synthesize
-    from kinestream.trc import read_trc
+    from kinestream.files.trc import read_trc
 
     syn = synthesize(tmp / "syn", seconds=seconds, noise_mm=5.0)
     sources = [(f"synth {seconds:g} s 5 mm", syn.keypoints_trc, syn.mass, syn.height)]
@@ -285,7 +285,7 @@ def ik_section(seconds: float) -> dict:
 
     from kinestream.assets import get_assets
     from kinestream.config import load_config
-    from kinestream.pipeline import ik_setup_from_config
+    from kinestream.offline import ik_setup_from_config
 
     config = load_config()
     config["ik"]["arms"] = True

@@ -37,7 +37,7 @@ def rms_shifted(a: np.ndarray, b: np.ndarray, shift: int) -> float:
 def compare(trial: Path, mass: float, height: float, out: Path) -> dict:
     from kinestream.clean import StreamingCleaner
     from kinestream.config import load_config
-    from kinestream.pipeline import process
+    from kinestream.offline import process
 
     config = load_config()
     quiet = lambda *_: None  # noqa: E731

@@ -98,10 +98,10 @@ async def soak(minutes: float, every: float, rate: float = 60.0, say=print) -> S
     import zmq
     import zmq.asyncio
 
-    from kinestream.protocol import decode_status
-    from kinestream.replay import replay
+    from kinestream.live.protocol import decode_status
+    from kinestream.live.replay import replay
     from kinestream.synth import synthesize
-    from kinestream.trc import read_trc
+    from kinestream.files.trc import read_trc
 
     result = SoakResult()
     with tempfile.TemporaryDirectory() as tmp:

@@ -33,7 +33,7 @@ import zmq
 
 
 def zmq_angles(endpoint: str, curve_key: str | None = None, server_key: str | None = None) -> None:
-    from kinestream.transport import client_config, secure_client
+    from kinestream.live.transport import client_config, secure_client
 
     sub = zmq.Context.instance().socket(zmq.SUB)
     secure_client(sub, client_config(curve_key, server_key))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import zmq
 
-from kinestream.replay import replay
+from kinestream.live.replay import replay
 
 from broker import DEADLINE_S, free_port, wait_until
 
@@ -34,7 +34,7 @@ class Served:
 
     def status(self, timeout: float = 90.0) -> dict:
         """The newest status the service has published (waiting for one if none is queued)."""
-        from kinestream.protocol import decode_status
+        from kinestream.live.protocol import decode_status
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

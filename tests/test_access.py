@@ -12,15 +12,15 @@ import pytest
 import zmq
 import zmq.asyncio
 
-from kinestream.cli import main
+from kinestream.commands import main
 from kinestream.config import load_config
 from kinestream.errors import KinestreamError
-from kinestream.protocol import decode_angles
-from kinestream.replay import replay
-from kinestream.service import Service
+from kinestream.live.protocol import decode_angles
+from kinestream.live.replay import replay
+from kinestream.live.service import Service
 from kinestream.synth import synthesize
-from kinestream.transport import client_config, is_loopback, make_keys, secure_client
-from kinestream.trc import read_trc
+from kinestream.live.transport import client_config, is_loopback, make_keys, secure_client
+from kinestream.files.trc import read_trc
 
 from broker import Broker, free_port, tls_with_password, until
 
@@ -129,7 +129,7 @@ def test_sockets_stay_on_loopback_unless_the_config_allows(session, keys):
     with pytest.raises(KinestreamError, match="beyond this machine.*allow_remote"):
         Service(config, input_endpoint="tcp://127.0.0.1:1", output_endpoint=remote)
     config["service"].update(bind_input=True)
-    from kinestream.transport import open_input
+    from kinestream.live.transport import open_input
 
     ctx = zmq.Context()
     try:
@@ -143,7 +143,7 @@ def test_sockets_stay_on_loopback_unless_the_config_allows(session, keys):
 
 
 def test_curve_settings_say_what_is_missing(keys, tmp_path):
-    from kinestream.transport import Access
+    from kinestream.live.transport import Access
 
     base = {"enabled": True, "secret_key": str(keys / "service.key_secret"), "authorized": str(keys / "authorized")}
     cases = [

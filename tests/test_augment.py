@@ -8,7 +8,7 @@ from kinestream.augment import (LOWER_FEATURES, LOWER_MARKERS, UPPER_FEATURES, U
                                 augment_table)
 from kinestream.errors import KinestreamError
 from kinestream.ingest import complete_keypoints
-from kinestream.trc import read_trc
+from kinestream.files.trc import read_trc
 
 from conftest import real_trial
 

@@ -9,7 +9,7 @@ from kinestream.augment import AUGMENTED_MARKERS, Augmenter, StreamingAugmenter
 from kinestream.errors import KinestreamError
 from kinestream.ingest import BODY_25, complete_keypoints
 from kinestream.lstm import build_step_model, check_stack, read_stack
-from kinestream.trc import MarkerTable, read_trc
+from kinestream.files.trc import MarkerTable, read_trc
 
 from conftest import real_trial
 

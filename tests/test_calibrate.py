@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from kinestream import assets as assets_module
-from kinestream.calibrate import calibrate
+from kinestream.live.calibrate import calibrate
 from kinestream.config import load_config
 from kinestream.errors import KinestreamError
 from kinestream.osim import opensim_module
-from kinestream.replay import replay
+from kinestream.live.replay import replay
 from kinestream.synth import synthesize
-from kinestream.trc import read_trc
+from kinestream.files.trc import read_trc
 
 from broker import free_port
 

@@ -15,7 +15,7 @@ from kinestream.clean import (
     residual_analysis,
 )
 from kinestream.errors import KinestreamError
-from kinestream.trc import MarkerTable, read_trc
+from kinestream.files.trc import MarkerTable, read_trc
 
 DATA = Path(__file__).resolve().parent / "data"  # the real recorded trials (tests/data/NOTICE)
 

@@ -16,7 +16,7 @@ from kinestream.clean import (
 )
 from kinestream.config import DEFAULTS
 from kinestream.errors import KinestreamError
-from kinestream.trc import read_trc
+from kinestream.files.trc import read_trc
 
 DATA = Path(__file__).resolve().parent / "data"  # the real recorded trials (tests/data/NOTICE)
 

@@ -3,8 +3,8 @@
 import pytest
 
 from kinestream.config import load_config
-from kinestream.demo import run_demo
-from kinestream.mot import read_mot
+from kinestream.commands.demo import run_demo
+from kinestream.files.mot import read_mot
 
 from broker import free_port
 

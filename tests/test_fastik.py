@@ -18,9 +18,9 @@ from kinestream.augment import Augmenter, augment_table
 from kinestream.errors import KinestreamError
 from kinestream.fastik import FastIK
 from kinestream.ingest import complete_keypoints
-from kinestream.mot import read_mot
+from kinestream.files.mot import read_mot
 from kinestream.synth import synthesize
-from kinestream.trc import read_trc, write_trc
+from kinestream.files.trc import read_trc, write_trc
 
 # flexion and the pelvis: what a coach or clinician reads; held to 0.25 deg RMS of OpenSim's tool
 FIRM = ["pelvis_tilt", "pelvis_list", "hip_flexion_r", "hip_adduction_r", "knee_angle_r", "ankle_angle_r",

@@ -28,11 +28,11 @@ import zmq.asyncio
 from kinestream.assets import get_assets
 from kinestream.config import load_config
 from kinestream.ingest import BODY_25
-from kinestream.pipeline import process
-from kinestream.protocol import decode_angles
-from kinestream.replay import replay
+from kinestream.offline import process
+from kinestream.live.protocol import decode_angles
+from kinestream.live.replay import replay
 from kinestream.synth import synthesize
-from kinestream.trc import read_trc, write_trc
+from kinestream.files.trc import read_trc, write_trc
 
 from hostile import ACCEPTED, RESTART, TRANSPORT_LIMIT, Hostile, Tally, hostile_messages
 from served import Served

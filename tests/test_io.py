@@ -5,9 +5,9 @@ import pytest
 
 from kinestream.errors import KinestreamError
 from kinestream.ingest import BODY_25, complete_keypoints, keypoints_to_table
-from kinestream.mot import Motion, read_mot, write_mot
+from kinestream.files.mot import Motion, read_mot, write_mot
 from kinestream.osim import opensim_module
-from kinestream.trc import MarkerTable, read_trc, write_trc
+from kinestream.files.trc import MarkerTable, read_trc, write_trc
 
 
 def _table(n=50, names=("A", "B", "C")):

@@ -18,7 +18,7 @@ from broker import (DEADLINE_S, HOST, Broker, broker, free_port, require_mosquit
                     tls_with_password, until, wait_until)
 
 from kinestream.errors import KinestreamError
-from kinestream.mqtt import MqttPublisher, parse_endpoint
+from kinestream.live.mqtt import MqttPublisher, parse_endpoint
 
 FAST = (0.05, 0.5)  # backoff short enough for tests
 

@@ -11,11 +11,11 @@ from kinestream import scale
 from kinestream.augment import Augmenter, augment_table
 from kinestream.config import load_config
 from kinestream.ingest import complete_keypoints
-from kinestream.mot import read_mot
+from kinestream.files.mot import read_mot
 from kinestream.osim import opensim_module
-from kinestream.pipeline import process
+from kinestream.offline import process
 from kinestream.synth import synthesize
-from kinestream.trc import MarkerTable, write_trc
+from kinestream.files.trc import MarkerTable, write_trc
 
 from conftest import real_trial
 from test_augment import reference_augment

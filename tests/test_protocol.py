@@ -15,7 +15,7 @@ import zmq
 
 from kinestream.errors import KinestreamError
 from kinestream.ingest import BODY_25
-from kinestream.protocol import (REASONS, TOPIC_ANGLES, TOPIC_KEYPOINTS, TOPIC_STATUS, FrameDecoder,
+from kinestream.live.protocol import (REASONS, TOPIC_ANGLES, TOPIC_KEYPOINTS, TOPIC_STATUS, FrameDecoder,
                                  KeypointFrame, Rejected, angles_json, decode_angles, decode_status, encode_angles,
                                  encode_keypoints, encode_status)
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import kinestream.record as record_module
+import kinestream.files.record as record_module
 from kinestream.errors import KinestreamError
-from kinestream.mot import mot_row, read_mot, write_mot, Motion
+from kinestream.files.mot import mot_row, read_mot, write_mot, Motion
 from kinestream.osim import opensim_module
-from kinestream.record import (COUNT_WIDTH, MotRecorder, TrcRecorder, add_recover_parser, count_field,
+from kinestream.files.record import (COUNT_WIDTH, MotRecorder, TrcRecorder, add_recover_parser, count_field,
                                recover)
-from kinestream.trc import read_trc, trc_row
+from kinestream.files.trc import read_trc, trc_row
 
 from broker import wait_until
 
@@ -232,7 +232,7 @@ def test_second_recorder_on_a_live_file_is_refused(tmp_path):
 _CHILD = textwrap.dedent("""
     import math, signal, sys, time
     import numpy as np
-    from kinestream.record import MotRecorder, TrcRecorder
+    from kinestream.files.record import MotRecorder, TrcRecorder
 
     out, mode = sys.argv[1], sys.argv[2]
     cols = [f"c{j}" for j in range(40)]
@@ -462,7 +462,7 @@ def test_recover_command(tmp_path, capsys):
 
 
 def test_recover_through_the_kinestream_command(tmp_path):
-    from kinestream.cli import build_parser
+    from kinestream.commands import build_parser
 
     build_parser().parse_args(["recover", "x.mot"])  # wired into the command line
     path = _recorded(tmp_path, "mot")

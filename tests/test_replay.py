@@ -20,12 +20,12 @@ import zmq
 import zmq.asyncio
 from conftest import real_trial
 
-import kinestream.replay as replay_module
+import kinestream.live.replay as replay_module
 from kinestream.errors import KinestreamError
 from kinestream.ingest import BODY_25
-from kinestream.protocol import TOPIC_KEYPOINTS, FrameDecoder
-from kinestream.replay import add_replay_parser, parse_rate, replay, run_replay, wire_frames
-from kinestream.trc import MarkerTable, read_trc, write_trc
+from kinestream.live.protocol import TOPIC_KEYPOINTS, FrameDecoder
+from kinestream.live.replay import add_replay_parser, parse_rate, replay, run_replay, wire_frames
+from kinestream.files.trc import MarkerTable, read_trc, write_trc
 
 from broker import wait_until
 
@@ -250,7 +250,7 @@ def test_cli_parser_and_run(trial, capsys):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
 def test_ctrl_c_stops_a_looping_replay_cleanly(trial):
-    code = ("import argparse, sys; from kinestream.replay import add_replay_parser; "
+    code = ("import argparse, sys; from kinestream.live.replay import add_replay_parser; "
             "p = argparse.ArgumentParser(); add_replay_parser(p.add_subparsers()); "
             "a = p.parse_args(sys.argv[1:]); a.func(a, {})")
     proc = subprocess.Popen([sys.executable, "-c", code, "replay", str(trial), "--loop", "--wait-subscriber", "0",

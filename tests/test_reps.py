@@ -13,8 +13,8 @@ import pytest
 
 from kinestream.config import load_config
 from kinestream.errors import KinestreamError
-from kinestream.mot import Motion, read_mot, write_mot
-from kinestream.pipeline import process
+from kinestream.files.mot import Motion, read_mot, write_mot
+from kinestream.offline import process
 from kinestream.reps import (CentresFromModel, RepCounter, RepEvent, RepSettings, centres_from_state,
                              detect_reps, format_rep, frame_measures, joint_centres)
 from kinestream.synth import synthesize
@@ -68,7 +68,7 @@ def _frontal_offset_cm(hip, knee, ankle, right) -> float:
 
 
 def _parser():
-    from kinestream.cli import build_parser
+    from kinestream.commands import build_parser
 
     return build_parser()
 

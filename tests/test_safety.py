@@ -13,12 +13,12 @@ import zmq.asyncio
 
 from kinestream.config import load_config
 from kinestream.errors import KinestreamError
-from kinestream.mot import read_mot
-from kinestream.protocol import FrameDecoder, Rejected, encode_keypoints
-from kinestream.record import MotRecorder, TrcRecorder, set_aside
-from kinestream.service import Service
+from kinestream.files.mot import read_mot
+from kinestream.live.protocol import FrameDecoder, Rejected, encode_keypoints
+from kinestream.files.record import MotRecorder, TrcRecorder, set_aside
+from kinestream.live.service import Service
 from kinestream.synth import synthesize
-from kinestream.trc import read_trc
+from kinestream.files.trc import read_trc
 
 from broker import free_port, until
 
@@ -79,7 +79,7 @@ def test_throwaway_subjects_never_evict_the_served_clock():
 
 def test_no_stage_loops_on_the_size_of_a_time_step(assets):
     """Two frames 1/16 s apart at 2**48 s, where adding 1/60 s to a time changes nothing: both return at once."""
-    from kinestream.pipeline import FrameProcessor
+    from kinestream.offline import FrameProcessor
 
     processor = FrameProcessor(assets, load_config(), 1.75, 70.0)
     names = processor.keypoints
@@ -140,8 +140,8 @@ def test_time_attacks_then_a_real_session_equals_offline(session, tmp_path):
     """Huge times, a jump ahead, 64 throwaway subjects and a 900 Hz burst; then a trial replayed as usual: it is
     answered in full, the recording goes on from its own last row, and the angles equal process --streaming."""
     from kinestream.assets import get_assets
-    from kinestream.pipeline import process
-    from kinestream.replay import replay
+    from kinestream.offline import process
+    from kinestream.live.replay import replay
 
     table = read_trc(session.keypoints_trc)
     record = tmp_path / "attacked.mot"
@@ -213,7 +213,7 @@ def test_a_task_that_keeps_dying_is_restarted_then_stops_the_service_unhealthy(s
 # --------------------------------------------------------------------------- secrets and exposure
 
 def test_keys_are_born_private_and_a_readable_secret_is_refused(tmp_path):
-    from kinestream.transport import load_secret, make_keys
+    from kinestream.live.transport import load_secret, make_keys
 
     public, secret = make_keys(tmp_path, "service")
     assert os.stat(secret).st_mode & 0o777 == 0o600 and os.stat(public).st_mode & 0o777 == 0o644
@@ -239,7 +239,7 @@ def test_a_password_without_tls_is_refused(session):
 
 
 def test_replay_stays_on_loopback_unless_allowed(session):
-    from kinestream.replay import replay
+    from kinestream.live.replay import replay
 
     with pytest.raises(KinestreamError, match="allow_remote"):
         asyncio.run(replay(session.keypoints_trc, f"tcp://0.0.0.0:{free_port()}", wait_subscriber=0))

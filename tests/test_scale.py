@@ -15,7 +15,7 @@ import pytest
 from kinestream.errors import KinestreamError
 from kinestream.osim import opensim_module
 from kinestream.scale import find_static_window, posture, scale_model
-from kinestream.trc import MarkerTable
+from kinestream.files.trc import MarkerTable
 
 RATE = 60.0
 TRUE_SCALE = 1.1

@@ -9,13 +9,13 @@ import zmq
 import zmq.asyncio
 
 from kinestream.config import load_config
-from kinestream.mot import read_mot
-from kinestream.pipeline import process
-from kinestream.protocol import decode_angles, decode_status, encode_keypoints
-from kinestream.replay import replay
-from kinestream.service import Service
+from kinestream.files.mot import read_mot
+from kinestream.offline import process
+from kinestream.live.protocol import decode_angles, decode_status, encode_keypoints
+from kinestream.live.replay import replay
+from kinestream.live.service import Service
 from kinestream.synth import synthesize
-from kinestream.trc import read_trc
+from kinestream.files.trc import read_trc
 
 from broker import Broker, free_port, until
 
@@ -136,7 +136,7 @@ def test_live_session_equals_offline_streaming(session, tmp_path):
     assert last["sent_ns"] > 0 and last["latency_ms"] > 0
 
     # one rep event per squat, on ZeroMQ and MQTT, equal to the offline counter on the recording
-    from kinestream.protocol import decode_reps
+    from kinestream.live.protocol import decode_reps
     from kinestream.reps import detect_reps, joint_centres
 
     reps = [decode_reps(p) for p in got["reps"]]

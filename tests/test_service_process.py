@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from kinestream.osim import opensim_module
-from kinestream.record import recover
+from kinestream.files.record import recover
 from kinestream.synth import synthesize
-from kinestream.trc import read_trc
+from kinestream.files.trc import read_trc
 
 from broker import Broker, free_port, wait_until
 from served import Served, feed

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from kinestream import solve
-from kinestream.mot import read_mot
+from kinestream.files.mot import read_mot
 from kinestream.synth import synthesize
-from kinestream.trc import write_trc
+from kinestream.files.trc import write_trc
 
 LOWER = ["pelvis_tilt", "pelvis_list", "pelvis_rotation", "hip_flexion_r", "hip_adduction_r", "hip_rotation_r",
          "knee_angle_r", "ankle_angle_r", "hip_flexion_l", "hip_adduction_l", "hip_rotation_l", "knee_angle_l",

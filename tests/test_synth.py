@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from kinestream.errors import KinestreamError
-from kinestream.mot import read_mot
+from kinestream.files.mot import read_mot
 from kinestream.osim import opensim_module
 from kinestream.synth import HALF_SQUAT_DEG, SQUAT_S, STAND_S, synthesize, truth_model
-from kinestream.trc import read_trc
+from kinestream.files.trc import read_trc
 
 FS = 60.0
 

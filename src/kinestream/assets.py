@@ -22,7 +22,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import KinestreamError
+from kinestream.errors import KinestreamError
 
 WHEEL_NAME = "pose2sim"
 WHEEL_VERSION = "0.10.49"

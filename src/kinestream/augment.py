@@ -36,10 +36,10 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .clean import runs_of
-from .errors import KinestreamError
-from .ingest import DERIVED, canonical
-from .trc import MarkerTable
+from kinestream.clean import runs_of
+from kinestream.errors import KinestreamError
+from kinestream.ingest import DERIVED, canonical
+from kinestream.files.trc import MarkerTable
 
 REFERENCE = "MidHip"
 
@@ -350,7 +350,7 @@ class StreamingAugmenter:
         self._set_names(names)
         self._model = None
         if mode == "stateful":
-            from .lstm import StepModel
+            from kinestream.lstm import StepModel
 
             self._model = StepModel({p.name: p.onnx_path for p in self.parts}, threads)
         self._streams: list[_PartStream] = []

@@ -10,7 +10,7 @@ Pure functions on arrays whose first axis is time:
 - :func:`residual_analysis` suggests a cutoff frequency with Winter's residual
   analysis;
 - :func:`clean_table` runs gap filling then low-pass filtering on a
-  :class:`~kinestream.trc.MarkerTable`.
+  :class:`~kinestream.files.trc.MarkerTable`.
 
 Streaming stage (one frame at a time, causal, state carried between frames):
 
@@ -39,8 +39,8 @@ import numpy as np
 from scipy import signal
 from scipy.interpolate import PchipInterpolator, make_interp_spline
 
-from .errors import KinestreamError
-from .trc import MarkerTable
+from kinestream.errors import KinestreamError
+from kinestream.files.trc import MarkerTable
 
 GAP_METHODS = ("pchip", "linear")
 BTYPES = ("low", "high", "bandpass", "bandstop")

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg.lapack import dposv
 
-from .errors import KinestreamError
-from .osim import opensim_module
+from kinestream.errors import KinestreamError
+from kinestream.osim import opensim_module
 
 
 @dataclass

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import KinestreamError
-from .trc import MarkerTable
+from kinestream.errors import KinestreamError
+from kinestream.files.trc import MarkerTable
 
 BODY_25 = [
     "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist",

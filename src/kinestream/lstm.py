@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import KinestreamError
+from kinestream.errors import KinestreamError
 
 GATES = ("i", "f", "g", "o")  # canonical order of the stored weight columns
 _GATE_ACTIVATIONS = {"Sigmoid", "HardSigmoid"}

@@ -15,7 +15,7 @@ def opensim_module():
     if not _configured:
         opensim.Logger.removeFileSink()
         opensim.Logger.setLevelString("warn")
-        from .assets import asset_dir
+        from kinestream.assets import asset_dir
 
         geometry = asset_dir() / "opensim" / "Geometry"
         if geometry.is_dir():
@@ -28,7 +28,7 @@ def read_model(path):
     """The OpenSim model in the .osim file at ``path``; a clear error when it is missing or not a model."""
     from pathlib import Path
 
-    from .errors import KinestreamError
+    from kinestream.errors import KinestreamError
 
     path = Path(path)
     if not path.is_file():

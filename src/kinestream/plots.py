@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .mot import Motion
+from kinestream.files.mot import Motion
 
 PANELS = [
     ("Hip flexion", ["hip_flexion_r", "hip_flexion_l"]),

@@ -63,9 +63,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import KinestreamError
-from .protocol import is_translation
-from .mot import Motion
+from kinestream.errors import KinestreamError
+from kinestream.live.protocol import is_translation
+from kinestream.files.mot import Motion
 
 KNEES = ("knee_angle_r", "knee_angle_l")
 HIPS = ("hip_flexion_r", "hip_flexion_l")
@@ -514,7 +514,7 @@ def _smooth(rows: np.ndarray, cutoff_hz: float) -> np.ndarray:
 
 def _load_model(model):
     """An OpenSim model and a fresh state from a path (or a model as it is)."""
-    from .osim import read_model
+    from kinestream.osim import read_model
 
     if isinstance(model, (str, Path)):
         model = read_model(model)
@@ -563,7 +563,7 @@ def centres_from_state(model, state) -> dict[str, np.ndarray]:
     unit vector. For many frames, :class:`CentresFromModel` avoids looking the
     bodies up each time.
     """
-    from .osim import opensim_module
+    from kinestream.osim import opensim_module
 
     model.realizePosition(state)  # returns at once when already realized
     return _centres(_bodies(model), state, opensim_module().Vec3(0.0, 1.0, 0.0))
@@ -579,7 +579,7 @@ class CentresFromModel:
     """
 
     def __init__(self, model):
-        from .osim import opensim_module
+        from kinestream.osim import opensim_module
 
         osim = opensim_module()
         self.model, self.state = _load_model(model)
@@ -614,7 +614,7 @@ def joint_centres(model_path, motion: Motion) -> dict[str, np.ndarray]:
     non-finite coordinate give NaN. Keys as :func:`centres_from_state`.
     """
     if model_path is None:
-        from .assets import get_assets
+        from kinestream.assets import get_assets
 
         model_path = get_assets(progress=lambda *_: None).generic_model
     fk = CentresFromModel(model_path)
@@ -704,9 +704,9 @@ def format_summary(summary: dict) -> str:
 
 def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
     """The ``reps`` command: table (or JSON lines) of the reps of a .mot, and a plot."""
-    from .config import load_config
-    from .mot import read_mot
-    from .plots import plot_reps
+    from kinestream.config import load_config
+    from kinestream.files.mot import read_mot
+    from kinestream.plots import plot_reps
 
     if config is None:
         config = load_config(getattr(args, "config", None))
@@ -725,7 +725,7 @@ def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
     if args.model:
         model = args.model
     else:
-        from .assets import get_assets
+        from kinestream.assets import get_assets
 
         model = get_assets(config, progress=lambda m: print(m, file=sys.stderr)).generic_model
         print("note: joint centres from the generic model, unscaled (give --model scaled.osim for the subject's)",

@@ -45,9 +45,9 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 from scipy.stats import trim_mean
 
-from .errors import KinestreamError
-from .osim import opensim_module
-from .trc import MarkerTable, write_trc
+from kinestream.errors import KinestreamError
+from kinestream.osim import opensim_module
+from kinestream.files.trc import MarkerTable, write_trc
 
 # Upright: how far from extension the joints may be, in degrees.
 UPRIGHT_KNEE_DEG = 20.0
@@ -580,7 +580,7 @@ def _pick(frames: np.ndarray, k: int) -> np.ndarray:
 
 def _ik_error(model_path: Path, table: MarkerTable, frames: np.ndarray, assets) -> tuple[float, float]:
     """RMS and largest marker error (mm) of the scaled model posed by IK on some of ``frames``."""
-    from . import solve
+    from kinestream import solve
 
     model, _ = solve.load_model(model_path)
     setup = solve.read_ik_setup(assets.ik_setup)

@@ -27,10 +27,10 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import KinestreamError
-from .mot import Motion
-from .osim import opensim_module
-from .trc import MarkerTable
+from kinestream.errors import KinestreamError
+from kinestream.files.mot import Motion
+from kinestream.osim import opensim_module
+from kinestream.files.trc import MarkerTable
 
 
 @dataclass
@@ -151,7 +151,7 @@ def load_model(path: str | Path, marker_set: str | Path | None = None):
 
     ``marker_set`` is attached only when the model carries no markers of its own.
     """
-    from .osim import read_model
+    from kinestream.osim import read_model
 
     model = read_model(path)
     if marker_set is not None and model.getMarkerSet().getSize() == 0:
@@ -241,7 +241,7 @@ def check_solver(solver: str) -> str:
 
 def make_fast(model, setup: IKSetup, names: list[str], state=None):
     """The fast solver for this model, or (None, why) when the model needs OpenSim's own."""
-    from .fastik import FastIK
+    from kinestream.fastik import FastIK
 
     try:
         return FastIK(model, setup, names, state=state), None

@@ -60,12 +60,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .assets import get_assets
-from .errors import KinestreamError
-from .ingest import BODY_25
-from .mot import Motion, write_mot
-from .osim import opensim_module
-from .trc import MarkerTable, write_trc
+from kinestream.assets import get_assets
+from kinestream.errors import KinestreamError
+from kinestream.ingest import BODY_25
+from kinestream.files.mot import Motion, write_mot
+from kinestream.osim import opensim_module
+from kinestream.files.trc import MarkerTable, write_trc
 
 # Timeline (seconds).
 STAND_S = 2.5      # still standing at the start

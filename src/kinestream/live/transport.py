@@ -40,9 +40,9 @@ from pathlib import Path
 
 import zmq
 
-from .errors import KinestreamError
+from kinestream.errors import KinestreamError
 
-log = logging.getLogger("kinestream.transport")
+log = logging.getLogger("kinestream.live.transport")
 
 INPUT_SIZE_FACTOR = 4  # ZeroMQ refuses input messages over this many times max_message_bytes
 REFUSED_NAMES = {zmq.EVENT_HANDSHAKE_FAILED_AUTH: "key not authorized",

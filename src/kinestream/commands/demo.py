@@ -20,7 +20,7 @@ import numpy as np
 
 
 def run_demo(config: dict, out: Path, seconds: float = 12.0, rate: float = 1.0) -> dict:
-    from .synth import synthesize
+    from kinestream.synth import synthesize
 
     out.mkdir(parents=True, exist_ok=True)
     syn = synthesize(out / "synth", seconds=seconds, noise_mm=5.0, gaps=6)
@@ -30,14 +30,14 @@ def run_demo(config: dict, out: Path, seconds: float = 12.0, rate: float = 1.0) 
 
 
 async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
-    from .calibrate import calibrate
-    from .terminal import status_printer
-    from .mot import read_mot
-    from .pipeline import compare
-    from .plots import plot_angles
-    from .replay import replay
-    from .service import Service
-    from .trc import read_trc
+    from kinestream.live.calibrate import calibrate
+    from kinestream.commands.terminal import status_printer
+    from kinestream.files.mot import read_mot
+    from kinestream.offline import compare
+    from kinestream.plots import plot_angles
+    from kinestream.live.replay import replay
+    from kinestream.live.service import Service
+    from kinestream.files.trc import read_trc
 
     endpoint = config["service"]["input"]
     table = read_trc(syn.keypoints_trc)
@@ -84,8 +84,8 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
           + ", ".join(f"{n} {e:.1f}" for n, e in errors.items()))
     peak = {n: float(np.nanmax(motion.get(n))) for n in ("knee_angle_r", "hip_flexion_r") if n in motion}
     print("peak flexion (deg): " + ", ".join(f"{n} {v:.1f}" for n, v in peak.items()))
-    from .plots import plot_reps
-    from .reps import RepSettings, detect_reps, joint_centres
+    from kinestream.plots import plot_reps
+    from kinestream.reps import RepSettings, detect_reps, joint_centres
 
     settings = RepSettings.from_config(config)
     events, summary = detect_reps(motion, joint_centres(model, motion), settings)

@@ -30,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import KinestreamError
-from .pipeline import FrameProcessor
-from .protocol import (TOPIC_ANGLES, TOPIC_KEYPOINTS, TOPIC_REPS, TOPIC_STATUS, FrameDecoder, Rejected, angles_json,
+from kinestream.errors import KinestreamError
+from kinestream.offline import FrameProcessor
+from kinestream.live.protocol import (TOPIC_ANGLES, TOPIC_KEYPOINTS, TOPIC_REPS, TOPIC_STATUS, FrameDecoder, Rejected, angles_json,
                        encode_angles, encode_status)
 
-log = logging.getLogger("kinestream.service")
+log = logging.getLogger("kinestream.live.service")
 
 
 # ---------------------------------------------------------------- metrics
@@ -131,7 +131,7 @@ class Service:
                  record: str | Path | None = None, model: str | Path | None = None, mass: float | None = None,
                  height: float | None = None, status_interval: float = 1.0,
                  status_out=None, rate: float = 60.0):
-        from .assets import get_assets
+        from kinestream.assets import get_assets
 
         self.config = config
         self.input_endpoint = input_endpoint
@@ -152,7 +152,7 @@ class Service:
         subject = load_subject(model) if model else {}
         self.mass = float(mass if mass is not None else subject.get("mass", config["subject"]["mass"]))
         self.height = float(height if height is not None else subject.get("height", config["subject"]["height"]))
-        from .augment import check_subject
+        from kinestream.augment import check_subject
 
         check_subject(self.height, self.mass)
         if model is None:
@@ -190,7 +190,7 @@ class Service:
         self.healthy = True  # False once a task kept dying and the service stopped itself
         self.health: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
-        from .transport import Access, check_bind
+        from kinestream.live.transport import Access, check_bind
 
         check_bind(output_endpoint, config, "angles output")
         self.access = Access.from_config(config)  # CURVE keys and who may connect; None when off
@@ -204,7 +204,7 @@ class Service:
         import zmq
         import zmq.asyncio
 
-        from .transport import open_input
+        from kinestream.live.transport import open_input
 
         svc = self.config.get("service", {})
         self.sync_ctx = zmq.Context()
@@ -223,9 +223,9 @@ class Service:
             raise KinestreamError(f"cannot bind the output socket to {self.output_endpoint}: {exc}; is another "
                                   f"kinestream running? give --output ENDPOINT") from None
         self._monitors = [self._monitor(self.sub, "input"), self._monitor(self.pub, "output")]
-        from .pipeline import ik_setup_from_config, streaming_ik
-        from .reps import RepCounter, RepSettings
-        from .solve import load_model
+        from kinestream.offline import ik_setup_from_config, streaming_ik
+        from kinestream.reps import RepCounter, RepSettings
+        from kinestream.solve import load_model
 
         ik_config = self.config.get("ik", {})
         model, removed = load_model(self.model_path, self.assets.marker_set)
@@ -239,7 +239,7 @@ class Service:
         for note in self.ik.notes:
             log.warning(note)
         if self.record:
-            from .record import MotRecorder, TrcRecorder, set_aside
+            from kinestream.files.record import MotRecorder, TrcRecorder, set_aside
 
             self.record.parent.mkdir(parents=True, exist_ok=True)
             markers = self.record.with_name(self.record.stem + "_markers.trc")
@@ -249,7 +249,7 @@ class Service:
             self.mot = MotRecorder(self.record, self.coords + ["rmse_mm"])
             self.trc = TrcRecorder(markers, self.processor.keypoints + self.processor.markers, self.rate)
         if self.mqtt_endpoint:
-            from .mqtt import MqttPublisher
+            from kinestream.live.mqtt import MqttPublisher
 
             m = self.config.get("mqtt", {})
             host, port = parse_hostport(self.mqtt_endpoint)
@@ -283,7 +283,7 @@ class Service:
         """A PAIR socket that receives ``sock``'s refused handshakes (read by :meth:`_watch`)."""
         import zmq
 
-        from .transport import LINK_EVENTS, REFUSED_EVENTS
+        from kinestream.live.transport import LINK_EVENTS, REFUSED_EVENTS
 
         address = f"inproc://kinestream.monitor.{name}.{id(self)}"
         # the input also reports its links coming and going: ZeroMQ does not reconnect after some losses
@@ -299,7 +299,7 @@ class Service:
         import zmq
         from zmq.utils.monitor import parse_monitor_message
 
-        from .transport import REFUSED_NAMES
+        from kinestream.live.transport import REFUSED_NAMES
 
         while not stop.is_set():
             if not await mon.poll(100):
@@ -318,7 +318,7 @@ class Service:
                 self._link_busy = time.monotonic()
 
     def _refused(self, name: str, event: dict) -> None:
-        from .transport import REFUSED_NAMES
+        from kinestream.live.transport import REFUSED_NAMES
 
         self.metrics.refused[name] = self.metrics.refused.get(name, 0) + 1
         self._log_every(f"refused-{name}", logging.WARNING,
@@ -446,7 +446,7 @@ class Service:
             self._solve(item)
 
     def _solve(self, item: _Item) -> None:
-        from .reps import centres_array
+        from kinestream.reps import centres_array
 
         self.metrics.wait_ms.append((time.time_ns() - item.ready_ns) / 1e6)
         start = time.perf_counter_ns()
@@ -493,7 +493,7 @@ class Service:
 
     def _count_reps(self, item: _Item, q: np.ndarray, centres: np.ndarray | None) -> None:
         """Feed the rep counter; publish a completed rep on ZeroMQ ``reps`` and MQTT."""
-        from .reps import centres_dict
+        from kinestream.reps import centres_dict
 
         try:
             event = self.reps.step(item.t, q, centres_dict(centres))
@@ -504,7 +504,7 @@ class Service:
             return
         import json
 
-        from .protocol import encode_reps, reps_message
+        from kinestream.live.protocol import encode_reps, reps_message
 
         summary = {k: v for k, v in self.reps.summary().items() if k != "partials"}
         msg = reps_message(event.to_dict(), summary, subject=self.subject, sent_ns=item.sent_ns,

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import msgpack
 import numpy as np
 
-from .errors import KinestreamError
-from .ingest import LAYOUTS, canonical
+from kinestream.errors import KinestreamError
+from kinestream.ingest import LAYOUTS, canonical
 
 VERSION = 1
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from .errors import KinestreamError
+from kinestream.errors import KinestreamError
 
 TOPIC_ROOT = "kinestream"
 ENDPOINT_HINT = "give HOST:PORT, e.g. 127.0.0.1:1883"
@@ -75,7 +75,7 @@ class MqttPublisher:
         ca_file: str | Path | None = None,
         queue_size: int = 256,
         backoff: tuple[float, float] = (0.5, 30.0),
-        log: logging.Logger = logging.getLogger("kinestream.mqtt"),
+        log: logging.Logger = logging.getLogger("kinestream.live.mqtt"),
     ) -> None:
         if not host:
             raise KinestreamError(f"MQTT host {host!r} is empty; {ENDPOINT_HINT}")

@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .errors import KinestreamError
+from kinestream.errors import KinestreamError
 
 
 def _log(msg: str) -> None:
@@ -37,7 +37,7 @@ def _subject_args(p: argparse.ArgumentParser, required: bool = False) -> None:
 def _subject(args, config) -> tuple[float, float]:
     mass = args.mass if args.mass is not None else float(config["subject"]["mass"])
     height = args.height if args.height is not None else float(config["subject"]["height"])
-    from .augment import check_subject
+    from kinestream.augment import check_subject
 
     check_subject(height, mass)
     return mass, height
@@ -51,7 +51,7 @@ def _existing(path: str, what: str) -> Path:
 
 
 def cmd_assets(args, config) -> None:
-    from . import assets
+    from kinestream import assets
 
     if args.wheel:
         where = assets.install_wheel(args.wheel)
@@ -64,7 +64,7 @@ def cmd_assets(args, config) -> None:
 
 
 def cmd_synth(args, config) -> None:
-    from .synth import synthesize
+    from kinestream.synth import synthesize
 
     result = synthesize(args.out_dir, fs=args.fs, seconds=args.seconds, noise_mm=args.noise_mm, gaps=args.gaps,
                         scale=args.scale, seed=args.seed)
@@ -75,9 +75,9 @@ def cmd_synth(args, config) -> None:
 
 
 def cmd_augment(args, config) -> None:
-    from .assets import get_assets
-    from .pipeline import augment_keypoints, clean_keypoints, describe_clean, load_keypoints
-    from .trc import write_trc
+    from kinestream.assets import get_assets
+    from kinestream.offline import augment_keypoints, clean_keypoints, describe_clean, load_keypoints
+    from kinestream.files.trc import write_trc
 
     mass, height = _subject(args, config)
     table = load_keypoints(_existing(args.trial, "trial"))
@@ -93,10 +93,10 @@ def cmd_augment(args, config) -> None:
 
 
 def cmd_scale(args, config) -> None:
-    from .assets import get_assets
-    from .pipeline import parse_static
-    from .scale import scale_model
-    from .trc import read_trc
+    from kinestream.assets import get_assets
+    from kinestream.offline import parse_static
+    from kinestream.scale import scale_model
+    from kinestream.files.trc import read_trc
 
     mass, height = _subject(args, config)
     markers = read_trc(_existing(args.markers, "marker file"))
@@ -114,9 +114,9 @@ def cmd_scale(args, config) -> None:
 def cmd_ik(args, config) -> None:
     import numpy as np
 
-    from .assets import get_assets
-    from .pipeline import run_ik, write_angles
-    from .trc import read_trc
+    from kinestream.assets import get_assets
+    from kinestream.offline import run_ik, write_angles
+    from kinestream.files.trc import read_trc
 
     markers = read_trc(_existing(args.markers, "marker file"))
     model = _existing(args.model, "model")
@@ -134,7 +134,7 @@ def cmd_ik(args, config) -> None:
 
 
 def cmd_process(args, config) -> None:
-    from .pipeline import process
+    from kinestream.offline import process
 
     mass, height = _subject(args, config)
     trial = _existing(args.trial, "trial")
@@ -142,7 +142,7 @@ def cmd_process(args, config) -> None:
     static = args.static or config["scale"].get("static", "auto")
     truth = None
     if args.truth:
-        from .mot import read_mot
+        from kinestream.files.mot import read_mot
 
         truth = read_mot(args.truth)
     result = process(trial, mass, height, out_dir, config, static=static,
@@ -158,7 +158,7 @@ def _logging() -> None:
 
 
 def _solver_arg(p: argparse.ArgumentParser) -> None:
-    from .solve import SOLVERS
+    from kinestream.solve import SOLVERS
 
     p.add_argument("--solver", choices=SOLVERS, help="IK solver: fast (default: config) or opensim, the reference")
 
@@ -169,9 +169,9 @@ def _service_args(p: argparse.ArgumentParser) -> None:
 
 
 async def _serve(args, config, say=_log):
-    from .calibrate import calibrate
-    from .service import Service
-    from .terminal import status_printer
+    from kinestream.live.calibrate import calibrate
+    from kinestream.live.service import Service
+    from kinestream.commands.terminal import status_printer
 
     svc = config["service"]
     model = args.model
@@ -191,8 +191,8 @@ async def _serve(args, config, say=_log):
 def _finish_recording(record, truth=None) -> None:
     if not record:
         return
-    from .mot import read_mot
-    from .plots import plot_angles
+    from kinestream.files.mot import read_mot
+    from kinestream.plots import plot_angles
 
     record = Path(record)
     if record.is_file():
@@ -219,7 +219,7 @@ def cmd_serve(args, config) -> None:
 def cmd_calibrate(args, config) -> None:
     import asyncio
 
-    from .calibrate import calibrate
+    from kinestream.live.calibrate import calibrate
 
     _logging()
     mass, height = _subject(args, config)
@@ -228,14 +228,14 @@ def cmd_calibrate(args, config) -> None:
 
 
 def cmd_demo(args, config) -> None:
-    from .demo import run_demo
+    from kinestream.commands.demo import run_demo
 
     _logging()
     run_demo(config, Path(args.out), seconds=args.seconds, rate=args.rate)
 
 
 def cmd_keys(args, config) -> None:
-    from .transport import make_keys
+    from kinestream.live.transport import make_keys
 
     public, secret = make_keys(args.dir, args.name, authorize=args.authorize, force=args.force)
     print(f"wrote {public} (public: give it to the other side) and {secret} (secret: keep it here)")
@@ -329,9 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing pair of that name")
     p.set_defaults(func=cmd_keys)
 
-    from .record import add_recover_parser
-    from .replay import add_replay_parser
-    from .reps import add_reps_parser
+    from kinestream.files.record import add_recover_parser
+    from kinestream.live.replay import add_replay_parser
+    from kinestream.reps import add_reps_parser
 
     add_replay_parser(sub)
     add_reps_parser(sub)
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from .config import load_config
+        from kinestream.config import load_config
 
         config = load_config(args.config)
         if getattr(args, "solver", None):

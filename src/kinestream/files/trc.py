@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import KinestreamError
+from kinestream.errors import KinestreamError
 
 _UNIT_SCALE = {"m": 1.0, "mm": 1e-3, "cm": 1e-2}
 

@@ -45,11 +45,11 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-from .errors import KinestreamError
-from .ingest import BODY_25, canonical
-from .protocol import TOPIC_KEYPOINTS, encode_keypoints
-from .transport import check_bind, client_config, secure_client
-from .trc import MarkerTable, read_trc
+from kinestream.errors import KinestreamError
+from kinestream.ingest import BODY_25, canonical
+from kinestream.live.protocol import TOPIC_KEYPOINTS, encode_keypoints
+from kinestream.live.transport import check_bind, client_config, secure_client
+from kinestream.files.trc import MarkerTable, read_trc
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 LINGER_MS = 1000  # how long closing the socket may take to deliver queued frames

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import KinestreamError
+from kinestream.errors import KinestreamError
 
 
 @dataclass

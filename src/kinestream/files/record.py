@@ -41,9 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import KinestreamError
-from .mot import mot_header, mot_row
-from .trc import _UNIT_SCALE, trc_header, trc_row
+from kinestream.errors import KinestreamError
+from kinestream.files.mot import mot_header, mot_row
+from kinestream.files.trc import _UNIT_SCALE, trc_header, trc_row
 
 try:  # advisory lock: tells recover() that a live recorder still owns the file
     import fcntl

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import KinestreamError
-from .trc import MarkerTable
+from kinestream.errors import KinestreamError
+from kinestream.files.trc import MarkerTable
 
-log = logging.getLogger("kinestream.calibrate")
+log = logging.getLogger("kinestream.live.calibrate")
 
 
 class StaticCollector:
@@ -45,7 +45,7 @@ class StaticCollector:
 
     def check(self, thresholds_mm=(3.0, 15.0), windows_s=(1.0, 1.0)):
         """A still, upright window of the buffered frames, or None."""
-        from .scale import find_static_window
+        from kinestream.scale import find_static_window
 
         if len(self.frames) < int(min(windows_s) * self.rate) + 1:
             return None
@@ -62,7 +62,7 @@ class StaticCollector:
 
 
 def write_subject(model_path: Path, mass: float, height: float, floor_offset_m: float, window: str) -> Path:
-    from .service import subject_file
+    from kinestream.live.service import subject_file
 
     path = subject_file(model_path)
     path.write_text(json.dumps({"mass": mass, "height": height, "floor_offset_m": round(floor_offset_m, 5),
@@ -77,12 +77,12 @@ async def calibrate(config: dict, *, input_endpoint: str, mass: float, height: f
     import zmq
     import zmq.asyncio
 
-    from .assets import get_assets
-    from .augment import check_subject, floor_offset
-    from .protocol import TOPIC_KEYPOINTS, FrameDecoder, Rejected
-    from .scale import scale_model
-    from .pipeline import FrameProcessor
-    from .transport import Access, open_input
+    from kinestream.assets import get_assets
+    from kinestream.augment import check_subject, floor_offset
+    from kinestream.live.protocol import TOPIC_KEYPOINTS, FrameDecoder, Rejected
+    from kinestream.scale import scale_model
+    from kinestream.offline import FrameProcessor
+    from kinestream.live.transport import Access, open_input
 
     check_subject(height, mass)
     out_model = Path(out_model)

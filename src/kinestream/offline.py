@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import clean, scale, solve
-from .assets import Assets, get_assets
-from .augment import Augmenter, augment_table, check_subject
-from .errors import KinestreamError
-from .ingest import DERIVED, complete_keypoints
-from .mot import Motion, solved_rows, write_mot
-from .plots import peak, plot_angles
-from .trc import MarkerTable, read_trc, write_trc
+from kinestream import clean, scale, solve
+from kinestream.assets import Assets, get_assets
+from kinestream.augment import Augmenter, augment_table, check_subject
+from kinestream.errors import KinestreamError
+from kinestream.ingest import DERIVED, complete_keypoints
+from kinestream.files.mot import Motion, solved_rows, write_mot
+from kinestream.plots import peak, plot_angles
+from kinestream.files.trc import MarkerTable, read_trc, write_trc
 
 
 def _bar(total: int, desc: str, unit: str = "frame"):
@@ -84,7 +84,7 @@ def ik_setup_from_config(ik_setup: str | Path, ik: dict) -> solve.IKSetup:
     cw = ik.get("constraint_weight", "inf")
     setup.constraint_weight = float("inf") if str(cw).lower() == "inf" else float(cw)
     if not ik.get("arms", True):
-        from .augment import UPPER_MARKERS
+        from kinestream.augment import UPPER_MARKERS
 
         setup.marker_weights = {k: v for k, v in setup.marker_weights.items() if k not in UPPER_MARKERS}
     return setup
@@ -152,8 +152,8 @@ class FrameProcessor:
     """
 
     def __init__(self, assets, config: dict, height: float, mass: float, rate: float = 60.0):
-        from .augment import StreamingAugmenter
-        from .clean import StreamingCleaner
+        from kinestream.augment import StreamingAugmenter
+        from kinestream.clean import StreamingCleaner
 
         self.config = config
         self.rate = rate
@@ -210,7 +210,7 @@ class FrameProcessor:
         first = len(self._times) == 2
         if first and self.cleaner.filler.lookahead:  # frame 1 is still in the look-ahead: wait for 16 frames
             return
-        from .clean import StreamingCleaner
+        from kinestream.clean import StreamingCleaner
 
         try:
             cleaner = StreamingCleaner.from_config(self.config.get("clean", {}), len(self.keypoints), measured)
