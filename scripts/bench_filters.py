@@ -58,7 +58,7 @@ def lag_ms(signal: np.ndarray, reference: np.ndarray, rate: float, max_ms: float
     a, b = np.where(ok, a - a[ok].mean(), 0.0), np.where(ok, b - b[ok].mean(), 0.0)
     span = int(max_ms / 1000 * rate)
     lags = np.arange(-span, span + 1)
-    corr = np.array([np.dot(a[max(k, 0):len(a) + min(k, 0)], b[max(-k, 0):len(b) + min(-k, 0)]) for k in lags])
+    corr = np.array([np.dot(a[max(k, 0) : len(a) + min(k, 0)], b[max(-k, 0) : len(b) + min(-k, 0)]) for k in lags])
     i = int(np.argmax(corr))
     shift = 0.0
     if 0 < i < len(corr) - 1:  # a parabola through the peak and its neighbours
@@ -91,8 +91,11 @@ def rep_delays_ms(motion, truth, config) -> list[float]:
             events.append(float(t))
     knee, t = mean_of(truth, KNEES), truth.time
     level = settings.knee_start_deg
-    ends = [t[i - 1] + (level - knee[i - 1]) / (knee[i] - knee[i - 1]) * (t[i] - t[i - 1])
-            for i in range(1, len(knee)) if knee[i - 1] >= level > knee[i]]
+    ends = [
+        t[i - 1] + (level - knee[i - 1]) / (knee[i] - knee[i - 1]) * (t[i] - t[i - 1])
+        for i in range(1, len(knee))
+        if knee[i - 1] >= level > knee[i]
+    ]
     out = []
     for end in ends:
         later = [e for e in events if e >= end - 0.5]
@@ -105,8 +108,13 @@ def judge(name, motion, reference, rate, truth=None, standing=None, config=None)
     keep, rows = on_time(motion, reference)
     k, h = mean_of(motion, KNEES)[keep], mean_of(motion, HIPS)[keep]
     rk, rh = mean_of(reference, KNEES)[rows], mean_of(reference, HIPS)[rows]
-    row = {"filter": name, "knee lag ms": lag_ms(k, rk, rate), "hip lag ms": lag_ms(h, rh, rate),
-           "knee rms deg": rms(k, rk), "hip rms deg": rms(h, rh)}
+    row = {
+        "filter": name,
+        "knee lag ms": lag_ms(k, rk, rate),
+        "hip lag ms": lag_ms(h, rh, rate),
+        "knee rms deg": rms(k, rk),
+        "hip rms deg": rms(h, rh),
+    }
     if standing is not None:
         still = (motion.time >= standing[0] + 0.5) & (motion.time <= standing[1] - 0.2)
         row["jitter deg"] = float(np.sqrt(np.nanmean(np.diff(mean_of(motion, KNEES)[still], 2) ** 2)))
@@ -120,7 +128,7 @@ def trials(tmp: Path, quick: bool):
     from kinestream.synth import synthesize
 
     for fs in (60.0, 120.0):
-        for noise in ((5.0,) if quick else (0.0, 3.0, 5.0)):
+        for noise in (5.0,) if quick else (0.0, 3.0, 5.0):
             syn = synthesize(tmp / f"synth_{fs:g}_{noise:g}", fs=fs, seconds=12.0, noise_mm=noise, gaps=4, seed=7)
             yield f"synth {fs:g} Hz {noise:g} mm", syn.keypoints_trc, syn.mass, syn.height, fs, syn
     if not quick:
@@ -142,15 +150,34 @@ def run(quick: bool = False, say=print) -> list[dict]:
             reference = syn.motion if syn is not None else offline.motion
             standing = syn.standing if syn is not None else None
             if syn is not None:
-                rows.append({"trial": label, **judge("offline (zero lag)", offline.motion, reference, rate,
-                                                      syn.motion, standing, base)})
+                rows.append(
+                    {
+                        "trial": label,
+                        **judge("offline (zero lag)", offline.motion, reference, rate, syn.motion, standing, base),
+                    }
+                )
             for name, settings in FILTERS.items():
                 config = copy.deepcopy(base)
                 config["clean"].update(settings)
-                got = process(path, mass, height, tmp / label / name.replace(" ", "_"), config, plot=False,
-                              log=lambda *_: None, streaming=True, model=offline.scaled_model)
-                rows.append({"trial": label, **judge(name, got.motion, reference, rate,
-                                                      syn.motion if syn is not None else None, standing, config)})
+                got = process(
+                    path,
+                    mass,
+                    height,
+                    tmp / label / name.replace(" ", "_"),
+                    config,
+                    plot=False,
+                    log=lambda *_: None,
+                    streaming=True,
+                    model=offline.scaled_model,
+                )
+                rows.append(
+                    {
+                        "trial": label,
+                        **judge(
+                            name, got.motion, reference, rate, syn.motion if syn is not None else None, standing, config
+                        ),
+                    }
+                )
     return rows
 
 

@@ -67,8 +67,14 @@ def busy_load(n: int):
     procs = []
     try:
         for _ in range(n):
-            procs.append(subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-c", "while True: pass"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         yield [p.pid for p in procs]
     finally:
         for p in procs:
@@ -81,13 +87,31 @@ async def run(args, trial, model, config_path) -> dict:
     import zmq
     import zmq.asyncio
 
+    from kinestream.files.trc import read_trc
     from kinestream.live.protocol import decode_angles, decode_reps, decode_status
     from kinestream.live.replay import replay
-    from kinestream.files.trc import read_trc
 
     src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    cmd = [sys.executable, "-m", "kinestream", "--config", str(config_path), "serve", "--input", src, "--output", out,
-           "--model", str(model), "--solver", args.solver, "--mass", str(args.mass), "--height", str(args.height)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "kinestream",
+        "--config",
+        str(config_path),
+        "serve",
+        "--input",
+        src,
+        "--output",
+        out,
+        "--model",
+        str(model),
+        "--solver",
+        args.solver,
+        "--mass",
+        str(args.mass),
+        "--height",
+        str(args.height),
+    ]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
     ctx = zmq.asyncio.Context()
@@ -125,7 +149,7 @@ async def run(args, trial, model, config_path) -> dict:
             sent = await replay(table, src, rate=1.0, wait_subscriber=10.0)
             wall = time.monotonic() - wall0
             cpu = cpu_seconds(proc.pid) - cpu0
-            load_cpu = [cpu_seconds(p) - c for p, c in zip(loaders, load0)]
+            load_cpu = [cpu_seconds(p) - c for p, c in zip(loaders, load0, strict=False)]
             t_end = time.monotonic() + 10
             while time.monotonic() < t_end:  # the last answers, still under load
                 await asyncio.sleep(0.2)
@@ -144,8 +168,17 @@ async def run(args, trial, model, config_path) -> dict:
     lat = np.array([(now - msg["sent_ns"]) / 1e6 for now, msg in received if msg.get("sent_ns")])
     times = np.array([now for now, _ in received]) / 1e9
     final = statuses[-1] if statuses else {}
-    return {"sent": sent, "received": received, "wall": wall, "cpu": cpu, "load_cpu": load_cpu, "latency": lat,
-            "times": times, "status": final, "reps": reps}
+    return {
+        "sent": sent,
+        "received": received,
+        "wall": wall,
+        "cpu": cpu,
+        "load_cpu": load_cpu,
+        "latency": lat,
+        "times": times,
+        "status": final,
+        "reps": reps,
+    }
 
 
 def rep_timing(live: dict, truth) -> dict:
@@ -162,9 +195,12 @@ def rep_timing(live: dict, truth) -> dict:
         service.append((now - msg["sent_ns"]) / 1e6)
         end = min(true_events, key=lambda e: abs(e.end - msg["rep"]["end"])).end
         from_end.append((now - np.interp(end, t_frames, ns_frames)) / 1e6)
-    return {"rep_events": len(live["reps"]), "true_reps": len(true_events),
-            "rep_latency_ms_from_completing_frame": [round(x, 1) for x in service],
-            "rep_latency_ms_from_true_end": [round(x, 1) for x in from_end]}
+    return {
+        "rep_events": len(live["reps"]),
+        "true_reps": len(true_events),
+        "rep_latency_ms_from_completing_frame": [round(x, 1) for x in service],
+        "rep_latency_ms_from_true_end": [round(x, 1) for x in from_end],
+    }
 
 
 def summary(args, live: dict) -> dict:
@@ -174,18 +210,27 @@ def summary(args, live: dict) -> dict:
     service_cpu_percent: CPU the service process used while the trial was sent, % of one core (100 = one
     core busy); load_cpu_percent: the same for each --load process."""
     status, lat, times = live["status"], live["latency"], live["times"]
-    return {"rate_hz": args.rate, "seconds": args.seconds, "solver": args.solver, "load": args.load,
-            "arms": not args.no_arms, "frames_sent": live["sent"], "frames_out": len(live["received"]),
-            "skipped": status.get("skipped"), "rejected": sum(status.get("rejected", {}).values()),
-            "input_rate_hz": round(live["sent"] / live["wall"], 1),
-            "output_rate_hz": round((len(times) - 1) / (times[-1] - times[0]), 1) if len(times) > 1 else 0.0,
-            "latency_ms": {f"p{p}": round(float(np.percentile(lat, p)), 2) for p in (50, 95, 99)} if lat.size else {},
-            "latency_max_ms": round(float(lat.max()), 2) if lat.size else None,
-            "service_latency_ms": status.get("latency_ms"),
-            "stages_ms": {k: status.get(f"{k}_ms") for k in ("prepare", "wait", "ik")},
-            "service_cpu_percent": round(100 * live["cpu"] / live["wall"], 1),
-            "load_cpu_percent": [round(100 * c / live["wall"], 1) for c in live["load_cpu"]],
-            "cores": os.cpu_count(), "loadavg": round(os.getloadavg()[0], 2)}
+    return {
+        "rate_hz": args.rate,
+        "seconds": args.seconds,
+        "solver": args.solver,
+        "load": args.load,
+        "arms": not args.no_arms,
+        "frames_sent": live["sent"],
+        "frames_out": len(live["received"]),
+        "skipped": status.get("skipped"),
+        "rejected": sum(status.get("rejected", {}).values()),
+        "input_rate_hz": round(live["sent"] / live["wall"], 1),
+        "output_rate_hz": round((len(times) - 1) / (times[-1] - times[0]), 1) if len(times) > 1 else 0.0,
+        "latency_ms": {f"p{p}": round(float(np.percentile(lat, p)), 2) for p in (50, 95, 99)} if lat.size else {},
+        "latency_max_ms": round(float(lat.max()), 2) if lat.size else None,
+        "service_latency_ms": status.get("latency_ms"),
+        "stages_ms": {k: status.get(f"{k}_ms") for k in ("prepare", "wait", "ik")},
+        "service_cpu_percent": round(100 * live["cpu"] / live["wall"], 1),
+        "load_cpu_percent": [round(100 * c / live["wall"], 1) for c in live["load_cpu"]],
+        "cores": os.cpu_count(),
+        "loadavg": round(os.getloadavg()[0], 2),
+    }
 
 
 def offline_difference(live: dict, offline) -> dict:
@@ -208,8 +253,12 @@ def offline_difference(live: dict, offline) -> dict:
                         leg_at = (d, float(msg["t"]))
     if not diffs:
         return {}
-    return {"legs": round(max(diffs.get(n, 0.0) for n in LEGS), 4), "all": round(max(diffs.values()), 4),
-            "worst": max(diffs, key=diffs.get), "legs_at_s": leg_at[1]}
+    return {
+        "legs": round(max(diffs.get(n, 0.0) for n in LEGS), 4),
+        "all": round(max(diffs.values()), 4),
+        "worst": max(diffs, key=diffs.get),
+        "legs_at_s": leg_at[1],
+    }
 
 
 def report(result: dict) -> str:
@@ -219,21 +268,31 @@ def report(result: dict) -> str:
     def pcts(d):
         return "/".join(str(d.get(k, "-")) for k in ("p50", "p95", "p99")) if d else "-"
 
-    rows = [("rate, solver, load", f"{result['rate_hz']:g} Hz, {result['solver']}, {result['load']} busy processes"),
-            ("frames sent / out / skipped / rejected",
-             f"{result['frames_sent']} / {result['frames_out']} / {result['skipped']} / {result['rejected']}"),
-            ("input / output rate Hz", f"{result['input_rate_hz']} / {result['output_rate_hz']}"),
-            ("end-to-end latency ms p50/p95/p99, max", f"{pcts(lat)}, {result['latency_max_ms']}"),
-            ("service latency ms p50/p95/p99", pcts(result["service_latency_ms"])),
-            ("ik / prepare / wait ms p50/p95/p99",
-             f"{pcts(st['ik'])} | {pcts(st['prepare'])} | {pcts(st['wait'])}"),
-            ("service CPU % of one core", f"{result['service_cpu_percent']}"
-             + (f" (load processes: {', '.join(map(str, result['load_cpu_percent']))})" if result["load"] else "")),
-            ("reps: events / true", f"{result['rep_events']} / {result['true_reps']}")]
+    rows = [
+        ("rate, solver, load", f"{result['rate_hz']:g} Hz, {result['solver']}, {result['load']} busy processes"),
+        (
+            "frames sent / out / skipped / rejected",
+            f"{result['frames_sent']} / {result['frames_out']} / {result['skipped']} / {result['rejected']}",
+        ),
+        ("input / output rate Hz", f"{result['input_rate_hz']} / {result['output_rate_hz']}"),
+        ("end-to-end latency ms p50/p95/p99, max", f"{pcts(lat)}, {result['latency_max_ms']}"),
+        ("service latency ms p50/p95/p99", pcts(result["service_latency_ms"])),
+        ("ik / prepare / wait ms p50/p95/p99", f"{pcts(st['ik'])} | {pcts(st['prepare'])} | {pcts(st['wait'])}"),
+        (
+            "service CPU % of one core",
+            f"{result['service_cpu_percent']}"
+            + (f" (load processes: {', '.join(map(str, result['load_cpu_percent']))})" if result["load"] else ""),
+        ),
+        ("reps: events / true", f"{result['rep_events']} / {result['true_reps']}"),
+    ]
     if "max_diff_vs_process_streaming_deg" in result:
         d = result["max_diff_vs_process_streaming_deg"]
-        rows.append(("max |live - process --streaming| deg", f"legs {d.get('legs')} (at t = {d.get('legs_at_s')} s), "
-                                                           f"all {d.get('all')} ({d.get('worst')})"))
+        rows.append(
+            (
+                "max |live - process --streaming| deg",
+                f"legs {d.get('legs')} (at t = {d.get('legs_at_s')} s), all {d.get('all')} ({d.get('worst')})",
+            )
+        )
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
 
@@ -242,10 +301,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=60.0, help="input frame rate, Hz (default 60)")
     parser.add_argument("--seconds", type=float, default=20.0, help="trial length (default 20)")
-    parser.add_argument("--solver", choices=("fast", "opensim"), default="fast",
-                        help="IK solver, passed to `kinestream serve --solver` (default fast)")
-    parser.add_argument("--load", type=int, default=0, metavar="N",
-                        help="busy processes spinning while the trial plays (default 0)")
+    parser.add_argument(
+        "--solver",
+        choices=("fast", "opensim"),
+        default="fast",
+        help="IK solver, passed to `kinestream serve --solver` (default fast)",
+    )
+    parser.add_argument(
+        "--load", type=int, default=0, metavar="N", help="busy processes spinning while the trial plays (default 0)"
+    )
     parser.add_argument("--no-arms", action="store_true", help="IK without the elbow and wrist markers")
     parser.add_argument("--no-offline", action="store_true", help="skip the comparison with process --streaming")
     args = parser.parse_args(argv)
@@ -272,8 +336,17 @@ def main(argv=None) -> int:
         result = summary(args, live)
         result.update(rep_timing(live, syn.motion))
         if not args.no_offline:
-            offline = process(syn.keypoints_trc, syn.mass, syn.height, tmp / "streaming", config, plot=False,
-                              log=quiet, streaming=True, model=scaled.scaled_model)
+            offline = process(
+                syn.keypoints_trc,
+                syn.mass,
+                syn.height,
+                tmp / "streaming",
+                config,
+                plot=False,
+                log=quiet,
+                streaming=True,
+                model=scaled.scaled_model,
+            )
             result["max_diff_vs_process_streaming_deg"] = offline_difference(live, offline)
     print(report(result))
     print(json.dumps(result))

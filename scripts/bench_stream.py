@@ -68,8 +68,8 @@ def load_trial(names: list[str], frames: int) -> tuple[str, np.ndarray, np.ndarr
     """(description, keypoints (frames, len(names), 3) at 60 Hz, times)."""
     t = np.arange(frames) / RATE
     if SHARED_TRIAL.is_file():
-        from kinestream.ingest import complete_keypoints
         from kinestream.files.trc import read_trc
+        from kinestream.ingest import complete_keypoints
 
         table = complete_keypoints(read_trc(SHARED_TRIAL))
         n = table.n_frames
@@ -87,9 +87,13 @@ def stats_ms(timing: tuple[list[int], list[int]]) -> dict:
     """Wall-clock statistics of per-frame times (ns), and the median CPU time of the thread."""
     wall, cpu = timing
     ms = np.asarray(wall, dtype=float) / 1e6
-    return {"median_ms": round(float(np.median(ms)), 4), "p99_ms": round(float(np.percentile(ms, 99)), 4),
-            "mean_ms": round(float(ms.mean()), 4), "max_ms": round(float(ms.max()), 4),
-            "cpu_median_ms": round(float(np.median(cpu)) / 1e6, 4)}
+    return {
+        "median_ms": round(float(np.median(ms)), 4),
+        "p99_ms": round(float(np.percentile(ms, 99)), 4),
+        "mean_ms": round(float(ms.mean()), 4),
+        "max_ms": round(float(ms.max()), 4),
+        "cpu_median_ms": round(float(np.median(cpu)) / 1e6, 4),
+    }
 
 
 def time_stream(stream, xyz: np.ndarray, t: np.ndarray, warmup: int = 0):
@@ -107,9 +111,9 @@ def time_stream(stream, xyz: np.ndarray, t: np.ndarray, warmup: int = 0):
 
 def format_table(title: str, header: list[str], rows: list[list]) -> str:
     """A title line and right-aligned columns, as printed."""
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    lines = ["", title, "  " + "  ".join(str(h).rjust(w) for h, w in zip(header, widths))]
-    lines += ["  " + "  ".join(str(x).rjust(w) for x, w in zip(row, widths)) for row in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    lines = ["", title, "  " + "  ".join(str(h).rjust(w) for h, w in zip(header, widths, strict=False))]
+    lines += ["  " + "  ".join(str(x).rjust(w) for x, w in zip(row, widths, strict=False)) for row in rows]
     return "\n".join(lines)
 
 
@@ -122,8 +126,7 @@ def augment_section(assets, names, xyz, t, window: int = 60) -> dict:
 
     results = {"timed_frames": len(t) - min(window, len(t) - 1), "window": window}
     for mode in ("stateful", "windowed"):
-        stream = StreamingAugmenter.from_assets(assets, HEIGHT, MASS, threads=1, mode=mode, window=window,
-                                                names=names)
+        stream = StreamingAugmenter.from_assets(assets, HEIGHT, MASS, threads=1, mode=mode, window=window, names=names)
         time_stream(stream, xyz[:window], t[:window])  # warm the sessions up
         stream.reset()
         # steady state: the first `window` frames (short windows) are not timed
@@ -132,19 +135,29 @@ def augment_section(assets, names, xyz, t, window: int = 60) -> dict:
         results[key] = {**stats_ms(timing), "runs_per_frame": round(stream.steps / stream.frames, 3)}
         results[key]["_out"] = out
     diff = np.linalg.norm(results["stateful"].pop("_out") - results[f"windowed{window}"].pop("_out"), axis=2)
-    results["windowed_vs_stateful_mm"] = {"mean": round(float(np.nanmean(diff) * 1e3), 3),
-                                          "max": round(float(np.nanmax(diff) * 1e3), 3)}
+    results["windowed_vs_stateful_mm"] = {
+        "mean": round(float(np.nanmean(diff) * 1e3), 3),
+        "max": round(float(np.nanmax(diff) * 1e3), 3),
+    }
     return results
 
 
 def augment_report(results: dict) -> str:
-    rows = [[k, v["median_ms"], v["p99_ms"], v["mean_ms"], v["max_ms"], v["cpu_median_ms"], v["runs_per_frame"]]
-            for k, v in results.items() if isinstance(v, dict) and "median_ms" in v]
+    rows = [
+        [k, v["median_ms"], v["p99_ms"], v["mean_ms"], v["max_ms"], v["cpu_median_ms"], v["runs_per_frame"]]
+        for k, v in results.items()
+        if isinstance(v, dict) and "median_ms" in v
+    ]
     d = results["windowed_vs_stateful_mm"]
-    return (format_table(f"augment: ms/frame (wall clock; cpu: thread CPU time), lower+upper, 1 thread, "
-                         f"{results['timed_frames']} timed frames",
-                         ["mode", "median", "p99", "mean", "max", "cpu median", "ort runs/frame"], rows)
-            + f"\n  windowed{results['window']} vs stateful markers: mean {d['mean']} mm, max {d['max']} mm")
+    return (
+        format_table(
+            f"augment: ms/frame (wall clock; cpu: thread CPU time), lower+upper, 1 thread, "
+            f"{results['timed_frames']} timed frames",
+            ["mode", "median", "p99", "mean", "max", "cpu median", "ort runs/frame"],
+            rows,
+        )
+        + f"\n  windowed{results['window']} vs stateful markers: mean {d['mean']} mm, max {d['max']} mm"
+    )
 
 
 def rate_section(assets, names, xyz60, t60) -> dict:
@@ -162,28 +175,49 @@ def rate_section(assets, names, xyz60, t60) -> dict:
     def err(a, b, t):
         d = np.linalg.norm(a - b, axis=2) * 1e3
         settled = d[t >= 1.0]  # after the first second (the models start from a zero state)
-        return {"mean_mm": round(float(d.mean()), 3), "p95_mm": round(float(np.percentile(d, 95)), 3),
-                "max_mm": round(float(d.max()), 3),
-                "max_after_1s_mm": round(float(settled.max()), 3) if settled.size else None}
+        return {
+            "mean_mm": round(float(d.mean()), 3),
+            "p95_mm": round(float(np.percentile(d, 95)), 3),
+            "max_mm": round(float(d.max()), 3),
+            "max_after_1s_mm": round(float(settled.max()), 3) if settled.size else None,
+        }
 
     results = {"frames": len(t120)}
     for clock in ("model", "input"):
         stream = StreamingAugmenter.from_assets(assets, HEIGHT, MASS, threads=1, clock=clock, names=names)
         timing, out = time_stream(stream, xyz120, t120)
-        r = {"all": err(out, ref120, t120), "on_60hz": err(out[::2], ref60, t120[::2]),
-             "between": err(out[1::2], ref120[1::2], t120[1::2]),
-             "runs_per_frame": round(stream.steps / stream.frames, 3), **stats_ms(timing)}
+        r = {
+            "all": err(out, ref120, t120),
+            "on_60hz": err(out[::2], ref60, t120[::2]),
+            "between": err(out[1::2], ref120[1::2], t120[1::2]),
+            "runs_per_frame": round(stream.steps / stream.frames, 3),
+            **stats_ms(timing),
+        }
         results[clock] = r
     return results
 
 
 def rate_report(results: dict) -> str:
-    rows = [[clock, part, r[part]["mean_mm"], r[part]["p95_mm"], r[part]["max_mm"], r[part]["max_after_1s_mm"],
-             r["runs_per_frame"], r["median_ms"]]
-            for clock, r in ((c, results[c]) for c in ("model", "input")) for part in ("all", "on_60hz", "between")]
-    return format_table(f"rate: 120 Hz input ({results['frames']} frames) vs whole-trial inference of the 60 Hz "
-                        f"trial (marker distance, mm; between 60 Hz frames: its cubic interpolation)",
-                        ["clock", "frames", "mean", "p95", "max", "max>1s", "ort runs/frame", "ms/frame"], rows)
+    rows = [
+        [
+            clock,
+            part,
+            r[part]["mean_mm"],
+            r[part]["p95_mm"],
+            r[part]["max_mm"],
+            r[part]["max_after_1s_mm"],
+            r["runs_per_frame"],
+            r["median_ms"],
+        ]
+        for clock, r in ((c, results[c]) for c in ("model", "input"))
+        for part in ("all", "on_60hz", "between")
+    ]
+    return format_table(
+        f"rate: 120 Hz input ({results['frames']} frames) vs whole-trial inference of the 60 Hz "
+        f"trial (marker distance, mm; between 60 Hz frames: its cubic interpolation)",
+        ["clock", "frames", "mean", "p95", "max", "max>1s", "ort runs/frame", "ms/frame"],
+        rows,
+    )
 
 
 def ik_trials(tmp: Path, seconds: float, config: dict) -> list[tuple[str, object, Path]]:
@@ -191,9 +225,9 @@ def ik_trials(tmp: Path, seconds: float, config: dict) -> list[tuple[str, object
     cleaned and augmented frame by frame (`process --streaming`, float32 as on the wire), the model
     scaled from the trial's own standing phase. The synth squat (5 mm keypoint noise), and the recorded
     sit-to-stand of tests/data (1.85 m, 75 kg as in the tests) when it is there."""
+    from kinestream.files.trc import read_trc
     from kinestream.offline import process
     from kinestream.synth import synthesize
-    from kinestream.files.trc import read_trc
 
     syn = synthesize(tmp / "syn", seconds=seconds, noise_mm=5.0)
     sources = [(f"synth {seconds:g} s 5 mm", syn.keypoints_trc, syn.mass, syn.height)]
@@ -201,8 +235,7 @@ def ik_trials(tmp: Path, seconds: float, config: dict) -> list[tuple[str, object
         sources.append((SHARED_TRIAL.stem, SHARED_TRIAL, 75.0, 1.85))
     trials = []
     for k, (desc, path, mass, height) in enumerate(sources):
-        result = process(path, mass, height, tmp / f"trial{k}", config, plot=False, log=lambda *_: None,
-                         streaming=True)
+        result = process(path, mass, height, tmp / f"trial{k}", config, plot=False, log=lambda *_: None, streaming=True)
         trials.append((desc, read_trc(result.augmented_trc), result.scaled_model))
     return trials
 
@@ -222,8 +255,14 @@ def run_solver(model_path: Path, setup, markers, solver: str) -> dict:
         wall.append(time.perf_counter_ns() - t0)
         steps.append(ik.iterations)
         q.append(frame.warm if frame.ok else None)
-    return {"solver": ik.solver, "names": list(ik.names), "wall_ns": np.array(wall, dtype=float),
-            "steps": np.array(steps), "q": q, "counts": dict(ik.counts)}
+    return {
+        "solver": ik.solver,
+        "names": list(ik.names),
+        "wall_ns": np.array(wall, dtype=float),
+        "steps": np.array(steps),
+        "q": q,
+        "counts": dict(ik.counts),
+    }
 
 
 def frame_costs(model_path: Path, setup, names: list[str], markers, solutions: list) -> np.ndarray:
@@ -245,10 +284,15 @@ def timing_stats(wall_ns: np.ndarray, steps: np.ndarray) -> dict:
     median, p99 and max are over the frames after it."""
     ms = wall_ns / 1e6
     rest = ms[1:]
-    return {"first_ms": round(float(ms[0]), 2), "median_ms": round(float(np.median(rest)), 3),
-            "p99_ms": round(float(np.percentile(rest, 99)), 3), "max_ms": round(float(rest.max()), 3),
-            "first_steps": int(steps[0]), "steps_median": float(np.median(steps[1:])),
-            "steps_max": int(steps[1:].max())}
+    return {
+        "first_ms": round(float(ms[0]), 2),
+        "median_ms": round(float(np.median(rest)), 3),
+        "p99_ms": round(float(np.percentile(rest, 99)), 3),
+        "max_ms": round(float(rest.max()), 3),
+        "first_steps": int(steps[0]),
+        "steps_median": float(np.median(steps[1:])),
+        "steps_max": int(steps[1:].max()),
+    }
 
 
 def cost_comparison(fast: np.ndarray, opensim: np.ndarray) -> dict:
@@ -257,10 +301,14 @@ def cost_comparison(fast: np.ndarray, opensim: np.ndarray) -> dict:
     below 1: the fast solver got lower), and the share of frames where fast <= opensim."""
     both = np.isfinite(fast) & np.isfinite(opensim) & (opensim > 0)
     ratio = fast[both] / opensim[both]
-    return {"frames": int(both.sum()), "fast_median_mm2": round(float(np.median(fast[both])) * 1e6, 4),
-            "opensim_median_mm2": round(float(np.median(opensim[both])) * 1e6, 4),
-            "ratio_median": round(float(np.median(ratio)), 6), "ratio_worst": round(float(ratio.max()), 6),
-            "share_fast_le_opensim": round(float(np.mean(fast[both] <= opensim[both])), 4)}
+    return {
+        "frames": int(both.sum()),
+        "fast_median_mm2": round(float(np.median(fast[both])) * 1e6, 4),
+        "opensim_median_mm2": round(float(np.median(opensim[both])) * 1e6, 4),
+        "ratio_median": round(float(np.median(ratio)), 6),
+        "ratio_worst": round(float(ratio.max()), 6),
+        "share_fast_le_opensim": round(float(np.mean(fast[both] <= opensim[both])), 4),
+    }
 
 
 def compare_solvers(model_path: Path, setup, markers) -> dict:
@@ -269,8 +317,10 @@ def compare_solvers(model_path: Path, setup, markers) -> dict:
     names = runs["fast"]["names"]
     assert runs["opensim"]["names"] == names, "the two solvers fit different markers"
     costs = {s: frame_costs(model_path, setup, names, markers, r["q"]) for s, r in runs.items()}
-    out = {s: {"solver_used": r["solver"], **timing_stats(r["wall_ns"], r["steps"]), "counts": r["counts"]}
-           for s, r in runs.items()}
+    out = {
+        s: {"solver_used": r["solver"], **timing_stats(r["wall_ns"], r["steps"]), "counts": r["counts"]}
+        for s, r in runs.items()
+    }
     out["cost"] = cost_comparison(costs["fast"], costs["opensim"])
     out["frames"] = markers.n_frames
     out["markers"] = len(names)
@@ -303,21 +353,44 @@ def ik_report(out: dict) -> str:
         for s in ("fast", "opensim"):
             e = r[s]
             fast = s == "fast"
-            time_rows.append([desc, e["solver_used"], r["frames"], e["first_ms"], e["median_ms"], e["p99_ms"],
-                              e["max_ms"], e["steps_median"] if fast else "-", e["steps_max"] if fast else "-",
-                              e["first_steps"] if fast else "-"])
+            time_rows.append(
+                [
+                    desc,
+                    e["solver_used"],
+                    r["frames"],
+                    e["first_ms"],
+                    e["median_ms"],
+                    e["p99_ms"],
+                    e["max_ms"],
+                    e["steps_median"] if fast else "-",
+                    e["steps_max"] if fast else "-",
+                    e["first_steps"] if fast else "-",
+                ]
+            )
         c = r["cost"]
-        cost_rows.append([desc, c["frames"], c["fast_median_mm2"], c["opensim_median_mm2"], c["ratio_median"],
-                          c["ratio_worst"], c["share_fast_le_opensim"]])
-    return (format_table("ik: StreamingIK ms/frame, same frames for both solvers, 1 thread; median/p99/max over "
-                         "frames 1.., frame 0 (cold start from the default pose) apart as 'first'; GN: the fast "
-                         "solver's Gauss-Newton steps per frame",
-                         ["trial", "solver", "frames", "first ms", "median", "p99", "max", "GN median", "GN max",
-                          "GN first"], time_rows)
-            + format_table("ik: final cost F (OpenSim's IK objective, FastIK.cost, mm^2) of each solver's solution "
-                           "per frame, frame 0 included; ratio fast/opensim per frame",
-                           ["trial", "frames", "fast median", "opensim median", "ratio median", "ratio worst",
-                            "share fast<=opensim"], cost_rows))
+        cost_rows.append(
+            [
+                desc,
+                c["frames"],
+                c["fast_median_mm2"],
+                c["opensim_median_mm2"],
+                c["ratio_median"],
+                c["ratio_worst"],
+                c["share_fast_le_opensim"],
+            ]
+        )
+    return format_table(
+        "ik: StreamingIK ms/frame, same frames for both solvers, 1 thread; median/p99/max over "
+        "frames 1.., frame 0 (cold start from the default pose) apart as 'first'; GN: the fast "
+        "solver's Gauss-Newton steps per frame",
+        ["trial", "solver", "frames", "first ms", "median", "p99", "max", "GN median", "GN max", "GN first"],
+        time_rows,
+    ) + format_table(
+        "ik: final cost F (OpenSim's IK objective, FastIK.cost, mm^2) of each solver's solution "
+        "per frame, frame 0 included; ratio fast/opensim per frame",
+        ["trial", "frames", "fast median", "opensim median", "ratio median", "ratio worst", "share fast<=opensim"],
+        cost_rows,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

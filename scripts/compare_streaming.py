@@ -42,8 +42,17 @@ def compare(trial: Path, mass: float, height: float, out: Path) -> dict:
     config = load_config()
     quiet = lambda *_: None  # noqa: E731
     offline = process(trial, mass, height, out / "offline", config, plot=False, log=quiet)
-    streaming = process(trial, mass, height, out / "streaming", config, plot=False, log=quiet, streaming=True,
-                        model=offline.scaled_model)
+    streaming = process(
+        trial,
+        mass,
+        height,
+        out / "streaming",
+        config,
+        plot=False,
+        log=quiet,
+        streaming=True,
+        model=offline.scaled_model,
+    )
     rate = 1.0 / float(np.median(np.diff(offline.motion.time)))
     delay_ms = StreamingCleaner.from_config(config["clean"], 1, rate).delay_ms()
     lag = int(round(delay_ms / 1000 * rate))
@@ -51,9 +60,12 @@ def compare(trial: Path, mass: float, height: float, out: Path) -> dict:
     for joint in JOINTS:
         a, b = offline.motion.get(joint), streaming.motion.get(joint)
         best = min(range(0, 3 * lag + 3), key=lambda s: rms_shifted(a, b, s))
-        result["joints"][joint] = {"rms": round(rms_shifted(a, b, 0), 2),
-                                   "rms_without_filter_delay": round(rms_shifted(a, b, lag), 2),
-                                   "best_shift_frames": best, "rms_best_shift": round(rms_shifted(a, b, best), 2)}
+        result["joints"][joint] = {
+            "rms": round(rms_shifted(a, b, 0), 2),
+            "rms_without_filter_delay": round(rms_shifted(a, b, lag), 2),
+            "best_shift_frames": best,
+            "rms_best_shift": round(rms_shifted(a, b, best), 2),
+        }
     return result
 
 
@@ -79,12 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         for path, height in trials:
             r = compare(Path(path), args.mass, height, tmp / Path(path).stem)
             results.append(r)
-            print(f"\n{r['trial']}: streaming vs offline, deg RMS (causal filter delay {r['filter_delay_ms']} ms "
-                  f"= {r['filter_delay_frames']} frames)")
+            print(
+                f"\n{r['trial']}: streaming vs offline, deg RMS (causal filter delay {r['filter_delay_ms']} ms "
+                f"= {r['filter_delay_frames']} frames)"
+            )
             print(f"  {'joint':15s} {'as is':>7s} {'- delay':>8s} {'best shift':>11s} {'at best':>8s}")
             for joint, j in r["joints"].items():
-                print(f"  {joint:15s} {j['rms']:7.2f} {j['rms_without_filter_delay']:8.2f} "
-                      f"{j['best_shift_frames']:11d} {j['rms_best_shift']:8.2f}")
+                print(
+                    f"  {joint:15s} {j['rms']:7.2f} {j['rms_without_filter_delay']:8.2f} "
+                    f"{j['best_shift_frames']:11d} {j['rms_best_shift']:8.2f}"
+                )
     print(json.dumps(results))
     return 0
 

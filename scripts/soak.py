@@ -82,15 +82,26 @@ class SoakResult:
         out = {
             "rss_growth_mb": round(float(rss[-1] - rss[0]), 2),
             "rss_slope_mb_per_10min": round(slope, 2),
-            "fds": [min(fds), max(fds)], "threads": [min(s.threads for s in after), max(s.threads for s in after)],
-            "sent": self.sent, "frames_in": f.get("frames_in"), "answered": answered,
-            "solved": f.get("frames_out", 0), "skipped": f.get("skipped", 0),
-            "rejected": sum(f.get("rejected", {}).values()), "received": self.received, "alive": self.alive,
+            "fds": [min(fds), max(fds)],
+            "threads": [min(s.threads for s in after), max(s.threads for s in after)],
+            "sent": self.sent,
+            "frames_in": f.get("frames_in"),
+            "answered": answered,
+            "solved": f.get("frames_out", 0),
+            "skipped": f.get("skipped", 0),
+            "rejected": sum(f.get("rejected", {}).values()),
+            "received": self.received,
+            "alive": self.alive,
         }
         # every frame solved and published: a skipped frame is accounted for, not answered
-        out["ok"] = bool(self.alive and out["rss_growth_mb"] < max_growth_mb
-                         and max(fds) - min(fds) <= max_fd_change
-                         and f.get("frames_in") == self.sent and out["solved"] == self.sent and out["rejected"] == 0)
+        out["ok"] = bool(
+            self.alive
+            and out["rss_growth_mb"] < max_growth_mb
+            and max(fds) - min(fds) <= max_fd_change
+            and f.get("frames_in") == self.sent
+            and out["solved"] == self.sent
+            and out["rejected"] == 0
+        )
         return out
 
 
@@ -98,19 +109,35 @@ async def soak(minutes: float, every: float, rate: float = 60.0, say=print) -> S
     import zmq
     import zmq.asyncio
 
+    from kinestream.files.trc import read_trc
     from kinestream.live.protocol import decode_status
     from kinestream.live.replay import replay
     from kinestream.synth import synthesize
-    from kinestream.files.trc import read_trc
 
     result = SoakResult()
     with tempfile.TemporaryDirectory() as tmp:
         trial = synthesize(Path(tmp) / "trial", fs=rate, seconds=12.0, noise_mm=5.0, gaps=4)
         src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
         log = open(Path(tmp) / "serve.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "kinestream", "serve", "--input", src, "--output", out,
-                                 "--mass", str(trial.mass), "--height", str(trial.height)],
-                                stdout=subprocess.DEVNULL, stderr=log, cwd=ROOT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kinestream",
+                "serve",
+                "--input",
+                src,
+                "--output",
+                out,
+                "--mass",
+                str(trial.mass),
+                "--height",
+                str(trial.height),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            cwd=ROOT,
+        )
         ctx = zmq.asyncio.Context()
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.SUBSCRIBE, b"")
@@ -134,24 +161,37 @@ async def soak(minutes: float, every: float, rate: float = 60.0, say=print) -> S
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"the service did not start:\n{(Path(tmp) / 'serve.log').read_text()[-2000:]}")
                 await asyncio.sleep(0.2)
-            source = asyncio.create_task(replay(read_trc(trial.keypoints_trc), src, loop=True, stop_event=stop,
-                                                wait_subscriber=10.0))
+            source = asyncio.create_task(
+                replay(read_trc(trial.keypoints_trc), src, loop=True, stop_event=stop, wait_subscriber=10.0)
+            )
             start = time.monotonic()
-            say(f"{'s':>6} {'RSS MB':>7} {'fds':>4} {'thr':>4} {'in':>7} {'out':>7} {'skip':>5} {'rej':>4} "
-                f"{'recv':>7} {'p99 ms':>7}")
+            say(
+                f"{'s':>6} {'RSS MB':>7} {'fds':>4} {'thr':>4} {'in':>7} {'out':>7} {'skip':>5} {'rej':>4} "
+                f"{'recv':>7} {'p99 ms':>7}"
+            )
             while True:
                 await asyncio.sleep(min(every, max(0.0, start + minutes * 60 - time.monotonic())))
                 if proc.poll() is not None:
                     result.alive = False
                     break
                 rss, fds, threads = proc_usage(proc.pid)
-                s = Sample(round(time.monotonic() - start, 1), round(rss, 1), fds, threads, status.get("frames_in", 0),
-                           status.get("frames_out", 0), status.get("skipped", 0),
-                           sum(status.get("rejected", {}).values()), result.received,
-                           status.get("latency_ms", {}).get("p99"))
+                s = Sample(
+                    round(time.monotonic() - start, 1),
+                    round(rss, 1),
+                    fds,
+                    threads,
+                    status.get("frames_in", 0),
+                    status.get("frames_out", 0),
+                    status.get("skipped", 0),
+                    sum(status.get("rejected", {}).values()),
+                    result.received,
+                    status.get("latency_ms", {}).get("p99"),
+                )
                 result.samples.append(s)
-                say(f"{s.elapsed_s:6.0f} {s.rss_mb:7.1f} {s.fds:4d} {s.threads:4d} {s.frames_in:7d} "
-                    f"{s.frames_out:7d} {s.skipped:5d} {s.rejected:4d} {s.received:7d} {s.p99_ms!s:>7}")
+                say(
+                    f"{s.elapsed_s:6.0f} {s.rss_mb:7.1f} {s.fds:4d} {s.threads:4d} {s.frames_in:7d} "
+                    f"{s.frames_out:7d} {s.skipped:5d} {s.rejected:4d} {s.received:7d} {s.p99_ms!s:>7}"
+                )
                 if time.monotonic() - start >= minutes * 60:
                     break
             stop.set()
@@ -159,8 +199,10 @@ async def soak(minutes: float, every: float, rate: float = 60.0, say=print) -> S
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:  # the last frames answered and counted in a status
                 await asyncio.sleep(0.5)
-                if status.get("frames_in") == result.sent and \
-                        status.get("frames_out", 0) + status.get("skipped", 0) == result.sent:
+                if (
+                    status.get("frames_in") == result.sent
+                    and status.get("frames_out", 0) + status.get("skipped", 0) == result.sent
+                ):
                     break
             result.final = status
         finally:
@@ -182,8 +224,12 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="how long (default 10)")
     parser.add_argument("--every", type=float, default=30.0, help="seconds between samples (default 30)")
     parser.add_argument("--rate", type=float, default=60.0, help="frame rate, Hz (default 60)")
-    parser.add_argument("--warmup", type=float, default=None,
-                        help="seconds before growth is measured (default: 60, or a fifth of a shorter run)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="seconds before growth is measured (default: 60, or a fifth of a shorter run)",
+    )
     parser.add_argument("--max-growth-mb", type=float, default=30.0, help="RSS growth allowed after the warm-up")
     parser.add_argument("--max-fd-change", type=int, default=2, help="file descriptor change allowed")
     parser.add_argument("--json", help="write the samples and the verdict to this file")
@@ -197,8 +243,9 @@ def main(argv=None) -> int:
     verdict = result.verdict(warmup, args.max_growth_mb, args.max_fd_change)
     print(json.dumps(verdict))
     if args.json:
-        Path(args.json).write_text(json.dumps({"samples": [asdict(s) for s in result.samples], "verdict": verdict},
-                                              indent=1))
+        Path(args.json).write_text(
+            json.dumps({"samples": [asdict(s) for s in result.samples], "verdict": verdict}, indent=1)
+        )
     return 0 if verdict["ok"] else 1
 
 

@@ -16,8 +16,8 @@ folder):
 
     .venv/bin/python scripts/subscriber.py zmq --curve-key keys/headset.key_secret --server-key keys/service.key
 
-Each prints a REP line whenever a squat rep is completed (topic reps) and one line per frame: time, knee and hip flexion (degrees), and for
-ZeroMQ the end-to-end latency from the keypoint source.
+Each prints a REP line whenever a squat rep is completed (topic reps) and one line per frame: time, knee
+and hip flexion (degrees), and for ZeroMQ the end-to-end latency from the keypoint source.
 """
 
 from __future__ import annotations
@@ -48,20 +48,24 @@ def zmq_angles(endpoint: str, curve_key: str | None = None, server_key: str | No
             print(rep_line(msg))
             continue
         q = np.frombuffer(msg["q"], dtype="<f4")  # degrees for rotations, metres for translations
-        angle = dict(zip(msg["coords"], q))
+        angle = dict(zip(msg["coords"], q, strict=False))
         latency = (time.time_ns() - msg["sent_ns"]) / 1e6 if msg.get("sent_ns") else float("nan")
-        print(f"t {msg['t']:8.3f}  knee R {angle['knee_angle_r']:6.1f}  L {angle['knee_angle_l']:6.1f}  "
-              f"hip R {angle['hip_flexion_r']:6.1f}  L {angle['hip_flexion_l']:6.1f}  "
-              f"marker error {msg['rmse_mm']:5.1f} mm  latency {latency:5.1f} ms")
+        print(
+            f"t {msg['t']:8.3f}  knee R {angle['knee_angle_r']:6.1f}  L {angle['knee_angle_l']:6.1f}  "
+            f"hip R {angle['hip_flexion_r']:6.1f}  L {angle['hip_flexion_l']:6.1f}  "
+            f"marker error {msg['rmse_mm']:5.1f} mm  latency {latency:5.1f} ms"
+        )
 
 
 def rep_line(msg: dict) -> str:
     """A completed squat rep (ZeroMQ 'reps' or MQTT kinestream/<subject>/reps) as one line."""
     rep, done = msg["rep"], msg["set"]
-    return (f"REP {rep['index']}: depth {rep['knee_peak']} deg ({'deep enough' if rep['deep_enough'] else 'shallow'}"
-            f", below parallel: {rep['below_parallel']}), down {rep['descent_s']} s, up {rep['ascent_s']} s, "
-            f"knee asymmetry {rep['knee_asymmetry_deg']} deg, trunk lean {rep['trunk_lean_deg']} deg; "
-            f"set: {done['reps']} reps, mean depth {done['depth_mean_deg']} deg")
+    return (
+        f"REP {rep['index']}: depth {rep['knee_peak']} deg ({'deep enough' if rep['deep_enough'] else 'shallow'}"
+        f", below parallel: {rep['below_parallel']}), down {rep['descent_s']} s, up {rep['ascent_s']} s, "
+        f"knee asymmetry {rep['knee_asymmetry_deg']} deg, trunk lean {rep['trunk_lean_deg']} deg; "
+        f"set: {done['reps']} reps, mean depth {done['depth_mean_deg']} deg"
+    )
 
 
 async def mqtt_angles(broker: str, subject: str) -> None:
@@ -79,8 +83,10 @@ async def mqtt_angles(broker: str, subject: str) -> None:
                 print(rep_line(msg))
                 continue
             a = msg["angles"]  # null where the frame could not be solved
-            print(f"t {msg['t']:8.3f}  knee R {a['knee_angle_r']}  L {a['knee_angle_l']}  "
-                  f"hip R {a['hip_flexion_r']}  L {a['hip_flexion_l']}")
+            print(
+                f"t {msg['t']:8.3f}  knee R {a['knee_angle_r']}  L {a['knee_angle_l']}  "
+                f"hip R {a['hip_flexion_r']}  L {a['hip_flexion_l']}"
+            )
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """A real mosquitto broker on a free loopback port, for tests; and waiting on conditions.
 
-    from broker import Broker, broker   # `broker` is a pytest fixture
+    from broker import Broker   # the `broker` fixture comes with conftest.py (pytest_plugins)
     from broker import until, wait_until   # wait for a condition, not for a fixed time
 
 The binary is the Debian package's /usr/sbin/mosquitto. Without it a test
@@ -113,8 +113,9 @@ class Broker:
         deadline = time.monotonic() + timeout
         while True:
             with self.log.open("ab") as log:
-                self._proc = subprocess.Popen([str(self.binary), "-c", str(conf)], stdout=log, stderr=log,
-                                              stdin=subprocess.DEVNULL)
+                self._proc = subprocess.Popen(
+                    [str(self.binary), "-c", str(conf)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+                )
             self._procs[:] = [self._proc]
             while self._proc.poll() is None and time.monotonic() < deadline:
                 if accepts(self.port):
@@ -195,13 +196,31 @@ def tls_with_password(broker: Broker) -> Path:
     run("openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=test CA")
     run("openssl", "req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
     (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.crt", "-days", "1", "-extfile", "san.ext")
+    run(
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+    )
     run("mosquitto_passwd", "-b", "-c", "passwd", "coach", "squat")
     for path in d.iterdir():
         path.chmod(0o644)
-    broker.config = (f"allow_anonymous false\npassword_file {d}/passwd\n"
-                     f"cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n")
+    broker.config = (
+        f"allow_anonymous false\npassword_file {d}/passwd\n"
+        f"cafile {d}/ca.crt\ncertfile {d}/server.crt\nkeyfile {d}/server.key\n"
+    )
     return d / "ca.crt"
 
 

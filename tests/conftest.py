@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ("broker",)  # the `broker` fixture: a real mosquitto on a free loopback port
+
 DATA = Path(__file__).resolve().parent / "data"  # the real recorded trials, carried with the tests (NOTICE)
 
 

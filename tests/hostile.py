@@ -60,12 +60,29 @@ MAX_SUBJECTS = 64  # subject clocks the decoder keeps: the number of throwaway s
 TOPIC = b"keypoints"
 
 # times no clock may hold: floats far out, the first floats past the bound, integers near 2**63
-FAR_FLOATS = (2.0 ** 48, 2.0 ** 48 + 0.0625, 2.0 ** 52, 2.0 ** 52 + 1.0, 1e300, -1e300, -(2.0 ** 48), -(2.0 ** 52),
-              sys.float_info.max, -sys.float_info.max, 1e11, 1.8e18)
-FAR_INTS = (2 ** 63 - 1, 2 ** 63 - 2, 2 ** 63, 2 ** 63 + 1, 2 ** 64 - 1, -(2 ** 63), -(2 ** 63) + 1, 2 ** 62,
-            -(2 ** 62), 2 ** 53 + 1)
-JUST_OVER = (float(np.nextafter(MAX_TIME_S, math.inf)), -float(np.nextafter(MAX_TIME_S, math.inf)),
-             MAX_TIME_S + 1e-3, -MAX_TIME_S - 1e-3, 10 ** 10 + 1, -(10 ** 10) - 1)
+FAR_FLOATS = (
+    2.0**48,
+    2.0**48 + 0.0625,
+    2.0**52,
+    2.0**52 + 1.0,
+    1e300,
+    -1e300,
+    -(2.0**48),
+    -(2.0**52),
+    sys.float_info.max,
+    -sys.float_info.max,
+    1e11,
+    1.8e18,
+)
+FAR_INTS = (2**63 - 1, 2**63 - 2, 2**63, 2**63 + 1, 2**64 - 1, -(2**63), -(2**63) + 1, 2**62, -(2**62), 2**53 + 1)
+JUST_OVER = (
+    float(np.nextafter(MAX_TIME_S, math.inf)),
+    -float(np.nextafter(MAX_TIME_S, math.inf)),
+    MAX_TIME_S + 1e-3,
+    -MAX_TIME_S - 1e-3,
+    10**10 + 1,
+    -(10**10) - 1,
+)
 
 
 def implausible(t) -> bool:
@@ -78,7 +95,7 @@ class Tally:
 
     expected: dict[str, int] = field(default_factory=dict)
     restarts: int = 0
-    clock: "Clock | None" = None  # the served subject's clock after the last message (set by hostile_messages)
+    clock: Clock | None = None  # the served subject's clock after the last message (set by hostile_messages)
 
     def add(self, label: str) -> None:
         if label == RESTART:  # accepted, and a reset
@@ -152,8 +169,9 @@ class Hostile:
         self.seq += 1
         label = self.clock.offer(t)
         if want is not None and label != want:
-            raise AssertionError(f"hostile generator bug: t = {t!r} was built to be {want} but is {label} "
-                                 f"(clock at {self.clock.t!r})")
+            raise AssertionError(
+                f"hostile generator bug: t = {t!r} was built to be {want} but is {label} (clock at {self.clock.t!r})"
+            )
         xyz = self.pose + rng.normal(0, 0.005, self.pose.shape).astype(np.float32)
         return _frame(self.seq, t, xyz, **extra), label
 
@@ -176,8 +194,10 @@ class Hostile:
     def other(self, subject: str) -> tuple[list[bytes], str]:
         """A valid frame of another subject: refused while the stream's own subject is active."""
         self.seq += 1
-        return [TOPIC, _pack(_frame(self.seq, float(self.rng.uniform(0, 1e4)), self.pose, subject=subject))], \
-            "other_subject"
+        return [
+            TOPIC,
+            _pack(_frame(self.seq, float(self.rng.uniform(0, 1e4)), self.pose, subject=subject)),
+        ], "other_subject"
 
     def visitor(self) -> tuple[list[bytes], str]:
         self.visitors += 1
@@ -202,9 +222,33 @@ class Hostile:
             msg.update(extra=nested, note="from the future")
         elif choice == 3:  # names instead of layout, with aliases
             del msg["layout"]
-            msg["names"] = ["Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "Hip",
-                            "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar",
-                            "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel"]
+            msg["names"] = [
+                "Nose",
+                "Neck",
+                "RShoulder",
+                "RElbow",
+                "RWrist",
+                "LShoulder",
+                "LElbow",
+                "LWrist",
+                "Hip",
+                "RHip",
+                "RKnee",
+                "RAnkle",
+                "LHip",
+                "LKnee",
+                "LAnkle",
+                "REye",
+                "LEye",
+                "REar",
+                "LEar",
+                "LBigToe",
+                "LSmallToe",
+                "LHeel",
+                "RBigToe",
+                "RSmallToe",
+                "RHeel",
+            ]
         else:  # custom names the model does not use, a new list every time
             del msg["layout"]
             msg["names"] = [f"custom{int(rng.integers(1 << 30))}_{i}" for i in range(25)]
@@ -232,7 +276,7 @@ class Hostile:
 
     def truncated(self):
         payload = _pack(self.any_frame())
-        return payload[:int(self.rng.integers(1, len(payload)))]
+        return payload[: int(self.rng.integers(1, len(payload)))]
 
     def deep(self):
         rng = self.rng
@@ -240,8 +284,15 @@ class Hostile:
         return (b"\x81\xa1a" * depth + b"\xc0") if rng.random() < 0.5 else (b"\x91" * depth + b"\x00")
 
     def huge_length(self):
-        heads = [b"\xc6\xff\xff\xff\xff", b"\xdb\xff\xff\xff\xff", b"\xdd\xff\xff\xff\xff", b"\xdf\xff\xff\xff\xff",
-                 b"\xc5\xff\xff", b"\xde\xff\xff", b"\xdc\x01\x00"]  # bin, str, array, map 32 and 16 bit
+        heads = [
+            b"\xc6\xff\xff\xff\xff",
+            b"\xdb\xff\xff\xff\xff",
+            b"\xdd\xff\xff\xff\xff",
+            b"\xdf\xff\xff\xff\xff",
+            b"\xc5\xff\xff",
+            b"\xde\xff\xff",
+            b"\xdc\x01\x00",
+        ]  # bin, str, array, map 32 and 16 bit
         return heads[int(self.rng.integers(len(heads)))] + self.rng.bytes(int(self.rng.integers(0, 64)))
 
     def forbidden(self):  # an extension type, a non-string map key, a map over 32 entries
@@ -276,10 +327,27 @@ class Hostile:
 
     def bad_type(self):
         msg = self.any_frame()
-        bad = [("seq", -1), ("seq", "3"), ("seq", 1.5), ("seq", True), ("t", "now"), ("t", math.nan),
-               ("t", math.inf), ("t", [1.0]), ("t", True), ("t", -math.inf), ("xyz", [0.1] * 75), ("xyz", "abc"),
-               ("layout", 25), ("subject", 7), ("sent_ns", -5), ("sent_ns", 1.5), ("conf", [1.0] * 25),
-               ("names", "Nose"), ("names", ["Nose"] * 24 + [3])]
+        bad = [
+            ("seq", -1),
+            ("seq", "3"),
+            ("seq", 1.5),
+            ("seq", True),
+            ("t", "now"),
+            ("t", math.nan),
+            ("t", math.inf),
+            ("t", [1.0]),
+            ("t", True),
+            ("t", -math.inf),
+            ("xyz", [0.1] * 75),
+            ("xyz", "abc"),
+            ("layout", 25),
+            ("subject", 7),
+            ("sent_ns", -5),
+            ("sent_ns", 1.5),
+            ("conf", [1.0] * 25),
+            ("names", "Nose"),
+            ("names", ["Nose"] * 24 + [3]),
+        ]
         key, value = bad[int(self.rng.integers(len(bad)))]
         msg[key] = value
         return _pack(msg)
@@ -342,10 +410,10 @@ class Hostile:
         for k in range(RESTART_AFTER):
             yield self.at(base + k / 60, "time_jump" if k < RESTART_AFTER - 1 else RESTART)
         yield self.at(float(np.nextafter(MAX_TIME_S, 0.0)), ACCEPTED)  # the last float under the bound
-        yield self.at(MAX_TIME_S if rng.random() < 0.5 else 10 ** 10, ACCEPTED)  # the bound itself, float or int
+        yield self.at(MAX_TIME_S if rng.random() < 0.5 else 10**10, ACCEPTED)  # the bound itself, float or int
         for i in rng.permutation([0, 2, 4]):  # the first values past it, float and int
             yield self.at(JUST_OVER[i], "time_implausible")
-        yield self.at(10 ** 10 if rng.random() < 0.5 else MAX_TIME_S, "time_backwards")  # the bound again
+        yield self.at(10**10 if rng.random() < 0.5 else MAX_TIME_S, "time_backwards")  # the bound again
         yield self.at(home + 1 / 60, RESTART)
 
     def edge_behind(self):
@@ -358,7 +426,7 @@ class Hostile:
         yield self.at(-MAX_TIME_S if rng.random() < 0.5 else -float(np.nextafter(MAX_TIME_S, 0.0)), RESTART)
         for i in rng.permutation([1, 3, 5]):
             yield self.at(JUST_OVER[i], "time_implausible")
-        yield self.at(-(10 ** 10), "time_backwards")  # the bound as an integer: not after the clock
+        yield self.at(-(10**10), "time_backwards")  # the bound as an integer: not after the clock
         for _ in range(int(rng.integers(1, 5))):
             yield self.valid()
         for k in range(RESTART_AFTER):
@@ -371,7 +439,7 @@ class Hostile:
         yield self.valid()
         bound = self.clock.t + self.clock.max_jump_s  # as the decoder adds them
         over = [float(np.nextafter(bound, math.inf)), bound + 1e-3, bound + 1.0]
-        for i in rng.permutation(3)[:int(rng.integers(1, 4))]:
+        for i in rng.permutation(3)[: int(rng.integers(1, 4))]:
             yield self.at(over[i], "time_jump")
         yield self.at(bound if rng.random() < 0.6 else float(np.nextafter(bound, -math.inf)), ACCEPTED)
         yield self.valid()
@@ -384,7 +452,7 @@ class Hostile:
         last = self.clock.t
         edge = last - RESTART_BACK_S  # as the decoder subtracts them
         under = [edge, float(np.nextafter(edge, math.inf)), last - 0.999, last]
-        for i in rng.permutation(4)[:int(rng.integers(1, 4))]:
+        for i in rng.permutation(4)[: int(rng.integers(1, 4))]:
             yield self.at(under[i], "time_backwards")
         over = [float(np.nextafter(edge, -math.inf)), last - 1.001, last - 1.5]
         yield self.at(over[int(rng.integers(3))], RESTART)
@@ -467,8 +535,16 @@ class Hostile:
         return [TOPIC, _pack(_frame(self.seq, t, self.pose, subject=subject))], label
 
 
-def hostile_messages(seed: int, n: int, pose: np.ndarray, t0: float, tally: Tally, max_jump_s: float = MAX_JUMP_S,
-                     interleave: float = 0.25, quiet_end: int = 2000):
+def hostile_messages(
+    seed: int,
+    n: int,
+    pose: np.ndarray,
+    t0: float,
+    tally: Tally,
+    max_jump_s: float = MAX_JUMP_S,
+    interleave: float = 0.25,
+    quiet_end: int = 2000,
+):
     """``n`` messages (``[topic, payload]`` lists, or other part counts) with their expected outcome.
 
     ``t0``: the clock of frames without a subject before the first message (the caller makes sure the
@@ -484,18 +560,33 @@ def hostile_messages(seed: int, n: int, pose: np.ndarray, t0: float, tally: Tall
         return lambda: ([TOPIC, make()], expect)
 
     others = [  # (weight, make): messages that never reach the served subject's clock
-        (14, payload(h.garbage, "not_msgpack")), (10, payload(h.truncated, "not_msgpack")),
-        (4, payload(h.deep, "not_msgpack")), (6, payload(h.huge_length, "not_msgpack")),
-        (4, payload(h.forbidden, "not_msgpack")), (5, payload(h.not_a_map, "not_a_map")),
-        (8, payload(h.bad_version, "version")), (8, payload(h.missing, "missing_field")),
-        (12, payload(h.bad_type, "bad_type")), (10, payload(h.bad_shape, "bad_shape")),
-        (4, payload(h.unknown_layout, "unknown_layout")), (6, payload(h.all_missing, "all_missing")),
-        (0.3, payload(h.oversize, "oversize")), (2, lambda: (h.envelope(), "bad_envelope")),
+        (14, payload(h.garbage, "not_msgpack")),
+        (10, payload(h.truncated, "not_msgpack")),
+        (4, payload(h.deep, "not_msgpack")),
+        (6, payload(h.huge_length, "not_msgpack")),
+        (4, payload(h.forbidden, "not_msgpack")),
+        (5, payload(h.not_a_map, "not_a_map")),
+        (8, payload(h.bad_version, "version")),
+        (8, payload(h.missing, "missing_field")),
+        (12, payload(h.bad_type, "bad_type")),
+        (10, payload(h.bad_shape, "bad_shape")),
+        (4, payload(h.unknown_layout, "unknown_layout")),
+        (6, payload(h.all_missing, "all_missing")),
+        (0.3, payload(h.oversize, "oversize")),
+        (2, lambda: (h.envelope(), "bad_envelope")),
         (1.5, h.huge_time),
     ]
     singles = [(0.6, h.backwards), (0.02, h.restart), (0.6, h.odd_but_valid), (0.4, h.valid)]
-    episodes = [(0.03, h.edge_ahead), (0.03, h.edge_behind), (0.04, h.jump_edge), (0.04, h.back_edge),
-                (0.03, h.back_run), (0.03, h.jump_run), (0.03, h.throwaway_subjects), (0.03, h.burst)]
+    episodes = [
+        (0.03, h.edge_ahead),
+        (0.03, h.edge_behind),
+        (0.04, h.jump_edge),
+        (0.04, h.back_edge),
+        (0.03, h.back_run),
+        (0.03, h.jump_run),
+        (0.03, h.throwaway_subjects),
+        (0.03, h.burst),
+    ]
     kinds = [(w, make, False) for w, make in others + singles] + [(w, make, True) for w, make in episodes]
     weights = np.array([k[0] for k in kinds], float)
     weights /= weights.sum()

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import zmq
 
-from kinestream.live.replay import replay
-
 from broker import DEADLINE_S, free_port, wait_until
+from kinestream.live.replay import replay
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,10 +23,14 @@ class Served:
     def __init__(self, tmp: Path, *extra: str):
         self.src, self.out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
         self.log = open(tmp / "serve.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "kinestream", "serve", "--input", self.src, "--output",
-                                      self.out, *extra], stdout=subprocess.PIPE,
-                                     stderr=self.log, text=True, cwd=ROOT,
-                                     start_new_session=True)  # its own process group, as under systemd
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kinestream", "serve", "--input", self.src, "--output", self.out, *extra],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            cwd=ROOT,
+            start_new_session=True,
+        )  # its own process group, as under systemd
         self.sub = zmq.Context.instance().socket(zmq.SUB)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"status")
         self.sub.connect(self.out)
@@ -66,8 +69,10 @@ class Served:
 
         def idle(status: dict) -> bool:
             before, last["status"] = last["status"], status
-            return status["frames_in"] == before["frames_in"] and \
-                status["frames_out"] + status["skipped"] == status["frames_in"]
+            return (
+                status["frames_in"] == before["frames_in"]
+                and status["frames_out"] + status["skipped"] == status["frames_in"]
+            )
 
         return self.status_when(idle, "the service to settle (no new frame, every frame answered)", timeout)
 

@@ -12,17 +12,16 @@ import pytest
 import zmq
 import zmq.asyncio
 
+from broker import Broker, free_port, tls_with_password, until
 from kinestream.commands import main
 from kinestream.config import load_config
 from kinestream.errors import KinestreamError
+from kinestream.files.trc import read_trc
 from kinestream.live.protocol import decode_angles
 from kinestream.live.replay import replay
 from kinestream.live.service import Service
-from kinestream.synth import synthesize
 from kinestream.live.transport import client_config, is_loopback, make_keys, secure_client
-from kinestream.files.trc import read_trc
-
-from broker import Broker, free_port, tls_with_password, until
+from kinestream.synth import synthesize
 
 FRAMES = 90
 
@@ -45,8 +44,11 @@ def keys(tmp_path_factory):
 def server_config(keys):
     config = load_config()
     config["service"]["latest_wins"] = False  # every frame answered: counts are exact
-    config["curve"] = {"enabled": True, "secret_key": str(keys / "service.key_secret"),
-                       "authorized": str(keys / "authorized")}
+    config["curve"] = {
+        "enabled": True,
+        "secret_key": str(keys / "service.key_secret"),
+        "authorized": str(keys / "authorized"),
+    }
     return config
 
 
@@ -74,19 +76,29 @@ def test_only_authorized_keys_read_angles_or_send_frames(session, keys):
 
     async def run():
         src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-        service = Service(server_config(keys), input_endpoint=src, output_endpoint=out,
-                          mass=session.mass, height=session.height, status_interval=0.2)
+        service = Service(
+            server_config(keys),
+            input_endpoint=src,
+            output_endpoint=out,
+            mass=session.mass,
+            height=session.height,
+            status_interval=0.2,
+        )
         stop, ready = asyncio.Event(), asyncio.Event()
         serving = asyncio.create_task(service.run(stop, ready))
         await ready.wait()
         ctx = zmq.asyncio.Context()
         got = {name: [] for name in ("headset", "intruder", "plain")}
-        listeners = [asyncio.create_task(listen(ctx, out, client(keys, name if name != "plain" else None),
-                                                got[name])) for name in got]
+        listeners = [
+            asyncio.create_task(listen(ctx, out, client(keys, name if name != "plain" else None), got[name]))
+            for name in got
+        ]
         m = service.metrics
         # the headset is in once a status reaches it; the two strangers once both were turned away
-        await until(lambda: any(topic == b"status" for topic, _ in got["headset"]) and
-                    m.refused.get("output", 0) >= 2, lambda: f"the listeners in or refused; {service.status()}")
+        await until(
+            lambda: any(topic == b"status" for topic, _ in got["headset"]) and m.refused.get("output", 0) >= 2,
+            lambda: f"the listeners in or refused; {service.status()}",
+        )
         # sources the service does not know: their frames never reach the decoder (the replays wait their
         # 1.5 s for a subscriber in vain, then send into a link that carries nothing)
         intruded = await replay(table, src, rate=4.0, wait_subscriber=1.5, config=client(keys, "intruder"))
@@ -95,9 +107,10 @@ def test_only_authorized_keys_read_angles_or_send_frames(session, keys):
         before = m.frames_in
         # the authorized camera
         sent = await replay(table, src, rate=2.0, wait_subscriber=30.0, config=client(keys, "camera"))
-        await until(lambda: m.frames_out == sent and
-                    len([p for topic, p in got["headset"] if topic == b"angles"]) == sent,
-                    lambda: f"{sent} frames answered and their angles at the headset; {service.status()}")
+        await until(
+            lambda: m.frames_out == sent and len([p for topic, p in got["headset"] if topic == b"angles"]) == sent,
+            lambda: f"{sent} frames answered and their angles at the headset; {service.status()}",
+        )
         stop.set()
         final = await serving
         for task in listeners:
@@ -190,8 +203,14 @@ def test_the_service_publishes_over_mqtt_with_tls_and_a_password_only(session):
             config["service"]["latest_wins"] = False
             config["mqtt"].update(username="coach", password=password, tls=True, ca_file=str(ca))
             src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-            service = Service(config, input_endpoint=src, output_endpoint=out, mass=session.mass,
-                              height=session.height, mqtt=broker.endpoint)
+            service = Service(
+                config,
+                input_endpoint=src,
+                output_endpoint=out,
+                mass=session.mass,
+                height=session.height,
+                mqtt=broker.endpoint,
+            )
             stop, ready = asyncio.Event(), asyncio.Event()
             serving = asyncio.create_task(service.run(stop, ready))
             await ready.wait()
@@ -201,8 +220,9 @@ def test_the_service_publishes_over_mqtt_with_tls_and_a_password_only(session):
                 import ssl
 
                 tls = aiomqtt.TLSParameters(ca_certs=str(ca), cert_reqs=ssl.CERT_REQUIRED)
-                async with aiomqtt.Client("127.0.0.1", broker.port, username="coach", password="squat",
-                                          tls_params=tls) as c:
+                async with aiomqtt.Client(
+                    "127.0.0.1", broker.port, username="coach", password="squat", tls_params=tls
+                ) as c:
                     await c.subscribe("kinestream/+/angles")
                     subscribed.set()
                     async for message in c.messages:
@@ -212,11 +232,15 @@ def test_the_service_publishes_over_mqtt_with_tls_and_a_password_only(session):
             await until(subscribed.is_set, "the MQTT subscriber's subscription")
             sent = await replay(table, src, rate=2.0, wait_subscriber=30.0)
             if password == "squat":  # every angle delivered
-                await until(lambda: service.metrics.frames_out == sent and len(received) == sent,
-                            lambda: f"{sent} angle messages at the subscriber, got {len(received)}")
+                await until(
+                    lambda: service.metrics.frames_out == sent and len(received) == sent,
+                    lambda: f"{sent} angle messages at the subscriber, got {len(received)}",
+                )
             else:  # the broker said no
-                await until(lambda: service.metrics.frames_out == sent and service.status()["mqtt"]["last_error"],
-                            lambda: f"{sent} frames answered and the broker's refusal; {service.status()}")
+                await until(
+                    lambda: service.metrics.frames_out == sent and service.status()["mqtt"]["last_error"],
+                    lambda: f"{sent} frames answered and the broker's refusal; {service.status()}",
+                )
             status = service.status()
             stop.set()
             final = await serving

@@ -4,13 +4,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from kinestream.augment import (LOWER_FEATURES, LOWER_MARKERS, UPPER_FEATURES, UPPER_MARKERS, Augmenter,
-                                augment_table)
-from kinestream.errors import KinestreamError
-from kinestream.ingest import complete_keypoints
-from kinestream.files.trc import read_trc
-
 from conftest import real_trial
+from kinestream.augment import LOWER_FEATURES, LOWER_MARKERS, UPPER_FEATURES, UPPER_MARKERS, Augmenter, augment_table
+from kinestream.errors import KinestreamError
+from kinestream.files.trc import read_trc
+from kinestream.ingest import complete_keypoints
 
 
 def reference_augment(table, height, mass, model_dir, features, markers):
@@ -32,8 +30,10 @@ def test_augment_matches_reference_normalisation(assets):
     height, mass = 1.68, 63.0
     out, report = augment_table(table, Augmenter.from_assets(assets), height, mass)
     assert report.frames_missing == 0
-    for d, feats, names in ((assets.lower_dir, LOWER_FEATURES, LOWER_MARKERS),
-                            (assets.upper_dir, UPPER_FEATURES, UPPER_MARKERS)):
+    for d, feats, names in (
+        (assets.lower_dir, LOWER_FEATURES, LOWER_MARKERS),
+        (assets.upper_dir, UPPER_FEATURES, UPPER_MARKERS),
+    ):
         ref = reference_augment(table, height, mass, d, feats, names)
         ours = out.select(names).xyz
         assert np.max(np.abs(ours - ref)) < 1e-5
@@ -55,8 +55,11 @@ def test_missing_keypoints_split_the_trial_and_floor_offset(assets):
     assert "floor offset" in report.describe()
     # the second segment starts from a fresh state: equal to augmenting it alone
     alone, _ = augment_table(table.frames(103, 200), aug, 1.7, 70.0)
-    np.testing.assert_allclose(out.select(aug.markers).xyz[103:, :35] - report.floor_offset_m * np.array([0, 1, 0]),
-                               alone.select(aug.markers).xyz[:, :35], atol=1e-6)
+    np.testing.assert_allclose(
+        out.select(aug.markers).xyz[103:, :35] - report.floor_offset_m * np.array([0, 1, 0]),
+        alone.select(aug.markers).xyz[:, :35],
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("height,mass,match", [(1.7, -5.0, "mass"), (0.0, 70.0, "height"), (170.0, 70.0, "height")])

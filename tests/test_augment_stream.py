@@ -5,28 +5,38 @@ import copy
 import numpy as np
 import pytest
 
+from conftest import real_trial
 from kinestream.augment import AUGMENTED_MARKERS, Augmenter, StreamingAugmenter
 from kinestream.errors import KinestreamError
+from kinestream.files.trc import MarkerTable, read_trc
 from kinestream.ingest import BODY_25, complete_keypoints
 from kinestream.lstm import build_step_model, check_stack, read_stack
-from kinestream.files.trc import MarkerTable, read_trc
-
-from conftest import real_trial
 
 HEIGHT, MASS = 1.75, 70.0
 N_LOWER = 35  # the first 35 of the 43 markers come from the lower-body model
 
 # A standing pose (metres; x forward, y up, z to the right).
 STANDING = {
-    "MidHip": (0.0, 0.93, 0.0), "RHip": (0.0, 0.93, 0.09), "LHip": (0.0, 0.93, -0.09),
-    "RKnee": (0.02, 0.50, 0.10), "LKnee": (0.02, 0.50, -0.10),
-    "RAnkle": (-0.01, 0.08, 0.10), "LAnkle": (-0.01, 0.08, -0.10),
-    "RHeel": (-0.06, 0.03, 0.10), "LHeel": (-0.06, 0.03, -0.10),
-    "RBigToe": (0.14, 0.02, 0.08), "LBigToe": (0.14, 0.02, -0.08),
-    "RSmallToe": (0.12, 0.02, 0.14), "LSmallToe": (0.12, 0.02, -0.14),
-    "Neck": (0.0, 1.45, 0.0), "RShoulder": (0.0, 1.42, 0.18), "LShoulder": (0.0, 1.42, -0.18),
-    "RElbow": (0.0, 1.13, 0.22), "LElbow": (0.0, 1.13, -0.22),
-    "RWrist": (0.02, 0.88, 0.24), "LWrist": (0.02, 0.88, -0.24),
+    "MidHip": (0.0, 0.93, 0.0),
+    "RHip": (0.0, 0.93, 0.09),
+    "LHip": (0.0, 0.93, -0.09),
+    "RKnee": (0.02, 0.50, 0.10),
+    "LKnee": (0.02, 0.50, -0.10),
+    "RAnkle": (-0.01, 0.08, 0.10),
+    "LAnkle": (-0.01, 0.08, -0.10),
+    "RHeel": (-0.06, 0.03, 0.10),
+    "LHeel": (-0.06, 0.03, -0.10),
+    "RBigToe": (0.14, 0.02, 0.08),
+    "LBigToe": (0.14, 0.02, -0.08),
+    "RSmallToe": (0.12, 0.02, 0.14),
+    "LSmallToe": (0.12, 0.02, -0.14),
+    "Neck": (0.0, 1.45, 0.0),
+    "RShoulder": (0.0, 1.42, 0.18),
+    "LShoulder": (0.0, 1.42, -0.18),
+    "RElbow": (0.0, 1.13, 0.22),
+    "LElbow": (0.0, 1.13, -0.22),
+    "RWrist": (0.02, 0.88, 0.24),
+    "LWrist": (0.02, 0.88, -0.24),
 }
 PELVIS = ("MidHip", "RHip", "LHip")
 TRUNK = ("Neck", "RShoulder", "LShoulder", "RElbow", "LElbow", "RWrist", "LWrist")
@@ -63,7 +73,7 @@ def offline(augmenter, names, xyz, t):
 
 
 def run(stream, xyz, t):
-    return np.array([stream.step(frame, ti) for frame, ti in zip(xyz, t)])
+    return np.array([stream.step(frame, ti) for frame, ti in zip(xyz, t, strict=True)])
 
 
 @pytest.fixture(scope="module")
@@ -153,11 +163,12 @@ def test_subject_lost_resets_and_recovers(assets, aug, trial):
     xyz[200:215] = np.nan  # 15 frames without anyone in view
     xyz[300:305, names.index("LAnkle")] += 10.0  # 5 frames of a wrong ankle: held, not reset
     events = []
-    stream = StreamingAugmenter.from_assets(assets, HEIGHT, MASS, reset_after=10,
-                                            on_reset=lambda parts, when: events.append((parts, when)))
+    stream = StreamingAugmenter.from_assets(
+        assets, HEIGHT, MASS, reset_after=10, on_reset=lambda parts, when: events.append((parts, when))
+    )
     flags = []
     out = []
-    for frame, ti in zip(xyz, t):
+    for frame, ti in zip(xyz, t, strict=True):
         out.append(stream.step(frame, ti))
         flags.append(stream.reset_parts)
     out = np.array(out)
@@ -199,7 +210,7 @@ def test_120hz_input_runs_on_the_60hz_model_clock(assets, aug, trial):
     assert np.max(np.abs(out[::2] - ref60)) < 1e-5
     # frames between: close to the midpoint of their 60 Hz neighbours
     mid = 0.5 * (ref60[:-1] + ref60[1:])
-    between = np.linalg.norm(out[1::2][:len(mid)] - mid, axis=2)
+    between = np.linalg.norm(out[1::2][: len(mid)] - mid, axis=2)
     assert np.mean(between) < 1e-4 and np.max(between) < 5e-4  # measured 0.015 mm, 0.03 mm
     # stepping the models at the input rate instead is further off (measured 3 mm on average)
     naive = run(StreamingAugmenter.from_assets(assets, HEIGHT, MASS, clock="input"), xyz, t)
@@ -213,7 +224,7 @@ def test_90hz_input_interpolates_the_model_ticks_between_frames(assets, trial):
     out = run(stream, xyz, t)
     assert stream.steps == 4 * len(t) // 3  # per 3 frames: 2 model ticks (one interpolated) + 2 frames between
     # every 3rd frame is on every 2nd model tick; the other ticks were fed interpolated inputs
-    on_tick = np.linalg.norm(out[::3] - ref60[:2 * len(out[::3]):2], axis=2)
+    on_tick = np.linalg.norm(out[::3] - ref60[: 2 * len(out[::3]) : 2], axis=2)
     assert np.max(on_tick) < 2e-4  # measured 0.016 mm; skipping the interpolated ticks: 50 mm
 
 
@@ -223,8 +234,12 @@ def test_input_forms(assets, trial):
     a = run(stream, xyz[:30], t[:30])
     # dict input, with an alias for MidHip
     stream.reset()
-    b = np.array([stream.step({("midHip" if n == "MidHip" else n): p for n, p in zip(names, frame)}, ti)
-                  for frame, ti in zip(xyz[:30], t[:30])])
+    b = np.array(
+        [
+            stream.step({("midHip" if n == "MidHip" else n): p for n, p in zip(names, frame, strict=True)}, ti)
+            for frame, ti in zip(xyz[:30], t[:30], strict=True)
+        ]
+    )
     np.testing.assert_array_equal(a, b)
     # BODY_25 array order, face keypoints missing
     body25 = StreamingAugmenter.from_assets(assets, HEIGHT, MASS, names=BODY_25)
@@ -243,8 +258,15 @@ def test_input_forms(assets, trial):
         stream.step(np.zeros((3, 3)))
 
 
-@pytest.mark.parametrize("kwargs,match", [({"mode": "batch"}, "mode"), ({"clock": "wall"}, "clock"),
-                                          ({"reset_after": 0}, "reset_after"), ({"window": 0}, "window")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"mode": "batch"}, "mode"),
+        ({"clock": "wall"}, "clock"),
+        ({"reset_after": 0}, "reset_after"),
+        ({"window": 0}, "window"),
+    ],
+)
 def test_bad_settings(assets, kwargs, match):
     with pytest.raises(KinestreamError, match=match):
         StreamingAugmenter.from_assets(assets, HEIGHT, MASS, **kwargs)

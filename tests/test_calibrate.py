@@ -6,16 +6,15 @@ import json
 import numpy as np
 import pytest
 
+from broker import free_port
 from kinestream import assets as assets_module
-from kinestream.live.calibrate import calibrate
 from kinestream.config import load_config
 from kinestream.errors import KinestreamError
-from kinestream.osim import opensim_module
-from kinestream.live.replay import replay
-from kinestream.synth import synthesize
 from kinestream.files.trc import read_trc
-
-from broker import free_port
+from kinestream.live.calibrate import calibrate
+from kinestream.live.replay import replay
+from kinestream.osim import opensim_module
+from kinestream.synth import synthesize
 
 
 def test_calibrate_scales_from_the_standing_phase_of_a_live_stream(tmp_path):
@@ -30,8 +29,15 @@ def test_calibrate_scales_from_the_standing_phase_of_a_live_stream(tmp_path):
         stop = asyncio.Event()
         feeder = asyncio.create_task(replay(standing, src, loop=True, stop_event=stop, wait_subscriber=10.0))
         try:
-            return await calibrate(load_config(), input_endpoint=src, mass=syn.mass, height=syn.height,
-                                   out_model=out, say=said.append, timeout_s=60)
+            return await calibrate(
+                load_config(),
+                input_endpoint=src,
+                mass=syn.mass,
+                height=syn.height,
+                out_model=out,
+                say=said.append,
+                timeout_s=60,
+            )
         finally:
             stop.set()
             await feeder
@@ -64,8 +70,17 @@ def test_calibrate_scales_from_the_standing_phase_of_a_live_stream(tmp_path):
 def test_calibrate_gives_up_with_a_clear_error_when_nobody_streams(tmp_path):
     src = f"tcp://127.0.0.1:{free_port()}"
     with pytest.raises(KinestreamError, match="no still, upright pose"):
-        asyncio.run(calibrate(load_config(), input_endpoint=src, mass=70, height=1.75,
-                              out_model=tmp_path / "x.osim", say=lambda s: None, timeout_s=1.0))
+        asyncio.run(
+            calibrate(
+                load_config(),
+                input_endpoint=src,
+                mass=70,
+                height=1.75,
+                out_model=tmp_path / "x.osim",
+                say=lambda s: None,
+                timeout_s=1.0,
+            )
+        )
 
 
 def test_a_wheel_with_the_wrong_checksum_is_refused(tmp_path, monkeypatch):

@@ -177,8 +177,11 @@ def test_too_short_trial_is_refused_with_counts():
 
 def _band_limited_trial(sigma, rate=60.0, seconds=10.0, n_signals=6, seed=3):
     t = np.arange(int(seconds * rate)) / rate
-    content = 0.1 * np.sin(2 * np.pi * 0.5 * t) + 0.05 * np.sin(2 * np.pi * 1.3 * t + 1) \
-        + 0.03 * np.sin(2 * np.pi * 2.7 * t + 2)  # nothing above 2.7 Hz
+    content = (
+        0.1 * np.sin(2 * np.pi * 0.5 * t)
+        + 0.05 * np.sin(2 * np.pi * 1.3 * t + 1)
+        + 0.03 * np.sin(2 * np.pi * 2.7 * t + 2)
+    )  # nothing above 2.7 Hz
     rng = np.random.default_rng(seed)
     return np.stack([content + rng.normal(0, sigma, t.size) for _ in range(n_signals)], axis=1)
 
@@ -212,8 +215,9 @@ def test_residual_analysis_median_ignores_empty_constant_and_odd_signals():
 def test_residual_analysis_on_real_trials(trial):
     table = read_trc(DATA / f"{trial}.trc")
     result = residual_analysis(table.xyz, table.rate)
-    print(f"{trial}: suggested cutoff {result.median_hz:.2f} Hz, "
-          f"noise {1000 * np.nanmedian(result.noise_rms):.1f} mm RMS")
+    print(
+        f"{trial}: suggested cutoff {result.median_hz:.2f} Hz, noise {1000 * np.nanmedian(result.noise_rms):.1f} mm RMS"
+    )
     # measured: sit_to_stand 4.95 Hz, drop_vertical_jump 6.22 Hz (unclipped median)
     assert 2.0 < result.median_hz < 15.0
     assert result.suggested_hz == result.median_hz

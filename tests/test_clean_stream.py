@@ -86,8 +86,8 @@ def test_lag_of_a_1_hz_sine_matches_delay_ms(rate, order):
     lag = signal.correlation_lags(len(y), len(x), mode="full")[np.argmax(corr)]
     assert abs(lag - delay_frames) <= 1
     # the phase of the steady sine gives the lag to a fraction of a frame
-    basis = np.column_stack([np.sin(2 * np.pi * t), np.cos(2 * np.pi * t)])[int(rate):]
-    s, c = np.linalg.lstsq(basis, y[int(rate):], rcond=None)[0]
+    basis = np.column_stack([np.sin(2 * np.pi * t), np.cos(2 * np.pi * t)])[int(rate) :]
+    s, c = np.linalg.lstsq(basis, y[int(rate) :], rcond=None)[0]
     phase_lag_frames = np.arctan2(-c, s) / (2 * np.pi) * rate
     assert abs(phase_lag_frames - delay_frames) < 0.05  # DC group delay vs 1 Hz phase delay
     assert abs(np.hypot(s, c) - 0.1) < 0.001  # 1 Hz passes at full amplitude
@@ -127,8 +127,7 @@ def test_missing_samples_output_nan_hold_the_state_and_resume():
     assert np.isfinite(np.delete(out, [50, 51, 52, 53, 80], axis=0)).all()
     sos = stage.sos
     # a marker with no gap is untouched by the others' gaps
-    np.testing.assert_allclose(out[:, 0], signal.sosfilt(sos, xyz[:, 0], axis=0, zi=_zi(sos, xyz[0, 0]))[0],
-                               atol=1e-12)
+    np.testing.assert_allclose(out[:, 0], signal.sosfilt(sos, xyz[:, 0], axis=0, zi=_zi(sos, xyz[0, 0]))[0], atol=1e-12)
     # the held state resumes as if the missing frames had never been recorded
     kept = np.delete(xyz[:, 1], np.s_[50:54], axis=0)
     expected = signal.sosfilt(sos, kept, axis=0, zi=_zi(sos, kept[0]))[0]
@@ -147,8 +146,9 @@ def test_a_long_gap_restarts_the_state_from_the_new_sample():
 
     np.testing.assert_allclose(out[75, 1], gappy[75, 1], atol=1e-12)  # no transient from the stale state
     tail = gappy[75:, 1]
-    np.testing.assert_allclose(out[75:, 1], signal.sosfilt(stage.sos, tail, axis=0, zi=_zi(stage.sos, tail[0]))[0],
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        out[75:, 1], signal.sosfilt(stage.sos, tail, axis=0, zi=_zi(stage.sos, tail[0]))[0], atol=1e-12
+    )
     assert stage.n_reinits == 1 and stage.n_missing == 15
 
 
@@ -243,7 +243,7 @@ def _line(n_frames=40, n_markers=3):
 
 def _fill(filler, frames, times=None):
     times = np.arange(len(frames)) / filler.rate if times is None else times
-    got = [filler.push(x, t) for x, t in zip(frames, times)]
+    got = [filler.push(x, t) for x, t in zip(frames, times, strict=True)]
     lead = sum(g is None for g in got)
     got = [g for g in got if g is not None] + filler.flush()
     return np.array([g[0] for g in got]), np.array([g[1] for g in got]), lead
@@ -261,8 +261,9 @@ def test_hold_keeps_the_last_measured_position():
     assert lead == 0 and filler.delay_ms() == 0
     np.testing.assert_array_equal(out[10:14, 1], np.repeat(truth[9:10, 1], 4, axis=0))
     np.testing.assert_array_equal(out[20, 2], truth[19, 2])
-    np.testing.assert_array_equal(np.delete(out, [10, 11, 12, 13, 20], axis=0),
-                                  np.delete(truth, [10, 11, 12, 13, 20], axis=0))
+    np.testing.assert_array_equal(
+        np.delete(out, [10, 11, 12, 13, 20], axis=0), np.delete(truth, [10, 11, 12, 13, 20], axis=0)
+    )
     np.testing.assert_array_equal(times, np.arange(40) / 60.0)
     assert filler.counts() == {"bridged": 5, "missing": 0, "lost": 0}
 
@@ -350,7 +351,7 @@ def test_bridging_one_by_one_and_all_at_once_agree(lookahead, method):
     frames = _walk(n_frames=400, n_markers=12)
     for _ in range(120):  # gaps of 1-15 frames, some overlapping, some of single coordinates
         marker, start, length = rng.integers(12), rng.integers(400), rng.integers(1, 16)
-        frames[start:start + length, marker, rng.integers(3) if rng.random() < 0.2 else slice(None)] = np.nan
+        frames[start : start + length, marker, rng.integers(3) if rng.random() < 0.2 else slice(None)] = np.nan
     frames[200:204] = np.nan  # everything missing for a moment
     results = []
     for few in (0, 10**6):  # whole-array steps for every gap, then one marker at a time
@@ -409,8 +410,15 @@ def test_cleaner_chains_bridging_and_filtering_with_the_total_delay():
     filler = StreamingGapFiller(5, 60.0, 6, 2, "extrapolate")
     bridged, _, _ = _fill(filler, gappy)
     np.testing.assert_array_equal(out, _run(StreamingLowpass((5, 3), 60.0, 6.0), bridged))
-    assert cleaner.counts() == {"frames": 120, "bridged": 2, "lost": 0, "missing": 0, "outliers": 0,
-                                "outliers_bridged": 0, "reinits": 0}
+    assert cleaner.counts() == {
+        "frames": 120,
+        "bridged": 2,
+        "lost": 0,
+        "missing": 0,
+        "outliers": 0,
+        "outliers_bridged": 0,
+        "reinits": 0,
+    }
 
 
 def test_cleaner_from_config():
@@ -453,14 +461,16 @@ def test_streaming_matches_offline_cleaning_on_a_real_trial_after_the_delay():
     results = {}
     for order in (2, 4):
         cleaner = StreamingCleaner(len(table.names), table.rate, cutoff_hz=6.0, order=order)
-        out = np.array([cleaner.push(x, t)[0] for x, t in zip(table.xyz, table.time)])
+        out = np.array([cleaner.push(x, t)[0] for x, t in zip(table.xyz, table.time, strict=True)])
         shift = int(round(cleaner.delay_ms() * table.rate / 1000))  # 2 frames (order 2), 4 (order 4)
         error = 1000 * np.linalg.norm(out[shift:] - offline.xyz[:-shift], axis=2)  # mm, per marker-frame
         results[order] = (np.sqrt(np.mean(error**2)), np.percentile(error, 99), error.max())
         assert cleaner.counts()["outliers"] == 0 and cleaner.counts()["reinits"] == 0
-        print(f"order {order}: delay {cleaner.delay_ms():.1f} ms, shift {shift} frames; "
-              f"difference RMS {results[order][0]:.2f} mm, 99th percentile {results[order][1]:.2f} mm, "
-              f"max {results[order][2]:.2f} mm")
+        print(
+            f"order {order}: delay {cleaner.delay_ms():.1f} ms, shift {shift} frames; "
+            f"difference RMS {results[order][0]:.2f} mm, 99th percentile {results[order][1]:.2f} mm, "
+            f"max {results[order][2]:.2f} mm"
+        )
     # measured: order 4 RMS 1.3 mm, p99 3.9 mm, max 10 mm (frame 0); order 2 RMS 2.6 mm, max 12 mm
     assert results[4][0] < 2.0 and results[4][1] < 6.0 and results[4][2] < 15.0
     assert results[2][0] < 4.0 and results[2][2] < 20.0
@@ -473,8 +483,8 @@ def test_streaming_matches_offline_cleaning_on_a_real_trial_after_the_delay():
     gappy[400, heel, 0] += 10.0
     complete = StreamingCleaner(len(table.names), table.rate, lookahead=6, hold_method="extrapolate")
     broken = StreamingCleaner(len(table.names), table.rate, lookahead=6, hold_method="extrapolate")
-    ref = [complete.push(x, t) for x, t in zip(table.xyz, table.time)]
-    got = [broken.push(x, t) for x, t in zip(gappy, table.time)]
+    ref = [complete.push(x, t) for x, t in zip(table.xyz, table.time, strict=True)]
+    got = [broken.push(x, t) for x, t in zip(gappy, table.time, strict=True)]
     ref = np.array([r[0] for r in ref[6:]] + [r[0] for r in complete.flush()])
     got = np.array([g[0] for g in got[6:]] + [g[0] for g in broken.flush()])
     assert not np.isnan(got).any()  # the rejected heel holds its last output for that frame
@@ -482,5 +492,12 @@ def test_streaming_matches_offline_cleaning_on_a_real_trial_after_the_delay():
     print(f"gaps and a jump: largest difference {np.nanmax(diff):.1f} mm")
     assert np.nanmax(diff[:, [knee, wrist]]) < 6.0  # interpolated across the look-ahead (measured 3.9 mm)
     assert np.nanmax(diff[:, heel]) < 5.0  # the held frame
-    assert broken.counts() == {"frames": table.n_frames, "bridged": 9, "lost": 0, "missing": 0, "outliers": 1,
-                               "outliers_bridged": 1, "reinits": 0}
+    assert broken.counts() == {
+        "frames": table.n_frames,
+        "bridged": 9,
+        "lost": 0,
+        "missing": 0,
+        "outliers": 1,
+        "outliers_bridged": 1,
+        "reinits": 0,
+    }

@@ -2,11 +2,10 @@
 
 import pytest
 
-from kinestream.config import load_config
-from kinestream.commands.demo import run_demo
-from kinestream.files.mot import read_mot
-
 from broker import free_port
+from kinestream.commands.demo import run_demo
+from kinestream.config import load_config
+from kinestream.files.mot import read_mot
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
 

@@ -17,17 +17,35 @@ from kinestream import solve
 from kinestream.augment import Augmenter, augment_table
 from kinestream.errors import KinestreamError
 from kinestream.fastik import FastIK
-from kinestream.ingest import complete_keypoints
 from kinestream.files.mot import read_mot
-from kinestream.synth import synthesize
 from kinestream.files.trc import read_trc, write_trc
+from kinestream.ingest import complete_keypoints
+from kinestream.synth import synthesize
 
 # flexion and the pelvis: what a coach or clinician reads; held to 0.25 deg RMS of OpenSim's tool
-FIRM = ["pelvis_tilt", "pelvis_list", "hip_flexion_r", "hip_adduction_r", "knee_angle_r", "ankle_angle_r",
-        "hip_flexion_l", "hip_adduction_l", "knee_angle_l", "ankle_angle_l"]
+FIRM = [
+    "pelvis_tilt",
+    "pelvis_list",
+    "hip_flexion_r",
+    "hip_adduction_r",
+    "knee_angle_r",
+    "ankle_angle_r",
+    "hip_flexion_l",
+    "hip_adduction_l",
+    "knee_angle_l",
+    "ankle_angle_l",
+]
 # the flat valley: hip and lumbar axial rotation, lumbar bending, the subtalar angle
-FLAT = ["pelvis_rotation", "hip_rotation_r", "hip_rotation_l", "subtalar_angle_r", "subtalar_angle_l",
-        "L5_S1_Flex_Ext", "L5_S1_Lat_Bending", "L5_S1_axial_rotation"]
+FLAT = [
+    "pelvis_rotation",
+    "hip_rotation_r",
+    "hip_rotation_l",
+    "subtalar_angle_r",
+    "subtalar_angle_l",
+    "L5_S1_Flex_Ext",
+    "L5_S1_Lat_Bending",
+    "L5_S1_axial_rotation",
+]
 
 
 def _rms(a, b):
@@ -40,8 +58,9 @@ def compare_with_tool(assets, markers, trc, tmp_path, model_path=None):
     Returns (fast motion, tool motion, fast cost, tool cost) with costs of OpenSim's objective per frame.
     """
     model_path = model_path or assets.generic_model
-    tool = read_mot(solve.run_ik_tool(model_path, trc, assets.ik_setup, tmp_path / "tool.mot",
-                                      marker_set=assets.marker_set))
+    tool = read_mot(
+        solve.run_ik_tool(model_path, trc, assets.ik_setup, tmp_path / "tool.mot", marker_set=assets.marker_set)
+    )
     model, _ = solve.load_model(model_path, assets.marker_set)
     setup = solve.read_ik_setup(assets.ik_setup)
     fast = solve.solve_trial(model, markers, setup, solver="fast")
@@ -88,8 +107,10 @@ def converged_minimum(assets, markers, tool, model_path=None):
 def report(fast, tool, fast_cost, tool_cost, minimum=None):
     ratio = fast_cost / tool_cost
     diff = {n: round(_rms(fast.get(n), tool.get(n)), 3) for n in FIRM + FLAT}
-    print(f"\ncost fast/OpenSim: median {np.median(ratio):.6f}, worst {ratio.max():.6f}, "
-          f"fast <= OpenSim on {np.mean(fast_cost <= tool_cost):.1%} of frames")
+    print(
+        f"\ncost fast/OpenSim: median {np.median(ratio):.6f}, worst {ratio.max():.6f}, "
+        f"fast <= OpenSim on {np.mean(fast_cost <= tool_cost):.1%} of frames"
+    )
     print("RMS difference from OpenSim's tool (deg):", diff)
     if minimum is None:
         return ratio, diff, None
@@ -140,8 +161,7 @@ def test_fast_finds_the_true_pose_where_opensim_stops_short(squat, assets, tmp_p
 
 def test_fast_equals_opensim_on_noisy_augmented_markers(assets, tmp_path):
     syn = synthesize(tmp_path / "noisy", seconds=6.0, noise_mm=5.0)
-    augmented, _ = augment_table(complete_keypoints(syn.keypoints), Augmenter.from_assets(assets), syn.height,
-                                 syn.mass)
+    augmented, _ = augment_table(complete_keypoints(syn.keypoints), Augmenter.from_assets(assets), syn.height, syn.mass)
     trc = write_trc(tmp_path / "augmented.trc", augmented)
     fast, tool, fast_cost, tool_cost = compare_with_tool(assets, augmented, trc, tmp_path)
     ratio, diff, off = report(fast, tool, fast_cost, tool_cost, converged_minimum(assets, augmented, tool))
@@ -153,8 +173,9 @@ def test_fast_equals_opensim_on_noisy_augmented_markers(assets, tmp_path):
 
 @pytest.mark.parametrize("name", ["sit_to_stand", "drop_vertical_jump"])
 def test_fast_equals_opensim_on_real_trials(name, assets, tmp_path):
-    augmented, _ = augment_table(complete_keypoints(read_trc(real_trial(f"{name}.trc"))),
-                                 Augmenter.from_assets(assets), 1.85, 75.0)
+    augmented, _ = augment_table(
+        complete_keypoints(read_trc(real_trial(f"{name}.trc"))), Augmenter.from_assets(assets), 1.85, 75.0
+    )
     trc = write_trc(tmp_path / "augmented.trc", augmented)
     fast, tool, fast_cost, tool_cost = compare_with_tool(assets, augmented, trc, tmp_path)
     ratio, diff, off = report(fast, tool, fast_cost, tool_cost, converged_minimum(assets, augmented, tool))

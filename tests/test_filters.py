@@ -19,7 +19,7 @@ def textbook_kalman(z: np.ndarray, rate: float, accel: float, noise: float) -> n
     f = np.array([[1, dt], [0, 1]])
     h = np.array([[1.0, 0.0]])
     g = np.array([[dt * dt / 2], [dt]])
-    q, r = accel ** 2 * g @ g.T, np.array([[noise ** 2]])
+    q, r = accel**2 * g @ g.T, np.array([[noise**2]])
     prior = solve_discrete_are(f.T, h.T, q, r)
     x = np.array([z[0], 0.0])
     out = []
@@ -73,7 +73,7 @@ def test_one_euro_without_beta_is_a_first_order_low_pass():
     rng = np.random.default_rng(2)
     x = np.cumsum(rng.normal(0, 0.01, (400, 3)), axis=0)
     f = OneEuro((1, 3), RATE, min_cutoff_hz=2.0, beta=0.0)
-    got = np.array([f.push(x[i:i + 1])[0] for i in range(len(x))])
+    got = np.array([f.push(x[i : i + 1])[0] for i in range(len(x))])
     alpha = 1 / (1 + RATE / (2 * np.pi * 2.0))
     ref = signal.lfilter([alpha], [1, alpha - 1], x, axis=0, zi=(1 - alpha) * x[:1])[0]
     np.testing.assert_allclose(got, ref, atol=1e-12)

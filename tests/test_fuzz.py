@@ -25,16 +25,15 @@ import pytest
 import zmq
 import zmq.asyncio
 
+from hostile import ACCEPTED, RESTART, TRANSPORT_LIMIT, Hostile, Tally, hostile_messages
 from kinestream.assets import get_assets
 from kinestream.config import load_config
+from kinestream.files.trc import read_trc, write_trc
 from kinestream.ingest import BODY_25
-from kinestream.offline import process
 from kinestream.live.protocol import decode_angles
 from kinestream.live.replay import replay
+from kinestream.offline import process
 from kinestream.synth import synthesize
-from kinestream.files.trc import read_trc, write_trc
-
-from hostile import ACCEPTED, RESTART, TRANSPORT_LIMIT, Hostile, Tally, hostile_messages
 from served import Served
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
@@ -155,10 +154,12 @@ def test_a_flood_of_hostile_messages_is_counted_and_changes_nothing(trial, tmp_p
         status = wait_for(served, answered_or_lost, "the accepted frames answered")
         rss1, fds1 = served.rss_mb(), served.fds()
         rejected = {k: v for k, v in status["rejected"].items() if v}
-        print(f"\n{sent} hostile messages in {elapsed:.1f} s ({sent / elapsed:.0f}/s); expected "
-              f"{dict(sorted(tally.expected.items()))}, {tally.restarts} restarts; counted "
-              f"{dict(sorted(rejected.items()))}, frames in {status['frames_in'] - warm}, resets "
-              f"{status['resets'] - base['resets']}; service RSS {rss0:.1f} -> {rss1:.1f} MB, fds {fds0} -> {fds1}")
+        print(
+            f"\n{sent} hostile messages in {elapsed:.1f} s ({sent / elapsed:.0f}/s); expected "
+            f"{dict(sorted(tally.expected.items()))}, {tally.restarts} restarts; counted "
+            f"{dict(sorted(rejected.items()))}, frames in {status['frames_in'] - warm}, resets "
+            f"{status['resets'] - base['resets']}; service RSS {rss0:.1f} -> {rss1:.1f} MB, fds {fds0} -> {fds1}"
+        )
 
         assert sent == MESSAGES
         assert rejected == tally.rejected()  # every bad message counted once, by the reason it was built for
@@ -193,8 +194,16 @@ def test_a_flood_of_hostile_messages_is_counted_and_changes_nothing(trial, tmp_p
     assert code == 0
 
     assert len(got) == frames == table.n_frames
-    offline = process(trial.keypoints_trc, trial.mass, trial.height, tmp_path / "offline", load_config(),
-                      plot=False, streaming=True, model=get_assets().generic_model)
+    offline = process(
+        trial.keypoints_trc,
+        trial.mass,
+        trial.height,
+        tmp_path / "offline",
+        load_config(),
+        plot=False,
+        streaming=True,
+        model=get_assets().generic_model,
+    )
     worst = live_vs_offline(got, offline)
     print("after the flood, live vs process --streaming, worst difference (deg):", worst)
     assert max(worst.values()) < 0.1
@@ -213,8 +222,16 @@ def short_trial(tmp_path_factory):
     table = read_trc(synth.keypoints_trc)
     start = int(round(1.5 * table.rate))
     path = write_trc(out / "short.trc", table.frames(start, start + int(round(SHORT_S * table.rate))))
-    offline = process(path, synth.mass, synth.height, out / "offline", load_config(), plot=False, streaming=True,
-                      model=get_assets().generic_model)
+    offline = process(
+        path,
+        synth.mass,
+        synth.height,
+        out / "offline",
+        load_config(),
+        plot=False,
+        streaming=True,
+        model=get_assets().generic_model,
+    )
     return SimpleNamespace(path=path, table=read_trc(path), mass=synth.mass, height=synth.height, offline=offline)
 
 
@@ -284,8 +301,9 @@ def test_time_attacks_each_followed_by_a_trial_equal_offline(short_trial, tmp_pa
     config = tmp_path / "fuzz.toml"
     config.write_text("[service]\nlatest_wins = false\n")
     table = short_trial.table
-    served = Served(tmp_path, "--config", str(config), "--mass", str(short_trial.mass), "--height",
-                    str(short_trial.height))
+    served = Served(
+        tmp_path, "--config", str(config), "--mass", str(short_trial.mass), "--height", str(short_trial.height)
+    )
     h = Hostile(seed=2, pose=body25(table, 0), t0=900.0)
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
@@ -300,8 +318,11 @@ def test_time_attacks_each_followed_by_a_trial_equal_offline(short_trial, tmp_pa
 
     def delta(after, before):
         keys = set(after["rejected"]) | set(before["rejected"])
-        return {k: after["rejected"].get(k, 0) - before["rejected"].get(k, 0) for k in keys
-                if after["rejected"].get(k, 0) != before["rejected"].get(k, 0)}
+        return {
+            k: after["rejected"].get(k, 0) - before["rejected"].get(k, 0)
+            for k in keys
+            if after["rejected"].get(k, 0) != before["rejected"].get(k, 0)
+        }
 
     problems = []
     try:
@@ -314,7 +335,12 @@ def test_time_attacks_each_followed_by_a_trial_equal_offline(short_trial, tmp_pa
             for _parts, label in messages:
                 tally.add(label)
             asyncio.run(flood(served.src, items))
-            s1 = wait_for(served, lambda s: counted(s) >= counted(s0) + len(messages), f"{name}: accounting", 60)
+            s1 = wait_for(
+                served,
+                lambda s, s0=s0, messages=messages: counted(s) >= counted(s0) + len(messages),
+                f"{name}: accounting",
+                60,
+            )
             s1 = wait_for(served, answered_or_lost, f"{name}: answered", 60)
             angles()  # the attack's own frames
 
@@ -323,22 +349,33 @@ def test_time_attacks_each_followed_by_a_trial_equal_offline(short_trial, tmp_pa
             for label in labels:
                 tally.add(label)
             frames = asyncio.run(replay(table, served.src, rate="max", wait_subscriber=10.0))
-            s2 = wait_for(served, lambda s: counted(s) >= counted(s1) + frames and answered_or_lost(s),
-                          f"{name}: trial", 60)
+            s2 = wait_for(
+                served,
+                lambda s, s1=s1, frames=frames: counted(s) >= counted(s1) + frames and answered_or_lost(s),
+                f"{name}: trial",
+                60,
+            )
             got = angles()
 
-            counts = {"rejected": delta(s2, s0), "frames_in": s2["frames_in"] - s0["frames_in"],
-                      "resets": s2["resets"] - s0["resets"]}
+            counts = {
+                "rejected": delta(s2, s0),
+                "frames_in": s2["frames_in"] - s0["frames_in"],
+                "resets": s2["resets"] - s0["resets"],
+            }
             want = {"rejected": tally.rejected(), "frames_in": tally.expected[ACCEPTED], "resets": tally.restarts}
             worst = live_vs_offline(got, short_trial.offline) if len(got) == table.n_frames else None
-            print(f"\n{name}: {len(messages)} messages then a {table.n_frames}-frame trial; expected {want}; "
-                  f"counted {counts}; trial angles {len(got)}, worst difference (deg) "
-                  f"{max(worst.values()) if worst else None}")
+            print(
+                f"\n{name}: {len(messages)} messages then a {table.n_frames}-frame trial; expected {want}; "
+                f"counted {counts}; trial angles {len(got)}, worst difference (deg) "
+                f"{max(worst.values()) if worst else None}"
+            )
             if counts != want:
                 problems.append(f"{name}: counted {counts}, expected {want}")
             if not answered(s2):
-                problems.append(f"{name}: frames in {s2['frames_in']}, out {s2['frames_out']}, skipped "
-                                f"{s2['skipped']}: not every frame answered")
+                problems.append(
+                    f"{name}: frames in {s2['frames_in']}, out {s2['frames_out']}, skipped "
+                    f"{s2['skipped']}: not every frame answered"
+                )
             if worst is None:
                 problems.append(f"{name}: the trial got {len(got)} angle messages of {table.n_frames}")
             elif max(worst.values()) >= 0.1:

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from kinestream.errors import KinestreamError
-from kinestream.ingest import BODY_25, complete_keypoints, keypoints_to_table
 from kinestream.files.mot import Motion, read_mot, write_mot
-from kinestream.osim import opensim_module
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
+from kinestream.ingest import BODY_25, complete_keypoints, keypoints_to_table
+from kinestream.osim import opensim_module
 
 
 def _table(n=50, names=("A", "B", "C")):

@@ -14,9 +14,17 @@ import tracemalloc
 import aiomqtt
 import paho.mqtt.client as paho
 import pytest
-from broker import (DEADLINE_S, HOST, Broker, broker, free_port, require_mosquitto,  # noqa: F401  (a fixture)
-                    tls_with_password, until, wait_until)
 
+from broker import (
+    DEADLINE_S,
+    HOST,
+    Broker,
+    free_port,
+    require_mosquitto,
+    tls_with_password,
+    until,
+    wait_until,
+)
 from kinestream.errors import KinestreamError
 from kinestream.live.mqtt import MqttPublisher, parse_endpoint
 
@@ -91,8 +99,11 @@ async def cancel(task: asyncio.Task) -> None:
 
 def pauses(records: Records) -> list[float]:
     """The backoff pauses the publisher logged ("retrying in X s"), in seconds."""
-    return [float(line.rsplit("retrying in ", 1)[1].rstrip("s")) for level in (logging.WARNING, logging.DEBUG)
-            for line in records.lines(level, "retrying in")]
+    return [
+        float(line.rsplit("retrying in ", 1)[1].rstrip("s"))
+        for level in (logging.WARNING, logging.DEBUG)
+        for line in records.lines(level, "retrying in")
+    ]
 
 
 def frame(seq: int) -> str:
@@ -122,10 +133,17 @@ def test_angles_reach_a_subscriber_in_order(broker):
 
     stats, got = asyncio.run(main())
     assert got == [("kinestream/athlete1/angles", f.encode()) for f in frames] + [
-        ("kinestream/athlete1/angles", b"raw bytes")]
+        ("kinestream/athlete1/angles", b"raw bytes")
+    ]
     assert json.loads(got[10][1])["angles"]["knee_angle_r"] == 5.0
-    assert stats == {"connected": False, "published": 201, "dropped": 0, "reconnects": 0,
-                     "last_error": None, "queued": 0}
+    assert stats == {
+        "connected": False,
+        "published": 201,
+        "dropped": 0,
+        "reconnects": 0,
+        "last_error": None,
+        "queued": 0,
+    }
 
 
 def test_broker_down_at_start_then_up():
@@ -203,8 +221,10 @@ def test_reconnects_by_itself_after_a_broker_restart(broker):
         await until(lambda: first_up is not None and produced >= first_up + 50, "50 frames after the reconnection")
         running = False
         await producer
-        await until(lambda: after.payloads and after.seqs[-1] == produced - 1,
-                    lambda: f"the last message ({produced - 1}), got up to {after.seqs[-1:]}")
+        await until(
+            lambda: after.payloads and after.seqs[-1] == produced - 1,
+            lambda: f"the last message ({produced - 1}), got up to {after.seqs[-1:]}",
+        )
         before.close()
         after.close()
         await cancel(task)
@@ -263,8 +283,14 @@ def test_publish_never_raises_and_a_full_queue_stays_full():
         await until(lambda: pub.stats()["last_error"], "a failed connection attempt")
         for _ in range(20_000):
             pub.publish("angles", payload)
-        for suffix, body in [("angles", {"not": "serialised"}), ("angles", None), ("a/#", "x"), ("", "x"),
-                             (None, "x"), ("angles", bytearray(b"ok"))]:
+        for suffix, body in [
+            ("angles", {"not": "serialised"}),
+            ("angles", None),
+            ("a/#", "x"),
+            ("", "x"),
+            (None, "x"),
+            ("angles", bytearray(b"ok")),
+        ]:
             pub.publish(suffix, body)
         stats = pub.stats()
         await cancel(task)
@@ -363,10 +389,17 @@ def test_tls_and_password(broker):
     d = ca.parent
 
     async def attempt(password: str):
-        pub = MqttPublisher(HOST, broker.port, subject="s5", username="coach", password=password,
-                            ca_file=d / "ca.crt", backoff=FAST, log=capture("tls")[0])
-        sub = Subscriber(broker.port, "kinestream/s5/angles", ca_file=d / "ca.crt", username="coach",
-                         password="squat")
+        pub = MqttPublisher(
+            HOST,
+            broker.port,
+            subject="s5",
+            username="coach",
+            password=password,
+            ca_file=d / "ca.crt",
+            backoff=FAST,
+            log=capture("tls")[0],
+        )
+        sub = Subscriber(broker.port, "kinestream/s5/angles", ca_file=d / "ca.crt", username="coach", password="squat")
         task = asyncio.create_task(pub.run())
         pub.publish("angles", "secure")
         if password == "squat":
@@ -392,8 +425,15 @@ def test_endpoint_and_options_are_checked(tmp_path):
     for bad in ["localhost", "localhost:", ":1883", "host:port", "host:0", "host:70000", "::1:1883", ""]:
         with pytest.raises(KinestreamError, match=r"HOST:PORT, e\.g\. 127\.0\.0\.1:1883|brackets"):
             MqttPublisher.from_endpoint(bad)
-    for options in [{"qos": 3}, {"subject": "a/b"}, {"subject": "#"}, {"queue_size": 0}, {"backoff": (0, 1)},
-                    {"backoff": (5, 1)}, {"ca_file": tmp_path / "missing.pem"}]:
+    for options in [
+        {"qos": 3},
+        {"subject": "a/b"},
+        {"subject": "#"},
+        {"queue_size": 0},
+        {"backoff": (0, 1)},
+        {"backoff": (5, 1)},
+        {"ca_file": tmp_path / "missing.pem"},
+    ]:
         with pytest.raises(KinestreamError):
             MqttPublisher("localhost", **options)
     ca = tmp_path / "ca.pem"

@@ -15,9 +15,21 @@ import zmq
 
 from kinestream.errors import KinestreamError
 from kinestream.ingest import BODY_25
-from kinestream.live.protocol import (REASONS, TOPIC_ANGLES, TOPIC_KEYPOINTS, TOPIC_STATUS, FrameDecoder,
-                                 KeypointFrame, Rejected, angles_json, decode_angles, decode_status, encode_angles,
-                                 encode_keypoints, encode_status)
+from kinestream.live.protocol import (
+    REASONS,
+    TOPIC_ANGLES,
+    TOPIC_KEYPOINTS,
+    TOPIC_STATUS,
+    FrameDecoder,
+    KeypointFrame,
+    Rejected,
+    angles_json,
+    decode_angles,
+    decode_status,
+    encode_angles,
+    encode_keypoints,
+    encode_status,
+)
 
 RNG = np.random.default_rng(7)
 XYZ25 = RNG.normal(0.0, 0.5, (25, 3))
@@ -99,14 +111,20 @@ def test_encoder_refuses_what_it_cannot_describe():
 def test_angles_round_trip():
     coords = ["pelvis_tilt", "pelvis_tx", "knee_angle_r", "hip_flexion_r"]
     q = np.array([1.5, 0.9, np.nan, -45.25])
-    payload = encode_angles(7, 2.5, coords, q, rmse_mm=12.3, latency_ms=4.5, sent_ns=99, subject="ana",
-                            extra={"phase": "descent"})
+    payload = encode_angles(
+        7, 2.5, coords, q, rmse_mm=12.3, latency_ms=4.5, sent_ns=99, subject="ana", extra={"phase": "descent"}
+    )
     msg = decode_angles(payload)
     assert msg["v"] == 1 and msg["seq"] == 7 and msg["t"] == 2.5 and msg["coords"] == coords
     assert msg["q"].dtype == np.float64
     np.testing.assert_allclose(msg["q"], q, atol=1e-5)  # NaN in the same place
     assert (msg["rmse_mm"], msg["latency_ms"], msg["sent_ns"], msg["subject"], msg["phase"]) == (
-        pytest.approx(12.3), pytest.approx(4.5), 99, "ana", "descent")
+        pytest.approx(12.3),
+        pytest.approx(4.5),
+        99,
+        "ana",
+        "descent",
+    )
     bare = decode_angles(encode_angles(0, 0.0, coords, q, rmse_mm=math.nan, latency_ms=1.0))
     assert "sent_ns" not in bare and "subject" not in bare and math.isnan(bare["rmse_mm"])
 
@@ -116,30 +134,51 @@ def test_angles_errors():
         encode_angles(0, 0.0, ["a", "b"], [1.0], rmse_mm=0, latency_ms=0)
     with pytest.raises(KinestreamError, match="overwrite"):
         encode_angles(0, 0.0, ["a"], [1.0], rmse_mm=0, latency_ms=0, extra={"q": 1})
-    for bad, reason in ((b"\xc1", "not_msgpack"), (msgpack.packb([1]), "not_a_map"),
-                        (msgpack.packb({"v": 2}), "version"), (msgpack.packb({"v": 1}), "missing_field"),
-                        (msgpack.packb({"v": 1, "coords": ["a"], "q": b"\0" * 8}), "bad_shape")):
+    for bad, reason in (
+        (b"\xc1", "not_msgpack"),
+        (msgpack.packb([1]), "not_a_map"),
+        (msgpack.packb({"v": 2}), "version"),
+        (msgpack.packb({"v": 1}), "missing_field"),
+        (msgpack.packb({"v": 1, "coords": ["a"], "q": b"\0" * 8}), "bad_shape"),
+    ):
         with pytest.raises(Rejected) as err:
             decode_angles(bad)
         assert err.value.reason == reason
 
 
 def test_angles_json_rounds_and_nulls():
-    text = angles_json(3, 1.23456789, ["knee_angle_r", "pelvis_ty", "hip_adduction_l", "ankle_angle_r"],
-                       np.array([45.126, 0.912345, np.nan, -0.001]))
+    text = angles_json(
+        3,
+        1.23456789,
+        ["knee_angle_r", "pelvis_ty", "hip_adduction_l", "ankle_angle_r"],
+        np.array([45.126, 0.912345, np.nan, -0.001]),
+    )
     msg = json.loads(text)
-    assert msg == {"t": 1.234568, "seq": 3,
-                   "angles": {"knee_angle_r": 45.13, "pelvis_ty": 0.9123, "hip_adduction_l": None,
-                              "ankle_angle_r": 0.0}}
+    assert msg == {
+        "t": 1.234568,
+        "seq": 3,
+        "angles": {"knee_angle_r": 45.13, "pelvis_ty": 0.9123, "hip_adduction_l": None, "ankle_angle_r": 0.0},
+    }
     assert "NaN" not in text and "-0.0" not in text and " " not in text
 
 
 def test_status_round_trip():
-    status = {"frames": np.int64(10), "rejected": {"oversize": 1}, "fps": np.float32(59.5),
-              "latency_ms": np.array([1.0, 2.0]), "subject": "ana"}
+    status = {
+        "frames": np.int64(10),
+        "rejected": {"oversize": 1},
+        "fps": np.float32(59.5),
+        "latency_ms": np.array([1.0, 2.0]),
+        "subject": "ana",
+    }
     msg = decode_status(encode_status(status))
-    assert msg == {"v": 1, "frames": 10, "rejected": {"oversize": 1}, "fps": 59.5, "latency_ms": [1.0, 2.0],
-                   "subject": "ana"}
+    assert msg == {
+        "v": 1,
+        "frames": 10,
+        "rejected": {"oversize": 1},
+        "fps": 59.5,
+        "latency_ms": [1.0, 2.0],
+        "subject": "ana",
+    }
     with pytest.raises(KinestreamError, match="cannot be encoded"):
         encode_status({"x": object()})
 
@@ -159,8 +198,9 @@ def test_round_trip_over_real_zeromq_sockets():
         for _ in range(3):  # the subscriptions are in effect once XPUB hands them over
             assert pub.recv()[0] == 1
         pub.send_multipart([TOPIC_KEYPOINTS, encode_keypoints(1, 0.5, XYZ25, names=list(BODY_25), sent_ns=5)])
-        pub.send_multipart([TOPIC_ANGLES, encode_angles(1, 0.5, ["knee_angle_r"], [30.0], rmse_mm=5.0,
-                                                        latency_ms=2.0, sent_ns=5)])
+        pub.send_multipart(
+            [TOPIC_ANGLES, encode_angles(1, 0.5, ["knee_angle_r"], [30.0], rmse_mm=5.0, latency_ms=2.0, sent_ns=5)]
+        )
         pub.send_multipart([TOPIC_STATUS, encode_status({"state": "running"})])
         got = {}
         for _ in range(3):
@@ -212,38 +252,41 @@ def test_every_reason_is_produced_and_counted(reason):
     assert set(dec.counts) == set(REASONS)
 
 
-@pytest.mark.parametrize("over, reason, words", [
-    (dict(v=...), "version", "no 'v'"),
-    (dict(v="1"), "version", "'1'"),
-    (dict(v=True), "version", "True"),
-    (dict(layout=..., names=...), "missing_field", "layout or names"),
-    (dict(t=..., xyz=...), "missing_field", "t, xyz"),
-    (dict(seq=1.0), "bad_type", "seq = 1.0"),
-    (dict(seq=-1), "bad_type", "seq = -1"),
-    (dict(t=math.nan), "bad_type", "t = nan"),
-    (dict(t=math.inf), "bad_type", "t = inf"),
-    (dict(t=True), "bad_type", "t = True"),
-    (dict(xyz="abc"), "bad_type", "xyz is a 'abc'"),
-    (dict(xyz=[0.0] * 75), "bad_type", "list of 75"),
-    (dict(layout=25), "bad_type", "layout = 25"),
-    (dict(names="Nose"), "bad_type", "names is a 'Nose'"),
-    (dict(names=["Nose", 3]), "bad_type", "names holds 3"),
-    (dict(names=["Nose", ""]), "bad_type", "''"),
-    (dict(conf="high"), "bad_type", "conf is a"),
-    (dict(subject=5), "bad_type", "subject = 5"),
-    (dict(sent_ns=-5), "bad_type", "sent_ns = -5"),
-    (dict(sent_ns=1.5), "bad_type", "sent_ns = 1.5"),
-    (dict(xyz=b""), "bad_shape", "0 keypoints"),
-    (dict(xyz=b"\0" * 12 * 201), "bad_shape", "201 keypoints"),
-    (dict(xyz=b"\0" * 12 * 20), "bad_shape", "layout BODY_25 has 25"),
-    (dict(names=["Nose"] * 3), "bad_shape", "repeat"),
-    (dict(names=["Hip", "MidHip"], xyz=b"\1" * 24), "bad_shape", "repeat"),
-    (dict(names=["Nose", "Neck"]), "bad_shape", "2 names for 25"),
-    (dict(conf=b"\0" * 8), "bad_shape", "conf holds 8 bytes"),
-    (dict(layout="coco"), "unknown_layout", "'coco'"),
-    (dict(xyz=np.full((25, 3), np.nan, "<f4").tobytes()), "all_missing", "none of the 25"),
-    (dict(conf=np.zeros(25, "<f4").tobytes()), "all_missing", "none of the 25"),
-])
+@pytest.mark.parametrize(
+    "over, reason, words",
+    [
+        (dict(v=...), "version", "no 'v'"),
+        (dict(v="1"), "version", "'1'"),
+        (dict(v=True), "version", "True"),
+        (dict(layout=..., names=...), "missing_field", "layout or names"),
+        (dict(t=..., xyz=...), "missing_field", "t, xyz"),
+        (dict(seq=1.0), "bad_type", "seq = 1.0"),
+        (dict(seq=-1), "bad_type", "seq = -1"),
+        (dict(t=math.nan), "bad_type", "t = nan"),
+        (dict(t=math.inf), "bad_type", "t = inf"),
+        (dict(t=True), "bad_type", "t = True"),
+        (dict(xyz="abc"), "bad_type", "xyz is a 'abc'"),
+        (dict(xyz=[0.0] * 75), "bad_type", "list of 75"),
+        (dict(layout=25), "bad_type", "layout = 25"),
+        (dict(names="Nose"), "bad_type", "names is a 'Nose'"),
+        (dict(names=["Nose", 3]), "bad_type", "names holds 3"),
+        (dict(names=["Nose", ""]), "bad_type", "''"),
+        (dict(conf="high"), "bad_type", "conf is a"),
+        (dict(subject=5), "bad_type", "subject = 5"),
+        (dict(sent_ns=-5), "bad_type", "sent_ns = -5"),
+        (dict(sent_ns=1.5), "bad_type", "sent_ns = 1.5"),
+        (dict(xyz=b""), "bad_shape", "0 keypoints"),
+        (dict(xyz=b"\0" * 12 * 201), "bad_shape", "201 keypoints"),
+        (dict(xyz=b"\0" * 12 * 20), "bad_shape", "layout BODY_25 has 25"),
+        (dict(names=["Nose"] * 3), "bad_shape", "repeat"),
+        (dict(names=["Hip", "MidHip"], xyz=b"\1" * 24), "bad_shape", "repeat"),
+        (dict(names=["Nose", "Neck"]), "bad_shape", "2 names for 25"),
+        (dict(conf=b"\0" * 8), "bad_shape", "conf holds 8 bytes"),
+        (dict(layout="coco"), "unknown_layout", "'coco'"),
+        (dict(xyz=np.full((25, 3), np.nan, "<f4").tobytes()), "all_missing", "none of the 25"),
+        (dict(conf=np.zeros(25, "<f4").tobytes()), "all_missing", "none of the 25"),
+    ],
+)
 def test_rejection_details_say_what_was_given(over, reason, words):
     with pytest.raises(Rejected) as err:
         FrameDecoder().decode(pack(**over))
@@ -254,9 +297,19 @@ def test_rejection_details_say_what_was_given(over, reason, words):
 def test_not_msgpack_variants():
     dec = FrameDecoder()
     nested = b"\x81\xa1a" * 1000 + b"\xc0"
-    cases = [b"", b"\xc1", pack() + b"\x00", b"\xc6\xff\xff\xff\xff" + b"\0" * 10, b"\xdd\xff\xff\xff\xff\x01",
-             b"\xdf\x00\x01\x00\x00", msgpack.packb({1: 2}), msgpack.packb(msgpack.ExtType(5, b"x")),
-             b"\x91" * 5000 + b"\xc0", None, 12345]
+    cases = [
+        b"",
+        b"\xc1",
+        pack() + b"\x00",
+        b"\xc6\xff\xff\xff\xff" + b"\0" * 10,
+        b"\xdd\xff\xff\xff\xff\x01",
+        b"\xdf\x00\x01\x00\x00",
+        msgpack.packb({1: 2}),
+        msgpack.packb(msgpack.ExtType(5, b"x")),
+        b"\x91" * 5000 + b"\xc0",
+        None,
+        12345,
+    ]
     for payload in cases:
         with pytest.raises(Rejected) as err:
             dec.decode(payload)
@@ -311,13 +364,48 @@ def test_clocks_are_bounded():
 
 # ----------------------------------------------------------------------------- hostile payloads
 
-POOL = [None, True, False, 0, -1, 2 ** 64 - 1, -(2 ** 63), 1.5, math.nan, math.inf, -math.inf, "", "x" * 300,
-        "BODY_25", b"", b"\0" * 12, b"\xff" * 300, [], [1, 2], ["Nose"] * 25, [[]] * 3, {}, {"a": 1},
-        msgpack.ExtType(1, b"x"), [None] * 25]
+POOL = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    2**64 - 1,
+    -(2**63),
+    1.5,
+    math.nan,
+    math.inf,
+    -math.inf,
+    "",
+    "x" * 300,
+    "BODY_25",
+    b"",
+    b"\0" * 12,
+    b"\xff" * 300,
+    [],
+    [1, 2],
+    ["Nose"] * 25,
+    [[]] * 3,
+    {},
+    {"a": 1},
+    msgpack.ExtType(1, b"x"),
+    [None] * 25,
+]
 FIELDS = ["v", "seq", "t", "layout", "names", "xyz", "conf", "subject", "sent_ns"]
-HUGE_HEADERS = [b"\xc4\xff", b"\xc5\xff\xff", b"\xc6\xff\xff\xff\xff", b"\xd9\xff", b"\xda\xff\xff",
-                b"\xdb\xff\xff\xff\xff", b"\xdc\xff\xff", b"\xdd\xff\xff\xff\xff", b"\xde\xff\xff",
-                b"\xdf\xff\xff\xff\xff", b"\xc7\xff\x01", b"\xc9\xff\xff\xff\xff\x01"]
+HUGE_HEADERS = [
+    b"\xc4\xff",
+    b"\xc5\xff\xff",
+    b"\xc6\xff\xff\xff\xff",
+    b"\xd9\xff",
+    b"\xda\xff\xff",
+    b"\xdb\xff\xff\xff\xff",
+    b"\xdc\xff\xff",
+    b"\xdd\xff\xff\xff\xff",
+    b"\xde\xff\xff",
+    b"\xdf\xff\xff\xff\xff",
+    b"\xc7\xff\x01",
+    b"\xc9\xff\xff\xff\xff\x01",
+]
 
 
 def _valid(rng, seq: int, t: float, subject) -> dict:
@@ -334,7 +422,7 @@ def _valid(rng, seq: int, t: float, subject) -> dict:
     if subject is not None:
         msg["subject"] = subject
     if rng.random() < 0.5:
-        msg["sent_ns"] = int(rng.integers(0, 2 ** 62))
+        msg["sent_ns"] = int(rng.integers(0, 2**62))
     return msg
 
 
@@ -368,7 +456,10 @@ def hostile_payloads(count: int, seed: int = 1234):
             if rng.random() < 0.5:
                 yield kind, nest
             else:  # as the value of a field of an otherwise valid frame
-                yield kind, msgpack.packb(base)[:1] + msgpack.packb(str(rng.choice(FIELDS))) + nest + msgpack.packb(base)[1:]
+                yield (
+                    kind,
+                    msgpack.packb(base)[:1] + msgpack.packb(str(rng.choice(FIELDS))) + nest + msgpack.packb(base)[1:],
+                )
         elif kind == 7:
             head = HUGE_HEADERS[int(rng.integers(0, len(HUGE_HEADERS)))] + rng.bytes(int(rng.integers(0, 50)))
             if rng.random() < 0.5:
@@ -395,7 +486,9 @@ def hostile_payloads(count: int, seed: int = 1234):
                 msg["conf"] = rng.bytes(int(rng.integers(0, 200)))
             elif which == 2:
                 msg.pop("layout", None)
-                msg["names"] = [f"k{j % max(1, n - int(rng.integers(0, 3)))}" for j in range(n + int(rng.integers(-2, 3)))]
+                msg["names"] = [
+                    f"k{j % max(1, n - int(rng.integers(0, 3)))}" for j in range(n + int(rng.integers(-2, 3)))
+                ]
             elif which == 3:
                 msg["xyz"] = rng.bytes(12 * int(rng.integers(150, 400)))
             else:
@@ -418,22 +511,40 @@ def hostile_payloads(count: int, seed: int = 1234):
             msg["t"] = t - float(rng.choice([0.0, 0.005, 1.0, 1e9]))  # repeated or backwards
             yield kind, msgpack.packb(msg)
         elif kind == 16:
-            yield kind, msgpack.packb(dict(base, v=POOL[int(rng.integers(0, len(POOL)))] if rng.random() < 0.5
-                                     else int(rng.integers(-5, 10))))
+            yield (
+                kind,
+                msgpack.packb(
+                    dict(
+                        base,
+                        v=POOL[int(rng.integers(0, len(POOL)))] if rng.random() < 0.5 else int(rng.integers(-5, 10)),
+                    )
+                ),
+            )
         elif kind == 17:
             if rng.random() < 0.5:
                 yield kind, msgpack.packb(dict(base, pad=b"\0" * int(rng.integers(65536, 70000))))
             else:
                 yield kind, rng.bytes(int(rng.integers(65537, 66000)))
         elif kind == 18:  # non-string or binary keys, extension types, non-map tops
-            odd = [msgpack.packb({1: 1, "v": 1}), msgpack.packb({b"v": 1, b"xyz": b"\0" * 12}),
-                   b"\xd6\xff\0\0\0\0", msgpack.packb(list(base)), msgpack.packb(t),
-                   msgpack.packb("keypoints"), b"\x80"]
+            odd = [
+                msgpack.packb({1: 1, "v": 1}),
+                msgpack.packb({b"v": 1, b"xyz": b"\0" * 12}),
+                b"\xd6\xff\0\0\0\0",
+                msgpack.packb(list(base)),
+                msgpack.packb(t),
+                msgpack.packb("keypoints"),
+                b"\x80",
+            ]
             yield kind, odd[int(rng.integers(0, len(odd)))]
         else:  # (once in 1000) many small objects: the most memory a payload under max_bytes can ask for
             width = int(rng.integers(1, 200))
-            yield kind, b"\x81\xa1v" + b"\xdc" + struct.pack(">H", 200) + (b"\xdc" + struct.pack(">H", width)
-                                                                       + b"\x80" * width) * 200
+            yield (
+                kind,
+                b"\x81\xa1v"
+                + b"\xdc"
+                + struct.pack(">H", 200)
+                + (b"\xdc" + struct.pack(">H", width) + b"\x80" * width) * 200,
+            )
 
 
 def test_hostile_payloads_only_ever_raise_rejected_and_memory_stays_bounded():
@@ -469,8 +580,10 @@ def test_hostile_payloads_only_ever_raise_rejected_and_memory_stays_bounded():
             if traced:
                 worst = max(worst, tracemalloc.get_traced_memory()[1])
                 tracemalloc.stop()
-    print(f"\n{count} payloads: {accepted} accepted, {rejected} rejected {dict(dec.counts)}; "
-          f"peak memory of one decode {worst / 1e6:.2f} MB")
+    print(
+        f"\n{count} payloads: {accepted} accepted, {rejected} rejected {dict(dec.counts)}; "
+        f"peak memory of one decode {worst / 1e6:.2f} MB"
+    )
     assert accepted + rejected == count
     assert dec.accepted == accepted and dec.rejected == rejected
     assert dec.counts["internal"] == 0
@@ -495,6 +608,8 @@ def test_decode_cost_per_valid_frame():
             dec.decode(payload)
             cost[i] = time.perf_counter_ns() - start
         medians.append(np.median(cost) / 1e3)
-    print(f"\ndecode, 25 keypoints: median {min(medians):.1f} us (best of 5 runs of {len(payloads)}); "
-          f"p99 {np.percentile(cost, 99) / 1e3:.1f} us")
+    print(
+        f"\ndecode, 25 keypoints: median {min(medians):.1f} us (best of 5 runs of {len(payloads)}); "
+        f"p99 {np.percentile(cost, 99) / 1e3:.1f} us"
+    )
     assert min(medians) < 50.0

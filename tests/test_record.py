@@ -16,24 +16,24 @@ import numpy as np
 import pytest
 
 import kinestream.files.record as record_module
-from kinestream.errors import KinestreamError
-from kinestream.files.mot import mot_row, read_mot, write_mot, Motion
-from kinestream.osim import opensim_module
-from kinestream.files.record import (COUNT_WIDTH, MotRecorder, TrcRecorder, add_recover_parser, count_field,
-                               recover)
-from kinestream.files.trc import read_trc, trc_row
-
 from broker import wait_until
+from kinestream.errors import KinestreamError
+from kinestream.files.mot import Motion, mot_row, read_mot, write_mot
+from kinestream.files.record import COUNT_WIDTH, MotRecorder, TrcRecorder, add_recover_parser, count_field, recover
+from kinestream.files.trc import read_trc, trc_row
+from kinestream.osim import opensim_module
 
 COLS = [f"coord_{i}" for i in range(39)] + ["rmse_mm"]
 MARKERS = [f"m{i}" for i in range(40)]
 
 
-def _angles(n, cols=len(COLS), seed=0):
+def _angles(n, cols=None, seed=0):
+    cols = len(COLS) if cols is None else cols
     return np.round(np.random.default_rng(seed).normal(scale=40.0, size=(n, cols)), 8)
 
 
-def _markers(n, k=len(MARKERS), seed=0):
+def _markers(n, k=None, seed=0):
+    k = len(MARKERS) if k is None else k
     return np.round(np.random.default_rng(seed).normal(scale=0.8, size=(n, k, 3)), 6)
 
 
@@ -61,7 +61,7 @@ def test_mot_recorder_loads_in_opensim_and_kinestream(tmp_path):
     time_s = np.arange(n) / 60.0
     path = tmp_path / "session.mot"
     with MotRecorder(path, COLS) as rec:
-        for t, row in zip(time_s, values):
+        for t, row in zip(time_s, values, strict=True):
             rec.write(t, row)
         assert rec.rows == n
     assert rec.closed and rec.flushed_rows == n
@@ -96,8 +96,9 @@ def test_mot_recorder_writes_nan_as_NaN(tmp_path):
     assert "\tNaN\t" in data and "nan" not in data and "inf" not in data
     back = read_mot(path)
     assert np.isnan(back.values[4, 1]) and np.isnan(back.values[6, 2])
-    np.testing.assert_array_equal(np.nan_to_num(back.values, nan=0.0, posinf=0.0),
-                                  np.nan_to_num(values, nan=0.0, posinf=0.0))
+    np.testing.assert_array_equal(
+        np.nan_to_num(back.values, nan=0.0, posinf=0.0), np.nan_to_num(values, nan=0.0, posinf=0.0)
+    )
     table = opensim_module().TimeSeriesTable(str(path))
     assert table.getNumRows() == 20 and np.isnan(table.getDependentColumn("b")[4])
 
@@ -138,8 +139,10 @@ def test_rows_reach_the_disk_every_flush_interval_without_close(tmp_path):
         for i in range(30):
             rec.write(i / 60, values[i])
         # the flush thread writes the rows, then their count in the header
-        wait_until(lambda: _header_count(path) == count_field(30),
-                   lambda: f"the header to count 30 rows: {_header_count(path)!r}, {rec}")
+        wait_until(
+            lambda: _header_count(path) == count_field(30),
+            lambda: f"the header to count 30 rows: {_header_count(path)!r}, {rec}",
+        )
         # the file is a complete recording as it stands, header count included
         assert rec.flushed_rows == 30 and _header_count(path) == count_field(30)
         assert _osim_rows(path) == (30, 30)
@@ -357,13 +360,13 @@ def _recorded(tmp_path, kind, n=100):
 def test_recover_drops_a_cut_off_last_row(tmp_path, kind):
     path = _recorded(tmp_path, kind)
     whole = path.read_bytes()
-    last = whole[whole.rindex(b"\n", 0, len(whole) - 1) + 1:]
+    last = whole[whole.rindex(b"\n", 0, len(whole) - 1) + 1 :]
     for cut in (5, len(last) - 9):  # mid-number (all fields present, no line end), and fields missing
         path.write_bytes(whole[:-cut])
         report = recover(path)
         assert report.changed and report.rows == 99 and report.bytes_dropped == len(last) - cut
         assert report.header_rows == 100
-        assert path.read_bytes() == whole[:-len(last)].replace(count_field(100).encode(), count_field(99).encode())
+        assert path.read_bytes() == whole[: -len(last)].replace(count_field(100).encode(), count_field(99).encode())
         assert _osim_rows(path) == (99, 99)
         assert "kept 99 rows" in report.describe() and "row count in the header 100 -> 99" in report.describe()
 
@@ -468,10 +471,16 @@ def test_recover_through_the_kinestream_command(tmp_path):
     path = _recorded(tmp_path, "mot")
     path.write_bytes(path.read_bytes()[:-4])
     env = dict(os.environ)
-    run = subprocess.run([sys.executable, "-m", "kinestream", "recover", str(path)], capture_output=True,
-                         text=True, env=env, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "kinestream", "recover", str(path)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert run.returncode == 0, run.stderr
     assert "kept 99 rows" in run.stdout
-    run = subprocess.run([sys.executable, "-m", "kinestream", "recover", str(tmp_path / "no.txt")],
-                         capture_output=True, text=True, env=env, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "kinestream", "recover", str(tmp_path / "no.txt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert run.returncode == 2 and "neither a .mot/.sto nor a .trc" in run.stderr

@@ -18,22 +18,41 @@ import numpy as np
 import pytest
 import zmq
 import zmq.asyncio
-from conftest import real_trial
 
 import kinestream.live.replay as replay_module
+from broker import wait_until
+from conftest import real_trial
 from kinestream.errors import KinestreamError
+from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.ingest import BODY_25
 from kinestream.live.protocol import TOPIC_KEYPOINTS, FrameDecoder
 from kinestream.live.replay import add_replay_parser, parse_rate, replay, run_replay, wire_frames
-from kinestream.files.trc import MarkerTable, read_trc, write_trc
-
-from broker import wait_until
 
 FS = 60.0
 N_FRAMES = 31  # 0.5 s at 60 Hz
 # The real trials' 20 keypoints, with Pose2Sim's lower-case "midHip"
-NAMES = ["Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "midHip", "RHip", "RKnee",
-         "RAnkle", "LHip", "LKnee", "LAnkle", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel"]
+NAMES = [
+    "Neck",
+    "RShoulder",
+    "RElbow",
+    "RWrist",
+    "LShoulder",
+    "LElbow",
+    "LWrist",
+    "midHip",
+    "RHip",
+    "RKnee",
+    "RAnkle",
+    "LHip",
+    "LKnee",
+    "LAnkle",
+    "LBigToe",
+    "LSmallToe",
+    "LHeel",
+    "RBigToe",
+    "RSmallToe",
+    "RHeel",
+]
 
 
 def free_endpoint() -> str:
@@ -192,8 +211,9 @@ def test_stop_event_ends_a_loop():
             return got
 
         collector = asyncio.create_task(collect_then_stop())
-        sent = await asyncio.wait_for(replay(table, endpoint, loop=True, wait_subscriber=30.0, stop_event=stop),
-                                      timeout=30.0)
+        sent = await asyncio.wait_for(
+            replay(table, endpoint, loop=True, wait_subscriber=30.0, stop_event=stop), timeout=30.0
+        )
         return sent, await collector
 
     sent, got = asyncio.run(main())
@@ -234,14 +254,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def test_cli_parser_and_run(trial, capsys):
-    args = _parser().parse_args(["replay", str(trial), "--rate", "max", "--endpoint", free_endpoint(),
-                                 "--wait-subscriber", "0", "--subject", "ana"])
+    args = _parser().parse_args(
+        [
+            "replay",
+            str(trial),
+            "--rate",
+            "max",
+            "--endpoint",
+            free_endpoint(),
+            "--wait-subscriber",
+            "0",
+            "--subject",
+            "ana",
+        ]
+    )
     assert args.func is run_replay and args.rate == math.inf and not args.loop and args.subject == "ana"
     assert args.func(args, {}) == N_FRAMES
     assert f"sent {N_FRAMES} frames" in capsys.readouterr().out
     defaults = _parser().parse_args(["replay", "x.trc"])
     assert (defaults.rate, defaults.endpoint, defaults.wait_subscriber, defaults.subject) == (
-        1.0, "tcp://127.0.0.1:5555", 1.0, None)
+        1.0,
+        "tcp://127.0.0.1:5555",
+        1.0,
+        None,
+    )
     for bad in (["--rate", "0"], ["--rate", "quick"], ["--wait-subscriber", "-1"]):
         with pytest.raises(SystemExit) as exc:
             _parser().parse_args(["replay", "x.trc", *bad])
@@ -250,12 +286,29 @@ def test_cli_parser_and_run(trial, capsys):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
 def test_ctrl_c_stops_a_looping_replay_cleanly(trial):
-    code = ("import argparse, sys; from kinestream.live.replay import add_replay_parser; "
-            "p = argparse.ArgumentParser(); add_replay_parser(p.add_subparsers()); "
-            "a = p.parse_args(sys.argv[1:]); a.func(a, {})")
-    proc = subprocess.Popen([sys.executable, "-c", code, "replay", str(trial), "--loop", "--wait-subscriber", "0",
-                             "--endpoint", free_endpoint()], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ))
+    code = (
+        "import argparse, sys; from kinestream.live.replay import add_replay_parser; "
+        "p = argparse.ArgumentParser(); add_replay_parser(p.add_subparsers()); "
+        "a = p.parse_args(sys.argv[1:]); a.func(a, {})"
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "replay",
+            str(trial),
+            "--loop",
+            "--wait-subscriber",
+            "0",
+            "--endpoint",
+            free_endpoint(),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
     lines = []
 
     def read() -> None:
@@ -265,8 +318,10 @@ def test_ctrl_c_stops_a_looping_replay_cleanly(trial):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        wait_until(lambda: any("pass 2 begins" in line for line in lines),
-                   lambda: f"the second pass of the loop; stderr: {''.join(lines)[-2000:]}")
+        wait_until(
+            lambda: any("pass 2 begins" in line for line in lines),
+            lambda: f"the second pass of the loop; stderr: {''.join(lines)[-2000:]}",
+        )
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
         reader.join(timeout=30)

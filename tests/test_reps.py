@@ -11,15 +11,23 @@ import math
 import numpy as np
 import pytest
 
+from conftest import real_trial
 from kinestream.config import load_config
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import Motion, read_mot, write_mot
 from kinestream.offline import process
-from kinestream.reps import (CentresFromModel, RepCounter, RepEvent, RepSettings, centres_from_state,
-                             detect_reps, format_rep, frame_measures, joint_centres)
+from kinestream.reps import (
+    CentresFromModel,
+    RepCounter,
+    RepEvent,
+    RepSettings,
+    centres_from_state,
+    detect_reps,
+    format_rep,
+    frame_measures,
+    joint_centres,
+)
 from kinestream.synth import synthesize
-
-from conftest import real_trial
 
 DEPTHS = [100, 132, 88, 110]  # designed right-knee peaks of the "known" trial (deg)
 # Below parallel (hip joint centres lower than the knees) only in the 132 deg squat: the others leave the
@@ -56,6 +64,7 @@ def _frontal_offset_cm(hip, knee, ankle, right) -> float:
     Written apart from kinestream.reps: each point goes to 2D frontal-plane coordinates
     (lateral, vertical) and the offset is measured from the 2D line.
     """
+
     def flat(p):
         return np.array([p @ right, p[1]])
 
@@ -75,11 +84,11 @@ def _parser():
 
 # --------------------------------------------------------------------------- fixtures
 
+
 @pytest.fixture(scope="module")
 def known(tmp_path_factory):
     """Four squats of known depth, 5 mm keypoint noise and 4 keypoint gaps."""
-    return synthesize(tmp_path_factory.mktemp("reps_known"), seconds=15.0, depths=DEPTHS, noise_mm=5.0, gaps=4,
-                      seed=4)
+    return synthesize(tmp_path_factory.mktemp("reps_known"), seconds=15.0, depths=DEPTHS, noise_mm=5.0, gaps=4, seed=4)
 
 
 @pytest.fixture(scope="module")
@@ -91,38 +100,70 @@ def known_centres(known):
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
     """A squat, a long pause, a half squat (45 deg), a pause, a squat; standing sway of 10 deg throughout."""
-    return synthesize(tmp_path_factory.mktemp("reps_mixed"), seconds=14.0, depths=[100, 45, 105], pauses=[2.0, 1.5],
-                      sway_deg=10.0, noise_mm=5.0, seed=6)
+    return synthesize(
+        tmp_path_factory.mktemp("reps_mixed"),
+        seconds=14.0,
+        depths=[100, 45, 105],
+        pauses=[2.0, 1.5],
+        sway_deg=10.0,
+        noise_mm=5.0,
+        seed=6,
+    )
 
 
 @pytest.fixture(scope="module")
 def known_offline(known, tmp_path_factory):
-    return process(known.keypoints_trc, known.mass, known.height, tmp_path_factory.mktemp("reps_known_off"),
-                   load_config(), plot=False, log=lambda *a: None)
+    return process(
+        known.keypoints_trc,
+        known.mass,
+        known.height,
+        tmp_path_factory.mktemp("reps_known_off"),
+        load_config(),
+        plot=False,
+        log=lambda *a: None,
+    )
 
 
 @pytest.fixture(scope="module")
 def known_streaming(known, known_offline, tmp_path_factory):
     # The live cores frame by frame, with the model the offline run scaled (as the service runs a calibrated model).
-    return process(known.keypoints_trc, known.mass, known.height, tmp_path_factory.mktemp("reps_known_stream"),
-                   load_config(), plot=False, log=lambda *a: None, streaming=True, model=known_offline.scaled_model)
+    return process(
+        known.keypoints_trc,
+        known.mass,
+        known.height,
+        tmp_path_factory.mktemp("reps_known_stream"),
+        load_config(),
+        plot=False,
+        log=lambda *a: None,
+        streaming=True,
+        model=known_offline.scaled_model,
+    )
 
 
 @pytest.fixture(scope="module")
 def mixed_offline(mixed, tmp_path_factory):
-    return process(mixed.keypoints_trc, mixed.mass, mixed.height, tmp_path_factory.mktemp("reps_mixed_off"),
-                   load_config(), plot=False, log=lambda *a: None)
+    return process(
+        mixed.keypoints_trc,
+        mixed.mass,
+        mixed.height,
+        tmp_path_factory.mktemp("reps_mixed_off"),
+        load_config(),
+        plot=False,
+        log=lambda *a: None,
+    )
 
 
 @pytest.fixture(scope="module")
 def sit_to_stand(tmp_path_factory):
     path = real_trial("sit_to_stand.trc")
     # Height 1.85 m as in test_pipeline: the keypoints' standing neck height suggests a tall subject.
-    return process(path, 75.0, 1.85, tmp_path_factory.mktemp("reps_sts"), load_config(), plot=False,
-                   log=lambda *a: None)
+    return process(
+        path, 75.0, 1.85, tmp_path_factory.mktemp("reps_sts"), load_config(), plot=False, log=lambda *a: None
+    )
 
 
 # --------------------------------------------------------------------------- settings
+
 
 def test_settings_from_config():
     assert RepSettings.from_config({}) == RepSettings()
@@ -132,17 +173,20 @@ def test_settings_from_config():
     assert (s.knee_start_deg, s.min_depth_deg, s.deep_knee_deg) == (30.0, 70.5, 90.0)
 
 
-@pytest.mark.parametrize("section, words", [
-    ({"knee_start_deg": -3}, "knee_start_deg=-3"),
-    ({"knee_start_deg": "low"}, "knee_start_deg='low'"),
-    ({"hysteresis_deg": True}, "hysteresis_deg=True"),
-    ({"min_depth_deg": 28}, "min_depth_deg=28 "),
-    ({"deep_knee_deg": 50}, "deep_knee_deg=50 "),
-    ({"min_rep_s": 20}, "min_rep_s=20 "),
-    ({"max_rep_s": float("inf")}, "max_rep_s=inf"),
-    ({"smooth_hz": 0.5}, "smooth_hz=0.5"),
-    ({"knee_start": 20}, "unknown setting(s) knee_start"),
-])
+@pytest.mark.parametrize(
+    "section, words",
+    [
+        ({"knee_start_deg": -3}, "knee_start_deg=-3"),
+        ({"knee_start_deg": "low"}, "knee_start_deg='low'"),
+        ({"hysteresis_deg": True}, "hysteresis_deg=True"),
+        ({"min_depth_deg": 28}, "min_depth_deg=28 "),
+        ({"deep_knee_deg": 50}, "deep_knee_deg=50 "),
+        ({"min_rep_s": 20}, "min_rep_s=20 "),
+        ({"max_rep_s": float("inf")}, "max_rep_s=inf"),
+        ({"smooth_hz": 0.5}, "smooth_hz=0.5"),
+        ({"knee_start": 20}, "unknown setting(s) knee_start"),
+    ],
+)
 def test_bad_settings_are_refused(section, words):
     with pytest.raises(KinestreamError) as info:
         RepSettings.from_config({"reps": section})
@@ -158,6 +202,7 @@ def test_counter_needs_both_knees():
 
 # --------------------------------------------------------------------------- ground truth
 
+
 def test_true_angles_every_rep_with_its_true_depth_and_timing(known, known_centres):
     settings = RepSettings()
     events, summary = detect_reps(known.motion, known_centres, settings)
@@ -167,7 +212,7 @@ def test_true_angles_every_rep_with_its_true_depth_and_timing(known, known_centr
     knee = _mean_knee(known.motion)
     up, down = _crossings(t, knee, settings.knee_start_deg)
     assert len(up) == len(down) == 4
-    for e, squat, start, end in zip(events, known.squats, up, down):
+    for e, squat, start, end in zip(events, known.squats, up, down, strict=True):
         assert e.index == squat.index + 1
         # Start and end: the true knee flexion through knee_start_deg, interpolated the same way.
         assert e.start == pytest.approx(start, abs=1e-6) and e.end == pytest.approx(end, abs=1e-6)
@@ -212,7 +257,7 @@ def test_skipped_frames_leave_the_depth_on_the_recorded_peak(known, known_centre
     rng = np.random.default_rng(9)
     keep = np.ones(len(m.time), bool)
     for start in rng.choice(len(m.time) - 12, 70, replace=False):  # bursts of 1-8 skipped frames
-        keep[start:start + rng.integers(1, 9)] = False
+        keep[start : start + rng.integers(1, 9)] = False
     counter = RepCounter(None, m.names)
     for i in np.flatnonzero(keep):
         counter.step(m.time[i], m.values[i], {k: v[i] for k, v in known_centres.items()})
@@ -232,7 +277,7 @@ def test_form_measures_against_the_truth(known, known_centres):
     assert abs(standing[1]) < 0.5 and abs(standing[2]) < 0.5 and abs(standing[3]) < 0.5  # straight legs, upright
     right0 = kp.get("RHip")[0] - kp.get("LHip")[0]
     rows = []
-    for e, squat in zip(events, known.squats):
+    for e, squat in zip(events, known.squats, strict=True):
         b = int(np.argmin(np.abs(t - e.bottom)))
         # Asymmetry: the left leg flexes 3 % less than the right (of the excursion from 3 deg standing).
         truth = m.get("knee_angle_r")[b] - m.get("knee_angle_l")[b]
@@ -254,17 +299,31 @@ def test_form_measures_against_the_truth(known, known_centres):
         r0 = right0.copy()
         r0[1] = 0.0
         r0 /= np.linalg.norm(r0)
-        for side, sign, value, value0 in (("R", -1.0, e.knee_valgus_cm_r, standing[1]),
-                                          ("L", 1.0, e.knee_valgus_cm_l, standing[2])):
-            now = sign * _frontal_offset_cm(kp.get(f"{side}Hip")[b], kp.get(f"{side}Knee")[b],
-                                            kp.get(f"{side}Ankle")[b], right)
-            before = sign * _frontal_offset_cm(kp.get(f"{side}Hip")[0], kp.get(f"{side}Knee")[0],
-                                               kp.get(f"{side}Ankle")[0], r0)
+        for side, sign, value, value0 in (
+            ("R", -1.0, e.knee_valgus_cm_r, standing[1]),
+            ("L", 1.0, e.knee_valgus_cm_l, standing[2]),
+        ):
+            now = sign * _frontal_offset_cm(
+                kp.get(f"{side}Hip")[b], kp.get(f"{side}Knee")[b], kp.get(f"{side}Ankle")[b], right
+            )
+            before = sign * _frontal_offset_cm(
+                kp.get(f"{side}Hip")[0], kp.get(f"{side}Knee")[0], kp.get(f"{side}Ankle")[0], r0
+            )
             assert value - value0 == pytest.approx(now - before, abs=1.0), side
-        rows.append((e.index, e.knee_asymmetry_deg, e.trunk_lean_deg, e.hip_above_knee_cm, e.knee_valgus_cm_r,
-                     e.knee_valgus_cm_l))
-    print("rep, asymmetry deg, trunk lean deg, hip above knee cm, valgus r/l cm:",
-          [tuple(round(v, 1) for v in r) for r in rows])
+        rows.append(
+            (
+                e.index,
+                e.knee_asymmetry_deg,
+                e.trunk_lean_deg,
+                e.hip_above_knee_cm,
+                e.knee_valgus_cm_r,
+                e.knee_valgus_cm_l,
+            )
+        )
+    print(
+        "rep, asymmetry deg, trunk lean deg, hip above knee cm, valgus r/l cm:",
+        [tuple(round(v, 1) for v in r) for r in rows],
+    )
     assert [e.below_parallel for e in events] == BELOW_PARALLEL
     assert summary["below_parallel"] == 1
     # The design abducts the hips and shifts the pelvis right: both knees end up outside the hip-ankle line
@@ -275,9 +334,16 @@ def test_form_measures_against_the_truth(known, known_centres):
 
 def test_form_measures_on_a_hand_made_pose():
     """Signs: knees caving in are positive valgus, a forward trunk positive lean; whatever way the person faces."""
+
     def pose(knee_z, lean_deg, heading_deg):
-        pts = {"hip_r": (0, 0.9, 0.1), "hip_l": (0, 0.9, -0.1), "ankle_r": (0, 0.1, 0.1), "ankle_l": (0, 0.1, -0.1),
-               "knee_r": (0.1, 0.5, knee_z), "knee_l": (0.1, 0.5, -knee_z)}
+        pts = {
+            "hip_r": (0, 0.9, 0.1),
+            "hip_l": (0, 0.9, -0.1),
+            "ankle_r": (0, 0.1, 0.1),
+            "ankle_l": (0, 0.1, -0.1),
+            "knee_r": (0.1, 0.5, knee_z),
+            "knee_l": (0.1, 0.5, -knee_z),
+        }
         a = math.radians(lean_deg)
         pts["torso_axis"] = (math.sin(a), math.cos(a), 0.0)
         h = math.radians(heading_deg)  # turn about the vertical: x forward, z right
@@ -307,7 +373,7 @@ def test_pauses_half_squat_and_sway_make_no_false_reps(mixed, mixed_offline):
         print(label, [format_rep(e) for e in events], "partials", summary["partials"])
         assert len(events) == 2, label
         assert summary["partial"] == 1 and summary["too_short"] == summary["too_long"] == 0, label
-        for e, squat in zip(events, full):
+        for e, squat in zip(events, full, strict=True):
             assert squat.start < e.bottom < squat.end
         partial = summary["partials"][0]
         assert half.start < partial["bottom"] < half.end
@@ -319,8 +385,8 @@ def test_pauses_half_squat_and_sway_make_no_false_reps(mixed, mixed_offline):
 
 # --------------------------------------------------------------------------- through the pipeline
 
-def test_pipeline_angles_count_exactly_and_depth_is_the_pipelines(known, known_centres, known_offline,
-                                                                  known_streaming):
+
+def test_pipeline_angles_count_exactly_and_depth_is_the_pipelines(known, known_centres, known_offline, known_streaming):
     truth = [0.5 * (s.knee_angle_r + s.knee_angle_l) for s in known.squats]
     true_events, _ = detect_reps(known.motion, known_centres)
     for label, result in (("offline", known_offline), ("streaming", known_streaming)):
@@ -328,15 +394,22 @@ def test_pipeline_angles_count_exactly_and_depth_is_the_pipelines(known, known_c
         centres = joint_centres(result.scaled_model, motion)
         events, summary = detect_reps(motion, centres)
         assert len(events) == 4 and summary["partial"] == 0, (label, summary)
-        errors = {"mean": [e.knee_peak - d for e, d in zip(events, truth)],
-                  "right": [e.knee_peak_r - s.knee_angle_r for e, s in zip(events, known.squats)],
-                  "left": [e.knee_peak_l - s.knee_angle_l for e, s in zip(events, known.squats)],
-                  "bottom_s": [e.bottom - s.bottom for e, s in zip(events, known.squats)],
-                  "asymmetry": [e.knee_asymmetry_deg - x.knee_asymmetry_deg for e, x in zip(events, true_events)],
-                  "hip_above_knee_cm": [e.hip_above_knee_cm - x.hip_above_knee_cm
-                                        for e, x in zip(events, true_events)]}
-        print(f"{label}: minus truth: peak knee flexion (deg), bottom time (s), asymmetry (deg), hip above knee (cm):",
-              {k: [round(v, 2) for v in vs] for k, vs in errors.items()})
+        errors = {
+            "mean": [e.knee_peak - d for e, d in zip(events, truth, strict=True)],
+            "right": [e.knee_peak_r - s.knee_angle_r for e, s in zip(events, known.squats, strict=True)],
+            "left": [e.knee_peak_l - s.knee_angle_l for e, s in zip(events, known.squats, strict=True)],
+            "bottom_s": [e.bottom - s.bottom for e, s in zip(events, known.squats, strict=True)],
+            "asymmetry": [
+                e.knee_asymmetry_deg - x.knee_asymmetry_deg for e, x in zip(events, true_events, strict=True)
+            ],
+            "hip_above_knee_cm": [
+                e.hip_above_knee_cm - x.hip_above_knee_cm for e, x in zip(events, true_events, strict=True)
+            ],
+        }
+        print(
+            f"{label}: minus truth: peak knee flexion (deg), bottom time (s), asymmetry (deg), hip above knee (cm):",
+            {k: [round(v, 2) for v in vs] for k, vs in errors.items()},
+        )
         for side in ("mean", "right", "left"):
             assert max(abs(v) for v in errors[side]) <= PIPELINE_DEPTH_TOL_DEG, (label, side, errors[side])
         # Streaming lags (causal filter, about 70 ms); the bottom is a flat maximum: a few frames either way.
@@ -369,7 +442,9 @@ def test_real_sit_to_stand_repetitions(sit_to_stand):
     assert len(events) == 4
     assert summary["partial"] == summary["too_short"] == summary["too_long"] == 0
     assert summary["in_rep"]  # the trial ends seated: a rep under way, not counted
-    for e, (before, after) in zip(events, zip(standups, standups[1:])):
+    for e, (before, after) in zip(
+        events, zip(standups, standups[1:], strict=False), strict=False
+    ):  # 4 events, 5 stand-ups
         assert before < e.start < e.bottom < e.end < after
         assert 85 < e.knee_peak < 105 and e.deep_enough
         assert e.trunk_lean_deg is not None and e.trunk_lean_deg > 20  # leaning forward to stand up
@@ -377,30 +452,39 @@ def test_real_sit_to_stand_repetitions(sit_to_stand):
 
 # --------------------------------------------------------------------------- robustness
 
+
 def test_nan_frames_and_bad_input_never_raise(known, known_centres):
     m = known.motion
     values = m.values.copy()
     rng = np.random.default_rng(1)
     values[rng.random(len(values)) < 0.3] = np.nan  # 30 % of frames unsolved
     end = np.searchsorted(m.time, known.squats[1].end - 0.5)
-    values[end - 10:end + 10] = np.nan  # and every frame around the end of a rep
+    values[end - 10 : end + 10] = np.nan  # and every frame around the end of a rep
     centres = {k: v.copy() for k, v in known_centres.items()}
     centres["knee_r"][rng.random(len(values)) < 0.2] = np.nan
     events, summary = detect_reps(Motion(m.time, m.names, values), centres)
     assert len(events) == 4 and summary["skipped_frames"] > 0.3 * len(values)
-    for e, squat in zip(events, known.squats):
+    for e, squat in zip(events, known.squats, strict=True):
         assert e.knee_peak_r == pytest.approx(squat.knee_angle_r, abs=1.0)
 
     counter = RepCounter(None, m.names)
-    junk = [(0.0, None, None), (0.1, "text", None), (0.2, np.zeros(3), None), (float("nan"), m.values[0], None),
-            (0.3, np.full(len(m.names), np.nan), {"hip_r": None}), (0.4, m.values[0], {"knee_r": [1, 2]}),
-            (0.5, m.values[0], "centres"), (0.45, m.values[0], None), (0.5, m.values[0], None),
-            (0.6, m.values[0].astype(object), {"torso_axis": [np.nan] * 3})]
+    junk = [
+        (0.0, None, None),
+        (0.1, "text", None),
+        (0.2, np.zeros(3), None),
+        (float("nan"), m.values[0], None),
+        (0.3, np.full(len(m.names), np.nan), {"hip_r": None}),
+        (0.4, m.values[0], {"knee_r": [1, 2]}),
+        (0.5, m.values[0], "centres"),
+        (0.45, m.values[0], None),
+        (0.5, m.values[0], None),
+        (0.6, m.values[0].astype(object), {"torso_axis": [np.nan] * 3}),
+    ]
     for t, q, c in junk:
         assert counter.step(t, q, c) is None
     assert counter.counts["skipped"] >= 7
     # Still counting afterwards.
-    later = [counter.step(t + 1.0, q, None) for t, q in zip(m.time, m.values)]
+    later = [counter.step(t + 1.0, q, None) for t, q in zip(m.time, m.values, strict=True)]
     assert sum(e is not None for e in later) == 4
 
 
@@ -409,23 +493,26 @@ def test_a_stream_that_starts_crouched_waits_for_standing():
     counter = RepCounter(None, coords)
     t = np.arange(0, 6, 1 / 60)
     knee = np.where(t < 1.0, 95.0, np.where(t < 2.0, 5.0, 5 + 90 * np.sin(np.pi * np.clip(t - 2, 0, 2) / 2)))
-    events = [counter.step(ti, [k, k]) for ti, k in zip(t, knee)]
+    events = [counter.step(ti, [k, k]) for ti, k in zip(t, knee, strict=True)]
     got = [e for e in events if e is not None]
     assert len(got) == 1 and got[0].start > 2.0  # the first, crouched second is not a rep
 
 
-@pytest.mark.parametrize("duration, peak, outcome", [
-    (0.3, 80.0, "too_short"),
-    (14.0, 80.0, "too_long"),  # above knee_start_deg for 12 s
-    (2.0, 28.0, None),        # above knee_start_deg but never past the hysteresis: nothing at all
-    (2.0, 50.0, "partial"),
-    (2.0, 80.0, "rep"),
-])
+@pytest.mark.parametrize(
+    "duration, peak, outcome",
+    [
+        (0.3, 80.0, "too_short"),
+        (14.0, 80.0, "too_long"),  # above knee_start_deg for 12 s
+        (2.0, 28.0, None),  # above knee_start_deg but never past the hysteresis: nothing at all
+        (2.0, 50.0, "partial"),
+        (2.0, 80.0, "rep"),
+    ],
+)
 def test_short_long_shallow_and_partial_excursions(duration, peak, outcome):
     counter = RepCounter(None, ["knee_angle_r", "knee_angle_l"])
     t = np.arange(0, duration + 4, 1 / 60)
     knee = 5 + (peak - 5) * np.sin(np.pi * np.clip((t - 1) / duration, 0, 1))
-    events = [e for e in (counter.step(ti, [k, k]) for ti, k in zip(t, knee)) if e is not None]
+    events = [e for e in (counter.step(ti, [k, k]) for ti, k in zip(t, knee, strict=True)) if e is not None]
     s = counter.summary()
     assert len(events) == (outcome == "rep")
     assert s["too_short"] == (outcome == "too_short") and s["too_long"] == (outcome == "too_long")
@@ -446,6 +533,7 @@ def test_event_json_is_compact_and_complete(known, known_centres):
 
 # --------------------------------------------------------------------------- joint centres
 
+
 def test_joint_centres_per_frame_and_from_a_state(known):
     from kinestream.assets import get_assets
     from kinestream.osim import opensim_module
@@ -464,8 +552,11 @@ def test_joint_centres_per_frame_and_from_a_state(known):
         c.setValue(state, math.radians(m.values[frame, j]) if c.getMotionType() == 1 else m.values[frame, j], False)
     model.realizePosition(state)
     b = centres_from_state(model, state)
-    assert set(a) == set(b) == {"pelvis", "hip_r", "hip_l", "knee_r", "knee_l", "ankle_r", "ankle_l", "torso",
-                                "torso_axis"}
+    assert (
+        set(a)
+        == set(b)
+        == {"pelvis", "hip_r", "hip_l", "knee_r", "knee_l", "ankle_r", "ankle_l", "torso", "torso_axis"}
+    )
     for k in a:
         assert np.allclose(a[k], b[k], atol=1e-9), k
     assert np.linalg.norm(b["torso_axis"]) == pytest.approx(1.0)
@@ -482,6 +573,7 @@ def test_joint_centres_per_frame_and_from_a_state(known):
 
 # --------------------------------------------------------------------------- command line
 
+
 def test_cli_table_json_and_plot(known, tmp_path, capsys):
     mot = tmp_path / "session.mot"
     write_mot(mot, read_mot(known.coords_mot))
@@ -492,8 +584,9 @@ def test_cli_table_json_and_plot(known, tmp_path, capsys):
     lines = out.splitlines()
     rows = [line for line in lines if line[:3].strip().isdigit()]
     assert [int(r.split()[0]) for r in rows] == [1, 2, 3, 4]
-    assert float(rows[1].split()[6]) == pytest.approx(0.5 * (known.squats[1].knee_angle_r
-                                                             + known.squats[1].knee_angle_l), abs=0.2)
+    assert float(rows[1].split()[6]) == pytest.approx(
+        0.5 * (known.squats[1].knee_angle_r + known.squats[1].knee_angle_l), abs=0.2
+    )
     assert any(line.startswith("4 reps (3 deep enough, 1 below parallel), 0 partial") for line in lines)
     plot = tmp_path / "session_reps.png"
     assert plot.is_file() and plot.stat().st_size > 20_000 and plot.read_bytes()[:4] == b"\x89PNG"

@@ -11,16 +11,15 @@ import pytest
 import zmq
 import zmq.asyncio
 
+from broker import free_port, until
 from kinestream.config import load_config
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import read_mot
-from kinestream.live.protocol import FrameDecoder, Rejected, encode_keypoints
 from kinestream.files.record import MotRecorder, TrcRecorder, set_aside
+from kinestream.files.trc import read_trc
+from kinestream.live.protocol import FrameDecoder, Rejected, encode_keypoints
 from kinestream.live.service import Service
 from kinestream.synth import synthesize
-from kinestream.files.trc import read_trc
-
-from broker import free_port, until
 
 BODY = np.random.default_rng(1).normal([0.0, 1.0, 0.0], 0.2, (25, 3)).astype(np.float32)
 
@@ -36,11 +35,19 @@ def raw_time_frame(t):
 
 # --------------------------------------------------------------------------- time
 
+
 def test_implausible_times_are_refused_by_their_own_reason():
     decoder = FrameDecoder()
     decoder.decode(frame(10.0))
-    for payload in (frame(2.0 ** 48), frame(2.0 ** 48 + 0.0625), frame(1e300), frame(-1e300),
-                    raw_time_frame(2 ** 63 - 1), raw_time_frame(-(2 ** 63)), frame(2.0 ** 52)):
+    for payload in (
+        frame(2.0**48),
+        frame(2.0**48 + 0.0625),
+        frame(1e300),
+        frame(-1e300),
+        raw_time_frame(2**63 - 1),
+        raw_time_frame(-(2**63)),
+        frame(2.0**52),
+    ):
         with pytest.raises(Rejected) as rejected:
             decoder.decode(payload)
         assert rejected.value.reason == "time_implausible"
@@ -85,12 +92,13 @@ def test_no_stage_loops_on_the_size_of_a_time_step(assets):
     names = processor.keypoints
     xyz = np.random.default_rng(2).normal([0.0, 1.0, 0.0], 0.2, (len(names), 3))
     t0 = time.monotonic()
-    for t in (2.0 ** 48, 2.0 ** 48 + 0.0625, 2.0 ** 48 + 0.125, 1e300):
+    for t in (2.0**48, 2.0**48 + 0.0625, 2.0**48 + 0.125, 1e300):
         processor.step(names, xyz, t)
     assert time.monotonic() - t0 < 5.0
 
 
 # --------------------------------------------------------------------------- recordings
+
 
 def test_a_recording_never_overwrites_and_never_follows_a_symlink(tmp_path):
     mot, trc = tmp_path / "session.mot", tmp_path / "session_markers.trc"
@@ -101,8 +109,10 @@ def test_a_recording_never_overwrites_and_never_follows_a_symlink(tmp_path):
     with pytest.raises(KinestreamError, match="already exists"):
         MotRecorder(mot, ["knee_angle_r"])
     moved = set_aside(mot, trc)
-    assert [(old.name, new.name) for old, new in moved] == [("session.mot", "session.1.mot"),
-                                                           ("session_markers.trc", "session_markers.1.trc")]
+    assert [(old.name, new.name) for old, new in moved] == [
+        ("session.mot", "session.1.mot"),
+        ("session_markers.trc", "session_markers.1.trc"),
+    ]
     assert (tmp_path / "session.1.mot").read_text() == "a crashed session's angles\n"
     assert (tmp_path / "session_markers.1.trc").is_symlink() and target.read_text() == "not to be touched\n"
     rec = MotRecorder(mot, ["knee_angle_r"])
@@ -116,6 +126,7 @@ def test_a_recording_never_overwrites_and_never_follows_a_symlink(tmp_path):
 
 # --------------------------------------------------------------------------- the service under time attacks
 
+
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     return synthesize(tmp_path_factory.mktemp("safety"), seconds=5.0, noise_mm=5.0, gaps=2, seed=21)
@@ -123,15 +134,18 @@ def session(tmp_path_factory):
 
 async def serve(config, session, record, feed, expect_in):
     src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    service = Service(config, input_endpoint=src, output_endpoint=out, record=record, mass=session.mass,
-                      height=session.height)
+    service = Service(
+        config, input_endpoint=src, output_endpoint=out, record=record, mass=session.mass, height=session.height
+    )
     stop, ready = asyncio.Event(), asyncio.Event()
     serving = asyncio.create_task(service.run(stop, ready))
     await ready.wait()
     await feed(src, service)
     m = service.metrics
-    await until(lambda: m.frames_in >= expect_in and m.frames_out + m.skipped == m.frames_in,
-                lambda: f"every frame answered: {m.frames_in} in, {m.frames_out} out, {m.skipped} skipped")
+    await until(
+        lambda: m.frames_in >= expect_in and m.frames_out + m.skipped == m.frames_in,
+        lambda: f"every frame answered: {m.frames_in} in, {m.frames_out} out, {m.skipped} skipped",
+    )
     stop.set()
     return await serving, service
 
@@ -140,8 +154,8 @@ def test_time_attacks_then_a_real_session_equals_offline(session, tmp_path):
     """Huge times, a jump ahead, 64 throwaway subjects and a 900 Hz burst; then a trial replayed as usual: it is
     answered in full, the recording goes on from its own last row, and the angles equal process --streaming."""
     from kinestream.assets import get_assets
-    from kinestream.offline import process
     from kinestream.live.replay import replay
+    from kinestream.offline import process
 
     table = read_trc(session.keypoints_trc)
     record = tmp_path / "attacked.mot"
@@ -157,16 +171,23 @@ def test_time_attacks_then_a_real_session_equals_offline(session, tmp_path):
             await asyncio.sleep(0.05)
         else:
             raise AssertionError("the service heard no frame in 30 s")
-        attacks = [frame(2.0 ** 48), frame(2.0 ** 48 + 0.0625), frame(1e300), raw_time_frame(2 ** 63 - 1),
-                   frame(1000.0 + 7200.0)]
+        attacks = [
+            frame(2.0**48),
+            frame(2.0**48 + 0.0625),
+            frame(1e300),
+            raw_time_frame(2**63 - 1),
+            frame(1000.0 + 7200.0),
+        ]
         attacks += [frame(1000.5 + k / 1000, subject=f"throwaway{k}") for k in range(64)]
         attacks += [frame(1001.0 + k / 900) for k in range(16)]  # a burst at 900 Hz ...
         attacks += [frame(1002.0 + k / 60) for k in range(60)]  # ... then 60 Hz
         for payload in attacks:
             await pub.send_multipart([b"keypoints", payload])
         # every attack taken (77 frames in, the first included; 69 refused) before the socket goes
-        await until(lambda: service.metrics.frames_in >= 77 and sum(service.status()["rejected"].values()) >= 69,
-                    lambda: f"the attacks taken: {service.metrics.frames_in} in, {service.status()['rejected']}")
+        await until(
+            lambda: service.metrics.frames_in >= 77 and sum(service.status()["rejected"].values()) >= 69,
+            lambda: f"the attacks taken: {service.metrics.frames_in} in, {service.status()['rejected']}",
+        )
         pub.close(0)
         ctx.term()
         await replay(table, src, rate=1.0, wait_subscriber=10.0)
@@ -180,9 +201,17 @@ def test_time_attacks_then_a_real_session_equals_offline(session, tmp_path):
     recorded = read_mot(record)
     assert recorded.time[-table.n_frames] > recorded.time[-table.n_frames - 1]
     assert np.all(np.diff(recorded.time) > 0)  # one recording, on in time after the restart
-    offline = process(session.keypoints_trc, session.mass, session.height, tmp_path / "offline", load_config(),
-                      plot=False, streaming=True, model=get_assets().generic_model)
-    live = recorded.values[-table.n_frames:]
+    offline = process(
+        session.keypoints_trc,
+        session.mass,
+        session.height,
+        tmp_path / "offline",
+        load_config(),
+        plot=False,
+        streaming=True,
+        model=get_assets().generic_model,
+    )
+    live = recorded.values[-table.n_frames :]
     assert live.shape == offline.motion.values.shape
     worst = float(np.nanmax(np.abs(live[:, :-1] - offline.motion.values[:, :-1])))
     print(f"\nafter the attacks: live vs process --streaming, worst coordinate {worst:.2e}")
@@ -191,13 +220,19 @@ def test_time_attacks_then_a_real_session_equals_offline(session, tmp_path):
 
 # --------------------------------------------------------------------------- supervision
 
+
 def test_a_task_that_keeps_dying_is_restarted_then_stops_the_service_unhealthy(session):
     """Fault injected: the status task is replaced by one that raises at once. It is restarted three times,
     shown in the status, and the fourth death stops the service, unhealthy (serve then exits with status 1)."""
 
     async def main():
-        service = Service(load_config(), input_endpoint=f"tcp://127.0.0.1:{free_port()}",
-                          output_endpoint=f"tcp://127.0.0.1:{free_port()}", mass=session.mass, height=session.height)
+        service = Service(
+            load_config(),
+            input_endpoint=f"tcp://127.0.0.1:{free_port()}",
+            output_endpoint=f"tcp://127.0.0.1:{free_port()}",
+            mass=session.mass,
+            height=session.height,
+        )
 
         async def broken(stop):
             raise RuntimeError("injected")
@@ -211,6 +246,7 @@ def test_a_task_that_keeps_dying_is_restarted_then_stops_the_service_unhealthy(s
 
 
 # --------------------------------------------------------------------------- secrets and exposure
+
 
 def test_keys_are_born_private_and_a_readable_secret_is_refused(tmp_path):
     from kinestream.live.transport import load_secret, make_keys
@@ -230,8 +266,9 @@ def test_keys_are_born_private_and_a_readable_secret_is_refused(tmp_path):
 def test_a_password_without_tls_is_refused(session):
     config = load_config()
     config["mqtt"]["password"] = "squat"
-    kwargs = dict(input_endpoint="tcp://127.0.0.1:1", output_endpoint=f"tcp://127.0.0.1:{free_port()}",
-                  mqtt="127.0.0.1:1883")
+    kwargs = dict(
+        input_endpoint="tcp://127.0.0.1:1", output_endpoint=f"tcp://127.0.0.1:{free_port()}", mqtt="127.0.0.1:1883"
+    )
     with pytest.raises(KinestreamError, match="allow_plaintext_password"):
         Service(config, **kwargs)
     config["mqtt"]["allow_plaintext_password"] = True
@@ -247,15 +284,19 @@ def test_replay_stays_on_loopback_unless_allowed(session):
 
 # --------------------------------------------------------------------------- settings
 
-@pytest.mark.parametrize("text, words", [
-    ("[clean]\ncutoff = 8\n", "unknown setting [clean] cutoff (did you mean cutoff_hz?)"),
-    ("[clen]\ncutoff_hz = 8\n", "unknown section [clen]"),
-    ("[service]\nreceive_queue = 0\n", "[service] receive_queue = 0 is not valid; give a whole number from 1"),
-    ("[ik]\nsolver = \"quick\"\n", "[ik] solver = 'quick' is not valid; give one of \"fast\", \"opensim\""),
-    ("[clean]\ncutoff_hz = \"fast\"\n", "give \"auto\" or a number from 0.1 to 100"),
-    ("[mqtt]\nqos = 1.5\n", "[mqtt] qos = 1.5 is not valid"),
-    ("[service]\nlatest_wins = \"yes\"\n", "give true or false"),
-])
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("[clean]\ncutoff = 8\n", "unknown setting [clean] cutoff (did you mean cutoff_hz?)"),
+        ("[clen]\ncutoff_hz = 8\n", "unknown section [clen]"),
+        ("[service]\nreceive_queue = 0\n", "[service] receive_queue = 0 is not valid; give a whole number from 1"),
+        ('[ik]\nsolver = "quick"\n', '[ik] solver = \'quick\' is not valid; give one of "fast", "opensim"'),
+        ('[clean]\ncutoff_hz = "fast"\n', 'give "auto" or a number from 0.1 to 100'),
+        ("[mqtt]\nqos = 1.5\n", "[mqtt] qos = 1.5 is not valid"),
+        ('[service]\nlatest_wins = "yes"\n', "give true or false"),
+    ],
+)
 def test_a_bad_setting_is_one_line_naming_it(tmp_path, text, words):
     import subprocess
     import sys
@@ -265,8 +306,12 @@ def test_a_bad_setting_is_one_line_naming_it(tmp_path, text, words):
     with pytest.raises(KinestreamError) as error:
         load_config(path)
     assert words in str(error.value)
-    run = subprocess.run([sys.executable, "-m", "kinestream", "--config", str(path), "assets"], capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-m", "kinestream", "--config", str(path), "assets"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and words in run.stderr
 
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from kinestream.errors import KinestreamError
+from kinestream.files.trc import MarkerTable
 from kinestream.osim import opensim_module
 from kinestream.scale import find_static_window, posture, scale_model
-from kinestream.files.trc import MarkerTable
 
 RATE = 60.0
 TRUE_SCALE = 1.1
@@ -89,13 +89,17 @@ def always_moving(subject):
     poses = []
     for t in np.arange(240) / RATE:
         ph = 2 * math.pi * t
-        poses.append({
-            "pelvis_tx": 0.5 * t,
-            "hip_flexion_r": math.radians(35) * math.sin(ph), "hip_flexion_l": -math.radians(35) * math.sin(ph),
-            "knee_angle_r": math.radians(10 + 12.5 * (1 - math.cos(ph))),
-            "knee_angle_l": math.radians(10 + 12.5 * (1 + math.cos(ph))),
-            "arm_flex_r": -math.radians(20) * math.sin(ph), "arm_flex_l": math.radians(20) * math.sin(ph),
-        })
+        poses.append(
+            {
+                "pelvis_tx": 0.5 * t,
+                "hip_flexion_r": math.radians(35) * math.sin(ph),
+                "hip_flexion_l": -math.radians(35) * math.sin(ph),
+                "knee_angle_r": math.radians(10 + 12.5 * (1 - math.cos(ph))),
+                "knee_angle_l": math.radians(10 + 12.5 * (1 + math.cos(ph))),
+                "arm_flex_r": -math.radians(20) * math.sin(ph),
+                "arm_flex_l": math.radians(20) * math.sin(ph),
+            }
+        )
     return subject.record(poses)
 
 
@@ -185,8 +189,9 @@ def test_explicit_static_range(stand_then_squat, assets, tmp_path):
     assert moving.window.start == 132 and "warning" in moving.window.description
 
 
-@pytest.mark.parametrize("mass, height", [(-70.0, 1.8), (0.0, 1.8), (70.0, -1.8), (70.0, 0.0),
-                                          (float("nan"), 1.8), (70.0, 180.0)])
+@pytest.mark.parametrize(
+    "mass, height", [(-70.0, 1.8), (0.0, 1.8), (70.0, -1.8), (70.0, 0.0), (float("nan"), 1.8), (70.0, 180.0)]
+)
 def test_rejects_bad_mass_and_height(stand_then_squat, assets, tmp_path, mass, height):
     with pytest.raises(KinestreamError, match="mass|height"):
         scale_model(stand_then_squat, mass, height, tmp_path / "bad.osim", assets)

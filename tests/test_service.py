@@ -8,16 +8,15 @@ import pytest
 import zmq
 import zmq.asyncio
 
+from broker import Broker, free_port, until
 from kinestream.config import load_config
 from kinestream.files.mot import read_mot
-from kinestream.offline import process
+from kinestream.files.trc import read_trc
 from kinestream.live.protocol import decode_angles, decode_status, encode_keypoints
 from kinestream.live.replay import replay
 from kinestream.live.service import Service
+from kinestream.offline import process
 from kinestream.synth import synthesize
-from kinestream.files.trc import read_trc
-
-from broker import Broker, free_port, until
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
 
@@ -38,9 +37,15 @@ async def live(config, frames, *, session, record=None, mqtt_port=None, rate=1.0
     the service once every frame in is answered and a status sent after the last answer has reached the
     subscribers (ZeroMQ, MQTT): everything published before it has arrived too."""
     src, out = endpoints()
-    service = Service(config, input_endpoint=src, output_endpoint=out, record=record,
-                      mqtt=f"127.0.0.1:{mqtt_port}" if mqtt_port else None, mass=session.mass,
-                      height=session.height)
+    service = Service(
+        config,
+        input_endpoint=src,
+        output_endpoint=out,
+        record=record,
+        mqtt=f"127.0.0.1:{mqtt_port}" if mqtt_port else None,
+        mass=session.mass,
+        height=session.height,
+    )
     stop, ready, subscribed = asyncio.Event(), asyncio.Event(), asyncio.Event()
     serving = asyncio.create_task(service.run(stop, ready))
     await ready.wait()
@@ -76,14 +81,17 @@ async def live(config, frames, *, session, record=None, mqtt_port=None, rate=1.0
     m = service.metrics
     earlier = m.frames_in
     sent = await replay(frames, src, rate=rate, wait_subscriber=30.0)
-    await until(lambda: m.frames_in == earlier + sent and m.frames_out + m.skipped == m.frames_in,
-                lambda: f"{earlier + sent} frames in and answered; {service.status()}")
+    await until(
+        lambda: m.frames_in == earlier + sent and m.frames_out + m.skipped == m.frames_in,
+        lambda: f"{earlier + sent} frames in and answered; {service.status()}",
+    )
 
     def delivered() -> bool:
         """A status with every answer counted reached each subscriber."""
         zmq_done = bool(got["status"]) and decode_status(got["status"][-1])["frames_out"] == m.frames_out
-        return zmq_done and (not mqtt_port or bool(got["mqtt_status"]) and
-                             got["mqtt_status"][-1]["frames_out"] == m.frames_out)
+        return zmq_done and (
+            not mqtt_port or bool(got["mqtt_status"]) and got["mqtt_status"][-1]["frames_out"] == m.frames_out
+        )
 
     await until(delivered, "a status sent after the last answer, at every subscriber")
     stop.set()
@@ -104,8 +112,7 @@ def test_live_session_equals_offline_streaming(session, tmp_path):
     try:
         record = tmp_path / "live.mot"
         table = read_trc(session.keypoints_trc)
-        sent, final, got = asyncio.run(live(config, table, session=session, record=record,
-                                            mqtt_port=broker.port))
+        sent, final, got = asyncio.run(live(config, table, session=session, record=record, mqtt_port=broker.port))
     finally:
         broker.stop()
     n = table.n_frames
@@ -120,8 +127,16 @@ def test_live_session_equals_offline_streaming(session, tmp_path):
 
     from kinestream.assets import get_assets
 
-    offline = process(session.keypoints_trc, session.mass, session.height, tmp_path / "offline", config,
-                      plot=False, streaming=True, model=get_assets().generic_model)  # the service's model
+    offline = process(
+        session.keypoints_trc,
+        session.mass,
+        session.height,
+        tmp_path / "offline",
+        config,
+        plot=False,
+        streaming=True,
+        model=get_assets().generic_model,
+    )  # the service's model
     recorded = read_mot(record)
     assert recorded.values.shape == offline.motion.values.shape
     np.testing.assert_allclose(recorded.time, offline.motion.time, atol=1e-6)
@@ -147,7 +162,7 @@ def test_live_session_equals_offline_streaming(session, tmp_path):
     assert reps[-1]["set"]["reps"] == len(squats) and reps[0]["sent_ns"] > 0
     events, _ = detect_reps(recorded, joint_centres(get_assets().generic_model, recorded))
     assert [r["rep"] for r in reps] == [e.to_dict() for e in events]
-    for r, squat in zip(reps, squats):
+    for r, squat in zip(reps, squats, strict=True):
         assert r["rep"]["bottom"] == pytest.approx(squat.bottom, abs=0.15)
         assert r["rep"]["knee_peak"] == pytest.approx((squat.knee_angle_r + squat.knee_angle_l) / 2, abs=4.0)
 
@@ -162,14 +177,24 @@ def test_live_at_120_hz_equals_offline_streaming(tmp_path):
     assert sent == final["frames_in"] == final["frames_out"] == table.n_frames and final["skipped"] == 0
     from kinestream.assets import get_assets
 
-    offline = process(fast.keypoints_trc, fast.mass, fast.height, tmp_path / "offline120", load_config(),
-                      plot=False, streaming=True, model=get_assets().generic_model)
+    offline = process(
+        fast.keypoints_trc,
+        fast.mass,
+        fast.height,
+        tmp_path / "offline120",
+        load_config(),
+        plot=False,
+        streaming=True,
+        model=get_assets().generic_model,
+    )
     recorded = read_mot(record)
     assert recorded.values.shape == offline.motion.values.shape
     rotational = [c for c in offline.motion.names if c not in ("pelvis_tx", "pelvis_ty", "pelvis_tz", "rmse_mm")]
     worst = max(np.nanmax(np.abs(recorded.get(c) - offline.motion.get(c))) for c in rotational)
-    print(f"120 Hz live vs process --streaming: worst coordinate differs by {worst:.2e} deg; service latency "
-          f"p99 {final['latency_ms']['p99']} ms")
+    print(
+        f"120 Hz live vs process --streaming: worst coordinate differs by {worst:.2e} deg; service latency "
+        f"p99 {final['latency_ms']['p99']} ms"
+    )
     assert worst < 1e-6
 
 
@@ -189,8 +214,10 @@ def test_hostile_frames_and_a_restarted_source_do_not_stop_the_service(session, 
         # a source that runs ahead, then restarts at t = 0
         good = encode_keypoints(7, 100.0, table.xyz[0].astype(np.float32), names=table.names)
         await pub.send_multipart([b"keypoints", good])
-        await until(lambda: service.metrics.frames_in == 1 and sum(service.status()["rejected"].values()) >= 5,
-                    lambda: f"the six messages handled; {service.status()}")
+        await until(
+            lambda: service.metrics.frames_in == 1 and sum(service.status()["rejected"].values()) >= 5,
+            lambda: f"the six messages handled; {service.status()}",
+        )
         pub.close(0)
         ctx.term()
 
@@ -207,15 +234,18 @@ def test_hostile_frames_and_a_restarted_source_do_not_stop_the_service(session, 
 async def serve_while(session, feed, frames: int, config=None):
     """Run a one-worker service, ``await feed(src, service)``, wait for ``frames`` to be answered, stop."""
     src, out = endpoints()
-    service = Service(config or load_config(), input_endpoint=src, output_endpoint=out,
-                      mass=session.mass, height=session.height)
+    service = Service(
+        config or load_config(), input_endpoint=src, output_endpoint=out, mass=session.mass, height=session.height
+    )
     stop, ready = asyncio.Event(), asyncio.Event()
     serving = asyncio.create_task(service.run(stop, ready))
     await ready.wait()
     await feed(src, service)
     m = service.metrics
-    await until(lambda: m.frames_in == frames and m.frames_out + m.skipped == frames,
-                lambda: f"{frames} frames in and answered; {service.status()}")
+    await until(
+        lambda: m.frames_in == frames and m.frames_out + m.skipped == frames,
+        lambda: f"{frames} frames in and answered; {service.status()}",
+    )
     stop.set()
     return await serving, service
 

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from kinestream.osim import opensim_module
-from kinestream.files.record import recover
-from kinestream.synth import synthesize
-from kinestream.files.trc import read_trc
-
 from broker import Broker, free_port, wait_until
+from kinestream.files.record import recover
+from kinestream.files.trc import read_trc
+from kinestream.osim import opensim_module
+from kinestream.synth import synthesize
 from served import Served, feed
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
@@ -58,8 +57,7 @@ def test_sigkill_loses_at_most_a_second(trial, tmp_path):
     assert recorded - 60 <= rows <= recorded, (rows, recorded)  # at most a second at 60 Hz lost
     markers = last["frames_out"] + last["skipped"]  # every frame's markers are recorded, skipped or not
     recover(record.with_name("killed_markers.trc"))
-    assert markers - 60 <= osim.TimeSeriesTableVec3(str(record.with_name("killed_markers.trc"))).getNumRows() \
-        <= markers
+    assert markers - 60 <= osim.TimeSeriesTableVec3(str(record.with_name("killed_markers.trc"))).getNumRows() <= markers
 
 
 def test_broker_down_at_start_then_up_and_restarted(trial, tmp_path):
@@ -82,20 +80,29 @@ def test_broker_down_at_start_then_up_and_restarted(trial, tmp_path):
         assert mqtt["connected"] is False and mqtt["published"] == mqtt["dropped"] == 0
         assert mqtt["queued"] > down["frames_out"]
         broker.start(port)
-        up = served.status_when(lambda s: s["mqtt"]["connected"] and s["mqtt"]["queued"] == 0,
-                                "the service to connect to the broker and send what it kept")
+        up = served.status_when(
+            lambda s: s["mqtt"]["connected"] and s["mqtt"]["queued"] == 0,
+            "the service to connect to the broker and send what it kept",
+        )
         assert up["mqtt"]["dropped"] == 0 and up["mqtt"]["published"] >= mqtt["queued"]
-        wait_until(lambda: broker.received("angles") >= down["frames_out"],
-                   lambda: f"{down['frames_out']} angle messages at the broker, got {broker.received('angles')}")
+        wait_until(
+            lambda: broker.received("angles") >= down["frames_out"],
+            lambda: f"{down['frames_out']} angle messages at the broker, got {broker.received('angles')}",
+        )
         assert broker.received("angles") == down["frames_out"]  # every one kept during the outage, once
         broker.restart()
-        served.status_when(lambda s: s["mqtt"]["connected"] and s["mqtt"]["reconnects"] >= 1,
-                           "the service to reconnect after the broker restarted")
+        served.status_when(
+            lambda s: s["mqtt"]["connected"] and s["mqtt"]["reconnects"] >= 1,
+            "the service to reconnect after the broker restarted",
+        )
         sent += feed(table, served.src, seconds=2.0)
-        final = served.status_when(lambda s: s["frames_in"] == sent and s["mqtt"]["queued"] == 0,
-                                   f"the {sent} frames in and their angles sent")
-        wait_until(lambda: broker.received("angles") >= final["frames_out"],
-                   lambda: f"{final['frames_out']} angle messages at the broker, got {broker.received('angles')}")
+        final = served.status_when(
+            lambda s: s["frames_in"] == sent and s["mqtt"]["queued"] == 0, f"the {sent} frames in and their angles sent"
+        )
+        wait_until(
+            lambda: broker.received("angles") >= final["frames_out"],
+            lambda: f"{final['frames_out']} angle messages at the broker, got {broker.received('angles')}",
+        )
         assert broker.received("angles") == final["frames_out"]
         assert final["mqtt"]["dropped"] == 0 and final["mqtt"]["published"] > up["mqtt"]["published"]
     finally:
@@ -113,8 +120,17 @@ def test_a_killed_publisher_restarted_loses_only_what_it_never_sent(trial, tmp_p
 
     record = tmp_path / "restart.mot"
     served = Served(tmp_path, "--record", str(record), "--mass", str(trial.mass), "--height", str(trial.height))
-    source = [sys.executable, "-m", "kinestream", "replay", str(trial.keypoints_trc), "--endpoint", served.src,
-              "--wait-subscriber", "30"]
+    source = [
+        sys.executable,
+        "-m",
+        "kinestream",
+        "replay",
+        str(trial.keypoints_trc),
+        "--endpoint",
+        served.src,
+        "--wait-subscriber",
+        "30",
+    ]
     try:
         served.status()
         first = subprocess.Popen(source, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -126,9 +142,10 @@ def test_a_killed_publisher_restarted_loses_only_what_it_never_sent(trial, tmp_p
         second = subprocess.run(source, capture_output=True, text=True, timeout=120)
         assert second.returncode == 0, second.stderr
         n = trial.keypoints.n_frames
-        status = served.status_when(lambda s: s["frames_in"] == before["frames_in"] + n and
-                                    s["frames_out"] + s["skipped"] == s["frames_in"],
-                                    f"the restarted source's {n} frames in and answered")
+        status = served.status_when(
+            lambda s: s["frames_in"] == before["frames_in"] + n and s["frames_out"] + s["skipped"] == s["frames_in"],
+            f"the restarted source's {n} frames in and answered",
+        )
     finally:
         code, out = served.stop()
     assert code == 0
@@ -136,5 +153,7 @@ def test_a_killed_publisher_restarted_loses_only_what_it_never_sent(trial, tmp_p
     assert sum(status["rejected"].values()) == 0
     rows = opensim_module().TimeSeriesTable(str(record)).getNumRows()
     assert rows == status["frames_out"] - status["rows_not_recorded"]
-    print(f"\nkilled source: {before['frames_in']} frames in before the kill, then all {n} of the restarted one; "
-          f"{status['skipped']} skipped (latest wins), {rows} rows recorded")
+    print(
+        f"\nkilled source: {before['frames_in']} frames in before the kill, then all {n} of the restarted one; "
+        f"{status['skipped']} skipped (latest wins), {rows} rows recorded"
+    )

@@ -69,8 +69,9 @@ def _opencap_like(assets, path):
     for side in "rl":
         femur = model.getBodySet().get(f"femur_{side}")
         patella = osim.Body(f"patella_{side}", 0.01, osim.Vec3(0), osim.Inertia(1e-5))
-        joint = osim.PinJoint(f"patellofemoral_{side}", femur, osim.Vec3(0.05, -0.4, 0), osim.Vec3(0),
-                              patella, osim.Vec3(0), osim.Vec3(0))
+        joint = osim.PinJoint(
+            f"patellofemoral_{side}", femur, osim.Vec3(0.05, -0.4, 0), osim.Vec3(0), patella, osim.Vec3(0), osim.Vec3(0)
+        )
         joint.upd_coordinates(0).setName(f"knee_angle_{side}_beta")
         model.addBody(patella)
         model.addJoint(joint)
@@ -92,7 +93,12 @@ def test_opencap_style_model_loses_patellae_not_accuracy(squat, assets, ik_on_tr
     path = _opencap_like(assets, tmp_path / "opencap_like.osim")
     model, removed = solve.load_model(path, assets.marker_set)
     text = " ".join(removed)
-    for part in ("body patella_r", "body patella_l", "joint patellofemoral_r", "constraint patellofemoral_knee_angle_l_con"):
+    for part in (
+        "body patella_r",
+        "body patella_l",
+        "joint patellofemoral_r",
+        "constraint patellofemoral_knee_angle_l_con",
+    ):
         assert part in text
     assert model.getConstraintSet().getSize() == 0
     assert "knee_angle_r_beta" not in solve.coordinate_names(model)

@@ -5,12 +5,27 @@ import pytest
 
 from kinestream import solve
 from kinestream.files.mot import read_mot
-from kinestream.synth import synthesize
 from kinestream.files.trc import write_trc
+from kinestream.synth import synthesize
 
-LOWER = ["pelvis_tilt", "pelvis_list", "pelvis_rotation", "hip_flexion_r", "hip_adduction_r", "hip_rotation_r",
-         "knee_angle_r", "ankle_angle_r", "hip_flexion_l", "hip_adduction_l", "hip_rotation_l", "knee_angle_l",
-         "ankle_angle_l", "L5_S1_Flex_Ext", "L5_S1_Lat_Bending", "L5_S1_axial_rotation"]
+LOWER = [
+    "pelvis_tilt",
+    "pelvis_list",
+    "pelvis_rotation",
+    "hip_flexion_r",
+    "hip_adduction_r",
+    "hip_rotation_r",
+    "knee_angle_r",
+    "ankle_angle_r",
+    "hip_flexion_l",
+    "hip_adduction_l",
+    "hip_rotation_l",
+    "knee_angle_l",
+    "ankle_angle_l",
+    "L5_S1_Flex_Ext",
+    "L5_S1_Lat_Bending",
+    "L5_S1_axial_rotation",
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +45,25 @@ def _rms(a, b):
 
 
 def test_streaming_opensim_solver_equals_opensim_tool_on_true_markers(squat, assets, tmp_path):
-    tool = read_mot(solve.run_ik_tool(assets.generic_model, squat.markers_trc, assets.ik_setup, tmp_path / "tool.mot",
-                                          marker_set=assets.marker_set))
+    tool = read_mot(
+        solve.run_ik_tool(
+            assets.generic_model,
+            squat.markers_trc,
+            assets.ik_setup,
+            tmp_path / "tool.mot",
+            marker_set=assets.marker_set,
+        )
+    )
     ik, frames = stream(assets, squat.markers, solver="opensim")
     q = np.array([f.q for f in frames])
     assert all(f.ok for f in frames)
     rotational = [n for n in ik.coordinates if n not in ("pelvis_tx", "pelvis_ty", "pelvis_tz")]
     worst = max(rotational, key=lambda n: _rms(q[:, ik.coordinates.index(n)], tool.get(n)))
-    print("worst coordinate vs InverseKinematicsTool:", worst, round(_rms(q[:, ik.coordinates.index(worst)],
-                                                                          tool.get(worst)), 3))
+    print(
+        "worst coordinate vs InverseKinematicsTool:",
+        worst,
+        round(_rms(q[:, ik.coordinates.index(worst)], tool.get(worst)), 3),
+    )
     for n in rotational:
         assert _rms(q[:, ik.coordinates.index(n)], tool.get(n)) < 0.5, n
     for n in ("pelvis_tx", "pelvis_ty", "pelvis_tz"):
@@ -54,8 +79,7 @@ def test_streaming_fast_solver_finds_the_true_pose(squat, assets):
     assert ik.solver == "fast" and all(f.ok for f in frames)
     q = np.array([f.q for f in frames])
     unseen = ("neck", "mtp", "wrist")
-    errors = {n: _rms(q[:, k], squat.motion.get(n)) for k, n in enumerate(ik.coordinates)
-              if not n.startswith(unseen)}
+    errors = {n: _rms(q[:, k], squat.motion.get(n)) for k, n in enumerate(ik.coordinates) if not n.startswith(unseen)}
     print("fast streaming vs truth, worst:", max(errors, key=errors.get), round(max(errors.values()), 5))
     assert max(errors.values()) < 0.01
 
@@ -67,11 +91,13 @@ def test_streaming_ik_equals_offline_on_augmented_markers(assets, tmp_path):
     from kinestream.ingest import complete_keypoints
 
     syn = synthesize(tmp_path / "noisy", seconds=6.0, noise_mm=5.0)
-    augmented, _ = augment_table(complete_keypoints(syn.keypoints), Augmenter.from_assets(assets), syn.height,
-                                 syn.mass)
+    augmented, _ = augment_table(complete_keypoints(syn.keypoints), Augmenter.from_assets(assets), syn.height, syn.mass)
     trc = write_trc(tmp_path / "augmented.trc", augmented)
-    tool = read_mot(solve.run_ik_tool(assets.generic_model, trc, assets.ik_setup, tmp_path / "tool.mot",
-                                      marker_set=assets.marker_set))
+    tool = read_mot(
+        solve.run_ik_tool(
+            assets.generic_model, trc, assets.ik_setup, tmp_path / "tool.mot", marker_set=assets.marker_set
+        )
+    )
     ik, frames = stream(assets, augmented)
     q = np.array([f.q for f in frames])
     errors = {n: _rms(q[:, ik.coordinates.index(n)], tool.get(n)) for n in LOWER}

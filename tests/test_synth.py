@@ -9,9 +9,9 @@ import pytest
 
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import read_mot
+from kinestream.files.trc import read_trc
 from kinestream.osim import opensim_module
 from kinestream.synth import HALF_SQUAT_DEG, SQUAT_S, STAND_S, synthesize, truth_model
-from kinestream.files.trc import read_trc
 
 FS = 60.0
 
@@ -69,13 +69,35 @@ def test_layout_of_the_default_trial(trial):
     assert np.allclose(np.diff(trial.motion.time), 1 / FS)
     assert len(trial.markers.names) == 43 and all(n.endswith("_study") for n in trial.markers.names)
     assert trial.keypoints.names == [
-        "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist", "MidHip", "RHip",
-        "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe",
-        "RHeel"]
+        "Nose",
+        "Neck",
+        "RShoulder",
+        "RElbow",
+        "RWrist",
+        "LShoulder",
+        "LElbow",
+        "LWrist",
+        "MidHip",
+        "RHip",
+        "RKnee",
+        "RAnkle",
+        "LHip",
+        "LKnee",
+        "LAnkle",
+        "LBigToe",
+        "LSmallToe",
+        "LHeel",
+        "RBigToe",
+        "RSmallToe",
+        "RHeel",
+    ]
     assert len(trial.motion.names) == 40 and "knee_angle_r" in trial.motion.names
     assert len(trial.squats) == 3
-    for path, name in ((trial.keypoints_trc, "keypoints.trc"), (trial.markers_trc, "markers.trc"),
-                       (trial.coords_mot, "coords.mot")):
+    for path, name in (
+        (trial.keypoints_trc, "keypoints.trc"),
+        (trial.markers_trc, "markers.trc"),
+        (trial.coords_mot, "coords.mot"),
+    ):
         assert path.name == name and path.is_file()
     # No noise asked: the written keypoints are the truth and complete.
     assert np.array_equal(trial.keypoints.xyz, trial.keypoints_true.xyz)
@@ -109,8 +131,13 @@ def test_feet_stay_planted_on_the_floor(trial):
     # The lowest foot marker is 1 to 2 cm above the floor (Y up).
     foot = [n for n in trial.markers.names if any(k in n for k in ("calc", "toe", "5meta"))]
     lowest = min(trial.markers.get(n)[:, 1].min() for n in foot)
-    lowest = min(lowest, *(trial.keypoints_true.get(n)[:, 1].min()
-                           for n in ("RHeel", "LHeel", "RBigToe", "LBigToe", "RSmallToe", "LSmallToe")))
+    lowest = min(
+        lowest,
+        *(
+            trial.keypoints_true.get(n)[:, 1].min()
+            for n in ("RHeel", "LHeel", "RBigToe", "LBigToe", "RSmallToe", "LSmallToe")
+        ),
+    )
     assert 0.01 <= lowest <= 0.02
 
 
@@ -196,8 +223,9 @@ def test_scaling_is_uniform(trial, tall):
     for side in "RL":
         ratio = femur(tall, side) / femur(trial, side)
         assert ratio == pytest.approx(1.1, rel=1e-3)
-    shank = [np.linalg.norm(r.keypoints_true.get("RKnee")[0] - r.keypoints_true.get("RAnkle")[0])
-             for r in (trial, tall)]
+    shank = [
+        np.linalg.norm(r.keypoints_true.get("RKnee")[0] - r.keypoints_true.get("RAnkle")[0]) for r in (trial, tall)
+    ]
     assert shank[1] / shank[0] == pytest.approx(1.1, rel=1e-3)
 
 
@@ -214,7 +242,7 @@ def test_noise_has_the_requested_std_and_gaps_are_where_reported(noisy):
     for gap in noisy.gaps:
         assert 2 <= gap.stop - gap.start <= int(0.15 * noisy.fs)
         assert noisy.keypoints.time[gap.start] >= first and noisy.keypoints.time[gap.stop - 1] <= last
-        expected[gap.start:gap.stop, noisy.keypoints.index(gap.keypoint)] = True
+        expected[gap.start : gap.stop, noisy.keypoints.index(gap.keypoint)] = True
     assert len(noisy.gaps) == 12
     assert np.array_equal(np.isnan(noisy.keypoints.xyz).any(axis=2), expected)
     assert np.array_equal(np.isnan(noisy.keypoints.xyz).all(axis=2), expected)
@@ -254,17 +282,18 @@ def test_opensim_reads_the_files(trial, noisy):
 
 
 def test_chosen_depths_and_pauses(varied):
-    assert [s.start for s in varied.squats] == pytest.approx([STAND_S, STAND_S + SQUAT_S + 1.0,
-                                                             STAND_S + 2 * SQUAT_S + 1.5])
+    assert [s.start for s in varied.squats] == pytest.approx(
+        [STAND_S, STAND_S + SQUAT_S + 1.0, STAND_S + 2 * SQUAT_S + 1.5]
+    )
     # The right knee peaks where asked (the foot closure moves it by well under a degree), the left 3 % less.
-    for squat, depth in zip(varied.squats, (130, 45, 80)):
+    for squat, depth in zip(varied.squats, (130, 45, 80), strict=True):
         assert squat.knee_angle_r == pytest.approx(depth, abs=1.0)
         assert squat.knee_angle_l == pytest.approx(3 + 0.97 * (depth - 3), abs=1.0)
     assert [s.partial for s in varied.squats] == [False, True, False]
     assert HALF_SQUAT_DEG == 60.0
     # Standing during the pauses: the knees are back at the standing angle between squats.
     t, knee = varied.motion.time, varied.motion.get("knee_angle_r")
-    for a, b in zip(varied.squats, varied.squats[1:]):
+    for a, b in zip(varied.squats, varied.squats[1:], strict=False):
         between = (t > a.end + 1e-9) & (t < b.start - 1e-9)
         assert between.sum() >= 25 and np.abs(knee[between] - knee[0]).max() < 0.5
     # The deep squat keeps the feet down and stays in the model's ranges (synthesize checks the ranges).
@@ -287,28 +316,31 @@ def test_standing_sway(sway):
     assert not sway.squats[0].partial and sway.squats[0].knee_angle_r > 100.0  # the sway adds to the squat
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"fs": 0}, "fs=0"),
-    ({"fs": -60.0}, "fs=-60.0"),
-    ({"fs": float("nan")}, "fs=nan"),
-    ({"seconds": 3.0}, "seconds=3.0"),
-    ({"noise_mm": -1.0}, "noise_mm=-1.0"),
-    ({"scale": 0.0}, "scale=0.0"),
-    ({"scale": -1.2}, "scale=-1.2"),
-    ({"gaps": -2}, "gaps=-2"),
-    ({"squats": 0}, "squats=0"),
-    ({"squats": 9}, "squats=9"),
-    ({"seed": -1}, "seed=-1"),
-    ({"depths": []}, "depths=[]"),
-    ({"depths": [100, 200]}, "depths[1]=200"),
-    ({"depths": [100, "deep"]}, "depths[1]='deep'"),
-    ({"depths": [100, 100], "squats": 3}, "squats=3"),
-    ({"depths": [100] * 5}, "5 squats"),
-    ({"pauses": -1.0}, "pauses=-1.0"),
-    ({"pauses": [1.0, 1.0], "squats": 2}, "pauses lists 2 pauses for 2 squats"),
-    ({"sway_deg": 30}, "sway_deg=30"),
-    ({"sway_deg": float("nan")}, "sway_deg=nan"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"fs": 0}, "fs=0"),
+        ({"fs": -60.0}, "fs=-60.0"),
+        ({"fs": float("nan")}, "fs=nan"),
+        ({"seconds": 3.0}, "seconds=3.0"),
+        ({"noise_mm": -1.0}, "noise_mm=-1.0"),
+        ({"scale": 0.0}, "scale=0.0"),
+        ({"scale": -1.2}, "scale=-1.2"),
+        ({"gaps": -2}, "gaps=-2"),
+        ({"squats": 0}, "squats=0"),
+        ({"squats": 9}, "squats=9"),
+        ({"seed": -1}, "seed=-1"),
+        ({"depths": []}, "depths=[]"),
+        ({"depths": [100, 200]}, "depths[1]=200"),
+        ({"depths": [100, "deep"]}, "depths[1]='deep'"),
+        ({"depths": [100, 100], "squats": 3}, "squats=3"),
+        ({"depths": [100] * 5}, "5 squats"),
+        ({"pauses": -1.0}, "pauses=-1.0"),
+        ({"pauses": [1.0, 1.0], "squats": 2}, "pauses lists 2 pauses for 2 squats"),
+        ({"sway_deg": 30}, "sway_deg=30"),
+        ({"sway_deg": float("nan")}, "sway_deg=nan"),
+    ],
+)
 def test_bad_arguments_are_refused(tmp_path, kwargs, words):
     with pytest.raises(KinestreamError) as info:
         synthesize(tmp_path / "x", **kwargs)

@@ -33,8 +33,11 @@ WHEEL_FILE = f"pose2sim-{WHEEL_VERSION}-py3-none-any.whl"
 _LSTM = "Pose2Sim/MarkerAugmenter/LSTM"
 _SETUP = "Pose2Sim/OpenSim_Setup"
 _FILES = {
-    **{f"{_LSTM}/v0.3_{part}/{name}": f"augmenter/v0.3_{part}/{name}"
-       for part in ("lower", "upper") for name in ("model.onnx", "mean.npy", "std.npy")},
+    **{
+        f"{_LSTM}/v0.3_{part}/{name}": f"augmenter/v0.3_{part}/{name}"
+        for part in ("lower", "upper")
+        for name in ("model.onnx", "mean.npy", "std.npy")
+    },
     f"{_SETUP}/Model_Pose2Sim_simple.osim": "opensim/Model_Pose2Sim_simple.osim",
     f"{_SETUP}/Markers_LSTM.xml": "opensim/Markers_LSTM.xml",
     f"{_SETUP}/Markers_Body25.xml": "opensim/Markers_Body25.xml",
@@ -90,8 +93,19 @@ def _sha256(path: Path) -> str:
 
 def _download_with_pip(dest: Path) -> Path | None:
     """pip honours the machine's index, mirrors and certificates."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-q", "-d", str(dest), f"{WHEEL_NAME}=={WHEEL_VERSION}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(dest),
+        f"{WHEEL_NAME}=={WHEEL_VERSION}",
+    ]
     try:
         subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     except (OSError, subprocess.SubprocessError):
@@ -131,7 +145,8 @@ def fetch(progress=print) -> Path:
             raise KinestreamError(
                 f"could not download {WHEEL_NAME}=={WHEEL_VERSION} from PyPI (no network?); connect and run "
                 f"'kinestream assets' again, or download {WHEEL_FILE} yourself and run "
-                f"'kinestream assets --wheel PATH'")
+                f"'kinestream assets --wheel PATH'"
+            )
         return install_wheel(wheel)
 
 
@@ -144,7 +159,8 @@ def install_wheel(wheel: str | Path) -> Path:
     if digest != WHEEL_SHA256:
         raise KinestreamError(
             f"checksum mismatch for {wheel}: sha256 {digest}, expected {WHEEL_SHA256}; "
-            f"delete it and run 'kinestream assets' to download {WHEEL_FILE} again")
+            f"delete it and run 'kinestream assets' to download {WHEEL_FILE} again"
+        )
     target = asset_dir()
     staging = Path(tempfile.mkdtemp(dir=home(), prefix=".extract-"))
     try:
@@ -159,7 +175,7 @@ def install_wheel(wheel: str | Path) -> Path:
                 out.write_bytes(zf.read(src))
             for src in names:
                 if src.startswith(_GEOMETRY) and not src.endswith("/"):
-                    out = staging / "opensim" / "Geometry" / src[len(_GEOMETRY):]
+                    out = staging / "opensim" / "Geometry" / src[len(_GEOMETRY) :]
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_bytes(zf.read(src))
         (staging / _STAMP).write_text(f"{WHEEL_FILE} {WHEEL_SHA256}\n")
@@ -176,8 +192,10 @@ def _pick(configured: str | os.PathLike | None, default: Path, what: str) -> Pat
     if configured:
         path = Path(configured).expanduser()
         if not path.exists():
-            raise KinestreamError(f"{what} {path} (from the config) does not exist; fix the path or leave it "
-                                  f"empty to use the default from {WHEEL_FILE}")
+            raise KinestreamError(
+                f"{what} {path} (from the config) does not exist; fix the path or leave it "
+                f"empty to use the default from {WHEEL_FILE}"
+            )
         return path
     return default
 
@@ -187,8 +205,16 @@ def get_assets(config: dict | None = None, progress=print) -> Assets:
     config = config or {}
     aug = config.get("augment", {})
     mod = config.get("model", {})
-    need_cache = not all([aug.get("lower_model"), aug.get("upper_model"), mod.get("generic_model"),
-                          mod.get("marker_set"), mod.get("scale_setup"), mod.get("ik_setup")])
+    need_cache = not all(
+        [
+            aug.get("lower_model"),
+            aug.get("upper_model"),
+            mod.get("generic_model"),
+            mod.get("marker_set"),
+            mod.get("scale_setup"),
+            mod.get("ik_setup"),
+        ]
+    )
     root = fetch(progress) if need_cache else asset_dir()
     osim_dir = root / "opensim"
     return Assets(

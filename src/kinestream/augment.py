@@ -30,35 +30,83 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from kinestream.clean import runs_of
 from kinestream.errors import KinestreamError
-from kinestream.ingest import DERIVED, canonical
 from kinestream.files.trc import MarkerTable
+from kinestream.ingest import DERIVED, canonical
 
 REFERENCE = "MidHip"
 
 LOWER_FEATURES = [
-    "Neck", "RShoulder", "LShoulder", "RHip", "LHip", "RKnee", "LKnee", "RAnkle", "LAnkle",
-    "RHeel", "LHeel", "RSmallToe", "LSmallToe", "RBigToe", "LBigToe",
+    "Neck",
+    "RShoulder",
+    "LShoulder",
+    "RHip",
+    "LHip",
+    "RKnee",
+    "LKnee",
+    "RAnkle",
+    "LAnkle",
+    "RHeel",
+    "LHeel",
+    "RSmallToe",
+    "LSmallToe",
+    "RBigToe",
+    "LBigToe",
 ]
 LOWER_MARKERS = [
-    "r.ASIS_study", "L.ASIS_study", "r.PSIS_study", "L.PSIS_study", "r_knee_study", "r_mknee_study",
-    "r_ankle_study", "r_mankle_study", "r_toe_study", "r_5meta_study", "r_calc_study", "L_knee_study",
-    "L_mknee_study", "L_ankle_study", "L_mankle_study", "L_toe_study", "L_calc_study", "L_5meta_study",
-    "r_shoulder_study", "L_shoulder_study", "C7_study", "r_thigh1_study", "r_thigh2_study",
-    "r_thigh3_study", "L_thigh1_study", "L_thigh2_study", "L_thigh3_study", "r_sh1_study", "r_sh2_study",
-    "r_sh3_study", "L_sh1_study", "L_sh2_study", "L_sh3_study", "RHJC_study", "LHJC_study",
+    "r.ASIS_study",
+    "L.ASIS_study",
+    "r.PSIS_study",
+    "L.PSIS_study",
+    "r_knee_study",
+    "r_mknee_study",
+    "r_ankle_study",
+    "r_mankle_study",
+    "r_toe_study",
+    "r_5meta_study",
+    "r_calc_study",
+    "L_knee_study",
+    "L_mknee_study",
+    "L_ankle_study",
+    "L_mankle_study",
+    "L_toe_study",
+    "L_calc_study",
+    "L_5meta_study",
+    "r_shoulder_study",
+    "L_shoulder_study",
+    "C7_study",
+    "r_thigh1_study",
+    "r_thigh2_study",
+    "r_thigh3_study",
+    "L_thigh1_study",
+    "L_thigh2_study",
+    "L_thigh3_study",
+    "r_sh1_study",
+    "r_sh2_study",
+    "r_sh3_study",
+    "L_sh1_study",
+    "L_sh2_study",
+    "L_sh3_study",
+    "RHJC_study",
+    "LHJC_study",
 ]
 UPPER_FEATURES = ["Neck", "RShoulder", "LShoulder", "RElbow", "LElbow", "RWrist", "LWrist"]
 UPPER_MARKERS = [
-    "r_lelbow_study", "r_melbow_study", "r_lwrist_study", "r_mwrist_study",
-    "L_lelbow_study", "L_melbow_study", "L_lwrist_study", "L_mwrist_study",
+    "r_lelbow_study",
+    "r_melbow_study",
+    "r_lwrist_study",
+    "r_mwrist_study",
+    "L_lelbow_study",
+    "L_melbow_study",
+    "L_lwrist_study",
+    "L_mwrist_study",
 ]
 AUGMENTED_MARKERS = LOWER_MARKERS + UPPER_MARKERS
 FLOOR_CLEARANCE_M = 0.01
@@ -76,20 +124,23 @@ class BodyPart:
     std: np.ndarray = field(repr=False)
 
     @classmethod
-    def load(cls, name: str, onnx_path: str | Path, features: list[str], markers: list[str]) -> "BodyPart":
+    def load(cls, name: str, onnx_path: str | Path, features: list[str], markers: list[str]) -> BodyPart:
         onnx_path = Path(onnx_path)
         stats = {}
         for stat in ("mean", "std"):
             path = onnx_path.parent / f"{stat}.npy"
             if not path.is_file():
-                raise KinestreamError(f"{name} augmenter: {path} is missing; mean.npy and std.npy must sit "
-                                      f"beside {onnx_path.name}")
+                raise KinestreamError(
+                    f"{name} augmenter: {path} is missing; mean.npy and std.npy must sit beside {onnx_path.name}"
+                )
             stats[stat] = np.load(path, allow_pickle=False).astype(np.float64).ravel()
         n_in = 3 * len(features) + 2
         for stat, arr in stats.items():
             if arr.shape != (n_in,):
-                raise KinestreamError(f"{name} augmenter: {stat}.npy has {arr.shape[0]} values; the model reads "
-                                      f"{n_in} features ({len(features)} keypoints x 3 + height + mass)")
+                raise KinestreamError(
+                    f"{name} augmenter: {stat}.npy has {arr.shape[0]} values; the model reads "
+                    f"{n_in} features ({len(features)} keypoints x 3 + height + mass)"
+                )
         return cls(name, onnx_path, features, markers, stats["mean"], stats["std"])
 
     @property
@@ -97,8 +148,9 @@ class BodyPart:
         return 3 * len(self.features) + 2
 
 
-def normalise(features: np.ndarray, reference: np.ndarray, height: float, mass: float,
-              mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+def normalise(
+    features: np.ndarray, reference: np.ndarray, height: float, mass: float, mean: np.ndarray, std: np.ndarray
+) -> np.ndarray:
     """Model inputs from keypoints.
 
     Parameters
@@ -148,7 +200,7 @@ class Augmenter:
         self._sessions: dict[str, object] = {}
 
     @classmethod
-    def from_assets(cls, assets, threads: int = 1) -> "Augmenter":
+    def from_assets(cls, assets, threads: int = 1) -> Augmenter:
         return cls(assets.lower_model, assets.upper_model, threads)
 
     @property
@@ -171,8 +223,9 @@ class Augmenter:
             opts.inter_op_num_threads = 1
             opts.log_severity_level = 3
             try:
-                self._sessions[part.name] = ort.InferenceSession(str(part.onnx_path), opts,
-                                                                 providers=["CPUExecutionProvider"])
+                self._sessions[part.name] = ort.InferenceSession(
+                    str(part.onnx_path), opts, providers=["CPUExecutionProvider"]
+                )
             except Exception as exc:
                 raise KinestreamError(f"{part.name} augmenter {part.onnx_path} could not be loaded: {exc}") from None
         return self._sessions[part.name]
@@ -222,8 +275,9 @@ def floor_offset(xyz: np.ndarray, clearance: float = FLOOR_CLEARANCE_M) -> float
     return float(clearance - lowest)
 
 
-def augment_table(table: MarkerTable, augmenter: Augmenter, height: float, mass: float,
-                  apply_floor_offset: bool = False) -> tuple[MarkerTable, AugmentReport]:
+def augment_table(
+    table: MarkerTable, augmenter: Augmenter, height: float, mass: float, apply_floor_offset: bool = False
+) -> tuple[MarkerTable, AugmentReport]:
     """The keypoints plus the 43 augmented markers, as one table."""
     markers = augmenter.predict(table, height, mass)
     out = table.with_markers(augmenter.markers, markers)
@@ -322,10 +376,21 @@ class StreamingAugmenter:
     by the latest ``step`` (empty tuple otherwise), the flag to poll.
     """
 
-    def __init__(self, lower_model: str | Path, upper_model: str | Path, height: float, mass: float,
-                 threads: int = 1, mode: str = "stateful", window: int = 60, reset_after: int = 10,
-                 clock: str = "model", names: Sequence[str] | None = None, max_reach: float = 1.5,
-                 on_reset: Callable[[tuple[str, ...], float], None] | None = None):
+    def __init__(
+        self,
+        lower_model: str | Path,
+        upper_model: str | Path,
+        height: float,
+        mass: float,
+        threads: int = 1,
+        mode: str = "stateful",
+        window: int = 60,
+        reset_after: int = 10,
+        clock: str = "model",
+        names: Sequence[str] | None = None,
+        max_reach: float = 1.5,
+        on_reset: Callable[[tuple[str, ...], float], None] | None = None,
+    ):
         check_subject(height, mass)
         if mode not in STREAM_MODES:
             raise KinestreamError(f"augmenter mode {mode!r} is not one of {STREAM_MODES}")
@@ -365,7 +430,7 @@ class StreamingAugmenter:
         self.reset()
 
     @classmethod
-    def from_assets(cls, assets, height: float, mass: float, **kwargs) -> "StreamingAugmenter":
+    def from_assets(cls, assets, height: float, mass: float, **kwargs) -> StreamingAugmenter:
         return cls(assets.lower_model, assets.upper_model, height, mass, **kwargs)
 
     # ---- input
@@ -374,8 +439,11 @@ class StreamingAugmenter:
         self.names = list(names) if names is not None else list(self.keypoints)
         given = [canonical(n) for n in self.names]
         self._take = np.array([given.index(k) if k in given else -1 for k in self.keypoints])
-        self._derive = [(self.keypoints.index(k), given.index(a), given.index(b)) for k, (a, b) in DERIVED.items()
-                        if k in self.keypoints and k not in given and a in given and b in given]
+        self._derive = [
+            (self.keypoints.index(k), given.index(a), given.index(b))
+            for k, (a, b) in DERIVED.items()
+            if k in self.keypoints and k not in given and a in given and b in given
+        ]
         self._identity = given == list(self.keypoints)
 
     def as_array(self, keypoints: Mapping[str, Sequence[float]] | np.ndarray) -> np.ndarray:
@@ -403,8 +471,9 @@ class StreamingAugmenter:
             return a
         arr = np.asarray(keypoints, dtype=np.float64)
         if arr.shape != (len(self.names), 3):
-            raise KinestreamError(f"keypoint array has shape {arr.shape}; expected ({len(self.names)}, 3) in the "
-                                  f"order {self.names}")
+            raise KinestreamError(
+                f"keypoint array has shape {arr.shape}; expected ({len(self.names)}, 3) in the order {self.names}"
+            )
         if self._identity:
             return arr
         a = arr[self._take]
@@ -488,7 +557,7 @@ class StreamingAugmenter:
                 ps.fresh = False
                 seq = list(ps.window)
             else:
-                seq = list(ps.window)[max(0, len(ps.window) - self.window + 1):] if self.window > 1 else []
+                seq = list(ps.window)[max(0, len(ps.window) - self.window + 1) :] if self.window > 1 else []
                 seq.append(x[0])
             if want:
                 out[k] = self.offline.run_part(ps.part, np.asarray(seq, dtype=np.float32))[-1:]
@@ -527,8 +596,7 @@ class StreamingAugmenter:
             self._last_tick = before[-1]
         return before, False
 
-    def step(self, keypoints: Mapping[str, Sequence[float]] | np.ndarray, t: float | None = None
-             ) -> np.ndarray | None:
+    def step(self, keypoints: Mapping[str, Sequence[float]] | np.ndarray, t: float | None = None) -> np.ndarray | None:
         """The 43 markers (metres, :attr:`markers` order) of one frame, NaN for parts without input.
 
         ``keypoints``: dict name -> xyz (metres) or an array in :attr:`names`
@@ -570,8 +638,11 @@ class StreamingAugmenter:
 
         # ticks since the previous frame, on inputs interpolated between it and this one
         for n, tick in enumerate(before):
-            batch = {k: ps.x_prev + ((tick - ps.t_prev) / (t - ps.t_prev)) * (xs[k] - ps.x_prev)
-                     for k, ps in enumerate(self._streams) if k in xs and ps.x_prev is not None}
+            batch = {
+                k: ps.x_prev + ((tick - ps.t_prev) / (t - ps.t_prev)) * (xs[k] - ps.x_prev)
+                for k, ps in enumerate(self._streams)
+                if k in xs and ps.x_prev is not None
+            }
             if batch:
                 self._tick(batch, tick, want=n == len(before) - 1 and not on_tick)
 

@@ -127,8 +127,9 @@ class GapReport:
         return "\n".join(lines)
 
 
-def fill_gaps(xyz: np.ndarray, rate: float, max_gap_s: float = 0.2,
-              method: str = "pchip") -> tuple[np.ndarray, GapReport]:
+def fill_gaps(
+    xyz: np.ndarray, rate: float, max_gap_s: float = 0.2, method: str = "pchip"
+) -> tuple[np.ndarray, GapReport]:
     """Fill short interior gaps of marker trajectories by interpolation.
 
     A marker is missing in a frame when any of its coordinates is NaN. An
@@ -356,9 +357,14 @@ class ResidualResult:
     limits: tuple[float, float]
 
 
-def residual_analysis(xyz: np.ndarray, rate: float, cutoffs: np.ndarray | None = None, order: int = 4,
-                      fit_from_hz: float | None = None,
-                      limits: tuple[float, float] = (2.0, 15.0)) -> ResidualResult:
+def residual_analysis(
+    xyz: np.ndarray,
+    rate: float,
+    cutoffs: np.ndarray | None = None,
+    order: int = 4,
+    fit_from_hz: float | None = None,
+    limits: tuple[float, float] = (2.0, 15.0),
+) -> ResidualResult:
     """Suggest a low-pass cutoff with Winter's residual analysis.
 
     For every signal and candidate cutoff ``fc`` the residual is
@@ -453,8 +459,16 @@ def residual_analysis(xyz: np.ndarray, rate: float, cutoffs: np.ndarray | None =
     intercept[~usable] = np.nan
     median = float(np.median(signal_cutoffs[usable]))
     suggested = float(np.clip(median, *limits))
-    return ResidualResult(cutoffs, residuals, float(fit_from_hz), intercept, signal_cutoffs, median, suggested,
-                          (float(limits[0]), float(limits[1])))
+    return ResidualResult(
+        cutoffs,
+        residuals,
+        float(fit_from_hz),
+        intercept,
+        signal_cutoffs,
+        median,
+        suggested,
+        (float(limits[0]), float(limits[1])),
+    )
 
 
 # ------------------------------------------------------------------------- stage
@@ -485,8 +499,9 @@ class CleanReport:
     residual: ResidualResult | None = None
 
 
-def clean_table(table: MarkerTable, cutoff_hz: float | str = 6.0, max_gap_s: float = 0.2,
-                gap_method: str = "pchip", order: int = 4) -> tuple[MarkerTable, CleanReport]:
+def clean_table(
+    table: MarkerTable, cutoff_hz: float | str = 6.0, max_gap_s: float = 0.2, gap_method: str = "pchip", order: int = 4
+) -> tuple[MarkerTable, CleanReport]:
     """Fill short gaps, then low-pass filter every marker with zero lag.
 
     Parameters
@@ -592,14 +607,16 @@ def kalman_cv_sos(rate: float, accel: float, noise_m: float) -> np.ndarray:
 
     rate = _check_rate(rate)
     if not (np.isfinite(accel) and accel > 0 and np.isfinite(noise_m) and noise_m > 0):
-        raise KinestreamError(f"Kalman accel {accel!r} m/s^2 and noise {noise_m!r} m are not valid; give both > 0, "
-                              f"e.g. accel 50 and noise 0.005")
+        raise KinestreamError(
+            f"Kalman accel {accel!r} m/s^2 and noise {noise_m!r} m are not valid; give both > 0, "
+            f"e.g. accel 50 and noise 0.005"
+        )
     dt = 1.0 / rate
     f = np.array([[1.0, dt], [0.0, 1.0]])
     h = np.array([[1.0, 0.0]])
     g = np.array([[0.5 * dt * dt], [dt]])
-    q = accel ** 2 * (g @ g.T)
-    r = np.array([[noise_m ** 2]])
+    q = accel**2 * (g @ g.T)
+    r = np.array([[noise_m**2]])
     p = solve_discrete_are(f.T, h.T, q, r)  # the settled prior covariance
     k = p @ h.T / (h @ p @ h.T + r)[0, 0]
     a = (np.eye(2) - k @ h) @ f  # state after frame n from state after frame n-1 ...
@@ -619,19 +636,31 @@ class OneEuro:
     new sample. Frames are ``(points, dim)``.
     """
 
-    def __init__(self, shape, rate: float, min_cutoff_hz: float = 1.0, beta: float = 1.0,
-                 d_cutoff_hz: float = 1.0, reinit_after_frames: int | None = None) -> None:
+    def __init__(
+        self,
+        shape,
+        rate: float,
+        min_cutoff_hz: float = 1.0,
+        beta: float = 1.0,
+        d_cutoff_hz: float = 1.0,
+        reinit_after_frames: int | None = None,
+    ) -> None:
         self.shape = _frame_shape(shape)
         self.rate = _check_rate(rate)
         for name, value in (("min_cutoff_hz", min_cutoff_hz), ("d_cutoff_hz", d_cutoff_hz)):
             if not (np.isfinite(value) and 0 < value < self.rate / 2):
-                raise KinestreamError(f"One Euro {name} {value!r} is not valid; give a frequency above 0 and "
-                                      f"below the Nyquist frequency {self.rate / 2:g} Hz")
+                raise KinestreamError(
+                    f"One Euro {name} {value!r} is not valid; give a frequency above 0 and "
+                    f"below the Nyquist frequency {self.rate / 2:g} Hz"
+                )
         if not (np.isfinite(beta) and beta >= 0):
             raise KinestreamError(f"One Euro beta {beta!r} is not valid; give a number >= 0 (s/m)")
         self.min_cutoff_hz, self.beta, self.d_cutoff_hz = float(min_cutoff_hz), float(beta), float(d_cutoff_hz)
-        self.reinit_after_frames = int(round(0.1 * self.rate)) if reinit_after_frames is None else \
-            _check_count("reinit_after_frames", reinit_after_frames, "a number of frames")
+        self.reinit_after_frames = (
+            int(round(0.1 * self.rate))
+            if reinit_after_frames is None
+            else _check_count("reinit_after_frames", reinit_after_frames, "a number of frames")
+        )
         self._alpha_d = self._alpha(self.d_cutoff_hz)
         self.reset()
 
@@ -752,9 +781,18 @@ class StreamingLowpass:
         If an argument is not valid; the message says what is.
     """
 
-    def __init__(self, shape, rate: float, cutoff_hz: float, order: int = 4, *, max_jump: float | None = 0.5,
-                 max_outlier_frames: int = 5, reinit_after_frames: int | None = None,
-                 sos: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        shape,
+        rate: float,
+        cutoff_hz: float,
+        order: int = 4,
+        *,
+        max_jump: float | None = 0.5,
+        max_outlier_frames: int = 5,
+        reinit_after_frames: int | None = None,
+        sos: np.ndarray | None = None,
+    ) -> None:
         self.shape = _frame_shape(shape)
         self.rate = _check_rate(rate)
         # another linear design (kalman_cv_sos) may replace the Butterworth one; it must pass 0 Hz unchanged
@@ -811,8 +849,7 @@ class StreamingLowpass:
 
     def counts(self) -> dict[str, int]:
         """The counters, by name."""
-        return {"frames": self.frame, "missing": self.n_missing, "outliers": self.n_outliers,
-                "reinits": self.n_reinits}
+        return {"frames": self.frame, "missing": self.n_missing, "outliers": self.n_outliers, "reinits": self.n_reinits}
 
     def delay_ms(self, freq_hz: float | None = None) -> float:
         """Group delay of the filter in milliseconds.
@@ -865,8 +902,10 @@ class StreamingLowpass:
         if self._steady and math.isfinite(self._ones @ x.reshape(-1)):
             # the usual frame: every point present, each moved at most max_jump since the last frame
             step = (xp - self._ref).reshape(-1)
-            if step @ step <= self._max_jump2 or np.square(step).reshape(-1, self._dim).sum(axis=1).max() \
-                    <= self._max_jump2:
+            if (
+                step @ step <= self._max_jump2
+                or np.square(step).reshape(-1, self._dim).sum(axis=1).max() <= self._max_jump2
+            ):
                 self._v[-1] = xp
                 np.matmul(self._step, self._v2, out=self._w2)
                 self._v[:-1] = self._w[:-1]
@@ -975,8 +1014,9 @@ class StreamingGapFiller:
         If an argument is not valid; the message says what is.
     """
 
-    def __init__(self, n_markers: int, rate: float, max_hold_frames: int, lookahead: int = 0,
-                 method: str = "hold") -> None:
+    def __init__(
+        self, n_markers: int, rate: float, max_hold_frames: int, lookahead: int = 0, method: str = "hold"
+    ) -> None:
         if method not in HOLD_METHODS:
             raise KinestreamError(f"gap bridging method {method!r} is not valid; use one of {list(HOLD_METHODS)}")
         self.shape = _frame_shape((n_markers, 3))
@@ -1057,7 +1097,7 @@ class StreamingGapFiller:
         return out
 
     def _pop(self) -> tuple[np.ndarray, float]:
-        frame = self._emit(self._buf[0].copy(), self._buf[1:self._count])
+        frame = self._emit(self._buf[0].copy(), self._buf[1 : self._count])
         t = float(self._buf_t[0])
         self._buf[:-1] = self._buf[1:]
         self._buf_t[:-1] = self._buf_t[1:]
@@ -1095,8 +1135,9 @@ class StreamingGapFiller:
     #: Both give the same numbers; each is the cheaper on its side of the threshold.
     few_missing = 8
 
-    def _bridge_each(self, x: np.ndarray, missing: list[int], ahead: np.ndarray | None,
-                     k: int) -> tuple[int, np.ndarray]:
+    def _bridge_each(
+        self, x: np.ndarray, missing: list[int], ahead: np.ndarray | None, k: int
+    ) -> tuple[int, np.ndarray]:
         """Bridge the ``missing`` markers of frame ``k`` in ``x`` one at a time; return (bridged, lost mask)."""
         hold = self.max_hold_frames
         short = min(self.lookahead, hold)  # longest gap to interpolate
@@ -1127,8 +1168,9 @@ class StreamingGapFiller:
             x[lost] = np.nan
         return bridged, lost
 
-    def _bridge_all(self, x: np.ndarray, measured: np.ndarray, ahead: np.ndarray | None,
-                    k: int) -> tuple[int, np.ndarray]:
+    def _bridge_all(
+        self, x: np.ndarray, measured: np.ndarray, ahead: np.ndarray | None, k: int
+    ) -> tuple[int, np.ndarray]:
         """Bridge every missing marker of frame ``k`` in ``x`` with whole-array steps; return (bridged, lost mask)."""
         last = self._last
         since = k - self._last_frame  # frames since the last measurement (huge if never)
@@ -1196,12 +1238,25 @@ class StreamingCleaner:
         If an argument is not valid; the message says what is.
     """
 
-    def __init__(self, n_markers: int, rate: float, *, max_gap_s: float = 0.2, lookahead: int = 0,
-                 hold_method: str = "hold", cutoff_hz: float = 6.0, order: int = 4,
-                 max_jump: float | None = 0.5, max_outlier_frames: int = 5,
-                 reinit_after_frames: int | None = None, design: str = "butterworth", kalman_accel: float = 50.0,
-                 kalman_noise_m: float = 0.005, one_euro_min_cutoff_hz: float = 1.0,
-                 one_euro_beta: float = 1.0) -> None:
+    def __init__(
+        self,
+        n_markers: int,
+        rate: float,
+        *,
+        max_gap_s: float = 0.2,
+        lookahead: int = 0,
+        hold_method: str = "hold",
+        cutoff_hz: float = 6.0,
+        order: int = 4,
+        max_jump: float | None = 0.5,
+        max_outlier_frames: int = 5,
+        reinit_after_frames: int | None = None,
+        design: str = "butterworth",
+        kalman_accel: float = 50.0,
+        kalman_noise_m: float = 0.005,
+        one_euro_min_cutoff_hz: float = 1.0,
+        one_euro_beta: float = 1.0,
+    ) -> None:
         rate = _check_rate(rate)
         if design not in DESIGNS:
             raise KinestreamError(f"streaming filter {design!r} is not known; give one of {', '.join(DESIGNS)}")
@@ -1212,22 +1267,38 @@ class StreamingCleaner:
             gap = np.nan
         if not np.isfinite(gap) or gap < 0:
             raise KinestreamError(f"max_gap_s {max_gap_s!r} is not valid; give a duration in seconds >= 0")
-        self.filler = StreamingGapFiller(n_markers, rate, int(np.floor(gap * rate + 1e-9)), lookahead,
-                                         hold_method)
-        sos = {"kalman": lambda: kalman_cv_sos(rate, kalman_accel, kalman_noise_m),
-               "one_euro": lambda: np.array([[1.0, 0, 0, 1.0, 0, 0]]),  # outliers and gaps only; One Euro after
-               }.get(design, lambda: None)()
-        self.lowpass = StreamingLowpass((self.filler.n_markers, 3), rate, cutoff_hz, order, max_jump=max_jump,
-                                        max_outlier_frames=max_outlier_frames,
-                                        reinit_after_frames=reinit_after_frames, sos=sos)
-        self.smoother = OneEuro((self.filler.n_markers, 3), rate, one_euro_min_cutoff_hz, one_euro_beta,
-                                reinit_after_frames=reinit_after_frames) if design == "one_euro" else None
+        self.filler = StreamingGapFiller(n_markers, rate, int(np.floor(gap * rate + 1e-9)), lookahead, hold_method)
+        sos = {
+            "kalman": lambda: kalman_cv_sos(rate, kalman_accel, kalman_noise_m),
+            "one_euro": lambda: np.array([[1.0, 0, 0, 1.0, 0, 0]]),  # outliers and gaps only; One Euro after
+        }.get(design, lambda: None)()
+        self.lowpass = StreamingLowpass(
+            (self.filler.n_markers, 3),
+            rate,
+            cutoff_hz,
+            order,
+            max_jump=max_jump,
+            max_outlier_frames=max_outlier_frames,
+            reinit_after_frames=reinit_after_frames,
+            sos=sos,
+        )
+        self.smoother = (
+            OneEuro(
+                (self.filler.n_markers, 3),
+                rate,
+                one_euro_min_cutoff_hz,
+                one_euro_beta,
+                reinit_after_frames=reinit_after_frames,
+            )
+            if design == "one_euro"
+            else None
+        )
         self.rate = rate
         self._last = np.full((self.filler.n_markers, 3), np.nan)
         self.n_outliers_bridged = 0
 
     @classmethod
-    def from_config(cls, clean: dict, n_markers: int, rate: float) -> "StreamingCleaner":
+    def from_config(cls, clean: dict, n_markers: int, rate: float) -> StreamingCleaner:
         """Build from the ``[clean]`` settings.
 
         Reads ``max_gap_s``, ``cutoff_hz``, ``filter_order`` and, when
@@ -1241,15 +1312,23 @@ class StreamingCleaner:
                 f"cutoff {cutoff!r} is not valid for streaming: residual analysis needs the whole trial; "
                 f"give a frequency in Hz, such as 6"
             )
-        return cls(n_markers, rate, max_gap_s=clean.get("max_gap_s", 0.2),
-                   lookahead=clean.get("lookahead_frames", 0), hold_method=clean.get("hold_method", "hold"),
-                   cutoff_hz=cutoff, order=clean.get("filter_order", 4), max_jump=clean.get("max_jump_m", 0.5),
-                   max_outlier_frames=clean.get("max_outlier_frames", 5),
-                   reinit_after_frames=clean.get("reinit_after_frames"),
-                   design=clean.get("streaming_filter", "butterworth"),
-                   kalman_accel=clean.get("kalman_accel", 1.0), kalman_noise_m=clean.get("kalman_noise_m", 0.005),
-                   one_euro_min_cutoff_hz=clean.get("one_euro_min_cutoff_hz", 1.0),
-                   one_euro_beta=clean.get("one_euro_beta", 20.0))
+        return cls(
+            n_markers,
+            rate,
+            max_gap_s=clean.get("max_gap_s", 0.2),
+            lookahead=clean.get("lookahead_frames", 0),
+            hold_method=clean.get("hold_method", "hold"),
+            cutoff_hz=cutoff,
+            order=clean.get("filter_order", 4),
+            max_jump=clean.get("max_jump_m", 0.5),
+            max_outlier_frames=clean.get("max_outlier_frames", 5),
+            reinit_after_frames=clean.get("reinit_after_frames"),
+            design=clean.get("streaming_filter", "butterworth"),
+            kalman_accel=clean.get("kalman_accel", 1.0),
+            kalman_noise_m=clean.get("kalman_noise_m", 0.005),
+            one_euro_min_cutoff_hz=clean.get("one_euro_min_cutoff_hz", 1.0),
+            one_euro_beta=clean.get("one_euro_beta", 20.0),
+        )
 
     def delay_ms(self, freq_hz: float | None = 1.0) -> float:
         """Total delay in ms: look-ahead plus the filter's group delay at ``freq_hz``.
@@ -1272,8 +1351,15 @@ class StreamingCleaner:
     def counts(self) -> dict[str, int]:
         """The counters of both steps, by name."""
         f, p = self.filler, self.lowpass
-        return {"frames": p.frame, "bridged": f.n_bridged, "lost": f.n_lost, "missing": f.n_missing,
-                "outliers": p.n_outliers, "outliers_bridged": self.n_outliers_bridged, "reinits": p.n_reinits}
+        return {
+            "frames": p.frame,
+            "bridged": f.n_bridged,
+            "lost": f.n_lost,
+            "missing": f.n_missing,
+            "outliers": p.n_outliers,
+            "outliers_bridged": self.n_outliers_bridged,
+            "reinits": p.n_reinits,
+        }
 
     def reset(self) -> None:
         """Forget every marker, the buffered frames and the counters."""

@@ -56,8 +56,16 @@ class FastIK:
     model state to work in (its Q ends at each solution); a new one if None.
     """
 
-    def __init__(self, model, setup, names: list[str], state=None, xtol: float = 1e-6, ftol: float = 1e-5,
-                 max_iterations: int = 60):
+    def __init__(
+        self,
+        model,
+        setup,
+        names: list[str],
+        state=None,
+        xtol: float = 1e-6,
+        ftol: float = 1e-5,
+        max_iterations: int = 60,
+    ):
         osim = opensim_module()
         self.osim = osim
         self.model = model
@@ -66,12 +74,15 @@ class FastIK:
         self.xtol, self.ftol, self.max_iterations = xtol, ftol, max_iterations
         s = self.state
         constraints = model.getConstraintSet()
-        enforced = [constraints.get(i).getName() for i in range(constraints.getSize())
-                    if constraints.get(i).isEnforced(s)]
+        enforced = [
+            constraints.get(i).getName() for i in range(constraints.getSize()) if constraints.get(i).isEnforced(s)
+        ]
         if enforced and np.isinf(setup.constraint_weight):
-            raise KinestreamError(f"the fast IK solver cannot enforce the model's constraints "
-                                  f"({', '.join(enforced[:4])}{', ...' if len(enforced) > 4 else ''}); "
-                                  f"use ik.solver = \"opensim\" for this model")
+            raise KinestreamError(
+                f"the fast IK solver cannot enforce the model's constraints "
+                f"({', '.join(enforced[:4])}{', ...' if len(enforced) > 4 else ''}); "
+                f'use ik.solver = "opensim" for this model'
+            )
         markers = model.getMarkerSet()
         model.realizePosition(s)
         self._markers = []
@@ -93,8 +104,10 @@ class FastIK:
         q_neutral = s.getQ().to_numpy().copy()
         self.nq = q_neutral.size
         if s.getNU() != self.nq:
-            raise KinestreamError(f"the model has {self.nq} coordinates but {s.getNU()} speeds (quaternion "
-                                  f"joints); use ik.solver = \"opensim\" for this model")
+            raise KinestreamError(
+                f"the model has {self.nq} coordinates but {s.getNU()} speeds (quaternion "
+                f'joints); use ik.solver = "opensim" for this model'
+            )
         self.qindex = np.zeros(cs.getSize(), dtype=int)
         for i in range(cs.getSize()):
             coord = cs.get(i)
@@ -105,8 +118,9 @@ class FastIK:
             s.setQ(osim.Vector(q_neutral.tolist()))
             coord.setLocked(s, locked)
             if moved.size != 1:
-                raise KinestreamError(f"coordinate {coord.getName()} is not one Simbody q; use ik.solver = "
-                                      f"\"opensim\" for this model")
+                raise KinestreamError(
+                    f'coordinate {coord.getName()} is not one Simbody q; use ik.solver = "opensim" for this model'
+                )
             self.qindex[i] = moved[0]
         # per Simbody q: bounds (clamped coordinates), locked, rotational, and whether it places the whole body
         self.lower = np.full(self.nq, -np.inf)
@@ -125,9 +139,11 @@ class FastIK:
             self._root[k] = coord.getJoint().getParentFrame().findBaseFrame().getName() == ground
         self._wrappable = rotational & np.isinf(self.lower) & ~self._locked
         # coordinate tasks (off by default): rows sqrt(w) (q - value) of the same objective
-        tasks = [(self.qindex[cs.getIndex(name)], weight,
-                  cs.get(name).getDefaultValue() if value is None else value)
-                 for name, (weight, value) in setup.coordinate_tasks.items() if cs.contains(name)]
+        tasks = [
+            (self.qindex[cs.getIndex(name)], weight, cs.get(name).getDefaultValue() if value is None else value)
+            for name, (weight, value) in setup.coordinate_tasks.items()
+            if cs.contains(name)
+        ]
         self._task_index = np.array([t[0] for t in tasks], dtype=int)
         self._task_sqrtw = np.sqrt(np.array([t[1] for t in tasks], dtype=float))
         self._task_value = np.array([t[2] for t in tasks], dtype=float)
@@ -176,8 +192,10 @@ class FastIK:
             xm = self.positions().ravel()
             worst = max(worst, float(np.max(np.abs((xp - xm) / (2 * h) - jac[:, k]))))
         if worst > 1e-4:
-            raise KinestreamError(f"the model's marker Jacobian is not dx/dq (off by {worst:.2g}; joints whose "
-                                  f"coordinates are not their speeds); use ik.solver = \"opensim\" for this model")
+            raise KinestreamError(
+                f"the model's marker Jacobian is not dx/dq (off by {worst:.2g}; joints whose "
+                f'coordinates are not their speeds); use ik.solver = "opensim" for this model'
+            )
 
     # -- the objective
 
@@ -213,8 +231,9 @@ class FastIK:
         r, _ = self._residual(np.asarray(q, dtype=float), obs, sqrtw)
         return 0.5 * float(r @ r)
 
-    def _update_curvature(self, s: np.ndarray, grad: np.ndarray, grad_before: np.ndarray, jac_before: np.ndarray,
-                          r: np.ndarray) -> None:
+    def _update_curvature(
+        self, s: np.ndarray, grad: np.ndarray, grad_before: np.ndarray, jac_before: np.ndarray, r: np.ndarray
+    ) -> None:
         """Learn the residuals' own curvature (the part of the Hessian Gauss-Newton leaves out) from a step.
 
         The secant update of Dennis, Gay and Welsch (NL2SOL): with step s, the
@@ -286,14 +305,14 @@ class FastIK:
                 grad = np.where(held, 0.0, grad)
             # converged when even the undamped model's best step would gain too little (Newton decrement)
             undamped = hessian.copy()
-            undamped.flat[::n + 1] += 1e-9 * diag
+            undamped.flat[:: n + 1] += 1e-9 * diag
             undamped[held, held] = 1.0
             _, decrement, info = dposv(undamped, grad)
             if info != 0:  # the curvature learnt so far does not fit here: forget it, use Gauss-Newton's
                 self._curvature[:] = 0.0
                 hessian = np.where(held[:, None] | held[None, :], 0.0, normal)
                 undamped = hessian.copy()
-                undamped.flat[::n + 1] += 1e-9 * diag
+                undamped.flat[:: n + 1] += 1e-9 * diag
                 undamped[held, held] = 1.0
                 _, decrement, info = dposv(undamped, grad)
             if info == 0 and 0.5 * float(grad @ decrement) <= self.ftol * cost:
@@ -305,7 +324,7 @@ class FastIK:
                     step, undamped_step = undamped_step, None
                 else:
                     system = hessian.copy()
-                    system.flat[::n + 1] += lam * diag
+                    system.flat[:: n + 1] += lam * diag
                     system[held, held] = 1.0
                     _, step, info = dposv(system, grad)
                 if info == 0:  # positive definite: a step downhill

@@ -14,9 +14,31 @@ from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable
 
 BODY_25 = [
-    "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist",
-    "MidHip", "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye",
-    "REar", "LEar", "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel",
+    "Nose",
+    "Neck",
+    "RShoulder",
+    "RElbow",
+    "RWrist",
+    "LShoulder",
+    "LElbow",
+    "LWrist",
+    "MidHip",
+    "RHip",
+    "RKnee",
+    "RAnkle",
+    "LHip",
+    "LKnee",
+    "LAnkle",
+    "REye",
+    "LEye",
+    "REar",
+    "LEar",
+    "LBigToe",
+    "LSmallToe",
+    "LHeel",
+    "RBigToe",
+    "RSmallToe",
+    "RHeel",
 ]
 LAYOUTS = {"BODY_25": BODY_25}
 
@@ -28,9 +50,26 @@ DERIVED = {"MidHip": ("RHip", "LHip"), "Neck": ("RShoulder", "LShoulder")}
 
 # What the augmenter reads (both body halves) plus its reference marker.
 REQUIRED = [
-    "Neck", "RShoulder", "LShoulder", "RHip", "LHip", "RKnee", "LKnee", "RAnkle", "LAnkle",
-    "RHeel", "LHeel", "RSmallToe", "LSmallToe", "RBigToe", "LBigToe",
-    "RElbow", "LElbow", "RWrist", "LWrist", "MidHip",
+    "Neck",
+    "RShoulder",
+    "LShoulder",
+    "RHip",
+    "LHip",
+    "RKnee",
+    "LKnee",
+    "RAnkle",
+    "LAnkle",
+    "RHeel",
+    "LHeel",
+    "RSmallToe",
+    "LSmallToe",
+    "RBigToe",
+    "LBigToe",
+    "RElbow",
+    "LElbow",
+    "RWrist",
+    "LWrist",
+    "MidHip",
 ]
 
 
@@ -58,7 +97,8 @@ def complete_keypoints(table: MarkerTable, required: list[str] | None = None) ->
         raise KinestreamError(
             f"the trial lacks keypoints {missing}; it has {table.names}. kinestream needs the BODY_25 body "
             f"and feet keypoints {REQUIRED} (MidHip and Neck may be absent: they are derived from the hips "
-            f"and shoulders)")
+            f"and shoulders)"
+        )
     out.meta["derived"] = derived
     return out
 
@@ -72,9 +112,15 @@ def rotation_matrix(axis: str, degrees: float) -> np.ndarray:
     return Rotation.from_euler(axis.lower(), degrees, degrees=True).as_matrix()
 
 
-def keypoints_to_table(keypoints: np.ndarray, rate: float, names: list[str] | None = None,
-                       rotation: tuple[str, float] | None = None, start_time: float = 0.0,
-                       confidence: np.ndarray | None = None, min_confidence: float = 0.0) -> MarkerTable:
+def keypoints_to_table(
+    keypoints: np.ndarray,
+    rate: float,
+    names: list[str] | None = None,
+    rotation: tuple[str, float] | None = None,
+    start_time: float = 0.0,
+    confidence: np.ndarray | None = None,
+    min_confidence: float = 0.0,
+) -> MarkerTable:
     """A marker table from a keypoint array (frames x keypoints x 3, metres).
 
     ``names`` defaults to BODY_25 order. ``rotation`` = (axis, degrees) turns

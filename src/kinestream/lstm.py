@@ -120,8 +120,8 @@ class LstmStack:
             inp = xt
             for k, layer in enumerate(self.layers):
                 z = inp @ layer.kernel + h[k] @ layer.recurrent + layer.bias
-                i, f, o = (self._gate(z[j * u:(j + 1) * u]) for j in (0, 1, 3))
-                g = np.tanh(z[2 * u:3 * u])
+                i, f, o = (self._gate(z[j * u : (j + 1) * u]) for j in (0, 1, 3))
+                g = np.tanh(z[2 * u : 3 * u])
                 c[k] = f * c[k] + i * g
                 h[k] = o * np.tanh(c[k])
                 inp = h[k]
@@ -143,9 +143,11 @@ def _attr(node, name, default=None):
 
 
 def _fail(path: Path, why: str) -> KinestreamError:
-    return KinestreamError(f"augmenter model {path} is not a stack of LSTM layers and a dense layer that "
-                           f"kinestream can run frame by frame ({why}); use mode='windowed', which runs the "
-                           f"model as it is")
+    return KinestreamError(
+        f"augmenter model {path} is not a stack of LSTM layers and a dense layer that "
+        f"kinestream can run frame by frame ({why}); use mode='windowed', which runs the "
+        f"model as it is"
+    )
 
 
 def _read_layer(path: Path, loop, inits: dict[str, np.ndarray]) -> tuple[LstmLayer, tuple, str, tuple | None]:
@@ -247,7 +249,7 @@ def _read_layer(path: Path, loop, inits: dict[str, np.ndarray]) -> tuple[LstmLay
     order = tuple(sorted(GATES, key=lambda q: role[q]))  # source order of the slices
 
     def canonical(w):
-        return np.concatenate([w[..., role[q] * u:(role[q] + 1) * u] for q in GATES], axis=-1).astype(np.float32)
+        return np.concatenate([w[..., role[q] * u : (role[q] + 1) * u] for q in GATES], axis=-1).astype(np.float32)
 
     layer = LstmLayer(canonical(kernel), canonical(recurrent), canonical(bias))
     return layer, order, kind, hard
@@ -265,8 +267,11 @@ def read_stack(model_path: str | Path) -> LstmStack:
         raise KinestreamError(f"augmenter model {path} could not be read: {exc}") from None
     graph = model.graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    loops = [n for n in graph.node if n.op_type == "Loop"
-             and any(m.op_type == "Split" and len(m.output) == 4 for m in _attr(n, "body").node)]
+    loops = [
+        n
+        for n in graph.node
+        if n.op_type == "Loop" and any(m.op_type == "Split" and len(m.output) == 4 for m in _attr(n, "body").node)
+    ]
     if not loops:
         raise _fail(path, "no LSTM time loop found")
     layers, orders, kinds, hard = [], set(), set(), None
@@ -280,7 +285,7 @@ def read_stack(model_path: str | Path) -> LstmStack:
         raise _fail(path, f"layers differ in gate order or activation ({orders}, {kinds})")
     if len({layer.units for layer in layers}) != 1:
         raise _fail(path, "the layers have different numbers of units")
-    for a, b in zip(layers, layers[1:]):
+    for a, b in zip(layers, layers[1:], strict=False):
         if b.n_inputs != a.units:
             raise _fail(path, f"a layer with {a.units} units feeds a layer reading {b.n_inputs} inputs")
     n_in = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim][-1]
@@ -289,29 +294,39 @@ def read_stack(model_path: str | Path) -> LstmStack:
 
     # dense layer: the one top-level product with a constant (units, n_out) matrix, plus its bias
     u = layers[-1].units
-    dense = [(n, inits[n.input[1]]) for n in graph.node if n.op_type in ("MatMul", "Gemm")
-             and n.input[1] in inits and inits[n.input[1]].ndim == 2 and inits[n.input[1]].shape[0] == u]
+    dense = [
+        (n, inits[n.input[1]])
+        for n in graph.node
+        if n.op_type in ("MatMul", "Gemm")
+        and n.input[1] in inits
+        and inits[n.input[1]].ndim == 2
+        and inits[n.input[1]].shape[0] == u
+    ]
     if len(dense) != 1:
         raise _fail(path, f"{len(dense)} dense layers after the LSTM layers, expected 1")
     dense_w = dense[0][1]
     n_out = dense_w.shape[1]
-    biases = [inits[i] for n in graph.node if n.op_type in ("Add", "Gemm") for i in n.input
-              if i in inits and inits[i].dtype == np.float32 and inits[i].shape == (n_out,)]
+    biases = [
+        inits[i]
+        for n in graph.node
+        if n.op_type in ("Add", "Gemm")
+        for i in n.input
+        if i in inits and inits[i].dtype == np.float32 and inits[i].shape == (n_out,)
+    ]
     if len(biases) > 1:
         raise _fail(path, "more than one candidate bias for the dense layer")
     dense_b = biases[0] if biases else np.zeros(n_out, np.float32)
     acts = sorted({n.op_type for n in graph.node if n.op_type in _OUTPUT_ACTIVATIONS})
     if acts:
         raise _fail(path, f"activation {acts} outside the LSTM cells")
-    return LstmStack(layers, dense_w.astype(np.float32), dense_b.astype(np.float32), orders.pop(), kinds.pop(),
-                     hard)
+    return LstmStack(layers, dense_w.astype(np.float32), dense_b.astype(np.float32), orders.pop(), kinds.pop(), hard)
 
 
 # --------------------------------------------------------------------------------------------------------
 # The one-step graph
 
 
-def _const(name: str, array) -> "object":
+def _const(name: str, array) -> object:
     from onnx import numpy_helper
 
     return numpy_helper.from_array(np.ascontiguousarray(array), name)
@@ -324,12 +339,16 @@ def _add_stack(prefix: str, stack: LstmStack, nodes: list, inits: list, inputs: 
     f32 = TensorProto.FLOAT
     x, h, c = f"{prefix}.x", f"{prefix}.h", f"{prefix}.c"
     state = [n_layers, 1, u]
-    inputs += [helper.make_tensor_value_info(x, f32, [1, 1, stack.n_inputs]),
-               helper.make_tensor_value_info(h, f32, state),
-               helper.make_tensor_value_info(c, f32, state)]
-    outputs += [helper.make_tensor_value_info(f"{prefix}.y", f32, [1, stack.n_outputs]),
-                helper.make_tensor_value_info(f"{prefix}.h_next", f32, state),
-                helper.make_tensor_value_info(f"{prefix}.c_next", f32, state)]
+    inputs += [
+        helper.make_tensor_value_info(x, f32, [1, 1, stack.n_inputs]),
+        helper.make_tensor_value_info(h, f32, state),
+        helper.make_tensor_value_info(c, f32, state),
+    ]
+    outputs += [
+        helper.make_tensor_value_info(f"{prefix}.y", f32, [1, stack.n_outputs]),
+        helper.make_tensor_value_info(f"{prefix}.h_next", f32, state),
+        helper.make_tensor_value_info(f"{prefix}.c_next", f32, state),
+    ]
     if n_layers > 1:
         hs = [f"{prefix}.h{k}" for k in range(n_layers)]
         cs = [f"{prefix}.c{k}" for k in range(n_layers)]
@@ -340,38 +359,55 @@ def _add_stack(prefix: str, stack: LstmStack, nodes: list, inits: list, inputs: 
         hs, cs = [h], [c]
     # ONNX's LSTM operator orders the gates i, o, f, c (c: the tanh candidate, g here) and stores
     # weights as (directions, 4u, n_in); B is the input bias followed by the recurrent bias.
-    perm = np.r_[0:u, 3 * u:4 * u, u:2 * u, 2 * u:3 * u]
+    perm = np.r_[0:u, 3 * u : 4 * u, u : 2 * u, 2 * u : 3 * u]
     gate = "HardSigmoid" if stack.hard_sigmoid else "Sigmoid"
     extra = {}
     if stack.hard_sigmoid:
-        extra = dict(activation_alpha=[stack.hard_sigmoid[0], 1.0, 1.0],
-                     activation_beta=[stack.hard_sigmoid[1], 0.0, 0.0])
+        extra = dict(
+            activation_alpha=[stack.hard_sigmoid[0], 1.0, 1.0], activation_beta=[stack.hard_sigmoid[1], 0.0, 0.0]
+        )
     inp = x
     h_new, c_new = [], []
     for k, layer in enumerate(stack.layers):
         p = f"{prefix}.l{k}"
-        inits += [_const(f"{p}.W", layer.kernel[:, perm].T[None]),
-                  _const(f"{p}.R", layer.recurrent[:, perm].T[None]),
-                  _const(f"{p}.B", np.concatenate([layer.bias[perm], np.zeros(4 * u, np.float32)])[None])]
+        inits += [
+            _const(f"{p}.W", layer.kernel[:, perm].T[None]),
+            _const(f"{p}.R", layer.recurrent[:, perm].T[None]),
+            _const(f"{p}.B", np.concatenate([layer.bias[perm], np.zeros(4 * u, np.float32)])[None]),
+        ]
         # one time step: Y_h (directions=1, batch=1, u) is also the next layer's (seq=1, batch=1, u) input
-        nodes.append(helper.make_node("LSTM", [inp, f"{p}.W", f"{p}.R", f"{p}.B", "", hs[k], cs[k]],
-                                      ["", f"{p}.h_new", f"{p}.c_new"], hidden_size=u,
-                                      activations=[gate, "Tanh", "Tanh"], **extra))
+        nodes.append(
+            helper.make_node(
+                "LSTM",
+                [inp, f"{p}.W", f"{p}.R", f"{p}.B", "", hs[k], cs[k]],
+                ["", f"{p}.h_new", f"{p}.c_new"],
+                hidden_size=u,
+                activations=[gate, "Tanh", "Tanh"],
+                **extra,
+            )
+        )
         inp = f"{p}.h_new"
         h_new.append(f"{p}.h_new")
         c_new.append(f"{p}.c_new")
-    inits += [_const(f"{prefix}.Wd", stack.dense_w), _const(f"{prefix}.bd", stack.dense_b),
-              _const(f"{prefix}.row", np.array([1, u], np.int64))]
+    inits += [
+        _const(f"{prefix}.Wd", stack.dense_w),
+        _const(f"{prefix}.bd", stack.dense_b),
+        _const(f"{prefix}.row", np.array([1, u], np.int64)),
+    ]
     nodes += [
         helper.make_node("Reshape", [inp, f"{prefix}.row"], [f"{prefix}.h_last"]),
         helper.make_node("Gemm", [f"{prefix}.h_last", f"{prefix}.Wd", f"{prefix}.bd"], [f"{prefix}.y"]),
     ]
     if n_layers > 1:
-        nodes += [helper.make_node("Concat", h_new, [f"{prefix}.h_next"], axis=0),
-                  helper.make_node("Concat", c_new, [f"{prefix}.c_next"], axis=0)]
+        nodes += [
+            helper.make_node("Concat", h_new, [f"{prefix}.h_next"], axis=0),
+            helper.make_node("Concat", c_new, [f"{prefix}.c_next"], axis=0),
+        ]
     else:
-        nodes += [helper.make_node("Identity", h_new, [f"{prefix}.h_next"]),
-                  helper.make_node("Identity", c_new, [f"{prefix}.c_next"])]
+        nodes += [
+            helper.make_node("Identity", h_new, [f"{prefix}.h_next"]),
+            helper.make_node("Identity", c_new, [f"{prefix}.c_next"]),
+        ]
 
 
 def build_step_model(stacks: dict[str, LstmStack]):
@@ -477,20 +513,22 @@ class StepModel:
         self._feed = {}
         for k, keys in enumerate(self._keys):
             h, c = self.zero_state(k)
-            self._feed.update(zip(keys, (np.zeros((1, 1, self.n_inputs[k]), np.float32), h, c)))
+            self._feed.update(zip(keys, (np.zeros((1, 1, self.n_inputs[k]), np.float32), h, c), strict=False))
 
     def zero_state(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Zero h and c, (layers, 1, units) each, of stack number ``k``."""
         shape = self.state_shapes[k]
         return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
 
-    def step(self, inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]
-             ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    def step(
+        self, inputs: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
         """``(x (1, 1, n_in), h, c)`` per stack in, ``(y (1, n_out), h_next, c_next)`` out."""
         feed = self._feed
-        for keys, given in zip(self._keys, inputs):
+        for keys, given in zip(self._keys, inputs, strict=False):
             if given is not None:
                 feed[keys[0]], feed[keys[1]], feed[keys[2]] = given
         out = self.session.run(self._outputs, feed)
-        return [None if given is None else (out[3 * k], out[3 * k + 1], out[3 * k + 2])
-                for k, given in enumerate(inputs)]
+        return [
+            None if given is None else (out[3 * k], out[3 * k + 1], out[3 * k + 2]) for k, given in enumerate(inputs)
+        ]

@@ -18,17 +18,16 @@ from kinestream import clean, scale, solve
 from kinestream.assets import Assets, get_assets
 from kinestream.augment import Augmenter, augment_table, check_subject
 from kinestream.errors import KinestreamError
-from kinestream.ingest import DERIVED, complete_keypoints
 from kinestream.files.mot import Motion, solved_rows, write_mot
-from kinestream.plots import peak, plot_angles
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
+from kinestream.ingest import DERIVED, complete_keypoints
+from kinestream.plots import peak, plot_angles
 
 
 def _bar(total: int, desc: str, unit: str = "frame"):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True,
-                disable=None)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True, disable=None)
 
 
 def parse_static(spec) -> str | tuple[float, float]:
@@ -41,8 +40,9 @@ def parse_static(spec) -> str | tuple[float, float]:
         try:
             start, end = (float(x) for x in str(spec).split(":"))
         except ValueError:
-            raise KinestreamError(f"static range {spec!r} is not valid; give START:END in seconds, e.g. 0.5:1.5, "
-                                  f"or 'auto'") from None
+            raise KinestreamError(
+                f"static range {spec!r} is not valid; give START:END in seconds, e.g. 0.5:1.5, or 'auto'"
+            ) from None
     if not end > start:
         raise KinestreamError(f"static range {start}:{end} is empty; END must be after START")
     return float(start), float(end)
@@ -55,8 +55,13 @@ def load_keypoints(path: str | Path) -> MarkerTable:
 
 def clean_keypoints(table: MarkerTable, config: dict) -> tuple[MarkerTable, object]:
     c = config.get("clean", {})
-    return clean.clean_table(table, cutoff_hz=c.get("cutoff_hz", 6.0), max_gap_s=c.get("max_gap_s", 0.2),
-                             gap_method=c.get("gap_method", "pchip"), order=int(c.get("filter_order", 4)))
+    return clean.clean_table(
+        table,
+        cutoff_hz=c.get("cutoff_hz", 6.0),
+        max_gap_s=c.get("max_gap_s", 0.2),
+        gap_method=c.get("gap_method", "pchip"),
+        order=int(c.get("filter_order", 4)),
+    )
 
 
 def describe_clean(report, table: MarkerTable) -> str:
@@ -64,8 +69,7 @@ def describe_clean(report, table: MarkerTable) -> str:
     return f"{cut}, zero lag; " + report.gaps.describe(table.names, table.rate)
 
 
-def augment_keypoints(table: MarkerTable, height: float, mass: float, assets: Assets,
-                      floor_offset: bool = False):
+def augment_keypoints(table: MarkerTable, height: float, mass: float, assets: Assets, floor_offset: bool = False):
     return augment_table(table, Augmenter.from_assets(assets), height, mass, apply_floor_offset=floor_offset)
 
 
@@ -92,13 +96,25 @@ def ik_setup_from_config(ik_setup: str | Path, ik: dict) -> solve.IKSetup:
 
 def streaming_ik(model, setup: solve.IKSetup, names: list[str], ik: dict) -> solve.StreamingIK:
     """The frame-wise IK core with the ``[ik]`` settings (solver, marker and outlier thresholds)."""
-    return solve.StreamingIK(model, setup, names, min_markers=int(ik.get("min_markers", 6)),
-                             reassemble_mm=float(ik.get("reassemble_mm", 80.0)),
-                             outlier_mm=float(ik.get("outlier_mm", 150.0)), solver=str(ik.get("solver", "fast")))
+    return solve.StreamingIK(
+        model,
+        setup,
+        names,
+        min_markers=int(ik.get("min_markers", 6)),
+        reassemble_mm=float(ik.get("reassemble_mm", 80.0)),
+        outlier_mm=float(ik.get("outlier_mm", 150.0)),
+        solver=str(ik.get("solver", "fast")),
+    )
 
 
-def run_ik(model_path: str | Path, markers: MarkerTable, ik_setup: str | Path, config: dict | None = None,
-           marker_set: str | Path | None = None, desc: str = "IK") -> solve.IKResult:
+def run_ik(
+    model_path: str | Path,
+    markers: MarkerTable,
+    ik_setup: str | Path,
+    config: dict | None = None,
+    marker_set: str | Path | None = None,
+    desc: str = "IK",
+) -> solve.IKResult:
     """IK on every frame with a progress bar; accuracy and constraint weight from the config."""
     ik = (config or {}).get("ik", {})
     setup = ik_setup_from_config(ik_setup, ik)
@@ -125,21 +141,31 @@ class ProcessResult:
         rmse = m.get("rmse_mm")
         lines = list(self.messages)
         lines.append(f"IK marker error: mean {np.nanmean(rmse):.1f} mm RMS, worst frame {np.nanmax(rmse):.1f} mm")
-        lines.append("peak flexion (deg): " + ", ".join(
-            f"{n} {peak(m, n):.1f}" for n in ("hip_flexion_r", "hip_flexion_l", "knee_angle_r", "knee_angle_l")))
+        lines.append(
+            "peak flexion (deg): "
+            + ", ".join(
+                f"{n} {peak(m, n):.1f}" for n in ("hip_flexion_r", "hip_flexion_l", "knee_angle_r", "knee_angle_l")
+            )
+        )
         written = (self.augmented_trc, None if self.model_given else self.scaled_model, self.mot, self.plot)
         lines += [f"wrote {p}" for p in written if p]
         return "\n".join(lines)
 
 
-def compare(motion: Motion, truth: Motion, names=("hip_flexion_r", "hip_flexion_l", "knee_angle_r", "knee_angle_l",
-                                                   "ankle_angle_r", "ankle_angle_l")) -> dict[str, float]:
+def compare(
+    motion: Motion,
+    truth: Motion,
+    names=("hip_flexion_r", "hip_flexion_l", "knee_angle_r", "knee_angle_l", "ankle_angle_r", "ankle_angle_l"),
+) -> dict[str, float]:
     """RMS difference (deg) per coordinate, on the frames both motions share (matched by time)."""
     t = np.intersect1d(np.round(motion.time, 6), np.round(truth.time, 6))
     a = np.isin(np.round(motion.time, 6), t)
     b = np.isin(np.round(truth.time, 6), t)
-    return {n: float(np.sqrt(np.nanmean((motion.get(n)[a] - truth.get(n)[b]) ** 2)))
-            for n in names if n in motion and n in truth}
+    return {
+        n: float(np.sqrt(np.nanmean((motion.get(n)[a] - truth.get(n)[b]) ** 2)))
+        for n in names
+        if n in motion and n in truth
+    }
 
 
 class FrameProcessor:
@@ -158,7 +184,8 @@ class FrameProcessor:
         self.config = config
         self.rate = rate
         self.augmenter = StreamingAugmenter.from_assets(
-            assets, height, mass, reset_after=int(config.get("augment", {}).get("reset_after_frames", 10)))
+            assets, height, mass, reset_after=int(config.get("augment", {}).get("reset_after_frames", 10))
+        )
         self.keypoints = list(self.augmenter.keypoints)
         self.cleaner = StreamingCleaner.from_config(config.get("clean", {}), len(self.keypoints), rate)
         self.markers = list(self.augmenter.markers)
@@ -215,8 +242,10 @@ class FrameProcessor:
         try:
             cleaner = StreamingCleaner.from_config(self.config.get("clean", {}), len(self.keypoints), measured)
         except KinestreamError as exc:  # e.g. the cutoff above that rate's Nyquist frequency
-            self.notes.append(f"the stream runs at {measured:g} Hz, but the filter cannot be designed for it "
-                              f"({exc}); kept {self.rate:g} Hz")
+            self.notes.append(
+                f"the stream runs at {measured:g} Hz, but the filter cannot be designed for it "
+                f"({exc}); kept {self.rate:g} Hz"
+            )
             return
         self.notes.append(f"the stream runs at {measured:g} Hz, not {self.rate:g} Hz: filter redesigned")
         self.rate = measured
@@ -274,8 +303,9 @@ class FrameProcessor:
         return self.cleaner.delay_ms()
 
 
-def stream_augment(table: MarkerTable, height: float, mass: float, assets: Assets, config: dict,
-                   progress=None) -> tuple[MarkerTable, list[str]]:
+def stream_augment(
+    table: MarkerTable, height: float, mass: float, assets: Assets, config: dict, progress=None
+) -> tuple[MarkerTable, list[str]]:
     """The live service's FrameProcessor fed one frame at a time from a recorded trial.
 
     Keypoints are rounded to float32 first, as the wire protocol carries
@@ -303,15 +333,23 @@ def stream_augment(table: MarkerTable, height: float, mass: float, assets: Asset
     for out in processor.flush():
         take(out)
     counts = processor.cleaner.counts()
-    notes = [f"streaming clean: {processor.cleaner.describe()}, delay {processor.delay_ms():.0f} ms at 1 Hz; "
-             f"{counts['bridged']} marker-frames bridged, {counts['outliers']} "
-             f"outliers, {counts['missing']} missing",
-             f"streaming augmenter: {processor.augmenter.resets} state resets"]
+    notes = [
+        f"streaming clean: {processor.cleaner.describe()}, delay {processor.delay_ms():.0f} ms at 1 Hz; "
+        f"{counts['bridged']} marker-frames bridged, {counts['outliers']} "
+        f"outliers, {counts['missing']} missing",
+        f"streaming augmenter: {processor.augmenter.resets} state resets",
+    ]
     return MarkerTable(columns, xyz, table.time.copy(), table.rate, dict(table.meta)), notes
 
 
-def stream_ik(model_path: str | Path, markers: MarkerTable, ik_setup: str | Path, config: dict | None = None,
-              marker_set: str | Path | None = None, desc: str = "IK (frame-wise)") -> solve.IKResult:
+def stream_ik(
+    model_path: str | Path,
+    markers: MarkerTable,
+    ik_setup: str | Path,
+    config: dict | None = None,
+    marker_set: str | Path | None = None,
+    desc: str = "IK (frame-wise)",
+) -> solve.IKResult:
     """The frame-wise IK core on every frame of a table, as the live service runs it."""
     ik = (config or {}).get("ik", {})
     setup = ik_setup_from_config(ik_setup, ik)
@@ -331,16 +369,28 @@ def stream_ik(model_path: str | Path, markers: MarkerTable, ik_setup: str | Path
                 notes.append(f"t={markers.time[i]:.3f} s: {frame.event}")
             bar.update()
     c = solver.counts
-    notes.append(f"frame-wise IK: {c['solved']}/{c['frames']} frames solved, {c['outlier_markers']} outlier markers "
-                 f"left out, {c['reassembled']} re-assembled, {c['failed']} failed, {c['too_few_markers']} with too "
-                 f"few markers")
+    notes.append(
+        f"frame-wise IK: {c['solved']}/{c['frames']} frames solved, {c['outlier_markers']} outlier markers "
+        f"left out, {c['reassembled']} re-assembled, {c['failed']} failed, {c['too_few_markers']} with too "
+        f"few markers"
+    )
     motion = Motion(markers.time.copy(), solver.coordinates + ["rmse_mm"], np.column_stack([q, rmse]))
     return solve.IKResult(motion, rmse, emax, solver.names, notes)
 
 
-def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, config: dict,
-            static="auto", plot: bool = True, log=print, truth: Motion | None = None, streaming: bool = False,
-            model: str | Path | None = None) -> ProcessResult:
+def process(
+    trial: str | Path,
+    mass: float,
+    height: float,
+    out_dir: str | Path,
+    config: dict,
+    static="auto",
+    plot: bool = True,
+    log=print,
+    truth: Motion | None = None,
+    streaming: bool = False,
+    model: str | Path | None = None,
+) -> ProcessResult:
     """All four steps on a recorded trial; writes the augmented .trc, scaled .osim, .mot and a plot.
 
     ``streaming`` runs clean, augment and IK through the frame-by-frame cores
@@ -379,8 +429,9 @@ def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, 
             messages.append(describe_clean(creport, keypoints))
             steps.update()
             steps.set_postfix_str("augment")
-            augmented, areport = augment_keypoints(cleaned, height, mass, assets,
-                                                   bool(config.get("augment", {}).get("floor_offset", False)))
+            augmented, areport = augment_keypoints(
+                cleaned, height, mass, assets, bool(config.get("augment", {}).get("floor_offset", False))
+            )
             messages.append(areport.describe())
             steps.update()
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -391,18 +442,27 @@ def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, 
         if model is not None:
             scaled_model = Path(model)
             if not scaled_model.is_file():
-                raise KinestreamError(f"model {scaled_model} does not exist; give a scaled .osim or leave --model "
-                                      f"out to scale from the trial's static pose")
+                raise KinestreamError(
+                    f"model {scaled_model} does not exist; give a scaled .osim or leave --model "
+                    f"out to scale from the trial's static pose"
+                )
             messages.append(f"using the scaled model {scaled_model}")
         else:
             sc = config.get("scale", {})
-            sresult = scale.scale_model(augmented, mass, height, out_dir / f"{stem}_scaled.osim", assets,
-                                        static=static,
-                                        thresholds_mm=tuple(sc.get("still_threshold_mm", (3.0, 15.0))),
-                                        windows_s=tuple(sc.get("still_window_s", (1.0, 0.1))))
+            sresult = scale.scale_model(
+                augmented,
+                mass,
+                height,
+                out_dir / f"{stem}_scaled.osim",
+                assets,
+                static=static,
+                thresholds_mm=tuple(sc.get("still_threshold_mm", (3.0, 15.0))),
+                windows_s=tuple(sc.get("still_window_s", (1.0, 0.1))),
+            )
             messages += sresult.messages
-            messages.append(f"scaled model marker error: {sresult.rmse_mm:.1f} mm RMS "
-                            f"(max {sresult.max_error_mm:.1f} mm)")
+            messages.append(
+                f"scaled model marker error: {sresult.rmse_mm:.1f} mm RMS (max {sresult.max_error_mm:.1f} mm)"
+            )
             scaled_model = Path(sresult.model_path)
         steps.update()
         clock["scale"] = perf_counter()
@@ -419,11 +479,17 @@ def process(trial: str | Path, mass: float, height: float, out_dir: str | Path, 
         steps.update()
         clock["IK"] = perf_counter()
     marks = list(clock.items())
-    messages.append("time: " + ", ".join(f"{'read + clean + augment' if name == 'augment' else name} "
-                                         f"{t - marks[i][1]:.1f} s" for i, (name, t) in enumerate(marks[1:]))
-                    + f" ({ik.motion.time.size} frames, IK solver {(config.get('ik') or {}).get('solver', 'fast')})")
+    messages.append(
+        "time: "
+        + ", ".join(
+            f"{'read + clean + augment' if name == 'augment' else name} {t - marks[i][1]:.1f} s"
+            for i, (name, t) in enumerate(marks[1:])
+        )
+        + f" ({ik.motion.time.size} frames, IK solver {(config.get('ik') or {}).get('solver', 'fast')})"
+    )
     png = plot_angles(solved, out_dir / f"{stem}_angles.png", title=stem, truth=truth) if plot else None
     if truth is not None:
-        messages.append("RMS error vs truth (deg): " + ", ".join(
-            f"{n} {e:.1f}" for n, e in compare(solved, truth).items()))
+        messages.append(
+            "RMS error vs truth (deg): " + ", ".join(f"{n} {e:.1f}" for n, e in compare(solved, truth).items())
+        )
     return ProcessResult(augmented_trc, scaled_model, mot, png, solved, messages, model_given=model is not None)

@@ -32,8 +32,10 @@ def read_model(path):
 
     path = Path(path)
     if not path.is_file():
-        raise KinestreamError(f"model {path} does not exist; give an OpenSim .osim file (the scaled model "
-                              f"'kinestream scale' or 'calibrate' writes)")
+        raise KinestreamError(
+            f"model {path} does not exist; give an OpenSim .osim file (the scaled model "
+            f"'kinestream scale' or 'calibrate' writes)"
+        )
     try:
         return opensim_module().Model(str(path))
     except Exception as exc:

@@ -29,7 +29,7 @@ def plot_angles(motion: Motion, path: str | Path, title: str = "", truth: Motion
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, axes = plt.subplots(len(PANELS), 1, figsize=(10, 9), sharex=True)
-    for ax, (label, names) in zip(axes, PANELS):
+    for ax, (label, names) in zip(axes, PANELS, strict=False):
         for name in names:
             if name not in motion:
                 continue
@@ -76,32 +76,56 @@ def plot_reps(motion: Motion, events, path: str | Path, settings=None, partials=
     for name, colour in colours.items():
         if name in motion:
             ax.plot(motion.time, motion.get(name), lw=1.3, color=colour, label=name)
-    top = max([float(np.nanmax(motion.get(n))) for n in colours if n in motion and np.isfinite(motion.get(n)).any()]
-              or [90.0])
+    top = max(
+        [float(np.nanmax(motion.get(n))) for n in colours if n in motion and np.isfinite(motion.get(n)).any()] or [90.0]
+    )
     if settings is not None:
-        for level, label in ((settings.knee_start_deg, "start/end"), (settings.min_depth_deg, "min depth"),
-                             (settings.deep_knee_deg, "deep")):
+        for level, label in (
+            (settings.knee_start_deg, "start/end"),
+            (settings.min_depth_deg, "min depth"),
+            (settings.deep_knee_deg, "deep"),
+        ):
             ax.axhline(level, color="0.4", ls=":", lw=0.9)
             ax.text(motion.time[0], level, f" {label} {level:g}", va="bottom", ha="left", fontsize=7, color="0.3")
     for k, e in enumerate(events):
         ax.axvspan(e.start, e.end, color="tab:green", alpha=0.12, lw=0, label="rep" if k == 0 else None)
         ax.plot([e.bottom], [e.knee_peak], "v", color="black", ms=6)
         mark = ", ".join(m for m, on in (("deep", e.deep_enough), ("below parallel", e.below_parallel)) if on)
-        ax.annotate(f"#{e.index} {e.knee_peak:.1f}\u00b0" + (f"\n{mark}" if mark else ""), (e.bottom, e.knee_peak),
-                    xytext=(0, 7), textcoords="offset points", ha="center", fontsize=8)
+        ax.annotate(
+            f"#{e.index} {e.knee_peak:.1f}\u00b0" + (f"\n{mark}" if mark else ""),
+            (e.bottom, e.knee_peak),
+            xytext=(0, 7),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+        )
     for k, p in enumerate(partials):
-        ax.axvspan(p["start"], p["end"], facecolor="0.6", alpha=0.25, hatch="//", edgecolor="0.45", lw=0,
-                   label="partial (not a rep)" if k == 0 else None)
-        ax.annotate(f"partial {p['knee_peak']:.1f}\u00b0", (p["bottom"], p["knee_peak"]), xytext=(0, 7),
-                    textcoords="offset points", ha="center", fontsize=8, color="0.3")
+        ax.axvspan(
+            p["start"],
+            p["end"],
+            facecolor="0.6",
+            alpha=0.25,
+            hatch="//",
+            edgecolor="0.45",
+            lw=0,
+            label="partial (not a rep)" if k == 0 else None,
+        )
+        ax.annotate(
+            f"partial {p['knee_peak']:.1f}\u00b0",
+            (p["bottom"], p["knee_peak"]),
+            xytext=(0, 7),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+            color="0.3",
+        )
     ax.set_ylim(min(0.0, ax.get_ylim()[0]), top + 25)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("knee flexion (deg)")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", fontsize=8, ncol=4)
     n_partial = len(partials)
-    ax.set_title(f"{title + ': ' if title else ''}{len(events)} reps"
-                 + (f", {n_partial} partial" if n_partial else ""))
+    ax.set_title(f"{title + ': ' if title else ''}{len(events)} reps" + (f", {n_partial} partial" if n_partial else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

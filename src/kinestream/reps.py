@@ -64,8 +64,8 @@ from pathlib import Path
 import numpy as np
 
 from kinestream.errors import KinestreamError
-from kinestream.live.protocol import is_translation
 from kinestream.files.mot import Motion
+from kinestream.live.protocol import is_translation
 
 KNEES = ("knee_angle_r", "knee_angle_l")
 HIPS = ("hip_flexion_r", "hip_flexion_l")
@@ -73,15 +73,19 @@ HIPS = ("hip_flexion_r", "hip_flexion_l")
 # Joint centres: name -> body whose origin it is. The torso's long axis rides along as "torso_axis".
 CENTRE_BODIES = {
     "pelvis": "pelvis",
-    "hip_r": "femur_r", "hip_l": "femur_l",
-    "knee_r": "tibia_r", "knee_l": "tibia_l",
-    "ankle_r": "talus_r", "ankle_l": "talus_l",
+    "hip_r": "femur_r",
+    "hip_l": "femur_l",
+    "knee_r": "tibia_r",
+    "knee_l": "tibia_l",
+    "ankle_r": "talus_r",
+    "ankle_l": "talus_l",
     "torso": "torso",
 }
 TORSO_AXIS = "torso_axis"  # unit vector (not a point): the torso frame's Y axis in ground
 
 
 # --------------------------------------------------------------------------- settings
+
 
 @dataclass(frozen=True)
 class RepSettings:
@@ -118,15 +122,17 @@ class RepSettings:
         known = {f.name: f.default for f in fields(cls)}
         unknown = sorted(set(section) - set(known))
         if unknown:
-            raise KinestreamError(f"[reps] has unknown setting(s) {', '.join(unknown)}; the settings are "
-                                  f"{', '.join(known)}")
+            raise KinestreamError(
+                f"[reps] has unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(known)}"
+            )
         values = {}
         for name, default in known.items():
             value = section.get(name, default)
             number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
             if not math.isfinite(number):
-                raise KinestreamError(f"[reps] {name}={value!r} is not valid; it must be a number "
-                                      f"(default {default:g})")
+                raise KinestreamError(
+                    f"[reps] {name}={value!r} is not valid; it must be a number (default {default:g})"
+                )
             values[name] = number
         settings = cls(**values)
         settings.check(given=section)
@@ -134,6 +140,7 @@ class RepSettings:
 
     def check(self, given: dict | None = None) -> None:
         """Raise KinestreamError unless the values are usable; ``given``: the values as written, for the message."""
+
         def bad(name: str, rule: str):
             shown = (given or {}).get(name, getattr(self, name))
             raise KinestreamError(f"[reps] {name}={shown!r} is not valid; it must be {rule}")
@@ -143,8 +150,11 @@ class RepSettings:
         if not 0.0 <= self.hysteresis_deg <= 30.0:
             bad("hysteresis_deg", "from 0 to 30 degrees")
         if not self.knee_start_deg + self.hysteresis_deg < self.min_depth_deg <= 160.0:
-            bad("min_depth_deg", f"above knee_start_deg + hysteresis_deg "
-                                 f"({self.knee_start_deg + self.hysteresis_deg:g}) and at most 160 degrees")
+            bad(
+                "min_depth_deg",
+                f"above knee_start_deg + hysteresis_deg "
+                f"({self.knee_start_deg + self.hysteresis_deg:g}) and at most 160 degrees",
+            )
         if not self.min_depth_deg <= self.deep_knee_deg <= 160.0:
             bad("deep_knee_deg", f"from min_depth_deg ({self.min_depth_deg:g}) to 160 degrees")
         if not 0.0 < self.max_rep_s <= 600.0:
@@ -156,6 +166,7 @@ class RepSettings:
 
 
 # --------------------------------------------------------------------------- events
+
 
 def _r(value, digits: int):
     if value is None:
@@ -170,24 +181,24 @@ def _r(value, digits: int):
 class RepEvent:
     """One rep, measured when it ended. Angles in degrees, times in seconds (the stream's clock)."""
 
-    index: int                 # 1-based, in the session
-    start: float               # knee flexion rose through knee_start_deg
-    bottom: float              # greatest knee flexion
-    end: float                 # knee flexion fell back through knee_start_deg
+    index: int  # 1-based, in the session
+    start: float  # knee flexion rose through knee_start_deg
+    bottom: float  # greatest knee flexion
+    end: float  # knee flexion fell back through knee_start_deg
     descent_s: float
     ascent_s: float
-    knee_peak: float           # peak of the mean of both knees (at the bottom)
+    knee_peak: float  # peak of the mean of both knees (at the bottom)
     knee_peak_r: float
     knee_peak_l: float
     hip_peak_r: float | None
     hip_peak_l: float | None
-    deep_enough: bool          # knee_peak >= deep_knee_deg
+    deep_enough: bool  # knee_peak >= deep_knee_deg
     knee_asymmetry_deg: float  # right minus left knee flexion at the bottom
-    below_parallel: bool | None      # hip joint centres lower than the knee joint centres at the lowest point
+    below_parallel: bool | None  # hip joint centres lower than the knee joint centres at the lowest point
     hip_above_knee_cm: float | None  # that height difference (negative: below parallel)
-    knee_valgus_cm_r: float | None   # knee medial of the hip-ankle line, seen from the front (cm, medial +)
+    knee_valgus_cm_r: float | None  # knee medial of the hip-ankle line, seen from the front (cm, medial +)
     knee_valgus_cm_l: float | None
-    trunk_lean_deg: float | None     # torso axis from vertical, sagittal plane, forward +, at the bottom
+    trunk_lean_deg: float | None  # torso axis from vertical, sagittal plane, forward +, at the bottom
 
     @property
     def duration_s(self) -> float:
@@ -220,11 +231,16 @@ class PartialRep:
     knee_peak: float
 
     def to_dict(self) -> dict:
-        return {"start": _r(self.start, 3), "bottom": _r(self.bottom, 3), "end": _r(self.end, 3),
-                "knee_peak": _r(self.knee_peak, 1)}
+        return {
+            "start": _r(self.start, 3),
+            "bottom": _r(self.bottom, 3),
+            "end": _r(self.end, 3),
+            "knee_peak": _r(self.knee_peak, 1),
+        }
 
 
 # --------------------------------------------------------------------------- per-frame geometry
+
 
 def _point(centres: dict, name: str) -> tuple[float, float, float] | None:
     value = centres.get(name)
@@ -263,8 +279,10 @@ def frame_measures(centres: dict | None) -> tuple[float, float, float, float]:
     if not centres:
         return nan, nan, nan, nan
     try:
-        p = {name: _point(centres, name) for name in ("hip_r", "hip_l", "knee_r", "knee_l", "ankle_r", "ankle_l",
-                                                      TORSO_AXIS)}
+        p = {
+            name: _point(centres, name)
+            for name in ("hip_r", "hip_l", "knee_r", "knee_l", "ankle_r", "ankle_l", TORSO_AXIS)
+        }
     except AttributeError:  # not a mapping
         return nan, nan, nan, nan
     hip_r, hip_l, knee_r, knee_l = p["hip_r"], p["hip_l"], p["knee_r"], p["knee_l"]
@@ -278,8 +296,9 @@ def frame_measures(centres: dict | None) -> tuple[float, float, float, float]:
         return height, nan, nan, nan
     forward = _cross((0.0, 1.0, 0.0), right)
     valgus = [nan, nan]
-    for k, (hip, knee, ankle, sign) in enumerate(((hip_r, knee_r, p["ankle_r"], 1.0),
-                                                  (hip_l, knee_l, p["ankle_l"], -1.0))):
+    for k, (hip, knee, ankle, sign) in enumerate(
+        ((hip_r, knee_r, p["ankle_r"], 1.0), (hip_l, knee_l, p["ankle_l"], -1.0))
+    ):
         if not (knee and ankle):
             continue
         # Normal of the plane through hip and ankle that holds the forward direction: seen from the
@@ -324,8 +343,10 @@ class RepCounter:
         coords = list(coords)
         missing = [k for k in KNEES if k not in coords]
         if missing:
-            raise KinestreamError(f"the joint angles have no {' or '.join(missing)}; the rep counter needs both "
-                                  f"knee angles (columns: {', '.join(coords[:12])}{', ...' if len(coords) > 12 else ''})")
+            raise KinestreamError(
+                f"the joint angles have no {' or '.join(missing)}; the rep counter needs both "
+                f"knee angles (columns: {', '.join(coords[:12])}{', ...' if len(coords) > 12 else ''})"
+            )
         self.coords = coords
         self._knees = [coords.index(k) for k in KNEES]
         self._hips = [coords.index(h) if h in coords else -1 for h in HIPS]
@@ -361,8 +382,9 @@ class RepCounter:
         except (TypeError, ValueError, IndexError):
             self.counts["skipped"] += 1
             return None
-        if not (math.isfinite(t) and math.isfinite(kr) and math.isfinite(kl)) or \
-                (self._prev is not None and t <= self._prev[0]):
+        if not (math.isfinite(t) and math.isfinite(kr) and math.isfinite(kl)) or (
+            self._prev is not None and t <= self._prev[0]
+        ):
             self.counts["skipped"] += 1
             return None
         knee = 0.5 * (kr + kl)
@@ -425,16 +447,25 @@ class RepCounter:
         height = rows[:, _HEIGHT]
         lowest = float(np.nanmin(height)) if np.isfinite(height).any() else None
         event = RepEvent(
-            index=len(self.events) + 1, start=start, bottom=bottom, end=end,
-            descent_s=bottom - start, ascent_s=end - bottom,
-            knee_peak=peak, knee_peak_r=float(np.max(rows[:, _KR])), knee_peak_l=float(np.max(rows[:, _KL])),
-            hip_peak_r=peak_of(_HR), hip_peak_l=peak_of(_HL),
+            index=len(self.events) + 1,
+            start=start,
+            bottom=bottom,
+            end=end,
+            descent_s=bottom - start,
+            ascent_s=end - bottom,
+            knee_peak=peak,
+            knee_peak_r=float(np.max(rows[:, _KR])),
+            knee_peak_l=float(np.max(rows[:, _KL])),
+            hip_peak_r=peak_of(_HR),
+            hip_peak_l=peak_of(_HL),
             deep_enough=bool(peak >= s.deep_knee_deg),
             knee_asymmetry_deg=float(rows[b, _KR] - rows[b, _KL]),
             below_parallel=None if lowest is None else bool(lowest < 0.0),
             hip_above_knee_cm=lowest,
-            knee_valgus_cm_r=at_bottom(_VR), knee_valgus_cm_l=at_bottom(_VL),
-            trunk_lean_deg=at_bottom(_LEAN))
+            knee_valgus_cm_r=at_bottom(_VR),
+            knee_valgus_cm_l=at_bottom(_VL),
+            trunk_lean_deg=at_bottom(_LEAN),
+        )
         self.events.append(event)
         return event
 
@@ -512,6 +543,7 @@ def _smooth(rows: np.ndarray, cutoff_hz: float) -> np.ndarray:
 
 # --------------------------------------------------------------------------- joint centres
 
+
 def _load_model(model):
     """An OpenSim model and a fresh state from a path (or a model as it is)."""
     from kinestream.osim import read_model
@@ -526,9 +558,11 @@ def _bodies(model) -> dict:
     bodies = model.getBodySet()
     missing = [b for b in CENTRE_BODIES.values() if not bodies.contains(b)]
     if missing:
-        raise KinestreamError(f"the model {model.getName()!r} has no body {', '.join(missing)}; the joint centres "
-                              f"need the bodies {', '.join(CENTRE_BODIES.values())} (OpenSim's gait models, "
-                              f"Pose2Sim's and OpenCap's have them)")
+        raise KinestreamError(
+            f"the model {model.getName()!r} has no body {', '.join(missing)}; the joint centres "
+            f"need the bodies {', '.join(CENTRE_BODIES.values())} (OpenSim's gait models, "
+            f"Pose2Sim's and OpenCap's have them)"
+        )
     return {name: bodies.get(body) for name, body in CENTRE_BODIES.items()}
 
 
@@ -594,8 +628,11 @@ class CentresFromModel:
         """Centres with the model posed at ``q`` (ordered as ``coords``); all NaN if a used value is not finite."""
         key = tuple(coords)
         if self._plan is None or self._plan[0] != key:
-            plan = [(j, self._coords[n], self._rotational[n] and in_degrees) for j, n in enumerate(coords)
-                    if n in self._coords]
+            plan = [
+                (j, self._coords[n], self._rotational[n] and in_degrees)
+                for j, n in enumerate(coords)
+                if n in self._coords
+            ]
             self._plan = (key, plan)
         q = np.asarray(q, dtype=float)
         values = [(c, math.radians(q[j]) if deg else float(q[j])) for j, c, deg in self._plan[1]]
@@ -629,13 +666,15 @@ def joint_centres(model_path, motion: Motion) -> dict[str, np.ndarray]:
 
 # --------------------------------------------------------------------------- offline
 
+
 def _translation(name: str) -> bool:
     """Metres, not degrees: the model's translations and the IK error column."""
     return is_translation(name) or name == "rmse_mm"
 
 
-def detect_reps(motion: Motion, centres: dict | None = None,
-                settings: RepSettings | None = None) -> tuple[list[RepEvent], dict]:
+def detect_reps(
+    motion: Motion, centres: dict | None = None, settings: RepSettings | None = None
+) -> tuple[list[RepEvent], dict]:
     """Every rep of a recorded motion, by the streaming :class:`RepCounter` fed frame by frame.
 
     ``centres``: arrays (frames, 3) as :func:`joint_centres` returns, or None.
@@ -652,14 +691,16 @@ def detect_reps(motion: Motion, centres: dict | None = None,
         centres = {k: np.asarray(v, dtype=float) for k, v in centres.items()}
         for k, v in centres.items():
             if v.shape != (len(motion.time), 3):
-                raise KinestreamError(f"joint centre {k!r} has shape {v.shape}; it needs one point per frame "
-                                      f"({len(motion.time)}, 3)")
+                raise KinestreamError(
+                    f"joint centre {k!r} has shape {v.shape}; it needs one point per frame ({len(motion.time)}, 3)"
+                )
     for i, t in enumerate(motion.time):
         counter.step(float(t), values[i], None if centres is None else {k: v[i] for k, v in centres.items()})
     return list(counter.events), counter.summary()
 
 
 # --------------------------------------------------------------------------- command line
+
 
 def _fmt(value, spec: str, none: str = "-") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -669,32 +710,42 @@ def _fmt(value, spec: str, none: str = "-") -> str:
     return format(value, spec)
 
 
-TABLE_HEADER = ("rep   start  bottom     end  down    up   knee  knee_r knee_l  hip_r  hip_l  deep  below_par  "
-                "asym  valgus_r valgus_l  lean")
-TABLE_UNITS = ("        (s)     (s)     (s)   (s)   (s)  (deg)   (deg)  (deg)  (deg)  (deg)       (hip-knee)  "
-               "(deg)  (cm,med+) (cm,med+) (deg)")
+TABLE_HEADER = (
+    "rep   start  bottom     end  down    up   knee  knee_r knee_l  hip_r  hip_l  deep  below_par  "
+    "asym  valgus_r valgus_l  lean"
+)
+TABLE_UNITS = (
+    "        (s)     (s)     (s)   (s)   (s)  (deg)   (deg)  (deg)  (deg)  (deg)       (hip-knee)  "
+    "(deg)  (cm,med+) (cm,med+) (deg)"
+)
 
 
 def format_rep(e: RepEvent) -> str:
     """One line of the rep table."""
     below = "-" if e.below_parallel is None else f"{'yes' if e.below_parallel else 'no'} {e.hip_above_knee_cm:+.0f}cm"
-    return (f"{e.index:3d} {e.start:7.2f} {e.bottom:7.2f} {e.end:7.2f} {e.descent_s:5.2f} {e.ascent_s:5.2f} "
-            f"{e.knee_peak:6.1f}  {e.knee_peak_r:6.1f} {e.knee_peak_l:6.1f} {_fmt(e.hip_peak_r, '6.1f'):>6} "
-            f"{_fmt(e.hip_peak_l, '6.1f'):>6}  {'yes' if e.deep_enough else 'no':>4}  {below:>9}  "
-            f"{e.knee_asymmetry_deg:+5.1f}  {_fmt(e.knee_valgus_cm_r, '+8.1f'):>8} "
-            f"{_fmt(e.knee_valgus_cm_l, '+8.1f'):>8} {_fmt(e.trunk_lean_deg, '5.1f'):>5}")
+    return (
+        f"{e.index:3d} {e.start:7.2f} {e.bottom:7.2f} {e.end:7.2f} {e.descent_s:5.2f} {e.ascent_s:5.2f} "
+        f"{e.knee_peak:6.1f}  {e.knee_peak_r:6.1f} {e.knee_peak_l:6.1f} {_fmt(e.hip_peak_r, '6.1f'):>6} "
+        f"{_fmt(e.hip_peak_l, '6.1f'):>6}  {'yes' if e.deep_enough else 'no':>4}  {below:>9}  "
+        f"{e.knee_asymmetry_deg:+5.1f}  {_fmt(e.knee_valgus_cm_r, '+8.1f'):>8} "
+        f"{_fmt(e.knee_valgus_cm_l, '+8.1f'):>8} {_fmt(e.trunk_lean_deg, '5.1f'):>5}"
+    )
 
 
 def format_summary(summary: dict) -> str:
     s = summary
-    lines = [f"{s['reps']} reps ({s['deep_enough']} deep enough"
-             + (f", {s['below_parallel']} below parallel" if s["below_parallel"] is not None else "")
-             + f"), {s['partial']} partial, {s['too_short'] + s['too_long']} rejected (too short/long)"]
+    lines = [
+        f"{s['reps']} reps ({s['deep_enough']} deep enough"
+        + (f", {s['below_parallel']} below parallel" if s["below_parallel"] is not None else "")
+        + f"), {s['partial']} partial, {s['too_short'] + s['too_long']} rejected (too short/long)"
+    ]
     if s["reps"]:
-        lines.append(f"depth: mean {s['depth_mean_deg']:.1f} deg knee flexion (min {s['depth_min_deg']:.1f}, "
-                     f"max {s['depth_max_deg']:.1f}); tempo: {s['rep_s_mean']:.2f} s a rep "
-                     f"({s['descent_s_mean']:.2f} s down, {s['ascent_s_mean']:.2f} s up); "
-                     f"knee asymmetry (R-L) {s['knee_asymmetry_mean_deg']:+.1f} deg")
+        lines.append(
+            f"depth: mean {s['depth_mean_deg']:.1f} deg knee flexion (min {s['depth_min_deg']:.1f}, "
+            f"max {s['depth_max_deg']:.1f}); tempo: {s['rep_s_mean']:.2f} s a rep "
+            f"({s['descent_s_mean']:.2f} s down, {s['ascent_s_mean']:.2f} s up); "
+            f"knee asymmetry (R-L) {s['knee_asymmetry_mean_deg']:+.1f} deg"
+        )
     for p in s["partials"]:
         lines.append(f"partial rep {p['start']:.2f}-{p['end']:.2f} s: knee flexion peaked at {p['knee_peak']:.1f} deg")
     if s["in_rep"]:
@@ -713,23 +764,29 @@ def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
     settings = RepSettings.from_config(config)
     path = Path(args.mot)
     if not path.is_file():
-        raise KinestreamError(f"motion file {path} does not exist; give the .mot of a session (from 'kinestream "
-                              f"process', 'ik' or 'serve --record')")
+        raise KinestreamError(
+            f"motion file {path} does not exist; give the .mot of a session (from 'kinestream "
+            f"process', 'ik' or 'serve --record')"
+        )
     motion = read_mot(path)
     if len(motion.time) == 0:
         raise KinestreamError(f"{path} holds no frames")
     missing = [k for k in KNEES if k not in motion]
     if missing:
-        raise KinestreamError(f"{path} has no {' or '.join(missing)} column; the rep counter needs both knee angles "
-                              f"(a .mot from 'kinestream process', 'ik' or 'serve --record')")
+        raise KinestreamError(
+            f"{path} has no {' or '.join(missing)} column; the rep counter needs both knee angles "
+            f"(a .mot from 'kinestream process', 'ik' or 'serve --record')"
+        )
     if args.model:
         model = args.model
     else:
         from kinestream.assets import get_assets
 
         model = get_assets(config, progress=lambda m: print(m, file=sys.stderr)).generic_model
-        print("note: joint centres from the generic model, unscaled (give --model scaled.osim for the subject's)",
-              file=sys.stderr)
+        print(
+            "note: joint centres from the generic model, unscaled (give --model scaled.osim for the subject's)",
+            file=sys.stderr,
+        )
     centres = joint_centres(model, motion)
     events, summary = detect_reps(motion, centres, settings)
     if args.json:
@@ -737,8 +794,10 @@ def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
             print(e.to_json())
         print(json.dumps({"summary": summary}, separators=(",", ":")))
     else:
-        print(f"{path.name}: knee flexion through {settings.knee_start_deg:g} deg starts and ends a rep; "
-              f"a rep needs {settings.min_depth_deg:g} deg, deep enough at {settings.deep_knee_deg:g} deg")
+        print(
+            f"{path.name}: knee flexion through {settings.knee_start_deg:g} deg starts and ends a rep; "
+            f"a rep needs {settings.min_depth_deg:g} deg, deep enough at {settings.deep_knee_deg:g} deg"
+        )
         if events:
             print(TABLE_HEADER)
             print(TABLE_UNITS)

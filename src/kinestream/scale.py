@@ -37,17 +37,17 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 from scipy.stats import trim_mean
 
 from kinestream.errors import KinestreamError
-from kinestream.osim import opensim_module
 from kinestream.files.trc import MarkerTable, write_trc
+from kinestream.osim import opensim_module
 
 # Upright: how far from extension the joints may be, in degrees.
 UPRIGHT_KNEE_DEG = 20.0
@@ -69,12 +69,21 @@ IK_CHECK_FRAMES = 30
 
 # Joint centres from the augmented markers, else from the keypoints.
 _HIP = {"r": [("RHJC_study",), ("RHip",)], "l": [("LHJC_study",), ("LHip",)]}
-_KNEE = {"r": [("r_knee_study", "r_mknee_study"), ("r_knee_study",), ("RKnee",)],
-         "l": [("L_knee_study", "L_mknee_study"), ("L_knee_study",), ("LKnee",)]}
-_ANKLE = {"r": [("r_ankle_study", "r_mankle_study"), ("r_ankle_study",), ("RAnkle",)],
-          "l": [("L_ankle_study", "L_mankle_study"), ("L_ankle_study",), ("LAnkle",)]}
-_PELVIS = [("MidHip",), ("midHip",), ("RHJC_study", "LHJC_study"),
-           ("r.ASIS_study", "L.ASIS_study", "r.PSIS_study", "L.PSIS_study"), ("RHip", "LHip")]
+_KNEE = {
+    "r": [("r_knee_study", "r_mknee_study"), ("r_knee_study",), ("RKnee",)],
+    "l": [("L_knee_study", "L_mknee_study"), ("L_knee_study",), ("LKnee",)],
+}
+_ANKLE = {
+    "r": [("r_ankle_study", "r_mankle_study"), ("r_ankle_study",), ("RAnkle",)],
+    "l": [("L_ankle_study", "L_mankle_study"), ("L_ankle_study",), ("LAnkle",)],
+}
+_PELVIS = [
+    ("MidHip",),
+    ("midHip",),
+    ("RHJC_study", "LHJC_study"),
+    ("r.ASIS_study", "L.ASIS_study", "r.PSIS_study", "L.PSIS_study"),
+    ("RHip", "LHip"),
+]
 _SHOULDERS = [("r_shoulder_study", "L_shoulder_study"), ("RShoulder", "LShoulder"), ("Neck",), ("C7_study",)]
 _UP = np.array([0.0, 1.0, 0.0])
 
@@ -132,6 +141,7 @@ class ScaleResult:
 
 # ---------------------------------------------------------------- posture --
 
+
 def _centre(table: MarkerTable, groups) -> np.ndarray:
     """Mean of the first group of markers the table has, frame by frame; later groups fill its gaps."""
     out = np.full((table.n_frames, 3), np.nan)
@@ -168,8 +178,11 @@ class Posture:
     def upright(self) -> np.ndarray:
         """Frames near standing; a criterion the markers cannot measure at all is not applied."""
         ok = np.ones(self.knee.shape, dtype=bool)
-        for values, limit in ((self.knee, UPRIGHT_KNEE_DEG), (self.hip, UPRIGHT_HIP_DEG),
-                              (self.trunk, UPRIGHT_TRUNK_DEG)):
+        for values, limit in (
+            (self.knee, UPRIGHT_KNEE_DEG),
+            (self.hip, UPRIGHT_HIP_DEG),
+            (self.trunk, UPRIGHT_TRUNK_DEG),
+        ):
             if np.isfinite(values).any():
                 with np.errstate(invalid="ignore"):
                     ok &= values <= limit
@@ -199,11 +212,13 @@ def pelvis_centre(table: MarkerTable) -> np.ndarray:
         raise KinestreamError(
             f"the marker table has no pelvis markers to measure stillness against; it needs MidHip, or "
             f"RHJC_study and LHJC_study, or the four ASIS/PSIS _study markers, or RHip and LHip "
-            f"(it has {table.names[:12]}{' ...' if len(table.names) > 12 else ''})")
+            f"(it has {table.names[:12]}{' ...' if len(table.names) > 12 else ''})"
+        )
     return _centre(table, _PELVIS)
 
 
 # ---------------------------------------------------------- static window --
+
 
 def _steps(span, step: float, what: str, unit: str) -> list[float]:
     """Values from span[0] to span[1] in steps of ``step`` (up or down), both ends included."""
@@ -240,8 +255,8 @@ def _window_motion(rel: np.ndarray, n: int) -> np.ndarray:
     """For every window of n frames (by first frame): the largest per-axis peak-to-peak of any marker."""
     half = n // 2
     count = rel.shape[0] - n + 1
-    hi = maximum_filter1d(rel, size=n, axis=0, mode="nearest")[half:half + count]
-    lo = minimum_filter1d(rel, size=n, axis=0, mode="nearest")[half:half + count]
+    hi = maximum_filter1d(rel, size=n, axis=0, mode="nearest")[half : half + count]
+    lo = minimum_filter1d(rel, size=n, axis=0, mode="nearest")[half : half + count]
     return (hi - lo).max(axis=(1, 2))
 
 
@@ -257,13 +272,15 @@ def _describe_posture(post: Posture, sl: slice) -> str:
     return ", ".join(parts) if parts else "posture not measurable from these markers"
 
 
-def find_static_window(table: MarkerTable, thresholds_mm=(3.0, 15.0), windows_s=(1.0, 0.1), *,
-                       markers: list[str] | None = None) -> StaticWindow | None:
+def find_static_window(
+    table: MarkerTable, thresholds_mm=(3.0, 15.0), windows_s=(1.0, 0.1), *, markers: list[str] | None = None
+) -> StaticWindow | None:
     """The stillest upright window by OpenCap's rule, or None when the person never stood still.
 
     ``thresholds_mm`` is (strictest, loosest), tried in 1 mm steps;
     ``windows_s`` is (longest, shortest), tried in 0.1 s steps; for each
-    window length every threshold is tried before a shorter window. ``markers`` are those whose stillness counts (default: every
+    window length every threshold is tried before a shorter window.
+    ``markers`` are those whose stillness counts (default: every
     ``_study`` marker, or every marker when there are none); markers missing
     in most of the trial are ignored, and a frame where any counted marker is
     missing cannot be part of a window.
@@ -308,9 +325,11 @@ def find_static_window(table: MarkerTable, thresholds_mm=(3.0, 15.0), windows_s=
             stop = start + n
             t0, t1 = float(table.time[start]), float(table.time[stop - 1])
             moved = float(m[start])
-            text = (f"static pose: frames {start}-{stop - 1} ({t0:.2f}-{t1:.2f} s, {t1 - t0:.2f} s), the "
-                    f"stillest window where every marker stayed within {thr:g} mm relative to the pelvis "
-                    f"(at most {moved:.1f} mm); {_describe_posture(post, slice(start, stop))}")
+            text = (
+                f"static pose: frames {start}-{stop - 1} ({t0:.2f}-{t1:.2f} s, {t1 - t0:.2f} s), the "
+                f"stillest window where every marker stayed within {thr:g} mm relative to the pelvis "
+                f"(at most {moved:.1f} mm); {_describe_posture(post, slice(start, stop))}"
+            )
             return StaticWindow(start, stop, t0, t1, thr, round((n - 1) / rate, 6), moved, text)
     return None
 
@@ -326,12 +345,15 @@ def _given_window(table: MarkerTable, static, markers: list[str], loosest_mm: fl
     if not (math.isfinite(t0) and math.isfinite(t1)) or t1 < t0:
         raise KinestreamError(f"static range {t0}-{t1} s is not valid; give start < end in seconds, or 'auto'")
     if t0 < first - tol or t1 > last + tol:
-        raise KinestreamError(f"static range {t0:g}-{t1:g} s is outside the trial, which spans {first:.3f}-"
-                              f"{last:.3f} s; give a range inside it, or 'auto' to find the still pose")
+        raise KinestreamError(
+            f"static range {t0:g}-{t1:g} s is outside the trial, which spans {first:.3f}-"
+            f"{last:.3f} s; give a range inside it, or 'auto' to find the still pose"
+        )
     idx = np.flatnonzero((table.time >= t0 - 1e-9) & (table.time <= t1 + 1e-9))
     if idx.size == 0:
-        raise KinestreamError(f"static range {t0:g}-{t1:g} s holds no frame (frames are {1 / _rate(table):.4f} s "
-                              f"apart); widen it")
+        raise KinestreamError(
+            f"static range {t0:g}-{t1:g} s holds no frame (frames are {1 / _rate(table):.4f} s apart); widen it"
+        )
     start, stop = int(idx[0]), int(idx[-1]) + 1
     sub = table.frames(start, stop)
     names = [n for n in markers if n in table and np.isfinite(sub.get(n)).all()]
@@ -343,20 +365,32 @@ def _given_window(table: MarkerTable, static, markers: list[str], loosest_mm: fl
     elif stop - start == 1:
         moved = 0.0
     post = posture(sub)
-    text = (f"static pose: frames {start}-{stop - 1} ({table.time[start]:.2f}-{table.time[stop - 1]:.2f} s) as "
-            f"given; markers moved up to {moved:.1f} mm relative to the pelvis; "
-            f"{_describe_posture(post, slice(None))}")
+    text = (
+        f"static pose: frames {start}-{stop - 1} ({table.time[start]:.2f}-{table.time[stop - 1]:.2f} s) as "
+        f"given; markers moved up to {moved:.1f} mm relative to the pelvis; "
+        f"{_describe_posture(post, slice(None))}"
+    )
     if not post.upright().all():
-        text += ("; warning: the pose is not upright in every frame of this range (knees, hips or trunk far from "
-                 "standing), so the scale factors may be off")
+        text += (
+            "; warning: the pose is not upright in every frame of this range (knees, hips or trunk far from "
+            "standing), so the scale factors may be off"
+        )
     if moved > loosest_mm:
-        text += (f"; warning: markers move more than {loosest_mm:g} mm in this range, so the scale factors may be "
-                 f"off")
-    return StaticWindow(start, stop, float(table.time[start]), float(table.time[stop - 1]), None,
-                        float(table.time[stop - 1] - table.time[start]), moved, text)
+        text += f"; warning: markers move more than {loosest_mm:g} mm in this range, so the scale factors may be off"
+    return StaticWindow(
+        start,
+        stop,
+        float(table.time[start]),
+        float(table.time[stop - 1]),
+        None,
+        float(table.time[stop - 1] - table.time[start]),
+        moved,
+        text,
+    )
 
 
 # ------------------------------------------------------------ the scaling --
+
 
 @dataclass
 class _Measurement:
@@ -379,29 +413,39 @@ def _check_subject(mass, height) -> tuple[float, float]:
     if not (math.isfinite(height) and height > 0):
         raise KinestreamError(f"height {height:g} m is not valid; give the subject's height in metres, more than 0")
     if height > 3.0:
-        raise KinestreamError(f"height {height:g} is not a plausible height in metres; give it in metres "
-                              f"(e.g. 1.75, not 175)")
+        raise KinestreamError(
+            f"height {height:g} is not a plausible height in metres; give it in metres (e.g. 1.75, not 175)"
+        )
     return mass, height
 
 
 def _load_generic(assets, osim):
     """The generic model with the marker set attached, in its default pose."""
-    for path, what in ((assets.generic_model, "generic model"), (assets.marker_set, "marker set"),
-                       (assets.scale_setup, "scaling setup"), (assets.ik_setup, "IK setup")):
+    for path, what in (
+        (assets.generic_model, "generic model"),
+        (assets.marker_set, "marker set"),
+        (assets.scale_setup, "scaling setup"),
+        (assets.ik_setup, "IK setup"),
+    ):
         if not Path(path).is_file():
-            raise KinestreamError(f"{what} {path} does not exist; run 'kinestream assets' or fix the path in the config")
+            raise KinestreamError(
+                f"{what} {path} does not exist; run 'kinestream assets' or fix the path in the config"
+            )
     try:
         model = osim.Model(str(assets.generic_model))
         model.updateMarkerSet(osim.MarkerSet(str(assets.marker_set)))
         state = model.initSystem()
     except Exception as exc:
-        raise KinestreamError(f"could not load {assets.generic_model} with the markers of {assets.marker_set}: "
-                              f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}") from None
+        raise KinestreamError(
+            f"could not load {assets.generic_model} with the markers of {assets.marker_set}: "
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
+        ) from None
     return model, state
 
 
-def _prepare_measurements(tool, body_names: set[str], model_markers: set[str], available: set[str],
-                          say) -> list[_Measurement]:
+def _prepare_measurements(
+    tool, body_names: set[str], model_markers: set[str], available: set[str], say
+) -> list[_Measurement]:
     """Edit the ScaleTool's measurements to what this model and trial allow; return those that remain."""
     mset = tool.getModelScaler().getMeasurementSet()
     used: list[_Measurement] = []
@@ -433,8 +477,11 @@ def _prepare_measurements(tool, body_names: set[str], model_markers: set[str], a
                 pairs.append((a, b))
         if not bodies or not pairs:
             meas.setApply(False)
-            why = "it scales no body of this model" if not bodies else \
-                f"the trial or model lacks {', '.join(sorted(missing))}"
+            why = (
+                "it scales no body of this model"
+                if not bodies
+                else f"the trial or model lacks {', '.join(sorted(missing))}"
+            )
             skipped.append(f"{meas.getName()} ({why})")
             continue
         used.append(_Measurement(meas.getName(), pairs[::-1], bodies[::-1]))
@@ -446,7 +493,8 @@ def _prepare_measurements(tool, body_names: set[str], model_markers: set[str], a
         raise KinestreamError(
             "none of the scaling setup's measurements can be taken: the marker pairs need the augmented markers "
             "(r_knee_study, RHJC_study, r.ASIS_study, ...) in the trial and in the model; run 'kinestream augment' "
-            "first or check the marker set")
+            "first or check the marker set"
+        )
     return used
 
 
@@ -473,16 +521,20 @@ def _least_flexed_frames(table: MarkerTable) -> tuple[np.ndarray, str]:
         return np.arange(table.n_frames), "all frames (hip and knee flexion not measurable from these markers)"
     straight = finite[flex[finite] <= LEAST_FLEXED_DEG]
     if straight.size >= min(MIN_LEAST_FLEXED_FRAMES, finite.size):
-        return straight, (f"the {straight.size} frames with hips and knees within {LEAST_FLEXED_DEG:g} deg of "
-                          f"extension")
+        return straight, (
+            f"the {straight.size} frames with hips and knees within {LEAST_FLEXED_DEG:g} deg of extension"
+        )
     count = min(finite.size, max(MIN_LEAST_FLEXED_FRAMES, int(round(0.2 * finite.size))))
     frames = np.sort(finite[np.argsort(flex[finite], kind="stable")[:count]])
-    return frames, (f"the {count} least-flexed frames (hips and knees bent up to {np.max(flex[frames]):.0f} deg; "
-                    f"none of the trial is straighter)")
+    return frames, (
+        f"the {count} least-flexed frames (hips and knees bent up to {np.max(flex[frames]):.0f} deg; "
+        f"none of the trial is straighter)"
+    )
 
 
-def _segment_length_factors(table: MarkerTable, frames: np.ndarray, measurements: list[_Measurement], model,
-                            state) -> dict[str, float]:
+def _segment_length_factors(
+    table: MarkerTable, frames: np.ndarray, measurements: list[_Measurement], model, state
+) -> dict[str, float]:
     """Each measurement's factor: trimmed-mean pair distance on the subject / the same on the generic model."""
     markers = model.getMarkerSet()
     factors = {}
@@ -494,8 +546,12 @@ def _segment_length_factors(table: MarkerTable, frames: np.ndarray, measurements
             if d.size == 0:
                 continue
             subject = float(trim_mean(d, TRIM_EACH_SIDE))
-            generic = float(np.linalg.norm(markers.get(a).getLocationInGround(state).to_numpy()
-                                           - markers.get(b).getLocationInGround(state).to_numpy()))
+            generic = float(
+                np.linalg.norm(
+                    markers.get(a).getLocationInGround(state).to_numpy()
+                    - markers.get(b).getLocationInGround(state).to_numpy()
+                )
+            )
             if generic > 1e-6:
                 ratios.append(subject / generic)
         if ratios:
@@ -525,9 +581,20 @@ def _manual_scale_set(osim, measurements: list[_Measurement], factors: dict[str,
     return per_body
 
 
-def _run_scale_tool(osim, tool, assets, mass: float, height: float, name: str, order: str, out_model: Path,
-                    out_scales: Path, trc: Path | None = None, time_range: tuple[float, float] | None = None,
-                    scale_set_file: Path | None = None) -> None:
+def _run_scale_tool(
+    osim,
+    tool,
+    assets,
+    mass: float,
+    height: float,
+    name: str,
+    order: str,
+    out_model: Path,
+    out_scales: Path,
+    trc: Path | None = None,
+    time_range: tuple[float, float] | None = None,
+    scale_set_file: Path | None = None,
+) -> None:
     tool.setName(name)
     tool.setPathToSubject("")  # every path below is absolute
     tool.setSubjectMass(mass)
@@ -558,8 +625,10 @@ def _run_scale_tool(osim, tool, assets, mass: float, height: float, name: str, o
     except Exception as exc:
         raise KinestreamError(f"OpenSim's ScaleTool failed: {str(exc).strip()[:300]}") from None
     if not out_model.is_file() or not out_scales.is_file():
-        raise KinestreamError(f"OpenSim's ScaleTool wrote no scaled model (setup {assets.scale_setup}); run with "
-                              f"OpenSim's log at 'info' to see why")
+        raise KinestreamError(
+            f"OpenSim's ScaleTool wrote no scaled model (setup {assets.scale_setup}); run with "
+            f"OpenSim's log at 'info' to see why"
+        )
 
 
 def _read_scale_factors(osim, scales_file: Path, body_names: set[str]) -> dict[str, np.ndarray]:
@@ -590,12 +659,15 @@ def _ik_error(model_path: Path, table: MarkerTable, frames: np.ndarray, assets) 
     rmse = result.rmse_mm[np.isfinite(result.rmse_mm)]
     if rmse.size == 0:
         return float("nan"), float("nan")
-    return float(math.sqrt(np.mean(rmse ** 2))), float(np.nanmax(result.max_error_mm))
+    return float(math.sqrt(np.mean(rmse**2))), float(np.nanmax(result.max_error_mm))
 
 
 def _summary(factors: dict[str, np.ndarray]) -> str:
-    shown = [b for b in ("pelvis", "femur_r", "femur_l", "tibia_r", "tibia_l", "torso", "humerus_r", "humerus_l")
-             if b in factors] or sorted(factors)[:8]
+    shown = [
+        b
+        for b in ("pelvis", "femur_r", "femur_l", "tibia_r", "tibia_l", "torso", "humerus_r", "humerus_l")
+        if b in factors
+    ] or sorted(factors)[:8]
     parts = []
     for b in shown:
         f = factors[b]
@@ -603,9 +675,17 @@ def _summary(factors: dict[str, np.ndarray]) -> str:
     return "scale factors: " + ", ".join(parts)
 
 
-def scale_model(markers: MarkerTable, mass: float, height: float, out_model: str | Path, assets,
-                static="auto", thresholds_mm=(3.0, 15.0), windows_s=(1.0, 0.1),
-                progress: Callable[[str], None] | None = None) -> ScaleResult:
+def scale_model(
+    markers: MarkerTable,
+    mass: float,
+    height: float,
+    out_model: str | Path,
+    assets,
+    static="auto",
+    thresholds_mm=(3.0, 15.0),
+    windows_s=(1.0, 0.1),
+    progress: Callable[[str], None] | None = None,
+) -> ScaleResult:
     """Scale the generic model to the subject of ``markers`` (an augmented table) and write ``out_model``.
 
     ``static`` is "auto" (find the still upright window; when there is none,
@@ -661,35 +741,58 @@ def scale_model(markers: MarkerTable, mass: float, height: float, out_model: str
             used = _prepare_measurements(tool, body_names, model_markers, available, say)
             trc = write_trc(tmp / "static.trc", sub)
             t_first, t_last = round(float(sub.time[0]), 6), round(float(sub.time[-1]), 6)
-            _run_scale_tool(osim, tool, assets, mass, height, stem, "measurements", tmp_model, tmp_scales,
-                            trc=trc, time_range=(t_first, t_last))
+            _run_scale_tool(
+                osim,
+                tool,
+                assets,
+                mass,
+                height,
+                stem,
+                "measurements",
+                tmp_model,
+                tmp_scales,
+                trc=trc,
+                time_range=(t_first, t_last),
+            )
             method = "static"
             frames = np.arange(window.start, window.stop)
-            say(f"scaled {Path(assets.generic_model).name} with OpenSim's ScaleTool from {len(used)} measurements "
+            say(
+                f"scaled {Path(assets.generic_model).name} with OpenSim's ScaleTool from {len(used)} measurements "
                 f"({', '.join(m.name for m in used)}), averaging the {window.n_frames} static frames; mass set to "
-                f"{mass:g} kg with the generic mass distribution")
+                f"{mass:g} kg with the generic mass distribution"
+            )
         else:
             frames, how = _least_flexed_frames(markers)
-            available = {n for n in markers.names
-                         if np.isfinite(markers.get(n)[frames]).all(axis=1).sum() >= max(3, 0.25 * frames.size)}
-            say(f"no still, upright window in the trial (stillness thresholds {thresholds_mm[0]:g}-"
+            available = {
+                n
+                for n in markers.names
+                if np.isfinite(markers.get(n)[frames]).all(axis=1).sum() >= max(3, 0.25 * frames.size)
+            }
+            say(
+                f"no still, upright window in the trial (stillness thresholds {thresholds_mm[0]:g}-"
                 f"{thresholds_mm[1]:g} mm, windows {windows_s[0]:g}-{windows_s[1]:g} s): the person never stood "
-                f"still, so the model is scaled from segment lengths instead")
+                f"still, so the model is scaled from segment lengths instead"
+            )
             used = _prepare_measurements(tool, body_names, model_markers, available, say)
             factors = _segment_length_factors(markers, frames, used, generic, state)
             used = [m for m in used if m.name in factors]
             if not used:
-                raise KinestreamError("no marker-pair distance could be measured in the trial; the augmented markers "
-                                      "are missing in its least-flexed frames")
+                raise KinestreamError(
+                    "no marker-pair distance could be measured in the trial; the augmented markers "
+                    "are missing in its least-flexed frames"
+                )
             manual = tmp / "manual_scales.xml"
             _manual_scale_set(osim, used, factors, manual)
-            _run_scale_tool(osim, tool, assets, mass, height, stem, "manualScale", tmp_model, tmp_scales,
-                            scale_set_file=manual)
+            _run_scale_tool(
+                osim, tool, assets, mass, height, stem, "manualScale", tmp_model, tmp_scales, scale_set_file=manual
+            )
             method = "segment-lengths"
-            say(f"segment lengths: trimmed means ({TRIM_EACH_SIDE:.0%} cut at each end) of each marker-pair "
+            say(
+                f"segment lengths: trimmed means ({TRIM_EACH_SIDE:.0%} cut at each end) of each marker-pair "
                 f"distance over {how}, divided by the generic model's, applied by OpenSim's ScaleTool as manual "
                 f"scales ({', '.join(f'{m.name} {factors[m.name]:.3f}' for m in used)}); mass set to {mass:g} kg "
-                f"with the generic mass distribution")
+                f"with the generic mass distribution"
+            )
         scale_factors = _read_scale_factors(osim, tmp_scales, body_names)
         out_model.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(tmp_model, out_model)
@@ -701,8 +804,8 @@ def scale_model(markers: MarkerTable, mass: float, height: float, out_model: str
     except Exception as exc:
         raise KinestreamError(f"the scaled model {out_model} does not load in OpenSim: {exc}") from None
     if n_markers == 0:
-        raise KinestreamError(f"the scaled model {out_model} carries no markers; check the marker set "
-                              f"{assets.marker_set}")
+        raise KinestreamError(
+            f"the scaled model {out_model} carries no markers; check the marker set {assets.marker_set}"
+        )
     rmse, emax = _ik_error(out_model, markers, frames, assets)
-    return ScaleResult(out_model, method, window, scale_factors, rmse, emax, messages, mass, height,
-                       np.asarray(frames))
+    return ScaleResult(out_model, method, window, scale_factors, rmse, emax, messages, mass, height, np.asarray(frames))

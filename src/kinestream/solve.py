@@ -21,16 +21,16 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import Motion
-from kinestream.osim import opensim_module
 from kinestream.files.trc import MarkerTable
+from kinestream.osim import opensim_module
 
 
 @dataclass
@@ -111,7 +111,9 @@ def strip_for_ik(model) -> list[str]:
         removed.append(f"{forces.getSize()} forces")
         forces.clearAndDestroy()
     bodies = model.updBodySet()
-    patellae = [bodies.get(i).getName() for i in range(bodies.getSize()) if "patella" in bodies.get(i).getName().lower()]
+    patellae = [
+        bodies.get(i).getName() for i in range(bodies.getSize()) if "patella" in bodies.get(i).getName().lower()
+    ]
     if patellae:
         joints = model.updJointSet()
         dropped_coords = set()
@@ -180,7 +182,7 @@ def vec3_table(names: list[str], times, xyz: np.ndarray):
     for n in names:
         labels.append(n)
     out.setColumnLabels(labels)
-    for t, frame in zip(times, np.asarray(xyz, dtype=float).tolist()):
+    for t, frame in zip(times, np.asarray(xyz, dtype=float).tolist(), strict=False):
         row = osim.RowVectorVec3(len(names))
         for j, (x, y, z) in enumerate(frame):
             row[j] = osim.Vec3(x, y, z)
@@ -234,8 +236,9 @@ SOLVERS = ("fast", "opensim")
 def check_solver(solver: str) -> str:
     """The IK solver's name, or a clear error naming the valid ones."""
     if solver not in SOLVERS:
-        raise KinestreamError(f"IK solver {solver!r} is not known; give one of {', '.join(SOLVERS)} (ik.solver, "
-                              f"--solver)")
+        raise KinestreamError(
+            f"IK solver {solver!r} is not known; give one of {', '.join(SOLVERS)} (ik.solver, --solver)"
+        )
     return solver
 
 
@@ -255,11 +258,12 @@ def marker_error_mm(errors: np.ndarray) -> tuple[float, float]:
     e = e[np.isfinite(e)]
     if e.size == 0:
         return float("nan"), float("nan")
-    return math.sqrt(float(np.mean(e ** 2))) * 1000, float(e.max()) * 1000
+    return math.sqrt(float(np.mean(e**2))) * 1000, float(e.max()) * 1000
 
 
-def solve_trial(model, table: MarkerTable, setup: IKSetup, progress: Callable[[int], None] | None = None,
-                solver: str = "fast") -> IKResult:
+def solve_trial(
+    model, table: MarkerTable, setup: IKSetup, progress: Callable[[int], None] | None = None, solver: str = "fast"
+) -> IKResult:
     """IK for every frame of ``table``: the first from the default pose, every later one from the one before.
 
     ``solver``: "fast" (:class:`kinestream.fastik.FastIK`: the same objective,
@@ -272,7 +276,9 @@ def solve_trial(model, table: MarkerTable, setup: IKSetup, progress: Callable[[i
     if len(used) < 3:
         raise KinestreamError(
             f"only {len(used)} of the IK setup's markers are both in the model and the trial ({used}); the trial "
-            f"needs the augmented markers ({', '.join(list(setup.marker_weights)[:5])}, ...): run 'kinestream augment' first")
+            f"needs the augmented markers ({', '.join(list(setup.marker_weights)[:5])}, ...): "
+            f"run 'kinestream augment' first"
+        )
     if check_solver(solver) == "fast":
         fast, why = make_fast(model, setup, used)
         if fast is not None:
@@ -313,8 +319,9 @@ def _solve_trial_fast(fast, model, table: MarkerTable, used: list[str], progress
 def _solve_trial_opensim(model, table: MarkerTable, setup: IKSetup, used: list[str], progress) -> IKResult:
     osim = opensim_module()
     markers_ref = markers_reference(table, used, setup)
-    solver = osim.InverseKinematicsSolver(model, markers_ref, coordinate_references(model, setup),
-                                          setup.constraint_weight)
+    solver = osim.InverseKinematicsSolver(
+        model, markers_ref, coordinate_references(model, setup), setup.constraint_weight
+    )
     cs = model.getCoordinateSet()
     solver.setAccuracy(setup.accuracy)
     state = model.initSystem()
@@ -391,9 +398,18 @@ class StreamingIK:
     :attr:`IKFrame.event`.
     """
 
-    def __init__(self, model, setup: IKSetup, marker_names: list[str], min_markers: int = 6,
-                 reassemble_mm: float = 80.0, outlier_mm: float = 150.0, max_outliers: int = 3,
-                 predict: bool = False, solver: str = "fast"):
+    def __init__(
+        self,
+        model,
+        setup: IKSetup,
+        marker_names: list[str],
+        min_markers: int = 6,
+        reassemble_mm: float = 80.0,
+        outlier_mm: float = 150.0,
+        max_outliers: int = 3,
+        predict: bool = False,
+        solver: str = "fast",
+    ):
         osim = opensim_module()
         self.osim = osim
         self.model = model
@@ -401,8 +417,10 @@ class StreamingIK:
         model_markers = model.getMarkerSet()
         self.names = [n for n in marker_names if n in setup.marker_weights and model_markers.contains(n)]
         if len(self.names) < 3:
-            raise KinestreamError(f"only {len(self.names)} of the incoming markers have an IK weight and a model "
-                                  f"marker ({self.names}); the stream needs the augmented markers")
+            raise KinestreamError(
+                f"only {len(self.names)} of the incoming markers have an IK weight and a model "
+                f"marker ({self.names}); the stream needs the augmented markers"
+            )
         self._index = np.array([marker_names.index(n) for n in self.names])
         self._position = {n: k for k, n in enumerate(self.names)}
         self._weights = marker_weights(setup, self.names)
@@ -421,8 +439,14 @@ class StreamingIK:
         self._errors = osim.SimTKArrayDouble()
         self._q_prev: np.ndarray | None = None
         self._q_prev2: np.ndarray | None = None
-        self.counts = {"frames": 0, "solved": 0, "too_few_markers": 0, "outlier_markers": 0, "reassembled": 0,
-                       "failed": 0}
+        self.counts = {
+            "frames": 0,
+            "solved": 0,
+            "too_few_markers": 0,
+            "outlier_markers": 0,
+            "reassembled": 0,
+            "failed": 0,
+        }
         self.notes: list[str] = []  # e.g. why the fast solver is not used for this model
         self.solver = check_solver(solver)
         self._fast = None
@@ -499,8 +523,13 @@ class StreamingIK:
         finite = np.isfinite(xyz).all(axis=1)
         if finite.sum() < self.min_markers:
             self.counts["too_few_markers"] += 1
-            return IKFrame(nan, float("nan"), float("nan"), False,
-                           f"{int(finite.sum())} markers present, {self.min_markers} needed: frame not solved")
+            return IKFrame(
+                nan,
+                float("nan"),
+                float("nan"),
+                False,
+                f"{int(finite.sum())} markers present, {self.min_markers} needed: frame not solved",
+            )
         xyz[~finite] = np.nan
         if warm is not None and np.shape(warm) == self._neutral.shape and np.isfinite(warm).all():
             self._q_prev, self._q_prev2 = np.asarray(warm, dtype=float), None
@@ -551,8 +580,15 @@ class StreamingIK:
         return IKFrame(out, fit[0], fit[1], True, "; ".join(events) or None, q)
 
 
-def run_ik_tool(model_path: str | Path, marker_file: str | Path, ik_setup: str | Path, out_mot: str | Path,
-                accuracy: float = 1e-5, coordinate_tasks: bool = False, marker_set: str | Path | None = None) -> Path:
+def run_ik_tool(
+    model_path: str | Path,
+    marker_file: str | Path,
+    ik_setup: str | Path,
+    out_mot: str | Path,
+    accuracy: float = 1e-5,
+    coordinate_tasks: bool = False,
+    marker_set: str | Path | None = None,
+) -> Path:
     """OpenSim's own InverseKinematicsTool on a .trc: the reference the frame-wise solvers are checked against."""
     osim = opensim_module()
     model, _ = load_model(model_path, marker_set)

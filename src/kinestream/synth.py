@@ -62,16 +62,16 @@ import numpy as np
 
 from kinestream.assets import get_assets
 from kinestream.errors import KinestreamError
-from kinestream.ingest import BODY_25
 from kinestream.files.mot import Motion, write_mot
-from kinestream.osim import opensim_module
 from kinestream.files.trc import MarkerTable, write_trc
+from kinestream.ingest import BODY_25
+from kinestream.osim import opensim_module
 
 # Timeline (seconds).
-STAND_S = 2.5      # still standing at the start
-DESCENT_S = 1.2    # standing to the bottom of a squat
-SQUAT_S = 2.5      # one squat: descent and ascent
-PAUSE_S = 0.6      # standing between squats
+STAND_S = 2.5  # still standing at the start
+DESCENT_S = 1.2  # standing to the bottom of a squat
+SQUAT_S = 2.5  # one squat: descent and ascent
+PAUSE_S = 0.6  # standing between squats
 MIN_SECONDS = STAND_S + SQUAT_S
 
 MIN_FS, MAX_FS = 10.0, 1000.0
@@ -98,14 +98,32 @@ LEFT_ARM = 0.93
 # Standing posture, degrees (rotations) and metres (translations). The ankle
 # is set so the foot is flat: foot pitch = pelvis_tilt + hip_flexion - knee + ankle.
 _STAND = {
-    "pelvis_tilt": 0.0, "pelvis_list": 0.0, "pelvis_rotation": 0.0,
-    "pelvis_tx": 0.0, "pelvis_ty": 0.0, "pelvis_tz": 0.0,
-    "hip_flexion": 2.0, "hip_adduction": -3.0, "hip_rotation": -4.0,
-    "knee_angle": 3.0, "ankle_angle": 1.0, "subtalar_angle": 0.0, "mtp_angle": 0.0,
-    "L5_S1_Flex_Ext": 0.0, "L5_S1_Lat_Bending": 0.0, "L5_S1_axial_rotation": 0.0,
-    "neck_flexion": 0.0, "neck_bending": 0.0, "neck_rotation": 0.0,
-    "arm_flex": 0.0, "arm_add": -6.0, "arm_rot": 0.0, "elbow_flex": 12.0, "pro_sup": 90.0,
-    "wrist_flex": 0.0, "wrist_dev": 0.0,
+    "pelvis_tilt": 0.0,
+    "pelvis_list": 0.0,
+    "pelvis_rotation": 0.0,
+    "pelvis_tx": 0.0,
+    "pelvis_ty": 0.0,
+    "pelvis_tz": 0.0,
+    "hip_flexion": 2.0,
+    "hip_adduction": -3.0,
+    "hip_rotation": -4.0,
+    "knee_angle": 3.0,
+    "ankle_angle": 1.0,
+    "subtalar_angle": 0.0,
+    "mtp_angle": 0.0,
+    "L5_S1_Flex_Ext": 0.0,
+    "L5_S1_Lat_Bending": 0.0,
+    "L5_S1_axial_rotation": 0.0,
+    "neck_flexion": 0.0,
+    "neck_bending": 0.0,
+    "neck_rotation": 0.0,
+    "arm_flex": 0.0,
+    "arm_add": -6.0,
+    "arm_rot": 0.0,
+    "elbow_flex": 12.0,
+    "pro_sup": 90.0,
+    "wrist_flex": 0.0,
+    "wrist_dev": 0.0,
 }
 # Change from standing at the bottom of a full-depth squat (degrees). Signs in
 # this model: pelvis_tilt < 0 tilts the pelvis forward, L5_S1_Flex_Ext < 0
@@ -114,12 +132,20 @@ _STAND = {
 # arm_flex > 0 raises the arm forward, arm_add toward 0 brings it to the side.
 _KNEE, _HIP, _TILT = 102.0, 93.0, -15.0
 _DELTA = {
-    "pelvis_tilt": _TILT, "pelvis_list": 1.0, "pelvis_rotation": -1.0,
-    "hip_flexion": _HIP, "hip_adduction": -5.0, "hip_rotation": -4.0,
-    "knee_angle": _KNEE, "ankle_angle": _KNEE - _HIP - _TILT,
-    "L5_S1_Flex_Ext": -20.0, "L5_S1_Lat_Bending": 1.0,
+    "pelvis_tilt": _TILT,
+    "pelvis_list": 1.0,
+    "pelvis_rotation": -1.0,
+    "hip_flexion": _HIP,
+    "hip_adduction": -5.0,
+    "hip_rotation": -4.0,
+    "knee_angle": _KNEE,
+    "ankle_angle": _KNEE - _HIP - _TILT,
+    "L5_S1_Flex_Ext": -20.0,
+    "L5_S1_Lat_Bending": 1.0,
     "neck_flexion": 18.0,
-    "arm_flex": 75.0, "arm_add": 4.0, "elbow_flex": 15.0,
+    "arm_flex": 75.0,
+    "arm_add": 4.0,
+    "elbow_flex": 15.0,
 }
 _LEG = {"hip_flexion", "hip_adduction", "hip_rotation", "knee_angle", "ankle_angle", "subtalar_angle", "mtp_angle"}
 _ARM = {"arm_flex", "arm_add", "arm_rot", "elbow_flex", "pro_sup", "wrist_flex", "wrist_dev"}
@@ -127,11 +153,24 @@ _ARM = {"arm_flex", "arm_add", "arm_rot", "elbow_flex", "pro_sup", "wrist_flex",
 # Coordinates the foot closure may move, with the weight (per radian, per
 # metre for translations) of a departure from the design.
 _FREE = {
-    "pelvis_tilt": 20.0, "pelvis_list": 10.0, "pelvis_rotation": 10.0,
-    "pelvis_tx": 0.01, "pelvis_ty": 0.01, "pelvis_tz": 0.01,
-    **{f"{c}_{s}": w for s in "rl" for c, w in (
-        ("hip_flexion", 20.0), ("hip_adduction", 2.0), ("hip_rotation", 2.0),
-        ("knee_angle", 50.0), ("ankle_angle", 5.0), ("subtalar_angle", 2.0))},
+    "pelvis_tilt": 20.0,
+    "pelvis_list": 10.0,
+    "pelvis_rotation": 10.0,
+    "pelvis_tx": 0.01,
+    "pelvis_ty": 0.01,
+    "pelvis_tz": 0.01,
+    **{
+        f"{c}_{s}": w
+        for s in "rl"
+        for c, w in (
+            ("hip_flexion", 20.0),
+            ("hip_adduction", 2.0),
+            ("hip_rotation", 2.0),
+            ("knee_angle", 50.0),
+            ("ankle_angle", 5.0),
+            ("subtalar_angle", 2.0),
+        )
+    },
 }
 # Markers held at their standing positions (all fixed to the calcaneus bodies).
 _PLANTED = ["r_calc_study", "r_toe_study", "r_5meta_study", "L_calc_study", "L_toe_study", "L_5meta_study"]
@@ -178,12 +217,12 @@ class SynthResult:
     keypoints_trc: Path
     markers_trc: Path
     coords_mot: Path
-    keypoints: MarkerTable        # as written: with noise and gaps
-    keypoints_true: MarkerTable   # the same keypoints, noise-free and complete
-    markers: MarkerTable          # the 43 anatomical markers, noise-free
-    motion: Motion                # all coordinates, degrees / metres
-    mass: float                   # kg
-    height: float                 # m
+    keypoints: MarkerTable  # as written: with noise and gaps
+    keypoints_true: MarkerTable  # the same keypoints, noise-free and complete
+    markers: MarkerTable  # the 43 anatomical markers, noise-free
+    motion: Motion  # all coordinates, degrees / metres
+    mass: float  # kg
+    height: float  # m
     standing: tuple[float, float]  # still window (start, end), seconds
     squats: list[Squat]
     gaps: list[Gap] = field(default_factory=list)
@@ -194,6 +233,7 @@ class SynthResult:
 
 
 # --------------------------------------------------------------------------- model
+
 
 def _marker_lists(assets) -> tuple[list, list]:
     """(anatomical markers, keypoint markers) as OpenSim Marker clones, renamed."""
@@ -242,7 +282,7 @@ def truth_model(scale: float = 1.0, assets=None):
             factor.setScaleFactors(osim.Vec3(scale, scale, scale))
             factor.setApply(True)
             factors.cloneAndAppend(factor)
-        if not model.scale(state, factors, True, generic_mass * scale ** 3):
+        if not model.scale(state, factors, True, generic_mass * scale**3):
             raise KinestreamError(f"OpenSim could not scale the model by {scale}")
         state = model.initSystem()
     return model, state, [m.getName() for m in anatomical], [m.getName() for m in keypoints]
@@ -265,8 +305,9 @@ def _body_mesh_points(model, state, body_name: str, geometry_dir: Path) -> np.nd
     osim = opensim_module()
     body = model.getBodySet().get(body_name)
     origin = body.findStationLocationInGround(state, osim.Vec3(0, 0, 0)).to_numpy()
-    rot = np.column_stack([body.findStationLocationInGround(state, osim.Vec3(*e)).to_numpy() - origin
-                           for e in np.eye(3)])
+    rot = np.column_stack(
+        [body.findStationLocationInGround(state, osim.Vec3(*e)).to_numpy() - origin for e in np.eye(3)]
+    )
     points = []
     n_geometry = body.getPropertyByName("attached_geometry").size()
     for i in range(n_geometry):
@@ -303,9 +344,10 @@ def generic_height(model_path: str, geometry_dir: str) -> float:
 
 # --------------------------------------------------------------------------- motion design
 
+
 def _min_jerk(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
-    return x ** 3 * (10.0 - 15.0 * x + 6.0 * x ** 2)
+    return x**3 * (10.0 - 15.0 * x + 6.0 * x**2)
 
 
 def _squat_shape(time: np.ndarray, start: float) -> np.ndarray:
@@ -351,12 +393,24 @@ def _sway(time: np.ndarray, amplitude: float) -> dict[str, np.ndarray]:
     turn = amplitude * fade * np.sin(2 * np.pi * _SWAY_TURN_HZ * np.maximum(u, 0.0))
     hip = 0.8 * bend
     tilt = -0.3 * bend
-    return {"knee_angle": bend, "hip_flexion": hip, "pelvis_tilt": tilt, "ankle_angle": bend - hip - tilt,
-            "pelvis_list": 0.5 * shift, "pelvis_rotation": 0.3 * turn}
+    return {
+        "knee_angle": bend,
+        "hip_flexion": hip,
+        "pelvis_tilt": tilt,
+        "ankle_angle": bend - hip - tilt,
+        "pelvis_list": 0.5 * shift,
+        "pelvis_rotation": 0.3 * turn,
+    }
 
 
-def _design(names: list[str], time: np.ndarray, n_squats: int, starts: list[float] | None = None,
-            factors: list[float] | None = None, sway_deg: float = 0.0) -> np.ndarray:
+def _design(
+    names: list[str],
+    time: np.ndarray,
+    n_squats: int,
+    starts: list[float] | None = None,
+    factors: list[float] | None = None,
+    sway_deg: float = 0.0,
+) -> np.ndarray:
     """Designed coordinate values (frames x coordinates), degrees and metres.
 
     ``starts`` and ``factors`` (relative depths) default to the standard
@@ -376,14 +430,16 @@ def _design(names: list[str], time: np.ndarray, n_squats: int, starts: list[floa
         gain = 1.0
         if side == "l":
             gain = LEFT_LEG if base in _LEG else LEFT_ARM if base in _ARM else 1.0
-        out[:, j] = _STAND[base] + gain * _DELTA.get(base, 0.0) * (np.minimum(depth, ARM_DEPTH_MAX)
-                                                                  if base in _ARM else depth)
+        out[:, j] = _STAND[base] + gain * _DELTA.get(base, 0.0) * (
+            np.minimum(depth, ARM_DEPTH_MAX) if base in _ARM else depth
+        )
         if base in sway:
             out[:, j] += sway[base]
     return out
 
 
 # --------------------------------------------------------------------------- kinematics
+
 
 class _Kinematics:
     """One model and one state, posed by coordinate values in model units."""
@@ -398,8 +454,10 @@ class _Kinematics:
         # Position of each coordinate in the state's Q. Every joint of this model
         # has qdot = u, so it is also the column of the velocity Jacobians.
         if state.getNQ() != state.getNU():
-            raise KinestreamError("the model has joints whose speeds are not coordinate rates; "
-                                  "the squat generator needs a model without ball or free joints")
+            raise KinestreamError(
+                "the model has joints whose speeds are not coordinate rates; "
+                "the squat generator needs a model without ball or free joints"
+            )
         self.qindex = np.empty(len(self.coords), dtype=int)
         for j, c in enumerate(self.coords):
             before = state.getQ().to_numpy().copy()
@@ -416,7 +474,7 @@ class _Kinematics:
         return np.where(self.rotational, np.degrees(values), values)
 
     def pose(self, q: np.ndarray, which=None) -> None:
-        for j in (range(len(self.coords)) if which is None else which):
+        for j in range(len(self.coords)) if which is None else which:
             self.coords[j].setValue(self.state, float(q[j]), False)
         self.model.realizePosition(self.state)
 
@@ -475,6 +533,7 @@ class _FootClosure:
 
 # --------------------------------------------------------------------------- arguments
 
+
 def _check_positive(what: str, value) -> float:
     try:
         number = float(value)
@@ -505,21 +564,27 @@ def _check_variations(depths, pauses, sway_deg, squats):
     """(depths as a list or None, pauses as a list or None, sway) checked; squats must agree with depths."""
     if depths is not None:
         if np.ndim(depths) != 1 or len(depths) == 0:
-            raise KinestreamError(f"depths={depths!r} is not valid; it must be a list of knee peaks in degrees, "
-                                  f"one per squat")
-        depths = [_check_number(f"depths[{k}]", d, MIN_DEPTH_DEG, MAX_DEPTH_DEG, "degrees of knee flexion")
-                  for k, d in enumerate(depths)]
+            raise KinestreamError(
+                f"depths={depths!r} is not valid; it must be a list of knee peaks in degrees, one per squat"
+            )
+        depths = [
+            _check_number(f"depths[{k}]", d, MIN_DEPTH_DEG, MAX_DEPTH_DEG, "degrees of knee flexion")
+            for k, d in enumerate(depths)
+        ]
         if squats is not None and squats != len(depths):
-            raise KinestreamError(f"squats={squats!r} must match depths, which lists {len(depths)} squats "
-                                  f"(or leave squats out)")
+            raise KinestreamError(
+                f"squats={squats!r} must match depths, which lists {len(depths)} squats (or leave squats out)"
+            )
     if pauses is not None:
         if np.ndim(pauses) == 0:
             pauses = _check_number("pauses", pauses, 0.0, 60.0, "seconds")
         elif np.ndim(pauses) == 1:
             pauses = [_check_number(f"pauses[{k}]", p, 0.0, 60.0, "seconds") for k, p in enumerate(pauses)]
         else:
-            raise KinestreamError(f"pauses={pauses!r} is not valid; it must be seconds of standing between "
-                                  f"squats: one number, or one per gap")
+            raise KinestreamError(
+                f"pauses={pauses!r} is not valid; it must be seconds of standing between "
+                f"squats: one number, or one per gap"
+            )
     sway_deg = _check_number("sway_deg", sway_deg, 0.0, MAX_SWAY_DEG, "degrees")
     return depths, pauses, sway_deg
 
@@ -530,22 +595,27 @@ def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats, depths=No
     except (TypeError, ValueError):
         fs_ok = math.nan
     if isinstance(fs, bool) or not (math.isfinite(fs_ok) and MIN_FS <= fs_ok <= MAX_FS):
-        raise KinestreamError(f"sampling rate fs={fs!r} Hz is not valid; it must be a number from "
-                              f"{MIN_FS:g} to {MAX_FS:g} Hz")
+        raise KinestreamError(
+            f"sampling rate fs={fs!r} Hz is not valid; it must be a number from {MIN_FS:g} to {MAX_FS:g} Hz"
+        )
     try:
         sec = float(seconds)
     except (TypeError, ValueError):
         sec = math.nan
     if isinstance(seconds, bool) or not (math.isfinite(sec) and sec >= MIN_SECONDS):
-        raise KinestreamError(f"seconds={seconds!r} is too short or not a number; the trial needs at least "
-                              f"{MIN_SECONDS:g} s ({STAND_S:g} s standing plus one {SQUAT_S:g} s squat)")
+        raise KinestreamError(
+            f"seconds={seconds!r} is too short or not a number; the trial needs at least "
+            f"{MIN_SECONDS:g} s ({STAND_S:g} s standing plus one {SQUAT_S:g} s squat)"
+        )
     try:
         noise = float(noise_mm)
     except (TypeError, ValueError):
         noise = math.nan
     if isinstance(noise_mm, bool) or not (math.isfinite(noise) and noise >= 0.0):
-        raise KinestreamError(f"noise_mm={noise_mm!r} is not valid; it must be a finite number >= 0 "
-                              f"(standard deviation per axis, millimetres)")
+        raise KinestreamError(
+            f"noise_mm={noise_mm!r} is not valid; it must be a finite number >= 0 "
+            f"(standard deviation per axis, millimetres)"
+        )
     n_gaps = _check_int("gaps", gaps, 0)
     scale = _check_positive("scale", scale)
     seed = _check_int("seed", seed, 0)
@@ -563,30 +633,49 @@ def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats, depths=No
                 raise KinestreamError(f"seconds={sec:g} leave no room for a squat after {STAND_S:g} s of standing")
         gaps_s = _pause_list(PAUSE_S if pauses is None else pauses, n_squats)
         if len(gaps_s) != n_squats - 1:
-            raise KinestreamError(f"pauses lists {len(gaps_s)} pauses for {n_squats} squats; it needs "
-                                  f"{n_squats - 1} (one between each two squats) or a single number")
+            raise KinestreamError(
+                f"pauses lists {len(gaps_s)} pauses for {n_squats} squats; it needs "
+                f"{n_squats - 1} (one between each two squats) or a single number"
+            )
         need = STAND_S + n_squats * SQUAT_S + sum(gaps_s)
         if need > sec + 1e-9:
-            raise KinestreamError(f"{n_squats} squats with pauses of {gaps_s} s do not fit in seconds={sec:g}: they "
-                                  f"need {need:g} s ({STAND_S:g} s standing, {SQUAT_S:g} s a squat); make the "
-                                  f"trial longer")
+            raise KinestreamError(
+                f"{n_squats} squats with pauses of {gaps_s} s do not fit in seconds={sec:g}: they "
+                f"need {need:g} s ({STAND_S:g} s standing, {SQUAT_S:g} s a squat); make the "
+                f"trial longer"
+            )
     elif squats is None:
         n_squats = fits
     else:
         n_squats = _check_int("squats", squats, 1)
         if n_squats > fits:
             need = STAND_S + n_squats * SQUAT_S + (n_squats - 1) * PAUSE_S
-            raise KinestreamError(f"squats={n_squats} do not fit in seconds={sec:g}: they need {need:g} s "
-                                  f"({STAND_S:g} s standing, {SQUAT_S:g} s a squat, {PAUSE_S:g} s between); "
-                                  f"at most {fits} fit, or make the trial longer")
+            raise KinestreamError(
+                f"squats={n_squats} do not fit in seconds={sec:g}: they need {need:g} s "
+                f"({STAND_S:g} s standing, {SQUAT_S:g} s a squat, {PAUSE_S:g} s between); "
+                f"at most {fits} fit, or make the trial longer"
+            )
     return fs_ok, sec, noise, n_gaps, scale, seed, n_squats
 
 
 # --------------------------------------------------------------------------- main
 
-def synthesize(out_dir, fs: float = 60.0, seconds: float = 12.0, noise_mm: float = 0.0, gaps: int = 0,
-               scale: float = 1.0, seed: int = 0, squats: int | None = None, progress=None, *,
-               depths=None, pauses=None, sway_deg: float = 0.0) -> SynthResult:
+
+def synthesize(
+    out_dir,
+    fs: float = 60.0,
+    seconds: float = 12.0,
+    noise_mm: float = 0.0,
+    gaps: int = 0,
+    scale: float = 1.0,
+    seed: int = 0,
+    squats: int | None = None,
+    progress=None,
+    *,
+    depths=None,
+    pauses=None,
+    sway_deg: float = 0.0,
+) -> SynthResult:
     """Simulate a standing-then-squatting subject; write keypoints, markers and coordinates.
 
     ``fs`` sampling rate (Hz, 10 to 1000); ``seconds`` trial length (at least
@@ -608,7 +697,8 @@ def synthesize(out_dir, fs: float = 60.0, seconds: float = 12.0, noise_mm: float
     """
     depths, pauses, sway_deg = _check_variations(depths, pauses, sway_deg, squats)
     fs, seconds, noise_mm, n_gaps, scale, seed, n_squats = _check_arguments(
-        fs, seconds, noise_mm, gaps, scale, seed, squats, depths, pauses)
+        fs, seconds, noise_mm, gaps, scale, seed, squats, depths, pauses
+    )
     starts = squat_starts(n_squats, pauses)
     factors = None if depths is None else [_depth_factor(d) for d in depths]
     say = progress or (lambda *_: None)
@@ -665,10 +755,11 @@ def synthesize(out_dir, fs: float = 60.0, seconds: float = 12.0, noise_mm: float
     observed = xyz_key.copy()
     if noise_mm > 0:
         observed += np.random.default_rng([seed, 1]).normal(0.0, noise_mm / 1000.0, observed.shape)
-    gap_list = _make_gaps(n_gaps, np.random.default_rng([seed, 2]), keypoints, fs, time,
-                          starts[0], starts[-1] + SQUAT_S)
+    gap_list = _make_gaps(
+        n_gaps, np.random.default_rng([seed, 2]), keypoints, fs, time, starts[0], starts[-1] + SQUAT_S
+    )
     for gap in gap_list:
-        observed[gap.start:gap.stop, keypoints.index(gap.keypoint)] = np.nan
+        observed[gap.start : gap.stop, keypoints.index(gap.keypoint)] = np.nan
 
     meta = {"synthetic": True, "scale": scale, "seed": seed}
     keypoints_true = MarkerTable(keypoints, xyz_key, time, fs, dict(meta))
@@ -677,25 +768,52 @@ def synthesize(out_dir, fs: float = 60.0, seconds: float = 12.0, noise_mm: float
     motion = Motion(time, list(kin.names), kin.to_file_units(q), in_degrees=True)
 
     say(f"synth: writing {out}")
-    paths = (write_trc(out / "keypoints.trc", keypoints_obs), write_trc(out / "markers.trc", markers),
-             write_mot(out / "coords.mot", motion))
+    paths = (
+        write_trc(out / "keypoints.trc", keypoints_obs),
+        write_trc(out / "markers.trc", markers),
+        write_mot(out / "coords.mot", motion),
+    )
 
     squat_list = []
     for k, start in enumerate(starts):
         inside = (time >= start) & (time <= start + SQUAT_S)
-        peak = {n: float(motion.get(n)[inside].max()) for n in
-                ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")}
+        peak = {
+            n: float(motion.get(n)[inside].max())
+            for n in ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")
+        }
         partial = 0.5 * (peak["knee_angle_r"] + peak["knee_angle_l"]) < HALF_SQUAT_DEG
-        squat_list.append(Squat(k, round(start, 9), round(start + DESCENT_S, 9), round(start + SQUAT_S, 9), **peak,
-                                partial=bool(partial)))
+        squat_list.append(
+            Squat(
+                k,
+                round(start, 9),
+                round(start + DESCENT_S, 9),
+                round(start + SQUAT_S, 9),
+                **peak,
+                partial=bool(partial),
+            )
+        )
 
-    return SynthResult(*paths, keypoints=keypoints_obs, keypoints_true=keypoints_true, markers=markers,
-                       motion=motion, mass=float(mass), height=float(height), standing=(0.0, STAND_S),
-                       squats=squat_list, gaps=gap_list, fs=fs, scale=scale, noise_mm=noise_mm, seed=seed)
+    return SynthResult(
+        *paths,
+        keypoints=keypoints_obs,
+        keypoints_true=keypoints_true,
+        markers=markers,
+        motion=motion,
+        mass=float(mass),
+        height=float(height),
+        standing=(0.0, STAND_S),
+        squats=squat_list,
+        gaps=gap_list,
+        fs=fs,
+        scale=scale,
+        noise_mm=noise_mm,
+        seed=seed,
+    )
 
 
-def _make_gaps(n: int, rng: np.random.Generator, names: list[str], fs: float, time: np.ndarray,
-               first: float, last: float) -> list[Gap]:
+def _make_gaps(
+    n: int, rng: np.random.Generator, names: list[str], fs: float, time: np.ndarray, first: float, last: float
+) -> list[Gap]:
     """``n`` gaps of 2 to 0.15*fs frames, each wholly inside [first, last] seconds."""
     inside = np.flatnonzero((time >= first) & (time <= last))
     lo, hi = int(inside[0]), int(inside[-1]) + 1

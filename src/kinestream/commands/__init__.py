@@ -66,18 +66,27 @@ def cmd_assets(args, config) -> None:
 def cmd_synth(args, config) -> None:
     from kinestream.synth import synthesize
 
-    result = synthesize(args.out_dir, fs=args.fs, seconds=args.seconds, noise_mm=args.noise_mm, gaps=args.gaps,
-                        scale=args.scale, seed=args.seed)
-    print(f"synthetic subject: height {result.height:.3f} m, mass {result.mass:.1f} kg, "
-          f"standing {result.standing[0]:.2f}-{result.standing[1]:.2f} s, {len(result.squats)} squats")
+    result = synthesize(
+        args.out_dir,
+        fs=args.fs,
+        seconds=args.seconds,
+        noise_mm=args.noise_mm,
+        gaps=args.gaps,
+        scale=args.scale,
+        seed=args.seed,
+    )
+    print(
+        f"synthetic subject: height {result.height:.3f} m, mass {result.mass:.1f} kg, "
+        f"standing {result.standing[0]:.2f}-{result.standing[1]:.2f} s, {len(result.squats)} squats"
+    )
     for p in (result.keypoints_trc, result.markers_trc, result.coords_mot):
         print(f"wrote {p}")
 
 
 def cmd_augment(args, config) -> None:
     from kinestream.assets import get_assets
-    from kinestream.offline import augment_keypoints, clean_keypoints, describe_clean, load_keypoints
     from kinestream.files.trc import write_trc
+    from kinestream.offline import augment_keypoints, clean_keypoints, describe_clean, load_keypoints
 
     mass, height = _subject(args, config)
     table = load_keypoints(_existing(args.trial, "trial"))
@@ -94,17 +103,24 @@ def cmd_augment(args, config) -> None:
 
 def cmd_scale(args, config) -> None:
     from kinestream.assets import get_assets
+    from kinestream.files.trc import read_trc
     from kinestream.offline import parse_static
     from kinestream.scale import scale_model
-    from kinestream.files.trc import read_trc
 
     mass, height = _subject(args, config)
     markers = read_trc(_existing(args.markers, "marker file"))
     sc = config["scale"]
     out = Path(args.out) if args.out else Path(args.markers).with_name(Path(args.markers).stem + "_scaled.osim")
-    result = scale_model(markers, mass, height, out, get_assets(config, progress=_log),
-                         static=parse_static(args.static or sc.get("static", "auto")),
-                         thresholds_mm=tuple(sc["still_threshold_mm"]), windows_s=tuple(sc["still_window_s"]))
+    result = scale_model(
+        markers,
+        mass,
+        height,
+        out,
+        get_assets(config, progress=_log),
+        static=parse_static(args.static or sc.get("static", "auto")),
+        thresholds_mm=tuple(sc["still_threshold_mm"]),
+        windows_s=tuple(sc["still_window_s"]),
+    )
     for m in result.messages:
         _log(m)
     print(f"marker error after scaling: {result.rmse_mm:.1f} mm RMS (max {result.max_error_mm:.1f} mm)")
@@ -115,8 +131,8 @@ def cmd_ik(args, config) -> None:
     import numpy as np
 
     from kinestream.assets import get_assets
-    from kinestream.offline import run_ik, write_angles
     from kinestream.files.trc import read_trc
+    from kinestream.offline import run_ik, write_angles
 
     markers = read_trc(_existing(args.markers, "marker file"))
     model = _existing(args.model, "model")
@@ -145,9 +161,19 @@ def cmd_process(args, config) -> None:
         from kinestream.files.mot import read_mot
 
         truth = read_mot(args.truth)
-    result = process(trial, mass, height, out_dir, config, static=static,
-                     plot=bool(config["output"].get("plot", True)), log=_log, truth=truth,
-                     streaming=args.streaming, model=args.model)
+    result = process(
+        trial,
+        mass,
+        height,
+        out_dir,
+        config,
+        static=static,
+        plot=bool(config["output"].get("plot", True)),
+        log=_log,
+        truth=truth,
+        streaming=args.streaming,
+        model=args.model,
+    )
     print(result.summary())
 
 
@@ -169,20 +195,29 @@ def _service_args(p: argparse.ArgumentParser) -> None:
 
 
 async def _serve(args, config, say=_log):
+    from kinestream.commands.terminal import status_printer
     from kinestream.live.calibrate import calibrate
     from kinestream.live.service import Service
-    from kinestream.commands.terminal import status_printer
 
     svc = config["service"]
     model = args.model
     if getattr(args, "calibrate", False):
         mass, height = _subject(args, config)
         out = Path(args.calibration_out or "out/calibration/scaled.osim")
-        model = await calibrate(config, input_endpoint=args.input or svc["input"], mass=mass, height=height,
-                                out_model=out, say=say)
-    service = Service(config, input_endpoint=args.input or svc["input"], output_endpoint=args.output or svc["output"],
-                      mqtt=args.mqtt or config["mqtt"].get("broker") or None, record=args.record, model=model,
-                      mass=args.mass, height=args.height, status_out=status_printer())
+        model = await calibrate(
+            config, input_endpoint=args.input or svc["input"], mass=mass, height=height, out_model=out, say=say
+        )
+    service = Service(
+        config,
+        input_endpoint=args.input or svc["input"],
+        output_endpoint=args.output or svc["output"],
+        mqtt=args.mqtt or config["mqtt"].get("broker") or None,
+        record=args.record,
+        model=model,
+        mass=args.mass,
+        height=args.height,
+        status_out=status_printer(),
+    )
     final = await service.run()
     print(file=sys.stderr)
     return service, final
@@ -211,8 +246,11 @@ def cmd_serve(args, config) -> None:
     print(json.dumps(final))
     _finish_recording(args.record)
     if not final.get("healthy", True):
-        print("kinestream: error: the service stopped itself: a task kept failing (see the log above); exit "
-              "status 1 so that a supervisor starts it again", file=sys.stderr)
+        print(
+            "kinestream: error: the service stopped itself: a task kept failing (see the log above); exit "
+            "status 1 so that a supervisor starts it again",
+            file=sys.stderr,
+        )
         sys.exit(1)
 
 
@@ -223,8 +261,17 @@ def cmd_calibrate(args, config) -> None:
 
     _logging()
     mass, height = _subject(args, config)
-    asyncio.run(calibrate(config, input_endpoint=args.input or config["service"]["input"], mass=mass, height=height,
-                          out_model=args.out, timeout_s=args.timeout, say=print))
+    asyncio.run(
+        calibrate(
+            config,
+            input_endpoint=args.input or config["service"]["input"],
+            mass=mass,
+            height=height,
+            out_model=args.out,
+            timeout_s=args.timeout,
+            say=print,
+        )
+    )
 
 
 def cmd_demo(args, config) -> None:
@@ -291,9 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--static", help="static window START:END in seconds, or 'auto' (default)")
     p.add_argument("--out", help="output folder (default: out/TRIAL)")
     p.add_argument("--truth", help="true coordinates .mot (from synth): plotted dashed, RMS errors printed")
-    p.add_argument("--streaming", action="store_true",
-                   help="run the live service's frame-by-frame cores (low-lag filter, stateful augmenter, "
-                        "frame-wise IK) instead of the offline ones")
+    p.add_argument(
+        "--streaming",
+        action="store_true",
+        help="run the live service's frame-by-frame cores (low-lag filter, stateful augmenter, "
+        "frame-wise IK) instead of the offline ones",
+    )
     p.add_argument("--model", help="an already scaled .osim: skip the scale step")
     _solver_arg(p)
     p.set_defaults(func=cmd_process)
@@ -324,8 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keys", help="make a CURVE key pair (the service's, a source's or a subscriber's)")
     p.add_argument("dir", help="folder for NAME.key (public, to hand out) and NAME.key_secret (keep private)")
     p.add_argument("--name", required=True, help="whose keys: 'service', 'camera1', 'headset', ...")
-    p.add_argument("--authorize", action="store_true",
-                   help="also copy the public key into DIR/authorized/, the folder the service admits")
+    p.add_argument(
+        "--authorize",
+        action="store_true",
+        help="also copy the public key into DIR/authorized/, the folder the service admits",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing pair of that name")
     p.set_defaults(func=cmd_keys)
 

@@ -24,20 +24,23 @@ def run_demo(config: dict, out: Path, seconds: float = 12.0, rate: float = 1.0) 
 
     out.mkdir(parents=True, exist_ok=True)
     syn = synthesize(out / "synth", seconds=seconds, noise_mm=5.0, gaps=6)
-    print(f"synthetic squat session: {seconds:g} s, {len(syn.squats)} squats, subject {syn.height:.2f} m, "
-          f"{syn.mass:.1f} kg -> {syn.keypoints_trc}", file=sys.stderr)
+    print(
+        f"synthetic squat session: {seconds:g} s, {len(syn.squats)} squats, subject {syn.height:.2f} m, "
+        f"{syn.mass:.1f} kg -> {syn.keypoints_trc}",
+        file=sys.stderr,
+    )
     return asyncio.run(_demo(config, out, syn, rate))
 
 
 async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
-    from kinestream.live.calibrate import calibrate
     from kinestream.commands.terminal import status_printer
     from kinestream.files.mot import read_mot
-    from kinestream.offline import compare
-    from kinestream.plots import plot_angles
+    from kinestream.files.trc import read_trc
+    from kinestream.live.calibrate import calibrate
     from kinestream.live.replay import replay
     from kinestream.live.service import Service
-    from kinestream.files.trc import read_trc
+    from kinestream.offline import compare
+    from kinestream.plots import plot_angles
 
     endpoint = config["service"]["input"]
     table = read_trc(syn.keypoints_trc)
@@ -48,16 +51,29 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
     stop_replay = asyncio.Event()
     feeder = asyncio.create_task(replay(standing, endpoint, rate=rate, loop=True, stop_event=stop_replay))
     try:
-        model = await calibrate(config, input_endpoint=endpoint, mass=syn.mass, height=syn.height,
-                                out_model=out / "calibration" / "scaled.osim", say=say, timeout_s=60)
+        model = await calibrate(
+            config,
+            input_endpoint=endpoint,
+            mass=syn.mass,
+            height=syn.height,
+            out_model=out / "calibration" / "scaled.osim",
+            say=say,
+            timeout_s=60,
+        )
     finally:
         stop_replay.set()
         await feeder
 
     # the session, live
     record = out / "session.mot"
-    service = Service(config, input_endpoint=endpoint, output_endpoint=config["service"]["output"], record=record,
-                      model=model, status_out=status_printer())
+    service = Service(
+        config,
+        input_endpoint=endpoint,
+        output_endpoint=config["service"]["output"],
+        record=record,
+        model=model,
+        status_out=status_printer(),
+    )
     stop, ready = asyncio.Event(), asyncio.Event()
     serving = asyncio.create_task(service.run(stop, ready))
     await ready.wait()
@@ -76,12 +92,18 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
     png = plot_angles(motion, out / "session_angles.png", title="live session", truth=syn.motion)
     errors = compare(motion, syn.motion)
     lat = final["latency_ms"]
-    print(f"frames sent {sent}, in {final['frames_in']}, out {final['frames_out']}, skipped {final['skipped']}, "
-          f"rejected {sum(final['rejected'].values())}, IK failures {final['ik_failures']}")
-    print(f"service latency p50/p95/p99: {lat['p50']}/{lat['p95']}/{lat['p99']} ms; filter delay "
-          f"{final['filter_delay_ms']} ms (moving at 0.5 m/s)")
-    print("RMS error vs truth (deg, live, including the filter delay): "
-          + ", ".join(f"{n} {e:.1f}" for n, e in errors.items()))
+    print(
+        f"frames sent {sent}, in {final['frames_in']}, out {final['frames_out']}, skipped {final['skipped']}, "
+        f"rejected {sum(final['rejected'].values())}, IK failures {final['ik_failures']}"
+    )
+    print(
+        f"service latency p50/p95/p99: {lat['p50']}/{lat['p95']}/{lat['p99']} ms; filter delay "
+        f"{final['filter_delay_ms']} ms (moving at 0.5 m/s)"
+    )
+    print(
+        "RMS error vs truth (deg, live, including the filter delay): "
+        + ", ".join(f"{n} {e:.1f}" for n, e in errors.items())
+    )
     peak = {n: float(np.nanmax(motion.get(n))) for n in ("knee_angle_r", "hip_flexion_r") if n in motion}
     print("peak flexion (deg): " + ", ".join(f"{n} {v:.1f}" for n, v in peak.items()))
     from kinestream.plots import plot_reps
@@ -89,16 +111,23 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
 
     settings = RepSettings.from_config(config)
     events, summary = detect_reps(motion, joint_centres(model, motion), settings)
-    reps_png = plot_reps(motion, events, out / "session_reps.png", settings=settings, partials=summary["partials"],
-                         title="live session")
-    print(f"squat reps: {summary['reps']} of the {len(syn.squats)} performed, depth " + ", ".join(
-        f"{e.knee_peak:.0f}" for e in events) + " deg (knee; true " + ", ".join(
-        f"{(q.knee_angle_r + q.knee_angle_l) / 2:.0f}" for q in syn.squats) + ")")
+    reps_png = plot_reps(
+        motion, events, out / "session_reps.png", settings=settings, partials=summary["partials"], title="live session"
+    )
+    print(
+        f"squat reps: {summary['reps']} of the {len(syn.squats)} performed, depth "
+        + ", ".join(f"{e.knee_peak:.0f}" for e in events)
+        + " deg (knee; true "
+        + ", ".join(f"{(q.knee_angle_r + q.knee_angle_l) / 2:.0f}" for q in syn.squats)
+        + ")"
+    )
     knee = 0.5 * (motion.get("knee_angle_r") + motion.get("knee_angle_l"))
     live = service.reps.events
     recorded = [float(np.nanmax(knee[(motion.time >= e.start) & (motion.time <= e.end)])) for e in live]
-    print("live rep events, depth " + ", ".join(f"{e.knee_peak:.1f}" for e in live) + " deg; the recorded "
-          "curve's peaks " + ", ".join(f"{p:.1f}" for p in recorded) + " deg")
+    print(
+        "live rep events, depth " + ", ".join(f"{e.knee_peak:.1f}" for e in live) + " deg; the recorded "
+        "curve's peaks " + ", ".join(f"{p:.1f}" for p in recorded) + " deg"
+    )
     print(f"wrote {record}, {record.with_name(record.stem + '_markers.trc')}, {png}, {reps_png}")
     final["live_reps"] = [e.to_dict() for e in live]  # what the subscribers were sent, for the caller
     final["recorded_peaks"] = recorded

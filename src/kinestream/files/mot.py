@@ -39,8 +39,7 @@ class Motion:
 def mot_header(name: str, columns: list[str], n_rows: int, in_degrees: bool = True) -> str:
     return (
         f"{name}\nversion=1\nnRows={n_rows}\nnColumns={len(columns) + 1}\n"
-        f"inDegrees={'yes' if in_degrees else 'no'}\nendheader\n"
-        + "\t".join(["time", *columns]) + "\n"
+        f"inDegrees={'yes' if in_degrees else 'no'}\nendheader\n" + "\t".join(["time", *columns]) + "\n"
     )
 
 
@@ -54,7 +53,7 @@ def write_mot(path: str | Path, motion: Motion) -> Path:
     values = np.asarray(motion.values, dtype=float)
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(mot_header(path.stem, motion.names, len(values), motion.in_degrees))
-        for t, row in zip(motion.time, values):
+        for t, row in zip(motion.time, values, strict=False):
             fh.write(mot_row(float(t), row))
     return path
 
@@ -66,7 +65,7 @@ def read_mot(path: str | Path) -> Motion:
         raise KinestreamError(f"motion file {path} does not exist; give the path of a .mot file")
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     in_degrees = True
-    for i, line in enumerate(lines):
+    for i, line in enumerate(lines):  # noqa: B007 (i, the endheader line, is read after the loop)
         low = line.strip().lower()
         if low.startswith("indegrees="):
             in_degrees = low.split("=", 1)[1].startswith("y")
@@ -77,7 +76,7 @@ def read_mot(path: str | Path) -> Motion:
     names = lines[i + 1].split()
     if not names or names[0].lower() != "time":
         raise KinestreamError(f"{path}: the line after 'endheader' must name the columns, starting with 'time'")
-    rows = [np.array(line.split(), dtype=float) for line in lines[i + 2:] if line.strip()]
+    rows = [np.array(line.split(), dtype=float) for line in lines[i + 2 :] if line.strip()]
     data = np.vstack(rows) if rows else np.empty((0, len(names)))
     if data.shape[1] != len(names):
         raise KinestreamError(f"{path}: rows have {data.shape[1]} values for {len(names)} columns")

@@ -83,7 +83,7 @@ def _lines(data: bytes, start: int, limit: int):
         nl = data.find(b"\n", pos)
         if nl < 0:
             return
-        end = nl - 1 if nl > pos and data[nl - 1:nl] == b"\r" else nl
+        end = nl - 1 if nl > pos and data[nl - 1 : nl] == b"\r" else nl
         yield pos, end, nl + 1
         pos = nl + 1
 
@@ -91,7 +91,7 @@ def _lines(data: bytes, start: int, limit: int):
 def _mot_layout(data: bytes, path) -> _Layout:
     counts = []
     lines = _lines(data, 0, _MAX_HEADER)
-    for start, end, nxt in lines:
+    for start, end, _next in lines:
         line = data[start:end]
         low = line.strip().lower()
         if low.startswith(b"nrows="):
@@ -100,13 +100,17 @@ def _mot_layout(data: bytes, path) -> _Layout:
         if low == b"endheader":
             break
     else:
-        raise KinestreamError(f"{path} is not an OpenSim motion file: no complete 'endheader' line "
-                              f"(a .mot/.sto file has a header ending in 'endheader', then the column names)")
+        raise KinestreamError(
+            f"{path} is not an OpenSim motion file: no complete 'endheader' line "
+            f"(a .mot/.sto file has a header ending in 'endheader', then the column names)"
+        )
     cols = next(lines, None)
     if cols is None:
-        raise KinestreamError(f"{path}: the header ends without the line of column names after 'endheader'; "
-                              "the file was cut off before any row was written and cannot be repaired")
-    names = [n.decode("utf-8", "replace") for n in data[cols[0]:cols[1]].split()]
+        raise KinestreamError(
+            f"{path}: the header ends without the line of column names after 'endheader'; "
+            "the file was cut off before any row was written and cannot be repaired"
+        )
+    names = [n.decode("utf-8", "replace") for n in data[cols[0] : cols[1]].split()]
     if not names or names[0].lower() != "time":
         raise KinestreamError(f"{path}: the line after 'endheader' must name the columns, starting with 'time'")
     return _Layout("mot", cols[2], len(names), counts, names[1:])
@@ -129,8 +133,10 @@ def _trc_layout(data: bytes, path) -> _Layout:
         raise KinestreamError(f"{path} is not a .trc file (it must start with a PathFileType line)")
     lines = list(itertools.islice(_lines(data, 0, _MAX_HEADER), 5))
     if len(lines) < 5:
-        raise KinestreamError(f"{path}: the .trc header (5 lines) is incomplete; the file was cut off "
-                              "before any frame was written and cannot be repaired")
+        raise KinestreamError(
+            f"{path}: the .trc header (5 lines) is incomplete; the file was cut off "
+            "before any frame was written and cannot be repaired"
+        )
     keys = [data[a:b].strip().decode("utf-8", "replace") for a, b in _cells(data, lines[1][0], lines[1][1])]
     values = _cells(data, lines[2][0], lines[2][1])
     counts = []
@@ -159,8 +165,10 @@ def _kind(path: Path) -> str:
         return "mot"
     if suffix == ".trc":
         return "trc"
-    raise KinestreamError(f"{path} is neither a .mot/.sto nor a .trc file; recover repairs the angle and "
-                          "marker files the session recorder writes")
+    raise KinestreamError(
+        f"{path} is neither a .mot/.sto nor a .trc file; recover repairs the angle and "
+        "marker files the session recorder writes"
+    )
 
 
 def _layout(data: bytes, kind: str, path) -> _Layout:
@@ -202,7 +210,7 @@ def _row_ok(line: bytes, layout: _Layout) -> bool | None:
 # ---------------------------------------------------------------------------
 # recorders
 
-_live: "weakref.WeakSet[_Recorder]" = weakref.WeakSet()
+_live: weakref.WeakSet[_Recorder] = weakref.WeakSet()
 
 
 @atexit.register
@@ -218,7 +226,7 @@ def _close_all() -> None:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def set_aside(*paths) -> list[tuple[Path, Path]]:
@@ -246,8 +254,10 @@ def set_aside(*paths) -> list[tuple[Path, Path]]:
         try:
             os.rename(p, aside(p, n))
         except OSError as exc:
-            raise KinestreamError(f"cannot move the earlier recording {p} aside to {aside(p, n).name}: "
-                                  f"{exc.strerror}; move it yourself or record elsewhere") from None
+            raise KinestreamError(
+                f"cannot move the earlier recording {p} aside to {aside(p, n).name}: "
+                f"{exc.strerror}; move it yourself or record elsewhere"
+            ) from None
         moved.append((p, aside(p, n)))
     return moved
 
@@ -280,8 +290,10 @@ class _Recorder:
         try:  # a new file only: an earlier recording is never truncated, a symlink never followed
             self._fd = os.open(self.path, flags, 0o644)
         except FileExistsError:
-            raise KinestreamError(f"{self.path} already exists; a recording never overwrites one (set the old "
-                                  f"one aside first: record.set_aside)") from None
+            raise KinestreamError(
+                f"{self.path} already exists; a recording never overwrites one (set the old "
+                f"one aside first: record.set_aside)"
+            ) from None
         except OSError as exc:
             raise KinestreamError(f"cannot create the recording {self.path}: {exc.strerror}") from None
         try:
@@ -332,8 +344,10 @@ class _Recorder:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.path} rows={self._rows} flushed={self._flushed}" \
-               f"{' closed' if self._closed else ''}>"
+        return (
+            f"<{type(self).__name__} {self.path} rows={self._rows} flushed={self._flushed}"
+            f"{' closed' if self._closed else ''}>"
+        )
 
     def _refuse(self) -> None:
         if self._closed:
@@ -343,8 +357,10 @@ class _Recorder:
     def _add(self, line: str, written: float, t: float) -> None:
         # strictly increasing time as written, since OpenSim refuses anything else
         if not written > self._last_time:
-            raise ValueError(f"time {t!r} is not after the previous row's time {self._last_time!r} (to 6 decimals); "
-                             "OpenSim requires strictly increasing time, so this row is not recorded")
+            raise ValueError(
+                f"time {t!r} is not after the previous row's time {self._last_time!r} (to 6 decimals); "
+                "OpenSim requires strictly increasing time, so this row is not recorded"
+            )
         self._last_time = written
         self._pending.append(line)
         self._rows += 1
@@ -371,7 +387,7 @@ class _Recorder:
                 _write_all(self._fd, "".join(lines).encode("utf-8"))
                 self._flushed += n
                 field_bytes = count_field(self._flushed).encode("ascii")
-                for start, end in self._layout.counts:
+                for start, _end in self._layout.counts:
                     os.pwrite(self._fd, field_bytes, start)
                 if self.fsync:
                     os.fsync(self._fd)
@@ -409,8 +425,10 @@ class _Recorder:
             os.close(self._fd)
             _live.discard(self)
         if error is not None:
-            raise KinestreamError(f"recording to {self.path} failed: {error}; "
-                                  f"run 'kinestream recover {self.path}' to keep the rows that reached the disk")
+            raise KinestreamError(
+                f"recording to {self.path} failed: {error}; "
+                f"run 'kinestream recover {self.path}' to keep the rows that reached the disk"
+            )
 
 
 class MotRecorder(_Recorder):
@@ -424,16 +442,24 @@ class MotRecorder(_Recorder):
 
     kind = "mot"
 
-    def __init__(self, path, columns: list[str], in_degrees: bool = True, flush_interval_s: float = 0.5,
-                 fsync: bool = True, background: bool = True):
+    def __init__(
+        self,
+        path,
+        columns: list[str],
+        in_degrees: bool = True,
+        flush_interval_s: float = 0.5,
+        fsync: bool = True,
+        background: bool = True,
+    ):
         columns = [str(c) for c in columns]
         _check_names(columns, "column", any_space=True, reserved=("time",))
         self.columns = columns
         self.in_degrees = bool(in_degrees)
         self._n = len(columns)
         self._format = "\t".join(["%.6f"] + ["%.8f"] * self._n) + "\n"
-        super().__init__(path, mot_header(Path(path).stem, columns, count_field(0), in_degrees),
-                         flush_interval_s, fsync, background)
+        super().__init__(
+            path, mot_header(Path(path).stem, columns, count_field(0), in_degrees), flush_interval_s, fsync, background
+        )
 
     def write(self, t: float, values) -> None:
         """Record one row: time ``t`` (s) and ``len(columns)`` values."""
@@ -450,7 +476,7 @@ class MotRecorder(_Recorder):
             if not math.isfinite(t):
                 raise ValueError(f"time {t!r} is not a finite number")
             line = mot_row(t, np.asarray(vals, dtype=float))
-        self._add(line, float(line[:line.find("\t")]), t)
+        self._add(line, float(line[: line.find("\t")]), t)
 
 
 class TrcRecorder(_Recorder):
@@ -463,8 +489,16 @@ class TrcRecorder(_Recorder):
 
     kind = "trc"
 
-    def __init__(self, path, markers: list[str], rate: float, units: str = "m", flush_interval_s: float = 0.5,
-                 fsync: bool = True, background: bool = True):
+    def __init__(
+        self,
+        path,
+        markers: list[str],
+        rate: float,
+        units: str = "m",
+        flush_interval_s: float = 0.5,
+        fsync: bool = True,
+        background: bool = True,
+    ):
         markers = [str(m) for m in markers]
         _check_names(markers, "marker", any_space=False)
         if units not in _UNIT_SCALE:
@@ -477,8 +511,9 @@ class TrcRecorder(_Recorder):
         self._n = 3 * len(markers)
         self._scale = 1.0 / _UNIT_SCALE[units]
         self._format = "%d\t%.6f\t" + "\t".join(["%.6f"] * self._n) + "\n"
-        super().__init__(path, trc_header(Path(path).name, markers, rate, count_field(0), units),
-                         flush_interval_s, fsync, background)
+        super().__init__(
+            path, trc_header(Path(path).name, markers, rate, count_field(0), units), flush_interval_s, fsync, background
+        )
 
     def write(self, t: float, xyz) -> None:
         """Record one frame: time ``t`` (s) and positions (n_markers, 3) in metres."""
@@ -497,7 +532,7 @@ class TrcRecorder(_Recorder):
                 raise ValueError(f"time {t!r} is not a finite number")
             line = trc_row(frame, t, np.asarray(vals, dtype=float))
         i = line.find("\t") + 1
-        self._add(line, float(line[i:line.find("\t", i)]), t)
+        self._add(line, float(line[i : line.find("\t", i)]), t)
 
 
 def _check_names(names: list[str], what: str, any_space: bool, reserved: tuple[str, ...] = ()) -> None:
@@ -510,8 +545,10 @@ def _check_names(names: list[str], what: str, any_space: bool, reserved: tuple[s
         else:
             bad = not name.strip() or any(c in name for c in "\t\r\n")
         if bad:
-            raise KinestreamError(f"{what} name {name!r} cannot be written to the file header "
-                                  f"({'no blanks' if any_space else 'no tabs or line breaks'}, not empty)")
+            raise KinestreamError(
+                f"{what} name {name!r} cannot be written to the file header "
+                f"({'no blanks' if any_space else 'no tabs or line breaks'}, not empty)"
+            )
         if name in seen or name.lower() in reserved:
             raise KinestreamError(f"{what} name {name!r} appears twice; OpenSim needs unique column names")
         seen.add(name)
@@ -566,8 +603,9 @@ def recover(path) -> RecoverReport:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise KinestreamError(f"{path} is being recorded right now; recover it after the recorder "
-                                      "has stopped") from None
+                raise KinestreamError(
+                    f"{path} is being recorded right now; recover it after the recorder has stopped"
+                ) from None
         with open(fd, "rb", closefd=False) as fh:
             data = fh.read()
         return _repair(fd, path, data, _layout(data, kind, path))
@@ -587,7 +625,8 @@ def _repair(fd: int, path: Path, data: bytes, layout: _Layout) -> RecoverReport:
             if bad_line is not None:
                 raise KinestreamError(
                     f"{path}: line {bad_line} is malformed but complete rows follow it; that is not what a "
-                    "killed recorder leaves behind, so the file is left as it is (repair it by hand)")
+                    "killed recorder leaves behind, so the file is left as it is (repair it by hand)"
+                )
             rows += 1
             kept_end = nxt
         elif ok is None:
@@ -608,8 +647,14 @@ def _repair(fd: int, path: Path, data: bytes, layout: _Layout) -> RecoverReport:
     if not layout.counts:
         notes.append("the header has no nRows line; only the rows were checked")
     if rows == 0:
-        notes.append("no complete row" + (": OpenSim's TRC reader hangs on a .trc without frames, delete this file"
-                                           if layout.kind == "trc" else ""))
+        notes.append(
+            "no complete row"
+            + (
+                ": OpenSim's TRC reader hangs on a .trc without frames, delete this file"
+                if layout.kind == "trc"
+                else ""
+            )
+        )
     dropped = len(data) - kept_end
     if dropped == 0 and all(c == rows for c in claimed):
         return RecoverReport(path, layout.kind, rows, header_rows, 0, False, notes)
@@ -655,9 +700,11 @@ def cmd_recover(args, config) -> None:
 def add_recover_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``recover`` on the ``kinestream`` command's subparsers."""
     p = subparsers.add_parser(
-        "recover", help="repair .mot/.trc recordings left by a killed session (partial last row, row count)",
+        "recover",
+        help="repair .mot/.trc recordings left by a killed session (partial last row, row count)",
         description="Drop a cut-off last row and set the header's row count to the complete rows, so that "
-                    "OpenSim loads the file. A complete file is left untouched.")
+        "OpenSim loads the file. A complete file is left untouched.",
+    )
     p.add_argument("files", nargs="+", metavar="FILE", help=".mot or .trc file written by the session recorder")
     p.set_defaults(func=cmd_recover)
     return p

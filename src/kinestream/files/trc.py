@@ -55,15 +55,16 @@ class MarkerTable:
         """Trajectory of one marker, (frames, 3)."""
         return self.xyz[:, self.index(name)]
 
-    def select(self, names: list[str]) -> "MarkerTable":
+    def select(self, names: list[str]) -> MarkerTable:
         idx = [self.index(n) for n in names]
         return MarkerTable(list(names), self.xyz[:, idx].copy(), self.time.copy(), self.rate, dict(self.meta))
 
-    def frames(self, start: int, stop: int) -> "MarkerTable":
-        return MarkerTable(self.names, self.xyz[start:stop].copy(), self.time[start:stop].copy(), self.rate,
-                           dict(self.meta))
+    def frames(self, start: int, stop: int) -> MarkerTable:
+        return MarkerTable(
+            self.names, self.xyz[start:stop].copy(), self.time[start:stop].copy(), self.rate, dict(self.meta)
+        )
 
-    def with_markers(self, names: list[str], xyz: np.ndarray) -> "MarkerTable":
+    def with_markers(self, names: list[str], xyz: np.ndarray) -> MarkerTable:
         """A new table with ``names`` added (or replaced) from ``xyz`` (frames, k, 3)."""
         out = MarkerTable(self.names, self.xyz.copy(), self.time.copy(), self.rate, dict(self.meta))
         xyz = np.asarray(xyz, dtype=float).reshape(self.n_frames, len(names), 3)
@@ -92,7 +93,7 @@ def read_trc(path: str | Path) -> MarkerTable:
         raise KinestreamError(f"{path} is not a .trc file (it must start with a PathFileType line)")
     keys = lines[1].split("\t")
     values = lines[2].split("\t")
-    header = {k.strip(): v.strip() for k, v in zip(keys, values)}
+    header = {k.strip(): v.strip() for k, v in zip(keys, values, strict=False)}
     units = header.get("Units", "m").strip().lower()
     if units not in _UNIT_SCALE:
         raise KinestreamError(f"{path}: Units {units!r} is not one of {sorted(_UNIT_SCALE)}")

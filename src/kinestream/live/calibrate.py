@@ -65,14 +65,34 @@ def write_subject(model_path: Path, mass: float, height: float, floor_offset_m: 
     from kinestream.live.service import subject_file
 
     path = subject_file(model_path)
-    path.write_text(json.dumps({"mass": mass, "height": height, "floor_offset_m": round(floor_offset_m, 5),
-                                "static_window": window, "model": Path(model_path).name,
-                                "calibrated": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=2) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "mass": mass,
+                "height": height,
+                "floor_offset_m": round(floor_offset_m, 5),
+                "static_window": window,
+                "model": Path(model_path).name,
+                "calibrated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return path
 
 
-async def calibrate(config: dict, *, input_endpoint: str, mass: float, height: float, out_model: str | Path,
-                    timeout_s: float = 120.0, say=print, rate: float = 60.0) -> Path:
+async def calibrate(
+    config: dict,
+    *,
+    input_endpoint: str,
+    mass: float,
+    height: float,
+    out_model: str | Path,
+    timeout_s: float = 120.0,
+    say=print,
+    rate: float = 60.0,
+) -> Path:
     """Listen until the person stands still and upright, then scale; returns the scaled model's path."""
     import zmq
     import zmq.asyncio
@@ -80,9 +100,9 @@ async def calibrate(config: dict, *, input_endpoint: str, mass: float, height: f
     from kinestream.assets import get_assets
     from kinestream.augment import check_subject, floor_offset
     from kinestream.live.protocol import TOPIC_KEYPOINTS, FrameDecoder, Rejected
-    from kinestream.scale import scale_model
-    from kinestream.offline import FrameProcessor
     from kinestream.live.transport import Access, open_input
+    from kinestream.offline import FrameProcessor
+    from kinestream.scale import scale_model
 
     check_subject(height, mass)
     out_model = Path(out_model)
@@ -91,8 +111,9 @@ async def calibrate(config: dict, *, input_endpoint: str, mass: float, height: f
     processor = FrameProcessor(assets, config, height, mass, rate)
     collector = StaticCollector(processor.keypoints + processor.markers, rate)
     svc = config.get("service", {})
-    decoder = FrameDecoder(max_bytes=int(svc.get("max_message_bytes", 65536)),
-                           max_jump_s=float(svc.get("max_time_jump_s", 3600.0)))
+    decoder = FrameDecoder(
+        max_bytes=int(svc.get("max_message_bytes", 65536)), max_jump_s=float(svc.get("max_time_jump_s", 3600.0))
+    )
     subject = _UNSET = object()  # the person being calibrated: the first one heard
     sc = config.get("scale", {})
     thresholds = tuple(sc.get("still_threshold_mm", (3.0, 15.0)))
@@ -101,8 +122,10 @@ async def calibrate(config: dict, *, input_endpoint: str, mass: float, height: f
     if access is not None:
         access.start(ctx)
     sub = open_input(zmq.asyncio.Context.shadow(ctx), config, input_endpoint, access)
-    say(f"calibrating: listening to {input_endpoint}. Stand still and upright, feet flat, arms relaxed by "
-        f"your sides, for a second or two.")
+    say(
+        f"calibrating: listening to {input_endpoint}. Stand still and upright, feet flat, arms relaxed by "
+        f"your sides, for a second or two."
+    )
     deadline = time.monotonic() + timeout_s
     last_say = 0.0
     last_check = 0.0
@@ -110,8 +133,10 @@ async def calibrate(config: dict, *, input_endpoint: str, mass: float, height: f
     try:
         while window is None:
             if time.monotonic() > deadline:
-                raise KinestreamError(f"no still, upright pose in {timeout_s:.0f} s of stream from {input_endpoint}; "
-                                      f"is the keypoint source running? Stand still and try again")
+                raise KinestreamError(
+                    f"no still, upright pose in {timeout_s:.0f} s of stream from {input_endpoint}; "
+                    f"is the keypoint source running? Stand still and try again"
+                )
             if not await sub.poll(200):
                 if time.monotonic() - last_say > 5:
                     say("  waiting for keypoints ...")
@@ -160,7 +185,8 @@ async def calibrate(config: dict, *, input_endpoint: str, mass: float, height: f
     static = table.frames(window.start, window.stop)
     say(f"got it: {window.description}. Scaling the model ...")
     result = await asyncio.get_running_loop().run_in_executor(
-        None, lambda: scale_model(table, mass, height, out_model, assets, static=(window.t0, window.t1)))
+        None, lambda: scale_model(table, mass, height, out_model, assets, static=(window.t0, window.t1))
+    )
     offset = floor_offset(static.xyz)
     subject = write_subject(result.model_path, mass, height, offset, f"{window.t0:.3f}-{window.t1:.3f} s")
     say(f"scaled model: {result.model_path} (marker error {result.rmse_mm:.1f} mm RMS); subject: {subject}")

@@ -45,8 +45,7 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise KinestreamError(f"MQTT endpoint {endpoint!r} is not valid; {ENDPOINT_HINT}")
     if ":" in host and not text.startswith("["):
-        raise KinestreamError(f"MQTT endpoint {endpoint!r} is not valid; write IPv6 hosts in brackets, "
-                              "e.g. [::1]:1883")
+        raise KinestreamError(f"MQTT endpoint {endpoint!r} is not valid; write IPv6 hosts in brackets, e.g. [::1]:1883")
     return host, int(port)
 
 
@@ -75,7 +74,7 @@ class MqttPublisher:
         ca_file: str | Path | None = None,
         queue_size: int = 256,
         backoff: tuple[float, float] = (0.5, 30.0),
-        log: logging.Logger = logging.getLogger("kinestream.live.mqtt"),
+        log: logging.Logger | None = None,
     ) -> None:
         if not host:
             raise KinestreamError(f"MQTT host {host!r} is empty; {ENDPOINT_HINT}")
@@ -90,8 +89,9 @@ class MqttPublisher:
             raise KinestreamError(f"MQTT queue_size {queue_size!r} is not valid; give at least 1 message")
         first, cap = backoff
         if not 0 < first <= cap:
-            raise KinestreamError(f"MQTT backoff {backoff!r} is not valid; give (first, max) seconds "
-                                  "with 0 < first <= max")
+            raise KinestreamError(
+                f"MQTT backoff {backoff!r} is not valid; give (first, max) seconds with 0 < first <= max"
+            )
         if ca_file is not None and not Path(ca_file).is_file():
             raise KinestreamError(f"MQTT CA file {ca_file} does not exist; give the broker's CA certificate (PEM)")
         self.host, self.port = host, int(port)
@@ -101,7 +101,7 @@ class MqttPublisher:
         self.ca_file = str(ca_file) if ca_file is not None else None
         self.queue_size = queue_size
         self.backoff = (float(first), float(cap))
-        self.log = log
+        self.log = log or logging.getLogger("kinestream.live.mqtt")
         self._queue: asyncio.Queue[tuple[str, str | bytes]] = asyncio.Queue(maxsize=queue_size)
         self._prefix = f"{TOPIC_ROOT}/{subject}/"
         self._topics: dict[str, str | None] = {}
@@ -233,8 +233,12 @@ class MqttPublisher:
         if self._ever_connected:
             self._reconnects += 1
         if self._outage_since is not None and self._ever_connected:
-            self.log.info("reconnected to %s after %.1f s (%d messages dropped so far)",
-                          self.address, time.monotonic() - self._outage_since, self._dropped)
+            self.log.info(
+                "reconnected to %s after %.1f s (%d messages dropped so far)",
+                self.address,
+                time.monotonic() - self._outage_since,
+                self._dropped,
+            )
         else:
             self.log.info("connected to %s", self.address)
         self._ever_connected = True

@@ -55,21 +55,21 @@ TOPIC_REPS = b"reps"
 REASONS = {
     "oversize": "payload longer than max_bytes (checked before unpacking)",
     "not_msgpack": "not one msgpack object: invalid, truncated, trailing bytes, too deeply nested, "
-                   "a length over the limits, an extension type or a non-string map key",
+    "a length over the limits, an extension type or a non-string map key",
     "not_a_map": "the msgpack object is not a map",
     "version": "'v' missing or not the integer 1",
     "missing_field": "'seq', 't' or 'xyz' missing, or neither 'layout' nor 'names' given",
     "bad_type": "a field of the wrong type or value: seq not an int >= 0, t not a finite number, "
-                "xyz/conf not bin, layout not str, names not a list of non-empty str, subject not str, "
-                "sent_ns not an int >= 0",
+    "xyz/conf not bin, layout not str, names not a list of non-empty str, subject not str, "
+    "sent_ns not an int >= 0",
     "bad_shape": "xyz not a multiple of 12 bytes, no keypoints or more than max_keypoints, "
-                 "names or layout count != N, names repeated, conf not N float32",
+    "names or layout count != N, names repeated, conf not N float32",
     "unknown_layout": "'layout' names no known layout (known: BODY_25)",
     "all_missing": "no keypoint present (all zero, NaN, inf or zero confidence)",
     "time_backwards": "t not after the last accepted t of the same subject (repeats count too)",
     "time_implausible": "|t| over 1e10 s, where float seconds stop resolving a frame's time",
     "time_jump": "t more than max_jump_s after the last accepted t of the same subject (until the jump "
-                 "holds for restart_after frames: then a restarted source)",
+    "holds for restart_after frames: then a restarted source)",
     "internal": "a decoder bug: an unexpected exception, turned into a rejection (should stay 0)",
 }
 
@@ -83,7 +83,7 @@ class Rejected(KinestreamError):
     ``frame`` is the otherwise valid frame (to tell a restarted source from a
     late frame); otherwise None."""
 
-    def __init__(self, reason: str, detail: str, frame: "KeypointFrame | None" = None):
+    def __init__(self, reason: str, detail: str, frame: KeypointFrame | None = None):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -157,11 +157,21 @@ class FrameDecoder:
     (frames the source numbered that never arrived).
     """
 
-    def __init__(self, max_bytes: int = 65536, max_keypoints: int = 200, *, restart_after: int = 30,
-                 restart_back_s: float | None = None, max_subjects: int = 64, max_jump_s: float | None = 3600.0):
+    def __init__(
+        self,
+        max_bytes: int = 65536,
+        max_keypoints: int = 200,
+        *,
+        restart_after: int = 30,
+        restart_back_s: float | None = None,
+        max_subjects: int = 64,
+        max_jump_s: float | None = 3600.0,
+    ):
         if max_bytes < 64 or max_keypoints < 1:
-            raise KinestreamError(f"max_bytes {max_bytes} / max_keypoints {max_keypoints} are too small; "
-                                  f"give max_bytes >= 64 and max_keypoints >= 1")
+            raise KinestreamError(
+                f"max_bytes {max_bytes} / max_keypoints {max_keypoints} are too small; "
+                f"give max_bytes >= 64 and max_keypoints >= 1"
+            )
         self.max_bytes = int(max_bytes)
         self.max_keypoints = int(max_keypoints)
         self.restart_after = int(restart_after)
@@ -176,8 +186,15 @@ class FrameDecoder:
         self._clock: dict[str | None, list] = {}
         self._kept: object = object()  # the subject whose clock is never forgotten (keep); none yet
         self._names: dict[tuple, list[str]] = {}
-        self._limits = dict(raw=False, strict_map_key=True, max_bin_len=self.max_bytes, max_str_len=256,
-                            max_array_len=self.max_keypoints, max_map_len=32, max_ext_len=0)
+        self._limits = dict(
+            raw=False,
+            strict_map_key=True,
+            max_bin_len=self.max_bytes,
+            max_str_len=256,
+            max_array_len=self.max_keypoints,
+            max_map_len=32,
+            max_ext_len=0,
+        )
 
     @property
     def rejected(self) -> int:
@@ -232,16 +249,20 @@ class FrameDecoder:
         if names is None and layout is None:
             absent.append("layout or names")
         if absent:
-            raise Rejected("missing_field", f"no {', '.join(absent)}; a keypoint frame needs v, seq, t, xyz "
-                                            f"and layout or names")
+            raise Rejected(
+                "missing_field", f"no {', '.join(absent)}; a keypoint frame needs v, seq, t, xyz and layout or names"
+            )
         if not _is_int(seq) or seq < 0:
             raise Rejected("bad_type", f"seq = {_show(seq)}; expected an integer >= 0")
         if type(t) not in _NUMBER or not math.isfinite(t):
             raise Rejected("bad_type", f"t = {_show(t)}; expected a finite number of seconds")
         t = float(t)
         if abs(t) > MAX_TIME_S:
-            raise Rejected("time_implausible", f"t = {t:.6g} s; capture times must lie within +-{MAX_TIME_S:.0e} s "
-                                               f"(beyond, seconds in float64 no longer resolve a frame)")
+            raise Rejected(
+                "time_implausible",
+                f"t = {t:.6g} s; capture times must lie within +-{MAX_TIME_S:.0e} s "
+                f"(beyond, seconds in float64 no longer resolve a frame)",
+            )
         if type(xyz) is not bytes:
             raise Rejected("bad_type", f"xyz is a {_show(xyz)}; expected bin (float32 little-endian, N x 3)")
         if len(xyz) % 12:
@@ -286,8 +307,9 @@ class FrameDecoder:
         missing = ~present
         if missing.any():
             if missing.all():
-                raise Rejected("all_missing", f"none of the {n} keypoints is present (all zero, NaN, inf "
-                                              f"or zero confidence)")
+                raise Rejected(
+                    "all_missing", f"none of the {n} keypoints is present (all zero, NaN, inf or zero confidence)"
+                )
             pos[missing] = np.nan
 
         frame = KeypointFrame(seq, t, names, pos, conf, subject, sent_ns)
@@ -309,8 +331,7 @@ class FrameDecoder:
             cached = [canonical(name) for name in names]
             if len(set(cached)) != len(cached):
                 repeated = sorted({name for name in cached if cached.count(name) > 1})
-                raise Rejected("bad_shape", f"names repeat {[_show(r) for r in repeated[:5]]} "
-                                            f"(after folding aliases)")
+                raise Rejected("bad_shape", f"names repeat {[_show(r) for r in repeated[:5]]} (after folding aliases)")
             if len(self._names) >= 16:
                 self._names.clear()
             self._names[key] = cached
@@ -326,16 +347,24 @@ class FrameDecoder:
                 state[2] += 1
                 far_back = self.restart_back_s is not None and t < state[0] - self.restart_back_s
                 if not (far_back or (self.restart_after > 0 and state[2] >= self.restart_after)):
-                    raise Rejected("time_backwards", f"t = {t:.6f} s is not after {state[0]:.6f} s, the last "
-                                                     f"accepted time of subject {_show(subject)}", frame)
+                    raise Rejected(
+                        "time_backwards",
+                        f"t = {t:.6f} s is not after {state[0]:.6f} s, the last "
+                        f"accepted time of subject {_show(subject)}",
+                        frame,
+                    )
                 self.clock_resets += 1
                 frame.restarted = True
             elif self.max_jump_s is not None and t > state[0] + self.max_jump_s:
                 state[3] += 1  # one wild frame is refused; a clock that stays out there is a restarted source
                 if not (self.restart_after > 0 and state[3] >= self.restart_after):
-                    raise Rejected("time_jump", f"t = {t:.6f} s is {t - state[0]:.6g} s after {state[0]:.6f} s, "
-                                                f"the last accepted time of subject {_show(subject)}; at most "
-                                                f"{self.max_jump_s:g} s ahead is taken", frame)
+                    raise Rejected(
+                        "time_jump",
+                        f"t = {t:.6f} s is {t - state[0]:.6g} s after {state[0]:.6f} s, "
+                        f"the last accepted time of subject {_show(subject)}; at most "
+                        f"{self.max_jump_s:g} s ahead is taken",
+                        frame,
+                    )
                 self.clock_resets += 1
                 frame.restarted = True
             elif seq > state[1] + 1:
@@ -361,8 +390,17 @@ def _f32(values, shape_msg: str, expect: tuple) -> bytes:
     return arr.tobytes()
 
 
-def encode_keypoints(seq: int, t: float, xyz, *, layout: str = "BODY_25", names: list[str] | None = None,
-                     conf=None, subject: str | None = None, sent_ns: int | None = None) -> bytes:
+def encode_keypoints(
+    seq: int,
+    t: float,
+    xyz,
+    *,
+    layout: str = "BODY_25",
+    names: list[str] | None = None,
+    conf=None,
+    subject: str | None = None,
+    sent_ns: int | None = None,
+) -> bytes:
     """A keypoint frame payload. ``xyz`` (N, 3) metres, NaN or zeros for
     missing keypoints; ``names`` replaces ``layout`` when given."""
     xyz = np.asarray(xyz)
@@ -377,8 +415,7 @@ def encode_keypoints(seq: int, t: float, xyz, *, layout: str = "BODY_25", names:
         msg["names"] = names
     else:
         if layout not in LAYOUTS:
-            raise KinestreamError(f"layout {layout!r} is not known; known layouts are {sorted(LAYOUTS)}, "
-                                  f"or give names")
+            raise KinestreamError(f"layout {layout!r} is not known; known layouts are {sorted(LAYOUTS)}, or give names")
         if len(LAYOUTS[layout]) != n:
             raise KinestreamError(f"layout {layout} has {len(LAYOUTS[layout])} keypoints; xyz has {n}")
         msg["layout"] = layout
@@ -395,14 +432,31 @@ def encode_keypoints(seq: int, t: float, xyz, *, layout: str = "BODY_25", names:
 _ANGLE_KEYS = {"v", "seq", "t", "coords", "q", "rmse_mm", "latency_ms", "sent_ns", "subject"}
 
 
-def encode_angles(seq: int, t: float, coords: list[str], q, *, rmse_mm: float, latency_ms: float,
-                  sent_ns: int | None = None, subject: str | None = None, extra: dict | None = None) -> bytes:
+def encode_angles(
+    seq: int,
+    t: float,
+    coords: list[str],
+    q,
+    *,
+    rmse_mm: float,
+    latency_ms: float,
+    sent_ns: int | None = None,
+    subject: str | None = None,
+    extra: dict | None = None,
+) -> bytes:
     """An angles payload: ``q`` in degrees (rotations) and metres
     (translations), one value per name in ``coords``; ``sent_ns`` is the
     keypoint frame's, echoed. ``extra`` adds fields (not the standard ones)."""
     coords = [str(c) for c in coords]
-    msg = {"v": VERSION, "seq": int(seq), "t": float(t), "coords": coords,
-           "q": _f32(q, "q", (len(coords),)), "rmse_mm": float(rmse_mm), "latency_ms": float(latency_ms)}
+    msg = {
+        "v": VERSION,
+        "seq": int(seq),
+        "t": float(t),
+        "coords": coords,
+        "q": _f32(q, "q", (len(coords),)),
+        "rmse_mm": float(rmse_mm),
+        "latency_ms": float(latency_ms),
+    }
     if sent_ns is not None:
         msg["sent_ns"] = int(sent_ns)
     if subject is not None:
@@ -410,8 +464,9 @@ def encode_angles(seq: int, t: float, coords: list[str], q, *, rmse_mm: float, l
     if extra:
         clash = sorted(_ANGLE_KEYS & set(extra))
         if clash:
-            raise KinestreamError(f"extra fields {clash} would overwrite standard angle fields "
-                                  f"{sorted(_ANGLE_KEYS)}; rename them")
+            raise KinestreamError(
+                f"extra fields {clash} would overwrite standard angle fields {sorted(_ANGLE_KEYS)}; rename them"
+            )
         msg.update(extra)
     return msgpack.packb(msg, default=_plain)
 
@@ -422,8 +477,15 @@ def decode_angles(payload: bytes, max_bytes: int = 1 << 20) -> dict:
     if len(payload) > max_bytes:
         raise Rejected("oversize", f"payload of {len(payload)} bytes; at most {max_bytes} are accepted")
     try:
-        msg = msgpack.unpackb(payload, raw=False, max_bin_len=max_bytes, max_str_len=1024, max_array_len=4096,
-                              max_map_len=256, max_ext_len=0)
+        msg = msgpack.unpackb(
+            payload,
+            raw=False,
+            max_bin_len=max_bytes,
+            max_str_len=1024,
+            max_array_len=4096,
+            max_map_len=256,
+            max_ext_len=0,
+        )
     except Exception as exc:
         raise Rejected("not_msgpack", f"{type(exc).__name__}: {str(exc)[:120] or 'invalid msgpack'}") from None
     if type(msg) is not dict:
@@ -457,13 +519,14 @@ def angles_json(seq: int, t: float, coords: list[str], q) -> str:
     if q.shape != (len(coords),):
         raise KinestreamError(f"{q.size} values for {len(coords)} coordinates")
     angles = {}
-    for name, value in zip(coords, q.tolist()):
+    for name, value in zip(coords, q.tolist(), strict=False):
         if not math.isfinite(value):
             angles[name] = None
         else:
             angles[name] = round(value, 4 if is_translation(name) else 2) + 0.0  # + 0.0: no "-0.0"
-    return json.dumps({"t": round(float(t), 6), "seq": int(seq), "angles": angles}, separators=(",", ":"),
-                      allow_nan=False)
+    return json.dumps(
+        {"t": round(float(t), 6), "seq": int(seq), "angles": angles}, separators=(",", ":"), allow_nan=False
+    )
 
 
 def _plain(value):
@@ -477,8 +540,7 @@ def _plain(value):
     raise TypeError(f"cannot send a {type(value).__name__} in a message; use numbers, strings, lists and dicts")
 
 
-def reps_message(rep: dict, summary: dict, *, subject: str | None, sent_ns: int | None,
-                 latency_ms: float) -> dict:
+def reps_message(rep: dict, summary: dict, *, subject: str | None, sent_ns: int | None, latency_ms: float) -> dict:
     """The ``reps`` message: one completed repetition and the set so far.
 
     ``rep``: the rep's measures (``RepEvent.to_dict()``); ``set``: the running
@@ -487,8 +549,13 @@ def reps_message(rep: dict, summary: dict, *, subject: str | None, sent_ns: int 
     that frame's arrival to this message. ZeroMQ carries it as msgpack
     (:func:`encode_reps`), MQTT as JSON (``kinestream/<subject>/reps``).
     """
-    msg = {"v": VERSION, "subject": subject, "rep": dict(rep), "set": dict(summary),
-           "latency_ms": round(float(latency_ms), 2)}
+    msg = {
+        "v": VERSION,
+        "subject": subject,
+        "rep": dict(rep),
+        "set": dict(summary),
+        "latency_ms": round(float(latency_ms), 2),
+    }
     if sent_ns is not None:
         msg["sent_ns"] = int(sent_ns)
     return msg

@@ -38,18 +38,18 @@ import math
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import zmq
 import zmq.asyncio
 
 from kinestream.errors import KinestreamError
+from kinestream.files.trc import MarkerTable, read_trc
 from kinestream.ingest import BODY_25, canonical
 from kinestream.live.protocol import TOPIC_KEYPOINTS, encode_keypoints
 from kinestream.live.transport import check_bind, client_config, secure_client
-from kinestream.files.trc import MarkerTable, read_trc
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 LINGER_MS = 1000  # how long closing the socket may take to deliver queued frames
@@ -65,8 +65,10 @@ def parse_rate(value) -> float:
     except (TypeError, ValueError):
         rate = math.nan
     if not rate > 0:
-        raise KinestreamError(f"rate {value!r} is not valid; give a positive speed factor (1 = the trial's "
-                              f"own frame rate, 2 = twice as fast) or 'max'")
+        raise KinestreamError(
+            f"rate {value!r} is not valid; give a positive speed factor (1 = the trial's "
+            f"own frame rate, 2 = twice as fast) or 'max'"
+        )
     return rate
 
 
@@ -76,8 +78,10 @@ def wire_frames(table: MarkerTable, send_names: bool = False) -> tuple[list[str]
     names = [canonical(n) for n in table.names]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise KinestreamError(f"the trial names keypoints {repeated} more than once (after folding aliases "
-                              f"such as Hip/midHip -> MidHip); it has {table.names}")
+        raise KinestreamError(
+            f"the trial names keypoints {repeated} more than once (after folding aliases "
+            f"such as Hip/midHip -> MidHip); it has {table.names}"
+        )
     xyz = np.nan_to_num(table.xyz, nan=0.0, posinf=0.0, neginf=0.0).astype("<f4")
     if send_names or not set(names) <= set(BODY_25):
         return names, xyz
@@ -98,8 +102,9 @@ def _check_timing(table: MarkerTable) -> np.ndarray:
     steps = np.diff(time_s)
     if (steps <= 0).any():
         k = int(np.argmax(steps <= 0)) + 1
-        raise KinestreamError(f"the trial's time does not increase: frame {k + 1} has t = {time_s[k]:.6f} s "
-                              f"after {time_s[k - 1]:.6f} s")
+        raise KinestreamError(
+            f"the trial's time does not increase: frame {k + 1} has t = {time_s[k]:.6f} s after {time_s[k - 1]:.6f} s"
+        )
     return time_s - time_s[0]
 
 
@@ -126,10 +131,18 @@ async def _sleep_until(target: float, stop_event: asyncio.Event | None) -> None:
         await asyncio.sleep(min(delay, _SLEEP_SLICE))
 
 
-async def replay(table: MarkerTable | str | Path, endpoint: str = DEFAULT_ENDPOINT, rate: float | str = 1.0,
-                 loop: bool = False, subject: str | None = None, wait_subscriber: float = 1.0,
-                 progress: Callable[[str], None] | None = None, stop_event: asyncio.Event | None = None,
-                 send_names: bool = False, config: dict | None = None) -> int:
+async def replay(
+    table: MarkerTable | str | Path,
+    endpoint: str = DEFAULT_ENDPOINT,
+    rate: float | str = 1.0,
+    loop: bool = False,
+    subject: str | None = None,
+    wait_subscriber: float = 1.0,
+    progress: Callable[[str], None] | None = None,
+    stop_event: asyncio.Event | None = None,
+    send_names: bool = False,
+    config: dict | None = None,
+) -> int:
     """Publish ``table`` (or the .trc at that path) on ``endpoint``; returns
     the number of frames sent.
 
@@ -164,11 +177,15 @@ async def replay(table: MarkerTable | str | Path, endpoint: str = DEFAULT_ENDPOI
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
-            raise KinestreamError(f"cannot bind {endpoint}: {exc.strerror}. Give a free endpoint such as "
-                                  f"tcp://127.0.0.1:5556 (the replay binds; the service connects)") from None
+            raise KinestreamError(
+                f"cannot bind {endpoint}: {exc.strerror}. Give a free endpoint such as "
+                f"tcp://127.0.0.1:5556 (the replay binds; the service connects)"
+            ) from None
         bound = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
-        log(f"replay: {source}: {table.n_frames} frames at {table.rate:g} Hz, sent as {what}, {speed}, "
-            f"on {bound}{' (looping)' if loop else ''}{', CURVE' if curve else ''}")
+        log(
+            f"replay: {source}: {table.n_frames} frames at {table.rate:g} Hz, sent as {what}, {speed}, "
+            f"on {bound}{' (looping)' if loop else ''}{', CURVE' if curve else ''}"
+        )
 
         started = time.perf_counter()
         joined = asyncio.Event()
@@ -177,15 +194,19 @@ async def replay(table: MarkerTable | str | Path, endpoint: str = DEFAULT_ENDPOI
             log(f"replay: waiting up to {wait_subscriber:g} s for a subscriber")
             waiter = asyncio.create_task(joined.wait())
             stopper = asyncio.create_task(stop_event.wait()) if stop_event is not None else None
-            await asyncio.wait([t for t in (waiter, stopper) if t],
-                                         timeout=None if math.isinf(wait_subscriber) else wait_subscriber,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                [t for t in (waiter, stopper) if t],
+                timeout=None if math.isinf(wait_subscriber) else wait_subscriber,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             for task in (waiter, stopper):
                 if task is not None:
                     task.cancel()
             if not joined.is_set() and not (stop_event is not None and stop_event.is_set()):
-                log(f"replay: no subscriber after {wait_subscriber:g} s; sending anyway (frames go nowhere "
-                    f"until one subscribes)")
+                log(
+                    f"replay: no subscriber after {wait_subscriber:g} s; sending anyway (frames go nowhere "
+                    f"until one subscribes)"
+                )
 
         late_max = 0.0
         start = time.perf_counter()
@@ -205,8 +226,9 @@ async def replay(table: MarkerTable | str | Path, endpoint: str = DEFAULT_ENDPOI
                     if stop_event is not None and stop_event.is_set():
                         break
                     late_max = max(late_max, time.perf_counter() - target)
-                payload = encode_keypoints(sent, table.time[k] + offset, xyz[k], names=names, subject=subject,
-                                           sent_ns=time.time_ns())
+                payload = encode_keypoints(
+                    sent, table.time[k] + offset, xyz[k], names=names, subject=subject, sent_ns=time.time_ns()
+                )
                 await sock.send_multipart([TOPIC_KEYPOINTS, payload])
                 sent += 1
             passes += 1
@@ -243,11 +265,18 @@ def run_replay(args, config=None) -> int:
                 loop.add_signal_handler(sig, stop.set)
             except (NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, a thread)
                 pass
-        return await replay(args.trial, args.endpoint, rate=args.rate, loop=args.loop, subject=args.subject,
-                            wait_subscriber=args.wait_subscriber, progress=_log, stop_event=stop,
-                            send_names=getattr(args, "send_names", False),
-                            config=client_config(getattr(args, "curve_key", None), getattr(args, "server_key", None),
-                                                 config))
+        return await replay(
+            args.trial,
+            args.endpoint,
+            rate=args.rate,
+            loop=args.loop,
+            subject=args.subject,
+            wait_subscriber=args.wait_subscriber,
+            progress=_log,
+            stop_event=stop,
+            send_names=getattr(args, "send_names", False),
+            config=client_config(getattr(args, "curve_key", None), getattr(args, "server_key", None), config),
+        )
 
     sent = asyncio.run(main())
     print(f"sent {sent} frames of {args.trial} to {args.endpoint}")
@@ -275,20 +304,37 @@ def add_replay_parser(subparsers) -> argparse.ArgumentParser:
     """Registers ``kinestream replay`` on the command's subparsers."""
     p = subparsers.add_parser("replay", help="publish a recorded trial as a live keypoint source (ZeroMQ)")
     p.add_argument("trial", help="keypoints .trc (OpenPose names; m or mm)")
-    p.add_argument("--rate", type=_rate_arg, default=1.0,
-                   help="speed factor: 1 = the trial's own frame rate, 2 = twice as fast; 'max' sends back "
-                        "to back (default 1)")
+    p.add_argument(
+        "--rate",
+        type=_rate_arg,
+        default=1.0,
+        help="speed factor: 1 = the trial's own frame rate, 2 = twice as fast; 'max' sends back to back (default 1)",
+    )
     p.add_argument("--loop", action="store_true", help="start over at the end, time still increasing, until Ctrl-C")
-    p.add_argument("--endpoint", default=DEFAULT_ENDPOINT,
-                   help=f"ZeroMQ endpoint the replay binds; the service connects to it (default {DEFAULT_ENDPOINT})")
+    p.add_argument(
+        "--endpoint",
+        default=DEFAULT_ENDPOINT,
+        help=f"ZeroMQ endpoint the replay binds; the service connects to it (default {DEFAULT_ENDPOINT})",
+    )
     p.add_argument("--subject", help="subject id sent with every frame (default: none)")
-    p.add_argument("--wait-subscriber", type=_seconds_arg, default=1.0, metavar="S",
-                   help="wait up to S seconds for a subscriber before the first frame (default 1; 0: no wait, "
-                        "inf: until one comes)")
-    p.add_argument("--send-names", action="store_true",
-                   help="send keypoint names with every frame even when the BODY_25 layout would do")
-    p.add_argument("--curve-key", metavar="FILE",
-                   help="CURVE: this source's key pair (.key_secret); with --server-key (default: config [curve])")
+    p.add_argument(
+        "--wait-subscriber",
+        type=_seconds_arg,
+        default=1.0,
+        metavar="S",
+        help="wait up to S seconds for a subscriber before the first frame (default 1; 0: no wait, "
+        "inf: until one comes)",
+    )
+    p.add_argument(
+        "--send-names",
+        action="store_true",
+        help="send keypoint names with every frame even when the BODY_25 layout would do",
+    )
+    p.add_argument(
+        "--curve-key",
+        metavar="FILE",
+        help="CURVE: this source's key pair (.key_secret); with --server-key (default: config [curve])",
+    )
     p.add_argument("--server-key", metavar="FILE", help="CURVE: the service's public key (.key)")
     p.set_defaults(func=run_replay)
     return p

@@ -31,9 +31,18 @@ from pathlib import Path
 import numpy as np
 
 from kinestream.errors import KinestreamError
+from kinestream.live.protocol import (
+    TOPIC_ANGLES,
+    TOPIC_KEYPOINTS,
+    TOPIC_REPS,
+    TOPIC_STATUS,
+    FrameDecoder,
+    Rejected,
+    angles_json,
+    encode_angles,
+    encode_status,
+)
 from kinestream.offline import FrameProcessor
-from kinestream.live.protocol import (TOPIC_ANGLES, TOPIC_KEYPOINTS, TOPIC_REPS, TOPIC_STATUS, FrameDecoder, Rejected, angles_json,
-                       encode_angles, encode_status)
 
 log = logging.getLogger("kinestream.live.service")
 
@@ -77,27 +86,40 @@ class Metrics:
         return (len(self.out_times) - 1) / span if span > 0 else 0.0
 
     def snapshot(self) -> dict:
-        return {"uptime_s": round(time.monotonic() - self.started, 1), "frames_in": self.frames_in,
-                "frames_out": self.frames_out, "skipped": self.skipped, "ik_failures": self.ik_failures,
-                "resets": self.resets, "rows_not_recorded": self.rows_not_recorded,
-                "rejected": dict(self.rejected), "refused": dict(self.refused), "rate_hz": round(self.out_rate(), 1),
-                "latency_ms": self.percentiles(self.latency_ms), "ik_ms": self.percentiles(self.ik_ms),
-                "prepare_ms": self.percentiles(self.prepare_ms), "wait_ms": self.percentiles(self.wait_ms),
-                "reps": self.reps,
-                "last_rep_depth_deg": self.last_rep["knee_peak"] if self.last_rep else None}
+        return {
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "skipped": self.skipped,
+            "ik_failures": self.ik_failures,
+            "resets": self.resets,
+            "rows_not_recorded": self.rows_not_recorded,
+            "rejected": dict(self.rejected),
+            "refused": dict(self.refused),
+            "rate_hz": round(self.out_rate(), 1),
+            "latency_ms": self.percentiles(self.latency_ms),
+            "ik_ms": self.percentiles(self.ik_ms),
+            "prepare_ms": self.percentiles(self.prepare_ms),
+            "wait_ms": self.percentiles(self.wait_ms),
+            "reps": self.reps,
+            "last_rep_depth_deg": self.last_rep["knee_peak"] if self.last_rep else None,
+        }
 
     def line(self, status: dict) -> str:
         """The terminal status line, from a :meth:`Service.status` snapshot."""
         lat = status["latency_ms"]
-        angles = " ".join(f"{k.replace('_angle', '').replace('_flexion', '')} {v:5.1f}"
-                          for k, v in self.last_angles.items())
+        angles = " ".join(
+            f"{k.replace('_angle', '').replace('_flexion', '')} {v:5.1f}" for k, v in self.last_angles.items()
+        )
         reps = ""
         if status.get("reps"):
             reps = f"  reps {status['reps']}, last {status['last_rep_depth_deg']} deg"
         lag = f" + filter {status['filter_delay_ms']:.0f}" if status.get("filter_delay_ms") is not None else ""
-        return (f"{status['rate_hz']:5.1f} Hz  in {status['frames_in']} out {status['frames_out']} skipped "
-                f"{status['skipped']} rejected {sum(status['rejected'].values())}  latency p50/p95/p99 "
-                f"{lat['p50']}/{lat['p95']}/{lat['p99']}{lag} ms  {angles}{reps}")
+        return (
+            f"{status['rate_hz']:5.1f} Hz  in {status['frames_in']} out {status['frames_out']} skipped "
+            f"{status['skipped']} rejected {sum(status['rejected'].values())}  latency p50/p95/p99 "
+            f"{lat['p50']}/{lat['p95']}/{lat['p99']}{lag} ms  {angles}{reps}"
+        )
 
 
 # ---------------------------------------------------------------- the asyncio shell
@@ -123,14 +145,25 @@ class Service:
 
     MAX_BATCH = 1000  # messages taken from ZeroMQ before the waiting frames are solved
     RECONNECT_S = 0.5  # after a lost input link, connect afresh this much later unless ZeroMQ is at it
-    RESTART_BACK_S = 1.0
-    SUBJECT_HOLD_S = 2.0  # frames of another subject are refused until the current one is this long silent  # time going back further than this is a restarted source, not a glitch
+    RESTART_BACK_S = 1.0  # time going back further than this is a restarted source, not a glitch
+    SUBJECT_HOLD_S = 2.0  # frames of another subject are refused until the current one is this long silent
     SHOWN = ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")  # on the status line
 
-    def __init__(self, config: dict, *, input_endpoint: str, output_endpoint: str, mqtt: str | None = None,
-                 record: str | Path | None = None, model: str | Path | None = None, mass: float | None = None,
-                 height: float | None = None, status_interval: float = 1.0,
-                 status_out=None, rate: float = 60.0):
+    def __init__(
+        self,
+        config: dict,
+        *,
+        input_endpoint: str,
+        output_endpoint: str,
+        mqtt: str | None = None,
+        record: str | Path | None = None,
+        model: str | Path | None = None,
+        mass: float | None = None,
+        height: float | None = None,
+        status_interval: float = 1.0,
+        status_out=None,
+        rate: float = 60.0,
+    ):
         from kinestream.assets import get_assets
 
         self.config = config
@@ -141,9 +174,11 @@ class Service:
             parse_hostport(mqtt)  # a bad broker address is said before anything starts
             m = config.get("mqtt", {})
             if m.get("password") and not m.get("tls") and not m.get("allow_plaintext_password", False):
-                raise KinestreamError("mqtt.password is set but mqtt.tls is off: the password would cross the network "
-                                      "in the clear; turn mqtt.tls on, or set mqtt.allow_plaintext_password = true "
-                                      "(a broker on this machine, say)")
+                raise KinestreamError(
+                    "mqtt.password is set but mqtt.tls is off: the password would cross the network "
+                    "in the clear; turn mqtt.tls on, or set mqtt.allow_plaintext_password = true "
+                    "(a broker on this machine, say)"
+                )
         self.record = Path(record) if record else None
         self.status_interval = status_interval
         self.status_out = status_out
@@ -156,14 +191,18 @@ class Service:
 
         check_subject(self.height, self.mass)
         if model is None:
-            log.warning("no --model given: angles come from the generic model, unscaled; run 'kinestream "
-                        "calibrate' (or serve --calibrate) for the subject's own")
+            log.warning(
+                "no --model given: angles come from the generic model, unscaled; run 'kinestream "
+                "calibrate' (or serve --calibrate) for the subject's own"
+            )
             self.model_path = self.assets.generic_model
         else:
             self.model_path = Path(model)
             if not self.model_path.is_file():
-                raise KinestreamError(f"model {self.model_path} does not exist; give a scaled .osim (kinestream "
-                                      f"calibrate writes one) or leave --model out for the generic model")
+                raise KinestreamError(
+                    f"model {self.model_path} does not exist; give a scaled .osim (kinestream "
+                    f"calibrate writes one) or leave --model out for the generic model"
+                )
         self.subject = str(config["subject"].get("name", "subject"))
         self.metrics = Metrics()
         self.processor = FrameProcessor(self.assets, config, self.height, self.mass, rate)
@@ -171,9 +210,11 @@ class Service:
         self.ik = None  # the frame-wise IK core (solve.StreamingIK), made in _open
         self.coords: list[str] = []
         svc = config.get("service", {})
-        self.decoder = FrameDecoder(max_bytes=int(svc.get("max_message_bytes", 65536)),
-                                    restart_back_s=self.RESTART_BACK_S,
-                                    max_jump_s=float(svc.get("max_time_jump_s", 3600.0)))
+        self.decoder = FrameDecoder(
+            max_bytes=int(svc.get("max_message_bytes", 65536)),
+            restart_back_s=self.RESTART_BACK_S,
+            max_jump_s=float(svc.get("max_time_jump_s", 3600.0)),
+        )
         self.latest_wins = bool(svc.get("latest_wins", True))
         self.max_lag_ns = int(float(svc.get("max_lag_ms", 50.0)) * 1e6)
         self._waiting: deque[_Item] = deque()  # prepared frames not solved yet
@@ -220,8 +261,10 @@ class Service:
         try:
             self.pub.bind(self.output_endpoint)
         except zmq.ZMQError as exc:
-            raise KinestreamError(f"cannot bind the output socket to {self.output_endpoint}: {exc}; is another "
-                                  f"kinestream running? give --output ENDPOINT") from None
+            raise KinestreamError(
+                f"cannot bind the output socket to {self.output_endpoint}: {exc}; is another "
+                f"kinestream running? give --output ENDPOINT"
+            ) from None
         self._monitors = [self._monitor(self.sub, "input"), self._monitor(self.pub, "output")]
         from kinestream.offline import ik_setup_from_config, streaming_ik
         from kinestream.reps import RepCounter, RepSettings
@@ -229,8 +272,9 @@ class Service:
 
         ik_config = self.config.get("ik", {})
         model, removed = load_model(self.model_path, self.assets.marker_set)
-        self.ik = streaming_ik(model, ik_setup_from_config(self.assets.ik_setup, ik_config), self.processor.markers,
-                               ik_config)
+        self.ik = streaming_ik(
+            model, ik_setup_from_config(self.assets.ik_setup, ik_config), self.processor.markers, ik_config
+        )
         self.coords = self.ik.coordinates
         self.reps = RepCounter(RepSettings.from_config(self.config), self.coords)
         self._shown = [(n, self.coords.index(n)) for n in self.SHOWN if n in self.coords]
@@ -244,8 +288,9 @@ class Service:
             self.record.parent.mkdir(parents=True, exist_ok=True)
             markers = self.record.with_name(self.record.stem + "_markers.trc")
             for old, new in set_aside(self.record, markers):
-                log.warning("kept the earlier recording %s as %s (a crashed session? kinestream recover %s)",
-                            old, new.name, new)
+                log.warning(
+                    "kept the earlier recording %s as %s (a crashed session? kinestream recover %s)", old, new.name, new
+                )
             self.mot = MotRecorder(self.record, self.coords + ["rmse_mm"])
             self.trc = TrcRecorder(markers, self.processor.keypoints + self.processor.markers, self.rate)
         if self.mqtt_endpoint:
@@ -253,12 +298,20 @@ class Service:
 
             m = self.config.get("mqtt", {})
             host, port = parse_hostport(self.mqtt_endpoint)
-            self.mqtt = MqttPublisher(host, port, subject=self.subject, qos=int(m.get("qos", 0)),
-                                      username=m.get("username") or None, password=m.get("password") or None,
-                                      tls=bool(m.get("tls", False)), ca_file=m.get("ca_file") or None)
+            self.mqtt = MqttPublisher(
+                host,
+                port,
+                subject=self.subject,
+                qos=int(m.get("qos", 0)),
+                username=m.get("username") or None,
+                password=m.get("password") or None,
+                tls=bool(m.get("tls", False)),
+                ca_file=m.get("ca_file") or None,
+            )
 
     def _close(self) -> None:
         """Close every resource, each on its own: one that fails to close leaves none of the others open."""
+
         def attempt(what: str, fn, *args) -> None:
             try:
                 fn(*args)
@@ -270,7 +323,7 @@ class Service:
         for name, rec in (("the .mot recording", self.mot), ("the marker recording", self.trc)):
             if rec is not None:
                 attempt(name, rec.close)
-        for sock, mon in zip((self.sub, self.pub), self._monitors):
+        for sock, mon in zip((self.sub, self.pub), self._monitors, strict=False):
             attempt("a socket monitor", sock.disable_monitor)
             attempt("a socket monitor", mon.close, 0)
         attempt("the input socket", self.sub.close, 0)
@@ -321,10 +374,15 @@ class Service:
         from kinestream.live.transport import REFUSED_NAMES
 
         self.metrics.refused[name] = self.metrics.refused.get(name, 0) + 1
-        self._log_every(f"refused-{name}", logging.WARNING,
-                        "refused a peer on the %s socket (%s, %s): no authorized key, or not kinestream's "
-                        "protocol; %d so far", name, getattr(event["endpoint"], "decode", str)(),
-                        REFUSED_NAMES.get(event["event"], event["event"]), self.metrics.refused[name])
+        self._log_every(
+            f"refused-{name}",
+            logging.WARNING,
+            "refused a peer on the %s socket (%s, %s): no authorized key, or not kinestream's protocol; %d so far",
+            name,
+            getattr(event["endpoint"], "decode", str)(),
+            REFUSED_NAMES.get(event["event"], event["event"]),
+            self.metrics.refused[name],
+        )
 
     def _reconnect_input(self) -> None:
         """Connect the input afresh when ZeroMQ has given up on it. After a
@@ -358,8 +416,14 @@ class Service:
         if count:
             self.metrics.rejected[reason] = self.metrics.rejected.get(reason, 0) + 1
         so_far = self.metrics.rejected.get(reason) or self.decoder.counts.get(reason, 0)
-        self._log_every(reason, logging.WARNING, "rejected a frame (%s%s); %d so far", reason,
-                        f": {detail}" if detail else "", so_far)
+        self._log_every(
+            reason,
+            logging.WARNING,
+            "rejected a frame (%s%s); %d so far",
+            reason,
+            f": {detail}" if detail else "",
+            so_far,
+        )
 
     def _restart_source(self, why: str, new_t: float) -> None:
         log.warning("keypoint source restarted (%s): a new session, stages reset", why)
@@ -402,8 +466,12 @@ class Service:
                 return
             self._restart_source(f"subject {frame.subject!r} follows {self._source_subject!r}", frame.t)
         elif frame.restarted:
-            self._restart_source(f"time went back from {self._last_t:.2f} s to {frame.t:.2f} s"
-                                 if self._last_t is not None else "its clock started over", frame.t)
+            self._restart_source(
+                f"time went back from {self._last_t:.2f} s to {frame.t:.2f} s"
+                if self._last_t is not None
+                else "its clock started over",
+                frame.t,
+            )
         self._source_subject, self._source_ns = frame.subject, recv_ns
         self.decoder.keep(frame.subject)
         self.metrics.frames_in += 1
@@ -440,8 +508,13 @@ class Service:
             item = self._waiting.popleft()
             if self.latest_wins and self._waiting and time.time_ns() - item.recv_ns > self.max_lag_ns:
                 self.metrics.skipped += 1
-                self._log_every("skip", logging.WARNING, "IK could not keep up: skipped frame %d (latest wins); "
-                                "%d skipped so far", item.seq, self.metrics.skipped)
+                self._log_every(
+                    "skip",
+                    logging.WARNING,
+                    "IK could not keep up: skipped frame %d (latest wins); %d skipped so far",
+                    item.seq,
+                    self.metrics.skipped,
+                )
                 continue
             self._solve(item)
 
@@ -464,15 +537,24 @@ class Service:
         else:
             self._publish(item, frame.q, frame.rmse_mm, frame.ok, frame.event, centres)
 
-    def _publish(self, item: _Item, q: np.ndarray, rmse: float, ok: bool, event: str | None,
-                 centres: np.ndarray | None) -> None:
+    def _publish(
+        self, item: _Item, q: np.ndarray, rmse: float, ok: bool, event: str | None, centres: np.ndarray | None
+    ) -> None:
         if not ok:
             self.metrics.ik_failures += 1
         if event:
             self._log_every("ik", logging.INFO, "IK at t=%.3f s: %s", item.t, event)
         latency_ms = (time.time_ns() - item.recv_ns) / 1e6
-        payload = encode_angles(item.seq, item.t, self.coords, q, rmse_mm=rmse, latency_ms=latency_ms,
-                                sent_ns=item.sent_ns, subject=self.subject)
+        payload = encode_angles(
+            item.seq,
+            item.t,
+            self.coords,
+            q,
+            rmse_mm=rmse,
+            latency_ms=latency_ms,
+            sent_ns=item.sent_ns,
+            subject=self.subject,
+        )
         try:
             self.pub.send_multipart([TOPIC_ANGLES, payload], copy=False)
         except Exception as exc:  # a full or closed socket must not stop the service
@@ -507,8 +589,13 @@ class Service:
         from kinestream.live.protocol import encode_reps, reps_message
 
         summary = {k: v for k, v in self.reps.summary().items() if k != "partials"}
-        msg = reps_message(event.to_dict(), summary, subject=self.subject, sent_ns=item.sent_ns,
-                           latency_ms=(time.time_ns() - item.recv_ns) / 1e6)
+        msg = reps_message(
+            event.to_dict(),
+            summary,
+            subject=self.subject,
+            sent_ns=item.sent_ns,
+            latency_ms=(time.time_ns() - item.recv_ns) / 1e6,
+        )
         try:
             self.pub.send_multipart([TOPIC_REPS, encode_reps(msg)], copy=False)
         except Exception as exc:
@@ -517,8 +604,14 @@ class Service:
             self.mqtt.publish("reps", json.dumps(msg, separators=(",", ":")))
         self.metrics.reps = summary["reps"]
         self.metrics.last_rep = msg["rep"]
-        log.info("rep %d: depth %.0f deg (knee), %s, down %.1f s, up %.1f s", event.index, event.knee_peak,
-                 "deep enough" if event.deep_enough else "not deep enough", event.descent_s, event.ascent_s)
+        log.info(
+            "rep %d: depth %.0f deg (knee), %s, down %.1f s, up %.1f s",
+            event.index,
+            event.knee_peak,
+            "deep enough" if event.deep_enough else "not deep enough",
+            event.descent_s,
+            event.ascent_s,
+        )
 
     # -- tasks
 
@@ -546,7 +639,7 @@ class Service:
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), self.status_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             snap = self.status()
             try:
@@ -629,13 +722,19 @@ class Service:
         self._tasks: dict[str, asyncio.Task] = {}
         self._supervise("receive", lambda: self._receive(stop), stop)
         self._supervise("status", lambda: self._status(stop), stop)
-        for name, mon in zip(("input", "output"), self._monitors):
+        for name, mon in zip(("input", "output"), self._monitors, strict=False):
             self._supervise(f"watch-{name}", lambda name=name, mon=mon: self._watch(name, mon, stop), stop)
         if self.mqtt is not None:
             self._supervise("mqtt", self.mqtt.run, stop)
-        log.info("serving: keypoints from %s, angles on %s%s%s; IK solver %s; model %s", self.input_endpoint,
-                 self.output_endpoint, f", MQTT {self.mqtt_endpoint}" if self.mqtt_endpoint else "",
-                 f", recording to {self.record}" if self.record else "", self.ik.solver, self.model_path)
+        log.info(
+            "serving: keypoints from %s, angles on %s%s%s; IK solver %s; model %s",
+            self.input_endpoint,
+            self.output_endpoint,
+            f", MQTT {self.mqtt_endpoint}" if self.mqtt_endpoint else "",
+            f", recording to {self.record}" if self.record else "",
+            self.ik.solver,
+            self.model_path,
+        )
         if ready is not None:
             ready.set()
         try:
@@ -649,7 +748,7 @@ class Service:
             tasks = list(self._tasks.values())
             for task in tasks:
                 task.cancel()
-            for task, result in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True)):
+            for task, result in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True), strict=False):
                 if isinstance(result, Exception):
                     log.error("task %s ended with %s: %s", task.get_name(), type(result).__name__, result)
             final = self.status()
@@ -693,5 +792,6 @@ def load_subject(model: str | Path | None) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise KinestreamError(f"{path} is not valid JSON ({exc}); delete it or run 'kinestream calibrate' "
-                              f"again") from None
+        raise KinestreamError(
+            f"{path} is not valid JSON ({exc}); delete it or run 'kinestream calibrate' again"
+        ) from None

@@ -45,9 +45,11 @@ from kinestream.errors import KinestreamError
 log = logging.getLogger("kinestream.live.transport")
 
 INPUT_SIZE_FACTOR = 4  # ZeroMQ refuses input messages over this many times max_message_bytes
-REFUSED_NAMES = {zmq.EVENT_HANDSHAKE_FAILED_AUTH: "key not authorized",
-                 zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake broke the protocol",
-                 zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed"}
+REFUSED_NAMES = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "key not authorized",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "handshake broke the protocol",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "handshake failed",
+}
 REFUSED_EVENTS = sum(REFUSED_NAMES)  # the monitor events that mean a peer was turned away
 # a link lost, or ZeroMQ (re)connecting it by itself
 LINK_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECT_RETRIED
@@ -84,12 +86,18 @@ def check_bind(endpoint: str, config: dict, what: str) -> None:
     if is_loopback(endpoint):
         return
     if not config.get("service", {}).get("allow_remote", False):
-        raise KinestreamError(f"the {what} endpoint {endpoint} would listen beyond this machine; bind to "
-                              f"tcp://127.0.0.1:PORT, or set service.allow_remote = true in your config (with "
-                              f"[curve] enabled = true so that only your keys get in)")
+        raise KinestreamError(
+            f"the {what} endpoint {endpoint} would listen beyond this machine; bind to "
+            f"tcp://127.0.0.1:PORT, or set service.allow_remote = true in your config (with "
+            f"[curve] enabled = true so that only your keys get in)"
+        )
     if not curve_enabled(config):
-        log.warning("the %s listens on %s without CURVE: anyone on that network can %s", what, endpoint,
-                    "send keypoint frames" if "input" in what else "read the angles")
+        log.warning(
+            "the %s listens on %s without CURVE: anyone on that network can %s",
+            what,
+            endpoint,
+            "send keypoint frames" if "input" in what else "read the angles",
+        )
 
 
 # ------------------------------------------------------------------ keys
@@ -121,8 +129,10 @@ def load_secret(path: str | Path) -> tuple[bytes, bytes]:
         raise KinestreamError(f"{path} holds a public key only; give the .key_secret file of the pair")
     mode = Path(path).stat().st_mode & 0o777
     if mode & 0o077:
-        raise KinestreamError(f"the secret key {path} can be read by others (mode {mode:o}); a secret key must be "
-                              f"its owner's only: chmod 600 {path}, or make a new pair with 'kinestream keys'")
+        raise KinestreamError(
+            f"the secret key {path} can be read by others (mode {mode:o}); a secret key must be "
+            f"its owner's only: chmod 600 {path}, or make a new pair with 'kinestream keys'"
+        )
     return public, secret
 
 
@@ -148,8 +158,10 @@ def make_keys(directory: str | Path, name: str, *, authorize: bool = False, forc
     directory = Path(directory)
     public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"
     if not force and (public.exists() or secret.exists()):
-        raise KinestreamError(f"{public} or {secret} already exists; give another --name, or --force to replace "
-                              f"the pair (every peer holding the old public key must get the new one)")
+        raise KinestreamError(
+            f"{public} or {secret} already exists; give another --name, or --force to replace "
+            f"the pair (every peer holding the old public key must get the new one)"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     if force:
         for path in (public, secret):
@@ -169,10 +181,16 @@ def make_keys(directory: str | Path, name: str, *, authorize: bool = False, forc
 def _certificate(name: str, public: bytes, secret: bytes | None = None) -> bytes:
     """A key file in ZeroMQ's certificate format (what ``zmq.auth.load_certificate`` reads)."""
     kind = "Secret" if secret is not None else "Public"
-    lines = [f"#   ZeroMQ CURVE **{kind}** Certificate of {name!r}, made by kinestream keys",
-             "#   Keep it to yourself: never hand it out nor change its permissions." if secret is not None
-             else "#   Hand it to the peers that must recognise this one.",
-             "", "metadata", "curve", f'    public-key = "{public.decode("ascii")}"']
+    lines = [
+        f"#   ZeroMQ CURVE **{kind}** Certificate of {name!r}, made by kinestream keys",
+        "#   Keep it to yourself: never hand it out nor change its permissions."
+        if secret is not None
+        else "#   Hand it to the peers that must recognise this one.",
+        "",
+        "metadata",
+        "curve",
+        f'    public-key = "{public.decode("ascii")}"',
+    ]
     if secret is not None:
         lines.append(f'    secret-key = "{secret.decode("ascii")}"')
     return ("\n".join(lines) + "\n").encode("ascii")
@@ -215,9 +233,11 @@ class Access:
         public, secret = load_secret(_key_file(config, "secret_key", "the service needs its own key pair"))
         folder = _key_file(config, "authorized", "name the folder of public keys allowed to connect")
         if not folder.is_dir() or not any(folder.glob("*.key")):
-            raise KinestreamError(f"curve.authorized = {str(folder)!r} holds no .key files, so nobody could "
-                                  f"connect; copy the public keys of your sources and subscribers there "
-                                  f"('kinestream keys DIR --name NAME --authorize' does it)")
+            raise KinestreamError(
+                f"curve.authorized = {str(folder)!r} holds no .key files, so nobody could "
+                f"connect; copy the public keys of your sources and subscribers there "
+                f"('kinestream keys DIR --name NAME --authorize' does it)"
+            )
         return cls(public, secret, folder)
 
     @property
@@ -266,10 +286,15 @@ def client_config(secret_key: str | None = None, server_key: str | None = None, 
     config = dict(config or {})
     if secret_key or server_key:
         if not (secret_key and server_key):
-            raise KinestreamError("CURVE needs both --curve-key (your .key_secret) and --server-key (the service's "
-                                  ".key)")
-        config["curve"] = {**config.get("curve", {}), "enabled": True, "secret_key": secret_key,
-                           "server_key": server_key}
+            raise KinestreamError(
+                "CURVE needs both --curve-key (your .key_secret) and --server-key (the service's .key)"
+            )
+        config["curve"] = {
+            **config.get("curve", {}),
+            "enabled": True,
+            "secret_key": secret_key,
+            "server_key": server_key,
+        }
     return config
 
 
@@ -291,11 +316,16 @@ def open_input(ctx, config: dict, endpoint: str, access: Access | None = None):
             sub.bind(endpoint)
         else:
             if not is_loopback(endpoint) and access is None:
-                log.warning("the keypoint input connects to %s without CURVE: anyone on that network path can "
-                            "send keypoint frames; turn [curve] on", endpoint)
+                log.warning(
+                    "the keypoint input connects to %s without CURVE: anyone on that network path can "
+                    "send keypoint frames; turn [curve] on",
+                    endpoint,
+                )
             sub.connect(endpoint)
     except zmq.ZMQError as exc:
         sub.close(0)
-        raise KinestreamError(f"cannot open the keypoint input {endpoint}: {exc}; give --input tcp://HOST:PORT "
-                              f"(a free port when service.bind_input = true)") from None
+        raise KinestreamError(
+            f"cannot open the keypoint input {endpoint}: {exc}; give --input tcp://HOST:PORT "
+            f"(a free port when service.bind_input = true)"
+        ) from None
     return sub
