@@ -1032,6 +1032,7 @@ class StreamingGapFiller:
         n = self.n_markers
         self._buf = np.full((self.lookahead + 1, n, 3), np.nan)
         self._buf_t = np.zeros(self.lookahead + 1)
+        self._buf_tag: list[object] = []  # the tags of the frames in the buffer, oldest first
         self._count = 0  # frames in the buffer
         # last two measured positions; before any, zeros long ago, so that a marker measured only
         # once extrapolates with a slope of about x / 2**62, which holds its position
@@ -1077,13 +1078,20 @@ class StreamingGapFiller:
         KinestreamError
             If the frame does not have the shape ``(n_markers, 3)``.
         """
+        got = self.push_tagged(xyz, t, None)
+        return None if got is None else got[:2]
+
+    def push_tagged(self, xyz: np.ndarray, t: float, tag: object) -> tuple[np.ndarray, float, object] | None:
+        """:meth:`push` with an opaque ``tag`` that comes back with its frame (a live frame's sequence number
+        and arrival time, say), so that a caller needs no record of its own of what the look-ahead holds."""
         x = np.asarray(xyz, dtype=float)
         if x.shape != self.shape:
             raise KinestreamError(f"frame has shape {x.shape}; this gap filler takes frames of shape {self.shape}")
         if self.lookahead == 0:
-            return self._emit(x.copy(), None), float(t)
+            return self._emit(x.copy(), None), float(t), tag
         self._buf[self._count] = x
         self._buf_t[self._count] = t
+        self._buf_tag.append(tag)
         self._count += 1
         if self._count <= self.lookahead:
             return None
@@ -1091,18 +1099,22 @@ class StreamingGapFiller:
 
     def flush(self) -> list[tuple[np.ndarray, float]]:
         """Give back the frames still in the look-ahead buffer, bridged with the look-ahead there is."""
+        return [got[:2] for got in self.flush_tagged()]
+
+    def flush_tagged(self) -> list[tuple[np.ndarray, float, object]]:
+        """:meth:`flush`, each frame with its tag."""
         out = []
         while self._count:
             out.append(self._pop())
         return out
 
-    def _pop(self) -> tuple[np.ndarray, float]:
+    def _pop(self) -> tuple[np.ndarray, float, object]:
         frame = self._emit(self._buf[0].copy(), self._buf[1 : self._count])
         t = float(self._buf_t[0])
         self._buf[:-1] = self._buf[1:]
         self._buf_t[:-1] = self._buf_t[1:]
         self._count -= 1
-        return frame, t
+        return frame, t, self._buf_tag.pop(0)
 
     def _emit(self, x: np.ndarray, ahead: np.ndarray | None) -> np.ndarray:
         """Bridge the frame ``x`` (a copy, changed and returned); ``ahead`` holds the frames after it."""
@@ -1387,10 +1399,16 @@ class StreamingCleaner:
 
     def push(self, xyz: np.ndarray, t: float) -> tuple[np.ndarray, float] | None:
         """Clean one frame; see :meth:`StreamingGapFiller.push` for what comes back."""
-        got = self.filler.push(xyz, t)
+        got = self.push_tagged(xyz, t, None)
+        return None if got is None else got[:2]
+
+    def push_tagged(self, xyz: np.ndarray, t: float, tag: object) -> tuple[np.ndarray, float, object] | None:
+        """:meth:`push` with an opaque ``tag`` that comes back with its frame (see
+        :meth:`StreamingGapFiller.push_tagged`)."""
+        got = self.filler.push_tagged(xyz, t, tag)
         if got is None:
             return None
-        return self._bridge(got[0], self._filter(got[0])), got[1]
+        return self._bridge(got[0], self._filter(got[0])), got[1], got[2]
 
     def _filter(self, x: np.ndarray) -> np.ndarray:
         y = self.lowpass.push(x)
@@ -1398,4 +1416,8 @@ class StreamingCleaner:
 
     def flush(self) -> list[tuple[np.ndarray, float]]:
         """Clean and give back the frames still in the look-ahead buffer."""
-        return [(self._bridge(x, self._filter(x)), t) for x, t in self.filler.flush()]
+        return [got[:2] for got in self.flush_tagged()]
+
+    def flush_tagged(self) -> list[tuple[np.ndarray, float, object]]:
+        """:meth:`flush`, each frame with its tag."""
+        return [(self._bridge(x, self._filter(x)), t, tag) for x, t, tag in self.filler.flush_tagged()]

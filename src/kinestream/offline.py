@@ -8,7 +8,6 @@ Each step calls the same stage cores the streaming service uses.
 from __future__ import annotations
 
 import sys
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,8 @@ from kinestream.augment import Augmenter, augment_table, check_subject
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import Motion, solved_rows, write_mot
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
-from kinestream.ingest import DERIVED, complete_keypoints
+from kinestream.ingest import complete_keypoints
+from kinestream.live.processor import FrameProcessor
 from kinestream.plots import peak, plot_angles
 
 
@@ -168,141 +168,6 @@ def compare(
     }
 
 
-class FrameProcessor:
-    """Clean and augment one keypoint frame at a time (the streaming cores, no I/O).
-
-    Incoming keypoints are put in the augmenter's keypoint order (MidHip and
-    Neck derived from the hips and shoulders when absent), cleaned (gap
-    bridging, causal low-pass, outlier holding) and augmented into the 43
-    anatomical markers.
-    """
-
-    def __init__(self, assets, config: dict, height: float, mass: float, rate: float = 60.0):
-        from kinestream.augment import StreamingAugmenter
-        from kinestream.clean import StreamingCleaner
-
-        self.config = config
-        self.rate = rate
-        self.augmenter = StreamingAugmenter.from_assets(
-            assets, height, mass, reset_after=int(config.get("augment", {}).get("reset_after_frames", 10))
-        )
-        self.keypoints = list(self.augmenter.keypoints)
-        self.cleaner = StreamingCleaner.from_config(config.get("clean", {}), len(self.keypoints), rate)
-        self.markers = list(self.augmenter.markers)
-        self._columns: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
-        self.floor_offset = 0.0
-        index = self.keypoints.index
-        self._derived = [(index(name), index(a), index(b)) for name, (a, b) in DERIVED.items()]
-        self._times: list[float] = []
-        self._first: tuple[np.ndarray, float] | None = None  # the session's first frame, for a redesign
-        self._recent: deque[float] = deque(maxlen=64)  # the latest frame times, to check the rate again
-        self._since_check = 0
-        self.notes: list[str] = []
-        self.dropped = 0  # frames the cleaner released and the augmenter refused (time not after the last)
-
-    def _check_rate(self, t: float) -> None:
-        """Redesign the filter when the stream's frame rate is not the one assumed (more than 10% off).
-
-        The first check comes with the second frame. The cleaner's first
-        output is its input whatever the design (the filter starts in the
-        steady state of the first frame), so a cleaner built then at the
-        measured rate and given the first frame again is exactly the cleaner
-        that rate would have had from the start: a live 120 Hz stream gives
-        the numbers ``process --streaming`` gives on its recording. The
-        median of the first 16 intervals is checked again, and after that the
-        median of the latest 64 every 64 frames, so that a burst of frames at
-        900 Hz at the start cannot leave a 60 Hz stream filtered at a tenth of
-        its cutoff. Rates are taken to 0.1 Hz, so that time stamps written to
-        a few decimals read as the camera's rate.
-        """
-        self._recent.append(t)
-        if len(self._times) >= 16:
-            self._since_check += 1
-            if self._since_check < self._recent.maxlen:
-                return
-            self._since_check = 0  # and every 64 frames after: a burst at the start must not set it for good
-            times = list(self._recent)
-        else:
-            self._times.append(t)
-            if len(self._times) not in (2, 16):
-                return
-            times = self._times
-        measured = round(1.0 / float(np.median(np.diff(times))), 1)
-        if not 10.0 <= measured <= 1000.0:  # not a camera rate (a pause, a burst): keep the design
-            if len(self._times) == 16:
-                self.notes.append(f"the stream's frames come at {measured:.3g} Hz; kept {self.rate:g} Hz")
-            return
-        if abs(measured - self.rate) <= 0.1 * self.rate:
-            return
-        first = len(self._times) == 2
-        if first and self.cleaner.filler.lookahead:  # frame 1 is still in the look-ahead: wait for 16 frames
-            return
-        from kinestream.clean import StreamingCleaner
-
-        try:
-            cleaner = StreamingCleaner.from_config(self.config.get("clean", {}), len(self.keypoints), measured)
-        except KinestreamError as exc:  # e.g. the cutoff above that rate's Nyquist frequency
-            self.notes.append(
-                f"the stream runs at {measured:g} Hz, but the filter cannot be designed for it "
-                f"({exc}); kept {self.rate:g} Hz"
-            )
-            return
-        self.notes.append(f"the stream runs at {measured:g} Hz, not {self.rate:g} Hz: filter redesigned")
-        self.rate = measured
-        self.cleaner = cleaner
-        if first:
-            self.cleaner.push(*self._first)  # its output is the frame already released
-
-    def _arrange(self, names: list[str], xyz: np.ndarray) -> np.ndarray:
-        key = tuple(names)
-        if key not in self._columns:
-            if len(self._columns) >= 16:  # a source that changes its names every frame must not grow this
-                self._columns.clear()
-            pos = {n: i for i, n in enumerate(names)}
-            src = np.array([pos.get(n, -1) for n in self.keypoints])
-            self._columns[key] = (src, src >= 0)
-        src, have = self._columns[key]
-        out = np.full((len(self.keypoints), 3), np.nan)
-        out[have] = xyz[src[have]]
-        for i, a, b in self._derived:
-            if not np.isfinite(out[i]).all():
-                out[i] = 0.5 * (out[a] + out[b])
-        return out
-
-    def step(self, names: list[str], xyz: np.ndarray, t: float) -> tuple[float, np.ndarray, np.ndarray] | None:
-        """(t, cleaned keypoints (20, 3), markers (43, 3)) of the frame the cleaner releases, or None."""
-        self._check_rate(t)
-        arranged = self._arrange(names, xyz)
-        if len(self._times) == 1:  # the session's first frame (_check_rate has counted it)
-            self._first = (arranged, t)
-        got = self.cleaner.push(arranged, t)
-        return None if got is None else self._augment(*got)
-
-    def flush(self) -> list[tuple[float, np.ndarray, np.ndarray]]:
-        """The frames still in the cleaner's look-ahead, cleaned and augmented (end of a stream)."""
-        return [out for out in (self._augment(clean, t) for clean, t in self.cleaner.flush()) if out is not None]
-
-    def _augment(self, clean: np.ndarray, t: float) -> tuple[float, np.ndarray, np.ndarray] | None:
-        markers = self.augmenter.step(clean, t)
-        if markers is None:
-            self.dropped += 1
-            return None
-        if self.floor_offset:
-            markers = markers + np.array([0.0, self.floor_offset, 0.0])
-        return t, clean, markers
-
-    def reset(self) -> None:
-        """Forget the stream (a new session from the source)."""
-        self.cleaner.reset()
-        self.augmenter.reset()
-        self._times = []
-        self._recent.clear()
-        self._since_check = 0
-
-    def delay_ms(self) -> float:
-        return self.cleaner.delay_ms()
-
-
 def stream_augment(
     table: MarkerTable, height: float, mass: float, assets: Assets, config: dict, progress=None
 ) -> tuple[MarkerTable, list[str]]:
@@ -311,23 +176,21 @@ def stream_augment(
     Keypoints are rounded to float32 first, as the wire protocol carries
     them, so a trial gives the same numbers here as replayed into the
     service. Returns the cleaned keypoints plus the 43 augmented markers,
-    frame for frame aligned with the input (a look-ahead is undone by time),
+    frame for frame aligned with the input (each frame carries its index through the look-ahead),
     and notes on what the stages did.
     """
     processor = FrameProcessor(assets, config, height, mass, table.rate)
     names = list(table.names)
     columns = processor.keypoints + processor.markers
     xyz = np.full((table.n_frames, len(columns), 3), np.nan)
-    index = {round(float(t), 9): i for i, t in enumerate(table.time)}
     wire = table.xyz.astype(np.float32).astype(float)
 
     def take(out):
         if out is not None:
-            t, clean, markers = out
-            xyz[index[round(float(t), 9)]] = np.vstack([clean, markers])
+            xyz[out.tag] = np.vstack([out.keypoints, out.markers])  # the tag is the frame's index
 
     for i in range(table.n_frames):
-        take(processor.step(names, wire[i], float(table.time[i])))
+        take(processor.step(names, wire[i], float(table.time[i]), tag=i))
         if progress is not None:
             progress(1)
     for out in processor.flush():

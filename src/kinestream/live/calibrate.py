@@ -99,9 +99,9 @@ async def calibrate(
 
     from kinestream.assets import get_assets
     from kinestream.augment import check_subject, floor_offset
+    from kinestream.live.processor import FrameProcessor
     from kinestream.live.protocol import TOPIC_KEYPOINTS, FrameDecoder, Rejected
     from kinestream.live.transport import Access, open_input
-    from kinestream.offline import FrameProcessor
     from kinestream.scale import scale_model
 
     check_subject(height, mass)
@@ -164,7 +164,7 @@ async def calibrate(
                 continue
             if out is None:
                 continue
-            t, clean, markers = out
+            t, clean, markers = out.t, out.keypoints, out.markers
             if not np.isfinite(markers).all():
                 continue
             collector.add(t, np.vstack([clean, markers]))

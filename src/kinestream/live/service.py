@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from kinestream.errors import KinestreamError
+from kinestream.live.processor import FrameProcessor, Prepared
 from kinestream.live.protocol import (
     TOPIC_ANGLES,
     TOPIC_KEYPOINTS,
@@ -42,7 +43,6 @@ from kinestream.live.protocol import (
     encode_angles,
     encode_status,
 )
-from kinestream.offline import FrameProcessor
 
 log = logging.getLogger("kinestream.live.service")
 
@@ -218,7 +218,6 @@ class Service:
         self.latest_wins = bool(svc.get("latest_wins", True))
         self.max_lag_ns = int(float(svc.get("max_lag_ms", 50.0)) * 1e6)
         self._waiting: deque[_Item] = deque()  # prepared frames not solved yet
-        self._meta: deque[tuple[int, int, int | None]] = deque()  # frames inside the cleaner's look-ahead
         self._last_log: dict[str, float] = {}
         self._last_t: float | None = None
         self._source_subject: str | None = None  # the subject being served (frames name it, or not)
@@ -429,7 +428,6 @@ class Service:
         log.warning("keypoint source restarted (%s): a new session, stages reset", why)
         self._solve_waiting()  # the last session's frames first
         self.processor.reset()
-        self._meta.clear()
         if self.ik is not None:
             self.ik.reset()  # the next frame starts from the default pose, not the last session's
         if self.reps is not None:
@@ -478,25 +476,23 @@ class Service:
         if self._last_t is not None and frame.t - self._last_t > 2.0:
             log.info("stream resumed after %.1f s of silence", frame.t - self._last_t)
         self._last_t = frame.t
-        self._meta.append((frame.seq, recv_ns, frame.sent_ns))
         try:
-            out = self.processor.step(frame.names, frame.xyz, frame.t)
+            out = self.processor.step(frame.names, frame.xyz, frame.t, (frame.seq, recv_ns, frame.sent_ns))
         except Exception as exc:  # a stage must not take the service down; say what happened
             self._reject("stage_error", f"{type(exc).__name__}: {exc}")
-            self._meta.pop()
             return
         while self.processor.notes:
             log.info(self.processor.notes.pop(0))
         while self.processor.dropped > self._dropped:  # released by the cleaner, refused by the augmenter
             self._dropped += 1
-            self._meta.popleft()
             self._reject("stage_dropped", "the augmenter refused a frame (time not after the last one)")
         if out is not None:
-            self._forward(*out)
+            self._forward(out)
 
-    def _forward(self, t: float, clean: np.ndarray, markers: np.ndarray) -> None:
+    def _forward(self, out: Prepared) -> None:
         """A frame out of clean + augment: record its markers; it waits for IK."""
-        seq, recv, sent = self._meta.popleft()
+        seq, recv, sent = out.tag
+        t, clean, markers = out.t, out.keypoints, out.markers
         if self.trc is not None:
             self._record(self.trc, t, np.vstack([clean, markers]))
         self._waiting.append(_Item(seq, t, markers, recv, sent, time.time_ns()))
@@ -675,8 +671,7 @@ class Service:
         waiting frame, none skipped."""
         await self._take_held()
         for out in self.processor.flush():
-            if self._meta:
-                self._forward(*out)
+            self._forward(out)
         while self._waiting:
             self._solve(self._waiting.popleft())
 
