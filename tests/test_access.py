@@ -13,7 +13,7 @@ import zmq
 import zmq.asyncio
 
 from broker import Broker, free_port, tls_with_password, until
-from kinestream.commands import main
+from kinestream.commands.main import main
 from kinestream.config import load_config
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import read_trc

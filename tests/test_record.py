@@ -17,9 +17,10 @@ import pytest
 
 import kinestream.files.record as record_module
 from broker import wait_until
+from kinestream.commands.recover import add_parser as add_recover_parser
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import Motion, mot_row, read_mot, write_mot
-from kinestream.files.record import COUNT_WIDTH, MotRecorder, TrcRecorder, add_recover_parser, count_field, recover
+from kinestream.files.record import COUNT_WIDTH, MotRecorder, TrcRecorder, count_field, recover
 from kinestream.files.trc import read_trc, trc_row
 from kinestream.osim import opensim_module
 
@@ -465,7 +466,7 @@ def test_recover_command(tmp_path, capsys):
 
 
 def test_recover_through_the_kinestream_command(tmp_path):
-    from kinestream.commands import build_parser
+    from kinestream.commands.main import build_parser
 
     build_parser().parse_args(["recover", "x.mot"])  # wired into the command line
     path = _recorded(tmp_path, "mot")

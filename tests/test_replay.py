@@ -22,11 +22,13 @@ import zmq.asyncio
 import kinestream.live.replay as replay_module
 from broker import wait_until
 from conftest import real_trial
+from kinestream.commands.replay import add_parser as add_replay_parser
+from kinestream.commands.replay import run_replay
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.ingest import BODY_25
 from kinestream.live.protocol import TOPIC_KEYPOINTS, FrameDecoder
-from kinestream.live.replay import add_replay_parser, parse_rate, replay, run_replay, wire_frames
+from kinestream.live.replay import parse_rate, replay, wire_frames
 
 FS = 60.0
 N_FRAMES = 31  # 0.5 s at 60 Hz
@@ -287,7 +289,7 @@ def test_cli_parser_and_run(trial, capsys):
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
 def test_ctrl_c_stops_a_looping_replay_cleanly(trial):
     code = (
-        "import argparse, sys; from kinestream.live.replay import add_replay_parser; "
+        "import argparse, sys; from kinestream.commands.replay import add_parser as add_replay_parser; "
         "p = argparse.ArgumentParser(); add_replay_parser(p.add_subparsers()); "
         "a = p.parse_args(sys.argv[1:]); a.func(a, {})"
     )

@@ -12,21 +12,13 @@ import numpy as np
 import pytest
 
 from conftest import real_trial
+from kinestream.centres import CentresFromModel, centres_from_state, joint_centres
+from kinestream.commands.reps import format_rep
 from kinestream.config import load_config
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import Motion, read_mot, write_mot
 from kinestream.offline import process
-from kinestream.reps import (
-    CentresFromModel,
-    RepCounter,
-    RepEvent,
-    RepSettings,
-    centres_from_state,
-    detect_reps,
-    format_rep,
-    frame_measures,
-    joint_centres,
-)
+from kinestream.reps import RepCounter, RepEvent, RepSettings, detect_reps, frame_measures
 from kinestream.synth import synthesize
 
 DEPTHS = [100, 132, 88, 110]  # designed right-knee peaks of the "known" trial (deg)
@@ -77,7 +69,7 @@ def _frontal_offset_cm(hip, knee, ankle, right) -> float:
 
 
 def _parser():
-    from kinestream.commands import build_parser
+    from kinestream.commands.main import build_parser
 
     return build_parser()
 

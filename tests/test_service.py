@@ -151,8 +151,9 @@ def test_live_session_equals_offline_streaming(session, tmp_path):
     assert last["sent_ns"] > 0 and last["latency_ms"] > 0
 
     # one rep event per squat, on ZeroMQ and MQTT, equal to the offline counter on the recording
+    from kinestream.centres import joint_centres
     from kinestream.live.protocol import decode_reps
-    from kinestream.reps import detect_reps, joint_centres
+    from kinestream.reps import detect_reps
 
     reps = [decode_reps(p) for p in got["reps"]]
     squats = [q for q in session.squats if not q.partial]

@@ -1,5 +1,5 @@
 import sys
 
-from kinestream.commands import main
+from kinestream.commands.main import main
 
 sys.exit(main())

@@ -1,7 +1,5 @@
 """Squat feedback: repetitions found in the joint angles as they arrive, with per-rep measures.
 
-    kinestream reps SESSION.mot [--model scaled.osim] [--json] [--out PLOT.png] [--config FILE]
-
 A synchronous core (no I/O), called once per solved frame by the live service
 and over every frame of a recorded .mot offline, so both give the same reps.
 
@@ -34,7 +32,7 @@ before the peaks and the bottom are taken, so single-frame noise does not
 inflate the depth.
 
 Measures that need positions (below parallel, knee valgus, trunk lean) come
-from joint centres in ground (metres, Y up), see :func:`centres_from_state`.
+from joint centres in ground (metres, Y up), see :func:`kinestream.centres.centres_from_state`.
 Without them they are None.
 
 - ``below_parallel``: the hip joint centre (femur origin) is lower than the
@@ -54,34 +52,18 @@ Without them they are None.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import numpy as np
 
+from kinestream.centres import TORSO_AXIS
 from kinestream.errors import KinestreamError
-from kinestream.files.mot import Motion
-from kinestream.live.protocol import is_translation
+from kinestream.files.mot import Motion, is_translation
 
 KNEES = ("knee_angle_r", "knee_angle_l")
 HIPS = ("hip_flexion_r", "hip_flexion_l")
-
-# Joint centres: name -> body whose origin it is. The torso's long axis rides along as "torso_axis".
-CENTRE_BODIES = {
-    "pelvis": "pelvis",
-    "hip_r": "femur_r",
-    "hip_l": "femur_l",
-    "knee_r": "tibia_r",
-    "knee_l": "tibia_l",
-    "ankle_r": "talus_r",
-    "ankle_l": "talus_l",
-    "torso": "torso",
-}
-TORSO_AXIS = "torso_axis"  # unit vector (not a point): the torso frame's Y axis in ground
 
 
 # --------------------------------------------------------------------------- settings
@@ -541,129 +523,6 @@ def _smooth(rows: np.ndarray, cutoff_hz: float) -> np.ndarray:
     return out
 
 
-# --------------------------------------------------------------------------- joint centres
-
-
-def _load_model(model):
-    """An OpenSim model and a fresh state from a path (or a model as it is)."""
-    from kinestream.osim import read_model
-
-    if isinstance(model, (str, Path)):
-        model = read_model(model)
-    state = model.initSystem()
-    return model, state
-
-
-def _bodies(model) -> dict:
-    bodies = model.getBodySet()
-    missing = [b for b in CENTRE_BODIES.values() if not bodies.contains(b)]
-    if missing:
-        raise KinestreamError(
-            f"the model {model.getName()!r} has no body {', '.join(missing)}; the joint centres "
-            f"need the bodies {', '.join(CENTRE_BODIES.values())} (OpenSim's gait models, "
-            f"Pose2Sim's and OpenCap's have them)"
-        )
-    return {name: bodies.get(body) for name, body in CENTRE_BODIES.items()}
-
-
-def _centres(bodies: dict, state, vec_y) -> dict[str, np.ndarray]:
-    out = {name: body.getPositionInGround(state).to_numpy().copy() for name, body in bodies.items()}
-    out[TORSO_AXIS] = bodies["torso"].expressVectorInGround(state, vec_y).to_numpy().copy()
-    return out
-
-
-CENTRE_KEYS = (*CENTRE_BODIES, TORSO_AXIS)  # the rows of centres_array
-
-
-def centres_array(model, state) -> np.ndarray:
-    """:func:`centres_from_state` as one (len(CENTRE_KEYS), 3) array: what an IK process sends back."""
-    centres = centres_from_state(model, state)
-    return np.stack([centres[k] for k in CENTRE_KEYS])
-
-
-def centres_dict(rows: np.ndarray | None) -> dict[str, np.ndarray] | None:
-    """The dict form of a :func:`centres_array` (None stays None)."""
-    if rows is None:
-        return None
-    return {k: rows[i] for i, k in enumerate(CENTRE_KEYS)}
-
-
-def centres_from_state(model, state) -> dict[str, np.ndarray]:
-    """Joint centres of a posed model, in ground (metres, Y up), from a state realized to Position.
-
-    Keys: ``hip_r``/``hip_l`` (femur origins), ``knee_r``/``knee_l`` (tibia
-    origins), ``ankle_r``/``ankle_l`` (talus origins), ``pelvis`` and
-    ``torso`` (body origins), and ``torso_axis``: the torso frame's Y axis, a
-    unit vector. For many frames, :class:`CentresFromModel` avoids looking the
-    bodies up each time.
-    """
-    from kinestream.osim import opensim_module
-
-    model.realizePosition(state)  # returns at once when already realized
-    return _centres(_bodies(model), state, opensim_module().Vec3(0.0, 1.0, 0.0))
-
-
-class CentresFromModel:
-    """Joint centres frame by frame from one model: pose it from coordinate values, read the centres.
-
-    ``model``: a path to an .osim file or an OpenSim model (a state of its
-    own is made either way). ``frame(coords, q)`` poses the model from values
-    in degrees (rotations) and metres; names the model lacks are ignored.
-    A state posed elsewhere (by an IK solver) is read by :func:`centres_from_state`.
-    """
-
-    def __init__(self, model):
-        from kinestream.osim import opensim_module
-
-        osim = opensim_module()
-        self.model, self.state = _load_model(model)
-        self._bodies = _bodies(self.model)
-        self._y = osim.Vec3(0.0, 1.0, 0.0)
-        cs = self.model.getCoordinateSet()
-        self._coords = {cs.get(i).getName(): cs.get(i) for i in range(cs.getSize())}
-        self._rotational = {n: c.getMotionType() == osim.Coordinate.Rotational for n, c in self._coords.items()}
-        self._plan: tuple[tuple[str, ...], list] | None = None
-
-    def frame(self, coords: list[str], q, in_degrees: bool = True) -> dict[str, np.ndarray]:
-        """Centres with the model posed at ``q`` (ordered as ``coords``); all NaN if a used value is not finite."""
-        key = tuple(coords)
-        if self._plan is None or self._plan[0] != key:
-            plan = [
-                (j, self._coords[n], self._rotational[n] and in_degrees)
-                for j, n in enumerate(coords)
-                if n in self._coords
-            ]
-            self._plan = (key, plan)
-        q = np.asarray(q, dtype=float)
-        values = [(c, math.radians(q[j]) if deg else float(q[j])) for j, c, deg in self._plan[1]]
-        if not all(math.isfinite(v) for _, v in values):
-            return {name: np.full(3, np.nan) for name in (*CENTRE_BODIES, TORSO_AXIS)}
-        for c, v in values:
-            c.setValue(self.state, v, False)
-        self.model.realizePosition(self.state)
-        return _centres(self._bodies, self.state, self._y)
-
-
-def joint_centres(model_path, motion: Motion) -> dict[str, np.ndarray]:
-    """Joint centres (frames, 3) for every frame of a motion, by forward kinematics of ``model_path``.
-
-    ``model_path``: a .osim path, or None for the generic model. Frames with a
-    non-finite coordinate give NaN. Keys as :func:`centres_from_state`.
-    """
-    if model_path is None:
-        from kinestream.assets import get_assets
-
-        model_path = get_assets(progress=lambda *_: None).generic_model
-    fk = CentresFromModel(model_path)
-    names = (*CENTRE_BODIES, TORSO_AXIS)
-    out = {name: np.full((len(motion.time), 3), np.nan) for name in names}
-    for i in range(len(motion.time)):
-        frame = fk.frame(motion.names, motion.values[i], motion.in_degrees)
-        for name in names:
-            out[name][i] = frame[name]
-    return out
-
-
 # --------------------------------------------------------------------------- offline
 
 
@@ -697,128 +556,3 @@ def detect_reps(
     for i, t in enumerate(motion.time):
         counter.step(float(t), values[i], None if centres is None else {k: v[i] for k, v in centres.items()})
     return list(counter.events), counter.summary()
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def _fmt(value, spec: str, none: str = "-") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return none
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    return format(value, spec)
-
-
-TABLE_HEADER = (
-    "rep   start  bottom     end  down    up   knee  knee_r knee_l  hip_r  hip_l  deep  below_par  "
-    "asym  valgus_r valgus_l  lean"
-)
-TABLE_UNITS = (
-    "        (s)     (s)     (s)   (s)   (s)  (deg)   (deg)  (deg)  (deg)  (deg)       (hip-knee)  "
-    "(deg)  (cm,med+) (cm,med+) (deg)"
-)
-
-
-def format_rep(e: RepEvent) -> str:
-    """One line of the rep table."""
-    below = "-" if e.below_parallel is None else f"{'yes' if e.below_parallel else 'no'} {e.hip_above_knee_cm:+.0f}cm"
-    return (
-        f"{e.index:3d} {e.start:7.2f} {e.bottom:7.2f} {e.end:7.2f} {e.descent_s:5.2f} {e.ascent_s:5.2f} "
-        f"{e.knee_peak:6.1f}  {e.knee_peak_r:6.1f} {e.knee_peak_l:6.1f} {_fmt(e.hip_peak_r, '6.1f'):>6} "
-        f"{_fmt(e.hip_peak_l, '6.1f'):>6}  {'yes' if e.deep_enough else 'no':>4}  {below:>9}  "
-        f"{e.knee_asymmetry_deg:+5.1f}  {_fmt(e.knee_valgus_cm_r, '+8.1f'):>8} "
-        f"{_fmt(e.knee_valgus_cm_l, '+8.1f'):>8} {_fmt(e.trunk_lean_deg, '5.1f'):>5}"
-    )
-
-
-def format_summary(summary: dict) -> str:
-    s = summary
-    lines = [
-        f"{s['reps']} reps ({s['deep_enough']} deep enough"
-        + (f", {s['below_parallel']} below parallel" if s["below_parallel"] is not None else "")
-        + f"), {s['partial']} partial, {s['too_short'] + s['too_long']} rejected (too short/long)"
-    ]
-    if s["reps"]:
-        lines.append(
-            f"depth: mean {s['depth_mean_deg']:.1f} deg knee flexion (min {s['depth_min_deg']:.1f}, "
-            f"max {s['depth_max_deg']:.1f}); tempo: {s['rep_s_mean']:.2f} s a rep "
-            f"({s['descent_s_mean']:.2f} s down, {s['ascent_s_mean']:.2f} s up); "
-            f"knee asymmetry (R-L) {s['knee_asymmetry_mean_deg']:+.1f} deg"
-        )
-    for p in s["partials"]:
-        lines.append(f"partial rep {p['start']:.2f}-{p['end']:.2f} s: knee flexion peaked at {p['knee_peak']:.1f} deg")
-    if s["in_rep"]:
-        lines.append("the recording ends during a rep (not counted)")
-    return "\n".join(lines)
-
-
-def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
-    """The ``reps`` command: table (or JSON lines) of the reps of a .mot, and a plot."""
-    from kinestream.config import load_config
-    from kinestream.files.mot import read_mot
-    from kinestream.plots import plot_reps
-
-    if config is None:
-        config = load_config(getattr(args, "config", None))
-    settings = RepSettings.from_config(config)
-    path = Path(args.mot)
-    if not path.is_file():
-        raise KinestreamError(
-            f"motion file {path} does not exist; give the .mot of a session (from 'kinestream "
-            f"process', 'ik' or 'serve --record')"
-        )
-    motion = read_mot(path)
-    if len(motion.time) == 0:
-        raise KinestreamError(f"{path} holds no frames")
-    missing = [k for k in KNEES if k not in motion]
-    if missing:
-        raise KinestreamError(
-            f"{path} has no {' or '.join(missing)} column; the rep counter needs both knee angles "
-            f"(a .mot from 'kinestream process', 'ik' or 'serve --record')"
-        )
-    if args.model:
-        model = args.model
-    else:
-        from kinestream.assets import get_assets
-
-        model = get_assets(config, progress=lambda m: print(m, file=sys.stderr)).generic_model
-        print(
-            "note: joint centres from the generic model, unscaled (give --model scaled.osim for the subject's)",
-            file=sys.stderr,
-        )
-    centres = joint_centres(model, motion)
-    events, summary = detect_reps(motion, centres, settings)
-    if args.json:
-        for e in events:
-            print(e.to_json())
-        print(json.dumps({"summary": summary}, separators=(",", ":")))
-    else:
-        print(
-            f"{path.name}: knee flexion through {settings.knee_start_deg:g} deg starts and ends a rep; "
-            f"a rep needs {settings.min_depth_deg:g} deg, deep enough at {settings.deep_knee_deg:g} deg"
-        )
-        if events:
-            print(TABLE_HEADER)
-            print(TABLE_UNITS)
-            for e in events:
-                print(format_rep(e))
-        print(format_summary(summary))
-    plot = config.get("output", {}).get("plot", True) and not getattr(args, "no_plot", False)
-    if plot:
-        out = Path(args.out) if args.out else path.with_name(path.stem + "_reps.png")
-        plot_reps(motion, events, out, settings=settings, partials=summary["partials"], title=path.stem)
-        print(f"wrote {out}", file=sys.stderr if args.json else sys.stdout)
-    return events, summary
-
-
-def add_reps_parser(subparsers) -> argparse.ArgumentParser:
-    """Registers ``kinestream reps`` on the command's subparsers."""
-    p = subparsers.add_parser("reps", help="count squat reps in a .mot and measure each (depth, tempo, form)")
-    p.add_argument("mot", help="joint angles .mot (from process, ik or serve --record)")
-    p.add_argument("--model", help="scaled .osim for the joint centres (default: the generic model, unscaled)")
-    p.add_argument("--json", action="store_true", help="one JSON object per rep per line, then the summary")
-    p.add_argument("--out", help="plot .png (default: SESSION_reps.png beside the .mot)")
-    p.add_argument("--no-plot", action="store_true", help="write no plot")
-    p.set_defaults(func=run_reps)
-    return p

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kinestream.commands.common import log_to_stderr
+
 
 def run_demo(config: dict, out: Path, seconds: float = 12.0, rate: float = 1.0) -> dict:
     from kinestream.synth import synthesize
@@ -106,8 +108,9 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
     )
     peak = {n: float(np.nanmax(motion.get(n))) for n in ("knee_angle_r", "hip_flexion_r") if n in motion}
     print("peak flexion (deg): " + ", ".join(f"{n} {v:.1f}" for n, v in peak.items()))
+    from kinestream.centres import joint_centres
     from kinestream.plots import plot_reps
-    from kinestream.reps import RepSettings, detect_reps, joint_centres
+    from kinestream.reps import RepSettings, detect_reps
 
     settings = RepSettings.from_config(config)
     events, summary = detect_reps(motion, joint_centres(model, motion), settings)
@@ -132,3 +135,8 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
     final["live_reps"] = [e.to_dict() for e in live]  # what the subscribers were sent, for the caller
     final["recorded_peaks"] = recorded
     return final
+
+
+def cmd_demo(args, config) -> None:
+    log_to_stderr()
+    run_demo(config, Path(args.out), seconds=args.seconds, rate=args.rate)

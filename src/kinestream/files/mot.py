@@ -91,3 +91,8 @@ def solved_rows(motion: Motion) -> tuple[Motion, int]:
     """
     keep = np.isfinite(motion.values).all(axis=1)
     return Motion(motion.time[keep], list(motion.names), motion.values[keep], motion.in_degrees), int((~keep).sum())
+
+
+def is_translation(coord: str) -> bool:
+    """Whether an OpenSim coordinate is a translation (metres, not degrees), by OpenSim's naming (pelvis_tx, ...)."""
+    return coord.endswith(("_tx", "_ty", "_tz"))

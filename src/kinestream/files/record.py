@@ -26,12 +26,10 @@ that recorded nothing should be deleted, not opened.
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import itertools
 import math
 import os
-import sys
 import threading
 import time
 import weakref
@@ -679,32 +677,3 @@ def _repair(fd: int, path: Path, data: bytes, layout: _Layout) -> RecoverReport:
         os.chmod(tmp, os.stat(fd).st_mode & 0o7777)
         os.replace(tmp, path)
     return RecoverReport(path, layout.kind, rows, header_rows, dropped, True, notes)
-
-
-# ---------------------------------------------------------------------------
-# command line: kinestream recover FILE [FILE ...]
-
-
-def cmd_recover(args, config) -> None:
-    failed = 0
-    for name in args.files:
-        try:
-            print(recover(name).describe(), flush=True)
-        except KinestreamError as exc:
-            failed += 1
-            print(f"kinestream: error: {exc}", file=sys.stderr, flush=True)
-    if failed:
-        raise KinestreamError(f"{failed} of {len(args.files)} files could not be recovered (see above)")
-
-
-def add_recover_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``recover`` on the ``kinestream`` command's subparsers."""
-    p = subparsers.add_parser(
-        "recover",
-        help="repair .mot/.trc recordings left by a killed session (partial last row, row count)",
-        description="Drop a cut-off last row and set the header's row count to the complete rows, so that "
-        "OpenSim loads the file. A complete file is left untouched.",
-    )
-    p.add_argument("files", nargs="+", metavar="FILE", help=".mot or .trc file written by the session recorder")
-    p.set_defaults(func=cmd_recover)
-    return p

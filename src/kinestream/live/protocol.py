@@ -42,6 +42,7 @@ import msgpack
 import numpy as np
 
 from kinestream.errors import KinestreamError
+from kinestream.files.mot import is_translation
 from kinestream.ingest import LAYOUTS, canonical
 
 VERSION = 1
@@ -501,11 +502,6 @@ def decode_angles(payload: bytes, max_bytes: int = 1 << 20) -> dict:
         raise Rejected("bad_shape", f"q holds {len(q)} bytes for {len(coords)} coords; expected {4 * len(coords)}")
     msg["q"] = np.frombuffer(q, dtype="<f4").astype(np.float64)
     return msg
-
-
-def is_translation(coord: str) -> bool:
-    """Whether an OpenSim coordinate is a translation (metres), by OpenSim's naming (pelvis_tx, ...)."""
-    return coord.endswith(("_tx", "_ty", "_tz"))
 
 
 def angles_json(seq: int, t: float, coords: list[str], q) -> str:

@@ -515,7 +515,7 @@ class Service:
             self._solve(item)
 
     def _solve(self, item: _Item) -> None:
-        from kinestream.reps import centres_array
+        from kinestream.centres import centres_array
 
         self.metrics.wait_ms.append((time.time_ns() - item.ready_ns) / 1e6)
         start = time.perf_counter_ns()
@@ -571,7 +571,7 @@ class Service:
 
     def _count_reps(self, item: _Item, q: np.ndarray, centres: np.ndarray | None) -> None:
         """Feed the rep counter; publish a completed rep on ZeroMQ ``reps`` and MQTT."""
-        from kinestream.reps import centres_dict
+        from kinestream.centres import centres_dict
 
         try:
             event = self.reps.step(item.t, q, centres_dict(centres))

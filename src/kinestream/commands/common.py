@@ -1,0 +1,51 @@
+"""What the commands share: messages to stderr, the subject's mass and height, paths that must exist."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kinestream.errors import KinestreamError
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def subject_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--mass", type=float, required=required, help="subject mass in kg (default: config)")
+    p.add_argument("--height", type=float, required=required, help="subject height in m (default: config)")
+
+
+def subject(args, config) -> tuple[float, float]:
+    mass = args.mass if args.mass is not None else float(config["subject"]["mass"])
+    height = args.height if args.height is not None else float(config["subject"]["height"])
+    from kinestream.augment import check_subject
+
+    check_subject(height, mass)
+    return mass, height
+
+
+def existing(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise KinestreamError(f"{what} {p} does not exist")
+    return p
+
+
+def log_to_stderr() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="kinestream: %(message)s", stream=sys.stderr)
+
+
+def solver_arg(p: argparse.ArgumentParser) -> None:
+    from kinestream.solve import SOLVERS
+
+    p.add_argument("--solver", choices=SOLVERS, help="IK solver: fast (default: config) or opensim, the reference")
+
+
+def service_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", help="keypoint source endpoint (default: config, tcp://127.0.0.1:5555)")
+    subject_args(p)

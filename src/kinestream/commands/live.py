@@ -1,0 +1,97 @@
+"""The live commands: serve, calibrate, keys."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from kinestream.commands.common import log_to_stderr, say, subject
+
+
+async def _serve(args, config, say=say):
+    from kinestream.commands.terminal import status_printer
+    from kinestream.live.calibrate import calibrate
+    from kinestream.live.service import Service
+
+    svc = config["service"]
+    model = args.model
+    if getattr(args, "calibrate", False):
+        mass, height = subject(args, config)
+        out = Path(args.calibration_out or "out/calibration/scaled.osim")
+        model = await calibrate(
+            config, input_endpoint=args.input or svc["input"], mass=mass, height=height, out_model=out, say=say
+        )
+    service = Service(
+        config,
+        input_endpoint=args.input or svc["input"],
+        output_endpoint=args.output or svc["output"],
+        mqtt=args.mqtt or config["mqtt"].get("broker") or None,
+        record=args.record,
+        model=model,
+        mass=args.mass,
+        height=args.height,
+        status_out=status_printer(),
+    )
+    final = await service.run()
+    print(file=sys.stderr)
+    return service, final
+
+
+def _finish_recording(record, truth=None) -> None:
+    if not record:
+        return
+    from kinestream.files.mot import read_mot
+    from kinestream.plots import plot_angles
+
+    record = Path(record)
+    if record.is_file():
+        motion = read_mot(record)
+        if len(motion.time):
+            png = plot_angles(motion, record.with_name(record.stem + "_angles.png"), title=record.stem, truth=truth)
+            print(f"wrote {record} ({len(motion.time)} frames) and {png}")
+
+
+def cmd_serve(args, config) -> None:
+    import asyncio
+    import json
+
+    log_to_stderr()
+    service, final = asyncio.run(_serve(args, config))
+    print(json.dumps(final))
+    _finish_recording(args.record)
+    if not final.get("healthy", True):
+        print(
+            "kinestream: error: the service stopped itself: a task kept failing (see the log above); exit "
+            "status 1 so that a supervisor starts it again",
+            file=sys.stderr,
+        )
+        sys.exit(1)
+
+
+def cmd_calibrate(args, config) -> None:
+    import asyncio
+
+    from kinestream.live.calibrate import calibrate
+
+    log_to_stderr()
+    mass, height = subject(args, config)
+    asyncio.run(
+        calibrate(
+            config,
+            input_endpoint=args.input or config["service"]["input"],
+            mass=mass,
+            height=height,
+            out_model=args.out,
+            timeout_s=args.timeout,
+            say=print,
+        )
+    )
+
+
+def cmd_keys(args, config) -> None:
+    from kinestream.live.transport import make_keys
+
+    public, secret = make_keys(args.dir, args.name, authorize=args.authorize, force=args.force)
+    print(f"wrote {public} (public: give it to the other side) and {secret} (secret: keep it here)")
+    if args.authorize:
+        print(f"authorized: {Path(args.dir) / 'authorized' / public.name} (the service reads this folder at start)")

@@ -1,0 +1,103 @@
+"""``kinestream replay TRIAL.trc``: publish a recorded trial as a live keypoint source."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from kinestream.errors import KinestreamError
+from kinestream.live.replay import DEFAULT_ENDPOINT, parse_rate, replay
+from kinestream.live.transport import client_config
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_replay(args, config=None) -> int:
+    """The ``replay`` command: runs :func:`replay` until the trial ends (or,
+    with --loop, until Ctrl-C / SIGTERM, which stop it cleanly)."""
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, a thread)
+                pass
+        return await replay(
+            args.trial,
+            args.endpoint,
+            rate=args.rate,
+            loop=args.loop,
+            subject=args.subject,
+            wait_subscriber=args.wait_subscriber,
+            progress=_log,
+            stop_event=stop,
+            send_names=getattr(args, "send_names", False),
+            config=client_config(getattr(args, "curve_key", None), getattr(args, "server_key", None), config),
+        )
+
+    sent = asyncio.run(main())
+    print(f"sent {sent} frames of {args.trial} to {args.endpoint}")
+    return sent
+
+
+def _rate_arg(text: str) -> float:
+    try:
+        return parse_rate(text)
+    except KinestreamError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid; give seconds >= 0 (0: do not wait, inf: no limit)")
+    return value
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers ``kinestream replay`` on the command's subparsers."""
+    p = subparsers.add_parser("replay", help="publish a recorded trial as a live keypoint source (ZeroMQ)")
+    p.add_argument("trial", help="keypoints .trc (OpenPose names; m or mm)")
+    p.add_argument(
+        "--rate",
+        type=_rate_arg,
+        default=1.0,
+        help="speed factor: 1 = the trial's own frame rate, 2 = twice as fast; 'max' sends back to back (default 1)",
+    )
+    p.add_argument("--loop", action="store_true", help="start over at the end, time still increasing, until Ctrl-C")
+    p.add_argument(
+        "--endpoint",
+        default=DEFAULT_ENDPOINT,
+        help=f"ZeroMQ endpoint the replay binds; the service connects to it (default {DEFAULT_ENDPOINT})",
+    )
+    p.add_argument("--subject", help="subject id sent with every frame (default: none)")
+    p.add_argument(
+        "--wait-subscriber",
+        type=_seconds_arg,
+        default=1.0,
+        metavar="S",
+        help="wait up to S seconds for a subscriber before the first frame (default 1; 0: no wait, "
+        "inf: until one comes)",
+    )
+    p.add_argument(
+        "--send-names",
+        action="store_true",
+        help="send keypoint names with every frame even when the BODY_25 layout would do",
+    )
+    p.add_argument(
+        "--curve-key",
+        metavar="FILE",
+        help="CURVE: this source's key pair (.key_secret); with --server-key (default: config [curve])",
+    )
+    p.add_argument("--server-key", metavar="FILE", help="CURVE: the service's public key (.key)")
+    p.set_defaults(func=run_replay)
+    return p

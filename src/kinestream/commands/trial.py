@@ -1,0 +1,134 @@
+"""The offline commands on a recorded trial: assets, synth, augment, scale, ik, process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kinestream.commands.common import existing, say, subject
+
+
+def cmd_assets(args, config) -> None:
+    from kinestream import assets
+
+    if args.wheel:
+        where = assets.install_wheel(args.wheel)
+    else:
+        where = assets.fetch(progress=say)
+    a = assets.get_assets(config, progress=say)
+    print(f"assets ready in {where}")
+    for name, path in vars(a).items():
+        print(f"  {name:20s} {path}")
+
+
+def cmd_synth(args, config) -> None:
+    from kinestream.synth import synthesize
+
+    result = synthesize(
+        args.out_dir,
+        fs=args.fs,
+        seconds=args.seconds,
+        noise_mm=args.noise_mm,
+        gaps=args.gaps,
+        scale=args.scale,
+        seed=args.seed,
+    )
+    print(
+        f"synthetic subject: height {result.height:.3f} m, mass {result.mass:.1f} kg, "
+        f"standing {result.standing[0]:.2f}-{result.standing[1]:.2f} s, {len(result.squats)} squats"
+    )
+    for p in (result.keypoints_trc, result.markers_trc, result.coords_mot):
+        print(f"wrote {p}")
+
+
+def cmd_augment(args, config) -> None:
+    from kinestream.assets import get_assets
+    from kinestream.files.trc import write_trc
+    from kinestream.offline import augment_keypoints, clean_keypoints, describe_clean, load_keypoints
+
+    mass, height = subject(args, config)
+    table = load_keypoints(existing(args.trial, "trial"))
+    if not args.no_clean:
+        cleaned, report = clean_keypoints(table, config)
+        say(describe_clean(report, table))
+        table = cleaned
+    floor = args.floor_offset or bool(config["augment"].get("floor_offset", False))
+    out, report = augment_keypoints(table, height, mass, get_assets(config, progress=say), floor)
+    say(report.describe())
+    out_path = Path(args.out) if args.out else Path(args.trial).with_name(Path(args.trial).stem + "_augmented.trc")
+    print(f"wrote {write_trc(out_path, out)}")
+
+
+def cmd_scale(args, config) -> None:
+    from kinestream.assets import get_assets
+    from kinestream.files.trc import read_trc
+    from kinestream.offline import parse_static
+    from kinestream.scale import scale_model
+
+    mass, height = subject(args, config)
+    markers = read_trc(existing(args.markers, "marker file"))
+    sc = config["scale"]
+    out = Path(args.out) if args.out else Path(args.markers).with_name(Path(args.markers).stem + "_scaled.osim")
+    result = scale_model(
+        markers,
+        mass,
+        height,
+        out,
+        get_assets(config, progress=say),
+        static=parse_static(args.static or sc.get("static", "auto")),
+        thresholds_mm=tuple(sc["still_threshold_mm"]),
+        windows_s=tuple(sc["still_window_s"]),
+    )
+    for m in result.messages:
+        say(m)
+    print(f"marker error after scaling: {result.rmse_mm:.1f} mm RMS (max {result.max_error_mm:.1f} mm)")
+    print(f"wrote {result.model_path}")
+
+
+def cmd_ik(args, config) -> None:
+    import numpy as np
+
+    from kinestream.assets import get_assets
+    from kinestream.files.trc import read_trc
+    from kinestream.offline import run_ik, write_angles
+
+    markers = read_trc(existing(args.markers, "marker file"))
+    model = existing(args.model, "model")
+    assets = get_assets(config, progress=say)
+    setup = Path(args.setup) if args.setup else assets.ik_setup
+    result = run_ik(model, markers, setup, config, marker_set=assets.marker_set)
+    for n in result.notes:
+        say(n)
+    out = Path(args.out) if args.out else Path(args.markers).with_suffix(".mot")
+    _, note = write_angles(out, result.motion)
+    if note:
+        say(note)
+    print(f"IK marker error: mean {np.nanmean(result.rmse_mm):.1f} mm RMS over {markers.n_frames} frames")
+    print(f"wrote {out}")
+
+
+def cmd_process(args, config) -> None:
+    from kinestream.offline import process
+
+    mass, height = subject(args, config)
+    trial = existing(args.trial, "trial")
+    out_dir = Path(args.out) if args.out else Path("out") / trial.stem
+    static = args.static or config["scale"].get("static", "auto")
+    truth = None
+    if args.truth:
+        from kinestream.files.mot import read_mot
+
+        truth = read_mot(args.truth)
+    result = process(
+        trial,
+        mass,
+        height,
+        out_dir,
+        config,
+        static=static,
+        plot=bool(config["output"].get("plot", True)),
+        log=say,
+        truth=truth,
+        streaming=args.streaming,
+        model=args.model,
+    )
+    print(result.summary())
