@@ -61,9 +61,27 @@ class StaticCollector:
         return float(np.nanmax(np.nanmax(rel, axis=0) - np.nanmin(rel, axis=0)) * 1000)
 
 
-def write_subject(model_path: Path, mass: float, height: float, floor_offset_m: float, window: str) -> Path:
-    from kinestream.live.service import subject_file
+def subject_file(model: str | Path) -> Path:
+    """The JSON beside a scaled model that holds the subject's mass, height and floor offset."""
+    model = Path(model)
+    return model.with_suffix(".json")
 
+
+def load_subject(model: str | Path | None) -> dict:
+    if model is None:
+        return {}
+    path = subject_file(model)
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise KinestreamError(
+            f"{path} is not valid JSON ({exc}); delete it or run 'kinestream calibrate' again"
+        ) from None
+
+
+def write_subject(model_path: Path, mass: float, height: float, floor_offset_m: float, window: str) -> Path:
     path = subject_file(model_path)
     path.write_text(
         json.dumps(

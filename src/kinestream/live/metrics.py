@@ -1,0 +1,81 @@
+"""What a running service counts and times: frames in and out, skips, rejections, latency percentiles."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Metrics:
+    """Counters and latency of a running service (printed and published on `status`)."""
+
+    started: float = field(default_factory=time.monotonic)
+    frames_in: int = 0
+    frames_out: int = 0
+    skipped: int = 0
+    ik_failures: int = 0
+    resets: int = 0
+    rows_not_recorded: int = 0
+    rejected: dict = field(default_factory=dict)
+    refused: dict = field(default_factory=dict)  # handshakes refused per socket (CURVE, not ZeroMQ)
+    latency_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
+    ik_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
+    prepare_ms: deque = field(default_factory=lambda: deque(maxlen=2000))  # decode, clean, augment
+    wait_ms: deque = field(default_factory=lambda: deque(maxlen=2000))  # prepared, waiting for IK
+    out_times: deque = field(default_factory=lambda: deque(maxlen=600))
+    last_angles: dict = field(default_factory=dict)
+    reps: int = 0
+    last_rep: dict | None = None
+
+    def percentiles(self, values) -> dict:
+        if not values:
+            return {"p50": None, "p95": None, "p99": None}
+        arr = np.fromiter(values, float)
+        p = np.percentile(arr, [50, 95, 99])
+        return {"p50": round(float(p[0]), 2), "p95": round(float(p[1]), 2), "p99": round(float(p[2]), 2)}
+
+    def out_rate(self) -> float:
+        if len(self.out_times) < 2:
+            return 0.0
+        span = self.out_times[-1] - self.out_times[0]
+        return (len(self.out_times) - 1) / span if span > 0 else 0.0
+
+    def snapshot(self) -> dict:
+        return {
+            "uptime_s": round(time.monotonic() - self.started, 1),
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "skipped": self.skipped,
+            "ik_failures": self.ik_failures,
+            "resets": self.resets,
+            "rows_not_recorded": self.rows_not_recorded,
+            "rejected": dict(self.rejected),
+            "refused": dict(self.refused),
+            "rate_hz": round(self.out_rate(), 1),
+            "latency_ms": self.percentiles(self.latency_ms),
+            "ik_ms": self.percentiles(self.ik_ms),
+            "prepare_ms": self.percentiles(self.prepare_ms),
+            "wait_ms": self.percentiles(self.wait_ms),
+            "reps": self.reps,
+            "last_rep_depth_deg": self.last_rep["knee_peak"] if self.last_rep else None,
+        }
+
+    def line(self, status: dict) -> str:
+        """The terminal status line, from a :meth:`Service.status` snapshot."""
+        lat = status["latency_ms"]
+        angles = " ".join(
+            f"{k.replace('_angle', '').replace('_flexion', '')} {v:5.1f}" for k, v in self.last_angles.items()
+        )
+        reps = ""
+        if status.get("reps"):
+            reps = f"  reps {status['reps']}, last {status['last_rep_depth_deg']} deg"
+        lag = f" + filter {status['filter_delay_ms']:.0f}" if status.get("filter_delay_ms") is not None else ""
+        return (
+            f"{status['rate_hz']:5.1f} Hz  in {status['frames_in']} out {status['frames_out']} skipped "
+            f"{status['skipped']} rejected {sum(status['rejected'].values())}  latency p50/p95/p99 "
+            f"{lat['p50']}/{lat['p95']}/{lat['p99']}{lag} ms  {angles}{reps}"
+        )
