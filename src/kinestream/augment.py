@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kinestream import checks
 from kinestream.clean import runs_of
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable
@@ -178,13 +179,6 @@ def denormalise(outputs: np.ndarray, reference: np.ndarray, height: float) -> np
     return outputs.reshape(n, -1, 3) * height + np.asarray(reference, dtype=np.float64)[:, None, :]
 
 
-def check_subject(height: float, mass: float) -> None:
-    if not (np.isfinite(height) and 0.5 <= height <= 2.5):
-        raise KinestreamError(f"height {height} m is not valid; give the subject's height in metres (0.5 to 2.5)")
-    if not (np.isfinite(mass) and 10 <= mass <= 300):
-        raise KinestreamError(f"mass {mass} kg is not valid; give the subject's mass in kilograms (10 to 300)")
-
-
 class Augmenter:
     """The lower- and upper-body augmenter models, run with onnxruntime.
 
@@ -238,7 +232,7 @@ class Augmenter:
 
     def predict(self, table: MarkerTable, height: float, mass: float) -> np.ndarray:
         """Augmented markers (frames, 43, 3) for a keypoint table; NaN where inputs are missing."""
-        check_subject(height, mass)
+        height, mass = checks.subject(height, mass)
         ref = table.get(REFERENCE)
         out = []
         for part in self.parts:
@@ -391,7 +385,7 @@ class StreamingAugmenter:
         max_reach: float = 1.5,
         on_reset: Callable[[tuple[str, ...], float], None] | None = None,
     ):
-        check_subject(height, mass)
+        height, mass = checks.subject(height, mass)
         if mode not in STREAM_MODES:
             raise KinestreamError(f"augmenter mode {mode!r} is not one of {STREAM_MODES}")
         if clock not in STREAM_CLOCKS:

@@ -39,18 +39,12 @@ import numpy as np
 from scipy import signal
 from scipy.interpolate import PchipInterpolator, make_interp_spline
 
+from kinestream import checks
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable
 
 GAP_METHODS = ("pchip", "linear")
 BTYPES = ("low", "high", "bandpass", "bandstop")
-
-
-def _check_rate(rate: float) -> float:
-    rate = float(rate)
-    if not np.isfinite(rate) or rate <= 0:
-        raise KinestreamError(f"frame rate {rate!r} Hz is not valid; it must be a positive number of frames per second")
-    return rate
 
 
 def runs_of(mask: np.ndarray) -> np.ndarray:
@@ -164,7 +158,7 @@ def fill_gaps(
     """
     if method not in GAP_METHODS:
         raise KinestreamError(f"gap filling method {method!r} is not valid; use one of {list(GAP_METHODS)}")
-    rate = _check_rate(rate)
+    rate = checks.rate(rate)
     if not np.isfinite(max_gap_s) or max_gap_s < 0:
         raise KinestreamError(f"max_gap_s {max_gap_s!r} is not valid; give a duration in seconds >= 0")
     data = np.array(xyz, dtype=float)
@@ -234,7 +228,7 @@ def butter_sos(order: int, cutoff_hz: float | tuple[float, float], rate: float, 
         If a cutoff is not strictly between 0 and the Nyquist frequency
         ``rate / 2``, or if ``order``, ``rate`` or ``btype`` is not valid.
     """
-    rate = _check_rate(rate)
+    rate = checks.rate(rate)
     if btype not in BTYPES:
         raise KinestreamError(f"filter type {btype!r} is not valid; use one of {list(BTYPES)}")
     if isinstance(order, bool) or int(order) != order or order < 1:
@@ -410,7 +404,7 @@ def residual_analysis(
         If there are fewer than 4 candidates, fewer than 2 in the fit, a
         candidate is invalid for ``rate``, or the data are too short to filter.
     """
-    rate = _check_rate(rate)
+    rate = checks.rate(rate)
     if cutoffs is None:
         cutoffs = np.arange(1.0, 0.4 * rate + 1e-9, 0.5)
     cutoffs = np.asarray(cutoffs, dtype=float)
@@ -605,7 +599,7 @@ def kalman_cv_sos(rate: float, accel: float, noise_m: float) -> np.ndarray:
     """
     from scipy.linalg import solve_discrete_are
 
-    rate = _check_rate(rate)
+    rate = checks.rate(rate)
     if not (np.isfinite(accel) and accel > 0 and np.isfinite(noise_m) and noise_m > 0):
         raise KinestreamError(
             f"Kalman accel {accel!r} m/s^2 and noise {noise_m!r} m are not valid; give both > 0, "
@@ -646,7 +640,7 @@ class OneEuro:
         reinit_after_frames: int | None = None,
     ) -> None:
         self.shape = _frame_shape(shape)
-        self.rate = _check_rate(rate)
+        self.rate = checks.rate(rate)
         for name, value in (("min_cutoff_hz", min_cutoff_hz), ("d_cutoff_hz", d_cutoff_hz)):
             if not (np.isfinite(value) and 0 < value < self.rate / 2):
                 raise KinestreamError(
@@ -794,7 +788,7 @@ class StreamingLowpass:
         sos: np.ndarray | None = None,
     ) -> None:
         self.shape = _frame_shape(shape)
-        self.rate = _check_rate(rate)
+        self.rate = checks.rate(rate)
         # another linear design (kalman_cv_sos) may replace the Butterworth one; it must pass 0 Hz unchanged
         self.sos = butter_sos(order, cutoff_hz, self.rate) if sos is None else np.atleast_2d(np.asarray(sos, float))
         self.cutoff_hz = float(cutoff_hz)
@@ -1021,7 +1015,7 @@ class StreamingGapFiller:
             raise KinestreamError(f"gap bridging method {method!r} is not valid; use one of {list(HOLD_METHODS)}")
         self.shape = _frame_shape((n_markers, 3))
         self.n_markers = self.shape[0]
-        self.rate = _check_rate(rate)
+        self.rate = checks.rate(rate)
         self.max_hold_frames = _check_count("max_hold_frames", max_hold_frames, "a number of frames")
         self.lookahead = _check_count("lookahead", lookahead, "a number of frames")
         self.method = method
@@ -1269,7 +1263,7 @@ class StreamingCleaner:
         one_euro_min_cutoff_hz: float = 1.0,
         one_euro_beta: float = 1.0,
     ) -> None:
-        rate = _check_rate(rate)
+        rate = checks.rate(rate)
         if design not in DESIGNS:
             raise KinestreamError(f"streaming filter {design!r} is not known; give one of {', '.join(DESIGNS)}")
         self.design = design

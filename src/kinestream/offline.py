@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kinestream import clean, scale, solve
+from kinestream import checks, clean, scale, solve
 from kinestream.assets import Assets, get_assets
-from kinestream.augment import Augmenter, augment_table, check_subject
+from kinestream.augment import Augmenter, augment_table
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import Motion, solved_rows, write_mot
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
@@ -263,7 +263,7 @@ def process(
     synth``), the plot shows it dashed and the summary gives the RMS error per
     joint.
     """
-    check_subject(height, mass)
+    checks.subject(height, mass)
     static = parse_static(static)
     trial = Path(trial)
     out_dir = Path(out_dir)

@@ -45,6 +45,7 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 from scipy.stats import trim_mean
 
+from kinestream import checks
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable, write_trc
 from kinestream.osim import opensim_module
@@ -399,26 +400,6 @@ class _Measurement:
     bodies: list[tuple[str, str]]  # (body, axes such as "X Y Z")
 
 
-def _check_subject(mass, height) -> tuple[float, float]:
-    try:
-        mass = float(mass)
-    except (TypeError, ValueError):
-        raise KinestreamError(f"mass {mass!r} is not a number; give the subject's mass in kg") from None
-    try:
-        height = float(height)
-    except (TypeError, ValueError):
-        raise KinestreamError(f"height {height!r} is not a number; give the subject's height in metres") from None
-    if not (math.isfinite(mass) and mass > 0):
-        raise KinestreamError(f"mass {mass:g} kg is not valid; give the subject's mass in kg, more than 0")
-    if not (math.isfinite(height) and height > 0):
-        raise KinestreamError(f"height {height:g} m is not valid; give the subject's height in metres, more than 0")
-    if height > 3.0:
-        raise KinestreamError(
-            f"height {height:g} is not a plausible height in metres; give it in metres (e.g. 1.75, not 175)"
-        )
-    return mass, height
-
-
 def _load_generic(assets, osim):
     """The generic model with the marker set attached, in its default pose."""
     for path, what in (
@@ -692,7 +673,7 @@ def scale_model(
     fall back to segment lengths over the least-flexed frames) or a
     (start, end) range in seconds. ``mass`` in kg, ``height`` in metres.
     """
-    mass, height = _check_subject(mass, height)
+    height, mass = checks.subject(height, mass)
     if not isinstance(markers, MarkerTable) or markers.n_frames == 0:
         raise KinestreamError("the marker table is empty; give an augmented trial with at least one frame")
     osim = opensim_module()

@@ -60,6 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kinestream import checks
 from kinestream.assets import get_assets
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import Motion, write_mot
@@ -264,7 +265,7 @@ def truth_model(scale: float = 1.0, assets=None):
     OpenPose-named markers of Markers_LSTM.xml are left out so names stay
     unique). Its total mass is the generic mass times ``scale**3``.
     """
-    _check_positive("scale", scale)
+    checks.positive("scale", scale)
     osim = opensim_module()
     assets = assets or get_assets(progress=lambda *_: None)
     model = osim.Model(str(assets.generic_model))
@@ -534,32 +535,6 @@ class _FootClosure:
 # --------------------------------------------------------------------------- arguments
 
 
-def _check_positive(what: str, value) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not (math.isfinite(number) and number > 0.0):
-        raise KinestreamError(f"{what}={value!r} is not valid; it must be a finite number above 0")
-    return number
-
-
-def _check_int(what: str, value, lower: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lower:
-        raise KinestreamError(f"{what}={value!r} is not valid; it must be an integer >= {lower}")
-    return int(value)
-
-
-def _check_number(what: str, value, low: float, high: float, unit: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not (math.isfinite(number) and low <= number <= high):
-        raise KinestreamError(f"{what}={value!r} is not valid; it must be a number from {low:g} to {high:g} {unit}")
-    return number
-
-
 def _check_variations(depths, pauses, sway_deg, squats):
     """(depths as a list or None, pauses as a list or None, sway) checked; squats must agree with depths."""
     if depths is not None:
@@ -568,7 +543,7 @@ def _check_variations(depths, pauses, sway_deg, squats):
                 f"depths={depths!r} is not valid; it must be a list of knee peaks in degrees, one per squat"
             )
         depths = [
-            _check_number(f"depths[{k}]", d, MIN_DEPTH_DEG, MAX_DEPTH_DEG, "degrees of knee flexion")
+            checks.number(f"depths[{k}]", d, MIN_DEPTH_DEG, MAX_DEPTH_DEG, "degrees of knee flexion")
             for k, d in enumerate(depths)
         ]
         if squats is not None and squats != len(depths):
@@ -577,15 +552,15 @@ def _check_variations(depths, pauses, sway_deg, squats):
             )
     if pauses is not None:
         if np.ndim(pauses) == 0:
-            pauses = _check_number("pauses", pauses, 0.0, 60.0, "seconds")
+            pauses = checks.number("pauses", pauses, 0.0, 60.0, "seconds")
         elif np.ndim(pauses) == 1:
-            pauses = [_check_number(f"pauses[{k}]", p, 0.0, 60.0, "seconds") for k, p in enumerate(pauses)]
+            pauses = [checks.number(f"pauses[{k}]", p, 0.0, 60.0, "seconds") for k, p in enumerate(pauses)]
         else:
             raise KinestreamError(
                 f"pauses={pauses!r} is not valid; it must be seconds of standing between "
                 f"squats: one number, or one per gap"
             )
-    sway_deg = _check_number("sway_deg", sway_deg, 0.0, MAX_SWAY_DEG, "degrees")
+    sway_deg = checks.number("sway_deg", sway_deg, 0.0, MAX_SWAY_DEG, "degrees")
     return depths, pauses, sway_deg
 
 
@@ -616,13 +591,13 @@ def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats, depths=No
             f"noise_mm={noise_mm!r} is not valid; it must be a finite number >= 0 "
             f"(standard deviation per axis, millimetres)"
         )
-    n_gaps = _check_int("gaps", gaps, 0)
-    scale = _check_positive("scale", scale)
-    seed = _check_int("seed", seed, 0)
+    n_gaps = checks.integer("gaps", gaps, 0)
+    scale = checks.positive("scale", scale)
+    seed = checks.integer("seed", seed, 0)
     fits = max_squats(sec)
     if pauses is not None or depths is not None:
         if squats is not None:
-            n_squats = _check_int("squats", squats, 1)
+            n_squats = checks.integer("squats", squats, 1)
         elif depths is not None:
             n_squats = len(depths)
         elif np.ndim(pauses) == 1:
@@ -647,7 +622,7 @@ def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats, depths=No
     elif squats is None:
         n_squats = fits
     else:
-        n_squats = _check_int("squats", squats, 1)
+        n_squats = checks.integer("squats", squats, 1)
         if n_squats > fits:
             need = STAND_S + n_squats * SQUAT_S + (n_squats - 1) * PAUSE_S
             raise KinestreamError(

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from kinestream import checks
 from kinestream.errors import KinestreamError
 
 
@@ -21,9 +22,7 @@ def subject_args(p: argparse.ArgumentParser, required: bool = False) -> None:
 def subject(args, config) -> tuple[float, float]:
     mass = args.mass if args.mass is not None else float(config["subject"]["mass"])
     height = args.height if args.height is not None else float(config["subject"]["height"])
-    from kinestream.augment import check_subject
-
-    check_subject(height, mass)
+    checks.subject(height, mass)
     return mass, height
 
 

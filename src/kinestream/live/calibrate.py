@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kinestream import checks
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable
 
@@ -116,13 +117,13 @@ async def calibrate(
     import zmq.asyncio
 
     from kinestream.assets import get_assets
-    from kinestream.augment import check_subject, floor_offset
+    from kinestream.augment import floor_offset
     from kinestream.live.processor import FrameProcessor
     from kinestream.live.protocol import TOPIC_KEYPOINTS, FrameDecoder, Rejected
     from kinestream.live.transport import Access, open_input
     from kinestream.scale import scale_model
 
-    check_subject(height, mass)
+    checks.subject(height, mass)
     out_model = Path(out_model)
     out_model.parent.mkdir(parents=True, exist_ok=True)
     assets = get_assets(config, progress=say)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kinestream import checks
 from kinestream.errors import KinestreamError
 from kinestream.live.calibrate import load_subject
 from kinestream.live.metrics import Metrics
@@ -115,9 +116,7 @@ class Service:
         subject = load_subject(model) if model else {}
         self.mass = float(mass if mass is not None else subject.get("mass", config["subject"]["mass"]))
         self.height = float(height if height is not None else subject.get("height", config["subject"]["height"]))
-        from kinestream.augment import check_subject
-
-        check_subject(self.height, self.mass)
+        checks.subject(self.height, self.mass)
         if model is None:
             log.warning(
                 "no --model given: angles come from the generic model, unscaled; run 'kinestream "

@@ -1,0 +1,89 @@
+"""The rules for values a user gives, in one place: each says what was given and what is valid.
+
+Every stage checks its inputs with these, so that a subject, a frame rate or a
+count means the same thing to every command, the service and the API.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from kinestream.errors import KinestreamError
+
+#: The subjects the augmenter was trained on span these; the scaled model and the rep measures assume them too.
+HEIGHT_M = (0.5, 2.5)
+MASS_KG = (10.0, 300.0)
+
+
+def _float(value) -> float:
+    """``value`` as a float, NaN when it is not a number (a bool is not one)."""
+    if isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def number(what: str, value, low: float = -math.inf, high: float = math.inf, unit: str = "") -> float:
+    """``value`` as a float within [low, high]; else KinestreamError naming ``what``, the value and the range."""
+    x = _float(value)
+    if not (math.isfinite(x) and low <= x <= high):
+        if math.isinf(high):
+            rule = f"a number of at least {low:g}" if math.isfinite(low) else "a finite number"
+        else:
+            rule = f"a number from {low:g} to {high:g}"
+        raise KinestreamError(f"{what}={value!r} is not valid; it must be {rule}{' ' + unit if unit else ''}")
+    return x
+
+
+def positive(what: str, value, unit: str = "") -> float:
+    """``value`` as a finite float above 0."""
+    x = _float(value)
+    if not (math.isfinite(x) and x > 0.0):
+        raise KinestreamError(
+            f"{what}={value!r} is not valid; it must be a finite number above 0{' ' + unit if unit else ''}"
+        )
+    return x
+
+
+def integer(what: str, value, lower: int = 0) -> int:
+    """``value`` as an int of at least ``lower`` (a float such as 3.0 is not an integer here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lower:
+        raise KinestreamError(f"{what}={value!r} is not valid; it must be an integer >= {lower}")
+    return int(value)
+
+
+def rate(value) -> float:
+    """A frame rate in Hz: a finite number above 0."""
+    x = _float(value)
+    if not (math.isfinite(x) and x > 0):
+        raise KinestreamError(
+            f"frame rate {value!r} Hz is not valid; it must be a positive number of frames per second"
+        )
+    return x
+
+
+def subject(height, mass) -> tuple[float, float]:
+    """The subject's height (m) and mass (kg), checked against the one rule every stage uses.
+
+    A height given in centimetres (175) is refused with a hint to give metres.
+    """
+    h = _float(height)
+    if math.isfinite(h) and 100.0 <= h <= 250.0:
+        raise KinestreamError(
+            f"height {height!r} looks like centimetres; give the subject's height in metres (e.g. 1.75)"
+        )
+    if not (math.isfinite(h) and HEIGHT_M[0] <= h <= HEIGHT_M[1]):
+        raise KinestreamError(
+            f"height {height!r} m is not valid; give the subject's height in metres "
+            f"({HEIGHT_M[0]:g} to {HEIGHT_M[1]:g})"
+        )
+    m = _float(mass)
+    if not (math.isfinite(m) and MASS_KG[0] <= m <= MASS_KG[1]):
+        raise KinestreamError(
+            f"mass {mass!r} kg is not valid; give the subject's mass in kilograms ({MASS_KG[0]:g} to {MASS_KG[1]:g})"
+        )
+    return h, m
