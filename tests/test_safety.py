@@ -4,6 +4,7 @@ be overwritten, a task that dies, secrets and exposure, and settings that must b
 import asyncio
 import os
 import time
+from pathlib import Path
 
 import msgpack
 import numpy as np
@@ -316,15 +317,18 @@ def test_a_bad_setting_is_one_line_naming_it(tmp_path, text, words):
 
 
 def test_the_built_in_defaults_are_the_shipped_file_and_the_schema_knows_every_key():
-    """configs/default.toml and config.DEFAULTS (used where the file is not beside the package) say the same,
-    and every setting either has is known to the schema, and valid."""
+    """The package's default.toml is the one source: configs/default.toml is that file, the schema's keys are
+    its keys (plus the optional ones), every rule names a key it has, and every default is valid."""
     import tomllib
 
-    from kinestream.config import DEFAULT_CONFIG, DEFAULTS, SCHEMA, validate
+    from kinestream.config import DEFAULTS, OPTIONAL, RULES, SCHEMA, load_config, validate
 
-    with open(DEFAULT_CONFIG, "rb") as fh:
-        shipped = tomllib.load(fh)
-    assert shipped == DEFAULTS
+    with open(Path(__file__).resolve().parents[1] / "configs" / "default.toml", "rb") as fh:
+        assert tomllib.load(fh) == DEFAULTS == load_config()
     validate(DEFAULTS)
+    keys = {(s, k) for s in DEFAULTS for k in DEFAULTS[s]}
     optional = {("clean", "reinit_after_frames")}  # no default: derived from the frame rate when unset
-    assert {(s, k) for s in SCHEMA for k in SCHEMA[s]} - {(s, k) for s in DEFAULTS for k in DEFAULTS[s]} == optional
+    assert {(s, k) for s in OPTIONAL for k in OPTIONAL[s]} == optional
+    assert {(s, k) for s in SCHEMA for k in SCHEMA[s]} == keys | optional
+    assert {(s, k) for s in RULES for k in RULES[s]} <= keys  # a rule for a setting that no longer exists
+    assert SCHEMA["clean"]["cutoff_hz"] == RULES["clean"]["cutoff_hz"] and SCHEMA["mqtt"]["tls"] == (bool, None)

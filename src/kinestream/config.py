@@ -1,4 +1,4 @@
-"""Settings: configs/default.toml merged with a user's file and command-line flags."""
+"""Settings: the package's default.toml merged with a user's file and command-line flags."""
 
 from __future__ import annotations
 
@@ -6,100 +6,29 @@ import copy
 import difflib
 import math
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from kinestream.errors import KinestreamError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.toml"
-
-# Built-in defaults, used when configs/default.toml is not beside the package
-# (an installed wheel). Keep in step with configs/default.toml.
-DEFAULTS: dict[str, Any] = {
-    "subject": {"name": "subject", "mass": 70.0, "height": 1.75},
-    "clean": {
-        "max_gap_s": 0.2,
-        "gap_method": "pchip",
-        "cutoff_hz": 6.0,
-        "filter_order": 4,
-        "hold_method": "hold",
-        "lookahead_frames": 0,
-        "max_jump_m": 0.5,
-        "max_outlier_frames": 5,
-        "streaming_filter": "one_euro",
-        "kalman_accel": 1.0,
-        "kalman_noise_m": 0.005,
-        "one_euro_min_cutoff_hz": 1.0,
-        "one_euro_beta": 20.0,
-    },
-    "augment": {
-        "lower_model": "",
-        "upper_model": "",
-        "floor_offset": False,
-        "reset_after_frames": 10,
-    },
-    "model": {
-        "generic_model": "",
-        "marker_set": "",
-        "scale_setup": "",
-        "ik_setup": "",
-    },
-    "scale": {
-        "static": "auto",
-        "still_threshold_mm": [3.0, 15.0],
-        "still_window_s": [1.0, 0.1],
-    },
-    "ik": {
-        "solver": "fast",
-        "accuracy": 1e-5,
-        "constraint_weight": "inf",
-        "coordinate_tasks": False,
-        "arms": True,
-        "min_markers": 6,
-        "outlier_mm": 150.0,
-        "reassemble_mm": 80.0,
-    },
-    "output": {"plot": True},
-    "service": {
-        "input": "tcp://127.0.0.1:5555",
-        "output": "tcp://127.0.0.1:5556",
-        "bind_input": False,
-        "allow_remote": False,
-        "latest_wins": True,
-        "max_lag_ms": 50.0,
-        "max_time_jump_s": 3600.0,
-        "max_message_bytes": 65536,
-        "receive_queue": 1000,
-        "send_queue": 1000,
-    },
-    "mqtt": {
-        "broker": "",
-        "qos": 0,
-        "username": "",
-        "password": "",
-        "tls": False,
-        "ca_file": "",
-        "allow_plaintext_password": False,
-    },
-    "reps": {
-        "knee_start_deg": 25.0,
-        "hysteresis_deg": 5.0,
-        "min_depth_deg": 60.0,
-        "deep_knee_deg": 90.0,
-        "min_rep_s": 0.5,
-        "max_rep_s": 10.0,
-        "smooth_hz": 6.0,
-    },
-    "curve": {"enabled": False, "secret_key": "", "authorized": "", "server_key": ""},
-}
+DEFAULT_FILE = "default.toml"  # inside the package (configs/default.toml links to it): every setting, documented
 
 
-# What each setting may be: a type, and for numbers a range (low, high; None: open) or for strings the
-# choices. Checked on every file read, so that a typo or a wrong value is one clear line, not ignored.
+def _read_defaults() -> dict[str, Any]:
+    with resources.files("kinestream").joinpath(DEFAULT_FILE).open("rb") as fh:
+        return tomllib.load(fh)
+
+
+#: Every setting and its default, read from the package's default.toml: the one source of both.
+DEFAULTS: dict[str, Any] = _read_defaults()
+
+# What a setting may be beyond its default's type: for numbers a range (low, high; None: open), for text the
+# choices; and the kind where a setting takes a number or a word ("auto", "inf"). Every key here must be in
+# default.toml (a test checks), except OPTIONAL ones, which have no default.
 NUMBER = (int, float)
-_POSITIVE = (0.0, None)
-SCHEMA: dict[str, dict[str, tuple]] = {
-    "subject": {"name": (str, None), "mass": (NUMBER, (10.0, 300.0)), "height": (NUMBER, (0.5, 2.5))},
+RULES: dict[str, dict[str, tuple]] = {
+    "subject": {"mass": (NUMBER, (10.0, 300.0)), "height": (NUMBER, (0.5, 2.5))},
     "clean": {
         "max_gap_s": (NUMBER, (0.0, 10.0)),
         "gap_method": (str, ("pchip", "linear")),
@@ -114,68 +43,54 @@ SCHEMA: dict[str, dict[str, tuple]] = {
         "kalman_noise_m": (NUMBER, (1e-5, 1.0)),
         "one_euro_min_cutoff_hz": (NUMBER, (0.01, 100.0)),
         "one_euro_beta": (NUMBER, (0.0, 10000.0)),
-        "reinit_after_frames": (int, (1, 100000)),
-    },  # optional: a tenth of a second of frames if unset
-    "augment": {
-        "lower_model": (str, None),
-        "upper_model": (str, None),
-        "floor_offset": (bool, None),
-        "reset_after_frames": (int, (1, 10000)),
     },
-    "model": {
-        "generic_model": (str, None),
-        "marker_set": (str, None),
-        "scale_setup": (str, None),
-        "ik_setup": (str, None),
-    },
-    "scale": {
-        "static": (str, None),
-        "still_threshold_mm": (list, (NUMBER, 1, 10)),
-        "still_window_s": (list, (NUMBER, 1, 10)),
-    },
+    "augment": {"reset_after_frames": (int, (1, 10000))},
+    "scale": {"still_threshold_mm": (list, (NUMBER, 1, 10)), "still_window_s": (list, (NUMBER, 1, 10))},
     "ik": {
         "solver": (str, ("fast", "opensim")),
         "accuracy": (NUMBER, (1e-12, 1.0)),
         "constraint_weight": ((*NUMBER, str), ("inf", (0.0, None))),
-        "coordinate_tasks": (bool, None),
-        "arms": (bool, None),
         "min_markers": (int, (3, 1000)),
         "outlier_mm": (NUMBER, (1.0, None)),
         "reassemble_mm": (NUMBER, (1.0, None)),
     },
-    "output": {"plot": (bool, None)},
     "service": {
-        "input": (str, None),
-        "output": (str, None),
-        "bind_input": (bool, None),
-        "allow_remote": (bool, None),
-        "latest_wins": (bool, None),
         "max_lag_ms": (NUMBER, (1.0, 60000.0)),
         "max_time_jump_s": (NUMBER, (1.0, None)),
         "max_message_bytes": (int, (64, 1 << 24)),
         "receive_queue": (int, (1, 1_000_000)),
         "send_queue": (int, (1, 1_000_000)),
     },
-    "mqtt": {
-        "broker": (str, None),
-        "qos": (int, (0, 2)),
-        "username": (str, None),
-        "password": (str, None),
-        "tls": (bool, None),
-        "ca_file": (str, None),
-        "allow_plaintext_password": (bool, None),
-    },
-    "reps": {
-        "knee_start_deg": (NUMBER, None),
-        "hysteresis_deg": (NUMBER, None),
-        "min_depth_deg": (NUMBER, None),
-        "deep_knee_deg": (NUMBER, None),
-        "min_rep_s": (NUMBER, None),
-        "max_rep_s": (NUMBER, None),
-        "smooth_hz": (NUMBER, None),
-    },  # their ranges: reps.RepSettings.check
-    "curve": {"enabled": (bool, None), "secret_key": (str, None), "authorized": (str, None), "server_key": (str, None)},
+    "mqtt": {"qos": (int, (0, 2))},
+    # [reps]: numbers; their ranges and how they relate are reps.RepSettings.check's
 }
+#: Settings without a default: unset, the code derives them.
+OPTIONAL: dict[str, dict[str, tuple]] = {
+    "clean": {"reinit_after_frames": (int, (1, 100000))},  # unset: a tenth of a second of frames
+}
+
+
+def _kind(default) -> type | tuple:
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, (int, float)):
+        return NUMBER
+    if isinstance(default, list):
+        return list
+    return str
+
+
+def _schema() -> dict[str, dict[str, tuple]]:
+    """Section -> key -> (kind, rule): the keys and kinds from DEFAULTS, the rules from RULES and OPTIONAL."""
+    schema: dict[str, dict[str, tuple]] = {}
+    for section, values in DEFAULTS.items():
+        rules = RULES.get(section, {})
+        schema[section] = {key: rules.get(key, (_kind(default), None)) for key, default in values.items()}
+        schema[section].update(OPTIONAL.get(section, {}))
+    return schema
+
+
+SCHEMA = _schema()
 
 
 def _describe(kind, rule) -> str:
@@ -261,15 +176,17 @@ def _merge(base: dict, override: dict) -> dict:
 
 
 def load_config(path: str | Path | None = None) -> dict[str, Any]:
-    """Return the settings: built-in defaults, then default.toml, then ``path``."""
+    """Return the settings: the package's default.toml, then the file at ``path`` over it."""
     config = copy.deepcopy(DEFAULTS)
-    files = [DEFAULT_CONFIG] if DEFAULT_CONFIG.is_file() else []
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise KinestreamError(f"config file {path} does not exist; give a TOML file such as configs/default.toml")
-        files.append(path)
-    for file in files:
+    if path is None:
+        return config
+    path = Path(path)
+    if not path.is_file():
+        raise KinestreamError(
+            f"config file {path} does not exist; give a TOML file with the settings to change (every setting "
+            f"and its default: configs/default.toml, or 'kinestream config')"
+        )
+    for file in (path,):
         try:
             with open(file, "rb") as fh:
                 loaded = tomllib.load(fh)

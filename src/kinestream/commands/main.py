@@ -10,6 +10,9 @@
     kinestream calibrate ...               scale the model from a still pose in the live stream
     kinestream replay TRIAL.trc            publish a recorded trial as a live keypoint stream
     kinestream recover FILE                repair a recording cut short
+    kinestream reps SESSION.mot            squat reps of a recording: table and plot
+    kinestream keys DIR --name NAME        CURVE key pairs for encrypted, authenticated links
+    kinestream config                      every setting with its default
     kinestream demo                        the live service on an embedded squat session
 
 A problem with the input prints one line, ``kinestream: error: ...``, and
@@ -21,14 +24,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kinestream.commands import demo, live, recover, replay, reps, trial
+from kinestream.commands import demo, live, recover, replay, reps, settings, trial
 from kinestream.commands.common import service_args, solver_arg, subject_args
 from kinestream.errors import KinestreamError
+
+CONFIG_HELP = "TOML file of settings merged over the defaults (kinestream config prints them)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kinestream", description="3D body keypoints to OpenSim joint angles.")
-    parser.add_argument("--config", help="TOML file merged over configs/default.toml")
+    parser.add_argument("--config", help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("assets", help="download and verify the augmenter and model (pose2sim wheel)")
@@ -121,8 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_parser(sub)
     reps.add_parser(sub)
     for command in sub.choices.values():  # `kinestream serve --config F` reads as well as `kinestream --config F serve`
-        command.add_argument("--config", default=argparse.SUPPRESS, help="TOML file merged over configs/default.toml")
+        command.add_argument(
+            "--config",
+            default=argparse.SUPPRESS,
+            help=CONFIG_HELP,
+        )
     recover.add_parser(sub)
+    settings.add_parser(sub)
     return parser
 
 
