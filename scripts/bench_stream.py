@@ -335,11 +335,11 @@ def ik_section(seconds: float) -> dict:
 
     from kinestream.assets import get_assets
     from kinestream.config import load_config
-    from kinestream.offline import ik_setup_from_config
+    from kinestream.solve import IKSettings
 
     config = load_config()
     config["ik"]["arms"] = True
-    setup = ik_setup_from_config(get_assets().ik_setup, config["ik"])
+    setup = IKSettings.from_config(config).setup(get_assets().ik_setup)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for desc, markers, model_path in ik_trials(Path(tmp), seconds, config):

@@ -38,6 +38,7 @@ import numpy as np
 
 from kinestream import checks
 from kinestream.clean import runs_of
+from kinestream.config import DEFAULTS, section
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable
 from kinestream.ingest import DERIVED, canonical
@@ -177,6 +178,25 @@ def denormalise(outputs: np.ndarray, reference: np.ndarray, height: float) -> np
     outputs = np.asarray(outputs, dtype=np.float64)
     n = outputs.shape[0]
     return outputs.reshape(n, -1, 3) * height + np.asarray(reference, dtype=np.float64)[:, None, :]
+
+
+_AUGMENT = DEFAULTS["augment"]
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """The ``[augment]`` section of the config: the models (empty: OpenCap's LSTM from the pose2sim wheel,
+    see :mod:`kinestream.assets`), the floor offset, and when the streaming augmenter starts afresh."""
+
+    lower_model: str = _AUGMENT["lower_model"]
+    upper_model: str = _AUGMENT["upper_model"]
+    floor_offset: bool = _AUGMENT["floor_offset"]
+    reset_after_frames: int = _AUGMENT["reset_after_frames"]
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> AugmentSettings:
+        """Settings from ``config["augment"]``, missing keys from the defaults."""
+        return cls(**section(config, "augment", cls))
 
 
 class Augmenter:

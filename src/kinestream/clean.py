@@ -40,6 +40,7 @@ from scipy import signal
 from scipy.interpolate import PchipInterpolator, make_interp_spline
 
 from kinestream import checks
+from kinestream.config import DEFAULTS, section
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable
 
@@ -1305,36 +1306,9 @@ class StreamingCleaner:
 
     @classmethod
     def from_config(cls, clean: dict, n_markers: int, rate: float) -> StreamingCleaner:
-        """Build from the ``[clean]`` settings.
-
-        Reads ``max_gap_s``, ``cutoff_hz``, ``filter_order`` and, when
-        present, ``hold_method``, ``lookahead_frames``, ``max_jump_m``,
-        ``max_outlier_frames`` and ``reinit_after_frames``; other keys (such
-        as the offline ``gap_method``) are ignored.
-        """
-        cutoff = clean.get("cutoff_hz", 6.0)
-        if isinstance(cutoff, str):
-            raise KinestreamError(
-                f"cutoff {cutoff!r} is not valid for streaming: residual analysis needs the whole trial; "
-                f"give a frequency in Hz, such as 6"
-            )
-        return cls(
-            n_markers,
-            rate,
-            max_gap_s=clean.get("max_gap_s", 0.2),
-            lookahead=clean.get("lookahead_frames", 0),
-            hold_method=clean.get("hold_method", "hold"),
-            cutoff_hz=cutoff,
-            order=clean.get("filter_order", 4),
-            max_jump=clean.get("max_jump_m", 0.5),
-            max_outlier_frames=clean.get("max_outlier_frames", 5),
-            reinit_after_frames=clean.get("reinit_after_frames"),
-            design=clean.get("streaming_filter", "butterworth"),
-            kalman_accel=clean.get("kalman_accel", 1.0),
-            kalman_noise_m=clean.get("kalman_noise_m", 0.005),
-            one_euro_min_cutoff_hz=clean.get("one_euro_min_cutoff_hz", 1.0),
-            one_euro_beta=clean.get("one_euro_beta", 20.0),
-        )
+        """Build from the ``[clean]`` settings (a dict; missing keys from the defaults): see
+        :meth:`CleanSettings.streaming`."""
+        return CleanSettings.from_config({"clean": clean}).streaming(n_markers, rate)
 
     def delay_ms(self, freq_hz: float | None = 1.0) -> float:
         """Total delay in ms: look-ahead plus the filter's group delay at ``freq_hz``.
@@ -1415,3 +1389,70 @@ class StreamingCleaner:
     def flush_tagged(self) -> list[tuple[np.ndarray, float, object]]:
         """:meth:`flush`, each frame with its tag."""
         return [(self._bridge(x, self._filter(x)), t, tag) for x, t, tag in self.filler.flush_tagged()]
+
+
+_CLEAN = DEFAULTS["clean"]
+
+
+@dataclass(frozen=True)
+class CleanSettings:
+    """How keypoints are cleaned; the ``[clean]`` section of the config (default.toml documents each).
+
+    :meth:`offline` runs the zero-lag recipe on a whole trial; :meth:`streaming`
+    builds the causal cleaner the live service runs frame by frame.
+    """
+
+    max_gap_s: float = _CLEAN["max_gap_s"]
+    gap_method: str = _CLEAN["gap_method"]
+    cutoff_hz: float | str = _CLEAN["cutoff_hz"]  # "auto": Winter's residual analysis (offline only)
+    filter_order: int = _CLEAN["filter_order"]
+    hold_method: str = _CLEAN["hold_method"]
+    lookahead_frames: int = _CLEAN["lookahead_frames"]
+    max_jump_m: float | None = _CLEAN["max_jump_m"]
+    max_outlier_frames: int = _CLEAN["max_outlier_frames"]
+    streaming_filter: str = _CLEAN["streaming_filter"]
+    one_euro_min_cutoff_hz: float = _CLEAN["one_euro_min_cutoff_hz"]
+    one_euro_beta: float = _CLEAN["one_euro_beta"]
+    kalman_accel: float = _CLEAN["kalman_accel"]
+    kalman_noise_m: float = _CLEAN["kalman_noise_m"]
+    reinit_after_frames: int | None = None  # unset: a tenth of a second of frames
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> CleanSettings:
+        """Settings from ``config["clean"]``, missing keys from the defaults."""
+        return cls(**section(config, "clean", cls))
+
+    def offline(self, table: MarkerTable) -> tuple[MarkerTable, CleanReport]:
+        """Fill short gaps and low-pass with zero lag: :func:`clean_table` with these settings."""
+        return clean_table(
+            table,
+            cutoff_hz=self.cutoff_hz,
+            max_gap_s=self.max_gap_s,
+            gap_method=self.gap_method,
+            order=int(self.filter_order),
+        )
+
+    def streaming(self, n_markers: int, rate: float) -> StreamingCleaner:
+        """The causal cleaner for ``n_markers`` keypoints at ``rate`` Hz (``gap_method`` is offline only)."""
+        if isinstance(self.cutoff_hz, str):
+            raise KinestreamError(
+                f"cutoff {self.cutoff_hz!r} is not valid for streaming: residual analysis needs the whole trial; "
+                f"give a frequency in Hz, such as 6"
+            )
+        return StreamingCleaner(
+            n_markers,
+            rate,
+            max_gap_s=self.max_gap_s,
+            lookahead=self.lookahead_frames,
+            hold_method=self.hold_method,
+            cutoff_hz=self.cutoff_hz,
+            order=self.filter_order,
+            max_jump=self.max_jump_m,
+            max_outlier_frames=self.max_outlier_frames,
+            reinit_after_frames=self.reinit_after_frames,
+            design=self.streaming_filter,
+            kalman_accel=self.kalman_accel,
+            kalman_noise_m=self.kalman_noise_m,
+            one_euro_min_cutoff_hz=self.one_euro_min_cutoff_hz,
+            one_euro_beta=self.one_euro_beta,
+        )

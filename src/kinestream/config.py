@@ -194,3 +194,23 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
             raise KinestreamError(f"config file {file} is not valid TOML: {exc}") from None
         config = _merge(config, validate(loaded, f"config file {file}"))
     return config
+
+
+def section(config: dict | None, name: str, settings_cls) -> dict[str, Any]:
+    """The values for the settings dataclass ``settings_cls`` from ``config[name]``, missing ones from its field
+    defaults (which are read from default.toml); a key the class does not know is a KinestreamError.
+
+    ``config`` is a whole config (as :func:`load_config` returns) or None for the defaults.
+    """
+    import dataclasses
+
+    given = (config or {}).get(name) or {}
+    if not isinstance(given, dict):
+        raise KinestreamError(f"[{name}] must be a table of settings, not {given!r}")
+    known = {f.name: f.default for f in dataclasses.fields(settings_cls)}
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise KinestreamError(
+            f"[{name}] has unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(known)}"
+        )
+    return {key: given.get(key, default) for key, default in known.items()}

@@ -15,7 +15,7 @@ import numpy as np
 
 from kinestream import checks, clean, scale, solve
 from kinestream.assets import Assets, get_assets
-from kinestream.augment import Augmenter, augment_table
+from kinestream.augment import Augmenter, AugmentSettings, augment_table
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import Motion, solved_rows, write_mot
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
@@ -30,47 +30,14 @@ def _bar(total: int, desc: str, unit: str = "frame"):
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True, disable=None)
 
 
-def parse_static(spec) -> str | tuple[float, float]:
-    """'auto' or 'START:END' (seconds) -> 'auto' or (start, end)."""
-    if spec is None or (isinstance(spec, str) and spec.strip().lower() == "auto"):
-        return "auto"
-    if isinstance(spec, (tuple, list)) and len(spec) == 2:
-        start, end = spec
-    else:
-        try:
-            start, end = (float(x) for x in str(spec).split(":"))
-        except ValueError:
-            raise KinestreamError(
-                f"static range {spec!r} is not valid; give START:END in seconds, e.g. 0.5:1.5, or 'auto'"
-            ) from None
-    if not end > start:
-        raise KinestreamError(f"static range {start}:{end} is empty; END must be after START")
-    return float(start), float(end)
-
-
 def load_keypoints(path: str | Path) -> MarkerTable:
     """A recorded trial with BODY_25 names, MidHip and Neck derived when absent."""
     return complete_keypoints(read_trc(path))
 
 
-def clean_keypoints(table: MarkerTable, config: dict) -> tuple[MarkerTable, object]:
-    c = config.get("clean", {})
-    return clean.clean_table(
-        table,
-        cutoff_hz=c.get("cutoff_hz", 6.0),
-        max_gap_s=c.get("max_gap_s", 0.2),
-        gap_method=c.get("gap_method", "pchip"),
-        order=int(c.get("filter_order", 4)),
-    )
-
-
 def describe_clean(report, table: MarkerTable) -> str:
     cut = f"low-pass {report.cutoff_hz:.2f} Hz" + (" (Winter's residual analysis)" if report.auto else "")
     return f"{cut}, zero lag; " + report.gaps.describe(table.names, table.rate)
-
-
-def augment_keypoints(table: MarkerTable, height: float, mass: float, assets: Assets, floor_offset: bool = False):
-    return augment_table(table, Augmenter.from_assets(assets), height, mass, apply_floor_offset=floor_offset)
 
 
 def write_angles(path: str | Path, motion: Motion) -> tuple[Motion, str | None]:
@@ -79,32 +46,6 @@ def write_angles(path: str | Path, motion: Motion) -> tuple[Motion, str | None]:
     write_mot(path, solved)
     note = f"{dropped} unsolved frames left out of the .mot (OpenSim's GUI stops at a NaN)" if dropped else None
     return solved, note
-
-
-def ik_setup_from_config(ik_setup: str | Path, ik: dict) -> solve.IKSetup:
-    """The IK setup file's marker weights with accuracy and constraint weight from the config."""
-    setup = solve.read_ik_setup(ik_setup, coordinate_tasks=bool(ik.get("coordinate_tasks", False)))
-    setup.accuracy = float(ik.get("accuracy", setup.accuracy))
-    cw = ik.get("constraint_weight", "inf")
-    setup.constraint_weight = float("inf") if str(cw).lower() == "inf" else float(cw)
-    if not ik.get("arms", True):
-        from kinestream.augment import UPPER_MARKERS
-
-        setup.marker_weights = {k: v for k, v in setup.marker_weights.items() if k not in UPPER_MARKERS}
-    return setup
-
-
-def streaming_ik(model, setup: solve.IKSetup, names: list[str], ik: dict) -> solve.StreamingIK:
-    """The frame-wise IK core with the ``[ik]`` settings (solver, marker and outlier thresholds)."""
-    return solve.StreamingIK(
-        model,
-        setup,
-        names,
-        min_markers=int(ik.get("min_markers", 6)),
-        reassemble_mm=float(ik.get("reassemble_mm", 80.0)),
-        outlier_mm=float(ik.get("outlier_mm", 150.0)),
-        solver=str(ik.get("solver", "fast")),
-    )
 
 
 def run_ik(
@@ -116,11 +57,11 @@ def run_ik(
     desc: str = "IK",
 ) -> solve.IKResult:
     """IK on every frame with a progress bar; accuracy and constraint weight from the config."""
-    ik = (config or {}).get("ik", {})
-    setup = ik_setup_from_config(ik_setup, ik)
+    ik = solve.IKSettings.from_config(config)
+    setup = ik.setup(ik_setup)
     model, removed = solve.load_model(model_path, marker_set)
     with _bar(markers.n_frames, desc) as bar:
-        result = solve.solve_trial(model, markers, setup, progress=bar.update, solver=ik.get("solver", "fast"))
+        result = solve.solve_trial(model, markers, setup, progress=bar.update, solver=ik.solver)
     if removed:
         result.notes.insert(0, "removed before IK (not needed for kinematics): " + ", ".join(removed))
     return result
@@ -214,10 +155,10 @@ def stream_ik(
     desc: str = "IK (frame-wise)",
 ) -> solve.IKResult:
     """The frame-wise IK core on every frame of a table, as the live service runs it."""
-    ik = (config or {}).get("ik", {})
-    setup = ik_setup_from_config(ik_setup, ik)
+    ik = solve.IKSettings.from_config(config)
+    setup = ik.setup(ik_setup)
     model, removed = solve.load_model(model_path, marker_set)
-    solver = streaming_ik(model, setup, markers.names, ik)
+    solver = ik.streaming(model, setup, markers.names)
     n = markers.n_frames
     q = np.full((n, len(solver.coordinates)), np.nan)
     rmse = np.full(n, np.nan)
@@ -264,7 +205,7 @@ def process(
     joint.
     """
     checks.subject(height, mass)
-    static = parse_static(static)
+    static = scale.parse_static(static)
     trial = Path(trial)
     out_dir = Path(out_dir)
     stem = trial.stem
@@ -288,12 +229,16 @@ def process(
             steps.update(2)
         else:
             steps.set_postfix_str("clean")
-            cleaned, creport = clean_keypoints(keypoints, config)
+            cleaned, creport = clean.CleanSettings.from_config(config).offline(keypoints)
             messages.append(describe_clean(creport, keypoints))
             steps.update()
             steps.set_postfix_str("augment")
-            augmented, areport = augment_keypoints(
-                cleaned, height, mass, assets, bool(config.get("augment", {}).get("floor_offset", False))
+            augmented, areport = augment_table(
+                cleaned,
+                Augmenter.from_assets(assets),
+                height,
+                mass,
+                apply_floor_offset=AugmentSettings.from_config(config).floor_offset,
             )
             messages.append(areport.describe())
             steps.update()
@@ -311,16 +256,8 @@ def process(
                 )
             messages.append(f"using the scaled model {scaled_model}")
         else:
-            sc = config.get("scale", {})
-            sresult = scale.scale_model(
-                augmented,
-                mass,
-                height,
-                out_dir / f"{stem}_scaled.osim",
-                assets,
-                static=static,
-                thresholds_mm=tuple(sc.get("still_threshold_mm", (3.0, 15.0))),
-                windows_s=tuple(sc.get("still_window_s", (1.0, 0.1))),
+            sresult = scale.ScaleSettings.from_config(config).scale(
+                augmented, mass, height, out_dir / f"{stem}_scaled.osim", assets, static=static
             )
             messages += sresult.messages
             messages.append(
@@ -348,7 +285,7 @@ def process(
             f"{'read + clean + augment' if name == 'augment' else name} {t - marks[i][1]:.1f} s"
             for i, (name, t) in enumerate(marks[1:])
         )
-        + f" ({ik.motion.time.size} frames, IK solver {(config.get('ik') or {}).get('solver', 'fast')})"
+        + f" ({ik.motion.time.size} frames, IK solver {solve.IKSettings.from_config(config).solver})"
     )
     png = plot_angles(solved, out_dir / f"{stem}_angles.png", title=stem, truth=truth) if plot else None
     if truth is not None:

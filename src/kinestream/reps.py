@@ -59,6 +59,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from kinestream.centres import TORSO_AXIS
+from kinestream.config import DEFAULTS
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import Motion, is_translation
 
@@ -67,6 +68,9 @@ HIPS = ("hip_flexion_r", "hip_flexion_l")
 
 
 # --------------------------------------------------------------------------- settings
+
+
+_REPS = DEFAULTS["reps"]
 
 
 @dataclass(frozen=True)
@@ -85,13 +89,13 @@ class RepSettings:
                     bottom are taken; 0: off
     """
 
-    knee_start_deg: float = 25.0
-    hysteresis_deg: float = 5.0
-    min_depth_deg: float = 60.0
-    deep_knee_deg: float = 90.0
-    min_rep_s: float = 0.5
-    max_rep_s: float = 10.0
-    smooth_hz: float = 6.0
+    knee_start_deg: float = _REPS["knee_start_deg"]
+    hysteresis_deg: float = _REPS["hysteresis_deg"]
+    min_depth_deg: float = _REPS["min_depth_deg"]
+    deep_knee_deg: float = _REPS["deep_knee_deg"]
+    min_rep_s: float = _REPS["min_rep_s"]
+    max_rep_s: float = _REPS["max_rep_s"]
+    smooth_hz: float = _REPS["smooth_hz"]
 
     @classmethod
     def from_config(cls, config: dict | None) -> RepSettings:

@@ -46,6 +46,7 @@ from scipy.ndimage import maximum_filter1d, minimum_filter1d
 from scipy.stats import trim_mean
 
 from kinestream import checks
+from kinestream.config import DEFAULTS, section
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable, write_trc
 from kinestream.osim import opensim_module
@@ -271,6 +272,73 @@ def _describe_posture(post: Posture, sl: slice) -> str:
     if np.isfinite(v).any():
         parts.append(f"trunk {np.nanmax(v):.0f} deg from vertical")
     return ", ".join(parts) if parts else "posture not measurable from these markers"
+
+
+_SCALE = DEFAULTS["scale"]
+
+
+@dataclass(frozen=True)
+class ScaleSettings:
+    """How the static pose is found; the ``[scale]`` section of the config.
+
+    static              "auto" (the stillest upright window) or "START:END" in seconds
+    still_threshold_mm  (strictest, loosest) motion threshold, tried from strict to loose
+    still_window_s      (longest, shortest) window, tried from long to short. The live
+                        calibration waits for the longest: it can wait, a recording cannot.
+    """
+
+    static: str = _SCALE["static"]
+    still_threshold_mm: tuple[float, float] = tuple(_SCALE["still_threshold_mm"])
+    still_window_s: tuple[float, float] = tuple(_SCALE["still_window_s"])
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> ScaleSettings:
+        """Settings from ``config["scale"]``, missing keys from the defaults."""
+        values = section(config, "scale", cls)
+        values["still_threshold_mm"] = tuple(values["still_threshold_mm"])
+        values["still_window_s"] = tuple(values["still_window_s"])
+        return cls(**values)
+
+    def scale(
+        self,
+        markers: MarkerTable,
+        mass: float,
+        height: float,
+        out_model: str | Path,
+        assets,
+        static=None,
+        progress=None,
+    ) -> ScaleResult:
+        """:func:`scale_model` with these settings; ``static`` (a window or "auto") overrides ``self.static``."""
+        return scale_model(
+            markers,
+            mass,
+            height,
+            out_model,
+            assets,
+            static=parse_static(self.static if static is None else static),
+            thresholds_mm=self.still_threshold_mm,
+            windows_s=self.still_window_s,
+            progress=progress,
+        )
+
+
+def parse_static(spec) -> str | tuple[float, float]:
+    """'auto' or 'START:END' (seconds) -> 'auto' or (start, end)."""
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() == "auto"):
+        return "auto"
+    if isinstance(spec, (tuple, list)) and len(spec) == 2:
+        start, end = spec
+    else:
+        try:
+            start, end = (float(x) for x in str(spec).split(":"))
+        except ValueError:
+            raise KinestreamError(
+                f"static range {spec!r} is not valid; give START:END in seconds, e.g. 0.5:1.5, or 'auto'"
+            ) from None
+    if not end > start:
+        raise KinestreamError(f"static range {start}:{end} is empty; END must be after START")
+    return float(start), float(end)
 
 
 def find_static_window(

@@ -42,17 +42,20 @@ def cmd_synth(args, config) -> None:
 
 def cmd_augment(args, config) -> None:
     from kinestream.assets import get_assets
+    from kinestream.augment import Augmenter, AugmentSettings, augment_table
+    from kinestream.clean import CleanSettings
     from kinestream.files.trc import write_trc
-    from kinestream.offline import augment_keypoints, clean_keypoints, describe_clean, load_keypoints
+    from kinestream.offline import describe_clean, load_keypoints
 
     mass, height = subject(args, config)
     table = load_keypoints(existing(args.trial, "trial"))
     if not args.no_clean:
-        cleaned, report = clean_keypoints(table, config)
+        cleaned, report = CleanSettings.from_config(config).offline(table)
         say(describe_clean(report, table))
         table = cleaned
-    floor = args.floor_offset or bool(config["augment"].get("floor_offset", False))
-    out, report = augment_keypoints(table, height, mass, get_assets(config, progress=say), floor)
+    floor = args.floor_offset or AugmentSettings.from_config(config).floor_offset
+    augmenter = Augmenter.from_assets(get_assets(config, progress=say))
+    out, report = augment_table(table, augmenter, height, mass, apply_floor_offset=floor)
     say(report.describe())
     out_path = Path(args.out) if args.out else Path(args.trial).with_name(Path(args.trial).stem + "_augmented.trc")
     print(f"wrote {write_trc(out_path, out)}")
@@ -61,23 +64,13 @@ def cmd_augment(args, config) -> None:
 def cmd_scale(args, config) -> None:
     from kinestream.assets import get_assets
     from kinestream.files.trc import read_trc
-    from kinestream.offline import parse_static
-    from kinestream.scale import scale_model
+    from kinestream.scale import ScaleSettings
 
     mass, height = subject(args, config)
     markers = read_trc(existing(args.markers, "marker file"))
-    sc = config["scale"]
     out = Path(args.out) if args.out else Path(args.markers).with_name(Path(args.markers).stem + "_scaled.osim")
-    result = scale_model(
-        markers,
-        mass,
-        height,
-        out,
-        get_assets(config, progress=say),
-        static=parse_static(args.static or sc.get("static", "auto")),
-        thresholds_mm=tuple(sc["still_threshold_mm"]),
-        windows_s=tuple(sc["still_window_s"]),
-    )
+    assets = get_assets(config, progress=say)
+    result = ScaleSettings.from_config(config).scale(markers, mass, height, out, assets, static=args.static)
     for m in result.messages:
         say(m)
     print(f"marker error after scaling: {result.rmse_mm:.1f} mm RMS (max {result.max_error_mm:.1f} mm)")
@@ -108,11 +101,12 @@ def cmd_ik(args, config) -> None:
 
 def cmd_process(args, config) -> None:
     from kinestream.offline import process
+    from kinestream.scale import ScaleSettings
 
     mass, height = subject(args, config)
     trial = existing(args.trial, "trial")
     out_dir = Path(args.out) if args.out else Path("out") / trial.stem
-    static = args.static or config["scale"].get("static", "auto")
+    static = args.static or ScaleSettings.from_config(config).static
     truth = None
     if args.truth:
         from kinestream.files.mot import read_mot

@@ -121,7 +121,7 @@ async def calibrate(
     from kinestream.live.processor import FrameProcessor
     from kinestream.live.protocol import TOPIC_KEYPOINTS, FrameDecoder, Rejected
     from kinestream.live.transport import Access, open_input
-    from kinestream.scale import scale_model
+    from kinestream.scale import ScaleSettings, scale_model
 
     checks.subject(height, mass)
     out_model = Path(out_model)
@@ -134,8 +134,8 @@ async def calibrate(
         max_bytes=int(svc.get("max_message_bytes", 65536)), max_jump_s=float(svc.get("max_time_jump_s", 3600.0))
     )
     subject = _UNSET = object()  # the person being calibrated: the first one heard
-    sc = config.get("scale", {})
-    thresholds = tuple(sc.get("still_threshold_mm", (3.0, 15.0)))
+    still = ScaleSettings.from_config(config)
+    window_s = still.still_window_s[0]  # the longest: a live calibration can wait for a full window
     access = Access.from_config(config)
     ctx = zmq.Context()
     if access is not None:
@@ -190,7 +190,7 @@ async def calibrate(
             now = time.monotonic()
             if now - last_check > 0.25:
                 last_check = now
-                window = collector.check(thresholds, (1.0, 1.0))
+                window = collector.check(still.still_threshold_mm, (window_s, window_s))
                 if window is None and now - last_say > 1.5:
                     moved = collector.motion_mm()
                     say(f"  hold still ... (moving {moved:.0f} mm)" if np.isfinite(moved) else "  hold still ...")

@@ -10,8 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kinestream.augment import StreamingAugmenter
-from kinestream.clean import StreamingCleaner
+from kinestream.augment import AugmentSettings, StreamingAugmenter
+from kinestream.clean import CleanSettings
 from kinestream.errors import KinestreamError
 from kinestream.ingest import DERIVED
 
@@ -36,13 +36,13 @@ class FrameProcessor:
     """
 
     def __init__(self, assets, config: dict, height: float, mass: float, rate: float = 60.0):
-        self.config = config
         self.rate = rate
         self.augmenter = StreamingAugmenter.from_assets(
-            assets, height, mass, reset_after=int(config.get("augment", {}).get("reset_after_frames", 10))
+            assets, height, mass, reset_after=int(AugmentSettings.from_config(config).reset_after_frames)
         )
         self.keypoints = list(self.augmenter.keypoints)
-        self.cleaner = StreamingCleaner.from_config(config.get("clean", {}), len(self.keypoints), rate)
+        self.clean = CleanSettings.from_config(config)
+        self.cleaner = self.clean.streaming(len(self.keypoints), rate)
         self.markers = list(self.augmenter.markers)
         self._columns: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
         self.floor_offset = 0.0
@@ -94,7 +94,7 @@ class FrameProcessor:
         if first and self.cleaner.filler.lookahead:  # frame 1 is still in the look-ahead: wait for 16 frames
             return
         try:
-            cleaner = StreamingCleaner.from_config(self.config.get("clean", {}), len(self.keypoints), measured)
+            cleaner = self.clean.streaming(len(self.keypoints), measured)
         except KinestreamError as exc:  # e.g. the cutoff above that rate's Nyquist frequency
             self.notes.append(
                 f"the stream runs at {measured:g} Hz, but the filter cannot be designed for it "

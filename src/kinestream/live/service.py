@@ -192,15 +192,12 @@ class Service:
                 f"kinestream running? give --output ENDPOINT"
             ) from None
         self._monitors = [self._monitor(self.sub, "input"), self._monitor(self.pub, "output")]
-        from kinestream.offline import ik_setup_from_config, streaming_ik
         from kinestream.reps import RepCounter, RepSettings
-        from kinestream.solve import load_model
+        from kinestream.solve import IKSettings, load_model
 
-        ik_config = self.config.get("ik", {})
+        ik = IKSettings.from_config(self.config)
         model, removed = load_model(self.model_path, self.assets.marker_set)
-        self.ik = streaming_ik(
-            model, ik_setup_from_config(self.assets.ik_setup, ik_config), self.processor.markers, ik_config
-        )
+        self.ik = ik.streaming(model, ik.setup(self.assets.ik_setup), self.processor.markers)
         self.coords = self.ik.coordinates
         self.reps = RepCounter(RepSettings.from_config(self.config), self.coords)
         self._shown = [(n, self.coords.index(n)) for n in self.SHOWN if n in self.coords]

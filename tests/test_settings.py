@@ -1,0 +1,62 @@
+"""Every stage's settings dataclass: its defaults are default.toml's, and the config reaches the stage."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from kinestream.augment import AugmentSettings
+from kinestream.clean import CleanSettings, StreamingCleaner
+from kinestream.config import DEFAULTS, OPTIONAL, load_config
+from kinestream.errors import KinestreamError
+from kinestream.reps import RepSettings
+from kinestream.scale import ScaleSettings
+from kinestream.solve import IKSettings
+
+STAGES = [(CleanSettings, "clean"), (AugmentSettings, "augment"), (ScaleSettings, "scale"), (IKSettings, "ik"),
+          (RepSettings, "reps")]  # fmt: skip
+
+
+@pytest.mark.parametrize("cls,name", STAGES)
+def test_defaults_are_the_shipped_file(cls, name):
+    """One source: a stage's field defaults are default.toml's [section], key for key."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    assert fields == set(DEFAULTS[name]) | set(OPTIONAL.get(name, {}))
+    default = dataclasses.asdict(cls())
+    for key, value in DEFAULTS[name].items():
+        assert default[key] == (tuple(value) if isinstance(value, list) else value), (name, key)
+    assert cls.from_config(load_config()) == cls() == cls.from_config(None) == cls.from_config({})
+
+
+@pytest.mark.parametrize("cls,name", STAGES)
+def test_a_setting_given_is_taken_and_an_unknown_one_refused(cls, name):
+    key, value = next(iter(DEFAULTS[name].items()))  # the section's first setting, whatever its kind
+    if isinstance(value, bool):
+        other = not value
+    elif isinstance(value, (int, float)):
+        other = 30.0 if key == "knee_start_deg" else value * 2
+    elif isinstance(value, list):
+        other = [v * 2 for v in value]
+    else:
+        other = "elsewhere"
+    got = getattr(cls.from_config({name: {key: other}}), key)
+    assert got == (tuple(other) if isinstance(other, list) else other)
+    with pytest.raises(KinestreamError, match=rf"\[{name}\] has unknown setting"):
+        cls.from_config({name: {"no_such_setting": 1}})
+
+
+def test_the_settings_reach_the_stages(tmp_path):
+    ik = IKSettings.from_config({"ik": {"constraint_weight": "inf", "accuracy": 1e-7, "arms": False}})
+    from kinestream.assets import get_assets
+
+    setup = ik.setup(get_assets().ik_setup)
+    assert setup.accuracy == 1e-7 and math.isinf(setup.constraint_weight)
+    assert not any(m.startswith(("r_lelbow", "L_wrist", "r_mwrist")) for m in setup.marker_weights)
+    assert any(m.startswith("r_lelbow") for m in IKSettings().setup(get_assets().ik_setup).marker_weights)
+    cleaner = CleanSettings.from_config({"clean": {"streaming_filter": "kalman"}}).streaming(3, 60.0)
+    assert cleaner.design == "kalman" and StreamingCleaner.from_config({}, 3, 60.0).design == "one_euro"
+    with pytest.raises(KinestreamError, match="residual analysis needs the whole trial"):
+        CleanSettings(cutoff_hz="auto").streaming(3, 60.0)
+    assert ScaleSettings.from_config({"scale": {"still_window_s": [2.0, 0.5]}}).still_window_s == (2.0, 0.5)
