@@ -213,8 +213,8 @@ def complete_keypoints(table: MarkerTable, required: list[str] | None = None) ->
     missing = [n for n in (required or REQUIRED) if n not in out]
     if missing:
         for layout in LAYOUTS:  # a trial from a layout that cannot do: say so, and which layouts can
-            within = set(out.names) <= {canonical(n) for n in LAYOUTS[layout]}
-            if within and layout_lacks(layout) and sorted(missing) == sorted(layout_lacks(layout)):
+            within = set(names) <= {canonical(n) for n in LAYOUTS[layout]}
+            if within and sorted(missing) == sorted(layout_lacks(layout)):
                 raise KinestreamError(f"the trial holds the keypoints of layout {layout}; {unusable_layout(layout)}")
         raise KinestreamError(
             f"the trial lacks keypoints {missing}; it has {table.names}. kinestream needs the BODY_25 body "
