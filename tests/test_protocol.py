@@ -233,7 +233,8 @@ CRAFTED = {
     "missing_field": lambda d: pack(seq=...),
     "bad_type": lambda d: pack(t="1.0"),
     "bad_shape": lambda d: pack(xyz=b"\0" * 13),
-    "unknown_layout": lambda d: pack(layout="COCO_17"),
+    "unknown_layout": lambda d: pack(layout="COCO_18"),
+    "unusable_layout": lambda d: pack(layout="COCO_17", xyz=XYZ25[:17].astype("<f4").tobytes()),
     "all_missing": lambda d: pack(xyz=np.zeros((25, 3), "<f4").tobytes()),
     "time_backwards": _backwards,
 }
@@ -493,7 +494,11 @@ def hostile_payloads(count: int, seed: int = 1234):
                 msg["xyz"] = rng.bytes(12 * int(rng.integers(150, 400)))
             else:
                 msg.pop("names", None)
-                msg["layout"] = ["BODY_25", "body_25", "COCO", "BODY_135", "", "\u00e9" * 50][int(rng.integers(0, 6))]
+                msg["layout"] = ["BODY_25", "body_25", "COCO", "BODY_135", "", "\u00e9" * 50, "COCO_17"][
+                    int(rng.integers(0, 7))
+                ]
+                if msg["layout"] == "COCO_17":  # a known layout without feet: unusable_layout
+                    msg["xyz"] = np.resize(np.frombuffer(msg["xyz"], "<f4"), 17 * 3).tobytes()
             yield kind, msgpack.packb(msg)
         elif kind == 13:
             msg = dict(base)

@@ -9,7 +9,8 @@ Keypoints (topic ``keypoints``)::
     v        int    1
     seq      int    the source's frame counter (>= 0)
     t        float  capture time, seconds, source clock (an int is accepted)
-    layout   str    "BODY_25" (OpenPose order) -- or --
+    layout   str    a key of ingest.LAYOUTS: "BODY_25" (OpenPose order), "BODY_25B",
+                    "HALPE_26", "COCO_133" or "COCO_17" (refused: no feet) -- or --
     names    [str]  keypoint names; when present, ``layout`` is not read
     xyz      bin    float32 little-endian, N x 3, metres, Y up
     conf     bin    optional float32 N
@@ -43,7 +44,7 @@ import numpy as np
 
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import is_translation
-from kinestream.ingest import LAYOUTS, canonical
+from kinestream.ingest import LAYOUTS, canonical, unusable_layout
 
 VERSION = 1
 
@@ -65,7 +66,8 @@ REASONS = {
     "sent_ns not an int >= 0",
     "bad_shape": "xyz not a multiple of 12 bytes, no keypoints or more than max_keypoints, "
     "names or layout count != N, names repeated, conf not N float32",
-    "unknown_layout": "'layout' names no known layout (known: BODY_25)",
+    "unknown_layout": f"'layout' names no known layout (known: {', '.join(LAYOUTS)})",
+    "unusable_layout": "'layout' names a known layout without keypoints the marker augmenter needs (COCO_17: no feet)",
     "all_missing": "no keypoint present (all zero, NaN, inf or zero confidence)",
     "time_backwards": "t not after the last accepted t of the same subject (repeats count too)",
     "time_implausible": "|t| over 1e10 s, where float seconds stop resolving a frame's time",
@@ -75,6 +77,8 @@ REASONS = {
 }
 
 _NUMBER = (int, float)
+_LAYOUT_NAMES = {name: [canonical(n) for n in names] for name, names in LAYOUTS.items()}  # Hip -> MidHip
+_UNUSABLE = {name: unusable_layout(name) for name in LAYOUTS}  # why the augmenter cannot run on it, or None
 MAX_TIME_S = 1e10  # seconds; float64 resolves 2 microseconds there (unix time in seconds is 1.8e9)
 
 
@@ -277,12 +281,14 @@ class FrameDecoder:
         else:
             if type(layout) is not str:
                 raise Rejected("bad_type", f"layout = {_show(layout)}; expected a string such as 'BODY_25'")
-            known = LAYOUTS.get(layout) or LAYOUTS.get(layout.upper())
-            if known is None:
-                raise Rejected("unknown_layout", f"layout {_show(layout)}; known layouts are {sorted(LAYOUTS)}")
-            if len(known) != n:
-                raise Rejected("bad_shape", f"xyz holds {n} keypoints; layout {layout} has {len(known)}")
-            names = list(known)
+            key = layout if layout in LAYOUTS else layout.upper()
+            if key not in LAYOUTS:
+                raise Rejected("unknown_layout", f"layout {_show(layout)}; known layouts are {list(LAYOUTS)}")
+            if len(LAYOUTS[key]) != n:
+                raise Rejected("bad_shape", f"xyz holds {n} keypoints; layout {key} has {len(LAYOUTS[key])}")
+            if _UNUSABLE[key]:  # known, but the marker augmenter could not run on it
+                raise Rejected("unusable_layout", _UNUSABLE[key])
+            names = list(_LAYOUT_NAMES[key])
 
         conf = msg.get("conf")
         subject = msg.get("subject")
@@ -403,7 +409,10 @@ def encode_keypoints(
     sent_ns: int | None = None,
 ) -> bytes:
     """A keypoint frame payload. ``xyz`` (N, 3) metres, NaN or zeros for
-    missing keypoints; ``names`` replaces ``layout`` when given."""
+    missing keypoints, in the order of ``layout`` (a key of
+    :data:`~kinestream.ingest.LAYOUTS`, e.g. "HALPE_26"); ``names`` replaces
+    ``layout`` when given. A COCO_17 frame is encoded, and the decoder
+    refuses it (``unusable_layout``)."""
     xyz = np.asarray(xyz)
     if xyz.ndim != 2 or xyz.shape[1] != 3:
         raise KinestreamError(f"xyz has shape {xyz.shape}; expected (N, 3)")
@@ -416,7 +425,7 @@ def encode_keypoints(
         msg["names"] = names
     else:
         if layout not in LAYOUTS:
-            raise KinestreamError(f"layout {layout!r} is not known; known layouts are {sorted(LAYOUTS)}, or give names")
+            raise KinestreamError(f"layout {layout!r} is not known; known layouts are {list(LAYOUTS)}, or give names")
         if len(LAYOUTS[layout]) != n:
             raise KinestreamError(f"layout {layout} has {len(LAYOUTS[layout])} keypoints; xyz has {n}")
         msg["layout"] = layout
