@@ -234,6 +234,7 @@ def test_bad_files_are_refused_on_reading(tmp_path):
     inches.write(str(tmp_path / "inches.c3d"))
     cases = [
         ("missing.c3d", "does not exist or is not a file"),
+        ("n" * 300 + ".c3d", "does not exist or is not a file"),
         ("folder.c3d", "does not exist or is not a file"),  # ezc3d itself hangs on a folder
         ("text.c3d", "is not a .c3d file that ezc3d can read"),
         ("empty.c3d", "is not a .c3d file that ezc3d can read"),

@@ -19,12 +19,13 @@ C3D numbers frames from the header's first frame and stores no times. A
 trial whose first frame is at ``t0`` seconds is written with that frame
 numbered ``round(t0 * rate) + 1`` when ``t0`` is a whole number of frames
 from 0 and the frame numbers fit the header's 16 bits (so a trial cut from a
-longer one keeps its place; a trial from t=0 starts at frame 1), else 1; the
+longer one keeps its place; a trial from t=0 starts at frame 1), else 1. The
 exact ``t0`` is always kept as decimal text in the parameter
-``KINESTREAM:FIRST_TIME`` (C3D parameters hold only 32-bit floats). :func:`read_c3d` takes the times from that
-parameter and, for other files, from the first frame: frame ``k`` (numbered
-from 1) at ``(k - 1) / rate``. Frames must be evenly spaced at the table's
-rate, since C3D has no time column.
+``KINESTREAM:FIRST_TIME`` (C3D parameters hold only 32-bit floats).
+:func:`read_c3d` takes the times from that parameter and, for other files,
+from the first frame: frame ``k`` (numbered from 1) at ``(k - 1) / rate``.
+Frames must be evenly spaced at the table's rate, since C3D has no time
+column.
 
 Limits of the format and of ezc3d (checked here, each with its own error,
 instead of writing a file that reads back wrong): labels must be unique, not
@@ -232,7 +233,7 @@ def _first_time(c3d, rate: float, path: Path) -> float:
 def read_c3d(path: str | Path) -> MarkerTable:
     """Read the 3D points of a .c3d file into a MarkerTable in metres (NaN where missing)."""
     path = Path(path)
-    if not path.is_file():  # ezc3d hangs on a folder and says little about a missing file
+    if not os.path.isfile(path):  # ezc3d hangs on a folder and says little about a missing file
         raise KinestreamError(f"marker file {path} does not exist or is not a file; give the path of a .c3d file")
     ezc3d = _ezc3d()
     try:
