@@ -1,0 +1,261 @@
+"""Marker trajectories in .c3d files, the format of motion labs, through ezc3d.
+
+:func:`write_c3d` stores a :class:`~kinestream.files.trc.MarkerTable` as C3D
+3D points: one point per marker, labelled with the marker's name, at the
+table's rate, in millimetres by default (``POINT:UNITS``), as 32-bit floats.
+:func:`read_c3d` reads such a file (or a lab's) back into metres.
+
+Axes are the table's, unchanged: Y up, as OpenSim and kinestream's .trc files
+have them. Many lab systems record Z up, so a .c3d from kinestream shows the
+subject lying on its back in software that assumes Z up, and a lab's Z-up
+.c3d read here must be rotated before kinestream uses it.
+
+Missing samples follow the C3D convention: a marker that is missing in a
+frame (any of its coordinates NaN or infinite) is written with residual -1
+and coordinates 0; on reading, every point with a negative residual becomes
+NaN. A marker with only some coordinates missing is missing as a whole.
+
+C3D numbers frames from the header's first frame and stores no times. A
+trial whose first frame is at ``t0`` seconds is written with that frame
+numbered ``round(t0 * rate) + 1`` when ``t0`` is a whole number of frames
+from 0 and the frame numbers fit the header's 16 bits (so a trial cut from a
+longer one keeps its place; a trial from t=0 starts at frame 1), else 1. The
+exact ``t0`` is always kept as decimal text in the parameter
+``KINESTREAM:FIRST_TIME`` (C3D parameters hold only 32-bit floats).
+:func:`read_c3d` takes the times from that parameter and, for other files,
+from the first frame: frame ``k`` (numbered from 1) at ``(k - 1) / rate``.
+Frames must be evenly spaced at the table's rate, since C3D has no time
+column.
+
+Limits of the format and of ezc3d (checked here, each with its own error,
+instead of writing a file that reads back wrong): labels must be unique, not
+empty, without leading or trailing spaces (C3D readers trim them) and at most
+255 bytes in UTF-8 (ezc3d writes longer ones into a file it cannot read
+back); c3d.org recommends labels of at most 16 characters, which every
+kinestream marker name meets. At most 65,535 frames (the header counts frames
+in 16 bits; ezc3d writes more but reads only that many back).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from kinestream.errors import KinestreamError
+from kinestream.files.trc import _UNIT_SCALE, MarkerTable
+
+MAX_LABEL_BYTES = 255  # a C3D parameter dimension is one byte
+MAX_FRAMES = 65535  # the header's frame numbers are 16-bit
+TIME_GROUP, TIME_PARAMETER = "KINESTREAM", "FIRST_TIME"
+
+
+def _ezc3d():
+    """The ezc3d module, or a KinestreamError saying how to install it."""
+    try:
+        import ezc3d
+    except ImportError:
+        raise KinestreamError(
+            "reading or writing .c3d files needs the ezc3d package, which is not installed; "
+            "install it with `pip install ezc3d` (or reinstall kinestream, which depends on it)"
+        ) from None
+    return ezc3d
+
+
+def _check_labels(names: list[str]) -> None:
+    """Refuse labels that C3D or ezc3d would not give back unchanged."""
+    if not names:
+        raise KinestreamError("the table has no markers; a .c3d needs at least one labelled point")
+    for k, name in enumerate(names):
+        if not isinstance(name, str) or not name.strip() or name != name.strip():
+            raise KinestreamError(
+                f"marker {k} is named {name!r}; a C3D label must be non-empty text without leading or "
+                "trailing spaces (C3D readers trim them); rename the marker"
+            )
+        size = len(name.encode("utf-8"))
+        if size > MAX_LABEL_BYTES:
+            raise KinestreamError(
+                f"marker {k} is named {name[:40]!r}... ({size} bytes in UTF-8); a C3D label holds at most "
+                f"{MAX_LABEL_BYTES} bytes (ezc3d writes longer ones into a file it cannot read back); "
+                "rename the marker (c3d.org recommends at most 16 characters)"
+            )
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise KinestreamError(
+                f"marker name {name!r} appears {names.count(name)} times; C3D labels identify the points, "
+                "so they must be unique; rename or drop the duplicates"
+            )
+        seen.add(name)
+
+
+def _check_timing(table: MarkerTable) -> int:
+    """Check the rate and even spacing; return the header's first frame, counted from 0 as ezc3d does."""
+    try:
+        rate = float(table.rate)
+    except (TypeError, ValueError):
+        rate = math.nan
+    if isinstance(table.rate, bool) or not (math.isfinite(rate) and rate > 0):
+        raise KinestreamError(f"rate={table.rate!r} is not valid; it must be a positive number of frames per second")
+    n = table.n_frames
+    if n == 0:
+        raise KinestreamError("the table has no frames; a .c3d needs at least one")
+    if n > MAX_FRAMES:
+        raise KinestreamError(
+            f"the table has {n} frames; a .c3d holds at most {MAX_FRAMES} (its header counts frames in 16 bits: "
+            f"{MAX_FRAMES / rate:.0f} s at {rate:g} Hz); write it in parts with table.frames(start, stop), "
+            "or as .trc"
+        )
+    t0 = float(table.time[0])
+    tolerance = 1e-6 + 1e-3 / rate  # the .trc keeps 6 decimals
+    expected = t0 + np.arange(n) / rate
+    off = np.abs(table.time - expected)
+    if not np.all(np.isfinite(table.time)) or off.max() > tolerance:
+        k = int(np.argmax(np.where(np.isfinite(off), off, np.inf)))
+        raise KinestreamError(
+            f"frame {k} is at t={float(table.time[k])!r} s, but a .c3d holds frames evenly spaced at the rate "
+            f"({rate:g} Hz), which puts it at {expected[k]:.6f} s; resample the trial to an even rate first"
+        )
+    frames_before = t0 * rate
+    first = round(frames_before)
+    if abs(frames_before - first) <= 1e-3 and first >= 0 and first + n <= MAX_FRAMES:
+        return first
+    return 0
+
+
+def _check_path(path: str | Path) -> Path:
+    """The path to write, with its folder made; a KinestreamError when it cannot be written."""
+    path = Path(path)
+    if path.suffix != ".c3d":
+        raise KinestreamError(
+            f"{path} does not end in .c3d; give a path ending in .c3d (ezc3d would write {path}.c3d instead)"
+        )
+    try:
+        is_dir = path.is_dir()
+    except OSError as exc:  # a name too long, say
+        raise KinestreamError(f"cannot write {path}: {exc.strerror}") from None
+    if is_dir:
+        raise KinestreamError(f"{path} is a folder; give the path of a .c3d file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KinestreamError(f"cannot make the folder {path.parent} for {path.name}: {exc.strerror}") from None
+    return path
+
+
+def _points(table: MarkerTable, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """ezc3d's point and residual arrays, (4, markers, frames) and (1, markers, frames), missing as C3D has it."""
+    xyz = table.xyz * scale
+    missing = ~np.isfinite(xyz).all(axis=2)  # (frames, markers)
+    xyz[missing] = 0.0
+    points = np.ones((4, len(table.names), table.n_frames))
+    points[:3] = xyz.transpose(2, 1, 0)
+    residuals = np.where(missing.T, -1.0, 0.0)[np.newaxis]
+    return points, residuals
+
+
+def write_c3d(path: str | Path, table: MarkerTable, units: str = "mm") -> Path:
+    """Write ``table`` (metres, NaN for missing) to the .c3d file ``path``; return the path.
+
+    Points are stored in ``units`` (``"mm"``, the labs' unit, or ``"m"`` or
+    ``"cm"``), with the table's axes (Y up, as OpenSim has them), missing
+    samples as residual -1, and the first frame's time kept (see the module
+    notes). The file is written under a temporary name in the same folder
+    (``.NAME.PID.partial.c3d``) and then renamed, so a failed write leaves no
+    partial file and any earlier file intact.
+    """
+    ezc3d = _ezc3d()
+    if units not in _UNIT_SCALE:
+        raise KinestreamError(f"units {units!r} is not one of {sorted(_UNIT_SCALE)}")
+    _check_labels(table.names)
+    first = _check_timing(table)
+    path = _check_path(path)
+
+    c3d = ezc3d.c3d()
+    point = c3d["parameters"]["POINT"]
+    point["RATE"]["value"] = [float(table.rate)]
+    point["UNITS"]["value"] = [units]
+    point["LABELS"]["value"] = list(table.names)
+    c3d["header"]["points"]["first_frame"] = first
+    points, residuals = _points(table, 1.0 / _UNIT_SCALE[units])
+    c3d["data"]["points"] = points
+    c3d["data"]["meta_points"] = {"residuals": residuals}
+    c3d.add_parameter(
+        TIME_GROUP,
+        TIME_PARAMETER,
+        repr(float(table.time[0])),
+        "time (s) of the first frame, as decimal text; frame i is at FIRST_TIME + i / POINT:RATE",
+    )
+    c3d["parameters"][TIME_GROUP]["__METADATA__"]["DESCRIPTION"] = "written by kinestream"
+
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.c3d")
+    try:
+        c3d.write(str(partial))
+        if not os.path.isfile(partial):  # ezc3d reports no error when it cannot open the file
+            raise KinestreamError(
+                f"could not write {path}: ezc3d wrote nothing to the temporary file {partial.name}; check that "
+                "the folder is writable and that the name leaves room for the temporary suffix"
+            )
+        os.replace(partial, path)
+    finally:
+        with contextlib.suppress(OSError):  # gone when renamed; unnamable when its name is too long
+            partial.unlink()
+    return path
+
+
+def _labels(point: dict, n: int, path: Path) -> list[str]:
+    """POINT:LABELS, LABELS2, ... as one list of ``n`` labels."""
+    labels = list(point.get("LABELS", {}).get("value", []))
+    k = 2
+    while f"LABELS{k}" in point:
+        labels += list(point[f"LABELS{k}"]["value"])
+        k += 1
+    if len(labels) < n:
+        raise KinestreamError(f"{path} labels {len(labels)} points but holds {n}; every point needs a label")
+    return [str(label).strip() for label in labels[:n]]
+
+
+def _first_time(c3d, rate: float, path: Path) -> float:
+    """The time of the first frame: kinestream's parameter, else the header's first frame."""
+    group = c3d["parameters"].get(TIME_GROUP, {})
+    if TIME_PARAMETER in group:
+        text = "".join(group[TIME_PARAMETER]["value"]).strip()
+        try:
+            return float(text)
+        except ValueError:
+            raise KinestreamError(f"{path}: {TIME_GROUP}:{TIME_PARAMETER} is {text!r}, not a number") from None
+    return c3d["header"]["points"]["first_frame"] / rate  # ezc3d counts frames from 0
+
+
+def read_c3d(path: str | Path) -> MarkerTable:
+    """Read the 3D points of a .c3d file into a MarkerTable in metres (NaN where missing)."""
+    path = Path(path)
+    if not os.path.isfile(path):  # ezc3d hangs on a folder and says little about a missing file
+        raise KinestreamError(f"marker file {path} does not exist or is not a file; give the path of a .c3d file")
+    ezc3d = _ezc3d()
+    try:
+        c3d = ezc3d.c3d(str(path))
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise KinestreamError(f"{path} is not a .c3d file that ezc3d can read ({exc})") from None
+    point = c3d["parameters"]["POINT"]
+    units = "".join(point.get("UNITS", {}).get("value", [])).strip().lower()
+    if units not in _UNIT_SCALE:
+        raise KinestreamError(f"{path}: POINT:UNITS is {units!r}; kinestream reads points in {sorted(_UNIT_SCALE)}")
+    rate = float(np.asarray(point.get("RATE", {}).get("value", [0.0])).ravel()[0])
+    if not (math.isfinite(rate) and rate > 0):
+        raise KinestreamError(f"{path}: POINT:RATE is {rate!r}; it must be a positive number of frames per second")
+    rate = float(str(np.float32(rate)))  # stored as float32: 59.94 comes back as 59.939998..., give 59.94
+    points = c3d["data"]["points"]  # (4, markers, frames)
+    n_points, n_frames = points.shape[1], points.shape[2]
+    if n_points == 0 or n_frames == 0:
+        raise KinestreamError(f"{path} holds {n_points} points over {n_frames} frames; it needs at least one of each")
+    names = _labels(point, n_points, path)
+    xyz = points[:3].transpose(2, 1, 0) * _UNIT_SCALE[units]
+    residuals = c3d["data"]["meta_points"]["residuals"]
+    if residuals.size:
+        xyz[residuals[0].T < 0] = np.nan  # ezc3d does this already; C3D says so, whatever the reader
+    time = _first_time(c3d, rate, path) + np.arange(n_frames) / rate
+    return MarkerTable(names, xyz, time, rate, {"source": str(path), "units": units})

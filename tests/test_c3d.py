@@ -1,0 +1,257 @@
+""".c3d output: ezc3d reads back what the .trc holds (labels, rate, frames, values, gaps), and bad input is refused."""
+
+from __future__ import annotations
+
+import sys
+
+import ezc3d
+import numpy as np
+import pytest
+
+from conftest import real_trial
+from kinestream.errors import KinestreamError
+from kinestream.files.c3d import MAX_FRAMES, read_c3d, write_c3d
+from kinestream.files.trc import MarkerTable, read_trc, write_trc
+from kinestream.synth import MIN_SECONDS, synthesize
+
+F32 = float(np.finfo(np.float32).eps)  # relative precision of a C3D float: 1.2e-7
+
+
+def _open(path):
+    """Labels, rate, units, points (frames, markers, 3) and residuals (frames, markers), as ezc3d reads them."""
+    c3d = ezc3d.c3d(str(path))
+    point = c3d["parameters"]["POINT"]
+    labels = list(point["LABELS"]["value"]) + list(point.get("LABELS2", {}).get("value", []))
+    xyz = c3d["data"]["points"][:3].transpose(2, 1, 0)
+    residuals = c3d["data"]["meta_points"]["residuals"][0].T
+    return labels, float(point["RATE"]["value"][0]), point["UNITS"]["value"], xyz, residuals, c3d
+
+
+def _assert_same_as_trc(c3d_path, trc: MarkerTable):
+    """What ezc3d reads from ``c3d_path`` is ``trc`` (read from the .trc) in mm, to float32 precision."""
+    labels, rate, units, xyz, residuals, c3d = _open(c3d_path)
+    assert labels == trc.names
+    assert rate == trc.rate
+    assert units == ["mm"]
+    assert xyz.shape == trc.xyz.shape and c3d["header"]["points"]["size"] == len(trc.names)
+    missing = np.isnan(trc.xyz).any(axis=2)
+    # NaN in, missing out: residual -1 and NaN exactly where the .trc has a gap, nowhere else.
+    assert np.array_equal(residuals == -1, missing) and np.all(residuals[~missing] == 0)
+    assert np.array_equal(np.isnan(xyz).all(axis=2), missing) and not np.isnan(xyz[~missing]).any()
+    np.testing.assert_allclose(xyz[~missing], trc.xyz[~missing] * 1000.0, rtol=F32, atol=0)
+
+
+def _assert_same_table(got: MarkerTable, want: MarkerTable):
+    """read_c3d gives the .trc's table back: metres to float32 precision, times to the .trc's 6 decimals."""
+    assert got.names == want.names and got.rate == want.rate and got.n_frames == want.n_frames
+    assert np.array_equal(np.isnan(got.xyz), np.isnan(want.xyz))
+    np.testing.assert_allclose(got.xyz, want.xyz, rtol=2 * F32, atol=0)  # mm in float32, back to m in float64
+    np.testing.assert_allclose(got.time, want.time, rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def augmented(tmp_path_factory):
+    """A synth trial with NaN gaps, keypoints and augmented markers together, as written to and read from .trc.
+
+    The keypoints' gaps come from synthesize; each gap is copied to one augmented marker too, so that the
+    long ``_study`` labels carry missing samples as well.
+    """
+    out = tmp_path_factory.mktemp("c3d_synth")
+    trial = synthesize(out, seconds=MIN_SECONDS, gaps=3)
+    keypoints = read_trc(trial.keypoints_trc)
+    assert np.isnan(keypoints.xyz).any()
+    markers = trial.markers.select(trial.markers.names)
+    for gap, name in zip(trial.gaps, ("r.ASIS_study", "L_calc_study", "r_mknee_study"), strict=True):
+        markers.xyz[gap.start : gap.stop, markers.index(name)] = np.nan
+    table = keypoints.with_markers(markers.names, markers.xyz)
+    return read_trc(write_trc(out / "augmented.trc", table))
+
+
+@pytest.mark.parametrize("name", ["sit_to_stand.trc", "drop_vertical_jump.trc"])
+def test_real_trial_reads_back_with_ezc3d_as_the_trc(tmp_path, name):
+    trc = read_trc(real_trial(name))
+    path = write_c3d(tmp_path / "trial.c3d", trc)
+    assert path == tmp_path / "trial.c3d" and sorted(tmp_path.iterdir()) == [path]  # no partial file left
+    _assert_same_as_trc(path, trc)
+    _, _, _, _, _, c3d = _open(path)
+    assert c3d["header"]["points"]["first_frame"] == 0  # frame 1 on disk: the trial starts at t=0
+    assert c3d["header"]["points"]["frame_rate"] == 60.0
+    assert c3d["parameters"]["KINESTREAM"]["FIRST_TIME"]["value"] == ["0.0"]
+    _assert_same_table(read_c3d(path), trc)
+
+
+def test_augmented_synth_trial_with_gaps(tmp_path, augmented):
+    assert len(augmented.names) == 21 + 43
+    assert np.isnan(augmented.xyz).any(axis=2).sum() > 6  # gaps in keypoints and in _study markers
+    assert max(len(n) for n in augmented.names) <= 16  # c3d.org's recommended label length
+    path = write_c3d(tmp_path / "augmented.c3d", augmented)
+    _assert_same_as_trc(path, augmented)
+    back = read_c3d(path)
+    _assert_same_table(back, augmented)
+    assert back.meta == {"source": str(path), "units": "mm"}
+
+
+def test_a_trial_cut_from_a_longer_one_keeps_its_time(tmp_path):
+    trc = read_trc(real_trial("sit_to_stand.trc")).frames(90, 200)  # from t = 1.5 s
+    path = write_c3d(tmp_path / "cut.c3d", trc)
+    _assert_same_as_trc(path, trc)
+    _, _, _, _, _, c3d = _open(path)
+    assert c3d["header"]["points"]["first_frame"] == 90  # frame 91 on disk, as a lab's trimmed trial
+    assert c3d["header"]["points"]["last_frame"] == 199
+    assert read_c3d(path).time[0] == 1.5
+    _assert_same_table(read_c3d(path), trc)
+
+    # Not a whole number of frames after 0: the header starts at frame 1, the exact time is in the parameter.
+    shifted = MarkerTable(trc.names, trc.xyz, trc.time + 0.004321, trc.rate)
+    path = write_c3d(tmp_path / "shifted.c3d", shifted)
+    _, _, _, _, _, c3d = _open(path)
+    assert c3d["header"]["points"]["first_frame"] == 0
+    assert c3d["parameters"]["KINESTREAM"]["FIRST_TIME"]["value"] == [repr(1.5 + 0.004321)]
+    _assert_same_table(read_c3d(path), shifted)
+
+    # Before t=0 (a live session's clock, say): frame 1 in the header, the time in the parameter.
+    early = MarkerTable(trc.names, trc.xyz, trc.time - 2.0, trc.rate)
+    path = write_c3d(tmp_path / "early.c3d", early)
+    assert _open(path)[5]["header"]["points"]["first_frame"] == 0
+    _assert_same_table(read_c3d(path), early)
+
+
+@pytest.mark.parametrize("units, factor", [("m", 1.0), ("cm", 100.0), ("mm", 1000.0)])
+def test_units(tmp_path, units, factor):
+    trc = read_trc(real_trial("drop_vertical_jump.trc")).frames(0, 30)
+    path = write_c3d(tmp_path / "u.c3d", trc, units=units)
+    _, _, stored_units, xyz, _, _ = _open(path)
+    assert stored_units == [units]
+    np.testing.assert_allclose(xyz, trc.xyz * factor, rtol=F32, atol=0)
+    back = read_c3d(path)
+    assert back.meta["units"] == units
+    np.testing.assert_allclose(back.xyz, trc.xyz, rtol=2 * F32, atol=0)
+
+
+def test_reads_a_lab_file(tmp_path):
+    """A .c3d made without kinestream: time from the header's first frame, labels padded, a missing point."""
+    c3d = ezc3d.c3d()
+    c3d["parameters"]["POINT"]["RATE"]["value"] = [100.0]
+    c3d["parameters"]["POINT"]["UNITS"]["value"] = ["mm"]
+    c3d["parameters"]["POINT"]["LABELS"]["value"] = ["LASI", "RASI  "]
+    points = np.ones((4, 2, 5))
+    points[:3] = np.arange(30.0).reshape(3, 2, 5)
+    residuals = np.full((1, 2, 5), 0.5)
+    residuals[0, 1, 3] = -1.0
+    c3d["data"]["points"] = points
+    c3d["data"]["meta_points"] = {"residuals": residuals}
+    c3d["header"]["points"]["first_frame"] = 9  # frame 10 on disk
+    c3d.write(str(tmp_path / "lab.c3d"))
+
+    table = read_c3d(tmp_path / "lab.c3d")
+    assert table.names == ["LASI", "RASI"] and table.rate == 100.0 and table.n_frames == 5
+    np.testing.assert_allclose(table.time, 0.09 + np.arange(5) / 100.0, rtol=0, atol=1e-12)
+    assert np.array_equal(np.isnan(table.xyz).any(axis=2), residuals[0].T < 0)
+    np.testing.assert_allclose(table.get("LASI"), points[:3, 0].T / 1000.0, rtol=1e-15)
+
+
+def test_more_than_255_markers_and_labels_up_to_255_bytes(tmp_path):
+    names = [f"M{k}" for k in range(298)] + ["x" * 255, "é" * 127]  # 254 bytes in UTF-8
+    rng = np.random.default_rng(0)
+    table = MarkerTable(names, rng.uniform(-2, 2, (4, len(names), 3)), np.arange(4) / 30.0, 30.0)
+    table.xyz[2, 7] = np.nan
+    path = write_c3d(tmp_path / "many.c3d", table)
+    labels, _, _, xyz, residuals, _ = _open(path)
+    assert labels == names and residuals[2, 7] == -1 and np.isnan(xyz[2, 7]).all()
+    _assert_same_table(read_c3d(path), table)
+
+
+def _small(names=("a", "b"), frames=3, rate=60.0, time=None):
+    time = np.arange(frames) / 60.0 if time is None else np.asarray(time, dtype=float)
+    return MarkerTable(list(names), np.zeros((frames, len(names), 3)), time, rate)
+
+
+@pytest.mark.parametrize(
+    "table, words",
+    [
+        (_small(names=["a", "x" * 256]), "at most 255 bytes"),
+        (_small(names=["a", "é" * 128]), "(256 bytes in UTF-8)"),
+        (_small(names=["a", "b", "a"]), "'a' appears 2 times"),
+        (_small(names=["a", ""]), "marker 1 is named ''"),
+        (_small(names=["a", "b "]), "marker 1 is named 'b '"),
+        (_small(names=[]), "no markers"),
+        (_small(frames=0), "no frames"),
+        (_small(frames=MAX_FRAMES + 1), f"{MAX_FRAMES + 1} frames; a .c3d holds at most {MAX_FRAMES}"),
+        (_small(rate=0.0), "rate=0.0 is not valid"),
+        (_small(rate=float("nan")), "rate=nan is not valid"),
+        (_small(time=[0.0, 0.02, 0.03]), "frame 1 is at t=0.02 s"),
+        (_small(time=[0.0, np.nan, 2 / 60]), "frame 1 is at t=nan s"),
+    ],
+)
+def test_bad_tables_are_refused(tmp_path, table, words):
+    with pytest.raises(KinestreamError) as info:
+        write_c3d(tmp_path / "x.c3d", table)
+    assert words in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_paths_and_units_are_refused(tmp_path):
+    table = _small()
+    (tmp_path / "folder.c3d").mkdir()
+    (tmp_path / "file").write_text("")
+    cases = [
+        (tmp_path / "x.trc", {}, "does not end in .c3d"),
+        (tmp_path / "x.C3D", {}, "does not end in .c3d"),
+        (tmp_path / "folder.c3d", {}, "is a folder"),
+        (tmp_path / "file" / "x.c3d", {}, "cannot make the folder"),
+        (tmp_path / ("n" * 300 + ".c3d"), {}, "File name too long"),
+        # The name fits but its temporary one does not: ezc3d writes nothing and says nothing.
+        (tmp_path / ("n" * 245 + ".c3d"), {}, "ezc3d wrote nothing to the temporary file"),
+        (tmp_path / "x.c3d", {"units": "in"}, "units 'in' is not one of ['cm', 'm', 'mm']"),
+    ]
+    for path, kwargs, words in cases:
+        with pytest.raises(KinestreamError) as info:
+            write_c3d(path, table, **kwargs)
+        assert words in str(info.value), path
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder.c3d"]
+
+
+def test_a_failed_write_keeps_the_earlier_file(tmp_path):
+    good = write_c3d(tmp_path / "x.c3d", _small()).read_bytes()
+    path = tmp_path / ("n" * 245 + ".c3d")  # a valid name whose temporary one is too long: ezc3d writes nothing
+    path.write_bytes(good)
+    with pytest.raises(KinestreamError) as info:
+        write_c3d(path, _small(names=["c", "d"]))
+    assert "ezc3d wrote nothing to the temporary file" in str(info.value)
+    assert path.read_bytes() == good and read_c3d(path).names == ["a", "b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, "x.c3d"])
+
+
+def test_bad_files_are_refused_on_reading(tmp_path):
+    (tmp_path / "text.c3d").write_text("PathFileType\t4\t(X/Y/Z)\tnot.c3d\n")
+    (tmp_path / "empty.c3d").write_bytes(b"")
+    (tmp_path / "folder.c3d").mkdir()
+    inches = ezc3d.c3d()
+    inches["parameters"]["POINT"]["RATE"]["value"] = [60.0]
+    inches["parameters"]["POINT"]["UNITS"]["value"] = ["in"]
+    inches["parameters"]["POINT"]["LABELS"]["value"] = ["a"]
+    inches["data"]["points"] = np.ones((4, 1, 2))
+    inches.write(str(tmp_path / "inches.c3d"))
+    cases = [
+        ("missing.c3d", "does not exist or is not a file"),
+        ("n" * 300 + ".c3d", "does not exist or is not a file"),
+        ("folder.c3d", "does not exist or is not a file"),  # ezc3d itself hangs on a folder
+        ("text.c3d", "is not a .c3d file that ezc3d can read"),
+        ("empty.c3d", "is not a .c3d file that ezc3d can read"),
+        ("inches.c3d", "POINT:UNITS is 'in'; kinestream reads points in ['cm', 'm', 'mm']"),
+    ]
+    for name, words in cases:
+        with pytest.raises(KinestreamError) as info:
+            read_c3d(tmp_path / name)
+        assert words in str(info.value), name
+
+
+def test_without_ezc3d_the_error_says_how_to_install_it(tmp_path, monkeypatch):
+    path = write_c3d(tmp_path / "x.c3d", _small())
+    monkeypatch.setitem(sys.modules, "ezc3d", None)  # what `import ezc3d` meets when it is not installed
+    for call in (lambda: write_c3d(tmp_path / "y.c3d", _small()), lambda: read_c3d(path)):
+        with pytest.raises(KinestreamError) as info:
+            call()
+        assert "needs the ezc3d package, which is not installed" in str(info.value)
+        assert "pip install ezc3d" in str(info.value)
+    assert not (tmp_path / "y.c3d").exists()
