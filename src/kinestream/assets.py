@@ -137,8 +137,8 @@ def fetch(progress=print) -> Path:
     if (target / _STAMP).is_file():
         return target
     home().mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=home()) as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(dir=home()) as tmp_name:
+        tmp = Path(tmp_name)
         progress(f"kinestream: fetching {WHEEL_FILE} from PyPI into {target}")
         wheel = _download_with_pip(tmp) or _download_from_pypi(tmp)
         if wheel is None:

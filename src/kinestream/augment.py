@@ -323,7 +323,7 @@ class _PartStream:
     out: slice  # columns of the part's outputs among all model outputs
     h: np.ndarray | None = None  # stateful mode: LSTM state
     c: np.ndarray | None = None
-    window: deque | None = None  # windowed mode: the last model inputs
+    window: deque = field(default_factory=deque)  # windowed mode: the last model inputs
     fresh: bool = True  # nothing fed since the start or the last reset
     missing: int = 0  # consecutive frames without usable input
     resets: int = 0
@@ -492,8 +492,8 @@ class StreamingAugmenter:
             return arr
         a = arr[self._take]
         a[self._take < 0] = np.nan
-        for k, p, q in self._derive:
-            a[k] = 0.5 * (arr[p] + arr[q])
+        for i, left, right in self._derive:
+            a[i] = 0.5 * (arr[left] + arr[right])
         return a
 
     def _usable(self, kp: np.ndarray) -> np.ndarray:
@@ -555,10 +555,17 @@ class StreamingAugmenter:
         streams = self._streams
         out: dict[int, np.ndarray] = {}
         if self._model is not None:
-            res = self._model.step([(xs[k][None], ps.h, ps.c) if k in xs else None for k, ps in enumerate(streams)])
+            res = self._model.step(
+                [
+                    (xs[k][None], ps.h, ps.c) if k in xs and ps.h is not None and ps.c is not None else None
+                    for k, ps in enumerate(streams)
+                ]
+            )
             self.steps += 1
             for k in xs:
-                y, h, c = res[k]
+                got = res[k]
+                assert got is not None  # each part fed gives its step
+                y, h, c = got
                 if keep:
                     ps = streams[k]
                     ps.h, ps.c, ps.fresh = h, c, False
@@ -681,7 +688,8 @@ class StreamingAugmenter:
     def _between(self, xs: dict[int, np.ndarray], t: float) -> dict[int, np.ndarray]:
         """Outputs for a frame between model ticks; the state stays at the last tick."""
         period = 1.0 / MODEL_RATE
-        a = (t - self._last_tick) / period  # fraction of a period since the last tick
+        last = t if self._last_tick is None else self._last_tick
+        a = (t - last) / period  # fraction of a period since the last tick
         ext, plain, held = {}, {}, {}
         for k, x in xs.items():
             ps = self._streams[k]

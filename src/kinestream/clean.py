@@ -1324,7 +1324,7 @@ class StreamingCleaner:
         """The filter in words, for notes and logs."""
         if self.design == "kalman":
             return "constant-velocity Kalman filter"
-        if self.design == "one_euro":
+        if self.smoother is not None:
             return f"One Euro filter ({self.smoother.min_cutoff_hz:g} Hz, beta {self.smoother.beta:g})"
         return f"causal Butterworth low-pass {self.lowpass.cutoff_hz:g} Hz, order {self.lowpass.order}"
 

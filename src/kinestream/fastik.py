@@ -29,6 +29,7 @@ and callers fall back to OpenSim's solver.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.linalg.lapack import dposv
@@ -150,7 +151,7 @@ class FastIK:
         self._task_rows = np.zeros((len(tasks), self.nq))
         self._task_rows[np.arange(len(tasks)), self._task_index] = self._task_sqrtw
         self.neutral = q_neutral
-        self._at = None  # (q, marker positions) of the realized state
+        self._at: list[Any] | None = None  # q, marker positions and Jacobian (None until asked) of the realized state
         self._lam = 1e-6
         self._curvature = np.zeros((self.nq, self.nq))
         self._check_jacobian()
@@ -201,10 +202,11 @@ class FastIK:
 
     def _residual(self, q: np.ndarray, obs: np.ndarray, sqrtw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Stacked residual at q (and the per-marker error vectors), leaving the state at q."""
-        if self._at is None or not np.array_equal(q, self._at[0]):
+        at = self._at
+        if at is None or not np.array_equal(q, at[0]):
             self._set(q)
-            self._at = [q.copy(), self.positions(), None]
-        diff = self._at[1] - obs
+            at = self._at = [q.copy(), self.positions(), None]
+        diff = at[1] - obs
         r = (diff * sqrtw[:, None]).ravel()
         if self._task_index.size:
             r = np.concatenate([r, self._task_sqrtw * (q[self._task_index] - self._task_value)])
@@ -212,9 +214,11 @@ class FastIK:
 
     def _jacobian_at(self) -> np.ndarray:
         """The Jacobian at the realized state's q, computed once per q."""
-        if self._at[2] is None:
-            self._at[2] = self.jacobian()
-        return self._at[2]
+        at = self._at
+        assert at is not None, "the residual comes first: it sets the state"
+        if at[2] is None:
+            at[2] = self.jacobian()
+        return at[2]
 
     def _observations(self, xyz) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(markers present, observations with zeros for the absent, sqrt of each marker's share of the weight)."""

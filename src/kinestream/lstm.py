@@ -42,6 +42,7 @@ import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -361,7 +362,7 @@ def _add_stack(prefix: str, stack: LstmStack, nodes: list, inits: list, inputs: 
     # weights as (directions, 4u, n_in); B is the input bias followed by the recurrent bias.
     perm = np.r_[0:u, 3 * u : 4 * u, u : 2 * u, 2 * u : 3 * u]
     gate = "HardSigmoid" if stack.hard_sigmoid else "Sigmoid"
-    extra = {}
+    extra: dict[str, Any] = {}
     if stack.hard_sigmoid:
         extra = dict(
             activation_alpha=[stack.hard_sigmoid[0], 1.0, 1.0], activation_beta=[stack.hard_sigmoid[1], 0.0, 0.0]
@@ -422,7 +423,10 @@ def build_step_model(stacks: dict[str, LstmStack]):
     import onnx
     from onnx import helper
 
-    nodes, inits, inputs, outputs = [], [], [], []
+    nodes: list = []
+    inits: list = []
+    inputs: list = []
+    outputs: list = []
     for prefix, stack in stacks.items():
         _add_stack(prefix, stack, nodes, inits, inputs, outputs)
     graph = helper.make_graph(nodes, "augmenter_step", inputs, outputs, inits)
@@ -510,7 +514,7 @@ class StepModel:
         self.state_shapes = [tuple(shapes[f"{n}.h"]) for n in self.names]
         self._keys = [(f"{n}.x", f"{n}.h", f"{n}.c") for n in self.names]
         self._outputs = [f"{n}.{o}" for n in self.names for o in ("y", "h_next", "c_next")]
-        self._feed = {}
+        self._feed: dict[str, np.ndarray] = {}
         for k, keys in enumerate(self._keys):
             h, c = self.zero_state(k)
             self._feed.update(zip(keys, (np.zeros((1, 1, self.n_inputs[k]), np.float32), h, c), strict=False))

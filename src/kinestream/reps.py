@@ -390,7 +390,7 @@ class RepCounter:
             else:
                 return None
         if knee < start_level:  # an excursion ends
-            end = _crossing(*prev, t, knee, start_level)
+            end = _crossing(*prev, t, knee, start_level) if prev is not None else t
             counted = self._state == _IN_REP
             self._state = _STANDING
             return self._finish(end) if counted else None

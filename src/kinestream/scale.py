@@ -781,8 +781,8 @@ def scale_model(
         raise KinestreamError(f"static {static!r} is not valid; give 'auto' or a (start, end) range in seconds")
 
     stem = out_model.stem
-    with tempfile.TemporaryDirectory(prefix="kinestream-scale-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="kinestream-scale-") as tmp_name:
+        tmp = Path(tmp_name)
         tmp_model, tmp_scales = tmp / f"{stem}.osim", tmp / f"{stem}_scales.xml"
         if window is not None:
             say(window.description)

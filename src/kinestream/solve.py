@@ -400,7 +400,7 @@ def _solve_trial_opensim(model, table: MarkerTable, setup: IKSetup, used: list[s
             continue
         q[i] = [cs.get(j).getValue(state) for j in range(len(names))]
         solver.computeCurrentMarkerErrors(errors)
-        rmse[i], emax[i] = marker_error_mm([errors.getElt(k) for k in range(errors.size())])
+        rmse[i], emax[i] = marker_error_mm(np.array([errors.getElt(k) for k in range(errors.size())]))
         if progress is not None:
             progress(1)
     q[:, rot] = np.degrees(q[:, rot])
@@ -590,7 +590,7 @@ class StreamingIK:
             q0 = 2 * q0 - self._q_prev2
         events = []
         fit, err = self._try(xyz, t, q0)
-        dropped = []
+        dropped: list[str] = []
         while fit is not None and fit[1] > self.outlier_mm and len(dropped) < self.max_outliers:
             # the marker farthest from where the rest of the body puts it: leave it out and fit again
             worst = int(np.nanargmax(fit[2]))

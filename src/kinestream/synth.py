@@ -298,7 +298,7 @@ def _mesh_vertices(path: Path) -> np.ndarray:
     array = root.find("./PolyData/Piece/Points/DataArray")
     if array is None or array.get("format", "ascii") != "ascii":
         raise KinestreamError(f"mesh {path} has no ASCII point list; cannot measure the model's height")
-    return np.array(array.text.split(), dtype=float).reshape(-1, 3)
+    return np.array((array.text or "").split(), dtype=float).reshape(-1, 3)
 
 
 def _body_mesh_points(model, state, body_name: str, geometry_dir: Path) -> np.ndarray:

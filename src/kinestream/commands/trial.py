@@ -50,8 +50,8 @@ def cmd_augment(args, config) -> None:
     mass, height = subject(args, config)
     table = load_keypoints(existing(args.trial, "trial"))
     if not args.no_clean:
-        cleaned, report = CleanSettings.from_config(config).offline(table)
-        say(describe_clean(report, table))
+        cleaned, cleaning = CleanSettings.from_config(config).offline(table)
+        say(describe_clean(cleaning, table))
         table = cleaned
     floor = args.floor_offset or AugmentSettings.from_config(config).floor_offset
     augmenter = Augmenter.from_assets(get_assets(config, progress=say))

@@ -36,7 +36,7 @@ class Motion:
         return name in self.names
 
 
-def mot_header(name: str, columns: list[str], n_rows: int, in_degrees: bool = True) -> str:
+def mot_header(name: str, columns: list[str], n_rows: int | str, in_degrees: bool = True) -> str:
     return (
         f"{name}\nversion=1\nnRows={n_rows}\nnColumns={len(columns) + 1}\n"
         f"inDegrees={'yes' if in_degrees else 'no'}\nendheader\n" + "\t".join(["time", *columns]) + "\n"

@@ -46,7 +46,7 @@ from kinestream.files.trc import _UNIT_SCALE, trc_header, trc_row
 try:  # advisory lock: tells recover() that a live recorder still owns the file
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 COUNT_WIDTH = 10  # characters of the row-count field: up to 9,999,999,999 rows
 _MAX_HEADER = 1 << 20  # a header longer than this is not one of ours
@@ -236,8 +236,8 @@ def set_aside(*paths) -> list[tuple[Path, Path]]:
     instance the crashed session ``kinestream recover`` should mend. A symlink
     is moved as a link; its target is not touched. Returns (old, new) pairs.
     """
-    paths = [Path(p) for p in paths]
-    present = [p for p in paths if p.is_symlink() or p.exists()]
+    given = [Path(p) for p in paths]
+    present = [p for p in given if p.is_symlink() or p.exists()]
     if not present:
         return []
 
@@ -245,7 +245,7 @@ def set_aside(*paths) -> list[tuple[Path, Path]]:
         return p.with_name(f"{p.stem}.{n}{p.suffix}")
 
     n = 1
-    while any(aside(p, n).is_symlink() or aside(p, n).exists() for p in paths):
+    while any(aside(p, n).is_symlink() or aside(p, n).exists() for p in given):
         n += 1
     moved = []
     for p in present:
@@ -634,7 +634,7 @@ def _repair(fd: int, path: Path, data: bytes, layout: _Layout) -> RecoverReport:
             bad_line = line_no
     # whatever follows the last line end is a row cut off mid-write
 
-    claimed = []
+    claimed: list[int | None] = []
     for a, b in layout.counts:
         try:
             claimed.append(int(data[a:b].strip() or b"-1"))

@@ -98,7 +98,7 @@ def read_trc(path: str | Path) -> MarkerTable:
     if units not in _UNIT_SCALE:
         raise KinestreamError(f"{path}: Units {units!r} is not one of {sorted(_UNIT_SCALE)}")
     try:
-        rate = float(header.get("DataRate") or header.get("CameraRate"))
+        rate = float(header.get("DataRate") or header.get("CameraRate") or "")
     except (TypeError, ValueError):
         raise KinestreamError(f"{path}: DataRate {header.get('DataRate')!r} is not a number") from None
     name_cells = lines[3].split("\t")
@@ -108,7 +108,7 @@ def read_trc(path: str | Path) -> MarkerTable:
     n = len(names)
     if n == 0:
         raise KinestreamError(f"{path} names no markers")
-    rows = []
+    rows: list[np.ndarray] = []
     for line in lines[5:]:
         if not line.strip():
             continue
@@ -136,7 +136,7 @@ def _fmt(value: float) -> str:
     return "" if not np.isfinite(value) else f"{value:.6f}"
 
 
-def trc_header(name: str, names: list[str], rate: float, n_frames: int, units: str = "m") -> str:
+def trc_header(name: str, names: list[str], rate: float, n_frames: int | str, units: str = "m") -> str:
     cols = "\t\t\t".join(names)
     sub = "\t".join(f"X{i + 1}\tY{i + 1}\tZ{i + 1}" for i in range(len(names)))
     return (

@@ -215,7 +215,7 @@ class MqttPublisher:
                         await self._serve(client)
                 except Exception as exc:
                     self._connected = False
-                    if asyncio.current_task().cancelling():  # a cancel the client turned into an error
+                    if _cancelling():  # a cancel the client turned into an error
                         raise asyncio.CancelledError from exc
                     if not isinstance(exc, (aiomqtt.MqttError, OSError)):
                         self.log.error("MQTT client failed unexpectedly; starting a new connection", exc_info=exc)
@@ -263,8 +263,9 @@ class MqttPublisher:
             sender.cancel()
             watcher.cancel()
             await asyncio.gather(sender, watcher, return_exceptions=True)
-        if sender in done and not sender.cancelled() and sender.exception() is not None:
-            raise sender.exception()
+        failure = sender.exception() if sender in done and not sender.cancelled() else None
+        if failure is not None:
+            raise failure
         raise aiomqtt.MqttError("connection lost")
 
     async def _send(self, client: aiomqtt.Client) -> None:
@@ -285,7 +286,7 @@ class MqttPublisher:
                     self._dropped += 1
                 raise
             self._published += 1
-            if asyncio.current_task().cancelling():  # a cancel that came with the acknowledgement
+            if _cancelling():  # a cancel that came with the acknowledgement
                 raise asyncio.CancelledError
 
 
@@ -305,6 +306,12 @@ async def _connect(client: aiomqtt.Client) -> None:
             entering.cancel()  # should it connect all the same, the callback closes it
             entering.add_done_callback(lambda task: _close_if_connected(task, client))
         raise
+
+
+def _cancelling() -> bool:
+    """Whether the running task is being cancelled."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _close_if_connected(entering: asyncio.Future, client: aiomqtt.Client) -> asyncio.Future | None:

@@ -15,6 +15,8 @@ from kinestream.clean import CleanSettings
 from kinestream.errors import KinestreamError
 from kinestream.ingest import DERIVED
 
+RATE_CHECK_FRAMES = 64  # the stream's rate is checked again every this many frames, on the latest ones
+
 
 class Prepared(NamedTuple):
     """A frame out of clean + augment: its time, the cleaned keypoints (20, 3), the 43 markers (43, 3), and
@@ -50,7 +52,7 @@ class FrameProcessor:
         self._derived = [(index(name), index(a), index(b)) for name, (a, b) in DERIVED.items()]
         self._times: list[float] = []
         self._first: tuple[np.ndarray, float, object] | None = None  # the session's first frame, for a redesign
-        self._recent: deque[float] = deque(maxlen=64)  # the latest frame times, to check the rate again
+        self._recent: deque[float] = deque(maxlen=RATE_CHECK_FRAMES)  # the latest frame times, to check the rate again
         self._since_check = 0
         self.notes: list[str] = []
         self.dropped = 0  # frames the cleaner released and the augmenter refused (time not after the last)
@@ -74,7 +76,7 @@ class FrameProcessor:
         self._recent.append(t)
         if len(self._times) >= 16:
             self._since_check += 1
-            if self._since_check < self._recent.maxlen:
+            if self._since_check < RATE_CHECK_FRAMES:
                 return
             self._since_check = 0  # and every 64 frames after: a burst at the start must not set it for good
             times = list(self._recent)
@@ -104,7 +106,7 @@ class FrameProcessor:
         self.notes.append(f"the stream runs at {measured:g} Hz, not {self.rate:g} Hz: filter redesigned")
         self.rate = measured
         self.cleaner = cleaner
-        if first:
+        if first and self._first is not None:
             self.cleaner.push_tagged(*self._first)  # its output is the frame already released
 
     def _arrange(self, names: list[str], xyz: np.ndarray) -> np.ndarray:

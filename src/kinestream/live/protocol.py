@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -248,8 +249,11 @@ class FrameDecoder:
             given = "no 'v'" if "v" not in msg else f"v = {_show(v)}"
             raise Rejected("version", f"{given}; this decoder reads protocol version {VERSION}")
 
-        seq, t, xyz = msg.get("seq"), msg.get("t"), msg.get("xyz")
-        names, layout = msg.get("names"), msg.get("layout")
+        seq: Any = msg.get("seq")
+        t: Any = msg.get("t")
+        xyz: Any = msg.get("xyz")
+        names: Any = msg.get("names")
+        layout: Any = msg.get("layout")
         absent = [k for k, val in (("seq", seq), ("t", t), ("xyz", xyz)) if val is None]
         if names is None and layout is None:
             absent.append("layout or names")
@@ -286,8 +290,9 @@ class FrameDecoder:
                 raise Rejected("unknown_layout", f"layout {_show(layout)}; known layouts are {list(LAYOUTS)}")
             if len(LAYOUTS[key]) != n:
                 raise Rejected("bad_shape", f"xyz holds {n} keypoints; layout {key} has {len(LAYOUTS[key])}")
-            if _UNUSABLE[key]:  # known, but the marker augmenter could not run on it
-                raise Rejected("unusable_layout", _UNUSABLE[key])
+            unusable = _UNUSABLE[key]
+            if unusable:  # known, but the marker augmenter could not run on it
+                raise Rejected("unusable_layout", unusable)
             names = list(_LAYOUT_NAMES[key])
 
         conf = msg.get("conf")
@@ -417,7 +422,7 @@ def encode_keypoints(
     if xyz.ndim != 2 or xyz.shape[1] != 3:
         raise KinestreamError(f"xyz has shape {xyz.shape}; expected (N, 3)")
     n = xyz.shape[0]
-    msg = {"v": VERSION, "seq": int(seq), "t": float(t)}
+    msg: dict[str, Any] = {"v": VERSION, "seq": int(seq), "t": float(t)}
     if names is not None:
         names = [str(name) for name in names]
         if len(names) != n:
@@ -523,7 +528,7 @@ def angles_json(seq: int, t: float, coords: list[str], q) -> str:
     q = np.asarray(q, dtype=float).ravel()
     if q.shape != (len(coords),):
         raise KinestreamError(f"{q.size} values for {len(coords)} coordinates")
-    angles = {}
+    angles: dict[str, float | None] = {}
     for name, value in zip(coords, q.tolist(), strict=False):
         if not math.isfinite(value):
             angles[name] = None

@@ -178,7 +178,7 @@ async def replay(
                 f"cannot bind {endpoint}: {exc.strerror}. Give a free endpoint such as "
                 f"tcp://127.0.0.1:5556 (the replay binds; the service connects)"
             ) from None
-        bound = sock.getsockopt(zmq.LAST_ENDPOINT).decode()
+        bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         log(
             f"replay: {source}: {table.n_frames} frames at {table.rate:g} Hz, sent as {what}, {speed}, "
             f"on {bound}{' (looping)' if loop else ''}{', CURVE' if curve else ''}"

@@ -25,8 +25,10 @@ import logging
 import signal
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -47,6 +49,12 @@ from kinestream.live.protocol import (
     encode_angles,
     encode_status,
 )
+
+if TYPE_CHECKING:
+    from kinestream.files.record import MotRecorder, TrcRecorder
+    from kinestream.live.mqtt import MqttPublisher
+    from kinestream.reps import RepCounter
+    from kinestream.solve import StreamingIK
 
 log = logging.getLogger("kinestream.live.service")
 
@@ -134,7 +142,7 @@ class Service:
         self.metrics = Metrics()
         self.processor = FrameProcessor(self.assets, config, self.height, self.mass, rate)
         self.processor.floor_offset = float(subject.get("floor_offset_m", 0.0))
-        self.ik = None  # the frame-wise IK core (solve.StreamingIK), made in _open
+        self.ik: StreamingIK | None = None  # the frame-wise IK core, made in _open
         self.coords: list[str] = []
         svc = config.get("service", {})
         self.decoder = FrameDecoder(
@@ -150,10 +158,11 @@ class Service:
         self._source_subject: str | None = None  # the subject being served (frames name it, or not)
         self._source_ns = 0  # when its last frame arrived
         self._dropped = 0  # processor.dropped already accounted
-        self.reps = None  # the rep counter (reps.RepCounter), made once the coordinates are known
+        self.reps: RepCounter | None = None  # the rep counter, made once the coordinates are known
         self._record_offset = 0.0
-        self.mot = self.trc = None
-        self.mqtt = None
+        self.mot: MotRecorder | None = None
+        self.trc: TrcRecorder | None = None
+        self.mqtt: MqttPublisher | None = None
         self.healthy = True  # False once a task kept dying and the service stopped itself
         self.health: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
@@ -162,7 +171,7 @@ class Service:
         check_bind(output_endpoint, config, "angles output")
         self.access = Access.from_config(config)  # CURVE keys and who may connect; None when off
         self._monitors: list = []
-        self._reconnect = None  # a pending input reconnect (asyncio.TimerHandle)
+        self._reconnect: asyncio.TimerHandle | None = None  # a pending input reconnect
         self._link_lost = self._link_busy = 0.0  # when the input link was last lost / ZeroMQ last reconnected
 
     # -- set-up and tear-down
@@ -291,7 +300,7 @@ class Service:
             else:  # ZeroMQ is connecting again by itself
                 self._link_busy = time.monotonic()
 
-    def _refused(self, name: str, event: dict) -> None:
+    def _refused(self, name: str, event: Mapping[str, Any]) -> None:
         from kinestream.live.transport import REFUSED_NAMES
 
         self.metrics.refused[name] = self.metrics.refused.get(name, 0) + 1
@@ -413,7 +422,7 @@ class Service:
 
     def _forward(self, out: Prepared) -> None:
         """A frame out of clean + augment: record its markers; it waits for IK."""
-        seq, recv, sent = out.tag
+        seq, recv, sent = cast(tuple[int, int, "int | None"], out.tag)
         t, clean, markers = out.t, out.keypoints, out.markers
         if self.trc is not None:
             self._record(self.trc, t, np.vstack([clean, markers]))
@@ -441,9 +450,11 @@ class Service:
 
         self.metrics.wait_ms.append((time.time_ns() - item.ready_ns) / 1e6)
         start = time.perf_counter_ns()
+        ik = self.ik
         try:
-            frame = self.ik.step(item.markers, item.t)
-            centres = centres_array(self.ik.model, self.ik.state) if frame.ok else None  # for the rep counter
+            assert ik is not None, "IK is made when the service opens"
+            frame = ik.step(item.markers, item.t)
+            centres = centres_array(ik.model, ik.state) if frame.ok else None  # for the rep counter
         except Exception as exc:  # the solver must not take the service down; say what happened
             self._reject("stage_error", f"IK: {type(exc).__name__}: {exc}")
             frame, centres = None, None
@@ -495,6 +506,8 @@ class Service:
         """Feed the rep counter; publish a completed rep on ZeroMQ ``reps`` and MQTT."""
         from kinestream.centres import centres_dict
 
+        if self.reps is None:
+            return
         try:
             event = self.reps.step(item.t, q, centres_dict(centres))
         except Exception as exc:  # feedback must not cost the angles
@@ -649,7 +662,7 @@ class Service:
             self.output_endpoint,
             f", MQTT {self.mqtt_endpoint}" if self.mqtt_endpoint else "",
             f", recording to {self.record}" if self.record else "",
-            self.ik.solver,
+            self.ik.solver if self.ik is not None else "-",
             self.model_path,
         )
         if ready is not None:

@@ -37,8 +37,12 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
+
+if TYPE_CHECKING:
+    from zmq.auth.thread import ThreadAuthenticator
 
 from kinestream.errors import KinestreamError
 
@@ -223,7 +227,7 @@ class Access:
     public: bytes
     secret: bytes
     authorized: Path
-    _auth: object = None
+    _auth: ThreadAuthenticator | None = None
 
     @classmethod
     def from_config(cls, config: dict) -> Access | None:
