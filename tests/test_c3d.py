@@ -255,3 +255,23 @@ def test_without_ezc3d_the_error_says_how_to_install_it(tmp_path, monkeypatch):
         assert "needs the ezc3d package, which is not installed" in str(info.value)
         assert "pip install ezc3d" in str(info.value)
     assert not (tmp_path / "y.c3d").exists()
+
+
+def test_opensim_still_works_after_ezc3d_in_the_same_process(tmp_path):
+    """ezc3d and OpenSim are both SWIG modules: once ezc3d has read a .c3d, the SWIG runtime they share took
+    OpenSim's std::vector<std::string> proxies for ezc3d's, and IK's marker table was refused (a TypeError).
+    A fresh process, so that the order is the harmful one whatever ran before."""
+    import subprocess
+
+    code = (
+        "import numpy as np, sys; from kinestream.files.c3d import read_c3d, write_c3d; "
+        "from kinestream.files.trc import MarkerTable; from kinestream.solve import vec3_table; "
+        "t = MarkerTable(['a', 'b'], np.zeros((3, 2, 3)), np.arange(3) / 60, 60.0); "
+        "write_c3d(sys.argv[1], t); read_c3d(sys.argv[1]); "
+        "table = vec3_table(['a', 'b'], t.time, t.xyz); print(table.getNumRows(), table.getNumColumns())"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "x.c3d")], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["3", "2"]

@@ -230,10 +230,9 @@ def vec3_table(names: list[str], times, xyz: np.ndarray):
     """An OpenSim TimeSeriesTableVec3 in metres; ``xyz`` is (frames, len(names), 3), NaN where missing."""
     osim = opensim_module()
     out = osim.TimeSeriesTableVec3()
-    labels = osim.StdVectorString()
-    for n in names:
-        labels.append(n)
-    out.setColumnLabels(labels)
+    # A list, not an osim.StdVectorString: once ezc3d (also SWIG) has made a std::vector<std::string>, the
+    # SWIG runtime both share takes OpenSim's proxy of that type for ezc3d's, and the call is refused.
+    out.setColumnLabels(list(names))
     for t, frame in zip(times, np.asarray(xyz, dtype=float).tolist(), strict=False):
         row = osim.RowVectorVec3(len(names))
         for j, (x, y, z) in enumerate(frame):
