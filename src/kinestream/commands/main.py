@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="scale the model from this separate static trial (keypoints, cleaned and augmented as the trial)",
     )
     ingest_args(p)
-    p.add_argument("--out", help="output folder (default: out/TRIAL)")
+    p.add_argument("--out", help="output folder (default: out/TRIAL; a folder's trials: out/FOLDER/TRIAL)")
     p.add_argument("--truth", help="true coordinates .mot (from synth): plotted dashed, RMS errors printed")
     p.add_argument(
         "--streaming",
