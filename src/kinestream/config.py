@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = _read_defaults()
 NUMBER = (int, float)
 RULES: dict[str, dict[str, tuple]] = {
     "subject": {"mass": (NUMBER, (10.0, 300.0)), "height": (NUMBER, (0.5, 2.5))},
+    "ingest": {"up": (str, ("y", "z"))},  # rotate: its form is ingest.parse_rotate's
     "clean": {
         "max_gap_s": (NUMBER, (0.0, 10.0)),
         "gap_method": (str, ("pchip", "linear")),

@@ -12,12 +12,22 @@ BODY_25 body part carries the BODY_25 name; the others (head top, face,
 hands) keep their own names and are not read. COCO_17 has no feet, which the
 marker augmenter needs: :func:`layout_lacks` says what a layout cannot give,
 :func:`unusable_layout` says it in one line.
+
+Orientation: the model wants Y up. :func:`orientation` gives the one matrix
+that turns a source's axes into the model's (``up`` "z" for a Z-up camera
+system, then any further ``rotate`` turns), :func:`orient` applies it to a
+table, and :class:`IngestSettings` (the ``[ingest]`` settings) carries both
+for the offline commands and the live service alike.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 
+from kinestream.config import DEFAULTS, section
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable
 
@@ -225,13 +235,133 @@ def complete_keypoints(table: MarkerTable, required: list[str] | None = None) ->
     return out
 
 
-def rotation_matrix(axis: str, degrees: float) -> np.ndarray:
-    """Rotation about a coordinate axis ('x', 'y' or 'z')."""
-    if axis.lower() not in ("x", "y", "z"):
-        raise KinestreamError(f"rotation axis {axis!r} is not one of 'x', 'y', 'z'")
-    from scipy.spatial.transform import Rotation  # only here: it costs 0.35 s to import
+AXES = ("x", "y", "z")
+UP = ("y", "z")  # the up axes a source may have; the model's is y
+_PLANE = {"x": (1, 2), "y": (2, 0), "z": (0, 1)}  # the two axes a rotation about each one turns, in order
+_ROTATE_FORM = "give AXIS:DEG[,AXIS:DEG] with AXIS x, y or z and DEG in degrees, e.g. y:90 or x:-90,z:180"
 
-    return Rotation.from_euler(axis.lower(), degrees, degrees=True).as_matrix()
+
+def rotation_matrix(axis: str, degrees: float) -> np.ndarray:
+    """The right-handed rotation by ``degrees`` about a coordinate axis ('x', 'y' or 'z'), for column vectors.
+
+    ``rotation_matrix("x", -90) @ (0, 0, 1)`` is (0, 1, 0): Z up becomes Y up. Quarter turns are exact (0 and
+    +-1, no rounding), so a trial turned by them keeps its numbers bit for bit.
+    """
+    name = axis.strip().lower() if isinstance(axis, str) else axis
+    if name not in AXES:
+        raise KinestreamError(f"rotation axis {axis!r} is not one of 'x', 'y', 'z'")
+    deg = float(degrees)
+    if not math.isfinite(deg):
+        raise KinestreamError(f"rotation angle {degrees!r} is not a finite number of degrees")
+    if deg % 90 == 0:
+        c, s = ((1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0))[int(deg // 90) % 4]
+    else:
+        c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+    i, j = _PLANE[name]
+    matrix = np.eye(3)
+    matrix[i, i], matrix[i, j], matrix[j, i], matrix[j, j] = c, -s, s, c
+    return matrix
+
+
+def parse_rotate(spec) -> list[tuple[str, float]]:
+    """``"AXIS:DEG[,AXIS:DEG]"`` (or a sequence of (axis, degrees) pairs) as [(axis, degrees), ...]; "" is []."""
+    if spec is None or (isinstance(spec, str) and not spec.strip()):
+        return []
+    parts = [p.strip() for p in spec.split(",")] if isinstance(spec, str) else list(spec)
+    turns = []
+    for part in parts:
+        pair = part.split(":") if isinstance(part, str) else list(part)
+        if len(pair) != 2:
+            raise KinestreamError(f"rotation {spec!r} (--rotate, [ingest] rotate) is not valid; {_ROTATE_FORM}")
+        axis, text = pair
+        axis = str(axis).strip().lower()
+        if axis not in AXES:
+            raise KinestreamError(
+                f"rotation {spec!r} (--rotate, [ingest] rotate) is not valid: axis {pair[0]!r} is not one of x, y, "
+                f"z; {_ROTATE_FORM}"
+            )
+        try:
+            degrees = float(text)
+        except (TypeError, ValueError):
+            degrees = math.nan
+        if not math.isfinite(degrees) or isinstance(text, bool):
+            raise KinestreamError(
+                f"rotation {spec!r} (--rotate, [ingest] rotate) is not valid: {text!r} is not a number of degrees; "
+                f"{_ROTATE_FORM}"
+            )
+        turns.append((axis, degrees))
+    return turns
+
+
+def orientation(up: str = "y", rotate="") -> np.ndarray | None:
+    """The 3x3 matrix that turns a source's keypoints into the model's axes (Y up), or None when they are already.
+
+    ``up``: the source's up axis, "y" (as OpenSim) or "z" (many camera systems); Z up turns to Y up by -90 deg
+    about x (x stays, new y = old z, new z = -old y). ``rotate``: further turns about the model's axes after
+    that, applied in the order given (:func:`parse_rotate`). Rows of keypoints turn as ``xyz @ matrix.T``.
+    """
+    key = up.strip().lower() if isinstance(up, str) else up
+    if key not in UP:
+        raise KinestreamError(
+            f"up {up!r} (--up, [ingest] up) is not valid; give 'y' (the keypoints are Y-up, as OpenSim wants) or "
+            f"'z' (Z-up, as many camera systems)"
+        )
+    matrix = rotation_matrix("x", -90) if key == "z" else np.eye(3)
+    for axis, degrees in parse_rotate(rotate):
+        matrix = rotation_matrix(axis, degrees) @ matrix
+    return None if np.array_equal(matrix, np.eye(3)) else matrix
+
+
+def describe_orientation(up: str = "y", rotate="") -> str | None:
+    """What :func:`orientation` does, in words; None when it does nothing."""
+    if orientation(up, rotate) is None:
+        return None
+    steps = ["Z-up to Y-up (-90 deg about x)"] if up.strip().lower() == "z" else []
+    steps += [f"{degrees:g} deg about {axis}" for axis, degrees in parse_rotate(rotate)]
+    return "keypoints turned " + ", then ".join(steps)
+
+
+def orient(table: MarkerTable, matrix: np.ndarray | None) -> MarkerTable:
+    """``table`` with every position turned by ``matrix`` (from :func:`orientation`); ``table`` itself for None."""
+    if matrix is None:
+        return table
+    return MarkerTable(table.names, table.xyz @ np.asarray(matrix).T, table.time.copy(), table.rate, dict(table.meta))
+
+
+_INGEST = DEFAULTS["ingest"]
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """How incoming keypoints are turned into the model's axes; the ``[ingest]`` section of the config.
+
+    up      "y" (the keypoints are Y-up, as OpenSim wants) or "z" (Z-up, as many camera systems)
+    rotate  further turns about the model's axes after that, "AXIS:DEG[,AXIS:DEG]" in order (e.g. "y:90"); "": none
+
+    The offline commands turn a trial's keypoints as they read it, the live service each frame as it comes.
+    """
+
+    up: str = _INGEST["up"]
+    rotate: str = _INGEST["rotate"]
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> IngestSettings:
+        """Settings from ``config["ingest"]``, missing keys from the defaults; bad values are refused here."""
+        settings = cls(**section(config, "ingest", cls))
+        settings.matrix()
+        return settings
+
+    def matrix(self) -> np.ndarray | None:
+        """:func:`orientation` of these settings: None when the keypoints are already in the model's axes."""
+        return orientation(self.up, self.rotate)
+
+    def apply(self, table: MarkerTable) -> MarkerTable:
+        """``table`` turned into the model's axes."""
+        return orient(table, self.matrix())
+
+    def describe(self) -> str | None:
+        """What these settings do to the keypoints, in words; None when nothing."""
+        return describe_orientation(self.up, self.rotate)
 
 
 def keypoints_to_table(
@@ -246,7 +376,7 @@ def keypoints_to_table(
     """A marker table from a keypoint array (frames x keypoints x 3, metres).
 
     ``names`` defaults to BODY_25 order. ``rotation`` = (axis, degrees) turns
-    camera axes into the model's (Y up), e.g. ('x', 90) for a Z-up capture.
+    camera axes into the model's (Y up), e.g. ('x', -90) for a Z-up capture (see :func:`orientation`).
     Zero or NaN positions, and keypoints below ``min_confidence``, become
     missing.
     """

@@ -19,7 +19,7 @@ from kinestream.augment import Augmenter, AugmentSettings, augment_table
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import Motion, solved_rows, write_mot
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
-from kinestream.ingest import complete_keypoints
+from kinestream.ingest import IngestSettings, complete_keypoints
 from kinestream.live.processor import FrameProcessor
 from kinestream.plots import peak, plot_angles
 
@@ -30,9 +30,78 @@ def _bar(total: int, desc: str, unit: str = "frame"):
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True, disable=None)
 
 
-def load_keypoints(path: str | Path) -> MarkerTable:
-    """A recorded trial with BODY_25 names, MidHip and Neck derived when absent."""
-    return complete_keypoints(read_trc(path))
+AUGMENTED = "_study"  # the 43 augmented markers end so; a trial that has them (OpenCap's MarkerData) gets them anew
+
+
+def load_keypoints(path: str | Path, ingest: IngestSettings | None = None) -> MarkerTable:
+    """A recorded trial with BODY_25 names, MidHip and Neck derived when absent, turned by ``ingest`` (the
+    ``[ingest]`` settings) into the model's axes.
+
+    Markers the augmenter predicts (``*_study``, as OpenCap's MarkerData .trc carry beside the keypoints) are
+    left out, their names in ``meta["left_out"]``: they are predicted again from the keypoints.
+    """
+    table = read_trc(path)
+    keep = [n for n in table.names if not n.endswith(AUGMENTED)]
+    left_out = [n for n in table.names if n.endswith(AUGMENTED)]
+    if left_out:
+        table = table.select(keep)
+    if ingest is not None:
+        table = ingest.apply(table)
+    table = complete_keypoints(table)
+    table.meta["left_out"] = left_out
+    return table
+
+
+def clean_and_augment(
+    keypoints: MarkerTable, height: float, mass: float, assets: Assets, config: dict, streaming: bool = False
+) -> tuple[MarkerTable, list[str]]:
+    """The keypoints cleaned and augmented (the offline zero-lag cores, or the live ones frame by frame), and
+    notes on what was done. The live cores turn the keypoints by ``[ingest]`` themselves."""
+    if streaming:
+        with _bar(keypoints.n_frames, "clean + augment (frame-wise)") as bar:
+            return stream_augment(keypoints, height, mass, assets, config, bar.update)
+    cleaned, creport = clean.CleanSettings.from_config(config).offline(keypoints)
+    augmented, areport = augment_table(
+        cleaned,
+        Augmenter.from_assets(assets),
+        height,
+        mass,
+        apply_floor_offset=AugmentSettings.from_config(config).floor_offset,
+    )
+    return augmented, [describe_clean(creport, keypoints), areport.describe()]
+
+
+def read_notes(keypoints: MarkerTable, ingest: IngestSettings) -> list[str]:
+    """What reading a trial did to it: keypoints turned, derived, markers left out."""
+    turned = ingest.describe()
+    notes = [turned] if turned else []
+    if keypoints.meta.get("derived"):
+        notes.append(f"derived {', '.join(keypoints.meta['derived'])} from the hips/shoulders")
+    if keypoints.meta.get("left_out"):
+        notes.append(
+            f"left out the {len(keypoints.meta['left_out'])} augmented markers the trial already holds "
+            f"({keypoints.meta['left_out'][0]}, ...): they are predicted again from its keypoints"
+        )
+    return notes
+
+
+def static_markers(
+    static_trial: str | Path,
+    height: float,
+    mass: float,
+    assets: Assets,
+    config: dict,
+    out_path: str | Path,
+    streaming: bool = False,
+) -> tuple[MarkerTable, list[str]]:
+    """A separate static trial read, cleaned and augmented as the movement trial is, written to ``out_path``;
+    returns its augmented markers and notes."""
+    ingest = IngestSettings.from_config(config)
+    keypoints = load_keypoints(static_trial, None if streaming else ingest)
+    augmented, notes = clean_and_augment(keypoints, height, mass, assets, config, streaming)
+    written = write_trc(out_path, augmented)
+    notes = [f"static trial {static_trial}: " + "; ".join(read_notes(keypoints, ingest) + notes)]
+    return augmented, notes + [f"wrote {written} (the static trial, augmented)"]
 
 
 def describe_clean(report, table: MarkerTable) -> str:
@@ -194,18 +263,30 @@ def process(
     truth: Motion | None = None,
     streaming: bool = False,
     model: str | Path | None = None,
+    static_trial: str | Path | None = None,
 ) -> ProcessResult:
     """All four steps on a recorded trial; writes the augmented .trc, scaled .osim, .mot and a plot.
 
     ``streaming`` runs clean, augment and IK through the frame-by-frame cores
     of the live service instead of the zero-lag offline ones, so the two can
     be compared on any trial. ``model``: an already scaled model; the scale
-    step is skipped. With ``truth`` (e.g. the coords.mot of ``kinestream
-    synth``), the plot shows it dashed and the summary gives the RMS error per
-    joint.
+    step is skipped. ``static_trial``: a separate static trial (a .trc of
+    keypoints, as Pose2Sim projects keep one), cleaned and augmented as the
+    trial is; the model is scaled from it (``static`` is then a window within
+    it). The keypoints of both are turned by the ``[ingest]`` settings. With
+    ``truth`` (e.g. the coords.mot of ``kinestream synth``), the plot shows it
+    dashed and the summary gives the RMS error per joint.
     """
     checks.subject(height, mass)
     static = scale.parse_static(static)
+    if model is not None and static_trial is not None:
+        raise KinestreamError(
+            f"a scaled model ({model}) and a static trial ({static_trial}) were both given; the model skips "
+            f"scaling, so the static trial would go unused: give one of them"
+        )
+    if static_trial is not None and not Path(static_trial).is_file():
+        raise KinestreamError(f"static trial {static_trial} does not exist; give the .trc of its keypoints")
+    ingest = IngestSettings.from_config(config)
     trial = Path(trial)
     out_dir = Path(out_dir)
     stem = trial.stem
@@ -218,30 +299,12 @@ def process(
     steps = tqdm(total=4, desc="process", unit="step", file=sys.stderr, disable=None, dynamic_ncols=True)
     clock = {"start": perf_counter()}
     with steps:
-        keypoints = load_keypoints(trial)
-        if keypoints.meta.get("derived"):
-            messages.append(f"derived {', '.join(keypoints.meta['derived'])} from the hips/shoulders")
-        if streaming:
-            steps.set_postfix_str("clean + augment")
-            with _bar(keypoints.n_frames, "clean + augment (frame-wise)") as bar:
-                augmented, notes = stream_augment(keypoints, height, mass, assets, config, bar.update)
-            messages += notes
-            steps.update(2)
-        else:
-            steps.set_postfix_str("clean")
-            cleaned, creport = clean.CleanSettings.from_config(config).offline(keypoints)
-            messages.append(describe_clean(creport, keypoints))
-            steps.update()
-            steps.set_postfix_str("augment")
-            augmented, areport = augment_table(
-                cleaned,
-                Augmenter.from_assets(assets),
-                height,
-                mass,
-                apply_floor_offset=AugmentSettings.from_config(config).floor_offset,
-            )
-            messages.append(areport.describe())
-            steps.update()
+        keypoints = load_keypoints(trial, None if streaming else ingest)  # the live cores turn it themselves
+        messages += read_notes(keypoints, ingest)
+        steps.set_postfix_str("clean + augment")
+        augmented, notes = clean_and_augment(keypoints, height, mass, assets, config, streaming)
+        messages += notes
+        steps.update(2)
         out_dir.mkdir(parents=True, exist_ok=True)
         augmented_trc = write_trc(out_dir / f"{stem}_augmented.trc", augmented)
         clock["augment"] = perf_counter()
@@ -256,8 +319,16 @@ def process(
                 )
             messages.append(f"using the scaled model {scaled_model}")
         else:
+            source, source_stem = augmented, stem
+            if static_trial is not None:
+                source_stem = Path(static_trial).stem
+                written = f"{source_stem}_static" if source_stem == stem else source_stem
+                source, notes = static_markers(
+                    static_trial, height, mass, assets, config, out_dir / f"{written}_augmented.trc", streaming
+                )
+                messages += notes
             sresult = scale.ScaleSettings.from_config(config).scale(
-                augmented, mass, height, out_dir / f"{stem}_scaled.osim", assets, static=static
+                source, mass, height, out_dir / f"{source_stem}_scaled.osim", assets, static=static
             )
             messages += sresult.messages
             messages.append(

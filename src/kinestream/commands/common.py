@@ -39,6 +39,32 @@ def log_to_stderr() -> None:
     logging.basicConfig(level=logging.INFO, format="kinestream: %(message)s", stream=sys.stderr)
 
 
+def ingest_args(p: argparse.ArgumentParser, settings: bool = True) -> None:
+    """--up and --rotate: the axes of the keypoints read (over [ingest] in the settings, when ``settings``)."""
+    default = "config [ingest], " if settings else ""
+    p.add_argument(
+        "--up",
+        choices=("y", "z"),
+        help=f"the keypoints' up axis: y (as OpenSim) or z (many camera systems; turned Y-up) (default: {default}y)",
+    )
+    p.add_argument(
+        "--rotate",
+        metavar="AXIS:DEG[,AXIS:DEG]",
+        help=f"further turns about the model's axes after --up, in order, e.g. y:90 (default: {default}none)",
+    )
+
+
+def ingest_config(args, config: dict) -> None:
+    """--up and --rotate, when given, into ``config["ingest"]``, where the commands and stages read them; a bad
+    value is refused here, before any work."""
+    from kinestream.ingest import IngestSettings
+
+    for key in ("up", "rotate"):
+        if getattr(args, key, None) is not None:
+            config.setdefault("ingest", {})[key] = getattr(args, key)
+    IngestSettings.from_config(config)
+
+
 def solver_arg(p: argparse.ArgumentParser) -> None:
     from kinestream.solve import SOLVERS
 

@@ -5,7 +5,7 @@
     kinestream augment TRIAL.trc ...       keypoints -> keypoints + 43 anatomical markers
     kinestream scale AUGMENTED.trc ...     generic model -> subject's model (static pose)
     kinestream ik AUGMENTED.trc ...        markers -> joint angles (.mot)
-    kinestream process TRIAL.trc ...       all four steps, with a plot
+    kinestream process TRIAL.trc ...       all four steps, with a plot (or FOLDER: a Pose2Sim/OpenCap project)
     kinestream serve ...                   the live service (ZeroMQ in, ZeroMQ/MQTT out, .mot recording)
     kinestream calibrate ...               scale the model from a still pose in the live stream
     kinestream replay TRIAL.trc            publish a recorded trial as a live keypoint stream
@@ -25,7 +25,7 @@ import argparse
 import sys
 
 from kinestream.commands import demo, live, recover, replay, reps, settings, trial
-from kinestream.commands.common import service_args, solver_arg, subject_args
+from kinestream.commands.common import ingest_args, ingest_config, service_args, solver_arg, subject_args
 from kinestream.errors import KinestreamError
 
 CONFIG_HELP = "TOML file of settings merged over the defaults (kinestream config prints them)"
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="augmented .trc (default: TRIAL_augmented.trc)")
     p.add_argument("--floor-offset", action="store_true", help="shift so the lowest marker sits 1 cm above y=0")
     p.add_argument("--no-clean", action="store_true", help="skip gap filling and filtering")
+    ingest_args(p)
     p.set_defaults(func=trial.cmd_augment)
 
     p = sub.add_parser("scale", help="scale the generic model from a static pose")
@@ -73,11 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
     solver_arg(p)
     p.set_defaults(func=trial.cmd_ik)
 
-    p = sub.add_parser("process", help="clean, augment, scale and IK a recorded trial")
-    p.add_argument("trial", help="keypoints .trc")
+    p = sub.add_parser("process", help="clean, augment, scale and IK a recorded trial, or every trial of a folder")
+    p.add_argument(
+        "trial",
+        help="keypoints .trc, or a folder: a Pose2Sim project or session (Config.toml, pose-3d/*.trc) or an "
+        "OpenCap session (sessionMetadata.yaml, MarkerData/*.trc)",
+    )
     subject_args(p)
-    p.add_argument("--static", help="static window START:END in seconds, or 'auto' (default)")
-    p.add_argument("--out", help="output folder (default: out/TRIAL)")
+    p.add_argument(
+        "--static",
+        help="static window START:END in seconds (within the static trial, if one), or 'auto' (default)",
+    )
+    p.add_argument(
+        "--static-trial",
+        metavar="STATIC.trc",
+        help="scale the model from this separate static trial (keypoints, cleaned and augmented as the trial)",
+    )
+    ingest_args(p)
+    p.add_argument("--out", help="output folder (default: out/TRIAL; a folder's trials: out/FOLDER/TRIAL)")
     p.add_argument("--truth", help="true coordinates .mot (from synth): plotted dashed, RMS errors printed")
     p.add_argument(
         "--streaming",
@@ -145,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         if getattr(args, "solver", None):
             config["ik"]["solver"] = args.solver
+        ingest_config(args, config)
         args.func(args, config)
     except KinestreamError as exc:
         print(f"kinestream: error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 
+from kinestream.commands.common import ingest_args
 from kinestream.errors import KinestreamError
 from kinestream.live.replay import DEFAULT_ENDPOINT, parse_rate, replay
 from kinestream.live.transport import client_config
@@ -18,7 +19,17 @@ def _log(msg: str) -> None:
 
 def run_replay(args, config=None) -> int:
     """The ``replay`` command: runs :func:`replay` until the trial ends (or,
-    with --loop, until Ctrl-C / SIGTERM, which stop it cleanly)."""
+    with --loop, until Ctrl-C / SIGTERM, which stop it cleanly). --up/--rotate turn the trial before it is sent
+    (the settings' [ingest] are the service's: they describe what it receives)."""
+    from kinestream.files.trc import read_trc
+    from kinestream.ingest import describe_orientation, orient, orientation
+
+    trial = args.trial
+    up, rotate = getattr(args, "up", None) or "y", getattr(args, "rotate", None) or ""
+    turn = orientation(up, rotate)
+    if turn is not None:
+        trial = orient(read_trc(args.trial), turn)
+        _log(f"replay: {describe_orientation(up, rotate)} before they are sent")
 
     async def main() -> int:
         stop = asyncio.Event()
@@ -29,7 +40,7 @@ def run_replay(args, config=None) -> int:
             except (NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, a thread)
                 pass
         return await replay(
-            args.trial,
+            trial,
             args.endpoint,
             rate=args.rate,
             loop=args.loop,
@@ -99,5 +110,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="CURVE: this source's key pair (.key_secret); with --server-key (default: config [curve])",
     )
     p.add_argument("--server-key", metavar="FILE", help="CURVE: the service's public key (.key)")
+    ingest_args(p, settings=False)
     p.set_defaults(func=run_replay)
     return p

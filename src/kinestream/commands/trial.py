@@ -45,10 +45,14 @@ def cmd_augment(args, config) -> None:
     from kinestream.augment import Augmenter, AugmentSettings, augment_table
     from kinestream.clean import CleanSettings
     from kinestream.files.trc import write_trc
-    from kinestream.offline import describe_clean, load_keypoints
+    from kinestream.ingest import IngestSettings
+    from kinestream.offline import describe_clean, load_keypoints, read_notes
 
     mass, height = subject(args, config)
-    table = load_keypoints(existing(args.trial, "trial"))
+    ingest = IngestSettings.from_config(config)
+    table = load_keypoints(existing(args.trial, "trial"), ingest)
+    for note in read_notes(table, ingest):
+        say(note)
     if not args.no_clean:
         cleaned, cleaning = CleanSettings.from_config(config).offline(table)
         say(describe_clean(cleaning, table))
@@ -101,12 +105,16 @@ def cmd_ik(args, config) -> None:
 
 def cmd_process(args, config) -> None:
     from kinestream.offline import process
+    from kinestream.projects import subject_values
     from kinestream.scale import ScaleSettings
 
-    mass, height = subject(args, config)
+    if Path(args.trial).is_dir():
+        return process_folder(args, config)
+    height, mass, notes = subject_values(None, args.height, args.mass, config)
     trial = existing(args.trial, "trial")
     out_dir = Path(args.out) if args.out else Path("out") / trial.stem
     static = args.static or ScaleSettings.from_config(config).static
+    static_trial = existing(args.static_trial, "static trial") if args.static_trial else None
     truth = None
     if args.truth:
         from kinestream.files.mot import read_mot
@@ -124,5 +132,53 @@ def cmd_process(args, config) -> None:
         truth=truth,
         streaming=args.streaming,
         model=args.model,
+        static_trial=static_trial,
     )
-    print(result.summary())
+    print("\n".join([*notes, result.summary()]))  # where the height and mass came from, then the results
+
+
+def process_folder(args, config) -> None:
+    """``process FOLDER``: every trial of a Pose2Sim or OpenCap folder, the subject from its files (the command
+    line over them, they over the settings), the model scaled once from its static trial when it has one."""
+    from kinestream.errors import KinestreamError
+    from kinestream.offline import process
+    from kinestream.projects import find_project, labels, subject_values
+    from kinestream.scale import ScaleSettings
+
+    if args.truth:
+        raise KinestreamError("--truth holds one trial's true angles; give that trial's .trc, not a folder")
+    project = find_project(args.trial)
+    height, mass, notes = subject_values(project, args.height, args.mass, config)
+    static_trial = existing(args.static_trial, "static trial") if args.static_trial else project.static
+    if args.static_trial and project.static:
+        notes.append(f"--static-trial {args.static_trial} is used instead of the folder's {project.static.name}")
+    model = args.model
+    if model and static_trial:
+        notes.append(f"--model {model} is used: the static trial {static_trial.name} is not needed")
+        static_trial = None
+    for note in [project.describe(), *project.notes, *notes]:
+        say(note)
+    out_root = Path(args.out) if args.out else Path("out") / Path(args.trial).resolve().name
+    static = args.static or ScaleSettings.from_config(config).static
+    names = labels(project)
+    for k, trial in enumerate(project.trials, 1):
+        say(f"trial {k}/{len(project.trials)}: {trial}")
+        try:
+            result = process(
+                trial,
+                mass,
+                height,
+                out_root / names[trial],
+                config,
+                static=static,
+                plot=bool(config["output"].get("plot", True)),
+                log=say,
+                streaming=args.streaming,
+                model=model,
+                static_trial=static_trial,
+            )
+        except KinestreamError as exc:
+            raise KinestreamError(f"{trial}: {exc}") from None
+        print(f"{trial}:\n{result.summary()}")
+        if static_trial is not None:  # scaled once from the static trial; the other trials take that model
+            model, static_trial = result.scaled_model, None

@@ -13,7 +13,7 @@ import numpy as np
 from kinestream.augment import AugmentSettings, StreamingAugmenter
 from kinestream.clean import CleanSettings
 from kinestream.errors import KinestreamError
-from kinestream.ingest import DERIVED
+from kinestream.ingest import DERIVED, IngestSettings
 
 RATE_CHECK_FRAMES = 64  # the stream's rate is checked again every this many frames, on the latest ones
 
@@ -31,7 +31,8 @@ class Prepared(NamedTuple):
 class FrameProcessor:
     """Clean and augment one keypoint frame at a time (the streaming cores, no I/O).
 
-    Incoming keypoints are put in the augmenter's keypoint order (MidHip and
+    Incoming keypoints are turned into the model's axes (``[ingest]`` up and
+    rotate: a Z-up source gives what its Y-up twin gives), put in the augmenter's keypoint order (MidHip and
     Neck derived from the hips and shoulders when absent), cleaned (gap
     bridging, causal low-pass, outlier holding) and augmented into the 43
     anatomical markers.
@@ -39,6 +40,7 @@ class FrameProcessor:
 
     def __init__(self, assets, config: dict, height: float, mass: float, rate: float = 60.0):
         self.rate = rate
+        self.orientation = IngestSettings.from_config(config).matrix()  # None: the keypoints are Y-up already
         self.augmenter = StreamingAugmenter.from_assets(
             assets, height, mass, reset_after=int(AugmentSettings.from_config(config).reset_after_frames)
         )
@@ -129,6 +131,8 @@ class FrameProcessor:
         """The frame the cleaner releases, cleaned and augmented, or None (the look-ahead fills, or the
         augmenter refused it: counted in ``dropped``). ``tag`` comes back with its own frame."""
         self._check_rate(t)
+        if self.orientation is not None:
+            xyz = np.asarray(xyz, dtype=float) @ self.orientation.T
         arranged = self._arrange(names, xyz)
         if len(self._times) == 1:  # the session's first frame (_check_rate has counted it)
             self._first = (arranged, t, tag)
