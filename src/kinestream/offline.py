@@ -7,6 +7,7 @@ Each step calls the same stage cores the streaming service uses.
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,29 @@ def _bar(total: int, desc: str, unit: str = "frame"):
 
 
 AUGMENTED = "_study"  # the 43 augmented markers end so; a trial that has them (OpenCap's MarkerData) gets them anew
+
+
+@functools.lru_cache(maxsize=4)
+def _augmenter(assets: Assets) -> Augmenter:
+    """One augmenter per set of assets in a process: its onnxruntime sessions are made once, not per trial
+    (``batch`` runs many trials in each worker)."""
+    return Augmenter.from_assets(assets)
+
+
+_MODELS: dict[tuple, tuple] = {}  # (path, its mtime and size, marker set) -> (model, removed)
+
+
+def _model(path: str | Path, marker_set: str | Path | None):
+    """The model at ``path`` prepared for IK, loaded once per process while the file is unchanged (a subject's
+    trials share it). Each solve starts from a fresh state of it (``initSystem``), so a loaded model gives the
+    numbers a new one would."""
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size, str(marker_set))
+    if key not in _MODELS:
+        while len(_MODELS) >= 8:  # the oldest goes: a batch moves from subject to subject
+            _MODELS.pop(next(iter(_MODELS)))
+        _MODELS[key] = solve.load_model(path, marker_set)
+    return _MODELS[key]
 
 
 def load_keypoints(path: str | Path, ingest: IngestSettings | None = None) -> MarkerTable:
@@ -63,7 +87,7 @@ def clean_and_augment(
     cleaned, creport = clean.CleanSettings.from_config(config).offline(keypoints)
     augmented, areport = augment_table(
         cleaned,
-        Augmenter.from_assets(assets),
+        _augmenter(assets),
         height,
         mass,
         apply_floor_offset=AugmentSettings.from_config(config).floor_offset,
@@ -104,6 +128,36 @@ def static_markers(
     return augmented, notes + [f"wrote {written} (the static trial, augmented)"]
 
 
+def scale_from_static(
+    static_trial: str | Path,
+    height: float,
+    mass: float,
+    out_dir: str | Path,
+    config: dict,
+    static="auto",
+    streaming: bool = False,
+    augmented_name: str | None = None,
+) -> tuple[Path, list[str]]:
+    """The model scaled from a separate static trial (read, cleaned and augmented as a trial is), written to
+    ``out_dir`` as ``STATIC_scaled.osim`` beside the static trial's augmented markers; returns its path and
+    notes. ``process --static-trial`` and ``batch`` (once per subject) both scale so."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = Path(static_trial).stem
+    assets = get_assets(config, progress=lambda _: None)
+    markers, notes = static_markers(
+        static_trial, height, mass, assets, config, out_dir / (augmented_name or f"{stem}_augmented.trc"), streaming
+    )
+    result = scale.ScaleSettings.from_config(config).scale(
+        markers, mass, height, out_dir / f"{stem}_scaled.osim", assets, static=scale.parse_static(static)
+    )
+    return Path(result.model_path), notes + result.messages + [_scale_error(result)]
+
+
+def _scale_error(result) -> str:
+    return f"scaled model marker error: {result.rmse_mm:.1f} mm RMS (max {result.max_error_mm:.1f} mm)"
+
+
 def describe_clean(report, table: MarkerTable) -> str:
     cut = f"low-pass {report.cutoff_hz:.2f} Hz" + (" (Winter's residual analysis)" if report.auto else "")
     return f"{cut}, zero lag; " + report.gaps.describe(table.names, table.rate)
@@ -128,7 +182,7 @@ def run_ik(
     """IK on every frame with a progress bar; accuracy and constraint weight from the config."""
     ik = solve.IKSettings.from_config(config)
     setup = ik.setup(ik_setup)
-    model, removed = solve.load_model(model_path, marker_set)
+    model, removed = _model(model_path, marker_set)
     with _bar(markers.n_frames, desc) as bar:
         result = solve.solve_trial(model, markers, setup, progress=bar.update, solver=ik.solver)
     if removed:
@@ -318,22 +372,18 @@ def process(
                     f"out to scale from the trial's static pose"
                 )
             messages.append(f"using the scaled model {scaled_model}")
+        elif static_trial is not None:
+            static_stem = Path(static_trial).stem
+            written = f"{static_stem}_static" if static_stem == stem else static_stem
+            scaled_model, notes = scale_from_static(
+                static_trial, height, mass, out_dir, config, static, streaming, f"{written}_augmented.trc"
+            )
+            messages += notes
         else:
-            source, source_stem = augmented, stem
-            if static_trial is not None:
-                source_stem = Path(static_trial).stem
-                written = f"{source_stem}_static" if source_stem == stem else source_stem
-                source, notes = static_markers(
-                    static_trial, height, mass, assets, config, out_dir / f"{written}_augmented.trc", streaming
-                )
-                messages += notes
             sresult = scale.ScaleSettings.from_config(config).scale(
-                source, mass, height, out_dir / f"{source_stem}_scaled.osim", assets, static=static
+                augmented, mass, height, out_dir / f"{stem}_scaled.osim", assets, static=static
             )
-            messages += sresult.messages
-            messages.append(
-                f"scaled model marker error: {sresult.rmse_mm:.1f} mm RMS (max {sresult.max_error_mm:.1f} mm)"
-            )
+            messages += sresult.messages + [_scale_error(sresult)]
             scaled_model = Path(sresult.model_path)
         steps.update()
         clock["scale"] = perf_counter()

@@ -130,3 +130,32 @@ def plot_reps(motion: Motion, events, path: str | Path, settings=None, partials=
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_study(rows: list[dict], path: str | Path) -> Path:
+    """Peak knee flexion of every trial, grouped by subject (``batch``'s summary.png); failed trials as crosses
+    at the axis. Drawn on a Figure of its own, whatever matplotlib backend is in use."""
+    from matplotlib.figure import Figure
+
+    subjects = list(dict.fromkeys(str(r["subject"]) for r in rows))
+    fig = Figure(figsize=(max(6.0, 1.2 * len(subjects) + 2), 4.5))
+    ax = fig.subplots()
+    for k, subject in enumerate(subjects):
+        mine = [r for r in rows if str(r["subject"]) == subject]
+        peaks = [float(r["peak_knee_flexion_deg"]) for r in mine if r["peak_knee_flexion_deg"] not in ("", None)]
+        failed = sum(1 for r in mine if r["status"] == "failed")
+        jitter = np.linspace(-0.15, 0.15, len(peaks)) if len(peaks) > 1 else np.zeros(len(peaks))
+        ax.plot(k + jitter, peaks, "o", color="C0", alpha=0.8)
+        if peaks:
+            ax.hlines(np.mean(peaks), k - 0.25, k + 0.25, color="C1")
+        if failed:
+            ax.plot([k] * failed, [0.0] * failed, "x", color="C3", markersize=9)
+    ax.set_xticks(range(len(subjects)), subjects, rotation=30 if len(subjects) > 6 else 0, ha="right")
+    ax.set_xlim(-0.6, len(subjects) - 0.4)
+    ax.set_ylabel("peak knee flexion (deg)")
+    ax.set_title("peak knee flexion per trial (line: the subject's mean; x: a failed trial)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    return path

@@ -208,10 +208,11 @@ def _excluded(folder: Path, trial: Path, keys: dict) -> str | None:
     return None
 
 
-def pose2sim_project(folder: str | Path) -> Project:
+def pose2sim_project(folder: str | Path, top: str | Path | None = None) -> Project:
     """A Pose2Sim project (a trial folder) or session (trial folders under it): every pose-3d/*.trc not yet
     augmented, the [project] values of the Config.toml files above each, a trial named *static* as the static
-    trial for the others."""
+    trial for the others. ``top``: the study folder above ``folder`` whose Config.toml files apply too (a batch
+    reads a session's values for each of its participants)."""
     folder = Path(folder)
     notes: list[str] = []
     trials: list[Path] = []
@@ -219,7 +220,8 @@ def pose2sim_project(folder: str | Path) -> Project:
         found, left = _pose3d_trials(folder, pose3d)
         trials += found
         notes += left
-    keys = {t: _project_keys(_config_chain(folder, t.parent.parent)) for t in trials}
+    above = Path(top) if top is not None else folder  # a study's own Config.toml applies to its participants
+    keys = {t: _project_keys(_config_chain(above, t.parent.parent)) for t in trials}
     for trial in list(trials):
         if by := _excluded(folder, trial, keys[trial]):
             notes.append(f"left out {trial.relative_to(folder)}: exclude_from_batch in {by} names it")

@@ -6,6 +6,7 @@
     kinestream scale AUGMENTED.trc ...     generic model -> subject's model (static pose)
     kinestream ik AUGMENTED.trc ...        markers -> joint angles (.mot)
     kinestream process TRIAL.trc ...       all four steps, with a plot (or FOLDER: a Pose2Sim/OpenCap project)
+    kinestream batch STUDY                 every trial of a study, on Dask (local or a cluster)
     kinestream serve ...                   the live service (ZeroMQ in, ZeroMQ/MQTT out, .mot recording)
     kinestream calibrate ...               scale the model from a still pose in the live stream
     kinestream replay TRIAL.trc            publish a recorded trial as a live keypoint stream
@@ -24,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kinestream.commands import demo, live, recover, replay, reps, settings, trial
+from kinestream.commands import batch, demo, live, recover, replay, reps, settings, trial
 from kinestream.commands.common import ingest_args, ingest_config, service_args, solver_arg, subject_args
 from kinestream.errors import KinestreamError
 
@@ -139,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay.add_parser(sub)
     reps.add_parser(sub)
+    batch.add_parser(sub)
     for command in sub.choices.values():  # `kinestream serve --config F` reads as well as `kinestream --config F serve`
         command.add_argument(
             "--config",

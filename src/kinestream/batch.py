@@ -1,0 +1,497 @@
+"""Whole studies: every subject scaled once, every trial processed as ``process`` would, on Dask.
+
+A study is a folder in one of three layouts (:func:`find_study`):
+
+- **Pose2Sim**: session / participant / trial folders, each trial with its
+  ``pose-3d/*.trc``, and an optional ``Config.toml`` at any level whose
+  ``[project]`` values (``participant_height``, ``participant_mass``,
+  ``frame_rate``) override those of the level above;
+- **OpenCap**: session folders downloaded from OpenCap, each with its
+  ``sessionMetadata.yaml`` and ``MarkerData/*.trc``; one subject each;
+- **plain**: .trc files with a ``subjects.toml`` giving each subject's height
+  and mass by file pattern::
+
+      [[subject]]
+      name = "p01"
+      pattern = "p01_*.trc"     # matched against the path within the study
+      height = 1.72
+      mass = 68.0
+
+A subject's static trial is the trial whose path matches ``static_pattern``
+(``*static*``; OpenCap's ``neutral`` too). The model is scaled from it once, a
+task the subject's trials depend on; a subject without one has each trial
+scaled from its own stillest upright window, as ``process`` does.
+
+Each trial is :func:`kinestream.offline.process` with the subject's model:
+the same files, bit for bit, in ``OUT/<subject>/<trial>/``. A manifest
+(``OUT/manifest.json``) holds a hash of each trial's inputs and settings, so
+a trial already done with the same inputs is skipped. A trial that fails is a
+row with its one-line reason; the others go on.
+
+Everything here returns values or raises KinestreamError; ``kinestream
+batch`` (commands/batch.py) prints.
+"""
+
+from __future__ import annotations
+
+import csv
+import fnmatch
+import hashlib
+import json
+import math
+import time
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kinestream import checks
+from kinestream.errors import KinestreamError
+
+MANIFEST = "manifest.json"
+SUMMARY_CSV = "summary.csv"
+SUMMARY_PNG = "summary.png"
+SUBJECTS_TOML = "subjects.toml"
+STATIC_PATTERN = "*static*"
+MANIFEST_VERSION = 1
+
+#: The columns of summary.csv, in order.
+COLUMNS = (
+    "subject",
+    "trial",
+    "status",
+    "reason",
+    "duration_s",
+    "frames",
+    "ik_rms_mm",
+    "peak_knee_flexion_deg",
+    "peak_hip_flexion_deg",
+    "reps",
+    "seconds",
+    "output",
+)
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One subject of a study: where its trials are, its static trial, and its height and mass."""
+
+    name: str  # its folder within the study (or the subjects.toml name): its outputs go to OUT/<name>/
+    static: Path | None
+    trials: tuple[Path, ...]
+    height: float
+    mass: float
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class Study:
+    """What :func:`find_study` found: the layout, the subjects, and notes on what was chosen or left out.
+
+    ``unplanned``: trials that cannot be processed as found (a subject without height), with the reason;
+    they become failed rows."""
+
+    root: Path
+    kind: str  # "Pose2Sim", "OpenCap" or "plain"
+    subjects: list[Subject]
+    notes: list[str] = field(default_factory=list)
+    unplanned: list[tuple[str, str, str]] = field(default_factory=list)  # (subject, trial, reason)
+
+    @property
+    def n_trials(self) -> int:
+        return sum(len(s.trials) for s in self.subjects) + len(self.unplanned)
+
+
+# ------------------------------------------------------------------------------------------- the study --
+
+
+def _static_match(path: Path, root: Path, pattern: str) -> bool:
+    rel = path.relative_to(root).as_posix().lower()
+    return fnmatch.fnmatch(rel, pattern.lower()) or any(fnmatch.fnmatch(p, pattern.lower()) for p in rel.split("/"))
+
+
+def _split(trials: list[Path], root: Path, patterns: Iterable[str]) -> tuple[Path | None, list[Path], list[str]]:
+    """The subject's static trial (the first trial matching a pattern), the others, and notes."""
+    statics = [t for t in trials if any(_static_match(t, root, p) for p in patterns)]
+    if not statics or len(trials) == 1:
+        return None, trials, []
+    notes = []
+    if len(statics) > 1:
+        notes.append(f"{', '.join(t.name for t in statics[1:])} match the static pattern too; processed as trials")
+    return statics[0], [t for t in trials if t != statics[0]], notes
+
+
+def find_study(root: str | Path, config: dict | None = None, static_pattern: str = STATIC_PATTERN) -> Study:
+    """The subjects and trials of the study in ``root`` (see the module's docstring for the layouts)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise KinestreamError(f"{root} is not a folder; give the study's folder (Pose2Sim, OpenCap or .trc files)")
+    if (root / SUBJECTS_TOML).is_file():
+        return _plain_study(root, static_pattern)
+    from kinestream.projects import OPENCAP_METADATA, POSE_3D
+
+    sessions = sorted(p.parent for p in root.rglob(OPENCAP_METADATA))
+    if sessions:
+        return _opencap_study(root, sessions, config, static_pattern)
+    if any(d.is_dir() for d in root.rglob(POSE_3D)):
+        return _pose2sim_study(root, config, static_pattern)
+    raise KinestreamError(
+        f"{root} holds no study kinestream knows: no {SUBJECTS_TOML} beside .trc files, no OpenCap "
+        f"{OPENCAP_METADATA}, no Pose2Sim {POSE_3D}/ folders; see 'kinestream batch --help' for the layouts"
+    )
+
+
+def _subject(name: str, trials: list[Path], root: Path, height, mass, patterns, notes) -> Subject:
+    static, rest, more = _split(trials, root, patterns)
+    h, m = checks.subject(height, mass)
+    return Subject(name, static, tuple(rest), h, m, tuple(notes + more))
+
+
+def _plain_study(root: Path, static_pattern: str) -> Study:
+    path = root / SUBJECTS_TOML
+    try:
+        entries = tomllib.loads(path.read_text(encoding="utf-8")).get("subject", [])
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise KinestreamError(f"{path} is not valid TOML: {exc}") from None
+    if not isinstance(entries, list) or not entries:
+        raise KinestreamError(
+            f"{path} lists no subject; give one [[subject]] table per subject, with name, pattern, height and mass"
+        )
+    files = sorted(p for p in root.rglob("*.trc") if not _is_output(p, root))
+    taken: set[Path] = set()
+    study = Study(root, "plain", [])
+    for k, entry in enumerate(entries):
+        where = f"{path} [[subject]] #{k + 1}"
+        missing = [key for key in ("name", "pattern", "height", "mass") if key not in entry]
+        if missing:
+            raise KinestreamError(f"{where} lacks {', '.join(missing)}; each subject needs name, pattern, height, mass")
+        pattern = str(entry["pattern"])
+        mine = [f for f in files if f not in taken and fnmatch.fnmatch(f.relative_to(root).as_posix(), pattern)]
+        taken |= set(mine)
+        if not mine:
+            study.notes.append(f"{where} ({entry['name']}): no .trc matches {pattern!r}")
+            continue
+        try:
+            subject = _subject(str(entry["name"]), mine, root, entry["height"], entry["mass"], [static_pattern], [])
+        except KinestreamError as exc:
+            study.unplanned += [(str(entry["name"]), f.relative_to(root).as_posix(), f"{where}: {exc}") for f in mine]
+            continue
+        study.subjects.append(subject)
+    left = [f.relative_to(root).as_posix() for f in files if f not in taken]
+    if left:
+        study.notes.append(f"no subject's pattern matches {', '.join(left)}: left out")
+    return study
+
+
+def _opencap_study(root: Path, sessions: list[Path], config: dict | None, static_pattern: str) -> Study:
+    from kinestream.projects import opencap_project, subject_values
+
+    study = Study(root, "OpenCap", [])
+    for folder in sessions:
+        name = folder.relative_to(root).as_posix() if folder != root else folder.name
+        try:
+            project = opencap_project(folder)
+            height, mass, notes = subject_values(project, config=config)
+            trials = ([project.static] if project.static else []) + list(project.trials)
+            study.subjects.append(
+                _subject(name, trials, folder, height, mass, [static_pattern, "*neutral*"], project.notes + notes)
+            )
+        except KinestreamError as exc:
+            study.unplanned.append((name, "-", str(exc)))
+    return study
+
+
+def _pose2sim_study(root: Path, config: dict | None, static_pattern: str) -> Study:
+    """Participants are the folders that hold trial folders (a trial folder holds pose-3d/); a trial folder
+    directly in the study is a participant of its own."""
+    from kinestream.projects import POSE_3D, pose2sim_project, subject_values
+
+    participants: dict[Path, None] = {}
+    for pose3d in sorted(d for d in root.rglob(POSE_3D) if d.is_dir()):
+        trial_dir = pose3d.parent
+        participants[trial_dir.parent if trial_dir != root else root] = None
+    study = Study(root, "Pose2Sim", [])
+    for folder in participants:
+        name = folder.relative_to(root).as_posix() if folder != root else root.name
+        try:
+            project = pose2sim_project(folder, top=root)
+            height, mass, notes = subject_values(project, config=config)
+            trials = ([project.static] if project.static else []) + list(project.trials)
+            study.subjects.append(_subject(name, trials, folder, height, mass, [static_pattern], project.notes + notes))
+        except KinestreamError as exc:
+            study.unplanned.append((name, "-", str(exc)))
+    return study
+
+
+def _is_output(path: Path, root: Path) -> bool:
+    """A file kinestream wrote (an augmented .trc) or Pose2Sim's, not a trial of keypoints."""
+    from kinestream.projects import AUGMENTED
+
+    return any(m in path.stem for m in AUGMENTED)
+
+
+# ---------------------------------------------------------------------------------------- the manifest --
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.hexdigest()
+
+
+def settings_digest(config: dict) -> str:
+    """What of the settings changes a trial's outputs (everything but the live service's), as a hash."""
+    from kinestream import __version__
+
+    used = {k: v for k, v in config.items() if k not in ("service", "mqtt", "curve")}
+    return _digest(__version__.encode(), json.dumps(used, sort_keys=True, default=str).encode())
+
+
+def trial_key(trial: Path, subject: Subject, config: dict) -> str:
+    """A hash of everything a trial's outputs depend on: its keypoints, the subject's static trial, height and
+    mass, and the settings."""
+    static = subject.static.read_bytes() if subject.static is not None else b""
+    return _digest(
+        trial.read_bytes(), static, f"{subject.height!r} {subject.mass!r}".encode(), settings_digest(config).encode()
+    )
+
+
+def read_manifest(out: Path) -> dict[str, Any]:
+    path = out / MANIFEST
+    if not path.is_file():
+        return {"version": MANIFEST_VERSION, "trials": {}}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return {"version": MANIFEST_VERSION, "trials": {}}  # unreadable: everything is done again
+    if manifest.get("version") != MANIFEST_VERSION:
+        return {"version": MANIFEST_VERSION, "trials": {}}
+    return manifest
+
+
+def write_manifest(out: Path, manifest: dict) -> None:
+    tmp = out / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
+    tmp.replace(out / MANIFEST)
+
+
+# ------------------------------------------------------------------------------------------- the tasks --
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """A subject's scaled model (None: each trial scales from its own still pose) and notes."""
+
+    model: Path | None
+    notes: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+
+def scale_subject(subject: Subject, out_dir: Path, config: dict) -> Scaled:
+    """Scale the subject's model from its static trial, as ``process --static-trial`` does (a Dask task)."""
+    if subject.static is None:
+        return Scaled(None, ("no static trial: each trial is scaled from its own still pose",))
+    from kinestream.offline import scale_from_static
+
+    start = time.perf_counter()
+    model, notes = scale_from_static(subject.static, subject.height, subject.mass, out_dir, config)
+    return Scaled(model, tuple(notes), time.perf_counter() - start)
+
+
+def process_trial(trial: Path, subject: Subject, scaled: Scaled, out_dir: Path, config: dict) -> dict[str, Any]:
+    """One trial through ``process`` with the subject's model (a Dask task); its summary row."""
+    from kinestream.offline import process
+    from kinestream.reps import RepSettings, detect_reps
+
+    start = time.perf_counter()
+    plot = bool(config.get("output", {}).get("plot", True))
+    result = process(
+        trial, subject.mass, subject.height, out_dir, config, plot=plot, log=lambda _: None, model=scaled.model
+    )
+    motion = result.motion
+    _, reps = detect_reps(motion, None, RepSettings.from_config(config))
+    return {
+        "status": "done",
+        "reason": "",
+        "duration_s": round(float(motion.time[-1] - motion.time[0]), 3) if len(motion.time) else 0.0,
+        "frames": int(len(motion.time)),
+        "ik_rms_mm": _round(_nanmean(motion.get("rmse_mm")), 2),
+        "peak_knee_flexion_deg": _round(_peak(motion, "knee_angle_r", "knee_angle_l"), 1),
+        "peak_hip_flexion_deg": _round(_peak(motion, "hip_flexion_r", "hip_flexion_l"), 1),
+        "reps": int(reps["reps"]),
+        "seconds": round(time.perf_counter() - start, 2),
+        "output": str(out_dir),
+    }
+
+
+def _nanmean(values) -> float:
+    import numpy as np
+
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.mean()) if finite.size else math.nan
+
+
+def _peak(motion, *names: str) -> float:
+    import numpy as np
+
+    values = [np.asarray(motion.get(n), dtype=float) for n in names if n in motion]
+    finite = [v[np.isfinite(v)] for v in values]
+    return max((float(v.max()) for v in finite if v.size), default=math.nan)
+
+
+def _round(value: float, digits: int) -> float | str:
+    return round(value, digits) if math.isfinite(value) else ""
+
+
+# ------------------------------------------------------------------------------------------- the batch --
+
+
+@dataclass
+class Progress:
+    """Counts while a batch runs: what the progress bar shows."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.done - self.failed - self.skipped
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as the one line a summary row holds."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text if isinstance(exc, KinestreamError) else f"{type(exc).__name__}: {text}".rstrip(": ")
+
+
+def run_batch(
+    study: Study,
+    out: str | Path,
+    config: dict,
+    client,
+    *,
+    force: bool = False,
+    retries: int = 2,
+    on_progress: Callable[[Progress, dict], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Process the study on the Dask ``client``; returns one row per trial (:data:`COLUMNS`), in study order.
+
+    Scaling a subject is a task its trials depend on. A task that raises is
+    tried again ``retries`` times on any worker (a worker that dies takes its
+    tasks to the others by Dask's own rules) and then becomes a failed row. The
+    manifest is written as each trial finishes, so an interrupted batch resumes
+    where it stopped.
+    """
+    from distributed import as_completed
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(out)
+    done = manifest["trials"]
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    order: list[tuple[str, str]] = []
+    progress = Progress(study.n_trials)
+    for name, trial_name, reason in study.unplanned:
+        order.append((name, trial_name))
+        rows[(name, trial_name)] = _row(name, trial_name, {"status": "failed", "reason": reason})
+        progress.failed += 1
+    futures = {}
+    for subject in study.subjects:
+        subject_out = out / subject.name
+        pending = []
+        for trial in subject.trials:
+            label = _label(trial, subject, study.root)
+            key = trial_key(trial, subject, config)
+            order.append((subject.name, label))
+            record = done.get(f"{subject.name}/{label}")
+            trial_out = subject_out / label
+            if not force and record and record.get("key") == key and record.get("status") == "done":
+                if all(Path(p).is_file() for p in record.get("files", [])):
+                    rows[(subject.name, label)] = _row(subject.name, label, {**record["row"], "status": "skipped"})
+                    progress.skipped += 1
+                    continue
+            pending.append((trial, label, key, trial_out))
+        if not pending:
+            continue
+        scaled = client.submit(
+            scale_subject, subject, subject_out / "_static", config, pure=False, retries=retries,
+            key=f"scale-{_safe(subject.name)}-{time.time_ns()}",
+        )  # fmt: skip
+        for trial, label, key, trial_out in pending:
+            future = client.submit(
+                process_trial, trial, subject, scaled, trial_out, config, pure=False, retries=retries,
+                key=f"trial-{_safe(subject.name)}-{_safe(label)}-{time.time_ns()}",
+            )  # fmt: skip
+            futures[future] = (subject, label, key, trial_out)
+    if on_progress is not None:
+        on_progress(progress, {})
+    for future in as_completed(list(futures)):
+        subject, label, key, trial_out = futures[future]
+        try:
+            got = future.result()
+        except Exception as exc:  # the trial's (or its subject's scaling) one-line reason; the batch goes on
+            row = _row(subject.name, label, {"status": "failed", "reason": one_line(exc)})
+            progress.failed += 1
+            done.pop(f"{subject.name}/{label}", None)
+        else:
+            row = _row(subject.name, label, got)
+            progress.done += 1
+            files = sorted(str(p) for p in trial_out.iterdir() if p.is_file())
+            done[f"{subject.name}/{label}"] = {"key": key, "status": "done", "row": row, "files": files}
+            write_manifest(out, manifest)
+        rows[(subject.name, label)] = row
+        if on_progress is not None:
+            on_progress(progress, row)
+    write_manifest(out, manifest)
+    return [rows[k] for k in order]
+
+
+def _label(trial: Path, subject: Subject, root: Path) -> str:
+    """The trial's output folder name: its stem, or (in Pose2Sim's layout) its trial folder's name when the
+    .trc names repeat across trials."""
+    siblings = [t.stem for t in subject.trials]
+    if siblings.count(trial.stem) == 1:
+        return trial.stem
+    return f"{trial.parent.parent.name}_{trial.stem}" if trial.parent.name == "pose-3d" else trial.stem
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def _row(subject: str, trial: str, values: dict[str, Any]) -> dict[str, Any]:
+    row = {column: "" for column in COLUMNS}
+    row.update({k: v for k, v in values.items() if k in row})
+    row["subject"], row["trial"] = subject, trial
+    return row
+
+
+def write_summary(out: str | Path, rows: list[dict[str, Any]], plot: bool = True) -> tuple[Path, Path | None]:
+    """``summary.csv`` (one row per trial) and ``summary.png`` (peak knee flexion per subject)."""
+    out = Path(out)
+    csv_path = out / SUMMARY_CSV
+    with open(csv_path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    png = None
+    if plot:
+        from kinestream.plots import plot_study
+
+        png = plot_study(rows, out / SUMMARY_PNG)
+    return csv_path, png
+
+
+def describe(study: Study) -> list[str]:
+    """The study in lines: layout, subjects with their static trial, height and mass."""
+    lines = [f"{study.kind} study {study.root}: {len(study.subjects)} subject(s), {study.n_trials} trial(s)"]
+    for s in study.subjects:
+        static = s.static.name if s.static else "none (each trial from its own still pose)"
+        lines.append(f"  {s.name}: {len(s.trials)} trial(s), static {static}, {s.height:g} m, {s.mass:g} kg")
+    return lines + study.notes

@@ -1,0 +1,134 @@
+"""``kinestream batch ROOT``: every trial of a study, on a Dask cluster (local by default)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from kinestream.commands.common import say
+from kinestream.errors import KinestreamError
+
+EPILOG = """\
+layouts of ROOT:
+  Pose2Sim  session/participant/trial folders with pose-3d/*.trc; Config.toml [project] participant_height,
+            participant_mass, frame_rate at any level, the nearer overriding the farther
+  OpenCap   session folders with sessionMetadata.yaml (height_m, mass_kg) and MarkerData/*.trc
+  plain     .trc files and a subjects.toml: [[subject]] name, pattern (a glob within ROOT), height, mass
+
+on a cluster: start a scheduler and workers (dask-jobqueue's SLURMCluster, 'dask scheduler' and
+'dask worker' by hand, Kubernetes), each worker with kinestream installed and ROOT and --out on a
+shared file system, then: kinestream batch ROOT --out OUT --scheduler tcp://HOST:8786
+"""
+
+
+def cmd_batch(args, config) -> None:
+    from kinestream.batch import describe, find_study, run_batch, write_summary
+
+    study = find_study(args.root, config, static_pattern=args.static_pattern)
+    for line in describe(study):
+        say(line)
+    out = Path(args.out) if args.out else Path("out") / Path(args.root).resolve().name
+    for level in ("distributed", "tornado"):  # Dask's own chatter; its warnings still show
+        logging.getLogger(level).setLevel(logging.ERROR)
+    with _client(args) as client:
+        say(f"Dask: {_describe_client(client)}")
+        rows = run_batch(study, out, config, client, force=args.force, on_progress=_bar(study.n_trials))
+    plot = bool(config.get("output", {}).get("plot", True))
+    csv_path, png = write_summary(out, rows, plot=plot)
+    failed = [r for r in rows if r["status"] == "failed"]
+    for r in failed:
+        print(f"failed: {r['subject']}/{r['trial']}: {r['reason']}", file=sys.stderr)
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("done", "skipped", "failed")}
+    print(f"{counts['done']} done, {counts['skipped']} skipped (unchanged), {counts['failed']} failed of {len(rows)}")
+    print(f"wrote {csv_path}" + (f" and {png}" if png else ""))
+    if failed:
+        raise KinestreamError(f"{len(failed)} of {len(rows)} trials failed; their reasons are in {csv_path}")
+
+
+class _client:
+    """A Dask client on the scheduler given, or on a LocalCluster of worker processes made for the batch."""
+
+    def __init__(self, args) -> None:
+        self.args = args
+        self.cluster: Any = None
+
+    def __enter__(self):
+        from distributed import Client, LocalCluster
+
+        if self.args.scheduler:
+            self.client = Client(self.args.scheduler, timeout=30)
+            return self.client
+        workers = self.args.workers or os.cpu_count() or 1
+        self.cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        )
+        self.client = Client(self.cluster)
+        return self.client
+
+    def __exit__(self, *exc) -> None:
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _describe_client(client) -> str:
+    workers = client.scheduler_info().get("workers", {})
+    threads = sum(w.get("nthreads", 1) for w in workers.values())
+    return f"{len(workers)} worker(s), {threads} thread(s), scheduler {client.scheduler.address}"
+
+
+def _bar(total: int):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="batch", unit="trial", file=sys.stderr, disable=None, dynamic_ncols=True)
+
+    def show(progress, row) -> None:
+        bar.n = progress.done + progress.failed + progress.skipped
+        bar.set_postfix_str(
+            f"done {progress.done}, failed {progress.failed}, skipped {progress.skipped}, "
+            f"remaining {progress.remaining}"
+        )
+        if row.get("status") == "failed":
+            bar.write(f"failed: {row['subject']}/{row['trial']}: {row['reason']}", file=sys.stderr)
+        if progress.remaining == 0:
+            bar.close()
+
+    return show
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not valid; give a number of worker processes, 1 or more")
+    return value
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Registers ``kinestream batch`` on the command's subparsers."""
+    p = subparsers.add_parser(
+        "batch",
+        help="process a whole study (subjects, static trials, trials) on Dask, resumably",
+        description="Scale each subject once from its static trial, then process every trial as 'process' "
+        "does, in parallel on a Dask cluster (a local one by default). Trials done before with the same "
+        "inputs and settings are skipped; failures are listed with their reason in summary.csv.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("root", help="the study's folder")
+    p.add_argument("--out", help="output folder, mirroring ROOT (default out/ROOT_NAME)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_workers, help="local worker processes (default: one per core)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://HOST:8786")
+    p.add_argument(
+        "--static-pattern", default="*static*", help="glob naming each subject's static trial (default *static*)"
+    )
+    p.add_argument("--force", action="store_true", help="process every trial again, done or not")
+    p.set_defaults(func=cmd_batch)
+    return p

@@ -1,0 +1,158 @@
+"""kinestream batch: a synth study on a real Dask LocalCluster of worker processes, against process trial by trial.
+
+The Dask cluster is real (two worker processes on loopback, as `kinestream batch --workers 2` makes); the
+worker killed in the fault test is killed with SIGKILL, as a crashed node would be.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import threading
+
+import pytest
+
+from kinestream.batch import find_study, run_batch, write_summary
+from kinestream.commands.main import main
+from kinestream.config import load_config
+from kinestream.errors import KinestreamError
+from kinestream.offline import process
+from kinestream.synth import synthesize_study
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    synthesize_study(root, subjects=3, trials=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as c,
+        Client(c) as client,
+    ):
+        yield client
+
+
+def read_rows(path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_a_study_equals_process_trial_by_trial_and_a_second_run_skips_it(study, client, tmp_path):
+    config = load_config()
+    found = find_study(study, config)
+    assert [(s.name, len(s.trials), s.static.name) for s in found.subjects] == [
+        (f"p0{k}", 3, f"p0{k}_static.trc") for k in (1, 2, 3)
+    ]
+    heights = [s.height for s in found.subjects]
+    assert heights == sorted(heights) and heights[-1] / heights[0] > 1.2  # three sizes of subject
+
+    out = tmp_path / "out"
+    rows = run_batch(found, out, config, client)
+    csv_path, png = write_summary(out, rows)
+    assert png is not None and png.stat().st_size > 10_000
+    table = read_rows(csv_path)
+    assert len(table) == 9 and {r["status"] for r in table} == {"done"}
+    assert all(95 < float(r["peak_knee_flexion_deg"]) < 115 and r["reps"] == "1" for r in table)
+
+    for subject in found.subjects:  # every output equals what process gives with the subject's static trial
+        for trial in subject.trials:
+            ref = tmp_path / "ref" / trial.stem
+            process(trial, subject.mass, subject.height, ref, config, log=lambda _: None, static_trial=subject.static)
+            got = out / subject.name / trial.stem
+            for name in (f"{trial.stem}.mot", f"{trial.stem}_augmented.trc"):
+                assert (got / name).read_bytes() == (ref / name).read_bytes(), f"{subject.name}/{name}"
+        model = f"{subject.static.stem}_scaled.osim"
+        assert (out / subject.name / "_static" / model).read_bytes() == (ref / model).read_bytes()
+
+    again = run_batch(find_study(study, config), out, config, client)
+    assert [r["status"] for r in again] == ["skipped"] * 9
+    assert [r["ik_rms_mm"] for r in again] == [r["ik_rms_mm"] for r in rows]
+
+    changed = dict(config, ik={**config["ik"], "arms": False})  # other settings: every trial is done again
+    assert {r["status"] for r in run_batch(find_study(study, changed), out, changed, client)} == {"done"}
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_and_a_bad_trial_leave_the_batch_whole(study, client, tmp_path):
+    root = tmp_path / "study"
+    shutil.copytree(study, root)
+    bad = root / "p02" / "p02_squat9.trc"  # a file with too few keypoints: one failed row, the rest done
+    lines = (root / "p02" / "p02_squat1.trc").read_text().splitlines()
+    bad.write_text("\n".join(lines[:3] + ["Frame#\tTime\tNose", "\t\tX1\tY1\tZ1", "1\t0.0\t0\t1.6\t0"]) + "\n")
+    config = load_config()
+    pids = client.run(os.getpid)
+    killed: list[str] = []
+    lock = threading.Lock()
+
+    def kill_a_busy_worker(progress, row):
+        with lock:
+            if killed or progress.done + progress.failed < 1:
+                return
+            busy = [w for w, tasks in client.processing().items() if any("trial-" in str(t) for t in tasks)]
+            if busy:
+                killed.append(busy[0])
+                os.kill(pids[busy[0]], signal.SIGKILL)  # mid-trial: the scheduler hands its trial to the other
+
+    rows = run_batch(find_study(root, config), tmp_path / "out", config, client, on_progress=kill_a_busy_worker)
+    assert killed, "no worker was busy with a trial after the first finished"
+    by_trial = {(r["subject"], r["trial"]): r for r in rows}
+    assert len(rows) == len(by_trial) == 10
+    assert by_trial[("p02", "p02_squat9")]["status"] == "failed"
+    assert "lacks keypoints" in by_trial[("p02", "p02_squat9")]["reason"]
+    assert [r["status"] for k, r in by_trial.items() if k[1] != "p02_squat9"] == ["done"] * 9
+    for subject, trial in by_trial:
+        if trial != "p02_squat9":
+            mots = list((tmp_path / "out" / subject / trial).glob("*.mot"))
+            assert [m.name for m in mots] == [f"{trial}.mot"]  # done once: one output, complete
+    client.wait_for_workers(2, timeout=120)  # the nanny starts the killed worker again, for the next test
+
+
+def test_pose2sim_study_takes_each_level_s_config(tmp_path, study):
+    """Session / participant / trial folders, each level's Config.toml overriding the one above."""
+    trc = next((study / "p01").glob("p01_squat1.trc")).read_text()
+    static = (study / "p01" / "p01_static.trc").read_text()
+    root = tmp_path / "session"
+    for participant, trials in {"P1": ["static", "squats_1", "squats_2"], "P2": ["squats_1"]}.items():
+        for trial in trials:
+            pose3d = root / participant / trial / "pose-3d"
+            pose3d.mkdir(parents=True)
+            (pose3d / f"{trial}.trc").write_text(static if trial == "static" else trc)
+    (root / "Config.toml").write_text("[project]\nparticipant_height = 1.70\nparticipant_mass = 70.0\n")
+    (root / "P1" / "Config.toml").write_text("[project]\nparticipant_height = 1.81\n")
+    (root / "P2" / "squats_1" / "Config.toml").write_text("[project]\nparticipant_mass = 82.5\n")
+    found = find_study(root, load_config())
+    assert found.kind == "Pose2Sim"
+    p1, p2 = found.subjects
+    assert (p1.name, p1.height, p1.mass, p1.static.parent.parent.name) == ("P1", 1.81, 70.0, "static")
+    assert [t.parent.parent.name for t in p1.trials] == ["squats_1", "squats_2"]
+    assert (p2.name, p2.height, p2.mass, p2.static) == ("P2", 1.70, 82.5, None)
+    assert any("1.81 m from" in n and "P1/Config.toml" in n for n in p1.notes)
+
+
+def test_plain_study_needs_each_subject_s_height_and_mass(tmp_path, study):
+    root = tmp_path / "plain"
+    shutil.copytree(study / "p01", root / "p01")
+    (root / "loose.trc").write_text((study / "p01" / "p01_squat1.trc").read_text())
+    (root / "subjects.toml").write_text('[[subject]]\nname = "p01"\npattern = "p01/*.trc"\nmass = 60\n')
+    with pytest.raises(KinestreamError, match=r"lacks height; each subject needs name, pattern, height, mass"):
+        find_study(root)
+    (root / "subjects.toml").write_text('[[subject]]\nname = "p01"\npattern = "p01/*.trc"\nheight = 175\nmass = 60\n')
+    found = find_study(root)
+    assert found.subjects == [] and len(found.unplanned) == 4  # its static trial and three squat trials
+    assert "looks like centimetres" in found.unplanned[0][2]
+    assert any("loose.trc" in n for n in found.notes)
+
+
+def test_the_command_says_what_a_folder_lacks(tmp_path, capsys):
+    assert main(["batch", str(tmp_path), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no study kinestream knows" in err
