@@ -156,3 +156,20 @@ def test_the_command_says_what_a_folder_lacks(tmp_path, capsys):
     assert main(["batch", str(tmp_path), "--workers", "1"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "holds no study kinestream knows" in err
+
+
+@pytest.mark.slow
+def test_the_command_runs_on_an_existing_scheduler(study, client, tmp_path, capsys):
+    """`kinestream batch --scheduler ADDRESS`: the cluster is someone else's; the command only submits."""
+    root = tmp_path / "one"
+    shutil.copytree(study / "p01", root / "p01")
+    shutil.copy(study / "subjects.toml", root / "subjects.toml")  # p02 and p03 match nothing here: a note
+    out = tmp_path / "out"
+    args = ["batch", str(root), "--out", str(out), "--scheduler", client.scheduler.address]
+    assert main(args) == 0
+    said = capsys.readouterr()
+    assert "3 done, 0 skipped (unchanged), 0 failed of 3" in said.out
+    assert "p02" in said.err and "no .trc matches" in said.err
+    assert [r["status"] for r in read_rows(out / "summary.csv")] == ["done"] * 3
+    assert main(args) == 0 and "0 done, 3 skipped" in capsys.readouterr().out
+    assert len(client.scheduler_info()["workers"]) == 2  # the cluster outlives the command
