@@ -35,6 +35,7 @@ def run_demo(config: dict, out: Path, seconds: float = 12.0, rate: float = 1.0) 
 
 
 async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
+    from kinestream.commands.live import recording_c3d
     from kinestream.commands.terminal import status_printer
     from kinestream.files.mot import read_mot
     from kinestream.files.trc import read_trc
@@ -132,6 +133,7 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
         "curve's peaks " + ", ".join(f"{p:.1f}" for p in recorded) + " deg"
     )
     print(f"wrote {record}, {record.with_name(record.stem + '_markers.trc')}, {png}, {reps_png}")
+    recording_c3d(record, config)
     final["live_reps"] = [e.to_dict() for e in live]  # what the subscribers were sent, for the caller
     final["recorded_peaks"] = recorded
     return final
