@@ -22,7 +22,7 @@ from kinestream.files.mot import Motion, solved_rows, write_mot
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.ingest import complete_keypoints
 from kinestream.live.processor import FrameProcessor
-from kinestream.plots import peak, plot_angles
+from kinestream.plots import peak, plot_angles, save_figure
 
 
 def _bar(total: int, desc: str, unit: str = "frame"):
@@ -307,7 +307,7 @@ def process(
         )
         + f" ({ik.motion.time.size} frames, IK solver {solve.IKSettings.from_config(config).solver})"
     )
-    png = plot_angles(solved, out_dir / f"{stem}_angles.png", title=stem, truth=truth) if plot else None
+    png = save_figure(plot_angles(solved, title=stem, truth=truth), out_dir / f"{stem}_angles.png") if plot else None
     if truth is not None:
         messages.append(
             "RMS error vs truth (deg): " + ", ".join(f"{n} {e:.1f}" for n, e in compare(solved, truth).items())

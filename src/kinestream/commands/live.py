@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from kinestream.commands.common import log_to_stderr, say, subject
+from kinestream.commands.common import headless_plots, log_to_stderr, say, subject
 
 
 async def _serve(args, config, say=say):
@@ -64,11 +64,13 @@ def _finish_recording(record, config: dict, truth=None) -> None:
     from kinestream.files.mot import read_mot
     from kinestream.plots import plot_angles
 
+    headless_plots()
     record = Path(record)
     if record.is_file():
         motion = read_mot(record)
         if len(motion.time):
-            png = plot_angles(motion, record.with_name(record.stem + "_angles.png"), title=record.stem, truth=truth)
+            png = record.with_name(record.stem + "_angles.png")
+            plot_angles(motion, png, title=record.stem, truth=truth)
             print(f"wrote {record} ({len(motion.time)} frames) and {png}")
     recording_c3d(record, config)
 
