@@ -365,3 +365,39 @@ def test_the_serve_command_writes_the_recordings_c3d_or_says_why_not(tmp_path, c
     assert not out and len(err.strip().splitlines()) == 1
     assert err.startswith(f"kinestream: no .c3d of {tmp_path / 'bad_markers.trc'} (the .mot and .trc are complete): ")
     assert not (tmp_path / "bad_markers.c3d").exists() and (tmp_path / "bad_markers.trc").is_file()
+
+
+C3D_THEN_OPENSIM = """
+import numpy as np
+from kinestream import solve
+from kinestream.files.c3d import read_c3d, write_c3d
+from kinestream.files.trc import MarkerTable
+
+table = MarkerTable(["a", "b"], np.zeros((3, 2, 3)), np.arange(3) / 60, 60.0)
+osim = solve.opensim_module()
+weights = osim.SetMarkerWeights()
+weights.cloneAndAppend(osim.MarkerWeight("a", 1.0))
+for first in ("c3d", "opensim") * 2:  # each after the other, in one process, as process and serve run them
+    if first == "c3d":
+        write_c3d("{dir}/t.c3d", table)
+        assert read_c3d("{dir}/t.c3d").names == ["a", "b"]
+    else:
+        markers = solve.vec3_table(["a", "b"], table.time, table.xyz)
+        assert list(markers.getColumnLabels()) == ["a", "b"]
+        osim.MarkersReference(markers, weights)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("first", ["c3d", "opensim"])
+def test_c3d_files_and_opensim_tables_in_one_process(tmp_path, first):
+    """ezc3d and OpenSim share SWIG's std::vector<std::string>: IK's marker table (solve.vec3_table) after a .c3d
+    (process writes one before IK), and a .c3d after IK (serve writes one after the session), both work. In a
+    fresh process, so that the order is this test's."""
+    import subprocess
+
+    code = C3D_THEN_OPENSIM.replace("{dir}", str(tmp_path))
+    if first == "opensim":
+        code = code.replace('("c3d", "opensim") * 2', '("opensim", "c3d") * 2')
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]

@@ -230,10 +230,9 @@ def vec3_table(names: list[str], times, xyz: np.ndarray):
     """An OpenSim TimeSeriesTableVec3 in metres; ``xyz`` is (frames, len(names), 3), NaN where missing."""
     osim = opensim_module()
     out = osim.TimeSeriesTableVec3()
-    labels = osim.StdVectorString()
-    for n in names:
-        labels.append(n)
-    out.setColumnLabels(labels)
+    # A list, not an osim.StdVectorString: SWIG's std::vector<std::string> is shared with ezc3d (.c3d files) in
+    # one process, and an osim.StdVectorString made there breaks ezc3d's labels, or ezc3d's breaks this one.
+    out.setColumnLabels([str(n) for n in names])
     for t, frame in zip(times, np.asarray(xyz, dtype=float).tolist(), strict=False):
         row = osim.RowVectorVec3(len(names))
         for j, (x, y, z) in enumerate(frame):
