@@ -336,8 +336,8 @@ def on_even_grid(table: MarkerTable) -> tuple[MarkerTable, str | None]:
         )
     n = int(slots[-1]) + 1
     grid = start + np.arange(n) / rate
-    if n == table.n_frames and rate == table.rate and np.abs(time - grid).max() <= 1e-6:  # the .trc's 6 decimals
-        return table, None
+    if n == table.n_frames and rate == table.rate and np.abs(time - grid).max() <= 1e-6 + 1e-3 / rate:
+        return table, None  # even already, as write_c3d takes it (the .trc keeps 6 decimals)
     xyz = np.full((n, len(table.names), 3), np.nan)
     xyz[slots] = table.xyz
     moved = np.abs(time - grid[slots]).max() * 1000
