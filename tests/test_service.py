@@ -210,9 +210,11 @@ def test_a_recording_with_jittered_times_ends_as_a_c3d(session, tmp_path, capsys
     jitter = np.random.default_rng(7).uniform(-0.002, 0.002, table.n_frames)  # a camera clock, +-2 ms
     jittered = MarkerTable(table.names, table.xyz, table.time + jitter, table.rate)
     record, config = tmp_path / "jittered.mot", load_config()
-    sent, final, _ = asyncio.run(live(config, jittered, session=session, record=record, rate=2.0))
-    _finish_recording(record, config)
     c3d = tmp_path / "jittered_markers.c3d"
+    c3d.write_text("an earlier session's\n")  # set aside with its recording, as the .mot and .trc are
+    sent, final, _ = asyncio.run(live(config, jittered, session=session, record=record, rate=2.0))
+    assert (tmp_path / "jittered_markers.1.c3d").read_text() == "an earlier session's\n"
+    _finish_recording(record, config)
     assert f"wrote {c3d}: frames put on the even 60 Hz grid" in capsys.readouterr().out
     trc = read_trc(tmp_path / "jittered_markers.trc")
     assert trc.n_frames == sent == table.n_frames and len(trc.names) == 20 + 43  # keypoints, markers
