@@ -257,21 +257,147 @@ def test_without_ezc3d_the_error_says_how_to_install_it(tmp_path, monkeypatch):
     assert not (tmp_path / "y.c3d").exists()
 
 
-def test_opensim_still_works_after_ezc3d_in_the_same_process(tmp_path):
-    """ezc3d and OpenSim are both SWIG modules: once ezc3d has read a .c3d, the SWIG runtime they share took
-    OpenSim's std::vector<std::string> proxies for ezc3d's, and IK's marker table was refused (a TypeError).
-    A fresh process, so that the order is the harmful one whatever ran before."""
+# ------------------------------------------------------------------ live recordings: jittered times
+
+
+def _recording(path, time, rate=60.0, n_markers=4, seed=0):
+    """A .trc as the live recorder writes it: frame times as given, random positions with a short gap."""
+    from kinestream.files.record import TrcRecorder
+
+    xyz = np.random.default_rng(seed).normal(0.0, 0.5, (len(time), n_markers, 3))
+    xyz[7:9, 1] = np.nan
+    names = [f"m{k}" for k in range(n_markers)]
+    with TrcRecorder(path, names, rate) as rec:
+        for t, frame in zip(time, xyz, strict=True):
+            rec.write(float(t), frame)
+    return read_trc(path)
+
+
+def _assert_frames_kept(c3d_path, trc: MarkerTable, rate: float):
+    """Every .trc frame is in the .c3d with its values (float32), at most a quarter frame from its time; the
+    grid frames no .trc frame landed on are missing."""
+    labels, c3d_rate, _, xyz, residuals, _ = _open(c3d_path)
+    back = read_c3d(c3d_path)
+    assert labels == trc.names and c3d_rate == pytest.approx(rate, rel=1e-6)
+    np.testing.assert_allclose(np.diff(back.time), 1.0 / rate, rtol=1e-6)
+    slots = np.rint((trc.time - back.time[0]) * back.rate).astype(int)
+    assert np.abs(back.time[slots] - trc.time).max() <= 0.25 / rate + 1e-6
+    missing = np.isnan(trc.xyz).any(axis=2)
+    np.testing.assert_allclose(xyz[slots][~missing], trc.xyz[~missing] * 1000.0, rtol=F32, atol=0)
+    assert np.array_equal(residuals[slots] == -1, missing)
+    empty = np.setdiff1d(np.arange(back.n_frames), slots)
+    assert np.isnan(back.xyz[empty]).all() and (residuals[empty] == -1).all()
+    return back, empty
+
+
+def test_a_jittered_live_recording_is_put_on_its_grid(tmp_path):
+    from kinestream.files.c3d import trc_to_c3d
+
+    rng = np.random.default_rng(1)
+    time = 1234.5 + np.arange(300) / 60.0 + rng.uniform(-0.003, 0.003, 300)  # 3 ms jitter at 60 Hz
+    time = np.delete(time, range(100, 105))  # five frames skipped by the service
+    trc = _recording(tmp_path / "session_markers.trc", time)
+    before = (tmp_path / "session_markers.trc").read_bytes()
+    path, note = trc_to_c3d(tmp_path / "session_markers.trc")
+    assert path == tmp_path / "session_markers.c3d"
+    assert "even 60 Hz grid" in note and "5 grid frames that no frame landed on are missing" in note
+    back, empty = _assert_frames_kept(path, trc, 60.0)
+    assert list(empty) == list(range(100, 105)) and back.n_frames == 300
+    assert (tmp_path / "session_markers.trc").read_bytes() == before  # only read
+
+
+def test_a_source_faster_than_the_recorders_rate_gets_its_own(tmp_path):
+    from kinestream.files.c3d import trc_to_c3d
+
+    time = np.arange(240) / 120.0 + np.random.default_rng(2).uniform(-0.001, 0.001, 240)
+    trc = _recording(tmp_path / "fast.trc", time, rate=60.0)  # the recorder was told 60 Hz
+    path, note = trc_to_c3d(tmp_path / "fast.trc")
+    assert "the file says 60 Hz; the times say 120 Hz" in note
+    _assert_frames_kept(path, trc, 120.0)
+    ntsc = np.arange(3000) / 59.94
+    path, note = trc_to_c3d(_recording(tmp_path / "ntsc.trc", ntsc, rate=60.0).meta["source"])
+    _assert_frames_kept(path, read_trc(tmp_path / "ntsc.trc"), 59.94)
+
+
+def test_an_even_trial_is_written_as_it_is(tmp_path):
+    from kinestream.files.c3d import on_even_grid, trc_to_c3d
+
+    trc = read_trc(real_trial("sit_to_stand.trc"))
+    assert on_even_grid(trc) == (trc, None)
+    path, note = trc_to_c3d(real_trial("sit_to_stand.trc"), tmp_path / "s.c3d")
+    assert note is None
+    _assert_same_as_trc(path, trc)
+
+
+def test_times_too_uneven_for_a_c3d_are_refused(tmp_path):
+    from kinestream.files.c3d import on_even_grid, trc_to_c3d
+
+    rng = np.random.default_rng(3)
+    uneven = np.cumsum(rng.uniform(0.005, 0.03, 200))  # a source with no steady clock
+    trc = _recording(tmp_path / "uneven.trc", uneven)
+    with pytest.raises(KinestreamError) as info:
+        trc_to_c3d(tmp_path / "uneven.trc")
+    assert "more than a quarter frame" in str(info.value) and "evenly spaced" in str(info.value)
+    assert not (tmp_path / "uneven.c3d").exists()
+    backwards = MarkerTable(trc.names, trc.xyz[:3], [0.0, 0.02, 0.01], 60.0)
+    with pytest.raises(KinestreamError, match="frame 2 is at t=0.01 s, not after the frame before"):
+        on_even_grid(backwards)
+
+
+def test_the_serve_command_writes_the_recordings_c3d_or_says_why_not(tmp_path, capsys):
+    from kinestream.commands.live import recording_c3d
+    from kinestream.config import load_config
+
+    config = load_config()
+    time = np.arange(120) / 60.0 + np.random.default_rng(4).uniform(-0.002, 0.002, 120)
+    trc = _recording(tmp_path / "s_markers.trc", time)
+    (tmp_path / "s.mot").write_text("not looked at\n")
+    assert recording_c3d(tmp_path / "s.mot", config) == tmp_path / "s_markers.c3d"
+    assert f"wrote {tmp_path / 's_markers.c3d'}: frames put on the even 60 Hz grid" in capsys.readouterr().out
+    _assert_frames_kept(tmp_path / "s_markers.c3d", trc, 60.0)
+
+    config["output"]["c3d"] = False
+    assert recording_c3d(tmp_path / "s.mot", config) is None
+    config["output"]["c3d"] = True
+    _recording(tmp_path / "bad_markers.trc", np.cumsum(np.random.default_rng(5).uniform(0.005, 0.03, 50)))
+    assert recording_c3d(tmp_path / "bad.mot", config) is None
+    out, err = capsys.readouterr()
+    assert not out and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"kinestream: no .c3d of {tmp_path / 'bad_markers.trc'} (the .mot and .trc are complete): ")
+    assert not (tmp_path / "bad_markers.c3d").exists() and (tmp_path / "bad_markers.trc").is_file()
+
+
+C3D_THEN_OPENSIM = """
+import numpy as np
+from kinestream import solve
+from kinestream.files.c3d import read_c3d, write_c3d
+from kinestream.files.trc import MarkerTable
+
+table = MarkerTable(["a", "b"], np.zeros((3, 2, 3)), np.arange(3) / 60, 60.0)
+osim = solve.opensim_module()
+weights = osim.SetMarkerWeights()
+weights.cloneAndAppend(osim.MarkerWeight("a", 1.0))
+for first in ("c3d", "opensim") * 2:  # each after the other, in one process, as process and serve run them
+    if first == "c3d":
+        write_c3d("{dir}/t.c3d", table)
+        assert read_c3d("{dir}/t.c3d").names == ["a", "b"]
+    else:
+        markers = solve.vec3_table(["a", "b"], table.time, table.xyz)
+        assert list(markers.getColumnLabels()) == ["a", "b"]
+        osim.MarkersReference(markers, weights)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("first", ["c3d", "opensim"])
+def test_c3d_files_and_opensim_tables_in_one_process(tmp_path, first):
+    """ezc3d and OpenSim share SWIG's std::vector<std::string>: IK's marker table (solve.vec3_table) after a .c3d
+    (process writes one before IK), and a .c3d after IK (serve writes one after the session), both work. In a
+    fresh process, so that the order is this test's."""
     import subprocess
 
-    code = (
-        "import numpy as np, sys; from kinestream.files.c3d import read_c3d, write_c3d; "
-        "from kinestream.files.trc import MarkerTable; from kinestream.solve import vec3_table; "
-        "t = MarkerTable(['a', 'b'], np.zeros((3, 2, 3)), np.arange(3) / 60, 60.0); "
-        "write_c3d(sys.argv[1], t); read_c3d(sys.argv[1]); "
-        "table = vec3_table(['a', 'b'], t.time, t.xyz); print(table.getNumRows(), table.getNumColumns())"
-    )
-    run = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "x.c3d")], capture_output=True, text=True, timeout=120
-    )
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["3", "2"]
+    code = C3D_THEN_OPENSIM.replace("{dir}", str(tmp_path))
+    if first == "opensim":
+        code = code.replace('("c3d", "opensim") * 2', '("opensim", "c3d") * 2')
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]

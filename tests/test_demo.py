@@ -20,6 +20,7 @@ def test_demo_calibrates_serves_records_and_counts_every_squat(tmp_path, capsys)
     assert final["frames_in"] == 600 and final["frames_out"] == 600 and final["skipped"] == 0
     assert len(motion.time) == final["frames_out"] - final["rows_not_recorded"] > 590
     assert (tmp_path / "calibration" / "scaled.osim").is_file() and (tmp_path / "calibration" / "scaled.json").is_file()
+    assert (tmp_path / "session_markers.c3d").is_file()  # serve --record's markers as .c3d, at the end
     for png in ("session_angles.png", "session_reps.png"):
         assert (tmp_path / png).stat().st_size > 20_000
     import re

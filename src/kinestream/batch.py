@@ -303,9 +303,12 @@ def scale_subject(subject: Subject, out_dir: Path, config: dict) -> Scaled:
 
 def process_trial(trial: Path, subject: Subject, scaled: Scaled, out_dir: Path, config: dict) -> dict[str, Any]:
     """One trial through ``process`` with the subject's model (a Dask task); its summary row."""
+    import matplotlib
+
     from kinestream.offline import process
     from kinestream.reps import RepSettings, detect_reps
 
+    matplotlib.use("Agg")  # a worker shows nothing and runs its tasks in threads, where a GUI backend cannot draw
     start = time.perf_counter()
     plot = bool(config.get("output", {}).get("plot", True))
     result = process(
@@ -484,7 +487,8 @@ def write_summary(out: str | Path, rows: list[dict[str, Any]], plot: bool = True
     if plot:
         from kinestream.plots import plot_study
 
-        png = plot_study(rows, out / SUMMARY_PNG)
+        png = out / SUMMARY_PNG
+        plot_study(rows, png)
     return csv_path, png
 
 

@@ -18,11 +18,12 @@ from kinestream import checks, clean, scale, solve
 from kinestream.assets import Assets, get_assets
 from kinestream.augment import Augmenter, AugmentSettings, augment_table
 from kinestream.errors import KinestreamError
+from kinestream.files.c3d import trc_to_c3d
 from kinestream.files.mot import Motion, solved_rows, write_mot
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.ingest import IngestSettings, complete_keypoints
 from kinestream.live.processor import FrameProcessor
-from kinestream.plots import peak, plot_angles
+from kinestream.plots import peak, plot_angles, save_figure
 
 
 def _bar(total: int, desc: str, unit: str = "frame"):
@@ -171,6 +172,17 @@ def write_angles(path: str | Path, motion: Motion) -> tuple[Motion, str | None]:
     return solved, note
 
 
+def c3d_beside(trc: Path, messages: list[str]) -> Path | None:
+    """The .c3d of ``trc`` beside it; a trial the format cannot hold gets a message instead, not an error."""
+    try:
+        path, note = trc_to_c3d(trc)
+    except KinestreamError as exc:
+        messages.append(f"no .c3d of {trc.name}: {exc}")
+        return None
+    messages += [note] if note else []
+    return path
+
+
 def run_ik(
     model_path: str | Path,
     markers: MarkerTable,
@@ -199,6 +211,7 @@ class ProcessResult:
     motion: Motion
     messages: list[str] = field(default_factory=list)
     model_given: bool = False  # scaled_model was given (process --model), read, not written
+    augmented_c3d: Path | None = None  # the augmented .trc as .c3d ([output] c3d)
 
     def summary(self) -> str:
         m = self.motion
@@ -211,7 +224,13 @@ class ProcessResult:
                 f"{n} {peak(m, n):.1f}" for n in ("hip_flexion_r", "hip_flexion_l", "knee_angle_r", "knee_angle_l")
             )
         )
-        written = (self.augmented_trc, None if self.model_given else self.scaled_model, self.mot, self.plot)
+        written = (
+            self.augmented_trc,
+            self.augmented_c3d,
+            None if self.model_given else self.scaled_model,
+            self.mot,
+            self.plot,
+        )
         lines += [f"wrote {p}" for p in written if p]
         return "\n".join(lines)
 
@@ -361,6 +380,7 @@ def process(
         steps.update(2)
         out_dir.mkdir(parents=True, exist_ok=True)
         augmented_trc = write_trc(out_dir / f"{stem}_augmented.trc", augmented)
+        augmented_c3d = c3d_beside(augmented_trc, messages) if config.get("output", {}).get("c3d", True) else None
         clock["augment"] = perf_counter()
 
         steps.set_postfix_str("scale")
@@ -408,9 +428,18 @@ def process(
         )
         + f" ({ik.motion.time.size} frames, IK solver {solve.IKSettings.from_config(config).solver})"
     )
-    png = plot_angles(solved, out_dir / f"{stem}_angles.png", title=stem, truth=truth) if plot else None
+    png = save_figure(plot_angles(solved, title=stem, truth=truth), out_dir / f"{stem}_angles.png") if plot else None
     if truth is not None:
         messages.append(
             "RMS error vs truth (deg): " + ", ".join(f"{n} {e:.1f}" for n, e in compare(solved, truth).items())
         )
-    return ProcessResult(augmented_trc, scaled_model, mot, png, solved, messages, model_given=model is not None)
+    return ProcessResult(
+        augmented_trc,
+        scaled_model,
+        mot,
+        png,
+        solved,
+        messages,
+        model_given=model is not None,
+        augmented_c3d=augmented_c3d,
+    )

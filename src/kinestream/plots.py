@@ -1,12 +1,27 @@
-"""Angle curves as pictures: what a coach or clinician looks at first."""
+"""Angle curves as pictures: what a coach or clinician looks at first.
+
+Each plot function returns a matplotlib Figure (shown inline when it is the
+last value of a notebook cell) and, given a ``path``, also saves it there as
+an image. The figure is made through pyplot and closed from pyplot at once:
+the caller holds the only reference, so a notebook shows it once and a loop
+making hundreds of plots keeps none in memory. The backend is left to the
+caller (a notebook's inline backend, say); the commands, which only write
+files, choose Agg (``kinestream.commands.common.headless_plots``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kinestream.files.mot import Motion
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DPI = 110  # of the saved images
 
 PANELS = [
     ("Hip flexion", ["hip_flexion_r", "hip_flexion_l"]),
@@ -16,19 +31,30 @@ PANELS = [
 ]
 
 
-def plot_angles(motion: Motion, path: str | Path, title: str = "", truth: Motion | None = None) -> Path:
-    """Hip, knee, ankle and pelvis angles over time (degrees), one panel each.
+def _figure(**kwargs) -> Figure:
+    """A new figure that pyplot does not keep (see the module notes)."""
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(**kwargs)
+    plt.close(fig)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Save ``fig`` to ``path`` (its folder made; the format from the suffix, e.g. .png) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    return path
+
+
+def plot_angles(motion: Motion, path: str | Path | None = None, title: str = "", truth: Motion | None = None) -> Figure:
+    """Hip, knee, ankle and pelvis angles over time (degrees), one panel each; saved to ``path`` when given.
 
     With ``truth``, the true curves are drawn dashed for comparison.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(len(PANELS), 1, figsize=(10, 9), sharex=True)
+    fig = _figure(figsize=(10, 9), layout="tight")
+    axes = fig.subplots(len(PANELS), 1, sharex=True)
     for ax, (label, names) in zip(axes, PANELS, strict=False):
         for name in names:
             if name not in motion:
@@ -42,18 +68,19 @@ def plot_angles(motion: Motion, path: str | Path, title: str = "", truth: Motion
     axes[-1].set_xlabel("time (s)")
     if title:
         axes[0].set_title(title + (" (dashed: truth)" if truth is not None else ""))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    if path is not None:
+        save_figure(fig, path)
+    return fig
 
 
 def peak(motion: Motion, name: str) -> float:
     return float(np.nanmax(motion.get(name))) if name in motion else float("nan")
 
 
-def plot_reps(motion: Motion, events, path: str | Path, settings=None, partials=(), title: str = "") -> Path:
-    """Knee flexion over time, both sides, with the reps found in it.
+def plot_reps(
+    motion: Motion, events, path: str | Path | None = None, settings=None, partials=(), title: str = ""
+) -> Figure:
+    """Knee flexion over time, both sides, with the reps found in it; saved to ``path`` when given.
 
     Each rep's window is shaded green, its bottom marked and its depth (peak
     knee flexion, mean of both knees) written beside it; partial reps (too
@@ -63,15 +90,9 @@ def plot_reps(motion: Motion, events, path: str | Path, settings=None, partials=
     ``settings`` (:class:`kinestream.reps.RepSettings`) the thresholds are
     drawn dotted.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     events = list(events)
-    fig, ax = plt.subplots(figsize=(11, 4.8))
+    fig = _figure(figsize=(11, 4.8), layout="tight")
+    ax = fig.subplots()
     colours = {"knee_angle_r": "tab:red", "knee_angle_l": "tab:blue"}
     for name, colour in colours.items():
         if name in motion:
@@ -126,19 +147,16 @@ def plot_reps(motion: Motion, events, path: str | Path, settings=None, partials=
     ax.legend(loc="upper right", fontsize=8, ncol=4)
     n_partial = len(partials)
     ax.set_title(f"{title + ': ' if title else ''}{len(events)} reps" + (f", {n_partial} partial" if n_partial else ""))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    if path is not None:
+        save_figure(fig, path)
+    return fig
 
 
-def plot_study(rows: list[dict], path: str | Path) -> Path:
-    """Peak knee flexion of every trial, grouped by subject (``batch``'s summary.png); failed trials as crosses
-    at the axis. Drawn on a Figure of its own, whatever matplotlib backend is in use."""
-    from matplotlib.figure import Figure
-
+def plot_study(rows: list[dict], path: str | Path | None = None) -> Figure:
+    """Peak knee flexion of every trial, grouped by subject (``batch``'s summary.png), from summary rows;
+    failed trials as crosses at the axis; saved to ``path`` when given."""
     subjects = list(dict.fromkeys(str(r["subject"]) for r in rows))
-    fig = Figure(figsize=(max(6.0, 1.2 * len(subjects) + 2), 4.5))
+    fig = _figure(figsize=(max(6.0, 1.2 * len(subjects) + 2), 4.5), layout="tight")
     ax = fig.subplots()
     for k, subject in enumerate(subjects):
         mine = [r for r in rows if str(r["subject"]) == subject]
@@ -155,7 +173,6 @@ def plot_study(rows: list[dict], path: str | Path) -> Path:
     ax.set_ylabel("peak knee flexion (deg)")
     ax.set_title("peak knee flexion per trial (line: the subject's mean; x: a failed trial)")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    return path
+    if path is not None:
+        save_figure(fig, path)
+    return fig

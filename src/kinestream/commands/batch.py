@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kinestream.commands.common import say
+from kinestream.commands.common import headless_plots, say
 from kinestream.errors import KinestreamError
 
 EPILOG = """\
@@ -38,6 +38,7 @@ def cmd_batch(args, config) -> None:
         say(f"Dask: {_describe_client(client)}")
         rows = run_batch(study, out, config, client, force=args.force, on_progress=_bar(study.n_trials))
     plot = bool(config.get("output", {}).get("plot", True))
+    headless_plots()
     csv_path, png = write_summary(out, rows, plot=plot)
     failed = [r for r in rows if r["status"] == "failed"]
     for r in failed:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kinestream.commands.common import log_to_stderr
+from kinestream.commands.common import headless_plots, log_to_stderr
 
 
 def run_demo(config: dict, out: Path, seconds: float = 12.0, rate: float = 1.0) -> dict:
@@ -35,6 +35,7 @@ def run_demo(config: dict, out: Path, seconds: float = 12.0, rate: float = 1.0) 
 
 
 async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
+    from kinestream.commands.live import recording_c3d
     from kinestream.commands.terminal import status_printer
     from kinestream.files.mot import read_mot
     from kinestream.files.trc import read_trc
@@ -91,7 +92,9 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
     print(file=sys.stderr)
 
     motion = read_mot(record)
-    png = plot_angles(motion, out / "session_angles.png", title="live session", truth=syn.motion)
+    headless_plots()
+    png = out / "session_angles.png"
+    plot_angles(motion, png, title="live session", truth=syn.motion)
     errors = compare(motion, syn.motion)
     lat = final["latency_ms"]
     print(
@@ -114,9 +117,8 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
 
     settings = RepSettings.from_config(config)
     events, summary = detect_reps(motion, joint_centres(model, motion), settings)
-    reps_png = plot_reps(
-        motion, events, out / "session_reps.png", settings=settings, partials=summary["partials"], title="live session"
-    )
+    reps_png = out / "session_reps.png"
+    plot_reps(motion, events, reps_png, settings=settings, partials=summary["partials"], title="live session")
     print(
         f"squat reps: {summary['reps']} of the {len(syn.squats)} performed, depth "
         + ", ".join(f"{e.knee_peak:.0f}" for e in events)
@@ -132,6 +134,7 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
         "curve's peaks " + ", ".join(f"{p:.1f}" for p in recorded) + " deg"
     )
     print(f"wrote {record}, {record.with_name(record.stem + '_markers.trc')}, {png}, {reps_png}")
+    recording_c3d(record, config)
     final["live_reps"] = [e.to_dict() for e in live]  # what the subscribers were sent, for the caller
     final["recorded_peaks"] = recorded
     return final

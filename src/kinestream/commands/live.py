@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from kinestream.commands.common import log_to_stderr, say, subject
+from kinestream.commands.common import headless_plots, log_to_stderr, say, subject
 
 
 async def _serve(args, config, say=say):
@@ -37,18 +37,42 @@ async def _serve(args, config, say=say):
     return service, final
 
 
-def _finish_recording(record, truth=None) -> None:
+def recording_c3d(record, config: dict) -> Path | None:
+    """After a session: the recorded markers (RECORD_markers.trc) as RECORD_markers.c3d, when [output] c3d is on.
+
+    Read back from the .trc, frames put on an even time grid (live time stamps jitter); a recording the
+    format cannot hold gets one line on stderr and no .c3d. The .mot and .trc are only read.
+    """
+    from kinestream.errors import KinestreamError
+    from kinestream.files.c3d import trc_to_c3d
+
+    markers = Path(record).with_name(Path(record).stem + "_markers.trc")
+    if not config.get("output", {}).get("c3d", True) or not markers.is_file():
+        return None
+    try:
+        path, note = trc_to_c3d(markers)
+    except KinestreamError as exc:
+        print(f"kinestream: no .c3d of {markers} (the .mot and .trc are complete): {exc}", file=sys.stderr)
+        return None
+    print(f"wrote {path}" + (f": {note}" if note else ""))
+    return path
+
+
+def _finish_recording(record, config: dict, truth=None) -> None:
     if not record:
         return
     from kinestream.files.mot import read_mot
     from kinestream.plots import plot_angles
 
+    headless_plots()
     record = Path(record)
     if record.is_file():
         motion = read_mot(record)
         if len(motion.time):
-            png = plot_angles(motion, record.with_name(record.stem + "_angles.png"), title=record.stem, truth=truth)
+            png = record.with_name(record.stem + "_angles.png")
+            plot_angles(motion, png, title=record.stem, truth=truth)
             print(f"wrote {record} ({len(motion.time)} frames) and {png}")
+    recording_c3d(record, config)
 
 
 def cmd_serve(args, config) -> None:
@@ -58,7 +82,7 @@ def cmd_serve(args, config) -> None:
     log_to_stderr()
     service, final = asyncio.run(_serve(args, config))
     print(json.dumps(final))
-    _finish_recording(args.record)
+    _finish_recording(args.record, config)
     if not final.get("healthy", True):
         print(
             "kinestream: error: the service stopped itself: a task kept failing (see the log above); exit "

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from kinestream.centres import joint_centres
+from kinestream.commands.common import headless_plots
 from kinestream.errors import KinestreamError
 from kinestream.reps import KNEES, RepEvent, RepSettings, detect_reps
 
@@ -120,6 +121,7 @@ def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
     plot = config.get("output", {}).get("plot", True) and not getattr(args, "no_plot", False)
     if plot:
         out = Path(args.out) if args.out else path.with_name(path.stem + "_reps.png")
+        headless_plots()
         plot_reps(motion, events, out, settings=settings, partials=summary["partials"], title=path.stem)
         print(f"wrote {out}", file=sys.stderr if args.json else sys.stdout)
     return events, summary

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kinestream.commands.common import existing, say, subject
+from kinestream.commands.common import existing, headless_plots, say, subject
 
 
 def cmd_assets(args, config) -> None:
@@ -120,6 +120,7 @@ def cmd_process(args, config) -> None:
         from kinestream.files.mot import read_mot
 
         truth = read_mot(args.truth)
+    headless_plots()
     result = process(
         trial,
         mass,

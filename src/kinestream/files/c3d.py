@@ -34,6 +34,13 @@ empty, without leading or trailing spaces (C3D readers trim them) and at most
 back); c3d.org recommends labels of at most 16 characters, which every
 kinestream marker name meets. At most 65,535 frames (the header counts frames
 in 16 bits; ezc3d writes more but reads only that many back).
+
+Live recordings carry the source's time stamps, which jitter and skip frames.
+:func:`on_even_grid` puts such a table on the even grid of its rate, each
+frame at the nearest grid time with its values unchanged, and the grid times
+no frame landed on missing; it refuses a recording whose frames are more than
+a quarter frame off any even grid. :func:`trc_to_c3d` writes the .c3d of a
+.trc that way (``process`` and ``serve --record`` use it).
 """
 
 from __future__ import annotations
@@ -46,11 +53,12 @@ from pathlib import Path
 import numpy as np
 
 from kinestream.errors import KinestreamError
-from kinestream.files.trc import _UNIT_SCALE, MarkerTable
+from kinestream.files.trc import _UNIT_SCALE, MarkerTable, read_trc
 
 MAX_LABEL_BYTES = 255  # a C3D parameter dimension is one byte
 MAX_FRAMES = 65535  # the header's frame numbers are 16-bit
 TIME_GROUP, TIME_PARAMETER = "KINESTREAM", "FIRST_TIME"
+MAX_OFFSET_FRAMES = 0.25  # on_even_grid moves a frame by at most this part of a frame period
 
 
 def _ezc3d():
@@ -259,3 +267,97 @@ def read_c3d(path: str | Path) -> MarkerTable:
         xyz[residuals[0].T < 0] = np.nan  # ezc3d does this already; C3D says so, whatever the reader
     time = _first_time(c3d, rate, path) + np.arange(n_frames) / rate
     return MarkerTable(names, xyz, time, rate, {"source": str(path), "units": units})
+
+
+def _grid(time: np.ndarray, rate: float) -> tuple[np.ndarray, float, np.ndarray]:
+    """Grid slots (from 0) of ``time`` at ``rate``, the grid's first time and each frame's offset in frames.
+
+    The grid's phase is the median of the frames' own, so one late first frame does not shift the rest.
+    """
+    position = (time - time[0]) * rate
+    phase = float(np.median(position - np.rint(position)))
+    slots = np.rint(position - phase)
+    offsets = np.abs(position - phase - slots)
+    first = slots[0]  # 0 unless the phase is half a frame
+    return (slots - first).astype(np.int64), float(time[0]) + (phase + first) / rate, offsets
+
+
+def _fitted_rate(time: np.ndarray) -> float:
+    """The rate of a clock that skipped frames: the slope of time against slot, counting each interval as the
+    whole number of median intervals nearest to it."""
+    steps = np.diff(time)
+    slots = np.concatenate([[0.0], np.cumsum(np.maximum(np.rint(steps / float(np.median(steps))), 1.0))])
+    return float(1.0 / np.polyfit(slots, time, 1)[0])
+
+
+def on_even_grid(table: MarkerTable) -> tuple[MarkerTable, str | None]:
+    """``table`` with its frames on an even time grid, as a .c3d holds them, and a note on what moved.
+
+    The grid's rate is the table's ``rate`` when the frames fit it, else the
+    rate their times show (a source faster or slower than the rate the
+    recorder was told). Each frame goes to the nearest grid time, moved by at
+    most a quarter frame, its values unchanged; grid times no frame landed on
+    (frames skipped or lost) are missing (NaN). A table already on its grid
+    comes back as it is, with no note. KinestreamError when the times do not
+    increase or are too uneven for any grid, saying which frame is off.
+    """
+    time = np.asarray(table.time, dtype=float)
+    if table.n_frames == 0:
+        raise KinestreamError("the table has no frames; a .c3d needs at least one")
+    steps = np.diff(time)
+    if not np.isfinite(time).all() or (steps <= 0).any():
+        k = int(np.argmax(~np.isfinite(time))) if not np.isfinite(time).all() else int(np.argmax(steps <= 0)) + 1
+        raise KinestreamError(
+            f"frame {k} is at t={float(time[k])!r} s, not after the frame before; a .c3d needs times that increase"
+        )
+    rates = [float(table.rate)]
+    if table.n_frames > 2:
+        fitted = _fitted_rate(time)
+        rates += [round(fitted, 2), fitted]
+    for rate in rates:
+        slots, start, offsets = _grid(time, rate)
+        if offsets.max() <= MAX_OFFSET_FRAMES and (np.diff(slots) > 0).all():
+            break
+    else:
+        rate = rates[0]
+        slots, start, offsets = _grid(time, rate)
+        same = np.flatnonzero(np.diff(slots) <= 0)
+        if same.size and offsets.max() <= MAX_OFFSET_FRAMES:
+            k = int(same[0])
+            raise KinestreamError(
+                f"frames {k} and {k + 1} (t={time[k]:.6f} and {time[k + 1]:.6f} s) fall on one frame of the "
+                f"{rate:g} Hz grid, and no other even rate fits the times; a .c3d holds frames evenly spaced"
+            )
+        k = int(np.argmax(offsets))
+        raise KinestreamError(
+            f"frame {k} at t={time[k]:.6f} s is {offsets[k] * 1000 / rate:.1f} ms from the nearest time of an even "
+            f"{rate:g} Hz grid, more than a quarter frame ({MAX_OFFSET_FRAMES * 1000 / rate:.1f} ms), and no other "
+            f"even rate fits the times; a .c3d holds frames evenly spaced"
+        )
+    n = int(slots[-1]) + 1
+    grid = start + np.arange(n) / rate
+    if n == table.n_frames and rate == table.rate and np.abs(time - grid).max() <= 1e-6 + 1e-3 / rate:
+        return table, None  # even already, as write_c3d takes it (the .trc keeps 6 decimals)
+    xyz = np.full((n, len(table.names), 3), np.nan)
+    xyz[slots] = table.xyz
+    moved = np.abs(time - grid[slots]).max() * 1000
+    note = f"frames put on the even {rate:g} Hz grid of a .c3d, moved by at most {moved:.1f} ms"
+    if rate != table.rate:
+        note += f" (the file says {table.rate:g} Hz; the times say {rate:g} Hz)"
+    if n > table.n_frames:
+        note += f"; {n - table.n_frames} grid frames that no frame landed on are missing"
+    return MarkerTable(table.names, xyz, grid, rate, dict(table.meta)), note
+
+
+def trc_to_c3d(trc: str | Path, c3d: str | Path | None = None, units: str = "mm") -> tuple[Path, str | None]:
+    """Write the .c3d of the .trc ``trc`` (default: beside it, ``.trc`` replaced by ``.c3d``).
+
+    The values are the .trc's as written, so the two files agree to float32
+    precision; frames whose times are not evenly spaced are first put on an
+    even grid (:func:`on_even_grid`, whose note comes back with the path).
+    KinestreamError when the .trc cannot be read or its frames cannot be
+    written as .c3d; the .trc is only read.
+    """
+    trc = Path(trc)
+    table, note = on_even_grid(read_trc(trc))
+    return write_c3d(trc.with_suffix(".c3d") if c3d is None else c3d, table, units), note

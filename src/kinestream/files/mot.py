@@ -35,6 +35,29 @@ class Motion:
     def __contains__(self, name: str) -> bool:
         return name in self.names
 
+    def to_dict(self) -> dict:
+        """A JSON-ready copy: ``{"time": [...], "coordinates": {name: [...]}, "in_degrees": bool}``.
+
+        ``coordinates`` holds every column (the coordinates, and ``rmse_mm``
+        when IK added it), rotations in degrees when ``in_degrees``,
+        translations in metres; NaN (a frame not solved) becomes None, which
+        JSON writes as null.
+        """
+        values = np.asarray(self.values, dtype=float)
+        return {
+            "time": json_list(self.time),
+            "coordinates": {name: json_list(values[:, k]) for k, name in enumerate(self.names)},
+            "in_degrees": bool(self.in_degrees),
+        }
+
+
+def json_list(values) -> list:
+    """Numbers as a list of Python floats, NaN and infinities as None (JSON has neither)."""
+    a = np.asarray(values, dtype=float)
+    out = a.astype(object)
+    out[~np.isfinite(a)] = None
+    return out.tolist()
+
 
 def mot_header(name: str, columns: list[str], n_rows: int | str, in_degrees: bool = True) -> str:
     return (

@@ -64,6 +64,21 @@ class MarkerTable:
             self.names, self.xyz[start:stop].copy(), self.time[start:stop].copy(), self.rate, dict(self.meta)
         )
 
+    def to_dict(self) -> dict:
+        """A JSON-ready copy: ``{"time": [...], "rate": Hz, "units": "m", "markers": {name: [[x, y, z], ...]}}``.
+
+        Positions in metres, one [x, y, z] per frame; a missing coordinate
+        (NaN) becomes None, which JSON writes as null.
+        """
+        xyz = self.xyz.astype(object)
+        xyz[~np.isfinite(self.xyz)] = None
+        return {
+            "time": self.time.tolist(),
+            "rate": float(self.rate),
+            "units": "m",
+            "markers": {name: xyz[:, k].tolist() for k, name in enumerate(self.names)},
+        }
+
     def with_markers(self, names: list[str], xyz: np.ndarray) -> MarkerTable:
         """A new table with ``names`` added (or replaced) from ``xyz`` (frames, k, 3)."""
         out = MarkerTable(self.names, self.xyz.copy(), self.time.copy(), self.rate, dict(self.meta))

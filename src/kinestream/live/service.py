@@ -219,7 +219,8 @@ class Service:
 
             self.record.parent.mkdir(parents=True, exist_ok=True)
             markers = self.record.with_name(self.record.stem + "_markers.trc")
-            for old, new in set_aside(self.record, markers):
+            # and the .c3d that serve writes from the markers at the end (commands.live.recording_c3d)
+            for old, new in set_aside(self.record, markers, markers.with_suffix(".c3d")):
                 log.warning(
                     "kept the earlier recording %s as %s (a crashed session? kinestream recover %s)", old, new.name, new
                 )

@@ -1,0 +1,326 @@
+"""kinestream from Python (a notebook, a script): tables in, objects out.
+
+The recipe, one function a step, each taking what the one before returns::
+
+    import kinestream.api as ks
+
+    trial = ks.synth("out/sq", seconds=6, noise_mm=5)          # or your own keypoints .trc
+    markers = ks.augment(trial.keypoints_trc, height=trial.height, mass=trial.mass)
+    scaled = ks.scale(markers, "out/sq/scaled.osim", height=trial.height, mass=trial.mass)
+    motion = ks.ik(markers, scaled)
+    ks.plot_angles(motion, truth=trial.motion)                  # a matplotlib Figure
+
+``process`` runs all four steps and writes what ``kinestream process`` writes.
+Tables are :class:`MarkerTable` (``xyz`` frames x markers x 3 in metres,
+``names``, ``time``, ``rate``) and :class:`Motion` (``values`` frames x
+columns, ``names``, ``time``; degrees and metres); both have ``to_dict()``,
+ready for JSON. Settings come from the package's default.toml, as for the
+commands; ``config`` takes the path of a TOML file of yours or a dict of the
+sections to change, e.g. ``{"ik": {"solver": "opensim"}}``. Height (m) and
+mass (kg) default to the config's ``[subject]``. What the stages have to say
+goes to the ``kinestream`` logger; nothing is printed.
+
+The streaming stage classes (``StreamingCleaner``, ``StreamingAugmenter``,
+``StreamingIK``, ``FrameProcessor``, ``RepCounter``) and the settings classes
+are here too, imported when first used, so ``import kinestream.api`` stays
+quick. ``augment``, ``scale`` and ``synth`` are functions here; in the package
+``kinestream`` those names are the stage modules (``kinestream.scale``), so
+import them from ``kinestream.api``.
+
+A table and its JSON form, no OpenSim needed:
+
+>>> import numpy as np
+>>> import kinestream.api as ks
+>>> motion = ks.Motion(np.array([0.0, 0.5]), ["knee_angle_r", "rmse_mm"], np.array([[12.5, 8.0], [np.nan, 9.0]]))
+>>> motion.to_dict()
+{'time': [0.0, 0.5], 'coordinates': {'knee_angle_r': [12.5, None], 'rmse_mm': [8.0, 9.0]}, 'in_degrees': True}
+>>> import pathlib, tempfile
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> hips = ks.MarkerTable(["RHip", "LHip"], np.full((3, 2, 3), 0.9), np.arange(3) / 60, rate=60.0)
+>>> table = ks.read_trc(ks.write_trc(folder / "hips.trc", hips))
+>>> table.names, table.n_frames, table.rate
+(['RHip', 'LHip'], 3, 60.0)
+>>> table.get("LHip")[0].tolist()
+[0.9, 0.9, 0.9]
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kinestream.config import load_config, validate
+from kinestream.errors import KinestreamError
+from kinestream.files.c3d import read_c3d, write_c3d
+from kinestream.files.mot import Motion, read_mot, write_mot
+from kinestream.files.trc import MarkerTable, read_trc, write_trc
+
+if TYPE_CHECKING:  # at run time these come from __getattr__, when first used
+    from kinestream.augment import AugmentSettings, StreamingAugmenter
+    from kinestream.clean import CleanSettings, StreamingCleaner
+    from kinestream.live.processor import FrameProcessor
+    from kinestream.offline import ProcessResult
+    from kinestream.plots import plot_angles, plot_reps
+    from kinestream.reps import RepCounter, RepSettings, detect_reps
+    from kinestream.scale import ScaleResult, ScaleSettings
+    from kinestream.solve import IKSettings, StreamingIK
+    from kinestream.synth import SynthResult
+
+__all__ = [
+    # the recipe
+    "process",
+    "augment",
+    "scale",
+    "ik",
+    "synth",
+    # tables and files
+    "MarkerTable",
+    "Motion",
+    "read_trc",
+    "write_trc",
+    "read_mot",
+    "write_mot",
+    "read_c3d",
+    "write_c3d",
+    "load_config",
+    # what the recipe returns
+    "ProcessResult",
+    "ScaleResult",
+    "SynthResult",
+    # settings of each stage
+    "CleanSettings",
+    "AugmentSettings",
+    "ScaleSettings",
+    "IKSettings",
+    "RepSettings",
+    # the streaming stages, frame by frame
+    "StreamingCleaner",
+    "StreamingAugmenter",
+    "StreamingIK",
+    "FrameProcessor",
+    "RepCounter",
+    "detect_reps",
+    # pictures
+    "plot_angles",
+    "plot_reps",
+]
+
+#: Names imported from their modules when first used (they bring in SciPy, OpenSim, onnxruntime or matplotlib).
+_LAZY = {
+    "ProcessResult": "kinestream.offline",
+    "ScaleResult": "kinestream.scale",
+    "SynthResult": "kinestream.synth",
+    "CleanSettings": "kinestream.clean",
+    "AugmentSettings": "kinestream.augment",
+    "ScaleSettings": "kinestream.scale",
+    "IKSettings": "kinestream.solve",
+    "RepSettings": "kinestream.reps",
+    "StreamingCleaner": "kinestream.clean",
+    "StreamingAugmenter": "kinestream.augment",
+    "StreamingIK": "kinestream.solve",
+    "FrameProcessor": "kinestream.live.processor",
+    "RepCounter": "kinestream.reps",
+    "detect_reps": "kinestream.reps",
+    "plot_angles": "kinestream.plots",
+    "plot_reps": "kinestream.plots",
+}
+
+log = logging.getLogger("kinestream")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'kinestream.api' has no attribute {name!r}; it has {', '.join(__all__)}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def _config(config: dict | str | Path | None) -> dict:
+    """The whole config: the defaults, with a TOML file (a path) or a dict of sections over them, checked."""
+    if config is None or isinstance(config, (str, Path)):
+        return load_config(config)
+    if not isinstance(config, dict):
+        raise KinestreamError(
+            f"config {config!r} is not valid; give None (the defaults), the path of a TOML file, or a dict of "
+            'sections, e.g. {"ik": {"solver": "opensim"}}'
+        )
+    full = load_config()
+    for section, values in validate(copy.deepcopy(config), "the config given").items():
+        full[section].update(values)
+    return full
+
+
+def _subject(config: dict, height: float | None, mass: float | None) -> tuple[float, float]:
+    from kinestream import checks
+
+    height = float(config["subject"]["height"]) if height is None else height
+    mass = float(config["subject"]["mass"]) if mass is None else mass
+    return checks.subject(height, mass)
+
+
+def _table(markers: MarkerTable | str | Path, what: str) -> MarkerTable:
+    if isinstance(markers, MarkerTable):
+        return markers
+    if isinstance(markers, (str, Path)):
+        return read_trc(markers)
+    raise KinestreamError(f"{what} {markers!r} is not valid; give a MarkerTable or the path of a .trc file")
+
+
+def _say(message: str) -> None:
+    log.info("%s", message)
+
+
+def process(
+    trial: str | Path,
+    out_dir: str | Path,
+    *,
+    height: float | None = None,
+    mass: float | None = None,
+    config: dict | str | Path | None = None,
+    static: str | tuple[float, float] | None = None,
+    streaming: bool = False,
+    model: str | Path | None = None,
+    truth: Motion | None = None,
+) -> ProcessResult:
+    """``kinestream process`` on the keypoints .trc ``trial``: clean, augment, scale, IK, files in ``out_dir``.
+
+    Writes what the command writes (TRIAL_augmented.trc and .c3d, TRIAL_scaled.osim, TRIAL.mot, the plot, as
+    ``[output]`` says) and returns them with the angles (``.motion``) and what each step said (``.messages``).
+    ``static``: the still window, "auto" or (start, end) in seconds (default: the config's ``[scale] static``);
+    ``streaming``: the live service's frame-by-frame cores instead of the offline ones; ``model``: an already
+    scaled .osim (the scale step is skipped); ``truth``: the true angles (``synth(...).motion``), plotted
+    dashed, with the RMS error per joint in the messages.
+    """
+    from kinestream.offline import process as run
+    from kinestream.scale import ScaleSettings
+
+    config = _config(config)
+    height, mass = _subject(config, height, mass)
+    return run(
+        trial,
+        mass,
+        height,
+        out_dir,
+        config,
+        static=ScaleSettings.from_config(config).static if static is None else static,
+        plot=bool(config["output"]["plot"]),
+        log=_say,
+        truth=truth,
+        streaming=streaming,
+        model=model,
+    )
+
+
+def augment(
+    keypoints: MarkerTable | str | Path,
+    *,
+    height: float | None = None,
+    mass: float | None = None,
+    config: dict | str | Path | None = None,
+    clean: bool = True,
+) -> MarkerTable:
+    """The keypoints (a MarkerTable or a .trc path) plus the 43 anatomical markers the augmenter predicts.
+
+    MidHip and Neck are derived when absent; with ``clean`` (the default) gaps are filled and the keypoints
+    low-pass filtered first (``[clean]``), as ``process`` does. What was done is in ``meta["notes"]`` of the
+    table returned.
+    """
+    from kinestream.assets import get_assets
+    from kinestream.augment import Augmenter, AugmentSettings, augment_table
+    from kinestream.clean import CleanSettings
+    from kinestream.ingest import complete_keypoints
+    from kinestream.offline import describe_clean
+
+    config = _config(config)
+    height, mass = _subject(config, height, mass)
+    table = complete_keypoints(_table(keypoints, "keypoints"))
+    notes = [f"derived {', '.join(table.meta['derived'])} from the hips/shoulders"] if table.meta.get("derived") else []
+    if clean:
+        cleaned, cleaning = CleanSettings.from_config(config).offline(table)
+        notes.append(describe_clean(cleaning, table))
+        table = cleaned
+    augmenter = Augmenter.from_assets(get_assets(config, progress=_say))
+    floor = AugmentSettings.from_config(config).floor_offset
+    out, augmenting = augment_table(table, augmenter, height, mass, apply_floor_offset=floor)
+    notes.append(augmenting.describe())
+    for note in notes:
+        _say(note)
+    out.meta["notes"] = notes
+    return out
+
+
+def scale(
+    markers: MarkerTable | str | Path,
+    out_model: str | Path,
+    *,
+    height: float | None = None,
+    mass: float | None = None,
+    config: dict | str | Path | None = None,
+    static: str | tuple[float, float] | None = None,
+) -> ScaleResult:
+    """Scale the generic model to the subject of ``markers`` (augmented: as :func:`augment` returns, or a .trc)
+    and write it to ``out_model`` (.osim).
+
+    ``static``: the still window, "auto" (the stillest upright one; default: the config's ``[scale] static``)
+    or (start, end) in seconds. Returns the model's path, the scale factors, the window used, the marker
+    error and what was done (``.messages``).
+    """
+    from kinestream.assets import get_assets
+    from kinestream.scale import ScaleSettings
+
+    config = _config(config)
+    height, mass = _subject(config, height, mass)
+    assets = get_assets(config, progress=_say)
+    table = _table(markers, "markers")
+    return ScaleSettings.from_config(config).scale(table, mass, height, out_model, assets, static=static, progress=_say)
+
+
+def ik(
+    markers: MarkerTable | str | Path,
+    model: ScaleResult | str | Path,
+    *,
+    config: dict | str | Path | None = None,
+    setup: str | Path | None = None,
+) -> Motion:
+    """Joint angles of every frame of ``markers`` (augmented: a MarkerTable or a .trc) on ``model`` (a scaled
+    .osim, or what :func:`scale` returns).
+
+    The solver and its settings are the config's ``[ik]``; ``setup``: an IK setup .xml with the marker weights
+    (default: OpenCap's). The Motion holds every coordinate (degrees; translations in metres) and ``rmse_mm``,
+    each frame's marker error; a frame IK could not solve is NaN.
+    """
+    from kinestream.assets import get_assets
+    from kinestream.offline import run_ik
+
+    config = _config(config)
+    path = getattr(model, "model_path", model)
+    if not isinstance(path, (str, Path)):
+        raise KinestreamError(f"model {model!r} is not valid; give the path of a scaled .osim, or what scale returns")
+    if not Path(path).is_file():
+        raise KinestreamError(f"model {path} does not exist; give the path of a scaled .osim, or what scale returns")
+    assets = get_assets(config, progress=_say)
+    result = run_ik(path, _table(markers, "markers"), setup or assets.ik_setup, config, marker_set=assets.marker_set)
+    for note in result.notes:
+        _say(note)
+    return result.motion
+
+
+def synth(out_dir: str | Path, **kwargs: Any) -> SynthResult:
+    """A ground-truth squat trial by forward kinematics, written to ``out_dir``: ``kinestream.synth.synthesize``.
+
+    Keywords as ``synthesize`` takes them (``seconds`` at least 5, ``fs``, ``noise_mm``, ``gaps``, ``scale``,
+    ``seed``, ``depths``, ...). The result has the files (``keypoints_trc``), the tables (``keypoints``,
+    ``markers``), the true angles (``motion``) and the subject's ``height`` and ``mass``.
+    """
+    from kinestream.synth import synthesize
+
+    kwargs.setdefault("progress", _say)
+    return synthesize(out_dir, **kwargs)
