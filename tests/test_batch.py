@@ -173,3 +173,21 @@ def test_the_command_runs_on_an_existing_scheduler(study, client, tmp_path, caps
     assert [r["status"] for r in read_rows(out / "summary.csv")] == ["done"] * 3
     assert main(args) == 0 and "0 done, 3 skipped" in capsys.readouterr().out
     assert len(client.scheduler_info()["workers"]) == 2  # the cluster outlives the command
+
+
+def test_opencap_downloads_are_one_subject_each(tmp_path, study):
+    trc = (study / "p01" / "p01_squat1.trc").read_text()
+    for session, height, mass in (("ana", 1.62, 58.0), ("ben", 1.91, 90.5)):
+        marker_data = tmp_path / "downloads" / session / "MarkerData"
+        marker_data.mkdir(parents=True)
+        for trial in ("neutral", "squats1", "squats2"):
+            (marker_data / f"{trial}.trc").write_text(trc)
+        (marker_data.parent / "sessionMetadata.yaml").write_text(
+            f"subjectID: {session}\nheight_m: {height}\nmass_kg: {mass}\nsex: \n"
+        )
+    found = find_study(tmp_path / "downloads", load_config())
+    assert found.kind == "OpenCap"
+    assert [(s.name, s.height, s.mass, s.static.name, [t.name for t in s.trials]) for s in found.subjects] == [
+        ("ana", 1.62, 58.0, "neutral.trc", ["squats1.trc", "squats2.trc"]),
+        ("ben", 1.91, 90.5, "neutral.trc", ["squats1.trc", "squats2.trc"]),
+    ]
