@@ -547,7 +547,19 @@ def test_joint_centres_per_frame_and_from_a_state(known):
     assert (
         set(a)
         == set(b)
-        == {"pelvis", "hip_r", "hip_l", "knee_r", "knee_l", "ankle_r", "ankle_l", "torso", "torso_axis"}
+        == {
+            "pelvis",
+            "hip_r",
+            "hip_l",
+            "knee_r",
+            "knee_l",
+            "ankle_r",
+            "ankle_l",
+            "torso",
+            "shoulder_r",
+            "shoulder_l",
+            "torso_axis",
+        }
     )
     for k in a:
         assert np.allclose(a[k], b[k], atol=1e-9), k
