@@ -16,6 +16,7 @@ from kinestream.live.protocol import decode_angles, decode_status, encode_keypoi
 from kinestream.live.replay import replay
 from kinestream.live.service import Service
 from kinestream.offline import process
+from kinestream.reps import CUES
 from kinestream.synth import synthesize
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
@@ -30,12 +31,13 @@ def endpoints():
     return f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
 
 
-async def live(config, frames, *, session, record=None, mqtt_port=None, rate=1.0, before=None):
+async def live(config, frames, *, session, record=None, mqtt_port=None, rate=1.0, before=None, reps_after=0):
     """Serve, replay ``frames`` (a MarkerTable) into it, collect every output.
 
     ``before(src, service)``, when given, runs once the subscribers are in and before the replay. Stops
     the service once every frame in is answered and a status sent after the last answer has reached the
-    subscribers (ZeroMQ, MQTT): everything published before it has arrived too."""
+    subscribers (ZeroMQ, MQTT): everything published before it has arrived too. ``reps_after``: rep events
+    the service publishes as it stops (a rep the end of the stream closes), awaited at the subscribers."""
     src, out = endpoints()
     service = Service(
         config,
@@ -94,8 +96,16 @@ async def live(config, frames, *, session, record=None, mqtt_port=None, rate=1.0
         )
 
     await until(delivered, "a status sent after the last answer, at every subscriber")
+    before_stop = len(got["reps"]), len(got["mqtt_reps"])
     stop.set()
     final = await serving
+    await until(
+        lambda: (
+            len(got["reps"]) >= before_stop[0] + reps_after
+            and (not mqtt_port or len(got["mqtt_reps"]) >= before_stop[1] + reps_after)
+        ),
+        f"{reps_after} rep events published as the service stopped, at every subscriber",
+    )
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -317,3 +327,34 @@ def test_an_ik_failure_costs_one_frame_not_the_service(session):
     assert final["frames_in"] == 240 and final["frames_out"] + final["skipped"] == 240
     assert final["ik_failures"] == 1 and final["rejected"]["stage_error"] == 1
     assert np.isfinite(service.metrics.last_angles["knee_angle_r"])
+
+
+def test_a_rep_ending_as_the_stream_stops_is_published(session, tmp_path):
+    """The stream stops on the frame where the true knee flexion of the last squat passes back through 25 deg (the
+    rep ends in the last 0.2 s): the live angles, a few frames behind, are still above it, and the service closes
+    the rep out as it stops, on ZeroMQ and MQTT alike. Its cues travel with it and show on the status line."""
+    t = session.motion.time
+    knee = 0.5 * (session.motion.get("knee_angle_r") + session.motion.get("knee_angle_l"))
+    last = int(np.flatnonzero((knee[:-1] >= 25.0) & (knee[1:] < 25.0))[-1])  # the last frame still above 25
+    table = read_trc(session.keypoints_trc).frames(0, last + 1)
+    broker = Broker()
+    broker.start()
+    try:
+        sent, final, got = asyncio.run(live(load_config(), table, session=session, mqtt_port=broker.port, reps_after=1))
+    finally:
+        broker.stop()
+    from kinestream.live.protocol import decode_reps
+
+    reps = [decode_reps(p) for p in got["reps"]]
+    print("rep events:", [(r["rep"]["index"], r["rep"]["end"], r["rep"]["reason"], r["rep"]["cues"]) for r in reps])
+    assert sent == last + 1 and len(reps) == len(session.squats) == len(got["mqtt_reps"])
+    closing = reps[-1]["rep"]
+    assert (
+        closing["complete"]
+        and "end of the stream" in closing["reason"]
+        and closing["end"] == pytest.approx(t[last], abs=1e-3)
+    )
+    assert [r["rep"] for r in reps] == [m["rep"] for m in got["mqtt_reps"]]
+    assert reps[-1]["set"]["reps"] == len(session.squats) == final["reps"]
+    assert t[last] - 0.2 <= closing["end"] <= t[last]  # it ended in the stream's last 0.2 s
+    assert final["last_rep_cues"] == closing["cues"] and all(c in CUES for c in closing["cues"])

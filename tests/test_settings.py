@@ -11,12 +11,12 @@ from kinestream.augment import AugmentSettings
 from kinestream.clean import CleanSettings, StreamingCleaner
 from kinestream.config import DEFAULTS, OPTIONAL, load_config
 from kinestream.errors import KinestreamError
-from kinestream.reps import RepSettings
+from kinestream.reps import CueSettings, RepSettings
 from kinestream.scale import ScaleSettings
 from kinestream.solve import IKSettings
 
 STAGES = [(CleanSettings, "clean"), (AugmentSettings, "augment"), (ScaleSettings, "scale"), (IKSettings, "ik"),
-          (RepSettings, "reps")]  # fmt: skip
+          (RepSettings, "reps"), (CueSettings, "cues")]  # fmt: skip
 
 
 @pytest.mark.parametrize("cls,name", STAGES)

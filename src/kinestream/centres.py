@@ -1,8 +1,11 @@
 """Joint centres of the model in ground, by OpenSim's own kinematics (metres, Y up).
 
 The rep counter's positional measures (below parallel, knee valgus, trunk lean)
-read them: live from the IK solver's posed state (:func:`centres_array`),
-offline by posing the model from a recorded .mot (:func:`joint_centres`).
+read them: hips, knees and ankles are the origins of the femur, tibia and talus
+bodies, shoulders the origins of the humerus bodies (the shoulder joint
+centres; a model without arms has no shoulders: NaN). They are read live
+from the IK solver's posed state (:func:`centres_array`), offline by posing
+the model from a recorded .mot (:func:`joint_centres`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ CENTRE_BODIES = {
     "ankle_r": "talus_r",
     "ankle_l": "talus_l",
     "torso": "torso",
+    "shoulder_r": "humerus_r",
+    "shoulder_l": "humerus_l",
 }
+OPTIONAL_BODIES = ("humerus_r", "humerus_l")  # a model without arms: its shoulder centres are NaN
 
 
 TORSO_AXIS = "torso_axis"  # unit vector (not a point): the torso frame's Y axis in ground
@@ -42,19 +48,24 @@ def _load_model(model):
 
 
 def _bodies(model) -> dict:
+    """Name -> body of each joint centre; None for an optional body the model lacks."""
     bodies = model.getBodySet()
-    missing = [b for b in CENTRE_BODIES.values() if not bodies.contains(b)]
+    needed = [b for b in CENTRE_BODIES.values() if b not in OPTIONAL_BODIES]
+    missing = [b for b in needed if not bodies.contains(b)]
     if missing:
         raise KinestreamError(
             f"the model {model.getName()!r} has no body {', '.join(missing)}; the joint centres "
-            f"need the bodies {', '.join(CENTRE_BODIES.values())} (OpenSim's gait models, "
+            f"need the bodies {', '.join(needed)} (OpenSim's gait models, "
             f"Pose2Sim's and OpenCap's have them)"
         )
-    return {name: bodies.get(body) for name, body in CENTRE_BODIES.items()}
+    return {name: bodies.get(body) if bodies.contains(body) else None for name, body in CENTRE_BODIES.items()}
 
 
 def _centres(bodies: dict, state, vec_y) -> dict[str, np.ndarray]:
-    out = {name: body.getPositionInGround(state).to_numpy().copy() for name, body in bodies.items()}
+    out = {
+        name: body.getPositionInGround(state).to_numpy().copy() if body is not None else np.full(3, np.nan)
+        for name, body in bodies.items()
+    }
     out[TORSO_AXIS] = bodies["torso"].expressVectorInGround(state, vec_y).to_numpy().copy()
     return out
 
@@ -79,10 +90,11 @@ def centres_from_state(model, state) -> dict[str, np.ndarray]:
     """Joint centres of a posed model, in ground (metres, Y up), from a state realized to Position.
 
     Keys: ``hip_r``/``hip_l`` (femur origins), ``knee_r``/``knee_l`` (tibia
-    origins), ``ankle_r``/``ankle_l`` (talus origins), ``pelvis`` and
-    ``torso`` (body origins), and ``torso_axis``: the torso frame's Y axis, a
-    unit vector. For many frames, :class:`CentresFromModel` avoids looking the
-    bodies up each time.
+    origins), ``ankle_r``/``ankle_l`` (talus origins), ``shoulder_r``/``shoulder_l``
+    (humerus origins; NaN without arms), ``pelvis`` and ``torso`` (body
+    origins), and ``torso_axis``: the torso frame's Y axis, a unit vector.
+    For many frames, :class:`CentresFromModel` avoids looking the bodies up
+    each time.
     """
     from kinestream.osim import opensim_module
 

@@ -64,6 +64,14 @@ RULES: dict[str, dict[str, tuple]] = {
     },
     "mqtt": {"qos": (int, (0, 2))},
     # [reps]: numbers; their ranges and how they relate are reps.RepSettings.check's
+    "cues": {
+        "max_per_rep": (int, (1, 2)),
+        "knees_out_cm": (NUMBER, (0.0, 20.0)),
+        "chest_up_deg": (NUMBER, (0.0, 90.0)),
+        "go_deeper_deg": (NUMBER, (0.0, 160.0)),
+        "control_the_descent_s": (NUMBER, (0.0, 10.0)),
+        "even_it_out_deg": (NUMBER, (0.0, 90.0)),
+    },
 }
 #: Settings without a default: unset, the code derives them.
 OPTIONAL: dict[str, dict[str, tuple]] = {

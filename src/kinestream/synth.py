@@ -32,6 +32,24 @@ squat, ``Squat.partial``), ``pauses`` the standing time between squats, and
 shifts from side to side (pelvic list), the pelvis turns a little, and hips
 and knees bend and straighten by up to ``sway_deg``, each at its own slow rhythm.
 
+Form, for tests of the cues and the form measures: ``trunk_lean_deg``, the
+trunk lean at the bottom (the line from the mid hip joint centre to the mid
+shoulder joint centre, from vertical in the sagittal plane, forward positive),
+reached by lumbar flexion or extension; ``descent_s``, the time from standing to
+the bottom (the bottom stays where it was: the squat starts later);
+``asymmetry_deg``, the right knee's flexion minus the left's at the bottom
+(default: the left leg flexes 3 % less) -- each one number for every squat or a
+list of one per squat; and ``valgus_cm``, the knee valgus of both knees at the
+bottom of the first squat (seen from the front, the knee joint centre's
+distance from the hip-ankle line, medial positive), reached by the stance: the
+feet turned in (valgus) or out (varus) by the hips' rotation while standing, for
+the whole trial (the model's knees bend about one axis, so with both feet flat
+on the floor nothing else can move a knee in or out). Lean and valgus grow with the depth of the squat, from their
+standing values to the designed ones at the bottom. :func:`trunk_lean` and
+:func:`knee_valgus` measure them on the model's joint centres (written here
+apart from :mod:`kinestream.reps`, whose measures the tests check against
+these).
+
 Feet stay planted. A designed pose does not in general keep both feet where
 they stood (the legs form a closed chain through the floor), so each frame is
 the pose closest to the design, in a weighted sense, that keeps the calcaneus,
@@ -86,6 +104,12 @@ HALF_SQUAT_DEG = 60.0
 # Bounds of the designed knee peak of a squat (``depths``) and of the sway.
 MIN_DEPTH_DEG, MAX_DEPTH_DEG = 20.0, 135.0
 MAX_SWAY_DEG = 15.0
+# Bounds of the designed form.
+TRUNK_LEAN_DEG = (0.0, 70.0)
+VALGUS_CM = (-8.0, 8.0)
+MAX_STANCE_TURN_DEG = 35.0  # the feet turned in or out (hip rotation while standing) for a designed valgus
+MIN_DESCENT_S = 0.3
+MAX_ASYMMETRY_DEG = 10.0
 # The arms rise with depth up to this fraction of the full-depth change (beyond: out of the shoulder's range).
 ARM_DEPTH_MAX = 1.1
 # Sway: frequencies (Hz) of the knee/hip bend, the side-to-side weight shift and
@@ -175,6 +199,17 @@ _FREE = {
 }
 # Markers held at their standing positions (all fixed to the calcaneus bodies).
 _PLANTED = ["r_calc_study", "r_toe_study", "r_5meta_study", "L_calc_study", "L_toe_study", "L_5meta_study"]
+# Joint centres of the form measures: the origins of these bodies.
+_CENTRES = {
+    "hip_r": "femur_r",
+    "hip_l": "femur_l",
+    "knee_r": "tibia_r",
+    "knee_l": "tibia_l",
+    "ankle_r": "talus_r",
+    "ankle_l": "talus_l",
+    "shoulder_r": "humerus_r",
+    "shoulder_l": "humerus_l",
+}
 
 _FACE = {"REye", "LEye", "REar", "LEar"}
 _KEYPOINT_RENAME = {"CHip": "MidHip"}
@@ -184,11 +219,15 @@ _HEAD_BODIES = ("head",)
 
 @dataclass(frozen=True)
 class Squat:
-    """One squat: its window, bottom time (s) and true peak angles (degrees).
+    """One squat: its window, bottom time (s), true peak angles (degrees) and true form at the bottom.
 
     ``start`` and ``end`` bound the designed movement (the knees leave and
     regain the standing pose); ``partial`` marks a half squat, whose knee
-    flexion (mean of both knees) peaks below ``HALF_SQUAT_DEG``.
+    flexion (mean of both knees) peaks below ``HALF_SQUAT_DEG``. The form at
+    the bottom frame, designed or not: ``trunk_lean_deg``
+    (:func:`trunk_lean`), ``knee_valgus_cm_r/l`` (:func:`knee_valgus`)
+    and ``knee_asymmetry_deg`` (right minus left knee flexion);
+    ``descent_s``: the designed time from standing to the bottom.
     """
 
     index: int
@@ -200,6 +239,11 @@ class Squat:
     hip_flexion_r: float
     hip_flexion_l: float
     partial: bool = False
+    trunk_lean_deg: float = math.nan
+    knee_valgus_cm_r: float = math.nan
+    knee_valgus_cm_l: float = math.nan
+    knee_asymmetry_deg: float = math.nan
+    descent_s: float = DESCENT_S
 
 
 @dataclass(frozen=True)
@@ -351,10 +395,13 @@ def _min_jerk(x: np.ndarray) -> np.ndarray:
     return x**3 * (10.0 - 15.0 * x + 6.0 * x**2)
 
 
-def _squat_shape(time: np.ndarray, start: float) -> np.ndarray:
-    """0 standing, 1 at the bottom; smooth (zero velocity and acceleration at the ends)."""
+def _squat_shape(time: np.ndarray, start: float, descent_s: float = DESCENT_S) -> np.ndarray:
+    """0 standing, 1 at the bottom (``start + DESCENT_S``); smooth (zero velocity and acceleration at the ends).
+
+    A ``descent_s`` shorter than DESCENT_S stands longer first: the bottom and the ascent stay where they were.
+    """
     u = time - start
-    down = _min_jerk(u / DESCENT_S)
+    down = _min_jerk((u - (DESCENT_S - descent_s)) / descent_s)
     up = 1.0 - _min_jerk((u - DESCENT_S) / (SQUAT_S - DESCENT_S))
     shape = np.where(u < DESCENT_S, down, up)
     shape[(u <= 0.0) | (u >= SQUAT_S)] = 0.0
@@ -411,17 +458,29 @@ def _design(
     starts: list[float] | None = None,
     factors: list[float] | None = None,
     sway_deg: float = 0.0,
+    descents: list[float] | None = None,
+    left_gains: list[float] | None = None,
+    stance: dict[str, float] | None = None,
 ) -> np.ndarray:
     """Designed coordinate values (frames x coordinates), degrees and metres.
 
     ``starts`` and ``factors`` (relative depths) default to the standard
-    timeline and ``DEPTHS``; ``sway_deg`` adds the standing sway.
+    timeline and ``DEPTHS``; ``sway_deg`` adds the standing sway;
+    ``descents``: each squat's descent time (default DESCENT_S);
+    ``left_gains``: each squat's left-leg fraction of the right's
+    excursion (default LEFT_LEG); ``stance``: standing values (degrees) of
+    some coordinates, by full name, instead of the standing posture's.
     """
+    stance = stance or {}
     depth = np.zeros_like(time)
+    depth_left = np.zeros_like(time)
     starts = squat_starts(n_squats) if starts is None else starts
     for k, start in enumerate(starts):
         factor = DEPTHS[k % len(DEPTHS)] if factors is None else factors[k]
-        depth += factor * _squat_shape(time, start)
+        shape = _squat_shape(time, start, DESCENT_S if descents is None else descents[k])
+        depth += factor * shape
+        if left_gains is not None:
+            depth_left += factor * left_gains[k] * shape
     sway = _sway(time, sway_deg) if sway_deg else {}
     out = np.zeros((len(time), len(names)))
     for j, name in enumerate(names):
@@ -431,12 +490,167 @@ def _design(
         gain = 1.0
         if side == "l":
             gain = LEFT_LEG if base in _LEG else LEFT_ARM if base in _ARM else 1.0
-        out[:, j] = _STAND[base] + gain * _DELTA.get(base, 0.0) * (
-            np.minimum(depth, ARM_DEPTH_MAX) if base in _ARM else depth
-        )
+        standing = stance.get(name, _STAND[base])
+        if side == "l" and base in _LEG and left_gains is not None:
+            out[:, j] = standing + _DELTA.get(base, 0.0) * depth_left
+        else:
+            out[:, j] = standing + gain * _DELTA.get(base, 0.0) * (
+                np.minimum(depth, ARM_DEPTH_MAX) if base in _ARM else depth
+            )
         if base in sway:
             out[:, j] += sway[base]
     return out
+
+
+# --------------------------------------------------------------------------- form
+
+
+def _horizontal_unit(v: np.ndarray) -> np.ndarray:
+    """``v`` without its vertical (Y) part, made unit length."""
+    flat = np.array([v[0], 0.0, v[2]], dtype=float)
+    return flat / np.linalg.norm(flat)
+
+
+def trunk_lean(centres: dict) -> float:
+    """Trunk lean (degrees, forward positive): the line from the mid hip joint centre to the mid shoulder joint
+    centre, from vertical, in the sagittal plane (the vertical plane square to the line between the hips).
+
+    ``centres``: points in ground (metres, Y up) named ``hip_r``, ``hip_l``, ``shoulder_r``, ``shoulder_l``.
+    """
+    right = _horizontal_unit(centres["hip_r"] - centres["hip_l"])
+    forward = np.cross((0.0, 1.0, 0.0), right)
+    line = 0.5 * (centres["shoulder_r"] + centres["shoulder_l"]) - 0.5 * (centres["hip_r"] + centres["hip_l"])
+    return math.degrees(math.atan2(float(line @ forward), float(line[1])))
+
+
+def knee_valgus(centres: dict, side: str) -> float:
+    """Knee valgus of one leg (``side`` "r" or "l"), centimetres, medial positive (the knee caving in).
+
+    Seen from the front (along the horizontal forward direction, square to the line between the hips): the knee
+    joint centre's distance from the line from the hip joint centre to the ankle joint centre. ``centres``:
+    points in ground named ``hip_r``, ``hip_l`` and ``hip_<side>``, ``knee_<side>``, ``ankle_<side>``.
+    """
+    right = _horizontal_unit(centres["hip_r"] - centres["hip_l"])
+
+    def seen_from_the_front(p):  # (lateral to the right, up)
+        return np.array([p @ right, p[1]])
+
+    hip, knee, ankle = (seen_from_the_front(centres[f"{c}_{side}"]) for c in ("hip", "knee", "ankle"))
+    direction = (ankle - hip) / np.linalg.norm(ankle - hip)
+    normal = np.array([-direction[1], direction[0]])
+    lateral = normal if normal[0] * (1.0 if side == "r" else -1.0) > 0 else -normal
+    return float(-100.0 * (knee - hip) @ lateral)
+
+
+def _centres_now(kin: _Kinematics, bodies: dict) -> dict[str, np.ndarray]:
+    """The joint centres of the form measures in the posed model."""
+    return {name: body.getPositionInGround(kin.state).to_numpy().copy() for name, body in bodies.items()}
+
+
+@dataclass(frozen=True)
+class _Form:
+    """The designed form, one value per squat (None: not designed)."""
+
+    leans: list[float] | None = None
+    valgus: float | None = None
+    descents: list[float] | None = None
+    left_gains: list[float] | None = None
+
+
+def _per_squat(what: str, value, n: int, low: float, high: float, unit: str) -> list[float] | None:
+    """``value`` (one number, or a list of one per squat) as a list of ``n`` checked numbers; None stays None."""
+    if value is None:
+        return None
+    if np.ndim(value) == 0:
+        return [checks.number(what, value, low, high, unit)] * n
+    if np.ndim(value) == 1 and len(value) == n:
+        return [checks.number(f"{what}[{k}]", v, low, high, unit) for k, v in enumerate(value)]
+    raise KinestreamError(
+        f"{what}={value!r} is not valid; it must be one number ({unit}) or a list of one per squat ({n} squats)"
+    )
+
+
+def _check_form(trunk_lean, valgus, descent, asymmetry, n_squats: int, factors) -> _Form:
+    """The designed form, checked: what was given and what is valid when it is not."""
+    asymmetries = _per_squat("asymmetry_deg", asymmetry, n_squats, -MAX_ASYMMETRY_DEG, MAX_ASYMMETRY_DEG, "degrees")
+    gains = None
+    if asymmetries is not None:
+        gains = []
+        for k, a in enumerate(asymmetries):
+            excursion = _KNEE * (DEPTHS[k % len(DEPTHS)] if factors is None else factors[k])
+            gain = 1.0 - a / excursion
+            if not 0.5 <= gain <= 1.5:
+                raise KinestreamError(
+                    f"asymmetry_deg={a:g} is too large for squat {k + 1}, whose right knee bends {excursion:.0f} deg "
+                    f"from standing; it must be at most half of that either way"
+                )
+            gains.append(gain)
+    return _Form(
+        leans=_per_squat("trunk_lean_deg", trunk_lean, n_squats, *TRUNK_LEAN_DEG, "degrees"),
+        valgus=None if valgus is None else checks.number("valgus_cm", valgus, *VALGUS_CM, "cm (medial +)"),
+        descents=_per_squat("descent_s", descent, n_squats, MIN_DESCENT_S, DESCENT_S, "seconds"),
+        left_gains=gains,
+    )
+
+
+def _lean_by_lumbar(kin: _Kinematics, bodies: dict, q: np.ndarray, target_deg: float) -> float:
+    """The lumbar flexion to add (radians) to pose ``q`` for a trunk lean of ``target_deg``: secant steps.
+
+    The lumbar joint moves neither hips nor feet, so the foot closure is not disturbed.
+    """
+    lumbar = kin.names.index("L5_S1_Flex_Ext")
+
+    def miss(add: float) -> float:
+        posed = q.copy()
+        posed[lumbar] += add
+        kin.pose(posed, [lumbar])
+        return trunk_lean(_centres_now(kin, bodies)) - target_deg
+
+    kin.pose(q)
+    a0, f0 = 0.0, miss(0.0)
+    a1 = -math.radians(f0)  # flexing the lumbar spine (negative) leans the trunk forward, about degree for degree
+    f1 = miss(a1)
+    for _ in range(30):
+        if abs(f1) < 1e-6:
+            break
+        a0, f0, a1 = a1, f1, a1 - f1 * (a1 - a0) / (f1 - f0)
+        f1 = miss(a1)
+    else:
+        raise RuntimeError(f"the trunk lean of {target_deg:g} deg was not reached")  # a defect, not the input's
+    return a1
+
+
+def _stance_for_valgus(kin: _Kinematics, bodies: dict, make, bottom: int, target_cm: float) -> dict[str, float]:
+    """The hips' standing rotation (degrees, each side: the feet turned in or out) that brings both knees to
+    ``target_cm`` of valgus at frame ``bottom``; Newton steps on that frame's pose.
+
+    ``make(stance)`` returns the design and the standing pose of a stance (see :func:`_design`).
+    """
+
+    def miss(turn: np.ndarray) -> np.ndarray:
+        design, q_stand = make({"hip_rotation_r": float(turn[0]), "hip_rotation_l": float(turn[1])})
+        kin.pose(_FootClosure(kin, q_stand).solve(design[bottom], q_stand, max_iter=200))
+        centres = _centres_now(kin, bodies)
+        return np.array([knee_valgus(centres, "r"), knee_valgus(centres, "l")]) - target_cm
+
+    turn = np.full(2, _STAND["hip_rotation"])
+    try:
+        off = miss(turn)
+        for _ in range(20):
+            if np.abs(off).max() < 1e-4:
+                return {"hip_rotation_r": float(turn[0]), "hip_rotation_l": float(turn[1])}
+            slope = np.column_stack([(miss(turn + step) - off) / 0.5 for step in ((0.5, 0.0), (0.0, 0.5))])
+            turn = turn - np.linalg.solve(slope, off)
+            if np.abs(turn).max() > MAX_STANCE_TURN_DEG:
+                break
+            off = miss(turn)
+    except (RuntimeError, np.linalg.LinAlgError):
+        pass
+    raise KinestreamError(
+        f"valgus_cm={target_cm:g} cannot be reached at the bottom of this squat with the feet turned in or out "
+        f"by at most {MAX_STANCE_TURN_DEG:g} deg; give a smaller valgus (from {VALGUS_CM[0]:g} to {VALGUS_CM[1]:g} "
+        f"cm reach a squat of 100 deg)"
+    )
 
 
 # --------------------------------------------------------------------------- kinematics
@@ -650,6 +864,10 @@ def synthesize(
     depths=None,
     pauses=None,
     sway_deg: float = 0.0,
+    trunk_lean_deg=None,
+    valgus_cm=None,
+    descent_s=None,
+    asymmetry_deg=None,
 ) -> SynthResult:
     """Simulate a standing-then-squatting subject; write keypoints, markers and coordinates.
 
@@ -668,7 +886,17 @@ def synthesize(
     ``pauses``: seconds of standing between squats, one number or one per
     gap (default ``PAUSE_S``). ``sway_deg``: amplitude of a slow standing sway
     after the still window (0 to ``MAX_SWAY_DEG``; default 0: none).
-    Without these the trial is exactly the default one.
+
+    Form at the bottom, each one number or a list of one per squat:
+    ``trunk_lean_deg`` (0 to 70 deg, :func:`trunk_lean`), ``descent_s`` (0.3 s
+    to ``DESCENT_S``) and ``asymmetry_deg`` (right minus left knee flexion,
+    -10 to 10 deg; the feet stay planted, so the closure gives back about a
+    tenth of it); and one number, ``valgus_cm`` (-8 to 8 cm, medial +,
+    :func:`knee_valgus`, both knees at the bottom of the first squat: the
+    stance turns the feet in or out). ``Squat`` reports the form each squat
+    has at its bottom, designed or not. A design the model cannot reach
+    (out of a joint's range) is refused. Without these the trial is exactly
+    the default one.
     """
     depths, pauses, sway_deg = _check_variations(depths, pauses, sway_deg, squats)
     fs, seconds, noise_mm, n_gaps, scale, seed, n_squats = _check_arguments(
@@ -676,6 +904,8 @@ def synthesize(
     )
     starts = squat_starts(n_squats, pauses)
     factors = None if depths is None else [_depth_factor(d) for d in depths]
+    form = _check_form(trunk_lean_deg, valgus_cm, descent_s, asymmetry_deg, n_squats, factors)
+    descents = form.descents or [DESCENT_S] * n_squats
     say = progress or (lambda *_: None)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -691,18 +921,31 @@ def synthesize(
 
     n_frames = int(round(seconds * fs))
     time = np.arange(n_frames) / fs
-    design = kin.to_model_units(_design(kin.names, time, n_squats, starts, factors, sway_deg))
-
-    # Standing: put the lowest foot marker FOOT_CLEARANCE above the floor.
+    shapes = np.array([_squat_shape(time, start, d) for start, d in zip(starts, descents, strict=True)])
+    bottoms = [int(round((start + DESCENT_S) * fs)) for start in starts]
+    bodies = {name: model.getBodySet().get(body) for name, body in _CENTRES.items()}
     marker_set = model.getMarkerSet()
     markers_anat = [marker_set.get(n) for n in anatomical]
     markers_key = [marker_set.get(n) for n in keypoints]
     foot_markers = [m for m in markers_anat + markers_key if m.getParentFrame().getName() in _FOOT_BODIES]
-    q_stand = design[0].copy()
     ty = kin.names.index("pelvis_ty")
-    kin.pose(q_stand)
-    q_stand[ty] += FOOT_CLEARANCE - kin.locations(foot_markers)[:, 1].min()
-    design[:, ty] = q_stand[ty]
+
+    def make(stance: dict[str, float] | None) -> tuple[np.ndarray, np.ndarray]:
+        """The design (model units) and the standing pose, the lowest foot marker FOOT_CLEARANCE above the floor."""
+        design = kin.to_model_units(
+            _design(kin.names, time, n_squats, starts, factors, sway_deg, form.descents, form.left_gains, stance)
+        )
+        q_stand = design[0].copy()
+        kin.pose(q_stand)
+        q_stand[ty] += FOOT_CLEARANCE - kin.locations(foot_markers)[:, 1].min()
+        design[:, ty] = q_stand[ty]
+        return design, q_stand
+
+    stance = None
+    if form.valgus is not None:  # every squat fits in the trial (checked above): so does its bottom
+        say(f"synth: turning the feet for {form.valgus:g} cm of knee valgus")
+        stance = _stance_for_valgus(kin, bodies, make, bottoms[0], form.valgus)
+    design, q_stand = make(stance)
 
     say(f"synth: posing {n_frames} frames")
     closure = _FootClosure(kin, q_stand)
@@ -714,8 +957,18 @@ def synthesize(
             # Start from the last two solutions extrapolated: the motion is smooth.
             start = 2 * q[i - 1] - q[i - 2] if i >= 2 else q_stand
             q[i] = closure.solve(design[i], start)
+    if form.leans is not None:  # lumbar flexion growing with each squat's depth, to its designed lean at the bottom
+        lumbar = kin.names.index("L5_S1_Flex_Ext")
+        for shape, bottom, lean in zip(shapes, bottoms, form.leans, strict=True):
+            q[:, lumbar] += shape * _lean_by_lumbar(kin, bodies, q[bottom], lean)
     low, high = kin.ranges[:, 0] - 1e-9, kin.ranges[:, 1] + 1e-9
     outside = [kin.names[j] for j in range(len(kin.names)) if (q[:, j] < low[j]).any() or (q[:, j] > high[j]).any()]
+    if outside and form != _Form():
+        raise KinestreamError(
+            f"the designed form (trunk_lean_deg={trunk_lean_deg!r}, valgus_cm={valgus_cm!r}, "
+            f"descent_s={descent_s!r}, asymmetry_deg={asymmetry_deg!r}) takes the model out of its range in "
+            f"{', '.join(outside)}; give milder values"
+        )
     if outside:
         raise RuntimeError(f"the squat design leaves the model's range in {outside}")
 
@@ -757,14 +1010,22 @@ def synthesize(
             for n in ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")
         }
         partial = 0.5 * (peak["knee_angle_r"] + peak["knee_angle_l"]) < HALF_SQUAT_DEG
+        b = min(bottoms[k], n_frames - 1)
+        kin.pose(q[b])
+        centres = _centres_now(kin, bodies)
         squat_list.append(
             Squat(
                 k,
-                round(start, 9),
+                round(start + DESCENT_S - descents[k], 9),
                 round(start + DESCENT_S, 9),
                 round(start + SQUAT_S, 9),
                 **peak,
                 partial=bool(partial),
+                trunk_lean_deg=trunk_lean(centres),
+                knee_valgus_cm_r=knee_valgus(centres, "r"),
+                knee_valgus_cm_l=knee_valgus(centres, "l"),
+                knee_asymmetry_deg=float(motion.get("knee_angle_r")[b] - motion.get("knee_angle_l")[b]),
+                descent_s=descents[k],
             )
         )
 

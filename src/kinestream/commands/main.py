@@ -49,6 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gaps", type=int, default=0, help="number of short keypoint gaps (default 0)")
     p.add_argument("--scale", type=float, default=1.0, help="subject size relative to the generic model")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--trunk-lean",
+        type=float,
+        metavar="DEG",
+        help="trunk lean at the bottom of every squat (hip-to-shoulder line from vertical, 0 to 70 deg)",
+    )
+    p.add_argument(
+        "--valgus-cm",
+        type=float,
+        metavar="CM",
+        help="knee valgus at the bottom, both knees (cm; + knees in, - knees out; -8 to 8): the feet turn in or out",
+    )
+    p.add_argument("--descent-s", type=float, metavar="S", help="time from standing to the bottom (0.3 to 1.2 s)")
+    p.add_argument("--asymmetry-deg", type=float, metavar="DEG", help="right minus left knee flexion at the bottom")
     p.set_defaults(func=trial.cmd_synth)
 
     p = sub.add_parser("augment", help="predict the 43 anatomical markers from keypoints")

@@ -11,7 +11,7 @@ from pathlib import Path
 from kinestream.centres import joint_centres
 from kinestream.commands.common import headless_plots
 from kinestream.errors import KinestreamError
-from kinestream.reps import KNEES, RepEvent, RepSettings, detect_reps
+from kinestream.reps import KNEES, CueSettings, RepEvent, RepSettings, detect_reps
 
 
 def _fmt(value, spec: str, none: str = "-") -> str:
@@ -24,7 +24,7 @@ def _fmt(value, spec: str, none: str = "-") -> str:
 
 TABLE_HEADER = (
     "rep   start  bottom     end  down    up   knee  knee_r knee_l  hip_r  hip_l  deep  below_par  "
-    "asym  valgus_r valgus_l  lean"
+    "asym  valgus_r valgus_l  lean  kind       cues"
 )
 
 
@@ -32,17 +32,19 @@ TABLE_UNITS = (
     "        (s)     (s)     (s)   (s)   (s)  (deg)   (deg)  (deg)  (deg)  (deg)       (hip-knee)  "
     "(deg)  (cm,med+) (cm,med+) (deg)"
 )
+KIND = {"squat": "squat", "sit_to_stand": "sit-stand"}
 
 
 def format_rep(e: RepEvent) -> str:
     """One line of the rep table."""
     below = "-" if e.below_parallel is None else f"{'yes' if e.below_parallel else 'no'} {e.hip_above_knee_cm:+.0f}cm"
     return (
-        f"{e.index:3d} {e.start:7.2f} {e.bottom:7.2f} {e.end:7.2f} {e.descent_s:5.2f} {e.ascent_s:5.2f} "
+        f"{e.index:3d} {e.start:7.2f} {e.bottom:7.2f} {e.end:7.2f} {_fmt(e.descent_s, '5.2f'):>5} {e.ascent_s:5.2f} "
         f"{e.knee_peak:6.1f}  {e.knee_peak_r:6.1f} {e.knee_peak_l:6.1f} {_fmt(e.hip_peak_r, '6.1f'):>6} "
         f"{_fmt(e.hip_peak_l, '6.1f'):>6}  {'yes' if e.deep_enough else 'no':>4}  {below:>9}  "
         f"{e.knee_asymmetry_deg:+5.1f}  {_fmt(e.knee_valgus_cm_r, '+8.1f'):>8} "
-        f"{_fmt(e.knee_valgus_cm_l, '+8.1f'):>8} {_fmt(e.trunk_lean_deg, '5.1f'):>5}"
+        f"{_fmt(e.knee_valgus_cm_l, '+8.1f'):>8} {_fmt(e.trunk_lean_deg, '5.1f'):>5}  "
+        f"{KIND.get(e.kind, e.kind):9}  {', '.join(e.cues) or '-'}"
     )
 
 
@@ -52,18 +54,21 @@ def format_summary(summary: dict) -> str:
         f"{s['reps']} reps ({s['deep_enough']} deep enough"
         + (f", {s['below_parallel']} below parallel" if s["below_parallel"] is not None else "")
         + f"), {s['partial']} partial, {s['too_short'] + s['too_long']} rejected (too short/long)"
+        + (f"; {s['sit_to_stand']} of the reps sit-to-stand (from seated)" if s["sit_to_stand"] else "")
     ]
     if s["reps"]:
         lines.append(
             f"depth: mean {s['depth_mean_deg']:.1f} deg knee flexion (min {s['depth_min_deg']:.1f}, "
             f"max {s['depth_max_deg']:.1f}); tempo: {s['rep_s_mean']:.2f} s a rep "
-            f"({s['descent_s_mean']:.2f} s down, {s['ascent_s_mean']:.2f} s up); "
+            f"({_fmt(s['descent_s_mean'], '.2f')} s down, {s['ascent_s_mean']:.2f} s up); "
             f"knee asymmetry (R-L) {s['knee_asymmetry_mean_deg']:+.1f} deg"
         )
+    if s["cues"]:
+        lines.append("cues: " + ", ".join(f"{cue} {n}x" for cue, n in s["cues"].items()))
     for p in s["partials"]:
         lines.append(f"partial rep {p['start']:.2f}-{p['end']:.2f} s: knee flexion peaked at {p['knee_peak']:.1f} deg")
-    if s["in_rep"]:
-        lines.append("the recording ends during a rep (not counted)")
+    for e in s["incomplete_reps"]:
+        lines.append(f"rep {e['index']} incomplete ({e['start']:.2f} s on, not counted): {e['reason']}")
     return "\n".join(lines)
 
 
@@ -102,7 +107,7 @@ def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
             file=sys.stderr,
         )
     centres = joint_centres(model, motion)
-    events, summary = detect_reps(motion, centres, settings)
+    events, summary = detect_reps(motion, centres, settings, CueSettings.from_config(config))
     if args.json:
         for e in events:
             print(e.to_json())

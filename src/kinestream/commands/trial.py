@@ -31,11 +31,21 @@ def cmd_synth(args, config) -> None:
         gaps=args.gaps,
         scale=args.scale,
         seed=args.seed,
+        trunk_lean_deg=args.trunk_lean,
+        valgus_cm=args.valgus_cm,
+        descent_s=args.descent_s,
+        asymmetry_deg=args.asymmetry_deg,
     )
     print(
         f"synthetic subject: height {result.height:.3f} m, mass {result.mass:.1f} kg, "
         f"standing {result.standing[0]:.2f}-{result.standing[1]:.2f} s, {len(result.squats)} squats"
     )
+    for s in result.squats:
+        print(
+            f"  squat {s.index + 1}: bottom at {s.bottom:.2f} s, knee {s.knee_angle_r:.0f}/{s.knee_angle_l:.0f} deg "
+            f"(R/L), trunk lean {s.trunk_lean_deg:.1f} deg, knee valgus {s.knee_valgus_cm_r:+.1f}/"
+            f"{s.knee_valgus_cm_l:+.1f} cm (R/L, medial +), descent {s.descent_s:.2f} s"
+        )
     for p in (result.keypoints_trc, result.markers_trc, result.coords_mot):
         print(f"wrote {p}")
 

@@ -62,10 +62,14 @@ def zmq_angles(endpoint: str, curve_key: str | None = None, server_key: str | No
 def rep_line(msg: dict) -> str:
     """A completed squat rep (ZeroMQ 'reps' or MQTT kinestream/<subject>/reps) as one line."""
     rep, done = msg["rep"], msg["set"]
+    if rep.get("complete") is False:
+        return f"REP {rep['index']} incomplete (not counted): {rep['reason']}"
     return (
-        f"REP {rep['index']}: depth {rep['knee_peak']} deg ({'deep enough' if rep['deep_enough'] else 'shallow'}"
+        f"REP {rep['index']} ({rep.get('kind', 'squat').replace('_', '-')}): depth {rep['knee_peak']} deg "
+        f"({'deep enough' if rep['deep_enough'] else 'shallow'}"
         f", below parallel: {rep['below_parallel']}), down {rep['descent_s']} s, up {rep['ascent_s']} s, "
-        f"knee asymmetry {rep['knee_asymmetry_deg']} deg, trunk lean {rep['trunk_lean_deg']} deg; "
+        f"knee asymmetry {rep['knee_asymmetry_deg']} deg, trunk lean {rep['trunk_lean_deg']} deg"
+        f"{'; ' + ', '.join(rep['cues']) if rep.get('cues') else ''}; "
         f"set: {done['reps']} reps, mean depth {done['depth_mean_deg']} deg"
     )
 

@@ -62,6 +62,7 @@ class Metrics:
             "wait_ms": self.percentiles(self.wait_ms),
             "reps": self.reps,
             "last_rep_depth_deg": self.last_rep["knee_peak"] if self.last_rep else None,
+            "last_rep_cues": list(self.last_rep.get("cues", [])) if self.last_rep else [],
         }
 
     def line(self, status: dict) -> str:
@@ -73,6 +74,8 @@ class Metrics:
         reps = ""
         if status.get("reps"):
             reps = f"  reps {status['reps']}, last {status['last_rep_depth_deg']} deg"
+            if status.get("last_rep_cues"):
+                reps += ": " + ", ".join(status["last_rep_cues"])
         lag = f" + filter {status['filter_delay_ms']:.0f}" if status.get("filter_delay_ms") is not None else ""
         return (
             f"{status['rate_hz']:5.1f} Hz  in {status['frames_in']} out {status['frames_out']} skipped "

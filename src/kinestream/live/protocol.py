@@ -551,9 +551,10 @@ def _plain(value):
 
 
 def reps_message(rep: dict, summary: dict, *, subject: str | None, sent_ns: int | None, latency_ms: float) -> dict:
-    """The ``reps`` message: one completed repetition and the set so far.
+    """The ``reps`` message: one repetition and the set so far.
 
-    ``rep``: the rep's measures (``RepEvent.to_dict()``); ``set``: the running
+    ``rep``: the rep's kind, measures and cues (``RepEvent.to_dict()``;
+    ``complete`` false when the end of the stream cut it short); ``set``: the running
     summary; ``sent_ns``: the source's send time of the frame that completed
     the rep (echoed, so a client can time the event); ``latency_ms``: from
     that frame's arrival to this message. ZeroMQ carries it as msgpack

@@ -159,6 +159,7 @@ class Service:
         self._source_ns = 0  # when its last frame arrived
         self._dropped = 0  # processor.dropped already accounted
         self.reps: RepCounter | None = None  # the rep counter, made once the coordinates are known
+        self._last_counted: tuple[int | None, int] = (None, 0)  # (sent_ns, recv_ns) of its last frame
         self._record_offset = 0.0
         self.mot: MotRecorder | None = None
         self.trc: TrcRecorder | None = None
@@ -201,14 +202,14 @@ class Service:
                 f"kinestream running? give --output ENDPOINT"
             ) from None
         self._monitors = [self._monitor(self.sub, "input"), self._monitor(self.pub, "output")]
-        from kinestream.reps import RepCounter, RepSettings
+        from kinestream.reps import CueSettings, RepCounter, RepSettings
         from kinestream.solve import IKSettings, load_model
 
         ik = IKSettings.from_config(self.config)
         model, removed = load_model(self.model_path, self.assets.marker_set)
         self.ik = ik.streaming(model, ik.setup(self.assets.ik_setup), self.processor.markers)
         self.coords = self.ik.coordinates
-        self.reps = RepCounter(RepSettings.from_config(self.config), self.coords)
+        self.reps = RepCounter(RepSettings.from_config(self.config), self.coords, CueSettings.from_config(self.config))
         self._shown = [(n, self.coords.index(n)) for n in self.SHOWN if n in self.coords]
         if removed:
             log.info("removed before IK: %s", ", ".join(removed))
@@ -363,6 +364,7 @@ class Service:
         if self.ik is not None:
             self.ik.reset()  # the next frame starts from the default pose, not the last session's
         if self.reps is not None:
+            self._finish_reps("the source restarted")  # the last session's rep under way is closed out
             self.reps.reset()  # a new session is a new set
         recorded = [r.last_time for r in (self.mot, self.trc) if r is not None and r.last_time is not None]
         if recorded:  # recordings go on in time after the restart, from their own last row
@@ -509,24 +511,42 @@ class Service:
 
         if self.reps is None:
             return
+        self._last_counted = (item.sent_ns, item.recv_ns)
         try:
             event = self.reps.step(item.t, q, centres_dict(centres))
         except Exception as exc:  # feedback must not cost the angles
             self._reject("reps_error", f"{type(exc).__name__}: {exc}")
             return
-        if event is None:
+        if event is not None:
+            self._publish_rep(event, item.sent_ns, item.recv_ns)
+
+    def _finish_reps(self, why: str) -> None:
+        """The stream ended (``why``): the rep counter closes out a rep under way; publish it, complete or not."""
+        if self.reps is None:
             return
+        try:
+            event = self.reps.finish()
+        except Exception as exc:
+            self._reject("reps_error", f"{type(exc).__name__}: {exc}")
+            return
+        if event is not None:
+            log.info("%s during rep %d: closing it out", why, event.index)
+            self._publish_rep(event, *self._last_counted)
+
+    def _publish_rep(self, event, sent_ns: int | None, recv_ns: int) -> None:
+        """A rep event (``RepEvent``) on ZeroMQ ``reps`` and MQTT, with the set so far; logged."""
         import json
 
         from kinestream.live.protocol import encode_reps, reps_message
 
-        summary = {k: v for k, v in self.reps.summary().items() if k != "partials"}
+        assert self.reps is not None
+        summary = {k: v for k, v in self.reps.summary().items() if k not in ("partials", "incomplete_reps")}
         msg = reps_message(
             event.to_dict(),
             summary,
             subject=self.subject,
-            sent_ns=item.sent_ns,
-            latency_ms=(time.time_ns() - item.recv_ns) / 1e6,
+            sent_ns=sent_ns,
+            latency_ms=(time.time_ns() - recv_ns) / 1e6,
         )
         try:
             self.pub.send_multipart([TOPIC_REPS, encode_reps(msg)], copy=False)
@@ -535,14 +555,18 @@ class Service:
         if self.mqtt is not None:
             self.mqtt.publish("reps", json.dumps(msg, separators=(",", ":")))
         self.metrics.reps = summary["reps"]
+        if not event.complete:
+            log.info("rep %d incomplete (not counted): %s", event.index, event.reason)
+            return
         self.metrics.last_rep = msg["rep"]
         log.info(
-            "rep %d: depth %.0f deg (knee), %s, down %.1f s, up %.1f s",
+            "rep %d (%s): depth %.0f deg (knee), %s, up %.1f s%s",
             event.index,
+            event.kind.replace("_", "-"),
             event.knee_peak,
             "deep enough" if event.deep_enough else "not deep enough",
-            event.descent_s,
             event.ascent_s,
+            f"; {', '.join(event.cues)}" if event.cues else "",
         )
 
     # -- tasks
@@ -610,6 +634,17 @@ class Service:
             self._forward(out)
         while self._waiting:
             self._solve(self._waiting.popleft())
+        self._finish_reps("the service stopped")
+        await self._flush_mqtt()
+
+    async def _flush_mqtt(self, timeout_s: float = 1.0) -> None:
+        """Give MQTT up to ``timeout_s`` to send what the drain queued (a connected broker only)."""
+        deadline = time.monotonic() + timeout_s
+        while self.mqtt is not None and time.monotonic() < deadline:
+            stats = self.mqtt.stats()
+            if not (stats["connected"] and stats["queued"]):
+                return
+            await asyncio.sleep(0.01)
 
     TASK_RESTARTS = 3  # a task that dies is started again this many times; then the service stops, unhealthy
 
