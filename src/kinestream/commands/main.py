@@ -14,6 +14,7 @@
     kinestream keys DIR --name NAME        CURVE key pairs for encrypted, authenticated links
     kinestream config                      every setting with its default
     kinestream demo                        the live service on an embedded squat session
+    kinestream view [SESSION.mot|TRIAL.trc] the body, the model and the angles in Rerun's viewer
 
 A problem with the input prints one line, ``kinestream: error: ...``, and
 exits with status 2.
@@ -24,7 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kinestream.commands import demo, live, recover, replay, reps, settings, trial
+from kinestream.commands import demo, live, recover, replay, reps, settings, trial, view
 from kinestream.commands.common import service_args, solver_arg, subject_args
 from kinestream.errors import KinestreamError
 
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay.add_parser(sub)
     reps.add_parser(sub)
+    view.add_parser(sub)
     for command in sub.choices.values():  # `kinestream serve --config F` reads as well as `kinestream --config F serve`
         command.add_argument(
             "--config",
