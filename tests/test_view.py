@@ -252,3 +252,102 @@ def test_web_viewer_renders_in_chromium_and_sends_nothing_elsewhere(live):
     finally:
         code, _ = viewer.stop()
     assert code == 0
+
+
+# ---------------------------------------------------------------- CURVE
+
+
+def test_live_view_reads_with_an_authorized_key_only(tmp_path):
+    """The viewer's core subscribes as any subscriber does: with an authorized CURVE key it gets every frame
+    (angles and pose), with a key the service does not know it gets nothing and is counted as refused."""
+    import asyncio
+    import uuid
+
+    import rerun as rr
+
+    from broker import until
+    from kinestream.config import load_config
+    from kinestream.live.replay import replay
+    from kinestream.live.service import Service
+    from kinestream.live.transport import client_config, make_keys
+    from kinestream.live.view import LiveView, RerunLog
+    from kinestream.synth import synthesize
+
+    keys = tmp_path / "keys"
+    make_keys(keys, "service")
+    for name in ("camera", "viewer"):
+        make_keys(keys, name, authorize=True)
+    make_keys(keys, "intruder")
+    config = load_config()
+    config["service"]["latest_wins"] = False  # every frame answered: counts are exact
+    config["curve"] = {
+        "enabled": True,
+        "secret_key": str(keys / "service.key_secret"),
+        "authorized": str(keys / "authorized"),
+    }
+    table = read_trc(synthesize(tmp_path / "syn", seconds=5.0, seed=4).keypoints_trc).frames(0, 60)
+
+    def holding(name: str) -> dict:
+        return client_config(str(keys / f"{name}.key_secret"), str(keys / "service.key"))
+
+    async def run():
+        src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+        service = Service(config, input_endpoint=src, output_endpoint=out, status_interval=0.2)
+        stop, ready = asyncio.Event(), asyncio.Event()
+        serving = asyncio.create_task(service.run(stop, ready))
+        await ready.wait()
+        views, tasks, recs = {}, [], []
+        for name in ("viewer", "intruder"):
+            rec = rr.RecordingStream("kinestream-test", recording_id=uuid.uuid4())
+            rec.save(str(tmp_path / f"{name}.rrd"))
+            log = RerunLog(rec)
+            log.setup(live=True)
+            views[name] = LiveView(log)
+            tasks.append(asyncio.create_task(views[name].run(out, holding(name), stop)))
+            recs.append(rec)
+        m = service.metrics
+        await until(
+            lambda: views["viewer"].counts.status and service.status()["pose"]["subscribed"],
+            lambda: f"the viewer in; {service.status()}",
+        )
+        await until(lambda: m.refused.get("output", 0) >= 1, lambda: f"the intruder refused; {service.status()}")
+        sent = await replay(table, src, rate=float("inf"), wait_subscriber=30.0, config=holding("camera"))
+        await until(
+            lambda: views["viewer"].counts.angles == sent == views["viewer"].counts.pose,
+            lambda: f"{sent} frames at the viewer; it has {views['viewer'].counts}",
+        )
+        stop.set()
+        await serving
+        await asyncio.gather(*tasks)
+        for rec in recs:
+            rec.flush()
+            rec.disconnect()
+        return sent, views
+
+    sent, views = asyncio.run(run())
+    assert sent == 60 and views["viewer"].counts.rejected == 0
+    intruder = views["intruder"].counts
+    assert (intruder.angles, intruder.pose, intruder.reps, intruder.status) == (0, 0, 0, 0)
+    assert len(entity_rows(tmp_path / "viewer.rrd")["/world/keypoints"]) == 60
+    assert "/world/keypoints" not in entity_rows(tmp_path / "intruder.rrd")
+
+
+# ---------------------------------------------------------------- the demo
+
+
+@pytest.mark.slow
+def test_demo_view_records_the_demo_session(tmp_path):
+    """`kinestream demo --view FILE.rrd`: the viewer runs beside the demo's service and records the session."""
+    from kinestream.commands.demo import run_demo
+    from kinestream.config import load_config
+
+    config = load_config()
+    config["service"]["input"] = f"tcp://127.0.0.1:{free_port()}"
+    config["service"]["output"] = f"tcp://127.0.0.1:{free_port()}"
+    rrd = tmp_path / "demo.rrd"
+    final = run_demo(config, tmp_path, seconds=6.0, rate=1.0, view=str(rrd))
+    rows = entity_rows(rrd)
+    motion = read_mot(tmp_path / "session.mot")
+    assert len(rows["/angles/knee/r"]) == len(motion.time) > 300
+    assert len(rows["/world/keypoints"]) == final["frames_out"]
+    assert len(rows["/reps"]) == final["reps"] >= 1

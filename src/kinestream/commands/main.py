@@ -111,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--seconds", type=float, default=12.0, help="length of the squat session (default 12)")
     p.add_argument("--rate", type=float, default=1.0, help="replay speed (default 1.0: real time)")
+    p.add_argument(
+        "--view",
+        nargs="?",
+        const="native",
+        metavar="web|FILE.rrd",
+        help="watch it in kinestream view: the native viewer; 'web' for the web viewer, FILE.rrd to record it",
+    )
     p.set_defaults(func=demo.cmd_demo)
 
     p = sub.add_parser("keys", help="make a CURVE key pair (the service's, a source's or a subscriber's)")

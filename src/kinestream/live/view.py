@@ -377,23 +377,29 @@ class LiveView:
             except zmq.ZMQError as exc:
                 raise KinestreamError(f"cannot connect to {endpoint}: {exc}; give --endpoint tcp://HOST:PORT") from None
             while not stop.is_set():
-                if not await sub.poll(100):
-                    continue
-                while True:
-                    try:
-                        parts = await sub.recv_multipart(flags=zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    if len(parts) == 2:
-                        self.handle(bytes(parts[0]), bytes(parts[1]))
-                        if parts[0] == TOPIC_STATUS and on_status is not None:
-                            on_status(self.counts)
-                    else:
-                        self.counts.rejected += 1
+                if await sub.poll(100):
+                    await self._take_held(sub, on_status)
+            await self._take_held(sub, on_status)  # what arrived before the stop is logged too
         finally:
             sub.close(0)
             ctx.term()
         return self.counts
+
+    async def _take_held(self, sub, on_status) -> None:
+        """Every message ZeroMQ holds now."""
+        import zmq
+
+        while True:
+            try:
+                parts = await sub.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(parts) != 2:
+                self.counts.rejected += 1
+                continue
+            self.handle(bytes(parts[0]), bytes(parts[1]))
+            if parts[0] == TOPIC_STATUS and on_status is not None:
+                on_status(self.counts)
 
 
 # ---------------------------------------------------------------- playback
