@@ -89,8 +89,9 @@ def entity_rows(rrd: Path) -> dict[str, list[tuple[float, list]]]:
     return rows
 
 
-def scalar_curve(rows: dict, entity: str) -> tuple[np.ndarray, np.ndarray]:
-    """The times and values of a Scalars entity from :func:`entity_rows`."""
+def scalar_curve(rows: dict, entity: str, series: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The times and values of one series (the ``series``-th scalar of each row) of a Scalars entity from
+    :func:`entity_rows`."""
     t = np.array([time for time, _ in rows[entity]])
-    v = np.array([value[0] for _, value in rows[entity]], dtype=float)
+    v = np.array([value[series] for _, value in rows[entity]], dtype=float)
     return t, v

@@ -32,6 +32,19 @@ def _analytics_off() -> None:
     os.environ.pop("FORCE_RERUN_ANALYTICS", None)
 
 
+LIVE_NICE = 10  # the live viewer's scheduling priority below the service's (Unix nice; threads inherit it)
+
+
+def _lower_priority() -> None:
+    """Run this process (and the threads and processes it starts from now on: Rerun's, the native viewer)
+    at a lower CPU priority than the service, so that a viewer on the service's machine takes the cores the
+    service leaves."""
+    try:
+        os.nice(LIVE_NICE)
+    except (AttributeError, OSError):  # not Unix, or not allowed: the viewer runs at the usual priority
+        pass
+
+
 def _source(args) -> str | None:
     """'mot', 'trc' or None (live), after checking what was given."""
     if args.source is None:
@@ -95,6 +108,8 @@ def run_view(args, config: dict) -> None:
     config = client_config(getattr(args, "curve_key", None), getattr(args, "server_key", None), config)
     endpoint = args.endpoint or config["service"]["output"]
 
+    if kind is None:  # live, beside the service: on a busy machine the viewer waits, not the service
+        _lower_priority()
     _analytics_off()
     from kinestream.live.viewers import require_rerun, start_native, start_web
 

@@ -10,7 +10,8 @@ source's clock live, the file's time column in playback):
     world/markers                  the augmented markers (*_study)
     world/model/joints             the model's joint centres (pelvis, hips, knees, ankles, torso)
     world/model/segments           pelvis-hip-knee-ankle on each side, pelvis-torso
-    angles/knee/r, angles/knee/l   flexion in degrees; so angles/hip/*, angles/ankle/*, angles/pelvis_tilt
+    angles/knee                    flexion in degrees, right and left (two series); so angles/hip,
+                                   angles/ankle; and angles/pelvis_tilt
     angles/knee/reps               each rep at its bottom, at its depth (peak knee flexion)
     reps                           one line per rep, at its end: depth, deep enough or not, tempo
     status, status/*               live only: the service's rate, latency, skipped frames (text and curves)
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,17 +56,15 @@ from kinestream.live.protocol import (
 )
 
 TIMELINE = "time"
+FLUSH_S = 0.1  # the live view sends what it received this often (in bulk: cheaper than frame by frame)
 APPLICATION_ID = "kinestream"
 
-#: The curves shown: entity -> coordinate of the model (degrees).
+#: The curves shown: entity -> the model's coordinates it plots (degrees), right then left.
 CURVES = {
-    "angles/knee/r": "knee_angle_r",
-    "angles/knee/l": "knee_angle_l",
-    "angles/hip/r": "hip_flexion_r",
-    "angles/hip/l": "hip_flexion_l",
-    "angles/ankle/r": "ankle_angle_r",
-    "angles/ankle/l": "ankle_angle_l",
-    "angles/pelvis_tilt": "pelvis_tilt",
+    "angles/knee": ("knee_angle_r", "knee_angle_l"),
+    "angles/hip": ("hip_flexion_r", "hip_flexion_l"),
+    "angles/ankle": ("ankle_angle_r", "ankle_angle_l"),
+    "angles/pelvis_tilt": ("pelvis_tilt",),
 }
 REP_MARKS = "angles/knee/reps"
 
@@ -160,23 +160,66 @@ def blueprint(live: bool) -> rrb.Blueprint:
     )
 
 
+@dataclass
+class _Column:
+    """Frames of one entity waiting to be sent as columns: their times and, per frame, an array of rows
+    (points (N, 3), segments (N, 2, 3) or scalars (N,))."""
+
+    kind: type
+    times: list[float] = field(default_factory=list)
+    rows: list[np.ndarray] = field(default_factory=list)
+
+    def columns(self):
+        lengths = [len(r) for r in self.rows]
+        if self.kind is rr.Points3D:
+            data = np.concatenate(self.rows) if sum(lengths) else np.empty((0, 3), np.float32)
+            return rr.Points3D.columns(positions=data).partition(lengths)
+        if self.kind is rr.LineStrips3D:
+            data = np.concatenate(self.rows) if sum(lengths) else np.empty((0, 2, 3), np.float32)
+            return rr.LineStrips3D.columns(strips=data).partition(lengths)
+        return rr.Scalars.columns(scalars=np.concatenate(self.rows)).partition(lengths)
+
+
 class RerunLog:
-    """What kinestream knows, logged to one Rerun recording under the entities of this module's docstring."""
+    """What kinestream knows, logged to one Rerun recording under the entities of this module's docstring.
+
+    A live viewer logs 60 frames a second beside the service on the same machine, so it logs little and in
+    bulk: a frame's positions and curve values wait in columns until :meth:`flush` sends them (one call per
+    entity for all the frames waiting: the live view flushes every :data:`FLUSH_S`); names, colours and sizes
+    go out only when the set of points shown changes (Rerun keeps the latest of each); the two sides of a
+    curve share an entity. Rep events and the status go out at once."""
 
     def __init__(self, rec: rr.RecordingStream):
         self.rec = rec
         self._bones: dict[tuple[str, ...], list[tuple[int, int]]] = {}
-        self._curves: dict[tuple[str, ...], list[tuple[str, int]]] = {}
+        self._curves: dict[tuple[str, ...], list[tuple[str, list[int]]]] = {}
+        self._shown: dict[str, tuple] = {}  # entity -> the names (or bones) its labels and colours were logged for
+        self._pending: dict[str, _Column] = {}
+
+    def _later(self, entity: str, kind: type, t: float, rows: np.ndarray) -> None:
+        column = self._pending.setdefault(entity, _Column(kind))
+        column.times.append(float(t))
+        column.rows.append(rows)
+
+    def flush(self) -> None:
+        """Send every frame waiting, one call per entity."""
+        for entity, column in self._pending.items():
+            if column.times:
+                self.rec.send_columns(
+                    entity,
+                    indexes=[rr.TimeColumn(TIMELINE, duration=np.array(column.times))],
+                    columns=column.columns(),
+                )
+        self._pending.clear()
 
     def setup(self, live: bool) -> None:
         """The static parts (axes, curve styles) and the layout; call once the sinks are set."""
         rec = self.rec
         rec.log("world", rr.ViewCoordinates.RIGHT_HAND_Y_UP, static=True)
-        for entity in CURVES:
-            colour = RIGHT if entity.endswith("/r") else LEFT if entity.endswith("/l") else MIDDLE
-            rec.log(
-                entity, rr.SeriesLines(colors=[colour], names=[entity.rsplit("/", 1)[-1]], widths=[2.0]), static=True
-            )
+        for entity, coords in CURVES.items():
+            sides = [c.rsplit("_", 1)[-1] for c in coords] if len(coords) == 2 else [entity.rsplit("/", 1)[-1]]
+            colours = [RIGHT, LEFT] if len(coords) == 2 else [MIDDLE]
+            rec.log(entity, rr.SeriesLines(colors=colours, names=sides, widths=[2.0] * len(sides)), static=True)
         rec.log(
             REP_MARKS,
             rr.SeriesPoints(colors=[REP_COLOUR], markers=["diamond"], marker_sizes=[7.0], names=["rep depth"]),
@@ -187,75 +230,81 @@ class RerunLog:
     def _time(self, t: float) -> None:
         self.rec.set_time(TIMELINE, duration=float(t))
 
+    def _points(self, entity: str, t: float, names: list[str], xyz: np.ndarray, radius: float, colours) -> np.ndarray:
+        """The finite points of ``xyz`` at ``t``: positions in the next flush; names, colours and size at once
+        when the set shown changes. Returns which rows were finite."""
+        ok = np.isfinite(xyz).all(axis=1)
+        shown = tuple(_kept(names, ok))
+        if self._shown.get(entity) == shown:
+            self._later(entity, rr.Points3D, t, xyz[ok])
+        else:
+            self._shown[entity] = shown
+            colours = colours(shown) if callable(colours) else [colours]
+            self._time(t)
+            self.rec.log(
+                entity, rr.Points3D(xyz[ok], radii=radius, colors=colours, labels=list(shown), show_labels=False)
+            )
+        return ok
+
+    def _lines(
+        self, entity: str, t: float, ends: list[tuple[int, int]], xyz: np.ndarray, radius: float, colours
+    ) -> None:
+        """One segment per pair of rows of ``xyz`` at ``t``: the lines in the next flush, colours and size at
+        once when the segments shown change."""
+        strips = xyz[np.array(ends, dtype=int).reshape(-1, 2)]  # (segments, 2, 3)
+        if self._shown.get(entity) == tuple(ends):
+            self._later(entity, rr.LineStrips3D, t, strips)
+        else:
+            self._shown[entity] = tuple(ends)
+            self._time(t)
+            self.rec.log(entity, rr.LineStrips3D(strips, radii=radius, colors=colours(ends)))
+
     def keypoints(self, t: float, names: list[str], xyz: np.ndarray) -> None:
         """The keypoints (labelled; the labels show on hover) and their connections (a bone is drawn when both
-        ends are present)."""
+        ends are present), coloured by side."""
         key = tuple(names)
         if key not in self._bones:
             index = {n: i for i, n in enumerate(names)}
             self._bones[key] = [(index[a], index[b]) for a, b in BONES if a in index and b in index]
         xyz = np.asarray(xyz, dtype=np.float32)
-        ok = np.isfinite(xyz).all(axis=1)
-        self._time(t)
-        self.rec.log(
-            "world/keypoints",
-            rr.Points3D(
-                xyz[ok],
-                radii=0.018,
-                colors=[side(n) for n in _kept(names, ok)],
-                labels=_kept(names, ok),
-                show_labels=False,
-            ),
-        )
+        ok = self._points("world/keypoints", t, names, xyz, 0.018, lambda shown: [side(n) for n in shown])
         bones = [(a, b) for a, b in self._bones[key] if ok[a] and ok[b]]
-        self.rec.log(
-            "world/keypoints/skeleton",
-            rr.LineStrips3D(
-                [[xyz[a], xyz[b]] for a, b in bones],
-                radii=0.008,
-                colors=[side(names[b]) if side(names[a]) == side(names[b]) else MIDDLE for a, b in bones],
-            ),
-        )
+
+        def colours(ends):
+            return [side(names[b]) if side(names[a]) == side(names[b]) else MIDDLE for a, b in ends]
+
+        self._lines("world/keypoints/skeleton", t, bones, xyz, 0.008, colours)
 
     def markers(self, t: float, names: list[str], xyz: np.ndarray) -> None:
         """The augmented markers, labelled (the labels show on hover)."""
-        xyz = np.asarray(xyz, dtype=np.float32)
-        ok = np.isfinite(xyz).all(axis=1)
-        self._time(t)
-        self.rec.log(
-            "world/markers",
-            rr.Points3D(xyz[ok], radii=0.01, colors=[MARKER_COLOUR], labels=_kept(names, ok), show_labels=False),
-        )
+        self._points("world/markers", t, names, np.asarray(xyz, dtype=np.float32), 0.01, MARKER_COLOUR)
 
     def centres(self, t: float, names: list[str], xyz: np.ndarray) -> None:
         """The model's joint centres and the segments between them (nothing when IK did not solve the frame)."""
         xyz = np.asarray(xyz, dtype=np.float32)
-        ok = np.isfinite(xyz).all(axis=1)
         index = {n: i for i, n in enumerate(names)}
-        self._time(t)
-        self.rec.log(
-            "world/model/joints",
-            rr.Points3D(xyz[ok], radii=0.025, colors=[JOINT_COLOUR], labels=_kept(names, ok), show_labels=False),
-        )
+        ok = self._points("world/model/joints", t, names, xyz, 0.025, JOINT_COLOUR)
         segments = [
             (index[a], index[b]) for a, b in SEGMENTS if a in index and b in index and ok[index[a]] and ok[index[b]]
         ]
-        self.rec.log(
-            "world/model/segments",
-            rr.LineStrips3D([[xyz[a], xyz[b]] for a, b in segments], radii=0.015, colors=[JOINT_COLOUR]),
-        )
+        self._lines("world/model/segments", t, segments, xyz, 0.015, lambda ends: [JOINT_COLOUR] * len(ends))
 
     def angles(self, t: float, coords: list[str], q: np.ndarray) -> None:
-        """The shown curves at ``t`` (degrees); a value that is not finite (an unsolved frame) is left out."""
+        """The shown curves at ``t`` (degrees); an entity whose values are not all finite (an unsolved frame)
+        is left out of that frame."""
         key = tuple(coords)
         if key not in self._curves:
             index = {c: i for i, c in enumerate(coords)}
-            self._curves[key] = [(entity, index[c]) for entity, c in CURVES.items() if c in index]
-        self._time(t)
-        for entity, k in self._curves[key]:
-            value = float(q[k])
-            if math.isfinite(value):
-                self.rec.log(entity, rr.Scalars(value))
+            self._curves[key] = [
+                (entity, [index[c] for c in shown])
+                for entity, shown in CURVES.items()
+                if all(c in index for c in shown)
+            ]
+        q = np.asarray(q, dtype=float)
+        for entity, columns in self._curves[key]:
+            values = q[columns]
+            if np.isfinite(values).all():
+                self._later(entity, rr.Scalars, t, values)
 
     def rep(self, rep: dict) -> None:
         """A completed rep: a mark on the knee curve at its bottom and depth, a line in ``reps`` at its end."""
@@ -376,10 +425,15 @@ class LiveView:
                 sub.connect(endpoint)
             except zmq.ZMQError as exc:
                 raise KinestreamError(f"cannot connect to {endpoint}: {exc}; give --endpoint tcp://HOST:PORT") from None
+            flushed = time.monotonic()
             while not stop.is_set():
-                if await sub.poll(100):
+                if await sub.poll(int(FLUSH_S * 500)):
                     await self._take_held(sub, on_status)
+                if time.monotonic() - flushed >= FLUSH_S:
+                    self.log.flush()
+                    flushed = time.monotonic()
             await self._take_held(sub, on_status)  # what arrived before the stop is logged too
+            self.log.flush()
         finally:
             sub.close(0)
             ctx.term()
@@ -422,6 +476,7 @@ def play_trc(log: RerunLog, table: MarkerTable) -> int:
             log.keypoints(float(t), [names[k] for k in kp], table.xyz[i, kp])
         if mk:
             log.markers(float(t), [names[k] for k in mk], table.xyz[i, mk])
+    log.flush()
     return table.n_frames
 
 
@@ -472,6 +527,7 @@ def play_motion(
             if mk:
                 log.markers(t, [names[k] for k in mk], markers.xyz[row, mk])
             with_markers += 1
+    log.flush()
     events, _ = detect_reps(motion, centres, rep_settings)
     for event in events:
         log.rep(event.to_dict())
