@@ -52,7 +52,9 @@ def test_rerun_runs_with_its_analytics_off(tmp_path):
     from kinestream.live.viewers import rerun_binary, rerun_env
 
     data = tmp_path / "data"
-    env = rerun_env({**os.environ, "HOME": str(tmp_path), "XDG_DATA_HOME": str(data)})
+    # Rerun also stays silent when CI is set, whatever its config: the check must not lean on that
+    plain = {k: v for k, v in os.environ.items() if k != "CI"}
+    env = rerun_env({**plain, "HOME": str(tmp_path), "XDG_DATA_HOME": str(data)})
     web = free_port()
     proc = subprocess.Popen(
         [str(rerun_binary()), "--serve-web", "--bind", "127.0.0.1", "--port", str(free_port())]
