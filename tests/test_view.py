@@ -83,15 +83,14 @@ def _get(url: str) -> str | None:
 
 
 def test_web_viewer_refuses_to_listen_beyond_loopback_unless_allowed(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-m", "kinestream", "view", "--web", "--bind", "0.0.0.0", "--web-port", str(free_port())],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert done.returncode == 2
-    assert "would listen beyond this machine" in done.stderr and "service.allow_remote" in done.stderr
+    viewer = Viewing(tmp_path, "--web", "--bind", "0.0.0.0", "--web-port", str(free_port()))
+    try:
+        wait_until(lambda: viewer.proc.poll() is not None, "the viewer to refuse and exit", 60)
+    finally:
+        code, _ = viewer.stop()  # a viewer that did not refuse is stopped, its Rerun process with it
+    said = "\n".join(viewer.lines)
+    assert code == 2, said
+    assert "would listen beyond this machine" in said and "service.allow_remote" in said
 
 
 # ---------------------------------------------------------------- live
