@@ -32,6 +32,7 @@ def _analytics_off() -> None:
     os.environ.pop("FORCE_RERUN_ANALYTICS", None)
 
 
+WEB_DEFAULTS = {"web_port": 9090, "grpc_port": 9876, "bind": "127.0.0.1"}  # --web's, when not given
 LIVE_NICE = 10  # the live viewer's scheduling priority below the service's (Unix nice; threads inherit it)
 
 
@@ -102,6 +103,11 @@ def run_view(args, config: dict) -> None:
     from kinestream.live.transport import client_config
 
     kind = _source(args)
+    web_args = {key: getattr(args, key) for key in WEB_DEFAULTS}
+    if not args.web and any(value is not None for value in web_args.values()):
+        given = ", ".join(f"--{key.replace('_', '-')}" for key, value in web_args.items() if value is not None)
+        raise KinestreamError(f"{given}: only with --web (the web viewer); the native viewer picks its own port")
+    web_args = {key: default if web_args[key] is None else web_args[key] for key, default in WEB_DEFAULTS.items()}
     save = Path(args.save) if args.save else None
     if save is not None and save.suffix.lower() != ".rrd":
         raise KinestreamError(f"--save {save}: a Rerun recording is a .rrd file; give FILE.rrd")
@@ -150,7 +156,7 @@ def run_view(args, config: dict) -> None:
         save.parent.mkdir(parents=True, exist_ok=True)
         sinks.append(rr.FileSink(str(save)))
     if args.web:
-        web = start_web(config, logs, host=args.bind, web_port=args.web_port, grpc_port=args.grpc_port)
+        web = start_web(config, logs, host=web_args["bind"], **{k: v for k, v in web_args.items() if k != "bind"})
         sinks.append(web.sink)
         say(f"the web viewer: {web.url}")
     if not sinks:
@@ -210,11 +216,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--markers", help="with SESSION.mot: keypoints and markers (default: SESSION_markers.trc beside it)")
     p.add_argument("--model", help="with SESSION.mot: the scaled .osim for the joint centres (default: generic model)")
     p.add_argument("--web", action="store_true", help="serve Rerun's web viewer (for a browser) instead of the native")
-    p.add_argument("--web-port", type=_port, default=9090, help="--web: the page's HTTP port (default 9090)")
-    p.add_argument("--grpc-port", type=_port, default=9876, help="--web: the port the page reads from (default 9876)")
+    p.add_argument("--web-port", type=_port, help=f"--web: the page's HTTP port (default {WEB_DEFAULTS['web_port']})")
+    p.add_argument(
+        "--grpc-port", type=_port, help=f"--web: the port the page reads from (default {WEB_DEFAULTS['grpc_port']})"
+    )
     p.add_argument(
         "--bind",
-        default="127.0.0.1",
         help="--web: the address to listen on (default 127.0.0.1; another needs service.allow_remote = true)",
     )
     p.add_argument("--save", metavar="FILE.rrd", help="write a Rerun recording (alone: no display needed)")
