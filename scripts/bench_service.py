@@ -21,7 +21,15 @@ error near the threshold).
 just before the replay until the last answer is in, and always ends them: the
 service then shares the cores with them, as on a loaded machine.
 
+``--viewer`` measures what a viewer costs the service: the session runs again
+(``--repeat`` times each, alternating) with ``kinestream view --save`` attached
+(its own process, subscribed to everything, ``pose`` included), and the latency
+percentiles with and without it are printed side by side. The bench's own
+subscriber holds ``angles``, ``reps`` and ``status`` only, so that without a
+viewer nobody asks for ``pose``.
+
     .venv/bin/python scripts/bench_service.py --rate 60 --seconds 20 [--solver fast|opensim] [--load N] [--no-arms]
+    .venv/bin/python scripts/bench_service.py --viewer [--repeat 3] [--no-offline]
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -83,7 +92,8 @@ def busy_load(n: int):
             p.wait()
 
 
-async def run(args, trial, model, config_path) -> dict:
+async def run(args, trial, model, config_path, viewer: Path | None = None) -> dict:
+    """One live session; with ``viewer`` (a .rrd path), ``kinestream view --save`` is attached throughout."""
     import zmq
     import zmq.asyncio
 
@@ -116,9 +126,11 @@ async def run(args, trial, model, config_path) -> dict:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
     ctx = zmq.asyncio.Context()
     sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    for topic in (b"angles", b"reps", b"status"):  # not pose: only a viewer asks for it
+        sub.setsockopt(zmq.SUBSCRIBE, topic)
     sub.setsockopt(zmq.RCVHWM, 100000)
     sub.connect(out)
+    view = None
     try:
         deadline = time.monotonic() + 120
         while True:  # the service is up once it publishes its status
@@ -126,6 +138,22 @@ async def run(args, trial, model, config_path) -> dict:
                 break
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise SystemExit("the service did not start")
+        if viewer is not None:
+            view = subprocess.Popen(
+                [sys.executable, "-m", "kinestream", "view", "--endpoint", out, "--save", str(viewer)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+                cwd=ROOT,
+            )
+            while True:  # until the service has seen the viewer's pose subscription
+                if await sub.poll(200):
+                    topic, payload = await sub.recv_multipart()
+                    if topic == b"status" and decode_status(payload)["pose"]["subscribed"]:
+                        break
+                if time.monotonic() > deadline or view.poll() is not None:
+                    raise SystemExit("the viewer did not subscribe")
         received: list[tuple[int, dict]] = []
         statuses: list[dict] = []
         reps: list[tuple[int, dict]] = []
@@ -145,10 +173,12 @@ async def run(args, trial, model, config_path) -> dict:
         table = read_trc(trial)
         with busy_load(args.load) as loaders:
             cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
+            view_cpu0 = cpu_seconds(view.pid) if view is not None else 0.0
             load0 = [cpu_seconds(p) for p in loaders]
             sent = await replay(table, src, rate=1.0, wait_subscriber=10.0)
             wall = time.monotonic() - wall0
             cpu = cpu_seconds(proc.pid) - cpu0
+            view_cpu = cpu_seconds(view.pid) - view_cpu0 if view is not None else 0.0
             load_cpu = [cpu_seconds(p) - c for p, c in zip(loaders, load0, strict=False)]
             t_end = time.monotonic() + 10
             while time.monotonic() < t_end:  # the last answers, still under load
@@ -158,6 +188,12 @@ async def run(args, trial, model, config_path) -> dict:
         await asyncio.sleep(1.2)
         collector.cancel()
     finally:
+        if view is not None:
+            view.send_signal(signal.SIGINT)
+            try:
+                view.wait(60)
+            except subprocess.TimeoutExpired:
+                view.kill()
         proc.send_signal(2)
         try:
             proc.wait(15)
@@ -178,6 +214,7 @@ async def run(args, trial, model, config_path) -> dict:
         "times": times,
         "status": final,
         "reps": reps,
+        "viewer_cpu": view_cpu,
     }
 
 
@@ -297,6 +334,57 @@ def report(result: dict) -> str:
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
 
 
+def percentiles(values: np.ndarray) -> dict:
+    return {f"p{p}": round(float(np.percentile(values, p)), 3) for p in (50, 95, 99)} if values.size else {}
+
+
+def viewer_cost(runs: dict[str, list[dict]]) -> dict:
+    """Latency without and with a viewer attached: end to end (pooled over the repeats' frames) and the
+    service's own (receipt to publication, from each run's final status: its last 2000 frames), and the
+    differences of the p99s, ms."""
+    out: dict = {}
+    for label, lives in runs.items():
+        pooled = np.concatenate([live["latency"] for live in lives])
+        out[label] = {
+            "end_to_end_ms": percentiles(pooled),
+            "end_to_end_p99_each_run_ms": [round(float(np.percentile(live["latency"], 99)), 3) for live in lives],
+            "service_p99_each_run_ms": [live["status"].get("latency_ms", {}).get("p99") for live in lives],
+            "skipped": [live["status"].get("skipped") for live in lives],
+            "pose_sent": [live["status"].get("pose", {}).get("sent") for live in lives],
+            "viewer_cpu_percent": [round(100 * live["viewer_cpu"] / live["wall"], 1) for live in lives],
+        }
+    without, with_ = out["without viewer"], out["with viewer"]
+    out["p99_difference_ms"] = {
+        "end_to_end": round(with_["end_to_end_ms"]["p99"] - without["end_to_end_ms"]["p99"], 3),
+        "service_median_of_runs": round(
+            float(np.median(with_["service_p99_each_run_ms"]) - np.median(without["service_p99_each_run_ms"])), 3
+        ),
+    }
+    return out
+
+
+def viewer_report(cost: dict) -> str:
+    rows = []
+    for label in ("without viewer", "with viewer"):
+        c = cost[label]
+        e = c["end_to_end_ms"]
+        rows.append(
+            (
+                label,
+                f"end to end p50/p95/p99 {e['p50']}/{e['p95']}/{e['p99']} ms (p99 each run "
+                f"{c['end_to_end_p99_each_run_ms']}); service p99 each run {c['service_p99_each_run_ms']} ms; "
+                f"skipped {c['skipped']}; poses sent {c['pose_sent']}"
+                + (f"; viewer CPU {c['viewer_cpu_percent']} % of a core" if label == "with viewer" else ""),
+            )
+        )
+    d = cost["p99_difference_ms"]
+    rows.append(
+        ("p99 with - without", f"end to end {d['end_to_end']:+} ms; service {d['service_median_of_runs']:+} ms")
+    )
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=float, default=60.0, help="input frame rate, Hz (default 60)")
@@ -312,9 +400,19 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--no-arms", action="store_true", help="IK without the elbow and wrist markers")
     parser.add_argument("--no-offline", action="store_true", help="skip the comparison with process --streaming")
+    parser.add_argument(
+        "--viewer",
+        action="store_true",
+        help="run the session again with `kinestream view --save` attached and compare the latency",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, metavar="N", help="--viewer: sessions with and without it, each (default 1)"
+    )
     args = parser.parse_args(argv)
     if args.load < 0:
         parser.error("--load must be 0 or more")
+    if args.repeat < 1:
+        parser.error("--repeat must be 1 or more")
 
     from kinestream.config import load_config
     from kinestream.offline import process
@@ -333,6 +431,17 @@ def main(argv=None) -> int:
         # the subject's model, scaled from the trial's standing phase as calibrate would
         scaled = process(syn.keypoints_trc, syn.mass, syn.height, tmp / "offline", config, plot=False, log=quiet)
         live = asyncio.run(run(args, syn.keypoints_trc, scaled.scaled_model, config_path))
+        runs: dict[str, list[dict]] = {"without viewer": [live], "with viewer": []}
+        if args.viewer:
+            for i in range(args.repeat):  # alternating, so that a drift of the machine touches both
+                rrd = tmp / f"view{i}.rrd"
+                runs["with viewer"].append(
+                    asyncio.run(run(args, syn.keypoints_trc, scaled.scaled_model, config_path, rrd))
+                )
+                if i + 1 < args.repeat:
+                    runs["without viewer"].append(
+                        asyncio.run(run(args, syn.keypoints_trc, scaled.scaled_model, config_path))
+                    )
         result = summary(args, live)
         result.update(rep_timing(live, syn.motion))
         if not args.no_offline:
@@ -349,6 +458,10 @@ def main(argv=None) -> int:
             )
             result["max_diff_vs_process_streaming_deg"] = offline_difference(live, offline)
     print(report(result))
+    if args.viewer:
+        result["viewer"] = viewer_cost(runs)
+        print("a viewer attached (kinestream view --save, its own process):")
+        print(viewer_report(result["viewer"]))
     print(json.dumps(result))
     return 0
 

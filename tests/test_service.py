@@ -55,7 +55,7 @@ async def live(config, frames, *, session, record=None, mqtt_port=None, rate=1.0
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect(out)
-    got = {"angles": [], "status": [], "reps": [], "mqtt": [], "mqtt_reps": [], "mqtt_status": []}
+    got = {"angles": [], "status": [], "reps": [], "pose": [], "mqtt": [], "mqtt_reps": [], "mqtt_status": []}
 
     async def collect():
         while True:

@@ -61,6 +61,7 @@ RULES: dict[str, dict[str, tuple]] = {
         "max_message_bytes": (int, (64, 1 << 24)),
         "receive_queue": (int, (1, 1_000_000)),
         "send_queue": (int, (1, 1_000_000)),
+        "pose_every": (int, (0, 100_000)),
     },
     "mqtt": {"qos": (int, (0, 2))},
     # [reps]: numbers; their ranges and how they relate are reps.RepSettings.check's

@@ -8,6 +8,9 @@
    replayed into it in real time; the terminal shows the live status line;
 4. at the end: the recorded .mot, an angle plot with the truth dashed, and
    the figures (frames, skipped, latency, error against the truth).
+
+With ``view`` ("native", "web" or a FILE.rrd), ``kinestream view`` runs as its
+own process on the service's output, and the session replays once it listens.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 from kinestream.commands.common import headless_plots, log_to_stderr
 
 
-def run_demo(config: dict, out: Path, seconds: float = 12.0, rate: float = 1.0) -> dict:
+def run_demo(config: dict, out: Path, seconds: float = 12.0, rate: float = 1.0, view: str | None = None) -> dict:
     from kinestream.synth import synthesize
 
     out.mkdir(parents=True, exist_ok=True)
@@ -31,10 +34,54 @@ def run_demo(config: dict, out: Path, seconds: float = 12.0, rate: float = 1.0) 
         f"{syn.mass:.1f} kg -> {syn.keypoints_trc}",
         file=sys.stderr,
     )
-    return asyncio.run(_demo(config, out, syn, rate))
+    return asyncio.run(_demo(config, out, syn, rate, view))
 
 
-async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
+def _start_viewer(config: dict, view: str, log: Path):
+    """``kinestream view`` on the demo's service, as its own process; what it says goes to ``log``."""
+    import subprocess
+
+    args = [sys.executable, "-m", "kinestream", "view", "--endpoint", config["service"]["output"]]
+    if view == "web":
+        args.append("--web")
+    elif view != "native":
+        args += ["--save", view]
+    with open(log, "w") as fh:
+        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh)
+
+
+async def _viewer_in(service, viewer, log: Path, say) -> None:
+    """Wait (up to a minute) until the viewer's subscription has reached the service, so that it sees the
+    whole session; a viewer that could not start is said, and the demo goes on without it."""
+    for _ in range(600):
+        if service.status()["pose"]["subscribed"]:
+            for line in log.read_text().splitlines():
+                if line.startswith("the web viewer: "):
+                    say(f"{line} (open it in a browser)")
+            return
+        if viewer.poll() is not None:
+            said = log.read_text().strip().splitlines()
+            say(f"the viewer did not start ({said[-1] if said else 'no message'}); the demo goes on without it")
+            return
+        await asyncio.sleep(0.1)
+    say(f"the viewer has not subscribed after a minute (see {log}); the demo goes on")
+
+
+def _stop_viewer(viewer, view: str) -> None:
+    import signal
+
+    if viewer.poll() is None and view == "web":
+        print("the web viewer keeps the session until Ctrl-C", file=sys.stderr, flush=True)
+        try:
+            viewer.wait()
+        except KeyboardInterrupt:  # the terminal's Ctrl-C reached the viewer too
+            pass
+    if viewer.poll() is None:
+        viewer.send_signal(signal.SIGINT)  # it finishes its recording; a native window stays open
+    viewer.wait(60)
+
+
+async def _demo(config: dict, out: Path, syn, rate: float, view: str | None = None) -> dict:
     from kinestream.commands.live import recording_c3d
     from kinestream.commands.terminal import status_printer
     from kinestream.files.mot import read_mot
@@ -78,8 +125,12 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
         status_out=status_printer(),
     )
     stop, ready = asyncio.Event(), asyncio.Event()
+    view_log = out / "view.log"
+    viewer = _start_viewer(config, view, view_log) if view else None
     serving = asyncio.create_task(service.run(stop, ready))
     await ready.wait()
+    if viewer is not None:
+        await _viewer_in(service, viewer, view_log, say)
     say(f"replaying the session into the service at {rate:g}x real time ...")
     sent = await replay(table, endpoint, rate=rate, wait_subscriber=2.0)
     for _ in range(100):  # let the last frames through
@@ -90,6 +141,8 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
     stop.set()
     final = await serving
     print(file=sys.stderr)
+    if viewer is not None:
+        _stop_viewer(viewer, view or "")
 
     motion = read_mot(record)
     headless_plots()
@@ -142,4 +195,4 @@ async def _demo(config: dict, out: Path, syn, rate: float) -> dict:
 
 def cmd_demo(args, config) -> None:
     log_to_stderr()
-    run_demo(config, Path(args.out), seconds=args.seconds, rate=args.rate)
+    run_demo(config, Path(args.out), seconds=args.seconds, rate=args.rate, view=getattr(args, "view", None))

@@ -15,6 +15,7 @@
     kinestream keys DIR --name NAME        CURVE key pairs for encrypted, authenticated links
     kinestream config                      every setting with its default
     kinestream demo                        the live service on an embedded squat session
+    kinestream view [SESSION.mot|TRIAL.trc] the body, the model and the angles in Rerun's viewer
 
 A problem with the input prints one line, ``kinestream: error: ...``, and
 exits with status 2.
@@ -25,7 +26,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kinestream.commands import batch, demo, live, recover, replay, reps, settings, trial
+from kinestream.commands import batch, demo, live, recover, replay, reps, settings, trial, view
 from kinestream.commands.common import ingest_args, ingest_config, service_args, solver_arg, subject_args
 from kinestream.errors import KinestreamError
 
@@ -139,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--seconds", type=float, default=12.0, help="length of the squat session (default 12)")
     p.add_argument("--rate", type=float, default=1.0, help="replay speed (default 1.0: real time)")
+    p.add_argument(
+        "--view",
+        nargs="?",
+        const="native",
+        metavar="web|FILE.rrd",
+        help="watch it in kinestream view: the native viewer; 'web' for the web viewer, FILE.rrd to record it",
+    )
     p.set_defaults(func=demo.cmd_demo)
 
     p = sub.add_parser("keys", help="make a CURVE key pair (the service's, a source's or a subscriber's)")
@@ -155,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_parser(sub)
     reps.add_parser(sub)
     batch.add_parser(sub)
+    view.add_parser(sub)
     for command in sub.choices.values():  # `kinestream serve --config F` reads as well as `kinestream --config F serve`
         command.add_argument(
             "--config",

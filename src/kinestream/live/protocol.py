@@ -31,6 +31,12 @@ Angles (topic ``angles``) carry the coordinate names in every message rather
 than in a separate schema message: a subscriber that joins late (ZeroMQ drops
 what a PUB sends before a SUB connects) can read any message on its own, and
 the names cost about 0.6 kB per frame, nothing on loopback or a LAN.
+
+Pose (topic ``pose``, optional) carries what the service computed in 3D for a
+frame: the cleaned keypoints, the augmented markers and the model's joint
+centres, each as names and float32 N x 3 (:func:`encode_pose`); the service
+publishes it only while someone subscribes to it, every ``service.pose_every``
+frames.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ TOPIC_KEYPOINTS = b"keypoints"
 TOPIC_ANGLES = b"angles"
 TOPIC_STATUS = b"status"
 TOPIC_REPS = b"reps"
+TOPIC_POSE = b"pose"
 
 #: Why a keypoint frame was rejected, in the order the decoder checks.
 REASONS = {
@@ -515,6 +522,49 @@ def decode_angles(payload: bytes, max_bytes: int = 1 << 20) -> dict:
     if len(q) != 4 * len(coords):
         raise Rejected("bad_shape", f"q holds {len(q)} bytes for {len(coords)} coords; expected {4 * len(coords)}")
     msg["q"] = np.frombuffer(q, dtype="<f4").astype(np.float64)
+    return msg
+
+
+POSE_PARTS = ("keypoints", "markers", "centres")  # the point sets of a pose message, each names + xyz
+
+
+def encode_pose(seq: int, t: float, parts: dict, *, subject: str | None = None) -> bytes:
+    """A pose payload: for each of :data:`POSE_PARTS` in ``parts``, ``(names, xyz)`` with ``xyz`` (N, 3) in
+    metres, Y up, NaN where unknown (joint centres of a frame IK could not solve). Sent as ``<part>`` (the
+    names) and ``<part>_xyz`` (float32 little-endian, N x 3)."""
+    msg: dict[str, Any] = {"v": VERSION, "seq": int(seq), "t": float(t)}
+    for part, (names, xyz) in parts.items():
+        if part not in POSE_PARTS:
+            raise KinestreamError(f"pose part {part!r} is not known; the parts are {list(POSE_PARTS)}")
+        names = [str(n) for n in names]
+        msg[part] = names
+        msg[f"{part}_xyz"] = _f32(xyz, f"pose {part}", (len(names), 3))
+    if subject is not None:
+        msg["subject"] = str(subject)
+    return msgpack.packb(msg)
+
+
+def decode_pose(payload: bytes, max_bytes: int = 1 << 20) -> dict:
+    """A pose payload as a dict, each ``<part>_xyz`` a float32 (N, 3) array beside its names; raises
+    :class:`Rejected` when it is not a version 1 pose message."""
+    msg = decode_status(payload, max_bytes)
+    if msg.get("v") != VERSION or not _is_int(msg.get("v")):
+        raise Rejected("version", f"v = {_show(msg.get('v'))}; expected {VERSION}")
+    if not any(part in msg for part in POSE_PARTS):
+        raise Rejected("missing_field", f"a pose message needs at least one of {list(POSE_PARTS)}")
+    for part in POSE_PARTS:
+        if part not in msg:
+            continue
+        names, xyz = msg[part], msg.get(f"{part}_xyz")
+        if type(names) is not list or not all(type(n) is str for n in names) or type(xyz) is not bytes:
+            raise Rejected(
+                "bad_type", f"{part} is a {_show(names)}, {part}_xyz a {_show(xyz)}; expected a list of str and bin"
+            )
+        if len(xyz) != 12 * len(names):
+            raise Rejected(
+                "bad_shape", f"{part}_xyz holds {len(xyz)} bytes for {len(names)} names; expected {12 * len(names)}"
+            )
+        msg[f"{part}_xyz"] = np.frombuffer(xyz, dtype="<f4").reshape(len(names), 3)
     return msg
 
 

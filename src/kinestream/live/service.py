@@ -6,6 +6,7 @@ through:
     SUB socket -> decode (protocol) -> FrameProcessor (clean + augment)
                -> StreamingIK (the fast solver, warm-started from the previous frame)
                -> ZeroMQ PUB "angles", MQTT kinestream/<subject>/angles, .mot/.trc recorders, rep counter
+               (-> ZeroMQ PUB "pose": keypoints, markers, joint centres, while someone subscribes to it)
 
 Everything runs in the event loop, about 2.5 ms a frame with arm markers,
 while ZeroMQ's own I/O thread keeps receiving. Every frame warm-starts from
@@ -41,6 +42,7 @@ from kinestream.live.processor import FrameProcessor, Prepared
 from kinestream.live.protocol import (
     TOPIC_ANGLES,
     TOPIC_KEYPOINTS,
+    TOPIC_POSE,
     TOPIC_REPS,
     TOPIC_STATUS,
     FrameDecoder,
@@ -70,6 +72,7 @@ class _Item:
     recv_ns: int
     sent_ns: int | None
     ready_ns: int = 0  # cleaned and augmented
+    keypoints: np.ndarray | None = None  # cleaned, for the pose topic
 
 
 class Service:
@@ -152,6 +155,10 @@ class Service:
         )
         self.latest_wins = bool(svc.get("latest_wins", True))
         self.max_lag_ns = int(float(svc.get("max_lag_ms", 50.0)) * 1e6)
+        self.pose_every = int(svc.get("pose_every", 1))  # 0: never
+        self._topics: set[bytes] = set()  # the topic prefixes subscribers hold on the output (XPUB) socket
+        self._pose_wanted = False  # a subscription covers "pose": only then is it encoded and sent
+        self.pose_sent = 0
         self._waiting: deque[_Item] = deque()  # prepared frames not solved yet
         self._last_log: dict[str, float] = {}
         self._last_t: float | None = None
@@ -189,7 +196,7 @@ class Service:
         if self.access is not None:
             self.access.start(self.sync_ctx)
         self.sub = open_input(self.ctx, self.config, self.input_endpoint, self.access)
-        self.pub = self.sync_ctx.socket(zmq.PUB)
+        self.pub = self.sync_ctx.socket(zmq.XPUB)  # a PUB that tells which topics are subscribed
         self.pub.setsockopt(zmq.LINGER, 500)
         self.pub.setsockopt(zmq.SNDHWM, int(svc.get("send_queue", 1000)))
         if self.access is not None:
@@ -429,7 +436,7 @@ class Service:
         t, clean, markers = out.t, out.keypoints, out.markers
         if self.trc is not None:
             self._record(self.trc, t, np.vstack([clean, markers]))
-        self._waiting.append(_Item(seq, t, markers, recv, sent, time.time_ns()))
+        self._waiting.append(_Item(seq, t, markers, recv, sent, time.time_ns(), clean))
 
     def _solve_waiting(self) -> None:
         """IK for the waiting frames, oldest first. Latest wins: a frame that has waited longer than
@@ -503,7 +510,27 @@ class Service:
         self.metrics.latency_ms.append(latency_ms)
         for name, k in self._shown:
             self.metrics.last_angles[name] = float(q[k])
+        if self._pose_wanted and self.pose_every and (self.metrics.frames_out - 1) % self.pose_every == 0:
+            self._send_pose(item, centres)
         self._count_reps(item, q, centres)
+
+    def _send_pose(self, item: _Item, centres: np.ndarray | None) -> None:
+        """The frame's keypoints, markers and joint centres (NaN when IK failed) on ZeroMQ ``pose``."""
+        from kinestream.centres import CENTRE_BODIES
+        from kinestream.live.protocol import encode_pose
+
+        n = len(CENTRE_BODIES)  # the joint centres: the first rows of a centres_array (torso_axis is no point)
+        parts = {
+            "keypoints": (self.processor.keypoints, item.keypoints),
+            "markers": (self.processor.markers, item.markers),
+            "centres": (list(CENTRE_BODIES), centres[:n] if centres is not None else np.full((n, 3), np.nan)),
+        }
+        try:
+            payload = encode_pose(item.seq, item.t, parts, subject=self.subject)
+            self.pub.send_multipart([TOPIC_POSE, payload], copy=False)
+            self.pose_sent += 1
+        except Exception as exc:  # the viewer's data must not cost the angles
+            self._reject("publish_error", f"pose: {type(exc).__name__}: {exc}")
 
     def _count_reps(self, item: _Item, q: np.ndarray, centres: np.ndarray | None) -> None:
         """Feed the rep counter; publish a completed rep on ZeroMQ ``reps`` and MQTT."""
@@ -591,6 +618,26 @@ class Service:
             self._solve_waiting()
             await asyncio.sleep(0)  # let the status, MQTT and monitor tasks run between batches
 
+    async def _subscriptions(self, stop: asyncio.Event) -> None:
+        """Keep track of the topics subscribed on the output socket (ZeroMQ tells an XPUB when a topic gets its
+        first subscriber and loses its last one), so that ``pose`` is encoded only while someone wants it."""
+        import zmq
+        import zmq.asyncio
+
+        sock = zmq.asyncio.Socket.from_socket(self.pub)  # the same socket, awaited from the event loop
+        while not stop.is_set():
+            if not await sock.poll(100):
+                continue
+            msg = await sock.recv()
+            if msg[:1] == b"\x01":
+                self._topics.add(msg[1:])
+            elif msg[:1] == b"\x00":
+                self._topics.discard(msg[1:])
+            wanted = any(TOPIC_POSE.startswith(topic) for topic in self._topics)
+            if wanted != self._pose_wanted:
+                log.info("a subscriber %s the pose topic", "wants" if wanted else "no longer wants")
+            self._pose_wanted = wanted
+
     async def _status(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
@@ -622,6 +669,7 @@ class Service:
         snap["tasks"] = dict(self.health)  # a task that died and what became of it
         snap["filter_delay_ms"] = round(self.processor.delay_ms(), 1)
         snap["curve"] = self.access is not None
+        snap["pose"] = {"every": self.pose_every, "subscribed": self._pose_wanted, "sent": self.pose_sent}
         if self.mqtt is not None:
             snap["mqtt"] = self.mqtt.stats()
         return snap
@@ -688,6 +736,7 @@ class Service:
         self._tasks: dict[str, asyncio.Task] = {}
         self._supervise("receive", lambda: self._receive(stop), stop)
         self._supervise("status", lambda: self._status(stop), stop)
+        self._supervise("subscriptions", lambda: self._subscriptions(stop), stop)
         for name, mon in zip(("input", "output"), self._monitors, strict=False):
             self._supervise(f"watch-{name}", lambda name=name, mon=mon: self._watch(name, mon, stop), stop)
         if self.mqtt is not None:
