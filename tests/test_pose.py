@@ -99,7 +99,19 @@ def test_pose_goes_to_its_subscribers_every_nth_frame(trial):
     assert final["pose"] == {"every": 3, "subscribed": False, "sent": len(poses)}
     pose = poses[-1]
     assert len(pose["keypoints"]) == 20 and len(pose["markers"]) == 43
-    assert pose["centres"] == ["pelvis", "hip_r", "hip_l", "knee_r", "knee_l", "ankle_r", "ankle_l", "torso"]
+    centres = [
+        "pelvis",
+        "hip_r",
+        "hip_l",
+        "knee_r",
+        "knee_l",
+        "ankle_r",
+        "ankle_l",
+        "torso",
+        "shoulder_r",
+        "shoulder_l",
+    ]
+    assert pose["centres"] == centres
     knee, ankle = pose["centres_xyz"][3], pose["centres_xyz"][5]
     assert 0.3 < float(np.linalg.norm(knee - ankle)) < 0.5  # a shank, in metres
     # the markers sit on the body the keypoints outline

@@ -149,7 +149,7 @@ def test_live_view_records_every_frame_the_knee_curve_and_each_rep(live):
     reps = rows["/reps"]
     assert len(reps) == final["reps"] == len(live["syn"].squats) >= 2
     assert len(rows["/angles/knee/reps"]) == len(reps)
-    assert all(text[0].startswith(f"rep {i + 1}: depth") for i, (_, text) in enumerate(reps))
+    assert all(text[0].startswith(f"rep {i + 1} (squat): depth") for i, (_, text) in enumerate(reps))
     assert rows["/status"] and rows["/status/latency_p99_ms"]
     print(f"\nlive view: {published} frames, {len(reps)} reps in {live['rrd']} ({live['rrd'].stat().st_size} bytes)")
 
