@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 
 from kinestream.commands.common import ingest_args
 from kinestream.errors import KinestreamError
+from kinestream.live import stop_on_signals
 from kinestream.live.replay import DEFAULT_ENDPOINT, parse_rate, replay
 from kinestream.live.transport import client_config
 
@@ -33,12 +33,7 @@ def run_replay(args, config=None) -> int:
 
     async def main() -> int:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError, ValueError):  # no signals here (Windows, a thread)
-                pass
+        stop_on_signals(stop)
         return await replay(
             trial,
             args.endpoint,

@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import uuid
 from pathlib import Path
 
 from kinestream.commands.common import say
 from kinestream.errors import KinestreamError
+from kinestream.live import stop_on_signals
 
 
 def _analytics_off() -> None:
@@ -70,12 +70,7 @@ def _source(args) -> str | None:
 
 
 async def _until_signal(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
+    stop_on_signals(stop)
 
 
 def _progress(counts) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -35,6 +34,7 @@ import numpy as np
 
 from kinestream import checks
 from kinestream.errors import KinestreamError
+from kinestream.live import release_signals, stop_on_signals
 from kinestream.live.calibrate import load_subject
 from kinestream.live.metrics import Metrics
 from kinestream.live.mqtt import parse_endpoint
@@ -726,12 +726,7 @@ class Service:
         line then exits with status 1.
         """
         stop = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
+        taken = stop_on_signals(stop)
         self._open()
         self._tasks: dict[str, asyncio.Task] = {}
         self._supervise("receive", lambda: self._receive(stop), stop)
@@ -768,9 +763,5 @@ class Service:
                     log.error("task %s ended with %s: %s", task.get_name(), type(result).__name__, result)
             final = self.status()
             self._close()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
-                    loop.remove_signal_handler(sig)
-                except (NotImplementedError, RuntimeError, ValueError):
-                    pass
+            release_signals(taken)
         return final
