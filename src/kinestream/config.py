@@ -46,7 +46,11 @@ RULES: dict[str, dict[str, tuple]] = {
         "one_euro_beta": (NUMBER, (0.0, 10000.0)),
     },
     "augment": {"reset_after_frames": (int, (1, 10000))},
-    "scale": {"still_threshold_mm": (list, (NUMBER, 1, 10)), "still_window_s": (list, (NUMBER, 1, 10))},
+    "scale": {
+        "still_threshold_mm": (list, (NUMBER, 1, 10)),
+        "still_window_s": (list, (NUMBER, 1, 10)),
+        "joint_centre_markers": (list, ((str,), 0, 100)),
+    },
     "ik": {
         "solver": (str, ("fast", "opensim")),
         "accuracy": (NUMBER, (1e-12, 1.0)),
@@ -108,7 +112,7 @@ def _describe(kind, rule) -> str:
         return "true or false"
     if kind is list:
         item, low, high = rule
-        return f"a list of {low} to {high} numbers"
+        return f"a list of {low} to {high} {'texts' if item == (str,) else 'numbers'}"
     parts = []
     if isinstance(rule, tuple) and rule and all(isinstance(r, str) for r in rule):
         return "one of " + ", ".join(f'"{r}"' for r in rule)
@@ -134,7 +138,7 @@ def _valid(value, kind, rule) -> bool:
         return (
             isinstance(value, list)
             and low <= len(value) <= high
-            and all(type(v) in item and math.isfinite(v) for v in value)
+            and all(type(v) in item and (type(v) is str or math.isfinite(v)) for v in value)
         )
     elif kind is str:
         return type(value) is str and (rule is None or value in rule)

@@ -21,6 +21,15 @@ Two steps, as OpenCap does them:
    setting the subject's mass. Bodies the setup names but the model lacks, and
    marker pairs the trial cannot supply, are left out, so any model works.
 
+   Before any distance is measured, the generic model's markers that define
+   a joint centre are put on it (:func:`register_joint_centres`): in the
+   lab protocol the augmenter learned, the two malleolus markers straddle
+   the ankle joint, so their midpoint is the ankle joint centre. The marker
+   set Pose2Sim ships puts that midpoint 47 mm above the model's ankle
+   joint; left there, it makes the shank 14% too long (1.27 where the thigh
+   scales 1.15) and IK rolls the foot against the 60-weight heel marker until
+   the subtalar joint sits at its range limit.
+
    When the person never stood still and upright, the scale factors come from
    segment lengths instead (as Pose2Sim does): over the trial's least-flexed
    frames (hips and knees within 45 degrees of extension), each marker-pair
@@ -285,11 +294,14 @@ class ScaleSettings:
     still_threshold_mm  (strictest, loosest) motion threshold, tried from strict to loose
     still_window_s      (longest, shortest) window, tried from long to short. The live
                         calibration waits for the longest: it can wait, a recording cannot.
+    joint_centre_markers  pairs of markers ("A B") whose midpoint is a joint centre; the generic
+                        model's pair is moved onto its joint before scaling (:func:`register_joint_centres`)
     """
 
     static: str = _SCALE["static"]
     still_threshold_mm: tuple[float, float] = tuple(_SCALE["still_threshold_mm"])
     still_window_s: tuple[float, float] = tuple(_SCALE["still_window_s"])
+    joint_centre_markers: tuple[str, ...] = tuple(_SCALE["joint_centre_markers"])
 
     @classmethod
     def from_config(cls, config: dict | None) -> ScaleSettings:
@@ -297,6 +309,7 @@ class ScaleSettings:
         values = section(config, "scale", cls)
         values["still_threshold_mm"] = tuple(values["still_threshold_mm"])
         values["still_window_s"] = tuple(values["still_window_s"])
+        values["joint_centre_markers"] = tuple(values["joint_centre_markers"])
         return cls(**values)
 
     def scale(
@@ -320,6 +333,7 @@ class ScaleSettings:
             thresholds_mm=self.still_threshold_mm,
             windows_s=self.still_window_s,
             progress=progress,
+            joint_centre_markers=self.joint_centre_markers,
         )
 
 
@@ -466,6 +480,63 @@ class _Measurement:
     name: str
     pairs: list[tuple[str, str]]
     bodies: list[tuple[str, str]]  # (body, axes such as "X Y Z")
+
+
+def _pair(spec: str) -> tuple[str, str]:
+    names = str(spec).split()
+    if len(names) != 2:
+        raise KinestreamError(
+            f"joint_centre_markers entry {spec!r} is not valid; give two marker names separated by a space, "
+            f'e.g. "r_ankle_study r_mankle_study"'
+        )
+    return names[0], names[1]
+
+
+def register_joint_centres(model, state, pairs) -> list[str]:
+    """Put each pair of markers that straddles a joint onto that joint's centre; returns what was moved.
+
+    ``pairs`` are "A B" marker names on one body of ``model`` (the lateral and medial malleolus on the tibia,
+    say). Both markers move by the same offset, so that their midpoint lands on the nearest centre of a joint
+    to a body distal to theirs (the ankle, for the tibia); their separation is kept. Lab protocols define the
+    ankle and knee joint centres so, as midpoints of the malleoli and epicondyles, and the augmenter predicts
+    its markers where such protocols put them. Pairs the model lacks are passed over. ``state`` is the model's
+    default pose (``initSystem``); the markers are changed in place and the system must be initialised again.
+    """
+    osim = opensim_module()
+    markers = model.updMarkerSet()
+    notes: list[str] = []
+    joints = model.getJointSet()
+    for spec in pairs:
+        a, b = _pair(spec)
+        if not (markers.contains(a) and markers.contains(b)):
+            continue
+        ma, mb = markers.get(a), markers.get(b)
+        body = ma.getParentFrame().findBaseFrame()
+        if mb.getParentFrame().findBaseFrame().getAbsolutePathString() != body.getAbsolutePathString():
+            raise KinestreamError(
+                f"joint_centre_markers {a} and {b} sit on different bodies "
+                f"({ma.getParentFrameName()}, {mb.getParentFrameName()}); a pair must straddle one joint of one body"
+            )
+        mid = (ma.findLocationInFrame(state, body).to_numpy() + mb.findLocationInFrame(state, body).to_numpy()) / 2
+        centres = []
+        for i in range(joints.getSize()):
+            joint = joints.get(i)
+            parent = joint.getParentFrame()
+            if parent.findBaseFrame().getAbsolutePathString() == body.getAbsolutePathString():
+                centre = parent.findStationLocationInAnotherFrame(state, osim.Vec3(0.0, 0.0, 0.0), body).to_numpy()
+                centres.append((float(np.linalg.norm(centre - mid)), joint.getName(), centre))
+        if not centres:
+            raise KinestreamError(
+                f"joint_centre_markers {a} and {b} sit on {body.getName()}, which no joint leaves; "
+                f"name a pair that straddles a joint to a distal body"
+            )
+        distance, joint_name, centre = min(centres, key=lambda c: c[0])
+        shift = centre - mid
+        for marker in (ma, mb):  # a marker's frame may be an offset frame of the body: move it in its axes
+            offset = body.expressVectorInAnotherFrame(state, osim.Vec3(*shift), marker.getParentFrame()).to_numpy()
+            marker.set_location(osim.Vec3(*(marker.get_location().to_numpy() + offset)))
+        notes.append(f"{a} and {b} onto the centre of {joint_name} ({distance * 1000:.0f} mm)")
+    return notes
 
 
 def _load_generic(assets, osim):
@@ -643,6 +714,7 @@ def _run_scale_tool(
     trc: Path | None = None,
     time_range: tuple[float, float] | None = None,
     scale_set_file: Path | None = None,
+    marker_set: Path | None = None,
 ) -> None:
     tool.setName(name)
     tool.setPathToSubject("")  # every path below is absolute
@@ -650,7 +722,7 @@ def _run_scale_tool(
     tool.setSubjectHeight(height * 1000.0)  # the setup file keeps height in mm, for information
     maker = tool.getGenericModelMaker()
     maker.setModelFileName(str(Path(assets.generic_model).resolve()))
-    maker.setMarkerSetFileName(str(Path(assets.marker_set).resolve()))
+    maker.setMarkerSetFileName(str(Path(marker_set or assets.marker_set).resolve()))
     scaler = tool.getModelScaler()
     scaler.setApply(True)
     orders = osim.ArrayStr()
@@ -734,6 +806,7 @@ def scale_model(
     thresholds_mm=(3.0, 15.0),
     windows_s=(1.0, 0.1),
     progress: Callable[[str], None] | None = None,
+    joint_centre_markers=tuple(DEFAULTS["scale"]["joint_centre_markers"]),
 ) -> ScaleResult:
     """Scale the generic model to the subject of ``markers`` (an augmented table) and write ``out_model``.
 
@@ -754,6 +827,10 @@ def scale_model(
 
     out_model = Path(out_model)
     generic, state = _load_generic(assets, osim)
+    moved = register_joint_centres(generic, state, joint_centre_markers)
+    if moved:
+        state = generic.initSystem()
+        say("generic markers put on the joint centres they define: " + "; ".join(moved))
     body_names = {generic.getBodySet().get(i).getName() for i in range(generic.getBodySet().getSize())}
     model_markers = {generic.getMarkerSet().get(i).getName() for i in range(generic.getMarkerSet().getSize())}
     try:
@@ -783,6 +860,8 @@ def scale_model(
     stem = out_model.stem
     with tempfile.TemporaryDirectory(prefix="kinestream-scale-") as tmp_name:
         tmp = Path(tmp_name)
+        marker_set = tmp / "markers.xml"  # the generic markers as registered, for the ScaleTool to read
+        generic.getMarkerSet().printToXML(str(marker_set))
         tmp_model, tmp_scales = tmp / f"{stem}.osim", tmp / f"{stem}_scales.xml"
         if window is not None:
             say(window.description)
@@ -802,6 +881,7 @@ def scale_model(
                 tmp_scales,
                 trc=trc,
                 time_range=(t_first, t_last),
+                marker_set=marker_set,
             )
             method = "static"
             frames = np.arange(window.start, window.stop)
@@ -833,7 +913,17 @@ def scale_model(
             manual = tmp / "manual_scales.xml"
             _manual_scale_set(osim, used, factors, manual)
             _run_scale_tool(
-                osim, tool, assets, mass, height, stem, "manualScale", tmp_model, tmp_scales, scale_set_file=manual
+                osim,
+                tool,
+                assets,
+                mass,
+                height,
+                stem,
+                "manualScale",
+                tmp_model,
+                tmp_scales,
+                scale_set_file=manual,
+                marker_set=marker_set,
             )
             method = "segment-lengths"
             say(

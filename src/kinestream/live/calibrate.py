@@ -204,7 +204,16 @@ async def calibrate(
     static = table.frames(window.start, window.stop)
     say(f"got it: {window.description}. Scaling the model ...")
     result = await asyncio.get_running_loop().run_in_executor(
-        None, lambda: scale_model(table, mass, height, out_model, assets, static=(window.t0, window.t1))
+        None,
+        lambda: scale_model(
+            table,
+            mass,
+            height,
+            out_model,
+            assets,
+            static=(window.t0, window.t1),
+            joint_centre_markers=still.joint_centre_markers,
+        ),
     )
     offset = floor_offset(static.xyz)
     subject = write_subject(result.model_path, mass, height, offset, f"{window.t0:.3f}-{window.t1:.3f} s")
