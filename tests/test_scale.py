@@ -12,16 +12,18 @@ import math
 import numpy as np
 import pytest
 
+from kinestream.config import DEFAULTS
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable
 from kinestream.osim import opensim_module
-from kinestream.scale import find_static_window, posture, scale_model
+from kinestream.scale import find_static_window, posture, register_joint_centres, scale_model
 
 RATE = 60.0
 TRUE_SCALE = 1.1
 MASS = 75.0
 HEIGHT = 1.9
 LEG_AND_PELVIS = ("pelvis", "femur_r", "femur_l", "tibia_r", "tibia_l")
+JOINT_CENTRE_MARKERS = DEFAULTS["scale"]["joint_centre_markers"]
 
 
 class Subject:
@@ -31,6 +33,9 @@ class Subject:
         osim = opensim_module()
         self.model = osim.Model(str(assets.generic_model))
         self.model.updateMarkerSet(osim.MarkerSet(str(assets.marker_set)))
+        state = self.model.initSystem()
+        # the subject's malleoli straddle the ankle joint, as scaling assumes ([scale] joint_centre_markers)
+        assert register_joint_centres(self.model, state, JOINT_CENTRE_MARKERS)
         state = self.model.initSystem()
         scales = osim.ScaleSet()
         bodies = self.model.getBodySet()
@@ -203,3 +208,58 @@ def test_rejects_bad_static_range(stand_then_squat, assets, tmp_path, static):
     with pytest.raises(KinestreamError, match="static"):
         scale_model(stand_then_squat, MASS, HEIGHT, tmp_path / "bad.osim", assets, static=static)
     assert not (tmp_path / "bad.osim").exists()
+
+
+def _generic(assets):
+    osim = opensim_module()
+    model = osim.Model(str(assets.generic_model))
+    model.updateMarkerSet(osim.MarkerSet(str(assets.marker_set)))
+    return model, model.initSystem()
+
+
+def _in_ground(model, state, name: str) -> np.ndarray:
+    return model.getMarkerSet().get(name).getLocationInGround(state).to_numpy()
+
+
+def test_malleolus_markers_are_put_on_the_ankle_joint_centre(assets):
+    """The generic marker set has the malleoli's midpoint 47 mm above the ankle joint; registered, it is on it,
+    both markers moved together (their separation kept) and no other marker moved."""
+    model, state = _generic(assets)
+    before = {
+        n: _in_ground(model, state, n) for n in ("r_ankle_study", "r_mankle_study", "r_knee_study", "L_ankle_study")
+    }
+    ankle = model.getBodySet().get("talus_r").getPositionInGround(state).to_numpy()
+    gap = np.linalg.norm((before["r_ankle_study"] + before["r_mankle_study"]) / 2 - ankle)
+    assert 0.040 < gap < 0.055  # the fact the registration is for
+
+    notes = register_joint_centres(model, state, JOINT_CENTRE_MARKERS)
+    state = model.initSystem()
+    assert len(notes) == 2 and "ankle_r" in notes[0]
+    for side, talus in (("r", "talus_r"), ("L", "talus_l")):
+        a, m = _in_ground(model, state, f"{side}_ankle_study"), _in_ground(model, state, f"{side}_mankle_study")
+        centre = model.getBodySet().get(talus).getPositionInGround(state).to_numpy()
+        np.testing.assert_allclose((a + m) / 2, centre, atol=1e-9)
+    after_r = _in_ground(model, state, "r_ankle_study"), _in_ground(model, state, "r_mankle_study")
+    assert np.linalg.norm(after_r[0] - after_r[1]) == pytest.approx(
+        np.linalg.norm(before["r_ankle_study"] - before["r_mankle_study"]), abs=1e-12
+    )
+    np.testing.assert_allclose(_in_ground(model, state, "r_knee_study"), before["r_knee_study"], atol=1e-12)
+
+
+def test_joint_centre_markers_need_pairs_on_one_body(assets):
+    model, state = _generic(assets)
+    with pytest.raises(KinestreamError, match="two marker names"):
+        register_joint_centres(model, state, ["r_ankle_study"])
+    with pytest.raises(KinestreamError, match="different bodies"):
+        register_joint_centres(model, state, ["r_ankle_study r_knee_study"])
+    assert register_joint_centres(model, state, ["no_such_marker r_ankle_study"]) == []  # a model without them
+
+
+def test_scaling_with_and_without_registration(stand_then_squat, assets, tmp_path):
+    """The subject's malleoli straddle its ankle: registered, the shank scales to its true 1.1; left where
+    the generic set puts them, 47 mm too high, the shank comes out 1.2 or more (the defect this guards)."""
+    kept = scale_model(stand_then_squat, MASS, HEIGHT, tmp_path / "kept.osim", assets)
+    assert kept.scale_factors["tibia_r"] == pytest.approx([TRUE_SCALE] * 3, abs=0.01)
+    assert any("ankle_r" in m for m in kept.messages)
+    unregistered = scale_model(stand_then_squat, MASS, HEIGHT, tmp_path / "raw.osim", assets, joint_centre_markers=())
+    assert unregistered.scale_factors["tibia_r"][1] > 1.2

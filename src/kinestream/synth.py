@@ -80,11 +80,13 @@ import numpy as np
 
 from kinestream import checks
 from kinestream.assets import get_assets
+from kinestream.config import DEFAULTS
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import Motion, write_mot
 from kinestream.files.trc import MarkerTable, write_trc
 from kinestream.ingest import BODY_25
 from kinestream.osim import opensim_module
+from kinestream.scale import register_joint_centres
 
 # Timeline (seconds).
 STAND_S = 2.5  # still standing at the start
@@ -304,7 +306,8 @@ def truth_model(scale: float = 1.0, assets=None):
     """The generic model, scaled uniformly by ``scale``, with both marker sets.
 
     Returns ``(model, state, anatomical_names, keypoint_names)``. The model
-    holds the 43 ``_study`` markers of Markers_LSTM.xml and the BODY_25
+    holds the 43 ``_study`` markers of Markers_LSTM.xml (the malleoli on the ankle joint centre, as scaling
+    puts them: ``[scale] joint_centre_markers``) and the BODY_25
     keypoint markers of Markers_Body25.xml (``CHip`` renamed ``MidHip``; the
     OpenPose-named markers of Markers_LSTM.xml are left out so names stay
     unique). Its total mass is the generic mass times ``scale**3``.
@@ -317,6 +320,9 @@ def truth_model(scale: float = 1.0, assets=None):
     for marker in anatomical + keypoints:
         model.addMarker(marker)
     state = model.initSystem()
+    # the anatomical markers where scaling puts them: a pair that defines a joint centre sits on it
+    if register_joint_centres(model, state, DEFAULTS["scale"]["joint_centre_markers"]):
+        state = model.initSystem()
     generic_mass = model.getTotalMass(state)
     if scale != 1.0:
         factors = osim.ScaleSet()
