@@ -53,7 +53,9 @@ def test_calibrate_scales_from_the_standing_phase_of_a_live_stream(tmp_path):
     assert scaled.getMarkerSet().getSize() >= 43
     assert scaled.getTotalMass(scaled.initSystem()) == pytest.approx(syn.mass, rel=1e-3)
     # the segments were scaled: thigh and shank lengths (hip to knee, knee to ankle) against the generic model's,
-    # in the bands the offline scale gives this subject through the augmenter (test_pipeline); 1.0 is outside
+    # in the bands the offline scale gives this subject through the augmenter (test_pipeline); 1.0 is outside.
+    # With the malleoli on the ankle joint ([scale] joint_centre_markers) the shank scales as the thigh does
+    # (before, the generic markers 47 mm above the joint made it 1.1-1.22 where the thigh was 1.02-1.09).
     from kinestream.assets import get_assets
 
     generic = osim.Model(str(get_assets().generic_model))
@@ -64,7 +66,7 @@ def test_calibrate_scales_from_the_standing_phase_of_a_live_stream(tmp_path):
     thigh = length(scaled, "walker_knee_r") / length(generic, "walker_knee_r")
     shank = length(scaled, "ankle_r") / length(generic, "ankle_r")
     print(f"\ncalibrated thigh x{thigh:.3f}, shank x{shank:.3f} (subject 1.1 x the generic model)")
-    assert 1.015 < thigh < 1.09 and 1.1 < shank < 1.22
+    assert 1.015 < thigh < 1.09 and 1.015 < shank < 1.09 and abs(shank - thigh) < 0.04
 
 
 def test_calibrate_gives_up_with_a_clear_error_when_nobody_streams(tmp_path):
