@@ -203,13 +203,17 @@ def strip_for_ik(model) -> list[str]:
 def load_model(path: str | Path, marker_set: str | Path | None = None):
     """An OpenSim model ready for IK, and a list of what was stripped from it.
 
-    ``marker_set`` is attached only when the model carries no markers of its own.
+    ``marker_set`` is attached only when the model carries no markers of its own; its markers that define a
+    joint centre are then put on it, as scaling puts them (``[scale] joint_centre_markers``), so that a generic
+    model and a scaled one hold the same anatomy.
     """
     from kinestream.osim import read_model
+    from kinestream.scale import register_joint_centres
 
     model = read_model(path)
     if marker_set is not None and model.getMarkerSet().getSize() == 0:
         attach_markers(model, marker_set)
+        register_joint_centres(model, model.initSystem(), DEFAULTS["scale"]["joint_centre_markers"])
     removed = strip_for_ik(model)
     model.initSystem()
     return model, removed
