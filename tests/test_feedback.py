@@ -32,6 +32,12 @@ from kinestream.reps import (
 from kinestream.synth import synthesize
 
 LEAN_TOL_DEG, VALGUS_TOL_CM = 3.0, 1.5  # the bounds on designed trunk lean and valgus
+# Through the augmenter (synth keypoints in, the valgus of the IK's joint centres out) the worst rep is 1.64 cm
+# off since the malleolus markers sit on the ankle joint (1.5 cm before): the shank now scales as the thigh
+# does, where it came out 0.1 longer before. Measured against the lab's marker-based IK of a real jump the same change
+# took the 18-DOF mean from 5.9 to 4.7 deg and subtalar from 12.2 to 4.6 deg; where synth and the lab disagree,
+# the lab wins, and this bound is widened to 1.8 cm.
+VALGUS_PIPELINE_TOL_CM = 1.8
 # Through the whole pipeline (augmenter, scaling, IK) the trunk lean at the bottom of the synth squats comes out
 # 3.0 to 7.0 deg below the truth (measured, offline and streaming alike; the most on the fast 0.4 s descent):
 # at the bottom the IK tilts the pelvis some 18 deg too far back (+3.6 against the true -14.1 deg) and makes it up
@@ -214,7 +220,7 @@ def test_designed_lean_and_valgus_through_the_pipeline(designed, tmp_path_factor
             worst["lean"] = max(worst["lean"], *np.abs(lean))
             worst["valgus"] = max(worst["valgus"], *np.abs(valgus))
             assert all(-PIPELINE_LEAN_TOL_DEG <= v <= 0.0 for v in lean), (name, label, lean)
-            assert max(abs(v) for v in valgus) <= VALGUS_TOL_CM, (name, label, valgus)
+            assert max(abs(v) for v in valgus) <= VALGUS_PIPELINE_TOL_CM, (name, label, valgus)
     print("worst through the pipeline:", {k: round(v, 2) for k, v in worst.items()})
 
 
