@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -89,12 +88,6 @@ class Row:
 # --------------------------------------------------------------------------- the live path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def newest_status(sub, timeout: float, proc) -> dict | None:
     """The newest status the service has published within ``timeout`` s (None if none came); an error when
     the service has exited."""
@@ -131,6 +124,7 @@ def run_live(config_file: Path | None, model: Path, work: Path):
     import zmq
 
     from kinestream.files.mot import read_mot
+    from kinestream.live.viewers import free_port
 
     work = work.resolve()  # serve and replay run in the repository's root
     work.mkdir(parents=True, exist_ok=True)

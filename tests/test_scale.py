@@ -16,7 +16,8 @@ from kinestream.config import DEFAULTS
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable
 from kinestream.osim import opensim_module
-from kinestream.scale import find_static_window, posture, register_joint_centres, scale_model
+from kinestream.scale import find_static_window, posture, scale_model
+from kinestream.solve import register_joint_centres
 
 RATE = 60.0
 TRUE_SCALE = 1.1

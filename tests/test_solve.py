@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 
 from kinestream import solve
-from kinestream.config import DEFAULTS
 from kinestream.osim import opensim_module
-from kinestream.scale import register_joint_centres
 from kinestream.synth import synthesize
 
 
@@ -67,9 +65,7 @@ def _opencap_like(assets, path):
     knee angle, as OpenCap's models do, and a marker on each patella."""
     osim = opensim_module()
     model = osim.Model(str(assets.generic_model))
-    solve.attach_markers(model, assets.marker_set)  # OpenCap models carry the _study markers
-    # ... the malleoli either side of the ankle joint, as the synth subject has them
-    register_joint_centres(model, model.initSystem(), DEFAULTS["scale"]["joint_centre_markers"])
+    solve.attach_markers(model, assets.marker_set)  # OpenCap models carry the _study markers, malleoli on the ankle
     for side in "rl":
         femur = model.getBodySet().get(f"femur_{side}")
         patella = osim.Body(f"patella_{side}", 0.01, osim.Vec3(0), osim.Inertia(1e-5))

@@ -22,7 +22,7 @@ Two steps, as OpenCap does them:
    marker pairs the trial cannot supply, are left out, so any model works.
 
    Before any distance is measured, the generic model's markers that define
-   a joint centre are put on it (:func:`register_joint_centres`): in the
+   a joint centre are put on it (:func:`kinestream.solve.register_joint_centres`): in the
    lab protocol the augmenter learned, the two malleolus markers straddle
    the ankle joint, so their midpoint is the ankle joint centre. The marker
    set Pose2Sim ships puts that midpoint 47 mm above the model's ankle
@@ -43,6 +43,7 @@ marker weights) on the frames used, and its marker error is reported.
 
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import tempfile
@@ -54,7 +55,7 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 from scipy.stats import trim_mean
 
-from kinestream import checks
+from kinestream import checks, solve
 from kinestream.config import DEFAULTS, section
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable, write_trc
@@ -295,7 +296,8 @@ class ScaleSettings:
     still_window_s      (longest, shortest) window, tried from long to short. The live
                         calibration waits for the longest: it can wait, a recording cannot.
     joint_centre_markers  pairs of markers ("A B") whose midpoint is a joint centre; the generic
-                        model's pair is moved onto its joint before scaling (:func:`register_joint_centres`)
+                        model's pair is moved onto its joint before scaling
+                        (:func:`kinestream.solve.register_joint_centres`)
     """
 
     static: str = _SCALE["static"]
@@ -482,63 +484,6 @@ class _Measurement:
     bodies: list[tuple[str, str]]  # (body, axes such as "X Y Z")
 
 
-def _pair(spec: str) -> tuple[str, str]:
-    names = str(spec).split()
-    if len(names) != 2:
-        raise KinestreamError(
-            f"joint_centre_markers entry {spec!r} is not valid; give two marker names separated by a space, "
-            f'e.g. "r_ankle_study r_mankle_study"'
-        )
-    return names[0], names[1]
-
-
-def register_joint_centres(model, state, pairs) -> list[str]:
-    """Put each pair of markers that straddles a joint onto that joint's centre; returns what was moved.
-
-    ``pairs`` are "A B" marker names on one body of ``model`` (the lateral and medial malleolus on the tibia,
-    say). Both markers move by the same offset, so that their midpoint lands on the nearest centre of a joint
-    to a body distal to theirs (the ankle, for the tibia); their separation is kept. Lab protocols define the
-    ankle and knee joint centres so, as midpoints of the malleoli and epicondyles, and the augmenter predicts
-    its markers where such protocols put them. Pairs the model lacks are passed over. ``state`` is the model's
-    default pose (``initSystem``); the markers are changed in place and the system must be initialised again.
-    """
-    osim = opensim_module()
-    markers = model.updMarkerSet()
-    notes: list[str] = []
-    joints = model.getJointSet()
-    for spec in pairs:
-        a, b = _pair(spec)
-        if not (markers.contains(a) and markers.contains(b)):
-            continue
-        ma, mb = markers.get(a), markers.get(b)
-        body = ma.getParentFrame().findBaseFrame()
-        if mb.getParentFrame().findBaseFrame().getAbsolutePathString() != body.getAbsolutePathString():
-            raise KinestreamError(
-                f"joint_centre_markers {a} and {b} sit on different bodies "
-                f"({ma.getParentFrameName()}, {mb.getParentFrameName()}); a pair must straddle one joint of one body"
-            )
-        mid = (ma.findLocationInFrame(state, body).to_numpy() + mb.findLocationInFrame(state, body).to_numpy()) / 2
-        centres = []
-        for i in range(joints.getSize()):
-            joint = joints.get(i)
-            parent = joint.getParentFrame()
-            if parent.findBaseFrame().getAbsolutePathString() == body.getAbsolutePathString():
-                centre = parent.findStationLocationInAnotherFrame(state, osim.Vec3(0.0, 0.0, 0.0), body).to_numpy()
-                centres.append((float(np.linalg.norm(centre - mid)), joint.getName(), centre))
-        if not centres:
-            raise KinestreamError(
-                f"joint_centre_markers {a} and {b} sit on {body.getName()}, which no joint leaves; "
-                f"name a pair that straddles a joint to a distal body"
-            )
-        distance, joint_name, centre = min(centres, key=lambda c: c[0])
-        shift = centre - mid
-        for marker in (ma, mb):  # a marker's frame may be an offset frame of the body: move it in its axes
-            offset = body.expressVectorInAnotherFrame(state, osim.Vec3(*shift), marker.getParentFrame()).to_numpy()
-            marker.set_location(osim.Vec3(*(marker.get_location().to_numpy() + offset)))
-        notes.append(f"{a} and {b} onto the centre of {joint_name} ({distance * 1000:.0f} mm)")
-    return notes
-
-
 def _load_generic(assets, osim):
     """The generic model with the marker set attached, in its default pose."""
     for path, what in (
@@ -714,7 +659,8 @@ def _run_scale_tool(
     trc: Path | None = None,
     time_range: tuple[float, float] | None = None,
     scale_set_file: Path | None = None,
-    marker_set: Path | None = None,
+    *,
+    marker_set: Path,
 ) -> None:
     tool.setName(name)
     tool.setPathToSubject("")  # every path below is absolute
@@ -722,7 +668,7 @@ def _run_scale_tool(
     tool.setSubjectHeight(height * 1000.0)  # the setup file keeps height in mm, for information
     maker = tool.getGenericModelMaker()
     maker.setModelFileName(str(Path(assets.generic_model).resolve()))
-    maker.setMarkerSetFileName(str(Path(marker_set or assets.marker_set).resolve()))
+    maker.setMarkerSetFileName(str(Path(marker_set).resolve()))
     scaler = tool.getModelScaler()
     scaler.setApply(True)
     orders = osim.ArrayStr()
@@ -770,8 +716,6 @@ def _pick(frames: np.ndarray, k: int) -> np.ndarray:
 
 def _ik_error(model_path: Path, table: MarkerTable, frames: np.ndarray, assets) -> tuple[float, float]:
     """RMS and largest marker error (mm) of the scaled model posed by IK on some of ``frames``."""
-    from kinestream import solve
-
     model, _ = solve.load_model(model_path)
     setup = solve.read_ik_setup(assets.ik_setup)
     frames = _pick(np.asarray(frames), IK_CHECK_FRAMES)
@@ -827,7 +771,7 @@ def scale_model(
 
     out_model = Path(out_model)
     generic, state = _load_generic(assets, osim)
-    moved = register_joint_centres(generic, state, joint_centre_markers)
+    moved = solve.register_joint_centres(generic, state, joint_centre_markers)
     if moved:
         state = generic.initSystem()
         say("generic markers put on the joint centres they define: " + "; ".join(moved))
@@ -863,26 +807,25 @@ def scale_model(
         marker_set = tmp / "markers.xml"  # the generic markers as registered, for the ScaleTool to read
         generic.getMarkerSet().printToXML(str(marker_set))
         tmp_model, tmp_scales = tmp / f"{stem}.osim", tmp / f"{stem}_scales.xml"
+        run_scale_tool = functools.partial(
+            _run_scale_tool,
+            osim,
+            tool,
+            assets,
+            mass,
+            height,
+            stem,
+            out_model=tmp_model,
+            out_scales=tmp_scales,
+            marker_set=marker_set,
+        )
         if window is not None:
             say(window.description)
             sub, available = _fill_window(markers.frames(window.start, window.stop))
             used = _prepare_measurements(tool, body_names, model_markers, available, say)
             trc = write_trc(tmp / "static.trc", sub)
             t_first, t_last = round(float(sub.time[0]), 6), round(float(sub.time[-1]), 6)
-            _run_scale_tool(
-                osim,
-                tool,
-                assets,
-                mass,
-                height,
-                stem,
-                "measurements",
-                tmp_model,
-                tmp_scales,
-                trc=trc,
-                time_range=(t_first, t_last),
-                marker_set=marker_set,
-            )
+            run_scale_tool("measurements", trc=trc, time_range=(t_first, t_last))
             method = "static"
             frames = np.arange(window.start, window.stop)
             say(
@@ -912,19 +855,7 @@ def scale_model(
                 )
             manual = tmp / "manual_scales.xml"
             _manual_scale_set(osim, used, factors, manual)
-            _run_scale_tool(
-                osim,
-                tool,
-                assets,
-                mass,
-                height,
-                stem,
-                "manualScale",
-                tmp_model,
-                tmp_scales,
-                scale_set_file=manual,
-                marker_set=marker_set,
-            )
+            run_scale_tool("manualScale", scale_set_file=manual)
             method = "segment-lengths"
             say(
                 f"segment lengths: trimmed means ({TRIM_EACH_SIDE:.0%} cut at each end) of each marker-pair "

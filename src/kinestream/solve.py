@@ -126,8 +126,12 @@ def read_ik_setup(path: str | Path, coordinate_tasks: bool = False) -> IKSetup:
     return IKSetup(weights, coords if coordinate_tasks else {}, tool.get_accuracy(), tool.get_constraint_weight())
 
 
-def attach_markers(model, marker_set: str | Path) -> None:
-    """Add the markers of an OpenSim MarkerSet file to ``model`` (replacing same-named ones)."""
+def attach_markers(
+    model, marker_set: str | Path, joint_centre_markers=tuple(DEFAULTS["scale"]["joint_centre_markers"])
+) -> None:
+    """Add the markers of an OpenSim MarkerSet file to ``model`` (replacing same-named ones), the pairs of
+    ``joint_centre_markers`` put on the joint centres they define (:func:`register_joint_centres`), as scaling
+    puts them, so that a generic model and a scaled one hold the same anatomy."""
     osim = opensim_module()
     marker_set = Path(marker_set)
     if not marker_set.is_file():
@@ -145,6 +149,64 @@ def attach_markers(model, marker_set: str | Path) -> None:
             existing.remove(idx)
         model.addMarker(marker.clone())
     model.finalizeConnections()
+    register_joint_centres(model, model.initSystem(), joint_centre_markers)
+
+
+def _pair(spec: str) -> tuple[str, str]:
+    names = str(spec).split()
+    if len(names) != 2:
+        raise KinestreamError(
+            f"joint_centre_markers entry {spec!r} is not valid; give two marker names separated by a space, "
+            f'e.g. "r_ankle_study r_mankle_study"'
+        )
+    return names[0], names[1]
+
+
+def register_joint_centres(model, state, pairs) -> list[str]:
+    """Put each pair of markers that straddles a joint onto that joint's centre; returns what was moved.
+
+    ``pairs`` are "A B" marker names on one body of ``model`` (the lateral and medial malleolus on the tibia,
+    say). Both markers move by the same offset, so that their midpoint lands on the nearest centre of a joint
+    to a body distal to theirs (the ankle, for the tibia); their separation is kept. Lab protocols define the
+    ankle and knee joint centres so, as midpoints of the malleoli and epicondyles, and the augmenter predicts
+    its markers where such protocols put them. Pairs the model lacks are passed over. ``state`` is the model's
+    default pose (``initSystem``); the markers are changed in place and the system must be initialised again.
+    """
+    osim = opensim_module()
+    markers = model.updMarkerSet()
+    notes: list[str] = []
+    joints = model.getJointSet()
+    for spec in pairs:
+        a, b = _pair(spec)
+        if not (markers.contains(a) and markers.contains(b)):
+            continue
+        ma, mb = markers.get(a), markers.get(b)
+        body = ma.getParentFrame().findBaseFrame()
+        if mb.getParentFrame().findBaseFrame().getAbsolutePathString() != body.getAbsolutePathString():
+            raise KinestreamError(
+                f"joint_centre_markers {a} and {b} sit on different bodies "
+                f"({ma.getParentFrameName()}, {mb.getParentFrameName()}); a pair must straddle one joint of one body"
+            )
+        mid = (ma.findLocationInFrame(state, body).to_numpy() + mb.findLocationInFrame(state, body).to_numpy()) / 2
+        centres = []
+        for i in range(joints.getSize()):
+            joint = joints.get(i)
+            parent = joint.getParentFrame()
+            if parent.findBaseFrame().getAbsolutePathString() == body.getAbsolutePathString():
+                centre = parent.findStationLocationInAnotherFrame(state, osim.Vec3(0.0, 0.0, 0.0), body).to_numpy()
+                centres.append((float(np.linalg.norm(centre - mid)), joint.getName(), centre))
+        if not centres:
+            raise KinestreamError(
+                f"joint_centre_markers {a} and {b} sit on {body.getName()}, which no joint leaves; "
+                f"name a pair that straddles a joint to a distal body"
+            )
+        distance, joint_name, centre = min(centres, key=lambda c: c[0])
+        shift = centre - mid
+        for marker in (ma, mb):  # a marker's frame may be an offset frame of the body: move it in its axes
+            offset = body.expressVectorInAnotherFrame(state, osim.Vec3(*shift), marker.getParentFrame()).to_numpy()
+            marker.set_location(osim.Vec3(*(marker.get_location().to_numpy() + offset)))
+        notes.append(f"{a} and {b} onto the centre of {joint_name} ({distance * 1000:.0f} mm)")
+    return notes
 
 
 def strip_for_ik(model) -> list[str]:
@@ -203,17 +265,13 @@ def strip_for_ik(model) -> list[str]:
 def load_model(path: str | Path, marker_set: str | Path | None = None):
     """An OpenSim model ready for IK, and a list of what was stripped from it.
 
-    ``marker_set`` is attached only when the model carries no markers of its own; its markers that define a
-    joint centre are then put on it, as scaling puts them (``[scale] joint_centre_markers``), so that a generic
-    model and a scaled one hold the same anatomy.
+    ``marker_set`` is attached only when the model carries no markers of its own.
     """
     from kinestream.osim import read_model
-    from kinestream.scale import register_joint_centres
 
     model = read_model(path)
     if marker_set is not None and model.getMarkerSet().getSize() == 0:
         attach_markers(model, marker_set)
-        register_joint_centres(model, model.initSystem(), DEFAULTS["scale"]["joint_centre_markers"])
     removed = strip_for_ik(model)
     model.initSystem()
     return model, removed

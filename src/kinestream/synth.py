@@ -86,7 +86,7 @@ from kinestream.files.mot import Motion, write_mot
 from kinestream.files.trc import MarkerTable, write_trc
 from kinestream.ingest import BODY_25
 from kinestream.osim import opensim_module
-from kinestream.scale import register_joint_centres
+from kinestream.solve import register_joint_centres
 
 # Timeline (seconds).
 STAND_S = 2.5  # still standing at the start
