@@ -24,6 +24,7 @@ from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.ingest import IngestSettings, complete_keypoints
 from kinestream.live.processor import FrameProcessor
 from kinestream.plots import peak, plot_angles, save_figure
+from kinestream.static import StillPose, still_pose
 
 
 def _bar(total: int, desc: str, unit: str = "frame"):
@@ -117,16 +118,39 @@ def static_markers(
     assets: Assets,
     config: dict,
     out_path: str | Path,
-    streaming: bool = False,
-) -> tuple[MarkerTable, list[str]]:
-    """A separate static trial read, cleaned and augmented as the movement trial is, written to ``out_path``;
-    returns its augmented markers and notes."""
+    window: str | tuple[float, float] = "auto",
+) -> tuple[MarkerTable, StillPose, list[str]]:
+    """A separate static trial read and turned as the movement trial is, its frames (those in ``window``, a
+    (start, end) range in seconds, or all of them) averaged into one still pose and augmented, written to
+    ``out_path``; returns the augmented markers, the still pose and notes. A static trial has no motion to filter,
+    so any length from one frame up will do (:mod:`kinestream.static`); the offline and the streaming recipe
+    share this one rule."""
     ingest = IngestSettings.from_config(config)
-    keypoints = load_keypoints(static_trial, None if streaming else ingest)
-    augmented, notes = clean_and_augment(keypoints, height, mass, assets, config, streaming)
+    keypoints = load_keypoints(static_trial, ingest)
+    notes = read_notes(keypoints, ingest)
+    try:
+        if not isinstance(window, str):
+            t0, t1 = window
+            inside = np.flatnonzero((keypoints.time >= t0 - 1e-9) & (keypoints.time <= t1 + 1e-9))
+            if inside.size == 0:
+                raise KinestreamError(
+                    f"static range {t0:g}-{t1:g} s holds none of its frames ({keypoints.time[0]:.3f}-"
+                    f"{keypoints.time[-1]:.3f} s); give a range inside it, or 'auto' to average all of them"
+                )
+            keypoints = keypoints.frames(int(inside[0]), int(inside[-1]) + 1)
+        still = still_pose(keypoints)
+        augmented, report = augment_table(
+            still.table,
+            _augmenter(assets),
+            height,
+            mass,
+            apply_floor_offset=AugmentSettings.from_config(config).floor_offset,
+        )
+    except KinestreamError as exc:
+        raise KinestreamError(f"static trial {static_trial}: {exc}") from None
     written = write_trc(out_path, augmented)
-    notes = [f"static trial {static_trial}: " + "; ".join(read_notes(keypoints, ingest) + notes)]
-    return augmented, notes + [f"wrote {written} (the static trial, augmented)"]
+    notes = [f"static trial {static_trial}: " + "; ".join(notes + [still.describe(), report.describe()])]
+    return augmented, still, notes + [f"wrote {written} (the static trial's still pose, augmented)"]
 
 
 def scale_from_static(
@@ -136,22 +160,31 @@ def scale_from_static(
     out_dir: str | Path,
     config: dict,
     static="auto",
-    streaming: bool = False,
     augmented_name: str | None = None,
 ) -> tuple[Path, list[str]]:
-    """The model scaled from a separate static trial (read, cleaned and augmented as a trial is), written to
-    ``out_dir`` as ``STATIC_scaled.osim`` beside the static trial's augmented markers; returns its path and
-    notes. ``process --static-trial`` and ``batch`` (once per subject) both scale so."""
+    """The model scaled from a separate static trial (its frames averaged into one still pose, augmented), written
+    to ``out_dir`` as ``STATIC_scaled.osim`` beside the static trial's augmented markers; returns its path and
+    notes. ``static``: 'auto' (every frame) or a (start, end) range of the static trial's frames, in seconds.
+    ``process --static-trial`` and ``batch`` (once per subject) both scale so."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(static_trial).stem
     assets = get_assets(config, progress=lambda _: None)
-    markers, notes = static_markers(
-        static_trial, height, mass, assets, config, out_dir / (augmented_name or f"{stem}_augmented.trc"), streaming
+    markers, still, notes = static_markers(
+        static_trial,
+        height,
+        mass,
+        assets,
+        config,
+        out_dir / (augmented_name or f"{stem}_augmented.trc"),
+        scale.parse_static(static),
     )
-    result = scale.ScaleSettings.from_config(config).scale(
-        markers, mass, height, out_dir / f"{stem}_scaled.osim", assets, static=scale.parse_static(static)
-    )
+    try:
+        result = scale.ScaleSettings.from_config(config).scale(
+            markers, mass, height, out_dir / f"{stem}_scaled.osim", assets, static=still.scale_window
+        )
+    except KinestreamError as exc:
+        raise KinestreamError(f"static trial {static_trial}: {exc}") from None
     return Path(result.model_path), notes + result.messages + [_scale_error(result)]
 
 
@@ -344,11 +377,12 @@ def process(
     of the live service instead of the zero-lag offline ones, so the two can
     be compared on any trial. ``model``: an already scaled model; the scale
     step is skipped. ``static_trial``: a separate static trial (a .trc of
-    keypoints, as Pose2Sim projects keep one), cleaned and augmented as the
-    trial is; the model is scaled from it (``static`` is then a window within
-    it). The keypoints of both are turned by the ``[ingest]`` settings. With
-    ``truth`` (e.g. the coords.mot of ``kinestream synth``), the plot shows it
-    dashed and the summary gives the RMS error per joint.
+    keypoints, as Pose2Sim projects keep one, of any length from one frame):
+    its frames are averaged into one still pose, which is augmented and scaled
+    from (``static`` is then a window of its frames). The keypoints of both
+    are turned by the ``[ingest]`` settings. With ``truth`` (e.g. the
+    coords.mot of ``kinestream synth``), the plot shows it dashed and the
+    summary gives the RMS error per joint.
     """
     checks.subject(height, mass)
     static = scale.parse_static(static)
@@ -396,7 +430,7 @@ def process(
             static_stem = Path(static_trial).stem
             written = f"{static_stem}_static" if static_stem == stem else static_stem
             scaled_model, notes = scale_from_static(
-                static_trial, height, mass, out_dir, config, static, streaming, f"{written}_augmented.trc"
+                static_trial, height, mass, out_dir, config, static, f"{written}_augmented.trc"
             )
             messages += notes
         else:
