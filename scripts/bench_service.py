@@ -21,6 +21,10 @@ error near the threshold).
 just before the replay until the last answer is in, and always ends them: the
 service then shares the cores with them, as on a loaded machine.
 
+``--runs N`` plays the session N times: each run's figures are printed as a
+row, and the end-to-end latency of every run pooled as a histogram against the
+frame period (a frame answered within its period keeps up with the source).
+
 ``--viewer`` measures what a viewer costs the service: the session runs again
 (``--repeat`` times each, alternating) with ``kinestream view --save`` attached
 (its own process, subscribed to everything, ``pose`` included), and the latency
@@ -29,6 +33,7 @@ subscriber holds ``angles``, ``reps`` and ``status`` only, so that without a
 viewer nobody asks for ``pose``.
 
     .venv/bin/python scripts/bench_service.py --rate 60 --seconds 20 [--solver fast|opensim] [--load N] [--no-arms]
+    .venv/bin/python scripts/bench_service.py --rate 120 --runs 3 --no-offline
     .venv/bin/python scripts/bench_service.py --viewer [--repeat 3] [--no-offline]
 """
 
@@ -334,6 +339,43 @@ def report(result: dict) -> str:
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
 
 
+HISTOGRAM_MS = (1.0, 2.0, 4.0, 8.3, 16.7, 33.3)  # ms: the frame periods of 120, 60 and 30 Hz among the edges
+
+
+def histogram(latency_ms: np.ndarray) -> list[dict]:
+    """End-to-end latencies counted in bins (ms), with each bin's share of the frames."""
+    edges = np.array((0.0, *HISTOGRAM_MS, np.inf))
+    counts, _ = np.histogram(latency_ms, edges)
+    total = max(int(latency_ms.size), 1)
+    return [
+        {"from_ms": float(lo), "to_ms": None if np.isinf(hi) else float(hi), "frames": int(c), "share": c / total}
+        for lo, hi, c in zip(edges[:-1], edges[1:], counts, strict=True)
+    ]
+
+
+def histogram_report(bins: list[dict], period_ms: float) -> str:
+    width = 50
+    rows = []
+    for b in bins:
+        span = f"{b['from_ms']:g}-{b['to_ms']:g}" if b["to_ms"] is not None else f"> {b['from_ms']:g}"
+        late = "" if b["to_ms"] is not None and b["to_ms"] <= period_ms + 1e-9 else "  (beyond the frame period)"
+        bar = "#" * max(int(round(b["share"] * width)), 1 if b["frames"] else 0)
+        rows.append(f"  {span.rjust(10)} ms  {b['frames']:6d}  {100 * b['share']:6.2f}%  {bar}{late}")
+    return "\n".join(rows)
+
+
+def runs_report(rows: list[dict]) -> str:
+    lines = ["  run  out/sent  skipped  e2e p50/p95/p99 ms  max ms  service p99  ik p99"]
+    for i, r in enumerate(rows, 1):
+        lat = r["latency_ms"]
+        lines.append(
+            f"  {i:3d}  {r['frames_out']}/{r['frames_sent']}  {r['skipped']!s:>7}  "
+            f"{lat.get('p50')}/{lat.get('p95')}/{lat.get('p99')}  {r['latency_max_ms']}  "
+            f"{(r['service_latency_ms'] or {}).get('p99')}  {(r['stages_ms']['ik'] or {}).get('p99')}"
+        )
+    return "\n".join(lines)
+
+
 def percentiles(values: np.ndarray) -> dict:
     return {f"p{p}": round(float(np.percentile(values, p)), 3) for p in (50, 95, 99)} if values.size else {}
 
@@ -401,6 +443,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-arms", action="store_true", help="IK without the elbow and wrist markers")
     parser.add_argument("--no-offline", action="store_true", help="skip the comparison with process --streaming")
     parser.add_argument(
+        "--runs", type=int, default=1, metavar="N", help="play the session N times; a row each (default 1)"
+    )
+    parser.add_argument(
         "--viewer",
         action="store_true",
         help="run the session again with `kinestream view --save` attached and compare the latency",
@@ -413,6 +458,8 @@ def main(argv=None) -> int:
         parser.error("--load must be 0 or more")
     if args.repeat < 1:
         parser.error("--repeat must be 1 or more")
+    if args.runs < 1:
+        parser.error("--runs must be 1 or more")
 
     from kinestream.config import load_config
     from kinestream.offline import process
@@ -430,7 +477,8 @@ def main(argv=None) -> int:
         quiet = lambda *_: None  # noqa: E731
         # the subject's model, scaled from the trial's standing phase as calibrate would
         scaled = process(syn.keypoints_trc, syn.mass, syn.height, tmp / "offline", config, plot=False, log=quiet)
-        live = asyncio.run(run(args, syn.keypoints_trc, scaled.scaled_model, config_path))
+        lives = [asyncio.run(run(args, syn.keypoints_trc, scaled.scaled_model, config_path)) for _ in range(args.runs)]
+        live = lives[0]
         runs: dict[str, list[dict]] = {"without viewer": [live], "with viewer": []}
         if args.viewer:
             for i in range(args.repeat):  # alternating, so that a drift of the machine touches both
@@ -457,7 +505,14 @@ def main(argv=None) -> int:
                 model=scaled.scaled_model,
             )
             result["max_diff_vs_process_streaming_deg"] = offline_difference(live, offline)
+        result["runs"] = [summary(args, each) for each in lives]
+        result["histogram"] = histogram(np.concatenate([each["latency"] for each in lives]))
     print(report(result))
+    if args.runs > 1:
+        print(f"each of the {args.runs} runs:")
+        print(runs_report(result["runs"]))
+    print(f"end-to-end latency, {'all runs' if args.runs > 1 else 'the run'} (frame period {1000 / args.rate:.1f} ms):")
+    print(histogram_report(result["histogram"], 1000 / args.rate))
     if args.viewer:
         result["viewer"] = viewer_cost(runs)
         print("a viewer attached (kinestream view --save, its own process):")
