@@ -20,7 +20,7 @@ from kinestream.files.trc import read_trc
 from kinestream.live.protocol import decode_angles
 from kinestream.live.replay import replay
 from kinestream.live.service import Service
-from kinestream.live.transport import client_config, is_loopback, make_keys, secure_client
+from kinestream.live.transport import Access, client_config, is_loopback, make_keys, secure_client
 from kinestream.synth import synthesize
 
 FRAMES = 90
@@ -149,14 +149,24 @@ def test_sockets_stay_on_loopback_unless_the_config_allows(session, keys):
         with pytest.raises(KinestreamError, match="keypoint input .* beyond this machine"):
             open_input(ctx, config, remote)
         config["service"]["allow_remote"] = True
-        sock = open_input(ctx, config, remote)  # allowed now (a warning says CURVE is off)
-        sock.close(0)
+        # Without CURVE, still refused: any peer could send a message of endless parts, which ZeroMQ buffers whole.
+        with pytest.raises(KinestreamError, match="keypoint input .* without CURVE; turn \\[curve\\] on"):
+            open_input(ctx, config, remote)
+        config["curve"].update(
+            enabled=True, secret_key=str(keys / "service.key_secret"), authorized=str(keys / "authorized")
+        )
+        access = Access.from_config(config)
+        access.start(ctx)
+        try:
+            sock = open_input(ctx, config, remote, access)  # with CURVE, allowed
+            sock.close(0)
+        finally:
+            access.stop()
     finally:
         ctx.term()
 
 
 def test_curve_settings_say_what_is_missing(keys, tmp_path):
-    from kinestream.live.transport import Access
 
     base = {"enabled": True, "secret_key": str(keys / "service.key_secret"), "authorized": str(keys / "authorized")}
     cases = [

@@ -61,6 +61,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kinestream.live.service")
 
+SUBSCRIPTION_MAX_BYTES = (
+    1024  # a frame from a subscriber: a topic (the longest, b"status"), or a CURVE handshake (~300)
+)
+SUBSCRIPTION_QUEUE = 1000  # subscription messages queued per subscriber before ZeroMQ stops reading it
+
 
 # ---------------------------------------------------------------- the asyncio shell
 
@@ -85,6 +90,9 @@ class Service:
     """
 
     MAX_BATCH = 1000  # messages taken from ZeroMQ before the waiting frames are solved
+    # A turn of the receive loop takes messages for at most this long, then solves and lets the other tasks
+    # (status, subscriptions, MQTT) run: a flood (each frame up to 11 LSTM steps) cannot hold the loop.
+    TURN_BUDGET_S = 0.010
     RECONNECT_S = 0.5  # after a lost input link, connect afresh this much later unless ZeroMQ is at it
     RESTART_BACK_S = 1.0  # time going back further than this is a restarted source, not a glitch
     SUBJECT_HOLD_S = 2.0  # frames of another subject are refused until the current one is this long silent
@@ -157,7 +165,9 @@ class Service:
         self.latest_wins = bool(svc.get("latest_wins", True))
         self.max_lag_ns = int(float(svc.get("max_lag_ms", 50.0)) * 1e6)
         self.pose_every = int(svc.get("pose_every", 1))  # 0: never
-        self._topics: set[bytes] = set()  # the topic prefixes subscribers hold on the output (XPUB) socket
+        # The subscriptions on the output (XPUB) socket that cover "pose" (b"", b"p", ... b"pose": at most five);
+        # any other topic a subscriber holds costs nothing here, however many there are.
+        self._pose_topics: set[bytes] = set()
         self._pose_wanted = False  # a subscription covers "pose": only then is it encoded and sent
         self.pose_sent = 0
         self._waiting: deque[_Item] = deque()  # prepared frames not solved yet
@@ -200,6 +210,10 @@ class Service:
         self.pub = self.sync_ctx.socket(zmq.XPUB)  # a PUB that tells which topics are subscribed
         self.pub.setsockopt(zmq.LINGER, 500)
         self.pub.setsockopt(zmq.SNDHWM, int(svc.get("send_queue", 1000)))
+        # What subscribers send the XPUB is subscriptions: a topic a few bytes long. A longer frame makes ZeroMQ
+        # drop that peer's connection before it is buffered; a peer that floods subscriptions waits on its queue.
+        self.pub.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_MAX_BYTES)
+        self.pub.setsockopt(zmq.RCVHWM, SUBSCRIPTION_QUEUE)
         if self.access is not None:
             self.access.serve(self.pub)
         try:
@@ -603,12 +617,15 @@ class Service:
         """Take what ZeroMQ holds now (at most MAX_BATCH messages): each frame decoded, cleaned and augmented."""
         import zmq
 
+        deadline = time.perf_counter_ns() + int(self.TURN_BUDGET_S * 1e9)
         for _ in range(self.MAX_BATCH):
             try:
                 parts = await self.sub.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
                 return
             self._take(parts, time.time_ns())
+            if time.perf_counter_ns() >= deadline:  # the rest waits for the next turn, after the other tasks
+                return
 
     async def _receive(self, stop: asyncio.Event) -> None:
         """Take what ZeroMQ holds, then solve the waiting frames; again as frames come."""
@@ -629,15 +646,28 @@ class Service:
         while not stop.is_set():
             if not await sock.poll(100):
                 continue
-            msg = await sock.recv()
-            if msg[:1] == b"\x01":
-                self._topics.add(msg[1:])
-            elif msg[:1] == b"\x00":
-                self._topics.discard(msg[1:])
-            wanted = any(TOPIC_POSE.startswith(topic) for topic in self._topics)
-            if wanted != self._pose_wanted:
-                log.info("a subscriber %s the pose topic", "wants" if wanted else "no longer wants")
-            self._pose_wanted = wanted
+            for _ in range(self.MAX_BATCH):  # what is queued now, then the other tasks
+                try:
+                    msg = await sock.recv(flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                self.subscription(msg)
+
+    def subscription(self, msg: bytes) -> None:
+        """One message of the output socket's subscribers: ``\\x01`` + topic subscribes, ``\\x00`` + topic
+        unsubscribes (ZeroMQ passes a topic's first subscription and last unsubscription). Constant cost: only
+        whether ``pose`` is covered is kept."""
+        topic = msg[1:]
+        if not TOPIC_POSE.startswith(topic):
+            return
+        if msg[:1] == b"\x01":
+            self._pose_topics.add(topic)
+        elif msg[:1] == b"\x00":
+            self._pose_topics.discard(topic)
+        wanted = bool(self._pose_topics)
+        if wanted != self._pose_wanted:
+            log.info("a subscriber %s the pose topic", "wants" if wanted else "no longer wants")
+        self._pose_wanted = wanted
 
     async def _status(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

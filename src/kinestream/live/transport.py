@@ -96,12 +96,14 @@ def check_bind(endpoint: str, config: dict, what: str) -> None:
             f"[curve] enabled = true so that only your keys get in)"
         )
     if not curve_enabled(config):
-        log.warning(
-            "the %s listens on %s without CURVE: anyone on that network can %s",
-            what,
-            endpoint,
-            "send keypoint frames" if "input" in what else "read the angles",
-        )
+        if "input" in what:
+            raise KinestreamError(
+                f"the {what} endpoint {endpoint} would take frames from anyone on that network without CURVE; "
+                f"turn [curve] on (enabled = true, with your keys): ZeroMQ holds a multipart message whole until "
+                f"its last part, however many parts come, so any peer that can connect can grow the service's "
+                f"memory without bound"
+            )
+        log.warning("the %s listens on %s without CURVE: anyone on that network can read the angles", what, endpoint)
 
 
 # ------------------------------------------------------------------ keys
