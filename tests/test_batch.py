@@ -191,3 +191,55 @@ def test_opencap_downloads_are_one_subject_each(tmp_path, study):
         ("ana", 1.62, 58.0, "neutral.trc", ["squats1.trc", "squats2.trc"]),
         ("ben", 1.91, 90.5, "neutral.trc", ["squats1.trc", "squats2.trc"]),
     ]
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/kinestream-escaped", "..", "", "p01/sub", "a\\b"])
+def test_a_subject_name_is_one_folder_name_or_refused(tmp_path, study, capsys, name):
+    """subjects.toml's name becomes OUT/<name>/: a path or '..' would write outside --out, over what is there."""
+    root = tmp_path / "plain"
+    shutil.copytree(study / "p01", root / "p01")
+    quoted = name.replace("\\", "\\\\")
+    (root / "subjects.toml").write_text(
+        f'[[subject]]\nname = "{quoted}"\npattern = "p01/*.trc"\nheight = 1.75\nmass = 60\n'
+    )
+    with pytest.raises(KinestreamError, match=r"#1 name .* is not valid; it must be one folder name"):
+        find_study(root)
+    out = tmp_path / "deep" / "er" / "out"
+    assert main(["batch", str(root), "--out", str(out), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "subjects.toml [[subject]] #1 name" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]  # nothing written anywhere
+
+
+def test_a_trial_named_dot_dot_is_a_failed_row_and_nothing_leaves_out(tmp_path, study):
+    """A trial file '...trc' has the stem '..': OUT/<subject>/../ is OUT itself; it is refused with the reason."""
+    from distributed import Client
+
+    root = tmp_path / "plain"
+    (root / "p01").mkdir(parents=True)
+    shutil.copy(study / "p01" / "p01_squat1.trc", root / "p01" / "...trc")
+    (root / "subjects.toml").write_text('[[subject]]\nname = "p01"\npattern = "p01/*.trc"\nheight = 1.75\nmass = 60\n')
+    out = tmp_path / "out"
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+        rows = run_batch(find_study(root), out, load_config(), client)
+        assert not client.who_has()  # refused before any task: nothing ran
+    assert [(r["subject"], r["trial"], r["status"]) for r in rows] == [("p01", "..", "failed")]
+    assert "output folder name '..' is not valid" in rows[0]["reason"] and "...trc" in rows[0]["reason"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "plain"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+
+
+def test_process_folder_refuses_a_trial_whose_name_leaves_the_output_folder(tmp_path, study, capsys):
+    from kinestream.projects import find_project, labels
+
+    session = tmp_path / "session"
+    (session / "MarkerData").mkdir(parents=True)
+    shutil.copy(study / "p01" / "p01_squat1.trc", session / "MarkerData" / "...trc")
+    (session / "sessionMetadata.yaml").write_text("height_m: 1.75\nmass_kg: 60\n")
+    with pytest.raises(KinestreamError, match=r"output folder name .*'\.\.' is not valid"):
+        labels(find_project(session))
+    out = tmp_path / "a" / "out"
+    assert main(["process", str(session), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "...trc" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session"]

@@ -166,16 +166,17 @@ def _plain_study(root: Path, static_pattern: str) -> Study:
         missing = [key for key in ("name", "pattern", "height", "mass") if key not in entry]
         if missing:
             raise KinestreamError(f"{where} lacks {', '.join(missing)}; each subject needs name, pattern, height, mass")
+        name = checks.path_segment(f"{where} name", str(entry["name"]))  # OUT/<name>/: never outside OUT
         pattern = str(entry["pattern"])
         mine = [f for f in files if f not in taken and fnmatch.fnmatch(f.relative_to(root).as_posix(), pattern)]
         taken |= set(mine)
         if not mine:
-            study.notes.append(f"{where} ({entry['name']}): no .trc matches {pattern!r}")
+            study.notes.append(f"{where} ({name}): no .trc matches {pattern!r}")
             continue
         try:
-            subject = _subject(str(entry["name"]), mine, root, entry["height"], entry["mass"], [static_pattern], [])
+            subject = _subject(name, mine, root, entry["height"], entry["mass"], [static_pattern], [])
         except KinestreamError as exc:
-            study.unplanned += [(str(entry["name"]), f.relative_to(root).as_posix(), f"{where}: {exc}") for f in mine]
+            study.unplanned += [(name, f.relative_to(root).as_posix(), f"{where}: {exc}") for f in mine]
             continue
         study.subjects.append(subject)
     left = [f.relative_to(root).as_posix() for f in files if f not in taken]
@@ -189,7 +190,7 @@ def _opencap_study(root: Path, sessions: list[Path], config: dict | None, static
 
     study = Study(root, "OpenCap", [])
     for folder in sessions:
-        name = folder.relative_to(root).as_posix() if folder != root else folder.name
+        name = folder.relative_to(root).as_posix() if folder != root else folder.resolve().name
         try:
             project = opencap_project(folder)
             height, mass, notes = subject_values(project, config=config)
@@ -213,7 +214,7 @@ def _pose2sim_study(root: Path, config: dict | None, static_pattern: str) -> Stu
         participants[trial_dir.parent if trial_dir != root else root] = None
     study = Study(root, "Pose2Sim", [])
     for folder in participants:
-        name = folder.relative_to(root).as_posix() if folder != root else root.name
+        name = folder.relative_to(root).as_posix() if folder != root else root.resolve().name
         try:
             project = pose2sim_project(folder, top=root)
             height, mass, notes = subject_values(project, config=config)
@@ -410,6 +411,11 @@ def run_batch(
         pending = []
         for trial in subject.trials:
             label = _label(trial, subject, study.root)
+            if refused := _outside(subject.name, label, trial):  # OUT/<subject>/<label>/ must stay inside OUT
+                order.append((subject.name, label))
+                rows[(subject.name, label)] = _row(subject.name, label, {"status": "failed", "reason": refused})
+                progress.failed += 1
+                continue
             key = trial_key(trial, subject, config)
             order.append((subject.name, label))
             record = done.get(f"{subject.name}/{label}")
@@ -462,6 +468,17 @@ def _label(trial: Path, subject: Subject, root: Path) -> str:
     if siblings.count(trial.stem) == 1:
         return trial.stem
     return f"{trial.parent.parent.name}_{trial.stem}" if trial.parent.name == "pose-3d" else trial.stem
+
+
+def _outside(subject: str, label: str, trial: Path) -> str | None:
+    """Why the outputs of ``trial`` would not stay inside the batch's folder (a name that is '..', a path or
+    empty), or None when OUT/<subject>/<label>/ is a folder inside it."""
+    try:
+        checks.relative_folder("subject name", subject)
+        checks.path_segment(f"trial {trial.name}: its output folder name", label)
+    except KinestreamError as exc:
+        return f"{exc}; rename it"
+    return None
 
 
 def _safe(text: str) -> str:
