@@ -243,3 +243,18 @@ def test_process_folder_refuses_a_trial_whose_name_leaves_the_output_folder(tmp_
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "...trc" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["session"]
+
+
+def test_summary_cells_a_spreadsheet_would_run_are_text(tmp_path):
+    """OWASP's advice on CSV injection: a cell starting with = + - @, a tab or a carriage return gets a quote."""
+    hostile = ['=HYPERLINK("http://x","p")', "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
+    rows = [
+        {"subject": text, "trial": "t1", "status": "failed", "reason": text, "peak_knee_flexion_deg": -12.5}
+        for text in hostile
+    ] + [{"subject": "p01", "trial": "squat-1", "status": "done", "reason": "", "peak_knee_flexion_deg": 101.0}]
+    csv_path, png = write_summary(tmp_path, rows, plot=False)
+    table = read_rows(csv_path)
+    assert png is None and len(table) == len(rows)
+    assert [(r["subject"], r["reason"]) for r in table[:-1]] == [("'" + t, "'" + t) for t in hostile]
+    assert [r["peak_knee_flexion_deg"] for r in table] == ["-12.5"] * len(hostile) + ["101.0"]  # numbers stay
+    assert (table[-1]["subject"], table[-1]["trial"]) == ("p01", "squat-1")

@@ -55,6 +55,7 @@ SUMMARY_PNG = "summary.png"
 SUBJECTS_TOML = "subjects.toml"
 STATIC_PATTERN = "*static*"
 MANIFEST_VERSION = 1
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet cell starting so is a formula
 
 #: The columns of summary.csv, in order.
 COLUMNS = (
@@ -499,7 +500,7 @@ def write_summary(out: str | Path, rows: list[dict[str, Any]], plot: bool = True
     with open(csv_path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
     png = None
     if plot:
         from kinestream.plots import plot_study
@@ -507,6 +508,14 @@ def write_summary(out: str | Path, rows: list[dict[str, Any]], plot: bool = True
         png = out / SUMMARY_PNG
         plot_study(rows, png)
     return csv_path, png
+
+
+def _cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (it starts with = + - @, a tab or a carriage return:
+    a subject's name, a failure's reason) with a single quote before it, so that it is shown as text."""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+        return "'" + value
+    return value
 
 
 def describe(study: Study) -> list[str]:
