@@ -18,7 +18,7 @@ from kinestream.errors import KinestreamError
 from kinestream.files.mot import read_mot
 from kinestream.files.record import MotRecorder, TrcRecorder, set_aside
 from kinestream.files.trc import read_trc
-from kinestream.live.protocol import FrameDecoder, Rejected, encode_keypoints
+from kinestream.live.protocol import MAX_COUNT, FrameDecoder, Rejected, decode_status, encode_keypoints, encode_status
 from kinestream.live.service import Service
 from kinestream.synth import synthesize
 
@@ -96,6 +96,29 @@ def test_no_stage_loops_on_the_size_of_a_time_step(assets):
     for t in (2.0**48, 2.0**48 + 0.0625, 2.0**48 + 0.125, 1e300):
         processor.step(names, xyz, t)
     assert time.monotonic() - t0 < 5.0
+
+
+def test_missed_frames_stop_at_a_count_the_status_carries():
+    """seq jumps of 2**64 - 1, again and again, would make ``missed`` more than msgpack holds; it saturates."""
+    decoder = FrameDecoder()
+    for k in range(3):  # the source's counter runs to the top of msgpack's integers and starts over
+        decoder.decode(frame(10.0 * k, seq=0))
+        decoder.decode(frame(10.0 * k + 5.0, seq=2**64 - 1))
+    assert decoder.missed == MAX_COUNT
+    status = decode_status(encode_status({"missed_frames": decoder.missed}))
+    assert status["missed_frames"] == MAX_COUNT
+
+
+def test_onnx_is_at_least_the_release_that_keeps_external_data_in_the_model_s_folder():
+    """onnx before 1.16 follows paths out of the model's folder when it loads external data."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    deps = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]
+    onnx = next(Requirement(d) for d in deps if Requirement(d).name == "onnx")
+    assert not onnx.specifier.contains("1.15.9") and onnx.specifier.contains("1.16.0")
 
 
 # --------------------------------------------------------------------------- recordings
