@@ -27,9 +27,11 @@ that recorded nothing should be deleted, not opened.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import math
 import os
+import tempfile
 import threading
 import time
 import weakref
@@ -48,6 +50,7 @@ try:  # advisory lock: tells recover() that a live recorder still owns the file
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 COUNT_WIDTH = 10  # characters of the row-count field: up to 9,999,999,999 rows
 _MAX_HEADER = 1 << 20  # a header longer than this is not one of ours
 
@@ -590,10 +593,15 @@ def recover(path) -> RecoverReport:
     """
     path = Path(path)
     kind = _kind(path)
+    if path.is_symlink():
+        raise KinestreamError(
+            f"{path} is a symbolic link; recover repairs the recording itself, never through a link: give the "
+            f"file it points to ({os.path.realpath(path)})"
+        )
     if not path.is_file():
         raise KinestreamError(f"{path} does not exist")
-    try:
-        fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    try:  # no symlink followed: one planted after the check above is refused here (ELOOP)
+        fd = os.open(path, os.O_RDWR | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise KinestreamError(f"cannot open {path} for repair: {exc.strerror}") from None
     try:
@@ -669,11 +677,17 @@ def _repair(fd: int, path: Path, data: bytes, layout: _Layout) -> RecoverReport:
             out += data[pos:a] + str(rows).encode("ascii")
             pos = b
         out += data[pos:kept_end]
-        tmp = path.with_name(path.name + ".recover-tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(out)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, os.stat(fd).st_mode & 0o7777)
-        os.replace(tmp, path)
+        # a new file of its own (mkstemp: O_EXCL, mode 600), never a name planted beforehand, then swapped in
+        tmp_fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".recover-tmp", dir=path.parent)
+        try:
+            with open(tmp_fd, "wb") as fh:
+                fh.write(out)
+                fh.flush()
+                os.fchmod(fh.fileno(), os.fstat(fd).st_mode & 0o7777)
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise KinestreamError(f"cannot write the repaired {path}: {exc.strerror}") from None
     return RecoverReport(path, layout.kind, rows, header_rows, dropped, True, notes)
