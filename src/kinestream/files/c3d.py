@@ -335,6 +335,14 @@ def on_even_grid(table: MarkerTable) -> tuple[MarkerTable, str | None]:
             f"even rate fits the times; a .c3d holds frames evenly spaced"
         )
     n = int(slots[-1]) + 1
+    if n > MAX_FRAMES:  # refused before the grid is made: a jump of an hour at 120 Hz is 432,000 frames
+        source = table.meta.get("source")
+        raise KinestreamError(
+            f"{source + ': ' if source else ''}the frames span {time[-1] - time[0]:.6g} s (t={time[0]:.6f} to "
+            f"{time[-1]:.6f} s): {n} frames on the even {rate:g} Hz grid of a .c3d, which holds at most "
+            f"{MAX_FRAMES} ({MAX_FRAMES / rate:.0f} s at {rate:g} Hz); write it in parts with "
+            "table.frames(start, stop), or keep the .trc"
+        )
     grid = start + np.arange(n) / rate
     if n == table.n_frames and rate == table.rate and np.abs(time - grid).max() <= 1e-6 + 1e-3 / rate:
         return table, None  # even already, as write_c3d takes it (the .trc keeps 6 decimals)
