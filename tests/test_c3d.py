@@ -202,7 +202,7 @@ def test_bad_paths_and_units_are_refused(tmp_path):
         (tmp_path / "file" / "x.c3d", {}, "cannot make the folder"),
         (tmp_path / ("n" * 300 + ".c3d"), {}, "File name too long"),
         # The name fits but its temporary one does not: ezc3d writes nothing and says nothing.
-        (tmp_path / ("n" * 245 + ".c3d"), {}, "ezc3d wrote nothing to the temporary file"),
+        (tmp_path / ("n" * 245 + ".c3d"), {}, "the temporary file beside it cannot be made"),
         (tmp_path / "x.c3d", {"units": "in"}, "units 'in' is not one of ['cm', 'm', 'mm']"),
     ]
     for path, kwargs, words in cases:
@@ -214,11 +214,11 @@ def test_bad_paths_and_units_are_refused(tmp_path):
 
 def test_a_failed_write_keeps_the_earlier_file(tmp_path):
     good = write_c3d(tmp_path / "x.c3d", _small()).read_bytes()
-    path = tmp_path / ("n" * 245 + ".c3d")  # a valid name whose temporary one is too long: ezc3d writes nothing
+    path = tmp_path / ("n" * 245 + ".c3d")  # a valid name whose temporary one is too long
     path.write_bytes(good)
     with pytest.raises(KinestreamError) as info:
         write_c3d(path, _small(names=["c", "d"]))
-    assert "ezc3d wrote nothing to the temporary file" in str(info.value)
+    assert "the temporary file beside it cannot be made" in str(info.value)
     assert path.read_bytes() == good and read_c3d(path).names == ["a", "b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, "x.c3d"])
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -171,9 +172,9 @@ def write_c3d(path: str | Path, table: MarkerTable, units: str = "mm") -> Path:
     Points are stored in ``units`` (``"mm"``, the labs' unit, or ``"m"`` or
     ``"cm"``), with the table's axes (Y up, as OpenSim has them), missing
     samples as residual -1, and the first frame's time kept (see the module
-    notes). The file is written under a temporary name in the same folder
-    (``.NAME.PID.partial.c3d``) and then renamed, so a failed write leaves no
-    partial file and any earlier file intact.
+    notes). The file is written under a new temporary name in the same folder
+    (``.NAME.XXXXXXXX.partial.c3d``, made by mkstemp) and then renamed, so a
+    failed write leaves no partial file and any earlier file intact.
     """
     ezc3d = _ezc3d()
     if units not in _UNIT_SCALE:
@@ -199,10 +200,18 @@ def write_c3d(path: str | Path, table: MarkerTable, units: str = "mm") -> Path:
     )
     c3d["parameters"][TIME_GROUP]["__METADATA__"]["DESCRIPTION"] = "written by kinestream"
 
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.c3d")
+    try:  # a new name of its own (mkstemp: exclusive, unpredictable), never one a link could be planted at
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.c3d", dir=path.parent)
+    except OSError as exc:
+        raise KinestreamError(
+            f"could not write {path}: the temporary file beside it cannot be made ({exc.strerror}); check that "
+            "the folder is writable and that the name leaves room for the temporary suffix"
+        ) from None
+    os.close(fd)
+    partial = Path(name)
     try:
         c3d.write(str(partial))
-        if not os.path.isfile(partial):  # ezc3d reports no error when it cannot open the file
+        if not os.path.getsize(partial):  # ezc3d reports no error when it cannot open the file
             raise KinestreamError(
                 f"could not write {path}: ezc3d wrote nothing to the temporary file {partial.name}; check that "
                 "the folder is writable and that the name leaves room for the temporary suffix"
