@@ -258,3 +258,47 @@ def test_summary_cells_a_spreadsheet_would_run_are_text(tmp_path):
     assert [(r["subject"], r["reason"]) for r in table[:-1]] == [("'" + t, "'" + t) for t in hostile]
     assert [r["peak_knee_flexion_deg"] for r in table] == ["-12.5"] * len(hostile) + ["101.0"]  # numbers stay
     assert (table[-1]["subject"], table[-1]["trial"]) == ("p01", "squat-1")
+
+
+_WORKER = """
+import sys, time
+from pathlib import Path
+from kinestream import assets
+
+go = Path(sys.argv[1])
+while not go.exists():  # every worker starts at once, on a cache with nothing in it
+    time.sleep(0.001)
+root = assets.fetch(progress=lambda _: None)
+for _ in range(500):  # read what the others may still be installing around it
+    for name in assets._FILES.values():
+        assert (root / name).stat().st_size > 0, name
+    assert (root / "augmenter/v0.3_lower/model.onnx").read_bytes()[:2]
+print(root)
+"""
+
+
+def test_workers_fetching_on_a_fresh_cache_at_once_all_find_the_assets(tmp_path):
+    """Several processes call fetch together on an empty cache, as batch workers did: one downloads and installs
+    under the cache's lock, the others wait for it; none fails, none sees a file go missing."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KINESTREAM_HOME": str(tmp_path / "home")}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(tmp_path / "go")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    (tmp_path / "go").touch()
+    said = [w.communicate(timeout=900) for w in workers]
+    assert [w.returncode for w in workers] == [0] * 6, [err[-2000:] for _, err in said]
+    from kinestream.assets import WHEEL_VERSION
+
+    assert {out.strip() for out, _ in said} == {str(tmp_path / "home" / f"pose2sim-{WHEEL_VERSION}")}
+    left = sorted(p.name for p in (tmp_path / "home").iterdir() if p.name != ".lock")
+    assert left == [f"pose2sim-{WHEEL_VERSION}"]  # no staging folder left behind

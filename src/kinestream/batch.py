@@ -406,7 +406,7 @@ def run_batch(
         order.append((name, trial_name))
         rows[(name, trial_name)] = _row(name, trial_name, {"status": "failed", "reason": reason})
         progress.failed += 1
-    futures = {}
+    futures: dict[Any, tuple[Subject, str, str, Path]] = {}
     for subject in study.subjects:
         subject_out = out / subject.name
         pending = []
@@ -429,6 +429,10 @@ def run_batch(
             pending.append((trial, label, key, trial_out))
         if not pending:
             continue
+        if not futures:  # the assets, fetched here once: workers on a fresh cache would each fetch them at once
+            from kinestream.assets import get_assets
+
+            get_assets(config, progress=lambda _: None)
         scaled = client.submit(
             scale_subject, subject, subject_out / "_static", config, pure=False, retries=retries,
             key=f"scale-{_safe(subject.name)}-{time.time_ns()}",
