@@ -213,14 +213,17 @@ def test_a_subject_name_is_one_folder_name_or_refused(tmp_path, study, capsys, n
 
 def test_a_trial_named_dot_dot_is_a_failed_row_and_nothing_leaves_out(tmp_path, study):
     """A trial file '...trc' has the stem '..': OUT/<subject>/../ is OUT itself; it is refused with the reason."""
-    from distributed import Client
+    from distributed import Client, LocalCluster
 
     root = tmp_path / "plain"
     (root / "p01").mkdir(parents=True)
     shutil.copy(study / "p01" / "p01_squat1.trc", root / "p01" / "...trc")
     (root / "subjects.toml").write_text('[[subject]]\nname = "p01"\npattern = "p01/*.trc"\nheight = 1.75\nmass = 60\n')
     out = tmp_path / "out"
-    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         rows = run_batch(find_study(root), out, load_config(), client)
         assert not client.who_has()  # refused before any task: nothing ran
     assert [(r["subject"], r["trial"], r["status"]) for r in rows] == [("p01", "..", "failed")]
