@@ -183,7 +183,7 @@ def test_the_angles_plot_and_the_c3d_are_never_written_through_a_symlink(tmp_pat
     write_c3d(c3d, MarkerTable(["a"], np.zeros((3, 1, 3)), np.arange(3) / 60, 60.0))
     assert target.read_text() == "not to be touched\n" and (target.stat().st_mode & 0o777) == 0o600
     assert not png.is_symlink() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert not c3d.is_symlink() and c3d.stat().st_size > 0
+    assert not c3d.is_symlink() and c3d.stat().st_size > 0 and (c3d.stat().st_mode & 0o777) == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == [  # no temporary file left
         f".session_markers.{os.getpid()}.partial.c3d",
         "precious.txt",

@@ -207,7 +207,10 @@ def write_c3d(path: str | Path, table: MarkerTable, units: str = "mm") -> Path:
             f"could not write {path}: the temporary file beside it cannot be made ({exc.strerror}); check that "
             "the folder is writable and that the name leaves room for the temporary suffix"
         ) from None
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 600 is for the name; the .c3d is read as any output is
+    finally:
+        os.close(fd)
     partial = Path(name)
     try:
         c3d.write(str(partial))
