@@ -281,7 +281,7 @@ def _hold(p: Path, held: list[int]) -> bool:
     """Whether ``p`` is there to be set aside; a file (not a symlink) is locked first, its descriptor added to
     ``held``. KinestreamError when a recorder (or recover) holds it."""
     try:
-        fd = os.open(p, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0))  # a FIFO: no wait
     except FileNotFoundError:
         return p.is_symlink()  # a dangling symlink is moved as a link too
     except OSError:  # a symlink (ELOOP): moved as a link, its target untouched; else the move says why
