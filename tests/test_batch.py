@@ -305,3 +305,13 @@ def test_workers_fetching_on_a_fresh_cache_at_once_all_find_the_assets(tmp_path)
     assert {out.strip() for out, _ in said} == {str(tmp_path / "home" / f"pose2sim-{WHEEL_VERSION}")}
     left = sorted(p.name for p in (tmp_path / "home").iterdir() if p.name != ".lock")
     assert left == [f"pose2sim-{WHEEL_VERSION}"]  # no staging folder left behind
+
+
+def test_process_file_refuses_a_default_output_folder_that_leaves_out(tmp_path, study, capsys, monkeypatch):
+    """`process ...trc` without --out writes to out/<stem>/: with the stem '..' that is the folder above out/."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(study / "p01" / "p01_squat1.trc", tmp_path / "...trc")
+    assert main(["process", "...trc", "--height", "1.75", "--mass", "60"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "output folder name '..' is not valid" in err and "--out" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["...trc"]

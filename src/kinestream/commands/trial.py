@@ -126,8 +126,12 @@ def cmd_process(args, config) -> None:
         out_dir = Path(args.out)
     else:  # out/<stem>/ must stay inside out/: a trial named '...trc' has the stem '..'
         from kinestream import checks
+        from kinestream.errors import KinestreamError
 
-        out_dir = Path("out") / checks.path_segment(f"trial {trial}: its output folder name (give --out)", trial.stem)
+        try:
+            out_dir = Path("out") / checks.path_segment(f"trial {trial}: its output folder name", trial.stem)
+        except KinestreamError as exc:
+            raise KinestreamError(f"{exc}; give --out, or rename the file") from None
     static = args.static or ScaleSettings.from_config(config).static
     static_trial = existing(args.static_trial, "static trial") if args.static_trial else None
     truth = None
