@@ -191,3 +191,127 @@ def test_opencap_downloads_are_one_subject_each(tmp_path, study):
         ("ana", 1.62, 58.0, "neutral.trc", ["squats1.trc", "squats2.trc"]),
         ("ben", 1.91, 90.5, "neutral.trc", ["squats1.trc", "squats2.trc"]),
     ]
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/kinestream-escaped", "..", "", "p01/sub", "a\\b"])
+def test_a_subject_name_is_one_folder_name_or_refused(tmp_path, study, capsys, name):
+    """subjects.toml's name becomes OUT/<name>/: a path or '..' would write outside --out, over what is there."""
+    root = tmp_path / "plain"
+    shutil.copytree(study / "p01", root / "p01")
+    quoted = name.replace("\\", "\\\\")
+    (root / "subjects.toml").write_text(
+        f'[[subject]]\nname = "{quoted}"\npattern = "p01/*.trc"\nheight = 1.75\nmass = 60\n'
+    )
+    with pytest.raises(KinestreamError, match=r"#1 name .* is not valid; it must be one folder name"):
+        find_study(root)
+    out = tmp_path / "deep" / "er" / "out"
+    assert main(["batch", str(root), "--out", str(out), "--workers", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "subjects.toml [[subject]] #1 name" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]  # nothing written anywhere
+
+
+def test_a_trial_named_dot_dot_is_a_failed_row_and_nothing_leaves_out(tmp_path, study):
+    """A trial file '...trc' has the stem '..': OUT/<subject>/../ is OUT itself; it is refused with the reason."""
+    from distributed import Client, LocalCluster
+
+    root = tmp_path / "plain"
+    (root / "p01").mkdir(parents=True)
+    shutil.copy(study / "p01" / "p01_squat1.trc", root / "p01" / "...trc")
+    (root / "subjects.toml").write_text('[[subject]]\nname = "p01"\npattern = "p01/*.trc"\nheight = 1.75\nmass = 60\n')
+    out = tmp_path / "out"
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        rows = run_batch(find_study(root), out, load_config(), client)
+        assert not client.who_has()  # refused before any task: nothing ran
+    assert [(r["subject"], r["trial"], r["status"]) for r in rows] == [("p01", "..", "failed")]
+    assert "output folder name '..' is not valid" in rows[0]["reason"] and "...trc" in rows[0]["reason"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "plain"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+
+
+def test_process_folder_refuses_a_trial_whose_name_leaves_the_output_folder(tmp_path, study, capsys):
+    from kinestream.projects import find_project, labels
+
+    session = tmp_path / "session"
+    (session / "MarkerData").mkdir(parents=True)
+    shutil.copy(study / "p01" / "p01_squat1.trc", session / "MarkerData" / "...trc")
+    (session / "sessionMetadata.yaml").write_text("height_m: 1.75\nmass_kg: 60\n")
+    with pytest.raises(KinestreamError, match=r"output folder name .*'\.\.' is not valid"):
+        labels(find_project(session))
+    out = tmp_path / "a" / "out"
+    assert main(["process", str(session), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "...trc" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["session"]
+
+
+def test_summary_cells_a_spreadsheet_would_run_are_text(tmp_path):
+    """OWASP's advice on CSV injection: a cell starting with = + - @, a tab or a carriage return gets a quote."""
+    hostile = ['=HYPERLINK("http://x","p")', "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
+    rows = [
+        {"subject": text, "trial": "t1", "status": "failed", "reason": text, "peak_knee_flexion_deg": -12.5}
+        for text in hostile
+    ] + [{"subject": "p01", "trial": "squat-1", "status": "done", "reason": "", "peak_knee_flexion_deg": 101.0}]
+    csv_path, png = write_summary(tmp_path, rows, plot=False)
+    table = read_rows(csv_path)
+    assert png is None and len(table) == len(rows)
+    assert [(r["subject"], r["reason"]) for r in table[:-1]] == [("'" + t, "'" + t) for t in hostile]
+    assert [r["peak_knee_flexion_deg"] for r in table] == ["-12.5"] * len(hostile) + ["101.0"]  # numbers stay
+    assert (table[-1]["subject"], table[-1]["trial"]) == ("p01", "squat-1")
+
+
+_WORKER = """
+import sys, time
+from pathlib import Path
+from kinestream import assets
+
+go = Path(sys.argv[1])
+while not go.exists():  # every worker starts at once, on a cache with nothing in it
+    time.sleep(0.001)
+root = assets.fetch(progress=lambda _: None)
+for _ in range(500):  # read what the others may still be installing around it
+    for name in assets._FILES.values():
+        assert (root / name).stat().st_size > 0, name
+    assert (root / "augmenter/v0.3_lower/model.onnx").read_bytes()[:2]
+print(root)
+"""
+
+
+def test_workers_fetching_on_a_fresh_cache_at_once_all_find_the_assets(tmp_path):
+    """Several processes call fetch together on an empty cache, as batch workers did: one downloads and installs
+    under the cache's lock, the others wait for it; none fails, none sees a file go missing."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KINESTREAM_HOME": str(tmp_path / "home")}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(tmp_path / "go")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    (tmp_path / "go").touch()
+    said = [w.communicate(timeout=900) for w in workers]
+    assert [w.returncode for w in workers] == [0] * 6, [err[-2000:] for _, err in said]
+    from kinestream.assets import WHEEL_VERSION
+
+    assert {out.strip() for out, _ in said} == {str(tmp_path / "home" / f"pose2sim-{WHEEL_VERSION}")}
+    left = sorted(p.name for p in (tmp_path / "home").iterdir() if p.name != ".lock")
+    assert left == [f"pose2sim-{WHEEL_VERSION}"]  # no staging folder left behind
+
+
+def test_process_file_refuses_a_default_output_folder_that_leaves_out(tmp_path, study, capsys, monkeypatch):
+    """`process ...trc` without --out writes to out/<stem>/: with the stem '..' that is the folder above out/."""
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(study / "p01" / "p01_squat1.trc", tmp_path / "...trc")
+    assert main(["process", "...trc", "--height", "1.75", "--mass", "60"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "output folder name '..' is not valid" in err and "--out" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["...trc"]

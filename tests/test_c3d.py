@@ -13,6 +13,7 @@ from kinestream.errors import KinestreamError
 from kinestream.files.c3d import MAX_FRAMES, read_c3d, write_c3d
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.synth import MIN_SECONDS, synthesize
+from limits import read_limited
 
 F32 = float(np.finfo(np.float32).eps)  # relative precision of a C3D float: 1.2e-7
 
@@ -201,7 +202,7 @@ def test_bad_paths_and_units_are_refused(tmp_path):
         (tmp_path / "file" / "x.c3d", {}, "cannot make the folder"),
         (tmp_path / ("n" * 300 + ".c3d"), {}, "File name too long"),
         # The name fits but its temporary one does not: ezc3d writes nothing and says nothing.
-        (tmp_path / ("n" * 245 + ".c3d"), {}, "ezc3d wrote nothing to the temporary file"),
+        (tmp_path / ("n" * 245 + ".c3d"), {}, "the temporary file beside it cannot be made"),
         (tmp_path / "x.c3d", {"units": "in"}, "units 'in' is not one of ['cm', 'm', 'mm']"),
     ]
     for path, kwargs, words in cases:
@@ -213,11 +214,11 @@ def test_bad_paths_and_units_are_refused(tmp_path):
 
 def test_a_failed_write_keeps_the_earlier_file(tmp_path):
     good = write_c3d(tmp_path / "x.c3d", _small()).read_bytes()
-    path = tmp_path / ("n" * 245 + ".c3d")  # a valid name whose temporary one is too long: ezc3d writes nothing
+    path = tmp_path / ("n" * 245 + ".c3d")  # a valid name whose temporary one is too long
     path.write_bytes(good)
     with pytest.raises(KinestreamError) as info:
         write_c3d(path, _small(names=["c", "d"]))
-    assert "ezc3d wrote nothing to the temporary file" in str(info.value)
+    assert "the temporary file beside it cannot be made" in str(info.value)
     assert path.read_bytes() == good and read_c3d(path).names == ["a", "b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, "x.c3d"])
 
@@ -401,3 +402,24 @@ def test_c3d_files_and_opensim_tables_in_one_process(tmp_path, first):
         code = code.replace('("c3d", "opensim") * 2', '("opensim", "c3d") * 2')
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+def test_a_time_span_too_long_for_a_c3d_is_refused_before_its_grid_is_made(tmp_path):
+    """A .trc whose last frame is at 10^6 s, or a live recording with jumps just under max_time_jump_s: their
+    even grid is 10^8 (or 10^6) frames; a .c3d holds 65,535. Refused before the grid, so no gigabytes."""
+    from kinestream.files.c3d import on_even_grid
+
+    far = _recording(tmp_path / "far_markers.trc", np.array([0.0, 1 / 60, 2 / 60, 1e6]))
+    status, said = read_limited(tmp_path / "far_markers.trc", "c3d")
+    assert status == 2, said
+    assert said.count("\n") == 1 and str(tmp_path / "far_markers.trc") in said
+    assert "the frames span 1e+06 s" in said and "which holds at most 65535" in said
+    assert not (tmp_path / "far_markers.c3d").exists()
+    assert far.n_frames == 4
+
+    jumps = np.concatenate([k * 3599.0 + np.arange(20) / 60 for k in range(30)])  # each jump under an hour
+    live = _recording(tmp_path / "jumps_markers.trc", jumps)
+    status, said = read_limited(tmp_path / "jumps_markers.trc", "c3d")
+    assert status == 2 and "which holds at most 65535" in said, said
+    with pytest.raises(KinestreamError, match="jumps_markers.trc: the frames span"):
+        on_even_grid(live)

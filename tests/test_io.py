@@ -8,6 +8,7 @@ from kinestream.files.mot import Motion, read_mot, write_mot
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.ingest import BODY_25, complete_keypoints, keypoints_to_table
 from kinestream.osim import opensim_module
+from limits import read_limited
 
 
 def _table(n=50, names=("A", "B", "C")):
@@ -79,3 +80,33 @@ def test_trc_errors(tmp_path):
     bad.write_text("hello\n")
     with pytest.raises(KinestreamError, match="not a .trc"):
         read_trc(bad)
+
+
+def test_a_header_naming_a_million_markers_is_refused_before_allocating(tmp_path):
+    """A 9 MB .trc whose line 4 names 10^6 markers: reading each of its rows as wide as that is gigabytes."""
+    path = tmp_path / "wide.trc"
+    names = "\t\t\t".join(f"M{k}" for k in range(10**6))
+    rows = "".join(f"{k + 1}\t{k / 60:.6f}\t0.1\t1.0\t0.2\n" for k in range(200))
+    path.write_text(
+        "PathFileType\t4\t(X/Y/Z)\twide.trc\nDataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\n"
+        f"60\t60\t200\t1000000\tm\nFrame#\tTime\t{names}\n\tX1\tY1\tZ1\n" + rows
+    )
+    assert 8e6 < path.stat().st_size < 12e6
+    status, said = read_limited(path)
+    assert status == 2, said
+    assert said.count("\n") == 1 and str(path) in said
+    assert "names 1000000 markers on line 4 (3000002 values per row)" in said and "200 rows hold 1000 values" in said
+
+
+def test_short_rows_and_a_few_more_names_than_values_are_read(tmp_path):
+    """What the refusal leaves alone: rows that stop before the last markers (missing), as some writers do."""
+    path = tmp_path / "short.trc"
+    names = "\t\t\t".join(f"M{k}" for k in range(5))
+    rows = "".join(f"{k + 1}\t{k / 60:.6f}\t0.1\t1.0\t0.2\n" for k in range(50))
+    path.write_text(
+        "PathFileType\t4\t(X/Y/Z)\tshort.trc\nDataRate\tCameraRate\tNumFrames\tNumMarkers\tUnits\n"
+        f"60\t60\t50\t5\tm\nFrame#\tTime\t{names}\n\tX1\tY1\tZ1\n" + rows
+    )
+    table = read_trc(path)
+    assert table.xyz.shape == (50, 5, 3) and np.isnan(table.xyz[:, 1:]).all()
+    np.testing.assert_allclose(table.xyz[:, 0], [[0.1, 1.0, 0.2]] * 50)

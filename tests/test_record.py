@@ -409,6 +409,39 @@ def test_recover_a_file_with_a_narrow_count_field(tmp_path):
     assert not recover(path).changed
 
 
+def test_recover_writes_no_file_through_a_planted_symlink(tmp_path):
+    """A narrow count field makes recover write a new file and swap it in: a symlink planted at the name it
+    used to take (FILE.recover-tmp) must get neither the recording's text nor its mode."""
+    time_s = np.arange(9) / 60
+    path = write_mot(tmp_path / "w.mot", Motion(time_s, ["a"], time_s[:, None] * 10))
+    with open(path, "a") as fh:
+        for i in range(9, 12):
+            fh.write(mot_row(i / 60, np.array([i / 6])))
+    path.chmod(0o644)
+    target = tmp_path / "precious.txt"
+    target.write_text("not to be touched\n")
+    target.chmod(0o600)
+    (tmp_path / "w.mot.recover-tmp").symlink_to(target)
+    report = recover(path)
+    assert report.rows == 12 and "nRows=12\n" in path.read_text()
+    assert not path.is_symlink() and (path.stat().st_mode & 0o777) == 0o644
+    assert target.read_text() == "not to be touched\n" and (target.stat().st_mode & 0o777) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious.txt", "w.mot", "w.mot.recover-tmp"]
+
+
+def test_recover_never_repairs_through_a_symlink(tmp_path):
+    path = _recorded(tmp_path, "mot")
+    with open(path, "a") as fh:
+        fh.write("0.2000")  # a cut-off row: recover would cut it
+    before = path.read_bytes()
+    link = tmp_path / "link.mot"
+    link.symlink_to(path)
+    with pytest.raises(KinestreamError, match="is a symbolic link; recover repairs the recording itself"):
+        recover(link)
+    assert path.read_bytes() == before and link.is_symlink()
+    assert recover(path).changed
+
+
 def test_recover_rejects_what_it_cannot_repair(tmp_path):
     text = tmp_path / "notes.mot"
     text.write_text("shopping list\neggs\nmilk\n")

@@ -18,7 +18,7 @@ from kinestream.errors import KinestreamError
 from kinestream.files.mot import read_mot
 from kinestream.files.record import MotRecorder, TrcRecorder, set_aside
 from kinestream.files.trc import read_trc
-from kinestream.live.protocol import FrameDecoder, Rejected, encode_keypoints
+from kinestream.live.protocol import MAX_COUNT, FrameDecoder, Rejected, decode_status, encode_keypoints, encode_status
 from kinestream.live.service import Service
 from kinestream.synth import synthesize
 
@@ -98,6 +98,29 @@ def test_no_stage_loops_on_the_size_of_a_time_step(assets):
     assert time.monotonic() - t0 < 5.0
 
 
+def test_missed_frames_stop_at_a_count_the_status_carries():
+    """seq jumps of 2**64 - 1, again and again, would make ``missed`` more than msgpack holds; it saturates."""
+    decoder = FrameDecoder()
+    for k in range(3):  # the source's counter runs to the top of msgpack's integers and starts over
+        decoder.decode(frame(10.0 * k, seq=0))
+        decoder.decode(frame(10.0 * k + 5.0, seq=2**64 - 1))
+    assert decoder.missed == MAX_COUNT
+    status = decode_status(encode_status({"missed_frames": decoder.missed}))
+    assert status["missed_frames"] == MAX_COUNT
+
+
+def test_onnx_is_at_least_the_release_that_keeps_external_data_in_the_model_s_folder():
+    """onnx before 1.16 follows paths out of the model's folder when it loads external data."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    deps = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]
+    onnx = next(Requirement(d) for d in deps if Requirement(d).name == "onnx")
+    assert not onnx.specifier.contains("1.15.9") and onnx.specifier.contains("1.16.0")
+
+
 # --------------------------------------------------------------------------- recordings
 
 
@@ -123,6 +146,95 @@ def test_a_recording_never_overwrites_and_never_follows_a_symlink(tmp_path):
     assert not trc.is_symlink() and target.read_text() == "not to be touched\n"
     mot.write_text("second crash\n")
     assert [new.name for _, new in set_aside(mot, trc)] == ["session.2.mot", "session_markers.2.trc"]
+
+
+def test_set_aside_refuses_a_recording_a_recorder_holds(tmp_path):
+    """The lock that recover honours: a live recording is not moved from under its recorder."""
+    mot = tmp_path / "session.mot"
+    with MotRecorder(mot, ["knee_angle_r"], fsync=False) as rec:
+        rec.write(0.0, [10.0])
+        rec.flush()
+        with pytest.raises(KinestreamError, match="session.mot is being recorded .* right now"):
+            set_aside(mot)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["session.mot"]
+    assert [new.name for _, new in set_aside(mot)] == ["session.1.mot"]
+    assert read_mot(tmp_path / "session.1.mot").values.tolist() == [[10.0]]
+
+
+def test_the_angles_plot_and_the_c3d_are_never_written_through_a_symlink(tmp_path):
+    """A link planted at a recording's _angles.png, or at the .c3d's temporary name as it used to be
+    (.NAME.PID.partial.c3d), gets nothing: each file is written under a new name of its own, then renamed."""
+    import os
+
+    from kinestream.files.c3d import write_c3d
+    from kinestream.files.mot import Motion
+    from kinestream.files.trc import MarkerTable
+    from kinestream.plots import plot_angles
+
+    target = tmp_path / "precious.txt"
+    target.write_text("not to be touched\n")
+    target.chmod(0o600)
+    png = tmp_path / "session_angles.png"
+    png.symlink_to(target)
+    names = ["hip_flexion_r", "knee_angle_r", "ankle_angle_r", "pelvis_tilt"]
+    plot_angles(Motion(np.arange(10) / 60, names, np.ones((10, 4))), png, title="session")
+    c3d = tmp_path / "session_markers.c3d"
+    (tmp_path / f".session_markers.{os.getpid()}.partial.c3d").symlink_to(target)
+    write_c3d(c3d, MarkerTable(["a"], np.zeros((3, 1, 3)), np.arange(3) / 60, 60.0))
+    assert target.read_text() == "not to be touched\n" and (target.stat().st_mode & 0o777) == 0o600
+    assert not png.is_symlink() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not c3d.is_symlink() and c3d.stat().st_size > 0 and (c3d.stat().st_mode & 0o777) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # no temporary file left
+        f".session_markers.{os.getpid()}.partial.c3d",
+        "precious.txt",
+        "session_angles.png",
+        "session_markers.c3d",
+    ]
+
+
+_RACER = """
+import os, sys, time
+from pathlib import Path
+from kinestream.errors import KinestreamError
+from kinestream.files.record import MotRecorder, set_aside
+
+folder, me, rounds = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+while not (folder / "go").exists():  # every racer starts at once
+    time.sleep(0.001)
+mot, trc = folder / "session.mot", folder / "session_markers.trc"
+for k in range(rounds):
+    try:
+        set_aside(mot, trc)
+        rec = MotRecorder(mot, ["who"], fsync=False, background=False)
+    except KinestreamError:
+        continue  # another racer's session is there right now: this one records nothing
+    rec.write(0.0, [me * 1000 + k])
+    rec.close()
+    print(me * 1000 + k, flush=True)
+"""
+
+
+def test_racing_set_asides_never_destroy_a_recording(tmp_path):
+    """Processes that set aside and record at one path at once, as two `serve --record` starting together:
+    every recording any of them made, and the crashed one that was there first, survives under its own name."""
+    import subprocess
+    import sys
+
+    (tmp_path / "session.mot").write_text("a crashed session's angles\n")
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, str(tmp_path), str(k + 1), "150"], stdout=subprocess.PIPE, text=True
+        )
+        for k in range(4)
+    ]
+    (tmp_path / "go").touch()
+    recorded = sorted(int(v) for r in racers for v in r.communicate(timeout=600)[0].split())
+    assert [r.returncode for r in racers] == [0] * 4
+    kept = [p for p in tmp_path.iterdir() if p.suffix == ".mot"]
+    texts = [p.read_text() for p in kept]
+    assert texts.count("a crashed session's angles\n") == 1
+    found = sorted(int(read_mot(p).values[0, 0]) for p, text in zip(kept, texts, strict=True) if "endheader" in text)
+    assert found == recorded and len(recorded) > 0
 
 
 # --------------------------------------------------------------------------- the service under time attacks

@@ -10,6 +10,7 @@ precedence over the cached ones.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,6 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kinestream.errors import KinestreamError
+
+try:  # the cache's lock: one process at a time installs the assets
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
 
 WHEEL_NAME = "pose2sim"
 WHEEL_VERSION = "0.10.49"
@@ -128,31 +134,58 @@ def _download_from_pypi(dest: Path) -> Path | None:
         return None
 
 
+@contextlib.contextmanager
+def _cache_lock():
+    """The cache's lock (``.lock`` in :func:`home`, fcntl.flock): one process at a time downloads or installs
+    the assets; the others wait, then find them complete."""
+    home().mkdir(parents=True, exist_ok=True)
+    fd = os.open(home() / ".lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def fetch(progress=print) -> Path:
     """Download, verify and extract the assets unless they are cached already.
 
-    Safe to call again: it returns at once when the cache is complete.
+    Safe to call again: it returns at once when the cache is complete. Safe
+    to call from many processes at once (batch workers on a fresh cache): one
+    downloads under the cache's lock, the others wait for it and use its copy.
     """
     target = asset_dir()
     if (target / _STAMP).is_file():
         return target
-    home().mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=home()) as tmp_name:
-        tmp = Path(tmp_name)
-        progress(f"kinestream: fetching {WHEEL_FILE} from PyPI into {target}")
-        wheel = _download_with_pip(tmp) or _download_from_pypi(tmp)
-        if wheel is None:
-            raise KinestreamError(
-                f"could not download {WHEEL_NAME}=={WHEEL_VERSION} from PyPI (no network?); connect and run "
-                f"'kinestream assets' again, or download {WHEEL_FILE} yourself and run "
-                f"'kinestream assets --wheel PATH'"
-            )
-        return install_wheel(wheel)
+    with _cache_lock():
+        if (target / _STAMP).is_file():  # another process fetched them while this one waited
+            return target
+        with tempfile.TemporaryDirectory(dir=home()) as tmp_name:
+            tmp = Path(tmp_name)
+            progress(f"kinestream: fetching {WHEEL_FILE} from PyPI into {target}")
+            wheel = _download_with_pip(tmp) or _download_from_pypi(tmp)
+            if wheel is None:
+                raise KinestreamError(
+                    f"could not download {WHEEL_NAME}=={WHEEL_VERSION} from PyPI (no network?); connect and run "
+                    f"'kinestream assets' again, or download {WHEEL_FILE} yourself and run "
+                    f"'kinestream assets --wheel PATH'"
+                )
+            return _install(wheel)
 
 
 def install_wheel(wheel: str | Path) -> Path:
-    """Verify a downloaded wheel and extract the assets from it into the cache."""
-    wheel = Path(wheel)
+    """Verify a downloaded wheel and extract the assets from it into the cache.
+
+    Under the cache's lock; complete assets already there are kept as they are (a process may be reading
+    them), an incomplete folder is replaced.
+    """
+    with _cache_lock():
+        return _install(Path(wheel))
+
+
+def _install(wheel: Path) -> Path:
+    """install_wheel's work, the cache's lock held."""
     if not wheel.is_file():
         raise KinestreamError(f"wheel {wheel} does not exist; give the path of {WHEEL_FILE}")
     digest = _sha256(wheel)
@@ -162,6 +195,8 @@ def install_wheel(wheel: str | Path) -> Path:
             f"delete it and run 'kinestream assets' to download {WHEEL_FILE} again"
         )
     target = asset_dir()
+    if (target / _STAMP).is_file():  # complete: another process installed them; never removed from under a reader
+        return target
     staging = Path(tempfile.mkdtemp(dir=home(), prefix=".extract-"))
     try:
         with zipfile.ZipFile(wheel) as zf:
@@ -179,9 +214,15 @@ def install_wheel(wheel: str | Path) -> Path:
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_bytes(zf.read(src))
         (staging / _STAMP).write_text(f"{WHEEL_FILE} {WHEEL_SHA256}\n")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        if target.exists():  # an incomplete folder (an install killed half way): moved off, then removed
+            stale = Path(tempfile.mkdtemp(dir=home(), prefix=".stale-"))
+            target.rename(stale / target.name)
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            staging.rename(target)  # atomic; refused when the folder is there again
+        except OSError:
+            if not (target / _STAMP).is_file():  # not another process's complete copy (one without the lock)
+                raise KinestreamError(f"cannot install the assets into {target}; remove it and run again") from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -55,6 +55,7 @@ SUMMARY_PNG = "summary.png"
 SUBJECTS_TOML = "subjects.toml"
 STATIC_PATTERN = "*static*"
 MANIFEST_VERSION = 1
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet cell starting so is a formula
 
 #: The columns of summary.csv, in order.
 COLUMNS = (
@@ -166,16 +167,17 @@ def _plain_study(root: Path, static_pattern: str) -> Study:
         missing = [key for key in ("name", "pattern", "height", "mass") if key not in entry]
         if missing:
             raise KinestreamError(f"{where} lacks {', '.join(missing)}; each subject needs name, pattern, height, mass")
+        name = checks.path_segment(f"{where} name", str(entry["name"]))  # OUT/<name>/: never outside OUT
         pattern = str(entry["pattern"])
         mine = [f for f in files if f not in taken and fnmatch.fnmatch(f.relative_to(root).as_posix(), pattern)]
         taken |= set(mine)
         if not mine:
-            study.notes.append(f"{where} ({entry['name']}): no .trc matches {pattern!r}")
+            study.notes.append(f"{where} ({name}): no .trc matches {pattern!r}")
             continue
         try:
-            subject = _subject(str(entry["name"]), mine, root, entry["height"], entry["mass"], [static_pattern], [])
+            subject = _subject(name, mine, root, entry["height"], entry["mass"], [static_pattern], [])
         except KinestreamError as exc:
-            study.unplanned += [(str(entry["name"]), f.relative_to(root).as_posix(), f"{where}: {exc}") for f in mine]
+            study.unplanned += [(name, f.relative_to(root).as_posix(), f"{where}: {exc}") for f in mine]
             continue
         study.subjects.append(subject)
     left = [f.relative_to(root).as_posix() for f in files if f not in taken]
@@ -189,7 +191,7 @@ def _opencap_study(root: Path, sessions: list[Path], config: dict | None, static
 
     study = Study(root, "OpenCap", [])
     for folder in sessions:
-        name = folder.relative_to(root).as_posix() if folder != root else folder.name
+        name = folder.relative_to(root).as_posix() if folder != root else folder.resolve().name
         try:
             project = opencap_project(folder)
             height, mass, notes = subject_values(project, config=config)
@@ -213,7 +215,7 @@ def _pose2sim_study(root: Path, config: dict | None, static_pattern: str) -> Stu
         participants[trial_dir.parent if trial_dir != root else root] = None
     study = Study(root, "Pose2Sim", [])
     for folder in participants:
-        name = folder.relative_to(root).as_posix() if folder != root else root.name
+        name = folder.relative_to(root).as_posix() if folder != root else root.resolve().name
         try:
             project = pose2sim_project(folder, top=root)
             height, mass, notes = subject_values(project, config=config)
@@ -404,12 +406,17 @@ def run_batch(
         order.append((name, trial_name))
         rows[(name, trial_name)] = _row(name, trial_name, {"status": "failed", "reason": reason})
         progress.failed += 1
-    futures = {}
+    futures: dict[Any, tuple[Subject, str, str, Path]] = {}
     for subject in study.subjects:
         subject_out = out / subject.name
         pending = []
         for trial in subject.trials:
             label = _label(trial, subject, study.root)
+            if refused := _outside(subject.name, label, trial):  # OUT/<subject>/<label>/ must stay inside OUT
+                order.append((subject.name, label))
+                rows[(subject.name, label)] = _row(subject.name, label, {"status": "failed", "reason": refused})
+                progress.failed += 1
+                continue
             key = trial_key(trial, subject, config)
             order.append((subject.name, label))
             record = done.get(f"{subject.name}/{label}")
@@ -422,6 +429,10 @@ def run_batch(
             pending.append((trial, label, key, trial_out))
         if not pending:
             continue
+        if not futures:  # the assets, fetched here once: workers on a fresh cache would each fetch them at once
+            from kinestream.assets import get_assets
+
+            get_assets(config, progress=lambda _: None)
         scaled = client.submit(
             scale_subject, subject, subject_out / "_static", config, pure=False, retries=retries,
             key=f"scale-{_safe(subject.name)}-{time.time_ns()}",
@@ -464,6 +475,17 @@ def _label(trial: Path, subject: Subject, root: Path) -> str:
     return f"{trial.parent.parent.name}_{trial.stem}" if trial.parent.name == "pose-3d" else trial.stem
 
 
+def _outside(subject: str, label: str, trial: Path) -> str | None:
+    """Why the outputs of ``trial`` would not stay inside the batch's folder (a name that is '..', a path or
+    empty), or None when OUT/<subject>/<label>/ is a folder inside it."""
+    try:
+        checks.relative_folder("subject name", subject)
+        checks.path_segment(f"trial {trial.name}: its output folder name", label)
+    except KinestreamError as exc:
+        return f"{exc}; rename it"
+    return None
+
+
 def _safe(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
@@ -482,7 +504,7 @@ def write_summary(out: str | Path, rows: list[dict[str, Any]], plot: bool = True
     with open(csv_path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
     png = None
     if plot:
         from kinestream.plots import plot_study
@@ -490,6 +512,14 @@ def write_summary(out: str | Path, rows: list[dict[str, Any]], plot: bool = True
         png = out / SUMMARY_PNG
         plot_study(rows, png)
     return csv_path, png
+
+
+def _cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula (it starts with = + - @, a tab or a carriage return:
+    a subject's name, a failure's reason) with a single quote before it, so that it is shown as text."""
+    if isinstance(value, str) and value[:1] in FORMULA_STARTS:
+        return "'" + value
+    return value
 
 
 def describe(study: Study) -> list[str]:

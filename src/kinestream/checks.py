@@ -87,3 +87,38 @@ def subject(height, mass) -> tuple[float, float]:
             f"mass {mass!r} kg is not valid; give the subject's mass in kilograms ({MASS_KG[0]:g} to {MASS_KG[1]:g})"
         )
     return h, m
+
+
+def path_segment(what: str, name) -> str:
+    """``name`` as one file or folder name that stays inside the folder it is joined to.
+
+    Refused: empty, ``.`` or ``..``, a separator (``/`` or ``\\``), or a control character (a NUL ends a path;
+    a line break splits a listing), so that ``folder / name`` never names anything outside ``folder``.
+    """
+    text = name if isinstance(name, str) else ""
+    bad = (
+        not text
+        or text in (".", "..")
+        or any(c in "/\\" for c in text)
+        or any(ord(c) < 32 or ord(c) == 127 for c in text)
+    )
+    if bad:
+        raise KinestreamError(
+            f"{what} {name!r} is not valid; it must be one folder name: not empty, not '.' or '..', without "
+            "'/', '\\' or control characters (outputs are written in a folder of that name)"
+        )
+    return text
+
+
+def relative_folder(what: str, name) -> str:
+    """``name`` as a relative folder path (names joined by ``/``), each part a :func:`path_segment`."""
+    text = name if isinstance(name, str) else ""
+    for part in text.split("/") if text else [text]:
+        try:
+            path_segment(what, part)
+        except KinestreamError:
+            raise KinestreamError(
+                f"{what} {name!r} is not valid; it must be folder names joined by '/', none of them empty, "
+                "'.' or '..', without '\\' or control characters (outputs are written in a folder of that name)"
+            ) from None
+    return text

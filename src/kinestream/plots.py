@@ -11,6 +11,9 @@ files, choose Agg (``kinestream.commands.common.headless_plots``).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,10 +44,23 @@ def _figure(**kwargs) -> Figure:
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Save ``fig`` to ``path`` (its folder made; the format from the suffix, e.g. .png) and return the path."""
+    """Save ``fig`` to ``path`` (its folder made; the format from the suffix, e.g. .png) and return the path.
+
+    The image is written to a new file of its own in the same folder (mkstemp) and renamed to ``path``: a
+    symlink at ``path`` is replaced, never written through, and a failed save leaves any earlier image.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o644)
+            fig.savefig(fh, dpi=DPI, format=path.suffix[1:].lower() or None)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return path
 
 

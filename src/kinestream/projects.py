@@ -410,9 +410,12 @@ def subject_values(
 def labels(project: Project) -> dict[Path, str]:
     """A folder name for each trial's output: its name, or its path within the project where names repeat."""
     stems = [t.stem for t in project.trials]
-    return {
+    names = {
         t: t.stem
         if stems.count(t.stem) == 1
         else "_".join(t.relative_to(project.folder).with_suffix("").parts).replace(" ", "_")
         for t in project.trials
     }
+    for t, name in names.items():  # OUT/<name>/ must stay inside OUT: a trial named '...trc' has the stem '..'
+        checks.path_segment(f"trial {t}: its output folder name (rename the file)", name)
+    return names

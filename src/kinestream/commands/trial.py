@@ -122,7 +122,16 @@ def cmd_process(args, config) -> None:
         return process_folder(args, config)
     height, mass, notes = subject_values(None, args.height, args.mass, config)
     trial = existing(args.trial, "trial")
-    out_dir = Path(args.out) if args.out else Path("out") / trial.stem
+    if args.out:
+        out_dir = Path(args.out)
+    else:  # out/<stem>/ must stay inside out/: a trial named '...trc' has the stem '..'
+        from kinestream import checks
+        from kinestream.errors import KinestreamError
+
+        try:
+            out_dir = Path("out") / checks.path_segment(f"trial {trial}: its output folder name", trial.stem)
+        except KinestreamError as exc:
+            raise KinestreamError(f"{exc}; give --out, or rename the file") from None
     static = args.static or ScaleSettings.from_config(config).static
     static_trial = existing(args.static_trial, "static trial") if args.static_trial else None
     truth = None
@@ -159,6 +168,7 @@ def process_folder(args, config) -> None:
     if args.truth:
         raise KinestreamError("--truth holds one trial's true angles; give that trial's .trc, not a folder")
     project = find_project(args.trial)
+    names = labels(project)  # each trial's output folder, refused before anything is said or written
     height, mass, notes = subject_values(project, args.height, args.mass, config)
     static_trial = existing(args.static_trial, "static trial") if args.static_trial else project.static
     if args.static_trial and project.static:
@@ -171,7 +181,6 @@ def process_folder(args, config) -> None:
         say(note)
     out_root = Path(args.out) if args.out else Path("out") / Path(args.trial).resolve().name
     static = args.static or ScaleSettings.from_config(config).static
-    names = labels(project)
     for k, trial in enumerate(project.trials, 1):
         say(f"trial {k}/{len(project.trials)}: {trial}")
         try:

@@ -48,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -171,9 +172,9 @@ def write_c3d(path: str | Path, table: MarkerTable, units: str = "mm") -> Path:
     Points are stored in ``units`` (``"mm"``, the labs' unit, or ``"m"`` or
     ``"cm"``), with the table's axes (Y up, as OpenSim has them), missing
     samples as residual -1, and the first frame's time kept (see the module
-    notes). The file is written under a temporary name in the same folder
-    (``.NAME.PID.partial.c3d``) and then renamed, so a failed write leaves no
-    partial file and any earlier file intact.
+    notes). The file is written under a new temporary name in the same folder
+    (``.NAME.XXXXXXXX.partial.c3d``, made by mkstemp) and then renamed, so a
+    failed write leaves no partial file and any earlier file intact.
     """
     ezc3d = _ezc3d()
     if units not in _UNIT_SCALE:
@@ -199,10 +200,21 @@ def write_c3d(path: str | Path, table: MarkerTable, units: str = "mm") -> Path:
     )
     c3d["parameters"][TIME_GROUP]["__METADATA__"]["DESCRIPTION"] = "written by kinestream"
 
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial.c3d")
+    try:  # a new name of its own (mkstemp: exclusive, unpredictable), never one a link could be planted at
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.c3d", dir=path.parent)
+    except OSError as exc:
+        raise KinestreamError(
+            f"could not write {path}: the temporary file beside it cannot be made ({exc.strerror}); check that "
+            "the folder is writable and that the name leaves room for the temporary suffix"
+        ) from None
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 600 is for the name; the .c3d is read as any output is
+    finally:
+        os.close(fd)
+    partial = Path(name)
     try:
         c3d.write(str(partial))
-        if not os.path.isfile(partial):  # ezc3d reports no error when it cannot open the file
+        if not os.path.getsize(partial):  # ezc3d reports no error when it cannot open the file
             raise KinestreamError(
                 f"could not write {path}: ezc3d wrote nothing to the temporary file {partial.name}; check that "
                 "the folder is writable and that the name leaves room for the temporary suffix"
@@ -335,6 +347,14 @@ def on_even_grid(table: MarkerTable) -> tuple[MarkerTable, str | None]:
             f"even rate fits the times; a .c3d holds frames evenly spaced"
         )
     n = int(slots[-1]) + 1
+    if n > MAX_FRAMES:  # refused before the grid is made: a jump of an hour at 120 Hz is 432,000 frames
+        source = table.meta.get("source")
+        raise KinestreamError(
+            f"{source + ': ' if source else ''}the frames span {time[-1] - time[0]:.6g} s (t={time[0]:.6f} to "
+            f"{time[-1]:.6f} s): {n} frames on the even {rate:g} Hz grid of a .c3d, which holds at most "
+            f"{MAX_FRAMES} ({MAX_FRAMES / rate:.0f} s at {rate:g} Hz); write it in parts with "
+            "table.frames(start, stop), or keep the .trc"
+        )
     grid = start + np.arange(n) / rate
     if n == table.n_frames and rate == table.rate and np.abs(time - grid).max() <= 1e-6 + 1e-3 / rate:
         return table, None  # even already, as write_c3d takes it (the .trc keeps 6 decimals)

@@ -27,9 +27,11 @@ that recorded nothing should be deleted, not opened.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import math
 import os
+import tempfile
 import threading
 import time
 import weakref
@@ -48,6 +50,7 @@ try:  # advisory lock: tells recover() that a live recorder still owns the file
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 COUNT_WIDTH = 10  # characters of the row-count field: up to 9,999,999,999 rows
 _MAX_HEADER = 1 << 20  # a header longer than this is not one of ours
 
@@ -235,29 +238,92 @@ def set_aside(*paths) -> list[tuple[Path, Path]]:
     of them), so that a new recording never truncates an old one, for
     instance the crashed session ``kinestream recover`` should mend. A symlink
     is moved as a link; its target is not touched. Returns (old, new) pairs.
+
+    Nothing is ever replaced: each file gets its new name as a hard link made
+    only if that name is free (``os.link`` fails on an existing name, so two
+    processes setting aside at once cannot both take one number), and loses
+    its old name after. A file a live recorder holds (its lock, which
+    :func:`recover` honours too) is refused; the lock is held while the files
+    move, so a second ``set_aside`` of the same files is refused meanwhile.
     """
     given = [Path(p) for p in paths]
-    present = [p for p in given if p.is_symlink() or p.exists()]
-    if not present:
-        return []
+    held: list[int] = []
+    try:
+        present = [p for p in given if _hold(p, held)]
+        if not present:
+            return []
+        n = 1
+        while True:
+            if not any(_aside(p, n).is_symlink() or _aside(p, n).exists() for p in given) and _link_all(present, n):
+                break
+            n += 1
+        moved = []
+        for p in present:
+            try:
+                os.unlink(p)
+            except OSError as exc:
+                raise KinestreamError(
+                    f"cannot move the earlier recording {p} aside: it is kept as {_aside(p, n).name} too, but its "
+                    f"own name cannot be removed ({exc.strerror}); remove {p} yourself or record elsewhere"
+                ) from None
+            moved.append((p, _aside(p, n)))
+        return moved
+    finally:
+        for fd in held:
+            os.close(fd)
 
-    def aside(p: Path, n: int) -> Path:
-        return p.with_name(f"{p.stem}.{n}{p.suffix}")
 
-    n = 1
-    while any(aside(p, n).is_symlink() or aside(p, n).exists() for p in given):
-        n += 1
-    moved = []
+def _aside(p: Path, n: int) -> Path:
+    return p.with_name(f"{p.stem}.{n}{p.suffix}")
+
+
+def _hold(p: Path, held: list[int]) -> bool:
+    """Whether ``p`` is there to be set aside; a file (not a symlink) is locked first, its descriptor added to
+    ``held``. KinestreamError when a recorder (or recover) holds it."""
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0))  # a FIFO: no wait
+    except FileNotFoundError:
+        return p.is_symlink()  # a dangling symlink is moved as a link too
+    except OSError:  # a symlink (ELOOP): moved as a link, its target untouched; else the move says why
+        return True
+    held.append(fd)
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise KinestreamError(
+                f"{p} is being recorded (or set aside, or recovered) right now; record to another path, or stop "
+                "the other recorder first"
+            ) from None
+    try:
+        now = os.stat(p, follow_symlinks=False)
+    except FileNotFoundError:
+        return False  # set aside by another process between the open and the lock
+    if (now.st_dev, now.st_ino) != (os.fstat(fd).st_dev, os.fstat(fd).st_ino):
+        raise KinestreamError(f"{p} was replaced while being set aside; another process is recording there")
+    return True
+
+
+def _link_all(present: list[Path], n: int) -> bool:
+    """Give each file its set-aside name ``n`` as a new hard link, never over an existing name; False (and no
+    link left) when another process took one of the names first."""
+    made: list[Path] = []
     for p in present:
         try:
-            os.rename(p, aside(p, n))
+            os.link(p, _aside(p, n), follow_symlinks=False)
+        except FileExistsError:
+            for m in made:
+                os.unlink(m)
+            return False
         except OSError as exc:
+            for m in made:
+                os.unlink(m)
             raise KinestreamError(
-                f"cannot move the earlier recording {p} aside to {aside(p, n).name}: "
+                f"cannot move the earlier recording {p} aside to {_aside(p, n).name}: "
                 f"{exc.strerror}; move it yourself or record elsewhere"
             ) from None
-        moved.append((p, aside(p, n)))
-    return moved
+        made.append(_aside(p, n))
+    return True
 
 
 class _Recorder:
@@ -590,10 +656,15 @@ def recover(path) -> RecoverReport:
     """
     path = Path(path)
     kind = _kind(path)
+    if path.is_symlink():
+        raise KinestreamError(
+            f"{path} is a symbolic link; recover repairs the recording itself, never through a link: give the "
+            f"file it points to ({os.path.realpath(path)})"
+        )
     if not path.is_file():
         raise KinestreamError(f"{path} does not exist")
-    try:
-        fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    try:  # no symlink followed: one planted after the check above is refused here (ELOOP)
+        fd = os.open(path, os.O_RDWR | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise KinestreamError(f"cannot open {path} for repair: {exc.strerror}") from None
     try:
@@ -669,11 +740,17 @@ def _repair(fd: int, path: Path, data: bytes, layout: _Layout) -> RecoverReport:
             out += data[pos:a] + str(rows).encode("ascii")
             pos = b
         out += data[pos:kept_end]
-        tmp = path.with_name(path.name + ".recover-tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(out)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, os.stat(fd).st_mode & 0o7777)
-        os.replace(tmp, path)
+        # a new file of its own (mkstemp: O_EXCL, mode 600), never a name planted beforehand, then swapped in
+        tmp_fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".recover-tmp", dir=path.parent)
+        try:
+            with open(tmp_fd, "wb") as fh:
+                fh.write(out)
+                fh.flush()
+                os.fchmod(fh.fileno(), os.fstat(fd).st_mode & 0o7777)
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise KinestreamError(f"cannot write the repaired {path}: {exc.strerror}") from None
     return RecoverReport(path, layout.kind, rows, header_rows, dropped, True, notes)

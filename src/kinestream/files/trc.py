@@ -17,6 +17,10 @@ import numpy as np
 from kinestream.errors import KinestreamError
 
 _UNIT_SCALE = {"m": 1.0, "mm": 1e-3, "cm": 1e-2}
+# read_trc refuses a header naming far more markers than the rows hold: the table (frames x named markers)
+# may be at most this many times the values the rows hold, or MIN_CELLS values (8 MB), whichever is more
+MAX_EMPTY_SHARE = 4
+MIN_CELLS = 1 << 20
 
 
 @dataclass
@@ -123,13 +127,15 @@ def read_trc(path: str | Path) -> MarkerTable:
     n = len(names)
     if n == 0:
         raise KinestreamError(f"{path} names no markers")
-    rows: list[np.ndarray] = []
+    width = 2 + 3 * n  # frame, time, then X, Y, Z of each marker named
+    rows: list[np.ndarray] = []  # each as long as the row is (short rows are fine), never as the header claims
+    held = 0
     for line in lines[5:]:
         if not line.strip():
             continue
-        cells = line.split("\t")
-        row = np.full(2 + 3 * n, np.nan)
-        for j, cell in enumerate(cells[: 2 + 3 * n]):
+        cells = line.split("\t", width)[:width]
+        row = np.full(len(cells), np.nan)
+        for j, cell in enumerate(cells):
             cell = cell.strip()
             if cell:
                 try:
@@ -137,9 +143,19 @@ def read_trc(path: str | Path) -> MarkerTable:
                 except ValueError:
                     raise KinestreamError(f"{path}: cannot read {cell!r} as a number in row {len(rows) + 1}") from None
         rows.append(row)
+        held += len(cells)
     if not rows:
         raise KinestreamError(f"{path} holds no frames")
-    data = np.vstack(rows)
+    if len(rows) * width > max(MAX_EMPTY_SHARE * held, MIN_CELLS):  # refused before the table is made
+        raise KinestreamError(
+            f"{path} names {n} markers on line 4 ({width} values per row), but its {len(rows)} rows hold "
+            f"{held} values in all ({max(len(r) for r in rows)} at most in a row); a .trc names the markers its "
+            f"rows hold (frame, time, then X, Y, Z of each), so the table would be mostly cells no row has: "
+            f"fix line 4 or the rows"
+        )
+    data = np.full((len(rows), width), np.nan)
+    for i, row in enumerate(rows):
+        data[i, : row.size] = row
     time = data[:, 1]
     if np.isnan(time).any():
         time = data[0, 1] + np.arange(len(data)) / rate if np.isfinite(data[0, 1]) else np.arange(len(data)) / rate

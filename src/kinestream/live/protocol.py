@@ -55,6 +55,7 @@ from kinestream.ingest import LAYOUTS, canonical, unusable_layout
 
 VERSION = 1
 
+MAX_COUNT = 2**63 - 1  # a count in the status stops here: msgpack (and every signed 64-bit reader) holds it
 TOPIC_KEYPOINTS = b"keypoints"
 TOPIC_ANGLES = b"angles"
 TOPIC_STATUS = b"status"
@@ -167,7 +168,8 @@ class FrameDecoder:
 
     ``seq`` is not used to reject frames: ``t`` orders them, and a source may
     restart its counter. Forward jumps in ``seq`` are summed in ``missed``
-    (frames the source numbered that never arrived).
+    (frames the source numbered that never arrived), which stops at
+    :data:`MAX_COUNT` so that the status can always carry it.
     """
 
     def __init__(
@@ -386,8 +388,8 @@ class FrameDecoder:
                     )
                 self.clock_resets += 1
                 frame.restarted = True
-            elif seq > state[1] + 1:
-                self.missed += seq - state[1] - 1
+            elif seq > state[1] + 1:  # saturates: a source's seq may jump by 2**64 - 1, again and again
+                self.missed = min(self.missed + seq - state[1] - 1, MAX_COUNT)
             del self._clock[subject]  # re-inserted last: the dict keeps recency order
         elif len(self._clock) >= self.max_subjects:  # forget the least recently seen, never the one kept
             del self._clock[next(k for k in self._clock if k != self._kept or len(self._clock) == 1)]

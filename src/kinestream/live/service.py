@@ -678,8 +678,8 @@ class Service:
             snap = self.status()
             try:
                 self.pub.send_multipart([TOPIC_STATUS, encode_status(snap)])
-            except Exception:
-                pass
+            except Exception as exc:  # noqa: BLE001 - the status is lost, the service goes on: say so
+                log.warning("status not published: %s", exc)
             if self.mqtt is not None:
                 import json
 
