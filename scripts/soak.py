@@ -10,7 +10,15 @@ RSS growth after the warm-up and its fitted slope, the range of file
 descriptor (and thread) counts, and the frame accounting. Exit status 0 when
 the bounds hold, 1 otherwise.
 
-    .venv/bin/python scripts/soak.py [--minutes 10] [--every 30] [--rate 60] [--json FILE]
+    .venv/bin/python scripts/soak.py [--minutes 10] [--every 30] [--rate 60] [--attacks] [--json FILE]
+
+``--attacks`` runs the output socket's attackers alongside, for the whole
+session: a subscriber that holds 20,000 topics and toggles half of them again
+and again, a raw ZMTP peer that subscribes with a 1 MB topic (hung up on, it
+connects again), and a peer that speaks no ZeroMQ at all (ZeroMQ holds it
+until its handshake interval, 30 s, ends: counted as kept after 10 s). The
+verdict is the same: every frame answered, memory and descriptors flat, the
+status published.
 """
 
 from __future__ import annotations
@@ -70,6 +78,8 @@ class SoakResult:
     final: dict = field(default_factory=dict)
     received: int = 0
     alive: bool = True
+    attacks: dict = field(default_factory=dict)  # rounds of each attack (--attacks)
+    statuses: list = field(default_factory=list)  # arrival times of the status messages
 
     def verdict(self, warmup_s: float, max_growth_mb: float, max_fd_change: int) -> dict:
         after = [s for s in self.samples if s.elapsed_s >= warmup_s] or self.samples[-1:]
@@ -92,6 +102,8 @@ class SoakResult:
             "rejected": sum(f.get("rejected", {}).values()),
             "received": self.received,
             "alive": self.alive,
+            "attacks": dict(self.attacks),
+            "longest_status_gap_s": round(float(np.max(np.diff(self.statuses))), 2) if len(self.statuses) > 1 else None,
         }
         # every frame solved and published: a skipped frame is accounted for, not answered
         out["ok"] = bool(
@@ -105,7 +117,70 @@ class SoakResult:
         return out
 
 
-async def soak(minutes: float, every: float, rate: float = 60.0, say=print) -> SoakResult:
+ZMTP_GREETING = b"\xff" + b"\x00" * 8 + b"\x7f" + bytes([3, 0]) + b"NULL".ljust(20, b"\x00") + b"\x00" * 32
+_READY = bytes([5]) + b"READY" + bytes([11]) + b"Socket-Type" + (3).to_bytes(4, "big") + b"SUB"
+ZMTP_READY_SUB = bytes([0x04, len(_READY)]) + _READY
+
+
+async def attack(out: str, stop: asyncio.Event, tally: dict) -> None:
+    """The output socket's attackers (see ``--attacks``), until ``stop``; ``tally`` counts their rounds."""
+    import zmq
+    import zmq.asyncio
+
+    host, port = out[len("tcp://") :].rsplit(":", 1)
+    ctx = zmq.asyncio.Context()
+    flood = ctx.socket(zmq.SUB)
+    flood.setsockopt(zmq.SNDHWM, 0)  # every subscription sent
+    flood.connect(out)
+    for k in range(20_000):
+        flood.setsockopt(zmq.SUBSCRIBE, f"topic-{k}".encode())
+
+    async def toggle():
+        while not stop.is_set():
+            for k in range(0, 20_000, 2):
+                flood.setsockopt(zmq.UNSUBSCRIBE, f"topic-{k}".encode())
+            for k in range(0, 20_000, 2):
+                flood.setsockopt(zmq.SUBSCRIBE, f"topic-{k}".encode())
+            tally["toggles"] = tally.get("toggles", 0) + 1
+            await asyncio.sleep(1.0)
+
+    async def raw(payload: bytes, key: str):
+        while not stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection(host, int(port))
+            except OSError:
+                await asyncio.sleep(0.5)
+                continue
+            try:
+                writer.write(payload)
+                await writer.drain()
+                await asyncio.wait_for(reader.read(), 10.0)  # until the service hangs up
+                tally[key] = tally.get(key, 0) + 1
+            except ConnectionError:  # hung up while we were still writing
+                tally[key] = tally.get(key, 0) + 1
+            except TimeoutError:
+                tally[key + "_kept"] = tally.get(key + "_kept", 0) + 1
+            finally:
+                writer.close()
+            await asyncio.sleep(0.5)
+
+    big = ZMTP_GREETING + ZMTP_READY_SUB + bytes([0x02]) + (1_000_001).to_bytes(8, "big") + b"\x01" + b"s" * 1_000_000
+    tasks = [
+        asyncio.create_task(toggle()),
+        asyncio.create_task(raw(big, "oversized_hung_up")),
+        asyncio.create_task(raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 100, "not_zmtp_hung_up")),
+    ]
+    try:
+        await stop.wait()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        flood.close(0)
+        ctx.term()
+
+
+async def soak(minutes: float, every: float, rate: float = 60.0, say=print, attacks: bool = False) -> SoakResult:
     import zmq
     import zmq.asyncio
 
@@ -143,6 +218,7 @@ async def soak(minutes: float, every: float, rate: float = 60.0, say=print) -> S
         sub.setsockopt(zmq.SUBSCRIBE, b"")
         sub.connect(out)
         status: dict = {}
+        statuses: list[float] = []  # when each status arrived
         stop = asyncio.Event()
 
         async def collect():
@@ -153,6 +229,7 @@ async def soak(minutes: float, every: float, rate: float = 60.0, say=print) -> S
                     result.received += 1
                 elif topic == b"status":
                     status = decode_status(payload)
+                    statuses.append(time.monotonic())
 
         collector = asyncio.create_task(collect())
         try:
@@ -164,6 +241,7 @@ async def soak(minutes: float, every: float, rate: float = 60.0, say=print) -> S
             source = asyncio.create_task(
                 replay(read_trc(trial.keypoints_trc), src, loop=True, stop_event=stop, wait_subscriber=10.0)
             )
+            attackers = asyncio.create_task(attack(out, stop, result.attacks)) if attacks else None
             start = time.monotonic()
             say(
                 f"{'s':>6} {'RSS MB':>7} {'fds':>4} {'thr':>4} {'in':>7} {'out':>7} {'skip':>5} {'rej':>4} "
@@ -196,6 +274,8 @@ async def soak(minutes: float, every: float, rate: float = 60.0, say=print) -> S
                     break
             stop.set()
             result.sent = await source
+            if attackers is not None:
+                await attackers
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:  # the last frames answered and counted in a status
                 await asyncio.sleep(0.5)
@@ -205,6 +285,7 @@ async def soak(minutes: float, every: float, rate: float = 60.0, say=print) -> S
                 ):
                     break
             result.final = status
+            result.statuses = statuses
         finally:
             collector.cancel()
             await asyncio.gather(collector, return_exceptions=True)
@@ -232,10 +313,11 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--max-growth-mb", type=float, default=30.0, help="RSS growth allowed after the warm-up")
     parser.add_argument("--max-fd-change", type=int, default=2, help="file descriptor change allowed")
+    parser.add_argument("--attacks", action="store_true", help="attack the output socket all along (see above)")
     parser.add_argument("--json", help="write the samples and the verdict to this file")
     args = parser.parse_args(argv)
     try:
-        result = asyncio.run(soak(args.minutes, args.every, args.rate))
+        result = asyncio.run(soak(args.minutes, args.every, args.rate, attacks=args.attacks))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

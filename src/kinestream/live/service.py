@@ -65,6 +65,10 @@ SUBSCRIPTION_MAX_BYTES = (
     1024  # a frame from a subscriber: a topic (the longest, b"status"), or a CURVE handshake (~300)
 )
 SUBSCRIPTION_QUEUE = 1000  # subscription messages queued per subscriber before ZeroMQ stops reading it
+# Subscriptions are taken for 1 ms, then not for 10 ms when more wait: however fast subscribers send them, they
+# get a tenth of the event loop at most (ZeroMQ holds the rest back, and the sender's queue fills).
+SUBSCRIPTION_BUDGET_S = 0.001
+SUBSCRIPTION_REST_S = 0.010
 
 
 # ---------------------------------------------------------------- the asyncio shell
@@ -643,15 +647,20 @@ class Service:
         import zmq.asyncio
 
         sock = zmq.asyncio.Socket.from_socket(self.pub)  # the same socket, awaited from the event loop
+        budget_ns = int(SUBSCRIPTION_BUDGET_S * 1e9)
         while not stop.is_set():
             if not await sock.poll(100):
                 continue
-            for _ in range(self.MAX_BATCH):  # what is queued now, then the other tasks
+            deadline = time.perf_counter_ns() + budget_ns
+            while True:
                 try:
-                    msg = await sock.recv(flags=zmq.NOBLOCK)
+                    msg = self.pub.recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
                 self.subscription(msg)
+                if time.perf_counter_ns() >= deadline:  # a subscriber that never stops waits on its queue
+                    await asyncio.sleep(SUBSCRIPTION_REST_S)
+                    break
 
     def subscription(self, msg: bytes) -> None:
         """One message of the output socket's subscribers: ``\\x01`` + topic subscribes, ``\\x00`` + topic
