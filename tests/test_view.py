@@ -172,6 +172,35 @@ def test_web_viewer_serves_a_bounded_number_of_connections_and_refuses_more_with
     assert "Traceback" not in "\n".join(viewer.lines)
 
 
+def test_a_recording_stream_the_page_leaves_frees_its_connection(web):
+    """A page that goes away (closed, reloaded) while its recording stream idles (a playback sent whole) gives
+    its connection back: streams opened and dropped to the bound, the relay serves again."""
+    from kinestream.live.viewers import MAX_CONNECTIONS
+
+    viewer, web_port, grpc_port = web
+    read = (
+        b"POST /rerun.sdk_comms.v1alpha1.MessageProxyService/ReadMessages HTTP/1.1\r\n"
+        + f"Host: 127.0.0.1:{grpc_port}\r\nOrigin: http://127.0.0.1:{web_port}\r\n".encode()
+        + b"Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: 5\r\n\r\n\0\0\0\0\0"
+    )
+    streams = []
+    try:
+        for _ in range(MAX_CONNECTIONS):
+            sock = socket.create_connection(("127.0.0.1", grpc_port), timeout=DEADLINE_S)
+            streams.append(sock)
+            sock.sendall(read)
+            assert sock.recv(64).startswith(b"HTTP/1.0 200 OK")  # the recording flows, then the stream idles
+    finally:
+        for sock in streams:
+            sock.close()
+
+    def served() -> bool:
+        return not _exchange(grpc_port, b"GET / HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 503")
+
+    wait_until(served, "the relay to serve again once the streams' pages are gone")
+    assert "Traceback" not in "\n".join(viewer.lines)
+
+
 def _preflight(port: int, origin: str) -> tuple[int, str | None]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE_S)
     try:

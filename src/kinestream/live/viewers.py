@@ -396,10 +396,12 @@ class _Grpc(_Relay):
             conn.close()
             self.send_error(502, "the viewer's recording is not reachable")
             return
+        done = threading.Event()
+        threading.Thread(target=self._watch, args=(conn, done), daemon=True).start()
         try:
             self.send_response(answer.status)
             for key, value in answer.getheaders():
-                if key.lower() not in _HOP and not key.lower().startswith("access-control-"):
+                if key.lower() not in _HOP and key.lower() != "vary" and not key.lower().startswith("access-control-"):
                     self.send_header(key, value)
             if origin:
                 self.send_header("Access-Control-Allow-Origin", origin)
@@ -410,7 +412,26 @@ class _Grpc(_Relay):
                 self.wfile.write(chunk)
                 self.wfile.flush()
         finally:
+            done.set()
             conn.close()
+
+    def _watch(self, conn, done: threading.Event) -> None:
+        """Until the stream ends: when the page goes away (a closed tab, a reload), cut the stream from Rerun's
+        server, so that an idle recording does not hold the connection and its thread for good."""
+        import select
+
+        while not done.is_set():
+            try:
+                ready, _, _ = select.select([self.connection], [], [], 1.0)
+                if ready and not self.connection.recv(1 << 12):
+                    break
+            except (OSError, ValueError):
+                break
+        if not done.is_set() and conn.sock is not None:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def do_GET(self) -> None:
         self.send_error(405, "the recording is read with gRPC-web (POST); open the viewer's page instead")
