@@ -13,6 +13,7 @@ import signal
 import threading
 
 import pytest
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from kinestream.batch import find_study, run_batch, write_summary
 from kinestream.commands.main import main
@@ -31,13 +32,33 @@ def study(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client():
+    """Two worker processes on loopback, on TLS with temporary certificates (as `kinestream batch` makes them)."""
     from distributed import Client, LocalCluster
 
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None) as c,
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None, security=True
+        ) as c,
         Client(c) as client,
     ):
         yield client
+
+
+def tls_files(client, folder) -> list[str]:
+    """`--tls-ca-file CA --tls-cert CERT --tls-key KEY` for a client of the fixture's cluster, as PEM files."""
+    folder.mkdir(exist_ok=True)
+    security = client.security
+    args = []
+    for flag, pem in (
+        ("--tls-ca-file", security.tls_ca_file),
+        ("--tls-cert", security.tls_client_cert),
+        ("--tls-key", security.tls_client_key),
+    ):
+        path = folder / (flag.rsplit("-", 1)[-1] + ".pem")
+        path.write_text(pem)
+        path.chmod(0o600)
+        args += [flag, str(path)]
+    return args
 
 
 def read_rows(path):
@@ -165,7 +186,9 @@ def test_the_command_runs_on_an_existing_scheduler(study, client, tmp_path, caps
     shutil.copytree(study / "p01", root / "p01")
     shutil.copy(study / "subjects.toml", root / "subjects.toml")  # p02 and p03 match nothing here: a note
     out = tmp_path / "out"
-    args = ["batch", str(root), "--out", str(out), "--scheduler", client.scheduler.address]
+    address = client.scheduler.address
+    assert address.startswith("tls://")
+    args = ["batch", str(root), "--out", str(out), "--scheduler", address, *tls_files(client, tmp_path / "tls")]
     assert main(args) == 0
     said = capsys.readouterr()
     assert "3 done, 0 skipped (unchanged), 0 failed of 3" in said.out
@@ -315,3 +338,115 @@ def test_process_file_refuses_a_default_output_folder_that_leaves_out(tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "output folder name '..' is not valid" in err and "--out" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["...trc"]
+
+
+# ---------------------------------------------------------------- who may use the cluster, what it is told
+
+
+def test_the_local_cluster_is_on_tls_and_lets_no_other_client_in(tmp_path):
+    """The command's LocalCluster speaks TLS with certificates of its own: a plain TCP client, a TLS client
+    without certificates and one with certificates of another authority all fail to connect."""
+    import argparse
+
+    from distributed import Client, Security
+
+    from kinestream.commands.batch import _client
+
+    args = argparse.Namespace(
+        scheduler=None, workers=1, tls_ca_file=None, tls_cert=None, tls_key=None, insecure_scheduler=False
+    )
+    with _client(args) as ours:
+        address = ours.scheduler.address
+        assert address.startswith("tls://127.0.0.1:"), address
+        assert ours.submit(sum, [1, 2]).result(timeout=60) == 3  # its own client works
+        port = address.rsplit(":", 1)[1]
+        for target, security in (
+            (f"tcp://127.0.0.1:{port}", None),
+            (address, None),
+            (address, Security.temporary()),
+        ):
+            with pytest.raises((OSError, ValueError, TypeError)):
+                with Client(target, security=security, timeout=5):
+                    pass
+
+
+def test_a_plain_tcp_scheduler_is_refused_unless_allowed(tmp_path, study, capsys):
+    """`--scheduler tcp://...` is refused in one line that says how to go on (TLS files, or
+    --insecure-scheduler), before any connection; with --insecure-scheduler the command uses it."""
+    from distributed import LocalCluster
+
+    root = tmp_path / "plain"
+    (root / "p01").mkdir(parents=True)
+    shutil.copy(study / "p01" / "p01_squat1.trc", root / "p01" / "...trc")  # refused before any task
+    (root / "subjects.toml").write_text('[[subject]]\nname = "p01"\npattern = "p01/*.trc"\nheight = 1.75\nmass = 60\n')
+    out = tmp_path / "out"
+    with LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://", host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tcp://")
+        for given in (address, address.removeprefix("tcp://")):
+            assert main(["batch", str(root), "--out", str(out), "--scheduler", given]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1, err
+            assert (
+                "is plain TCP" in err and "tls://" in err and "--tls-ca-file" in err and "--insecure-scheduler" in err
+            )
+        assert main(["batch", str(root), "--scheduler", "tls://127.0.0.1:9", "--tls-ca-file", str(out / "x")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "needs --tls-cert, --tls-key" in err
+        code = main(["batch", str(root), "--out", str(out), "--scheduler", address, "--insecure-scheduler"])
+        said = capsys.readouterr()
+        assert code == 2 and f"scheduler {address}" in said.err and "1 failed of 1" in said.out  # it ran there
+        assert "--insecure-scheduler:" in said.err
+
+
+class _Received(WorkerPlugin):
+    """A worker plugin that keeps what each task a worker runs was sent, pickled."""
+
+    name = "kinestream-received"
+
+    def setup(self, worker) -> None:
+        self.worker = worker
+        self.received: list[bytes] = []
+
+    def transition(self, key, start, finish, **kwargs) -> None:
+        import cloudpickle
+
+        task = self.worker.state.tasks.get(key)
+        if finish == "executing" and task is not None:
+            self.received.append(cloudpickle.dumps(task.run_spec))
+
+
+def test_workers_receive_no_mqtt_password_nor_curve_keys(study, client, tmp_path):
+    """The settings a task carries to a worker hold what processing needs: no [mqtt] password, no [curve]
+    key paths, no [service]."""
+    root = tmp_path / "one"
+    (root / "p01").mkdir(parents=True)
+    for name in ("p01_static.trc", "p01_squat1.trc"):
+        shutil.copy(study / "p01" / name, root / "p01" / name)
+    (root / "subjects.toml").write_text('[[subject]]\nname = "p01"\npattern = "p01/*.trc"\nheight = 1.75\nmass = 70\n')
+    config = load_config()
+    secrets = {
+        "mqtt": {"password": "mqtt-password-7Qz", "username": "mqtt-user-7Qz"},
+        "curve": {"secret_key": "/keys/service.key_secret-7Qz", "server_key": "/keys/service.key-7Qz"},
+        "service": {"output": "tcp://127.0.0.1:5999"},
+    }
+    for section, values in secrets.items():
+        config[section] = {**config[section], **values}
+    client.register_plugin(_Received(), name=_Received.name)
+    try:
+        rows = run_batch(find_study(root, config), tmp_path / "out", config, client)
+        assert [r["status"] for r in rows] == ["done"]
+        received = [
+            b
+            for got in client.run(lambda dask_worker: dask_worker.plugins[_Received.name].received).values()
+            for b in got
+        ]
+    finally:
+        client.unregister_worker_plugin(_Received.name)
+    assert len(received) == 2  # the subject's scaling and its trial
+    assert all(b"p01_squat1" in b or b"p01_static" in b for b in received)
+    for values in secrets.values():
+        for value in values.values():
+            assert all(value.encode() not in b for b in received), value

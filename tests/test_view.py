@@ -3,8 +3,11 @@ and Rerun's analytics off. Real ZeroMQ on loopback, a real `serve` process, real
 
 from __future__ import annotations
 
+import http.client
 import io
 import os
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +16,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from broker import free_port, wait_until
+from broker import DEADLINE_S, free_port, wait_until
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc
 from served import Served, feed
@@ -91,6 +94,174 @@ def test_web_viewer_refuses_to_listen_beyond_loopback_unless_allowed(tmp_path):
     said = "\n".join(viewer.lines)
     assert code == 2, said
     assert "would listen beyond this machine" in said and "service.allow_remote" in said
+
+
+# ---------------------------------------------------------------- the web viewer's relays, on the wire
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    """`view TRIAL.trc --web` serving on two loopback ports until the module is done: (viewer, web, grpc)."""
+    from kinestream.synth import synthesize
+
+    tmp = tmp_path_factory.mktemp("web")
+    trc = synthesize(tmp / "syn", seconds=5.0, seed=7).keypoints_trc
+    web_port, grpc_port = free_port(), free_port()
+    viewer = Viewing(tmp, str(trc), "--web", "--web-port", str(web_port), "--grpc-port", str(grpc_port))
+    try:
+        viewer.wait_for(lambda line: "keeps serving" in line, "the web viewer to serve")
+        yield viewer, web_port, grpc_port
+    finally:
+        code, _ = viewer.stop()
+    assert code == 0, viewer.lines[-10:]
+
+
+def _exchange(port: int, request: bytes) -> bytes:
+    """What the server on ``port`` answers to ``request`` sent as raw bytes, up to its closing the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(1 << 16):
+            answer += chunk
+    return answer
+
+
+HOSTILE = [
+    b"GET @x HTTP/1.0\r\n\r\n",  # once relayed as http://127.0.0.1:PORT@x: another host
+    b"GET 0 HTTP/1.0\r\n\r\n",  # http://127.0.0.1:PORT0: a port that is no number
+    "GET /\u00e9t\u00e9 HTTP/1.0\r\n\r\n".encode(),  # a path that is not ASCII
+    b"GET http://evil.example/ HTTP/1.0\r\n\r\n",  # a proxy's request
+    b"GET /\x7f HTTP/1.0\r\n\r\n",
+    b"HEAD @x HTTP/1.0\r\n\r\n",
+]
+
+
+def test_web_viewer_answers_hostile_requests_with_an_http_error_and_no_traceback(web):
+    """Requests that are not a plain path get a 4xx status line on both ports (the page's and the recording's),
+    and the viewer prints nothing about them; the page still loads after."""
+    viewer, web_port, grpc_port = web
+    for port in (web_port, grpc_port):
+        for request in HOSTILE + [
+            b"POST /x HTTP/1.0\r\nContent-Length: 99999999\r\n\r\n",
+            b"POST /x HTTP/1.0\r\nContent-Length: -1\r\n\r\n",
+            b"POST /x HTTP/1.0\r\nContent-Length: many\r\n\r\n",
+            b"POST /x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ]:
+            status = _exchange(port, request).split(b"\r\n", 1)[0]
+            assert re.fullmatch(rb"HTTP/1\.[01] 4\d\d .+", status), (port, request, status)
+    assert _get(f"http://127.0.0.1:{web_port}/") is not None
+    said = "\n".join(viewer.lines)
+    assert "Traceback" not in said and "Exception" not in said, said[-2000:]
+
+
+def test_web_viewer_serves_a_bounded_number_of_connections_and_refuses_more_with_503(web):
+    """Connections that send nothing hold the relay's every slot: one more is answered 503 at once, not given a
+    thread; once they close, the page loads again."""
+    from kinestream.live.viewers import MAX_CONNECTIONS
+
+    viewer, web_port, _ = web
+    holders = [socket.create_connection(("127.0.0.1", web_port), timeout=DEADLINE_S) for _ in range(MAX_CONNECTIONS)]
+    try:
+        with socket.create_connection(("127.0.0.1", web_port), timeout=DEADLINE_S) as extra:
+            status = extra.recv(1 << 16).split(b"\r\n", 1)[0]
+        assert status == b"HTTP/1.0 503 Service Unavailable", status
+    finally:
+        for sock in holders:
+            sock.close()
+    wait_until(lambda: _get(f"http://127.0.0.1:{web_port}/"), "the page to load once the holders are gone")
+    assert "Traceback" not in "\n".join(viewer.lines)
+
+
+def test_a_recording_stream_the_page_leaves_frees_its_connection(web):
+    """A page that goes away (closed, reloaded) while its recording stream idles (a playback sent whole) gives
+    its connection back: streams opened and dropped to the bound, the relay serves again."""
+    from kinestream.live.viewers import MAX_CONNECTIONS
+
+    viewer, web_port, grpc_port = web
+    read = (
+        b"POST /rerun.sdk_comms.v1alpha1.MessageProxyService/ReadMessages HTTP/1.1\r\n"
+        + f"Host: 127.0.0.1:{grpc_port}\r\nOrigin: http://127.0.0.1:{web_port}\r\n".encode()
+        + b"Content-Type: application/grpc-web+proto\r\nX-Grpc-Web: 1\r\nContent-Length: 5\r\n\r\n\0\0\0\0\0"
+    )
+    streams = []
+    try:
+        for _ in range(MAX_CONNECTIONS):
+            sock = socket.create_connection(("127.0.0.1", grpc_port), timeout=DEADLINE_S)
+            streams.append(sock)
+            sock.sendall(read)
+            assert sock.recv(64).startswith(b"HTTP/1.0 200 OK")  # the recording flows, then the stream idles
+    finally:
+        for sock in streams:
+            sock.close()
+
+    def served() -> bool:
+        return not _exchange(grpc_port, b"GET / HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 503")
+
+    wait_until(served, "the relay to serve again once the streams' pages are gone")
+    assert "Traceback" not in "\n".join(viewer.lines)
+
+
+def _preflight(port: int, origin: str) -> tuple[int, str | None]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=DEADLINE_S)
+    try:
+        conn.request(
+            "OPTIONS",
+            "/rerun.sdk_comms.v1alpha1.MessageProxyService/ReadMessages",
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,x-grpc-web",
+            },
+        )
+        answer = conn.getresponse()
+        answer.read()
+        return answer.status, answer.getheader("Access-Control-Allow-Origin")
+    finally:
+        conn.close()
+
+
+def test_web_viewer_s_recording_is_readable_from_its_own_page_only(web):
+    """The browser asks the gRPC port before reading the recording (a CORS preflight). Only the page kinestream
+    serves gets a yes: another site, a page on another loopback port and rerun.io (which Rerun's own server
+    always allows) get none, so a page the user visits cannot read the pose. The page's CSP lets it reach that
+    gRPC port at the addresses served, and no other server a ?url= could name."""
+    _, web_port, grpc_port = web
+    others = (
+        "http://evil.example",
+        f"http://evil.example:{web_port}",
+        f"http://127.0.0.1:{free_port()}",
+        "http://localhost:8000",
+        "https://rerun.io",
+        "null",
+    )
+    answers = {origin: _preflight(grpc_port, origin) for origin in others}
+    assert {o: allowed for o, (_, allowed) in answers.items() if allowed is not None} == {}  # no page may read
+    assert {status for status, _ in answers.values()} == {403}
+    for origin in (f"http://127.0.0.1:{web_port}", f"http://localhost:{web_port}"):
+        assert _preflight(grpc_port, origin) == (204, origin)
+    with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/", timeout=DEADLINE_S) as answer:
+        csp = answer.headers["Content-Security-Policy"]
+    connect = next(d for d in csp.split(";") if d.strip().startswith("connect-src")).split()[1:]
+    assert connect == ["'self'", f"http://127.0.0.1:{grpc_port}", f"http://localhost:{grpc_port}"], csp
+
+
+def test_a_web_viewer_beyond_loopback_is_said_to_be_plain_http_even_with_curve(caplog):
+    """Allowed beyond loopback, the web viewer serves the pose in plain HTTP: the warning says so, CURVE on or
+    off (CURVE covers the ZeroMQ links, not the viewer). Its recording answers the page at the addresses it
+    is served at, nothing wider."""
+    from kinestream.live.transport import check_bind
+
+    config = {"service": {"allow_remote": True}, "curve": {"enabled": True}}
+    with caplog.at_level("WARNING", logger="kinestream.live.transport"):
+        check_bind("tcp://0.0.0.0:9090", config, "web viewer", plain=True)
+        check_bind("tcp://127.0.0.1:9090", config, "web viewer", plain=True)  # loopback: nothing to say
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "0.0.0.0:9090 in plain HTTP" in said[0] and "CURVE" in said[0], said
+    from kinestream.live.viewers import page_hosts
+
+    hosts = page_hosts("0.0.0.0")
+    assert hosts[:2] == ["127.0.0.1", "localhost"] and len(hosts) == 3 and "*" not in hosts[2]
+    assert page_hosts("192.0.2.10") == ["127.0.0.1", "localhost", "192.0.2.10"]
 
 
 # ---------------------------------------------------------------- live

@@ -244,6 +244,16 @@ def _digest(*parts: bytes) -> str:
     return h.hexdigest()
 
 
+#: The settings a worker needs to scale and process a trial: only these sections travel to the workers. The
+#: live service's ([service]), MQTT's (its password) and CURVE's (key paths) stay on this machine.
+WORKER_SECTIONS = ("subject", "ingest", "clean", "augment", "model", "scale", "ik", "output", "reps", "cues")
+
+
+def worker_config(config: dict) -> dict:
+    """What of ``config`` a batch task carries to a worker: the sections of :data:`WORKER_SECTIONS`."""
+    return {k: v for k, v in config.items() if k in WORKER_SECTIONS}
+
+
 def settings_digest(config: dict) -> str:
     """What of the settings changes a trial's outputs (everything but the live service's), as a hash."""
     from kinestream import __version__
@@ -352,6 +362,61 @@ def _round(value: float, digits: int) -> float | str:
     return round(value, digits) if math.isfinite(value) else ""
 
 
+# ------------------------------------------------------------------------------------------ the cluster --
+
+TLS_FLAGS = {"ca": "--tls-ca-file", "cert": "--tls-cert", "key": "--tls-key"}
+_TLS_CONFIG = {"ca": "ca-file", "cert": "client.cert", "key": "client.key"}  # under distributed.comm.tls
+
+
+def scheduler_security(
+    address: str, *, ca: str | None = None, cert: str | None = None, key: str | None = None, insecure: bool = False
+):
+    """The distributed ``Security`` for a client of the scheduler at ``address``; None for a plain ``tcp://``
+    scheduler, which only ``insecure`` allows.
+
+    A Dask scheduler runs what its clients send and its clients unpickle what it sends back: one reachable
+    without TLS lets anyone who can reach it run code as its users. A ``tls://`` scheduler needs the CA that
+    signed its certificate and this client's certificate and key: ``ca``, ``cert`` and ``key`` (paths), each
+    unset one from Dask's config (``distributed.comm.tls.ca-file``, ``.client.cert``, ``.client.key``)."""
+    import dask
+    from distributed import Security
+
+    scheme, _, rest = address.partition("://")
+    if not rest:
+        scheme, rest = "tcp", address  # distributed's default for HOST:PORT
+    given = {"ca": ca, "cert": cert, "key": key}
+    if scheme == "tcp":
+        if not insecure:
+            raise KinestreamError(
+                f"--scheduler {address} is plain TCP: anyone who can reach it can run code as you, and this command "
+                f"unpickles its answers; give its tls:// address with {', '.join(TLS_FLAGS.values())} (README, "
+                f"'Whole studies'), or --insecure-scheduler to use it anyway"
+            )
+        if any(given.values()):
+            used = ", ".join(TLS_FLAGS[k] for k, v in given.items() if v)
+            raise KinestreamError(f"{used}: only with a tls:// scheduler; {address} is plain TCP")
+        return None
+    if scheme != "tls":
+        raise KinestreamError(f"--scheduler {address}: the scheme {scheme}:// is not supported; give tls://HOST:PORT")
+    files = {k: v or dask.config.get(f"distributed.comm.tls.{_TLS_CONFIG[k]}", None) for k, v in given.items()}
+    missing = [TLS_FLAGS[k] for k, v in files.items() if not v]
+    if missing:
+        raise KinestreamError(
+            f"--scheduler {address} needs {', '.join(missing)} (the CA of the cluster's certificates, this "
+            f"client's certificate and key), or distributed.comm.tls.ca-file, .client.cert and .client.key in "
+            f"Dask's config"
+        )
+    for k, v in files.items():
+        if not Path(v).is_file():
+            raise KinestreamError(f"{TLS_FLAGS[k]} {v} does not exist; give the PEM file")
+    return Security(
+        tls_ca_file=str(files["ca"]),
+        tls_client_cert=str(files["cert"]),
+        tls_client_key=str(files["key"]),
+        require_encryption=True,
+    )
+
+
 # ------------------------------------------------------------------------------------------- the batch --
 
 
@@ -407,6 +472,7 @@ def run_batch(
         rows[(name, trial_name)] = _row(name, trial_name, {"status": "failed", "reason": reason})
         progress.failed += 1
     futures: dict[Any, tuple[Subject, str, str, Path]] = {}
+    sent = worker_config(config)  # what the tasks carry: no password, no key paths
     for subject in study.subjects:
         subject_out = out / subject.name
         pending = []
@@ -434,12 +500,12 @@ def run_batch(
 
             get_assets(config, progress=lambda _: None)
         scaled = client.submit(
-            scale_subject, subject, subject_out / "_static", config, pure=False, retries=retries,
+            scale_subject, subject, subject_out / "_static", sent, pure=False, retries=retries,
             key=f"scale-{_safe(subject.name)}-{time.time_ns()}",
         )  # fmt: skip
         for trial, label, key, trial_out in pending:
             future = client.submit(
-                process_trial, trial, subject, scaled, trial_out, config, pure=False, retries=retries,
+                process_trial, trial, subject, scaled, trial_out, sent, pure=False, retries=retries,
                 key=f"trial-{_safe(subject.name)}-{_safe(label)}-{time.time_ns()}",
             )  # fmt: skip
             futures[future] = (subject, label, key, trial_out)

@@ -21,13 +21,19 @@ layouts of ROOT:
 
 on a cluster: start a scheduler and workers (dask-jobqueue's SLURMCluster, 'dask scheduler' and
 'dask worker' by hand, Kubernetes), each worker with kinestream installed and ROOT and --out on a
-shared file system, then: kinestream batch ROOT --out OUT --scheduler tcp://HOST:8786
+shared file system, the scheduler and workers on TLS (README, 'Whole studies'), then:
+  kinestream batch ROOT --out OUT --scheduler tls://HOST:8786 --tls-ca-file ca.pem --tls-cert node.pem \\
+      --tls-key node.key
+A plain tcp:// scheduler is refused unless --insecure-scheduler: anyone who can reach it runs code as you.
+The local cluster is on TLS with temporary certificates. Workers get the processing settings only (no
+[service], [mqtt] or [curve]).
 """
 
 
 def cmd_batch(args, config) -> None:
     from kinestream.batch import describe, find_study, run_batch, write_summary
 
+    security = _security(args)  # a scheduler refused is said before anything else
     study = find_study(args.root, config, static_pattern=args.static_pattern)
     for line in describe(study):
         say(line)
@@ -37,7 +43,7 @@ def cmd_batch(args, config) -> None:
     get_assets(config, progress=say)  # before the workers start: they find them in the cache
     for level in ("distributed", "tornado"):  # Dask's own chatter; its warnings still show
         logging.getLogger(level).setLevel(logging.ERROR)
-    with _client(args) as client:
+    with _client(args, security) as client:
         say(f"Dask: {_describe_client(client)}")
         rows = run_batch(study, out, config, client, force=args.force, on_progress=_bar(study.n_trials))
     plot = bool(config.get("output", {}).get("plot", True))
@@ -53,22 +59,51 @@ def cmd_batch(args, config) -> None:
         raise KinestreamError(f"{len(failed)} of {len(rows)} trials failed; their reasons are in {csv_path}")
 
 
+def _security(args):
+    """The TLS settings for ``--scheduler`` (None: plain TCP, allowed by --insecure-scheduler); refusals."""
+    from kinestream.batch import scheduler_security
+
+    if not args.scheduler:
+        if any((args.tls_ca_file, args.tls_cert, args.tls_key, args.insecure_scheduler)):
+            raise KinestreamError(
+                "--tls-ca-file, --tls-cert, --tls-key and --insecure-scheduler go with --scheduler; the local cluster "
+                "makes its own certificates"
+            )
+        return None
+    security = scheduler_security(
+        args.scheduler, ca=args.tls_ca_file, cert=args.tls_cert, key=args.tls_key, insecure=args.insecure_scheduler
+    )
+    if security is None:
+        say(f"--insecure-scheduler: {args.scheduler} is plain TCP; anyone who can reach it can run code as you")
+    return security
+
+
 class _client:
     """A Dask client on the scheduler given, or on a LocalCluster of worker processes made for the batch."""
 
-    def __init__(self, args) -> None:
+    def __init__(self, args, security=None) -> None:
         self.args = args
+        self.security = security
         self.cluster: Any = None
 
     def __enter__(self):
         from distributed import Client, LocalCluster
 
-        if self.args.scheduler:
-            self.client = Client(self.args.scheduler, timeout=30)
+        args = self.args
+        if args.scheduler:
+            try:
+                self.client = Client(args.scheduler, timeout=30, security=self.security)
+            except (OSError, ValueError) as exc:
+                raise KinestreamError(f"cannot reach the Dask scheduler {args.scheduler}: {exc}") from None
             return self.client
-        workers = self.args.workers or os.cpu_count() or 1
-        self.cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        workers = args.workers or os.cpu_count() or 1
+        self.cluster = LocalCluster(  # TLS, temporary self-signed certificates: no other process gets in
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            security=True,
         )
         self.client = Client(self.cluster)
         return self.client
@@ -129,7 +164,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder, mirroring ROOT (default out/ROOT_NAME)")
     where = p.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_workers, help="local worker processes (default: one per core)")
-    where.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler, e.g. tcp://HOST:8786")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler on TLS, tls://HOST:8786")
+    p.add_argument("--tls-ca-file", metavar="PEM", help="--scheduler: the CA of the cluster's certificates")
+    p.add_argument("--tls-cert", metavar="PEM", help="--scheduler: this client's certificate")
+    p.add_argument("--tls-key", metavar="PEM", help="--scheduler: this client's private key")
+    p.add_argument(
+        "--insecure-scheduler",
+        action="store_true",
+        help="--scheduler: allow a plain tcp:// scheduler (anyone who can reach it can run code as you)",
+    )
     p.add_argument(
         "--static-pattern", default="*static*", help="glob naming each subject's static trial (default *static*)"
     )

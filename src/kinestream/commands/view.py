@@ -19,7 +19,7 @@ import os
 import uuid
 from pathlib import Path
 
-from kinestream.commands.common import say
+from kinestream.commands.common import log_to_stderr, say
 from kinestream.errors import KinestreamError
 from kinestream.live import stop_on_signals
 
@@ -151,6 +151,7 @@ def run_view(args, config: dict) -> None:
         save.parent.mkdir(parents=True, exist_ok=True)
         sinks.append(rr.FileSink(str(save)))
     if args.web:
+        log_to_stderr()  # the warning of a web viewer beyond loopback
         web = start_web(config, logs, host=web_args["bind"], **{k: v for k, v in web_args.items() if k != "bind"})
         sinks.append(web.sink)
         say(f"the web viewer: {web.url}")

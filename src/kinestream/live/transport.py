@@ -85,8 +85,10 @@ def is_loopback(endpoint: str) -> bool:
         return False
 
 
-def check_bind(endpoint: str, config: dict, what: str) -> None:
-    """Refuse to listen beyond this machine unless ``service.allow_remote``."""
+def check_bind(endpoint: str, config: dict, what: str, plain: bool = False) -> None:
+    """Refuse to listen beyond this machine unless ``service.allow_remote``; allowed, warn when what crosses
+    that network is readable by anyone on it: without CURVE, or always when ``plain`` (the web viewer's HTTP,
+    which CURVE does not cover)."""
     if is_loopback(endpoint):
         return
     if not config.get("service", {}).get("allow_remote", False):
@@ -95,6 +97,14 @@ def check_bind(endpoint: str, config: dict, what: str) -> None:
             f"tcp://127.0.0.1:PORT, or set service.allow_remote = true in your config (with "
             f"[curve] enabled = true so that only your keys get in)"
         )
+    if plain:
+        log.warning(
+            "the %s listens on %s in plain HTTP: anyone on that network can watch the pose (CURVE covers the "
+            "ZeroMQ links, not the viewer); bind it to 127.0.0.1 unless that network is yours",
+            what,
+            endpoint.removeprefix("tcp://"),
+        )
+        return
     if not curve_enabled(config):
         if "input" in what:
             raise KinestreamError(
