@@ -23,8 +23,10 @@ lumbar extension and hip flexion) with OpenSim's assembler lower on half
 the frames of a Gait2354 walk; converging fully costs two iterations.
 
 What it does not do: models whose enforced constraints (coordinate couplers,
-welds between bodies) are part of IK, and joints whose coordinates are not
-their own speeds (OpenSim's Euler-angle BallJoint and FreeJoint). For those
+welds between bodies) are part of IK, joints whose coordinates are not their
+own speeds (OpenSim's Euler-angle BallJoint and FreeJoint), and joints whose
+rotations are in gimbal lock where one of them rests on a bound near the
+default pose (LaiArnoldModified2017's shoulder at 0 elevation). For those
 :class:`FastIK` raises :class:`KinestreamError` on construction saying why,
 and callers fall back to OpenSim's solver.
 """
@@ -145,7 +147,6 @@ class FastIK:
             rotational[k] = coord.getMotionType() == osim.Coordinate.Rotational
             self._root[k] = coord.getJoint().getParentFrame().findBaseFrame().getName() == ground
         self._wrappable = rotational & np.isinf(self.lower) & ~self._locked
-        self._rotational = rotational
         if refuse:
             self._refuse_gimbal_lock(model, cs, q_neutral)
         # coordinate tasks (off by default): rows sqrt(w) (q - value) of the same objective
@@ -425,16 +426,6 @@ class FastIK:
         self._lam = min(max(lam, 1e-6), 1.0)  # the next frame starts with this frame's damping
         return q, r, diff, cost, iterations, converged
 
-    def _pushed_out(self, q: np.ndarray, obs: np.ndarray, sqrtw: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Rotational coordinates on a bound that the objective's gradient pushes outward (the active set)."""
-        r, _ = self._residual(q, obs, sqrtw)
-        jac = self._jacobian_at() * rows
-        if self._task_index.size:
-            jac = np.vstack([jac, self._task_rows])
-        grad = jac.T @ r
-        on = ((q <= self.lower) & (grad > 0)) | ((q >= self.upper) & (grad < 0))
-        return on & self._rotational & ~self._locked
-
     def solve(self, xyz: np.ndarray, q0: np.ndarray | None = None) -> FastFit:
         """Minimise F from ``q0`` (None: the model's default pose); leaves the state at the solution.
 
@@ -452,24 +443,6 @@ class FastIK:
             self._curvature[:] = 0.0  # what was learnt with the joints held does not hold for the rest
         q, r, diff, cost, more, converged = self._minimise(q, obs, sqrtw, rows, self._locked)
         iterations += more
-        # A coordinate resting on a bound can be a false minimum, not the objective's: where the bound is a
-        # kinematic singularity (a shoulder's elevation at 0, where the plane of elevation and the axial
-        # rotation are one and the same turn) the arm can only leave it in the other half-plane, which no
-        # local step reaches. From such a coordinate moved into its range the minimiser finds the other
-        # side if there is one; the lower of the two answers is kept.
-        pushed = self._pushed_out(q, obs, sqrtw, rows)
-        if pushed.any():
-            saved = (self._lam, self._curvature.copy())
-            start = q.copy()
-            room = np.minimum(self.upper - self.lower, 2 * np.pi)[pushed]
-            start[pushed] += np.where(q[pushed] <= self.lower[pushed], 1.0, -1.0) * np.minimum(0.25 * room, 0.5)
-            self._curvature[:] = 0.0
-            other = self._minimise(start, obs, sqrtw, rows, self._locked)
-            iterations += other[4]
-            if other[3] < cost:
-                q, r, diff, cost, _, converged = other
-            else:
-                self._lam, self._curvature = saved
         q = self.wrap(q)  # a whole turn less: the same marker positions, so the same cost
         self._residual(q, obs, sqrtw)  # the state ends at the solution (at once when it is there already)
         errors = np.where(present, np.linalg.norm(diff, axis=1), np.nan)
