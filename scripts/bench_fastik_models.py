@@ -4,12 +4,17 @@ frames whose cost (OpenSim's IK objective, evaluated the same way at both answer
 solver's, the worst cost ratio, and how far each solver's angles are from the converged minimum.
 
 Models (tests/data/models, see its NOTICE): OpenCap's LaiArnoldModified2017 and LaiUhlrich2022 with OpenCap's
-augmenter markers and IK setup, and OpenSim's Gait2354 (subject01) with its own markers and IK setup
-(coordinate tasks on). Motions: walking, squatting and a countermovement jump, driven by forward kinematics
-(kinestream.synth.drive_model) with a fixed offset and noise on every marker, as augmented markers have.
+augmenter markers and IK setup, OpenSim's Gait2354 (subject01) with its own markers and IK setup
+(coordinate tasks on), and Rajagopal2016 with OpenCap's markers and setup. Motions: walking, squatting and a
+countermovement jump, driven by forward kinematics (kinestream.synth.drive_model) with a fixed offset and
+noise on every marker, as augmented markers have.
 
     .venv/bin/python scripts/bench_fastik_models.py [--models lai_arnold,gait2354] [--moves walk,jump]
-        [--force-fast]
+        [--force-fast] [--no-tasks]
+
+OpenCap's IK setup has no coordinate tasks and the marker weights of kinestream's (Pose2Sim's LSTM setup),
+so for the Lai models their own setup and kinestream's are one; Gait2354's has four (subtalar and mtp
+angles held at 0, weight 1000), on by default here and off with --no-tasks.
 
 "fast off" and "OS off": the largest distance (deg, any rotational coordinate the markers move) of each
 solver's angles from the converged minimum, SciPy's least squares run to machine tolerance from the
@@ -34,13 +39,14 @@ MODELS = {
     "lai_arnold": (DATA / "LaiArnoldModified2017_poly_withArms_weldHand.osim", OPENCAP_MARKERS, "opencap_Setup_IK.xml"),
     "lai_uhlrich": (DATA / "LaiUhlrich2022.osim", OPENCAP_MARKERS, "opencap_Setup_IK.xml"),
     "gait2354": (DATA / "gait2354_subject01.osim", None, "gait2354_Setup_IK.xml"),
+    "rajagopal": (DATA / "Rajagopal2016.osim", OPENCAP_MARKERS, "opencap_Setup_IK.xml"),
 }
 
 
-def compare(key: str, move: str, seconds: float, seed: int, force: bool = False) -> dict:
+def compare(key: str, move: str, seconds: float, seed: int, force: bool = False, tasks: bool = True) -> dict:
     path, marker_set, setup_name = MODELS[key]
     model, _ = solve.load_model(path, marker_set)
-    setup = solve.read_ik_setup(DATA / setup_name, coordinate_tasks=True)
+    setup = solve.read_ik_setup(DATA / setup_name, coordinate_tasks=tasks)
     names = [n for n in setup.marker_weights if model.getMarkerSet().contains(n)]
     _, table = drive_model(model, names, move, seconds=seconds, seed=seed)
     t0 = time.perf_counter()
@@ -94,6 +100,9 @@ def main() -> None:
     parser.add_argument("--moves", default=",".join(MOVES))
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-tasks", action="store_true", help="the setup's coordinate tasks off, as kinestream runs IK by default"
+    )
     parser.add_argument("--force-fast", action="store_true", help="the fast solver even on models it refuses")
     args = parser.parse_args()
     print(
@@ -102,7 +111,7 @@ def main() -> None:
     )
     for key in args.models.split(","):
         for move in args.moves.split(","):
-            r = compare(key, move, args.seconds, args.seed, args.force_fast)
+            r = compare(key, move, args.seconds, args.seed, args.force_fast, not args.no_tasks)
             print(
                 f"{r['model']:12} {r['move']:6} {r['frames']:6d} {r['fast<=opensim']:9.1%} {r['worst_ratio']:9.5f} "
                 f"{r['fast_off_deg']:9.3f} {r['opensim_off_deg']:8.3f} {r['ms_fast']:8.1f} {r['ms_opensim']:7.1f}"
