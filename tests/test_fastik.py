@@ -12,7 +12,8 @@ fast one lower on cost.
 import numpy as np
 import pytest
 
-from conftest import real_trial
+import ikcheck
+from conftest import DATA, real_trial
 from kinestream import solve
 from kinestream.augment import Augmenter, augment_table
 from kinestream.errors import KinestreamError
@@ -20,7 +21,7 @@ from kinestream.fastik import FastIK
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc, write_trc
 from kinestream.ingest import complete_keypoints
-from kinestream.synth import synthesize
+from kinestream.synth import drive_model, synthesize
 
 # flexion and the pelvis: what a coach or clinician reads; held to 0.25 deg RMS of OpenSim's tool
 FIRM = [
@@ -146,8 +147,9 @@ def test_jacobian_is_opensims_marker_motion(assets):
     assert np.abs(jac - numeric).max() < 1e-6
 
 
-def test_fast_finds_the_true_pose_where_opensim_stops_short(squat, assets, tmp_path):
-    """On exact markers the minimum is the true pose (cost 0): the fast solver reaches it."""
+def test_fast_finds_the_true_pose_on_exact_markers(squat, assets, tmp_path):
+    """On exact markers the minimum is the true pose (cost 0): the fast solver reaches it. (How far short of
+    it OpenSim's tool stops is printed, not asserted: that is the tool's business.)"""
     fast, tool, fast_cost, tool_cost = compare_with_tool(assets, squat.markers, squat.markers_trc, tmp_path)
     report(fast, tool, fast_cost, tool_cost)
     assert np.all(fast_cost <= tool_cost)
@@ -156,7 +158,6 @@ def test_fast_finds_the_true_pose_where_opensim_stops_short(squat, assets, tmp_p
     print("fast vs truth (deg):", {k: round(v, 4) for k, v in truth.items()})
     print("OpenSim vs truth (deg):", {k: round(v, 3) for k, v in opensim.items()})
     assert max(truth.values()) < 0.01
-    assert max(opensim.values()) > 0.2  # what the fast solver gains over the reference
 
 
 def test_fast_equals_opensim_on_noisy_augmented_markers(assets, tmp_path):
@@ -223,8 +224,10 @@ def test_ranges_and_locks_are_kept_as_opensim_keeps_them(squat, assets):
     ratio = np.array([cost(fast, i) / cost(opensim, i) for i in range(markers.n_frames)])
     print(f"\nwith a bound and a lock, cost fast/OpenSim: median {np.median(ratio):.6f}, worst {ratio.max():.6f}")
     assert np.mean(ratio <= 1.0) >= 0.99
-    for n in ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l"):
-        assert _rms(fast.get(n), opensim.get(n)) < 0.5, n
+    # the angles: at the minimum of the bounded objective, not wherever OpenSim's solver stops
+    result = ikcheck.check(model, setup, ik.names, xyz, fast, opensim)
+    print(ikcheck.summary(result))
+    assert result["off"].max() < 0.05
 
 
 def test_a_model_with_constraints_gets_opensims_solver(assets):
@@ -251,3 +254,61 @@ def test_unknown_solver_is_refused(assets):
     with pytest.raises(KinestreamError, match="fast, opensim"):
         setup = solve.read_ik_setup(assets.ik_setup)
         solve.StreamingIK(model, setup, list(setup.marker_weights), solver="quick")
+
+
+# -- the gait models labs use (tests/data/models, NOTICE): OpenCap's and OpenSim's, with their own IK setups
+
+MODELS = DATA / "models"
+OPENCAP_MARKERS = MODELS / "LaiUhlrich2022_markers_augmenter.xml"
+LAB_MODELS = {
+    "lai_uhlrich": (MODELS / "LaiUhlrich2022.osim", OPENCAP_MARKERS, MODELS / "opencap_Setup_IK.xml"),
+    "gait2354": (MODELS / "gait2354_subject01.osim", None, MODELS / "gait2354_Setup_IK.xml"),
+    "rajagopal": (MODELS / "Rajagopal2016.osim", OPENCAP_MARKERS, MODELS / "opencap_Setup_IK.xml"),
+    "lai_arnold": (
+        MODELS / "LaiArnoldModified2017_poly_withArms_weldHand.osim",
+        OPENCAP_MARKERS,
+        MODELS / "opencap_Setup_IK.xml",
+    ),
+}
+
+
+def lab_trial(key: str, move: str, fs: float = 30.0):
+    """A lab model, its own IK setup (coordinate tasks on) and a motion of it: markers by forward kinematics,
+    each off its place by a fixed 10 mm (per axis, seeded) and 3 mm of noise, as augmented markers are."""
+    path, marker_set, setup_path = LAB_MODELS[key]
+    model, _ = solve.load_model(path, marker_set)
+    setup = solve.read_ik_setup(setup_path, coordinate_tasks=True)
+    names = [n for n in setup.marker_weights if model.getMarkerSet().contains(n)]
+    _, table = drive_model(model, names, move, seconds=2.0, fs=fs, seed=1)
+    return model, setup, names, table
+
+
+@pytest.mark.parametrize("move", ["walk", "squat", "jump"])
+@pytest.mark.parametrize("key", ["lai_uhlrich", "gait2354", "rajagopal"])
+def test_fast_reaches_the_minimum_on_lab_models(key, move):
+    """The promise on OpenCap's LaiUhlrich2022, OpenSim's Gait2354 and Rajagopal2016: a cost at or below
+    OpenSim's solver's (the same objective evaluated alike at both answers) on 99% of frames and never above
+    it by more than 0.1%, and angles within 0.05 deg of the converged minimum. At 30 Hz the jump's take-off
+    and landing move the pelvis up to 8 cm and the knees up to 28 deg a frame: each frame starts from the one
+    before."""
+    model, setup, names, table = lab_trial(key, move)
+    fast = solve.solve_trial(model, table, setup, solver="fast")
+    assert not fast.notes, fast.notes
+    opensim = solve.solve_trial(model, table, setup, solver="opensim")
+    result = ikcheck.check(model, setup, names, table.xyz, fast.motion, opensim.motion)
+    print(f"\n{key} {move}: {ikcheck.summary(result)}")
+    ratio = result["cost"] / result["reference_cost"]
+    assert np.mean(ratio <= 1.0) >= 0.99
+    assert ratio.max() <= 1.001
+    assert result["off"].max() < 0.05
+
+
+def test_a_shoulder_in_gimbal_lock_on_its_bound_gets_opensims_solver():
+    """LaiArnoldModified2017's shoulder (plane of elevation, elevation, axial rotation) degenerates at elevation
+    0, its bound: the fast solver refuses the model and OpenSim's solves it, with the note."""
+    model, setup, names, table = lab_trial("lai_arnold", "walk")
+    with pytest.raises(KinestreamError, match="glenohumeral_r.*sh_elev_r"):
+        FastIK(model, setup, names)
+    result = solve.solve_trial(model, table.frames(0, 5), setup, solver="fast")
+    assert "OpenSim's IK solver instead" in result.notes[0] and "gimbal lock" in result.notes[0]
+    assert np.isfinite(result.motion.get("sh_elev_r")).all()

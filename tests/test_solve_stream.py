@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+import ikcheck
 from kinestream import solve
-from kinestream.files.mot import read_mot
+from kinestream.files.mot import Motion, read_mot
 from kinestream.files.trc import write_trc
 from kinestream.synth import synthesize
 
@@ -85,8 +86,10 @@ def test_streaming_fast_solver_finds_the_true_pose(squat, assets):
 
 
 def test_streaming_ik_equals_offline_on_augmented_markers(assets, tmp_path):
-    """On noisy augmented markers the leg, pelvis and trunk coordinates agree; the arm rotations
-    (arm_rot, pro_sup) are barely determined by the elbow and wrist markers and are not compared."""
+    """On noisy augmented markers the streaming core (the fast solver) does what OpenSim's tool does, or
+    better: a cost at or below the tool's on 99% of frames, never more than 0.1% above it, and angles within
+    0.1 deg of the converged minimum. Where the tool stops (0.3-3 deg short of that minimum in the flat
+    valleys: lumbar axial rotation, the arm rotations) is printed, not asserted."""
     from kinestream.augment import Augmenter, augment_table
     from kinestream.ingest import complete_keypoints
 
@@ -102,7 +105,17 @@ def test_streaming_ik_equals_offline_on_augmented_markers(assets, tmp_path):
     q = np.array([f.q for f in frames])
     errors = {n: _rms(q[:, ik.coordinates.index(n)], tool.get(n)) for n in LOWER}
     print("streaming vs InverseKinematicsTool (deg RMS):", {k: round(v, 3) for k, v in errors.items()})
-    assert max(errors.values()) < 0.5
+    model, _ = solve.load_model(assets.generic_model, assets.marker_set)
+    setup = solve.read_ik_setup(assets.ik_setup)
+    names = [n for n in setup.marker_weights if n in augmented]
+    xyz = augmented.xyz[:, [augmented.index(n) for n in names]]
+    streamed = Motion(augmented.time, ik.coordinates, q, in_degrees=True)
+    result = ikcheck.check(model, setup, names, xyz, streamed, tool)
+    print(ikcheck.summary(result))
+    ratio = result["cost"] / result["reference_cost"]
+    assert np.mean(ratio <= 1.0) >= 0.99
+    assert ratio.max() <= 1.001
+    assert result["off"].max() < 0.1
 
 
 def test_hostile_frames_never_raise_and_recover(squat, assets):

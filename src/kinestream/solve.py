@@ -497,7 +497,8 @@ class StreamingIK:
       a fresh solver that assembles from the warm start (5-20 ms a frame).
 
     A model the fast solver cannot take (enforced constraints, quaternion
-    joints) gets OpenSim's, and :attr:`notes` says why. The model, its state
+    joints, a joint in gimbal lock on a bound such as LaiArnoldModified2017's
+    shoulder) gets OpenSim's, and :attr:`notes` says why. The model, its state
     and the marker weights persist.
 
     A frame with fewer than ``min_markers`` markers is not solved. While the
