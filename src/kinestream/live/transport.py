@@ -329,6 +329,14 @@ def open_input(ctx, config: dict, endpoint: str, access: Access | None = None):
     try:
         if svc.get("bind_input", False):
             check_bind(endpoint, config, "keypoint input")
+            if access is None and not svc.get("allow_plain_input", False):
+                raise KinestreamError(
+                    f"service.bind_input without CURVE would take frames from any process that can connect to "
+                    f"{endpoint}: ZeroMQ holds a multipart message whole until its last part, however many parts "
+                    f"come, and gives each connection its own queue, so such a process can grow the service's "
+                    f"memory without bound; turn [curve] on (enabled = true, with your keys), or set "
+                    f"service.allow_plain_input = true if every process on this machine is yours"
+                )
             sub.bind(endpoint)
         else:
             if not is_loopback(endpoint) and access is None:
