@@ -151,7 +151,7 @@ def test_sockets_stay_on_loopback_unless_the_config_allows(session, keys):
         # On loopback too, a bound input without CURVE is refused (any local process could connect and send a
         # message of endless parts), unless allowed in so many words.
         local = f"tcp://127.0.0.1:{free_port()}"
-        with pytest.raises(KinestreamError, match="bind_input without CURVE .* allow_plain_input = true"):
+        with pytest.raises(KinestreamError, match="bind_input without CURVE .* service.allow_plain_input = true"):
             open_input(ctx, config, local)
         config["service"]["allow_plain_input"] = True
         open_input(ctx, config, local).close(0)

@@ -319,6 +319,16 @@ def open_input(ctx, config: dict, endpoint: str, access: Access | None = None):
     and a size limit, connected to ``endpoint`` (bound with
     ``service.bind_input``), a CURVE server when ``access`` is given."""
     svc = config.get("service", {})
+    if svc.get("bind_input", False):  # checked before a socket exists: nothing to close when refused
+        check_bind(endpoint, config, "keypoint input")
+        if access is None and not svc.get("allow_plain_input", False):
+            raise KinestreamError(
+                f"service.bind_input without CURVE would take frames from any process that can connect to "
+                f"{endpoint}: ZeroMQ holds a multipart message whole until its last part, however many parts "
+                f"come, and gives each connection its own queue, so such a process can grow the service's "
+                f"memory without bound; turn [curve] on (enabled = true, with your keys), or set "
+                f"service.allow_plain_input = true if every process on this machine is yours"
+            )
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.RCVHWM, int(svc.get("receive_queue", 1000)))
     sub.setsockopt(zmq.LINGER, 0)
@@ -328,15 +338,6 @@ def open_input(ctx, config: dict, endpoint: str, access: Access | None = None):
         access.serve(sub)
     try:
         if svc.get("bind_input", False):
-            check_bind(endpoint, config, "keypoint input")
-            if access is None and not svc.get("allow_plain_input", False):
-                raise KinestreamError(
-                    f"service.bind_input without CURVE would take frames from any process that can connect to "
-                    f"{endpoint}: ZeroMQ holds a multipart message whole until its last part, however many parts "
-                    f"come, and gives each connection its own queue, so such a process can grow the service's "
-                    f"memory without bound; turn [curve] on (enabled = true, with your keys), or set "
-                    f"service.allow_plain_input = true if every process on this machine is yours"
-                )
             sub.bind(endpoint)
         else:
             if not is_loopback(endpoint) and access is None:
