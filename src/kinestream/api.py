@@ -61,8 +61,8 @@ from kinestream.files.trc import MarkerTable, read_trc, write_trc
 if TYPE_CHECKING:  # at run time these come from __getattr__, when first used
     from kinestream.augment import AugmentSettings, StreamingAugmenter
     from kinestream.clean import CleanSettings, StreamingCleaner
-    from kinestream.live.processor import FrameProcessor
     from kinestream.offline import ProcessResult
+    from kinestream.pipeline import FrameProcessor
     from kinestream.plots import plot_angles, plot_reps
     from kinestream.reps import RepCounter, RepSettings, detect_reps
     from kinestream.scale import ScaleResult, ScaleSettings
@@ -121,7 +121,7 @@ _LAZY = {
     "StreamingCleaner": "kinestream.clean",
     "StreamingAugmenter": "kinestream.augment",
     "StreamingIK": "kinestream.solve",
-    "FrameProcessor": "kinestream.live.processor",
+    "FrameProcessor": "kinestream.pipeline",
     "RepCounter": "kinestream.reps",
     "detect_reps": "kinestream.reps",
     "plot_angles": "kinestream.plots",

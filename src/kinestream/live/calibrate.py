@@ -118,9 +118,9 @@ async def calibrate(
 
     from kinestream.assets import get_assets
     from kinestream.augment import floor_offset
-    from kinestream.live.processor import FrameProcessor
     from kinestream.live.protocol import TOPIC_KEYPOINTS, FrameDecoder, Rejected
     from kinestream.live.transport import Access, open_input
+    from kinestream.pipeline import FrameProcessor
     from kinestream.scale import ScaleSettings, scale_model
 
     checks.subject(height, mass)
@@ -177,7 +177,7 @@ async def calibrate(
                 processor.reset()
                 collector = StaticCollector(processor.keypoints + processor.markers, rate)
             try:
-                out = processor.step(frame.names, frame.xyz, frame.t)
+                out = processor.step(frame.names, frame.xyz, frame.t, None).prepared
             except Exception as exc:  # a frame the stages cannot take costs that frame, not the calibration
                 say(f"  skipped a frame the stages refused ({type(exc).__name__}: {str(exc)[:120]})")
                 continue

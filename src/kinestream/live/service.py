@@ -3,9 +3,9 @@
 The asyncio process is a thin shell around the stage cores, one frame straight
 through:
 
-    SUB socket -> decode (protocol) -> FrameProcessor (clean + augment)
-               -> StreamingIK (the fast solver, warm-started from the previous frame)
-               -> ZeroMQ PUB "angles", MQTT kinestream/<subject>/angles, .mot/.trc recorders, rep counter
+    SUB socket -> decode (protocol) -> Pipeline.prepare (arrange, clean, augment)
+               -> Pipeline.solve (the fast IK solver, warm-started from the previous frame; joint centres; reps)
+               -> ZeroMQ PUB "angles", MQTT kinestream/<subject>/angles, .mot/.trc recorders, "reps"
                (-> ZeroMQ PUB "pose": keypoints, markers, joint centres, while someone subscribes to it)
 
 Everything runs in the event loop, about 2.5 ms a frame with arm markers,
@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,7 +39,6 @@ from kinestream.live import release_signals, stop_on_signals
 from kinestream.live.calibrate import load_subject
 from kinestream.live.metrics import Metrics
 from kinestream.live.mqtt import parse_endpoint
-from kinestream.live.processor import FrameProcessor, Prepared
 from kinestream.live.protocol import (
     TOPIC_ANGLES,
     TOPIC_KEYPOINTS,
@@ -52,12 +51,12 @@ from kinestream.live.protocol import (
     encode_angles,
     encode_status,
 )
+from kinestream.pipeline import Pipeline, Prepared, RepNews, Result, Taken
 
 if TYPE_CHECKING:
     from kinestream.files.record import MotRecorder, TrcRecorder
     from kinestream.live.mqtt import MqttPublisher
-    from kinestream.reps import RepCounter
-    from kinestream.solve import StreamingIK
+    from kinestream.reps import RepEvent
 
 log = logging.getLogger("kinestream.live.service")
 
@@ -74,19 +73,26 @@ SUBSCRIPTION_REST_S = 0.010
 # ---------------------------------------------------------------- the asyncio shell
 
 
-@dataclass
-class _Item:
+@dataclass(frozen=True)
+class Arrival:
+    """How a frame came: the source's number for it, when it arrived and when the source sent it (the tag it
+    carries through the pipeline)."""
+
     seq: int
-    t: float
-    markers: np.ndarray
     recv_ns: int
     sent_ns: int | None
-    ready_ns: int = 0  # cleaned and augmented
-    keypoints: np.ndarray | None = None  # cleaned, for the pose topic
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """A prepared frame waiting for IK, and when it was ready."""
+
+    prepared: Prepared[Arrival]
+    ready_ns: int
 
 
 class Service:
-    """Sockets, queues and tasks around FrameProcessor and StreamingIK.
+    """Sockets, queues and tasks around one :class:`kinestream.pipeline.Pipeline`.
 
     ``model``: a scaled .osim (with an optional ``<model>.json`` beside it
     holding the subject's mass, height and floor offset, as ``calibrate``
@@ -156,10 +162,17 @@ class Service:
                 )
         self.subject = str(config["subject"].get("name", "subject"))
         self.metrics = Metrics()
-        self.processor = FrameProcessor(self.assets, config, self.height, self.mass, rate)
-        self.processor.floor_offset = float(subject.get("floor_offset_m", 0.0))
-        self.ik: StreamingIK | None = None  # the frame-wise IK core, made in _open
-        self.coords: list[str] = []
+        self.pipeline: Pipeline[Arrival] = Pipeline(
+            self.assets,
+            config,
+            height=self.height,
+            mass=self.mass,
+            model=self.model_path,
+            rate=rate,
+            floor_offset=float(subject.get("floor_offset_m", 0.0)),
+        )
+        self.coords = self.pipeline.coordinates
+        self._shown = [(n, self.coords.index(n)) for n in self.SHOWN if n in self.coords]
         svc = config.get("service", {})
         self.decoder = FrameDecoder(
             max_bytes=int(svc.get("max_message_bytes", 65536)),
@@ -174,13 +187,11 @@ class Service:
         self._pose_topics: set[bytes] = set()
         self._pose_wanted = False  # a subscription covers "pose": only then is it encoded and sent
         self.pose_sent = 0
-        self._waiting: deque[_Item] = deque()  # prepared frames not solved yet
+        self._waiting: deque[_Waiting] = deque()  # prepared frames not solved yet
         self._last_log: dict[str, float] = {}
         self._last_t: float | None = None
         self._source_subject: str | None = None  # the subject being served (frames name it, or not)
         self._source_ns = 0  # when its last frame arrived
-        self._dropped = 0  # processor.dropped already accounted
-        self.reps: RepCounter | None = None  # the rep counter, made once the coordinates are known
         self._last_counted: tuple[int | None, int] = (None, 0)  # (sent_ns, recv_ns) of its last frame
         self._record_offset = 0.0
         self.mot: MotRecorder | None = None
@@ -228,18 +239,9 @@ class Service:
                 f"kinestream running? give --output ENDPOINT"
             ) from None
         self._monitors = [self._monitor(self.sub, "input"), self._monitor(self.pub, "output")]
-        from kinestream.reps import CueSettings, RepCounter, RepSettings
-        from kinestream.solve import IKSettings, load_model
-
-        ik = IKSettings.from_config(self.config)
-        model, removed = load_model(self.model_path, self.assets.marker_set)
-        self.ik = ik.streaming(model, ik.setup(self.assets.ik_setup), self.processor.markers)
-        self.coords = self.ik.coordinates
-        self.reps = RepCounter(RepSettings.from_config(self.config), self.coords, CueSettings.from_config(self.config))
-        self._shown = [(n, self.coords.index(n)) for n in self.SHOWN if n in self.coords]
-        if removed:
-            log.info("removed before IK: %s", ", ".join(removed))
-        for note in self.ik.notes:
+        if self.pipeline.removed:
+            log.info("removed before IK: %s", ", ".join(self.pipeline.removed))
+        for note in self.pipeline.notes:
             log.warning(note)
         if self.record:
             from kinestream.files.record import MotRecorder, TrcRecorder, set_aside
@@ -252,7 +254,7 @@ class Service:
                     "kept the earlier recording %s as %s (a crashed session? kinestream recover %s)", old, new.name, new
                 )
             self.mot = MotRecorder(self.record, self.coords + ["rmse_mm"])
-            self.trc = TrcRecorder(markers, self.processor.keypoints + self.processor.markers, self.rate)
+            self.trc = TrcRecorder(markers, self.pipeline.keypoints + self.pipeline.markers, self.rate)
         if self.mqtt_endpoint:
             from kinestream.live.mqtt import MqttPublisher
 
@@ -386,12 +388,9 @@ class Service:
     def _restart_source(self, why: str, new_t: float) -> None:
         log.warning("keypoint source restarted (%s): a new session, stages reset", why)
         self._solve_waiting()  # the last session's frames first
-        self.processor.reset()
-        if self.ik is not None:
-            self.ik.reset()  # the next frame starts from the default pose, not the last session's
-        if self.reps is not None:
-            self._finish_reps("the source restarted")  # the last session's rep under way is closed out
-            self.reps.reset()  # a new session is a new set
+        # every stage forgets the last session (the next frame is solved from the default pose, a new set begins);
+        # its rep under way is closed out
+        self._rep_news(self.pipeline.restart(), *self._last_counted, why="the source restarted")
         recorded = [r.last_time for r in (self.mot, self.trc) if r is not None and r.last_time is not None]
         if recorded:  # recordings go on in time after the restart, from their own last row
             self._record_offset = max(recorded) + 1.0 / self.rate - new_t
@@ -437,80 +436,69 @@ class Service:
             log.info("stream resumed after %.1f s of silence", frame.t - self._last_t)
         self._last_t = frame.t
         try:
-            out = self.processor.step(frame.names, frame.xyz, frame.t, (frame.seq, recv_ns, frame.sent_ns))
+            taken = self.pipeline.prepare(frame.names, frame.xyz, frame.t, Arrival(frame.seq, recv_ns, frame.sent_ns))
         except Exception as exc:  # a stage must not take the service down; say what happened
             self._reject("stage_error", f"{type(exc).__name__}: {exc}")
             return
-        while self.processor.notes:
-            log.info(self.processor.notes.pop(0))
-        while self.processor.dropped > self._dropped:  # released by the cleaner, refused by the augmenter
-            self._dropped += 1
-            self._reject("stage_dropped", "the augmenter refused a frame (time not after the last one)")
-        if out is not None:
-            self._forward(out)
+        self._forward(taken)
 
-    def _forward(self, out: Prepared) -> None:
-        """A frame out of clean + augment: record its markers; it waits for IK."""
-        seq, recv, sent = cast(tuple[int, int, "int | None"], out.tag)
-        t, clean, markers = out.t, out.keypoints, out.markers
+    def _forward(self, taken: Taken[Arrival]) -> None:
+        """What the prepare stage gave: its notes logged, its drops counted; a frame out of clean + augment has its
+        markers recorded and waits for IK."""
+        for note in taken.notes:
+            log.info(note)
+        for _ in range(taken.dropped):  # released by the cleaner, refused by the augmenter
+            self._reject("stage_dropped", "the augmenter refused a frame (time not after the last one)")
+        out = taken.prepared
+        if out is None:
+            return
         if self.trc is not None:
-            self._record(self.trc, t, np.vstack([clean, markers]))
-        self._waiting.append(_Item(seq, t, markers, recv, sent, time.time_ns(), clean))
+            self._record(self.trc, out.t, np.vstack([out.keypoints, out.markers]))
+        self._waiting.append(_Waiting(out, time.time_ns()))
 
     def _solve_waiting(self) -> None:
         """IK for the waiting frames, oldest first. Latest wins: a frame that has waited longer than
         ``service.max_lag_ms`` since it arrived is skipped while a newer one waits (counted, logged)."""
         while self._waiting:
-            item = self._waiting.popleft()
-            if self.latest_wins and self._waiting and time.time_ns() - item.recv_ns > self.max_lag_ns:
+            waiting = self._waiting.popleft()
+            arrival = waiting.prepared.tag
+            if self.latest_wins and self._waiting and time.time_ns() - arrival.recv_ns > self.max_lag_ns:
                 self.metrics.skipped += 1
                 self._log_every(
                     "skip",
                     logging.WARNING,
                     "IK could not keep up: skipped frame %d (latest wins); %d skipped so far",
-                    item.seq,
+                    arrival.seq,
                     self.metrics.skipped,
                 )
                 continue
-            self._solve(item)
+            self._solve(waiting)
 
-    def _solve(self, item: _Item) -> None:
-        from kinestream.centres import centres_array
-
-        self.metrics.wait_ms.append((time.time_ns() - item.ready_ns) / 1e6)
+    def _solve(self, waiting: _Waiting) -> None:
+        self.metrics.wait_ms.append((time.time_ns() - waiting.ready_ns) / 1e6)
         start = time.perf_counter_ns()
-        ik = self.ik
-        try:
-            assert ik is not None, "IK is made when the service opens"
-            frame = ik.step(item.markers, item.t)
-            centres = centres_array(ik.model, ik.state) if frame.ok else None  # for the rep counter
-        except Exception as exc:  # the solver must not take the service down; say what happened
-            self._reject("stage_error", f"IK: {type(exc).__name__}: {exc}")
-            frame, centres = None, None
+        result = self.pipeline.solve(waiting.prepared)
+        if result.error is not None:  # the solver raised: the frame goes out unsolved
+            self._reject("stage_error", result.error)
         self.metrics.ik_ms.append((time.perf_counter_ns() - start) / 1e6)
-        self.metrics.prepare_ms.append((item.ready_ns - item.recv_ns) / 1e6)
-        if frame is None:
-            nan = np.full(len(self.coords), np.nan)
-            self._publish(item, nan, float("nan"), False, "IK raised", None)
-        else:
-            self._publish(item, frame.q, frame.rmse_mm, frame.ok, frame.event, centres)
+        self.metrics.prepare_ms.append((waiting.ready_ns - waiting.prepared.tag.recv_ns) / 1e6)
+        self._publish(result)
 
-    def _publish(
-        self, item: _Item, q: np.ndarray, rmse: float, ok: bool, event: str | None, centres: np.ndarray | None
-    ) -> None:
-        if not ok:
+    def _publish(self, result: Result[Arrival]) -> None:
+        arrival, q = result.tag, result.q
+        if not result.ok:
             self.metrics.ik_failures += 1
-        if event:
-            self._log_every("ik", logging.INFO, "IK at t=%.3f s: %s", item.t, event)
-        latency_ms = (time.time_ns() - item.recv_ns) / 1e6
+        if result.event:
+            self._log_every("ik", logging.INFO, "IK at t=%.3f s: %s", result.t, result.event)
+        latency_ms = (time.time_ns() - arrival.recv_ns) / 1e6
         payload = encode_angles(
-            item.seq,
-            item.t,
+            arrival.seq,
+            result.t,
             self.coords,
             q,
-            rmse_mm=rmse,
+            rmse_mm=result.rmse_mm,
             latency_ms=latency_ms,
-            sent_ns=item.sent_ns,
+            sent_ns=arrival.sent_ns,
             subject=self.subject,
         )
         try:
@@ -518,10 +506,10 @@ class Service:
         except Exception as exc:  # a full or closed socket must not stop the service
             self._reject("publish_error", str(exc))
         if self.mqtt is not None:
-            self.mqtt.publish("angles", angles_json(item.seq, item.t, self.coords, q))
+            self.mqtt.publish("angles", angles_json(arrival.seq, result.t, self.coords, q))
         if self.mot is not None:
-            if ok and np.isfinite(q).all():  # OpenSim's Storage reader (the GUI's) stops at a NaN
-                self._record(self.mot, item.t, np.append(q, rmse))
+            if result.ok and np.isfinite(q).all():  # OpenSim's Storage reader (the GUI's) stops at a NaN
+                self._record(self.mot, result.t, np.append(q, result.rmse_mm))
             else:
                 self.metrics.rows_not_recorded += 1
         self.metrics.frames_out += 1
@@ -530,63 +518,54 @@ class Service:
         for name, k in self._shown:
             self.metrics.last_angles[name] = float(q[k])
         if self._pose_wanted and self.pose_every and (self.metrics.frames_out - 1) % self.pose_every == 0:
-            self._send_pose(item, centres)
-        self._count_reps(item, q, centres)
+            self._send_pose(result)
+        self._last_counted = (arrival.sent_ns, arrival.recv_ns)
+        self._rep_news(result.rep, *self._last_counted)
 
-    def _send_pose(self, item: _Item, centres: np.ndarray | None) -> None:
+    def _send_pose(self, result: Result[Arrival]) -> None:
         """The frame's keypoints, markers and joint centres (NaN when IK failed) on ZeroMQ ``pose``."""
         from kinestream.centres import CENTRE_BODIES
         from kinestream.live.protocol import encode_pose
 
         n = len(CENTRE_BODIES)  # the joint centres: the first rows of a centres_array (torso_axis is no point)
+        centres = result.centres
         parts = {
-            "keypoints": (self.processor.keypoints, item.keypoints),
-            "markers": (self.processor.markers, item.markers),
+            "keypoints": (self.pipeline.keypoints, result.keypoints),
+            "markers": (self.pipeline.markers, result.markers),
             "centres": (list(CENTRE_BODIES), centres[:n] if centres is not None else np.full((n, 3), np.nan)),
         }
         try:
-            payload = encode_pose(item.seq, item.t, parts, subject=self.subject)
+            payload = encode_pose(result.tag.seq, result.t, parts, subject=self.subject)
             self.pub.send_multipart([TOPIC_POSE, payload], copy=False)
             self.pose_sent += 1
         except Exception as exc:  # the viewer's data must not cost the angles
             self._reject("publish_error", f"pose: {type(exc).__name__}: {exc}")
 
-    def _count_reps(self, item: _Item, q: np.ndarray, centres: np.ndarray | None) -> None:
-        """Feed the rep counter; publish a completed rep on ZeroMQ ``reps`` and MQTT."""
-        from kinestream.centres import centres_dict
-
-        if self.reps is None:
+    def _rep_news(self, news: RepNews, sent_ns: int | None, recv_ns: int, why: str | None = None) -> None:
+        """What the rep counter said: a rep that ended published on ZeroMQ ``reps`` and MQTT; a counter that failed
+        counted. ``why``: the stream ended so, and a rep under way was closed out."""
+        if news.error is not None:
+            self._reject("reps_error", news.error)
+        if news.event is None:
             return
-        self._last_counted = (item.sent_ns, item.recv_ns)
-        try:
-            event = self.reps.step(item.t, q, centres_dict(centres))
-        except Exception as exc:  # feedback must not cost the angles
-            self._reject("reps_error", f"{type(exc).__name__}: {exc}")
-            return
-        if event is not None:
-            self._publish_rep(event, item.sent_ns, item.recv_ns)
+        if why:
+            log.info("%s during rep %d: closing it out", why, news.event.index)
+        self._publish_rep(news.event, news.summary or {}, sent_ns, recv_ns)
 
     def _finish_reps(self, why: str) -> None:
         """The stream ended (``why``): the rep counter closes out a rep under way; publish it, complete or not."""
-        if self.reps is None:
-            return
-        try:
-            event = self.reps.finish()
-        except Exception as exc:
-            self._reject("reps_error", f"{type(exc).__name__}: {exc}")
-            return
-        if event is not None:
-            log.info("%s during rep %d: closing it out", why, event.index)
-            self._publish_rep(event, *self._last_counted)
+        self._rep_news(self.pipeline.finish(), *self._last_counted, why=why)
 
-    def _publish_rep(self, event, sent_ns: int | None, recv_ns: int) -> None:
-        """A rep event (``RepEvent``) on ZeroMQ ``reps`` and MQTT, with the set so far; logged."""
+    def rep_events(self) -> list[RepEvent]:
+        """The complete reps of the session so far."""
+        return self.pipeline.rep_events()
+
+    def _publish_rep(self, event: RepEvent, summary: dict, sent_ns: int | None, recv_ns: int) -> None:
+        """A rep event on ZeroMQ ``reps`` and MQTT, with the set so far (``summary``); logged."""
         import json
 
         from kinestream.live.protocol import encode_reps, reps_message
 
-        assert self.reps is not None
-        summary = {k: v for k, v in self.reps.summary().items() if k not in ("partials", "incomplete_reps")}
         msg = reps_message(
             event.to_dict(),
             summary,
@@ -707,7 +686,7 @@ class Service:
         snap["subject"] = self.subject
         snap["healthy"] = self.healthy
         snap["tasks"] = dict(self.health)  # a task that died and what became of it
-        snap["filter_delay_ms"] = round(self.processor.delay_ms(), 1)
+        snap["filter_delay_ms"] = round(self.pipeline.delay_ms(), 1)
         snap["curve"] = self.access is not None
         snap["pose"] = {"every": self.pose_every, "subscribed": self._pose_wanted, "sent": self.pose_sent}
         if self.mqtt is not None:
@@ -718,8 +697,8 @@ class Service:
         """Finish what is in flight: the frames ZeroMQ has already received, the cleaner's look-ahead and every
         waiting frame, none skipped."""
         await self._take_held()
-        for out in self.processor.flush():
-            self._forward(out)
+        for taken in self.pipeline.flush():
+            self._forward(taken)
         while self._waiting:
             self._solve(self._waiting.popleft())
         self._finish_reps("the service stopped")
@@ -787,7 +766,7 @@ class Service:
             self.output_endpoint,
             f", MQTT {self.mqtt_endpoint}" if self.mqtt_endpoint else "",
             f", recording to {self.record}" if self.record else "",
-            self.ik.solver if self.ik is not None else "-",
+            self.pipeline.solver,
             self.model_path,
         )
         if ready is not None:
