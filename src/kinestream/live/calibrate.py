@@ -118,7 +118,7 @@ async def calibrate(
 
     from kinestream.assets import get_assets
     from kinestream.augment import floor_offset
-    from kinestream.live.protocol import TOPIC_KEYPOINTS, FrameDecoder, Rejected
+    from kinestream.live.source import Heard, KeypointSource
     from kinestream.live.transport import Access, open_input
     from kinestream.pipeline import FrameProcessor
     from kinestream.scale import ScaleSettings, scale_model
@@ -129,10 +129,7 @@ async def calibrate(
     assets = get_assets(config, progress=say)
     processor = FrameProcessor(assets, config, height, mass, rate)
     collector = StaticCollector(processor.keypoints + processor.markers, rate)
-    svc = config.get("service", {})
-    decoder = FrameDecoder(
-        max_bytes=int(svc.get("max_message_bytes", 65536)), max_jump_s=float(svc.get("max_time_jump_s", 3600.0))
-    )
+    source = KeypointSource(config)  # the service's: the same frames heard, refused and restarted on
     subject = _UNSET = object()  # the person being calibrated: the first one heard
     still = ScaleSettings.from_config(config)
     window_s = still.still_window_s[0]  # the longest: a live calibration can wait for a full window
@@ -161,19 +158,16 @@ async def calibrate(
                     say("  waiting for keypoints ...")
                     last_say = time.monotonic()
                 continue
-            parts = await sub.recv_multipart()
-            if len(parts) != 2 or parts[0] != TOPIC_KEYPOINTS:
+            heard = source.take(await sub.recv_multipart(), time.time_ns())
+            if not isinstance(heard, Heard):
                 continue
-            try:
-                frame = decoder.decode(parts[1])
-            except Rejected:
-                continue
+            frame = heard.frame
             if subject is _UNSET:
                 subject = frame.subject
-                decoder.keep(subject)
+                source.keep(subject)
             elif frame.subject != subject:  # one person at a time, as the service
                 continue
-            if frame.restarted:  # the source started over: so does the search for a still pose
+            if heard.restart is not None:  # the source started over: so does the search for a still pose
                 processor.reset()
                 collector = StaticCollector(processor.keypoints + processor.markers, rate)
             try:

@@ -41,16 +41,14 @@ from kinestream.live.metrics import Metrics
 from kinestream.live.mqtt import parse_endpoint
 from kinestream.live.protocol import (
     TOPIC_ANGLES,
-    TOPIC_KEYPOINTS,
     TOPIC_POSE,
     TOPIC_REPS,
     TOPIC_STATUS,
-    FrameDecoder,
-    Rejected,
     angles_json,
     encode_angles,
     encode_status,
 )
+from kinestream.live.source import Heard, KeypointSource, Refused
 from kinestream.pipeline import Pipeline, Prepared, RepNews, Result, Taken
 
 if TYPE_CHECKING:
@@ -104,7 +102,6 @@ class Service:
     # (status, subscriptions, MQTT) run: a flood (each frame up to 11 LSTM steps) cannot hold the loop.
     TURN_BUDGET_S = 0.010
     RECONNECT_S = 0.5  # after a lost input link, connect afresh this much later unless ZeroMQ is at it
-    RESTART_BACK_S = 1.0  # time going back further than this is a restarted source, not a glitch
     SUBJECT_HOLD_S = 2.0  # frames of another subject are refused until the current one is this long silent
     SHOWN = ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")  # on the status line
 
@@ -174,11 +171,7 @@ class Service:
         self.coords = self.pipeline.coordinates
         self._shown = [(n, self.coords.index(n)) for n in self.SHOWN if n in self.coords]
         svc = config.get("service", {})
-        self.decoder = FrameDecoder(
-            max_bytes=int(svc.get("max_message_bytes", 65536)),
-            restart_back_s=self.RESTART_BACK_S,
-            max_jump_s=float(svc.get("max_time_jump_s", 3600.0)),
-        )
+        self.source = KeypointSource(config)  # decoding, the time rules per subject, restarts
         self.latest_wins = bool(svc.get("latest_wins", True))
         self.max_lag_ns = int(float(svc.get("max_lag_ms", 50.0)) * 1e6)
         self.pose_every = int(svc.get("pose_every", 1))  # 0: never
@@ -375,7 +368,7 @@ class Service:
         """Count (service-level reasons; the decoder counts its own) and log a rejected frame."""
         if count:
             self.metrics.rejected[reason] = self.metrics.rejected.get(reason, 0) + 1
-        so_far = self.metrics.rejected.get(reason) or self.decoder.counts.get(reason, 0)
+        so_far = self.metrics.rejected.get(reason) or self.source.counts.get(reason, 0)
         self._log_every(
             reason,
             logging.WARNING,
@@ -404,36 +397,34 @@ class Service:
             self._reject("record_error", f"{type(exc).__name__}: {exc}")
 
     def _take(self, parts: list, recv_ns: int) -> None:
-        """One multipart message from the SUB socket: ``[b"keypoints", payload]``, or a rejected envelope."""
-        if len(parts) != 2 or parts[0] != TOPIC_KEYPOINTS:
-            self._reject("bad_envelope", f"{len(parts)} parts")
-            return
-        self.handle(parts[1], recv_ns)
+        """One multipart message from the SUB socket: ``[b"keypoints", payload]``, or a refused envelope."""
+        self._admit(self.source.take(parts, recv_ns))
 
     def handle(self, payload: bytes, recv_ns: int) -> None:
-        """One message from the SUB socket: decode, clean, augment, dispatch. Never raises."""
-        try:
-            frame = self.decoder.decode(payload)
-        except Rejected as rej:
-            self._reject(rej.reason, rej.detail, count=False)
+        """One keypoint payload from the SUB socket: decode, clean, augment, dispatch. Never raises."""
+        self._admit(self.source.decode(payload, recv_ns))
+
+    def _admit(self, heard: Heard | Refused) -> None:
+        """A frame the source heard, admitted when it is the subject being served (one person at a time), then
+        cleaned and augmented; or what the source refused, counted and logged."""
+        if not isinstance(heard, Heard):
+            self._reject(heard.reason, heard.detail, count=False)  # the source counted it
             return
+        frame, recv_ns = heard.frame, heard.recv_ns
+        silence = heard.silence_s
         if frame.subject != self._source_subject and self._last_t is not None:
             if recv_ns - self._source_ns < self.SUBJECT_HOLD_S * 1e9:  # one person at a time
                 self._reject("other_subject", f"subject {frame.subject!r} while {self._source_subject!r} streams")
                 return
             self._restart_source(f"subject {frame.subject!r} follows {self._source_subject!r}", frame.t)
-        elif frame.restarted:
-            self._restart_source(
-                f"time went back from {self._last_t:.2f} s to {frame.t:.2f} s"
-                if self._last_t is not None
-                else "its clock started over",
-                frame.t,
-            )
+            silence = None
+        elif heard.restart is not None:
+            self._restart_source(heard.restart, frame.t)
         self._source_subject, self._source_ns = frame.subject, recv_ns
-        self.decoder.keep(frame.subject)
+        self.source.keep(frame.subject)
         self.metrics.frames_in += 1
-        if self._last_t is not None and frame.t - self._last_t > 2.0:
-            log.info("stream resumed after %.1f s of silence", frame.t - self._last_t)
+        if silence is not None:
+            log.info("stream resumed after %.1f s of silence", silence)
         self._last_t = frame.t
         try:
             taken = self.pipeline.prepare(frame.names, frame.xyz, frame.t, Arrival(frame.seq, recv_ns, frame.sent_ns))
@@ -680,9 +671,8 @@ class Service:
 
     def status(self) -> dict:
         snap = self.metrics.snapshot()
-        snap["rejected"] = {**self.decoder.counts, **self.metrics.rejected}
-        snap["missed_frames"] = self.decoder.missed  # numbered by the source, never received (seq gaps)
-        snap["clock_resets"] = self.decoder.clock_resets
+        snap.update(self.source.status())  # rejected, missed_frames, clock_resets
+        snap["rejected"] = {**snap["rejected"], **self.metrics.rejected}
         snap["subject"] = self.subject
         snap["healthy"] = self.healthy
         snap["tasks"] = dict(self.health)  # a task that died and what became of it
