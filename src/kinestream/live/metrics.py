@@ -19,7 +19,6 @@ class Metrics:
     skipped: int = 0
     ik_failures: int = 0
     resets: int = 0
-    rows_not_recorded: int = 0
     rejected: dict = field(default_factory=dict)
     refused: dict = field(default_factory=dict)  # handshakes refused per socket (CURVE, not ZeroMQ)
     latency_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
@@ -53,7 +52,6 @@ class Metrics:
             "skipped": self.skipped,
             "ik_failures": self.ik_failures,
             "resets": self.resets,
-            "rows_not_recorded": self.rows_not_recorded,
             "rejected": dict(self.rejected),
             "refused": dict(self.refused),
             "rate_hz": round(self.out_rate(), 1),

@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from kinestream import checks
 from kinestream.errors import KinestreamError
 from kinestream.live import release_signals, stop_on_signals
@@ -40,20 +38,15 @@ from kinestream.live.calibrate import load_subject
 from kinestream.live.metrics import Metrics
 from kinestream.live.mqtt import parse_endpoint
 from kinestream.live.protocol import (
-    TOPIC_ANGLES,
     TOPIC_POSE,
-    TOPIC_REPS,
     TOPIC_STATUS,
-    angles_json,
-    encode_angles,
     encode_status,
 )
-from kinestream.live.source import Heard, KeypointSource, Refused
+from kinestream.live.sinks import MqttSink, PoseSink, RecorderSink, Sink, Solved, ZmqSink
+from kinestream.live.source import Arrival, Heard, KeypointSource, Refused
 from kinestream.pipeline import Pipeline, Prepared, RepNews, Result, Taken
 
 if TYPE_CHECKING:
-    from kinestream.files.record import MotRecorder, TrcRecorder
-    from kinestream.live.mqtt import MqttPublisher
     from kinestream.reps import RepEvent
 
 log = logging.getLogger("kinestream.live.service")
@@ -69,16 +62,6 @@ SUBSCRIPTION_REST_S = 0.010
 
 
 # ---------------------------------------------------------------- the asyncio shell
-
-
-@dataclass(frozen=True)
-class Arrival:
-    """How a frame came: the source's number for it, when it arrived and when the source sent it (the tag it
-    carries through the pipeline)."""
-
-    seq: int
-    recv_ns: int
-    sent_ns: int | None
 
 
 @dataclass(frozen=True)
@@ -179,17 +162,15 @@ class Service:
         # any other topic a subscriber holds costs nothing here, however many there are.
         self._pose_topics: set[bytes] = set()
         self._pose_wanted = False  # a subscription covers "pose": only then is it encoded and sent
-        self.pose_sent = 0
         self._waiting: deque[_Waiting] = deque()  # prepared frames not solved yet
         self._last_log: dict[str, float] = {}
         self._last_t: float | None = None
         self._source_subject: str | None = None  # the subject being served (frames name it, or not)
         self._source_ns = 0  # when its last frame arrived
         self._last_counted: tuple[int | None, int] = (None, 0)  # (sent_ns, recv_ns) of its last frame
-        self._record_offset = 0.0
-        self.mot: MotRecorder | None = None
-        self.trc: TrcRecorder | None = None
-        self.mqtt: MqttPublisher | None = None
+        self.sinks: list[Sink] = []  # where frames go, made when the service opens
+        self._pose: PoseSink | None = None
+        self._mqtt: MqttSink | None = None
         self.healthy = True  # False once a task kept dying and the service stopped itself
         self.health: dict[str, str] = {}
         self._restarts: dict[str, int] = {}
@@ -236,31 +217,29 @@ class Service:
             log.info("removed before IK: %s", ", ".join(self.pipeline.removed))
         for note in self.pipeline.notes:
             log.warning(note)
-        if self.record:
-            from kinestream.files.record import MotRecorder, TrcRecorder, set_aside
-
-            self.record.parent.mkdir(parents=True, exist_ok=True)
-            markers = self.record.with_name(self.record.stem + "_markers.trc")
-            # and the .c3d that serve writes from the markers at the end (commands.live.recording_c3d)
-            for old, new in set_aside(self.record, markers, markers.with_suffix(".c3d")):
-                log.warning(
-                    "kept the earlier recording %s as %s (a crashed session? kinestream recover %s)", old, new.name, new
-                )
-            self.mot = MotRecorder(self.record, self.coords + ["rmse_mm"])
-            self.trc = TrcRecorder(markers, self.pipeline.keypoints + self.pipeline.markers, self.rate)
+        self.sinks = [ZmqSink(self.pub)]
         if self.mqtt_endpoint:
             from kinestream.live.mqtt import MqttPublisher
 
             m = self.config.get("mqtt", {})
-            self.mqtt = MqttPublisher.from_endpoint(
-                self.mqtt_endpoint,
-                subject=self.subject,
-                qos=int(m.get("qos", 0)),
-                username=m.get("username") or None,
-                password=m.get("password") or None,
-                tls=bool(m.get("tls", False)),
-                ca_file=m.get("ca_file") or None,
+            self._mqtt = MqttSink(
+                MqttPublisher.from_endpoint(
+                    self.mqtt_endpoint,
+                    subject=self.subject,
+                    qos=int(m.get("qos", 0)),
+                    username=m.get("username") or None,
+                    password=m.get("password") or None,
+                    tls=bool(m.get("tls", False)),
+                    ca_file=m.get("ca_file") or None,
+                )
             )
+            self.sinks.append(self._mqtt)
+        if self.record:  # and the .c3d that serve writes from the markers at the end (commands.live.recording_c3d)
+            columns = self.pipeline.keypoints + self.pipeline.markers
+            self.sinks.append(RecorderSink(self.record, self.coords, columns, self.rate))
+        self._pose = PoseSink(self.pub, self.pose_every, self.pipeline.keypoints, self.pipeline.markers)
+        self._pose.want(self._pose_wanted)
+        self.sinks.append(self._pose)
 
     def _close(self) -> None:
         """Close every resource, each on its own: one that fails to close leaves none of the others open."""
@@ -273,9 +252,8 @@ class Service:
 
         if self._reconnect is not None:
             self._reconnect.cancel()
-        for name, rec in (("the .mot recording", self.mot), ("the marker recording", self.trc)):
-            if rec is not None:
-                attempt(name, rec.close)
+        for sink in self.sinks:
+            attempt(sink.name, sink.close)
         for sock, mon in zip((self.sub, self.pub), self._monitors, strict=False):
             attempt("a socket monitor", sock.disable_monitor)
             attempt("a socket monitor", mon.close, 0)
@@ -384,17 +362,18 @@ class Service:
         # every stage forgets the last session (the next frame is solved from the default pose, a new set begins);
         # its rep under way is closed out
         self._rep_news(self.pipeline.restart(), *self._last_counted, why="the source restarted")
-        recorded = [r.last_time for r in (self.mot, self.trc) if r is not None and r.last_time is not None]
-        if recorded:  # recordings go on in time after the restart, from their own last row
-            self._record_offset = max(recorded) + 1.0 / self.rate - new_t
+        self._to_sinks("on_restart", new_t)  # a recording goes on in time, from its own last row
         self._last_t = None
         self.metrics.resets += 1
 
-    def _record(self, recorder, t: float, values: np.ndarray) -> None:
-        try:
-            recorder.write(t + self._record_offset, values)
-        except Exception as exc:  # a recording problem is reported, never fatal
-            self._reject("record_error", f"{type(exc).__name__}: {exc}")
+    def _to_sinks(self, method: str, *args) -> None:
+        """Every sink's ``method`` (``on_frame``, say) with ``args``; one that raises is counted under its failure
+        reason and costs no other sink its turn (a full socket, a full disk must not stop the service)."""
+        for sink in self.sinks:
+            try:
+                getattr(sink, method)(*args)
+            except Exception as exc:
+                self._reject(sink.failure, f"{sink.name}: {type(exc).__name__}: {exc}")
 
     def _take(self, parts: list, recv_ns: int) -> None:
         """One multipart message from the SUB socket: ``[b"keypoints", payload]``, or a refused envelope."""
@@ -443,8 +422,7 @@ class Service:
         out = taken.prepared
         if out is None:
             return
-        if self.trc is not None:
-            self._record(self.trc, out.t, np.vstack([out.keypoints, out.markers]))
+        self._to_sinks("on_prepared", out)
         self._waiting.append(_Waiting(out, time.time_ns()))
 
     def _solve_waiting(self) -> None:
@@ -482,55 +460,15 @@ class Service:
         if result.event:
             self._log_every("ik", logging.INFO, "IK at t=%.3f s: %s", result.t, result.event)
         latency_ms = (time.time_ns() - arrival.recv_ns) / 1e6
-        payload = encode_angles(
-            arrival.seq,
-            result.t,
-            self.coords,
-            q,
-            rmse_mm=result.rmse_mm,
-            latency_ms=latency_ms,
-            sent_ns=arrival.sent_ns,
-            subject=self.subject,
-        )
-        try:
-            self.pub.send_multipart([TOPIC_ANGLES, payload], copy=False)
-        except Exception as exc:  # a full or closed socket must not stop the service
-            self._reject("publish_error", str(exc))
-        if self.mqtt is not None:
-            self.mqtt.publish("angles", angles_json(arrival.seq, result.t, self.coords, q))
-        if self.mot is not None:
-            if result.ok and np.isfinite(q).all():  # OpenSim's Storage reader (the GUI's) stops at a NaN
-                self._record(self.mot, result.t, np.append(q, result.rmse_mm))
-            else:
-                self.metrics.rows_not_recorded += 1
+        solved = Solved(result, self.coords, self.subject, latency_ms)
         self.metrics.frames_out += 1
+        self._to_sinks("on_frame", solved)
         self.metrics.out_times.append(time.monotonic())
         self.metrics.latency_ms.append(latency_ms)
         for name, k in self._shown:
             self.metrics.last_angles[name] = float(q[k])
-        if self._pose_wanted and self.pose_every and (self.metrics.frames_out - 1) % self.pose_every == 0:
-            self._send_pose(result)
         self._last_counted = (arrival.sent_ns, arrival.recv_ns)
         self._rep_news(result.rep, *self._last_counted)
-
-    def _send_pose(self, result: Result[Arrival]) -> None:
-        """The frame's keypoints, markers and joint centres (NaN when IK failed) on ZeroMQ ``pose``."""
-        from kinestream.centres import CENTRE_BODIES
-        from kinestream.live.protocol import encode_pose
-
-        n = len(CENTRE_BODIES)  # the joint centres: the first rows of a centres_array (torso_axis is no point)
-        centres = result.centres
-        parts = {
-            "keypoints": (self.pipeline.keypoints, result.keypoints),
-            "markers": (self.pipeline.markers, result.markers),
-            "centres": (list(CENTRE_BODIES), centres[:n] if centres is not None else np.full((n, 3), np.nan)),
-        }
-        try:
-            payload = encode_pose(result.tag.seq, result.t, parts, subject=self.subject)
-            self.pub.send_multipart([TOPIC_POSE, payload], copy=False)
-            self.pose_sent += 1
-        except Exception as exc:  # the viewer's data must not cost the angles
-            self._reject("publish_error", f"pose: {type(exc).__name__}: {exc}")
 
     def _rep_news(self, news: RepNews, sent_ns: int | None, recv_ns: int, why: str | None = None) -> None:
         """What the rep counter said: a rep that ended published on ZeroMQ ``reps`` and MQTT; a counter that failed
@@ -553,9 +491,7 @@ class Service:
 
     def _publish_rep(self, event: RepEvent, summary: dict, sent_ns: int | None, recv_ns: int) -> None:
         """A rep event on ZeroMQ ``reps`` and MQTT, with the set so far (``summary``); logged."""
-        import json
-
-        from kinestream.live.protocol import encode_reps, reps_message
+        from kinestream.live.protocol import reps_message
 
         msg = reps_message(
             event.to_dict(),
@@ -564,12 +500,7 @@ class Service:
             sent_ns=sent_ns,
             latency_ms=(time.time_ns() - recv_ns) / 1e6,
         )
-        try:
-            self.pub.send_multipart([TOPIC_REPS, encode_reps(msg)], copy=False)
-        except Exception as exc:
-            self._reject("publish_error", str(exc))
-        if self.mqtt is not None:
-            self.mqtt.publish("reps", json.dumps(msg, separators=(",", ":")))
+        self._to_sinks("on_rep", msg)
         self.metrics.reps = summary["reps"]
         if not event.complete:
             log.info("rep %d incomplete (not counted): %s", event.index, event.reason)
@@ -646,6 +577,8 @@ class Service:
         wanted = bool(self._pose_topics)
         if wanted != self._pose_wanted:
             log.info("a subscriber %s the pose topic", "wants" if wanted else "no longer wants")
+            if self._pose is not None:
+                self._pose.want(wanted)
         self._pose_wanted = wanted
 
     async def _status(self, stop: asyncio.Event) -> None:
@@ -659,10 +592,7 @@ class Service:
                 self.pub.send_multipart([TOPIC_STATUS, encode_status(snap)])
             except Exception as exc:  # noqa: BLE001 - the status is lost, the service goes on: say so
                 log.warning("status not published: %s", exc)
-            if self.mqtt is not None:
-                import json
-
-                self.mqtt.publish("status", json.dumps(snap))
+            self._to_sinks("on_status", snap)
             if self.status_out is not None:
                 try:
                     self.status_out(self.metrics.line(snap))
@@ -678,9 +608,10 @@ class Service:
         snap["tasks"] = dict(self.health)  # a task that died and what became of it
         snap["filter_delay_ms"] = round(self.pipeline.delay_ms(), 1)
         snap["curve"] = self.access is not None
-        snap["pose"] = {"every": self.pose_every, "subscribed": self._pose_wanted, "sent": self.pose_sent}
-        if self.mqtt is not None:
-            snap["mqtt"] = self.mqtt.stats()
+        snap["pose"] = {"every": self.pose_every, "subscribed": self._pose_wanted, "sent": 0}  # until it opens
+        snap["rows_not_recorded"] = 0  # solved frames left out of the recording (unsolved ones), when recording
+        for sink in self.sinks:
+            snap.update(sink.status())  # the pose topic, MQTT, rows left out of the recording
         return snap
 
     async def _drain(self) -> None:
@@ -692,16 +623,8 @@ class Service:
         while self._waiting:
             self._solve(self._waiting.popleft())
         self._finish_reps("the service stopped")
-        await self._flush_mqtt()
-
-    async def _flush_mqtt(self, timeout_s: float = 1.0) -> None:
-        """Give MQTT up to ``timeout_s`` to send what the drain queued (a connected broker only)."""
-        deadline = time.monotonic() + timeout_s
-        while self.mqtt is not None and time.monotonic() < deadline:
-            stats = self.mqtt.stats()
-            if not (stats["connected"] and stats["queued"]):
-                return
-            await asyncio.sleep(0.01)
+        if self._mqtt is not None:
+            await self._mqtt.flush()  # up to a second for what the drain queued (a connected broker only)
 
     TASK_RESTARTS = 3  # a task that dies is started again this many times; then the service stops, unhealthy
 
@@ -748,8 +671,8 @@ class Service:
         self._supervise("subscriptions", lambda: self._subscriptions(stop), stop)
         for name, mon in zip(("input", "output"), self._monitors, strict=False):
             self._supervise(f"watch-{name}", lambda name=name, mon=mon: self._watch(name, mon, stop), stop)
-        if self.mqtt is not None:
-            self._supervise("mqtt", self.mqtt.run, stop)
+        if self._mqtt is not None:
+            self._supervise("mqtt", self._mqtt.run, stop)
         log.info(
             "serving: keypoints from %s, angles on %s%s%s; IK solver %s; model %s",
             self.input_endpoint,

@@ -19,6 +19,16 @@ SILENCE_S = 2.0  # a subject's frames resuming after this long (by its own clock
 
 
 @dataclass(frozen=True)
+class Arrival:
+    """How a frame came: the source's number for it, when it arrived and when the source sent it (the tag it
+    carries through the pipeline)."""
+
+    seq: int
+    recv_ns: int
+    sent_ns: int | None
+
+
+@dataclass(frozen=True)
 class Heard:
     """A frame the source accepts: when it arrived; ``restart``, why its subject's source started a new session
     with it (its clock went back or jumped ahead and stayed there); ``silence_s``, how long (by its clock) its
