@@ -651,20 +651,40 @@ class Service:
 
         task.add_done_callback(done)
 
+    async def __aenter__(self) -> Service:
+        """The sockets bound and connected, the sinks opened (a recording's files made)."""
+        self._open()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        """Every socket, sink and the CURVE authenticator closed."""
+        self._close()
+
     async def run(self, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> dict:
-        """Serve until ``stop`` is set (or SIGINT/SIGTERM); returns the final status.
+        """Open, serve until ``stop`` is set (or SIGINT/SIGTERM), close; returns the final status.
 
         Its ``healthy`` is False when a task kept dying and the service stopped itself: the command
         line then exits with status 1.
         """
         stop = stop or asyncio.Event()
         taken = stop_on_signals(stop)
-        self._open()
-        # Start-up leaves about 120,000 objects the collector tracks (OpenSim's proxies, the augmenter, numpy's
-        # modules) and that live as long as the service: one full collection over them took 50 ms, six frames at
-        # 120 Hz. Frozen, they leave its view; what frames allocate is collected as before.
-        gc.collect()
-        gc.freeze()
+        try:
+            async with self:
+                # Start-up leaves about 120,000 objects the collector tracks (OpenSim's proxies, the augmenter,
+                # numpy's modules) and that live as long as the service: one full collection over them took 50 ms,
+                # six frames at 120 Hz. Frozen, they leave its view; what frames allocate is collected as before.
+                gc.collect()
+                gc.freeze()
+                try:
+                    return await self.serve(stop, ready)
+                finally:
+                    gc.unfreeze()  # a process that serves again (tests, the demo) has its objects collected as before
+        finally:
+            release_signals(taken)
+
+    async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> dict:
+        """Serve, opened (``async with service``), until ``stop`` is set: the tasks started and supervised, then
+        the frames in flight drained and the tasks ended; returns the final status."""
         self._tasks: dict[str, asyncio.Task] = {}
         self._supervise("receive", lambda: self._receive(stop), stop)
         self._supervise("status", lambda: self._status(stop), stop)
@@ -698,8 +718,4 @@ class Service:
             for task, result in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True), strict=False):
                 if isinstance(result, Exception):
                     log.error("task %s ended with %s: %s", task.get_name(), type(result).__name__, result)
-            final = self.status()
-            self._close()
-            release_signals(taken)
-            gc.unfreeze()  # a process that serves again (tests, the demo) has its objects collected as before
-        return final
+        return self.status()
