@@ -126,7 +126,7 @@ def test_a_turn_of_the_receive_loop_stops_when_its_time_is_spent():
                           mass=70.0, height=1.75)  # fmt: skip
         service._open()
         try:
-            pub = service.sync_ctx.socket(zmq.PUB)
+            pub = service.sockets.sync_ctx.socket(zmq.PUB)
             pub.bind(endpoint)
             probe = 0
 

@@ -43,6 +43,7 @@ from kinestream.live.protocol import (
     encode_status,
 )
 from kinestream.live.sinks import MqttSink, PoseSink, RecorderSink, Sink, Solved, ZmqSink
+from kinestream.live.sockets import Sockets
 from kinestream.live.source import Arrival, Heard, KeypointSource, Refused
 from kinestream.pipeline import Pipeline, Prepared, RepNews, Result, Taken
 
@@ -84,7 +85,6 @@ class Service:
     # A turn of the receive loop takes messages for at most this long, then solves and lets the other tasks
     # (status, subscriptions, MQTT) run: a flood (each frame up to 11 LSTM steps) cannot hold the loop.
     TURN_BUDGET_S = 0.010
-    RECONNECT_S = 0.5  # after a lost input link, connect afresh this much later unless ZeroMQ is at it
     SUBJECT_HOLD_S = 2.0  # frames of another subject are refused until the current one is this long silent
     SHOWN = ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")  # on the status line
 
@@ -178,41 +178,17 @@ class Service:
 
         check_bind(output_endpoint, config, "angles output")
         self.access = Access.from_config(config)  # CURVE keys and who may connect; None when off
-        self._monitors: list = []
-        self._reconnect: asyncio.TimerHandle | None = None  # a pending input reconnect
-        self._link_lost = self._link_busy = 0.0  # when the input link was last lost / ZeroMQ last reconnected
+        self.sockets = Sockets(config, input_endpoint, output_endpoint, self.access, self._refused)
 
     # -- set-up and tear-down
 
     def _open(self) -> None:
-        import zmq
-        import zmq.asyncio
-
-        from kinestream.live.transport import open_input
-
-        svc = self.config.get("service", {})
-        self.sync_ctx = zmq.Context()
-        self.ctx = zmq.asyncio.Context.shadow(self.sync_ctx)  # one libzmq context: one authenticator for both
-        if self.access is not None:
-            self.access.start(self.sync_ctx)
-        self.sub = open_input(self.ctx, self.config, self.input_endpoint, self.access)
-        self.pub = self.sync_ctx.socket(zmq.XPUB)  # a PUB that tells which topics are subscribed
-        self.pub.setsockopt(zmq.LINGER, 500)
-        self.pub.setsockopt(zmq.SNDHWM, int(svc.get("send_queue", 1000)))
-        # What subscribers send the XPUB is subscriptions: a topic a few bytes long. A longer frame makes ZeroMQ
-        # drop that peer's connection before it is buffered; a peer that floods subscriptions waits on its queue.
-        self.pub.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_MAX_BYTES)
-        self.pub.setsockopt(zmq.RCVHWM, SUBSCRIPTION_QUEUE)
-        if self.access is not None:
-            self.access.serve(self.pub)
-        try:
-            self.pub.bind(self.output_endpoint)
-        except zmq.ZMQError as exc:
-            raise KinestreamError(
-                f"cannot bind the output socket to {self.output_endpoint}: {exc}; is another "
-                f"kinestream running? give --output ENDPOINT"
-            ) from None
-        self._monitors = [self._monitor(self.sub, "input"), self._monitor(self.pub, "output")]
+        self.sockets.open(
+            send_queue=int(self.config.get("service", {}).get("send_queue", 1000)),
+            subscription_max_bytes=SUBSCRIPTION_MAX_BYTES,
+            subscription_queue=SUBSCRIPTION_QUEUE,
+        )
+        self.sub, self.pub = self.sockets.sub, self.sockets.pub
         if self.pipeline.removed:
             log.info("removed before IK: %s", ", ".join(self.pipeline.removed))
         for note in self.pipeline.notes:
@@ -250,56 +226,9 @@ class Service:
             except Exception as exc:
                 log.error("closing %s failed: %s: %s", what, type(exc).__name__, exc)
 
-        if self._reconnect is not None:
-            self._reconnect.cancel()
         for sink in self.sinks:
             attempt(sink.name, sink.close)
-        for sock, mon in zip((self.sub, self.pub), self._monitors, strict=False):
-            attempt("a socket monitor", sock.disable_monitor)
-            attempt("a socket monitor", mon.close, 0)
-        attempt("the input socket", self.sub.close, 0)
-        attempt("the output socket", self.pub.close)
-        if self.access is not None:
-            attempt("the CURVE authenticator", self.access.stop)
-        attempt("the ZeroMQ context", self.sync_ctx.term)
-
-    def _monitor(self, sock, name: str):
-        """A PAIR socket that receives ``sock``'s refused handshakes (read by :meth:`_watch`)."""
-        import zmq
-
-        from kinestream.live.transport import LINK_EVENTS, REFUSED_EVENTS
-
-        address = f"inproc://kinestream.monitor.{name}.{id(self)}"
-        # the input also reports its links coming and going: ZeroMQ does not reconnect after some losses
-        sock.monitor(address, REFUSED_EVENTS | (LINK_EVENTS if name == "input" else 0))
-        mon = self.ctx.socket(zmq.PAIR)
-        mon.connect(address)
-        return mon
-
-    async def _watch(self, name: str, mon, stop: asyncio.Event) -> None:
-        """Events of the input or output socket: handshakes refused (a peer
-        without an authorized CURVE key, a plain peer meeting CURVE, not
-        ZeroMQ) are counted; a lost input link is connected afresh."""
-        import zmq
-        from zmq.utils.monitor import parse_monitor_message
-
-        from kinestream.live.transport import REFUSED_NAMES
-
-        while not stop.is_set():
-            if not await mon.poll(100):
-                continue
-            event = parse_monitor_message(await mon.recv_multipart())
-            kind = event["event"]
-            if kind in REFUSED_NAMES:
-                self._refused(name, event)
-            if name != "input" or self.config.get("service", {}).get("bind_input", False):
-                continue
-            if kind in REFUSED_NAMES or kind == zmq.EVENT_DISCONNECTED:
-                self._link_lost = time.monotonic()
-                if self._reconnect is None:
-                    self._reconnect = asyncio.get_running_loop().call_later(self.RECONNECT_S, self._reconnect_input)
-            else:  # ZeroMQ is connecting again by itself
-                self._link_busy = time.monotonic()
+        self.sockets.close(attempt)
 
     def _refused(self, name: str, event: Mapping[str, Any]) -> None:
         from kinestream.live.transport import REFUSED_NAMES
@@ -314,24 +243,6 @@ class Service:
             REFUSED_NAMES.get(event["event"], event["event"]),
             self.metrics.refused[name],
         )
-
-    def _reconnect_input(self) -> None:
-        """Connect the input afresh when ZeroMQ has given up on it. After a
-        connection that broke the protocol (a plain source meeting CURVE, a
-        message over the size limit) ZeroMQ does not reconnect, and the next
-        source on that endpoint would never be heard; after an ordinary loss it
-        reconnects by itself (and says so), and this leaves it alone: breaking
-        a working link would lose frames."""
-        import zmq
-
-        self._reconnect = None
-        if self.sub.closed or self._link_busy > self._link_lost:  # ZeroMQ took care of it
-            return
-        try:
-            self.sub.disconnect(self.input_endpoint)
-        except zmq.ZMQError:  # the connection was already dropped
-            pass
-        self.sub.connect(self.input_endpoint)
 
     # -- the frame path
 
@@ -689,8 +600,8 @@ class Service:
         self._supervise("receive", lambda: self._receive(stop), stop)
         self._supervise("status", lambda: self._status(stop), stop)
         self._supervise("subscriptions", lambda: self._subscriptions(stop), stop)
-        for name, mon in zip(("input", "output"), self._monitors, strict=False):
-            self._supervise(f"watch-{name}", lambda name=name, mon=mon: self._watch(name, mon, stop), stop)
+        for name in Sockets.NAMES:  # refused peers counted; a lost input link connected afresh
+            self._supervise(f"watch-{name}", lambda name=name: self.sockets.watch(name, stop), stop)
         if self._mqtt is not None:
             self._supervise("mqtt", self._mqtt.run, stop)
         log.info(
