@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,35 @@ def load_subject(model: str | Path | None) -> dict:
         raise KinestreamError(
             f"{path} is not valid JSON ({exc}); delete it or run 'kinestream calibrate' again"
         ) from None
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who is served: the model (a scaled .osim, or the generic one), mass (kg), height (m) and floor offset (m)."""
+
+    model: Path
+    mass: float
+    height: float
+    floor_offset: float = 0.0
+
+
+def served_subject(
+    config: dict, assets, model: str | Path | None, mass: float | None = None, height: float | None = None
+) -> Subject:
+    """The subject ``serve`` serves: ``model`` (None: the generic model, unscaled) with the mass, height and floor
+    offset of the subject file beside it, ``mass`` and ``height`` when given, the ``[subject]`` settings for the
+    rest. KinestreamError for a model that is not there or a subject out of range."""
+    subject = load_subject(model) if model else {}
+    mass = float(mass if mass is not None else subject.get("mass", config["subject"]["mass"]))
+    height = float(height if height is not None else subject.get("height", config["subject"]["height"]))
+    checks.subject(height, mass)
+    if model is not None and not Path(model).is_file():
+        raise KinestreamError(
+            f"model {model} does not exist; give a scaled .osim (kinestream "
+            f"calibrate writes one) or leave --model out for the generic model"
+        )
+    path = Path(model) if model is not None else Path(assets.generic_model)
+    return Subject(path, mass, height, float(subject.get("floor_offset_m", 0.0)))
 
 
 def write_subject(model_path: Path, mass: float, height: float, floor_offset_m: float, window: str) -> Path:

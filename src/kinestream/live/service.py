@@ -31,12 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kinestream import checks
-from kinestream.errors import KinestreamError
 from kinestream.live import release_signals, stop_on_signals
-from kinestream.live.calibrate import load_subject
+from kinestream.live.calibrate import served_subject
 from kinestream.live.metrics import Metrics
-from kinestream.live.mqtt import parse_endpoint
+from kinestream.live.mqtt import check_settings as check_mqtt
 from kinestream.live.protocol import (
     TOPIC_POSE,
     TOPIC_STATUS,
@@ -63,6 +61,52 @@ SUBSCRIPTION_REST_S = 0.010
 
 
 # ---------------------------------------------------------------- the asyncio shell
+
+
+class Supervisor:
+    """The service's tasks: each runs as a named task; when one dies it is logged, marked in ``health`` and started
+    again (at most RESTARTS times); past that ``stop`` is set and ``healthy`` is False (exit status 1, for a
+    supervisor of the process to restart it)."""
+
+    RESTARTS = 3
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, asyncio.Task] = {}
+        self.health: dict[str, str] = {}
+        self.healthy = True
+        self._restarts: dict[str, int] = {}
+
+    def start(self, name: str, make, stop: asyncio.Event) -> None:
+        """Run the coroutine ``make()`` as task ``name`` until ``stop``."""
+        task = asyncio.create_task(make(), name=name)
+        self.tasks[name] = task
+
+        def done(t: asyncio.Task) -> None:
+            if t.cancelled() or stop.is_set():
+                return
+            exc = t.exception()
+            why = f"{type(exc).__name__}: {exc}" if exc is not None else "it returned"
+            self._restarts[name] = self._restarts.get(name, 0) + 1
+            self.health[name] = f"died ({why}); restarted {self._restarts[name]} times"
+            log.error("task %s died: %s", name, why, exc_info=exc)
+            if self._restarts[name] > self.RESTARTS:
+                log.critical("task %s keeps dying: stopping (exit status 1, for a supervisor to restart)", name)
+                self.healthy = False
+                stop.set()
+                return
+            self.start(name, make, stop)
+
+        task.add_done_callback(done)
+
+    async def end(self, name: str | None = None) -> None:
+        """Task ``name`` (None: every task) cancelled and awaited; one that ended with an error is logged."""
+        names = [name] if name is not None else list(self.tasks)
+        tasks = [self.tasks.pop(n) for n in names if n in self.tasks]
+        for task in tasks:
+            task.cancel()
+        for task, result in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True), strict=False):
+            if isinstance(result, Exception):
+                log.error("task %s ended with %s: %s", task.get_name(), type(result).__name__, result)
 
 
 @dataclass(frozen=True)
@@ -110,36 +154,19 @@ class Service:
         self.output_endpoint = output_endpoint
         self.mqtt_endpoint = mqtt
         if mqtt:
-            parse_endpoint(mqtt)  # a bad broker address is said before anything starts
-            m = config.get("mqtt", {})
-            if m.get("password") and not m.get("tls") and not m.get("allow_plaintext_password", False):
-                raise KinestreamError(
-                    "mqtt.password is set but mqtt.tls is off: the password would cross the network "
-                    "in the clear; turn mqtt.tls on, or set mqtt.allow_plaintext_password = true "
-                    "(a broker on this machine, say)"
-                )
+            check_mqtt(mqtt, config)  # a bad broker address or a password in the clear is said before anything starts
         self.record = Path(record) if record else None
         self.status_interval = status_interval
         self.status_out = status_out
         self.rate = rate
         self.assets = get_assets(config, progress=lambda m: log.info(m))
-        subject = load_subject(model) if model else {}
-        self.mass = float(mass if mass is not None else subject.get("mass", config["subject"]["mass"]))
-        self.height = float(height if height is not None else subject.get("height", config["subject"]["height"]))
-        checks.subject(self.height, self.mass)
+        person = served_subject(config, self.assets, model, mass, height)
         if model is None:
             log.warning(
                 "no --model given: angles come from the generic model, unscaled; run 'kinestream "
                 "calibrate' (or serve --calibrate) for the subject's own"
             )
-            self.model_path = self.assets.generic_model
-        else:
-            self.model_path = Path(model)
-            if not self.model_path.is_file():
-                raise KinestreamError(
-                    f"model {self.model_path} does not exist; give a scaled .osim (kinestream "
-                    f"calibrate writes one) or leave --model out for the generic model"
-                )
+        self.model_path, self.mass, self.height = person.model, person.mass, person.height
         self.subject = str(config["subject"].get("name", "subject"))
         self.metrics = Metrics()
         self.pipeline: Pipeline[Arrival] = Pipeline(
@@ -149,7 +176,7 @@ class Service:
             mass=self.mass,
             model=self.model_path,
             rate=rate,
-            floor_offset=float(subject.get("floor_offset_m", 0.0)),
+            floor_offset=person.floor_offset,
         )
         self.coords = self.pipeline.coordinates
         self._shown = [(n, self.coords.index(n)) for n in self.SHOWN if n in self.coords]
@@ -171,9 +198,7 @@ class Service:
         self.sinks: list[Sink] = []  # where frames go, made when the service opens
         self._pose: PoseSink | None = None
         self._mqtt: MqttSink | None = None
-        self.healthy = True  # False once a task kept dying and the service stopped itself
-        self.health: dict[str, str] = {}
-        self._restarts: dict[str, int] = {}
+        self.supervisor = Supervisor()  # the tasks, started again when they die; the service's health
         from kinestream.live.transport import Access, check_bind
 
         check_bind(output_endpoint, config, "angles output")
@@ -197,18 +222,7 @@ class Service:
         if self.mqtt_endpoint:
             from kinestream.live.mqtt import MqttPublisher
 
-            m = self.config.get("mqtt", {})
-            self._mqtt = MqttSink(
-                MqttPublisher.from_endpoint(
-                    self.mqtt_endpoint,
-                    subject=self.subject,
-                    qos=int(m.get("qos", 0)),
-                    username=m.get("username") or None,
-                    password=m.get("password") or None,
-                    tls=bool(m.get("tls", False)),
-                    ca_file=m.get("ca_file") or None,
-                )
-            )
+            self._mqtt = MqttSink(MqttPublisher.from_config(self.mqtt_endpoint, self.config, self.subject))
             self.sinks.append(self._mqtt)
         if self.record:  # and the .c3d that serve writes from the markers at the end (commands.live.recording_c3d)
             columns = self.pipeline.keypoints + self.pipeline.markers
@@ -515,8 +529,8 @@ class Service:
         snap.update(self.source.status())  # rejected, missed_frames, clock_resets
         snap["rejected"] = {**snap["rejected"], **self.metrics.rejected}
         snap["subject"] = self.subject
-        snap["healthy"] = self.healthy
-        snap["tasks"] = dict(self.health)  # a task that died and what became of it
+        snap["healthy"] = self.supervisor.healthy  # False once a task kept dying and the service stopped itself
+        snap["tasks"] = dict(self.supervisor.health)  # a task that died and what became of it
         snap["filter_delay_ms"] = round(self.pipeline.delay_ms(), 1)
         snap["curve"] = self.access is not None
         snap["pose"] = {"every": self.pose_every, "subscribed": self._pose_wanted, "sent": 0}  # until it opens
@@ -536,31 +550,6 @@ class Service:
         self._finish_reps("the service stopped")
         if self._mqtt is not None:
             await self._mqtt.flush()  # up to a second for what the drain queued (a connected broker only)
-
-    TASK_RESTARTS = 3  # a task that dies is started again this many times; then the service stops, unhealthy
-
-    def _supervise(self, name: str, make, stop: asyncio.Event) -> None:
-        """Run the coroutine ``make()`` as task ``name``; when it dies, log it, mark it in the status and start
-        it again (at most TASK_RESTARTS times); past that the service stops and :meth:`run` reports it unhealthy."""
-        task = asyncio.create_task(make(), name=name)
-        self._tasks[name] = task
-
-        def done(t: asyncio.Task) -> None:
-            if t.cancelled() or stop.is_set():
-                return
-            exc = t.exception()
-            why = f"{type(exc).__name__}: {exc}" if exc is not None else "it returned"
-            self._restarts[name] = self._restarts.get(name, 0) + 1
-            self.health[name] = f"died ({why}); restarted {self._restarts[name]} times"
-            log.error("task %s died: %s", name, why, exc_info=exc)
-            if self._restarts[name] > self.TASK_RESTARTS:
-                log.critical("task %s keeps dying: stopping (exit status 1, for a supervisor to restart)", name)
-                self.healthy = False
-                stop.set()
-                return
-            self._supervise(name, make, stop)
-
-        task.add_done_callback(done)
 
     async def __aenter__(self) -> Service:
         """The sockets bound and connected, the sinks opened (a recording's files made)."""
@@ -596,14 +585,14 @@ class Service:
     async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> dict:
         """Serve, opened (``async with service``), until ``stop`` is set: the tasks started and supervised, then
         the frames in flight drained and the tasks ended; returns the final status."""
-        self._tasks: dict[str, asyncio.Task] = {}
-        self._supervise("receive", lambda: self._receive(stop), stop)
-        self._supervise("status", lambda: self._status(stop), stop)
-        self._supervise("subscriptions", lambda: self._subscriptions(stop), stop)
+        tasks = self.supervisor
+        tasks.start("receive", lambda: self._receive(stop), stop)
+        tasks.start("status", lambda: self._status(stop), stop)
+        tasks.start("subscriptions", lambda: self._subscriptions(stop), stop)
         for name in Sockets.NAMES:  # refused peers counted; a lost input link connected afresh
-            self._supervise(f"watch-{name}", lambda name=name: self.sockets.watch(name, stop), stop)
+            tasks.start(f"watch-{name}", lambda name=name: self.sockets.watch(name, stop), stop)
         if self._mqtt is not None:
-            self._supervise("mqtt", self._mqtt.run, stop)
+            tasks.start("mqtt", self._mqtt.run, stop)
         log.info(
             "serving: keypoints from %s, angles on %s%s%s; IK solver %s; model %s",
             self.input_endpoint,
@@ -617,16 +606,8 @@ class Service:
             ready.set()
         try:
             await stop.wait()
-            receiving = self._tasks.pop("receive", None)
-            if receiving is not None:  # it stops taking frames; the drain takes the rest
-                receiving.cancel()
-                await asyncio.gather(receiving, return_exceptions=True)
+            await tasks.end("receive")  # it stops taking frames; the drain takes the rest
             await self._drain()
         finally:
-            tasks = list(self._tasks.values())
-            for task in tasks:
-                task.cancel()
-            for task, result in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True), strict=False):
-                if isinstance(result, Exception):
-                    log.error("task %s ended with %s: %s", task.get_name(), type(result).__name__, result)
+            await tasks.end()
         return self.status()
