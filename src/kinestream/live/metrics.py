@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -81,3 +82,19 @@ class Metrics:
             f"{status['skipped']} rejected {sum(status['rejected'].values())}  latency p50/p95/p99 "
             f"{lat['p50']}/{lat['p95']}/{lat['p99']}{lag} ms  {angles}{reps}"
         )
+
+
+class Throttled:
+    """A logger that says one line per key every ``every_s`` seconds at most: a flood of bad frames must not flood
+    the log."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = 5.0):
+        self.logger = logger
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
+
+    def __call__(self, key: str, level: int, msg: str, *args) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) > self.every_s:
+            self._last[key] = now
+            self.logger.log(level, msg, *args)

@@ -25,25 +25,24 @@ import asyncio
 import gc
 import logging
 import time
-from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kinestream.live import release_signals, stop_on_signals
 from kinestream.live.calibrate import served_subject
-from kinestream.live.metrics import Metrics
+from kinestream.live.metrics import Metrics, Throttled
 from kinestream.live.mqtt import check_settings as check_mqtt
+from kinestream.live.person import Person
 from kinestream.live.protocol import (
     TOPIC_POSE,
     TOPIC_STATUS,
     encode_status,
 )
-from kinestream.live.sinks import MqttSink, PoseSink, RecorderSink, Sink, Solved, ZmqSink
+from kinestream.live.sinks import MqttSink, PoseSink, RecorderSink, Sink, ZmqSink
 from kinestream.live.sockets import Sockets
 from kinestream.live.source import Arrival, Heard, KeypointSource, Refused
-from kinestream.pipeline import Pipeline, Prepared, RepNews, Result, Taken
+from kinestream.pipeline import Pipeline
 
 if TYPE_CHECKING:
     from kinestream.reps import RepEvent
@@ -109,16 +108,10 @@ class Supervisor:
                 log.error("task %s ended with %s: %s", task.get_name(), type(result).__name__, result)
 
 
-@dataclass(frozen=True)
-class _Waiting:
-    """A prepared frame waiting for IK, and when it was ready."""
-
-    prepared: Prepared[Arrival]
-    ready_ns: int
-
-
 class Service:
-    """Sockets, queues and tasks around one :class:`kinestream.pipeline.Pipeline`.
+    """Sockets and tasks around the person served (:class:`kinestream.live.person.Person`): what the source hears
+    is admitted (one person at a time), the waiting frames are solved each turn of the receive loop, the status is
+    published, and the tasks are supervised.
 
     ``model``: a scaled .osim (with an optional ``<model>.json`` beside it
     holding the subject's mass, height and floor offset, as ``calibrate``
@@ -179,22 +172,26 @@ class Service:
             floor_offset=person.floor_offset,
         )
         self.coords = self.pipeline.coordinates
-        self._shown = [(n, self.coords.index(n)) for n in self.SHOWN if n in self.coords]
         svc = config.get("service", {})
         self.source = KeypointSource(config)  # decoding, the time rules per subject, restarts
-        self.latest_wins = bool(svc.get("latest_wins", True))
-        self.max_lag_ns = int(float(svc.get("max_lag_ms", 50.0)) * 1e6)
+        self.person = Person(
+            self.subject,
+            self.pipeline,
+            self.metrics,
+            self._reject,
+            latest_wins=bool(svc.get("latest_wins", True)),
+            max_lag_ns=int(float(svc.get("max_lag_ms", 50.0)) * 1e6),
+            shown=self.SHOWN,
+        )
         self.pose_every = int(svc.get("pose_every", 1))  # 0: never
         # The subscriptions on the output (XPUB) socket that cover "pose" (b"", b"p", ... b"pose": at most five);
         # any other topic a subscriber holds costs nothing here, however many there are.
         self._pose_topics: set[bytes] = set()
         self._pose_wanted = False  # a subscription covers "pose": only then is it encoded and sent
-        self._waiting: deque[_Waiting] = deque()  # prepared frames not solved yet
-        self._last_log: dict[str, float] = {}
+        self._log_every = Throttled(log)  # one line per kind every 5 s at most: a flood must not flood the log
         self._last_t: float | None = None
         self._source_subject: str | None = None  # the subject being served (frames name it, or not)
         self._source_ns = 0  # when its last frame arrived
-        self._last_counted: tuple[int | None, int] = (None, 0)  # (sent_ns, recv_ns) of its last frame
         self.sinks: list[Sink] = []  # where frames go, made when the service opens
         self._pose: PoseSink | None = None
         self._mqtt: MqttSink | None = None
@@ -230,6 +227,7 @@ class Service:
         self._pose = PoseSink(self.pub, self.pose_every, self.pipeline.keypoints, self.pipeline.markers)
         self._pose.want(self._pose_wanted)
         self.sinks.append(self._pose)
+        self.person.attach(self.sinks)
 
     def _close(self) -> None:
         """Close every resource, each on its own: one that fails to close leaves none of the others open."""
@@ -260,13 +258,6 @@ class Service:
 
     # -- the frame path
 
-    def _log_every(self, key: str, level: int, msg: str, *args) -> None:
-        """One log line per ``key`` every 5 s at most: a flood of bad frames must not flood the log."""
-        now = time.monotonic()
-        if now - self._last_log.get(key, -1e9) > 5.0:
-            self._last_log[key] = now
-            log.log(level, msg, *args)
-
     def _reject(self, reason: str, detail: str = "", count: bool = True) -> None:
         """Count (service-level reasons; the decoder counts its own) and log a rejected frame."""
         if count:
@@ -283,22 +274,9 @@ class Service:
 
     def _restart_source(self, why: str, new_t: float) -> None:
         log.warning("keypoint source restarted (%s): a new session, stages reset", why)
-        self._solve_waiting()  # the last session's frames first
-        # every stage forgets the last session (the next frame is solved from the default pose, a new set begins);
-        # its rep under way is closed out
-        self._rep_news(self.pipeline.restart(), *self._last_counted, why="the source restarted")
-        self._to_sinks("on_restart", new_t)  # a recording goes on in time, from its own last row
+        self.person.restart(new_t)
         self._last_t = None
         self.metrics.resets += 1
-
-    def _to_sinks(self, method: str, *args) -> None:
-        """Every sink's ``method`` (``on_frame``, say) with ``args``; one that raises is counted under its failure
-        reason and costs no other sink its turn (a full socket, a full disk must not stop the service)."""
-        for sink in self.sinks:
-            try:
-                getattr(sink, method)(*args)
-            except Exception as exc:
-                self._reject(sink.failure, f"{sink.name}: {type(exc).__name__}: {exc}")
 
     def _take(self, parts: list, recv_ns: int) -> None:
         """One multipart message from the SUB socket: ``[b"keypoints", payload]``, or a refused envelope."""
@@ -330,116 +308,11 @@ class Service:
         if silence is not None:
             log.info("stream resumed after %.1f s of silence", silence)
         self._last_t = frame.t
-        try:
-            taken = self.pipeline.prepare(frame.names, frame.xyz, frame.t, Arrival(frame.seq, recv_ns, frame.sent_ns))
-        except Exception as exc:  # a stage must not take the service down; say what happened
-            self._reject("stage_error", f"{type(exc).__name__}: {exc}")
-            return
-        self._forward(taken)
-
-    def _forward(self, taken: Taken[Arrival]) -> None:
-        """What the prepare stage gave: its notes logged, its drops counted; a frame out of clean + augment has its
-        markers recorded and waits for IK."""
-        for note in taken.notes:
-            log.info(note)
-        for _ in range(taken.dropped):  # released by the cleaner, refused by the augmenter
-            self._reject("stage_dropped", "the augmenter refused a frame (time not after the last one)")
-        out = taken.prepared
-        if out is None:
-            return
-        self._to_sinks("on_prepared", out)
-        self._waiting.append(_Waiting(out, time.time_ns()))
-
-    def _solve_waiting(self) -> None:
-        """IK for the waiting frames, oldest first. Latest wins: a frame that has waited longer than
-        ``service.max_lag_ms`` since it arrived is skipped while a newer one waits (counted, logged)."""
-        while self._waiting:
-            waiting = self._waiting.popleft()
-            arrival = waiting.prepared.tag
-            if self.latest_wins and self._waiting and time.time_ns() - arrival.recv_ns > self.max_lag_ns:
-                self.metrics.skipped += 1
-                self._log_every(
-                    "skip",
-                    logging.WARNING,
-                    "IK could not keep up: skipped frame %d (latest wins); %d skipped so far",
-                    arrival.seq,
-                    self.metrics.skipped,
-                )
-                continue
-            self._solve(waiting)
-
-    def _solve(self, waiting: _Waiting) -> None:
-        self.metrics.wait_ms.append((time.time_ns() - waiting.ready_ns) / 1e6)
-        start = time.perf_counter_ns()
-        result = self.pipeline.solve(waiting.prepared)
-        if result.error is not None:  # the solver raised: the frame goes out unsolved
-            self._reject("stage_error", result.error)
-        self.metrics.ik_ms.append((time.perf_counter_ns() - start) / 1e6)
-        self.metrics.prepare_ms.append((waiting.ready_ns - waiting.prepared.tag.recv_ns) / 1e6)
-        self._publish(result)
-
-    def _publish(self, result: Result[Arrival]) -> None:
-        arrival, q = result.tag, result.q
-        if not result.ok:
-            self.metrics.ik_failures += 1
-        if result.event:
-            self._log_every("ik", logging.INFO, "IK at t=%.3f s: %s", result.t, result.event)
-        latency_ms = (time.time_ns() - arrival.recv_ns) / 1e6
-        solved = Solved(result, self.coords, self.subject, latency_ms)
-        self.metrics.frames_out += 1
-        self._to_sinks("on_frame", solved)
-        self.metrics.out_times.append(time.monotonic())
-        self.metrics.latency_ms.append(latency_ms)
-        for name, k in self._shown:
-            self.metrics.last_angles[name] = float(q[k])
-        self._last_counted = (arrival.sent_ns, arrival.recv_ns)
-        self._rep_news(result.rep, *self._last_counted)
-
-    def _rep_news(self, news: RepNews, sent_ns: int | None, recv_ns: int, why: str | None = None) -> None:
-        """What the rep counter said: a rep that ended published on ZeroMQ ``reps`` and MQTT; a counter that failed
-        counted. ``why``: the stream ended so, and a rep under way was closed out."""
-        if news.error is not None:
-            self._reject("reps_error", news.error)
-        if news.event is None:
-            return
-        if why:
-            log.info("%s during rep %d: closing it out", why, news.event.index)
-        self._publish_rep(news.event, news.summary or {}, sent_ns, recv_ns)
-
-    def _finish_reps(self, why: str) -> None:
-        """The stream ended (``why``): the rep counter closes out a rep under way; publish it, complete or not."""
-        self._rep_news(self.pipeline.finish(), *self._last_counted, why=why)
+        self.person.prepare(frame, recv_ns)
 
     def rep_events(self) -> list[RepEvent]:
         """The complete reps of the session so far."""
-        return self.pipeline.rep_events()
-
-    def _publish_rep(self, event: RepEvent, summary: dict, sent_ns: int | None, recv_ns: int) -> None:
-        """A rep event on ZeroMQ ``reps`` and MQTT, with the set so far (``summary``); logged."""
-        from kinestream.live.protocol import reps_message
-
-        msg = reps_message(
-            event.to_dict(),
-            summary,
-            subject=self.subject,
-            sent_ns=sent_ns,
-            latency_ms=(time.time_ns() - recv_ns) / 1e6,
-        )
-        self._to_sinks("on_rep", msg)
-        self.metrics.reps = summary["reps"]
-        if not event.complete:
-            log.info("rep %d incomplete (not counted): %s", event.index, event.reason)
-            return
-        self.metrics.last_rep = msg["rep"]
-        log.info(
-            "rep %d (%s): depth %.0f deg (knee), %s, up %.1f s%s",
-            event.index,
-            event.kind.replace("_", "-"),
-            event.knee_peak,
-            "deep enough" if event.deep_enough else "not deep enough",
-            event.ascent_s,
-            f"; {', '.join(event.cues)}" if event.cues else "",
-        )
+        return self.person.rep_events()
 
     # -- tasks
 
@@ -463,7 +336,7 @@ class Service:
             if not await self.sub.poll(100):
                 continue
             await self._take_held()
-            self._solve_waiting()
+            self.person.solve_waiting()
             await asyncio.sleep(0)  # let the status, MQTT and monitor tasks run between batches
 
     async def _subscriptions(self, stop: asyncio.Event) -> None:
@@ -517,7 +390,11 @@ class Service:
                 self.pub.send_multipart([TOPIC_STATUS, encode_status(snap)])
             except Exception as exc:  # noqa: BLE001 - the status is lost, the service goes on: say so
                 log.warning("status not published: %s", exc)
-            self._to_sinks("on_status", snap)
+            for sink in self.sinks:  # MQTT's status topic
+                try:
+                    sink.on_status(snap)
+                except Exception as exc:  # the status is lost there, the service goes on
+                    self._reject(sink.failure, f"{sink.name}: status: {type(exc).__name__}: {exc}")
             if self.status_out is not None:
                 try:
                     self.status_out(self.metrics.line(snap))
@@ -531,7 +408,7 @@ class Service:
         snap["subject"] = self.subject
         snap["healthy"] = self.supervisor.healthy  # False once a task kept dying and the service stopped itself
         snap["tasks"] = dict(self.supervisor.health)  # a task that died and what became of it
-        snap["filter_delay_ms"] = round(self.pipeline.delay_ms(), 1)
+        snap["filter_delay_ms"] = round(self.person.delay_ms(), 1)
         snap["curve"] = self.access is not None
         snap["pose"] = {"every": self.pose_every, "subscribed": self._pose_wanted, "sent": 0}  # until it opens
         snap["rows_not_recorded"] = 0  # solved frames left out of the recording (unsolved ones), when recording
@@ -543,11 +420,7 @@ class Service:
         """Finish what is in flight: the frames ZeroMQ has already received, the cleaner's look-ahead and every
         waiting frame, none skipped."""
         await self._take_held()
-        for taken in self.pipeline.flush():
-            self._forward(taken)
-        while self._waiting:
-            self._solve(self._waiting.popleft())
-        self._finish_reps("the service stopped")
+        self.person.drain("the service stopped")
         if self._mqtt is not None:
             await self._mqtt.flush()  # up to a second for what the drain queued (a connected broker only)
 
