@@ -71,6 +71,6 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_the_stage_cores_do_not_reach_the_live_shell_or_the_commands():
     graph = import_graph()
-    for core in ("ingest", "clean", "augment", "lstm", "scale", "solve", "fastik", "reps", "centres"):
+    for core in ("ingest", "clean", "augment", "lstm", "scale", "solve", "fastik", "reps", "centres", "pipeline"):
         reached = graph[f"kinestream.{core}"]
         assert not {m for m in reached if m.startswith(("kinestream.live", "kinestream.commands"))}, core

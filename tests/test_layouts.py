@@ -21,10 +21,10 @@ from kinestream.config import load_config
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.ingest import LAYOUTS, REQUIRED, canonical, complete_keypoints, unusable_layout
-from kinestream.live.processor import FrameProcessor
 from kinestream.live.protocol import REASONS, FrameDecoder, Rejected, encode_keypoints
 from kinestream.live.service import Service
 from kinestream.offline import process, stream_ik
+from kinestream.pipeline import FrameProcessor
 from kinestream.synth import synthesize
 
 USABLE = ["BODY_25", "BODY_25B", "HALPE_26", "COCO_133"]
@@ -253,9 +253,9 @@ def live_angles(table: MarkerTable, assets, trial, layout: str | None = None):
         else:
             payload = encode_keypoints(k, table.time[k], table.xyz[k], layout=layout)
         frame = decoder.decode(payload)
-        out = processor.step(frame.names, frame.xyz, frame.t)
+        out = processor.step(frame.names, frame.xyz, frame.t).prepared
         outs += [out] if out is not None else []
-    outs += processor.flush()
+    outs += [taken.prepared for taken in processor.flush() if taken.prepared is not None]
     assert len(outs) == table.n_frames and decoder.rejected == 0
     markers = MarkerTable(
         list(processor.markers), np.stack([o.markers for o in outs]), np.array([o.t for o in outs]), table.rate

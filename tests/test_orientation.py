@@ -17,9 +17,9 @@ from kinestream.errors import KinestreamError
 from kinestream.files.mot import Motion, read_mot
 from kinestream.files.trc import read_trc, write_trc
 from kinestream.ingest import IngestSettings, orientation, rotation_matrix
-from kinestream.live.processor import FrameProcessor
 from kinestream.live.protocol import FrameDecoder, encode_keypoints
 from kinestream.offline import process
+from kinestream.pipeline import FrameProcessor
 from kinestream.synth import synthesize
 
 TOLERANCE_DEG = 1e-6
@@ -180,9 +180,9 @@ def live_frames(table, config, trial, assets) -> np.ndarray:
     outs = []
     for k in range(table.n_frames):
         frame = decoder.decode(encode_keypoints(k, table.time[k], table.xyz[k], names=table.names))
-        out = processor.step(frame.names, frame.xyz, frame.t)
+        out = processor.step(frame.names, frame.xyz, frame.t).prepared
         outs += [out] if out is not None else []
-    outs += processor.flush()
+    outs += [taken.prepared for taken in processor.flush() if taken.prepared is not None]
     assert len(outs) == table.n_frames
     return np.stack([np.vstack([o.keypoints, o.markers]) for o in outs])
 

@@ -87,7 +87,7 @@ def test_throwaway_subjects_never_evict_the_served_clock():
 
 def test_no_stage_loops_on_the_size_of_a_time_step(assets):
     """Two frames 1/16 s apart at 2**48 s, where adding 1/60 s to a time changes nothing: both return at once."""
-    from kinestream.live.processor import FrameProcessor
+    from kinestream.pipeline import FrameProcessor
 
     processor = FrameProcessor(assets, load_config(), 1.75, 70.0)
     names = processor.keypoints

@@ -300,7 +300,7 @@ def test_a_silent_source_that_comes_back_a_minute_later(session, tmp_path):
     final, service = asyncio.run(serve_while(session, feed, 240, config))
     assert final["frames_in"] == 240 and final["frames_out"] + final["skipped"] == 240
     assert final["resets"] == 0  # later in time is no restart
-    assert service.processor.augmenter.resets >= 1  # the LSTM state started afresh after the silence
+    assert service.pipeline.augmenter_resets >= 1  # the LSTM state started afresh after the silence
     assert np.isfinite(service.metrics.last_angles["knee_angle_r"])
 
 
@@ -311,7 +311,8 @@ def test_an_ik_failure_costs_one_frame_not_the_service(session):
     table = read_trc(session.keypoints_trc).frames(0, 240)
 
     async def feed(src, service):
-        real = service.ik.step
+        ik = service.pipeline.solve_stage.ik
+        real = ik.step
         calls = {"n": 0}
 
         def step(*args, **kwargs):
@@ -320,7 +321,7 @@ def test_an_ik_failure_costs_one_frame_not_the_service(session):
                 raise RuntimeError("injected")
             return real(*args, **kwargs)
 
-        service.ik.step = step
+        ik.step = step
         await replay(table, src, wait_subscriber=30.0)
 
     final, service = asyncio.run(serve_while(session, feed, 240, config))

@@ -126,7 +126,7 @@ def test_a_turn_of_the_receive_loop_stops_when_its_time_is_spent():
                           mass=70.0, height=1.75)  # fmt: skip
         service._open()
         try:
-            pub = service.sync_ctx.socket(zmq.PUB)
+            pub = service.sockets.sync_ctx.socket(zmq.PUB)
             pub.bind(endpoint)
             probe = 0
 
@@ -156,3 +156,36 @@ def test_a_turn_of_the_receive_loop_stops_when_its_time_is_spent():
 
     steps = asyncio.run(main())
     assert steps and max(steps) == 1, steps
+
+
+def test_the_service_is_an_async_context_manager():
+    """``async with service``: the sockets open on entry (the status comes on the output socket while it serves) and
+    are closed on exit (the output endpoint can be bound again), after what was in flight is drained."""
+
+    async def main():
+        out = f"tcp://127.0.0.1:{free_port()}"
+        service = Service(load_config(), input_endpoint=f"tcp://127.0.0.1:{free_port()}", output_endpoint=out,
+                          mass=70.0, height=1.75, status_interval=0.1)  # fmt: skip
+        ctx = zmq.asyncio.Context()
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.SUBSCRIBE, b"status")
+        try:
+            async with service as opened:
+                assert opened is service
+                stop, ready = asyncio.Event(), asyncio.Event()
+                serving = asyncio.create_task(service.serve(stop, ready))
+                await ready.wait()
+                sub.connect(out)
+                topic, _ = await asyncio.wait_for(sub.recv_multipart(), 30.0)
+                stop.set()
+                final = await serving
+            again = ctx.socket(zmq.PUB)
+            again.bind(out)  # closed: the endpoint is free again
+            again.close(0)
+        finally:
+            sub.close(0)
+            ctx.term()
+        return topic, final
+
+    topic, final = asyncio.run(main())
+    assert topic == b"status" and final["healthy"] and final["frames_in"] == 0

@@ -21,7 +21,7 @@ mass (kg) default to the config's ``[subject]``. What the stages have to say
 goes to the ``kinestream`` logger; nothing is printed.
 
 The streaming stage classes (``StreamingCleaner``, ``StreamingAugmenter``,
-``StreamingIK``, ``FrameProcessor``, ``RepCounter``) and the settings classes
+``StreamingIK``, ``FrameProcessor``, ``Pipeline``, ``RepCounter``) and the settings classes
 are here too, imported when first used, so ``import kinestream.api`` stays
 quick. ``augment``, ``scale`` and ``synth`` are functions here; in the package
 ``kinestream`` those names are the stage modules (``kinestream.scale``), so
@@ -61,8 +61,8 @@ from kinestream.files.trc import MarkerTable, read_trc, write_trc
 if TYPE_CHECKING:  # at run time these come from __getattr__, when first used
     from kinestream.augment import AugmentSettings, StreamingAugmenter
     from kinestream.clean import CleanSettings, StreamingCleaner
-    from kinestream.live.processor import FrameProcessor
     from kinestream.offline import ProcessResult
+    from kinestream.pipeline import FrameProcessor, Pipeline
     from kinestream.plots import plot_angles, plot_reps
     from kinestream.reps import RepCounter, RepSettings, detect_reps
     from kinestream.scale import ScaleResult, ScaleSettings
@@ -101,6 +101,7 @@ __all__ = [
     "StreamingAugmenter",
     "StreamingIK",
     "FrameProcessor",
+    "Pipeline",
     "RepCounter",
     "detect_reps",
     # pictures
@@ -121,7 +122,8 @@ _LAZY = {
     "StreamingCleaner": "kinestream.clean",
     "StreamingAugmenter": "kinestream.augment",
     "StreamingIK": "kinestream.solve",
-    "FrameProcessor": "kinestream.live.processor",
+    "FrameProcessor": "kinestream.pipeline",
+    "Pipeline": "kinestream.pipeline",
     "RepCounter": "kinestream.reps",
     "detect_reps": "kinestream.reps",
     "plot_angles": "kinestream.plots",

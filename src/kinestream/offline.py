@@ -22,7 +22,7 @@ from kinestream.files.c3d import trc_to_c3d
 from kinestream.files.mot import Motion, solved_rows, write_mot
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.ingest import IngestSettings, complete_keypoints
-from kinestream.live.processor import FrameProcessor
+from kinestream.pipeline import FrameProcessor, FrameSolver, Prepared, Taken
 from kinestream.plots import peak, plot_angles, save_figure
 from kinestream.static import StillPose, still_pose
 
@@ -287,7 +287,7 @@ def compare(
 def stream_augment(
     table: MarkerTable, height: float, mass: float, assets: Assets, config: dict, progress=None
 ) -> tuple[MarkerTable, list[str]]:
-    """The live service's FrameProcessor fed one frame at a time from a recorded trial.
+    """The pipeline's prepare stage (the live service's) fed one frame at a time from a recorded trial.
 
     Keypoints are rounded to float32 first, as the wire protocol carries
     them, so a trial gives the same numbers here as replayed into the
@@ -301,7 +301,8 @@ def stream_augment(
     xyz = np.full((table.n_frames, len(columns), 3), np.nan)
     wire = table.xyz.astype(np.float32).astype(float)
 
-    def take(out):
+    def take(taken: Taken[int]) -> None:
+        out = taken.prepared
         if out is not None:
             xyz[out.tag] = np.vstack([out.keypoints, out.markers])  # the tag is the frame's index
 
@@ -309,15 +310,9 @@ def stream_augment(
         take(processor.step(names, wire[i], float(table.time[i]), tag=i))
         if progress is not None:
             progress(1)
-    for out in processor.flush():
-        take(out)
-    counts = processor.cleaner.counts()
-    notes = [
-        f"streaming clean: {processor.cleaner.describe()}, delay {processor.delay_ms():.0f} ms at 1 Hz; "
-        f"{counts['bridged']} marker-frames bridged, {counts['outliers']} "
-        f"outliers, {counts['missing']} missing",
-        f"streaming augmenter: {processor.augmenter.resets} state resets",
-    ]
+    for taken in processor.flush():
+        take(taken)
+    notes = processor.describe()
     return MarkerTable(columns, xyz, table.time.copy(), table.rate, dict(table.meta)), notes
 
 
@@ -329,11 +324,13 @@ def stream_ik(
     marker_set: str | Path | None = None,
     desc: str = "IK (frame-wise)",
 ) -> solve.IKResult:
-    """The frame-wise IK core on every frame of a table, as the live service runs it."""
+    """The pipeline's solve stage (the live service's frame-wise IK) on every frame of a table."""
     ik = solve.IKSettings.from_config(config)
     setup = ik.setup(ik_setup)
     model, removed = solve.load_model(model_path, marker_set)
     solver = ik.streaming(model, setup, markers.names)
+    stage = FrameSolver(solver, centres=False)  # no joint centres, no reps: the angles only
+    none = np.empty((0, 3))
     n = markers.n_frames
     q = np.full((n, len(solver.coordinates)), np.nan)
     rmse = np.full(n, np.nan)
@@ -342,7 +339,9 @@ def stream_ik(
     notes += solver.notes
     with _bar(n, desc) as bar:
         for i in range(n):
-            frame = solver.step(markers.xyz[i], markers.time[i])
+            frame = stage.solve(Prepared(float(markers.time[i]), none, markers.xyz[i], i))
+            if frame.error is not None:
+                raise KinestreamError(f"t={markers.time[i]:.3f} s: {frame.error}")
             q[i], rmse[i], emax[i] = frame.q, frame.rmse_mm, frame.max_error_mm
             if frame.event and len(notes) < 20:
                 notes.append(f"t={markers.time[i]:.3f} s: {frame.event}")

@@ -180,7 +180,7 @@ async def _demo(config: dict, out: Path, syn, rate: float, view: str | None = No
         + ")"
     )
     knee = 0.5 * (motion.get("knee_angle_r") + motion.get("knee_angle_l"))
-    live = service.reps.events if service.reps is not None else []
+    live = service.rep_events()
     recorded = [float(np.nanmax(knee[(motion.time >= e.start) & (motion.time <= e.end)])) for e in live]
     print(
         "live rep events, depth " + ", ".join(f"{e.knee_peak:.1f}" for e in live) + " deg; the recorded "

@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,35 @@ def load_subject(model: str | Path | None) -> dict:
         ) from None
 
 
+@dataclass(frozen=True)
+class Subject:
+    """Who is served: the model (a scaled .osim, or the generic one), mass (kg), height (m) and floor offset (m)."""
+
+    model: Path
+    mass: float
+    height: float
+    floor_offset: float = 0.0
+
+
+def served_subject(
+    config: dict, assets, model: str | Path | None, mass: float | None = None, height: float | None = None
+) -> Subject:
+    """The subject ``serve`` serves: ``model`` (None: the generic model, unscaled) with the mass, height and floor
+    offset of the subject file beside it, ``mass`` and ``height`` when given, the ``[subject]`` settings for the
+    rest. KinestreamError for a model that is not there or a subject out of range."""
+    subject = load_subject(model) if model else {}
+    mass = float(mass if mass is not None else subject.get("mass", config["subject"]["mass"]))
+    height = float(height if height is not None else subject.get("height", config["subject"]["height"]))
+    checks.subject(height, mass)
+    if model is not None and not Path(model).is_file():
+        raise KinestreamError(
+            f"model {model} does not exist; give a scaled .osim (kinestream "
+            f"calibrate writes one) or leave --model out for the generic model"
+        )
+    path = Path(model) if model is not None else Path(assets.generic_model)
+    return Subject(path, mass, height, float(subject.get("floor_offset_m", 0.0)))
+
+
 def write_subject(model_path: Path, mass: float, height: float, floor_offset_m: float, window: str) -> Path:
     path = subject_file(model_path)
     path.write_text(
@@ -118,9 +148,9 @@ async def calibrate(
 
     from kinestream.assets import get_assets
     from kinestream.augment import floor_offset
-    from kinestream.live.processor import FrameProcessor
-    from kinestream.live.protocol import TOPIC_KEYPOINTS, FrameDecoder, Rejected
+    from kinestream.live.source import Heard, KeypointSource
     from kinestream.live.transport import Access, open_input
+    from kinestream.pipeline import FrameProcessor
     from kinestream.scale import ScaleSettings, scale_model
 
     checks.subject(height, mass)
@@ -129,10 +159,7 @@ async def calibrate(
     assets = get_assets(config, progress=say)
     processor = FrameProcessor(assets, config, height, mass, rate)
     collector = StaticCollector(processor.keypoints + processor.markers, rate)
-    svc = config.get("service", {})
-    decoder = FrameDecoder(
-        max_bytes=int(svc.get("max_message_bytes", 65536)), max_jump_s=float(svc.get("max_time_jump_s", 3600.0))
-    )
+    source = KeypointSource(config)  # the service's: the same frames heard, refused and restarted on
     subject = _UNSET = object()  # the person being calibrated: the first one heard
     still = ScaleSettings.from_config(config)
     window_s = still.still_window_s[0]  # the longest: a live calibration can wait for a full window
@@ -161,23 +188,20 @@ async def calibrate(
                     say("  waiting for keypoints ...")
                     last_say = time.monotonic()
                 continue
-            parts = await sub.recv_multipart()
-            if len(parts) != 2 or parts[0] != TOPIC_KEYPOINTS:
+            heard = source.take(await sub.recv_multipart(), time.time_ns())
+            if not isinstance(heard, Heard):
                 continue
-            try:
-                frame = decoder.decode(parts[1])
-            except Rejected:
-                continue
+            frame = heard.frame
             if subject is _UNSET:
                 subject = frame.subject
-                decoder.keep(subject)
+                source.keep(subject)
             elif frame.subject != subject:  # one person at a time, as the service
                 continue
-            if frame.restarted:  # the source started over: so does the search for a still pose
+            if heard.restart is not None:  # the source started over: so does the search for a still pose
                 processor.reset()
                 collector = StaticCollector(processor.keypoints + processor.markers, rate)
             try:
-                out = processor.step(frame.names, frame.xyz, frame.t)
+                out = processor.step(frame.names, frame.xyz, frame.t, None).prepared
             except Exception as exc:  # a frame the stages cannot take costs that frame, not the calibration
                 say(f"  skipped a frame the stages refused ({type(exc).__name__}: {str(exc)[:120]})")
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -19,7 +20,6 @@ class Metrics:
     skipped: int = 0
     ik_failures: int = 0
     resets: int = 0
-    rows_not_recorded: int = 0
     rejected: dict = field(default_factory=dict)
     refused: dict = field(default_factory=dict)  # handshakes refused per socket (CURVE, not ZeroMQ)
     latency_ms: deque = field(default_factory=lambda: deque(maxlen=2000))
@@ -53,7 +53,6 @@ class Metrics:
             "skipped": self.skipped,
             "ik_failures": self.ik_failures,
             "resets": self.resets,
-            "rows_not_recorded": self.rows_not_recorded,
             "rejected": dict(self.rejected),
             "refused": dict(self.refused),
             "rate_hz": round(self.out_rate(), 1),
@@ -83,3 +82,19 @@ class Metrics:
             f"{status['skipped']} rejected {sum(status['rejected'].values())}  latency p50/p95/p99 "
             f"{lat['p50']}/{lat['p95']}/{lat['p99']}{lag} ms  {angles}{reps}"
         )
+
+
+class Throttled:
+    """A logger that says one line per key every ``every_s`` seconds at most: a flood of bad frames must not flood
+    the log."""
+
+    def __init__(self, logger: logging.Logger, every_s: float = 5.0):
+        self.logger = logger
+        self.every_s = every_s
+        self._last: dict[str, float] = {}
+
+    def __call__(self, key: str, level: int, msg: str, *args) -> None:
+        now = time.monotonic()
+        if now - self._last.get(key, -1e9) > self.every_s:
+            self._last[key] = now
+            self.logger.log(level, msg, *args)

@@ -121,6 +121,20 @@ class MqttPublisher:
         host, port = parse_endpoint(endpoint)
         return cls(host, port, **options)
 
+    @classmethod
+    def from_config(cls, endpoint: str, config: dict, subject: str) -> MqttPublisher:
+        """A publisher for ``endpoint`` with the ``[mqtt]`` settings (:func:`check_settings` first)."""
+        m = config.get("mqtt", {})
+        return cls.from_endpoint(
+            endpoint,
+            subject=subject,
+            qos=int(m.get("qos", 0)),
+            username=m.get("username") or None,
+            password=m.get("password") or None,
+            tls=bool(m.get("tls", False)),
+            ca_file=m.get("ca_file") or None,
+        )
+
     @property
     def address(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -335,3 +349,16 @@ def _reason(exc: BaseException) -> str:
     if cause is not None and str(cause):
         text = f"{text}: {cause}"
     return text
+
+
+def check_settings(endpoint: str, config: dict) -> None:
+    """A bad broker address, or a password that would cross the network in the clear, said before anything
+    starts (KinestreamError)."""
+    parse_endpoint(endpoint)
+    m = config.get("mqtt", {})
+    if m.get("password") and not m.get("tls") and not m.get("allow_plaintext_password", False):
+        raise KinestreamError(
+            "mqtt.password is set but mqtt.tls is off: the password would cross the network "
+            "in the clear; turn mqtt.tls on, or set mqtt.allow_plaintext_password = true "
+            "(a broker on this machine, say)"
+        )

@@ -3,9 +3,9 @@
 The asyncio process is a thin shell around the stage cores, one frame straight
 through:
 
-    SUB socket -> decode (protocol) -> FrameProcessor (clean + augment)
-               -> StreamingIK (the fast solver, warm-started from the previous frame)
-               -> ZeroMQ PUB "angles", MQTT kinestream/<subject>/angles, .mot/.trc recorders, rep counter
+    SUB socket -> decode (protocol) -> Pipeline.prepare (arrange, clean, augment)
+               -> Pipeline.solve (the fast IK solver, warm-started from the previous frame; joint centres; reps)
+               -> ZeroMQ PUB "angles", MQTT kinestream/<subject>/angles, .mot/.trc recorders, "reps"
                (-> ZeroMQ PUB "pose": keypoints, markers, joint centres, while someone subscribes to it)
 
 Everything runs in the event loop, about 2.5 ms a frame with arm markers,
@@ -25,39 +25,27 @@ import asyncio
 import gc
 import logging
 import time
-from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from kinestream import checks
-from kinestream.errors import KinestreamError
 from kinestream.live import release_signals, stop_on_signals
-from kinestream.live.calibrate import load_subject
-from kinestream.live.metrics import Metrics
-from kinestream.live.mqtt import parse_endpoint
-from kinestream.live.processor import FrameProcessor, Prepared
+from kinestream.live.calibrate import served_subject
+from kinestream.live.metrics import Metrics, Throttled
+from kinestream.live.mqtt import check_settings as check_mqtt
+from kinestream.live.person import Person
 from kinestream.live.protocol import (
-    TOPIC_ANGLES,
-    TOPIC_KEYPOINTS,
     TOPIC_POSE,
-    TOPIC_REPS,
     TOPIC_STATUS,
-    FrameDecoder,
-    Rejected,
-    angles_json,
-    encode_angles,
     encode_status,
 )
+from kinestream.live.sinks import MqttSink, PoseSink, RecorderSink, Sink, ZmqSink
+from kinestream.live.sockets import Sockets
+from kinestream.live.source import Arrival, Heard, KeypointSource, Refused
+from kinestream.pipeline import Pipeline
 
 if TYPE_CHECKING:
-    from kinestream.files.record import MotRecorder, TrcRecorder
-    from kinestream.live.mqtt import MqttPublisher
-    from kinestream.reps import RepCounter
-    from kinestream.solve import StreamingIK
+    from kinestream.reps import RepEvent
 
 log = logging.getLogger("kinestream.live.service")
 
@@ -74,19 +62,56 @@ SUBSCRIPTION_REST_S = 0.010
 # ---------------------------------------------------------------- the asyncio shell
 
 
-@dataclass
-class _Item:
-    seq: int
-    t: float
-    markers: np.ndarray
-    recv_ns: int
-    sent_ns: int | None
-    ready_ns: int = 0  # cleaned and augmented
-    keypoints: np.ndarray | None = None  # cleaned, for the pose topic
+class Supervisor:
+    """The service's tasks: each runs as a named task; when one dies it is logged, marked in ``health`` and started
+    again (at most RESTARTS times); past that ``stop`` is set and ``healthy`` is False (exit status 1, for a
+    supervisor of the process to restart it)."""
+
+    RESTARTS = 3
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, asyncio.Task] = {}
+        self.health: dict[str, str] = {}
+        self.healthy = True
+        self._restarts: dict[str, int] = {}
+
+    def start(self, name: str, make, stop: asyncio.Event) -> None:
+        """Run the coroutine ``make()`` as task ``name`` until ``stop``."""
+        task = asyncio.create_task(make(), name=name)
+        self.tasks[name] = task
+
+        def done(t: asyncio.Task) -> None:
+            if t.cancelled() or stop.is_set():
+                return
+            exc = t.exception()
+            why = f"{type(exc).__name__}: {exc}" if exc is not None else "it returned"
+            self._restarts[name] = self._restarts.get(name, 0) + 1
+            self.health[name] = f"died ({why}); restarted {self._restarts[name]} times"
+            log.error("task %s died: %s", name, why, exc_info=exc)
+            if self._restarts[name] > self.RESTARTS:
+                log.critical("task %s keeps dying: stopping (exit status 1, for a supervisor to restart)", name)
+                self.healthy = False
+                stop.set()
+                return
+            self.start(name, make, stop)
+
+        task.add_done_callback(done)
+
+    async def end(self, name: str | None = None) -> None:
+        """Task ``name`` (None: every task) cancelled and awaited; one that ended with an error is logged."""
+        names = [name] if name is not None else list(self.tasks)
+        tasks = [self.tasks.pop(n) for n in names if n in self.tasks]
+        for task in tasks:
+            task.cancel()
+        for task, result in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True), strict=False):
+            if isinstance(result, Exception):
+                log.error("task %s ended with %s: %s", task.get_name(), type(result).__name__, result)
 
 
 class Service:
-    """Sockets, queues and tasks around FrameProcessor and StreamingIK.
+    """Sockets and tasks around the person served (:class:`kinestream.live.person.Person`): what the source hears
+    is admitted (one person at a time), the waiting frames are solved each turn of the receive loop, the status is
+    published, and the tasks are supervised.
 
     ``model``: a scaled .osim (with an optional ``<model>.json`` beside it
     holding the subject's mass, height and floor offset, as ``calibrate``
@@ -97,8 +122,6 @@ class Service:
     # A turn of the receive loop takes messages for at most this long, then solves and lets the other tasks
     # (status, subscriptions, MQTT) run: a flood (each frame up to 11 LSTM steps) cannot hold the loop.
     TURN_BUDGET_S = 0.010
-    RECONNECT_S = 0.5  # after a lost input link, connect afresh this much later unless ZeroMQ is at it
-    RESTART_BACK_S = 1.0  # time going back further than this is a restarted source, not a glitch
     SUBJECT_HOLD_S = 2.0  # frames of another subject are refused until the current one is this long silent
     SHOWN = ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")  # on the status line
 
@@ -124,148 +147,87 @@ class Service:
         self.output_endpoint = output_endpoint
         self.mqtt_endpoint = mqtt
         if mqtt:
-            parse_endpoint(mqtt)  # a bad broker address is said before anything starts
-            m = config.get("mqtt", {})
-            if m.get("password") and not m.get("tls") and not m.get("allow_plaintext_password", False):
-                raise KinestreamError(
-                    "mqtt.password is set but mqtt.tls is off: the password would cross the network "
-                    "in the clear; turn mqtt.tls on, or set mqtt.allow_plaintext_password = true "
-                    "(a broker on this machine, say)"
-                )
+            check_mqtt(mqtt, config)  # a bad broker address or a password in the clear is said before anything starts
         self.record = Path(record) if record else None
         self.status_interval = status_interval
         self.status_out = status_out
         self.rate = rate
         self.assets = get_assets(config, progress=lambda m: log.info(m))
-        subject = load_subject(model) if model else {}
-        self.mass = float(mass if mass is not None else subject.get("mass", config["subject"]["mass"]))
-        self.height = float(height if height is not None else subject.get("height", config["subject"]["height"]))
-        checks.subject(self.height, self.mass)
+        person = served_subject(config, self.assets, model, mass, height)
         if model is None:
             log.warning(
                 "no --model given: angles come from the generic model, unscaled; run 'kinestream "
                 "calibrate' (or serve --calibrate) for the subject's own"
             )
-            self.model_path = self.assets.generic_model
-        else:
-            self.model_path = Path(model)
-            if not self.model_path.is_file():
-                raise KinestreamError(
-                    f"model {self.model_path} does not exist; give a scaled .osim (kinestream "
-                    f"calibrate writes one) or leave --model out for the generic model"
-                )
+        self.model_path, self.mass, self.height = person.model, person.mass, person.height
         self.subject = str(config["subject"].get("name", "subject"))
         self.metrics = Metrics()
-        self.processor = FrameProcessor(self.assets, config, self.height, self.mass, rate)
-        self.processor.floor_offset = float(subject.get("floor_offset_m", 0.0))
-        self.ik: StreamingIK | None = None  # the frame-wise IK core, made in _open
-        self.coords: list[str] = []
-        svc = config.get("service", {})
-        self.decoder = FrameDecoder(
-            max_bytes=int(svc.get("max_message_bytes", 65536)),
-            restart_back_s=self.RESTART_BACK_S,
-            max_jump_s=float(svc.get("max_time_jump_s", 3600.0)),
+        self.pipeline: Pipeline[Arrival] = Pipeline(
+            self.assets,
+            config,
+            height=self.height,
+            mass=self.mass,
+            model=self.model_path,
+            rate=rate,
+            floor_offset=person.floor_offset,
         )
-        self.latest_wins = bool(svc.get("latest_wins", True))
-        self.max_lag_ns = int(float(svc.get("max_lag_ms", 50.0)) * 1e6)
+        self.coords = self.pipeline.coordinates
+        svc = config.get("service", {})
+        self.source = KeypointSource(config)  # decoding, the time rules per subject, restarts
+        self.person = Person(
+            self.subject,
+            self.pipeline,
+            self.metrics,
+            self._reject,
+            latest_wins=bool(svc.get("latest_wins", True)),
+            max_lag_ns=int(float(svc.get("max_lag_ms", 50.0)) * 1e6),
+            shown=self.SHOWN,
+        )
         self.pose_every = int(svc.get("pose_every", 1))  # 0: never
         # The subscriptions on the output (XPUB) socket that cover "pose" (b"", b"p", ... b"pose": at most five);
         # any other topic a subscriber holds costs nothing here, however many there are.
         self._pose_topics: set[bytes] = set()
         self._pose_wanted = False  # a subscription covers "pose": only then is it encoded and sent
-        self.pose_sent = 0
-        self._waiting: deque[_Item] = deque()  # prepared frames not solved yet
-        self._last_log: dict[str, float] = {}
+        self._log_every = Throttled(log)  # one line per kind every 5 s at most: a flood must not flood the log
         self._last_t: float | None = None
         self._source_subject: str | None = None  # the subject being served (frames name it, or not)
         self._source_ns = 0  # when its last frame arrived
-        self._dropped = 0  # processor.dropped already accounted
-        self.reps: RepCounter | None = None  # the rep counter, made once the coordinates are known
-        self._last_counted: tuple[int | None, int] = (None, 0)  # (sent_ns, recv_ns) of its last frame
-        self._record_offset = 0.0
-        self.mot: MotRecorder | None = None
-        self.trc: TrcRecorder | None = None
-        self.mqtt: MqttPublisher | None = None
-        self.healthy = True  # False once a task kept dying and the service stopped itself
-        self.health: dict[str, str] = {}
-        self._restarts: dict[str, int] = {}
+        self.sinks: list[Sink] = []  # where frames go, made when the service opens
+        self._pose: PoseSink | None = None
+        self._mqtt: MqttSink | None = None
+        self.supervisor = Supervisor()  # the tasks, started again when they die; the service's health
         from kinestream.live.transport import Access, check_bind
 
         check_bind(output_endpoint, config, "angles output")
         self.access = Access.from_config(config)  # CURVE keys and who may connect; None when off
-        self._monitors: list = []
-        self._reconnect: asyncio.TimerHandle | None = None  # a pending input reconnect
-        self._link_lost = self._link_busy = 0.0  # when the input link was last lost / ZeroMQ last reconnected
+        self.sockets = Sockets(config, input_endpoint, output_endpoint, self.access, self._refused)
 
     # -- set-up and tear-down
 
     def _open(self) -> None:
-        import zmq
-        import zmq.asyncio
-
-        from kinestream.live.transport import open_input
-
-        svc = self.config.get("service", {})
-        self.sync_ctx = zmq.Context()
-        self.ctx = zmq.asyncio.Context.shadow(self.sync_ctx)  # one libzmq context: one authenticator for both
-        if self.access is not None:
-            self.access.start(self.sync_ctx)
-        self.sub = open_input(self.ctx, self.config, self.input_endpoint, self.access)
-        self.pub = self.sync_ctx.socket(zmq.XPUB)  # a PUB that tells which topics are subscribed
-        self.pub.setsockopt(zmq.LINGER, 500)
-        self.pub.setsockopt(zmq.SNDHWM, int(svc.get("send_queue", 1000)))
-        # What subscribers send the XPUB is subscriptions: a topic a few bytes long. A longer frame makes ZeroMQ
-        # drop that peer's connection before it is buffered; a peer that floods subscriptions waits on its queue.
-        self.pub.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_MAX_BYTES)
-        self.pub.setsockopt(zmq.RCVHWM, SUBSCRIPTION_QUEUE)
-        if self.access is not None:
-            self.access.serve(self.pub)
-        try:
-            self.pub.bind(self.output_endpoint)
-        except zmq.ZMQError as exc:
-            raise KinestreamError(
-                f"cannot bind the output socket to {self.output_endpoint}: {exc}; is another "
-                f"kinestream running? give --output ENDPOINT"
-            ) from None
-        self._monitors = [self._monitor(self.sub, "input"), self._monitor(self.pub, "output")]
-        from kinestream.reps import CueSettings, RepCounter, RepSettings
-        from kinestream.solve import IKSettings, load_model
-
-        ik = IKSettings.from_config(self.config)
-        model, removed = load_model(self.model_path, self.assets.marker_set)
-        self.ik = ik.streaming(model, ik.setup(self.assets.ik_setup), self.processor.markers)
-        self.coords = self.ik.coordinates
-        self.reps = RepCounter(RepSettings.from_config(self.config), self.coords, CueSettings.from_config(self.config))
-        self._shown = [(n, self.coords.index(n)) for n in self.SHOWN if n in self.coords]
-        if removed:
-            log.info("removed before IK: %s", ", ".join(removed))
-        for note in self.ik.notes:
+        self.sockets.open(
+            send_queue=int(self.config.get("service", {}).get("send_queue", 1000)),
+            subscription_max_bytes=SUBSCRIPTION_MAX_BYTES,
+            subscription_queue=SUBSCRIPTION_QUEUE,
+        )
+        self.sub, self.pub = self.sockets.sub, self.sockets.pub
+        if self.pipeline.removed:
+            log.info("removed before IK: %s", ", ".join(self.pipeline.removed))
+        for note in self.pipeline.notes:
             log.warning(note)
-        if self.record:
-            from kinestream.files.record import MotRecorder, TrcRecorder, set_aside
-
-            self.record.parent.mkdir(parents=True, exist_ok=True)
-            markers = self.record.with_name(self.record.stem + "_markers.trc")
-            # and the .c3d that serve writes from the markers at the end (commands.live.recording_c3d)
-            for old, new in set_aside(self.record, markers, markers.with_suffix(".c3d")):
-                log.warning(
-                    "kept the earlier recording %s as %s (a crashed session? kinestream recover %s)", old, new.name, new
-                )
-            self.mot = MotRecorder(self.record, self.coords + ["rmse_mm"])
-            self.trc = TrcRecorder(markers, self.processor.keypoints + self.processor.markers, self.rate)
+        self.sinks = [ZmqSink(self.pub)]
         if self.mqtt_endpoint:
             from kinestream.live.mqtt import MqttPublisher
 
-            m = self.config.get("mqtt", {})
-            self.mqtt = MqttPublisher.from_endpoint(
-                self.mqtt_endpoint,
-                subject=self.subject,
-                qos=int(m.get("qos", 0)),
-                username=m.get("username") or None,
-                password=m.get("password") or None,
-                tls=bool(m.get("tls", False)),
-                ca_file=m.get("ca_file") or None,
-            )
+            self._mqtt = MqttSink(MqttPublisher.from_config(self.mqtt_endpoint, self.config, self.subject))
+            self.sinks.append(self._mqtt)
+        if self.record:  # and the .c3d that serve writes from the markers at the end (commands.live.recording_c3d)
+            columns = self.pipeline.keypoints + self.pipeline.markers
+            self.sinks.append(RecorderSink(self.record, self.coords, columns, self.rate))
+        self._pose = PoseSink(self.pub, self.pose_every, self.pipeline.keypoints, self.pipeline.markers)
+        self._pose.want(self._pose_wanted)
+        self.sinks.append(self._pose)
+        self.person.attach(self.sinks)
 
     def _close(self) -> None:
         """Close every resource, each on its own: one that fails to close leaves none of the others open."""
@@ -276,57 +238,9 @@ class Service:
             except Exception as exc:
                 log.error("closing %s failed: %s: %s", what, type(exc).__name__, exc)
 
-        if self._reconnect is not None:
-            self._reconnect.cancel()
-        for name, rec in (("the .mot recording", self.mot), ("the marker recording", self.trc)):
-            if rec is not None:
-                attempt(name, rec.close)
-        for sock, mon in zip((self.sub, self.pub), self._monitors, strict=False):
-            attempt("a socket monitor", sock.disable_monitor)
-            attempt("a socket monitor", mon.close, 0)
-        attempt("the input socket", self.sub.close, 0)
-        attempt("the output socket", self.pub.close)
-        if self.access is not None:
-            attempt("the CURVE authenticator", self.access.stop)
-        attempt("the ZeroMQ context", self.sync_ctx.term)
-
-    def _monitor(self, sock, name: str):
-        """A PAIR socket that receives ``sock``'s refused handshakes (read by :meth:`_watch`)."""
-        import zmq
-
-        from kinestream.live.transport import LINK_EVENTS, REFUSED_EVENTS
-
-        address = f"inproc://kinestream.monitor.{name}.{id(self)}"
-        # the input also reports its links coming and going: ZeroMQ does not reconnect after some losses
-        sock.monitor(address, REFUSED_EVENTS | (LINK_EVENTS if name == "input" else 0))
-        mon = self.ctx.socket(zmq.PAIR)
-        mon.connect(address)
-        return mon
-
-    async def _watch(self, name: str, mon, stop: asyncio.Event) -> None:
-        """Events of the input or output socket: handshakes refused (a peer
-        without an authorized CURVE key, a plain peer meeting CURVE, not
-        ZeroMQ) are counted; a lost input link is connected afresh."""
-        import zmq
-        from zmq.utils.monitor import parse_monitor_message
-
-        from kinestream.live.transport import REFUSED_NAMES
-
-        while not stop.is_set():
-            if not await mon.poll(100):
-                continue
-            event = parse_monitor_message(await mon.recv_multipart())
-            kind = event["event"]
-            if kind in REFUSED_NAMES:
-                self._refused(name, event)
-            if name != "input" or self.config.get("service", {}).get("bind_input", False):
-                continue
-            if kind in REFUSED_NAMES or kind == zmq.EVENT_DISCONNECTED:
-                self._link_lost = time.monotonic()
-                if self._reconnect is None:
-                    self._reconnect = asyncio.get_running_loop().call_later(self.RECONNECT_S, self._reconnect_input)
-            else:  # ZeroMQ is connecting again by itself
-                self._link_busy = time.monotonic()
+        for sink in self.sinks:
+            attempt(sink.name, sink.close)
+        self.sockets.close(attempt)
 
     def _refused(self, name: str, event: Mapping[str, Any]) -> None:
         from kinestream.live.transport import REFUSED_NAMES
@@ -342,38 +256,13 @@ class Service:
             self.metrics.refused[name],
         )
 
-    def _reconnect_input(self) -> None:
-        """Connect the input afresh when ZeroMQ has given up on it. After a
-        connection that broke the protocol (a plain source meeting CURVE, a
-        message over the size limit) ZeroMQ does not reconnect, and the next
-        source on that endpoint would never be heard; after an ordinary loss it
-        reconnects by itself (and says so), and this leaves it alone: breaking
-        a working link would lose frames."""
-        import zmq
-
-        self._reconnect = None
-        if self.sub.closed or self._link_busy > self._link_lost:  # ZeroMQ took care of it
-            return
-        try:
-            self.sub.disconnect(self.input_endpoint)
-        except zmq.ZMQError:  # the connection was already dropped
-            pass
-        self.sub.connect(self.input_endpoint)
-
     # -- the frame path
-
-    def _log_every(self, key: str, level: int, msg: str, *args) -> None:
-        """One log line per ``key`` every 5 s at most: a flood of bad frames must not flood the log."""
-        now = time.monotonic()
-        if now - self._last_log.get(key, -1e9) > 5.0:
-            self._last_log[key] = now
-            log.log(level, msg, *args)
 
     def _reject(self, reason: str, detail: str = "", count: bool = True) -> None:
         """Count (service-level reasons; the decoder counts its own) and log a rejected frame."""
         if count:
             self.metrics.rejected[reason] = self.metrics.rejected.get(reason, 0) + 1
-        so_far = self.metrics.rejected.get(reason) or self.decoder.counts.get(reason, 0)
+        so_far = self.metrics.rejected.get(reason) or self.source.counts.get(reason, 0)
         self._log_every(
             reason,
             logging.WARNING,
@@ -385,235 +274,45 @@ class Service:
 
     def _restart_source(self, why: str, new_t: float) -> None:
         log.warning("keypoint source restarted (%s): a new session, stages reset", why)
-        self._solve_waiting()  # the last session's frames first
-        self.processor.reset()
-        if self.ik is not None:
-            self.ik.reset()  # the next frame starts from the default pose, not the last session's
-        if self.reps is not None:
-            self._finish_reps("the source restarted")  # the last session's rep under way is closed out
-            self.reps.reset()  # a new session is a new set
-        recorded = [r.last_time for r in (self.mot, self.trc) if r is not None and r.last_time is not None]
-        if recorded:  # recordings go on in time after the restart, from their own last row
-            self._record_offset = max(recorded) + 1.0 / self.rate - new_t
+        self.person.restart(new_t)
         self._last_t = None
         self.metrics.resets += 1
 
-    def _record(self, recorder, t: float, values: np.ndarray) -> None:
-        try:
-            recorder.write(t + self._record_offset, values)
-        except Exception as exc:  # a recording problem is reported, never fatal
-            self._reject("record_error", f"{type(exc).__name__}: {exc}")
-
     def _take(self, parts: list, recv_ns: int) -> None:
-        """One multipart message from the SUB socket: ``[b"keypoints", payload]``, or a rejected envelope."""
-        if len(parts) != 2 or parts[0] != TOPIC_KEYPOINTS:
-            self._reject("bad_envelope", f"{len(parts)} parts")
-            return
-        self.handle(parts[1], recv_ns)
+        """One multipart message from the SUB socket: ``[b"keypoints", payload]``, or a refused envelope."""
+        self._admit(self.source.take(parts, recv_ns))
 
     def handle(self, payload: bytes, recv_ns: int) -> None:
-        """One message from the SUB socket: decode, clean, augment, dispatch. Never raises."""
-        try:
-            frame = self.decoder.decode(payload)
-        except Rejected as rej:
-            self._reject(rej.reason, rej.detail, count=False)
+        """One keypoint payload from the SUB socket: decode, clean, augment, dispatch. Never raises."""
+        self._admit(self.source.decode(payload, recv_ns))
+
+    def _admit(self, heard: Heard | Refused) -> None:
+        """A frame the source heard, admitted when it is the subject being served (one person at a time), then
+        cleaned and augmented; or what the source refused, counted and logged."""
+        if not isinstance(heard, Heard):
+            self._reject(heard.reason, heard.detail, count=False)  # the source counted it
             return
+        frame, recv_ns = heard.frame, heard.recv_ns
+        silence = heard.silence_s
         if frame.subject != self._source_subject and self._last_t is not None:
             if recv_ns - self._source_ns < self.SUBJECT_HOLD_S * 1e9:  # one person at a time
                 self._reject("other_subject", f"subject {frame.subject!r} while {self._source_subject!r} streams")
                 return
             self._restart_source(f"subject {frame.subject!r} follows {self._source_subject!r}", frame.t)
-        elif frame.restarted:
-            self._restart_source(
-                f"time went back from {self._last_t:.2f} s to {frame.t:.2f} s"
-                if self._last_t is not None
-                else "its clock started over",
-                frame.t,
-            )
+            silence = None
+        elif heard.restart is not None:
+            self._restart_source(heard.restart, frame.t)
         self._source_subject, self._source_ns = frame.subject, recv_ns
-        self.decoder.keep(frame.subject)
+        self.source.keep(frame.subject)
         self.metrics.frames_in += 1
-        if self._last_t is not None and frame.t - self._last_t > 2.0:
-            log.info("stream resumed after %.1f s of silence", frame.t - self._last_t)
+        if silence is not None:
+            log.info("stream resumed after %.1f s of silence", silence)
         self._last_t = frame.t
-        try:
-            out = self.processor.step(frame.names, frame.xyz, frame.t, (frame.seq, recv_ns, frame.sent_ns))
-        except Exception as exc:  # a stage must not take the service down; say what happened
-            self._reject("stage_error", f"{type(exc).__name__}: {exc}")
-            return
-        while self.processor.notes:
-            log.info(self.processor.notes.pop(0))
-        while self.processor.dropped > self._dropped:  # released by the cleaner, refused by the augmenter
-            self._dropped += 1
-            self._reject("stage_dropped", "the augmenter refused a frame (time not after the last one)")
-        if out is not None:
-            self._forward(out)
+        self.person.prepare(frame, recv_ns)
 
-    def _forward(self, out: Prepared) -> None:
-        """A frame out of clean + augment: record its markers; it waits for IK."""
-        seq, recv, sent = cast(tuple[int, int, "int | None"], out.tag)
-        t, clean, markers = out.t, out.keypoints, out.markers
-        if self.trc is not None:
-            self._record(self.trc, t, np.vstack([clean, markers]))
-        self._waiting.append(_Item(seq, t, markers, recv, sent, time.time_ns(), clean))
-
-    def _solve_waiting(self) -> None:
-        """IK for the waiting frames, oldest first. Latest wins: a frame that has waited longer than
-        ``service.max_lag_ms`` since it arrived is skipped while a newer one waits (counted, logged)."""
-        while self._waiting:
-            item = self._waiting.popleft()
-            if self.latest_wins and self._waiting and time.time_ns() - item.recv_ns > self.max_lag_ns:
-                self.metrics.skipped += 1
-                self._log_every(
-                    "skip",
-                    logging.WARNING,
-                    "IK could not keep up: skipped frame %d (latest wins); %d skipped so far",
-                    item.seq,
-                    self.metrics.skipped,
-                )
-                continue
-            self._solve(item)
-
-    def _solve(self, item: _Item) -> None:
-        from kinestream.centres import centres_array
-
-        self.metrics.wait_ms.append((time.time_ns() - item.ready_ns) / 1e6)
-        start = time.perf_counter_ns()
-        ik = self.ik
-        try:
-            assert ik is not None, "IK is made when the service opens"
-            frame = ik.step(item.markers, item.t)
-            centres = centres_array(ik.model, ik.state) if frame.ok else None  # for the rep counter
-        except Exception as exc:  # the solver must not take the service down; say what happened
-            self._reject("stage_error", f"IK: {type(exc).__name__}: {exc}")
-            frame, centres = None, None
-        self.metrics.ik_ms.append((time.perf_counter_ns() - start) / 1e6)
-        self.metrics.prepare_ms.append((item.ready_ns - item.recv_ns) / 1e6)
-        if frame is None:
-            nan = np.full(len(self.coords), np.nan)
-            self._publish(item, nan, float("nan"), False, "IK raised", None)
-        else:
-            self._publish(item, frame.q, frame.rmse_mm, frame.ok, frame.event, centres)
-
-    def _publish(
-        self, item: _Item, q: np.ndarray, rmse: float, ok: bool, event: str | None, centres: np.ndarray | None
-    ) -> None:
-        if not ok:
-            self.metrics.ik_failures += 1
-        if event:
-            self._log_every("ik", logging.INFO, "IK at t=%.3f s: %s", item.t, event)
-        latency_ms = (time.time_ns() - item.recv_ns) / 1e6
-        payload = encode_angles(
-            item.seq,
-            item.t,
-            self.coords,
-            q,
-            rmse_mm=rmse,
-            latency_ms=latency_ms,
-            sent_ns=item.sent_ns,
-            subject=self.subject,
-        )
-        try:
-            self.pub.send_multipart([TOPIC_ANGLES, payload], copy=False)
-        except Exception as exc:  # a full or closed socket must not stop the service
-            self._reject("publish_error", str(exc))
-        if self.mqtt is not None:
-            self.mqtt.publish("angles", angles_json(item.seq, item.t, self.coords, q))
-        if self.mot is not None:
-            if ok and np.isfinite(q).all():  # OpenSim's Storage reader (the GUI's) stops at a NaN
-                self._record(self.mot, item.t, np.append(q, rmse))
-            else:
-                self.metrics.rows_not_recorded += 1
-        self.metrics.frames_out += 1
-        self.metrics.out_times.append(time.monotonic())
-        self.metrics.latency_ms.append(latency_ms)
-        for name, k in self._shown:
-            self.metrics.last_angles[name] = float(q[k])
-        if self._pose_wanted and self.pose_every and (self.metrics.frames_out - 1) % self.pose_every == 0:
-            self._send_pose(item, centres)
-        self._count_reps(item, q, centres)
-
-    def _send_pose(self, item: _Item, centres: np.ndarray | None) -> None:
-        """The frame's keypoints, markers and joint centres (NaN when IK failed) on ZeroMQ ``pose``."""
-        from kinestream.centres import CENTRE_BODIES
-        from kinestream.live.protocol import encode_pose
-
-        n = len(CENTRE_BODIES)  # the joint centres: the first rows of a centres_array (torso_axis is no point)
-        parts = {
-            "keypoints": (self.processor.keypoints, item.keypoints),
-            "markers": (self.processor.markers, item.markers),
-            "centres": (list(CENTRE_BODIES), centres[:n] if centres is not None else np.full((n, 3), np.nan)),
-        }
-        try:
-            payload = encode_pose(item.seq, item.t, parts, subject=self.subject)
-            self.pub.send_multipart([TOPIC_POSE, payload], copy=False)
-            self.pose_sent += 1
-        except Exception as exc:  # the viewer's data must not cost the angles
-            self._reject("publish_error", f"pose: {type(exc).__name__}: {exc}")
-
-    def _count_reps(self, item: _Item, q: np.ndarray, centres: np.ndarray | None) -> None:
-        """Feed the rep counter; publish a completed rep on ZeroMQ ``reps`` and MQTT."""
-        from kinestream.centres import centres_dict
-
-        if self.reps is None:
-            return
-        self._last_counted = (item.sent_ns, item.recv_ns)
-        try:
-            event = self.reps.step(item.t, q, centres_dict(centres))
-        except Exception as exc:  # feedback must not cost the angles
-            self._reject("reps_error", f"{type(exc).__name__}: {exc}")
-            return
-        if event is not None:
-            self._publish_rep(event, item.sent_ns, item.recv_ns)
-
-    def _finish_reps(self, why: str) -> None:
-        """The stream ended (``why``): the rep counter closes out a rep under way; publish it, complete or not."""
-        if self.reps is None:
-            return
-        try:
-            event = self.reps.finish()
-        except Exception as exc:
-            self._reject("reps_error", f"{type(exc).__name__}: {exc}")
-            return
-        if event is not None:
-            log.info("%s during rep %d: closing it out", why, event.index)
-            self._publish_rep(event, *self._last_counted)
-
-    def _publish_rep(self, event, sent_ns: int | None, recv_ns: int) -> None:
-        """A rep event (``RepEvent``) on ZeroMQ ``reps`` and MQTT, with the set so far; logged."""
-        import json
-
-        from kinestream.live.protocol import encode_reps, reps_message
-
-        assert self.reps is not None
-        summary = {k: v for k, v in self.reps.summary().items() if k not in ("partials", "incomplete_reps")}
-        msg = reps_message(
-            event.to_dict(),
-            summary,
-            subject=self.subject,
-            sent_ns=sent_ns,
-            latency_ms=(time.time_ns() - recv_ns) / 1e6,
-        )
-        try:
-            self.pub.send_multipart([TOPIC_REPS, encode_reps(msg)], copy=False)
-        except Exception as exc:
-            self._reject("publish_error", str(exc))
-        if self.mqtt is not None:
-            self.mqtt.publish("reps", json.dumps(msg, separators=(",", ":")))
-        self.metrics.reps = summary["reps"]
-        if not event.complete:
-            log.info("rep %d incomplete (not counted): %s", event.index, event.reason)
-            return
-        self.metrics.last_rep = msg["rep"]
-        log.info(
-            "rep %d (%s): depth %.0f deg (knee), %s, up %.1f s%s",
-            event.index,
-            event.kind.replace("_", "-"),
-            event.knee_peak,
-            "deep enough" if event.deep_enough else "not deep enough",
-            event.ascent_s,
-            f"; {', '.join(event.cues)}" if event.cues else "",
-        )
+    def rep_events(self) -> list[RepEvent]:
+        """The complete reps of the session so far."""
+        return self.person.rep_events()
 
     # -- tasks
 
@@ -637,7 +336,7 @@ class Service:
             if not await self.sub.poll(100):
                 continue
             await self._take_held()
-            self._solve_waiting()
+            self.person.solve_waiting()
             await asyncio.sleep(0)  # let the status, MQTT and monitor tasks run between batches
 
     async def _subscriptions(self, stop: asyncio.Event) -> None:
@@ -676,6 +375,8 @@ class Service:
         wanted = bool(self._pose_topics)
         if wanted != self._pose_wanted:
             log.info("a subscriber %s the pose topic", "wants" if wanted else "no longer wants")
+            if self._pose is not None:
+                self._pose.want(wanted)
         self._pose_wanted = wanted
 
     async def _status(self, stop: asyncio.Event) -> None:
@@ -689,10 +390,11 @@ class Service:
                 self.pub.send_multipart([TOPIC_STATUS, encode_status(snap)])
             except Exception as exc:  # noqa: BLE001 - the status is lost, the service goes on: say so
                 log.warning("status not published: %s", exc)
-            if self.mqtt is not None:
-                import json
-
-                self.mqtt.publish("status", json.dumps(snap))
+            for sink in self.sinks:  # MQTT's status topic
+                try:
+                    sink.on_status(snap)
+                except Exception as exc:  # the status is lost there, the service goes on
+                    self._reject(sink.failure, f"{sink.name}: status: {type(exc).__name__}: {exc}")
             if self.status_out is not None:
                 try:
                     self.status_out(self.metrics.line(snap))
@@ -701,113 +403,84 @@ class Service:
 
     def status(self) -> dict:
         snap = self.metrics.snapshot()
-        snap["rejected"] = {**self.decoder.counts, **self.metrics.rejected}
-        snap["missed_frames"] = self.decoder.missed  # numbered by the source, never received (seq gaps)
-        snap["clock_resets"] = self.decoder.clock_resets
+        snap.update(self.source.status())  # rejected, missed_frames, clock_resets
+        snap["rejected"] = {**snap["rejected"], **self.metrics.rejected}
         snap["subject"] = self.subject
-        snap["healthy"] = self.healthy
-        snap["tasks"] = dict(self.health)  # a task that died and what became of it
-        snap["filter_delay_ms"] = round(self.processor.delay_ms(), 1)
+        snap["healthy"] = self.supervisor.healthy  # False once a task kept dying and the service stopped itself
+        snap["tasks"] = dict(self.supervisor.health)  # a task that died and what became of it
+        snap["filter_delay_ms"] = round(self.person.delay_ms(), 1)
         snap["curve"] = self.access is not None
-        snap["pose"] = {"every": self.pose_every, "subscribed": self._pose_wanted, "sent": self.pose_sent}
-        if self.mqtt is not None:
-            snap["mqtt"] = self.mqtt.stats()
+        snap["pose"] = {"every": self.pose_every, "subscribed": self._pose_wanted, "sent": 0}  # until it opens
+        snap["rows_not_recorded"] = 0  # solved frames left out of the recording (unsolved ones), when recording
+        for sink in self.sinks:
+            snap.update(sink.status())  # the pose topic, MQTT, rows left out of the recording
         return snap
 
     async def _drain(self) -> None:
         """Finish what is in flight: the frames ZeroMQ has already received, the cleaner's look-ahead and every
         waiting frame, none skipped."""
         await self._take_held()
-        for out in self.processor.flush():
-            self._forward(out)
-        while self._waiting:
-            self._solve(self._waiting.popleft())
-        self._finish_reps("the service stopped")
-        await self._flush_mqtt()
+        self.person.drain("the service stopped")
+        if self._mqtt is not None:
+            await self._mqtt.flush()  # up to a second for what the drain queued (a connected broker only)
 
-    async def _flush_mqtt(self, timeout_s: float = 1.0) -> None:
-        """Give MQTT up to ``timeout_s`` to send what the drain queued (a connected broker only)."""
-        deadline = time.monotonic() + timeout_s
-        while self.mqtt is not None and time.monotonic() < deadline:
-            stats = self.mqtt.stats()
-            if not (stats["connected"] and stats["queued"]):
-                return
-            await asyncio.sleep(0.01)
+    async def __aenter__(self) -> Service:
+        """The sockets bound and connected, the sinks opened (a recording's files made)."""
+        self._open()
+        return self
 
-    TASK_RESTARTS = 3  # a task that dies is started again this many times; then the service stops, unhealthy
-
-    def _supervise(self, name: str, make, stop: asyncio.Event) -> None:
-        """Run the coroutine ``make()`` as task ``name``; when it dies, log it, mark it in the status and start
-        it again (at most TASK_RESTARTS times); past that the service stops and :meth:`run` reports it unhealthy."""
-        task = asyncio.create_task(make(), name=name)
-        self._tasks[name] = task
-
-        def done(t: asyncio.Task) -> None:
-            if t.cancelled() or stop.is_set():
-                return
-            exc = t.exception()
-            why = f"{type(exc).__name__}: {exc}" if exc is not None else "it returned"
-            self._restarts[name] = self._restarts.get(name, 0) + 1
-            self.health[name] = f"died ({why}); restarted {self._restarts[name]} times"
-            log.error("task %s died: %s", name, why, exc_info=exc)
-            if self._restarts[name] > self.TASK_RESTARTS:
-                log.critical("task %s keeps dying: stopping (exit status 1, for a supervisor to restart)", name)
-                self.healthy = False
-                stop.set()
-                return
-            self._supervise(name, make, stop)
-
-        task.add_done_callback(done)
+    async def __aexit__(self, *exc_info) -> None:
+        """Every socket, sink and the CURVE authenticator closed."""
+        self._close()
 
     async def run(self, stop: asyncio.Event | None = None, ready: asyncio.Event | None = None) -> dict:
-        """Serve until ``stop`` is set (or SIGINT/SIGTERM); returns the final status.
+        """Open, serve until ``stop`` is set (or SIGINT/SIGTERM), close; returns the final status.
 
         Its ``healthy`` is False when a task kept dying and the service stopped itself: the command
         line then exits with status 1.
         """
         stop = stop or asyncio.Event()
         taken = stop_on_signals(stop)
-        self._open()
-        # Start-up leaves about 120,000 objects the collector tracks (OpenSim's proxies, the augmenter, numpy's
-        # modules) and that live as long as the service: one full collection over them took 50 ms, six frames at
-        # 120 Hz. Frozen, they leave its view; what frames allocate is collected as before.
-        gc.collect()
-        gc.freeze()
-        self._tasks: dict[str, asyncio.Task] = {}
-        self._supervise("receive", lambda: self._receive(stop), stop)
-        self._supervise("status", lambda: self._status(stop), stop)
-        self._supervise("subscriptions", lambda: self._subscriptions(stop), stop)
-        for name, mon in zip(("input", "output"), self._monitors, strict=False):
-            self._supervise(f"watch-{name}", lambda name=name, mon=mon: self._watch(name, mon, stop), stop)
-        if self.mqtt is not None:
-            self._supervise("mqtt", self.mqtt.run, stop)
+        try:
+            async with self:
+                # Start-up leaves about 120,000 objects the collector tracks (OpenSim's proxies, the augmenter,
+                # numpy's modules) and that live as long as the service: one full collection over them took 50 ms,
+                # six frames at 120 Hz. Frozen, they leave its view; what frames allocate is collected as before.
+                gc.collect()
+                gc.freeze()
+                try:
+                    return await self.serve(stop, ready)
+                finally:
+                    gc.unfreeze()  # a process that serves again (tests, the demo) has its objects collected as before
+        finally:
+            release_signals(taken)
+
+    async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> dict:
+        """Serve, opened (``async with service``), until ``stop`` is set: the tasks started and supervised, then
+        the frames in flight drained and the tasks ended; returns the final status."""
+        tasks = self.supervisor
+        tasks.start("receive", lambda: self._receive(stop), stop)
+        tasks.start("status", lambda: self._status(stop), stop)
+        tasks.start("subscriptions", lambda: self._subscriptions(stop), stop)
+        for name in Sockets.NAMES:  # refused peers counted; a lost input link connected afresh
+            tasks.start(f"watch-{name}", lambda name=name: self.sockets.watch(name, stop), stop)
+        if self._mqtt is not None:
+            tasks.start("mqtt", self._mqtt.run, stop)
         log.info(
             "serving: keypoints from %s, angles on %s%s%s; IK solver %s; model %s",
             self.input_endpoint,
             self.output_endpoint,
             f", MQTT {self.mqtt_endpoint}" if self.mqtt_endpoint else "",
             f", recording to {self.record}" if self.record else "",
-            self.ik.solver if self.ik is not None else "-",
+            self.pipeline.solver,
             self.model_path,
         )
         if ready is not None:
             ready.set()
         try:
             await stop.wait()
-            receiving = self._tasks.pop("receive", None)
-            if receiving is not None:  # it stops taking frames; the drain takes the rest
-                receiving.cancel()
-                await asyncio.gather(receiving, return_exceptions=True)
+            await tasks.end("receive")  # it stops taking frames; the drain takes the rest
             await self._drain()
         finally:
-            tasks = list(self._tasks.values())
-            for task in tasks:
-                task.cancel()
-            for task, result in zip(tasks, await asyncio.gather(*tasks, return_exceptions=True), strict=False):
-                if isinstance(result, Exception):
-                    log.error("task %s ended with %s: %s", task.get_name(), type(result).__name__, result)
-            final = self.status()
-            self._close()
-            release_signals(taken)
-            gc.unfreeze()  # a process that serves again (tests, the demo) has its objects collected as before
-        return final
+            await tasks.end()
+        return self.status()

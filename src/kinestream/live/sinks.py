@@ -1,0 +1,230 @@
+"""Where a person's frames go: the angles and reps on ZeroMQ, on MQTT, into the recording, and the pose topic.
+
+Each sink takes what the service hands it, as values: a prepared frame (:meth:`Sink.on_prepared`, the markers of
+every frame, solved or skipped), a solved frame (:meth:`Sink.on_frame`), a rep message (:meth:`Sink.on_rep`), a
+restarted source (:meth:`Sink.on_restart`) and the status (:meth:`Sink.on_status`); :meth:`Sink.status` is what
+it has to add to the status; :meth:`Sink.close` ends it. A sink may raise: the service counts the failure under
+the sink's ``failure`` reason and goes on, and no sink's failure costs another sink its frame.
+
+The sockets are the service's: a sink is given the output socket and sends on it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from kinestream.live.protocol import TOPIC_ANGLES, TOPIC_POSE, TOPIC_REPS, angles_json, encode_angles
+from kinestream.live.source import Arrival
+from kinestream.pipeline import Prepared, Result
+
+if TYPE_CHECKING:
+    from kinestream.live.mqtt import MqttPublisher
+
+log = logging.getLogger("kinestream.live.service")
+
+
+@dataclass(frozen=True)
+class Solved:
+    """A solved frame as the sinks take it: the pipeline's result, the names of its coordinates, whose it is and
+    how long since it arrived."""
+
+    result: Result[Arrival]
+    coords: list[str]
+    subject: str
+    latency_ms: float
+
+
+class Sink:
+    """A place frames go; every method does nothing unless the sink has use for it."""
+
+    name = "a sink"  # said with a failure
+    failure = "publish_error"  # the reason a failure of this sink is counted under
+
+    def on_prepared(self, prepared: Prepared[Arrival]) -> None:
+        """A frame out of clean + augment (solved later, or skipped)."""
+
+    def on_frame(self, out: Solved) -> None:
+        """A solved frame."""
+
+    def on_rep(self, message: dict) -> None:
+        """A rep that ended (the protocol's reps message)."""
+
+    def on_restart(self, t: float) -> None:
+        """The source started a new session; its first frame's time is ``t``."""
+
+    def on_status(self, status: dict) -> None:
+        """The service's status, every status interval."""
+
+    def status(self) -> dict:
+        """What the sink adds to the status."""
+        return {}
+
+    def close(self) -> None:
+        """No more frames."""
+
+
+class ZmqSink(Sink):
+    """Angles (``angles``) and reps (``reps``) on the output socket."""
+
+    name = "angles"
+
+    def __init__(self, pub):
+        self.pub = pub
+
+    def on_frame(self, out: Solved) -> None:
+        r = out.result
+        payload = encode_angles(
+            r.tag.seq,
+            r.t,
+            out.coords,
+            r.q,
+            rmse_mm=r.rmse_mm,
+            latency_ms=out.latency_ms,
+            sent_ns=r.tag.sent_ns,
+            subject=out.subject,
+        )
+        self.pub.send_multipart([TOPIC_ANGLES, payload], copy=False)
+
+    def on_rep(self, message: dict) -> None:
+        from kinestream.live.protocol import encode_reps
+
+        self.pub.send_multipart([TOPIC_REPS, encode_reps(message)], copy=False)
+
+
+class PoseSink(Sink):
+    """The keypoints, markers and joint centres (NaN when IK failed) of every ``every``-th solved frame on the
+    output socket's ``pose`` topic, while a subscription covers it (:meth:`want`); ``every`` 0: never."""
+
+    name = "pose"
+
+    def __init__(self, pub, every: int, keypoints: list[str], markers: list[str]):
+        self.pub = pub
+        self.every = int(every)
+        self.keypoints = list(keypoints)
+        self.markers = list(markers)
+        self.wanted = False
+        self.sent = 0
+        self._frames = 0
+
+    def want(self, wanted: bool) -> None:
+        """Whether a subscription on the output socket covers ``pose`` (only then is it encoded and sent)."""
+        self.wanted = wanted
+
+    def on_frame(self, out: Solved) -> None:
+        from kinestream.centres import CENTRE_BODIES
+        from kinestream.live.protocol import encode_pose
+
+        self._frames += 1
+        if not (self.wanted and self.every and (self._frames - 1) % self.every == 0):
+            return
+        r = out.result
+        n = len(CENTRE_BODIES)  # the joint centres: the first rows of a centres_array (torso_axis is no point)
+        parts = {
+            "keypoints": (self.keypoints, r.keypoints),
+            "markers": (self.markers, r.markers),
+            "centres": (list(CENTRE_BODIES), r.centres[:n] if r.centres is not None else np.full((n, 3), np.nan)),
+        }
+        self.pub.send_multipart([TOPIC_POSE, encode_pose(r.tag.seq, r.t, parts, subject=out.subject)], copy=False)
+        self.sent += 1
+
+    def status(self) -> dict:
+        return {"pose": {"every": self.every, "subscribed": self.wanted, "sent": self.sent}}
+
+
+class MqttSink(Sink):
+    """Angles, reps and the status as JSON on MQTT (``kinestream/<subject>/...``). Its publisher runs as a task
+    of the service (:meth:`run`) and reconnects by itself."""
+
+    name = "MQTT"
+
+    def __init__(self, publisher: MqttPublisher):
+        self.publisher = publisher
+
+    def on_frame(self, out: Solved) -> None:
+        r = out.result
+        self.publisher.publish("angles", angles_json(r.tag.seq, r.t, out.coords, r.q))
+
+    def on_rep(self, message: dict) -> None:
+        self.publisher.publish("reps", json.dumps(message, separators=(",", ":")))
+
+    def on_status(self, status: dict) -> None:
+        self.publisher.publish("status", json.dumps(status))
+
+    def status(self) -> dict:
+        return {"mqtt": self.publisher.stats()}
+
+    async def run(self) -> None:
+        await self.publisher.run()
+
+    async def flush(self, timeout_s: float = 1.0) -> None:
+        """Give MQTT up to ``timeout_s`` to send what is queued (a connected broker only)."""
+        import asyncio
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            stats = self.publisher.stats()
+            if not (stats["connected"] and stats["queued"]):
+                return
+            await asyncio.sleep(0.01)
+
+
+class RecorderSink(Sink):
+    """The session recorded, crash-safe: the angles of every solved frame to ``path`` (.mot, with rmse_mm), the
+    cleaned keypoints and markers of every prepared frame beside it (``<stem>_markers.trc``; ``serve`` writes its
+    .c3d at the end). An earlier recording at those paths is set aside, not overwritten. Rows go on in time across
+    a restarted source, from the recording's own last row."""
+
+    name = "the recording"
+    failure = "record_error"
+
+    def __init__(self, path: str | Path, coords: list[str], columns: list[str], rate: float):
+        from kinestream.files.record import MotRecorder, TrcRecorder, set_aside
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        markers = path.with_name(path.stem + "_markers.trc")
+        for old, new in set_aside(path, markers, markers.with_suffix(".c3d")):
+            log.warning(
+                "kept the earlier recording %s as %s (a crashed session? kinestream recover %s)", old, new.name, new
+            )
+        self.rate = rate
+        self.offset = 0.0
+        self.rows_not_recorded = 0  # solved frames left out (unsolved: OpenSim's readers stop at a NaN)
+        self.mot = MotRecorder(path, list(coords) + ["rmse_mm"])
+        try:
+            self.trc = TrcRecorder(markers, list(columns), rate)
+        except Exception:
+            self.mot.close()
+            raise
+
+    def on_prepared(self, prepared: Prepared[Arrival]) -> None:
+        self.trc.write(prepared.t + self.offset, np.vstack([prepared.keypoints, prepared.markers]))
+
+    def on_frame(self, out: Solved) -> None:
+        r = out.result
+        if r.ok and np.isfinite(r.q).all():  # OpenSim's Storage reader (the GUI's) stops at a NaN
+            self.mot.write(r.t + self.offset, np.append(r.q, r.rmse_mm))
+        else:
+            self.rows_not_recorded += 1
+
+    def on_restart(self, t: float) -> None:
+        recorded = [r.last_time for r in (self.mot, self.trc) if r.last_time is not None]
+        if recorded:  # the recording goes on in time after the restart, from its own last row
+            self.offset = max(recorded) + 1.0 / self.rate - t
+
+    def status(self) -> dict:
+        return {"rows_not_recorded": self.rows_not_recorded}
+
+    def close(self) -> None:
+        """Both files closed, each on its own: one that fails to close leaves the other closed."""
+        try:
+            self.mot.close()
+        finally:
+            self.trc.close()

@@ -1,0 +1,145 @@
+"""The live service's ZeroMQ sockets: the keypoint input and the output, opened, watched and closed.
+
+One libzmq context holds both (and the CURVE authenticator when ``[access]`` turns it on). The input is a SUB
+(connected to the keypoint source, or bound with ``service.bind_input``), the output an XPUB: a PUB that tells which
+topics are subscribed, with its subscriber-side limits given by the service. Each socket's monitor reports refused
+handshakes (a peer without an authorized CURVE key, a plain peer meeting CURVE, not ZeroMQ), handed to the
+service's ``on_refused``; the input's also reports its link coming and going, and a link ZeroMQ has given up on is
+connected afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kinestream.errors import KinestreamError
+
+log = logging.getLogger("kinestream.live.service")
+
+
+class Sockets:
+    """The input (``sub``, awaited from the event loop) and the output (``pub``) of one service."""
+
+    RECONNECT_S = 0.5  # after a lost input link, connect afresh this much later unless ZeroMQ is at it
+    NAMES = ("input", "output")
+
+    def __init__(
+        self,
+        config: dict,
+        input_endpoint: str,
+        output_endpoint: str,
+        access,
+        on_refused: Callable[[str, Mapping[str, Any]], None],
+    ):
+        self.config = config
+        self.input_endpoint = input_endpoint
+        self.output_endpoint = output_endpoint
+        self.access = access  # kinestream.live.transport.Access, or None: no CURVE
+        self.on_refused = on_refused
+        self._monitors: list = []
+        self._reconnect: asyncio.TimerHandle | None = None  # a pending input reconnect
+        self._link_lost = self._link_busy = 0.0  # when the input link was last lost / ZeroMQ last reconnected
+
+    def open(self, *, send_queue: int, subscription_max_bytes: int, subscription_queue: int) -> None:
+        """Both sockets made, the output bound (KinestreamError when its endpoint is taken) and both watched."""
+        import zmq
+        import zmq.asyncio
+
+        from kinestream.live.transport import open_input
+
+        self.sync_ctx = zmq.Context()
+        self.ctx = zmq.asyncio.Context.shadow(self.sync_ctx)  # one libzmq context: one authenticator for both
+        if self.access is not None:
+            self.access.start(self.sync_ctx)
+        self.sub = open_input(self.ctx, self.config, self.input_endpoint, self.access)
+        self.pub = self.sync_ctx.socket(zmq.XPUB)  # a PUB that tells which topics are subscribed
+        self.pub.setsockopt(zmq.LINGER, 500)
+        self.pub.setsockopt(zmq.SNDHWM, send_queue)
+        # What subscribers send the XPUB is subscriptions: a topic a few bytes long. A longer frame makes ZeroMQ
+        # drop that peer's connection before it is buffered; a peer that floods subscriptions waits on its queue.
+        self.pub.setsockopt(zmq.MAXMSGSIZE, subscription_max_bytes)
+        self.pub.setsockopt(zmq.RCVHWM, subscription_queue)
+        if self.access is not None:
+            self.access.serve(self.pub)
+        try:
+            self.pub.bind(self.output_endpoint)
+        except zmq.ZMQError as exc:
+            raise KinestreamError(
+                f"cannot bind the output socket to {self.output_endpoint}: {exc}; is another "
+                f"kinestream running? give --output ENDPOINT"
+            ) from None
+        self._monitors = [self._monitor(self.sub, "input"), self._monitor(self.pub, "output")]
+
+    def close(self, attempt: Callable[..., None]) -> None:
+        """Every socket, monitor, the authenticator and the context closed, each through ``attempt(what, fn,
+        *args)`` (which says what failed to close and goes on)."""
+        if self._reconnect is not None:
+            self._reconnect.cancel()
+        for sock, mon in zip((self.sub, self.pub), self._monitors, strict=False):
+            attempt("a socket monitor", sock.disable_monitor)
+            attempt("a socket monitor", mon.close, 0)
+        attempt("the input socket", self.sub.close, 0)
+        attempt("the output socket", self.pub.close)
+        if self.access is not None:
+            attempt("the CURVE authenticator", self.access.stop)
+        attempt("the ZeroMQ context", self.sync_ctx.term)
+
+    def _monitor(self, sock, name: str):
+        """A PAIR socket that receives ``sock``'s refused handshakes (read by :meth:`watch`)."""
+        import zmq
+
+        from kinestream.live.transport import LINK_EVENTS, REFUSED_EVENTS
+
+        address = f"inproc://kinestream.monitor.{name}.{id(self)}"
+        # the input also reports its links coming and going: ZeroMQ does not reconnect after some losses
+        sock.monitor(address, REFUSED_EVENTS | (LINK_EVENTS if name == "input" else 0))
+        mon = self.ctx.socket(zmq.PAIR)
+        mon.connect(address)
+        return mon
+
+    async def watch(self, name: str, stop: asyncio.Event) -> None:
+        """Events of the ``name`` socket ("input" or "output") until ``stop``: handshakes refused are handed to
+        ``on_refused``; a lost input link is connected afresh."""
+        import zmq
+        from zmq.utils.monitor import parse_monitor_message
+
+        from kinestream.live.transport import REFUSED_NAMES
+
+        mon = self._monitors[self.NAMES.index(name)]
+        while not stop.is_set():
+            if not await mon.poll(100):
+                continue
+            event = parse_monitor_message(await mon.recv_multipart())
+            kind = event["event"]
+            if kind in REFUSED_NAMES:
+                self.on_refused(name, event)
+            if name != "input" or self.config.get("service", {}).get("bind_input", False):
+                continue
+            if kind in REFUSED_NAMES or kind == zmq.EVENT_DISCONNECTED:
+                self._link_lost = time.monotonic()
+                if self._reconnect is None:
+                    self._reconnect = asyncio.get_running_loop().call_later(self.RECONNECT_S, self._reconnect_input)
+            else:  # ZeroMQ is connecting again by itself
+                self._link_busy = time.monotonic()
+
+    def _reconnect_input(self) -> None:
+        """Connect the input afresh when ZeroMQ has given up on it. After a
+        connection that broke the protocol (a plain source meeting CURVE, a
+        message over the size limit) ZeroMQ does not reconnect, and the next
+        source on that endpoint would never be heard; after an ordinary loss it
+        reconnects by itself (and says so), and this leaves it alone: breaking
+        a working link would lose frames."""
+        import zmq
+
+        self._reconnect = None
+        if self.sub.closed or self._link_busy > self._link_lost:  # ZeroMQ took care of it
+            return
+        try:
+            self.sub.disconnect(self.input_endpoint)
+        except zmq.ZMQError:  # the connection was already dropped
+            pass
+        self.sub.connect(self.input_endpoint)

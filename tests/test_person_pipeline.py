@@ -1,0 +1,95 @@
+"""One person's pipeline (kinestream.pipeline): the frame path of serve, process --streaming and calibrate, with
+what each frame gives as a value."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kinestream.config import load_config
+from kinestream.files.trc import read_trc
+from kinestream.offline import stream_augment, stream_ik
+from kinestream.pipeline import FrameProcessor, Pipeline, Prepared
+from kinestream.synth import synthesize
+
+
+@pytest.fixture(scope="module")
+def squats(tmp_path_factory):
+    return synthesize(tmp_path_factory.mktemp("squats"), seconds=9.0, noise_mm=3.0, gaps=2, seed=11, squats=2)
+
+
+def test_step_by_step_is_process_streaming_bit_for_bit(squats, assets):
+    """Pipeline.step on each frame, then the look-ahead flushed and solved: the angles of ``process --streaming``
+    (stream_augment, then stream_ik) to the last bit, each frame back with its own tag."""
+    config = load_config()
+    table = read_trc(squats.keypoints_trc)
+    augmented, _ = stream_augment(table, squats.height, squats.mass, assets, config)
+    reference = stream_ik(assets.generic_model, augmented, assets.ik_setup, config, marker_set=assets.marker_set)
+
+    pipeline: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass)
+    q = np.full((table.n_frames, len(pipeline.coordinates)), np.nan)
+    wire = table.xyz.astype(np.float32).astype(float)  # as the wire protocol carries them
+    for i in range(table.n_frames):
+        taken, result = pipeline.step(list(table.names), wire[i], float(table.time[i]), i)
+        assert (result is None) == (taken.prepared is None)
+        if result is not None:
+            assert result.tag == taken.prepared.tag and result.t == table.time[result.tag]
+            q[result.tag] = result.q
+    for taken in pipeline.flush():
+        assert taken.prepared is not None
+        q[taken.prepared.tag] = pipeline.solve(taken.prepared).q
+    expected = reference.motion.values[:, :-1]  # the last column is rmse_mm
+    assert reference.motion.names[:-1] == pipeline.coordinates
+    assert np.isfinite(q).all() and np.array_equal(q, expected)
+
+
+def test_notes_drops_and_reps_come_back_as_values(squats, assets):
+    """A stream at 120 Hz into a pipeline that assumed 60 Hz says so in the step that redesigned the filter; a
+    frame whose time is not after the last is a drop of the step that released it; the squats come back as rep
+    events on the frames that ended them, and finish() closes the set."""
+    config = load_config()
+    table = read_trc(squats.keypoints_trc)
+    pipeline: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass, rate=60.0)
+    notes, dropped, reps = [], 0, []
+    names = list(table.names)
+    times = table.time / 2.0  # the same frames at 120 Hz
+    for i in range(table.n_frames):
+        t = float(times[i - 1] if i == 200 else times[i])  # frame 200 comes with frame 199's time
+        taken, result = pipeline.step(names, table.xyz[i], t, i)
+        notes += taken.notes
+        dropped += taken.dropped
+        if result is not None and result.rep.event is not None:
+            reps.append(result.rep)
+            assert result.rep.summary is not None and result.rep.summary["reps"] == len(
+                [r for r in reps if r.event is not None and r.event.complete]
+            )
+    for taken in pipeline.flush():
+        dropped += taken.dropped
+        if taken.prepared is not None:
+            result = pipeline.solve(taken.prepared)
+            assert result.rep.error is None
+    pipeline.finish()
+    assert notes == ["the stream runs at 120 Hz, not 60 Hz: filter redesigned"], notes
+    assert dropped == 1
+    assert [r.event.complete for r in reps if r.event is not None].count(True) == 2
+    assert len(pipeline.rep_events()) == 2
+
+
+def test_the_floor_offset_is_given_not_set(squats, assets):
+    """A calibrated subject's floor offset moves every marker up by it, from the first frame; the keypoints are
+    left as they are."""
+    config = load_config()
+    table = read_trc(squats.keypoints_trc).frames(0, 60)
+    plain = FrameProcessor(assets, config, squats.height, squats.mass)
+    lifted = FrameProcessor(assets, config, squats.height, squats.mass, floor_offset=0.05)
+    got: list[tuple[Prepared[int], Prepared[int]]] = []
+    for i in range(table.n_frames):
+        a = plain.step(list(table.names), table.xyz[i], float(table.time[i]), i).prepared
+        b = lifted.step(list(table.names), table.xyz[i], float(table.time[i]), i).prepared
+        assert (a is None) == (b is None)
+        if a is not None and b is not None:
+            got.append((a, b))
+    assert got
+    for a, b in got:
+        assert np.array_equal(a.keypoints, b.keypoints)
+        assert np.allclose(b.markers - a.markers, [0.0, 0.05, 0.0], atol=1e-12, rtol=0)
