@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import numpy as np
 import zmq
@@ -189,3 +190,31 @@ def test_the_service_is_an_async_context_manager():
 
     topic, final = asyncio.run(main())
     assert topic == b"status" and final["healthy"] and final["frames_in"] == 0
+
+
+def test_a_status_that_cannot_be_sent_is_logged_and_the_service_goes_on(caplog):
+    """A status value msgpack cannot carry (a count past 2**64, as an unbounded counter would reach) is said in
+    the log each time it is lost, instead of vanishing; the service keeps running and serving."""
+
+    async def main():
+        service, stop, task, out = await serving()
+        service.metrics.refused["output"] = 2**70  # what the status would carry: beyond msgpack's integers
+        await until(
+            lambda: any("status not published" in r.getMessage() for r in caplog.records),
+            "a log line for the status that could not be sent",
+        )
+        service.metrics.refused.pop("output")
+        ctx = zmq.asyncio.Context()
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.SUBSCRIBE, b"status")
+        sub.connect(out)
+        alive = await sub.poll(10_000)  # published again once it can be
+        stop.set()
+        final = await task
+        sub.close(0)
+        ctx.term()
+        return alive, final
+
+    with caplog.at_level(logging.WARNING, logger="kinestream.live.service"):
+        alive, final = asyncio.run(main())
+    assert alive and final["healthy"]
