@@ -139,3 +139,26 @@ def test_hostile_frames_never_raise_and_recover(squat, assets):
             # determined directions, pelvis tilt against lumbar flexion, within a few tenths)
             assert np.max(np.abs(frames[i].q[:20] - clean[i].q[:20])) < 1.0, i
     assert ik.step(np.zeros((3, 3)), 0.0).event == "frame has the wrong shape"
+
+
+def test_the_tolerance_setting_reaches_the_solver_and_trades_steps_for_distance(squat, assets):
+    """``[ik] tolerance`` is what the fast solver stops at, live and offline alike: the default reaches the
+    minimum; 1e-5 stops sooner (fewer Gauss-Newton steps over the trial) and farther from it."""
+    from kinestream.config import load_config
+
+    config = load_config()
+    assert solve.IKSettings.from_config(config).tolerance == 1e-12
+    config["ik"]["tolerance"] = 1e-5
+    settings = solve.IKSettings.from_config(config)
+    model, _ = solve.load_model(assets.generic_model, assets.marker_set)
+    live = settings.streaming(model, solve.read_ik_setup(assets.ik_setup), squat.markers.names)
+    assert live._fast is not None and live._fast.ftol == 1e-5
+    steps = {}
+    for tol in (1e-12, 1e-5):
+        ik = solve.StreamingIK(model, solve.read_ik_setup(assets.ik_setup), squat.markers.names, tolerance=tol)
+        total = 0
+        for i in range(squat.markers.n_frames):
+            ik.step(squat.markers.xyz[i], squat.markers.time[i])
+            total += ik.iterations
+        steps[tol] = total
+    assert steps[1e-5] < steps[1e-12]

@@ -54,6 +54,7 @@ RULES: dict[str, dict[str, tuple]] = {
     "ik": {
         "solver": (str, ("fast", "opensim")),
         "accuracy": (NUMBER, (1e-12, 1.0)),
+        "tolerance": (NUMBER, (1e-15, 1e-2)),
         "constraint_weight": ((*NUMBER, str), ("inf", (0.0, None))),
         "min_markers": (int, (3, 1000)),
         "outlier_mm": (NUMBER, (1.0, None)),

@@ -229,7 +229,7 @@ def run_ik(
     setup = ik.setup(ik_setup)
     model, removed = _model(model_path, marker_set)
     with _bar(markers.n_frames, desc) as bar:
-        result = solve.solve_trial(model, markers, setup, progress=bar.update, solver=ik.solver)
+        result = solve.solve_trial(model, markers, setup, progress=bar.update, solver=ik.solver, tolerance=ik.tolerance)
     if removed:
         result.notes.insert(0, "removed before IK (not needed for kinematics): " + ", ".join(removed))
     return result

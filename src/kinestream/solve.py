@@ -47,6 +47,7 @@ class IKSettings:
 
     solver: str = _IK["solver"]
     accuracy: float = _IK["accuracy"]
+    tolerance: float = _IK["tolerance"]  # the fast solver stops when a step would gain less than this share of F
     constraint_weight: float | str = _IK["constraint_weight"]  # a weight, or "inf": enforced exactly
     coordinate_tasks: bool = _IK["coordinate_tasks"]
     arms: bool = _IK["arms"]
@@ -82,6 +83,7 @@ class IKSettings:
             reassemble_mm=float(self.reassemble_mm),
             outlier_mm=float(self.outlier_mm),
             solver=str(self.solver),
+            tolerance=float(self.tolerance),
         )
 
 
@@ -355,12 +357,13 @@ def check_solver(solver: str) -> str:
     return solver
 
 
-def make_fast(model, setup: IKSetup, names: list[str], state=None):
-    """The fast solver for this model, or (None, why) when the model needs OpenSim's own."""
+def make_fast(model, setup: IKSetup, names: list[str], state=None, tolerance: float = _IK["tolerance"]):
+    """The fast solver for this model (stopping at ``tolerance``, ``[ik] tolerance``), or (None, why) when the model
+    needs OpenSim's own."""
     from kinestream.fastik import FastIK
 
     try:
-        return FastIK(model, setup, names, state=state), None
+        return FastIK(model, setup, names, state=state, ftol=float(tolerance)), None
     except KinestreamError as exc:
         return None, f"OpenSim's IK solver instead of the fast one: {exc}"
 
@@ -375,7 +378,12 @@ def marker_error_mm(errors: np.ndarray) -> tuple[float, float]:
 
 
 def solve_trial(
-    model, table: MarkerTable, setup: IKSetup, progress: Callable[[int], None] | None = None, solver: str = "fast"
+    model,
+    table: MarkerTable,
+    setup: IKSetup,
+    progress: Callable[[int], None] | None = None,
+    solver: str = "fast",
+    tolerance: float = _IK["tolerance"],
 ) -> IKResult:
     """IK for every frame of ``table``: the first from the default pose, every later one from the one before.
 
@@ -393,7 +401,7 @@ def solve_trial(
             f"run 'kinestream augment' first"
         )
     if check_solver(solver) == "fast":
-        fast, why = make_fast(model, setup, used)
+        fast, why = make_fast(model, setup, used, tolerance=tolerance)
         if fast is not None:
             return _solve_trial_fast(fast, model, table, used, progress)
         result = _solve_trial_opensim(model, table, setup, used, progress)
@@ -523,6 +531,7 @@ class StreamingIK:
         max_outliers: int = 3,
         predict: bool = False,
         solver: str = "fast",
+        tolerance: float = _IK["tolerance"],
     ):
         osim = opensim_module()
         self.osim = osim
@@ -565,7 +574,7 @@ class StreamingIK:
         self.solver = check_solver(solver)
         self._fast = None
         if solver == "fast":
-            self._fast, why = make_fast(model, setup, self.names, self.state)
+            self._fast, why = make_fast(model, setup, self.names, self.state, tolerance)
             if self._fast is None:
                 self.solver = "opensim"
                 self.notes.append(why)
