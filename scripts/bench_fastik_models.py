@@ -3,11 +3,25 @@
 frames whose cost (OpenSim's IK objective, evaluated the same way at both answers) is at or below OpenSim's
 solver's, the worst cost ratio, and how far each solver's angles are from the converged minimum.
 
-Models (tests/data/models, see its NOTICE): OpenCap's LaiArnoldModified2017 and LaiUhlrich2022 with OpenCap's
-augmenter markers and IK setup, OpenSim's Gait2354 (subject01) with its own markers and IK setup
-(coordinate tasks on), and Rajagopal2016 with OpenCap's markers and setup. Motions: walking, squatting and a
-countermovement jump, driven by forward kinematics (kinestream.synth.drive_model) with a fixed offset and
-noise on every marker, as augmented markers have.
+Models: OpenCap's LaiArnoldModified2017 and LaiUhlrich2022 with OpenCap's augmenter markers and IK setup,
+OpenSim's Gait2354 (subject01) with its own markers and IK setup (coordinate tasks on), and Rajagopal2016 with
+OpenCap's markers and setup. They are not carried in the repository (assets come from their publishers); put
+them in KINESTREAM_LAB_MODELS (default ~/.cache/kinestream/lab-models), forces and geometry removed (IK uses
+neither), under these names (Apache-2.0 both):
+
+- LaiArnoldModified2017_poly_withArms_weldHand.osim: stanfordnmbl/opencap-core, opensimPipeline/Models/,
+  commit d808e3fa2491573f3c870f164f1c4bd989eb24ba;
+- LaiUhlrich2022.osim, LaiUhlrich2022_markers_augmenter.xml (opensimPipeline/Models/) and
+  opencap_Setup_IK.xml (opensimPipeline/IK/Setup_IK.xml): opencap-core, commit
+  d5a52589542e3329691bc26efef0a15b7d5cf38d;
+- gait2354_subject01.osim (Models/Gait2354_Simbody/subject01_simbody.osim), gait2354_Setup_IK.xml
+  (Pipelines/Gait2354_Simbody/subject01_Setup_IK.xml) and Rajagopal2016.osim (Models/Rajagopal/, its own
+  markers removed): opensim-org/opensim-models, commit 20a888b9655e73fb84963d6e03eee3752cf6074b.
+
+The tests in tests/test_fastik.py that use them are skipped, saying so, where the folder lacks them.
+
+Motions: walking, squatting and a countermovement jump, driven by forward kinematics
+(kinestream.synth.drive_model) with a fixed offset and noise on every marker, as augmented markers have.
 
     .venv/bin/python scripts/bench_fastik_models.py [--models lai_arnold,gait2354] [--moves walk,jump]
         [--force-fast] [--no-tasks]
@@ -24,6 +38,7 @@ better of the two answers (kinestream.fastik.converged_minimum).
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -33,7 +48,7 @@ from kinestream import solve
 from kinestream.fastik import FastIK, converged_minimum
 from kinestream.synth import MOVES, drive_model
 
-DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "models"
+DATA = Path(os.environ.get("KINESTREAM_LAB_MODELS", Path.home() / ".cache" / "kinestream" / "lab-models"))
 OPENCAP_MARKERS = DATA / "LaiUhlrich2022_markers_augmenter.xml"
 MODELS = {
     "lai_arnold": (DATA / "LaiArnoldModified2017_poly_withArms_weldHand.osim", OPENCAP_MARKERS, "opencap_Setup_IK.xml"),
