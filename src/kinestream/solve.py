@@ -2,7 +2,7 @@
 
 The objective is OpenSim's: its weighted marker least squares, with
 clamped coordinate ranges and locked coordinates. Two solvers minimise it
-(``ik.solver``): "fast" (:mod:`kinestream.fastik`, damped Gauss-Newton on
+(``ik.solver``): "fast" (:mod:`kinestream.fastik`, Newton's method on
 OpenSim's own kinematics, the default) and "opensim" (the
 InverseKinematicsSolver, driven as OpenSim's InverseKinematicsTool drives
 it), the reference the fast one is held to. Either way the first frame starts
@@ -497,8 +497,8 @@ class StreamingIK:
     it on by the previous frame's velocity; off by default). ``solver``:
 
     - "fast": :class:`kinestream.fastik.FastIK`, OpenSim's IK objective
-      minimised by damped Gauss-Newton on OpenSim's kinematics (about a
-      millisecond a frame);
+      minimised by Newton's method on OpenSim's kinematics (2-3 ms a
+      frame);
     - "opensim": OpenSim's InverseKinematicsSolver. It reads marker positions
       from a MarkersReference fixed at construction, and the Python bindings
       offer no buffered reference, so each frame gets a one-row reference and
@@ -578,7 +578,7 @@ class StreamingIK:
             if self._fast is None:
                 self.solver = "opensim"
                 self.notes.append(why)
-        self.iterations = 0  # the fast solver's Gauss-Newton steps on the last frame
+        self.iterations = 0  # the fast solver's Newton steps on the last frame
         self.profile: list[tuple[float, float, float]] | None = None  # set to [] to time each assembly:
         # (seconds building the one-row reference, building the solver, assembling)
 
