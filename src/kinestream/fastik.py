@@ -172,6 +172,8 @@ class FastIK:
         self.neutral = q_neutral
         self._at: list[Any] | None = None  # q, marker positions and Jacobian (None until asked) of the realized state
         self._lam = 1e-6
+        self._axes_at: np.ndarray | None = None  # where the coordinates' axes (below) were found
+        self._axes_now = np.zeros((self.nq, 3))
         self._check_jacobian()
         self._tree(model, cs)
         self.second_order = self._check_second_order()
@@ -343,9 +345,11 @@ class FastIK:
         and translations along fixed axes; a coordinate that also drives a curved path (the knee's
         translations) leaves out that path's own curvature.
         """
-        m = jac.shape[0] // 3  # marker rows (coordinate tasks, after them in r, are straight)
-        across = np.cross(jac[: 3 * m].reshape(m, 3, -1).transpose(0, 2, 1), r[: 3 * m].reshape(m, 1, 3)).sum(axis=0)
-        turns = axes @ across.T  # [a, b] = w_a . sum_m (dx_m/dq_b x r_m)
+        jx, jy, jz = jac[0::3], jac[1::3], jac[2::3]  # marker rows (coordinate tasks, after them in r, are straight)
+        m = jx.shape[0]
+        rx, ry, rz = r[0 : 3 * m : 3], r[1 : 3 * m : 3], r[2 : 3 * m : 3]
+        across = np.stack([rz @ jy - ry @ jz, rx @ jz - rz @ jx, ry @ jx - rx @ jy])  # sum_m dx_m/dq_b x r_m
+        turns = axes @ across  # [a, b] = w_a . sum_m (dx_m/dq_b x r_m)
         above = np.where(self._upstream, turns, 0.0)
         return above + above.T + np.diag(turns.diagonal())
 
@@ -415,8 +419,9 @@ class FastIK:
         return 0.5 * float(r @ r)
 
     def forget(self) -> None:
-        """Drop what was learnt from earlier frames (the damping): the next solve is a first one."""
+        """Drop what was kept from earlier frames (damping, axes): the next solve is a first one."""
         self._lam = 1e-6
+        self._axes_at = None
 
     def wrap(self, q: np.ndarray) -> np.ndarray:
         """Unbounded rotational coordinates brought into (-pi, pi]: a whole turn is the same pose."""
@@ -434,16 +439,14 @@ class FastIK:
         iterations = 0
         converged = False
         n_tasks = self._task_index.size
-        axes_at: np.ndarray | None = None  # where the coordinates' axes were found
-        axes = np.zeros((self.nq, 3))
         n = self.nq
         while iterations < self.max_iterations and not converged:
             iterations += 1
             jac = self._jacobian_at() * rows
             if self.second_order:
-                if axes_at is None or np.abs(q - axes_at).max() > 0.05:  # axes turn little over a few degrees
-                    axes_at, axes = q, self._axes()
-                curvature = self._curvature(jac, r, axes)
+                if self._axes_at is None or np.abs(q - self._axes_at).max() > 0.05:  # they turn little in 3 deg
+                    self._axes_at, self._axes_now = q, self._axes()
+                curvature = self._curvature(jac, r, self._axes_now)
             if n_tasks:
                 jac = np.vstack([jac, self._task_rows])
             grad = jac.T @ r
