@@ -645,3 +645,39 @@ def test_cli_errors(tmp_path):
     write_mot(hips, Motion(np.arange(5) / 60, ["knee_angle_r", "knee_angle_l"], np.zeros((5, 2))))
     with pytest.raises(KinestreamError, match="none.osim does not exist"):
         args.func(args, load_config())
+
+
+def test_body_poses_are_opensims_body_frames(assets):
+    """Each body's position and quaternion (w, x, y, z) in ground put the body's own points and axes where
+    OpenSim's kinematics puts them, at a pose far from neutral."""
+    from kinestream.centres import BodyPoses
+    from kinestream.osim import opensim_module, read_model
+
+    osim = opensim_module()
+    model = read_model(assets.generic_model)
+    state = model.initSystem()
+    cs = model.getCoordinateSet()
+    rng = np.random.default_rng(4)
+    for i in range(cs.getSize()):
+        c = cs.get(i)
+        c.setValue(
+            state, float(np.clip(c.getValue(state) + rng.uniform(-0.8, 0.8), c.getRangeMin(), c.getRangeMax())), False
+        )
+    model.realizePosition(state)
+    poses = BodyPoses(model)
+    out = poses.of(state)
+    assert out.shape == (model.getBodySet().getSize(), 7) and poses.names[0] == "pelvis"
+    w, x, y, z = out[:, 3:].T
+    assert np.allclose(np.linalg.norm(out[:, 3:], axis=1), 1.0) and np.all(w >= 0)
+    point = np.array([0.1, -0.2, 0.3])
+    for k, name in enumerate(poses.names):
+        body = model.getBodySet().get(name)
+        r = np.array(
+            [
+                [1 - 2 * (y[k] ** 2 + z[k] ** 2), 2 * (x[k] * y[k] - w[k] * z[k]), 2 * (x[k] * z[k] + w[k] * y[k])],
+                [2 * (x[k] * y[k] + w[k] * z[k]), 1 - 2 * (x[k] ** 2 + z[k] ** 2), 2 * (y[k] * z[k] - w[k] * x[k])],
+                [2 * (x[k] * z[k] - w[k] * y[k]), 2 * (y[k] * z[k] + w[k] * x[k]), 1 - 2 * (x[k] ** 2 + y[k] ** 2)],
+            ]
+        )
+        expected = body.findStationLocationInGround(state, osim.Vec3(*point)).to_numpy()
+        assert np.allclose(out[k, :3] + r @ point, expected, atol=1e-9), name

@@ -161,3 +161,29 @@ def joint_centres(model_path, motion: Motion) -> dict[str, np.ndarray]:
         for name in names:
             out[name][i] = frame[name]
     return out
+
+
+class BodyPoses:
+    """Every body of a model posed in ground, what an avatar needs: position and orientation of each body frame.
+
+    ``names``: the bodies, in the model's order. :meth:`of` reads them from a state realized to Position (an IK
+    solver's): an (N, 7) array of position (metres, Y up) and unit quaternion (w, x, y, z), body frame to ground.
+    """
+
+    def __init__(self, model):
+        bodies = model.getBodySet()
+        self._bodies = [bodies.get(i) for i in range(bodies.getSize())]
+        self.names = [b.getName() for b in self._bodies]
+
+    def of(self, state) -> np.ndarray:
+        from scipy.spatial.transform import Rotation
+
+        position = np.empty((len(self._bodies), 3))
+        angles = np.empty((len(self._bodies), 3))
+        for k, body in enumerate(self._bodies):
+            pose = body.getTransformInGround(state)
+            position[k] = pose.p().to_numpy()
+            angles[k] = pose.R().convertRotationToBodyFixedXYZ().to_numpy()  # one call, not nine
+        quaternion = Rotation.from_euler("XYZ", angles).as_quat()[:, [3, 0, 1, 2]]  # SciPy gives x, y, z, w
+        quaternion *= np.where(quaternion[:, :1] < 0, -1.0, 1.0)  # one of the two signs: w >= 0
+        return np.hstack([position, quaternion])
