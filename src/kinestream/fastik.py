@@ -22,14 +22,18 @@ along, so d2x/dq_a dq_b = w_a x dx/dq_b. Markers never fit exactly (augmented
 markers sit a centimetre or so off the model's), and without that term the
 steps converge only linearly: 6-8 a frame, and up to 60 where the valley is
 flat (a straight elbow, whose arm and forearm rotations nearly coincide).
-With it they converge quadratically: 4 a frame on augmented markers of a
-synth squat at 120 Hz, at most 8. Bounds are kept by projection with an
+With it they converge quadratically: 3 a frame on augmented markers of a
+synth squat at 120 Hz, at most 7. Bounds are kept by projection with an
 active set (a coordinate on its bound whose gradient pushes outward stays
 there). It stops when even the undamped model's best step would lower F by
-less than ``ftol`` (1e-12) of itself, or a step moves no coordinate by more
-than ``xtol`` (1e-10 rad or m): at the minimum to within rounding. A looser
-test stops short where the valley is flat (1e-10 of F left a frame 1.9 deg
-from the minimum).
+less than ``ftol`` (1e-12) of itself, when a step moves no coordinate by
+more than ``xtol`` (1e-10 rad or m), or once it has taken a whole Newton step
+(undamped, exact Hessian, no bound in the way) of at most ``NEWTON_DONE``
+(1e-4 rad or m): the step before the minimum, which quadratic convergence
+makes a hundred times shorter again (1e-6 rad, 0.0001 deg, from it). A step
+size says nothing where the Hessian is wrong: with Gauss-Newton's alone,
+short steps crept along flat valleys degrees from the minimum, and so did a
+looser ``ftol`` (1e-10 of F left a frame 1.9 deg from it).
 
 What it does not do: models whose enforced constraints (coordinate couplers,
 welds between bodies) are part of IK, joints whose coordinates are not their
@@ -50,6 +54,8 @@ from scipy.linalg.lapack import dposv
 
 from kinestream.errors import KinestreamError
 from kinestream.osim import opensim_module
+
+NEWTON_DONE = 1e-4  # rad or m: a whole Newton step on the exact Hessian this short ends the solve (see _minimise)
 
 
 @dataclass
@@ -469,7 +475,9 @@ class FastIK:
             undamped.flat[:: n + 1] += 1e-9 * diag
             undamped[held, held] = 1.0
             _, decrement, info = dposv(undamped, grad)
+            exact = self.second_order  # the step below is Newton's on the objective's own Hessian
             if info != 0:  # not convex here (far from the minimum, large residuals): Gauss-Newton's curvature
+                exact = False
                 hessian = np.where(held[:, None] | held[None, :], 0.0, normal)
                 undamped = hessian.copy()
                 undamped.flat[:: n + 1] += 1e-9 * diag
@@ -480,6 +488,7 @@ class FastIK:
                 break
             undamped_step = decrement if info == 0 and lam <= 1e-4 else None  # lightly damped: the same step
             while True:
+                newton = exact and undamped_step is not None
                 if undamped_step is not None:
                     step, undamped_step = undamped_step, None
                 else:
@@ -508,6 +517,8 @@ class FastIK:
                     rho = (cost - cost_new) / predicted
                     if rho > 1e-3:  # a real decrease, as the model foresaw it: take the step
                         converged = cost - cost_new <= 0.01 * self.ftol * cost
+                        if newton and np.abs(step).max() <= NEWTON_DONE and np.array_equal(trial, q - step):
+                            converged = True  # Newton's own step, this short: the next would be ~1e-6 or less
                         q, r, diff, cost = trial, r_new, diff_new, cost_new
                         lam, nu = max(lam * max(1 / 3, 1 - (2 * rho - 1) ** 3), 1e-12), 2.0
                         break
