@@ -83,6 +83,24 @@ def test_c3d_off_writes_none(trial, processed, tmp_path):
     assert result.augmented_c3d is None and result.plot is None and not list(tmp_path.glob("*.c3d"))
 
 
+def test_augment_turns_the_keypoints_as_process_does(trial, tmp_path):
+    """A Z-up trial through ``augment`` with ``[ingest] up = "z"`` gives the augmented markers ``process --up z``
+    writes (to the .trc's 5 decimals), whether given as a path or a table; without the setting they would lie
+    on their side."""
+    from kinestream.ingest import orient, orientation
+
+    z_up = orient(ks.read_trc(trial.keypoints_trc), orientation("z").T)  # the trial as a Z-up camera system sees it
+    path = ks.write_trc(tmp_path / "z_up.trc", z_up)
+    config = {"ingest": {"up": "z"}}
+    processed = ks.process(path, tmp_path / "out", height=trial.height, mass=trial.mass, config=config)
+    written = ks.read_trc(processed.augmented_trc)
+    for given in (path, ks.read_trc(path)):
+        markers = ks.augment(given, height=trial.height, mass=trial.mass, config=config)
+        assert markers.names == written.names
+        assert np.abs(markers.xyz - written.xyz).max() < 1e-5
+        assert any("Z-up to Y-up" in note for note in markers.meta["notes"])
+
+
 def test_augment_scale_ik_chain_recovers_the_knee(trial, processed, tmp_path):
     """Table in, objects out: the chain gives the angles process gives, the knees within test_pipeline's 5 deg
     RMS of the truth."""

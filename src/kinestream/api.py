@@ -231,28 +231,21 @@ def augment(
 ) -> MarkerTable:
     """The keypoints (a MarkerTable or a .trc path) plus the 43 anatomical markers the augmenter predicts.
 
-    MidHip and Neck are derived when absent; with ``clean`` (the default) gaps are filled and the keypoints
-    low-pass filtered first (``[clean]``), as ``process`` does. What was done is in ``meta["notes"]`` of the
-    table returned.
+    The recipe of ``process``: the keypoints turned by ``[ingest]`` into the model's axes, MidHip and Neck
+    derived when absent; with ``clean`` (the default) gaps are filled and the keypoints low-pass filtered first
+    (``[clean]``). What was done is in ``meta["notes"]`` of the table returned.
     """
     from kinestream.assets import get_assets
-    from kinestream.augment import Augmenter, AugmentSettings, augment_table
-    from kinestream.clean import CleanSettings
-    from kinestream.ingest import complete_keypoints
-    from kinestream.offline import describe_clean
+    from kinestream.ingest import IngestSettings
+    from kinestream.offline import clean_and_augment, prepare_keypoints, read_notes
 
     config = _config(config)
     height, mass = _subject(config, height, mass)
-    table = complete_keypoints(_table(keypoints, "keypoints"))
-    notes = [f"derived {', '.join(table.meta['derived'])} from the hips/shoulders"] if table.meta.get("derived") else []
-    if clean:
-        cleaned, cleaning = CleanSettings.from_config(config).offline(table)
-        notes.append(describe_clean(cleaning, table))
-        table = cleaned
-    augmenter = Augmenter.from_assets(get_assets(config, progress=_say))
-    floor = AugmentSettings.from_config(config).floor_offset
-    out, augmenting = augment_table(table, augmenter, height, mass, apply_floor_offset=floor)
-    notes.append(augmenting.describe())
+    ingest = IngestSettings.from_config(config)
+    table = prepare_keypoints(_table(keypoints, "keypoints"), ingest)
+    notes = read_notes(table, ingest)
+    out, more = clean_and_augment(table, height, mass, get_assets(config, progress=_say), config, clean_first=clean)
+    notes += more
     for note in notes:
         _say(note)
     out.meta["notes"] = notes

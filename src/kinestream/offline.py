@@ -60,13 +60,17 @@ def _model(path: str | Path, marker_set: str | Path | None):
 
 
 def load_keypoints(path: str | Path, ingest: IngestSettings | None = None) -> MarkerTable:
-    """A recorded trial with BODY_25 names, MidHip and Neck derived when absent, turned by ``ingest`` (the
-    ``[ingest]`` settings) into the model's axes.
+    """A recorded trial (.trc) as :func:`prepare_keypoints` makes it."""
+    return prepare_keypoints(read_trc(path), ingest)
+
+
+def prepare_keypoints(table: MarkerTable, ingest: IngestSettings | None = None) -> MarkerTable:
+    """Keypoints with BODY_25 names, MidHip and Neck derived when absent, turned by ``ingest`` (the ``[ingest]``
+    settings; None: as they are) into the model's axes.
 
     Markers the augmenter predicts (``*_study``, as OpenCap's MarkerData .trc carry beside the keypoints) are
     left out, their names in ``meta["left_out"]``: they are predicted again from the keypoints.
     """
-    table = read_trc(path)
     keep = [n for n in table.names if not n.endswith(AUGMENTED)]
     left_out = [n for n in table.names if n.endswith(AUGMENTED)]
     if left_out:
@@ -79,22 +83,36 @@ def load_keypoints(path: str | Path, ingest: IngestSettings | None = None) -> Ma
 
 
 def clean_and_augment(
-    keypoints: MarkerTable, height: float, mass: float, assets: Assets, config: dict, streaming: bool = False
+    keypoints: MarkerTable,
+    height: float,
+    mass: float,
+    assets: Assets,
+    config: dict,
+    streaming: bool = False,
+    *,
+    clean_first: bool = True,
+    floor_offset: bool | None = None,
 ) -> tuple[MarkerTable, list[str]]:
     """The keypoints cleaned and augmented (the offline zero-lag cores, or the live ones frame by frame), and
-    notes on what was done. The live cores turn the keypoints by ``[ingest]`` themselves."""
+    notes on what was done: the one recipe of ``process``, ``augment`` and :func:`kinestream.api.augment`.
+
+    Offline, ``keypoints`` come turned by ``[ingest]`` (:func:`prepare_keypoints`); the live cores turn them
+    themselves, so ``streaming`` takes them as recorded. ``clean_first`` False augments the keypoints as they
+    are (offline only); ``floor_offset``: whether the augmented markers are moved up onto the floor (None: the
+    ``[augment]`` setting).
+    """
     if streaming:
         with _bar(keypoints.n_frames, "clean + augment (frame-wise)") as bar:
             return stream_augment(keypoints, height, mass, assets, config, bar.update)
-    cleaned, creport = clean.CleanSettings.from_config(config).offline(keypoints)
-    augmented, areport = augment_table(
-        cleaned,
-        _augmenter(assets),
-        height,
-        mass,
-        apply_floor_offset=AugmentSettings.from_config(config).floor_offset,
-    )
-    return augmented, [describe_clean(creport, keypoints), areport.describe()]
+    notes = []
+    if clean_first:
+        cleaned, creport = clean.CleanSettings.from_config(config).offline(keypoints)
+        notes.append(describe_clean(creport, keypoints))
+        keypoints = cleaned
+    if floor_offset is None:
+        floor_offset = AugmentSettings.from_config(config).floor_offset
+    augmented, areport = augment_table(keypoints, _augmenter(assets), height, mass, apply_floor_offset=floor_offset)
+    return augmented, [*notes, areport.describe()]
 
 
 def read_notes(keypoints: MarkerTable, ingest: IngestSettings) -> list[str]:
@@ -138,18 +156,12 @@ def static_markers(
                     f"{keypoints.time[-1]:.3f} s); give a range inside it, or 'auto' to average all of them"
                 )
             keypoints = keypoints.frames(int(inside[0]), int(inside[-1]) + 1)
-        still = still_pose(keypoints)
-        augmented, report = augment_table(
-            still.table,
-            _augmenter(assets),
-            height,
-            mass,
-            apply_floor_offset=AugmentSettings.from_config(config).floor_offset,
-        )
+        still = still_pose(keypoints)  # averaged, not filtered: a still pose has no motion to filter
+        augmented, augmenting = clean_and_augment(still.table, height, mass, assets, config, clean_first=False)
     except KinestreamError as exc:
         raise KinestreamError(f"static trial {static_trial}: {exc}") from None
     written = write_trc(out_path, augmented)
-    notes = [f"static trial {static_trial}: " + "; ".join(notes + [still.describe(), report.describe()])]
+    notes = [f"static trial {static_trial}: " + "; ".join(notes + [still.describe(), *augmenting])]
     return augmented, still, notes + [f"wrote {written} (the static trial's still pose, augmented)"]
 
 

@@ -52,25 +52,25 @@ def cmd_synth(args, config) -> None:
 
 def cmd_augment(args, config) -> None:
     from kinestream.assets import get_assets
-    from kinestream.augment import Augmenter, AugmentSettings, augment_table
-    from kinestream.clean import CleanSettings
     from kinestream.files.trc import write_trc
     from kinestream.ingest import IngestSettings
-    from kinestream.offline import describe_clean, load_keypoints, read_notes
+    from kinestream.offline import clean_and_augment, load_keypoints, read_notes
 
     mass, height = subject(args, config)
     ingest = IngestSettings.from_config(config)
     table = load_keypoints(existing(args.trial, "trial"), ingest)
-    for note in read_notes(table, ingest):
+    notes = read_notes(table, ingest)
+    out, more = clean_and_augment(
+        table,
+        height,
+        mass,
+        get_assets(config, progress=say),
+        config,
+        clean_first=not args.no_clean,
+        floor_offset=args.floor_offset or None,
+    )
+    for note in notes + more:
         say(note)
-    if not args.no_clean:
-        cleaned, cleaning = CleanSettings.from_config(config).offline(table)
-        say(describe_clean(cleaning, table))
-        table = cleaned
-    floor = args.floor_offset or AugmentSettings.from_config(config).floor_offset
-    augmenter = Augmenter.from_assets(get_assets(config, progress=say))
-    out, report = augment_table(table, augmenter, height, mass, apply_floor_offset=floor)
-    say(report.describe())
     out_path = Path(args.out) if args.out else Path(args.trial).with_name(Path(args.trial).stem + "_augmented.trc")
     print(f"wrote {write_trc(out_path, out)}")
 
