@@ -161,11 +161,10 @@ def _config(config: dict | str | Path | None) -> dict:
 
 
 def _subject(config: dict, height: float | None, mass: float | None) -> tuple[float, float]:
-    from kinestream import checks
+    from kinestream.projects import subject_values
 
-    height = float(config["subject"]["height"]) if height is None else height
-    mass = float(config["subject"]["mass"]) if mass is None else mass
-    return checks.subject(height, mass)
+    height, mass, _ = subject_values(None, height, mass, config)
+    return height, mass
 
 
 def _table(markers: MarkerTable | str | Path, what: str) -> MarkerTable:

@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from kinestream import checks
 from kinestream.errors import KinestreamError
 
 
@@ -20,9 +19,10 @@ def subject_args(p: argparse.ArgumentParser, required: bool = False) -> None:
 
 
 def subject(args, config) -> tuple[float, float]:
-    mass = args.mass if args.mass is not None else float(config["subject"]["mass"])
-    height = args.height if args.height is not None else float(config["subject"]["height"])
-    checks.subject(height, mass)
+    """(mass, height): --mass and --height, else [subject] (:func:`kinestream.projects.subject_values`)."""
+    from kinestream.projects import subject_values
+
+    height, mass, _ = subject_values(None, args.height, args.mass, config)
     return mass, height
 
 
