@@ -377,6 +377,8 @@ class StreamingAugmenter:
         missing for the parts that read it.
     on_reset : optional ``callback(parts, t)`` called when parts are reset.
 
+    Notes
+    -----
     Missing input never raises. A frame whose inputs for a part are missing
     (NaN) or implausible yields NaN markers for that part, and the part's
     state is held (nothing is fed to it); model ticks between a missing frame
