@@ -93,3 +93,34 @@ def test_the_floor_offset_is_given_not_set(squats, assets):
     for a, b in got:
         assert np.array_equal(a.keypoints, b.keypoints)
         assert np.allclose(b.markers - a.markers, [0.0, 0.05, 0.0], atol=1e-12, rtol=0)
+
+
+def test_body_poses_come_with_a_frame_when_asked(squats, assets):
+    """``solve(prepared, bodies=True)``: every body's pose in ground beside the angles, in ``Pipeline.bodies``'
+    order; its positions are the joint centres' bodies' origins, and asking changes no angle."""
+    from kinestream.centres import CENTRE_BODIES
+
+    config = load_config()
+    table = read_trc(squats.keypoints_trc)
+    with_bodies: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass)
+    without: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass)
+    assert with_bodies.bodies[0] == "pelvis" and "femur_r" in with_bodies.bodies and "hand_l" in with_bodies.bodies
+    solved = 0
+    for i in range(table.n_frames):
+        taken = with_bodies.prepare(list(table.names), table.xyz[i], float(table.time[i]), i)
+        other = without.prepare(list(table.names), table.xyz[i], float(table.time[i]), i)
+        if taken.prepared is None:
+            continue
+        asked = i % 2 == 0
+        result = with_bodies.solve(taken.prepared, bodies=asked)
+        plain = without.solve(other.prepared)
+        assert np.array_equal(result.q, plain.q, equal_nan=True)
+        if not asked or not result.ok:
+            assert result.bodies is None
+            continue
+        solved += 1
+        assert result.bodies.shape == (len(with_bodies.bodies), 7)
+        for k, (centre, body) in enumerate(CENTRE_BODIES.items()):
+            assert np.allclose(result.bodies[with_bodies.bodies.index(body), :3], result.centres[k], atol=1e-12)
+        assert np.allclose(np.linalg.norm(result.bodies[:, 3:], axis=1), 1.0)
+    assert solved > 100
