@@ -120,7 +120,7 @@ def test_body_poses_come_with_a_frame_when_asked(squats, assets):
             continue
         solved += 1
         assert result.bodies.shape == (len(with_bodies.bodies), 7)
-        for k, (centre, body) in enumerate(CENTRE_BODIES.items()):
+        for k, body in enumerate(CENTRE_BODIES.values()):
             assert np.allclose(result.bodies[with_bodies.bodies.index(body), :3], result.centres[k], atol=1e-12)
         assert np.allclose(np.linalg.norm(result.bodies[:, 3:], axis=1), 1.0)
     assert solved > 100
