@@ -31,9 +31,10 @@ The rules the clock keeps, for the stream's own subject:
 - A restart is labelled ``restart``: the frame is accepted and the service
   counts one reset (a new session).
 
-A frame of another subject is valid to the decoder but refused by the service
-(``other_subject``) while the stream's own subject is active, and such
-refused frames change nothing for the served subject: after 64 throwaway
+A frame of another subject is valid to the decoder but refused by a service
+that serves one person (``service.max_people = 1``: ``too_many_people``) while
+the stream's own subject is served, and such refused frames change nothing for
+the served subject: after 64 throwaway
 subjects (as many as the decoder keeps clocks for) the served subject's time
 rules hold as before. At most three backward frames come in a row outside the
 runs built to reach 30.
@@ -192,12 +193,12 @@ class Hostile:
         return self.at(self.clock.t - 5.0 - float(self.rng.uniform(0, 10)), RESTART)
 
     def other(self, subject: str) -> tuple[list[bytes], str]:
-        """A valid frame of another subject: refused while the stream's own subject is active."""
+        """A valid frame of another subject: refused (max_people = 1) while the stream's own subject is served."""
         self.seq += 1
         return [
             TOPIC,
             _pack(_frame(self.seq, float(self.rng.uniform(0, 1e4)), self.pose, subject=subject)),
-        ], "other_subject"
+        ], "too_many_people"
 
     def visitor(self) -> tuple[list[bytes], str]:
         self.visitors += 1
@@ -496,7 +497,7 @@ class Hostile:
         yield self.valid()
 
     def throwaway_subjects(self, count: int | None = None, then: str | None = None):
-        """63 or 64 throwaway subjects, each a frame the service refuses (``other_subject``), then a frame of
+        """63 or 64 throwaway subjects, each a frame the service refuses (``too_many_people``), then a frame of
         the stream's own subject: on time, back by under 1 s (refused), back by more (a restart), or more than
         ``max_jump_s`` ahead (refused): the refused subjects change nothing. ``then`` "none" ends the episode
         after the subjects."""
@@ -530,7 +531,7 @@ class Hostile:
 
     def of(self, subject: str | None, t: float, label: str) -> tuple[list[bytes], str]:
         """A valid frame of ``subject`` at ``t`` that the clock does not see, labelled by the caller: whether
-        the service takes it depends on the wall clock (the 2 s hold), which the caller controls."""
+        the service takes it is the caller's to say."""
         self.seq += 1
         return [TOPIC, _pack(_frame(self.seq, t, self.pose, subject=subject))], label
 

@@ -73,3 +73,44 @@ def test_a_restart_solves_the_last_session_first_and_the_recording_goes_on(trial
     motion = read_mot(tmp_path / "SESSION.mot")
     assert np.all(np.diff(motion.time) > 0) and not reports
     assert metrics.skipped == 0 and len(motion.time) == metrics.frames_out
+
+
+def test_turns_are_fair_one_backlog_delays_another_by_one_solve_at_most(trial, assets, tmp_path):
+    """Two people of the people table (kinestream.live.people): ana with 40 frames waiting, ben with 5. Each turn
+    solves one frame of each in turn, so ben's k-th frame is out after at most k + 1 of ana's, not after all 40;
+    a turn with no time left is one round; the frames of each come out in their own order."""
+    from kinestream.live.calibrate import served_subject
+    from kinestream.live.people import People
+    from kinestream.live.sinks import Sink
+
+    syn, table = trial
+    config = load_config()
+    config["service"]["latest_wins"] = False
+    out: list[tuple[str, int]] = []
+
+    class Order(Sink):
+        def on_frame(self, solved):
+            out.append((solved.subject, solved.result.tag.seq))
+
+    reports: list[tuple[str, str]] = []
+    default = served_subject(config, assets, None, syn.mass, syn.height)
+    people = People(config, assets, default, "subject", Metrics(), lambda r, d: reports.append((r, d)))
+    people.open([Order()])
+    ana, ben = people.admit("ana", 0), people.admit("ben", 0)
+    assert isinstance(ana, Person) and isinstance(ben, Person)
+    for frame in frames(table, 0, 40):
+        ana.prepare(frame, recv_ns=0)
+    for frame in frames(table, 0, 5):
+        ben.prepare(frame, recv_ns=0)
+    waiting = ana.waiting, ben.waiting
+    assert waiting[0] > 30 and waiting[1] >= 3  # (the cleaner may hold a frame or two back)
+    people.solve_turn(0.0)  # no time left: one round, one frame each
+    assert sorted(out) == [("ana", 0), ("ben", 0)]
+    people.solve_turn(60.0)  # until none waits
+    assert not people.waiting() and not reports
+    bens = [k for k, (who, _) in enumerate(out) if who == "ben"]
+    assert all(k <= 2 * i + 1 for i, k in enumerate(bens)), out[:12]
+    for who in ("ana", "ben"):
+        seqs = [seq for w, seq in out if w == who]
+        assert seqs == sorted(seqs) and len(seqs) == dict(zip(("ana", "ben"), waiting, strict=True))[who]
+    people.close()

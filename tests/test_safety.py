@@ -305,9 +305,11 @@ def test_time_attacks_then_a_real_session_equals_offline(session, tmp_path):
         ctx.term()
         await replay(table, src, rate=1.0, wait_subscriber=10.0)
 
-    final, service = asyncio.run(serve(load_config(), session, record, feed, 77 + table.n_frames))
+    config = load_config()
+    config["service"]["max_people"] = 1  # the throwaway subjects are refused (too_many_people): the clock test
+    final, service = asyncio.run(serve(config, session, record, feed, 77 + table.n_frames))
     rejected = final["rejected"]
-    assert rejected["time_implausible"] == 4 and rejected["time_jump"] == 1 and rejected["other_subject"] == 64
+    assert rejected["time_implausible"] == 4 and rejected["time_jump"] == 1 and rejected["too_many_people"] == 64
     assert final["resets"] == 1  # the trial starting at t = 0 is a new session
     assert final["frames_out"] + final["skipped"] == final["frames_in"] >= table.n_frames
     assert "stage_error" not in rejected

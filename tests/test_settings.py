@@ -60,3 +60,26 @@ def test_the_settings_reach_the_stages(tmp_path):
     with pytest.raises(KinestreamError, match="residual analysis needs the whole trial"):
         CleanSettings(cutoff_hz="auto").streaming(3, 60.0)
     assert ScaleSettings.from_config({"scale": {"still_window_s": [2.0, 0.5]}}).still_window_s == (2.0, 0.5)
+
+
+def test_people_and_their_limits_are_checked():
+    """[service] max_people and person_timeout_s are settings like the others; [people] holds a table per subject
+    (its name one file name and one MQTT topic level) giving a model and/or height and mass."""
+    from kinestream.config import validate
+
+    config = load_config()
+    assert config["service"]["max_people"] == 8 and config["service"]["person_timeout_s"] == 5.0
+    assert config["people"] == {}
+    validate({"people": {"ana": {"model": "ana.osim"}, "ben": {"height": 1.92, "mass": 88.0}}})
+    for bad, said in [
+        ({"service": {"max_people": 0}}, "max_people = 0 is not valid"),
+        ({"service": {"person_timeout_s": 0}}, "person_timeout_s = 0 is not valid"),
+        ({"people": {"a/b": {"height": 1.8}}}, "subject 'a/b' is not valid"),
+        ({"people": {"x+y": {"height": 1.8}}}, "MQTT topic level"),
+        ({"people": {"ana": {"height": 180}}}, r"\[people.ana\] height = 180 is not valid"),
+        ({"people": {"ana": {"model": ""}}}, "the path of a scaled .osim"),
+        ({"people": {"ana": {"weight": 70}}}, r"unknown setting \[people.ana\] weight"),
+        ({"people": {"ana": "ana.osim"}}, "give a table with model"),
+    ]:
+        with pytest.raises(KinestreamError, match=said):
+            validate(bad)

@@ -47,12 +47,12 @@ def test_subscriptions_cost_the_same_however_many_a_peer_holds():
         sub.setsockopt(zmq.SUBSCRIBE, b"po")
         sub.setsockopt(zmq.SUBSCRIBE, b"status")
         await until(lambda: service.status()["pose"]["subscribed"], "the pose subscription seen")
-        held = set(service._pose_topics)
+        held = set(service._pose.topics)
         for k in range(0, 20_000, 2):
             sub.setsockopt(zmq.UNSUBSCRIBE, f"topic-{k}".encode())
         sub.setsockopt(zmq.UNSUBSCRIBE, b"po")
         await until(lambda: not service.status()["pose"]["subscribed"], "the pose unsubscription seen")
-        after = set(service._pose_topics)
+        after = set(service._pose.topics)
         alive = await sub.poll(10_000)
         stop.set()
         await task

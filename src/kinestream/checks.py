@@ -122,3 +122,19 @@ def relative_folder(what: str, name) -> str:
                 "'.' or '..', without '\\' or control characters (outputs are written in a folder of that name)"
             ) from None
     return text
+
+
+SUBJECT_ID_CHARS = 64  # a subject's id: "SESSION_<id>_markers.c3d" stays far below a file name's 255 bytes
+
+
+def subject_id(what: str, name) -> str:
+    """``name`` as a subject's id in the live service: one file name (:func:`path_segment`: their recording is
+    ``SESSION_<id>.mot``) that is also one MQTT topic level (``kinestream/<id>/angles``: no ``+`` or ``#``), at
+    most SUBJECT_ID_CHARS characters."""
+    text = path_segment(what, name)
+    if any(c in "+#" for c in text) or len(text) > SUBJECT_ID_CHARS:
+        raise KinestreamError(
+            f"{what} {name!r} is not valid; it must be one MQTT topic level too (without '+' or '#'), at most "
+            f"{SUBJECT_ID_CHARS} characters"
+        )
+    return text

@@ -67,6 +67,8 @@ RULES: dict[str, dict[str, tuple]] = {
         "receive_queue": (int, (1, 1_000_000)),
         "send_queue": (int, (1, 1_000_000)),
         "pose_every": (int, (0, 100_000)),
+        "max_people": (int, (1, 64)),  # the source keeps the clocks of 64 subjects
+        "person_timeout_s": (NUMBER, (0.1, 86400.0)),
     },
     "mqtt": {"qos": (int, (0, 2))},
     # [reps]: numbers; their ranges and how they relate are reps.RepSettings.check's
@@ -165,6 +167,9 @@ def validate(config: dict, source: str = "the settings") -> dict:
             )
         if not isinstance(values, dict):
             raise KinestreamError(f"{source}: [{section}] must be a table of settings, not {values!r}")
+        if section == "people":
+            _validate_people(values, source)
+            continue
         for key, value in values.items():
             if key not in SCHEMA[section]:
                 close = difflib.get_close_matches(key, SCHEMA[section], n=1)
@@ -178,6 +183,35 @@ def validate(config: dict, source: str = "the settings") -> dict:
                     f"{source}: [{section}] {key} = {value!r} is not valid; give {_describe(kind, rule)}"
                 )
     return config
+
+
+PERSON_KEYS = ("model", "height", "mass")  # what a subject's table in [people] may give
+
+
+def _validate_people(people: dict, source: str) -> None:
+    """[people]: a table per subject (its id a :func:`kinestream.checks.subject_id`) giving ``model`` (a path)
+    and/or ``height`` and ``mass`` (the [subject] ranges)."""
+    from kinestream.checks import subject_id
+
+    for name, entry in people.items():
+        try:
+            subject_id(f"{source}: [people] subject", name)
+        except KinestreamError as exc:
+            raise KinestreamError(str(exc)) from None
+        if not isinstance(entry, dict) or not entry:
+            raise KinestreamError(
+                f'{source}: [people.{name}] = {entry!r} is not valid; give a table with model = "PATH" and/or '
+                "height = M and mass = KG"
+            )
+        for key, value in entry.items():
+            if key not in PERSON_KEYS:
+                raise KinestreamError(f"{source}: unknown setting [people.{name}] {key}; give {', '.join(PERSON_KEYS)}")
+            kind, rule = (str, None) if key == "model" else RULES["subject"][key]
+            if not _valid(value, kind, rule) or value == "":
+                raise KinestreamError(
+                    f"{source}: [people.{name}] {key} = {value!r} is not valid; give "
+                    f"{'the path of a scaled .osim' if key == 'model' else _describe(kind, rule)}"
+                )
 
 
 def _merge(base: dict, override: dict) -> dict:

@@ -37,8 +37,9 @@ async def _serve(args, config, say=say):
     return service, final
 
 
-def recording_c3d(record, config: dict) -> Path | None:
-    """After a session: the recorded markers (RECORD_markers.trc) as RECORD_markers.c3d, when [output] c3d is on.
+def recording_c3d(record, config: dict, markers=None) -> Path | None:
+    """After a session: the recorded markers (RECORD_markers.trc, or ``markers``) as RECORD_markers.c3d, when
+    [output] c3d is on.
 
     Read back from the .trc, frames put on an even time grid (live time stamps jitter); a recording the
     format cannot hold gets one line on stderr and no .c3d. The .mot and .trc are only read.
@@ -46,7 +47,7 @@ def recording_c3d(record, config: dict) -> Path | None:
     from kinestream.errors import KinestreamError
     from kinestream.files.c3d import trc_to_c3d
 
-    markers = Path(record).with_name(Path(record).stem + "_markers.trc")
+    markers = Path(markers) if markers else Path(record).with_name(Path(record).stem + "_markers.trc")
     if not config.get("output", {}).get("c3d", True) or not markers.is_file():
         return None
     try:
@@ -58,7 +59,8 @@ def recording_c3d(record, config: dict) -> Path | None:
     return path
 
 
-def _finish_recording(record, config: dict, truth=None) -> None:
+def _finish_recording(record, config: dict, truth=None, markers=None) -> None:
+    """A recording's angle plot and .c3d (``markers``: its _markers.trc, when not beside it by name)."""
     if not record:
         return
     from kinestream.files.mot import read_mot
@@ -72,7 +74,13 @@ def _finish_recording(record, config: dict, truth=None) -> None:
             png = record.with_name(record.stem + "_angles.png")
             plot_angles(motion, png, title=record.stem, truth=truth)
             print(f"wrote {record} ({len(motion.time)} frames) and {png}")
-    recording_c3d(record, config)
+    recording_c3d(record, config, markers)
+
+
+def _finish_recordings(service, config: dict) -> None:
+    """Every recording of the session: one per person (the default person's is the --record file itself)."""
+    for mot, markers in service.recordings():
+        _finish_recording(mot, config, markers=markers)
 
 
 def cmd_serve(args, config) -> None:
@@ -82,7 +90,7 @@ def cmd_serve(args, config) -> None:
     log_to_stderr()
     service, final = asyncio.run(_serve(args, config))
     print(json.dumps(final))
-    _finish_recording(args.record, config)
+    _finish_recordings(service, config)
     if not final.get("healthy", True):
         print(
             "kinestream: error: the service stopped itself: a task kept failing (see the log above); exit "

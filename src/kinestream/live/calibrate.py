@@ -195,7 +195,7 @@ async def calibrate(
             if subject is _UNSET:
                 subject = frame.subject
                 source.keep(subject)
-            elif frame.subject != subject:  # one person at a time, as the service
+            elif frame.subject != subject:  # the first subject heard is the one calibrated
                 continue
             if heard.restart is not None:  # the source started over: so does the search for a still pose
                 processor.reset()

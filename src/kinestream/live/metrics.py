@@ -66,22 +66,39 @@ class Metrics:
         }
 
     def line(self, status: dict) -> str:
-        """The terminal status line, from a :meth:`Service.status` snapshot."""
+        """The terminal status line, from a :meth:`Service.status` snapshot; when people other than the default
+        one are served, the totals and then one line per person (their frames, angles and reps)."""
         lat = status["latency_ms"]
-        angles = " ".join(
-            f"{k.replace('_angle', '').replace('_flexion', '')} {v:5.1f}" for k, v in self.last_angles.items()
-        )
-        reps = ""
-        if status.get("reps"):
-            reps = f"  reps {status['reps']}, last {status['last_rep_depth_deg']} deg"
-            if status.get("last_rep_cues"):
-                reps += ": " + ", ".join(status["last_rep_cues"])
+        people = status.get("people") or {}
+        several = len(people) > 1 or any(name != status.get("subject") for name in people)
         lag = f" + filter {status['filter_delay_ms']:.0f}" if status.get("filter_delay_ms") is not None else ""
-        return (
+        head = (
             f"{status['rate_hz']:5.1f} Hz  in {status['frames_in']} out {status['frames_out']} skipped "
             f"{status['skipped']} rejected {sum(status['rejected'].values())}  latency p50/p95/p99 "
-            f"{lat['p50']}/{lat['p95']}/{lat['p99']}{lag} ms  {angles}{reps}"
+            f"{lat['p50']}/{lat['p95']}/{lat['p99']}{lag} ms"
         )
+        if not several:
+            return f"{head}  {_angles(self.last_angles)}{_reps(status)}"
+        lines = [f"{head}  {len(people)} people"]
+        for name, person in people.items():
+            lines.append(
+                f"  {name}: in {person['frames_in']} out {person['frames_out']} skipped {person['skipped']}  "
+                f"{_angles(person['angles'])}{_reps(person)}"
+            )
+        return "\n".join(lines)
+
+
+def _angles(angles: dict) -> str:
+    return " ".join(f"{k.replace('_angle', '').replace('_flexion', '')} {v:5.1f}" for k, v in angles.items())
+
+
+def _reps(status: dict) -> str:
+    reps = ""
+    if status.get("reps"):
+        reps = f"  reps {status['reps']}, last {status['last_rep_depth_deg']} deg"
+        if status.get("last_rep_cues"):
+            reps += ": " + ", ".join(status["last_rep_cues"])
+    return reps
 
 
 class Throttled:

@@ -5,7 +5,8 @@ messages with :meth:`MqttPublisher.publish`, which never waits and never
 raises; :meth:`MqttPublisher.run` is the connection task that sends them.
 
 Topics are ``kinestream/<subject>/<suffix>`` (joint angles go to
-``kinestream/<subject>/angles``). Live data wants the newest frame, not every
+``kinestream/<subject>/angles``); the publisher's subject unless a message
+names another (one topic per person of a stream of several). Live data wants the newest frame, not every
 frame: the outgoing queue is bounded and, when full, the oldest message makes
 room for the new one and is counted as dropped. While the broker is away the
 queue keeps the latest ``queue_size`` messages and ``run`` retries with
@@ -34,6 +35,7 @@ TIMEOUT_S = 5.0  # connect, acknowledgements, disconnect
 SETTLE_S = 0.4  # on cancel, how long a connect in flight may finish so it can be closed cleanly
 MAX_TOPICS = 64  # topic strings kept ready for the hot path
 MAX_WARNINGS = 32  # distinct reasons for dropping a message that get a log line
+SEND_BATCH = 64  # messages handed to the client at once
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:
@@ -104,7 +106,7 @@ class MqttPublisher:
         self.log = log or logging.getLogger("kinestream.live.mqtt")
         self._queue: asyncio.Queue[tuple[str, str | bytes]] = asyncio.Queue(maxsize=queue_size)
         self._prefix = f"{TOPIC_ROOT}/{subject}/"
-        self._topics: dict[str, str | None] = {}
+        self._topics: dict[tuple[str | None, str], str] = {}  # (subject, suffix) -> topic
         self._unsent: tuple[str, str | bytes] | None = None  # its send failed: the first to go after a reconnect
         self._connected = False
         self._ever_connected = False
@@ -142,15 +144,16 @@ class MqttPublisher:
 
     # -- the hot path ------------------------------------------------------
 
-    def publish(self, suffix: str, payload: str | bytes) -> None:
-        """Queue ``payload`` for ``kinestream/<subject>/<suffix>``; never blocks, never raises.
+    def publish(self, suffix: str, payload: str | bytes, subject: str | None = None) -> None:
+        """Queue ``payload`` for ``kinestream/<subject>/<suffix>`` (``subject``: the publisher's when None);
+        never blocks, never raises.
 
         When the queue is full the oldest message is dropped and counted.
         """
         try:
-            topic = self._topics.get(suffix)
+            topic = self._topics.get((subject, suffix))
             if topic is None:
-                topic = self._topic(suffix)
+                topic = self._topic(suffix, subject)
                 if topic is None:
                     return
             if type(payload) is not str and type(payload) is not bytes:
@@ -172,12 +175,16 @@ class MqttPublisher:
         except Exception as exc:  # a publisher must not take the service down
             self._reject(f"{type(exc).__name__}: {exc}")
 
-    def _topic(self, suffix: str) -> str | None:
+    def _topic(self, suffix: str, subject: str | None) -> str | None:
         topic = None
-        if isinstance(suffix, str) and suffix and not any(c in suffix for c in "+#\0"):
-            topic = self._prefix + suffix
+        if subject is not None and not (
+            isinstance(subject, str) and subject and not any(c in subject for c in "/+#\0")
+        ):
+            self._reject(f"subject {subject!r} is not valid; it must be one topic level, without '/', '+', '#'")
+        elif isinstance(suffix, str) and suffix and not any(c in suffix for c in "+#\0"):
+            topic = (self._prefix if subject is None else f"{TOPIC_ROOT}/{subject}/") + suffix
             if len(self._topics) < MAX_TOPICS:
-                self._topics[suffix] = topic
+                self._topics[(subject, suffix)] = topic
         else:
             self._reject(f"topic suffix {suffix!r} is not valid; it must be a non-empty str without '+', '#'")
         return topic
@@ -283,25 +290,49 @@ class MqttPublisher:
         raise aiomqtt.MqttError("connection lost")
 
     async def _send(self, client: aiomqtt.Client) -> None:
+        """Send what is queued, in order. The messages waiting behind the first (up to SEND_BATCH) go with it:
+        each is handed to the client in turn and all are awaited together, so that the rate does not hang on
+        one turn of the event loop per message (a service busy with several people's frames gets few turns)."""
         queue = self._queue
         while True:
             item, self._unsent = self._unsent, None
             if item is None:
                 item = queue.get_nowait() if not queue.empty() else await queue.get()
+            batch = [item]
+            while len(batch) < SEND_BATCH and not queue.empty():
+                batch.append(queue.get_nowait())
+            sends = [asyncio.ensure_future(client.publish(topic, payload, qos=self.qos)) for topic, payload in batch]
             try:
-                await client.publish(item[0], item[1], qos=self.qos)
-            except (ValueError, TypeError) as exc:  # the broker would refuse this message, not the connection
+                await asyncio.gather(*sends, return_exceptions=True)
+            finally:  # cancelled or not: what went out is counted, what did not is kept or dropped
+                lost = self._settle(batch, sends)
+            if lost is not None:
+                raise lost
+            if _cancelling():  # a cancel that came with the acknowledgement
+                raise asyncio.CancelledError
+
+    def _settle(self, batch: list, sends: list) -> BaseException | None:
+        """Count a batch's messages: published, refused (a message the broker would refuse, not the connection),
+        or not sent (connection lost or task cancelled: the first kept to go first after a reconnect unless newer
+        ones fill the queue, the rest dropped). Returns what ended the connection, if anything."""
+        lost: BaseException | None = None
+        for item, send in zip(batch, sends, strict=True):
+            if not send.done() or send.cancelled():  # not confirmed: counted as not sent
+                send.cancel()
+                exc: BaseException | None = asyncio.CancelledError()
+            else:
+                exc = send.exception()
+            if exc is None:
+                self._published += 1
+            elif isinstance(exc, (ValueError, TypeError)):
                 self._reject(f"{type(exc).__name__}: {exc}")
-                continue
-            except BaseException:  # connection lost or task cancelled: keep it unless newer ones fill the queue
-                if queue.qsize() < self.queue_size:
+            else:
+                if lost is None and self._unsent is None and self._queue.qsize() < self.queue_size:
                     self._unsent = item
                 else:
                     self._dropped += 1
-                raise
-            self._published += 1
-            if _cancelling():  # a cancel that came with the acknowledgement
-                raise asyncio.CancelledError
+                lost = lost or exc
+        return None if isinstance(lost, asyncio.CancelledError) and not _cancelling() else lost
 
 
 async def _connect(client: aiomqtt.Client) -> None:

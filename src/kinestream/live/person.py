@@ -1,9 +1,11 @@
 """One person served live: their pipeline, their frames waiting for IK, their reps and the sinks their frames go to.
 
 The service admits a frame and hands it to its person (:meth:`Person.prepare`): cleaned and augmented at once (the
-filters and the LSTM need every frame), its markers to the sinks, then waiting for IK. :meth:`Person.solve_waiting`
-solves the waiting frames, oldest first; when they have waited too long, latest wins: the older ones are skipped
-while a newer one waits. A solved frame goes to every sink, and a rep that ended with it.
+filters and the LSTM need every frame), its markers to the sinks, then waiting for IK. :meth:`Person.solve_next`
+solves the oldest waiting frame (the service takes one of each person's in turn); when frames have waited too
+long, latest wins: the older ones are skipped while a newer one waits. A solved frame goes to every sink, and a
+rep that ended with it. Each person counts their own frames and reps (:meth:`Person.status`) as well as the
+service's totals.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kinestream.live.metrics import Metrics, Throttled
@@ -35,8 +37,32 @@ class _Waiting:
     ready_ns: int
 
 
+@dataclass
+class Tally:
+    """One person's counts, for their line of the status."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    skipped: int = 0
+    reps: int = 0
+    last_rep: dict | None = None
+    angles: dict = field(default_factory=dict)  # the shown coordinates' last values
+
+    def status(self) -> dict:
+        return {
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "skipped": self.skipped,
+            "reps": self.reps,
+            "last_rep_depth_deg": self.last_rep["knee_peak"] if self.last_rep else None,
+            "last_rep_cues": list(self.last_rep.get("cues", [])) if self.last_rep else [],
+            "angles": dict(self.angles),
+        }
+
+
 class Person:
-    """``subject``'s frames through their ``pipeline`` to the sinks (:meth:`attach`), counted in ``metrics``.
+    """``subject``'s frames through their ``pipeline`` to the sinks (:meth:`attach`), counted in ``metrics`` (the
+    service's totals) and in their own :class:`Tally`.
 
     ``report(reason, detail)`` counts and logs what went wrong with a frame (the service's). ``latest_wins`` and
     ``max_lag_ns``: frames that waited longer than that since they arrived are skipped while a newer one waits.
@@ -63,13 +89,18 @@ class Person:
         self.max_lag_ns = max_lag_ns
         self._shown = [(n, self.coords.index(n)) for n in shown if n in self.coords]
         self._sinks: list[Sink] = []
+        self._own: list[Sink] = []  # sinks that are this person's alone (their recording): closed with them
+        self.tally = Tally()
+        self._closed = False
         self._waiting: deque[_Waiting] = deque()  # prepared frames not solved yet
         self._last_counted: tuple[int | None, int] = (None, 0)  # (sent_ns, recv_ns) of the last frame counted
         self._log_every = Throttled(log)
 
-    def attach(self, sinks: list[Sink]) -> None:
-        """The sinks this person's frames go to from now on (the service's, once it has opened them)."""
-        self._sinks = list(sinks)
+    def attach(self, sinks: list[Sink], own: list[Sink] | tuple[Sink, ...] = ()) -> None:
+        """The sinks this person's frames go to from now on: the service's (``sinks``, once it has opened them)
+        and ``own``, this person's alone (their recording), closed by :meth:`close`."""
+        self._own = list(own)
+        self._sinks = list(sinks) + self._own
 
     def _to_sinks(self, method: str, *args) -> None:
         """Every sink's ``method`` (``on_frame``, say) with ``args``; one that raises is counted under its failure
@@ -84,6 +115,7 @@ class Person:
 
     def prepare(self, frame: KeypointFrame, recv_ns: int) -> None:
         """An admitted frame cleaned and augmented; what the cleaner releases waits for IK. Never raises."""
+        self.tally.frames_in += 1
         try:
             taken = self.pipeline.prepare(frame.names, frame.xyz, frame.t, Arrival(frame.seq, recv_ns, frame.sent_ns))
         except Exception as exc:  # a stage must not take the service down; say what happened
@@ -106,23 +138,38 @@ class Person:
 
     # -- IK
 
+    @property
+    def waiting(self) -> int:
+        """Frames prepared and waiting for IK."""
+        return len(self._waiting)
+
     def solve_waiting(self) -> None:
-        """IK for the waiting frames, oldest first. Latest wins: a frame that has waited longer than
-        ``max_lag_ns`` since it arrived is skipped while a newer one waits (counted, logged)."""
+        """IK for every waiting frame, oldest first (latest wins, as :meth:`solve_next`)."""
+        while self.solve_next():
+            pass
+
+    def solve_next(self) -> bool:
+        """IK for the oldest waiting frame; False when none waits. Latest wins: a frame that has waited longer
+        than ``max_lag_ns`` since it arrived is skipped (counted, logged) while a newer one waits, and the next
+        is taken, until one is solved."""
         while self._waiting:
             waiting = self._waiting.popleft()
             arrival = waiting.prepared.tag
             if self.latest_wins and self._waiting and time.time_ns() - arrival.recv_ns > self.max_lag_ns:
                 self.metrics.skipped += 1
+                self.tally.skipped += 1
                 self._log_every(
                     "skip",
                     logging.WARNING,
-                    "IK could not keep up: skipped frame %d (latest wins); %d skipped so far",
+                    "IK could not keep up: skipped frame %d of %s (latest wins); %d skipped so far",
                     arrival.seq,
-                    self.metrics.skipped,
+                    self.subject,
+                    self.tally.skipped,
                 )
                 continue
             self._solve(waiting)
+            return True
+        return False
 
     def _solve(self, waiting: _Waiting) -> None:
         self.metrics.wait_ms.append((time.time_ns() - waiting.ready_ns) / 1e6)
@@ -143,11 +190,12 @@ class Person:
         latency_ms = (time.time_ns() - arrival.recv_ns) / 1e6
         solved = Solved(result, self.coords, self.subject, latency_ms)
         self.metrics.frames_out += 1
+        self.tally.frames_out += 1
         self._to_sinks("on_frame", solved)
         self.metrics.out_times.append(time.monotonic())
         self.metrics.latency_ms.append(latency_ms)
         for name, k in self._shown:
-            self.metrics.last_angles[name] = float(q[k])
+            self.metrics.last_angles[name] = self.tally.angles[name] = float(q[k])
         self._last_counted = (arrival.sent_ns, arrival.recv_ns)
         self._rep_news(result.rep, *self._last_counted)
 
@@ -169,6 +217,23 @@ class Person:
         while self._waiting:
             self._solve(self._waiting.popleft())
         self._rep_news(self.pipeline.finish(), *self._last_counted, why=why)
+
+    def close(self) -> None:
+        """This person's own sinks closed (their recording complete and readable), each on its own; then every
+        sink told they left. Call :meth:`drain` first."""
+        if self._closed:
+            return
+        self._closed = True
+        for sink in self._own:
+            try:
+                sink.close()
+            except Exception as exc:
+                self.report(sink.failure, f"{sink.name}: closing: {type(exc).__name__}: {exc}")
+        self._to_sinks("on_leave", self.subject)
+
+    def rows_not_recorded(self) -> int:
+        """Solved frames left out of this person's recording (unsolved ones)."""
+        return sum(int(sink.status().get("rows_not_recorded", 0)) for sink in self._own)
 
     # -- reps
 
@@ -195,14 +260,15 @@ class Person:
             latency_ms=(time.time_ns() - recv_ns) / 1e6,
         )
         self._to_sinks("on_rep", msg)
-        self.metrics.reps = summary["reps"]
+        self.metrics.reps = self.tally.reps = summary["reps"]
         if not event.complete:
             log.info("rep %d incomplete (not counted): %s", event.index, event.reason)
             return
-        self.metrics.last_rep = msg["rep"]
+        self.metrics.last_rep = self.tally.last_rep = msg["rep"]
         log.info(
-            "rep %d (%s): depth %.0f deg (knee), %s, up %.1f s%s",
+            "rep %d of %s (%s): depth %.0f deg (knee), %s, up %.1f s%s",
             event.index,
+            self.subject,
             event.kind.replace("_", "-"),
             event.knee_peak,
             "deep enough" if event.deep_enough else "not deep enough",
@@ -217,3 +283,12 @@ class Person:
     def delay_ms(self) -> float:
         """The filter's delay, for the status."""
         return self.pipeline.delay_ms()
+
+    def status(self) -> dict:
+        """This person's line of the status: their counts, reps, shown angles and filter delay, and what their own
+        sinks add (their recording's rows left out)."""
+        out = self.tally.status()
+        out["filter_delay_ms"] = round(self.delay_ms(), 1)
+        for sink in self._own:
+            out.update(sink.status())
+        return out

@@ -199,7 +199,7 @@ class FrameDecoder:
         self.clock_resets = 0
         # subject -> [last accepted t, last accepted seq, consecutive backwards frames, consecutive jumps ahead]
         self._clock: dict[str | None, list] = {}
-        self._kept: object = object()  # the subject whose clock is never forgotten (keep); none yet
+        self._kept: set[str | None] = set()  # the subjects whose clocks are never forgotten (keep)
         self._names: dict[tuple, list[str]] = {}
         self._limits = dict(
             raw=False,
@@ -391,14 +391,18 @@ class FrameDecoder:
             elif seq > state[1] + 1:  # saturates: a source's seq may jump by 2**64 - 1, again and again
                 self.missed = min(self.missed + seq - state[1] - 1, MAX_COUNT)
             del self._clock[subject]  # re-inserted last: the dict keeps recency order
-        elif len(self._clock) >= self.max_subjects:  # forget the least recently seen, never the one kept
-            del self._clock[next(k for k in self._clock if k != self._kept or len(self._clock) == 1)]
+        elif len(self._clock) >= self.max_subjects:  # forget the least recently seen, never one kept
+            del self._clock[next((k for k in self._clock if k not in self._kept), next(iter(self._clock)))]
         self._clock[subject] = [t, seq, 0, 0]
 
     def keep(self, subject: str | None) -> None:
-        """Never forget ``subject``'s clock (the person being served), however many others come and go:
+        """Never forget ``subject``'s clock (a person being served), however many others come and go:
         otherwise 64 throwaway subjects would make its next frame a first one, free of every time rule."""
-        self._kept = subject
+        self._kept.add(subject)
+
+    def release(self, subject: str | None) -> None:
+        """``subject`` is no longer served: its clock may be forgotten like any other."""
+        self._kept.discard(subject)
 
 
 # --------------------------------------------------------------------------- encoding
@@ -570,8 +574,8 @@ def decode_pose(payload: bytes, max_bytes: int = 1 << 20) -> dict:
     return msg
 
 
-def angles_json(seq: int, t: float, coords: list[str], q) -> str:
-    """The MQTT form: ``{"t":…, "seq":…, "angles":{name: value}}``.
+def angles_json(seq: int, t: float, coords: list[str], q, subject: str | None = None) -> str:
+    """The MQTT form: ``{"t":…, "seq":…, "angles":{name: value}}``, and ``"subject"`` when given.
 
     Rotations (degrees) are rounded to 0.01 deg; translations (names ending
     ``_tx``, ``_ty``, ``_tz``; metres) to 0.1 mm; NaN becomes null; ``t`` is
@@ -586,9 +590,10 @@ def angles_json(seq: int, t: float, coords: list[str], q) -> str:
             angles[name] = None
         else:
             angles[name] = round(value, 4 if is_translation(name) else 2) + 0.0  # + 0.0: no "-0.0"
-    return json.dumps(
-        {"t": round(float(t), 6), "seq": int(seq), "angles": angles}, separators=(",", ":"), allow_nan=False
-    )
+    msg: dict[str, Any] = {"t": round(float(t), 6), "seq": int(seq), "angles": angles}
+    if subject is not None:
+        msg["subject"] = str(subject)
+    return json.dumps(msg, separators=(",", ":"), allow_nan=False)
 
 
 def _plain(value):

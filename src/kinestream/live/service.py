@@ -3,9 +3,10 @@
 The asyncio process is a thin shell around the stage cores, one frame straight
 through:
 
-    SUB socket -> decode (protocol) -> Pipeline.prepare (arrange, clean, augment)
+    SUB socket -> decode (protocol) -> the subject's person (people: up to service.max_people, each with their own
+               pipeline) -> Pipeline.prepare (arrange, clean, augment)
                -> Pipeline.solve (the fast IK solver, warm-started from the previous frame; joint centres; reps)
-               -> ZeroMQ PUB "angles", MQTT kinestream/<subject>/angles, .mot/.trc recorders, "reps"
+               -> ZeroMQ PUB "angles", MQTT kinestream/<subject>/angles, their .mot/.trc recorders, "reps"
                (-> ZeroMQ PUB "pose": keypoints, markers, joint centres, while someone subscribes to it)
 
 Everything runs in the event loop, about 2.5 ms a frame with arm markers,
@@ -16,7 +17,8 @@ in ZeroMQ's queue), every waiting frame is still cleaned and augmented (the
 filters and the LSTM need them all) but only the newest is solved: the others
 are skipped (latest wins), counted and logged. With ``service.latest_wins =
 false`` (recordings where every frame matters more than latency) every frame
-is solved, later.
+is solved, later. With several people, each turn solves one frame of each person with frames waiting, in turn,
+until none waits: latest wins within each person's own frames, and no one's backlog holds another's frames back.
 """
 
 from __future__ import annotations
@@ -25,21 +27,19 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kinestream.live import release_signals, stop_on_signals
 from kinestream.live.calibrate import served_subject
 from kinestream.live.metrics import Metrics, Throttled
 from kinestream.live.mqtt import check_settings as check_mqtt
-from kinestream.live.person import Person
+from kinestream.live.people import People, Refusal
 from kinestream.live.protocol import (
-    TOPIC_POSE,
     TOPIC_STATUS,
     encode_status,
 )
-from kinestream.live.sinks import MqttSink, PoseSink, RecorderSink, Sink, ZmqSink
+from kinestream.live.sinks import MqttSink, PoseSink, Sink, ZmqSink
 from kinestream.live.sockets import Sockets
 from kinestream.live.source import Arrival, Heard, KeypointSource, Refused
 from kinestream.pipeline import Pipeline
@@ -53,13 +53,17 @@ SUBSCRIPTION_MAX_BYTES = (
     1024  # a frame from a subscriber: a topic (the longest, b"status"), or a CURVE handshake (~300)
 )
 SUBSCRIPTION_QUEUE = 1000  # subscription messages queued per subscriber before ZeroMQ stops reading it
-# Subscriptions are taken for 1 ms, then not for 10 ms when more wait: however fast subscribers send them, they
-# get a tenth of the event loop at most (ZeroMQ holds the rest back, and the sender's queue fills).
-SUBSCRIPTION_BUDGET_S = 0.001
-SUBSCRIPTION_REST_S = 0.010
 
 
 # ---------------------------------------------------------------- the asyncio shell
+
+
+def _attempt(what: str, fn, *args) -> None:
+    """``fn(*args)`` to close ``what``; a failure is logged, and the caller goes on closing the rest."""
+    try:
+        fn(*args)
+    except Exception as exc:
+        log.error("closing %s failed: %s: %s", what, type(exc).__name__, exc)
 
 
 class Supervisor:
@@ -109,8 +113,9 @@ class Supervisor:
 
 
 class Service:
-    """Sockets and tasks around the person served (:class:`kinestream.live.person.Person`): what the source hears
-    is admitted (one person at a time), the waiting frames are solved each turn of the receive loop, the status is
+    """Sockets and tasks around the people served (:class:`kinestream.live.people.People`): what the source hears
+    is admitted (each subject their own person, up to ``service.max_people``), the waiting frames are solved each
+    turn of the receive loop, one of each person's in turn, people silent too long are closed out, the status is
     published, and the tasks are supervised.
 
     ``model``: a scaled .osim (with an optional ``<model>.json`` beside it
@@ -122,8 +127,6 @@ class Service:
     # A turn of the receive loop takes messages for at most this long, then solves and lets the other tasks
     # (status, subscriptions, MQTT) run: a flood (each frame up to 11 LSTM steps) cannot hold the loop.
     TURN_BUDGET_S = 0.010
-    SUBJECT_HOLD_S = 2.0  # frames of another subject are refused until the current one is this long silent
-    SHOWN = ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")  # on the status line
 
     def __init__(
         self,
@@ -162,36 +165,16 @@ class Service:
         self.model_path, self.mass, self.height = person.model, person.mass, person.height
         self.subject = str(config["subject"].get("name", "subject"))
         self.metrics = Metrics()
-        self.pipeline: Pipeline[Arrival] = Pipeline(
-            self.assets,
-            config,
-            height=self.height,
-            mass=self.mass,
-            model=self.model_path,
-            rate=rate,
-            floor_offset=person.floor_offset,
-        )
-        self.coords = self.pipeline.coordinates
         svc = config.get("service", {})
         self.source = KeypointSource(config)  # decoding, the time rules per subject, restarts
-        self.person = Person(
-            self.subject,
-            self.pipeline,
-            self.metrics,
-            self._reject,
-            latest_wins=bool(svc.get("latest_wins", True)),
-            max_lag_ns=int(float(svc.get("max_lag_ms", 50.0)) * 1e6),
-            shown=self.SHOWN,
+        self.people = People(  # the default person (frames without a subject) made now, everyone else as they come
+            config, self.assets, person, self.subject, self.metrics, self._reject, record=self.record, rate=rate
         )
+        self.person = self.people.default
+        self.pipeline: Pipeline[Arrival] = self.person.pipeline
+        self.coords = self.pipeline.coordinates
         self.pose_every = int(svc.get("pose_every", 1))  # 0: never
-        # The subscriptions on the output (XPUB) socket that cover "pose" (b"", b"p", ... b"pose": at most five);
-        # any other topic a subscriber holds costs nothing here, however many there are.
-        self._pose_topics: set[bytes] = set()
-        self._pose_wanted = False  # a subscription covers "pose": only then is it encoded and sent
         self._log_every = Throttled(log)  # one line per kind every 5 s at most: a flood must not flood the log
-        self._last_t: float | None = None
-        self._source_subject: str | None = None  # the subject being served (frames name it, or not)
-        self._source_ns = 0  # when its last frame arrived
         self.sinks: list[Sink] = []  # where frames go, made when the service opens
         self._pose: PoseSink | None = None
         self._mqtt: MqttSink | None = None
@@ -200,7 +183,7 @@ class Service:
 
         check_bind(output_endpoint, config, "angles output")
         self.access = Access.from_config(config)  # CURVE keys and who may connect; None when off
-        self.sockets = Sockets(config, input_endpoint, output_endpoint, self.access, self._refused)
+        self.sockets = Sockets(config, input_endpoint, output_endpoint, self.access, self.metrics)
 
     # -- set-up and tear-down
 
@@ -211,50 +194,23 @@ class Service:
             subscription_queue=SUBSCRIPTION_QUEUE,
         )
         self.sub, self.pub = self.sockets.sub, self.sockets.pub
-        if self.pipeline.removed:
-            log.info("removed before IK: %s", ", ".join(self.pipeline.removed))
-        for note in self.pipeline.notes:
-            log.warning(note)
         self.sinks = [ZmqSink(self.pub)]
         if self.mqtt_endpoint:
             from kinestream.live.mqtt import MqttPublisher
 
             self._mqtt = MqttSink(MqttPublisher.from_config(self.mqtt_endpoint, self.config, self.subject))
             self.sinks.append(self._mqtt)
-        if self.record:  # and the .c3d that serve writes from the markers at the end (commands.live.recording_c3d)
-            columns = self.pipeline.keypoints + self.pipeline.markers
-            self.sinks.append(RecorderSink(self.record, self.coords, columns, self.rate))
         self._pose = PoseSink(self.pub, self.pose_every, self.pipeline.keypoints, self.pipeline.markers)
-        self._pose.want(self._pose_wanted)
         self.sinks.append(self._pose)
-        self.person.attach(self.sinks)
+        # each person's recording (serve writes its .c3d from the markers at the end: commands.live.recording_c3d)
+        self.people.open(self.sinks)
 
     def _close(self) -> None:
         """Close every resource, each on its own: one that fails to close leaves none of the others open."""
-
-        def attempt(what: str, fn, *args) -> None:
-            try:
-                fn(*args)
-            except Exception as exc:
-                log.error("closing %s failed: %s: %s", what, type(exc).__name__, exc)
-
+        _attempt("the recordings", self.people.close)
         for sink in self.sinks:
-            attempt(sink.name, sink.close)
-        self.sockets.close(attempt)
-
-    def _refused(self, name: str, event: Mapping[str, Any]) -> None:
-        from kinestream.live.transport import REFUSED_NAMES
-
-        self.metrics.refused[name] = self.metrics.refused.get(name, 0) + 1
-        self._log_every(
-            f"refused-{name}",
-            logging.WARNING,
-            "refused a peer on the %s socket (%s, %s): no authorized key, or not kinestream's protocol; %d so far",
-            name,
-            getattr(event["endpoint"], "decode", str)(),
-            REFUSED_NAMES.get(event["event"], event["event"]),
-            self.metrics.refused[name],
-        )
+            _attempt(sink.name, sink.close)
+        self.sockets.close(_attempt)
 
     # -- the frame path
 
@@ -272,12 +228,6 @@ class Service:
             so_far,
         )
 
-    def _restart_source(self, why: str, new_t: float) -> None:
-        log.warning("keypoint source restarted (%s): a new session, stages reset", why)
-        self.person.restart(new_t)
-        self._last_t = None
-        self.metrics.resets += 1
-
     def _take(self, parts: list, recv_ns: int) -> None:
         """One multipart message from the SUB socket: ``[b"keypoints", payload]``, or a refused envelope."""
         self._admit(self.source.take(parts, recv_ns))
@@ -287,37 +237,41 @@ class Service:
         self._admit(self.source.decode(payload, recv_ns))
 
     def _admit(self, heard: Heard | Refused) -> None:
-        """A frame the source heard, admitted when it is the subject being served (one person at a time), then
-        cleaned and augmented; or what the source refused, counted and logged."""
+        """A frame the source heard, admitted to its subject's person (made when new, up to max_people), then
+        cleaned and augmented; or what the source or the people refused, counted and logged."""
         if not isinstance(heard, Heard):
             self._reject(heard.reason, heard.detail, count=False)  # the source counted it
             return
         frame, recv_ns = heard.frame, heard.recv_ns
-        silence = heard.silence_s
-        if frame.subject != self._source_subject and self._last_t is not None:
-            if recv_ns - self._source_ns < self.SUBJECT_HOLD_S * 1e9:  # one person at a time
-                self._reject("other_subject", f"subject {frame.subject!r} while {self._source_subject!r} streams")
-                return
-            self._restart_source(f"subject {frame.subject!r} follows {self._source_subject!r}", frame.t)
-            silence = None
-        elif heard.restart is not None:
-            self._restart_source(heard.restart, frame.t)
-        self._source_subject, self._source_ns = frame.subject, recv_ns
+        person = self.people.admit(frame.subject, recv_ns)
+        if isinstance(person, Refusal):
+            self._reject(person.reason, person.detail)
+            return
+        if heard.restart is not None:
+            log.warning(
+                "keypoint source of %s restarted (%s): a new session, stages reset", person.subject, heard.restart
+            )
+            person.restart(frame.t)
+            self.metrics.resets += 1
         self.source.keep(frame.subject)
         self.metrics.frames_in += 1
-        if silence is not None:
-            log.info("stream resumed after %.1f s of silence", silence)
-        self._last_t = frame.t
-        self.person.prepare(frame, recv_ns)
+        if heard.silence_s is not None:
+            log.info("stream of %s resumed after %.1f s of silence", person.subject, heard.silence_s)
+        person.prepare(frame, recv_ns)
+
+    def recordings(self) -> list[tuple[Path, Path]]:
+        """Every recording made so far, one per person and appearance: (.mot, _markers.trc), in order."""
+        return list(self.people.recordings)
 
     def rep_events(self) -> list[RepEvent]:
-        """The complete reps of the session so far."""
+        """The complete reps of the session so far (the default person's: frames without a subject)."""
         return self.person.rep_events()
 
     # -- tasks
 
-    async def _take_held(self) -> None:
-        """Take what ZeroMQ holds now (at most MAX_BATCH messages): each frame decoded, cleaned and augmented."""
+    async def _take_held(self) -> bool:
+        """Take what ZeroMQ holds now (at most MAX_BATCH messages): each frame decoded, cleaned and augmented.
+        True when nothing is left (every frame that has arrived is taken)."""
         import zmq
 
         deadline = time.perf_counter_ns() + int(self.TURN_BUDGET_S * 1e9)
@@ -325,59 +279,24 @@ class Service:
             try:
                 parts = await self.sub.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
-                return
+                return True
             self._take(parts, time.time_ns())
             if time.perf_counter_ns() >= deadline:  # the rest waits for the next turn, after the other tasks
-                return
+                return False
+        return False
 
     async def _receive(self, stop: asyncio.Event) -> None:
-        """Take what ZeroMQ holds, then solve the waiting frames; again as frames come."""
+        """Take what ZeroMQ holds, then solve the waiting frames, one of each person's in turn, for at most a
+        turn's time; close out the people silent too long; again as frames come."""
         while not stop.is_set():
-            if not await self.sub.poll(100):
-                continue
-            await self._take_held()
-            self.person.solve_waiting()
+            taken = True
+            if await self.sub.poll(0 if self.people.waiting() else 100):
+                taken = await self._take_held()
+            self.people.solve_turn(self.TURN_BUDGET_S)
+            if taken:  # silence is judged only with every frame that has arrived taken (a busy loop is no silence)
+                for subject in self.people.close_silent(time.time_ns()):
+                    self.source.forget(subject)
             await asyncio.sleep(0)  # let the status, MQTT and monitor tasks run between batches
-
-    async def _subscriptions(self, stop: asyncio.Event) -> None:
-        """Keep track of the topics subscribed on the output socket (ZeroMQ tells an XPUB when a topic gets its
-        first subscriber and loses its last one), so that ``pose`` is encoded only while someone wants it."""
-        import zmq
-        import zmq.asyncio
-
-        sock = zmq.asyncio.Socket.from_socket(self.pub)  # the same socket, awaited from the event loop
-        budget_ns = int(SUBSCRIPTION_BUDGET_S * 1e9)
-        while not stop.is_set():
-            if not await sock.poll(100):
-                continue
-            deadline = time.perf_counter_ns() + budget_ns
-            while True:
-                try:
-                    msg = self.pub.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                self.subscription(msg)
-                if time.perf_counter_ns() >= deadline:  # a subscriber that never stops waits on its queue
-                    await asyncio.sleep(SUBSCRIPTION_REST_S)
-                    break
-
-    def subscription(self, msg: bytes) -> None:
-        """One message of the output socket's subscribers: ``\\x01`` + topic subscribes, ``\\x00`` + topic
-        unsubscribes (ZeroMQ passes a topic's first subscription and last unsubscription). Constant cost: only
-        whether ``pose`` is covered is kept."""
-        topic = msg[1:]
-        if not TOPIC_POSE.startswith(topic):
-            return
-        if msg[:1] == b"\x01":
-            self._pose_topics.add(topic)
-        elif msg[:1] == b"\x00":
-            self._pose_topics.discard(topic)
-        wanted = bool(self._pose_topics)
-        if wanted != self._pose_wanted:
-            log.info("a subscriber %s the pose topic", "wants" if wanted else "no longer wants")
-            if self._pose is not None:
-                self._pose.want(wanted)
-        self._pose_wanted = wanted
 
     async def _status(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -409,18 +328,21 @@ class Service:
         snap["healthy"] = self.supervisor.healthy  # False once a task kept dying and the service stopped itself
         snap["tasks"] = dict(self.supervisor.health)  # a task that died and what became of it
         snap["filter_delay_ms"] = round(self.person.delay_ms(), 1)
+        snap["people"] = self.people.status()  # a line for each person served now, by subject
+        snap["closed_out"] = self.people.closed_out
         snap["curve"] = self.access is not None
-        snap["pose"] = {"every": self.pose_every, "subscribed": self._pose_wanted, "sent": 0}  # until it opens
-        snap["rows_not_recorded"] = 0  # solved frames left out of the recording (unsolved ones), when recording
+        snap["pose"] = {"every": self.pose_every, "subscribed": False, "sent": 0}  # until it opens
         for sink in self.sinks:
-            snap.update(sink.status())  # the pose topic, MQTT, rows left out of the recording
+            snap.update(sink.status())  # the pose topic, MQTT
+        # solved frames left out of the recordings (unsolved ones), when recording
+        snap["rows_not_recorded"] = self.people.rows_not_recorded()
         return snap
 
     async def _drain(self) -> None:
         """Finish what is in flight: the frames ZeroMQ has already received, the cleaner's look-ahead and every
         waiting frame, none skipped."""
         await self._take_held()
-        self.person.drain("the service stopped")
+        self.people.drain("the service stopped")
         if self._mqtt is not None:
             await self._mqtt.flush()  # up to a second for what the drain queued (a connected broker only)
 
@@ -461,7 +383,9 @@ class Service:
         tasks = self.supervisor
         tasks.start("receive", lambda: self._receive(stop), stop)
         tasks.start("status", lambda: self._status(stop), stop)
-        tasks.start("subscriptions", lambda: self._subscriptions(stop), stop)
+        pose = self._pose  # the output's subscriptions tell it whether "pose" is wanted
+        assert pose is not None, "serve runs opened: async with service"
+        tasks.start("subscriptions", lambda: self.sockets.subscriptions(pose.subscription, stop), stop)
         for name in Sockets.NAMES:  # refused peers counted; a lost input link connected afresh
             tasks.start(f"watch-{name}", lambda name=name: self.sockets.watch(name, stop), stop)
         if self._mqtt is not None:

@@ -2,9 +2,11 @@
 
 Each sink takes what the service hands it, as values: a prepared frame (:meth:`Sink.on_prepared`, the markers of
 every frame, solved or skipped), a solved frame (:meth:`Sink.on_frame`), a rep message (:meth:`Sink.on_rep`), a
-restarted source (:meth:`Sink.on_restart`) and the status (:meth:`Sink.on_status`); :meth:`Sink.status` is what
-it has to add to the status; :meth:`Sink.close` ends it. A sink may raise: the service counts the failure under
-the sink's ``failure`` reason and goes on, and no sink's failure costs another sink its frame.
+restarted source (:meth:`Sink.on_restart`), a person closed out (:meth:`Sink.on_leave`) and the status
+(:meth:`Sink.on_status`); :meth:`Sink.status` is what it has to add to the status; :meth:`Sink.close` ends it.
+The ZeroMQ, MQTT and pose sinks serve every person (each frame names its subject); a recording is one person's.
+A sink may raise: the service counts the failure under the sink's ``failure`` reason and goes on, and no sink's
+failure costs another sink its frame.
 
 The sockets are the service's: a sink is given the output socket and sends on it.
 """
@@ -61,6 +63,9 @@ class Sink:
     def on_status(self, status: dict) -> None:
         """The service's status, every status interval."""
 
+    def on_leave(self, subject: str) -> None:
+        """``subject`` was closed out (silent too long): what the sink kept for them may go."""
+
     def status(self) -> dict:
         """What the sink adds to the status."""
         return {}
@@ -99,7 +104,8 @@ class ZmqSink(Sink):
 
 class PoseSink(Sink):
     """The keypoints, markers and joint centres (NaN when IK failed) of every ``every``-th solved frame on the
-    output socket's ``pose`` topic, while a subscription covers it (:meth:`want`); ``every`` 0: never."""
+    output socket's ``pose`` topic, while a subscription covers it (:meth:`want`); ``every`` 0: never. Every
+    person's frames are counted on their own."""
 
     name = "pose"
 
@@ -109,19 +115,36 @@ class PoseSink(Sink):
         self.keypoints = list(keypoints)
         self.markers = list(markers)
         self.wanted = False
+        self.topics: set[bytes] = set()  # the subscriptions that cover "pose"
         self.sent = 0
-        self._frames = 0
+        self._frames: dict[str, int] = {}  # subject -> their frames so far
 
     def want(self, wanted: bool) -> None:
         """Whether a subscription on the output socket covers ``pose`` (only then is it encoded and sent)."""
+        if wanted != self.wanted:
+            log.info("a subscriber %s the pose topic", "wants" if wanted else "no longer wants")
         self.wanted = wanted
+
+    def subscription(self, msg: bytes) -> None:
+        """One message of the output socket's subscribers: ``\\x01`` + topic subscribes, ``\\x00`` + topic
+        unsubscribes (ZeroMQ passes a topic's first subscription and last unsubscription). Constant cost: only the
+        subscriptions that cover ``pose`` are kept (b"", b"p", ... b"pose": at most five); any other topic a
+        subscriber holds costs nothing here, however many there are."""
+        topic = msg[1:]
+        if not TOPIC_POSE.startswith(topic):
+            return
+        if msg[:1] == b"\x01":
+            self.topics.add(topic)
+        elif msg[:1] == b"\x00":
+            self.topics.discard(topic)
+        self.want(bool(self.topics))
 
     def on_frame(self, out: Solved) -> None:
         from kinestream.centres import CENTRE_BODIES
         from kinestream.live.protocol import encode_pose
 
-        self._frames += 1
-        if not (self.wanted and self.every and (self._frames - 1) % self.every == 0):
+        frames = self._frames[out.subject] = self._frames.get(out.subject, 0) + 1
+        if not (self.wanted and self.every and (frames - 1) % self.every == 0):
             return
         r = out.result
         n = len(CENTRE_BODIES)  # the joint centres: the first rows of a centres_array (torso_axis is no point)
@@ -133,13 +156,17 @@ class PoseSink(Sink):
         self.pub.send_multipart([TOPIC_POSE, encode_pose(r.tag.seq, r.t, parts, subject=out.subject)], copy=False)
         self.sent += 1
 
+    def on_leave(self, subject: str) -> None:
+        self._frames.pop(subject, None)
+
     def status(self) -> dict:
         return {"pose": {"every": self.every, "subscribed": self.wanted, "sent": self.sent}}
 
 
 class MqttSink(Sink):
-    """Angles, reps and the status as JSON on MQTT (``kinestream/<subject>/...``). Its publisher runs as a task
-    of the service (:meth:`run`) and reconnects by itself."""
+    """Angles, reps and the status as JSON on MQTT (``kinestream/<subject>/...``, each person's under their
+    subject; the status under the publisher's). Its publisher runs as a task of the service (:meth:`run`) and
+    reconnects by itself."""
 
     name = "MQTT"
 
@@ -148,10 +175,10 @@ class MqttSink(Sink):
 
     def on_frame(self, out: Solved) -> None:
         r = out.result
-        self.publisher.publish("angles", angles_json(r.tag.seq, r.t, out.coords, r.q))
+        self.publisher.publish("angles", angles_json(r.tag.seq, r.t, out.coords, r.q, out.subject), out.subject)
 
     def on_rep(self, message: dict) -> None:
-        self.publisher.publish("reps", json.dumps(message, separators=(",", ":")))
+        self.publisher.publish("reps", json.dumps(message, separators=(",", ":")), message.get("subject"))
 
     def on_status(self, status: dict) -> None:
         self.publisher.publish("status", json.dumps(status))
@@ -179,7 +206,8 @@ class RecorderSink(Sink):
     """The session recorded, crash-safe: the angles of every solved frame to ``path`` (.mot, with rmse_mm), the
     cleaned keypoints and markers of every prepared frame beside it (``<stem>_markers.trc``; ``serve`` writes its
     .c3d at the end). An earlier recording at those paths is set aside, not overwritten. Rows go on in time across
-    a restarted source, from the recording's own last row."""
+    a restarted source, from the recording's own last row. ``path`` and ``markers`` are where it writes;
+    ``moved``, the earlier files it set aside (old, new)."""
 
     name = "the recording"
     failure = "record_error"
@@ -190,9 +218,11 @@ class RecorderSink(Sink):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         markers = path.with_name(path.stem + "_markers.trc")
-        for old, new in set_aside(path, markers, markers.with_suffix(".c3d")):
+        self.path, self.markers = path, markers
+        self.moved = set_aside(path, markers, markers.with_suffix(".c3d"))
+        for old, new in self.moved:
             log.warning(
-                "kept the earlier recording %s as %s (a crashed session? kinestream recover %s)", old, new.name, new
+                "kept the earlier recording %s as %s (if it was cut short: kinestream recover %s)", old, new.name, new
             )
         self.rate = rate
         self.offset = 0.0

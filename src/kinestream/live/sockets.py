@@ -3,8 +3,8 @@
 One libzmq context holds both (and the CURVE authenticator when ``[access]`` turns it on). The input is a SUB
 (connected to the keypoint source, or bound with ``service.bind_input``), the output an XPUB: a PUB that tells which
 topics are subscribed, with its subscriber-side limits given by the service. Each socket's monitor reports refused
-handshakes (a peer without an authorized CURVE key, a plain peer meeting CURVE, not ZeroMQ), handed to the
-service's ``on_refused``; the input's also reports its link coming and going, and a link ZeroMQ has given up on is
+handshakes (a peer without an authorized CURVE key, a plain peer meeting CURVE, not ZeroMQ), counted in the
+service's metrics and logged; the input's also reports its link coming and going, and a link ZeroMQ has given up on is
 connected afresh.
 """
 
@@ -17,8 +17,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kinestream.errors import KinestreamError
+from kinestream.live.metrics import Metrics, Throttled
 
 log = logging.getLogger("kinestream.live.service")
+
+# Subscriptions are taken for 1 ms, then not for 10 ms when more wait: however fast subscribers send them, they
+# get a tenth of the event loop at most (ZeroMQ holds the rest back, and the sender's queue fills).
+SUBSCRIPTION_BUDGET_S = 0.001
+SUBSCRIPTION_REST_S = 0.010
 
 
 class Sockets:
@@ -33,13 +39,14 @@ class Sockets:
         input_endpoint: str,
         output_endpoint: str,
         access,
-        on_refused: Callable[[str, Mapping[str, Any]], None],
+        metrics: Metrics,
     ):
         self.config = config
         self.input_endpoint = input_endpoint
         self.output_endpoint = output_endpoint
         self.access = access  # kinestream.live.transport.Access, or None: no CURVE
-        self.on_refused = on_refused
+        self.metrics = metrics  # refused handshakes are counted in its ``refused``, per socket
+        self._log_every = Throttled(log)
         self._monitors: list = []
         self._reconnect: asyncio.TimerHandle | None = None  # a pending input reconnect
         self._link_lost = self._link_busy = 0.0  # when the input link was last lost / ZeroMQ last reconnected
@@ -102,8 +109,8 @@ class Sockets:
         return mon
 
     async def watch(self, name: str, stop: asyncio.Event) -> None:
-        """Events of the ``name`` socket ("input" or "output") until ``stop``: handshakes refused are handed to
-        ``on_refused``; a lost input link is connected afresh."""
+        """Events of the ``name`` socket ("input" or "output") until ``stop``: handshakes refused are counted and
+        logged; a lost input link is connected afresh."""
         import zmq
         from zmq.utils.monitor import parse_monitor_message
 
@@ -116,7 +123,7 @@ class Sockets:
             event = parse_monitor_message(await mon.recv_multipart())
             kind = event["event"]
             if kind in REFUSED_NAMES:
-                self.on_refused(name, event)
+                self._refused(name, event)
             if name != "input" or self.config.get("service", {}).get("bind_input", False):
                 continue
             if kind in REFUSED_NAMES or kind == zmq.EVENT_DISCONNECTED:
@@ -125,6 +132,44 @@ class Sockets:
                     self._reconnect = asyncio.get_running_loop().call_later(self.RECONNECT_S, self._reconnect_input)
             else:  # ZeroMQ is connecting again by itself
                 self._link_busy = time.monotonic()
+
+    def _refused(self, name: str, event: Mapping[str, Any]) -> None:
+        """A handshake refused on the ``name`` socket: counted and logged (one line every 5 s at most)."""
+        from kinestream.live.transport import REFUSED_NAMES
+
+        self.metrics.refused[name] = self.metrics.refused.get(name, 0) + 1
+        self._log_every(
+            f"refused-{name}",
+            logging.WARNING,
+            "refused a peer on the %s socket (%s, %s): no authorized key, or not kinestream's protocol; %d so far",
+            name,
+            getattr(event["endpoint"], "decode", str)(),
+            REFUSED_NAMES.get(event["event"], event["event"]),
+            self.metrics.refused[name],
+        )
+
+    async def subscriptions(self, on_message: Callable[[bytes], None], stop: asyncio.Event) -> None:
+        """The output (XPUB) socket's subscription messages until ``stop``, each handed to ``on_message``: ZeroMQ
+        tells an XPUB when a topic gets its first subscriber (``\\x01`` + topic) and loses its last one
+        (``\\x00`` + topic)."""
+        import zmq
+        import zmq.asyncio
+
+        sock = zmq.asyncio.Socket.from_socket(self.pub)  # the same socket, awaited from the event loop
+        budget_ns = int(SUBSCRIPTION_BUDGET_S * 1e9)
+        while not stop.is_set():
+            if not await sock.poll(100):
+                continue
+            deadline = time.perf_counter_ns() + budget_ns
+            while True:
+                try:
+                    msg = self.pub.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                on_message(msg)
+                if time.perf_counter_ns() >= deadline:  # a subscriber that never stops waits on its queue
+                    await asyncio.sleep(SUBSCRIPTION_REST_S)
+                    break
 
     def _reconnect_input(self) -> None:
         """Connect the input afresh when ZeroMQ has given up on it. After a

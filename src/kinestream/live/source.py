@@ -4,7 +4,7 @@
                                                       new session with it) | Refused (why, counted)
 
 One source serves ``serve`` and ``calibrate``: both hear the same frames, refuse the same ones and start a new
-session on the same frames. Who is admitted (one person at a time) is the caller's to decide.
+session on the same frames. Who is admitted (up to ``service.max_people``) is the caller's to decide.
 """
 
 from __future__ import annotations
@@ -100,8 +100,14 @@ class KeypointSource:
         return Heard(frame, recv_ns, restart, silence)
 
     def keep(self, subject: str | None) -> None:
-        """Never forget ``subject``'s clock (the person being served), however many others come and go."""
+        """Never forget ``subject``'s clock (a person being served), however many others come and go."""
         self.decoder.keep(subject)
+
+    def forget(self, subject: str) -> None:
+        """``subject`` was closed out: their clock is forgotten (back later, their first frame starts afresh)."""
+        self.decoder.release(subject)
+        self.decoder.reset_clock(subject)
+        self._last.pop(subject, None)
 
     @property
     def counts(self) -> dict[str, int]:

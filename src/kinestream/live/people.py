@@ -1,0 +1,254 @@
+"""The people a live service serves: one :class:`~kinestream.live.person.Person` each, made on their first frame,
+solved in turns, closed out after a silence.
+
+    a frame of subject S -> People.admit -> S's Person (made when S is new: their model from [people], else serve's;
+                                            their recording SESSION_<S>.mot)
+                                          | Refusal: unsafe_subject (not one file name and one MQTT topic level),
+                                            too_many_people (service.max_people served already)
+    each turn of the receive loop: People.solve_turn -> one IK solve of each person with frames waiting, in turn,
+                                                        until none waits or the turn's time is spent
+    People.close_silent(now) -> everyone silent for service.person_timeout_s closed out: their frames drained,
+                                their last rep finished, their recording closed, their Person dropped
+
+Frames without a subject, or naming ``[subject] name``, are the session's one person as before: named after
+``[subject] name``, recorded to the ``--record`` file itself (SESSION.mot), made when the service starts and never
+closed out for silence. A person closed out who comes back starts afresh, recording under the same name: their
+earlier recording is set aside as ``SESSION_<S>.1.mot`` (.2, ...: the first number free), as serve sets aside
+any earlier recording at its path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kinestream import checks
+from kinestream.errors import KinestreamError
+from kinestream.live.calibrate import Subject, served_subject
+from kinestream.live.metrics import Metrics
+from kinestream.live.person import Person
+from kinestream.live.sinks import RecorderSink, Sink
+from kinestream.live.source import Arrival
+from kinestream.pipeline import Pipeline
+
+log = logging.getLogger("kinestream.live.service")
+
+SHOWN = ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")  # each person's, on the status line
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a subject's frame is refused: a reason counted in the status, and what was given."""
+
+    reason: str
+    detail: str
+
+
+def roster(config: dict, assets, default: Subject) -> dict[str, Subject]:
+    """The ``[people]`` table resolved: each subject's model, mass, height and floor offset. An entry with a
+    ``model`` takes its mass and height from the entry, else from the subject file beside the model, else from
+    ``[subject]``; an entry without one gets the generic model, unscaled, with its own height and mass (``default``'s
+    where not given). KinestreamError for a model that is not there."""
+    people = {}
+    for name, entry in (config.get("people") or {}).items():
+        if entry.get("model"):
+            people[name] = served_subject(config, assets, entry["model"], entry.get("mass"), entry.get("height"))
+        else:
+            mass, height = entry.get("mass", default.mass), entry.get("height", default.height)
+            people[name] = served_subject(config, assets, None, mass, height)
+    return people
+
+
+def recording_path(record: Path, name: str, default: str) -> Path:
+    """Where ``name``'s recording goes: ``record`` itself for the default person, else ``<stem>_<name>.mot``."""
+    return record if name == default else record.with_name(f"{record.stem}_{name}{record.suffix}")
+
+
+class People:
+    """The table of people served, at most ``service.max_people``, keyed by name (a frame's subject; the default
+    person's is ``default_name``). ``default`` is the default person's model, their pipeline made now (a
+    single-person session starts as it always has); everyone else's pipeline is made on their first frame (about
+    half a second: their model loaded and the solver set up). ``report(reason, detail)`` counts and logs what went
+    wrong (the service's); ``metrics`` are the service's totals."""
+
+    def __init__(
+        self,
+        config: dict,
+        assets,
+        default: Subject,
+        default_name: str,
+        metrics: Metrics,
+        report: Callable[[str, str], None],
+        *,
+        record: Path | None = None,
+        rate: float = 60.0,
+        shown: tuple[str, ...] = SHOWN,
+    ):
+        svc = config.get("service", {})
+        self.config, self.assets, self.rate, self.record = config, assets, rate, record
+        self.default_name = default_name
+        self.max_people = int(svc.get("max_people", 8))
+        self.timeout_ns = int(float(svc.get("person_timeout_s", 5.0)) * 1e9)
+        self.metrics, self.report, self.shown = metrics, report, shown
+        self.latest_wins = bool(svc.get("latest_wins", True))
+        self.max_lag_ns = int(float(svc.get("max_lag_ms", 50.0)) * 1e6)
+        self.default_subject = default
+        self.roster = roster(config, assets, default)
+        self.default = self._person(default_name, default)
+        self._people: dict[str, Person] = {}  # the people served now, in the order they came
+        self._heard: dict[str, int] = {}  # name -> when their last frame arrived (wall clock, ns)
+        self._failed: dict[str, int] = {}  # name -> when making their pipeline failed: not tried again for a while
+        self._sinks: list[Sink] = []
+        self.recordings: list[tuple[Path, Path]] = []  # every recording made: (.mot, _markers.trc), in order
+        self.closed_out = 0  # people closed out for silence
+        self._rows_gone = 0  # rows left out of the recordings of the people closed out
+        self._turn = 0
+
+    # -- who is served
+
+    def open(self, sinks: list[Sink]) -> None:
+        """The service's sinks (every person's frames go to them) and the default person's recording made."""
+        pipeline = self.default.pipeline
+        if pipeline.removed:
+            log.info("removed before IK: %s", ", ".join(pipeline.removed))
+        for note in pipeline.notes:
+            log.warning(note)
+        self._sinks = list(sinks)
+        self.default.attach(self._sinks, self._recording(self.default_name, self.default.pipeline))
+
+    def _recording(self, name: str, pipeline: Pipeline[Arrival]) -> list[Sink]:
+        if self.record is None:
+            return []
+        sink = RecorderSink(
+            recording_path(self.record, name, self.default_name),
+            pipeline.coordinates,
+            pipeline.keypoints + pipeline.markers,
+            self.rate,
+        )
+        for old, new in sink.moved:  # an earlier recording of this service set aside: listed under its new name
+            self.recordings = [(new, m) if p == old else (p, new) if m == old else (p, m) for p, m in self.recordings]
+        self.recordings.append((sink.path, sink.markers))
+        return [sink]
+
+    def name(self, subject: str | None) -> str:
+        return self.default_name if subject is None else subject
+
+    def admit(self, subject: str | None, recv_ns: int) -> Person | Refusal:
+        """The person a frame of ``subject`` goes to, made when they are new; or why the frame is refused."""
+        name = self.name(subject)
+        known = self.default if name == self.default_name else self._people.get(name)
+        person = known if known is not None else self._make(name, recv_ns)
+        if isinstance(person, Refusal):
+            return person
+        self._people[name] = person
+        self._heard[name] = recv_ns
+        return person
+
+    def _make(self, name: str, recv_ns: int) -> Person | Refusal:
+        try:
+            checks.subject_id("subject", name)
+        except KinestreamError as exc:
+            return Refusal("unsafe_subject", str(exc))
+        if len(self._people) >= self.max_people:
+            return Refusal(
+                "too_many_people", f"subject {name!r}: {len(self._people)} served already (service.max_people)"
+            )
+        if recv_ns - self._failed.get(name, -self.timeout_ns) < self.timeout_ns:
+            return Refusal("stage_error", f"subject {name!r}: their pipeline could not be made a moment ago")
+        who = self.roster.get(name, self.default_subject)
+        try:
+            person = self._person(name, who)
+        except Exception as exc:  # a person the stages cannot take costs their frames, not the service
+            self._failed[name] = recv_ns
+            return Refusal("stage_error", f"subject {name!r}: {type(exc).__name__}: {exc}")
+        try:
+            own = self._recording(name, person.pipeline)
+        except Exception as exc:  # served, not recorded: said and counted
+            self.report("record_error", f"{name}'s recording: {type(exc).__name__}: {exc}")
+            own = []
+        person.attach(self._sinks, own)
+        log.info("serving %s (%d people now); model %s", name, len(self._people) + 1, who.model)
+        return person
+
+    def _person(self, name: str, who: Subject) -> Person:
+        """``name``'s person on ``who``'s model: their pipeline made (their model loaded, the solver set up)."""
+        pipeline: Pipeline[Arrival] = Pipeline(
+            self.assets,
+            self.config,
+            height=who.height,
+            mass=who.mass,
+            model=who.model,
+            rate=self.rate,
+            floor_offset=who.floor_offset,
+        )
+        return Person(
+            name,
+            pipeline,
+            self.metrics,
+            self.report,
+            shown=self.shown,
+            latest_wins=self.latest_wins,
+            max_lag_ns=self.max_lag_ns,
+        )
+
+    # -- turns
+
+    def waiting(self) -> bool:
+        """Whether someone's frames wait for IK."""
+        return any(p.waiting for p in self._people.values())
+
+    def solve_turn(self, budget_s: float) -> None:
+        """One IK solve of each person with frames waiting (latest wins within each person's own frames), in
+        turn, again until none waits or ``budget_s`` is spent: no person's backlog holds another's frames back by
+        more than one solve each. Whoever went first last turn goes last this one."""
+        people = list(self._people.values())
+        if not people:
+            return
+        deadline = time.perf_counter_ns() + int(budget_s * 1e9)
+        while True:
+            self._turn = (self._turn + 1) % len(people)
+            order = people[self._turn :] + people[: self._turn]
+            solved = [p.solve_next() for p in order]
+            if not any(solved) or time.perf_counter_ns() >= deadline:
+                return
+
+    def close_silent(self, now_ns: int) -> list[str]:
+        """Everyone (but the default person) silent for ``service.person_timeout_s`` closed out; their names."""
+        gone = [n for n, heard in self._heard.items() if n != self.default_name and now_ns - heard > self.timeout_ns]
+        for name in gone:
+            self._close_out(name, f"{name} silent for {(now_ns - self._heard[name]) / 1e9:.1f} s")
+        return gone
+
+    def _close_out(self, name: str, why: str) -> None:
+        person = self._people.pop(name)
+        del self._heard[name]
+        person.drain(why)
+        person.close()
+        self._rows_gone += person.rows_not_recorded()
+        self.closed_out += 1
+        log.info("closed out %s: %s; their recording is complete", name, why)
+
+    def drain(self, why: str) -> None:
+        """The stream ended: every person's frames solved, none skipped, and their reps closed out."""
+        for person in self.everyone():
+            person.drain(why)
+
+    def close(self) -> None:
+        """Every person's recording closed."""
+        for person in self.everyone():
+            person.close()
+
+    def everyone(self) -> list[Person]:
+        """The default person, then everyone served now."""
+        return [self.default] + [p for p in self._people.values() if p is not self.default]
+
+    def rows_not_recorded(self) -> int:
+        """Solved frames left out of every recording of the session (unsolved ones)."""
+        return self._rows_gone + sum(p.rows_not_recorded() for p in self.everyone())
+
+    def status(self) -> dict:
+        """Each person's line of the status, by name (the default person's once they have sent a frame)."""
+        return {p.subject: p.status() for p in self._people.values()}

@@ -1,0 +1,322 @@
+"""Several people in one keypoint stream, over real sockets (ZeroMQ in and out, a real mosquitto broker), real
+OpenSim and onnxruntime: each subject served by their own pipeline, recorded on their own, refused beyond
+service.max_people or with an unsafe id, closed out after service.person_timeout_s."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+import zmq
+import zmq.asyncio
+
+from broker import Broker, until
+from kinestream.config import load_config
+from kinestream.files.mot import read_mot
+from kinestream.files.trc import read_trc
+from kinestream.live.protocol import TOPIC_KEYPOINTS, decode_angles, decode_pose, decode_reps, encode_keypoints
+from kinestream.live.replay import wire_frames
+from kinestream.live.service import Service
+from kinestream.offline import process
+from kinestream.synth import synthesize
+from test_service import endpoints
+
+pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
+
+
+@pytest.fixture(scope="module")
+def athletes(tmp_path_factory):
+    """Three synth athletes of different sizes, noise and gaps: (trial, table) each."""
+    root = tmp_path_factory.mktemp("athletes")
+    out = []
+    for k, scale in enumerate((1.0, 0.92, 1.08)):
+        syn = synthesize(root / f"a{k}", seconds=6.0, noise_mm=4.0, gaps=2, scale=scale, seed=20 + k)
+        out.append((syn, read_trc(syn.keypoints_trc)))
+    return out
+
+
+class Source:
+    """A keypoint source on ``src`` (bound, as replay binds) that sends several subjects' frames interleaved."""
+
+    def __init__(self, src: str):
+        self.src = src
+
+    async def __aenter__(self) -> Source:
+        self.ctx = zmq.asyncio.Context()
+        self.pub = self.ctx.socket(zmq.XPUB)  # hands over the subscriptions it receives: sends once the service is in
+        self.pub.bind(self.src)
+        assert await asyncio.wait_for(self.pub.recv(), 30) == b"\x01keypoints", "the service's subscription"
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.pub.close(0)
+        self.ctx.term()
+
+    async def play(self, streams: dict, start: int = 0, stop: int | None = None, speed: float = 1.0, until=None) -> int:
+        """Frames ``start:stop`` of each subject's table (``streams``: subject -> MarkerTable), frame k of every
+        subject together, at the tables' rate times ``speed`` (``until()`` true: no more); the number sent."""
+        wired = {subject: (table, *wire_frames(table)) for subject, table in streams.items()}
+        last = min(t.n_frames for t in streams.values()) if stop is None else stop
+        began, sent = time.perf_counter(), 0
+        rate = next(iter(streams.values())).rate * speed
+        for k in range(start, last):
+            delay = began + (k - start) / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the camera's pace, not a wait for a condition
+            if until is not None and until():
+                break
+            for subject, (table, names, xyz) in wired.items():
+                t = float(table.time[k])
+                payload = encode_keypoints(k, t, xyz[k], names=names, subject=subject, sent_ns=time.time_ns())
+                await self.pub.send_multipart([TOPIC_KEYPOINTS, payload])
+                sent += 1
+        return sent
+
+
+async def start(config, *, record=None, mqtt_port=None, mass=70.0, height=1.75):
+    src, out = endpoints()
+    service = Service(
+        config,
+        input_endpoint=src,
+        output_endpoint=out,
+        record=record,
+        mqtt=f"127.0.0.1:{mqtt_port}" if mqtt_port else None,
+        mass=mass,
+        height=height,
+    )
+    stop, ready = asyncio.Event(), asyncio.Event()
+    serving = asyncio.create_task(service.run(stop, ready))
+    await ready.wait()
+    return service, src, out, stop, serving
+
+
+async def answered(service, frames: int) -> None:
+    m = service.metrics
+    await until(
+        lambda: m.frames_in == frames and m.frames_out + m.skipped == frames,
+        lambda: f"{frames} frames in and answered; {service.status()}",
+        timeout=120.0,
+    )
+
+
+def rotational_worst(recorded, offline) -> float:
+    names = [c for c in offline.names if c not in ("pelvis_tx", "pelvis_ty", "pelvis_tz", "rmse_mm")]
+    return max(float(np.nanmax(np.abs(recorded.get(c) - offline.get(c)))) for c in names)
+
+
+def test_several_people_each_served_and_recorded_as_process_streaming(athletes, tmp_path, assets):
+    """Three people interleaved in one stream at 60 Hz each, in real time: frames without a subject (the default
+    person, serve's --mass/--height), "ben" (his height and mass from [people]) and "cy" (her own model file from
+    [people], with the subject file calibrate writes beside it). Every frame of every person is answered; each
+    person's recording (SESSION.mot, SESSION_ben.mot, SESSION_cy.mot) equals process --streaming on their trial within
+    1e-6 deg; every angle, rep and pose message and each MQTT topic names its subject; the status has a line each."""
+    (a, ta), (b, tb), (c, tc) = athletes
+    cy_model = tmp_path / "models" / "cy.osim"
+    cy_model.parent.mkdir()
+    shutil.copy(assets.generic_model, cy_model)  # "her" model: the generic one under her name, for the comparison
+    cy_model.with_suffix(".json").write_text(json.dumps({"mass": c.mass, "height": c.height, "floor_offset_m": 0.0}))
+    config = load_config()
+    config["service"]["latest_wins"] = False  # every frame solved: the recordings must hold every frame
+    config["people"] = {"ben": {"height": b.height, "mass": b.mass}, "cy": {"model": str(cy_model)}}
+    record = tmp_path / "live" / "SESSION.mot"
+    broker = Broker()
+    broker.start()
+    got: dict[str, list] = {"angles": [], "reps": [], "pose": [], "status": [], "mqtt": []}
+
+    async def session():
+        service, src, out, stop, serving = await start(
+            config, record=record, mqtt_port=broker.port, mass=a.mass, height=a.height
+        )
+        ctx = zmq.asyncio.Context()
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(out)
+        subscribed = asyncio.Event()
+
+        async def collect():
+            while True:
+                topic, payload = await sub.recv_multipart()
+                got[topic.decode()].append(payload)
+
+        async def collect_mqtt():
+            import aiomqtt
+
+            async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+                await client.subscribe("kinestream/#")
+                subscribed.set()
+                async for message in client.messages:
+                    got["mqtt"].append((str(message.topic), json.loads(message.payload)))
+
+        tasks = [asyncio.create_task(collect()), asyncio.create_task(collect_mqtt())]
+        await until(subscribed.is_set, "the MQTT subscriber's subscription")
+        await until(lambda: got["status"], "a status on the ZeroMQ subscriber (then it is connected)")
+        async with Source(src) as source:
+            sent = await source.play({None: ta, "ben": tb, "cy": tc})
+        await answered(service, sent)
+        final_seen = service.metrics.frames_out
+        await until(
+            lambda: sum(1 for _, m in got["mqtt"] if "frames_out" in m and m["frames_out"] == final_seen) > 0,
+            "a status sent after the last answer, on MQTT",
+        )
+        status = service.status()
+        stop.set()
+        final = await serving
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        sub.close(0)
+        ctx.term()
+        return sent, final, status, service
+
+    try:
+        sent, final, status, service = asyncio.run(session())
+    finally:
+        broker.stop()
+    n = ta.n_frames + tb.n_frames + tc.n_frames
+    assert sent == n and final["frames_in"] == n and final["frames_out"] == n and final["skipped"] == 0
+    assert set(status["people"]) == {"subject", "ben", "cy"}  # [subject] name for the frames without one
+    assert [status["people"][p]["frames_in"] for p in ("subject", "ben", "cy")] == [ta.n_frames] * 3
+    assert not final["rejected"].get("too_many_people") and not final["rejected"].get("stage_error")
+    assert "cy:" in service.metrics.line(status).splitlines()[3]  # the status line: totals, then one per person
+    assert service.recordings() == [
+        (record, record.with_name("SESSION_markers.trc")),
+        (record.with_name("SESSION_ben.mot"), record.with_name("SESSION_ben_markers.trc")),
+        (record.with_name("SESSION_cy.mot"), record.with_name("SESSION_cy_markers.trc")),
+    ]
+
+    # every message names its subject: angles, reps and pose on ZeroMQ; angles and reps on MQTT, a topic each
+    angles = [decode_angles(p) for p in got["angles"]]
+    for subject, table in (("subject", ta), ("ben", tb), ("cy", tc)):
+        mine = [m["seq"] for m in angles if m["subject"] == subject]
+        assert mine == list(range(table.n_frames)), subject
+        topic = f"kinestream/{subject}/angles"
+        assert [m["seq"] for t, m in got["mqtt"] if t == topic] == mine, final["mqtt"]
+        assert all(m["subject"] == subject for t, m in got["mqtt"] if t == topic)
+    reps = [decode_reps(p) for p in got["reps"]]
+    assert {r["subject"] for r in reps} == {"subject", "ben", "cy"}
+    for subject in ("subject", "ben", "cy"):
+        assert [r["rep"] for r in reps if r["subject"] == subject] == [
+            m["rep"] for t, m in got["mqtt"] if t == f"kinestream/{subject}/reps"
+        ]
+    poses = [decode_pose(p) for p in got["pose"]]
+    assert {p["subject"] for p in poses} == {"subject", "ben", "cy"}
+
+    # each recording equals process --streaming on that person's own trial, with their own height and mass
+    for name, syn, model in (
+        ("SESSION.mot", a, assets.generic_model),
+        ("SESSION_ben.mot", b, assets.generic_model),
+        ("SESSION_cy.mot", c, cy_model),
+    ):
+        offline = process(
+            syn.keypoints_trc,
+            syn.mass,
+            syn.height,
+            tmp_path / "offline" / name,
+            load_config(),
+            plot=False,
+            streaming=True,
+            model=model,
+            log=lambda _m: None,
+        ).motion
+        recorded = read_mot(record.with_name(name))
+        assert recorded.values.shape == offline.values.shape, name
+        np.testing.assert_allclose(recorded.time, offline.time, atol=1e-6)
+        worst = rotational_worst(recorded, offline)
+        print(f"{name}: live vs process --streaming, worst coordinate differs by {worst:.2e} deg")
+        assert worst < 1e-6, name
+        assert len(read_trc(record.with_name(name.replace(".mot", "_markers.trc"))).time) == syn_frames(syn)
+
+
+def syn_frames(syn) -> int:
+    return read_trc(syn.keypoints_trc).n_frames
+
+
+def test_beyond_max_people_and_unsafe_subjects_are_refused_and_counted(athletes, tmp_path):
+    """service.max_people = 2: a third subject's frames are refused (too_many_people) and counted while two are
+    served; subjects unsafe as a file name or an MQTT topic level are refused (unsafe_subject) and counted; the
+    service goes on serving the two, and writes no file for the refused."""
+    (_, ta), (_, tb), (_, tc) = athletes
+    config = load_config()
+    config["service"]["max_people"] = 2
+    config["service"]["latest_wins"] = False
+    record = tmp_path / "SESSION.mot"
+    unsafe = ["../up", "a/b", "x+y", "all#", ".", "tab\there", "z" * 65]
+
+    async def session():
+        service, src, _out, stop, serving = await start(config, record=record)
+        async with Source(src) as source:
+            sent = await source.play({"ana": ta, "ben": tb, "cy": tc}, 0, 60, speed=2.0)
+            for k, subject in enumerate(unsafe):
+                xyz = ta.xyz[60 + k].astype(np.float32)
+                payload = encode_keypoints(60 + k, float(ta.time[60 + k]), xyz, names=ta.names, subject=subject)
+                await source.pub.send_multipart([TOPIC_KEYPOINTS, payload])
+            sent += await source.play({"ana": ta, "ben": tb}, 60 + len(unsafe), 120, speed=2.0)
+        served = sent - 60  # cy's 60 frames refused (and the unsafe ones, sent on their own)
+        await until(
+            lambda: sum(service.status()["rejected"].values()) == 60 + len(unsafe),
+            lambda: f"every refusal counted; {service.status()['rejected']}",
+        )
+        await answered(service, served)
+        status = service.status()
+        stop.set()
+        return await serving, status
+
+    final, status = asyncio.run(session())
+    assert final["rejected"]["too_many_people"] == 60
+    assert final["rejected"]["unsafe_subject"] == len(unsafe)
+    assert set(status["people"]) == {"ana", "ben"}
+    assert final["frames_out"] == final["frames_in"] == 2 * 120 - 2 * len(unsafe)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".mot") == [
+        "SESSION.mot",  # the default person's, made as the service opens (empty: every frame named a subject)
+        "SESSION_ana.mot",
+        "SESSION_ben.mot",
+    ]
+    assert len(read_mot(tmp_path / "SESSION_ana.mot").time) > 0
+
+
+def test_a_person_silent_too_long_is_closed_out_and_comes_back_afresh(athletes, tmp_path):
+    """service.person_timeout_s = 0.5: ben stops sending while ana goes on; he is closed out (his recording
+    complete: OpenSim reads it, the rep under way finished), and his clock may be forgotten. When he comes back he
+    is a new person: a new recording under his name, the first one set aside as SESSION_ben.1.mot, not
+    overwritten."""
+    from kinestream.osim import opensim_module
+
+    (_, ta), (_, tb), _ = athletes
+    config = load_config()
+    config["service"]["person_timeout_s"] = 0.5
+    config["service"]["latest_wins"] = False
+    record = tmp_path / "SESSION.mot"
+    first = tmp_path / "SESSION_ben.mot"
+
+    async def session():
+        service, src, _out, stop, serving = await start(config, record=record)
+        async with Source(src) as source:
+            sent = await source.play({"ana": ta, "ben": tb}, 0, 120)
+            await answered(service, sent)
+            # ana goes on in real time until ben is closed out (0.5 s: about 30 of her frames)
+            sent += await source.play({"ana": ta}, 120, None, until=lambda: service.status()["closed_out"] > 0)
+            await answered(service, sent)
+            status = service.status()
+            assert status["closed_out"] == 1 and set(status["people"]) == {"ana"}, status
+            closed = read_mot(first)  # complete and readable while the service goes on
+            assert opensim_module().TimeSeriesTable(str(first)).getNumRows() == len(closed.time) > 0
+            text = first.read_text()
+            sent += await source.play({"ben": tb}, 0, 60)  # ben again, his clock from the start: a new person
+            await answered(service, sent)
+            back = service.status()
+        stop.set()
+        return await serving, closed, text, back, service
+
+    final, closed, text, back, service = asyncio.run(session())
+    assert back["people"]["ben"]["frames_in"] == 60  # (ana, silent meanwhile, may be closed out by now)
+    assert final["rejected"].get("time_backwards", 0) == 0  # a new person: his old clock was let go
+    kept = tmp_path / "SESSION_ben.1.mot"
+    assert kept.read_text() == text and len(read_mot(kept).time) == len(closed.time)
+    assert 0 < len(read_mot(first).time) <= 60
+    assert (tmp_path / "SESSION_ben_markers.1.trc").is_file()
+    recordings = [m.name for m, _ in service.recordings()]
+    assert recordings == ["SESSION.mot", "SESSION_ana.mot", "SESSION_ben.1.mot", "SESSION_ben.mot"]
