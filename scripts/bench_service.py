@@ -35,6 +35,10 @@ viewer nobody asks for ``pose``.
     .venv/bin/python scripts/bench_service.py --rate 60 --seconds 20 [--solver fast|opensim] [--load N] [--no-arms]
     .venv/bin/python scripts/bench_service.py --rate 120 --runs 3 --no-offline
     .venv/bin/python scripts/bench_service.py --viewer [--repeat 3] [--no-offline]
+    .venv/bin/python scripts/bench_service.py --people 4 [--runs 3]
+
+``--people N`` sends the trial as N people in one stream (subjects p0 ... p(N-1), each frame once for each), as a
+multi-person pose estimator does; the figures are over everyone's frames.
 """
 
 from __future__ import annotations
@@ -180,7 +184,8 @@ async def run(args, trial, model, config_path, viewer: Path | None = None) -> di
             cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
             view_cpu0 = cpu_seconds(view.pid) if view is not None else 0.0
             load0 = [cpu_seconds(p) for p in loaders]
-            sent = await replay(table, src, rate=1.0, wait_subscriber=10.0)
+            people = [f"p{k}" for k in range(args.people)] if args.people > 1 else None
+            sent = await replay(table, src, rate=1.0, wait_subscriber=10.0, subject=people)
             wall = time.monotonic() - wall0
             cpu = cpu_seconds(proc.pid) - cpu0
             view_cpu = cpu_seconds(view.pid) - view_cpu0 if view is not None else 0.0
@@ -257,6 +262,7 @@ def summary(args, live: dict) -> dict:
         "seconds": args.seconds,
         "solver": args.solver,
         "load": args.load,
+        "people": args.people,
         "arms": not args.no_arms,
         "frames_sent": live["sent"],
         "frames_out": len(live["received"]),
@@ -311,7 +317,11 @@ def report(result: dict) -> str:
         return "/".join(str(d.get(k, "-")) for k in ("p50", "p95", "p99")) if d else "-"
 
     rows = [
-        ("rate, solver, load", f"{result['rate_hz']:g} Hz, {result['solver']}, {result['load']} busy processes"),
+        (
+            "rate, solver, load, people",
+            f"{result['rate_hz']:g} Hz, {result['solver']}, {result['load']} busy processes, "
+            f"{result.get('people', 1)} {'person' if result.get('people', 1) == 1 else 'people'}",
+        ),
         (
             "frames sent / out / skipped / rejected",
             f"{result['frames_sent']} / {result['frames_out']} / {result['skipped']} / {result['rejected']}",
@@ -441,6 +451,14 @@ def main(argv=None) -> int:
         "--load", type=int, default=0, metavar="N", help="busy processes spinning while the trial plays (default 0)"
     )
     parser.add_argument("--no-arms", action="store_true", help="IK without the elbow and wrist markers")
+    parser.add_argument(
+        "--people",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N people in one stream (subjects p0 ... p(N-1)), each sending the trial at --rate (default 1: one, "
+        "without a subject id)",
+    )
     parser.add_argument("--no-offline", action="store_true", help="skip the comparison with process --streaming")
     parser.add_argument(
         "--runs", type=int, default=1, metavar="N", help="play the session N times; a row each (default 1)"
@@ -460,6 +478,8 @@ def main(argv=None) -> int:
         parser.error("--repeat must be 1 or more")
     if args.runs < 1:
         parser.error("--runs must be 1 or more")
+    if args.people < 1:
+        parser.error("--people must be 1 or more")
 
     from kinestream.config import load_config
     from kinestream.offline import process
@@ -492,7 +512,7 @@ def main(argv=None) -> int:
                     )
         result = summary(args, live)
         result.update(rep_timing(live, syn.motion))
-        if not args.no_offline:
+        if not args.no_offline and args.people == 1:  # several people: each one's angles are the same trial's
             offline = process(
                 syn.keypoints_trc,
                 syn.mass,

@@ -174,6 +174,20 @@ def test_loop_keeps_time_increasing(trial):
     np.testing.assert_allclose(frames[N_FRAMES].xyz, frames[0].xyz)  # the second pass repeats the first
 
 
+def test_several_people_send_each_frame_once_each(trial):
+    """``subject`` as a list: each frame goes out once for each subject, in that order, with each subject's own
+    sequence numbers and the frame's time: several people in one stream."""
+    table = read_trc(trial)
+    sent, got = asyncio.run(_run(trial, 3 * N_FRAMES, rate="max", subject=["ana", "ben", "cy"]))
+    assert sent == 3 * N_FRAMES and len(got) == 3 * N_FRAMES
+    frames = [f for _, f in got]
+    assert [f.subject for f in frames[:6]] == ["ana", "ben", "cy"] * 2
+    for who in ("ana", "ben", "cy"):
+        mine = [f for f in frames if f.subject == who]
+        assert [f.seq for f in mine] == list(range(N_FRAMES))
+        np.testing.assert_allclose([f.t for f in mine], table.time, atol=1e-9)
+
+
 def test_names_are_sent_when_asked_or_not_body25(trial):
     sent, got = asyncio.run(_run(trial, N_FRAMES, rate="max", send_names=True))
     assert got[0][1].names == [("MidHip" if n == "midHip" else n) for n in NAMES]

@@ -133,7 +133,7 @@ async def replay(
     endpoint: str = DEFAULT_ENDPOINT,
     rate: float | str = 1.0,
     loop: bool = False,
-    subject: str | None = None,
+    subject: str | list[str] | None = None,
     wait_subscriber: float = 1.0,
     progress: Callable[[str], None] | None = None,
     stop_event: asyncio.Event | None = None,
@@ -149,8 +149,12 @@ async def replay(
     subscriber before the first frame. ``progress`` receives log lines.
     ``config`` (its ``[curve]`` section) makes the socket a CURVE client of
     the service, so only the service holding that key gets the frames.
+    ``subject``: the subject id the frames carry (None: none); a list of ids
+    sends every frame once for each, one after another: several people in one
+    stream, each with their own sequence numbers.
     """
     log = progress or (lambda _msg: None)
+    subjects = [subject] if subject is None or isinstance(subject, str) else list(subject)
     if not isinstance(table, MarkerTable):
         table = read_trc(table)
     rate = parse_rate(rate)
@@ -223,11 +227,17 @@ async def replay(
                     if stop_event is not None and stop_event.is_set():
                         break
                     late_max = max(late_max, time.perf_counter() - target)
-                payload = encode_keypoints(
-                    sent, table.time[k] + offset, xyz[k], names=names, subject=subject, sent_ns=time.time_ns()
-                )
-                await sock.send_multipart([TOPIC_KEYPOINTS, payload])
-                sent += 1
+                for who in subjects:
+                    payload = encode_keypoints(
+                        passes * table.n_frames + k,
+                        table.time[k] + offset,
+                        xyz[k],
+                        names=names,
+                        subject=who,
+                        sent_ns=time.time_ns(),
+                    )
+                    await sock.send_multipart([TOPIC_KEYPOINTS, payload])
+                    sent += 1
             passes += 1
             if not loop:
                 break
