@@ -27,6 +27,21 @@ def test_pose_round_trip_keeps_names_and_float32_positions():
     assert "keypoints" not in msg
 
 
+def test_pose_bodies_carry_positions_and_quaternions():
+    poses = np.array([[0.0, 0.9, 0.1, 1.0, 0.0, 0.0, 0.0], [0.1, 0.5, 0.0, 0.7071068, 0.0, 0.7071068, 0.0]])
+    msg = decode_pose(encode_pose(3, 0.5, {"bodies": (["pelvis", "femur_r"], poses)}))
+    assert msg["bodies"] == ["pelvis", "femur_r"]
+    np.testing.assert_array_equal(msg["bodies_xyz"], poses[:, :3].astype(np.float32))
+    np.testing.assert_array_equal(msg["bodies_quat"], poses[:, 3:].astype(np.float32))
+    with pytest.raises(KinestreamError, match=r"pose bodies has shape \(2, 3\); expected \(2, 7\)"):
+        encode_pose(0, 0.0, {"bodies": (["a", "b"], poses[:, :3])})
+    import msgpack
+
+    no_quat = msgpack.packb({"v": 1, "bodies": ["a"], "bodies_xyz": b"\0" * 12})
+    with pytest.raises(Rejected, match="bodies_quat is a"):
+        decode_pose(no_quat)
+
+
 def test_pose_refuses_what_is_not_a_pose():
     with pytest.raises(KinestreamError, match=r"pose markers has shape \(2,\); expected \(1, 3\)"):
         encode_pose(0, 0.0, {"markers": (["a"], [1.0, 2.0])})
@@ -116,6 +131,16 @@ def test_pose_goes_to_its_subscribers_every_nth_frame(trial):
     assert 0.3 < float(np.linalg.norm(knee - ankle)) < 0.5  # a shank, in metres
     # the markers sit on the body the keypoints outline
     assert float(np.nanmax(np.abs(pose["markers_xyz"].mean(0) - pose["keypoints_xyz"].mean(0)))) < 0.3
+    # every body of the model, for an avatar: each pose's femur and tibia origins are its hip and knee centres,
+    # and each orientation is a unit quaternion
+    for each in poses:
+        assert each["bodies"][0] == "pelvis" and {"femur_r", "tibia_l", "hand_r"} <= set(each["bodies"])
+        assert each["bodies_xyz"].shape == (len(each["bodies"]), 3) and each["bodies_quat"].shape[1] == 4
+        for centre, body in (("hip_r", "femur_r"), ("knee_l", "tibia_l"), ("pelvis", "pelvis")):
+            np.testing.assert_allclose(
+                each["bodies_xyz"][each["bodies"].index(body)], each["centres_xyz"][centres.index(centre)], atol=1e-6
+            )
+        np.testing.assert_allclose(np.linalg.norm(each["bodies_quat"], axis=1), 1.0, atol=1e-6)
 
 
 def test_pose_is_not_encoded_without_a_subscriber_or_when_off(trial):

@@ -83,6 +83,7 @@ class Person:
         self.subject = subject
         self.pipeline = pipeline
         self.coords = pipeline.coordinates
+        self.body_names = tuple(pipeline.bodies)  # the rows of a result's body poses
         self.metrics = metrics
         self.report = report
         self.latest_wins = latest_wins
@@ -174,7 +175,8 @@ class Person:
     def _solve(self, waiting: _Waiting) -> None:
         self.metrics.wait_ms.append((time.time_ns() - waiting.ready_ns) / 1e6)
         start = time.perf_counter_ns()
-        result = self.pipeline.solve(waiting.prepared)
+        bodies = any(sink.wants_bodies(self.subject) for sink in self._sinks)  # only for a pose that goes out
+        result = self.pipeline.solve(waiting.prepared, bodies=bodies)
         if result.error is not None:  # the solver raised: the frame goes out unsolved
             self.report("stage_error", result.error)
         self.metrics.ik_ms.append((time.perf_counter_ns() - start) / 1e6)
@@ -188,7 +190,7 @@ class Person:
         if result.event:
             self._log_every("ik", logging.INFO, "IK at t=%.3f s: %s", result.t, result.event)
         latency_ms = (time.time_ns() - arrival.recv_ns) / 1e6
-        solved = Solved(result, self.coords, self.subject, latency_ms)
+        solved = Solved(result, self.coords, self.subject, latency_ms, self.body_names)
         self.metrics.frames_out += 1
         self.tally.frames_out += 1
         self._to_sinks("on_frame", solved)

@@ -531,19 +531,27 @@ def decode_angles(payload: bytes, max_bytes: int = 1 << 20) -> dict:
     return msg
 
 
-POSE_PARTS = ("keypoints", "markers", "centres")  # the point sets of a pose message, each names + xyz
+POSE_PARTS = ("keypoints", "markers", "centres", "bodies")  # the parts of a pose message, each names + xyz
 
 
 def encode_pose(seq: int, t: float, parts: dict, *, subject: str | None = None) -> bytes:
     """A pose payload: for each of :data:`POSE_PARTS` in ``parts``, ``(names, xyz)`` with ``xyz`` (N, 3) in
     metres, Y up, NaN where unknown (joint centres of a frame IK could not solve). Sent as ``<part>`` (the
-    names) and ``<part>_xyz`` (float32 little-endian, N x 3)."""
+    names) and ``<part>_xyz`` (float32 little-endian, N x 3). ``bodies`` gives (N, 7) instead: each body's
+    position and its orientation in ground as a unit quaternion (w, x, y, z), the quaternions sent as
+    ``bodies_quat`` (float32 little-endian, N x 4)."""
     msg: dict[str, Any] = {"v": VERSION, "seq": int(seq), "t": float(t)}
     for part, (names, xyz) in parts.items():
         if part not in POSE_PARTS:
             raise KinestreamError(f"pose part {part!r} is not known; the parts are {list(POSE_PARTS)}")
         names = [str(n) for n in names]
         msg[part] = names
+        if part == "bodies":
+            poses = np.asarray(xyz, dtype=float)
+            if poses.shape != (len(names), 7):
+                raise KinestreamError(f"pose bodies has shape {poses.shape}; expected {(len(names), 7)}")
+            xyz = poses[:, :3]
+            msg["bodies_quat"] = _f32(poses[:, 3:], "pose bodies' quaternions", (len(names), 4))
         msg[f"{part}_xyz"] = _f32(xyz, f"pose {part}", (len(names), 3))
     if subject is not None:
         msg["subject"] = str(subject)
@@ -551,7 +559,8 @@ def encode_pose(seq: int, t: float, parts: dict, *, subject: str | None = None) 
 
 
 def decode_pose(payload: bytes, max_bytes: int = 1 << 20) -> dict:
-    """A pose payload as a dict, each ``<part>_xyz`` a float32 (N, 3) array beside its names; raises
+    """A pose payload as a dict, each ``<part>_xyz`` a float32 (N, 3) array beside its names (and
+    ``bodies_quat`` (N, 4) beside ``bodies``); raises
     :class:`Rejected` when it is not a version 1 pose message."""
     msg = decode_status(payload, max_bytes)
     if msg.get("v") != VERSION or not _is_int(msg.get("v")):
@@ -571,6 +580,13 @@ def decode_pose(payload: bytes, max_bytes: int = 1 << 20) -> dict:
                 "bad_shape", f"{part}_xyz holds {len(xyz)} bytes for {len(names)} names; expected {12 * len(names)}"
             )
         msg[f"{part}_xyz"] = np.frombuffer(xyz, dtype="<f4").reshape(len(names), 3)
+    if "bodies" in msg:
+        quat = msg.get("bodies_quat")
+        if type(quat) is not bytes or len(quat) != 16 * len(msg["bodies"]):
+            raise Rejected(
+                "bad_shape", f"bodies_quat is a {_show(quat)}; expected {16 * len(msg['bodies'])} bytes (N x 4 float32)"
+            )
+        msg["bodies_quat"] = np.frombuffer(quat, dtype="<f4").reshape(len(msg["bodies"]), 4)
     return msg
 
 

@@ -40,6 +40,7 @@ class Solved:
     coords: list[str]
     subject: str
     latency_ms: float
+    bodies: tuple[str, ...] = ()  # the model's bodies: the rows of ``result.bodies`` when it has them
 
 
 class Sink:
@@ -65,6 +66,10 @@ class Sink:
 
     def on_leave(self, subject: str) -> None:
         """``subject`` was closed out (silent too long): what the sink kept for them may go."""
+
+    def wants_bodies(self, subject: str) -> bool:
+        """Whether ``subject``'s next solved frame should carry every body's pose (computed only when asked)."""
+        return False
 
     def status(self) -> dict:
         """What the sink adds to the status."""
@@ -139,6 +144,10 @@ class PoseSink(Sink):
             self.topics.discard(topic)
         self.want(bool(self.topics))
 
+    def wants_bodies(self, subject: str) -> bool:
+        """A pose goes out with ``subject``'s next frame: it carries every body's pose (an avatar's)."""
+        return self.wanted and bool(self.every) and self._frames.get(subject, 0) % self.every == 0
+
     def on_frame(self, out: Solved) -> None:
         from kinestream.centres import CENTRE_BODIES
         from kinestream.live.protocol import encode_pose
@@ -153,6 +162,9 @@ class PoseSink(Sink):
             "markers": (self.markers, r.markers),
             "centres": (list(CENTRE_BODIES), r.centres[:n] if r.centres is not None else np.full((n, 3), np.nan)),
         }
+        if out.bodies:  # NaN when the frame was not solved (or its poses were not asked for)
+            bodies = r.bodies if r.bodies is not None else np.full((len(out.bodies), 7), np.nan)
+            parts["bodies"] = (list(out.bodies), bodies)
         self.pub.send_multipart([TOPIC_POSE, encode_pose(r.tag.seq, r.t, parts, subject=out.subject)], copy=False)
         self.sent += 1
 
