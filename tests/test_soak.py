@@ -1,6 +1,6 @@
 """A short soak of `kinestream serve`: a minute at 60 Hz, memory and file descriptors flat.
 
-`scripts/soak.py --minutes 10` is the full version (README, "What kinestream
+`scripts/soak.py --minutes 10` is the full version (docs/manual/promises.md, "What kinestream
 promises"); this is the same code, shorter.
 """
 

@@ -389,8 +389,8 @@ def scheduler_security(
         if not insecure:
             raise KinestreamError(
                 f"--scheduler {address} is plain TCP: anyone who can reach it can run code as you, and this command "
-                f"unpickles its answers; give its tls:// address with {', '.join(TLS_FLAGS.values())} (README, "
-                f"'Whole studies'), or --insecure-scheduler to use it anyway"
+                f"unpickles its answers; give its tls:// address with {', '.join(TLS_FLAGS.values())} "
+                f"(docs/manual/batch.md), or --insecure-scheduler to use it anyway"
             )
         if any(given.values()):
             used = ", ".join(TLS_FLAGS[k] for k, v in given.items() if v)

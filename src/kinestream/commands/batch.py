@@ -21,7 +21,7 @@ layouts of ROOT:
 
 on a cluster: start a scheduler and workers (dask-jobqueue's SLURMCluster, 'dask scheduler' and
 'dask worker' by hand, Kubernetes), each worker with kinestream installed and ROOT and --out on a
-shared file system, the scheduler and workers on TLS (README, 'Whole studies'), then:
+shared file system, the scheduler and workers on TLS (docs/manual/batch.md), then:
   kinestream batch ROOT --out OUT --scheduler tls://HOST:8786 --tls-ca-file ca.pem --tls-cert node.pem \\
       --tls-key node.key
 A plain tcp:// scheduler is refused unless --insecure-scheduler: anyone who can reach it runs code as you.

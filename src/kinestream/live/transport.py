@@ -57,7 +57,7 @@ REFUSED_NAMES = {
 REFUSED_EVENTS = sum(REFUSED_NAMES)  # the monitor events that mean a peer was turned away
 # a link lost, or ZeroMQ (re)connecting it by itself
 LINK_EVENTS = zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_DELAYED | zmq.EVENT_CONNECT_RETRIED
-KEYS_HINT = "make key pairs with 'kinestream keys DIR --name NAME' (see README, 'Access')"
+KEYS_HINT = "make key pairs with 'kinestream keys DIR --name NAME' (see the manual's 'Access', docs/manual/service.md)"
 
 
 # ------------------------------------------------------------------ where sockets listen
