@@ -320,3 +320,60 @@ def test_a_person_silent_too_long_is_closed_out_and_comes_back_afresh(athletes, 
     assert (tmp_path / "SESSION_ben_markers.1.trc").is_file()
     recordings = [m.name for m, _ in service.recordings()]
     assert recordings == ["SESSION.mot", "SESSION_ana.mot", "SESSION_ben.1.mot", "SESSION_ben.mot"]
+
+
+def test_two_services_on_one_source_share_the_people_between_them(athletes):
+    """service.people (serve --people) "0/2" and "1/2": two services subscribed to one source serve everyone
+    between them, each person by exactly one of them (the share of their id's CRC-32), every frame of each answered
+    by it; the other service counts that person's frames as others', refusing none."""
+    from kinestream.live.people import share
+
+    tables = {"ana": athletes[0][1], "ben": athletes[1][1], "cy": athletes[2][1], "dan": athletes[0][1]}
+    shares = ["0/2", "1/2"]
+    mine = [{name for name in tables if share(spec)(name)} for spec in shares]
+    assert mine[0] | mine[1] == set(tables) and not mine[0] & mine[1] and mine[0] and mine[1]
+
+    async def main():
+        src = endpoints()[0]
+        ctx = zmq.asyncio.Context()
+        pub = ctx.socket(zmq.XPUB)
+        pub.setsockopt(zmq.XPUB_VERBOSE, 1)  # each service's subscription, not only the first
+        pub.bind(src)
+        services, runs, stop = [], [], asyncio.Event()
+        for spec in shares:
+            config = load_config()
+            config["service"]["people"] = spec
+            config["service"]["latest_wins"] = False  # every frame solved: the counts are exact
+            service = Service(config, input_endpoint=src, output_endpoint=endpoints()[1], mass=70.0, height=1.75)
+            ready = asyncio.Event()
+            runs.append(asyncio.create_task(service.run(stop, ready)))
+            await ready.wait()
+            services.append(service)
+        for _ in shares:
+            assert await asyncio.wait_for(pub.recv(), 30) == b"\x01keypoints"
+        frames = min(t.n_frames for t in tables.values())
+        wired = {name: wire_frames(table) for name, table in tables.items()}
+        began, rate = time.perf_counter(), tables["ana"].rate
+        for k in range(frames):
+            delay = began + k / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the camera's pace, not a wait for a condition
+            for name, (names, xyz) in wired.items():
+                t = float(tables[name].time[k])
+                await pub.send_multipart([TOPIC_KEYPOINTS, encode_keypoints(k, t, xyz[k], names=names, subject=name)])
+        for service, theirs in zip(services, mine, strict=True):
+            m = service.metrics
+            want = len(theirs) * frames
+            await until(
+                lambda m=m, want=want: m.frames_in == want and m.frames_out == want,
+                lambda service=service: f"{service.status()}",
+                timeout=180.0,
+            )
+            await until(lambda m=m, want=want: m.others == len(tables) * frames - want, lambda m=m: f"{m.others}")
+            assert set(service.status()["people"]) == theirs and not m.rejected
+        stop.set()
+        await asyncio.gather(*runs)
+        pub.close(0)
+        ctx.term()
+
+    asyncio.run(main())

@@ -14,6 +14,8 @@ async def _serve(args, config, say=say):
     from kinestream.live.service import Service
 
     svc = config["service"]
+    if getattr(args, "people", None) is not None:
+        svc["people"] = args.people
     model = args.model
     if getattr(args, "calibrate", False):
         mass, height = subject(args, config)

@@ -126,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", help="record the session to this .mot (markers beside it as _markers.trc)")
     p.add_argument("--model", help="scaled .osim (default: the generic model, unscaled)")
     p.add_argument("--calibrate", action="store_true", help="calibrate from the stream first, then serve")
+    p.add_argument(
+        "--people",
+        help="whom to serve (default: config, everyone): subject ids 'ana,ben', or a share 'K/N' of everyone, "
+        "so that N serve processes on one source serve everyone between them",
+    )
     p.add_argument("--calibration-out", help="where --calibrate writes the model (default out/calibration/)")
     solver_arg(p)
     p.set_defaults(func=live.cmd_serve)

@@ -16,6 +16,7 @@ class Metrics:
 
     started: float = field(default_factory=time.monotonic)
     frames_in: int = 0
+    others: int = 0  # frames of subjects another service serves (service.people)
     frames_out: int = 0
     skipped: int = 0
     ik_failures: int = 0
@@ -49,6 +50,7 @@ class Metrics:
         return {
             "uptime_s": round(time.monotonic() - self.started, 1),
             "frames_in": self.frames_in,
+            "others": self.others,
             "frames_out": self.frames_out,
             "skipped": self.skipped,
             "ik_failures": self.ik_failures,

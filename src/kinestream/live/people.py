@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,27 @@ def roster(config: dict, assets, default: Subject) -> dict[str, Subject]:
     return people
 
 
+def share(spec: str) -> Callable[[str], bool]:
+    """Whom a service serves, from ``service.people`` (serve --people): "" everyone, "ana,ben" those names, "K/N"
+    the names whose CRC-32 is K modulo N. Raises KinestreamError saying what was given and what is valid."""
+    text = str(spec).strip()
+    if not text:
+        return lambda name: True
+    if "/" in text:
+        k, _, n = text.partition("/")
+        if k.strip().isdigit() and n.strip().isdigit() and int(k) < int(n):
+            mine, of = int(k), int(n)
+            return lambda name: zlib.crc32(name.encode()) % of == mine
+    else:
+        names = {part.strip() for part in text.split(",")}
+        if all(names):
+            return lambda name: name in names
+    raise KinestreamError(
+        f"people {spec!r} (service.people, serve --people) is not valid; give '' (everyone), subject ids separated "
+        f"by commas ('ana,ben'), or a share 'K/N' with 0 <= K < N ('0/2' and '1/2' split everyone between two)"
+    )
+
+
 def recording_path(record: Path, name: str, default: str) -> Path:
     """Where ``name``'s recording goes: ``record`` itself for the default person, else ``<stem>_<name>.mot``."""
     return record if name == default else record.with_name(f"{record.stem}_{name}{record.suffix}")
@@ -91,6 +113,7 @@ class People:
         self.config, self.assets, self.rate, self.record = config, assets, rate, record
         self.default_name = default_name
         self.max_people = int(svc.get("max_people", 8))
+        self.serves = share(svc.get("people", ""))  # name -> whether this service serves them
         self.timeout_ns = int(float(svc.get("person_timeout_s", 5.0)) * 1e9)
         self.metrics, self.report, self.shown = metrics, report, shown
         self.latest_wins = bool(svc.get("latest_wins", True))
