@@ -35,10 +35,11 @@ viewer nobody asks for ``pose``.
     .venv/bin/python scripts/bench_service.py --rate 60 --seconds 20 [--solver fast|opensim] [--load N] [--no-arms]
     .venv/bin/python scripts/bench_service.py --rate 120 --runs 3 --no-offline
     .venv/bin/python scripts/bench_service.py --viewer [--repeat 3] [--no-offline]
-    .venv/bin/python scripts/bench_service.py --people 4 [--runs 3]
+    .venv/bin/python scripts/bench_service.py --people 4 [--runs 3] [--shards 2]
 
 ``--people N`` sends the trial as N people in one stream (subjects p0 ... p(N-1), each frame once for each), as a
-multi-person pose estimator does; the figures are over everyone's frames.
+multi-person pose estimator does; the figures are over everyone's frames. ``--shards K`` starts K services on the
+one source, each serving its share (``serve --people k/K``) on its own output; CPU is theirs together.
 """
 
 from __future__ import annotations
@@ -110,43 +111,54 @@ async def run(args, trial, model, config_path, viewer: Path | None = None) -> di
     from kinestream.live.protocol import decode_angles, decode_reps, decode_status
     from kinestream.live.replay import replay
 
-    src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "kinestream",
-        "--config",
-        str(config_path),
-        "serve",
-        "--input",
-        src,
-        "--output",
-        out,
-        "--model",
-        str(model),
-        "--solver",
-        args.solver,
-        "--mass",
-        str(args.mass),
-        "--height",
-        str(args.height),
-    ]
+    shards = max(1, args.shards)
+    src = f"tcp://127.0.0.1:{free_port()}"
+    outs = [f"tcp://127.0.0.1:{free_port()}" for _ in range(shards)]
+    out = outs[0]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+    procs = []
+    for k, each in enumerate(outs):  # --shards K: K services on the one source, each serving its share of people
+        cmd = [
+            sys.executable,
+            "-m",
+            "kinestream",
+            "--config",
+            str(config_path),
+            "serve",
+            "--input",
+            src,
+            "--output",
+            each,
+            "--model",
+            str(model),
+            "--solver",
+            args.solver,
+            "--mass",
+            str(args.mass),
+            "--height",
+            str(args.height),
+            *(["--people", f"{k}/{shards}"] if shards > 1 else []),
+        ]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT))
     ctx = zmq.asyncio.Context()
-    sub = ctx.socket(zmq.SUB)
-    for topic in (b"angles", b"reps", b"status"):  # not pose: only a viewer asks for it
-        sub.setsockopt(zmq.SUBSCRIBE, topic)
-    sub.setsockopt(zmq.RCVHWM, 100000)
-    sub.connect(out)
+    subs = []
+    for each in outs:
+        one = ctx.socket(zmq.SUB)
+        for topic in (b"angles", b"reps", b"status"):  # not pose: only a viewer asks for it
+            one.setsockopt(zmq.SUBSCRIBE, topic)
+        one.setsockopt(zmq.RCVHWM, 100000)
+        one.connect(each)
+        subs.append(one)
+    sub = subs[0]
     view = None
     try:
         deadline = time.monotonic() + 120
-        while True:  # the service is up once it publishes its status
-            if await sub.poll(200) and (await sub.recv_multipart())[0] == b"status":
-                break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit("the service did not start")
+        for one, each_proc in zip(subs, procs, strict=True):
+            while True:  # a service is up once it publishes its status
+                if await one.poll(200) and (await one.recv_multipart())[0] == b"status":
+                    break
+                if time.monotonic() > deadline or each_proc.poll() is not None:
+                    raise SystemExit("the service did not start")
         if viewer is not None:
             view = subprocess.Popen(
                 [sys.executable, "-m", "kinestream", "view", "--endpoint", out, "--save", str(viewer)],
@@ -164,39 +176,44 @@ async def run(args, trial, model, config_path, viewer: Path | None = None) -> di
                 if time.monotonic() > deadline or view.poll() is not None:
                     raise SystemExit("the viewer did not subscribe")
         received: list[tuple[int, dict]] = []
-        statuses: list[dict] = []
+        shard_statuses: list[list[dict]] = [[] for _ in subs]
+        statuses = shard_statuses[0]
         reps: list[tuple[int, dict]] = []
 
-        async def collect():
+        async def collect(one, mine: list[dict]):
             while True:
-                topic, payload = await sub.recv_multipart()
+                topic, payload = await one.recv_multipart()
                 now = time.time_ns()
                 if topic == b"angles":
                     received.append((now, decode_angles(payload)))
                 elif topic == b"status":
-                    statuses.append(decode_status(payload))
+                    mine.append(decode_status(payload))
                 elif topic == b"reps":
                     reps.append((now, decode_reps(payload)))
 
-        collector = asyncio.create_task(collect())
+        def answered() -> int:
+            return sum(m[-1]["frames_out"] + m[-1]["skipped"] for m in shard_statuses if m)
+
+        collectors = [asyncio.create_task(collect(one, mine)) for one, mine in zip(subs, shard_statuses, strict=True)]
         table = read_trc(trial)
         with busy_load(args.load) as loaders:
-            cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
+            cpu0, wall0 = sum(cpu_seconds(p.pid) for p in procs), time.monotonic()
             view_cpu0 = cpu_seconds(view.pid) if view is not None else 0.0
             load0 = [cpu_seconds(p) for p in loaders]
             people = [f"p{k}" for k in range(args.people)] if args.people > 1 else None
             sent = await replay(table, src, rate=1.0, wait_subscriber=10.0, subject=people)
             wall = time.monotonic() - wall0
-            cpu = cpu_seconds(proc.pid) - cpu0
+            cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
             view_cpu = cpu_seconds(view.pid) - view_cpu0 if view is not None else 0.0
             load_cpu = [cpu_seconds(p) - c for p, c in zip(loaders, load0, strict=False)]
             t_end = time.monotonic() + 10
             while time.monotonic() < t_end:  # the last answers, still under load
                 await asyncio.sleep(0.2)
-                if statuses and statuses[-1]["frames_out"] + statuses[-1]["skipped"] >= sent:
+                if answered() >= sent:
                     break
         await asyncio.sleep(1.2)
-        collector.cancel()
+        for collector in collectors:
+            collector.cancel()
     finally:
         if view is not None:
             view.send_signal(signal.SIGINT)
@@ -204,16 +221,23 @@ async def run(args, trial, model, config_path, viewer: Path | None = None) -> di
                 view.wait(60)
             except subprocess.TimeoutExpired:
                 view.kill()
-        proc.send_signal(2)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        sub.close(0)
+        for each_proc in procs:
+            each_proc.send_signal(2)
+        for each_proc in procs:
+            try:
+                each_proc.wait(15)
+            except subprocess.TimeoutExpired:
+                each_proc.kill()
+        for one in subs:
+            one.close(0)
         ctx.term()
     lat = np.array([(now - msg["sent_ns"]) / 1e6 for now, msg in received if msg.get("sent_ns")])
     times = np.array([now for now, _ in received]) / 1e9
-    final = statuses[-1] if statuses else {}
+    final = dict(statuses[-1]) if statuses else {}
+    if len(shard_statuses) > 1:  # the counts are every service's together; the stage percentiles the first's
+        lasts = [m[-1] for m in shard_statuses if m]
+        final["skipped"] = sum(m.get("skipped", 0) for m in lasts)
+        final["rejected"] = {"all": sum(sum(m.get("rejected", {}).values()) for m in lasts)}
     return {
         "sent": sent,
         "received": received,
@@ -459,6 +483,13 @@ def main(argv=None) -> int:
         help="N people in one stream (subjects p0 ... p(N-1)), each sending the trial at --rate (default 1: one, "
         "without a subject id)",
     )
+    parser.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        metavar="K",
+        help="K serve processes on the one source, each with --people k/K and its own output (default 1)",
+    )
     parser.add_argument("--no-offline", action="store_true", help="skip the comparison with process --streaming")
     parser.add_argument(
         "--runs", type=int, default=1, metavar="N", help="play the session N times; a row each (default 1)"
@@ -480,6 +511,8 @@ def main(argv=None) -> int:
         parser.error("--runs must be 1 or more")
     if args.people < 1:
         parser.error("--people must be 1 or more")
+    if args.shards < 1:
+        parser.error("--shards must be 1 or more")
 
     from kinestream.config import load_config
     from kinestream.offline import process
