@@ -322,10 +322,11 @@ def test_a_person_silent_too_long_is_closed_out_and_comes_back_afresh(athletes, 
     assert recordings == ["SESSION.mot", "SESSION_ana.mot", "SESSION_ben.1.mot", "SESSION_ben.mot"]
 
 
-def test_two_services_on_one_source_share_the_people_between_them(athletes):
+def test_two_services_on_one_source_share_the_people_between_them(athletes, tmp_path):
     """service.people (serve --people) "0/2" and "1/2": two services subscribed to one source serve everyone
     between them, each person by exactly one of them (the share of their id's CRC-32), every frame of each answered
-    by it; the other service counts that person's frames as others', refusing none."""
+    by it; the other service counts that person's frames as others', refusing none. Both record to one --record
+    path: each person's recording is made once, by their service, and nothing is set aside."""
     from kinestream.live.people import share
 
     tables = {"ana": athletes[0][1], "ben": athletes[1][1], "cy": athletes[2][1], "dan": athletes[0][1]}
@@ -344,7 +345,14 @@ def test_two_services_on_one_source_share_the_people_between_them(athletes):
             config = load_config()
             config["service"]["people"] = spec
             config["service"]["latest_wins"] = False  # every frame solved: the counts are exact
-            service = Service(config, input_endpoint=src, output_endpoint=endpoints()[1], mass=70.0, height=1.75)
+            service = Service(
+                config,
+                input_endpoint=src,
+                output_endpoint=endpoints()[1],
+                mass=70.0,
+                height=1.75,
+                record=tmp_path / "SESSION.mot",
+            )
             ready = asyncio.Event()
             runs.append(asyncio.create_task(service.run(stop, ready)))
             await ready.wait()
@@ -377,3 +385,8 @@ def test_two_services_on_one_source_share_the_people_between_them(athletes):
         ctx.term()
 
     asyncio.run(main())
+    recorded = sorted(p.name for p in tmp_path.glob("*.mot"))
+    # the default person (frames without a subject: none here) is recorded by the one service whose share they are
+    assert recorded == sorted(["SESSION.mot", *(f"SESSION_{name}.mot" for name in tables)])
+    for name in tables:  # every frame of each, recorded by their service
+        assert len(read_mot(tmp_path / f"SESSION_{name}.mot").time) == min(t.n_frames for t in tables.values())

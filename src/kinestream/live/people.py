@@ -140,7 +140,9 @@ class People:
         for note in pipeline.notes:
             log.warning(note)
         self._sinks = list(sinks)
-        self.default.attach(self._sinks, self._recording(self.default_name, self.default.pipeline))
+        # a service whose share (service.people) leaves the default person to another does not record them
+        own = self._recording(self.default_name, self.default.pipeline) if self.serves(self.default_name) else []
+        self.default.attach(self._sinks, own)
 
     def _recording(self, name: str, pipeline: Pipeline[Arrival]) -> list[Sink]:
         if self.record is None:
