@@ -80,6 +80,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.contextmanager
+def wait_or_kill(proc: subprocess.Popen, timeout: float) -> None:
+    """Up to ``timeout`` seconds for a process told to stop to end; killed after that."""
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def busy_load(n: int):
     """N processes spinning a pure-Python loop for the duration of the block; yields their pids.
     They are killed and reaped on the way out, whatever happens in the block."""
@@ -217,17 +225,11 @@ async def run(args, trial, model, config_path, viewer: Path | None = None) -> di
     finally:
         if view is not None:
             view.send_signal(signal.SIGINT)
-            try:
-                view.wait(60)
-            except subprocess.TimeoutExpired:
-                view.kill()
+            wait_or_kill(view, 60)
+        for each_proc in procs:  # all told first, so that they stop together
+            each_proc.send_signal(signal.SIGINT)
         for each_proc in procs:
-            each_proc.send_signal(2)
-        for each_proc in procs:
-            try:
-                each_proc.wait(15)
-            except subprocess.TimeoutExpired:
-                each_proc.kill()
+            wait_or_kill(each_proc, 15)
         for one in subs:
             one.close(0)
         ctx.term()

@@ -256,22 +256,13 @@ class FastIK:
 
     def _check_jacobian(self) -> None:
         """Simbody's station Jacobian is with respect to speeds u; it is dx/dq only where qdot = u."""
-        q = self.neutral.copy()
-        q[~self._locked] += 0.1  # a pose off any symmetry
-        q = np.clip(q, self.lower, self.upper)
+        q = self._test_pose()
         self._set(q)
         jac = self.jacobian()
-        h = 1e-6
         worst = 0.0
         for k in np.flatnonzero(~self._locked):
-            plus, minus = q.copy(), q.copy()
-            plus[k] += h
-            minus[k] -= h
-            self._set(plus)
-            xp = self.positions().ravel()
-            self._set(minus)
-            xm = self.positions().ravel()
-            worst = max(worst, float(np.max(np.abs((xp - xm) / (2 * h) - jac[:, k]))))
+            numeric = self._central(q, k, lambda: self.positions().ravel())
+            worst = max(worst, float(np.max(np.abs(numeric - jac[:, k]))))
         if worst > 1e-4:
             raise KinestreamError(
                 f"the model's marker Jacobian is not dx/dq (off by {worst:.2g}; joints whose "
@@ -312,17 +303,14 @@ class FastIK:
             ancestors[b] = chain
         up = np.array([[child[a] in ancestors[child[b]] for b in range(self.nq)] for a in range(self.nq)])
         # within one joint: a comes first when turning it turns b's axis (b's translation axis, for a translation)
-        q = np.clip(self.neutral + np.where(self._locked, 0.0, 0.1), self.lower, self.upper)
-        h = 1e-6
-        axes = self._frames(q)
+        q = self._test_pose()
+        self._set(q)
+        axes = self._frames()
         for a in np.flatnonzero(~self._locked):
             together = np.flatnonzero((child == child[a]) & (np.arange(self.nq) != a))
             if not together.size:
                 continue
-            plus, minus = q.copy(), q.copy()
-            plus[a] += h
-            minus[a] -= h
-            change = (self._frames(plus) - self._frames(minus)) / (2 * h)
+            change = self._central(q, a, self._frames)
             for b in together:
                 rotates = np.linalg.norm(axes[self._axis_row[b], :3, b]) > 0
                 moved = change[self._axis_row[b], :3, b] if rotates else change[self._axis_row[b], 3:, b]
@@ -330,17 +318,29 @@ class FastIK:
         self._upstream = up
         self._set(self.neutral)
 
-    def _frames(self, q: np.ndarray) -> np.ndarray:
-        """Simbody's frame Jacobian of each coordinate's body at q: (bodies, 6 (turn, shift), nq)."""
-        self._set(q)
+    def _frames(self) -> np.ndarray:
+        """Simbody's frame Jacobian of each coordinate's body at the realized state's q: (bodies, 6 (turn,
+        shift), nq)."""
         self._matter.calcFrameJacobian(self.state, self._axis_bodies, self._axis_origins, self._frame_jacobian)
         return self._frame_jacobian.to_numpy().reshape(-1, 6, self.nq)
 
     def _axes(self) -> np.ndarray:
         """Each coordinate's axis of rotation in ground at the realized state's q, (nq, 3); zero for translations."""
-        self._matter.calcFrameJacobian(self.state, self._axis_bodies, self._axis_origins, self._frame_jacobian)
-        frames = self._frame_jacobian.to_numpy().reshape(-1, 6, self.nq)
-        return frames[self._axis_row, :3, np.arange(self.nq)]
+        return self._frames()[self._axis_row, :3, np.arange(self.nq)]
+
+    def _test_pose(self) -> np.ndarray:
+        """A pose off any symmetry, for the construction-time checks: every free coordinate 0.1 from neutral."""
+        return np.clip(self.neutral + np.where(self._locked, 0.0, 0.1), self.lower, self.upper)
+
+    def _central(self, q: np.ndarray, k: np.integer | int, read) -> np.ndarray:
+        """d read / dq_k at q by central differences (step 1e-6), ``read()`` taken at each realized pose."""
+        plus, minus = q.copy(), q.copy()
+        plus[k] += 1e-6
+        minus[k] -= 1e-6
+        self._set(plus)
+        ahead = read()
+        self._set(minus)
+        return (ahead - read()) / 2e-6
 
     def _curvature(self, jac: np.ndarray, r: np.ndarray, axes: np.ndarray) -> np.ndarray:
         """The residuals' own curvature, sum_i r_i d2 r_i / dq2, from the Jacobian and the coordinates' axes.
@@ -367,23 +367,16 @@ class FastIK:
         residuals, up to a tenth of the largest term; with a fit's residuals, a few thousandths): Newton's
         steps with it still gain two to three digits each.
         """
-        q = np.clip(self.neutral + np.where(self._locked, 0.0, 0.1), self.lower, self.upper)
+        q = self._test_pose()
         self._set(q)
         jac = self.jacobian()
         r = np.random.default_rng(0).normal(scale=0.01, size=(jac.shape[0],))
         analytic = self._curvature(jac, r, self._axes())
-        h = 1e-6
         worst = 0.0
         free = np.flatnonzero(~self._locked)
         for k in free:
-            plus, minus = q.copy(), q.copy()
-            plus[k] += h
-            minus[k] -= h
-            self._set(plus)
-            gp = self.jacobian().T @ r
-            self._set(minus)
-            gm = self.jacobian().T @ r
-            worst = max(worst, float(np.max(np.abs((gp - gm)[free] / (2 * h) - analytic[free, k]))))
+            numeric = self._central(q, k, lambda: self.jacobian().T @ r)
+            worst = max(worst, float(np.max(np.abs(numeric[free] - analytic[free, k]))))
         scale = float(np.abs(analytic[np.ix_(free, free)]).max())
         return worst <= 0.25 * scale
 

@@ -161,9 +161,12 @@ class People:
     def name(self, subject: str | None) -> str:
         return self.default_name if subject is None else subject
 
-    def admit(self, subject: str | None, recv_ns: int) -> Person | Refusal:
-        """The person a frame of ``subject`` goes to, made when they are new; or why the frame is refused."""
+    def admit(self, subject: str | None, recv_ns: int) -> Person | Refusal | None:
+        """The person a frame of ``subject`` goes to, made when they are new; why the frame is refused; or None
+        when another service serves them (``service.people``)."""
         name = self.name(subject)
+        if not self.serves(name):
+            return None
         known = self.default if name == self.default_name else self._people.get(name)
         person = known if known is not None else self._make(name, recv_ns)
         if isinstance(person, Refusal):

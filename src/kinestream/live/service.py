@@ -243,10 +243,10 @@ class Service:
             self._reject(heard.reason, heard.detail, count=False)  # the source counted it
             return
         frame, recv_ns = heard.frame, heard.recv_ns
-        if not self.people.serves(self.people.name(frame.subject)):  # another service's (service.people)
+        person = self.people.admit(frame.subject, recv_ns)
+        if person is None:  # another service's (service.people)
             self.metrics.others += 1
             return
-        person = self.people.admit(frame.subject, recv_ns)
         if isinstance(person, Refusal):
             self._reject(person.reason, person.detail)
             return

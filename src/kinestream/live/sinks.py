@@ -144,16 +144,21 @@ class PoseSink(Sink):
             self.topics.discard(topic)
         self.want(bool(self.topics))
 
+    def _due(self, before: int) -> bool:
+        """Whether a subject's frame that has ``before`` frames before it goes out as a pose."""
+        return self.wanted and bool(self.every) and before % self.every == 0
+
     def wants_bodies(self, subject: str) -> bool:
         """A pose goes out with ``subject``'s next frame: it carries every body's pose (an avatar's)."""
-        return self.wanted and bool(self.every) and self._frames.get(subject, 0) % self.every == 0
+        return self._due(self._frames.get(subject, 0))
 
     def on_frame(self, out: Solved) -> None:
         from kinestream.centres import CENTRE_BODIES
         from kinestream.live.protocol import encode_pose
 
-        frames = self._frames[out.subject] = self._frames.get(out.subject, 0) + 1
-        if not (self.wanted and self.every and (frames - 1) % self.every == 0):
+        before = self._frames.get(out.subject, 0)
+        self._frames[out.subject] = before + 1
+        if not self._due(before):
             return
         r = out.result
         n = len(CENTRE_BODIES)  # the joint centres: the first rows of a centres_array (torso_axis is no point)
