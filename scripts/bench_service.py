@@ -79,7 +79,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-@contextlib.contextmanager
 def wait_or_kill(proc: subprocess.Popen, timeout: float) -> None:
     """Up to ``timeout`` seconds for a process told to stop to end; killed after that."""
     try:
@@ -88,6 +87,7 @@ def wait_or_kill(proc: subprocess.Popen, timeout: float) -> None:
         proc.kill()
 
 
+@contextlib.contextmanager
 def busy_load(n: int):
     """N processes spinning a pure-Python loop for the duration of the block; yields their pids.
     They are killed and reaped on the way out, whatever happens in the block."""
