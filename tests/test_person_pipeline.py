@@ -124,3 +124,28 @@ def test_body_poses_come_with_a_frame_when_asked(squats, assets):
             assert np.allclose(result.bodies[with_bodies.bodies.index(body), :3], result.centres[k], atol=1e-12)
         assert np.allclose(np.linalg.norm(result.bodies[:, 3:], axis=1), 1.0)
     assert solved > 100
+
+
+def test_a_pipeline_sharing_a_model_gives_the_numbers_of_its_own(squats, assets, tmp_path):
+    """A newcomer's pipeline made on a template (the model loaded once, what the fast solver learned of it kept)
+    solves in a state of its own: with the template solving someone else between each of its frames, it gives
+    a pipeline of its own's angles to the last bit, and it was made without loading the model."""
+    config = load_config()
+    other = synthesize(tmp_path / "other", seconds=6.0, noise_mm=3.0, seed=12, scale=1.1)
+    own: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass)
+    template: Pipeline[int] = Pipeline(assets, config, height=other.height, mass=other.mass)
+    shared: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass, template=template)
+    mine, theirs = read_trc(squats.keypoints_trc), read_trc(other.keypoints_trc)
+    assert shared.solve_stage.ik.model is template.solve_stage.ik.model  # one model loaded for both
+    assert shared.solve_stage.ik.state is not template.solve_stage.ik.state
+    alone, beside = [], []
+    for i in range(theirs.n_frames):
+        t = float(mine.time[i])
+        _, a = own.step(list(mine.names), mine.xyz[i], t, i)
+        template.step(list(theirs.names), theirs.xyz[i], float(theirs.time[i]), i)
+        _, b = shared.step(list(mine.names), mine.xyz[i], t, i)
+        if a is not None:
+            alone.append(a.q)
+            beside.append(b.q)
+    assert len(alone) > 300 and np.isfinite(alone).all()
+    assert np.array_equal(np.array(alone), np.array(beside))

@@ -77,7 +77,21 @@ class FastIK:
     model state to work in (its Q ends at each solution); a new one if None.
     ``refuse``: False builds it on a model it would refuse for a gimbal lock
     (to evaluate OpenSim's objective there, or to show why it refuses).
+    ``like``: a solver on the same model object and markers, each with a
+    state of its own: this one takes what that one learned of the model
+    (where each coordinate sits, its bounds, the chain, the checks' outcome)
+    instead of working it out again, about 80 ms. Several people served on
+    one model share it so.
     """
+
+    # what a solver learns of its model and markers at construction: the same for every solver on that model
+    LEARNED = (
+        "_markers", "_bodies", "_stations", "weights", "_matter", "nq", "qindex", "lower", "upper", "_locked",
+        "_wrappable", "_root", "_task_index", "_task_sqrtw", "_task_value", "_task_rows", "neutral", "_upstream",
+        "_axis_bodies", "_axis_origins", "_axis_row", "second_order",
+    )  # fmt: skip
+    nq: int
+    neutral: np.ndarray
 
     def __init__(
         self,
@@ -89,6 +103,7 @@ class FastIK:
         ftol: float = 1e-12,
         max_iterations: int = 60,
         refuse: bool = True,
+        like: FastIK | None = None,
     ):
         osim = opensim_module()
         self.osim = osim
@@ -96,6 +111,19 @@ class FastIK:
         self.state = state if state is not None else model.initSystem()
         self.names = list(names)
         self.xtol, self.ftol, self.max_iterations = xtol, ftol, max_iterations
+        self._jacobian = osim.Matrix()
+        self._frame_jacobian = osim.Matrix()
+        self._at: list[Any] | None = None  # q, marker positions and Jacobian (None until asked) of the realized state
+        self._lam = 1e-6
+        self._axes_at: np.ndarray | None = None  # where the coordinates' axes (below) were found
+        if like is not None:
+            if like.model is not model or like.names != self.names or like.state is self.state:
+                raise KinestreamError("a solver shares what another learned only on its model, markers, own state")
+            for name in self.LEARNED:
+                setattr(self, name, getattr(like, name))
+            self._axes_now = np.zeros((self.nq, 3))
+            self._set(self.neutral)
+            return
         s = self.state
         constraints = model.getConstraintSet()
         enforced = [
@@ -120,7 +148,6 @@ class FastIK:
             self._bodies.push_back(osim.PhysicalFrame.safeDownCast(base).getMobilizedBodyIndex())
             self._stations.push_back(frame.findStationLocationInAnotherFrame(s, marker.get_location(), base))
         self.weights = np.array([setup.marker_weights[n] for n in self.names], dtype=float)
-        self._jacobian = osim.Matrix()
         self._matter = model.getMatterSubsystem()
 
         # coordinates: where each sits in Simbody's q, its bounds, and whether it moves at all
@@ -176,9 +203,6 @@ class FastIK:
         self._task_rows = np.zeros((len(tasks), self.nq))
         self._task_rows[np.arange(len(tasks)), self._task_index] = self._task_sqrtw
         self.neutral = q_neutral
-        self._at: list[Any] | None = None  # q, marker positions and Jacobian (None until asked) of the realized state
-        self._lam = 1e-6
-        self._axes_at: np.ndarray | None = None  # where the coordinates' axes (below) were found
         self._axes_now = np.zeros((self.nq, 3))
         self._check_jacobian()
         self._tree(model, cs)
@@ -293,7 +317,6 @@ class FastIK:
             self._axis_bodies.push_back(b)
             self._axis_origins.push_back(osim.Vec3(0, 0, 0))
         self._axis_row = np.array([bodies.index(b) for b in child])
-        self._frame_jacobian = osim.Matrix()
         ancestors = {}
         for b in bodies:
             chain, c = set(), b

@@ -338,7 +338,16 @@ class FrameSolver:
 class Pipeline(Generic[T]):
     """One person's frame path: :class:`FrameProcessor` then :class:`FrameSolver` on ``model`` (a scaled .osim;
     the generic model when None), with the rep counter and joint centres of the ``[reps]`` and ``[cues]``
-    settings."""
+    settings.
+
+    ``template``: a pipeline made with the same assets and settings. When it is on the same model file, this one
+    shares its loaded model and what its solver learned of it, each solving in a state of its own: a person
+    served beside others is made in milliseconds, not the half second of a model load, and gives the numbers a
+    pipeline of their own would.
+    """
+
+    solve_stage: FrameSolver
+    removed: list[str]  # what was stripped from the model before IK
 
     def __init__(
         self,
@@ -350,14 +359,20 @@ class Pipeline(Generic[T]):
         model: str | Path | None = None,
         rate: float = 60.0,
         floor_offset: float = 0.0,
+        template: Pipeline | None = None,
     ):
         from kinestream.reps import CueSettings, RepCounter, RepSettings
         from kinestream.solve import IKSettings, load_model
 
         self.prepare_stage = FrameProcessor(assets, config, height, mass, rate, floor_offset)
         settings = IKSettings.from_config(config)
-        osim_model, self.removed = load_model(model or assets.generic_model, assets.marker_set)
-        ik = settings.streaming(osim_model, settings.setup(assets.ik_setup), self.prepare_stage.markers)
+        self.model_path = Path(model or assets.generic_model)
+        like = template.solve_stage.ik if template is not None and template.model_path == self.model_path else None
+        if like is not None:
+            osim_model, self.removed = like.model, list(template.removed)  # type: ignore[union-attr]
+        else:
+            osim_model, self.removed = load_model(self.model_path, assets.marker_set)
+        ik = settings.streaming(osim_model, settings.setup(assets.ik_setup), self.prepare_stage.markers, like=like)
         reps = RepCounter(RepSettings.from_config(config), ik.coordinates, CueSettings.from_config(config))
         self.solve_stage = FrameSolver(ik, reps=reps)
         self.keypoints = list(self.prepare_stage.keypoints)

@@ -73,12 +73,13 @@ class IKSettings:
             setup.marker_weights = {k: v for k, v in setup.marker_weights.items() if k not in UPPER_MARKERS}
         return setup
 
-    def streaming(self, model, setup: IKSetup, names: list[str]) -> StreamingIK:
-        """The frame-wise IK core for markers ``names`` with these settings."""
+    def streaming(self, model, setup: IKSetup, names: list[str], like: StreamingIK | None = None) -> StreamingIK:
+        """The frame-wise IK core for markers ``names`` with these settings (``like``: see :class:`StreamingIK`)."""
         return StreamingIK(
             model,
             setup,
             names,
+            like=like,
             min_markers=int(self.min_markers),
             reassemble_mm=float(self.reassemble_mm),
             outlier_mm=float(self.outlier_mm),
@@ -357,13 +358,13 @@ def check_solver(solver: str) -> str:
     return solver
 
 
-def make_fast(model, setup: IKSetup, names: list[str], state=None, tolerance: float = _IK["tolerance"]):
-    """The fast solver for this model (stopping at ``tolerance``, ``[ik] tolerance``), or (None, why) when the model
-    needs OpenSim's own."""
+def make_fast(model, setup: IKSetup, names: list[str], state=None, tolerance: float = _IK["tolerance"], like=None):
+    """The fast solver for this model (stopping at ``tolerance``, ``[ik] tolerance``; ``like``: a fast solver on the
+    same model whose knowledge of it this one shares), or (None, why) when the model needs OpenSim's own."""
     from kinestream.fastik import FastIK
 
     try:
-        return FastIK(model, setup, names, state=state, ftol=float(tolerance)), None
+        return FastIK(model, setup, names, state=state, ftol=float(tolerance), like=like), None
     except KinestreamError as exc:
         return None, f"OpenSim's IK solver instead of the fast one: {exc}"
 
@@ -518,6 +519,12 @@ class StreamingIK:
     reports NaN and the next one starts from neutral. Nothing raises
     into the caller: every such event is counted and described in
     :attr:`IKFrame.event`.
+
+    ``like``: a core on the same model object, markers and settings. This
+    one solves in a state of its own, copied from that core's first one, and
+    shares the model and what its fast solver learned of it: several people
+    on one model cost one model load and one solver set-up, and each gives
+    the numbers a core of their own would.
     """
 
     def __init__(
@@ -532,6 +539,7 @@ class StreamingIK:
         predict: bool = False,
         solver: str = "fast",
         tolerance: float = _IK["tolerance"],
+        like: StreamingIK | None = None,
     ):
         osim = opensim_module()
         self.osim = osim
@@ -549,7 +557,13 @@ class StreamingIK:
         self._weights = marker_weights(setup, self.names)
         self._coord_refs = coordinate_references(model, setup)
         cs = model.getCoordinateSet()
-        self.state = model.initSystem()
+        if like is None:
+            self.state = model.initSystem()
+            self.initial = osim.State(self.state)  # as it was made, for a core that shares this model (like)
+        else:
+            if like.model is not model or like.names != self.names:
+                raise KinestreamError("an IK core shares another's model only on the same model and markers")
+            self.state, self.initial = osim.State(like.initial), like.initial
         self._neutral = self.state.getQ().to_numpy().copy()
         self.coordinates = coordinate_names(model)
         self._rot = _rotational(model)
@@ -573,8 +587,12 @@ class StreamingIK:
         self.notes: list[str] = []  # e.g. why the fast solver is not used for this model
         self.solver = check_solver(solver)
         self._fast = None
-        if solver == "fast":
-            self._fast, why = make_fast(model, setup, self.names, self.state, tolerance)
+        if like is not None and like.solver != "fast" and solver == "fast":  # the model needs OpenSim's solver
+            self.solver = like.solver
+            self.notes.extend(like.notes)
+        elif solver == "fast":
+            shared = like._fast if like is not None else None
+            self._fast, why = make_fast(model, setup, self.names, self.state, tolerance, like=shared)
             if self._fast is None:
                 self.solver = "opensim"
                 self.notes.append(why)

@@ -92,8 +92,8 @@ def recording_path(record: Path, name: str, default: str) -> Path:
 class People:
     """The table of people served, at most ``service.max_people``, keyed by name (a frame's subject; the default
     person's is ``default_name``). ``default`` is the default person's model, their pipeline made now (a
-    single-person session starts as it always has); everyone else's pipeline is made on their first frame (about
-    half a second: their model loaded and the solver set up). ``report(reason, detail)`` counts and logs what went
+    single-person session starts as it always has); everyone else's pipeline is made on their first frame (in
+    milliseconds on a model already loaded; see :meth:`_person`). ``report(reason, detail)`` counts and logs what went
     wrong (the service's); ``metrics`` are the service's totals."""
 
     def __init__(
@@ -120,6 +120,7 @@ class People:
         self.max_lag_ns = int(float(svc.get("max_lag_ms", 50.0)) * 1e6)
         self.default_subject = default
         self.roster = roster(config, assets, default)
+        self._templates: dict[str, Pipeline[Arrival]] = {}  # model file -> the first pipeline made on it
         self.default = self._person(default_name, default)
         self._people: dict[str, Person] = {}  # the people served now, in the order they came
         self._heard: dict[str, int] = {}  # name -> when their last frame arrived (wall clock, ns)
@@ -202,7 +203,10 @@ class People:
         return person
 
     def _person(self, name: str, who: Subject) -> Person:
-        """``name``'s person on ``who``'s model: their pipeline made (their model loaded, the solver set up)."""
+        """``name``'s person on ``who``'s model: their pipeline made. The first person on a model loads it and sets
+        the solver up (about half a second); everyone after shares that (milliseconds: a newcomer does not hold
+        the others' frames back)."""
+        key = str(who.model)
         pipeline: Pipeline[Arrival] = Pipeline(
             self.assets,
             self.config,
@@ -211,7 +215,9 @@ class People:
             model=who.model,
             rate=self.rate,
             floor_offset=who.floor_offset,
+            template=self._templates.get(key),
         )
+        self._templates.setdefault(key, pipeline)
         return Person(
             name,
             pipeline,
