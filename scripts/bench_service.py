@@ -79,6 +79,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def family(procs) -> list[int]:
+    """The processes' ids and their children's (serve --workers' workers), to sum their CPU."""
+    pids = []
+    for p in procs:
+        pids.append(p.pid)
+        try:
+            pids += [int(c) for c in Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()]
+        except OSError:
+            pass
+    return pids
+
+
 def wait_or_kill(proc: subprocess.Popen, timeout: float) -> None:
     """Up to ``timeout`` seconds for a process told to stop to end; killed after that."""
     try:
@@ -146,6 +158,7 @@ async def run(args, trial, model, config_path, viewer: Path | None = None) -> di
             "--height",
             str(args.height),
             *(["--people", f"{k}/{shards}"] if shards > 1 else []),
+            *(["--workers", str(args.workers)] if args.workers > 1 else []),
         ]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT))
     ctx = zmq.asyncio.Context()
@@ -162,9 +175,12 @@ async def run(args, trial, model, config_path, viewer: Path | None = None) -> di
     try:
         deadline = time.monotonic() + 120
         for one, each_proc in zip(subs, procs, strict=True):
-            while True:  # a service is up once it publishes its status
-                if await one.poll(200) and (await one.recv_multipart())[0] == b"status":
-                    break
+            up: set[str] = set()
+            while len(up) < max(1, args.workers):  # a service (each worker) is up once it publishes its status
+                if await one.poll(200):
+                    topic, payload = await one.recv_multipart()
+                    if topic == b"status":
+                        up.add(decode_status(payload).get("worker", ""))
                 if time.monotonic() > deadline or each_proc.poll() is not None:
                     raise SystemExit("the service did not start")
         if viewer is not None:
@@ -184,34 +200,34 @@ async def run(args, trial, model, config_path, viewer: Path | None = None) -> di
                 if time.monotonic() > deadline or view.poll() is not None:
                     raise SystemExit("the viewer did not subscribe")
         received: list[tuple[int, dict]] = []
-        shard_statuses: list[list[dict]] = [[] for _ in subs]
-        statuses = shard_statuses[0]
+        shard_statuses: dict[tuple[int, str], list[dict]] = {}  # (output, share) -> that service's statuses
         reps: list[tuple[int, dict]] = []
 
-        async def collect(one, mine: list[dict]):
+        async def collect(k: int, one):
             while True:
                 topic, payload = await one.recv_multipart()
                 now = time.time_ns()
                 if topic == b"angles":
                     received.append((now, decode_angles(payload)))
                 elif topic == b"status":
-                    mine.append(decode_status(payload))
+                    status = decode_status(payload)
+                    shard_statuses.setdefault((k, status.get("worker", "")), []).append(status)
                 elif topic == b"reps":
                     reps.append((now, decode_reps(payload)))
 
         def answered() -> int:
-            return sum(m[-1]["frames_out"] + m[-1]["skipped"] for m in shard_statuses if m)
+            return sum(m[-1]["frames_out"] + m[-1]["skipped"] for m in shard_statuses.values() if m)
 
-        collectors = [asyncio.create_task(collect(one, mine)) for one, mine in zip(subs, shard_statuses, strict=True)]
+        collectors = [asyncio.create_task(collect(k, one)) for k, one in enumerate(subs)]
         table = read_trc(trial)
         with busy_load(args.load) as loaders:
-            cpu0, wall0 = sum(cpu_seconds(p.pid) for p in procs), time.monotonic()
+            cpu0, wall0 = sum(cpu_seconds(pid) for pid in family(procs)), time.monotonic()
             view_cpu0 = cpu_seconds(view.pid) if view is not None else 0.0
             load0 = [cpu_seconds(p) for p in loaders]
             people = [f"p{k}" for k in range(args.people)] if args.people > 1 else None
             sent = await replay(table, src, rate=1.0, wait_subscriber=10.0, subject=people)
             wall = time.monotonic() - wall0
-            cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu0
+            cpu = sum(cpu_seconds(pid) for pid in family(procs)) - cpu0
             view_cpu = cpu_seconds(view.pid) - view_cpu0 if view is not None else 0.0
             load_cpu = [cpu_seconds(p) - c for p, c in zip(loaders, load0, strict=False)]
             t_end = time.monotonic() + 10
@@ -235,9 +251,10 @@ async def run(args, trial, model, config_path, viewer: Path | None = None) -> di
         ctx.term()
     lat = np.array([(now - msg["sent_ns"]) / 1e6 for now, msg in received if msg.get("sent_ns")])
     times = np.array([now for now, _ in received]) / 1e9
-    final = dict(statuses[-1]) if statuses else {}
-    if len(shard_statuses) > 1:  # the counts are every service's together; the stage percentiles the first's
-        lasts = [m[-1] for m in shard_statuses if m]
+    ordered = [shard_statuses[key] for key in sorted(shard_statuses)]
+    final = dict(ordered[0][-1]) if ordered else {}
+    if len(ordered) > 1:  # the counts are every service's together; the stage percentiles the first's
+        lasts = [m[-1] for m in ordered if m]
         final["skipped"] = sum(m.get("skipped", 0) for m in lasts)
         final["rejected"] = {"all": sum(sum(m.get("rejected", {}).values()) for m in lasts)}
     return {
@@ -289,6 +306,8 @@ def summary(args, live: dict) -> dict:
         "solver": args.solver,
         "load": args.load,
         "people": args.people,
+        "workers": args.workers,
+        "shards": args.shards,
         "arms": not args.no_arms,
         "frames_sent": live["sent"],
         "frames_out": len(live["received"]),
@@ -344,9 +363,10 @@ def report(result: dict) -> str:
 
     rows = [
         (
-            "rate, solver, load, people",
+            "rate, solver, load, people, processes",
             f"{result['rate_hz']:g} Hz, {result['solver']}, {result['load']} busy processes, "
-            f"{result.get('people', 1)} {'person' if result.get('people', 1) == 1 else 'people'}",
+            f"{result.get('people', 1)} {'person' if result.get('people', 1) == 1 else 'people'}, "
+            f"{result.get('workers', 1)} workers x {result.get('shards', 1)} serve",
         ),
         (
             "frames sent / out / skipped / rejected",
@@ -484,6 +504,13 @@ def main(argv=None) -> int:
         metavar="N",
         help="N people in one stream (subjects p0 ... p(N-1)), each sending the trial at --rate (default 1: one, "
         "without a subject id)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="one serve process with --workers N: N worker processes behind one output (default 1: no workers)",
     )
     parser.add_argument(
         "--shards",

@@ -24,3 +24,18 @@ def real_trial(name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: the real trials are part of the repository (tests/data)")
     return path
+
+
+@pytest.fixture(scope="session")
+def athletes(tmp_path_factory):
+    """Three synth athletes of different sizes, noise and gaps (several people in one stream): (trial, table)
+    each."""
+    from kinestream.files.trc import read_trc
+    from kinestream.synth import synthesize
+
+    root = tmp_path_factory.mktemp("athletes")
+    out = []
+    for k, scale in enumerate((1.0, 0.92, 1.08)):
+        syn = synthesize(root / f"a{k}", seconds=6.0, noise_mm=4.0, gaps=2, scale=scale, seed=20 + k)
+        out.append((syn, read_trc(syn.keypoints_trc)))
+    return out

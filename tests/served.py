@@ -35,6 +35,12 @@ class Served:
         self.sub.setsockopt(zmq.SUBSCRIBE, b"status")
         self.sub.connect(self.out)
 
+    def log_text(self, tail: int = 3000) -> str:
+        """The end of what the service has logged (stderr)."""
+        if not self.log.closed:
+            self.log.flush()
+        return Path(self.log.name).read_text()[-tail:]
+
     def status(self, timeout: float = 90.0) -> dict:
         """The newest status the service has published (waiting for one if none is queued)."""
         from kinestream.live.protocol import decode_status

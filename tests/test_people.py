@@ -22,21 +22,9 @@ from kinestream.live.protocol import TOPIC_KEYPOINTS, decode_angles, decode_pose
 from kinestream.live.replay import wire_frames
 from kinestream.live.service import Service
 from kinestream.offline import process
-from kinestream.synth import synthesize
 from test_service import endpoints
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
-
-
-@pytest.fixture(scope="module")
-def athletes(tmp_path_factory):
-    """Three synth athletes of different sizes, noise and gaps: (trial, table) each."""
-    root = tmp_path_factory.mktemp("athletes")
-    out = []
-    for k, scale in enumerate((1.0, 0.92, 1.08)):
-        syn = synthesize(root / f"a{k}", seconds=6.0, noise_mm=4.0, gaps=2, scale=scale, seed=20 + k)
-        out.append((syn, read_trc(syn.keypoints_trc)))
-    return out
 
 
 class Source:
@@ -324,7 +312,7 @@ def test_a_person_silent_too_long_is_closed_out_and_comes_back_afresh(athletes, 
 
 def test_two_services_on_one_source_share_the_people_between_them(athletes, tmp_path):
     """service.people (serve --people) "0/2" and "1/2": two services subscribed to one source serve everyone
-    between them, each person by exactly one of them (the share of their id's CRC-32), every frame of each answered
+    between them, each person by exactly one of them (the share of their id's hash), every frame of each answered
     by it; the other service counts that person's frames as others', refusing none. Both record to one --record
     path: each person's recording is made once, by their service, and nothing is set aside."""
     from kinestream.live.people import share

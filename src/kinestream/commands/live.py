@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 from pathlib import Path
 
 from kinestream.commands.common import headless_plots, log_to_stderr, say, subject
@@ -85,11 +87,99 @@ def _finish_recordings(service, config: dict) -> None:
         _finish_recording(mot, config, markers=markers)
 
 
+def run_worker(k: int, n: int, args, config: dict, inputs: list[str], output: str, model) -> None:
+    """Worker k of ``serve --workers n``: a service serving whoever the parent's router sends it, on the
+    parent-private ipc endpoints (``inputs[k]`` in, ``output`` the relay's); its recordings finished as serve finishes
+    them. The first worker has the default person (frames without a subject). Exit status 1 when it stopped
+    itself."""
+    import asyncio
+    import json
+    import logging
+
+    from kinestream.live.service import Service
+
+    logging.basicConfig(level=logging.INFO, format=f"kinestream worker {k}/{n}: %(message)s", stream=sys.stderr)
+    config["service"].update(people="", bind_input=False)  # the router chose whom it sends
+    config["curve"] = {"enabled": False}  # the links to the parent are private ipc; the parent does the CURVE
+    service = Service(
+        config,
+        input_endpoint=inputs[k],
+        output_endpoint=output,
+        output_connect=True,
+        worker=f"{k}/{n}",
+        default_person=k == 0,
+        mqtt=args.mqtt or config["mqtt"].get("broker") or None,
+        record=args.record,
+        model=model,
+        mass=args.mass,
+        height=args.height,
+    )
+    final = asyncio.run(service.run())
+    print(json.dumps(final), flush=True)
+    _finish_recordings(service, config)
+    sys.exit(0 if final.get("healthy", True) else 1)
+
+
+def _serve_workers(args, config) -> None:
+    """serve --workers N: N worker processes (:func:`run_worker`) behind the parent's input and output, until
+    Ctrl-C or SIGTERM; a worker that ends is started again. Exit status 1 when one kept ending."""
+    import asyncio
+    import json
+    import signal
+    import threading
+
+    from kinestream.commands.terminal import status_printer, workers_line
+    from kinestream.live.calibrate import calibrate
+    from kinestream.live.workers import Front, Workers, check_workers
+
+    svc = config["service"]
+    n = check_workers(args.workers)
+    if getattr(args, "people", None) is not None:
+        svc["people"] = args.people  # the parent's router serves that share, the workers everyone it sends them
+    input_endpoint = args.input or svc["input"]
+    model = args.model
+    if getattr(args, "calibrate", False):
+        mass, height = subject(args, config)
+        out = Path(args.calibration_out or "out/calibration/scaled.osim")
+        model = asyncio.run(calibrate(config, input_endpoint=input_endpoint, mass=mass, height=height, out_model=out))
+    front = Front(config, input_endpoint, args.output or svc["output"], n)
+    front.open()
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    show = status_printer()
+    log = logging.getLogger("kinestream.live.workers")
+    shown = time.monotonic()
+    workers = Workers(n, run_worker, (args, config, front.router.inner, front.relay.inner, model))
+    try:
+        workers.start()
+        while not stop.is_set() and workers.healthy:
+            front.pump(0.05)
+            for line in workers.check():
+                log.warning(line)
+            if time.monotonic() - shown >= 1.0 and front.relay.statuses:
+                shown = time.monotonic()
+                show(workers_line(front.relay.statuses, n, front.router.status()))
+    finally:
+        codes = workers.stop()
+        front.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(file=sys.stderr)
+    final = {"workers": n, "exit_status": codes, "restarts": workers.restarts, "healthy": workers.healthy}
+    print(json.dumps({**final, **front.router.status()}))
+    if not workers.healthy or any(code not in (0, None) for code in codes):
+        print("kinestream: error: a worker kept ending (see the log above); exit status 1", file=sys.stderr)
+        sys.exit(1)
+
+
 def cmd_serve(args, config) -> None:
     import asyncio
     import json
 
     log_to_stderr()
+    if getattr(args, "workers", None):
+        _serve_workers(args, config)
+        return
     service, final = asyncio.run(_serve(args, config))
     print(json.dumps(final))
     _finish_recordings(service, config)

@@ -131,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="whom to serve (default: config, everyone): subject ids 'ana,ben', or a share 'K/N' of everyone, "
         "so that N serve processes on one source serve everyone between them",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="serve the people in N worker processes behind the one output, each person in one of them "
+        "(default: one process serves everyone)",
+    )
     p.add_argument("--calibration-out", help="where --calibrate writes the model (default out/calibration/)")
     solver_arg(p)
     p.set_defaults(func=live.cmd_serve)

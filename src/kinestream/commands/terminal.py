@@ -22,3 +22,22 @@ def status_printer():
         shown["lines"] = max(len(lines), shown["lines"])
 
     return show
+
+
+def workers_line(statuses: dict, n: int, router: dict) -> str:
+    """The status of ``serve --workers n``: the totals of every worker heard from (and the router's refusals),
+    then a line per worker (its people, frames and p99)."""
+    heard = [statuses[k] for k in sorted(statuses)]
+    total = {key: sum(int(s.get(key, 0)) for s in heard) for key in ("frames_in", "frames_out", "skipped")}
+    lines = [
+        f"{len(heard)} of {n} workers  in {total['frames_in']} out {total['frames_out']} skipped {total['skipped']}"
+        f"  refused (max_people) {router.get('refused', 0)}"
+    ]
+    for share, s in sorted(statuses.items()):
+        lat = s.get("latency_ms", {})
+        people = ", ".join(s.get("people") or {}) or "nobody yet"
+        lines.append(
+            f"  worker {share}: in {s.get('frames_in', 0)} out {s.get('frames_out', 0)} skipped {s.get('skipped', 0)}"
+            f"  p99 {lat.get('p99')} ms  {people}"
+        )
+    return "\n".join(lines)

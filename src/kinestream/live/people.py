@@ -19,9 +19,9 @@ any earlier recording at its path.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,9 +63,16 @@ def roster(config: dict, assets, default: Subject) -> dict[str, Subject]:
     return people
 
 
+def bucket(name: str, n: int) -> int:
+    """Which of ``n`` shares ``name`` falls in: its BLAKE2b hash modulo n, the same in every process and run. (A
+    CRC-32 would not do: it is linear in the name's bits, so p0, p1, p2 and p3 all fall in one share of two.)"""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") % n
+
+
 def share(spec: str) -> Callable[[str], bool]:
     """Whom a service serves, from ``service.people`` (serve --people): "" everyone, "ana,ben" those names, "K/N"
-    the names whose CRC-32 is K modulo N. Raises KinestreamError saying what was given and what is valid."""
+    the names whose hash (:func:`bucket`) is K modulo N. Raises KinestreamError saying what was given and what
+    is valid."""
     text = str(spec).strip()
     if not text:
         return lambda name: True
@@ -73,7 +80,7 @@ def share(spec: str) -> Callable[[str], bool]:
         k, _, n = text.partition("/")
         if k.strip().isdigit() and n.strip().isdigit() and int(k) < int(n):
             mine, of = int(k), int(n)
-            return lambda name: zlib.crc32(name.encode()) % of == mine
+            return lambda name: bucket(name, of) == mine
     else:
         names = {part.strip() for part in text.split(",")}
         if all(names):
@@ -93,7 +100,9 @@ class People:
     """The table of people served, at most ``service.max_people``, keyed by name (a frame's subject; the default
     person's is ``default_name``). ``default`` is the default person's model, their pipeline made now (a
     single-person session starts as it always has); everyone else's pipeline is made on their first frame (in
-    milliseconds on a model already loaded; see :meth:`_person`). ``report(reason, detail)`` counts and logs what went
+    milliseconds on a model already loaded; see :meth:`_person`). ``default_person`` False: frames without a
+    subject are another service's (a worker of ``serve --workers`` other than the first), nor is that person
+    recorded here. ``report(reason, detail)`` counts and logs what went
     wrong (the service's); ``metrics`` are the service's totals."""
 
     def __init__(
@@ -108,12 +117,16 @@ class People:
         record: Path | None = None,
         rate: float = 60.0,
         shown: tuple[str, ...] = SHOWN,
+        default_person: bool = True,
     ):
         svc = config.get("service", {})
         self.config, self.assets, self.rate, self.record = config, assets, rate, record
         self.default_name = default_name
         self.max_people = int(svc.get("max_people", 8))
-        self.serves = share(svc.get("people", ""))  # name -> whether this service serves them
+        self.share = str(svc.get("people", ""))
+        chosen = share(self.share)
+        # name -> whether this service serves them; without default_person, frames without a subject are another's
+        self.serves = chosen if default_person else (lambda name: name != default_name and chosen(name))
         self.timeout_ns = int(float(svc.get("person_timeout_s", 5.0)) * 1e9)
         self.metrics, self.report, self.shown = metrics, report, shown
         self.latest_wins = bool(svc.get("latest_wins", True))

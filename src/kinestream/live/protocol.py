@@ -237,7 +237,17 @@ class FrameDecoder:
         self.accepted += 1
         return frame
 
-    def _decode(self, payload) -> KeypointFrame:
+    def subject_of(self, payload) -> str | None:
+        """Only whose frame ``payload`` is: its ``subject`` (None: the default person), read with the decoder's
+        limits; :class:`Rejected` when it is no map or names no string (not counted: the full decode will be)."""
+        msg = self._map(payload)
+        subject = msg.get("subject")
+        if subject is not None and type(subject) is not str:
+            raise Rejected("bad_type", f"subject = {_show(subject)}; expected a string")
+        return subject
+
+    def _map(self, payload) -> dict:
+        """The payload unpacked within the limits, as a map."""
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             try:
                 payload = memoryview(payload)
@@ -252,7 +262,10 @@ class FrameDecoder:
             raise Rejected("not_msgpack", f"{type(exc).__name__}: {str(exc)[:120] or 'invalid msgpack'}") from None
         if type(msg) is not dict:
             raise Rejected("not_a_map", f"payload is a msgpack {_show(msg)}; expected a map")
+        return msg
 
+    def _decode(self, payload) -> KeypointFrame:
+        msg = self._map(payload)
         v = msg.get("v")
         if not _is_int(v) or v != VERSION:
             given = "no 'v'" if "v" not in msg else f"v = {_show(v)}"

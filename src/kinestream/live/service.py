@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -121,6 +122,10 @@ class Service:
     ``model``: a scaled .osim (with an optional ``<model>.json`` beside it
     holding the subject's mass, height and floor offset, as ``calibrate``
     writes); None uses the generic model, unscaled.
+
+    ``output_connect``: the output connects to ``output_endpoint`` (a relay's; a worker of ``serve --workers``)
+    instead of binding it. ``default_person`` False: frames without a subject are another service's. ``worker``:
+    "k/N", named in the status (worker k of ``serve --workers N``).
     """
 
     MAX_BATCH = 1000  # messages taken from ZeroMQ before the waiting frames are solved
@@ -142,6 +147,9 @@ class Service:
         status_interval: float = 1.0,
         status_out=None,
         rate: float = 60.0,
+        output_connect: bool = False,
+        default_person: bool = True,
+        worker: str = "",
     ):
         from kinestream.assets import get_assets
 
@@ -152,6 +160,8 @@ class Service:
         if mqtt:
             check_mqtt(mqtt, config)  # a bad broker address or a password in the clear is said before anything starts
         self.record = Path(record) if record else None
+        self.worker = worker  # "k/N": worker k of serve --workers N, named in the status
+        self.output_connect = output_connect  # a worker of serve --workers: the output connects to its parent's
         self.status_interval = status_interval
         self.status_out = status_out
         self.rate = rate
@@ -168,7 +178,15 @@ class Service:
         svc = config.get("service", {})
         self.source = KeypointSource(config)  # decoding, the time rules per subject, restarts
         self.people = People(  # the default person (frames without a subject) made now, everyone else as they come
-            config, self.assets, person, self.subject, self.metrics, self._reject, record=self.record, rate=rate
+            config,
+            self.assets,
+            person,
+            self.subject,
+            self.metrics,
+            self._reject,
+            record=self.record,
+            rate=rate,
+            default_person=default_person,
         )
         self.person = self.people.default
         self.pipeline: Pipeline[Arrival] = self.person.pipeline
@@ -181,7 +199,8 @@ class Service:
         self.supervisor = Supervisor()  # the tasks, started again when they die; the service's health
         from kinestream.live.transport import Access, check_bind
 
-        check_bind(output_endpoint, config, "angles output")
+        if not output_connect:
+            check_bind(output_endpoint, config, "angles output")
         self.access = Access.from_config(config)  # CURVE keys and who may connect; None when off
         self.sockets = Sockets(config, input_endpoint, output_endpoint, self.access, self.metrics)
 
@@ -192,6 +211,7 @@ class Service:
             send_queue=int(self.config.get("service", {}).get("send_queue", 1000)),
             subscription_max_bytes=SUBSCRIPTION_MAX_BYTES,
             subscription_queue=SUBSCRIPTION_QUEUE,
+            output_connect=self.output_connect,
         )
         self.sub, self.pub = self.sockets.sub, self.sockets.pub
         self.sinks = [ZmqSink(self.pub)]
@@ -328,6 +348,10 @@ class Service:
         snap.update(self.source.status())  # rejected, missed_frames, clock_resets
         snap["rejected"] = {**snap["rejected"], **self.metrics.rejected}
         snap["subject"] = self.subject
+        snap["share"] = self.people.share  # whom this service serves (service.people): "" everyone
+        if self.worker:
+            snap["worker"] = self.worker
+        snap["pid"] = os.getpid()  # the process serving (a worker's, under serve --workers)
         snap["healthy"] = self.supervisor.healthy  # False once a task kept dying and the service stopped itself
         snap["tasks"] = dict(self.supervisor.health)  # a task that died and what became of it
         snap["filter_delay_ms"] = round(self.person.delay_ms(), 1)

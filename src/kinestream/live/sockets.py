@@ -51,8 +51,12 @@ class Sockets:
         self._reconnect: asyncio.TimerHandle | None = None  # a pending input reconnect
         self._link_lost = self._link_busy = 0.0  # when the input link was last lost / ZeroMQ last reconnected
 
-    def open(self, *, send_queue: int, subscription_max_bytes: int, subscription_queue: int) -> None:
-        """Both sockets made, the output bound (KinestreamError when its endpoint is taken) and both watched."""
+    def open(
+        self, *, send_queue: int, subscription_max_bytes: int, subscription_queue: int, output_connect: bool = False
+    ) -> None:
+        """Both sockets made, the output bound (KinestreamError when its endpoint is taken) and both watched.
+        ``output_connect``: the output connects to a relay's endpoint instead (a worker of ``serve --workers``,
+        behind its parent's output, which does the binding and the CURVE)."""
         import zmq
         import zmq.asyncio
 
@@ -70,6 +74,10 @@ class Sockets:
         # drop that peer's connection before it is buffered; a peer that floods subscriptions waits on its queue.
         self.pub.setsockopt(zmq.MAXMSGSIZE, subscription_max_bytes)
         self.pub.setsockopt(zmq.RCVHWM, subscription_queue)
+        if output_connect:
+            self.pub.connect(self.output_endpoint)
+            self._monitors = [self._monitor(self.sub, "input"), self._monitor(self.pub, "output")]
+            return
         if self.access is not None:
             self.access.serve(self.pub)
         try:
