@@ -75,8 +75,23 @@ CENTRE_KEYS = (*CENTRE_BODIES, TORSO_AXIS)  # the rows of centres_array
 
 def centres_array(model, state) -> np.ndarray:
     """:func:`centres_from_state` as one (len(CENTRE_KEYS), 3) array: what an IK process sends back."""
-    centres = centres_from_state(model, state)
-    return np.stack([centres[k] for k in CENTRE_KEYS])
+    model.realizePosition(state)  # returns at once when already realized
+    return StateCentres(model).of(state)
+
+
+class StateCentres:
+    """:func:`centres_array` frame after frame on one model, its bodies looked up once (``of(state)``, a state
+    realized to Position)."""
+
+    def __init__(self, model):
+        from kinestream.osim import opensim_module
+
+        self._bodies = _bodies(model)
+        self._y = opensim_module().Vec3(0.0, 1.0, 0.0)
+
+    def of(self, state) -> np.ndarray:
+        centres = _centres(self._bodies, state, self._y)
+        return np.stack([centres[k] for k in CENTRE_KEYS])
 
 
 def centres_dict(rows: np.ndarray | None) -> dict[str, np.ndarray] | None:

@@ -257,27 +257,28 @@ class FrameSolver:
     the posed model (``centres``) and a rep counter (``reps``; None: no reps)."""
 
     def __init__(self, ik: StreamingIK, *, centres: bool = True, reps: RepCounter | None = None):
-        from kinestream.centres import BodyPoses
+        from kinestream.centres import BodyPoses, StateCentres
 
         self.ik = ik
         self.coordinates = list(ik.coordinates)
         self.centres = centres or reps is not None
         self.reps = reps
         self._bodies = BodyPoses(ik.model)
+        self._centres = StateCentres(ik.model) if self.centres else None
         self.body_names = self._bodies.names  # the rows of a Result's ``bodies``
 
     def solve(self, prepared: Prepared[T], bodies: bool = False) -> Result[T]:
         """IK on one prepared frame; with ``bodies``, every body's pose in ground too (:class:`BodyPoses`, about
         0.2 ms: for a frame that goes to an avatar). Never raises: a solver that raises gives an unsolved frame
         (``error`` says why), a rep counter that raises gives the angles without it (``rep.error``)."""
-        from kinestream.centres import centres_array, centres_dict
+        from kinestream.centres import centres_dict
 
         ik = self.ik
         error = None
         poses = None
         try:
             frame = ik.step(prepared.markers, prepared.t)
-            centres = centres_array(ik.model, ik.state) if frame.ok and self.centres else None
+            centres = self._centres.of(ik.state) if frame.ok and self._centres is not None else None
             poses = self._bodies.of(ik.state) if frame.ok and bodies else None
             q, rmse, emax, ok, event = frame.q, frame.rmse_mm, frame.max_error_mm, frame.ok, frame.event
         except Exception as exc:  # the solver must not take the stream down; the frame says what happened
