@@ -9,6 +9,7 @@ import json
 import shutil
 import time
 
+import msgpack
 import numpy as np
 import pytest
 import zmq
@@ -378,3 +379,93 @@ def test_two_services_on_one_source_share_the_people_between_them(athletes, tmp_
     assert recorded == sorted(["SESSION.mot", *(f"SESSION_{name}.mot" for name in tables)])
     for name in tables:  # every frame of each, recorded by their service
         assert len(read_mot(tmp_path / f"SESSION_{name}.mot").time) == min(t.n_frames for t in tables.values())
+
+
+def test_a_hostile_person_costs_the_others_nothing(athletes, tmp_path, assets):
+    """Two athletes and mallory in one stream. Mallory sends ten frames for each of theirs (a flood beyond
+    service.max_rate_hz), and those frames are hostile: coordinates kilometres out, all NaN, teleporting,
+    time going back and jumping ahead, payloads cut short, a subject that is no string. Ana's and ben's every
+    frame is answered, and their recordings equal process --streaming on their trials within 1e-6 deg, as if
+    mallory had not been there; mallory's frames are refused and counted (over_rate, the decoder's reasons) or
+    served as the nonsense they are; the service stays healthy."""
+    (a, ta), (b, tb), _ = athletes
+    config = load_config()
+    config["service"]["latest_wins"] = False  # every frame solved: the recordings must hold every frame
+    config["service"]["max_rate_hz"] = 120.0  # mallory offers 600 a second
+    config["people"] = {"ana": {"height": a.height, "mass": a.mass}, "ben": {"height": b.height, "mass": b.mass}}
+    record = tmp_path / "live" / "SESSION.mot"
+    rng = np.random.default_rng(7)
+    names, xyz = wire_frames(ta)
+
+    def mallory(k: int, j: int) -> bytes:
+        t = k / 60.0 + j / 600.0
+        kind = (k * 10 + j) % 8
+        pose = xyz[k % len(xyz)]
+        if kind == 0:
+            return encode_keypoints(k, t, pose * 1e4, names=names, subject="mallory")  # kilometres out
+        if kind == 1:
+            return encode_keypoints(k, t, np.full_like(pose, np.nan), names=names, subject="mallory")
+        if kind == 2:
+            return encode_keypoints(k, t, pose + rng.normal(scale=3.0, size=pose.shape), names=names, subject="mallory")
+        if kind == 3:
+            return encode_keypoints(k, t - 5.0, pose, names=names, subject="mallory")  # back in time
+        if kind == 4:
+            return encode_keypoints(k, t + 7200.0, pose, names=names, subject="mallory")  # two hours ahead
+        if kind == 5:
+            return encode_keypoints(k, t, pose, names=names, subject="mallory")[:-7]  # cut short
+        if kind == 6:
+            return msgpack.packb({"v": 1, "seq": k, "t": t, "subject": ["mallory"]})  # a subject that is no string
+        return encode_keypoints(k, t, pose, names=names, subject="mallory")
+
+    async def session():
+        service, src, out, stop, serving = await start(config, record=record, mass=a.mass, height=a.height)
+        async with Source(src) as source:
+            wired = {"ana": (ta, *wire_frames(ta)), "ben": (tb, *wire_frames(tb))}
+            frames = min(ta.n_frames, tb.n_frames)
+            began = time.perf_counter()
+            for k in range(frames):
+                delay = began + k / 60.0 - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # the camera's pace, not a wait for a condition
+                for j in range(10):
+                    await source.pub.send_multipart([TOPIC_KEYPOINTS, mallory(k, j)])
+                for subject, (table, n, x) in wired.items():
+                    payload = encode_keypoints(k, float(table.time[k]), x[k], names=n, subject=subject)
+                    await source.pub.send_multipart([TOPIC_KEYPOINTS, payload])
+        people = lambda: service.status()["people"]  # noqa: E731
+        await until(
+            lambda: all(people().get(s, {}).get("frames_out") == frames for s in ("ana", "ben")),
+            lambda: f"ana's and ben's {frames} frames answered: {service.status()}",
+            timeout=180.0,
+        )
+        taking = time.perf_counter() - began  # the service took frames for at most this long
+        status = service.status()
+        stop.set()
+        final = await serving
+        return frames, status, final, taking
+
+    frames, status, final, taking = asyncio.run(session())
+    assert final["healthy"], final
+    offered = 10 * frames
+    refused = final["rejected"]
+    # of what the decoder took, at most 120 a second (and a second's worth at once) reached mallory's pipeline
+    assert refused.get("over_rate", 0) > 0 and status["people"]["mallory"]["frames_in"] <= 120 * (taking + 1)
+    mallory_in = status["people"].get("mallory", {}).get("frames_in", 0)
+    decoder = sum(v for r, v in refused.items() if r not in ("over_rate", "stage_dropped", "stage_error"))
+    assert mallory_in + refused["over_rate"] + decoder == offered, (mallory_in, refused)
+    for name, syn in (("ana", a), ("ben", b)):
+        assert status["people"][name]["frames_in"] == frames and status["people"][name]["skipped"] == 0
+        offline = process(
+            syn.keypoints_trc,
+            syn.mass,
+            syn.height,
+            tmp_path / "offline" / name,
+            load_config(),
+            plot=False,
+            streaming=True,
+            model=assets.generic_model,
+            log=lambda _m: None,
+        ).motion
+        recorded = read_mot(record.with_name(f"SESSION_{name}.mot"))
+        assert recorded.values.shape == offline.values.shape, name
+        assert rotational_worst(recorded, offline) < 1e-6, name

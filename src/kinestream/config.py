@@ -69,6 +69,7 @@ RULES: dict[str, dict[str, tuple]] = {
         "pose_every": (int, (0, 100_000)),
         "max_people": (int, (1, 64)),  # the source keeps the clocks of 64 subjects
         "person_timeout_s": (NUMBER, (0.1, 86400.0)),
+        "max_rate_hz": (NUMBER, (1.0, 100_000.0)),
     },
     "mqtt": {"qos": (int, (0, 2))},
     # [reps]: numbers; their ranges and how they relate are reps.RepSettings.check's

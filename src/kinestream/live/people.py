@@ -4,7 +4,8 @@ solved in turns, closed out after a silence.
     a frame of subject S -> People.admit -> S's Person (made when S is new: their model from [people], else serve's;
                                             their recording SESSION_<S>.mot)
                                           | Refusal: unsafe_subject (not one file name and one MQTT topic level),
-                                            too_many_people (service.max_people served already)
+                                            too_many_people (service.max_people served already),
+                                            over_rate (frames faster than service.max_rate_hz)
     each turn of the receive loop: People.solve_turn -> one IK solve of each person with frames waiting, in turn,
                                                         until none waits or the turn's time is spent
     People.close_silent(now) -> everyone silent for service.person_timeout_s closed out: their frames drained,
@@ -128,6 +129,8 @@ class People:
         # name -> whether this service serves them; without default_person, frames without a subject are another's
         self.serves = chosen if default_person else (lambda name: name != default_name and chosen(name))
         self.timeout_ns = int(float(svc.get("person_timeout_s", 5.0)) * 1e9)
+        self.max_rate_hz = float(svc.get("max_rate_hz", 250.0))
+        self._allowance: dict[str, tuple[float, int]] = {}  # name -> (frames they may still send now, when)
         self.metrics, self.report, self.shown = metrics, report, shown
         self.latest_wins = bool(svc.get("latest_wins", True))
         self.max_lag_ns = int(float(svc.get("max_lag_ms", 50.0)) * 1e6)
@@ -181,6 +184,8 @@ class People:
         name = self.name(subject)
         if not self.serves(name):
             return None
+        if not self._within_rate(name, recv_ns):
+            return Refusal("over_rate", f"subject {name!r}: faster than service.max_rate_hz ({self.max_rate_hz:g})")
         known = self.default if name == self.default_name else self._people.get(name)
         person = known if known is not None else self._make(name, recv_ns)
         if isinstance(person, Refusal):
@@ -188,6 +193,19 @@ class People:
         self._people[name] = person
         self._heard[name] = recv_ns
         return person
+
+    def _within_rate(self, name: str, recv_ns: int) -> bool:
+        """Whether a frame of ``name`` arriving at ``recv_ns`` keeps them within ``service.max_rate_hz`` (frames a
+        second, by arrival: a sender's own clock can say anything), with a second's worth of frames that may come
+        at once (a backlog after a stall). A person who floods costs the others the frames' cleaning and
+        augmenting at that rate at most."""
+        allowance, since = self._allowance.get(name, (self.max_rate_hz, recv_ns))
+        allowance = min(self.max_rate_hz, allowance + (recv_ns - since) * 1e-9 * self.max_rate_hz)
+        if allowance < 1.0:
+            self._allowance[name] = (allowance, recv_ns)
+            return False
+        self._allowance[name] = (allowance - 1.0, recv_ns)
+        return True
 
     def _make(self, name: str, recv_ns: int) -> Person | Refusal:
         try:
@@ -272,6 +290,7 @@ class People:
     def _close_out(self, name: str, why: str) -> None:
         person = self._people.pop(name)
         del self._heard[name]
+        self._allowance.pop(name, None)
         person.drain(why)
         person.close()
         self._rows_gone += person.rows_not_recorded()

@@ -270,9 +270,14 @@ class Service:
         if isinstance(person, Refusal):
             self._reject(person.reason, person.detail)
             return
-        if heard.restart is not None:
-            log.warning(
-                "keypoint source of %s restarted (%s): a new session, stages reset", person.subject, heard.restart
+        if heard.restart is not None:  # one line every 5 s at most: a source that keeps restarting must not flood
+            self._log_every(
+                "restart",
+                logging.WARNING,
+                "keypoint source of %s restarted (%s): a new session, stages reset; %d resets so far",
+                person.subject,
+                heard.restart,
+                self.metrics.resets + 1,
             )
             person.restart(frame.t)
             self.metrics.resets += 1
