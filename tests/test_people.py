@@ -469,3 +469,92 @@ def test_a_hostile_person_costs_the_others_nothing(athletes, tmp_path, assets):
         recorded = read_mot(record.with_name(f"SESSION_{name}.mot"))
         assert recorded.values.shape == offline.values.shape, name
         assert rotational_worst(recorded, offline) < 1e-6, name
+
+
+def test_serve_calibrate_calibrates_each_newcomer_from_their_own_still_pose(athletes, tmp_path):
+    """With a calibration folder (serve --calibrate), ben and cy, new in the stream with only their height and
+    mass in [people], are each calibrated from their own standing window while they stand: their frames are
+    counted, not answered, until their own model is scaled (in another process) and written to
+    <folder>/<subject>/scaled.osim with its subject file; from then on every frame of theirs is answered on it
+    and recorded. Each model is scaled to its own body: cy's thighs are longer than ben's, by about the ratio of
+    the sizes they were made with (1.08 / 0.92 = 1.17), and on either side of the generic model's."""
+    from kinestream.assets import get_assets
+    from kinestream.osim import opensim_module
+
+    (_, _), (b, tb), (c, tc) = athletes
+    config = load_config()
+    config["service"]["latest_wins"] = False  # every frame solved: the counts are exact
+    config["people"] = {"ben": {"height": b.height, "mass": b.mass}, "cy": {"height": c.height, "mass": c.mass}}
+    folder = tmp_path / "calibration"
+    record = tmp_path / "live" / "SESSION.mot"
+    tables = {"ben": tb, "cy": tc}
+    standing = int(min(b.standing[1], c.standing[1]) * 60) - 1
+
+    async def session():
+        src, out = endpoints()
+        service = Service(config, input_endpoint=src, output_endpoint=out, record=record, calibrate=folder)
+        stop, ready = asyncio.Event(), asyncio.Event()
+        serving = asyncio.create_task(service.run(stop, ready))
+        await ready.wait()
+        seen_calibrating = set()
+
+        def calibrated() -> bool:
+            people = service.status()["people"]
+            seen_calibrating.update(n for n, p in people.items() if "calibrating" in p)
+            return all(n in people and "calibrating" not in people[n] for n in tables)
+
+        async with Source(src) as source:
+            wired = {name: wire_frames(table) for name, table in tables.items()}
+            began, k = time.perf_counter(), 0
+            while not calibrated():  # they stand (the trials' standing phase, over and over) until calibrated
+                assert time.perf_counter() - began < 120, f"not calibrated in 120 s: {service.status()['people']}"
+                delay = began + k / 60.0 - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)  # the camera's pace, not a wait for a condition
+                for name, (names, xyz) in wired.items():
+                    payload = encode_keypoints(k, k / 60.0, xyz[k % standing], names=names, subject=name)
+                    await source.pub.send_multipart([TOPIC_KEYPOINTS, payload])
+                k += 1
+            before = {n: service.status()["people"][n]["frames_in"] for n in tables}
+            frames = min(t.n_frames for t in tables.values())
+            restart = k
+            for j in range(frames):  # then they squat, their time going on
+                delay = began + (restart + j) / 60.0 - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                for name, (names, xyz) in wired.items():
+                    t = (restart + j) / 60.0
+                    payload = encode_keypoints(restart + j, t, xyz[j], names=names, subject=name)
+                    await source.pub.send_multipart([TOPIC_KEYPOINTS, payload])
+        await until(
+            lambda: all(service.status()["people"][n]["frames_in"] - before[n] == frames for n in tables),
+            lambda: f"{frames} frames in after the calibration: {service.status()['people']}",
+        )
+        await until(
+            lambda: all(p["frames_out"] + p["skipped"] == p["frames_in"] for p in service.status()["people"].values()),
+            lambda: f"every frame answered: {service.status()['people']}",
+            timeout=120.0,
+        )
+        stop.set()
+        return await serving, frames, seen_calibrating  # the final status: after the drain
+
+    status, frames, seen_calibrating = asyncio.run(session())
+    assert seen_calibrating == set(tables)  # each was calibrating first
+    osim = opensim_module()
+    generic = osim.Model(str(get_assets().generic_model))
+
+    def thigh(model) -> float:
+        knee = model.getJointSet().get("walker_knee_r")
+        return float(np.linalg.norm(knee.get_frames(0).get_translation().to_numpy()))
+
+    ratio = {}
+    for name, syn in (("ben", b), ("cy", c)):
+        model = folder / name / "scaled.osim"
+        subject = json.loads(model.with_suffix(".json").read_text())
+        assert subject["subject"] == name and subject["height"] == pytest.approx(syn.height)
+        ratio[name] = thigh(osim.Model(str(model))) / thigh(generic)
+        # answered from their calibration on: at least the squat's frames, all recorded
+        assert status["people"][name]["frames_out"] >= frames
+        assert len(read_mot(record.with_name(f"SESSION_{name}.mot")).time) == status["people"][name]["frames_out"]
+    print(f"\ncalibrated thighs: ben x{ratio['ben']:.3f}, cy x{ratio['cy']:.3f} of the generic model's")
+    assert ratio["ben"] < 1.0 < ratio["cy"] and 1.1 < ratio["cy"] / ratio["ben"] < 1.25

@@ -18,13 +18,14 @@ async def _serve(args, config, say=say):
     svc = config["service"]
     if getattr(args, "people", None) is not None:
         svc["people"] = args.people
-    model = args.model
+    model, calibrating = args.model, None
     if getattr(args, "calibrate", False):
         mass, height = subject(args, config)
         out = Path(args.calibration_out or "out/calibration/scaled.osim")
         model = await calibrate(
             config, input_endpoint=args.input or svc["input"], mass=mass, height=height, out_model=out, say=say
         )
+        calibrating = _calibrate_the_rest(config, model)
     service = Service(
         config,
         input_endpoint=args.input or svc["input"],
@@ -35,10 +36,23 @@ async def _serve(args, config, say=say):
         mass=args.mass,
         height=args.height,
         status_out=status_printer(),
+        calibrate=calibrating,
     )
     final = await service.run()
     print(file=sys.stderr)
     return service, final
+
+
+def _calibrate_the_rest(config: dict, model: Path) -> Path:
+    """After serve --calibrate has calibrated the first person heard (``model``): that person keeps the model (a
+    ``[people]`` entry when they named themselves), everyone else new is calibrated from their own still pose
+    (the folder their models go to, beside it: <folder>/<subject>/scaled.osim)."""
+    from kinestream.live.calibrate import load_subject
+
+    whose = load_subject(model).get("subject")
+    if whose:
+        config.setdefault("people", {})[whose] = {"model": str(model)}
+    return Path(model).parent
 
 
 def recording_c3d(record, config: dict, markers=None) -> Path | None:
@@ -87,7 +101,7 @@ def _finish_recordings(service, config: dict) -> None:
         _finish_recording(mot, config, markers=markers)
 
 
-def run_worker(k: int, n: int, args, config: dict, inputs: list[str], output: str, model) -> None:
+def run_worker(k: int, n: int, args, config: dict, inputs: list[str], output: str, model, calibrating) -> None:
     """Worker k of ``serve --workers n``: a service serving whoever the parent's router sends it, on the
     parent-private ipc endpoints (``inputs[k]`` in, ``output`` the relay's); its recordings finished as serve finishes
     them. The first worker has the default person (frames without a subject). Exit status 1 when it stopped
@@ -113,6 +127,7 @@ def run_worker(k: int, n: int, args, config: dict, inputs: list[str], output: st
         model=model,
         mass=args.mass,
         height=args.height,
+        calibrate=calibrating,
     )
     final = asyncio.run(service.run())
     print(json.dumps(final), flush=True)
@@ -137,11 +152,12 @@ def _serve_workers(args, config) -> None:
     if getattr(args, "people", None) is not None:
         svc["people"] = args.people  # the parent's router serves that share, the workers everyone it sends them
     input_endpoint = args.input or svc["input"]
-    model = args.model
+    model, calibrating = args.model, None
     if getattr(args, "calibrate", False):
         mass, height = subject(args, config)
         out = Path(args.calibration_out or "out/calibration/scaled.osim")
         model = asyncio.run(calibrate(config, input_endpoint=input_endpoint, mass=mass, height=height, out_model=out))
+        calibrating = _calibrate_the_rest(config, model)
     front = Front(config, input_endpoint, args.output or svc["output"], n)
     front.open()
     stop = threading.Event()
@@ -149,7 +165,7 @@ def _serve_workers(args, config) -> None:
     show = status_printer()
     log = logging.getLogger("kinestream.live.workers")
     shown = time.monotonic()
-    workers = Workers(n, run_worker, (args, config, front.router.inner, front.relay.inner, model))
+    workers = Workers(n, run_worker, (args, config, front.router.inner, front.relay.inner, model, calibrating))
     try:
         workers.start()
         while not stop.is_set() and workers.healthy:

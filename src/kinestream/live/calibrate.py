@@ -112,7 +112,11 @@ def served_subject(
     return Subject(path, mass, height, float(subject.get("floor_offset_m", 0.0)))
 
 
-def write_subject(model_path: Path, mass: float, height: float, floor_offset_m: float, window: str) -> Path:
+def write_subject(
+    model_path: Path, mass: float, height: float, floor_offset_m: float, window: str, subject: str | None = None
+) -> Path:
+    """The subject file beside a scaled model: mass, height, floor offset, the still window it came from and whose
+    frames they were (``subject``: None for frames without one)."""
     path = subject_file(model_path)
     path.write_text(
         json.dumps(
@@ -121,6 +125,7 @@ def write_subject(model_path: Path, mass: float, height: float, floor_offset_m: 
                 "height": height,
                 "floor_offset_m": round(floor_offset_m, 5),
                 "static_window": window,
+                "subject": subject,
                 "model": Path(model_path).name,
                 "calibrated": time.strftime("%Y-%m-%dT%H:%M:%S"),
             },
@@ -240,6 +245,99 @@ async def calibrate(
         ),
     )
     offset = floor_offset(static.xyz)
-    subject = write_subject(result.model_path, mass, height, offset, f"{window.t0:.3f}-{window.t1:.3f} s")
-    say(f"scaled model: {result.model_path} (marker error {result.rmse_mm:.1f} mm RMS); subject: {subject}")
+    whose = subject if isinstance(subject, str) else None
+    written = write_subject(result.model_path, mass, height, offset, f"{window.t0:.3f}-{window.t1:.3f} s", whose)
+    say(f"scaled model: {result.model_path} (marker error {result.rmse_mm:.1f} mm RMS); subject: {written}")
     return Path(result.model_path)
+
+
+def _scale(table: MarkerTable, mass: float, height: float, out_model: Path, assets, static, joint_centres) -> tuple:
+    """The scale step, in a process of its own (:class:`Calibration`): the scaled model's path and marker error."""
+    from kinestream.scale import scale_model
+
+    result = scale_model(
+        table, mass, height, out_model, assets, static=static, joint_centre_markers=joint_centres
+    )  # fmt: skip
+    return str(result.model_path), float(result.rmse_mm)
+
+
+class Calibration:
+    """One person calibrated inside the live service (``serve --calibrate``, a subject without a ``[people]``
+    model): their frames cleaned and augmented as the service does until a still, upright window (the rule of
+    :func:`calibrate`), then the generic model scaled from it to ``out_model`` in ``pool`` (another process: the
+    scale step takes a second or two, and nobody else's frames wait for it). Until then their frames are counted,
+    not answered; :meth:`done` gives the :class:`Subject` to serve them as once the model is written.
+    """
+
+    def __init__(self, name: str, config: dict, assets, who: Subject, out_model: Path, rate: float, pool):
+        from kinestream.pipeline import FrameProcessor
+        from kinestream.scale import ScaleSettings
+
+        self.subject, self.who, self.out_model, self.assets, self.rate, self.pool = (
+            name, who, Path(out_model), assets, rate, pool
+        )  # fmt: skip
+        self.processor = FrameProcessor(assets, config, who.height, who.mass, rate)
+        self.still = ScaleSettings.from_config(config)
+        self.frames_in = 0
+        self.future = None  # the scale step, once a still window is found
+        self._fresh()
+
+    def _fresh(self) -> None:
+        self.collector = StaticCollector(self.processor.keypoints + self.processor.markers, self.rate)
+        self._checked = -np.inf  # the frame time of the last look for a still window
+
+    def prepare(self, frame, recv_ns: int) -> None:
+        """A frame of theirs: into the look for a still window (nothing more while the model is scaled)."""
+        self.frames_in += 1
+        if self.future is not None:
+            return
+        try:
+            out = self.processor.step(frame.names, frame.xyz, frame.t, None).prepared
+        except Exception:  # noqa: BLE001 - a frame the stages refuse costs that frame, not the calibration
+            return
+        if out is None or not np.isfinite(out.markers).all():
+            return
+        self.collector.add(out.t, np.vstack([out.keypoints, out.markers]))
+        if out.t - self._checked < 0.25:
+            return
+        self._checked = out.t
+        seconds = self.still.still_window_s[0]
+        window = self.collector.check(self.still.still_threshold_mm, (seconds, seconds))
+        if window is None:
+            return
+        from kinestream.augment import floor_offset
+
+        table = self.collector.table()
+        self.window = f"{window.t0:.3f}-{window.t1:.3f} s"
+        self.floor_offset = floor_offset(table.frames(window.start, window.stop).xyz)
+        self.out_model.parent.mkdir(parents=True, exist_ok=True)
+        log.info("%s stood still (%s): scaling their model to %s", self.subject, window.description, self.out_model)
+        static, joint_centres = (window.t0, window.t1), self.still.joint_centre_markers
+        self.future = self.pool.submit(
+            _scale, table, self.who.mass, self.who.height, self.out_model, self.assets, static, joint_centres
+        )
+
+    def restart(self, t: float) -> None:
+        """Their source started over: the look for a still window too (a scale under way goes on)."""
+        if self.future is None:
+            self.processor.reset()
+            self._fresh()
+
+    def done(self) -> Subject | None:
+        """Their model once scaled (its subject file written beside it); None until then. Raises what the scale
+        step raised."""
+        if self.future is None or not self.future.done():
+            return None
+        path, rmse = self.future.result()
+        write_subject(Path(path), self.who.mass, self.who.height, self.floor_offset, self.window, self.subject)
+        log.info("%s calibrated: %s (marker error %.1f mm RMS)", self.subject, path, rmse)
+        return Subject(Path(path), self.who.mass, self.who.height, self.floor_offset)
+
+    def cancel(self) -> None:
+        if self.future is not None:
+            self.future.cancel()
+
+    def status(self) -> dict:
+        """Their line of the status while calibrating."""
+        return {"calibrating": "scaling" if self.future is not None else "waiting for a still pose",
+                "frames_in": self.frames_in, "frames_out": 0, "skipped": 0}  # fmt: skip

@@ -26,10 +26,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kinestream import checks
 from kinestream.errors import KinestreamError
-from kinestream.live.calibrate import Subject, served_subject
+from kinestream.live.calibrate import Calibration, Subject, served_subject
 from kinestream.live.metrics import Metrics
 from kinestream.live.person import Person
 from kinestream.live.sinks import RecorderSink, Sink
@@ -103,7 +104,10 @@ class People:
     single-person session starts as it always has); everyone else's pipeline is made on their first frame (in
     milliseconds on a model already loaded; see :meth:`_person`). ``default_person`` False: frames without a
     subject are another service's (a worker of ``serve --workers`` other than the first), nor is that person
-    recorded here. ``report(reason, detail)`` counts and logs what went
+    recorded here. ``calibrate``: a folder; everyone new without a ``[people]`` model (their height and mass
+    from there, else serve's) is first calibrated from
+    their own still, upright window (:class:`~kinestream.live.calibrate.Calibration`, their model in
+    ``calibrate/<subject>/scaled.osim``), then served on it. ``report(reason, detail)`` counts and logs what went
     wrong (the service's); ``metrics`` are the service's totals."""
 
     def __init__(
@@ -119,6 +123,7 @@ class People:
         rate: float = 60.0,
         shown: tuple[str, ...] = SHOWN,
         default_person: bool = True,
+        calibrate: Path | None = None,
     ):
         svc = config.get("service", {})
         self.config, self.assets, self.rate, self.record = config, assets, rate, record
@@ -142,6 +147,9 @@ class People:
         self._heard: dict[str, int] = {}  # name -> when their last frame arrived (wall clock, ns)
         self._failed: dict[str, int] = {}  # name -> when making their pipeline failed: not tried again for a while
         self._sinks: list[Sink] = []
+        self.calibrate = Path(calibrate) if calibrate is not None else None  # where newcomers' models go
+        self._calibrating: dict[str, Calibration] = {}
+        self._pool: Any = None  # the process that scales newcomers' models, made for the first one
         self.recordings: list[tuple[Path, Path]] = []  # every recording made: (.mot, _markers.trc), in order
         self.closed_out = 0  # people closed out for silence
         self._rows_gone = 0  # rows left out of the recordings of the people closed out
@@ -178,20 +186,26 @@ class People:
     def name(self, subject: str | None) -> str:
         return self.default_name if subject is None else subject
 
-    def admit(self, subject: str | None, recv_ns: int) -> Person | Refusal | None:
-        """The person a frame of ``subject`` goes to, made when they are new; why the frame is refused; or None
-        when another service serves them (``service.people``)."""
+    def admit(self, subject: str | None, recv_ns: int) -> Person | Calibration | Refusal | None:
+        """The person a frame of ``subject`` goes to, made when they are new (their calibration first, with
+        ``calibrate``); why the frame is refused; or None when another service serves them (``service.people``)."""
         name = self.name(subject)
         if not self.serves(name):
             return None
         if not self._within_rate(name, recv_ns):
             return Refusal("over_rate", f"subject {name!r}: faster than service.max_rate_hz ({self.max_rate_hz:g})")
         known = self.default if name == self.default_name else self._people.get(name)
+        if known is None and name in self._calibrating:
+            self._heard[name] = recv_ns
+            return self._calibrating[name]
         person = known if known is not None else self._make(name, recv_ns)
         if isinstance(person, Refusal):
             return person
-        self._people[name] = person
         self._heard[name] = recv_ns
+        if isinstance(person, Calibration):
+            self._calibrating[name] = person
+            return person
+        self._people[name] = person
         return person
 
     def _within_rate(self, name: str, recv_ns: int) -> bool:
@@ -207,18 +221,37 @@ class People:
         self._allowance[name] = (allowance - 1.0, recv_ns)
         return True
 
-    def _make(self, name: str, recv_ns: int) -> Person | Refusal:
+    def _make(self, name: str, recv_ns: int) -> Person | Calibration | Refusal:
         try:
             checks.subject_id("subject", name)
         except KinestreamError as exc:
             return Refusal("unsafe_subject", str(exc))
-        if len(self._people) >= self.max_people:
+        if len(self._people) + len(self._calibrating) >= self.max_people:
             return Refusal(
                 "too_many_people", f"subject {name!r}: {len(self._people)} served already (service.max_people)"
             )
         if recv_ns - self._failed.get(name, -self.timeout_ns) < self.timeout_ns:
             return Refusal("stage_error", f"subject {name!r}: their pipeline could not be made a moment ago")
         who = self.roster.get(name, self.default_subject)
+        if self.calibrate is not None and not ((self.config.get("people") or {}).get(name) or {}).get("model"):
+            return self._calibration(name, who)
+        return self._admitted(name, who, recv_ns)
+
+    def _calibration(self, name: str, who: Subject) -> Calibration:
+        """``name``'s calibration, with ``who``'s height and mass (their ``[people]`` entry's, or serve's)."""
+        if self._pool is None:
+            import concurrent.futures
+            import multiprocessing
+
+            spawn = multiprocessing.get_context("spawn")  # OpenSim starts clean in it
+            self._pool = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn)
+        assert self.calibrate is not None
+        out = self.calibrate / name / "scaled.osim"
+        log.info("calibrating %s: stand still and upright, feet flat, arms by your sides, for a second or two", name)
+        return Calibration(name, self.config, self.assets, who, out, self.rate, self._pool)
+
+    def _admitted(self, name: str, who: Subject, recv_ns: int) -> Person | Refusal:
+        """``name``'s person on ``who``'s model, their recording made; a Refusal when their pipeline cannot be."""
         try:
             person = self._person(name, who)
         except Exception as exc:  # a person the stages cannot take costs their frames, not the service
@@ -265,10 +298,30 @@ class People:
         """Whether someone's frames wait for IK."""
         return any(p.waiting for p in self._people.values())
 
+    def _calibrated(self) -> None:
+        """Everyone whose model is scaled now served on it (their calibration failed: said, and tried afresh)."""
+        for name, calibration in list(self._calibrating.items()):
+            try:
+                who = calibration.done()
+            except Exception as exc:  # a scale that failed costs that person a new calibration, not the service
+                self.report("stage_error", f"{name}'s calibration: {type(exc).__name__}: {exc}")
+                self._calibrating[name] = self._calibration(name, calibration.who)
+                continue
+            if who is None:
+                continue
+            del self._calibrating[name]
+            person = self._admitted(name, who, self._heard.get(name, 0))
+            if isinstance(person, Person):
+                self._people[name] = person
+            else:
+                self.report(person.reason, person.detail)
+
     def solve_turn(self, budget_s: float) -> None:
         """One IK solve of each person with frames waiting (latest wins within each person's own frames), in
         turn, again until none waits or ``budget_s`` is spent: no person's backlog holds another's frames back by
         more than one solve each. Whoever went first last turn goes last this one."""
+        if self._calibrating:
+            self._calibrated()
         people = list(self._people.values())
         if not people:
             return
@@ -288,8 +341,12 @@ class People:
         return gone
 
     def _close_out(self, name: str, why: str) -> None:
-        person = self._people.pop(name)
         del self._heard[name]
+        if name in self._calibrating:  # silent before they were calibrated: nothing to finish
+            self._calibrating.pop(name).cancel()
+            log.info("%s left before they were calibrated: %s", name, why)
+            return
+        person = self._people.pop(name)
         self._allowance.pop(name, None)
         person.drain(why)
         person.close()
@@ -303,9 +360,12 @@ class People:
             person.drain(why)
 
     def close(self) -> None:
-        """Every person's recording closed."""
+        """Every person's recording closed; a calibration under way given up."""
         for person in self.everyone():
             person.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def everyone(self) -> list[Person]:
         """The default person, then everyone served now."""
@@ -317,4 +377,6 @@ class People:
 
     def status(self) -> dict:
         """Each person's line of the status, by name (the default person's once they have sent a frame)."""
-        return {p.subject: p.status() for p in self._people.values()}
+        lines = {p.subject: p.status() for p in self._people.values()}
+        lines.update({name: c.status() for name, c in self._calibrating.items()})
+        return lines

@@ -125,7 +125,9 @@ class Service:
 
     ``output_connect``: the output connects to ``output_endpoint`` (a relay's; a worker of ``serve --workers``)
     instead of binding it. ``default_person`` False: frames without a subject are another service's. ``worker``:
-    "k/N", named in the status (worker k of ``serve --workers N``).
+    "k/N", named in the status (worker k of ``serve --workers N``). ``calibrate``: a folder; everyone new without a
+    ``[people]`` model is calibrated from their own still pose first, their model written there
+    (``serve --calibrate``).
     """
 
     MAX_BATCH = 1000  # messages taken from ZeroMQ before the waiting frames are solved
@@ -150,6 +152,7 @@ class Service:
         output_connect: bool = False,
         default_person: bool = True,
         worker: str = "",
+        calibrate: str | Path | None = None,
     ):
         from kinestream.assets import get_assets
 
@@ -187,6 +190,7 @@ class Service:
             record=self.record,
             rate=rate,
             default_person=default_person,
+            calibrate=Path(calibrate) if calibrate else None,
         )
         self.person = self.people.default
         self.pipeline: Pipeline[Arrival] = self.person.pipeline
