@@ -32,6 +32,18 @@ class Metrics:
     reps: int = 0
     last_rep: dict | None = None
 
+    def __post_init__(self) -> None:
+        self._log_every = Throttled(logging.getLogger("kinestream.live.service"))
+
+    def reject(self, reason: str, detail: str = "", counted_by: dict | None = None) -> None:
+        """A rejected frame counted under ``reason`` and logged (a line per reason every 5 s at most: a flood must
+        not flood the log); ``counted_by``: the counts of who counted it already (the decoder's)."""
+        if counted_by is None:
+            self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        so_far = (counted_by or self.rejected).get(reason, 0)
+        what = f"{reason}: {detail}" if detail else reason
+        self._log_every(reason, logging.WARNING, "rejected a frame (%s); %d so far", what, so_far)
+
     def percentiles(self, values) -> dict:
         if not values:
             return {"p50": None, "p95": None, "p99": None}

@@ -36,10 +36,6 @@ from kinestream.live.calibrate import served_subject
 from kinestream.live.metrics import Metrics, Throttled
 from kinestream.live.mqtt import check_settings as check_mqtt
 from kinestream.live.people import People, Refusal
-from kinestream.live.protocol import (
-    TOPIC_STATUS,
-    encode_status,
-)
 from kinestream.live.sinks import MqttSink, PoseSink, Sink, ZmqSink
 from kinestream.live.sockets import Sockets
 from kinestream.live.source import Arrival, Heard, KeypointSource, Refused
@@ -119,15 +115,11 @@ class Service:
     turn of the receive loop, one of each person's in turn, people silent too long are closed out, the status is
     published, and the tasks are supervised.
 
-    ``model``: a scaled .osim (with an optional ``<model>.json`` beside it
-    holding the subject's mass, height and floor offset, as ``calibrate``
-    writes); None uses the generic model, unscaled.
-
-    ``output_connect``: the output connects to ``output_endpoint`` (a relay's; a worker of ``serve --workers``)
-    instead of binding it. ``default_person`` False: frames without a subject are another service's. ``worker``:
-    "k/N", named in the status (worker k of ``serve --workers N``). ``calibrate``: a folder; everyone new without a
-    ``[people]`` model is calibrated from their own still pose first, their model written there
-    (``serve --calibrate``).
+    ``model``: a scaled .osim (``<model>.json`` beside it holding mass, height and floor offset, as ``calibrate``
+    writes); None: the generic model, unscaled. ``calibrate``: a folder; everyone new without a ``[people]`` model
+    is calibrated from their own still pose first (``serve --calibrate``). A worker of ``serve --workers N`` is
+    ``worker`` "k/N" (in its status), its output connects to its parent's relay (``output_connect``), and only the
+    first has the default person (``default_person``).
     """
 
     MAX_BATCH = 1000  # messages taken from ZeroMQ before the waiting frames are solved
@@ -156,26 +148,17 @@ class Service:
     ):
         from kinestream.assets import get_assets
 
-        self.config = config
-        self.input_endpoint = input_endpoint
-        self.output_endpoint = output_endpoint
-        self.mqtt_endpoint = mqtt
+        self.config, self.input_endpoint = config, input_endpoint
+        self.output_endpoint, self.mqtt_endpoint = output_endpoint, mqtt
         if mqtt:
             check_mqtt(mqtt, config)  # a bad broker address or a password in the clear is said before anything starts
         self.record = Path(record) if record else None
-        self.worker = worker  # "k/N": worker k of serve --workers N, named in the status
-        self.output_connect = output_connect  # a worker of serve --workers: the output connects to its parent's
+        self.worker, self.output_connect = worker, output_connect
         self.status_interval = status_interval
         self.status_out = status_out
         self.rate = rate
         self.assets = get_assets(config, progress=lambda m: log.info(m))
-        person = served_subject(config, self.assets, model, mass, height)
-        if model is None:
-            log.warning(
-                "no --model given: angles come from the generic model, unscaled; run 'kinestream "
-                "calibrate' (or serve --calibrate) for the subject's own"
-            )
-        self.model_path, self.mass, self.height = person.model, person.mass, person.height
+        person = served_subject(config, self.assets, model, mass, height)  # the default person's model
         self.subject = str(config["subject"].get("name", "subject"))
         self.metrics = Metrics()
         svc = config.get("service", {})
@@ -186,7 +169,7 @@ class Service:
             person,
             self.subject,
             self.metrics,
-            self._reject,
+            self.metrics.reject,
             record=self.record,
             rate=rate,
             default_person=default_person,
@@ -197,6 +180,8 @@ class Service:
         self.coords = self.pipeline.coordinates
         self.pose_every = int(svc.get("pose_every", 1))  # 0: never
         self._log_every = Throttled(log)  # one line per kind every 5 s at most: a flood must not flood the log
+        if model is None:
+            log.warning("no --model given: the generic model, unscaled; 'kinestream calibrate' makes the subject's")
         self.sinks: list[Sink] = []  # where frames go, made when the service opens
         self._pose: PoseSink | None = None
         self._mqtt: MqttSink | None = None
@@ -238,24 +223,6 @@ class Service:
 
     # -- the frame path
 
-    def _reject(self, reason: str, detail: str = "", count: bool = True) -> None:
-        """Count (service-level reasons; the decoder counts its own) and log a rejected frame."""
-        if count:
-            self.metrics.rejected[reason] = self.metrics.rejected.get(reason, 0) + 1
-        so_far = self.metrics.rejected.get(reason) or self.source.counts.get(reason, 0)
-        self._log_every(
-            reason,
-            logging.WARNING,
-            "rejected a frame (%s%s); %d so far",
-            reason,
-            f": {detail}" if detail else "",
-            so_far,
-        )
-
-    def _take(self, parts: list, recv_ns: int) -> None:
-        """One multipart message from the SUB socket: ``[b"keypoints", payload]``, or a refused envelope."""
-        self._admit(self.source.take(parts, recv_ns))
-
     def handle(self, payload: bytes, recv_ns: int) -> None:
         """One keypoint payload from the SUB socket: decode, clean, augment, dispatch. Never raises."""
         self._admit(self.source.decode(payload, recv_ns))
@@ -264,7 +231,7 @@ class Service:
         """A frame the source heard, admitted to its subject's person (made when new, up to max_people), then
         cleaned and augmented; or what the source or the people refused, counted and logged."""
         if not isinstance(heard, Heard):
-            self._reject(heard.reason, heard.detail, count=False)  # the source counted it
+            self.metrics.reject(heard.reason, heard.detail, counted_by=self.source.counts)
             return
         frame, recv_ns = heard.frame, heard.recv_ns
         person = self.people.admit(frame.subject, recv_ns)
@@ -272,7 +239,7 @@ class Service:
             self.metrics.others += 1
             return
         if isinstance(person, Refusal):
-            self._reject(person.reason, person.detail)
+            self.metrics.reject(person.reason, person.detail)
             return
         if heard.restart is not None:  # one line every 5 s at most: a source that keeps restarting must not flood
             self._log_every(
@@ -312,7 +279,7 @@ class Service:
                 parts = await self.sub.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
                 return True
-            self._take(parts, time.time_ns())
+            self._admit(self.source.take(parts, time.time_ns()))  # [b"keypoints", payload], or refused
             if time.perf_counter_ns() >= deadline:  # the rest waits for the next turn, after the other tasks
                 return False
         return False
@@ -337,15 +304,11 @@ class Service:
             except TimeoutError:
                 pass
             snap = self.status()
-            try:
-                self.pub.send_multipart([TOPIC_STATUS, encode_status(snap)])
-            except Exception as exc:  # noqa: BLE001 - the status is lost, the service goes on: say so
-                log.warning("status not published: %s", exc)
-            for sink in self.sinks:  # MQTT's status topic
+            for sink in self.sinks:  # the status topic on ZeroMQ and MQTT
                 try:
                     sink.on_status(snap)
                 except Exception as exc:  # the status is lost there, the service goes on
-                    self._reject(sink.failure, f"{sink.name}: status: {type(exc).__name__}: {exc}")
+                    self.metrics.reject(sink.failure, f"{sink.name}: status: {type(exc).__name__}: {exc}")
             if self.status_out is not None:
                 try:
                     self.status_out(self.metrics.line(snap))
@@ -433,7 +396,7 @@ class Service:
             f", MQTT {self.mqtt_endpoint}" if self.mqtt_endpoint else "",
             f", recording to {self.record}" if self.record else "",
             self.pipeline.solver,
-            self.model_path,
+            self.people.default_subject.model,
         )
         if ready is not None:
             ready.set()

@@ -80,7 +80,7 @@ class Sink:
 
 
 class ZmqSink(Sink):
-    """Angles (``angles``) and reps (``reps``) on the output socket."""
+    """Angles (``angles``), reps (``reps``) and the status (``status``) on the output socket."""
 
     name = "angles"
 
@@ -105,6 +105,11 @@ class ZmqSink(Sink):
         from kinestream.live.protocol import encode_reps
 
         self.pub.send_multipart([TOPIC_REPS, encode_reps(message)], copy=False)
+
+    def on_status(self, status: dict) -> None:
+        from kinestream.live.protocol import TOPIC_STATUS, encode_status
+
+        self.pub.send_multipart([TOPIC_STATUS, encode_status(status)])
 
 
 class PoseSink(Sink):
