@@ -448,11 +448,12 @@ def test_a_hostile_person_costs_the_others_nothing(athletes, tmp_path, assets):
     assert final["healthy"], final
     offered = 10 * frames
     refused = final["rejected"]
-    # of what the decoder took, at most 120 a second (and a second's worth at once) reached mallory's pipeline
-    assert refused.get("over_rate", 0) > 0 and status["people"]["mallory"]["frames_in"] <= 120 * (taking + 1)
+    # of what the decoder took, at most 120 a second (and a second's worth at once) reached mallory's pipeline (on a
+    # machine slow enough that the service takes them slower than that, none is over the rate: RateCap's own test)
+    assert status["people"]["mallory"]["frames_in"] <= 120 * (taking + 1)
     mallory_in = status["people"].get("mallory", {}).get("frames_in", 0)
     decoder = sum(v for r, v in refused.items() if r not in ("over_rate", "stage_dropped", "stage_error"))
-    assert mallory_in + refused["over_rate"] + decoder == offered, (mallory_in, refused)
+    assert mallory_in + refused.get("over_rate", 0) + decoder == offered, (mallory_in, refused)
     for name, syn in (("ana", a), ("ben", b)):
         assert status["people"][name]["frames_in"] == frames and status["people"][name]["skipped"] == 0
         offline = process(
@@ -558,3 +559,19 @@ def test_serve_calibrate_calibrates_each_newcomer_from_their_own_still_pose(athl
         assert len(read_mot(record.with_name(f"SESSION_{name}.mot")).time) == status["people"][name]["frames_out"]
     print(f"\ncalibrated thighs: ben x{ratio['ben']:.3f}, cy x{ratio['cy']:.3f} of the generic model's")
     assert ratio["ben"] < 1.0 < ratio["cy"] and 1.1 < ratio["cy"] / ratio["ben"] < 1.25
+
+
+def test_the_rate_cap_lets_a_camera_through_and_holds_a_flood_back():
+    """service.max_rate_hz by arrival: a 60 Hz camera is never held back, nor its backlog of a second after a
+    stall; a sender flooding at 600 a second gets 120 a second through (and a second's worth at once)."""
+    from kinestream.live.people import RateCap
+
+    cap = RateCap(120.0)
+    second = 1_000_000_000
+    camera = [cap.admits("ana", k * second // 60) for k in range(600)]  # ten seconds at 60 Hz
+    backlog = [cap.admits("ana", 11 * second) for _ in range(60)]  # a second of frames, taken at once after a stall
+    flood = sum(cap.admits("mallory", k * second // 600) for k in range(6000))  # ten seconds at 600 a second
+    assert all(camera) and all(backlog)
+    assert 120 * 10 <= flood <= 120 * 10 + 120 + 1
+    cap.forget("mallory")
+    assert cap.admits("mallory", 10 * second)  # forgotten (closed out): a fresh start

@@ -200,7 +200,7 @@ def test_a_status_that_cannot_be_sent_is_logged_and_the_service_goes_on(caplog):
         service, stop, task, out = await serving()
         service.metrics.refused["output"] = 2**70  # what the status would carry: beyond msgpack's integers
         await until(
-            lambda: any("status not published" in r.getMessage() for r in caplog.records),
+            lambda: any("publish_error" in r.getMessage() and "status" in r.getMessage() for r in caplog.records),
             "a log line for the status that could not be sent",
         )
         service.metrics.refused.pop("output")

@@ -93,6 +93,29 @@ def share(spec: str) -> Callable[[str], bool]:
     )
 
 
+class RateCap:
+    """At most ``hz`` frames a second from each subject, by arrival (a sender's own clock can say anything), with
+    a second's worth that may come at once (a backlog after a stall): a person who floods costs the others the
+    frames' cleaning and augmenting at that rate at most."""
+
+    def __init__(self, hz: float):
+        self.hz = hz
+        self._allowance: dict[str, tuple[float, int]] = {}  # name -> (frames they may still send now, when)
+
+    def admits(self, name: str, now_ns: int) -> bool:
+        """Whether a frame of ``name`` arriving at ``now_ns`` keeps them within the cap (counted if so)."""
+        allowance, since = self._allowance.get(name, (self.hz, now_ns))
+        allowance = min(self.hz, allowance + (now_ns - since) * 1e-9 * self.hz)
+        if allowance < 1.0:
+            self._allowance[name] = (allowance, now_ns)
+            return False
+        self._allowance[name] = (allowance - 1.0, now_ns)
+        return True
+
+    def forget(self, name: str) -> None:
+        self._allowance.pop(name, None)
+
+
 def recording_path(record: Path, name: str, default: str) -> Path:
     """Where ``name``'s recording goes: ``record`` itself for the default person, else ``<stem>_<name>.mot``."""
     return record if name == default else record.with_name(f"{record.stem}_{name}{record.suffix}")
@@ -134,8 +157,7 @@ class People:
         # name -> whether this service serves them; without default_person, frames without a subject are another's
         self.serves = chosen if default_person else (lambda name: name != default_name and chosen(name))
         self.timeout_ns = int(float(svc.get("person_timeout_s", 5.0)) * 1e9)
-        self.max_rate_hz = float(svc.get("max_rate_hz", 250.0))
-        self._allowance: dict[str, tuple[float, int]] = {}  # name -> (frames they may still send now, when)
+        self.rate_cap = RateCap(float(svc.get("max_rate_hz", 250.0)))
         self.metrics, self.report, self.shown = metrics, report, shown
         self.latest_wins = bool(svc.get("latest_wins", True))
         self.max_lag_ns = int(float(svc.get("max_lag_ms", 50.0)) * 1e6)
@@ -192,8 +214,8 @@ class People:
         name = self.name(subject)
         if not self.serves(name):
             return None
-        if not self._within_rate(name, recv_ns):
-            return Refusal("over_rate", f"subject {name!r}: faster than service.max_rate_hz ({self.max_rate_hz:g})")
+        if not self.rate_cap.admits(name, recv_ns):
+            return Refusal("over_rate", f"subject {name!r}: faster than service.max_rate_hz ({self.rate_cap.hz:g})")
         known = self.default if name == self.default_name else self._people.get(name)
         if known is None and name in self._calibrating:
             self._heard[name] = recv_ns
@@ -207,19 +229,6 @@ class People:
             return person
         self._people[name] = person
         return person
-
-    def _within_rate(self, name: str, recv_ns: int) -> bool:
-        """Whether a frame of ``name`` arriving at ``recv_ns`` keeps them within ``service.max_rate_hz`` (frames a
-        second, by arrival: a sender's own clock can say anything), with a second's worth of frames that may come
-        at once (a backlog after a stall). A person who floods costs the others the frames' cleaning and
-        augmenting at that rate at most."""
-        allowance, since = self._allowance.get(name, (self.max_rate_hz, recv_ns))
-        allowance = min(self.max_rate_hz, allowance + (recv_ns - since) * 1e-9 * self.max_rate_hz)
-        if allowance < 1.0:
-            self._allowance[name] = (allowance, recv_ns)
-            return False
-        self._allowance[name] = (allowance - 1.0, recv_ns)
-        return True
 
     def _make(self, name: str, recv_ns: int) -> Person | Calibration | Refusal:
         try:
@@ -347,7 +356,7 @@ class People:
             log.info("%s left before they were calibrated: %s", name, why)
             return
         person = self._people.pop(name)
-        self._allowance.pop(name, None)
+        self.rate_cap.forget(name)
         person.drain(why)
         person.close()
         self._rows_gone += person.rows_not_recorded()
