@@ -201,7 +201,7 @@ from kinestream import augment, scale, synth, process
 assert all(isinstance(m, types.ModuleType) for m in (scale, augment, synth)), (scale, augment, synth)
 assert ks.scale.__module__ == "kinestream.api" and process is ks.process
 import kinestream
-assert kinestream.scale.ScaleSettings and kinestream.StreamingIK.__module__ == "kinestream.solve"
+assert kinestream.scale.ScaleSettings and kinestream.StreamingIK.__module__ == "kinestream.solve.stream"
 print("ok")
 """,
 }
