@@ -30,4 +30,6 @@ def test_each_reference_page_documents_a_module_of_the_package():
             path = ROOT / "src" / Path(*module.split("."))
             assert path.with_suffix(".py").is_file() or (path / "__init__.py").is_file(), module
             documented.append(module.removeprefix("kinestream."))
-    assert sorted(documented) == sorted(stages)
+    # each stage once; a package's own modules may follow on its page (their notes, e.g. reps.counter)
+    assert sorted(m for m in documented if "." not in m) == sorted(stages)
+    assert all(m.split(".")[0] in stages for m in documented), documented

@@ -16,13 +16,11 @@ import zmq
 import zmq.asyncio
 
 from broker import until
-from kinestream.config import load_config
 from kinestream.files.mot import read_mot
 from kinestream.live.protocol import TOPIC_KEYPOINTS, decode_angles, decode_status, encode_keypoints
 from kinestream.live.replay import wire_frames
-from kinestream.offline import process
 from served import Served
-from test_people import Source, rotational_worst
+from test_people import Source, rotational_worst, streaming_angles
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
 
@@ -128,17 +126,8 @@ def test_workers_serve_each_person_as_one_process_serving_them_alone(athletes, t
     final = json.loads([ln for ln in out.splitlines() if ln.startswith('{"workers"')][-1])
     assert final["restarts"] == [0, 0] and final["healthy"] and final["refused"] == 0
     for name, (syn, _) in trials.items():
-        offline = process(
-            syn.keypoints_trc,
-            syn.mass,
-            syn.height,
-            tmp_path / "offline" / name,
-            load_config(),
-            plot=False,
-            streaming=True,
-            model=assets.generic_model,  # serve's: the generic model, unscaled, with each person's height and mass
-            log=lambda _m: None,
-        ).motion
+        # serve's: the generic model, unscaled, with each person's height and mass
+        offline = streaming_angles(syn, tmp_path / "offline" / name, assets.generic_model)
         recorded = read_mot(record.with_name(f"SESSION_{name}.mot"))
         assert recorded.values.shape == offline.values.shape, name
         worst = rotational_worst(recorded, offline)
