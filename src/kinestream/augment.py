@@ -23,7 +23,9 @@ markers in those frames are missing (NaN).
 (a one-step form of the same models, see :mod:`kinestream.lstm`), so each
 frame costs the same however long the session, and the result equals
 whole-trial inference on the same frames. It steps the models on the 60 Hz
-clock they were trained at, whatever the input rate (see the class).
+clock they were trained at, whatever the input rate (see the class). Its
+input side (keypoints by name or row order, MidHip and Neck derived, what is
+usable, each model's normalised input) is :mod:`kinestream.augment_input`.
 """
 
 from __future__ import annotations
@@ -37,11 +39,11 @@ from pathlib import Path
 import numpy as np
 
 from kinestream import checks
+from kinestream.augment_input import StreamInput
 from kinestream.clean import runs_of
 from kinestream.config import DEFAULTS, section
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable
-from kinestream.ingest import DERIVED, canonical
 from kinestream.normalise import BodyPart, denormalise, normalise
 
 __all__ = [
@@ -277,7 +279,6 @@ class _PartStream:
 
     k: int  # position among the parts
     part: BodyPart
-    index: np.ndarray  # rows of the part's features in the keypoint array
     out: slice  # columns of the part's outputs among all model outputs
     h: np.ndarray | None = None  # stateful mode: LSTM state
     c: np.ndarray | None = None
@@ -290,6 +291,58 @@ class _PartStream:
     x_tick: np.ndarray | None = None  # model input and output at the last model tick fed
     y_tick: np.ndarray | None = None
     t_tick: float = float("nan")
+
+
+class _ModelClock:
+    """The streaming augmenter's time: which frames are taken, a pause in the input, the model ticks."""
+
+    def __init__(self, clock: str, reset_after: int):
+        self.clock, self.reset_after = clock, reset_after
+        self.reset()
+
+    def reset(self) -> None:
+        self.t_last: float | None = None  # the previous frame's time
+        self.last_tick: float | None = None
+
+    def accept(self, t: float | None) -> float | None:
+        """The frame's time (without ``t``: 1/60 s after the previous frame's); None when not after the previous."""
+        period = 1.0 / MODEL_RATE
+        if t is None:
+            t = 0.0 if self.t_last is None else self.t_last + period
+        t = float(t)
+        if not math.isfinite(t) or (self.t_last is not None and t <= self.t_last):
+            return None
+        return t
+
+    def paused(self, t: float) -> bool:
+        """Whether the input paused for longer than a state is held."""
+        period = 1.0 / MODEL_RATE
+        return self.t_last is not None and t - self.t_last > self.reset_after * period
+
+    def ticks_before(self, t: float) -> tuple[list[float], bool]:
+        """Model ticks in (previous frame, t) and whether t itself is a tick; moves the clock."""
+        if self.clock == "input":
+            self.last_tick = t
+            return [], True
+        period = 1.0 / MODEL_RATE
+        if self.last_tick is None:
+            self.last_tick = t
+            return [], True
+        # the ticks last + k * period (k >= 1) before t - SNAP * period: counted, not stepped through, so no
+        # time step, however large or however close to the limits of float resolution, makes this loop long
+        span = (t - self.last_tick) / period - SNAP
+        count = max(0, math.ceil(span) - 1) if math.isfinite(span) else 0
+        if count > self.reset_after:  # longer than a state is held (the caller resets first): start here
+            self.last_tick = t
+            return [], True
+        before = [self.last_tick + k * period for k in range(1, count + 1)]
+        tick = self.last_tick + (count + 1) * period
+        if tick <= t + SNAP * period:
+            self.last_tick = t  # the clock follows the source
+            return before, True
+        if before:
+            self.last_tick = before[-1]
+        return before, False
 
 
 class StreamingAugmenter:
@@ -382,11 +435,14 @@ class StreamingAugmenter:
         self.mode, self.clock = mode, clock
         self.window, self.reset_after = int(window), int(reset_after)
         self.max_reach = float(max_reach)
-        self._reach = self.max_reach * self.height
         self.on_reset = on_reset
         self.keypoints = self.offline.keypoints
         self.markers = self.offline.markers
-        self._set_names(names)
+        self._input = StreamInput(
+            self.keypoints, self.parts, names, self.height, self.mass, self.max_reach * self.height
+        )
+        self.names = self._input.names
+        self._clock = _ModelClock(clock, self.reset_after)
         self._model = None
         if mode == "stateful":
             from kinestream.lstm import StepModel
@@ -397,9 +453,8 @@ class StreamingAugmenter:
         for k, part in enumerate(self.parts):
             if not (np.isfinite(part.mean).all() and np.isfinite(part.std).all() and (part.std != 0).all()):
                 raise KinestreamError(f"{part.name} augmenter: mean.npy/std.npy hold non-finite or zero values")
-            index = np.array([self.keypoints.index(f) for f in part.features])
             stop = start + 3 * len(part.markers)
-            self._streams.append(_PartStream(k, part, index, slice(start, stop)))
+            self._streams.append(_PartStream(k, part, slice(start, stop)))
             start = stop
         self.reset()
 
@@ -409,62 +464,13 @@ class StreamingAugmenter:
 
     # ---- input
 
-    def _set_names(self, names: Sequence[str] | None) -> None:
-        self.names = list(names) if names is not None else list(self.keypoints)
-        given = [canonical(n) for n in self.names]
-        self._take = np.array([given.index(k) if k in given else -1 for k in self.keypoints])
-        self._derive = [
-            (self.keypoints.index(k), given.index(a), given.index(b))
-            for k, (a, b) in DERIVED.items()
-            if k in self.keypoints and k not in given and a in given and b in given
-        ]
-        self._identity = given == list(self.keypoints)
-
     def as_array(self, keypoints: Mapping[str, Sequence[float]] | np.ndarray) -> np.ndarray:
         """Keypoints (dict name -> xyz, or an array in :attr:`names` order) as (len(keypoints), 3).
 
         Absent keypoints are NaN; MidHip and Neck, when absent, are the midpoints
         of the hips and of the shoulders.
         """
-        if not isinstance(keypoints, np.ndarray) and isinstance(keypoints, Mapping):
-            rows = {canonical(k): v for k, v in keypoints.items()}
-            for name, (p, q) in DERIVED.items():
-                if name not in rows and p in rows and q in rows:
-                    try:
-                        rows[name] = 0.5 * (np.asarray(rows[p], float) + np.asarray(rows[q], float))
-                    except (TypeError, ValueError):
-                        pass
-            a = np.full((len(self.keypoints), 3), np.nan)
-            for k, name in enumerate(self.keypoints):
-                v = rows.get(name)
-                if v is not None:
-                    try:
-                        a[k] = v
-                    except (TypeError, ValueError):  # not an xyz triple: missing
-                        a[k] = np.nan
-            return a
-        arr = np.asarray(keypoints, dtype=np.float64)
-        if arr.shape != (len(self.names), 3):
-            raise KinestreamError(
-                f"keypoint array has shape {arr.shape}; expected ({len(self.names)}, 3) in the order {self.names}"
-            )
-        if self._identity:
-            return arr
-        a = arr[self._take]
-        a[self._take < 0] = np.nan
-        for i, left, right in self._derive:
-            a[i] = 0.5 * (arr[left] + arr[right])
-        return a
-
-    def _usable(self, kp: np.ndarray) -> np.ndarray:
-        """Per keypoint: present, and within reach of MidHip (which must be present)."""
-        return np.abs(kp - kp[:1]).max(axis=1) <= self._reach  # NaN fails the comparison
-
-    def _model_input(self, ps: _PartStream, kp: np.ndarray, usable: np.ndarray) -> np.ndarray | None:
-        """Normalised model input (1, n) of one part, or None when missing or implausible."""
-        if not usable[ps.index].all():
-            return None
-        return normalise(kp[ps.index][None], kp[:1], self.height, self.mass, ps.part.mean, ps.part.std)
+        return self._input.as_array(keypoints)
 
     # ---- state
 
@@ -474,8 +480,7 @@ class StreamingAugmenter:
             self._clear(ps)
             ps.missing = 0
             ps.resets = 0
-        self._t_last: float | None = None
-        self._last_tick: float | None = None
+        self._clock.reset()
         self.frames = 0
         self.rejected = 0
         self.steps = 0
@@ -552,31 +557,6 @@ class StreamingAugmenter:
             ps.x_tick, ps.y_tick, ps.t_tick = x, ys.get(k), t
         return ys
 
-    def _ticks_before(self, t: float) -> tuple[list[float], bool]:
-        """Model ticks in (previous frame, t) and whether t itself is a tick; moves the clock."""
-        if self.clock == "input":
-            self._last_tick = t
-            return [], True
-        period = 1.0 / MODEL_RATE
-        if self._last_tick is None:
-            self._last_tick = t
-            return [], True
-        # the ticks last + k * period (k >= 1) before t - SNAP * period: counted, not stepped through, so no
-        # time step, however large or however close to the limits of float resolution, makes this loop long
-        span = (t - self._last_tick) / period - SNAP
-        count = max(0, math.ceil(span) - 1) if math.isfinite(span) else 0
-        if count > self.reset_after:  # longer than a state is held (the caller resets first): start here
-            self._last_tick = t
-            return [], True
-        before = [self._last_tick + k * period for k in range(1, count + 1)]
-        tick = self._last_tick + (count + 1) * period
-        if tick <= t + SNAP * period:
-            self._last_tick = t  # the clock follows the source
-            return before, True
-        if before:
-            self._last_tick = before[-1]
-        return before, False
-
     def step(self, keypoints: Mapping[str, Sequence[float]] | np.ndarray, t: float | None = None) -> np.ndarray | None:
         """The 43 markers (metres, :attr:`markers` order) of one frame, NaN for parts without input.
 
@@ -586,28 +566,25 @@ class StreamingAugmenter:
         None, and counts the frame as rejected, when ``t`` is not after the
         previous frame's time.
         """
-        period = 1.0 / MODEL_RATE
+        t = self._clock.accept(t)
         if t is None:
-            t = 0.0 if self._t_last is None else self._t_last + period
-        t = float(t)
-        if not math.isfinite(t) or (self._t_last is not None and t <= self._t_last):
             self.rejected += 1
             return None
         kp = self.as_array(keypoints)
         self.frames += 1
         lost: list[str] = []
-        if self._t_last is not None and t - self._t_last > self.reset_after * period:
+        if self._clock.paused(t):
             # the input paused for longer than a state is held: subject lost, clock restarts
             for ps in self._streams:
                 self._lose(ps, lost)
-            self._last_tick = None
-        self._t_last = t
-        before, on_tick = self._ticks_before(t)
+            self._clock.last_tick = None
+        self._clock.t_last = t
+        before, on_tick = self._clock.ticks_before(t)
 
         xs: dict[int, np.ndarray] = {}
-        usable = self._usable(kp)
+        usable = self._input.usable(kp)
         for k, ps in enumerate(self._streams):
-            x = self._model_input(ps, kp, usable)
+            x = self._input.model_input(k, kp, usable)
             if x is None:
                 ps.missing += 1
                 if ps.missing >= self.reset_after:
@@ -648,12 +625,12 @@ class StreamingAugmenter:
     def _between(self, xs: dict[int, np.ndarray], t: float) -> dict[int, np.ndarray]:
         """Outputs for a frame between model ticks; the state stays at the last tick."""
         period = 1.0 / MODEL_RATE
-        last = t if self._last_tick is None else self._last_tick
+        last = t if self._clock.last_tick is None else self._clock.last_tick
         a = (t - last) / period  # fraction of a period since the last tick
         ext, plain, held = {}, {}, {}
         for k, x in xs.items():
             ps = self._streams[k]
-            if ps.t_tick != self._last_tick or ps.y_tick is None:
+            if ps.t_tick != self._clock.last_tick or ps.y_tick is None:
                 plain[k] = x  # no output at the last tick to start from: one step on this frame's input
             elif a < SNAP:
                 held[k] = ps.y_tick  # as good as on the last tick
