@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kinestream.errors import KinestreamError
 from kinestream.live.metrics import Metrics, Throttled
 
 log = logging.getLogger("kinestream.live.service")
@@ -60,33 +59,22 @@ class Sockets:
         import zmq
         import zmq.asyncio
 
-        from kinestream.live.transport import open_input
+        from kinestream.live.transport import open_input, open_output
 
         self.sync_ctx = zmq.Context()
         self.ctx = zmq.asyncio.Context.shadow(self.sync_ctx)  # one libzmq context: one authenticator for both
         if self.access is not None:
             self.access.start(self.sync_ctx)
         self.sub = open_input(self.ctx, self.config, self.input_endpoint, self.access)
-        self.pub = self.sync_ctx.socket(zmq.XPUB)  # a PUB that tells which topics are subscribed
-        self.pub.setsockopt(zmq.LINGER, 500)
-        self.pub.setsockopt(zmq.SNDHWM, send_queue)
-        # What subscribers send the XPUB is subscriptions: a topic a few bytes long. A longer frame makes ZeroMQ
-        # drop that peer's connection before it is buffered; a peer that floods subscriptions waits on its queue.
-        self.pub.setsockopt(zmq.MAXMSGSIZE, subscription_max_bytes)
-        self.pub.setsockopt(zmq.RCVHWM, subscription_queue)
-        if output_connect:
-            self.pub.connect(self.output_endpoint)
-            self._monitors = [self._monitor(self.sub, "input"), self._monitor(self.pub, "output")]
-            return
-        if self.access is not None:
-            self.access.serve(self.pub)
-        try:
-            self.pub.bind(self.output_endpoint)
-        except zmq.ZMQError as exc:
-            raise KinestreamError(
-                f"cannot bind the output socket to {self.output_endpoint}: {exc}; is another "
-                f"kinestream running? give --output ENDPOINT"
-            ) from None
+        self.pub = open_output(
+            self.sync_ctx,
+            self.output_endpoint,
+            None if output_connect else self.access,
+            send_queue=send_queue,
+            subscription_max_bytes=subscription_max_bytes,
+            subscription_queue=subscription_queue,
+            connect=output_connect,
+        )
         self._monitors = [self._monitor(self.sub, "input"), self._monitor(self.pub, "output")]
 
     def close(self, attempt: Callable[..., None]) -> None:

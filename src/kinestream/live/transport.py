@@ -354,3 +354,41 @@ def open_input(ctx, config: dict, endpoint: str, access: Access | None = None):
             f"(a free port when service.bind_input = true)"
         ) from None
     return sub
+
+
+def open_output(
+    ctx,
+    endpoint: str,
+    access: Access | None = None,
+    *,
+    send_queue: int,
+    subscription_max_bytes: int,
+    subscription_queue: int | None = None,
+    connect: bool = False,
+):
+    """The angles output: an XPUB (a PUB that tells which topics are subscribed) with a bounded send queue, bound
+    to ``endpoint`` (KinestreamError when it is taken), a CURVE server when ``access`` is given; ``connect``: it
+    connects to ``endpoint`` instead (a worker's output, to its parent's relay).
+
+    What subscribers send an XPUB is subscriptions, a topic a few bytes long: a longer frame
+    (``subscription_max_bytes``) makes ZeroMQ drop that peer's connection before it is buffered, and a peer that
+    floods subscriptions waits on its queue (``subscription_queue`` of them)."""
+    pub = ctx.socket(zmq.XPUB)
+    pub.setsockopt(zmq.LINGER, 500)
+    pub.setsockopt(zmq.SNDHWM, send_queue)
+    pub.setsockopt(zmq.MAXMSGSIZE, subscription_max_bytes)
+    if subscription_queue is not None:
+        pub.setsockopt(zmq.RCVHWM, subscription_queue)
+    if connect:
+        pub.connect(endpoint)
+        return pub
+    if access is not None:
+        access.serve(pub)
+    try:
+        pub.bind(endpoint)
+    except zmq.ZMQError as exc:
+        pub.close(0)
+        raise KinestreamError(
+            f"cannot bind the output socket to {endpoint}: {exc}; is another kinestream running? give --output ENDPOINT"
+        ) from None
+    return pub

@@ -57,21 +57,17 @@ class Relay:
         """The sockets bound (KinestreamError when the output's endpoint is taken) and the proxy started."""
         import zmq
 
-        from kinestream.live.service import SUBSCRIPTION_MAX_BYTES
+        from kinestream.live.service import SUBSCRIPTION_MAX_BYTES, SUBSCRIPTION_QUEUE
+        from kinestream.live.transport import open_output
 
-        self.outer = ctx.socket(zmq.XPUB)
-        self.outer.setsockopt(zmq.LINGER, 500)
-        self.outer.setsockopt(zmq.SNDHWM, self.send_queue)
-        self.outer.setsockopt(zmq.MAXMSGSIZE, SUBSCRIPTION_MAX_BYTES)
-        if self.access is not None:
-            self.access.serve(self.outer)
-        try:
-            self.outer.bind(self.endpoint)
-        except zmq.ZMQError as exc:
-            raise KinestreamError(
-                f"cannot bind the output socket to {self.endpoint}: {exc}; is another kinestream running? "
-                f"give --output ENDPOINT"
-            ) from None
+        self.outer = open_output(
+            ctx,
+            self.endpoint,
+            self.access,
+            send_queue=self.send_queue,
+            subscription_max_bytes=SUBSCRIPTION_MAX_BYTES,
+            subscription_queue=SUBSCRIPTION_QUEUE,
+        )
         self.workers_side = ctx.socket(zmq.XSUB)
         self.workers_side.setsockopt(zmq.RCVHWM, self.send_queue)
         self.workers_side.bind(self.inner)
