@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kinestream import checks
+from kinestream.centres import CENTRE_BODIES
 from kinestream.errors import KinestreamError
 from kinestream.synth.kinematics import _FootClosure, _Kinematics
 
@@ -137,16 +138,7 @@ _DELTA = {
 _LEG = {"hip_flexion", "hip_adduction", "hip_rotation", "knee_angle", "ankle_angle", "subtalar_angle", "mtp_angle"}
 _ARM = {"arm_flex", "arm_add", "arm_rot", "elbow_flex", "pro_sup", "wrist_flex", "wrist_dev"}
 # Joint centres of the form measures: the origins of these bodies.
-_CENTRES = {
-    "hip_r": "femur_r",
-    "hip_l": "femur_l",
-    "knee_r": "tibia_r",
-    "knee_l": "tibia_l",
-    "ankle_r": "talus_r",
-    "ankle_l": "talus_l",
-    "shoulder_r": "humerus_r",
-    "shoulder_l": "humerus_l",
-}
+_CENTRES = {name: body for name, body in CENTRE_BODIES.items() if name not in ("pelvis", "torso")}
 
 
 @dataclass(frozen=True)
