@@ -33,6 +33,7 @@ from kinestream.errors import KinestreamError
 from kinestream.live.calibrate import Calibration, Subject, served_subject
 from kinestream.live.metrics import Metrics
 from kinestream.live.person import Person
+from kinestream.live.settings import ServiceSettings
 from kinestream.live.sinks import RecorderSink, Sink
 from kinestream.live.source import Arrival
 from kinestream.pipeline import Pipeline
@@ -148,19 +149,19 @@ class People:
         default_person: bool = True,
         calibrate: Path | None = None,
     ):
-        svc = config.get("service", {})
+        svc = ServiceSettings.from_config(config)
         self.config, self.assets, self.rate, self.record = config, assets, rate, record
         self.default_name = default_name
-        self.max_people = int(svc.get("max_people", 8))
-        self.share = str(svc.get("people", ""))
+        self.max_people = int(svc.max_people)
+        self.share = str(svc.people)
         chosen = share(self.share)
         # name -> whether this service serves them; without default_person, frames without a subject are another's
         self.serves = chosen if default_person else (lambda name: name != default_name and chosen(name))
-        self.timeout_ns = int(float(svc.get("person_timeout_s", 5.0)) * 1e9)
-        self.rate_cap = RateCap(float(svc.get("max_rate_hz", 250.0)))
+        self.timeout_ns = int(float(svc.person_timeout_s) * 1e9)
+        self.rate_cap = RateCap(float(svc.max_rate_hz))
         self.metrics, self.report, self.shown = metrics, report, shown
-        self.latest_wins = bool(svc.get("latest_wins", True))
-        self.max_lag_ns = int(float(svc.get("max_lag_ms", 50.0)) * 1e6)
+        self.latest_wins = bool(svc.latest_wins)
+        self.max_lag_ns = int(float(svc.max_lag_ms) * 1e6)
         self.default_subject = default
         self.roster = roster(config, assets, default)
         self._templates: dict[str, Pipeline[Arrival]] = {}  # model file -> the first pipeline made on it

@@ -36,6 +36,7 @@ from kinestream.live.calibrate import served_subject
 from kinestream.live.metrics import Metrics, Throttled
 from kinestream.live.mqtt import check_settings as check_mqtt
 from kinestream.live.people import People, Refusal
+from kinestream.live.settings import ServiceSettings
 from kinestream.live.sinks import MqttSink, PoseSink, Sink, ZmqSink
 from kinestream.live.sockets import Sockets
 from kinestream.live.source import Arrival, Heard, KeypointSource, Refused
@@ -161,7 +162,7 @@ class Service:
         person = served_subject(config, self.assets, model, mass, height)  # the default person's model
         self.subject = str(config["subject"].get("name", "subject"))
         self.metrics = Metrics()
-        svc = config.get("service", {})
+        svc = ServiceSettings.from_config(config)
         self.source = KeypointSource(config)  # decoding, the time rules per subject, restarts
         self.people = People(  # the default person (frames without a subject) made now, everyone else as they come
             config,
@@ -178,7 +179,7 @@ class Service:
         self.person = self.people.default
         self.pipeline: Pipeline[Arrival] = self.person.pipeline
         self.coords = self.pipeline.coordinates
-        self.pose_every = int(svc.get("pose_every", 1))  # 0: never
+        self.pose_every = int(svc.pose_every)  # 0: never
         self._log_every = Throttled(log)  # one line per kind every 5 s at most: a flood must not flood the log
         if model is None:
             log.warning("no --model given: the generic model, unscaled; 'kinestream calibrate' makes the subject's")
@@ -197,7 +198,7 @@ class Service:
 
     def _open(self) -> None:
         self.sockets.open(
-            send_queue=int(self.config.get("service", {}).get("send_queue", 1000)),
+            send_queue=int(ServiceSettings.from_config(self.config).send_queue),
             subscription_max_bytes=SUBSCRIPTION_MAX_BYTES,
             subscription_queue=SUBSCRIPTION_QUEUE,
             output_connect=self.output_connect,

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from kinestream.live.protocol import TOPIC_KEYPOINTS, FrameDecoder, KeypointFrame, Rejected
+from kinestream.live.settings import ServiceSettings
 
 RESTART_BACK_S = 1.0  # time going back further than this is a restarted source, not a glitch
 SILENCE_S = 2.0  # a subject's frames resuming after this long (by its own clock) is said to the caller
@@ -60,11 +61,11 @@ class KeypointSource:
     MAX_SUBJECTS = 64  # the last times kept; the least recently heard subject is forgotten first
 
     def __init__(self, config: dict, restart_back_s: float = RESTART_BACK_S):
-        svc = config.get("service", {})
+        svc = ServiceSettings.from_config(config)
         self.decoder = FrameDecoder(
-            max_bytes=int(svc.get("max_message_bytes", 65536)),
+            max_bytes=int(svc.max_message_bytes),
             restart_back_s=restart_back_s,
-            max_jump_s=float(svc.get("max_time_jump_s", 3600.0)),
+            max_jump_s=float(svc.max_time_jump_s),
         )
         self.envelopes = 0  # messages that were not [b"keypoints", payload]
         self._last: OrderedDict[str | None, float] = OrderedDict()  # subject -> its last time heard

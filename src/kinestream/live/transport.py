@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from zmq.auth.thread import ThreadAuthenticator
 
 from kinestream.errors import KinestreamError
+from kinestream.live.settings import ServiceSettings
 
 log = logging.getLogger("kinestream.live.transport")
 
@@ -318,10 +319,10 @@ def open_input(ctx, config: dict, endpoint: str, access: Access | None = None):
     """The keypoint input: a SUB socket on ``keypoints`` with a bounded queue
     and a size limit, connected to ``endpoint`` (bound with
     ``service.bind_input``), a CURVE server when ``access`` is given."""
-    svc = config.get("service", {})
-    if svc.get("bind_input", False):  # checked before a socket exists: nothing to close when refused
+    svc = ServiceSettings.from_config(config)
+    if svc.bind_input:  # checked before a socket exists: nothing to close when refused
         check_bind(endpoint, config, "keypoint input")
-        if access is None and not svc.get("allow_plain_input", False):
+        if access is None and not svc.allow_plain_input:
             raise KinestreamError(
                 f"service.bind_input without CURVE would take frames from any process that can connect to "
                 f"{endpoint}: ZeroMQ holds a multipart message whole until its last part, however many parts "
@@ -330,14 +331,14 @@ def open_input(ctx, config: dict, endpoint: str, access: Access | None = None):
                 f"service.allow_plain_input = true if every process on this machine is yours"
             )
     sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.RCVHWM, int(svc.get("receive_queue", 1000)))
+    sub.setsockopt(zmq.RCVHWM, int(svc.receive_queue))
     sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.MAXMSGSIZE, INPUT_SIZE_FACTOR * int(svc.get("max_message_bytes", 65536)))
+    sub.setsockopt(zmq.MAXMSGSIZE, INPUT_SIZE_FACTOR * int(svc.max_message_bytes))
     sub.setsockopt(zmq.SUBSCRIBE, b"keypoints")
     if access is not None:
         access.serve(sub)
     try:
-        if svc.get("bind_input", False):
+        if svc.bind_input:
             sub.bind(endpoint)
         else:
             if not is_loopback(endpoint) and access is None:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from kinestream.errors import KinestreamError
+from kinestream.live.settings import ServiceSettings
 
 log = logging.getLogger("kinestream.live.workers")
 
@@ -140,7 +141,7 @@ class Front:
         self.access = Access.from_config(config)
         self._dir = Path(tempfile.mkdtemp(prefix="kinestream-workers-"))
         self.router = Router(config, input_endpoint, n, self._dir, self.access)
-        send_queue = int(config.get("service", {}).get("send_queue", 1000))
+        send_queue = int(ServiceSettings.from_config(config).send_queue)
         self.relay = Relay(output_endpoint, self._dir, self.access, send_queue=send_queue)
         self.ctx: Any = None
 
@@ -194,14 +195,14 @@ class Router:
         from kinestream.live.people import share
         from kinestream.live.protocol import FrameDecoder
 
-        svc = config.get("service", {})
+        svc = ServiceSettings.from_config(config)
         self.config, self.endpoint, self.n, self.access = config, endpoint, n, access
         self.inner = [f"ipc://{directory / f'in{k}'}" for k in range(n)]
-        self.max_people = int(svc.get("max_people", 8))
-        self.timeout_ns = int(float(svc.get("person_timeout_s", 5.0)) * 1e9)
-        self.serves = share(svc.get("people", ""))
+        self.max_people = int(svc.max_people)
+        self.timeout_ns = int(float(svc.person_timeout_s) * 1e9)
+        self.serves = share(svc.people)
         self.default_name = str(config.get("subject", {}).get("name", "subject"))
-        self._peek = FrameDecoder(max_bytes=int(svc.get("max_message_bytes", 65536)))
+        self._peek = FrameDecoder(max_bytes=int(svc.max_message_bytes))
         self.assigned: dict[str, int] = {}  # subject -> their worker
         self._heard: dict[str, int] = {}  # subject -> when their last frame arrived (ns)
         self.routed = [0] * n  # messages sent to each worker
@@ -217,7 +218,7 @@ class Router:
         self.outs = []
         for address in self.inner:
             pub = ctx.socket(zmq.PUB)
-            pub.setsockopt(zmq.SNDHWM, int(self.config.get("service", {}).get("receive_queue", 1000)))
+            pub.setsockopt(zmq.SNDHWM, int(ServiceSettings.from_config(self.config).receive_queue))
             pub.setsockopt(zmq.LINGER, 0)
             pub.bind(address)
             self.outs.append(pub)

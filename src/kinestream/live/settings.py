@@ -1,0 +1,37 @@
+"""The live service's settings: the ``[service]`` section of the config, its defaults read from default.toml (which
+documents each setting), so that no number is written twice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kinestream.config import DEFAULTS, section
+
+_SERVICE = DEFAULTS["service"]
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """``[service]``: where the service listens and publishes, and the limits it keeps."""
+
+    input: str = _SERVICE["input"]
+    output: str = _SERVICE["output"]
+    bind_input: bool = _SERVICE["bind_input"]
+    allow_plain_input: bool = _SERVICE["allow_plain_input"]
+    allow_remote: bool = _SERVICE["allow_remote"]
+    latest_wins: bool = _SERVICE["latest_wins"]
+    max_lag_ms: float = _SERVICE["max_lag_ms"]
+    max_time_jump_s: float = _SERVICE["max_time_jump_s"]
+    max_message_bytes: int = _SERVICE["max_message_bytes"]
+    receive_queue: int = _SERVICE["receive_queue"]
+    send_queue: int = _SERVICE["send_queue"]
+    pose_every: int = _SERVICE["pose_every"]
+    max_people: int = _SERVICE["max_people"]
+    person_timeout_s: float = _SERVICE["person_timeout_s"]
+    max_rate_hz: float = _SERVICE["max_rate_hz"]
+    people: str = _SERVICE["people"]
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> ServiceSettings:
+        """Settings from ``config["service"]``, missing keys from the defaults."""
+        return cls(**section(config, "service", cls))
