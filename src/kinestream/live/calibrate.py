@@ -63,6 +63,41 @@ class StaticCollector:
         return float(np.nanmax(np.nanmax(rel, axis=0) - np.nanmin(rel, axis=0)) * 1000)
 
 
+class StillWatch:
+    """One person's frames cleaned and augmented as the service does, their last seconds kept
+    (:class:`StaticCollector`), and the look for a still, upright window: the rule of ``kinestream scale``, with its
+    longest window (a live calibration can wait for a full one). :func:`calibrate` and :class:`Calibration` both
+    watch so; when to look is theirs."""
+
+    def __init__(self, assets, config: dict, height: float, mass: float, rate: float):
+        from kinestream.pipeline import FrameProcessor
+        from kinestream.scale import ScaleSettings
+
+        self.rate = rate
+        self.processor = FrameProcessor(assets, config, height, mass, rate)
+        self.still = ScaleSettings.from_config(config)
+        self.collector = StaticCollector(self.processor.keypoints + self.processor.markers, rate)
+
+    def restart(self) -> None:
+        """The source started over: so does the look for a still window."""
+        self.processor.reset()
+        self.collector = StaticCollector(self.processor.keypoints + self.processor.markers, self.rate)
+
+    def add(self, frame) -> float | None:
+        """A frame in: the time of the frame the stages gave back, kept; None when they gave none usable. Raises
+        what the stages raise."""
+        out = self.processor.step(frame.names, frame.xyz, frame.t, None).prepared
+        if out is None or not np.isfinite(out.markers).all():
+            return None
+        self.collector.add(out.t, np.vstack([out.keypoints, out.markers]))
+        return out.t
+
+    def window(self):
+        """A still, upright window of the frames kept, or None."""
+        seconds = self.still.still_window_s[0]
+        return self.collector.check(self.still.still_threshold_mm, (seconds, seconds))
+
+
 def subject_file(model: str | Path) -> Path:
     """The JSON beside a scaled model that holds the subject's mass, height and floor offset."""
     model = Path(model)
@@ -155,19 +190,14 @@ async def calibrate(
     from kinestream.augment import floor_offset
     from kinestream.live.source import Heard, KeypointSource
     from kinestream.live.transport import Access, open_input
-    from kinestream.pipeline import FrameProcessor
-    from kinestream.scale import ScaleSettings, scale_model
 
     checks.subject(height, mass)
     out_model = Path(out_model)
     out_model.parent.mkdir(parents=True, exist_ok=True)
     assets = get_assets(config, progress=say)
-    processor = FrameProcessor(assets, config, height, mass, rate)
-    collector = StaticCollector(processor.keypoints + processor.markers, rate)
+    watch = StillWatch(assets, config, height, mass, rate)
     source = KeypointSource(config)  # the service's: the same frames heard, refused and restarted on
     subject = _UNSET = object()  # the person being calibrated: the first one heard
-    still = ScaleSettings.from_config(config)
-    window_s = still.still_window_s[0]  # the longest: a live calibration can wait for a full window
     access = Access.from_config(config)
     ctx = zmq.Context()
     if access is not None:
@@ -203,25 +233,20 @@ async def calibrate(
             elif frame.subject != subject:  # the first subject heard is the one calibrated
                 continue
             if heard.restart is not None:  # the source started over: so does the search for a still pose
-                processor.reset()
-                collector = StaticCollector(processor.keypoints + processor.markers, rate)
+                watch.restart()
             try:
-                out = processor.step(frame.names, frame.xyz, frame.t, None).prepared
+                added = watch.add(frame)
             except Exception as exc:  # a frame the stages cannot take costs that frame, not the calibration
                 say(f"  skipped a frame the stages refused ({type(exc).__name__}: {str(exc)[:120]})")
                 continue
-            if out is None:
+            if added is None:
                 continue
-            t, clean, markers = out.t, out.keypoints, out.markers
-            if not np.isfinite(markers).all():
-                continue
-            collector.add(t, np.vstack([clean, markers]))
             now = time.monotonic()
             if now - last_check > 0.25:
                 last_check = now
-                window = collector.check(still.still_threshold_mm, (window_s, window_s))
+                window = watch.window()
                 if window is None and now - last_say > 1.5:
-                    moved = collector.motion_mm()
+                    moved = watch.collector.motion_mm()
                     say(f"  hold still ... (moving {moved:.0f} mm)" if np.isfinite(moved) else "  hold still ...")
                     last_say = now
     finally:
@@ -229,26 +254,17 @@ async def calibrate(
         if access is not None:
             access.stop()
         ctx.term()
-    table = collector.table()
+    table = watch.collector.table()
     static = table.frames(window.start, window.stop)
     say(f"got it: {window.description}. Scaling the model ...")
-    result = await asyncio.get_running_loop().run_in_executor(
-        None,
-        lambda: scale_model(
-            table,
-            mass,
-            height,
-            out_model,
-            assets,
-            static=(window.t0, window.t1),
-            joint_centre_markers=still.joint_centre_markers,
-        ),
+    path, rmse = await asyncio.get_running_loop().run_in_executor(
+        None, _scale, table, mass, height, out_model, assets, (window.t0, window.t1), watch.still.joint_centre_markers
     )
     offset = floor_offset(static.xyz)
     whose = subject if isinstance(subject, str) else None
-    written = write_subject(result.model_path, mass, height, offset, f"{window.t0:.3f}-{window.t1:.3f} s", whose)
-    say(f"scaled model: {result.model_path} (marker error {result.rmse_mm:.1f} mm RMS); subject: {written}")
-    return Path(result.model_path)
+    written = write_subject(Path(path), mass, height, offset, f"{window.t0:.3f}-{window.t1:.3f} s", whose)
+    say(f"scaled model: {path} (marker error {rmse:.1f} mm RMS); subject: {written}")
+    return Path(path)
 
 
 def _scale(table: MarkerTable, mass: float, height: float, out_model: Path, assets, static, joint_centres) -> tuple:
@@ -270,20 +286,10 @@ class Calibration:
     """
 
     def __init__(self, name: str, config: dict, assets, who: Subject, out_model: Path, rate: float, pool):
-        from kinestream.pipeline import FrameProcessor
-        from kinestream.scale import ScaleSettings
-
-        self.subject, self.who, self.out_model, self.assets, self.rate, self.pool = (
-            name, who, Path(out_model), assets, rate, pool
-        )  # fmt: skip
-        self.processor = FrameProcessor(assets, config, who.height, who.mass, rate)
-        self.still = ScaleSettings.from_config(config)
+        self.subject, self.who, self.out_model, self.assets, self.pool = name, who, Path(out_model), assets, pool
+        self.watch = StillWatch(assets, config, who.height, who.mass, rate)
         self.frames_in = 0
         self.future = None  # the scale step, once a still window is found
-        self._fresh()
-
-    def _fresh(self) -> None:
-        self.collector = StaticCollector(self.processor.keypoints + self.processor.markers, self.rate)
         self._checked = -np.inf  # the frame time of the last look for a still window
 
     def prepare(self, frame, recv_ns: int) -> None:
@@ -292,27 +298,23 @@ class Calibration:
         if self.future is not None:
             return
         try:
-            out = self.processor.step(frame.names, frame.xyz, frame.t, None).prepared
+            t = self.watch.add(frame)
         except Exception:  # noqa: BLE001 - a frame the stages refuse costs that frame, not the calibration
             return
-        if out is None or not np.isfinite(out.markers).all():
+        if t is None or t - self._checked < 0.25:
             return
-        self.collector.add(out.t, np.vstack([out.keypoints, out.markers]))
-        if out.t - self._checked < 0.25:
-            return
-        self._checked = out.t
-        seconds = self.still.still_window_s[0]
-        window = self.collector.check(self.still.still_threshold_mm, (seconds, seconds))
+        self._checked = t
+        window = self.watch.window()
         if window is None:
             return
         from kinestream.augment import floor_offset
 
-        table = self.collector.table()
+        table = self.watch.collector.table()
         self.window = f"{window.t0:.3f}-{window.t1:.3f} s"
         self.floor_offset = floor_offset(table.frames(window.start, window.stop).xyz)
         self.out_model.parent.mkdir(parents=True, exist_ok=True)
         log.info("%s stood still (%s): scaling their model to %s", self.subject, window.description, self.out_model)
-        static, joint_centres = (window.t0, window.t1), self.still.joint_centre_markers
+        static, joint_centres = (window.t0, window.t1), self.watch.still.joint_centre_markers
         self.future = self.pool.submit(
             _scale, table, self.who.mass, self.who.height, self.out_model, self.assets, static, joint_centres
         )
@@ -320,8 +322,8 @@ class Calibration:
     def restart(self, t: float) -> None:
         """Their source started over: the look for a still window too (a scale under way goes on)."""
         if self.future is None:
-            self.processor.reset()
-            self._fresh()
+            self.watch.restart()
+            self._checked = -np.inf
 
     def done(self) -> Subject | None:
         """Their model once scaled (its subject file written beside it); None until then. Raises what the scale

@@ -162,7 +162,7 @@ class Service:
         person = served_subject(config, self.assets, model, mass, height)  # the default person's model
         self.subject = str(config["subject"].get("name", "subject"))
         self.metrics = Metrics()
-        svc = ServiceSettings.from_config(config)
+        svc = self.settings = ServiceSettings.from_config(config)
         self.source = KeypointSource(config)  # decoding, the time rules per subject, restarts
         self.people = People(  # the default person (frames without a subject) made now, everyone else as they come
             config,
@@ -198,7 +198,7 @@ class Service:
 
     def _open(self) -> None:
         self.sockets.open(
-            send_queue=int(ServiceSettings.from_config(self.config).send_queue),
+            send_queue=int(self.settings.send_queue),
             subscription_max_bytes=SUBSCRIPTION_MAX_BYTES,
             subscription_queue=SUBSCRIPTION_QUEUE,
             output_connect=self.output_connect,

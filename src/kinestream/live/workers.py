@@ -141,8 +141,7 @@ class Front:
         self.access = Access.from_config(config)
         self._dir = Path(tempfile.mkdtemp(prefix="kinestream-workers-"))
         self.router = Router(config, input_endpoint, n, self._dir, self.access)
-        send_queue = int(ServiceSettings.from_config(config).send_queue)
-        self.relay = Relay(output_endpoint, self._dir, self.access, send_queue=send_queue)
+        self.relay = Relay(output_endpoint, self._dir, self.access, send_queue=int(self.router.settings.send_queue))
         self.ctx: Any = None
 
     def open(self) -> None:
@@ -195,7 +194,7 @@ class Router:
         from kinestream.live.people import share
         from kinestream.live.protocol import FrameDecoder
 
-        svc = ServiceSettings.from_config(config)
+        svc = self.settings = ServiceSettings.from_config(config)
         self.config, self.endpoint, self.n, self.access = config, endpoint, n, access
         self.inner = [f"ipc://{directory / f'in{k}'}" for k in range(n)]
         self.max_people = int(svc.max_people)
@@ -218,7 +217,7 @@ class Router:
         self.outs = []
         for address in self.inner:
             pub = ctx.socket(zmq.PUB)
-            pub.setsockopt(zmq.SNDHWM, int(ServiceSettings.from_config(self.config).receive_queue))
+            pub.setsockopt(zmq.SNDHWM, int(self.settings.receive_queue))
             pub.setsockopt(zmq.LINGER, 0)
             pub.bind(address)
             self.outs.append(pub)
@@ -316,10 +315,6 @@ class Workers:
         self.procs[k] = proc
         self._down_since[k] = None
         log.info("worker %d/%d started (pid %d)", k, self.n, proc.pid)
-
-    def pids(self) -> list[int | None]:
-        """Each worker's process id (None while it is down)."""
-        return [p.pid if p is not None and p.is_alive() else None for p in self.procs]
 
     def check(self) -> list[str]:
         """Workers that ended found and started again; what happened, a line each."""
