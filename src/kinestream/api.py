@@ -260,8 +260,9 @@ def scale(
     config: dict | str | Path | None = None,
     static: str | tuple[float, float] | None = None,
 ) -> ScaleResult:
-    """Scale the generic model to the subject of ``markers`` (augmented: as :func:`augment` returns, or a .trc)
-    and write it to ``out_model`` (.osim).
+    """Scale the generic model to the subject of ``markers`` and write it to ``out_model`` (.osim).
+
+    ``markers`` are augmented: as :func:`augment` returns them, or a .trc.
 
     ``static``: the still window, "auto" (the stillest upright one; default: the config's ``[scale] static``)
     or (start, end) in seconds. Returns the model's path, the scale factors, the window used, the marker
@@ -284,8 +285,9 @@ def ik(
     config: dict | str | Path | None = None,
     setup: str | Path | None = None,
 ) -> Motion:
-    """Joint angles of every frame of ``markers`` (augmented: a MarkerTable or a .trc) on ``model`` (a scaled
-    .osim, or what :func:`scale` returns).
+    """Joint angles of every frame of ``markers`` on ``model``.
+
+    ``markers`` are augmented (a MarkerTable or a .trc); ``model`` is a scaled .osim, or what :func:`scale` returns.
 
     The solver and its settings are the config's ``[ik]``; ``setup``: an IK setup .xml with the marker weights
     (default: OpenCap's). The Motion holds every coordinate (degrees; translations in metres) and ``rmse_mm``,

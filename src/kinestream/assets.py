@@ -136,8 +136,10 @@ def _download_from_pypi(dest: Path) -> Path | None:
 
 @contextlib.contextmanager
 def _cache_lock():
-    """The cache's lock (``.lock`` in :func:`home`, fcntl.flock): one process at a time downloads or installs
-    the assets; the others wait, then find them complete."""
+    """The cache's lock: one process at a time downloads or installs the assets.
+
+    It is ``.lock`` in :func:`home` (fcntl.flock); the others wait, then find them complete.
+    """
     home().mkdir(parents=True, exist_ok=True)
     fd = os.open(home() / ".lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:

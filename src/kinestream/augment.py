@@ -145,8 +145,10 @@ _AUGMENT = DEFAULTS["augment"]
 
 @dataclass(frozen=True)
 class AugmentSettings:
-    """The ``[augment]`` section of the config: the models (empty: OpenCap's LSTM from the pose2sim wheel,
-    see :mod:`kinestream.assets`), the floor offset, and when the streaming augmenter starts afresh."""
+    """The ``[augment]`` settings: the models, the floor offset, and when the streaming augmenter starts afresh.
+
+    The models: empty for OpenCap's LSTM from the pose2sim wheel (see :mod:`kinestream.assets`).
+    """
 
     lower_model: str = _AUGMENT["lower_model"]
     upper_model: str = _AUGMENT["upper_model"]

@@ -1,6 +1,8 @@
-"""The streaming augmenter's input side (see :class:`kinestream.augment.StreamingAugmenter`): one frame's keypoints,
-a dict by name or an array in a given row order, put in the order the models read (MidHip and Neck derived when
-absent), which of them are usable, and each body part's normalised model input (:class:`StreamInput`)."""
+"""The streaming augmenter's input side (see :class:`kinestream.augment.StreamingAugmenter`).
+
+One frame's keypoints, a dict by name or an array in a given row order, put in the order the models read (MidHip and
+Neck derived when absent), which of them are usable, and each body part's normalised model input (:class:`StreamInput`).
+"""
 
 from __future__ import annotations
 

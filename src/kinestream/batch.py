@@ -91,7 +91,8 @@ class Study:
     """What :func:`find_study` found: the layout, the subjects, and notes on what was chosen or left out.
 
     ``unplanned``: trials that cannot be processed as found (a subject without height), with the reason;
-    they become failed rows."""
+    they become failed rows.
+    """
 
     root: Path
     kind: str  # "Pose2Sim", "OpenCap" or "plain"
@@ -205,8 +206,10 @@ def _opencap_study(root: Path, sessions: list[Path], config: dict | None, static
 
 
 def _pose2sim_study(root: Path, config: dict | None, static_pattern: str) -> Study:
-    """Participants are the folders that hold trial folders (a trial folder holds pose-3d/); a trial folder
-    directly in the study is a participant of its own."""
+    """Participants are the folders that hold trial folders (a trial folder holds pose-3d/).
+
+    A trial folder directly in the study is a participant of its own.
+    """
     from kinestream.projects import POSE_3D, pose2sim_project, subject_values
 
     participants: dict[Path, None] = {}
@@ -263,8 +266,10 @@ def settings_digest(config: dict) -> str:
 
 
 def trial_key(trial: Path, subject: Subject, config: dict) -> str:
-    """A hash of everything a trial's outputs depend on: its keypoints, the subject's static trial, height and
-    mass, and the settings."""
+    """A hash of everything a trial's outputs depend on.
+
+    Its keypoints, the subject's static trial, height and mass, and the settings.
+    """
     static = subject.static.read_bytes() if subject.static is not None else b""
     return _digest(
         trial.read_bytes(), static, f"{subject.height!r} {subject.mass!r}".encode(), settings_digest(config).encode()
@@ -371,13 +376,15 @@ _TLS_CONFIG = {"ca": "ca-file", "cert": "client.cert", "key": "client.key"}  # u
 def scheduler_security(
     address: str, *, ca: str | None = None, cert: str | None = None, key: str | None = None, insecure: bool = False
 ):
-    """The distributed ``Security`` for a client of the scheduler at ``address``; None for a plain ``tcp://``
-    scheduler, which only ``insecure`` allows.
+    """The distributed ``Security`` for a client of the scheduler at ``address``.
+
+    None for a plain ``tcp://`` scheduler, which only ``insecure`` allows.
 
     A Dask scheduler runs what its clients send and its clients unpickle what it sends back: one reachable
     without TLS lets anyone who can reach it run code as its users. A ``tls://`` scheduler needs the CA that
     signed its certificate and this client's certificate and key: ``ca``, ``cert`` and ``key`` (paths), each
-    unset one from Dask's config (``distributed.comm.tls.ca-file``, ``.client.cert``, ``.client.key``)."""
+    unset one from Dask's config (``distributed.comm.tls.ca-file``, ``.client.cert``, ``.client.key``).
+    """
     import dask
     from distributed import Security
 
@@ -533,8 +540,10 @@ def run_batch(
 
 
 def _label(trial: Path, subject: Subject, root: Path) -> str:
-    """The trial's output folder name: its stem, or (in Pose2Sim's layout) its trial folder's name when the
-    .trc names repeat across trials."""
+    """The trial's output folder name.
+
+    Its stem, or (in Pose2Sim's layout) its trial folder's name when the .trc names repeat across trials.
+    """
     siblings = [t.stem for t in subject.trials]
     if siblings.count(trial.stem) == 1:
         return trial.stem
@@ -542,8 +551,10 @@ def _label(trial: Path, subject: Subject, root: Path) -> str:
 
 
 def _outside(subject: str, label: str, trial: Path) -> str | None:
-    """Why the outputs of ``trial`` would not stay inside the batch's folder (a name that is '..', a path or
-    empty), or None when OUT/<subject>/<label>/ is a folder inside it."""
+    """Why the outputs of ``trial`` would not stay inside the batch's folder (a name that is '..', a path or empty).
+
+    Or None when OUT/<subject>/<label>/ is a folder inside it.
+    """
     try:
         checks.relative_folder("subject name", subject)
         checks.path_segment(f"trial {trial.name}: its output folder name", label)
@@ -581,8 +592,11 @@ def write_summary(out: str | Path, rows: list[dict[str, Any]], plot: bool = True
 
 
 def _cell(value: Any) -> Any:
-    """A text cell a spreadsheet would run as a formula (it starts with = + - @, a tab or a carriage return:
-    a subject's name, a failure's reason) with a single quote before it, so that it is shown as text."""
+    """A text cell a spreadsheet would run as a formula with a single quote before it, so that it is shown as text.
+
+    A cell runs as a formula when it starts with = + - @, a tab or a carriage return (a subject's name, a failure's
+    reason).
+    """
     if isinstance(value, str) and value[:1] in FORMULA_STARTS:
         return "'" + value
     return value

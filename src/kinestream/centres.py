@@ -80,8 +80,10 @@ def centres_array(model, state) -> np.ndarray:
 
 
 class StateCentres:
-    """:func:`centres_array` frame after frame on one model, its bodies looked up once (``of(state)``, a state
-    realized to Position)."""
+    """:func:`centres_array` frame after frame on one model, its bodies looked up once.
+
+    ``of(state)`` takes a state realized to Position.
+    """
 
     def __init__(self, model):
         from kinestream.osim import opensim_module

@@ -128,9 +128,11 @@ SUBJECT_ID_CHARS = 64  # a subject's id: "SESSION_<id>_markers.c3d" stays far be
 
 
 def subject_id(what: str, name) -> str:
-    """``name`` as a subject's id in the live service: one file name (:func:`path_segment`: their recording is
-    ``SESSION_<id>.mot``) that is also one MQTT topic level (``kinestream/<id>/angles``: no ``+`` or ``#``), at
-    most SUBJECT_ID_CHARS characters."""
+    """``name`` as a subject's id in the live service: one file name that is also one MQTT topic level.
+
+    One file name (:func:`path_segment`: their recording is ``SESSION_<id>.mot``), one MQTT topic level
+    (``kinestream/<id>/angles``: no ``+`` or ``#``), at most SUBJECT_ID_CHARS characters.
+    """
     text = path_segment(what, name)
     if any(c in "+#" for c in text) or len(text) > SUBJECT_ID_CHARS:
         raise KinestreamError(

@@ -159,8 +159,10 @@ def _valid(value, kind, rule) -> bool:
 
 
 def validate(config: dict, source: str = "the settings") -> dict:
-    """``config`` when every section and key is known and every value valid; else KinestreamError naming the key,
-    what was given and what is valid."""
+    """``config`` when every section and key is known and every value valid.
+
+    Otherwise a KinestreamError naming the key, what was given and what is valid.
+    """
     for section, values in config.items():
         if section not in SCHEMA:
             raise KinestreamError(
@@ -190,8 +192,10 @@ PERSON_KEYS = ("model", "height", "mass")  # what a subject's table in [people] 
 
 
 def _validate_people(people: dict, source: str) -> None:
-    """[people]: a table per subject (its id a :func:`kinestream.checks.subject_id`) giving ``model`` (a path)
-    and/or ``height`` and ``mass`` (the [subject] ranges)."""
+    """[people]: a table per subject (its id a :func:`kinestream.checks.subject_id`).
+
+    Each gives ``model`` (a path) and/or ``height`` and ``mass`` (the [subject] ranges).
+    """
     from kinestream.checks import subject_id
 
     for name, entry in people.items():
@@ -247,8 +251,9 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
 
 
 def section(config: dict | None, name: str, settings_cls) -> dict[str, Any]:
-    """The values for the settings dataclass ``settings_cls`` from ``config[name]``, missing ones from its field
-    defaults (which are read from default.toml); a key the class does not know is a KinestreamError.
+    """The values for the settings dataclass ``settings_cls`` from ``config[name]``, missing ones from its defaults.
+
+    Its field defaults are read from default.toml; a key the class does not know is a KinestreamError.
 
     ``config`` is a whole config (as :func:`load_config` returns) or None for the defaults.
     """

@@ -362,8 +362,9 @@ class FastIK:
 
 
 def converged_minimum(ik: FastIK, xyz: np.ndarray, q0: np.ndarray) -> np.ndarray:
-    """The objective's minimum next to ``q0``, found by another method: SciPy's trust-region reflective least
-    squares on the same residuals and bounds, run to machine tolerance. The reference a solver is held to.
+    """The objective's minimum next to ``q0``, found by another method: the reference a solver is held to.
+
+    SciPy's trust-region reflective least squares on the same residuals and bounds, run to machine tolerance.
 
     Locked coordinates, and those that move no marker present (the cost does not depend on them), keep
     q0's values. Returns q in Simbody's order (leaves ik's state there).

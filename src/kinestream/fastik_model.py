@@ -194,8 +194,10 @@ class ModelFacts:
         return out.to_numpy()
 
     def frames(self, state, out) -> np.ndarray:
-        """Simbody's frame Jacobian of each coordinate's body at ``state``'s realized q: (bodies, 6 (turn,
-        shift), nq); ``out``: the OpenSim Matrix to read it into."""
+        """Simbody's frame Jacobian of each coordinate's body at ``state``'s realized q: (bodies, 6 (turn, shift), nq).
+
+        ``out``: the OpenSim Matrix to read it into.
+        """
         self.matter.calcFrameJacobian(state, self.axis_bodies, self.axis_origins, out)
         return out.to_numpy().reshape(-1, 6, self.nq)
 

@@ -181,16 +181,20 @@ def canonical(name: str) -> str:
 
 
 def _lacking(names) -> list[str]:
-    """The keypoints of :data:`REQUIRED` that ``names`` (canonical) cannot give, derived ones counted, in BODY_25
-    order."""
+    """The keypoints of :data:`REQUIRED` that ``names`` (canonical) cannot give, in BODY_25 order.
+
+    A keypoint ``names`` can derive (:data:`DERIVED`) counts as given.
+    """
     have = set(names)
     have |= {name for name, (a, b) in DERIVED.items() if a in have and b in have}
     return sorted((n for n in REQUIRED if n not in have), key=BODY_25.index)
 
 
 def layout_lacks(layout: str) -> list[str]:
-    """The keypoints the marker augmenter reads that layout ``layout`` (a key of :data:`LAYOUTS`) has no way to
-    give (MidHip and Neck count as given when the hips and shoulders are there)."""
+    """The keypoints the marker augmenter reads that layout ``layout`` (a key of :data:`LAYOUTS`) has no way to give.
+
+    MidHip and Neck count as given when the hips and shoulders are there.
+    """
     return _lacking(canonical(n) for n in LAYOUTS[layout])
 
 

@@ -1,6 +1,8 @@
-"""The augmenter models' normalisation, as they were trained (see :mod:`kinestream.augment`): each trained model
-with its training statistics and its names (:class:`BodyPart`), model inputs from keypoints (:func:`normalise`) and
-marker positions from model outputs (:func:`denormalise`)."""
+"""The augmenter models' normalisation, as they were trained (see :mod:`kinestream.augment`).
+
+Each trained model with its training statistics and its names (:class:`BodyPart`), model inputs from keypoints
+(:func:`normalise`) and marker positions from model outputs (:func:`denormalise`).
+"""
 
 from __future__ import annotations
 

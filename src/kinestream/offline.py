@@ -38,8 +38,10 @@ AUGMENTED = "_study"  # the 43 augmented markers end so; a trial that has them (
 
 @functools.lru_cache(maxsize=4)
 def _augmenter(assets: Assets) -> Augmenter:
-    """One augmenter per set of assets in a process: its onnxruntime sessions are made once, not per trial
-    (``batch`` runs many trials in each worker)."""
+    """One augmenter per set of assets in a process: its onnxruntime sessions are made once, not per trial.
+
+    ``batch`` runs many trials in each worker.
+    """
     return Augmenter.from_assets(assets)
 
 
@@ -47,9 +49,11 @@ _MODELS: dict[tuple, tuple] = {}  # (path, its mtime and size, marker set) -> (m
 
 
 def _model(path: str | Path, marker_set: str | Path | None):
-    """The model at ``path`` prepared for IK, loaded once per process while the file is unchanged (a subject's
-    trials share it). Each solve starts from a fresh state of it (``initSystem``), so a loaded model gives the
-    numbers a new one would."""
+    """The model at ``path`` prepared for IK, loaded once per process while the file is unchanged.
+
+    (a subject's trials share it). Each solve starts from a fresh state of it (``initSystem``), so a loaded model gives
+    the numbers a new one would.
+    """
     stat = Path(path).stat()
     key = (str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size, str(marker_set))
     if key not in _MODELS:
@@ -65,8 +69,9 @@ def load_keypoints(path: str | Path, ingest: IngestSettings | None = None) -> Ma
 
 
 def prepare_keypoints(table: MarkerTable, ingest: IngestSettings | None = None) -> MarkerTable:
-    """Keypoints with BODY_25 names, MidHip and Neck derived when absent, turned by ``ingest`` (the ``[ingest]``
-    settings; None: as they are) into the model's axes.
+    """Keypoints with BODY_25 names, MidHip and Neck derived when absent, turned into the model's axes.
+
+    ``ingest`` turns them (the ``[ingest]`` settings; None: as they are).
 
     Markers the augmenter predicts (``*_study``, as OpenCap's MarkerData .trc carry beside the keypoints) are
     left out, their names in ``meta["left_out"]``: they are predicted again from the keypoints.
@@ -93,8 +98,10 @@ def clean_and_augment(
     clean_first: bool = True,
     floor_offset: bool | None = None,
 ) -> tuple[MarkerTable, list[str]]:
-    """The keypoints cleaned and augmented (the offline zero-lag cores, or the live ones frame by frame), and
-    notes on what was done: the one recipe of ``process``, ``augment`` and :func:`kinestream.api.augment`.
+    """The keypoints cleaned and augmented, and notes on what was done.
+
+    The offline zero-lag cores, or the live ones frame by frame: the one recipe of ``process``, ``augment`` and
+    :func:`kinestream.api.augment`.
 
     Offline, ``keypoints`` come turned by ``[ingest]`` (:func:`prepare_keypoints`); the live cores turn them
     themselves, so ``streaming`` takes them as recorded. ``clean_first`` False augments the keypoints as they
@@ -138,11 +145,13 @@ def static_markers(
     out_path: str | Path,
     window: str | tuple[float, float] = "auto",
 ) -> tuple[MarkerTable, StillPose, list[str]]:
-    """A separate static trial read and turned as the movement trial is, its frames (those in ``window``, a
-    (start, end) range in seconds, or all of them) averaged into one still pose and augmented, written to
-    ``out_path``; returns the augmented markers, the still pose and notes. A static trial has no motion to filter,
-    so any length from one frame up will do (:mod:`kinestream.static`); the offline and the streaming recipe
-    share this one rule."""
+    """A separate static trial averaged into one still pose and augmented; returns the markers, the pose and notes.
+
+    The trial is read and turned as the movement trial is, its frames (those in ``window``, a (start, end) range in
+    seconds, or all of them) averaged into one still pose and augmented, written to ``out_path``; it returns the
+    augmented markers, the still pose and notes. A static trial has no motion to filter, so any length from one frame up
+    will do (:mod:`kinestream.static`); the offline and the streaming recipe share this one rule.
+    """
     ingest = IngestSettings.from_config(config)
     keypoints = load_keypoints(static_trial, ingest)
     notes = read_notes(keypoints, ingest)
@@ -174,10 +183,13 @@ def scale_from_static(
     static="auto",
     augmented_name: str | None = None,
 ) -> tuple[Path, list[str]]:
-    """The model scaled from a separate static trial (its frames averaged into one still pose, augmented), written
-    to ``out_dir`` as ``STATIC_scaled.osim`` beside the static trial's augmented markers; returns its path and
-    notes. ``static``: 'auto' (every frame) or a (start, end) range of the static trial's frames, in seconds.
-    ``process --static-trial`` and ``batch`` (once per subject) both scale so."""
+    """The model scaled from a separate static trial; returns its path and notes.
+
+    The trial's frames are averaged into one still pose, augmented; the model is written to ``out_dir`` as
+    ``STATIC_scaled.osim`` beside the static trial's augmented markers. ``static``: 'auto' (every frame) or a (start,
+    end) range of the static trial's frames, in seconds. ``process --static-trial`` and ``batch`` (once per subject)
+    both scale so.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(static_trial).stem

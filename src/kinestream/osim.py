@@ -1,6 +1,8 @@
-"""Import OpenSim once, quietly: warnings only, no opensim.log in the working folder,
-and the cached model geometry on the search path (else every model load from
-another folder warns about each missing mesh)."""
+"""Import OpenSim once, quietly: warnings only, no opensim.log in the working folder.
+
+The cached model geometry is on the search path (else every model load from another folder warns about each missing
+mesh).
+"""
 
 from __future__ import annotations
 

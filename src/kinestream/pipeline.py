@@ -43,8 +43,10 @@ RATE_CHECK_FRAMES = 64  # the stream's rate is checked again every this many fra
 
 @dataclass(frozen=True)
 class Prepared(Generic[T]):
-    """A frame out of clean + augment: its time, the cleaned keypoints (20, 3), the 43 markers (43, 3), and the
-    tag it went in with."""
+    """A frame out of clean + augment.
+
+    Its time, the cleaned keypoints (20, 3), the 43 markers (43, 3), and the tag it went in with.
+    """
 
     t: float
     keypoints: np.ndarray
@@ -54,9 +56,12 @@ class Prepared(Generic[T]):
 
 @dataclass(frozen=True)
 class Taken(Generic[T]):
-    """What one step of the prepare stage gave: the frame the cleaner released, cleaned and augmented (None while
-    the look-ahead fills, or when the augmenter refused it), what the stage did out of the ordinary (a filter
-    redesigned for the stream's rate), and how many frames the augmenter refused (time not after the last)."""
+    """What one step of the prepare stage gave: the frame the cleaner released, what the stage did, what was refused.
+
+    The frame is cleaned and augmented (None while the look-ahead fills, or when the augmenter refused it); what the
+    stage did out of the ordinary is, say, a filter redesigned for the stream's rate; the count is of frames the
+    augmenter refused (time not after the last).
+    """
 
     prepared: Prepared[T] | None
     notes: tuple[str, ...] = ()
@@ -65,8 +70,10 @@ class Taken(Generic[T]):
 
 @dataclass(frozen=True)
 class RepNews:
-    """What the rep counter said on a frame, or as a stream ended: a rep that ended (complete or not) with the
-    set so far, or why the counter failed (the angles go on without it)."""
+    """What the rep counter said on a frame, or as a stream ended.
+
+    A rep that ended (complete or not) with the set so far, or why the counter failed (the angles go on without it).
+    """
 
     event: RepEvent | None = None
     summary: dict | None = None  # the set so far (RepCounter.summary), with an event
@@ -78,8 +85,10 @@ NO_REP = RepNews()
 
 @dataclass(frozen=True)
 class Result(Generic[T]):
-    """A solved frame: the coordinates (degrees / metres, NaN when unsolved), the marker error, the joint centres
-    (None when not asked for or unsolved) and what the rep counter said."""
+    """A solved frame: the coordinates, the marker error, the joint centres and what the rep counter said.
+
+    Coordinates in degrees / metres, NaN when unsolved; joint centres None when not asked for or unsolved.
+    """
 
     t: float
     tag: T
@@ -134,8 +143,9 @@ class FrameProcessor:
         # The first frame is kept for a seamless redesign at the second one (see _check_rate).
 
     def _check_rate(self, t: float) -> str | None:
-        """Redesign the filter when the stream's frame rate is not the one assumed (more than 10% off); returns
-        a note on what was done, if anything worth saying.
+        """Redesign the filter when the stream's frame rate is not the one assumed (more than 10% off).
+
+        Returns a note on what was done, if anything worth saying.
 
         The first check comes with the second frame. The cleaner's first output is its input whatever the design
         (the filter starts in the steady state of the first frame), so a cleaner built then at the measured rate
@@ -198,8 +208,10 @@ class FrameProcessor:
         return out
 
     def step(self, names: list[str], xyz: np.ndarray, t: float, tag: T = None) -> Taken[T]:  # type: ignore[assignment]
-        """One keypoint frame in; the frame the cleaner releases, cleaned and augmented (``tag`` comes back with
-        its own frame), with what the step did."""
+        """One keypoint frame in; the frame the cleaner releases, cleaned and augmented, with what the step did.
+
+        ``tag`` comes back with its own frame.
+        """
         note = self._check_rate(t)
         if self.orientation is not None:
             xyz = np.asarray(xyz, dtype=float) @ self.orientation.T
@@ -241,8 +253,10 @@ class FrameProcessor:
         return int(self.augmenter.resets)
 
     def describe(self) -> list[str]:
-        """What the stage did over the stream so far: the filter, its delay, its counts and the augmenter's
-        resets."""
+        """What the stage did over the stream so far.
+
+        The filter, its delay, its counts and the augmenter's resets.
+        """
         counts = self.cleaner.counts()
         return [
             f"streaming clean: {self.cleaner.describe()}, delay {self.delay_ms():.0f} ms at 1 Hz; "
@@ -253,8 +267,11 @@ class FrameProcessor:
 
 
 class FrameSolver:
-    """The solve stage: frame-wise IK (warm-started from the previous frame's own solution), the joint centres of
-    the posed model (``centres``) and a rep counter (``reps``; None: no reps)."""
+    """The solve stage: frame-wise IK, the joint centres of the posed model and a rep counter.
+
+    IK is warm-started from the previous frame's own solution; joint centres with ``centres``, reps with ``reps`` (None:
+    no reps).
+    """
 
     def __init__(self, ik: StreamingIK, *, centres: bool = True, reps: RepCounter | None = None):
         from kinestream.centres import BodyPoses, StateCentres
@@ -268,9 +285,12 @@ class FrameSolver:
         self.body_names = self._bodies.names  # the rows of a Result's ``bodies``
 
     def solve(self, prepared: Prepared[T], bodies: bool = False) -> Result[T]:
-        """IK on one prepared frame; with ``bodies``, every body's pose in ground too (:class:`BodyPoses`, about
-        0.2 ms: for a frame that goes to an avatar). Never raises: a solver that raises gives an unsolved frame
-        (``error`` says why), a rep counter that raises gives the angles without it (``rep.error``)."""
+        """IK on one prepared frame.
+
+        With ``bodies``, every body's pose in ground too (:class:`BodyPoses`, about 0.2 ms: for a frame that goes to an
+        avatar). Never raises: a solver that raises gives an unsolved frame (``error`` says why), a rep counter that
+        raises gives the angles without it (``rep.error``).
+        """
         from kinestream.centres import centres_dict
 
         ik = self.ik
@@ -337,9 +357,10 @@ class FrameSolver:
 
 
 class Pipeline(Generic[T]):
-    """One person's frame path: :class:`FrameProcessor` then :class:`FrameSolver` on ``model`` (a scaled .osim;
-    the generic model when None), with the rep counter and joint centres of the ``[reps]`` and ``[cues]``
-    settings.
+    """One person's frame path: :class:`FrameProcessor` then :class:`FrameSolver` on ``model``.
+
+    ``model`` is a scaled .osim (the generic model when None); the rep counter and joint centres follow the ``[reps]``
+    and ``[cues]`` settings.
 
     ``template``: a pipeline made with the same assets and settings. When it is on the same model file, this one
     shares its loaded model and what its solver learned of it, each solving in a state of its own: a person

@@ -169,8 +169,10 @@ def plot_reps(
 
 
 def plot_study(rows: list[dict], path: str | Path | None = None) -> Figure:
-    """Peak knee flexion of every trial, grouped by subject (``batch``'s summary.png), from summary rows;
-    failed trials as crosses at the axis; saved to ``path`` when given."""
+    """Peak knee flexion of every trial, grouped by subject (``batch``'s summary.png), from summary rows.
+
+    Failed trials as crosses at the axis; saved to ``path`` when given.
+    """
     subjects = list(dict.fromkeys(str(r["subject"]) for r in rows))
     fig = _figure(figsize=(max(6.0, 1.2 * len(subjects) + 2), 4.5), layout="tight")
     ax = fig.subplots()

@@ -138,9 +138,11 @@ def _read_toml(path: Path) -> dict:
 
 
 def _config_chain(folder: Path, trial_dir: Path) -> list[Path]:
-    """The Config.toml files that apply to a trial folder, farthest first: the trial's own and those of the
-    folders above it up to ``folder``, and the parent's when ``folder`` is the trial folder itself (Pose2Sim
-    reads a trial's session Config.toml so)."""
+    """The Config.toml files that apply to a trial folder, farthest first.
+
+    The trial's own and those of the folders above it up to ``folder``, and the parent's when ``folder`` is the trial
+    folder itself (Pose2Sim reads a trial's session Config.toml so).
+    """
     inside = trial_dir.relative_to(folder)
     dirs = [folder, folder.parent] if trial_dir == folder else [trial_dir] + [folder / p for p in inside.parents]
     return [d / CONFIG_TOML for d in dirs if (d / CONFIG_TOML).is_file()][::-1]
@@ -209,10 +211,12 @@ def _excluded(folder: Path, trial: Path, keys: dict) -> str | None:
 
 
 def pose2sim_project(folder: str | Path, top: str | Path | None = None) -> Project:
-    """A Pose2Sim project (a trial folder) or session (trial folders under it): every pose-3d/*.trc not yet
-    augmented, the [project] values of the Config.toml files above each, a trial named *static* as the static
-    trial for the others. ``top``: the study folder above ``folder`` whose Config.toml files apply too (a batch
-    reads a session's values for each of its participants)."""
+    """A Pose2Sim project (a trial folder) or session (trial folders under it).
+
+    Every pose-3d/*.trc not yet augmented, the [project] values of the Config.toml files above each, a trial named
+    *static* as the static trial for the others. ``top``: the study folder above ``folder`` whose Config.toml files
+    apply too (a batch reads a session's values for each of its participants).
+    """
     folder = Path(folder)
     notes: list[str] = []
     trials: list[Path] = []
@@ -247,8 +251,10 @@ def pose2sim_project(folder: str | Path, top: str | Path | None = None) -> Proje
 
 
 def _values(keys: dict[Path, dict], key: str, unit: str, what: str) -> dict[Path, Value]:
-    """Each trial's [project] ``key``; a trial no Config.toml names it for counts as open (None) when others have
-    it."""
+    """Each trial's [project] ``key``, None for a trial no Config.toml names it for when others have it.
+
+    Such a trial counts as open.
+    """
     values = {t: _number(k[key][0], f"{k[key][1]} [project] {key}", unit, what) for t, k in keys.items() if key in k}
     if values:
         values.update({t: Value(None, f"no {CONFIG_TOML} above it") for t in keys if t not in values})
@@ -328,8 +334,11 @@ def _yaml_number(values: dict[str, str], key: str, source: str, unit: str) -> Va
 
 
 def opencap_project(folder: str | Path) -> Project:
-    """A session folder downloaded from OpenCap: sessionMetadata.yaml's height_m and mass_kg, and every
-    MarkerData/**/*.trc (the "neutral" trial as the static trial for the others)."""
+    """A session folder downloaded from OpenCap.
+
+    sessionMetadata.yaml's height_m and mass_kg, and every MarkerData/**/*.trc (the "neutral" trial as the static trial
+    for the others).
+    """
     folder = Path(folder)
     meta = folder / OPENCAP_METADATA
     values = read_flat_yaml(meta)
@@ -370,8 +379,10 @@ def _settings_source(config: dict | None, key: str) -> tuple[float, str]:
 def _settle(
     key: str, flag: str, given: float | None, project: Project | None, config: dict | None, required: bool
 ) -> tuple[float, str, list[str]]:
-    """One subject value, where it came from, and notes: the command line, else the project's file, else the
-    settings. A project whose files do not name a ``required`` one is refused."""
+    """One subject value, where it came from, and notes: the command line, else the project's file, else the settings.
+
+    A project whose files do not name a ``required`` one is refused.
+    """
     if given is not None:
         return float(given), f"the command line ({flag})", []
     found = getattr(project, key) if project is not None else None

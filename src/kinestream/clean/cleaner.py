@@ -1,5 +1,7 @@
-"""The live clean stage, :class:`StreamingCleaner` (gap bridging, outlier holding, the causal low-pass), and the
-``[clean]`` settings that build it and the offline stage (:class:`CleanSettings`)."""
+"""The live clean stage, :class:`StreamingCleaner`, and the ``[clean]`` settings that build it and the offline stage.
+
+The live stage bridges gaps, holds outliers and low-passes causally; the settings are :class:`CleanSettings`.
+"""
 
 from __future__ import annotations
 
@@ -116,8 +118,10 @@ class StreamingCleaner:
 
     @classmethod
     def from_config(cls, clean: dict, n_markers: int, rate: float) -> StreamingCleaner:
-        """Build from the ``[clean]`` settings (a dict; missing keys from the defaults): see
-        :meth:`CleanSettings.streaming`."""
+        """Build from the ``[clean]`` settings (a dict; missing keys from the defaults).
+
+        See :meth:`CleanSettings.streaming`.
+        """
         return CleanSettings.from_config({"clean": clean}).streaming(n_markers, rate)
 
     def delay_ms(self, freq_hz: float | None = 1.0) -> float:
@@ -181,8 +185,10 @@ class StreamingCleaner:
         return None if got is None else got[:2]
 
     def push_tagged(self, xyz: np.ndarray, t: float, tag: object) -> tuple[np.ndarray, float, object] | None:
-        """:meth:`push` with an opaque ``tag`` that comes back with its frame (see
-        :meth:`StreamingGapFiller.push_tagged`)."""
+        """:meth:`push` with an opaque ``tag`` that comes back with its frame.
+
+        See :meth:`StreamingGapFiller.push_tagged`.
+        """
         got = self.filler.push_tagged(xyz, t, tag)
         if got is None:
             return None

@@ -1,6 +1,9 @@
-"""Low-pass filters: Butterworth second-order sections (:func:`butter_sos`) applied zero-lag offline (:func:`lowpass`)
-and causally live (:class:`StreamingLowpass`, also the settled constant-velocity Kalman filter of
-:func:`kalman_cv_sos`), and the One Euro filter (:class:`OneEuro`), whose cutoff rises with speed."""
+"""Low-pass filters: Butterworth offline and live, the settled constant-velocity Kalman filter, and the One Euro filter.
+
+Butterworth second-order sections (:func:`butter_sos`) are applied zero-lag offline (:func:`lowpass`) and causally live
+(:class:`StreamingLowpass`, also the settled constant-velocity Kalman filter of :func:`kalman_cv_sos`); the One Euro
+filter (:class:`OneEuro`) has a cutoff that rises with speed.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""Gaps in marker trajectories: found (:func:`runs_of`), filled offline (:func:`fill_gaps`, PCHIP or linear) and
-bridged live (:class:`StreamingGapFiller`: hold, extrapolate, or interpolate with a few frames of look-ahead)."""
+"""Gaps in marker trajectories: found (:func:`runs_of`), filled offline (:func:`fill_gaps`) and bridged live.
+
+Offline, PCHIP or linear; live (:class:`StreamingGapFiller`), hold, extrapolate, or interpolate with a few frames of
+look-ahead.
+"""
 
 from __future__ import annotations
 
@@ -271,8 +274,11 @@ class StreamingGapFiller:
         return None if got is None else got[:2]
 
     def push_tagged(self, xyz: np.ndarray, t: float, tag: object) -> tuple[np.ndarray, float, object] | None:
-        """:meth:`push` with an opaque ``tag`` that comes back with its frame (a live frame's sequence number
-        and arrival time, say), so that a caller needs no record of its own of what the look-ahead holds."""
+        """:meth:`push` with an opaque ``tag`` that comes back with its frame.
+
+        The tag is a live frame's sequence number and arrival time, say, so that a caller needs no record of its own of
+        what the look-ahead holds.
+        """
         x = np.asarray(xyz, dtype=float)
         if x.shape != self.shape:
             raise KinestreamError(f"frame has shape {x.shape}; this gap filler takes frames of shape {self.shape}")

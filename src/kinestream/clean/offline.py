@@ -1,5 +1,7 @@
-"""The offline clean stage: gaps filled then a zero-lag low-pass (:func:`clean_table`), and Winter's residual analysis
-to choose its cutoff (:func:`residual_analysis`)."""
+"""The offline clean stage: gaps filled then a zero-lag low-pass (:func:`clean_table`).
+
+Winter's residual analysis chooses its cutoff (:func:`residual_analysis`).
+"""
 
 from __future__ import annotations
 

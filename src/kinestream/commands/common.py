@@ -34,8 +34,10 @@ def existing(path: str, what: str) -> Path:
 
 
 def headless_plots() -> None:
-    """Plots go to files only: matplotlib's Agg backend, whatever display the machine has (the commands open no
-    windows; the library leaves the backend to its caller)."""
+    """Plots go to files only: matplotlib's Agg backend, whatever display the machine has.
+
+    The commands open no windows; the library leaves the backend to its caller.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,8 +65,10 @@ def ingest_args(p: argparse.ArgumentParser, settings: bool = True) -> None:
 
 
 def ingest_config(args, config: dict) -> None:
-    """--up and --rotate, when given, into ``config["ingest"]``, where the commands and stages read them; a bad
-    value is refused here, before any work."""
+    """--up and --rotate, when given, into ``config["ingest"]``, where the commands and stages read them.
+
+    A bad value is refused here, before any work.
+    """
     from kinestream.ingest import IngestSettings
 
     for key in ("up", "rotate"):

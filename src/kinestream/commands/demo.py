@@ -51,8 +51,10 @@ def _start_viewer(config: dict, view: str, log: Path):
 
 
 async def _viewer_in(service, viewer, log: Path, say) -> None:
-    """Wait (up to a minute) until the viewer's subscription has reached the service, so that it sees the
-    whole session; a viewer that could not start is said, and the demo goes on without it."""
+    """Wait (up to a minute) until the viewer's subscription has reached the service, so that it sees the whole session.
+
+    A viewer that could not start is said, and the demo goes on without it.
+    """
     for _ in range(600):
         if service.status()["pose"]["subscribed"]:
             for line in log.read_text().splitlines():

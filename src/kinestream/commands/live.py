@@ -44,9 +44,11 @@ async def _serve(args, config, say=say):
 
 
 def _calibrate_the_rest(config: dict, model: Path) -> Path:
-    """After serve --calibrate has calibrated the first person heard (``model``): that person keeps the model (a
-    ``[people]`` entry when they named themselves), everyone else new is calibrated from their own still pose
-    (the folder their models go to, beside it: <folder>/<subject>/scaled.osim)."""
+    """After serve --calibrate has calibrated the first person heard (``model``): the folder for everyone else's models.
+
+    That person keeps the model (a ``[people]`` entry when they named themselves); everyone else new is calibrated from
+    their own still pose, their models in the folder returned, beside it (<folder>/<subject>/scaled.osim).
+    """
     from kinestream.live.calibrate import load_subject
 
     whose = load_subject(model).get("subject")
@@ -56,8 +58,9 @@ def _calibrate_the_rest(config: dict, model: Path) -> Path:
 
 
 def recording_c3d(record, config: dict, markers=None) -> Path | None:
-    """After a session: the recorded markers (RECORD_markers.trc, or ``markers``) as RECORD_markers.c3d, when
-    [output] c3d is on.
+    """After a session: the recorded markers (RECORD_markers.trc, or ``markers``) as RECORD_markers.c3d.
+
+    Only when [output] c3d is on.
 
     Read back from the .trc, frames put on an even time grid (live time stamps jitter); a recording the
     format cannot hold gets one line on stderr and no .c3d. The .mot and .trc are only read.
@@ -102,10 +105,12 @@ def _finish_recordings(service, config: dict) -> None:
 
 
 def run_worker(k: int, n: int, args, config: dict, inputs: list[str], output: str, model, calibrating) -> None:
-    """Worker k of ``serve --workers n``: a service serving whoever the parent's router sends it, on the
-    parent-private ipc endpoints (``inputs[k]`` in, ``output`` the relay's); its recordings finished as serve finishes
-    them. The first worker has the default person (frames without a subject). Exit status 1 when it stopped
-    itself."""
+    """Worker k of ``serve --workers n``: a service serving whoever the parent's router sends it.
+
+    It listens on the parent-private ipc endpoints (``inputs[k]`` in, ``output`` the relay's); its recordings are
+    finished as serve finishes them. The first worker has the default person (frames without a subject). Exit status 1
+    when it stopped itself.
+    """
     import asyncio
     import json
     import logging
@@ -136,8 +141,10 @@ def run_worker(k: int, n: int, args, config: dict, inputs: list[str], output: st
 
 
 def _serve_workers(args, config) -> None:
-    """serve --workers N: N worker processes (:func:`run_worker`) behind the parent's input and output, until
-    Ctrl-C or SIGTERM; a worker that ends is started again. Exit status 1 when one kept ending."""
+    """serve --workers N: N worker processes (:func:`run_worker`) behind the parent's input and output.
+
+    They run until Ctrl-C or SIGTERM; a worker that ends is started again. Exit status 1 when one kept ending.
+    """
     import asyncio
     import json
     import signal

@@ -18,9 +18,11 @@ def _log(msg: str) -> None:
 
 
 def run_replay(args, config=None) -> int:
-    """The ``replay`` command: runs :func:`replay` until the trial ends (or,
-    with --loop, until Ctrl-C / SIGTERM, which stop it cleanly). --up/--rotate turn the trial before it is sent
-    (the settings' [ingest] are the service's: they describe what it receives)."""
+    """The ``replay`` command: runs :func:`replay` until the trial ends (or, with --loop, until Ctrl-C / SIGTERM).
+
+    Ctrl-C and SIGTERM stop it cleanly. --up/--rotate turn the trial before it is sent (the settings' [ingest] are the
+    service's: they describe what it receives).
+    """
     from kinestream.files.trc import read_trc
     from kinestream.ingest import describe_orientation, orient, orientation
 

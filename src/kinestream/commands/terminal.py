@@ -6,8 +6,10 @@ import sys
 
 
 def status_printer():
-    """A callable that shows the service's status (a line, or a line per person): rewritten in place on a
-    terminal, printed as it comes otherwise."""
+    """A callable that shows the service's status (a line, or a line per person).
+
+    Rewritten in place on a terminal, printed as it comes otherwise.
+    """
     tty = sys.stderr.isatty()
     shown = {"lines": 1}
 
@@ -25,8 +27,10 @@ def status_printer():
 
 
 def workers_line(statuses: dict, n: int, router: dict) -> str:
-    """The status of ``serve --workers n``: the totals of every worker heard from (and the router's refusals),
-    then a line per worker (its people, frames and p99)."""
+    """The status of ``serve --workers n``: the totals of every worker heard from, then a line per worker.
+
+    The totals include the router's refusals; a worker's line gives its people, frames and p99.
+    """
     heard = [statuses[k] for k in sorted(statuses)]
     total = {key: sum(int(s.get(key, 0)) for s in heard) for key in ("frames_in", "frames_out", "skipped")}
     lines = [

@@ -158,8 +158,11 @@ def cmd_process(args, config) -> None:
 
 
 def process_folder(args, config) -> None:
-    """``process FOLDER``: every trial of a Pose2Sim or OpenCap folder, the subject from its files (the command
-    line over them, they over the settings), the model scaled once from its static trial when it has one."""
+    """``process FOLDER``: every trial of a Pose2Sim or OpenCap folder, the subject from its files.
+
+    The command line goes over the files, they over the settings; the model is scaled once from the folder's static
+    trial when it has one.
+    """
     from kinestream.errors import KinestreamError
     from kinestream.offline import process
     from kinestream.projects import find_project, labels, subject_values

@@ -37,9 +37,11 @@ LIVE_NICE = 10  # the live viewer's scheduling priority below the service's (Uni
 
 
 def _lower_priority() -> None:
-    """Run this process (and the threads and processes it starts from now on: Rerun's, the native viewer)
-    at a lower CPU priority than the service, so that a viewer on the service's machine takes the cores the
-    service leaves."""
+    """Run this process at a lower CPU priority than the service.
+
+    So do the threads and processes it starts from now on (Rerun's, the native viewer), so that a viewer on the
+    service's machine takes the cores the service leaves.
+    """
     try:
         os.nice(LIVE_NICE)
     except (AttributeError, OSError):  # not Unix, or not allowed: the viewer runs at the usual priority

@@ -295,8 +295,10 @@ def _grid(time: np.ndarray, rate: float) -> tuple[np.ndarray, float, np.ndarray]
 
 
 def _fitted_rate(time: np.ndarray) -> float:
-    """The rate of a clock that skipped frames: the slope of time against slot, counting each interval as the
-    whole number of median intervals nearest to it."""
+    """The rate of a clock that skipped frames: the slope of time against slot.
+
+    Each interval counts as the whole number of median intervals nearest to it.
+    """
     steps = np.diff(time)
     slots = np.concatenate([[0.0], np.cumsum(np.maximum(np.rint(steps / float(np.median(steps))), 1.0))])
     return float(1.0 / np.polyfit(slots, time, 1)[0])

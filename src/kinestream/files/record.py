@@ -1,5 +1,4 @@
-"""Session recording: joint angles to .mot and markers to .trc, row by row, safe
-against the process being killed.
+"""Session recording: joint angles to .mot and markers to .trc, row by row, safe against the process being killed.
 
 A recorder writes the file header at once, with the row count as a fixed-width
 field (the number left-aligned, padded with spaces to ten characters: OpenSim's
@@ -117,8 +116,11 @@ def _aside(p: Path, n: int) -> Path:
 
 
 def _hold(p: Path, held: list[int]) -> bool:
-    """Whether ``p`` is there to be set aside; a file (not a symlink) is locked first, its descriptor added to
-    ``held``. KinestreamError when a recorder (or recover) holds it."""
+    """Whether ``p`` is there to be set aside.
+
+    A file (not a symlink) is locked first, its descriptor added to ``held``. KinestreamError when a recorder (or
+    recover) holds it.
+    """
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0))  # a FIFO: no wait
     except FileNotFoundError:
@@ -144,8 +146,10 @@ def _hold(p: Path, held: list[int]) -> bool:
 
 
 def _link_all(present: list[Path], n: int) -> bool:
-    """Give each file its set-aside name ``n`` as a new hard link, never over an existing name; False (and no
-    link left) when another process took one of the names first."""
+    """Give each file its set-aside name ``n`` as a new hard link, never over an existing name.
+
+    False (and no link left) when another process took one of the names first.
+    """
     made: list[Path] = []
     for p in present:
         try:

@@ -9,8 +9,10 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def stop_on_signals(stop: asyncio.Event) -> list[signal.Signals]:
-    """Set ``stop`` on Ctrl-C or SIGTERM in the running loop; returns the signals taken (none where the loop
-    cannot take them: Windows, a thread), for :func:`release_signals`."""
+    """Set ``stop`` on Ctrl-C or SIGTERM in the running loop; returns the signals taken, for :func:`release_signals`.
+
+    None are taken where the loop cannot take them (Windows, a thread).
+    """
     loop = asyncio.get_running_loop()
     taken = []
     for sig in STOP_SIGNALS:

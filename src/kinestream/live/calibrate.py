@@ -64,10 +64,12 @@ class StaticCollector:
 
 
 class StillWatch:
-    """One person's frames cleaned and augmented as the service does, their last seconds kept
-    (:class:`StaticCollector`), and the look for a still, upright window: the rule of ``kinestream scale``, with its
-    longest window (a live calibration can wait for a full one). :func:`calibrate` and :class:`Calibration` both
-    watch so; when to look is theirs."""
+    """One person's frames cleaned and augmented as the service does, and the look for a still, upright window.
+
+    Their last seconds are kept (:class:`StaticCollector`); the look is the rule of ``kinestream scale``, with its
+    longest window (a live calibration can wait for a full one). :func:`calibrate` and :class:`Calibration` both watch
+    so; when to look is theirs.
+    """
 
     def __init__(self, assets, config: dict, height: float, mass: float, rate: float):
         from kinestream.pipeline import FrameProcessor
@@ -84,8 +86,10 @@ class StillWatch:
         self.collector = StaticCollector(self.processor.keypoints + self.processor.markers, self.rate)
 
     def add(self, frame) -> float | None:
-        """A frame in: the time of the frame the stages gave back, kept; None when they gave none usable. Raises
-        what the stages raise."""
+        """A frame in: the time of the frame the stages gave back, kept; None when they gave none usable.
+
+        Raises what the stages raise.
+        """
         out = self.processor.step(frame.names, frame.xyz, frame.t, None).prepared
         if out is None or not np.isfinite(out.markers).all():
             return None
@@ -131,9 +135,12 @@ class Subject:
 def served_subject(
     config: dict, assets, model: str | Path | None, mass: float | None = None, height: float | None = None
 ) -> Subject:
-    """The subject ``serve`` serves: ``model`` (None: the generic model, unscaled) with the mass, height and floor
-    offset of the subject file beside it, ``mass`` and ``height`` when given, the ``[subject]`` settings for the
-    rest. KinestreamError for a model that is not there or a subject out of range."""
+    """The subject ``serve`` serves: ``model`` with its subject file's values, those given, the settings for the rest.
+
+    ``model`` (None: the generic model, unscaled) comes with the mass, height and floor offset of the subject file
+    beside it, ``mass`` and ``height`` when given, the ``[subject]`` settings for the rest. KinestreamError for a model
+    that is not there or a subject out of range.
+    """
     subject = load_subject(model) if model else {}
     mass = float(mass if mass is not None else subject.get("mass", config["subject"]["mass"]))
     height = float(height if height is not None else subject.get("height", config["subject"]["height"]))
@@ -150,8 +157,11 @@ def served_subject(
 def write_subject(
     model_path: Path, mass: float, height: float, floor_offset_m: float, window: str, subject: str | None = None
 ) -> Path:
-    """The subject file beside a scaled model: mass, height, floor offset, the still window it came from and whose
-    frames they were (``subject``: None for frames without one)."""
+    """The subject file beside a scaled model.
+
+    It holds mass, height, floor offset, the still window it came from and whose frames they were (``subject``: None for
+    frames without one).
+    """
     path = subject_file(model_path)
     path.write_text(
         json.dumps(
@@ -278,11 +288,12 @@ def _scale(table: MarkerTable, mass: float, height: float, out_model: Path, asse
 
 
 class Calibration:
-    """One person calibrated inside the live service (``serve --calibrate``, a subject without a ``[people]``
-    model): their frames cleaned and augmented as the service does until a still, upright window (the rule of
-    :func:`calibrate`), then the generic model scaled from it to ``out_model`` in ``pool`` (another process: the
-    scale step takes a second or two, and nobody else's frames wait for it). Until then their frames are counted,
-    not answered; :meth:`done` gives the :class:`Subject` to serve them as once the model is written.
+    """One person calibrated inside the live service (``serve --calibrate``, a subject without a ``[people]`` model).
+
+    Their frames are cleaned and augmented as the service does until a still, upright window (the rule of
+    :func:`calibrate`), then the generic model is scaled from it to ``out_model`` in ``pool`` (another process: the
+    scale step takes a second or two, and nobody else's frames wait for it). Until then their frames are counted, not
+    answered; :meth:`done` gives the :class:`Subject` to serve them as once the model is written.
     """
 
     def __init__(self, name: str, config: dict, assets, who: Subject, out_model: Path, rate: float, pool):
@@ -326,8 +337,10 @@ class Calibration:
             self._checked = -np.inf
 
     def done(self) -> Subject | None:
-        """Their model once scaled (its subject file written beside it); None until then. Raises what the scale
-        step raised."""
+        """Their model once scaled (its subject file written beside it); None until then.
+
+        Raises what the scale step raised.
+        """
         if self.future is None or not self.future.done():
             return None
         path, rmse = self.future.result()

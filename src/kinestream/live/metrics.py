@@ -36,8 +36,10 @@ class Metrics:
         self._log_every = Throttled(logging.getLogger("kinestream.live.service"))
 
     def reject(self, reason: str, detail: str = "", counted_by: dict | None = None) -> None:
-        """A rejected frame counted under ``reason`` and logged (a line per reason every 5 s at most: a flood must
-        not flood the log); ``counted_by``: the counts of who counted it already (the decoder's)."""
+        """A rejected frame counted under ``reason`` and logged (a line per reason every 5 s at most).
+
+        A flood must not flood the log. ``counted_by``: the counts of who counted it already (the decoder's).
+        """
         if counted_by is None:
             self.rejected[reason] = self.rejected.get(reason, 0) + 1
         so_far = (counted_by or self.rejected).get(reason, 0)
@@ -80,8 +82,11 @@ class Metrics:
         }
 
     def line(self, status: dict) -> str:
-        """The terminal status line, from a :meth:`Service.status` snapshot; when people other than the default
-        one are served, the totals and then one line per person (their frames, angles and reps)."""
+        """The terminal status line, from a :meth:`Service.status` snapshot.
+
+        When people other than the default one are served, the totals and then one line per person (their frames, angles
+        and reps).
+        """
         lat = status["latency_ms"]
         people = status.get("people") or {}
         several = len(people) > 1 or any(name != status.get("subject") for name in people)
@@ -116,8 +121,10 @@ def _reps(status: dict) -> str:
 
 
 class Throttled:
-    """A logger that says one line per key every ``every_s`` seconds at most: a flood of bad frames must not flood
-    the log."""
+    """A logger that says one line per key every ``every_s`` seconds at most.
+
+    A flood of bad frames must not flood the log.
+    """
 
     def __init__(self, logger: logging.Logger, every_s: float = 5.0):
         self.logger = logger

@@ -145,8 +145,9 @@ class MqttPublisher:
     # -- the hot path ------------------------------------------------------
 
     def publish(self, suffix: str, payload: str | bytes, subject: str | None = None) -> None:
-        """Queue ``payload`` for ``kinestream/<subject>/<suffix>`` (``subject``: the publisher's when None);
-        never blocks, never raises.
+        """Queue ``payload`` for ``kinestream/<subject>/<suffix>`` (``subject``: the publisher's when None).
+
+        Never blocks, never raises.
 
         When the queue is full the oldest message is dropped and counted.
         """
@@ -290,9 +291,12 @@ class MqttPublisher:
         raise aiomqtt.MqttError("connection lost")
 
     async def _send(self, client: aiomqtt.Client) -> None:
-        """Send what is queued, in order. The messages waiting behind the first (up to SEND_BATCH) go with it:
-        each is handed to the client in turn and all are awaited together, so that the rate does not hang on
-        one turn of the event loop per message (a service busy with several people's frames gets few turns)."""
+        """Send what is queued, in order.
+
+        The messages waiting behind the first (up to SEND_BATCH) go with it: each is handed to the client in turn and
+        all are awaited together, so that the rate does not hang on one turn of the event loop per message (a service
+        busy with several people's frames gets few turns).
+        """
         queue = self._queue
         while True:
             item, self._unsent = self._unsent, None
@@ -312,9 +316,11 @@ class MqttPublisher:
                 raise asyncio.CancelledError
 
     def _settle(self, batch: list, sends: list) -> BaseException | None:
-        """Count a batch's messages: published, refused (a message the broker would refuse, not the connection),
-        or not sent (connection lost or task cancelled: the first kept to go first after a reconnect unless newer
-        ones fill the queue, the rest dropped). Returns what ended the connection, if anything."""
+        """Count a batch's messages: published, refused, or not sent; returns what ended the connection, if anything.
+
+        Refused: a message the broker would refuse, not the connection. Not sent: connection lost or task cancelled; the
+        first is kept to go first after a reconnect unless newer ones fill the queue, the rest are dropped.
+        """
         lost: BaseException | None = None
         for item, send in zip(batch, sends, strict=True):
             if not send.done() or send.cancelled():  # not confirmed: counted as not sent
@@ -336,8 +342,11 @@ class MqttPublisher:
 
 
 async def _connect(client: aiomqtt.Client) -> None:
-    """Connect ``client``. When cancelled meanwhile, a connect in flight gets
-    SETTLE_S to finish so it can be closed cleanly, then the cancel goes on."""
+    """Connect ``client``.
+
+    When cancelled meanwhile, a connect in flight gets SETTLE_S to finish so it can be closed cleanly, then the cancel
+    goes on.
+    """
     entering = asyncio.ensure_future(client.__aenter__())
     try:
         await asyncio.shield(entering)
@@ -383,8 +392,10 @@ def _reason(exc: BaseException) -> str:
 
 
 def check_settings(endpoint: str, config: dict) -> None:
-    """A bad broker address, or a password that would cross the network in the clear, said before anything
-    starts (KinestreamError)."""
+    """A bad broker address, or a password that would cross the network in the clear, said before anything starts.
+
+    It is a KinestreamError.
+    """
     parse_endpoint(endpoint)
     m = config.get("mqtt", {})
     if m.get("password") and not m.get("tls") and not m.get("allow_plaintext_password", False):

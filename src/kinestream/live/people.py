@@ -1,5 +1,6 @@
-"""The people a live service serves: one :class:`~kinestream.live.person.Person` each, made on their first frame,
-solved in turns, closed out after a silence.
+"""The people a live service serves: one :class:`~kinestream.live.person.Person` each.
+
+Each is made on their first frame, solved in turns, closed out after a silence.
 
     a frame of subject S -> People.admit -> S's Person (made when S is new: their model from [people], else serve's;
                                             their recording SESSION_<S>.mot)
@@ -52,10 +53,12 @@ class Refusal:
 
 
 def roster(config: dict, assets, default: Subject) -> dict[str, Subject]:
-    """The ``[people]`` table resolved: each subject's model, mass, height and floor offset. An entry with a
-    ``model`` takes its mass and height from the entry, else from the subject file beside the model, else from
-    ``[subject]``; an entry without one gets the generic model, unscaled, with its own height and mass (``default``'s
-    where not given). KinestreamError for a model that is not there."""
+    """The ``[people]`` table resolved: each subject's model, mass, height and floor offset.
+
+    An entry with a ``model`` takes its mass and height from the entry, else from the subject file beside the model,
+    else from ``[subject]``; an entry without one gets the generic model, unscaled, with its own height and mass
+    (``default``'s where not given). KinestreamError for a model that is not there.
+    """
     people = {}
     for name, entry in (config.get("people") or {}).items():
         if entry.get("model"):
@@ -67,15 +70,19 @@ def roster(config: dict, assets, default: Subject) -> dict[str, Subject]:
 
 
 def bucket(name: str, n: int) -> int:
-    """Which of ``n`` shares ``name`` falls in: its BLAKE2b hash modulo n, the same in every process and run. (A
-    CRC-32 would not do: it is linear in the name's bits, so p0, p1, p2 and p3 all fall in one share of two.)"""
+    """Which of ``n`` shares ``name`` falls in: its BLAKE2b hash modulo n, the same in every process and run.
+
+    (A CRC-32 would not do: it is linear in the name's bits, so p0, p1, p2 and p3 all fall in one share of two.)
+    """
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big") % n
 
 
 def share(spec: str) -> Callable[[str], bool]:
-    """Whom a service serves, from ``service.people`` (serve --people): "" everyone, "ana,ben" those names, "K/N"
-    the names whose hash (:func:`bucket`) is K modulo N. Raises KinestreamError saying what was given and what
-    is valid."""
+    """Whom a service serves, from ``service.people`` (serve --people).
+
+    "" everyone, "ana,ben" those names, "K/N" the names whose hash (:func:`bucket`) is K modulo N. Raises
+    KinestreamError saying what was given and what is valid.
+    """
     text = str(spec).strip()
     if not text:
         return lambda name: True
@@ -95,9 +102,11 @@ def share(spec: str) -> Callable[[str], bool]:
 
 
 class RateCap:
-    """At most ``hz`` frames a second from each subject, by arrival (a sender's own clock can say anything), with
-    a second's worth that may come at once (a backlog after a stall): a person who floods costs the others the
-    frames' cleaning and augmenting at that rate at most."""
+    """At most ``hz`` frames a second from each subject, by arrival, with a second's worth that may come at once.
+
+    By arrival, since a sender's own clock can say anything; a second's worth may come at once after a stall. A person
+    who floods costs the others the frames' cleaning and augmenting at that rate at most.
+    """
 
     def __init__(self, hz: float):
         self.hz = hz
@@ -123,16 +132,18 @@ def recording_path(record: Path, name: str, default: str) -> Path:
 
 
 class People:
-    """The table of people served, at most ``service.max_people``, keyed by name (a frame's subject; the default
-    person's is ``default_name``). ``default`` is the default person's model, their pipeline made now (a
-    single-person session starts as it always has); everyone else's pipeline is made on their first frame (in
-    milliseconds on a model already loaded; see :meth:`_person`). ``default_person`` False: frames without a
-    subject are another service's (a worker of ``serve --workers`` other than the first), nor is that person
-    recorded here. ``calibrate``: a folder; everyone new without a ``[people]`` model (their height and mass
-    from there, else serve's) is first calibrated from
-    their own still, upright window (:class:`~kinestream.live.calibrate.Calibration`, their model in
-    ``calibrate/<subject>/scaled.osim``), then served on it. ``report(reason, detail)`` counts and logs what went
-    wrong (the service's); ``metrics`` are the service's totals."""
+    """The table of people served, at most ``service.max_people``, keyed by name.
+
+    A name is a frame's subject; the default person's is ``default_name``. ``default`` is the default person's model,
+    their pipeline made now (a single-person session starts as it always has); everyone else's pipeline is made on their
+    first frame (in milliseconds on a model already loaded; see :meth:`_person`). ``default_person`` False: frames
+    without a subject are another service's (a worker of ``serve --workers`` other than the first), nor is that person
+    recorded here. ``calibrate``: a folder; everyone new without a ``[people]`` model (their height and mass from there,
+    else serve's) is first calibrated from their own still, upright window
+    (:class:`~kinestream.live.calibrate.Calibration`, their model in ``calibrate/<subject>/scaled.osim``), then served
+    on it. ``report(reason, detail)`` counts and logs what went wrong (the service's); ``metrics`` are the service's
+    totals.
+    """
 
     def __init__(
         self,
@@ -210,8 +221,11 @@ class People:
         return self.default_name if subject is None else subject
 
     def admit(self, subject: str | None, recv_ns: int) -> Person | Calibration | Refusal | None:
-        """The person a frame of ``subject`` goes to, made when they are new (their calibration first, with
-        ``calibrate``); why the frame is refused; or None when another service serves them (``service.people``)."""
+        """The person a frame of ``subject`` goes to, why the frame is refused, or None when another service has them.
+
+        The person is made when they are new (their calibration first, with ``calibrate``); another service serves them
+        by ``service.people``.
+        """
         name = self.name(subject)
         if not self.serves(name):
             return None
@@ -277,9 +291,11 @@ class People:
         return person
 
     def _person(self, name: str, who: Subject) -> Person:
-        """``name``'s person on ``who``'s model: their pipeline made. The first person on a model loads it and sets
-        the solver up (about half a second); everyone after shares that (milliseconds: a newcomer does not hold
-        the others' frames back)."""
+        """``name``'s person on ``who``'s model: their pipeline made.
+
+        The first person on a model loads it and sets the solver up (about half a second); everyone after shares that
+        (milliseconds: a newcomer does not hold the others' frames back).
+        """
         key = str(who.model)
         pipeline: Pipeline[Arrival] = Pipeline(
             self.assets,
@@ -327,9 +343,11 @@ class People:
                 self.report(person.reason, person.detail)
 
     def solve_turn(self, budget_s: float) -> None:
-        """One IK solve of each person with frames waiting (latest wins within each person's own frames), in
-        turn, again until none waits or ``budget_s`` is spent: no person's backlog holds another's frames back by
-        more than one solve each. Whoever went first last turn goes last this one."""
+        """One IK solve of each person with frames waiting, in turn, again until none waits or ``budget_s`` is spent.
+
+        Latest wins within each person's own frames: no person's backlog holds another's frames back by more than one
+        solve each. Whoever went first last turn goes last this one.
+        """
         if self._calibrating:
             self._calibrated()
         people = list(self._people.values())

@@ -61,8 +61,9 @@ class Tally:
 
 
 class Person:
-    """``subject``'s frames through their ``pipeline`` to the sinks (:meth:`attach`), counted in ``metrics`` (the
-    service's totals) and in their own :class:`Tally`.
+    """``subject``'s frames through their ``pipeline`` to the sinks (:meth:`attach`), counted.
+
+    Counted in ``metrics`` (the service's totals) and in their own :class:`Tally`.
 
     ``report(reason, detail)`` counts and logs what went wrong with a frame (the service's). ``latest_wins`` and
     ``max_lag_ns``: frames that waited longer than that since they arrived are skipped while a newer one waits.
@@ -98,14 +99,20 @@ class Person:
         self._log_every = Throttled(log)
 
     def attach(self, sinks: list[Sink], own: list[Sink] | tuple[Sink, ...] = ()) -> None:
-        """The sinks this person's frames go to from now on: the service's (``sinks``, once it has opened them)
-        and ``own``, this person's alone (their recording), closed by :meth:`close`."""
+        """The sinks this person's frames go to from now on.
+
+        The service's (``sinks``, once it has opened them) and ``own``, this person's alone (their recording), closed by
+        :meth:`close`.
+        """
         self._own = list(own)
         self._sinks = list(sinks) + self._own
 
     def _to_sinks(self, method: str, *args) -> None:
-        """Every sink's ``method`` (``on_frame``, say) with ``args``; one that raises is counted under its failure
-        reason and costs no other sink its turn (a full socket, a full disk must not stop the service)."""
+        """Every sink's ``method`` (``on_frame``, say) with ``args``.
+
+        One that raises is counted under its failure reason and costs no other sink its turn (a full socket, a full disk
+        must not stop the service).
+        """
         for sink in self._sinks:
             try:
                 getattr(sink, method)(*args)
@@ -125,8 +132,10 @@ class Person:
         self._forward(taken)
 
     def _forward(self, taken: Taken[Arrival]) -> None:
-        """What the prepare stage gave: its notes logged, its drops counted; a frame out of clean + augment has its
-        markers recorded and waits for IK."""
+        """What the prepare stage gave: its notes logged, its drops counted.
+
+        A frame out of clean + augment has its markers recorded and waits for IK.
+        """
         for note in taken.notes:
             log.info(note)
         for _ in range(taken.dropped):  # released by the cleaner, refused by the augmenter
@@ -150,9 +159,11 @@ class Person:
             pass
 
     def solve_next(self) -> bool:
-        """IK for the oldest waiting frame; False when none waits. Latest wins: a frame that has waited longer
-        than ``max_lag_ns`` since it arrived is skipped (counted, logged) while a newer one waits, and the next
-        is taken, until one is solved."""
+        """IK for the oldest waiting frame; False when none waits.
+
+        Latest wins: a frame that has waited longer than ``max_lag_ns`` since it arrived is skipped (counted, logged)
+        while a newer one waits, and the next is taken, until one is solved.
+        """
         while self._waiting:
             waiting = self._waiting.popleft()
             arrival = waiting.prepared.tag
@@ -204,16 +215,20 @@ class Person:
     # -- sessions
 
     def restart(self, t: float) -> None:
-        """The source started a new session with a frame at ``t``: the last session's frames solved first, then
-        every stage forgets it (the next frame is solved from the default pose, a new set begins); its rep under
-        way is closed out, and a recording goes on in time from its own last row."""
+        """The source started a new session with a frame at ``t``: the last one's frames solved, then every stage reset.
+
+        Every stage forgets the last session: the next frame is solved from the default pose and a new set begins; the
+        rep under way is closed out, and a recording goes on in time from its own last row.
+        """
         self.solve_waiting()
         self._rep_news(self.pipeline.restart(), *self._last_counted, why="the source restarted")
         self._to_sinks("on_restart", t)
 
     def drain(self, why: str) -> None:
-        """The stream ended (``why``): the cleaner's look-ahead and every waiting frame solved, none skipped, and a
-        rep under way closed out."""
+        """The stream ended (``why``): the cleaner's look-ahead and every waiting frame solved, none skipped.
+
+        A rep under way is closed out.
+        """
         for taken in self.pipeline.flush():
             self._forward(taken)
         while self._waiting:
@@ -221,8 +236,10 @@ class Person:
         self._rep_news(self.pipeline.finish(), *self._last_counted, why=why)
 
     def close(self) -> None:
-        """This person's own sinks closed (their recording complete and readable), each on its own; then every
-        sink told they left. Call :meth:`drain` first."""
+        """This person's own sinks closed (their recording complete and readable), each on its own, then all told.
+
+        Every sink is told they left. Call :meth:`drain` first.
+        """
         if self._closed:
             return
         self._closed = True
@@ -241,7 +258,9 @@ class Person:
 
     def _rep_news(self, news: RepNews, sent_ns: int | None, recv_ns: int, why: str | None = None) -> None:
         """What the rep counter said: a rep that ended goes to the sinks; a counter that failed is counted.
-        ``why``: the stream ended so, and a rep under way was closed out."""
+
+        ``why``: the stream ended so, and a rep under way was closed out.
+        """
         if news.error is not None:
             self.report("reps_error", news.error)
         if news.event is None:
@@ -287,8 +306,10 @@ class Person:
         return self.pipeline.delay_ms()
 
     def status(self) -> dict:
-        """This person's line of the status: their counts, reps, shown angles and filter delay, and what their own
-        sinks add (their recording's rows left out)."""
+        """This person's line of the status: their counts, reps, shown angles and filter delay.
+
+        And what their own sinks add (their recording's rows left out).
+        """
         out = self.tally.status()
         out["filter_delay_ms"] = round(self.delay_ms(), 1)
         for sink in self._own:

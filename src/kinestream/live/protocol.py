@@ -92,10 +92,11 @@ MAX_TIME_S = 1e10  # seconds; float64 resolves 2 microseconds there (unix time i
 
 
 class Rejected(KinestreamError):
-    """A payload that is not a valid protocol message: ``reason`` (a key of
-    :data:`REASONS`) and ``detail`` (what was given). For ``time_backwards``,
-    ``frame`` is the otherwise valid frame (to tell a restarted source from a
-    late frame); otherwise None."""
+    """A payload that is not a valid protocol message: ``reason`` (a key of :data:`REASONS`) and ``detail``.
+
+    ``detail`` is what was given. For ``time_backwards``, ``frame`` is the otherwise valid frame (to tell a restarted
+    source from a late frame); otherwise None.
+    """
 
     def __init__(self, reason: str, detail: str, frame: KeypointFrame | None = None):
         super().__init__(f"{reason}: {detail}")
@@ -216,9 +217,10 @@ class FrameDecoder:
         return sum(self.counts.values())
 
     def reset_clock(self, subject: str | None = None) -> None:
-        """Forget the last time of ``subject``, or of every subject (frames
-        without one included) when None: the publisher restarted and its
-        clock starts over."""
+        """Forget the last time of ``subject``, or of every subject (frames without one included) when None.
+
+        The publisher restarted and its clock starts over.
+        """
         if subject is None:
             self._clock.clear()
         else:
@@ -238,8 +240,10 @@ class FrameDecoder:
         return frame
 
     def subject_of(self, payload) -> str | None:
-        """Only whose frame ``payload`` is: its ``subject`` (None: the default person), read with the decoder's
-        limits; :class:`Rejected` when it is no map or names no string (not counted: the full decode will be)."""
+        """Only whose frame ``payload`` is: its ``subject`` (None: the default person), read with the decoder's limits.
+
+        :class:`Rejected` when it is no map or names no string (not counted: the full decode will be).
+        """
         msg = self._map(payload)
         subject = msg.get("subject")
         if subject is not None and type(subject) is not str:
@@ -409,8 +413,10 @@ class FrameDecoder:
         self._clock[subject] = [t, seq, 0, 0]
 
     def keep(self, subject: str | None) -> None:
-        """Never forget ``subject``'s clock (a person being served), however many others come and go:
-        otherwise 64 throwaway subjects would make its next frame a first one, free of every time rule."""
+        """Never forget ``subject``'s clock (a person being served), however many others come and go.
+
+        Otherwise 64 throwaway subjects would make its next frame a first one, free of every time rule.
+        """
         self._kept.add(subject)
 
     def release(self, subject: str | None) -> None:
@@ -439,11 +445,12 @@ def encode_keypoints(
     subject: str | None = None,
     sent_ns: int | None = None,
 ) -> bytes:
-    """A keypoint frame payload. ``xyz`` (N, 3) metres, NaN or zeros for
-    missing keypoints, in the order of ``layout`` (a key of
-    :data:`~kinestream.ingest.LAYOUTS`, e.g. "HALPE_26"); ``names`` replaces
-    ``layout`` when given. A COCO_17 frame is encoded, and the decoder
-    refuses it (``unusable_layout``)."""
+    """A keypoint frame payload.
+
+    ``xyz`` (N, 3) metres, NaN or zeros for missing keypoints, in the order of ``layout`` (a key of
+    :data:`~kinestream.ingest.LAYOUTS`, e.g. "HALPE_26"); ``names`` replaces ``layout`` when given. A COCO_17 frame is
+    encoded, and the decoder refuses it (``unusable_layout``).
+    """
     xyz = np.asarray(xyz)
     if xyz.ndim != 2 or xyz.shape[1] != 3:
         raise KinestreamError(f"xyz has shape {xyz.shape}; expected (N, 3)")
@@ -485,9 +492,10 @@ def encode_angles(
     subject: str | None = None,
     extra: dict | None = None,
 ) -> bytes:
-    """An angles payload: ``q`` in degrees (rotations) and metres
-    (translations), one value per name in ``coords``; ``sent_ns`` is the
-    keypoint frame's, echoed. ``extra`` adds fields (not the standard ones)."""
+    """An angles payload: ``q`` in degrees (rotations) and metres (translations), one value per name in ``coords``.
+
+    ``sent_ns`` is the keypoint frame's, echoed. ``extra`` adds fields (not the standard ones).
+    """
     coords = [str(c) for c in coords]
     msg = {
         "v": VERSION,
@@ -513,8 +521,10 @@ def encode_angles(
 
 
 def decode_angles(payload: bytes, max_bytes: int = 1 << 20) -> dict:
-    """An angles payload as a dict, ``q`` as a float64 array; raises
-    :class:`Rejected` when it is not a version 1 angles message."""
+    """An angles payload as a dict, ``q`` as a float64 array.
+
+    Raises :class:`Rejected` when it is not a version 1 angles message.
+    """
     if len(payload) > max_bytes:
         raise Rejected("oversize", f"payload of {len(payload)} bytes; at most {max_bytes} are accepted")
     try:
@@ -548,11 +558,13 @@ POSE_PARTS = ("keypoints", "markers", "centres", "bodies")  # the parts of a pos
 
 
 def encode_pose(seq: int, t: float, parts: dict, *, subject: str | None = None) -> bytes:
-    """A pose payload: for each of :data:`POSE_PARTS` in ``parts``, ``(names, xyz)`` with ``xyz`` (N, 3) in
-    metres, Y up, NaN where unknown (joint centres of a frame IK could not solve). Sent as ``<part>`` (the
-    names) and ``<part>_xyz`` (float32 little-endian, N x 3). ``bodies`` gives (N, 7) instead: each body's
-    position and its orientation in ground as a unit quaternion (w, x, y, z), the quaternions sent as
-    ``bodies_quat`` (float32 little-endian, N x 4)."""
+    """A pose payload: for each of :data:`POSE_PARTS` in ``parts``, ``(names, xyz)``.
+
+    ``xyz`` is (N, 3) in metres, Y up, NaN where unknown (joint centres of a frame IK could not solve). Sent as
+    ``<part>`` (the names) and ``<part>_xyz`` (float32 little-endian, N x 3). ``bodies`` gives (N, 7) instead: each
+    body's position and its orientation in ground as a unit quaternion (w, x, y, z), the quaternions sent as
+    ``bodies_quat`` (float32 little-endian, N x 4).
+    """
     msg: dict[str, Any] = {"v": VERSION, "seq": int(seq), "t": float(t)}
     for part, (names, xyz) in parts.items():
         if part not in POSE_PARTS:
@@ -572,9 +584,10 @@ def encode_pose(seq: int, t: float, parts: dict, *, subject: str | None = None) 
 
 
 def decode_pose(payload: bytes, max_bytes: int = 1 << 20) -> dict:
-    """A pose payload as a dict, each ``<part>_xyz`` a float32 (N, 3) array beside its names (and
-    ``bodies_quat`` (N, 4) beside ``bodies``); raises
-    :class:`Rejected` when it is not a version 1 pose message."""
+    """A pose payload as a dict, each ``<part>_xyz`` a float32 (N, 3) array beside its names.
+
+    ``bodies_quat`` (N, 4) is beside ``bodies``. Raises :class:`Rejected` when it is not a version 1 pose message.
+    """
     msg = decode_status(payload, max_bytes)
     if msg.get("v") != VERSION or not _is_int(msg.get("v")):
         raise Rejected("version", f"v = {_show(msg.get('v'))}; expected {VERSION}")
@@ -672,8 +685,10 @@ def decode_reps(payload: bytes, max_bytes: int = 1 << 20) -> dict:
 
 
 def encode_status(status: dict) -> bytes:
-    """A status payload: the map ``status`` with ``v`` added. Values may be
-    numbers, strings, lists, dicts, numpy scalars or arrays."""
+    """A status payload: the map ``status`` with ``v`` added.
+
+    Values may be numbers, strings, lists, dicts, numpy scalars or arrays.
+    """
     if not isinstance(status, dict):
         raise KinestreamError(f"status is a {type(status).__name__}; expected a dict")
     try:

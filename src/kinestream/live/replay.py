@@ -70,8 +70,10 @@ def parse_rate(value) -> float:
 
 
 def wire_frames(table: MarkerTable, send_names: bool = False) -> tuple[list[str] | None, np.ndarray]:
-    """What replay sends for ``table``: the names (None for layout BODY_25)
-    and the keypoints (frames, N, 3) float32 with zeros where missing."""
+    """What replay sends for ``table``: the names and the keypoints.
+
+    The names are None for layout BODY_25; the keypoints are (frames, N, 3) float32 with zeros where missing.
+    """
     names = [canonical(n) for n in table.names]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -106,8 +108,10 @@ def _check_timing(table: MarkerTable) -> np.ndarray:
 
 
 async def _watch_subscriptions(sock, joined: asyncio.Event, log: Callable[[str], None], started: float) -> None:
-    """Reads the subscriptions an XPUB socket receives; sets ``joined`` once
-    a subscriber takes keypoints."""
+    """Reads the subscriptions an XPUB socket receives.
+
+    Sets ``joined`` once a subscriber takes keypoints.
+    """
     while True:
         msg = await sock.recv()
         if not msg or not TOPIC_KEYPOINTS.startswith(msg[1:]):
@@ -140,8 +144,9 @@ async def replay(
     send_names: bool = False,
     config: dict | None = None,
 ) -> int:
-    """Publish ``table`` (or the .trc at that path) on ``endpoint``; returns
-    the number of frames sent.
+    """Publish ``table`` (or the .trc at that path) on ``endpoint``.
+
+    Returns the number of frames sent.
 
     ``rate`` is a speed factor or "max"; ``loop`` repeats until
     ``stop_event`` is set (or the task is cancelled). ``wait_subscriber``

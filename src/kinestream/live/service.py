@@ -65,9 +65,11 @@ def _attempt(what: str, fn, *args) -> None:
 
 
 class Supervisor:
-    """The service's tasks: each runs as a named task; when one dies it is logged, marked in ``health`` and started
-    again (at most RESTARTS times); past that ``stop`` is set and ``healthy`` is False (exit status 1, for a
-    supervisor of the process to restart it)."""
+    """The service's tasks, each run as a named task, restarted when it dies.
+
+    When one dies it is logged, marked in ``health`` and started again (at most RESTARTS times); past that ``stop`` is
+    set and ``healthy`` is False (exit status 1, for a supervisor of the process to restart it).
+    """
 
     RESTARTS = 3
 
@@ -111,10 +113,11 @@ class Supervisor:
 
 
 class Service:
-    """Sockets and tasks around the people served (:class:`kinestream.live.people.People`): what the source hears
-    is admitted (each subject their own person, up to ``service.max_people``), the waiting frames are solved each
-    turn of the receive loop, one of each person's in turn, people silent too long are closed out, the status is
-    published, and the tasks are supervised.
+    """Sockets and tasks around the people served (:class:`kinestream.live.people.People`).
+
+    What the source hears is admitted (each subject their own person, up to ``service.max_people``), the waiting frames
+    are solved each turn of the receive loop, one of each person's in turn, people silent too long are closed out, the
+    status is published, and the tasks are supervised.
 
     ``model``: a scaled .osim (``<model>.json`` beside it holding mass, height and floor offset, as ``calibrate``
     writes); None: the generic model, unscaled. ``calibrate``: a folder; everyone new without a ``[people]`` model
@@ -229,8 +232,10 @@ class Service:
         self._admit(self.source.decode(payload, recv_ns))
 
     def _admit(self, heard: Heard | Refused) -> None:
-        """A frame the source heard, admitted to its subject's person (made when new, up to max_people), then
-        cleaned and augmented; or what the source or the people refused, counted and logged."""
+        """A frame the source heard, admitted to its subject's person, then cleaned and augmented; or refused.
+
+        The person is made when new, up to max_people; what the source or the people refused is counted and logged.
+        """
         if not isinstance(heard, Heard):
             self.metrics.reject(heard.reason, heard.detail, counted_by=self.source.counts)
             return
@@ -271,7 +276,9 @@ class Service:
 
     async def _take_held(self) -> bool:
         """Take what ZeroMQ holds now (at most MAX_BATCH messages): each frame decoded, cleaned and augmented.
-        True when nothing is left (every frame that has arrived is taken)."""
+
+        True when nothing is left (every frame that has arrived is taken).
+        """
         import zmq
 
         deadline = time.perf_counter_ns() + int(self.TURN_BUDGET_S * 1e9)
@@ -286,8 +293,10 @@ class Service:
         return False
 
     async def _receive(self, stop: asyncio.Event) -> None:
-        """Take what ZeroMQ holds, then solve the waiting frames, one of each person's in turn, for at most a
-        turn's time; close out the people silent too long; again as frames come."""
+        """Take what ZeroMQ holds, then solve the waiting frames, one of each person's in turn, for at most a turn.
+
+        A turn's time at most; then close out the people silent too long; again as frames come.
+        """
         while not stop.is_set():
             taken = True
             if await self.sub.poll(0 if self.people.waiting() else 100):
@@ -339,8 +348,10 @@ class Service:
         return snap
 
     async def _drain(self) -> None:
-        """Finish what is in flight: the frames ZeroMQ has already received, the cleaner's look-ahead and every
-        waiting frame, none skipped."""
+        """Finish what is in flight.
+
+        The frames ZeroMQ has already received, the cleaner's look-ahead and every waiting frame, none skipped.
+        """
         await self._take_held()
         self.people.drain("the service stopped")
         if self._mqtt is not None:
@@ -378,8 +389,10 @@ class Service:
             release_signals(taken)
 
     async def serve(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> dict:
-        """Serve, opened (``async with service``), until ``stop`` is set: the tasks started and supervised, then
-        the frames in flight drained and the tasks ended; returns the final status."""
+        """Serve, opened (``async with service``), until ``stop`` is set; returns the final status.
+
+        The tasks are started and supervised, then the frames in flight drained and the tasks ended.
+        """
         tasks = self.supervisor
         tasks.start("receive", lambda: self._receive(stop), stop)
         tasks.start("status", lambda: self._status(stop), stop)

@@ -1,5 +1,7 @@
-"""The live service's settings: the ``[service]`` section of the config, its defaults read from default.toml (which
-documents each setting), so that no number is written twice."""
+"""The live service's settings: the ``[service]`` section of the config, its defaults read from default.toml.
+
+default.toml documents each setting, so that no number is written twice.
+"""
 
 from __future__ import annotations
 

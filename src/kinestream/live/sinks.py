@@ -33,8 +33,10 @@ log = logging.getLogger("kinestream.live.service")
 
 @dataclass(frozen=True)
 class Solved:
-    """A solved frame as the sinks take it: the pipeline's result, the names of its coordinates, whose it is and
-    how long since it arrived."""
+    """A solved frame as the sinks take it.
+
+    The pipeline's result, the names of its coordinates, whose it is and how long since it arrived.
+    """
 
     result: Result[Arrival]
     coords: list[str]
@@ -113,9 +115,11 @@ class ZmqSink(Sink):
 
 
 class PoseSink(Sink):
-    """The keypoints, markers and joint centres (NaN when IK failed) of every ``every``-th solved frame on the
-    output socket's ``pose`` topic, while a subscription covers it (:meth:`want`); ``every`` 0: never. Every
-    person's frames are counted on their own."""
+    """The keypoints, markers and joint centres of every ``every``-th solved frame on the output's ``pose`` topic.
+
+    Joint centres are NaN when IK failed. Sent while a subscription covers the topic (:meth:`want`); ``every`` 0: never.
+    Every person's frames are counted on their own.
+    """
 
     name = "pose"
 
@@ -136,10 +140,12 @@ class PoseSink(Sink):
         self.wanted = wanted
 
     def subscription(self, msg: bytes) -> None:
-        """One message of the output socket's subscribers: ``\\x01`` + topic subscribes, ``\\x00`` + topic
-        unsubscribes (ZeroMQ passes a topic's first subscription and last unsubscription). Constant cost: only the
-        subscriptions that cover ``pose`` are kept (b"", b"p", ... b"pose": at most five); any other topic a
-        subscriber holds costs nothing here, however many there are."""
+        """One message of the output socket's subscribers: ``\\x01`` + topic subscribes, ``\\x00`` + topic unsubscribes.
+
+        ZeroMQ passes a topic's first subscription and last unsubscription. Constant cost: only the subscriptions that
+        cover ``pose`` are kept (b"", b"p", ... b"pose": at most five); any other topic a subscriber holds costs nothing
+        here, however many there are.
+        """
         topic = msg[1:]
         if not TOPIC_POSE.startswith(topic):
             return
@@ -186,9 +192,11 @@ class PoseSink(Sink):
 
 
 class MqttSink(Sink):
-    """Angles, reps and the status as JSON on MQTT (``kinestream/<subject>/...``, each person's under their
-    subject; the status under the publisher's). Its publisher runs as a task of the service (:meth:`run`) and
-    reconnects by itself."""
+    """Angles, reps and the status as JSON on MQTT (``kinestream/<subject>/...``).
+
+    Each person's go under their subject; the status under the publisher's. Its publisher runs as a task of the service
+    (:meth:`run`) and reconnects by itself.
+    """
 
     name = "MQTT"
 
@@ -225,11 +233,13 @@ class MqttSink(Sink):
 
 
 class RecorderSink(Sink):
-    """The session recorded, crash-safe: the angles of every solved frame to ``path`` (.mot, with rmse_mm), the
-    cleaned keypoints and markers of every prepared frame beside it (``<stem>_markers.trc``; ``serve`` writes its
-    .c3d at the end). An earlier recording at those paths is set aside, not overwritten. Rows go on in time across
-    a restarted source, from the recording's own last row. ``path`` and ``markers`` are where it writes;
-    ``moved``, the earlier files it set aside (old, new)."""
+    """The session recorded, crash-safe: the angles to a .mot, the keypoints and markers to a .trc beside it.
+
+    The angles of every solved frame go to ``path`` (.mot, with rmse_mm), the cleaned keypoints and markers of every
+    prepared frame beside it (``<stem>_markers.trc``; ``serve`` writes its .c3d at the end). An earlier recording at
+    those paths is set aside, not overwritten. Rows go on in time across a restarted source, from the recording's own
+    last row. ``path`` and ``markers`` are where it writes; ``moved``, the earlier files it set aside (old, new).
+    """
 
     name = "the recording"
     failure = "record_error"

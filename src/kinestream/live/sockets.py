@@ -54,8 +54,10 @@ class Sockets:
         self, *, send_queue: int, subscription_max_bytes: int, subscription_queue: int, output_connect: bool = False
     ) -> None:
         """Both sockets made, the output bound (KinestreamError when its endpoint is taken) and both watched.
-        ``output_connect``: the output connects to a relay's endpoint instead (a worker of ``serve --workers``,
-        behind its parent's output, which does the binding and the CURVE)."""
+
+        ``output_connect``: the output connects to a relay's endpoint instead (a worker of ``serve --workers``, behind
+        its parent's output, which does the binding and the CURVE).
+        """
         import zmq
         import zmq.asyncio
 
@@ -78,8 +80,10 @@ class Sockets:
         self._monitors = [self._monitor(self.sub, "input"), self._monitor(self.pub, "output")]
 
     def close(self, attempt: Callable[..., None]) -> None:
-        """Every socket, monitor, the authenticator and the context closed, each through ``attempt(what, fn,
-        *args)`` (which says what failed to close and goes on)."""
+        """Every socket, monitor, the authenticator and the context closed.
+
+        Each is closed through ``attempt(what, fn, *args)``, which says what failed to close and goes on.
+        """
         if self._reconnect is not None:
             self._reconnect.cancel()
         for sock, mon in zip((self.sub, self.pub), self._monitors, strict=False):
@@ -105,8 +109,10 @@ class Sockets:
         return mon
 
     async def watch(self, name: str, stop: asyncio.Event) -> None:
-        """Events of the ``name`` socket ("input" or "output") until ``stop``: handshakes refused are counted and
-        logged; a lost input link is connected afresh."""
+        """Events of the ``name`` socket ("input" or "output") until ``stop``.
+
+        Handshakes refused are counted and logged; a lost input link is connected afresh.
+        """
         import zmq
         from zmq.utils.monitor import parse_monitor_message
 
@@ -145,9 +151,11 @@ class Sockets:
         )
 
     async def subscriptions(self, on_message: Callable[[bytes], None], stop: asyncio.Event) -> None:
-        """The output (XPUB) socket's subscription messages until ``stop``, each handed to ``on_message``: ZeroMQ
-        tells an XPUB when a topic gets its first subscriber (``\\x01`` + topic) and loses its last one
-        (``\\x00`` + topic)."""
+        """The output (XPUB) socket's subscription messages until ``stop``, each handed to ``on_message``.
+
+        ZeroMQ tells an XPUB when a topic gets its first subscriber (``\\x01`` + topic) and loses its last one
+        (``\\x00`` + topic).
+        """
         import zmq
         import zmq.asyncio
 
@@ -168,12 +176,12 @@ class Sockets:
                     break
 
     def _reconnect_input(self) -> None:
-        """Connect the input afresh when ZeroMQ has given up on it. After a
-        connection that broke the protocol (a plain source meeting CURVE, a
-        message over the size limit) ZeroMQ does not reconnect, and the next
-        source on that endpoint would never be heard; after an ordinary loss it
-        reconnects by itself (and says so), and this leaves it alone: breaking
-        a working link would lose frames."""
+        """Connect the input afresh when ZeroMQ has given up on it.
+
+        After a connection that broke the protocol (a plain source meeting CURVE, a message over the size limit) ZeroMQ
+        does not reconnect, and the next source on that endpoint would never be heard; after an ordinary loss it
+        reconnects by itself (and says so), and this leaves it alone: breaking a working link would lose frames.
+        """
         import zmq
 
         self._reconnect = None

@@ -21,8 +21,10 @@ SILENCE_S = 2.0  # a subject's frames resuming after this long (by its own clock
 
 @dataclass(frozen=True)
 class Arrival:
-    """How a frame came: the source's number for it, when it arrived and when the source sent it (the tag it
-    carries through the pipeline)."""
+    """How a frame came: the source's number for it, when it arrived and when the source sent it.
+
+    It is the tag the frame carries through the pipeline.
+    """
 
     seq: int
     recv_ns: int
@@ -31,9 +33,11 @@ class Arrival:
 
 @dataclass(frozen=True)
 class Heard:
-    """A frame the source accepts: when it arrived; ``restart``, why its subject's source started a new session
-    with it (its clock went back or jumped ahead and stayed there); ``silence_s``, how long (by its clock) its
-    subject had been silent, when more than SILENCE_S."""
+    """A frame the source accepts, with when it arrived.
+
+    ``restart``: why its subject's source started a new session with it (its clock went back or jumped ahead and stayed
+    there); ``silence_s``: how long (by its clock) its subject had been silent, when more than SILENCE_S.
+    """
 
     frame: KeypointFrame
     recv_ns: int
@@ -43,8 +47,10 @@ class Heard:
 
 @dataclass(frozen=True)
 class Refused:
-    """A message the source refuses: a reason of :data:`kinestream.live.protocol.REASONS` or ``bad_envelope``,
-    and what was given. The source has counted it (:attr:`KeypointSource.counts`)."""
+    """A message the source refuses: a reason of :data:`kinestream.live.protocol.REASONS` or ``bad_envelope``.
+
+    And what was given. The source has counted it (:attr:`KeypointSource.counts`).
+    """
 
     reason: str
     detail: str = ""

@@ -87,9 +87,11 @@ def is_loopback(endpoint: str) -> bool:
 
 
 def check_bind(endpoint: str, config: dict, what: str, plain: bool = False) -> None:
-    """Refuse to listen beyond this machine unless ``service.allow_remote``; allowed, warn when what crosses
-    that network is readable by anyone on it: without CURVE, or always when ``plain`` (the web viewer's HTTP,
-    which CURVE does not cover)."""
+    """Refuse to listen beyond this machine unless ``service.allow_remote``.
+
+    Allowed, warn when what crosses that network is readable by anyone on it: without CURVE, or always when ``plain``
+    (the web viewer's HTTP, which CURVE does not cover).
+    """
     if is_loopback(endpoint):
         return
     if not config.get("service", {}).get("allow_remote", False):
@@ -164,10 +166,11 @@ def load_public(path: str | Path) -> bytes:
 
 
 def make_keys(directory: str | Path, name: str, *, authorize: bool = False, force: bool = False) -> tuple[Path, Path]:
-    """Write a CURVE key pair ``DIR/NAME.key`` (public, to hand out) and
-    ``DIR/NAME.key_secret`` (private, mode 600). With ``authorize`` the public
-    key is also copied into ``DIR/authorized/``, the folder the service reads
-    to decide who may connect. Returns ``(public, secret)`` paths."""
+    """Write a CURVE key pair ``DIR/NAME.key`` (public, to hand out) and ``DIR/NAME.key_secret`` (private, mode 600).
+
+    With ``authorize`` the public key is also copied into ``DIR/authorized/``, the folder the service reads to decide
+    who may connect. Returns ``(public, secret)`` paths.
+    """
     import zmq.auth
 
     if not name or any(c in name for c in "/\\") or name.startswith("."):
@@ -233,9 +236,10 @@ def _write_key(path: Path, data: bytes, mode: int) -> None:
 
 @dataclass
 class Access:
-    """The service's side of CURVE: its key pair and the authenticator that
-    admits only the public keys in ``authorized`` (a folder of ``.key`` files,
-    read when the service starts)."""
+    """The service's side of CURVE: its key pair and the authenticator that admits only the keys in ``authorized``.
+
+    ``authorized`` is a folder of public ``.key`` files, read when the service starts.
+    """
 
     public: bytes
     secret: bytes
@@ -285,9 +289,10 @@ class Access:
 
 
 def secure_client(sock: zmq.Socket, config: dict) -> bool:
-    """With CURVE on, make ``sock`` a client of the service (before it binds or
-    connects): its own key pair from ``curve.secret_key``, the service's public
-    key from ``curve.server_key``. Returns whether CURVE is on."""
+    """With CURVE on, make ``sock`` a client of the service (before it binds or connects); returns whether CURVE is on.
+
+    Its own key pair comes from ``curve.secret_key``, the service's public key from ``curve.server_key``.
+    """
     if not curve_enabled(config):
         return False
     public, secret = load_secret(_key_file(config, "secret_key", "a client needs its own key pair"))
@@ -316,9 +321,10 @@ def client_config(secret_key: str | None = None, server_key: str | None = None, 
 
 
 def open_input(ctx, config: dict, endpoint: str, access: Access | None = None):
-    """The keypoint input: a SUB socket on ``keypoints`` with a bounded queue
-    and a size limit, connected to ``endpoint`` (bound with
-    ``service.bind_input``), a CURVE server when ``access`` is given."""
+    """The keypoint input: a SUB socket on ``keypoints`` with a bounded queue and a size limit.
+
+    Connected to ``endpoint`` (bound with ``service.bind_input``), a CURVE server when ``access`` is given.
+    """
     svc = ServiceSettings.from_config(config)
     if svc.bind_input:  # checked before a socket exists: nothing to close when refused
         check_bind(endpoint, config, "keypoint input")
@@ -367,13 +373,15 @@ def open_output(
     subscription_queue: int | None = None,
     connect: bool = False,
 ):
-    """The angles output: an XPUB (a PUB that tells which topics are subscribed) with a bounded send queue, bound
-    to ``endpoint`` (KinestreamError when it is taken), a CURVE server when ``access`` is given; ``connect``: it
+    """The angles output: an XPUB (a PUB that tells which topics are subscribed) with a bounded send queue.
+
+    Bound to ``endpoint`` (KinestreamError when it is taken), a CURVE server when ``access`` is given; ``connect``: it
     connects to ``endpoint`` instead (a worker's output, to its parent's relay).
 
     What subscribers send an XPUB is subscriptions, a topic a few bytes long: a longer frame
     (``subscription_max_bytes``) makes ZeroMQ drop that peer's connection before it is buffered, and a peer that
-    floods subscriptions waits on its queue (``subscription_queue`` of them)."""
+    floods subscriptions waits on its queue (``subscription_queue`` of them).
+    """
     pub = ctx.socket(zmq.XPUB)
     pub.setsockopt(zmq.LINGER, 500)
     pub.setsockopt(zmq.SNDHWM, send_queue)

@@ -120,8 +120,10 @@ def side(name: str) -> tuple[int, int, int]:
 
 
 def blueprint(live: bool) -> rrb.Blueprint:
-    """The layout: the body in 3D with a floor grid on the left; knee, hip, ankle and pelvis curves, the reps
-    and (live) the status on the right. Live, the curves scroll: they show the last 10 s."""
+    """The layout: the body in 3D on the left; knee, hip, ankle and pelvis curves, the reps and the status on the right.
+
+    The body has a floor grid; the status is live only. Live, the curves scroll: they show the last 10 s.
+    """
     window = (
         rrb.VisibleTimeRange(
             TIMELINE,
@@ -162,8 +164,10 @@ def blueprint(live: bool) -> rrb.Blueprint:
 
 @dataclass
 class _Column:
-    """Frames of one entity waiting to be sent as columns: their times and, per frame, an array of rows
-    (points (N, 3), segments (N, 2, 3) or scalars (N,))."""
+    """Frames of one entity waiting to be sent as columns.
+
+    Their times and, per frame, an array of rows (points (N, 3), segments (N, 2, 3) or scalars (N,)).
+    """
 
     kind: type
     times: list[float] = field(default_factory=list)
@@ -187,7 +191,8 @@ class RerunLog:
     bulk: a frame's positions and curve values wait in columns until :meth:`flush` sends them (one call per
     entity for all the frames waiting: the live view flushes every :data:`FLUSH_S`); names, colours and sizes
     go out only when the set of points shown changes (Rerun keeps the latest of each); the two sides of a
-    curve share an entity. Rep events and the status go out at once."""
+    curve share an entity. Rep events and the status go out at once.
+    """
 
     def __init__(self, rec: rr.RecordingStream):
         self.rec = rec
@@ -231,8 +236,10 @@ class RerunLog:
         self.rec.set_time(TIMELINE, duration=float(t))
 
     def _points(self, entity: str, t: float, names: list[str], xyz: np.ndarray, radius: float, colours) -> np.ndarray:
-        """The finite points of ``xyz`` at ``t``: positions in the next flush; names, colours and size at once
-        when the set shown changes. Returns which rows were finite."""
+        """The finite points of ``xyz`` at ``t``: positions in the next flush; returns which rows were finite.
+
+        Names, colours and size go at once when the set shown changes.
+        """
         ok = np.isfinite(xyz).all(axis=1)
         shown = tuple(_kept(names, ok))
         if self._shown.get(entity) == shown:
@@ -249,8 +256,10 @@ class RerunLog:
     def _lines(
         self, entity: str, t: float, ends: list[tuple[int, int]], xyz: np.ndarray, radius: float, colours
     ) -> None:
-        """One segment per pair of rows of ``xyz`` at ``t``: the lines in the next flush, colours and size at
-        once when the segments shown change."""
+        """One segment per pair of rows of ``xyz`` at ``t``: the lines in the next flush.
+
+        Colours and size go at once when the segments shown change.
+        """
         strips = xyz[np.array(ends, dtype=int).reshape(-1, 2)]  # (segments, 2, 3)
         if self._shown.get(entity) == tuple(ends):
             self._later(entity, rr.LineStrips3D, t, strips)
@@ -260,8 +269,10 @@ class RerunLog:
             self.rec.log(entity, rr.LineStrips3D(strips, radii=radius, colors=colours(ends)))
 
     def keypoints(self, t: float, names: list[str], xyz: np.ndarray) -> None:
-        """The keypoints (labelled; the labels show on hover) and their connections (a bone is drawn when both
-        ends are present), coloured by side."""
+        """The keypoints, labelled, and their connections, coloured by side.
+
+        The labels show on hover; a bone is drawn when both ends are present.
+        """
         key = tuple(names)
         if key not in self._bones:
             index = {n: i for i, n in enumerate(names)}
@@ -290,8 +301,10 @@ class RerunLog:
         self._lines("world/model/segments", t, segments, xyz, 0.015, lambda ends: [JOINT_COLOUR] * len(ends))
 
     def angles(self, t: float, coords: list[str], q: np.ndarray) -> None:
-        """The shown curves at ``t`` (degrees); an entity whose values are not all finite (an unsolved frame)
-        is left out of that frame."""
+        """The shown curves at ``t`` (degrees).
+
+        An entity whose values are not all finite (an unsolved frame) is left out of that frame.
+        """
         key = tuple(coords)
         if key not in self._curves:
             index = {c: i for i, c in enumerate(coords)}
@@ -307,8 +320,10 @@ class RerunLog:
                 self._later(entity, rr.Scalars, t, values)
 
     def rep(self, rep: dict) -> None:
-        """A completed rep: a mark on the knee curve at its bottom and depth, a line in ``reps`` at its end with
-        its kind and cues. A rep the stream's end left incomplete is a line with its reason, and no mark."""
+        """A completed rep: a mark on the knee curve at its bottom and depth, a line in ``reps`` at its end.
+
+        The line gives its kind and cues. A rep the stream's end left incomplete is a line with its reason, and no mark.
+        """
         if rep.get("complete") is False:
             self._time(rep.get("end", rep.get("start", 0.0)))
             self.rec.log("reps", rr.TextLog(f"rep {rep['index']} incomplete: {rep.get('reason')}", level="WARN"))
@@ -411,8 +426,10 @@ class LiveView:
         stop: asyncio.Event,
         on_status: Callable[[LiveCounts], None] | None = None,
     ) -> LiveCounts:
-        """Subscribe to ``endpoint`` (CURVE when ``config`` turns it on) until ``stop`` is set; ``on_status``
-        is called after each status message (about once a second)."""
+        """Subscribe to ``endpoint`` (CURVE when ``config`` turns it on) until ``stop`` is set.
+
+        ``on_status`` is called after each status message (about once a second).
+        """
         import zmq
         import zmq.asyncio
 
@@ -470,8 +487,10 @@ def _is_marker(name: str) -> bool:
 
 
 def play_trc(log: RerunLog, table: MarkerTable) -> int:
-    """Every frame of a .trc: its keypoints (OpenPose names, read as BODY_25's) and, when it holds them (a
-    session's ``_markers.trc``), its augmented markers. Returns the number of frames."""
+    """Every frame of a .trc: its keypoints and, when it holds them, its augmented markers; returns the frame count.
+
+    The keypoints have OpenPose names, read as BODY_25's; a session's ``_markers.trc`` holds the markers.
+    """
     from kinestream.ingest import canonical
 
     names = [canonical(n) for n in table.names]
@@ -494,9 +513,12 @@ def play_motion(
     markers: MarkerTable | None = None,
     rep_settings=None,
 ) -> dict:
-    """A recorded session: the curves of ``motion``, the joint centres of ``model`` posed frame by frame
-    (OpenSim's kinematics), the keypoints and markers of ``markers`` at the motion's times, and the reps
-    the counter finds. Returns what was logged: frames, frames with markers, reps."""
+    """A recorded session: the curves, joint centres, keypoints, markers and reps; returns what was logged.
+
+    The curves of ``motion``, the joint centres of ``model`` posed frame by frame (OpenSim's kinematics), the keypoints
+    and markers of ``markers`` at the motion's times, and the reps the counter finds. What was logged: frames, frames
+    with markers, reps.
+    """
     from kinestream.centres import CENTRE_BODIES, TORSO_AXIS, CentresFromModel
     from kinestream.files.mot import is_translation
     from kinestream.ingest import canonical

@@ -65,8 +65,10 @@ def require_rerun():
 
 
 def analytics_config_home() -> Path:
-    """The folder Rerun processes kinestream starts read their config from (``XDG_CONFIG_HOME``): it holds
-    ``rerun/analytics.json`` with analytics disabled, written here if absent or different."""
+    """The folder Rerun processes kinestream starts read their config from (``XDG_CONFIG_HOME``).
+
+    It holds ``rerun/analytics.json`` with analytics disabled, written here if absent or different.
+    """
     from kinestream.assets import home
 
     root = home() / "rerun-config"
@@ -231,8 +233,10 @@ def _bracket(host: str) -> str:
 
 
 def page_hosts(host: str) -> list[str]:
-    """The host names a browser may reach the web viewer by, bound to ``host``: loopback's, and the address
-    it is served at beyond loopback (this machine's LAN address for ``0.0.0.0``/``::``)."""
+    """The host names a browser may reach the web viewer by, bound to ``host``.
+
+    Loopback's, and the address it is served at beyond loopback (this machine's LAN address for ``0.0.0.0``/``::``).
+    """
     hosts = ["127.0.0.1", "localhost"]
     if host in ("0.0.0.0", "::", "*", ""):
         hosts.append(_lan_address())
@@ -249,8 +253,10 @@ def _request_target_ok(path: str) -> bool:
 
 
 class _Relay(BaseHTTPRequestHandler):
-    """What both relays share: requests that are not a plain path get a 400, an error inside a 502, never a
-    traceback; nothing is printed (a library module does not print)."""
+    """What both relays share: requests that are not a plain path get a 400, an error inside a 502, never a traceback.
+
+    Nothing is printed (a library module does not print).
+    """
 
     timeout = IDLE_TIMEOUT_S
     upstream: tuple[str, int] = ("127.0.0.1", 0)
@@ -332,10 +338,12 @@ class _Files(_Relay):
 
 
 class _Grpc(_Relay):
-    """The recording (gRPC-web: POST, and the browser's CORS preflight OPTIONS), relayed to Rerun's gRPC
-    server on a loopback port of its own. Rerun's server answers a preflight from any loopback origin and from
-    rerun.io whatever it is told; this relay answers only the page's own origins, and refuses a request from
-    any other (a web page the user happens to visit cannot read the pose)."""
+    """The recording (gRPC-web), relayed to Rerun's gRPC server on a loopback port of its own.
+
+    gRPC-web: POST, and the browser's CORS preflight OPTIONS. Rerun's server answers a preflight from any loopback
+    origin and from rerun.io whatever it is told; this relay answers only the page's own origins, and refuses a request
+    from any other (a web page the user happens to visit cannot read the pose).
+    """
 
     origins: frozenset[str] = frozenset()
 
@@ -416,8 +424,10 @@ class _Grpc(_Relay):
             conn.close()
 
     def _watch(self, conn, done: threading.Event) -> None:
-        """Until the stream ends: when the page goes away (a closed tab, a reload), cut the stream from Rerun's
-        server, so that an idle recording does not hold the connection and its thread for good."""
+        """Until the stream ends: when the page goes away (a closed tab, a reload), cut the stream from Rerun's server.
+
+        So that an idle recording does not hold the connection and its thread for good.
+        """
         import select
 
         while not done.is_set():
@@ -440,8 +450,10 @@ class _Grpc(_Relay):
 
 
 class _Server(ThreadingHTTPServer):
-    """A threaded HTTP server that serves :data:`MAX_CONNECTIONS` connections at once and answers any beyond
-    with a 503, and prints nothing when a request breaks."""
+    """A threaded HTTP server that serves :data:`MAX_CONNECTIONS` connections at once and answers any beyond with a 503.
+
+    It prints nothing when a request breaks.
+    """
 
     daemon_threads = True
 
@@ -493,8 +505,11 @@ def _serve(host: str, port: int, handler, what: str, flag: str) -> _Server:
 
 @dataclass
 class WebViewer:
-    """Rerun's web viewer as kinestream serves it: the page (from a Rerun process on a loopback port, relayed
-    with a Content-Security-Policy), and the recording on a gRPC server in this process (``sink``)."""
+    """Rerun's web viewer as kinestream serves it: the page, and the recording on a gRPC server in this process.
+
+    The page comes from a Rerun process on a loopback port, relayed with a Content-Security-Policy; the recording's gRPC
+    server is ``sink``.
+    """
 
     url: str
     sink: object  # rerun.GrpcServerSink: give it to RecordingStream.set_sinks
@@ -511,9 +526,11 @@ class WebViewer:
 def start_web(
     config: dict, log_dir: Path, *, host: str = "127.0.0.1", web_port: int = 9090, grpc_port: int = 9876
 ) -> WebViewer:
-    """Rerun's web viewer for a browser: the page on ``host:web_port``, the data on ``host:grpc_port``. On
-    loopback, or beyond it under ``service.allow_remote`` (then the page may be opened from another machine,
-    a tablet on the gym floor, and reach the data from there)."""
+    """Rerun's web viewer for a browser: the page on ``host:web_port``, the data on ``host:grpc_port``.
+
+    On loopback, or beyond it under ``service.allow_remote`` (then the page may be opened from another machine, a tablet
+    on the gym floor, and reach the data from there).
+    """
     import rerun as rr
 
     from kinestream.live.transport import check_bind

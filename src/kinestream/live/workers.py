@@ -43,10 +43,12 @@ def check_workers(n: int) -> int:
 
 
 class Relay:
-    """The parent's output: an XPUB bound on ``endpoint`` (with ``access``'s CURVE when given, and the service's
-    send queue and subscription size limit) and an XSUB on a private ipc endpoint (:attr:`inner`) that the
-    workers' outputs connect to, with ZeroMQ's proxy between them in a thread. Every status a worker publishes is
-    kept too (:meth:`take_statuses`)."""
+    """The parent's output: an XPUB bound on ``endpoint`` and an XSUB that the workers' outputs connect to.
+
+    The XPUB has ``access``'s CURVE when given, and the service's send queue and subscription size limit; the XSUB is on
+    a private ipc endpoint (:attr:`inner`), with ZeroMQ's proxy between them in a thread. Every status a worker
+    publishes is kept too (:meth:`take_statuses`).
+    """
 
     def __init__(self, endpoint: str, directory: Path, access=None, *, send_queue: int = 1000):
         self.endpoint, self.access, self.send_queue = endpoint, access, send_queue
@@ -130,9 +132,11 @@ class Relay:
 
 
 class Front:
-    """The parent's sockets on one ZeroMQ context: the :class:`Router` (input) and the :class:`Relay` (output),
-    their private ipc endpoints in a directory only this user can enter (mode 0700), and the CURVE
-    authenticator when ``[curve]`` is on. :meth:`pump` is one turn of the parent."""
+    """The parent's sockets on one ZeroMQ context: the :class:`Router` (input) and the :class:`Relay` (output).
+
+    Their private ipc endpoints are in a directory only this user can enter (mode 0700), with the CURVE authenticator
+    when ``[curve]`` is on. :meth:`pump` is one turn of the parent.
+    """
 
     def __init__(self, config: dict, input_endpoint: str, output_endpoint: str, n: int):
         from kinestream.live.transport import Access, check_bind
@@ -181,8 +185,10 @@ class Front:
 
 
 class Router:
-    """The parent's input: the keypoint SUB socket as serve opens it (``config``'s queue, size limit, CURVE and
-    bind_input), and a PUB per worker on a private ipc endpoint (:attr:`inner`, k's at ``inner[k]``).
+    """The parent's input: the keypoint SUB socket as serve opens it, and a PUB per worker on a private ipc endpoint.
+
+    The SUB has ``config``'s queue, size limit, CURVE and bind_input; the workers' endpoints are :attr:`inner`, k's at
+    ``inner[k]``.
 
     :meth:`pump` moves what has arrived to the workers: each subject to the worker they were given on their first
     frame (the one serving fewest people then), until they are silent for ``service.person_timeout_s``; at most
@@ -285,8 +291,10 @@ class Router:
 
 
 class Workers:
-    """N worker processes, worker k running ``target(k, n, *args)`` (a module-level function: each process is
-    spawned, not forked, so OpenSim and onnxruntime start clean in it).
+    """N worker processes, worker k running ``target(k, n, *args)``.
+
+    ``target`` is a module-level function: each process is spawned, not forked, so OpenSim and onnxruntime start clean
+    in it.
 
     :meth:`check` starts again a worker that ended while it was not told to stop (after RESTART_DELAY_S, at most
     RESTARTS times each; past that :attr:`healthy` is False and it stays down). :meth:`stop` tells every worker
@@ -342,8 +350,10 @@ class Workers:
         return said
 
     def stop(self, timeout_s: float = 30.0) -> list[int | None]:
-        """Every worker told to stop (SIGTERM) and waited for, up to ``timeout_s`` in all (killed after that);
-        their exit statuses."""
+        """Every worker told to stop (SIGTERM) and waited for; their exit statuses.
+
+        Up to ``timeout_s`` in all; killed after that.
+        """
         for proc in self.procs:
             if proc is not None and proc.is_alive():
                 proc.terminate()

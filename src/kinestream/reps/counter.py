@@ -285,8 +285,10 @@ class RepCounter:
         return event
 
     def _event(self, rows: np.ndarray, knee: np.ndarray, b: int, start: float, end: float, **how: Any) -> RepEvent:
-        """The event of a rep's (smoothed) frames with its bottom at frame ``b`` (:func:`rep_event`, ``how``: its
-        keywords); kept in events (or incomplete)."""
+        """The event of a rep's (smoothed) frames with its bottom at frame ``b``, kept in events (or incomplete).
+
+        :func:`rep_event` makes it, ``how`` its keywords.
+        """
         event = rep_event(
             rows, knee, b, start, end, index=len(self.events) + 1, settings=self.settings, cues=self.cues, **how
         )

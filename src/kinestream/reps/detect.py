@@ -22,8 +22,9 @@ def detect_reps(
     settings: RepSettings | None = None,
     cues: CueSettings | None = None,
 ) -> tuple[list[RepEvent], dict]:
-    """Every rep of a recorded motion, by the streaming :class:`RepCounter` fed frame by frame and finished
-    at the last frame (a rep the recording cuts short is closed out: counted, or in the summary's
+    """Every rep of a recorded motion, by the streaming :class:`RepCounter` fed frame by frame.
+
+    It is finished at the last frame: a rep the recording cuts short is closed out (counted, or in the summary's
     ``incomplete_reps`` with its reason).
 
     ``centres``: arrays (frames, 3) as :func:`joint_centres` returns, or None.

@@ -1,5 +1,7 @@
-"""A rep as it is reported: :class:`RepEvent` (or :class:`PartialRep`, a half squat), its cues (:func:`cues_for`),
-the rounding for display and transport, and a set's summary (:func:`summarize`).
+"""A rep as it is reported, and a set's summary (:func:`summarize`).
+
+:class:`RepEvent` (or :class:`PartialRep`, a half squat), its cues (:func:`cues_for`), the rounding for display and
+transport.
 
 Cues. With :class:`CueSettings` (the ``[cues]`` section) each complete rep
 gets at most ``max_per_rep`` short cues (:data:`CUES`, most important first):
@@ -144,9 +146,11 @@ def summarize(
     in_rep: bool,
     seated: bool,
 ) -> dict:
-    """A set's summary (:meth:`RepCounter.summary`): counts, depth, tempo, form and cues, plus the partial and
-    incomplete reps (JSON-ready); ``counts``: the counter's frames, skipped, too_short and too_long, ``in_rep``
-    and ``seated``: its state."""
+    """A set's summary (:meth:`RepCounter.summary`): counts, depth, tempo, form and cues, and the odd reps (JSON-ready).
+
+    The odd reps are the partial and incomplete ones. ``counts``: the counter's frames, skipped, too_short and too_long;
+    ``in_rep`` and ``seated``: its state.
+    """
     ev = events
 
     def mean(values):

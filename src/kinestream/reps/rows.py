@@ -1,6 +1,7 @@
-"""A rep's frames as the counter keeps them (one row a frame: time, knee and hip angles, the frame's measures), and
-what is taken from them when the rep is over: the zero-lag low-pass (:func:`smooth_rows`), the seat-off
-(:func:`seat_off`) and the rep's event (:func:`rep_event`).
+"""A rep's frames as the counter keeps them, and what is taken from them when the rep is over.
+
+One row a frame: time, knee and hip angles, the frame's measures. Taken when the rep is over: the zero-lag low-pass
+(:func:`smooth_rows`), the seat-off (:func:`seat_off`) and the rep's event (:func:`rep_event`).
 
 The bottom is the frame of greatest knee flexion (sit-to-stand: the seat-off).
 With ``smooth_hz`` > 0 the rep's frames are low-passed (zero lag: the rep is

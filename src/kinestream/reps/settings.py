@@ -1,5 +1,7 @@
-"""The ``[reps]`` and ``[cues]`` sections of the config (:class:`RepSettings`, :class:`CueSettings`), and the
-joint angles the counter reads (:data:`KNEES`, :data:`HIPS`). See :mod:`kinestream.reps`."""
+"""The ``[reps]`` and ``[cues]`` sections of the config (:class:`RepSettings`, :class:`CueSettings`).
+
+And the joint angles the counter reads (:data:`KNEES`, :data:`HIPS`). See :mod:`kinestream.reps`.
+"""
 
 from __future__ import annotations
 

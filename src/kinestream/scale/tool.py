@@ -1,6 +1,8 @@
-"""The generic model scaled to the subject by OpenSim's ScaleTool: from a still window's marker-pair distances, or
-from segment lengths over the least-flexed frames (:func:`scale_model`, :class:`ScaleSettings`). See
-:mod:`kinestream.scale`."""
+"""The generic model scaled to the subject by OpenSim's ScaleTool (:func:`scale_model`, :class:`ScaleSettings`).
+
+From a still window's marker-pair distances, or from segment lengths over the least-flexed frames. See
+:mod:`kinestream.scale`.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""Where the person stood still and upright: the posture of each frame and the stillest upright window
-(:func:`find_static_window`), or a given one (:func:`parse_static`). See :mod:`kinestream.scale`."""
+"""Where the person stood still and upright.
+
+The posture of each frame and the stillest upright window (:func:`find_static_window`), or a given one
+(:func:`parse_static`). See :mod:`kinestream.scale`.
+"""
 
 from __future__ import annotations
 
@@ -339,9 +342,12 @@ def _given_window(table: MarkerTable, static, markers: list[str], loosest_mm: fl
 def static_window(
     markers: MarkerTable, static, thresholds_mm, windows_s, still_markers: list[str]
 ) -> StaticWindow | None:
-    """The window to scale from: the stillest upright one (``static`` "auto", :func:`find_static_window`; None when
-    the person never stood still), or the (start, end) range in seconds given, checked for stillness against the
-    loosest threshold. ``still_markers``: the markers whose stillness counts."""
+    """The window to scale from: the stillest upright one, or the range given, checked for stillness.
+
+    The stillest upright one for ``static`` "auto" (:func:`find_static_window`; None when the person never stood still),
+    or the (start, end) range in seconds given, checked for stillness against the loosest threshold. ``still_markers``:
+    the markers whose stillness counts.
+    """
     if isinstance(static, str):
         if static.strip().lower() != "auto":
             raise KinestreamError(f"static {static!r} is not valid; give 'auto' or a (start, end) range in seconds")

@@ -1,7 +1,9 @@
-"""The model IK works on and what it is given: an OpenSim model made ready for IK (:func:`load_model`: markers
-attached, the joint-centre markers put on their joints, what IK does not need stripped), its coordinates, the markers
-as OpenSim's tables, weights and references, and how far a fit leaves them (:func:`marker_error_mm`). See
-:mod:`kinestream.solve`."""
+"""The model IK works on and what it is given.
+
+An OpenSim model made ready for IK (:func:`load_model`: markers attached, the joint-centre markers put on their joints,
+what IK does not need stripped), its coordinates, the markers as OpenSim's tables, weights and references, and how far a
+fit leaves them (:func:`marker_error_mm`). See :mod:`kinestream.solve`.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +22,11 @@ from kinestream.solve.setup import IKSetup
 def attach_markers(
     model, marker_set: str | Path, joint_centre_markers=tuple(DEFAULTS["scale"]["joint_centre_markers"])
 ) -> None:
-    """Add the markers of an OpenSim MarkerSet file to ``model`` (replacing same-named ones), the pairs of
-    ``joint_centre_markers`` put on the joint centres they define (:func:`register_joint_centres`), as scaling
-    puts them, so that a generic model and a scaled one hold the same anatomy."""
+    """Add the markers of an OpenSim MarkerSet file to ``model`` (replacing same-named ones), as scaling puts them.
+
+    The pairs of ``joint_centre_markers`` are put on the joint centres they define (:func:`register_joint_centres`), so
+    that a generic model and a scaled one hold the same anatomy.
+    """
     osim = opensim_module()
     marker_set = Path(marker_set)
     if not marker_set.is_file():

@@ -1,6 +1,8 @@
-"""The ``[ik]`` section of the config (:class:`IKSettings`): it reads an IK setup file with its settings applied
-and builds the frame-wise core, so that the live service and the offline recipe build IK the same way. See
-:mod:`kinestream.solve`."""
+"""The ``[ik]`` section of the config (:class:`IKSettings`).
+
+It reads an IK setup file with its settings applied and builds the frame-wise core, so that the live service and the
+offline recipe build IK the same way. See :mod:`kinestream.solve`.
+"""
 
 from __future__ import annotations
 
@@ -38,8 +40,10 @@ class IKSettings:
         return cls(**section(config, "ik", cls))
 
     def setup(self, ik_setup: str | Path) -> IKSetup:
-        """The IK setup file's marker weights (no arm markers when ``arms`` is off), with this accuracy and
-        constraint weight."""
+        """The IK setup file's marker weights (no arm markers when ``arms`` is off).
+
+        With this accuracy and constraint weight.
+        """
         setup = read_ik_setup(ik_setup, coordinate_tasks=bool(self.coordinate_tasks))
         setup.accuracy = float(self.accuracy)
         cw = self.constraint_weight

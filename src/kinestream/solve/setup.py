@@ -1,6 +1,8 @@
-"""The IK setup: an OpenSim IK setup file's marker weights and coordinate tasks (:class:`IKSetup`,
-:func:`read_ik_setup`), the ``[ik]`` defaults, and the solver: its name checked (:func:`check_solver`), and the fast
-one built for a model, or why not (:func:`make_fast`). See :mod:`kinestream.solve`.
+"""The IK setup: marker weights and coordinate tasks, the ``[ik]`` defaults, and the solver.
+
+An OpenSim IK setup file's marker weights and coordinate tasks (:class:`IKSetup`, :func:`read_ik_setup`), the ``[ik]``
+defaults, and the solver: its name checked (:func:`check_solver`), and the fast one built for a model, or why not
+(:func:`make_fast`). See :mod:`kinestream.solve`.
 
 Marker weights and coordinate tasks come from an IK setup file (OpenCap's: calcaneus 60; knee, ankle, toe and 5th
 metatarsal 30; ASIS, PSIS and hip joint centres 25; upper body 5; thigh and shank clusters 4), accuracy 1e-5 and
@@ -74,8 +76,11 @@ def check_solver(solver: str) -> str:
 
 
 def make_fast(model, setup: IKSetup, names: list[str], state=None, tolerance: float = _IK["tolerance"], like=None):
-    """The fast solver for this model (stopping at ``tolerance``, ``[ik] tolerance``; ``like``: a fast solver on the
-    same model whose knowledge of it this one shares), or (None, why) when the model needs OpenSim's own."""
+    """The fast solver for this model, or (None, why) when the model needs OpenSim's own.
+
+    It stops at ``tolerance`` (``[ik] tolerance``); ``like``: a fast solver on the same model whose knowledge of it this
+    one shares.
+    """
     from kinestream.fastik import FastIK
 
     try:

@@ -1,6 +1,8 @@
-"""Frame-wise IK for a live stream (:class:`StreamingIK`, an :class:`IKFrame` a frame): each frame warm-started
-from the one before, outlying markers left out, re-assembled from the neutral pose when the fit fails, never raising.
-See :mod:`kinestream.solve`."""
+"""Frame-wise IK for a live stream (:class:`StreamingIK`, an :class:`IKFrame` a frame).
+
+Each frame is warm-started from the one before, outlying markers left out, re-assembled from the neutral pose when the
+fit fails, never raising. See :mod:`kinestream.solve`.
+"""
 
 from __future__ import annotations
 

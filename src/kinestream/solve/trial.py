@@ -1,6 +1,9 @@
-"""IK on a whole trial (:func:`solve_trial`, :class:`IKResult`), the first frame from the default pose and every
-later one from the one before, by the fast solver or OpenSim's; and OpenSim's own InverseKinematicsTool
-(:func:`run_ik_tool`), the reference the frame-wise solvers are checked against. See :mod:`kinestream.solve`."""
+"""IK on a whole trial (:func:`solve_trial`, :class:`IKResult`), and OpenSim's own InverseKinematicsTool.
+
+The first frame is solved from the default pose and every later one from the one before, by the fast solver or
+OpenSim's. OpenSim's InverseKinematicsTool (:func:`run_ik_tool`) is the reference the frame-wise solvers are checked
+against. See :mod:`kinestream.solve`.
+"""
 
 from __future__ import annotations
 

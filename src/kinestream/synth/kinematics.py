@@ -1,5 +1,4 @@
-"""The model posed by coordinate values (:class:`_Kinematics`), and the feet kept planted
-(:class:`_FootClosure`).
+"""The model posed by coordinate values (:class:`_Kinematics`), and the feet kept planted (:class:`_FootClosure`).
 
 Feet stay planted. A designed pose does not in general keep both feet where
 they stood (the legs form a closed chain through the floor), so each frame is

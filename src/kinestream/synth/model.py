@@ -1,5 +1,7 @@
-"""The truth model: the generic model scaled uniformly, carrying the anatomical markers and the keypoints
-(:func:`truth_model`), and the generic model's standing height measured on its meshes (:func:`generic_height`).
+"""The truth model, and the generic model's standing height.
+
+The truth model is the generic model scaled uniformly, carrying the anatomical markers and the keypoints
+(:func:`truth_model`); the standing height is measured on its meshes (:func:`generic_height`).
 
 Subject. ``height`` is the generic model's standing height times ``scale``:
 the vertical distance, with every joint angle at zero, from the lowest vertex

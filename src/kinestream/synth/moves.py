@@ -1,5 +1,7 @@
-"""Any model, walking, squatting and jumping by forward kinematics: :func:`drive_model`, a truth motion and its
-markers as a marker augmenter's output looks."""
+"""Any model, walking, squatting and jumping by forward kinematics.
+
+:func:`drive_model`: a truth motion and its markers as a marker augmenter's output looks.
+"""
 
 from __future__ import annotations
 
@@ -101,9 +103,10 @@ def drive_model(
     offset_mm: float = 10.0,
     seed: int = 0,
 ) -> tuple[Motion, MarkerTable]:
-    """A truth motion ``kind`` (walk, squat, jump) of any gait model and its markers ``names`` by forward
-    kinematics, as a marker augmenter's output looks: each marker off its model place by a fixed offset
-    (Gaussian, ``offset_mm`` per axis) and by frame-to-frame noise (``noise_mm``), seeded.
+    """A truth motion ``kind`` (walk, squat, jump) of any gait model and its markers ``names`` by forward kinematics.
+
+    The markers look as a marker augmenter's output does: each off its model place by a fixed offset (Gaussian,
+    ``offset_mm`` per axis) and by frame-to-frame noise (``noise_mm``), seeded.
 
     Returns (the coordinates in degrees / metres, the markers). Coordinate ranges of the model bound the
     designed values (clamped coordinates stay in their ranges).

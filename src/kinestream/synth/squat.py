@@ -1,5 +1,7 @@
-"""The squat: the timeline, the designed motion (standing posture, squat shapes, depths, sway) and the form
-(trunk lean, knee valgus, asymmetry, descent time), designed, checked and measured.
+"""The squat: the timeline, the designed motion and the form, designed, checked and measured.
+
+The designed motion: standing posture, squat shapes, depths, sway; the form: trunk lean, knee valgus, asymmetry, descent
+time.
 
 Motion. The subject stands perfectly still for ``STAND_S`` seconds (the
 window used to scale a model), then squats: ``SQUAT_S`` seconds each
@@ -295,8 +297,9 @@ def _horizontal_unit(v: np.ndarray) -> np.ndarray:
 
 
 def trunk_lean(centres: dict) -> float:
-    """Trunk lean (degrees, forward positive): the line from the mid hip joint centre to the mid shoulder joint
-    centre, from vertical, in the sagittal plane (the vertical plane square to the line between the hips).
+    """Trunk lean (degrees, forward positive): the mid hip to mid shoulder joint centre line, from vertical.
+
+    Measured in the sagittal plane (the vertical plane square to the line between the hips).
 
     ``centres``: points in ground (metres, Y up) named ``hip_r``, ``hip_l``, ``shoulder_r``, ``shoulder_l``.
     """
@@ -404,8 +407,9 @@ def _lean_by_lumbar(kin: _Kinematics, bodies: dict, q: np.ndarray, target_deg: f
 
 
 def _stance_for_valgus(kin: _Kinematics, bodies: dict, make, bottom: int, target_cm: float) -> dict[str, float]:
-    """The hips' standing rotation (degrees, each side: the feet turned in or out) that brings both knees to
-    ``target_cm`` of valgus at frame ``bottom``; Newton steps on that frame's pose.
+    """The hips' standing rotation that brings both knees to ``target_cm`` of valgus at frame ``bottom``.
+
+    Degrees, each side: the feet turned in or out; found by Newton steps on that frame's pose.
 
     ``make(stance)`` returns the design and the standing pose of a stance (see :func:`_design`).
     """

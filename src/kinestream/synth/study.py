@@ -15,9 +15,11 @@ from kinestream.synth.trial import SynthResult, synthesize
 def synthesize_study(
     root, subjects: int = 3, trials: int = 3, seconds: float = MIN_SECONDS, noise_mm: float = 2.0
 ) -> list[SynthResult]:
-    """A small study in ``batch``'s plain layout: per subject (each of another size) a static trial (the
-    standing phase of a trial of theirs) and ``trials`` squat trials, and ``subjects.toml`` with each one's
-    height and mass. Returns each subject's first trial (its truth: height, mass, scale)."""
+    """A small study in ``batch``'s plain layout; returns each subject's first trial (its truth: height, mass, scale).
+
+    Per subject (each of another size) a static trial (the standing phase of a trial of theirs) and ``trials`` squat
+    trials, and ``subjects.toml`` with each one's height and mass.
+    """
     root = Path(root)
     firsts = []
     lines = ["# subjects of a synthetic study (kinestream synth)"]

@@ -1,6 +1,8 @@
-"""One synthetic trial: :func:`synthesize` poses the truth model through the squat design and writes what the
-cameras and the marker lab would have recorded (:class:`SynthResult`), with seeded noise and gaps
-(:class:`Gap`). See :mod:`kinestream.synth`."""
+"""One synthetic trial: :func:`synthesize` poses the truth model through the squat design.
+
+It writes what the cameras and the marker lab would have recorded (:class:`SynthResult`), with seeded noise and gaps
+(:class:`Gap`). See :mod:`kinestream.synth`.
+"""
 
 from __future__ import annotations
 
