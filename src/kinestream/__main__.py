@@ -1,3 +1,5 @@
+"""``python -m kinestream``: the ``kinestream`` command (:func:`kinestream.commands.main.main`)."""
+
 import sys
 
 from kinestream.commands.main import main

@@ -98,7 +98,10 @@ def _sha256(path: Path) -> str:
 
 
 def _download_with_pip(dest: Path) -> Path | None:
-    """pip honours the machine's index, mirrors and certificates."""
+    """The assets' wheel downloaded into ``dest`` by pip (None when that fails).
+
+    pip honours the machine's index, mirrors and certificates.
+    """
     cmd = [
         sys.executable,
         "-m",

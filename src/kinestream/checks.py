@@ -90,9 +90,9 @@ def subject(height, mass) -> tuple[float, float]:
 
 
 def path_segment(what: str, name) -> str:
-    """``name`` as one file or folder name that stays inside the folder it is joined to.
+    r"""``name`` as one file or folder name that stays inside the folder it is joined to.
 
-    Refused: empty, ``.`` or ``..``, a separator (``/`` or ``\\``), or a control character (a NUL ends a path;
+    Refused: empty, ``.`` or ``..``, a separator (``/`` or ``\``), or a control character (a NUL ends a path;
     a line break splits a listing), so that ``folder / name`` never names anything outside ``folder``.
     """
     text = name if isinstance(name, str) else ""

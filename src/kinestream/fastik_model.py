@@ -274,7 +274,10 @@ class ModelFacts:
         return np.clip(self.neutral + np.where(self.locked, 0.0, 0.1), self.lower, self.upper)
 
     def _central(self, s, q: np.ndarray, k: np.integer | int, read) -> np.ndarray:
-        """d read / dq_k at q by central differences (step 1e-6), ``read()`` taken at each realized pose of ``s``."""
+        """The derivative d read / dq_k at q by central differences (step 1e-6).
+
+        ``read()`` is taken at each realized pose of ``s``.
+        """
         plus, minus = q.copy(), q.copy()
         plus[k] += 1e-6
         minus[k] -= 1e-6

@@ -141,7 +141,7 @@ def run_worker(k: int, n: int, args, config: dict, inputs: list[str], output: st
 
 
 def _serve_workers(args, config) -> None:
-    """serve --workers N: N worker processes (:func:`run_worker`) behind the parent's input and output.
+    """``serve --workers N``: N worker processes (:func:`run_worker`) behind the parent's input and output.
 
     They run until Ctrl-C or SIGTERM; a worker that ends is started again. Exit status 1 when one kept ending.
     """

@@ -236,7 +236,7 @@ class Person:
         self._rep_news(self.pipeline.finish(), *self._last_counted, why=why)
 
     def close(self) -> None:
-        """This person's own sinks closed (their recording complete and readable), each on its own, then all told.
+        """Close this person's own sinks (their recording complete and readable), each on its own, then tell all.
 
         Every sink is told they left. Call :meth:`drain` first.
         """
@@ -306,9 +306,9 @@ class Person:
         return self.pipeline.delay_ms()
 
     def status(self) -> dict:
-        """This person's line of the status: their counts, reps, shown angles and filter delay.
+        """The person's line of the status: their counts, reps, shown angles and filter delay.
 
-        And what their own sinks add (their recording's rows left out).
+        With what their own sinks add (their recording's rows left out).
         """
         out = self.tally.status()
         out["filter_delay_ms"] = round(self.delay_ms(), 1)

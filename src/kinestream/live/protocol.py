@@ -639,7 +639,7 @@ def angles_json(seq: int, t: float, coords: list[str], q, subject: str | None = 
 
 
 def _plain(value):
-    """msgpack fallback for numpy values and paths in status messages."""
+    """The msgpack fallback for numpy values and paths in status messages."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

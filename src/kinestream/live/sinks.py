@@ -140,7 +140,7 @@ class PoseSink(Sink):
         self.wanted = wanted
 
     def subscription(self, msg: bytes) -> None:
-        """One message of the output socket's subscribers: ``\\x01`` + topic subscribes, ``\\x00`` + topic unsubscribes.
+        r"""One message of the output socket's subscribers: ``\x01`` + topic subscribes, ``\x00`` + topic unsubscribes.
 
         ZeroMQ passes a topic's first subscription and last unsubscription. Constant cost: only the subscriptions that
         cover ``pose`` are kept (b"", b"p", ... b"pose": at most five); any other topic a subscriber holds costs nothing

@@ -151,10 +151,10 @@ class Sockets:
         )
 
     async def subscriptions(self, on_message: Callable[[bytes], None], stop: asyncio.Event) -> None:
-        """The output (XPUB) socket's subscription messages until ``stop``, each handed to ``on_message``.
+        r"""The output (XPUB) socket's subscription messages until ``stop``, each handed to ``on_message``.
 
-        ZeroMQ tells an XPUB when a topic gets its first subscriber (``\\x01`` + topic) and loses its last one
-        (``\\x00`` + topic).
+        ZeroMQ tells an XPUB when a topic gets its first subscriber (``\x01`` + topic) and loses its last one
+        (``\x00`` + topic).
         """
         import zmq
         import zmq.asyncio

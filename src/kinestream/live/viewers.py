@@ -131,7 +131,7 @@ def _accepts(host: str, port: int) -> bool:
 
 
 def _lan_address() -> str:
-    """This machine's address on its network (what a tablet types), or its host name."""
+    """The machine's address on its network (what a tablet types), or its host name."""
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.connect(("192.0.2.1", 9))  # a documentation address: nothing is sent, the route picks the address
