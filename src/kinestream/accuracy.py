@@ -136,6 +136,7 @@ class Comparison:
         return float(np.mean(values)) if values else float("nan")
 
     def group(self, name: str, centred: bool = False) -> float:
+        """The mean error of the DOF group ``name`` (:data:`GROUPS`), centred (each DOF's offset taken out) or raw."""
         return self.mean(GROUPS[name], centred)
 
     def row(self) -> dict[str, float]:

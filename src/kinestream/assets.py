@@ -69,10 +69,12 @@ class Assets:
 
     @property
     def lower_dir(self) -> Path:
+        """The folder of the lower-body augmenter model."""
         return self.lower_model.parent
 
     @property
     def upper_dir(self) -> Path:
+        """The folder of the upper-body augmenter model."""
         return self.upper_model.parent
 
 
@@ -86,6 +88,7 @@ def home() -> Path:
 
 
 def asset_dir() -> Path:
+    """The folder the pose2sim wheel's assets are extracted to, in :func:`home`, named by the wheel's version."""
     return home() / f"{WHEEL_NAME}-{WHEEL_VERSION}"
 
 

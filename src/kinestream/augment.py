@@ -177,20 +177,24 @@ class Augmenter:
 
     @classmethod
     def from_assets(cls, assets, threads: int = 1) -> Augmenter:
+        """The augmenter of the lower- and upper-body models of ``assets``, onnxruntime on ``threads`` threads."""
         return cls(assets.lower_model, assets.upper_model, threads)
 
     @property
     def markers(self) -> list[str]:
+        """The augmented markers, the body parts' in turn (the order :meth:`augment` gives them in)."""
         return [m for part in self.parts for m in part.markers]
 
     @property
     def keypoints(self) -> list[str]:
+        """The keypoints the models read: the reference (MidHip) first, then each part's features once."""
         names = [REFERENCE]
         for part in self.parts:
             names += [f for f in part.features if f not in names]
         return names
 
     def session(self, part: BodyPart):
+        """The onnxruntime session of ``part``, made on first use; KinestreamError when the model cannot be loaded."""
         if part.name not in self._sessions:
             import onnxruntime as ort
 
@@ -231,12 +235,27 @@ class Augmenter:
 
 @dataclass
 class AugmentReport:
+    """What the offline augmenter did to a trial.
+
+    Attributes
+    ----------
+    frames : int
+        The trial's frames.
+    frames_missing : int
+        Frames without the keypoints the models read (their markers are NaN).
+    segments : int
+        The runs of frames augmented apart (missing keypoints split the trial).
+    floor_offset_m : float or None
+        How far the markers were shifted up to stand on the floor (m); None when they were not.
+    """
+
     frames: int
     frames_missing: int
     segments: int
     floor_offset_m: float | None
 
     def describe(self) -> str:
+        """The report in one line, for notes and logs."""
         text = f"augmented {self.frames - self.frames_missing}/{self.frames} frames"
         if self.segments > 1:
             text += f" in {self.segments} segments (missing keypoints split the trial)"
@@ -462,6 +481,7 @@ class StreamingAugmenter:
 
     @classmethod
     def from_assets(cls, assets, height: float, mass: float, **kwargs) -> StreamingAugmenter:
+        """The streaming augmenter of the models of ``assets`` for a subject of ``height`` (m) and ``mass`` (kg)."""
         return cls(assets.lower_model, assets.upper_model, height, mass, **kwargs)
 
     # ---- input
@@ -500,6 +520,7 @@ class StreamingAugmenter:
 
     @property
     def part_resets(self) -> dict[str, int]:
+        """How often each body part's stream started afresh, by part name."""
         return {ps.part.name: ps.resets for ps in self._streams}
 
     def _lose(self, ps: _PartStream, lost: list) -> None:

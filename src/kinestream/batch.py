@@ -102,6 +102,7 @@ class Study:
 
     @property
     def n_trials(self) -> int:
+        """The number of trials in the study: every subject's, and those of no subject."""
         return sum(len(s.trials) for s in self.subjects) + len(self.unplanned)
 
 
@@ -277,6 +278,20 @@ def trial_key(trial: Path, subject: Subject, config: dict) -> str:
 
 
 def read_manifest(out: Path) -> dict[str, Any]:
+    """The batch's manifest in ``out``: each trial's key (:func:`trial_key`) and outcome.
+
+    A manifest that is missing, unreadable or of another version reads as empty, so every trial is done again.
+
+    Parameters
+    ----------
+    out : Path
+        The batch's output folder.
+
+    Returns
+    -------
+    dict
+        ``{"version": MANIFEST_VERSION, "trials": {...}}``.
+    """
     path = out / MANIFEST
     if not path.is_file():
         return {"version": MANIFEST_VERSION, "trials": {}}
@@ -290,6 +305,7 @@ def read_manifest(out: Path) -> dict[str, Any]:
 
 
 def write_manifest(out: Path, manifest: dict) -> None:
+    """Write ``manifest`` to ``out`` whole or not at all (a temporary file, then renamed over the old one)."""
     tmp = out / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     tmp.replace(out / MANIFEST)
@@ -438,6 +454,7 @@ class Progress:
 
     @property
     def remaining(self) -> int:
+        """The trials not yet done, failed or skipped."""
         return self.total - self.done - self.failed - self.skipped
 
 

@@ -92,6 +92,7 @@ class StateCentres:
         self._y = opensim_module().Vec3(0.0, 1.0, 0.0)
 
     def of(self, state) -> np.ndarray:
+        """The joint centres at ``state``, a state realized to Position: (len(CENTRE_KEYS), 3), metres."""
         centres = _centres(self._bodies, state, self._y)
         return np.stack([centres[k] for k in CENTRE_KEYS])
 
@@ -193,6 +194,7 @@ class BodyPoses:
         self.names = [b.getName() for b in self._bodies]
 
     def of(self, state) -> np.ndarray:
+        """Every body's pose in ground at ``state``: (bodies, 7), position then unit quaternion, as the class says."""
         from scipy.spatial.transform import Rotation
 
         position = np.empty((len(self._bodies), 3))

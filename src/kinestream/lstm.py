@@ -64,10 +64,12 @@ class LstmLayer:
 
     @property
     def units(self) -> int:
+        """The number of units of the layer."""
         return self.recurrent.shape[0]
 
     @property
     def n_inputs(self) -> int:
+        """The number of inputs of the layer."""
         return self.kernel.shape[0]
 
 
@@ -84,21 +86,26 @@ class LstmStack:
 
     @property
     def units(self) -> int:
+        """The number of units of each layer."""
         return self.layers[0].units
 
     @property
     def n_layers(self) -> int:
+        """The number of LSTM layers."""
         return len(self.layers)
 
     @property
     def n_inputs(self) -> int:
+        """The number of inputs of the stack."""
         return self.layers[0].n_inputs
 
     @property
     def n_outputs(self) -> int:
+        """The number of outputs of the dense layer."""
         return self.dense_w.shape[1]
 
     def zero_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """The stack's state before the first frame: hidden and cell states of zeros, (layers, units) each."""
         shape = (self.n_layers, self.units)
         return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
 

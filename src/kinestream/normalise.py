@@ -27,6 +27,24 @@ class BodyPart:
 
     @classmethod
     def load(cls, name: str, onnx_path: str | Path, features: list[str], markers: list[str]) -> BodyPart:
+        """The body part ``name``: its model at ``onnx_path`` and its training statistics beside it.
+
+        Parameters
+        ----------
+        name : str
+            The part's name.
+        onnx_path : str or Path
+            The trained model; ``mean.npy`` and ``std.npy`` are read from its folder.
+        features : list of str
+            The keypoints the model reads, in its order.
+        markers : list of str
+            The markers the model gives, in its order.
+
+        Returns
+        -------
+        BodyPart
+            The part; KinestreamError when a statistics file is missing or of the wrong size.
+        """
         onnx_path = Path(onnx_path)
         stats = {}
         for stat in ("mean", "std"):
@@ -47,6 +65,7 @@ class BodyPart:
 
     @property
     def n_inputs(self) -> int:
+        """The size of the model's input: three coordinates per feature, then height and mass."""
         return 3 * len(self.features) + 2
 
 

@@ -217,6 +217,7 @@ def _scale_error(result) -> str:
 
 
 def describe_clean(report, table: MarkerTable) -> str:
+    """The offline clean stage in one line: its low-pass and what was done to the gaps of ``table``."""
     cut = f"low-pass {report.cutoff_hz:.2f} Hz" + (" (Winter's residual analysis)" if report.auto else "")
     return f"{cut}, zero lag; " + report.gaps.describe(table.names, table.rate)
 
@@ -261,6 +262,28 @@ def run_ik(
 
 @dataclass
 class ProcessResult:
+    """What ``process`` made of one trial: the output files, the motion and notes on what was done.
+
+    Attributes
+    ----------
+    augmented_trc : Path
+        The cleaned keypoints and the augmented markers.
+    scaled_model : Path
+        The scaled model (given, with ``model_given``, or written).
+    mot : Path
+        The joint angles.
+    plot : Path or None
+        The angle plot, when one was made.
+    motion : Motion
+        The joint angles, as written to ``mot``.
+    messages : list of str
+        Notes on what was done.
+    model_given : bool
+        Whether ``scaled_model`` was given (``process --model``): read, not written.
+    augmented_c3d : Path or None
+        The augmented .trc as .c3d (``[output] c3d``).
+    """
+
     augmented_trc: Path
     scaled_model: Path
     mot: Path
@@ -271,6 +294,7 @@ class ProcessResult:
     augmented_c3d: Path | None = None  # the augmented .trc as .c3d ([output] c3d)
 
     def summary(self) -> str:
+        """The trial in lines: the notes, the IK marker error and the peak flexions."""
         m = self.motion
         rmse = m.get("rmse_mm")
         lines = list(self.messages)

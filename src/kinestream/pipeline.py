@@ -245,6 +245,7 @@ class FrameProcessor:
         self._since_check = 0
 
     def delay_ms(self) -> float:
+        """The clean stage's low-pass delay (ms)."""
         return self.cleaner.delay_ms()
 
     @property
@@ -405,9 +406,11 @@ class Pipeline(Generic[T]):
         self.notes = list(ik.notes)  # e.g. why the fast solver is not used for this model
 
     def prepare(self, names: list[str], xyz: np.ndarray, t: float, tag: T) -> Taken[T]:
+        """One keypoint frame through clean + augment (:meth:`FrameProcessor.step`)."""
         return self.prepare_stage.step(names, xyz, t, tag)
 
     def solve(self, prepared: Prepared[T], bodies: bool = False) -> Result[T]:
+        """IK on one prepared frame (:meth:`FrameSolver.solve`)."""
         return self.solve_stage.solve(prepared, bodies)
 
     def step(self, names: list[str], xyz: np.ndarray, t: float, tag: T) -> tuple[Taken[T], Result[T] | None]:
@@ -429,11 +432,14 @@ class Pipeline(Generic[T]):
         return self.solve_stage.restart()
 
     def delay_ms(self) -> float:
+        """The clean stage's low-pass delay (ms)."""
         return self.prepare_stage.delay_ms()
 
     @property
     def augmenter_resets(self) -> int:
+        """How often the augmenter started its state afresh."""
         return self.prepare_stage.augmenter_resets
 
     def rep_events(self) -> list[RepEvent]:
+        """The complete reps of the stream so far."""
         return self.solve_stage.rep_events()

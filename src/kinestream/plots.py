@@ -90,6 +90,7 @@ def plot_angles(motion: Motion, path: str | Path | None = None, title: str = "",
 
 
 def peak(motion: Motion, name: str) -> float:
+    """The largest value of the column ``name`` of ``motion``; NaN when it has no such column."""
     return float(np.nanmax(motion.get(name))) if name in motion else float("nan")
 
 

@@ -55,6 +55,7 @@ class StillPose:
         return end - SCALE_WINDOW_S, end
 
     def describe(self) -> str:
+        """The still pose in one line: the frames averaged and the observations refused as outliers."""
         text = f"{self.frames} frame{'s' if self.frames != 1 else ''} averaged into one still pose"
         if self.refused:
             text += (

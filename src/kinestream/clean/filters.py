@@ -240,6 +240,7 @@ class OneEuro:
         return 1.0 / (1.0 + self.rate / (2.0 * np.pi * cutoff))
 
     def reset(self) -> None:
+        """Forget every point's state: the next frame starts afresh."""
         points = self.shape[0]
         self._x = np.full(self.shape, np.nan)
         self._dx = np.zeros(self.shape)
@@ -247,6 +248,18 @@ class OneEuro:
         self.frame = 0
 
     def push(self, x: np.ndarray) -> np.ndarray:
+        """The filtered frame of ``x``, a ``(points, dim)`` frame (NaN points come out as NaN).
+
+        Parameters
+        ----------
+        x : numpy.ndarray
+            The frame's points, ``(points, dim)``.
+
+        Returns
+        -------
+        numpy.ndarray
+            The filtered points, the same shape.
+        """
         x = np.asarray(x, dtype=float).reshape(self.shape)
         k = self.frame
         self.frame += 1

@@ -35,6 +35,17 @@ DESCRIPTION = "Read kinestream's joint angles live: the smallest client an XR ap
 
 
 def zmq_angles(endpoint: str, curve_key: str | None = None, server_key: str | None = None) -> None:
+    """Print the angles published on the ZeroMQ output at ``endpoint``, with their end-to-end latency.
+
+    Parameters
+    ----------
+    endpoint : str
+        The service's output, e.g. ``tcp://127.0.0.1:5556``.
+    curve_key : str, optional
+        With CURVE: this subscriber's key pair (its ``.key_secret`` file).
+    server_key : str, optional
+        With CURVE: the service's public key (its ``.key`` file).
+    """
     from kinestream.live.transport import client_config, secure_client
 
     sub: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
@@ -75,6 +86,7 @@ def rep_line(msg: dict) -> str:
 
 
 async def mqtt_angles(broker: str, subject: str) -> None:
+    """Print the angles of ``subject`` published on the MQTT ``broker`` (``host[:port]``, port 1883 by default)."""
     import aiomqtt
 
     host, _, port = broker.rpartition(":")
@@ -96,6 +108,7 @@ async def mqtt_angles(broker: str, subject: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The example's command line: ``zmq [ENDPOINT]`` or ``mqtt [BROKER] --subject NAME``."""
     parser = argparse.ArgumentParser(prog="python -m kinestream.examples.subscriber", description=DESCRIPTION)
     parser.add_argument("transport", choices=["zmq", "mqtt"])
     parser.add_argument("endpoint", nargs="?", help="tcp://127.0.0.1:5556 (zmq) or 127.0.0.1:1883 (mqtt)")

@@ -27,12 +27,14 @@ class Motion:
     in_degrees: bool = True
 
     def get(self, name: str) -> np.ndarray:
+        """The column ``name``; KinestreamError when the motion has no such column."""
         try:
             return self.values[:, self.names.index(name)]
         except ValueError:
             raise KinestreamError(f"column {name!r} is not in the motion; it has {self.names}") from None
 
     def __contains__(self, name: str) -> bool:
+        """Whether the motion has a column ``name``."""
         return name in self.names
 
     def to_dict(self) -> dict:
@@ -60,6 +62,24 @@ def json_list(values) -> list:
 
 
 def mot_header(name: str, columns: list[str], n_rows: int | str, in_degrees: bool = True) -> str:
+    """The header of a .mot (OpenSim's Storage format) up to and including its column names.
+
+    Parameters
+    ----------
+    name : str
+        The motion's name, its first line.
+    columns : list of str
+        The column names after ``time``.
+    n_rows : int or str
+        The number of rows (a str: a placeholder a recorder fills in when it finishes).
+    in_degrees : bool
+        Whether the rotations are in degrees.
+
+    Returns
+    -------
+    str
+        The header's lines.
+    """
     return (
         f"{name}\nversion=1\nnRows={n_rows}\nnColumns={len(columns) + 1}\n"
         f"inDegrees={'yes' if in_degrees else 'no'}\nendheader\n" + "\t".join(["time", *columns]) + "\n"
@@ -67,10 +87,12 @@ def mot_header(name: str, columns: list[str], n_rows: int | str, in_degrees: boo
 
 
 def mot_row(time: float, values: np.ndarray) -> str:
+    """One .mot row: ``time`` then ``values``, tab-separated, NaN written as ``NaN``."""
     return "\t".join([f"{time:.6f}", *(f"{v:.8f}" if np.isfinite(v) else "NaN" for v in values)]) + "\n"
 
 
 def write_mot(path: str | Path, motion: Motion) -> Path:
+    """Write ``motion`` to ``path`` as a .mot (its folder made when missing); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     values = np.asarray(motion.values, dtype=float)

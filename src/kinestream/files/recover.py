@@ -203,6 +203,7 @@ class RecoverReport:
     notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
+        """What recover did to the file, in one line."""
         if not self.changed:
             text = f"{self.path}: complete, {self.rows} rows; nothing changed"
         else:

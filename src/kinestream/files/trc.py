@@ -34,6 +34,7 @@ class MarkerTable:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Take ``names`` as a list and ``xyz`` and ``time`` as float arrays, and check that their shapes agree."""
         self.names = list(self.names)
         self.xyz = np.asarray(self.xyz, dtype=float)
         self.time = np.asarray(self.time, dtype=float)
@@ -44,15 +45,18 @@ class MarkerTable:
 
     @property
     def n_frames(self) -> int:
+        """The number of frames."""
         return self.xyz.shape[0]
 
     def index(self, name: str) -> int:
+        """The column of marker ``name``; KinestreamError when the table has no such marker."""
         try:
             return self.names.index(name)
         except ValueError:
             raise KinestreamError(f"marker {name!r} is not in the table; it has {self.names}") from None
 
     def __contains__(self, name: str) -> bool:
+        """Whether the table has a marker ``name``."""
         return name in self.names
 
     def get(self, name: str) -> np.ndarray:
@@ -60,10 +64,12 @@ class MarkerTable:
         return self.xyz[:, self.index(name)]
 
     def select(self, names: list[str]) -> MarkerTable:
+        """A copy of the table with only the markers ``names``, in that order."""
         idx = [self.index(n) for n in names]
         return MarkerTable(list(names), self.xyz[:, idx].copy(), self.time.copy(), self.rate, dict(self.meta))
 
     def frames(self, start: int, stop: int) -> MarkerTable:
+        """A copy of the table's frames ``start`` to ``stop`` (exclusive)."""
         return MarkerTable(
             self.names, self.xyz[start:stop].copy(), self.time[start:stop].copy(), self.rate, dict(self.meta)
         )
@@ -168,6 +174,26 @@ def _fmt(value: float) -> str:
 
 
 def trc_header(name: str, names: list[str], rate: float, n_frames: int | str, units: str = "m") -> str:
+    """The header of a .trc up to and including its X/Y/Z column line.
+
+    Parameters
+    ----------
+    name : str
+        The file's name, on its first line.
+    names : list of str
+        The marker names.
+    rate : float
+        The frame rate (Hz).
+    n_frames : int or str
+        The number of frames (a str: a placeholder a recorder fills in when it finishes).
+    units : str
+        The units of the coordinates, ``"m"`` or ``"mm"``.
+
+    Returns
+    -------
+    str
+        The header's lines.
+    """
     cols = "\t\t\t".join(names)
     sub = "\t".join(f"X{i + 1}\tY{i + 1}\tZ{i + 1}" for i in range(len(names)))
     return (
@@ -181,6 +207,7 @@ def trc_header(name: str, names: list[str], rate: float, n_frames: int | str, un
 
 
 def trc_row(frame: int, time: float, xyz: np.ndarray, scale: float = 1.0) -> str:
+    """One .trc row: frame number, time and the markers' ``xyz`` times ``scale`` (missing values as blank cells)."""
     cells = "\t".join(_fmt(v * scale) for v in np.asarray(xyz, dtype=float).ravel())
     return f"{frame}\t{time:.6f}\t{cells}\n"
 

@@ -38,9 +38,11 @@ class StaticCollector:
         self.frames: deque[tuple[float, np.ndarray]] = deque(maxlen=max(int(seconds * rate), 2))
 
     def add(self, t: float, xyz: np.ndarray) -> None:
+        """Keep the frame at ``t``: its keypoints and markers ``xyz`` in :attr:`names` order."""
         self.frames.append((float(t), np.asarray(xyz, dtype=float)))
 
     def table(self) -> MarkerTable:
+        """The frames kept, as a :class:`~kinestream.files.trc.MarkerTable`."""
         t = np.array([f[0] for f in self.frames])
         xyz = np.stack([f[1] for f in self.frames])
         return MarkerTable(self.names, xyz, t, self.rate)
@@ -109,6 +111,10 @@ def subject_file(model: str | Path) -> Path:
 
 
 def load_subject(model: str | Path | None) -> dict:
+    """The subject file beside ``model`` (:func:`subject_file`) as a dict.
+
+    Empty when ``model`` is None or has no subject file; KinestreamError when the file is not valid JSON.
+    """
     if model is None:
         return {}
     path = subject_file(model)
@@ -349,6 +355,7 @@ class Calibration:
         return Subject(Path(path), self.who.mass, self.who.height, self.floor_offset)
 
     def cancel(self) -> None:
+        """Cancel the scale step when it has not started yet."""
         if self.future is not None:
             self.future.cancel()
 

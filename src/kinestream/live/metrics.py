@@ -33,6 +33,7 @@ class Metrics:
     last_rep: dict | None = None
 
     def __post_init__(self) -> None:
+        """Start the throttled logger of rejected frames."""
         self._log_every = Throttled(logging.getLogger("kinestream.live.service"))
 
     def reject(self, reason: str, detail: str = "", counted_by: dict | None = None) -> None:
@@ -47,6 +48,7 @@ class Metrics:
         self._log_every(reason, logging.WARNING, "rejected a frame (%s); %d so far", what, so_far)
 
     def percentiles(self, values) -> dict:
+        """The nearest-rank 50th, 95th and 99th percentiles of ``values``, rounded to 0.01; None each when empty."""
         if not values:
             return {"p50": None, "p95": None, "p99": None}
         arr = np.fromiter(values, float, len(values))
@@ -55,12 +57,14 @@ class Metrics:
         return {"p50": round(float(p[0]), 2), "p95": round(float(p[1]), 2), "p99": round(float(p[2]), 2)}
 
     def out_rate(self) -> float:
+        """The rate of frames out (Hz), over the times kept in :attr:`out_times`; 0.0 until two are kept."""
         if len(self.out_times) < 2:
             return 0.0
         span = self.out_times[-1] - self.out_times[0]
         return (len(self.out_times) - 1) / span if span > 0 else 0.0
 
     def snapshot(self) -> dict:
+        """The service's totals as the status publishes them."""
         return {
             "uptime_s": round(time.monotonic() - self.started, 1),
             "frames_in": self.frames_in,
@@ -132,6 +136,7 @@ class Throttled:
         self._last: dict[str, float] = {}
 
     def __call__(self, key: str, level: int, msg: str, *args) -> None:
+        """Log ``msg % args`` at ``level`` unless a line of ``key`` was logged less than ``every_s`` seconds ago."""
         now = time.monotonic()
         if now - self._last.get(key, -1e9) > self.every_s:
             self._last[key] = now

@@ -139,6 +139,7 @@ class MqttPublisher:
 
     @property
     def address(self) -> str:
+        """The broker's ``host:port`` (an IPv6 host in brackets)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 

@@ -123,6 +123,7 @@ class RateCap:
         return True
 
     def forget(self, name: str) -> None:
+        """Forget ``name``'s allowance (they were closed out)."""
         self._allowance.pop(name, None)
 
 
@@ -218,6 +219,7 @@ class People:
         return [sink]
 
     def name(self, subject: str | None) -> str:
+        """The name of ``subject``: itself, or the default person's name for frames without one."""
         return self.default_name if subject is None else subject
 
     def admit(self, subject: str | None, recv_ns: int) -> Person | Calibration | Refusal | None:

@@ -49,6 +49,7 @@ class Tally:
     angles: dict = field(default_factory=dict)  # the shown coordinates' last values
 
     def status(self) -> dict:
+        """The person's counts as their line of the status shows them."""
         return {
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,

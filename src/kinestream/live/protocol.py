@@ -214,6 +214,7 @@ class FrameDecoder:
 
     @property
     def rejected(self) -> int:
+        """The messages rejected so far, over every reason."""
         return sum(self.counts.values())
 
     def reset_clock(self, subject: str | None = None) -> None:

@@ -326,6 +326,7 @@ class Service:
                     self.status_out = None
 
     def status(self) -> dict:
+        """The service's status: its totals, the source's counts, the tasks' health and each person's line."""
         snap = self.metrics.snapshot()
         snap.update(self.source.status())  # rejected, missed_frames, clock_resets
         snap["rejected"] = {**snap["rejected"], **self.metrics.rejected}

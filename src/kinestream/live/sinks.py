@@ -90,6 +90,7 @@ class ZmqSink(Sink):
         self.pub = pub
 
     def on_frame(self, out: Solved) -> None:
+        """Publish the frame's angles on the ``angles`` topic."""
         r = out.result
         payload = encode_angles(
             r.tag.seq,
@@ -104,11 +105,13 @@ class ZmqSink(Sink):
         self.pub.send_multipart([TOPIC_ANGLES, payload], copy=False)
 
     def on_rep(self, message: dict) -> None:
+        """Publish the rep on the ``reps`` topic."""
         from kinestream.live.protocol import encode_reps
 
         self.pub.send_multipart([TOPIC_REPS, encode_reps(message)], copy=False)
 
     def on_status(self, status: dict) -> None:
+        """Publish the status on the ``status`` topic."""
         from kinestream.live.protocol import TOPIC_STATUS, encode_status
 
         self.pub.send_multipart([TOPIC_STATUS, encode_status(status)])
@@ -164,6 +167,7 @@ class PoseSink(Sink):
         return self._due(self._frames.get(subject, 0))
 
     def on_frame(self, out: Solved) -> None:
+        """Publish the frame's pose when it is due (every ``every``-th of its person's) and a subscription wants it."""
         from kinestream.centres import CENTRE_BODIES
         from kinestream.live.protocol import encode_pose
 
@@ -185,9 +189,11 @@ class PoseSink(Sink):
         self.sent += 1
 
     def on_leave(self, subject: str) -> None:
+        """Forget ``subject``'s frame count."""
         self._frames.pop(subject, None)
 
     def status(self) -> dict:
+        """The ``pose`` topic's part of the status: every how many frames, whether subscribed, how many sent."""
         return {"pose": {"every": self.every, "subscribed": self.wanted, "sent": self.sent}}
 
 
@@ -204,19 +210,24 @@ class MqttSink(Sink):
         self.publisher = publisher
 
     def on_frame(self, out: Solved) -> None:
+        """Publish the frame's angles as JSON under its subject's ``angles`` topic."""
         r = out.result
         self.publisher.publish("angles", angles_json(r.tag.seq, r.t, out.coords, r.q, out.subject), out.subject)
 
     def on_rep(self, message: dict) -> None:
+        """Publish the rep as JSON under its subject's ``reps`` topic."""
         self.publisher.publish("reps", json.dumps(message, separators=(",", ":")), message.get("subject"))
 
     def on_status(self, status: dict) -> None:
+        """Publish the status as JSON under the publisher's ``status`` topic."""
         self.publisher.publish("status", json.dumps(status))
 
     def status(self) -> dict:
+        """The MQTT publisher's counts, for the status."""
         return {"mqtt": self.publisher.stats()}
 
     async def run(self) -> None:
+        """Run the MQTT publisher (a task of the service): connect, send, reconnect, until cancelled."""
         await self.publisher.run()
 
     async def flush(self, timeout_s: float = 1.0) -> None:
@@ -267,9 +278,11 @@ class RecorderSink(Sink):
             raise
 
     def on_prepared(self, prepared: Prepared[Arrival]) -> None:
+        """Record the frame's keypoints and markers in the .trc."""
         self.trc.write(prepared.t + self.offset, np.vstack([prepared.keypoints, prepared.markers]))
 
     def on_frame(self, out: Solved) -> None:
+        """Record the frame's angles in the .mot; an unsolved frame is counted, not recorded."""
         r = out.result
         if r.ok and np.isfinite(r.q).all():  # OpenSim's Storage reader (the GUI's) stops at a NaN
             self.mot.write(r.t + self.offset, np.append(r.q, r.rmse_mm))
@@ -277,11 +290,13 @@ class RecorderSink(Sink):
             self.rows_not_recorded += 1
 
     def on_restart(self, t: float) -> None:
+        """Go on in time from the recording's last row: the new session's frames are shifted after it."""
         recorded = [r.last_time for r in (self.mot, self.trc) if r.last_time is not None]
         if recorded:  # the recording goes on in time after the restart, from its own last row
             self.offset = max(recorded) + 1.0 / self.rate - t
 
     def status(self) -> dict:
+        """The rows left out of the recording (unsolved frames), for the status."""
         return {"rows_not_recorded": self.rows_not_recorded}
 
     def close(self) -> None:

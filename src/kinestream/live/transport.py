@@ -123,6 +123,7 @@ def check_bind(endpoint: str, config: dict, what: str, plain: bool = False) -> N
 
 
 def curve_enabled(config: dict) -> bool:
+    """Whether ``[curve] enabled`` is on in ``config``."""
     return bool(config.get("curve", {}).get("enabled", False))
 
 
@@ -263,6 +264,7 @@ class Access:
 
     @property
     def peers(self) -> int:
+        """The number of public keys in :attr:`authorized`."""
         return len(list(self.authorized.glob("*.key")))
 
     def start(self, ctx: zmq.Context) -> None:
@@ -280,6 +282,7 @@ class Access:
         sock.curve_server = True
 
     def stop(self) -> None:
+        """Stop the authenticator, if it runs."""
         if self._auth is not None:
             self._auth.stop()
             self._auth = None

@@ -116,6 +116,7 @@ def rerun_binary() -> Path:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` now (the system's pick)."""
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
@@ -162,12 +163,14 @@ class RerunProcess:
             time.sleep(0.05)
 
     def tail(self, lines: int = 8) -> str:
+        """The last ``lines`` lines of the process's log, joined by `` | ``, for an error message."""
         if self.log_path is None or not self.log_path.exists():
             return "no output"
         text = self.log_path.read_text(errors="replace").strip().splitlines()
         return " | ".join(text[-lines:]) or "no output"
 
     def stop(self) -> None:
+        """Stop the process: terminated, then killed when it has not ended within 5 s."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -517,6 +520,7 @@ class WebViewer:
     fronts: list[_Server]  # the page's relay and the recording's
 
     def stop(self) -> None:
+        """Stop serving the page and the recording."""
         for front in self.fronts:
             front.shutdown()
             front.server_close()

@@ -149,6 +149,7 @@ class Front:
         self.ctx: Any = None
 
     def open(self) -> None:
+        """Open the context, the authenticator, the router and the relay; on a failure, close them and raise."""
         import zmq
 
         ctx = self.ctx = zmq.Context()
@@ -215,6 +216,7 @@ class Router:
         self.others = 0  # frames of people service.people leaves to another service
 
     def open(self, ctx) -> None:
+        """Open the keypoint input on ``ctx`` and a PUB per worker on its private endpoint."""
         import zmq
 
         from kinestream.live.transport import open_input
@@ -281,10 +283,12 @@ class Router:
         return taken
 
     def status(self) -> dict:
+        """The router's part of the status: who goes to which worker, messages routed, frames refused and others'."""
         return {"people": dict(self.assigned), "routed": list(self.routed), "refused": self.refused,
                 "others": self.others}  # fmt: skip
 
     def close(self) -> None:
+        """Close every socket of the router."""
         for sock in [getattr(self, "sub", None), *getattr(self, "outs", [])]:
             if sock is not None:
                 sock.close(0)
@@ -314,6 +318,7 @@ class Workers:
         self._down_since: list[float | None] = [None] * n
 
     def start(self) -> None:
+        """Start every worker process."""
         for k in range(self.n):
             self._start(k)
 

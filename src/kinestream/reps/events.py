@@ -67,6 +67,7 @@ class RepEvent:
 
     @property
     def duration_s(self) -> float:
+        """The rep's duration (s), start to end."""
         return self.end - self.start
 
     def to_dict(self) -> dict:
@@ -100,6 +101,7 @@ class PartialRep:
     knee_peak: float
 
     def to_dict(self) -> dict:
+        """Rounded for display and transport: times to the ms, the knee's peak to 0.1 deg."""
         return {
             "start": _r(self.start, 3),
             "bottom": _r(self.bottom, 3),

@@ -65,9 +65,11 @@ class StaticWindow:
 
     @property
     def n_frames(self) -> int:
+        """The number of frames of the window."""
         return self.stop - self.start
 
     def __str__(self) -> str:
+        """The window in words, for notes and logs."""
         return self.description
 
 

@@ -173,6 +173,7 @@ def load_model(path: str | Path, marker_set: str | Path | None = None):
 
 
 def coordinate_names(model) -> list[str]:
+    """The names of the model's coordinates, in its CoordinateSet's order."""
     cs = model.getCoordinateSet()
     return [cs.get(i).getName() for i in range(cs.getSize())]
 

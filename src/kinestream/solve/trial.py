@@ -30,6 +30,22 @@ from kinestream.solve.setup import _IK, IKSetup, check_solver, make_fast
 
 @dataclass
 class IKResult:
+    """IK on a whole trial: the motion and how well each frame fits.
+
+    Attributes
+    ----------
+    motion : Motion
+        The coordinates (degrees / metres) and an ``rmse_mm`` column.
+    rmse_mm : numpy.ndarray
+        Each frame's RMS marker error (mm).
+    max_error_mm : numpy.ndarray
+        Each frame's largest marker error (mm).
+    markers_used : list of str
+        The markers IK fitted.
+    notes : list of str
+        Notes on what was done.
+    """
+
     motion: Motion  # coordinates (degrees / metres) and an rmse_mm column
     rmse_mm: np.ndarray
     max_error_mm: np.ndarray
