@@ -6,8 +6,14 @@ The data path, one module a stage:
     clean    gap filling and low-pass filtering
     augment  OpenCap LSTM marker augmenter (onnxruntime)
     scale    generic model to the subject (OpenSim ScaleTool)
-    solve    inverse kinematics (OpenSim InverseKinematicsSolver)
-    record   .trc and .mot writers
+    solve    inverse kinematics, frame by frame: OpenSim's objective minimised by the fast solver
+             (kinestream.fastik, Newton's method damped as Levenberg-Marquardt, on OpenSim's own
+             kinematics) or by OpenSim's InverseKinematicsSolver, the reference
+    reps     squat repetitions, measures and cues from the joint angles
+    files    .trc, .mot and .c3d readers and writers, and crash-safe live recordings
+
+``pipeline`` chains clean, augment, solve and reps for one person's frames; ``offline`` runs the
+recipe on a whole trial, ``batch`` on a study, ``live`` as a service on a keypoint stream.
 
 From Python, ``import kinestream.api as ks`` (see :mod:`kinestream.api`):
 ``ks.process``, ``ks.augment``, ``ks.scale``, ``ks.ik``, ``ks.synth``, the

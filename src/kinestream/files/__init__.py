@@ -1,1 +1,1 @@
-"""Files the field reads: OpenSim .trc and .mot, and crash-safe live recordings of both."""
+"""Files the field reads: OpenSim .trc and .mot, the motion labs' .c3d, and crash-safe live recordings."""
