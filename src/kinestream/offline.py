@@ -51,7 +51,7 @@ _MODELS: dict[tuple, tuple] = {}  # (path, its mtime and size, marker set) -> (m
 def _model(path: str | Path, marker_set: str | Path | None):
     """The model at ``path`` prepared for IK, loaded once per process while the file is unchanged.
 
-    (a subject's trials share it). Each solve starts from a fresh state of it (``initSystem``), so a loaded model gives
+    A subject's trials share it. Each solve starts from a fresh state of it (``initSystem``), so a loaded model gives
     the numbers a new one would.
     """
     stat = Path(path).stat()

@@ -49,7 +49,7 @@ class Heard:
 class Refused:
     """A message the source refuses: a reason of :data:`kinestream.live.protocol.REASONS` or ``bad_envelope``.
 
-    And what was given. The source has counted it (:attr:`KeypointSource.counts`).
+    It carries what was given. The source has counted it (:attr:`KeypointSource.counts`).
     """
 
     reason: str

@@ -89,8 +89,8 @@ def is_loopback(endpoint: str) -> bool:
 def check_bind(endpoint: str, config: dict, what: str, plain: bool = False) -> None:
     """Refuse to listen beyond this machine unless ``service.allow_remote``.
 
-    Allowed, warn when what crosses that network is readable by anyone on it: without CURVE, or always when ``plain``
-    (the web viewer's HTTP, which CURVE does not cover).
+    Where it is allowed, warn when what crosses that network is readable by anyone on it: without CURVE, or always
+    when ``plain`` (the web viewer's HTTP, which CURVE does not cover).
     """
     if is_loopback(endpoint):
         return
