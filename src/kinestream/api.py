@@ -189,6 +189,7 @@ def process(
     static: str | tuple[float, float] | None = None,
     streaming: bool = False,
     model: str | Path | None = None,
+    static_trial: str | Path | None = None,
     truth: Motion | None = None,
 ) -> ProcessResult:
     """``kinestream process`` on the keypoints .trc ``trial``: clean, augment, scale, IK, files in ``out_dir``.
@@ -197,8 +198,9 @@ def process(
     ``[output]`` says) and returns them with the angles (``.motion``) and what each step said (``.messages``).
     ``static``: the still window, "auto" or (start, end) in seconds (default: the config's ``[scale] static``);
     ``streaming``: the live service's frame-by-frame cores instead of the offline ones; ``model``: an already
-    scaled .osim (the scale step is skipped); ``truth``: the true angles (``synth(...).motion``), plotted
-    dashed, with the RMS error per joint in the messages.
+    scaled .osim (the scale step is skipped); ``static_trial``: a separate static trial (a .trc of keypoints)
+    the model is scaled from, ``static`` then a window of its frames (``process --static-trial``); ``truth``:
+    the true angles (``synth(...).motion``), plotted dashed, with the RMS error per joint in the messages.
     """
     from kinestream.offline import process as run
     from kinestream.scale import ScaleSettings
@@ -217,6 +219,7 @@ def process(
         truth=truth,
         streaming=streaming,
         model=model,
+        static_trial=static_trial,
     )
 
 
