@@ -46,13 +46,12 @@ A table and its JSON form, no OpenSim needed:
 
 from __future__ import annotations
 
-import copy
 import importlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kinestream.config import load_config, validate
+from kinestream.config import load_config, override
 from kinestream.errors import KinestreamError
 from kinestream.files.c3d import read_c3d, write_c3d
 from kinestream.files.mot import Motion, read_mot, write_mot
@@ -154,10 +153,7 @@ def _config(config: dict | str | Path | None) -> dict:
             f"config {config!r} is not valid; give None (the defaults), the path of a TOML file, or a dict of "
             'sections, e.g. {"ik": {"solver": "opensim"}}'
         )
-    full = load_config()
-    for section, values in validate(copy.deepcopy(config), "the config given").items():
-        full[section].update(values)
-    return full
+    return override(load_config(), config, "the config given")
 
 
 def _subject(config: dict, height: float | None, mass: float | None) -> tuple[float, float]:

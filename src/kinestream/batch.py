@@ -197,7 +197,7 @@ def _opencap_study(root: Path, sessions: list[Path], config, static_pattern: str
         name = folder.relative_to(root).as_posix() if folder != root else folder.resolve().name
         try:
             project = opencap_project(folder, static_pattern)
-            height, mass, notes = subject_values(project, *given, config)
+            height, mass, notes = subject_values(project, given[0], given[1], config)
             study.subjects.append(
                 Subject(name, project.static, tuple(project.trials), height, mass, tuple(project.notes + notes))
             )
@@ -218,7 +218,7 @@ def _pose2sim_study(root: Path, config, static_pattern: str, given) -> Study:
         name = folder.relative_to(root).as_posix() if folder != root else root.resolve().name
         try:
             project = pose2sim_project(folder, top=root, static_pattern=static_pattern)
-            height, mass, notes = subject_values(project, *given, config)
+            height, mass, notes = subject_values(project, given[0], given[1], config)
             study.subjects.append(
                 Subject(name, project.static, tuple(project.trials), height, mass, tuple(project.notes + notes))
             )

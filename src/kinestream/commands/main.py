@@ -193,13 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from kinestream.config import load_config
+        from kinestream.config import load_config, override
 
         config = load_config(args.config)
         if getattr(args, "solver", None):
-            config["ik"]["solver"] = args.solver
-        ingest_config(args, config)
-        args.func(args, config)
+            config = override(config, {"ik": {"solver": args.solver}})
+        args.func(args, ingest_config(args, config))
     except KinestreamError as exc:
         print(f"kinestream: error: {exc}", file=sys.stderr)
         return 2
