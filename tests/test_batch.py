@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import threading
+from dataclasses import replace
 
 import pytest
 from distributed.diagnostics.plugin import WorkerPlugin
@@ -93,6 +94,15 @@ def test_a_study_equals_process_trial_by_trial_and_a_second_run_skips_it(study, 
                 assert (got / name).read_bytes() == (ref / name).read_bytes(), f"{subject.name}/{name}"
         model = f"{subject.static.stem}_scaled.osim"
         assert (out / subject.name / "_static" / model).read_bytes() == (ref / model).read_bytes()
+
+    # process FOLDER: the same batch in this process, no Dask (one subject here): the same files, the same rows
+    one = replace(found, subjects=found.subjects[:1])
+    here = run_batch(one, tmp_path / "here", config)
+    assert [{**r, "seconds": 0, "output": 0} for r in here] == [{**r, "seconds": 0, "output": 0} for r in rows[:3]]
+    made = sorted(p.relative_to(out) for p in (out / "p01").rglob("*") if p.is_file() and p.suffix != ".png")
+    assert len(made) == 3 * 3 + 2  # a trial's .mot, augmented .trc and .c3d; the static trial's .trc and model
+    for rel in made:
+        assert (tmp_path / "here" / rel).read_bytes() == (out / rel).read_bytes(), rel
 
     again = run_batch(find_study(study, config), out, config, client)
     assert [r["status"] for r in again] == ["skipped"] * 9
@@ -256,19 +266,19 @@ def test_a_trial_named_dot_dot_is_a_failed_row_and_nothing_leaves_out(tmp_path, 
 
 
 def test_process_folder_refuses_a_trial_whose_name_leaves_the_output_folder(tmp_path, study, capsys):
-    from kinestream.projects import find_project, labels
-
+    """process FOLDER is batch in this process: the trial is a failed row with its reason, nothing is written
+    outside OUT."""
     session = tmp_path / "session"
     (session / "MarkerData").mkdir(parents=True)
     shutil.copy(study / "p01" / "p01_squat1.trc", session / "MarkerData" / "...trc")
     (session / "sessionMetadata.yaml").write_text("height_m: 1.75\nmass_kg: 60\n")
-    with pytest.raises(KinestreamError, match=r"output folder name .*'\.\.' is not valid"):
-        labels(find_project(session))
     out = tmp_path / "a" / "out"
     assert main(["process", str(session), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "...trc" in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["session"]
+    assert "output folder name '..' is not valid" in err and "...trc" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "session"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "summary.csv", "summary.png"]
+    assert [(r["trial"], r["status"]) for r in read_rows(out / "summary.csv")] == [("..", "failed")]
 
 
 def test_summary_cells_a_spreadsheet_would_run_are_text(tmp_path):

@@ -152,14 +152,15 @@ def pose2sim(trials, assets, tmp_path_factory):
 def test_a_pose2sim_project_processes_every_trial_from_its_static_trial(pose2sim):
     folder, out, status, stdout, stderr = pose2sim
     assert status == 0, stderr
-    done = sorted(p.name for p in out.iterdir())
-    assert done == ["Demo_squats_0-299", "Demo_stand_then_squat_0-299"]  # not the static trial, copies or LSTM
-    for name in done:
-        assert (out / name / f"{name}.mot").is_file()
-    model = out / "Demo_squats_0-299" / "Demo_static_0-149_scaled.osim"  # scaled once, by the first trial
-    assert model.is_file() and not list((out / "Demo_stand_then_squat_0-299").glob("*.osim"))
-    assert f"using the scaled model {model}" in stdout
+    subject = out / folder.name  # batch's layout: OUT/<subject>/<trial>/, the static trial's in _static/
+    assert {p.name for p in out.iterdir()} == {"manifest.json", "summary.csv", subject.name}
+    done = sorted(p.name for p in subject.iterdir())
+    assert done == ["Demo_squats_0-299", "Demo_stand_then_squat_0-299", "_static"]  # not the copies or LSTM
+    for name in done[:2]:
+        assert (subject / name / f"{name}.mot").is_file() and not list((subject / name).glob("*.osim"))
+    model = subject / "_static" / "Demo_static_0-149_scaled.osim"  # scaled once, for both trials
     assert model_mass(model) == pytest.approx(72.5, abs=1e-9)
+    assert "2 done, 0 skipped (unchanged), 0 failed of 2" in stdout
     config = folder / "Config.toml"
     assert (
         f"height 1.7 m from {config} [project] participant_height; "
@@ -339,12 +340,41 @@ def opencap(runs, tmp_path_factory):
 def test_an_opencap_session_takes_its_subject_and_neutral_trial(opencap, runs):
     folder, out, status, stdout, stderr = opencap
     assert status == 0, stderr
-    assert sorted(p.name for p in out.iterdir()) == ["squats"]
-    model = out / "squats" / "neutral_scaled.osim"
+    subject = out / folder.name
+    assert sorted(p.name for p in subject.iterdir()) == ["_static", "squats"]
+    model = subject / "_static" / "neutral_scaled.osim"
     assert model_mass(model) == pytest.approx(68.0, abs=1e-9)
     meta = folder / "sessionMetadata.yaml"
     assert f"height 1.69 m from {meta} height_m; mass 68 kg from {meta} mass_kg" in stderr
     assert "static trial MarkerData/neutral.trc (its name says so)" in stderr
-    assert "left out the 43 augmented markers the trial already holds" in stdout  # predicted again
-    got = read_mot(out / "squats" / "squats.mot")
+    got = read_mot(subject / "squats" / "squats.mot")
     assert np.isfinite(got.get("knee_angle_r")).all() and np.nanmax(got.get("knee_angle_r")) > 60
+
+
+def test_one_rule_names_the_static_trial_in_every_layout(tmp_path):
+    """split_static is the rule process FOLDER and batch share: a glob on the path within the folder or on one of
+    its parts, any case; the first match is the static trial; a lone trial is processed."""
+    from kinestream.batch import find_study
+    from kinestream.projects import split_static
+
+    folder = tmp_path / "s"
+    trials = [folder / p for p in ("A/walk.trc", "Static_1/pose-3d/x.trc", "b/STATIC_2.trc", "c/cal.trc")]
+    static, others, notes = split_static(folder, trials)
+    assert static == trials[1] and others == [trials[0], trials[2], trials[3]]
+    assert notes[-1] == "STATIC_2.trc look static too; they are processed as trials"
+    assert split_static(folder, trials, ("cal.*",))[0] == trials[3]  # a part of the path, not only the whole
+    assert split_static(folder, trials[:1], ("*walk*",)) == (
+        None,
+        trials[:1],
+        ["walk.trc is the only trial; it is scaled from its own still pose"],
+    )
+    # batch's study and process's project of one OpenCap session name the same static trial, by one rule
+    session = tmp_path / "OpenCapData_1"
+    for name in ("neutral.trc", "squat.trc", "jump.trc"):
+        tiny_trc(session / "MarkerData" / name)
+    (session / "sessionMetadata.yaml").write_text("height_m: 1.75\nmass_kg: 60\n")
+    project = find_project(session)
+    subject = find_study(session, load_config()).subjects[0]
+    assert project.static.name == subject.static.name == "neutral.trc"
+    assert [t.name for t in subject.trials] == [t.name for t in project.trials] == ["jump.trc", "squat.trc"]
+    assert find_study(session, load_config(), static_pattern="*jump*").subjects[0].static.name == "jump.trc"

@@ -83,3 +83,21 @@ def test_people_and_their_limits_are_checked():
     ]:
         with pytest.raises(KinestreamError, match=said):
             validate(bad)
+
+
+def test_an_override_is_a_new_config_checked_as_a_file_is():
+    """Command-line flags make a new config; the one they were applied to is left as it was."""
+    import copy
+
+    from kinestream.config import load_config, override
+
+    config = load_config()
+    before = copy.deepcopy(config)
+    changed = override(config, {"ik": {"solver": "opensim"}, "people": {"ana": {"height": 1.6, "mass": 55.0}}})
+    assert config == before
+    assert changed["ik"]["solver"] == "opensim" and changed["people"] == {"ana": {"height": 1.6, "mass": 55.0}}
+    assert changed["ik"]["accuracy"] == config["ik"]["accuracy"]  # the rest of the section kept
+    changed["clean"]["cutoff_hz"] = 3.0  # and the new config shares nothing with the old
+    assert config["clean"] == before["clean"]
+    with pytest.raises(KinestreamError, match=r"the command line: \[ik\] solver = 'quick' is not valid"):
+        override(config, {"ik": {"solver": "quick"}})

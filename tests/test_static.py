@@ -145,7 +145,7 @@ def test_a_pose2sim_folder_with_a_13_frame_static_trial(trials, assets):
         "process", folder.parent, "--mass", syn.mass, "--height", syn.height, "--out", root / "demo_out"
     )
     assert status == 0, stderr
-    assert (root / "demo_out" / "Demo_balancing_0-299" / "Demo_balancing_0-299.mot").is_file()
+    assert (root / "demo_out" / "Demo" / "Demo_balancing_0-299" / "Demo_balancing_0-299.mot").is_file()
     assert "13 frames averaged into one still pose" in stdout + stderr
 
 

@@ -46,13 +46,12 @@ A table and its JSON form, no OpenSim needed:
 
 from __future__ import annotations
 
-import copy
 import importlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kinestream.config import load_config, validate
+from kinestream.config import load_config, override
 from kinestream.errors import KinestreamError
 from kinestream.files.c3d import read_c3d, write_c3d
 from kinestream.files.mot import Motion, read_mot, write_mot
@@ -154,10 +153,7 @@ def _config(config: dict | str | Path | None) -> dict:
             f"config {config!r} is not valid; give None (the defaults), the path of a TOML file, or a dict of "
             'sections, e.g. {"ik": {"solver": "opensim"}}'
         )
-    full = load_config()
-    for section, values in validate(copy.deepcopy(config), "the config given").items():
-        full[section].update(values)
-    return full
+    return override(load_config(), config, "the config given")
 
 
 def _subject(config: dict, height: float | None, mass: float | None) -> tuple[float, float]:
@@ -189,6 +185,7 @@ def process(
     static: str | tuple[float, float] | None = None,
     streaming: bool = False,
     model: str | Path | None = None,
+    static_trial: str | Path | None = None,
     truth: Motion | None = None,
 ) -> ProcessResult:
     """``kinestream process`` on the keypoints .trc ``trial``: clean, augment, scale, IK, files in ``out_dir``.
@@ -197,8 +194,9 @@ def process(
     ``[output]`` says) and returns them with the angles (``.motion``) and what each step said (``.messages``).
     ``static``: the still window, "auto" or (start, end) in seconds (default: the config's ``[scale] static``);
     ``streaming``: the live service's frame-by-frame cores instead of the offline ones; ``model``: an already
-    scaled .osim (the scale step is skipped); ``truth``: the true angles (``synth(...).motion``), plotted
-    dashed, with the RMS error per joint in the messages.
+    scaled .osim (the scale step is skipped); ``static_trial``: a separate static trial (a .trc of keypoints)
+    the model is scaled from, ``static`` then a window of its frames (``process --static-trial``); ``truth``:
+    the true angles (``synth(...).motion``), plotted dashed, with the RMS error per joint in the messages.
     """
     from kinestream.offline import process as run
     from kinestream.scale import ScaleSettings
@@ -217,6 +215,7 @@ def process(
         truth=truth,
         streaming=streaming,
         model=model,
+        static_trial=static_trial,
     )
 
 

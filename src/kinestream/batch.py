@@ -38,6 +38,7 @@ import csv
 import fnmatch
 import hashlib
 import json
+import logging
 import math
 import time
 import tomllib
@@ -48,12 +49,23 @@ from typing import Any
 
 from kinestream import checks
 from kinestream.errors import KinestreamError
+from kinestream.projects import (
+    AUGMENTED,
+    OPENCAP_METADATA,
+    POSE_3D,
+    STATIC_PATTERN,
+    opencap_project,
+    pose2sim_project,
+    split_static,
+    subject_values,
+)
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_PNG = "summary.png"
 SUBJECTS_TOML = "subjects.toml"
-STATIC_PATTERN = "*static*"
 MANIFEST_VERSION = 1
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet cell starting so is a formula
 
@@ -76,7 +88,10 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class Subject:
-    """One subject of a study: where its trials are, its static trial, and its height and mass."""
+    """One subject of a study.
+
+    Where its trials are, its static trial (or a model already scaled), and its height and mass.
+    """
 
     name: str  # its folder within the study (or the subjects.toml name): its outputs go to OUT/<name>/
     static: Path | None
@@ -84,6 +99,7 @@ class Subject:
     height: float
     mass: float
     notes: tuple[str, ...] = ()
+    model: Path | None = None  # a model already scaled (process FOLDER --model): used as it is, no static trial
 
 
 @dataclass
@@ -109,49 +125,37 @@ class Study:
 # ------------------------------------------------------------------------------------------- the study --
 
 
-def _static_match(path: Path, root: Path, pattern: str) -> bool:
-    rel = path.relative_to(root).as_posix().lower()
-    return fnmatch.fnmatch(rel, pattern.lower()) or any(fnmatch.fnmatch(p, pattern.lower()) for p in rel.split("/"))
+def find_study(
+    root: str | Path,
+    config: dict | None = None,
+    static_pattern: str = STATIC_PATTERN,
+    height: float | None = None,
+    mass: float | None = None,
+) -> Study:
+    """The subjects and trials of the study in ``root`` (see the module's docstring for the layouts).
 
-
-def _split(trials: list[Path], root: Path, patterns: Iterable[str]) -> tuple[Path | None, list[Path], list[str]]:
-    """The subject's static trial (the first trial matching a pattern), the others, and notes."""
-    statics = [t for t in trials if any(_static_match(t, root, p) for p in patterns)]
-    if not statics or len(trials) == 1:
-        return None, trials, []
-    notes = []
-    if len(statics) > 1:
-        notes.append(f"{', '.join(t.name for t in statics[1:])} match the static pattern too; processed as trials")
-    return statics[0], [t for t in trials if t != statics[0]], notes
-
-
-def find_study(root: str | Path, config: dict | None = None, static_pattern: str = STATIC_PATTERN) -> Study:
-    """The subjects and trials of the study in ``root`` (see the module's docstring for the layouts)."""
+    ``height`` and ``mass``, when given (``process FOLDER --height``), are every subject's, over what the
+    study's files say (:func:`kinestream.projects.subject_values`); the static trial is found by
+    :func:`kinestream.projects.split_static`, in every layout.
+    """
     root = Path(root)
     if not root.is_dir():
         raise KinestreamError(f"{root} is not a folder; give the study's folder (Pose2Sim, OpenCap or .trc files)")
+    given = (height, mass)
     if (root / SUBJECTS_TOML).is_file():
-        return _plain_study(root, static_pattern)
-    from kinestream.projects import OPENCAP_METADATA, POSE_3D
-
+        return _plain_study(root, static_pattern, given)
     sessions = sorted(p.parent for p in root.rglob(OPENCAP_METADATA))
     if sessions:
-        return _opencap_study(root, sessions, config, static_pattern)
+        return _opencap_study(root, sessions, config, static_pattern, given)
     if any(d.is_dir() for d in root.rglob(POSE_3D)):
-        return _pose2sim_study(root, config, static_pattern)
+        return _pose2sim_study(root, config, static_pattern, given)
     raise KinestreamError(
         f"{root} holds no study kinestream knows: no {SUBJECTS_TOML} beside .trc files, no OpenCap "
         f"{OPENCAP_METADATA}, no Pose2Sim {POSE_3D}/ folders; see 'kinestream batch --help' for the layouts"
     )
 
 
-def _subject(name: str, trials: list[Path], root: Path, height, mass, patterns, notes) -> Subject:
-    static, rest, more = _split(trials, root, patterns)
-    h, m = checks.subject(height, mass)
-    return Subject(name, static, tuple(rest), h, m, tuple(notes + more))
-
-
-def _plain_study(root: Path, static_pattern: str) -> Study:
+def _plain_study(root: Path, static_pattern: str, given: tuple[float | None, float | None]) -> Study:
     path = root / SUBJECTS_TOML
     try:
         entries = tomllib.loads(path.read_text(encoding="utf-8")).get("subject", [])
@@ -177,7 +181,10 @@ def _plain_study(root: Path, static_pattern: str) -> Study:
             study.notes.append(f"{where} ({name}): no .trc matches {pattern!r}")
             continue
         try:
-            subject = _subject(name, mine, root, entry["height"], entry["mass"], [static_pattern], [])
+            h, m = given  # the command line's, over subjects.toml's
+            height, mass = checks.subject(entry["height"] if h is None else h, entry["mass"] if m is None else m)
+            static, trials, notes = split_static(root, mine, (static_pattern,))
+            subject = Subject(name, static, tuple(trials), height, mass, tuple(notes))
         except KinestreamError as exc:
             study.unplanned += [(name, f.relative_to(root).as_posix(), f"{where}: {exc}") for f in mine]
             continue
@@ -188,31 +195,27 @@ def _plain_study(root: Path, static_pattern: str) -> Study:
     return study
 
 
-def _opencap_study(root: Path, sessions: list[Path], config: dict | None, static_pattern: str) -> Study:
-    from kinestream.projects import opencap_project, subject_values
-
+def _opencap_study(root: Path, sessions: list[Path], config, static_pattern: str, given) -> Study:
     study = Study(root, "OpenCap", [])
     for folder in sessions:
         name = folder.relative_to(root).as_posix() if folder != root else folder.resolve().name
         try:
-            project = opencap_project(folder)
-            height, mass, notes = subject_values(project, config=config)
-            trials = ([project.static] if project.static else []) + list(project.trials)
+            project = opencap_project(folder, static_pattern)
+            height, mass, notes = subject_values(project, given[0], given[1], config)
             study.subjects.append(
-                _subject(name, trials, folder, height, mass, [static_pattern, "*neutral*"], project.notes + notes)
+                Subject(name, project.static, tuple(project.trials), height, mass, tuple(project.notes + notes))
             )
         except KinestreamError as exc:
             study.unplanned.append((name, "-", str(exc)))
     return study
 
 
-def _pose2sim_study(root: Path, config: dict | None, static_pattern: str) -> Study:
-    """Participants are the folders that hold trial folders (a trial folder holds pose-3d/).
+def _pose2sim_study(root: Path, config, static_pattern: str, given) -> Study:
+    """The subjects of a Pose2Sim study.
 
-    A trial folder directly in the study is a participant of its own.
+    Participants are the folders that hold trial folders (a trial folder holds pose-3d/); a trial folder
+    directly in the study is a participant of its own.
     """
-    from kinestream.projects import POSE_3D, pose2sim_project, subject_values
-
     participants: dict[Path, None] = {}
     for pose3d in sorted(d for d in root.rglob(POSE_3D) if d.is_dir()):
         trial_dir = pose3d.parent
@@ -221,10 +224,11 @@ def _pose2sim_study(root: Path, config: dict | None, static_pattern: str) -> Stu
     for folder in participants:
         name = folder.relative_to(root).as_posix() if folder != root else root.resolve().name
         try:
-            project = pose2sim_project(folder, top=root)
-            height, mass, notes = subject_values(project, config=config)
-            trials = ([project.static] if project.static else []) + list(project.trials)
-            study.subjects.append(_subject(name, trials, folder, height, mass, [static_pattern], project.notes + notes))
+            project = pose2sim_project(folder, top=root, static_pattern=static_pattern)
+            height, mass, notes = subject_values(project, given[0], given[1], config)
+            study.subjects.append(
+                Subject(name, project.static, tuple(project.trials), height, mass, tuple(project.notes + notes))
+            )
         except KinestreamError as exc:
             study.unplanned.append((name, "-", str(exc)))
     return study
@@ -232,8 +236,6 @@ def _pose2sim_study(root: Path, config: dict | None, static_pattern: str) -> Stu
 
 def _is_output(path: Path, root: Path) -> bool:
     """A file kinestream wrote (an augmented .trc) or Pose2Sim's, not a trial of keypoints."""
-    from kinestream.projects import AUGMENTED
-
     return any(m in path.stem for m in AUGMENTED)
 
 
@@ -266,15 +268,18 @@ def settings_digest(config: dict) -> str:
     return _digest(__version__.encode(), json.dumps(used, sort_keys=True, default=str).encode())
 
 
-def trial_key(trial: Path, subject: Subject, config: dict) -> str:
+def trial_key(trial: Path, subject: Subject, config: dict, streaming: bool = False) -> str:
     """A hash of everything a trial's outputs depend on.
 
-    Its keypoints, the subject's static trial, height and mass, and the settings.
+    Its keypoints, the subject's static trial (or model), height and mass, the settings, and whether the
+    streaming cores made them.
     """
     static = subject.static.read_bytes() if subject.static is not None else b""
-    return _digest(
-        trial.read_bytes(), static, f"{subject.height!r} {subject.mass!r}".encode(), settings_digest(config).encode()
-    )
+    parts = [trial.read_bytes(), static, f"{subject.height!r} {subject.mass!r}".encode()]
+    parts.append(settings_digest(config).encode())
+    if subject.model is not None:
+        parts += [b"model", subject.model.read_bytes()]
+    return _digest(*parts, *([b"streaming"] if streaming else []))
 
 
 def read_manifest(out: Path) -> dict[str, Any]:
@@ -325,27 +330,49 @@ class Scaled:
 
 def scale_subject(subject: Subject, out_dir: Path, config: dict) -> Scaled:
     """Scale the subject's model from its static trial, as ``process --static-trial`` does (a Dask task)."""
+    if subject.model is not None:
+        return Scaled(subject.model, (f"the scaled model {subject.model} is used as it is",))
     if subject.static is None:
         return Scaled(None, ("no static trial: each trial is scaled from its own still pose",))
     from kinestream.offline import scale_from_static
+    from kinestream.scale import ScaleSettings
 
     start = time.perf_counter()
-    model, notes = scale_from_static(subject.static, subject.height, subject.mass, out_dir, config)
+    static = ScaleSettings.from_config(config).static  # a window of the static trial's frames, as process's
+    model, notes = scale_from_static(subject.static, subject.height, subject.mass, out_dir, config, static)
+    for note in notes:  # what the static trial gave (frames averaged, refused), said where the batch runs
+        log.info("%s: %s", subject.name, note)
     return Scaled(model, tuple(notes), time.perf_counter() - start)
 
 
-def process_trial(trial: Path, subject: Subject, scaled: Scaled, out_dir: Path, config: dict) -> dict[str, Any]:
-    """One trial through ``process`` with the subject's model (a Dask task); its summary row."""
+def process_trial(
+    trial: Path, subject: Subject, scaled: Scaled, out_dir: Path, config: dict, streaming: bool = False
+) -> dict[str, Any]:
+    """One trial through ``process`` with the subject's model (a Dask task); its summary row.
+
+    Without a model (a subject without a static trial), the trial is scaled from its own still window,
+    ``[scale] static``; ``streaming``: the live service's cores, as ``process --streaming``.
+    """
     import matplotlib
 
     from kinestream.offline import process
     from kinestream.reps import RepSettings, detect_reps
+    from kinestream.scale import ScaleSettings
 
     matplotlib.use("Agg")  # a worker shows nothing and runs its tasks in threads, where a GUI backend cannot draw
     start = time.perf_counter()
     plot = bool(config.get("output", {}).get("plot", True))
     result = process(
-        trial, subject.mass, subject.height, out_dir, config, plot=plot, log=lambda _: None, model=scaled.model
+        trial,
+        subject.mass,
+        subject.height,
+        out_dir,
+        config,
+        static=ScaleSettings.from_config(config).static,
+        plot=plot,
+        log=lambda _: None,
+        streaming=streaming,
+        model=scaled.model,
     )
     motion = result.motion
     _, reps = detect_reps(motion, None, RepSettings.from_config(config))
@@ -458,6 +485,46 @@ class Progress:
         return self.total - self.done - self.failed - self.skipped
 
 
+class InProcess:
+    """The batch without Dask: each task runs in this process, in the order the tasks were sent.
+
+    A task runs when its result is first asked for. ``process FOLDER`` is :func:`run_batch` on one of these.
+
+    It takes the two calls :func:`run_batch` makes of a Dask client (``submit``, and ``as_completed`` on what
+    it gave). A task that raises is not tried again: here it would fail the same way.
+    """
+
+    def submit(self, fn: Callable, *args: Any, **options: Any) -> _Task:
+        """A task for ``fn(*args)``; ``options`` (Dask's ``pure``, ``retries``, ``key``) do not apply here."""
+        return _Task(fn, args)
+
+    @staticmethod
+    def as_completed(tasks: list[_Task]) -> Iterable[_Task]:
+        """The tasks in the order they were sent; each runs when its result is asked for."""
+        return iter(tasks)
+
+
+class _Task:
+    """One call, run once, its value or exception kept; a task among its arguments is run first."""
+
+    def __init__(self, fn: Callable, args: tuple) -> None:
+        self.fn, self.args = fn, args
+        self.ran = False
+        self.value: Any = None
+        self.error: Exception | None = None
+
+    def result(self) -> Any:
+        if not self.ran:
+            self.ran = True
+            try:
+                self.value = self.fn(*(a.result() if isinstance(a, _Task) else a for a in self.args))
+            except Exception as exc:  # kept, and raised again to each task that needs this one's value
+                self.error = exc
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 def one_line(exc: BaseException) -> str:
     """An exception as the one line a summary row holds."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -468,21 +535,30 @@ def run_batch(
     study: Study,
     out: str | Path,
     config: dict,
-    client,
+    client=None,
     *,
     force: bool = False,
     retries: int = 2,
+    streaming: bool = False,
     on_progress: Callable[[Progress, dict], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Process the study on the Dask ``client``; returns one row per trial (:data:`COLUMNS`), in study order.
+    """Process the study on the Dask ``client``; one row per trial (:data:`COLUMNS`), in study order.
+
+    ``client`` None runs the batch in this process (:class:`InProcess`).
 
     Scaling a subject is a task its trials depend on. A task that raises is
     tried again ``retries`` times on any worker (a worker that dies takes its
     tasks to the others by Dask's own rules) and then becomes a failed row. The
     manifest is written as each trial finishes, so an interrupted batch resumes
-    where it stopped.
+    where it stopped. ``streaming``: every trial through the live service's
+    cores (``process --streaming``).
     """
-    from distributed import as_completed
+    if client is None:
+        client = InProcess()
+    if isinstance(client, InProcess):
+        as_completed = client.as_completed
+    else:
+        from distributed import as_completed
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -507,7 +583,7 @@ def run_batch(
                 rows[(subject.name, label)] = _row(subject.name, label, {"status": "failed", "reason": refused})
                 progress.failed += 1
                 continue
-            key = trial_key(trial, subject, config)
+            key = trial_key(trial, subject, config, streaming)
             order.append((subject.name, label))
             record = done.get(f"{subject.name}/{label}")
             trial_out = subject_out / label
@@ -529,7 +605,7 @@ def run_batch(
         )  # fmt: skip
         for trial, label, key, trial_out in pending:
             future = client.submit(
-                process_trial, trial, subject, scaled, trial_out, sent, pure=False, retries=retries,
+                process_trial, trial, subject, scaled, trial_out, sent, streaming, pure=False, retries=retries,
                 key=f"trial-{_safe(subject.name)}-{_safe(label)}-{time.time_ns()}",
             )  # fmt: skip
             futures[future] = (subject, label, key, trial_out)
@@ -623,6 +699,10 @@ def describe(study: Study) -> list[str]:
     """The study in lines: layout, subjects with their static trial, height and mass."""
     lines = [f"{study.kind} study {study.root}: {len(study.subjects)} subject(s), {study.n_trials} trial(s)"]
     for s in study.subjects:
-        static = s.static.name if s.static else "none (each trial from its own still pose)"
+        if s.model is not None:
+            static = f"none (the scaled model {s.model})"
+        else:
+            static = s.static.name if s.static else "none (each trial from its own still pose)"
         lines.append(f"  {s.name}: {len(s.trials)} trial(s), static {static}, {s.height:g} m, {s.mass:g} kg")
+        lines += [f"    {note}" for note in s.notes]  # what was chosen: where the height came from, the static
     return lines + study.notes

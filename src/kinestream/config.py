@@ -229,6 +229,15 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
+def override(config: dict, changes: dict, source: str = "the command line") -> dict[str, Any]:
+    """A new config: ``changes`` (section -> key -> value) over ``config``, checked as a file's settings are.
+
+    ``config`` itself is left as it was: a command-line flag or a caller's dict makes a new config, it never
+    changes the one it was given (which another part of the program may still hold).
+    """
+    return _merge(config, validate(copy.deepcopy(changes), source))
+
+
 def load_config(path: str | Path | None = None) -> dict[str, Any]:
     """Return the settings: the package's default.toml, then the file at ``path`` over it."""
     config = copy.deepcopy(DEFAULTS)

@@ -22,6 +22,7 @@ from. The functions read files and return values or raise KinestreamError.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 import tomllib
@@ -39,7 +40,8 @@ MARKER_DATA = "MarkerData"  # OpenCap's folder of .trc
 AUGMENTED = ("_LSTM", "_augmented")  # in a file's name: already augmented (Pose2Sim's, OpenCap's, kinestream's)
 SCALING = "_scaling"  # Pose2Sim's copies made for scaling
 FILTERED = "_filt"  # Pose2Sim's filtered copies (kinestream filters the raw triangulation itself)
-STATIC_WORDS = {"Pose2Sim": ("static",), "OpenCap": ("static", "neutral")}  # in a trial's name: its static trial
+STATIC_PATTERN = "*static*"  # a trial whose path within its folder matches this is the static trial
+OPENCAP_STATIC = "*neutral*"  # OpenCap's name for its static trial, matched beside STATIC_PATTERN
 
 
 @dataclass(frozen=True)
@@ -210,12 +212,15 @@ def _excluded(folder: Path, trial: Path, keys: dict) -> str | None:
     return None
 
 
-def pose2sim_project(folder: str | Path, top: str | Path | None = None) -> Project:
+def pose2sim_project(
+    folder: str | Path, top: str | Path | None = None, static_pattern: str = STATIC_PATTERN
+) -> Project:
     """A Pose2Sim project (a trial folder) or session (trial folders under it).
 
-    Every pose-3d/*.trc not yet augmented, the [project] values of the Config.toml files above each, a trial named
-    *static* as the static trial for the others. ``top``: the study folder above ``folder`` whose Config.toml files
-    apply too (a batch reads a session's values for each of its participants).
+    Every pose-3d/*.trc not yet augmented, the [project] values of the Config.toml files above each, a trial
+    matching ``static_pattern`` (:func:`split_static`) as the static trial for the others. ``top``: the study
+    folder above ``folder`` whose Config.toml files apply too (a batch reads a session's values for each of its
+    participants).
     """
     folder = Path(folder)
     notes: list[str] = []
@@ -244,7 +249,7 @@ def pose2sim_project(folder: str | Path, top: str | Path | None = None) -> Proje
         notes.append("the trials' Config.toml give different frame rates; each trial's .trc DataRate is used")
     top = folder / CONFIG_TOML
     where = {"height": f"{top} [project] participant_height", "mass": f"{top} [project] participant_mass"}
-    static, trials, chosen = _split_static(folder, trials, STATIC_WORDS["Pose2Sim"])
+    static, trials, chosen = split_static(folder, trials, (static_pattern,))
     project = Project("Pose2Sim", folder, trials, static, height, mass, rate, where, notes + chosen)
     project.notes += _rate_notes(project)
     return project
@@ -276,9 +281,26 @@ def _rate_notes(project: Project) -> list[str]:
     return notes
 
 
-def _split_static(folder: Path, trials: list[Path], words) -> tuple[Path | None, list[Path], list[str]]:
-    """The static trial (the first whose path within ``folder`` holds one of ``words``), the others, and notes."""
-    statics = [t for t in trials if any(w in t.relative_to(folder).as_posix().lower() for w in words)]
+def static_match(trial: Path, folder: Path, pattern: str) -> bool:
+    """Whether the glob ``pattern`` matches ``trial``'s path within ``folder``, or one of its parts.
+
+    Case is ignored: ``*static*`` matches ``S01/Static_1.trc`` and ``static/pose-3d/x.trc``.
+    """
+    rel = trial.relative_to(folder).as_posix().lower()
+    pattern = pattern.lower()
+    return fnmatch.fnmatch(rel, pattern) or any(fnmatch.fnmatch(part, pattern) for part in rel.split("/"))
+
+
+def split_static(
+    folder: Path, trials: list[Path], patterns: tuple[str, ...] = (STATIC_PATTERN,)
+) -> tuple[Path | None, list[Path], list[str]]:
+    """The one rule for a static trial: the first of ``trials`` whose path matches one of ``patterns``.
+
+    Returns the static trial (None when no trial matches, or when the one trial there is matches: it is then
+    processed, scaled from its own still pose), the trials to process, and notes saying what was chosen.
+    Used by ``process FOLDER`` and ``batch`` alike, for every layout.
+    """
+    statics = [t for t in trials if any(static_match(t, folder, p) for p in patterns)]
     if not statics:
         return None, trials, []
     if len(statics) == len(trials) == 1:
@@ -333,11 +355,11 @@ def _yaml_number(values: dict[str, str], key: str, source: str, unit: str) -> Va
     return Value(number, source) if number > 0 else Value(None, source, f"{source} is 0 (not given)")
 
 
-def opencap_project(folder: str | Path) -> Project:
+def opencap_project(folder: str | Path, static_pattern: str = STATIC_PATTERN) -> Project:
     """A session folder downloaded from OpenCap.
 
-    sessionMetadata.yaml's height_m and mass_kg, and every MarkerData/**/*.trc (the "neutral" trial as the static trial
-    for the others).
+    sessionMetadata.yaml's height_m and mass_kg, and every MarkerData/**/*.trc (the "neutral" trial, or one
+    matching ``static_pattern``, as the static trial for the others: :func:`split_static`).
     """
     folder = Path(folder)
     meta = folder / OPENCAP_METADATA
@@ -358,7 +380,7 @@ def opencap_project(folder: str | Path) -> Project:
     if not trials:
         raise KinestreamError(f"{folder} holds no trial: no {MARKER_DATA}/*.trc in it (OpenCap keeps its trials so)")
     where = {"height": f"{meta} height_m", "mass": f"{meta} mass_kg"}
-    static, trials, chosen = _split_static(folder, trials, STATIC_WORDS["OpenCap"])
+    static, trials, chosen = split_static(folder, trials, (static_pattern, OPENCAP_STATIC))
     return Project("OpenCap", folder, trials, static, height, mass, None, where, notes + chosen)
 
 
@@ -416,17 +438,3 @@ def subject_values(
             raise
         raise KinestreamError(f"{exc} (height from {h_from}, mass from {m_from})") from None
     return h, m, notes + more + [f"height {h:g} m from {h_from}; mass {m:g} kg from {m_from}"]
-
-
-def labels(project: Project) -> dict[Path, str]:
-    """A folder name for each trial's output: its name, or its path within the project where names repeat."""
-    stems = [t.stem for t in project.trials]
-    names = {
-        t: t.stem
-        if stems.count(t.stem) == 1
-        else "_".join(t.relative_to(project.folder).with_suffix("").parts).replace(" ", "_")
-        for t in project.trials
-    }
-    for t, name in names.items():  # OUT/<name>/ must stay inside OUT: a trial named '...trc' has the stem '..'
-        checks.path_segment(f"trial {t}: its output folder name (rename the file)", name)
-    return names

@@ -31,7 +31,7 @@ The local cluster is on TLS with temporary certificates. Workers get the process
 
 
 def cmd_batch(args, config) -> None:
-    from kinestream.batch import describe, find_study, run_batch, write_summary
+    from kinestream.batch import describe, find_study, run_batch
 
     security = _security(args)  # a scheduler refused is said before anything else
     study = find_study(args.root, config, static_pattern=args.static_pattern)
@@ -45,7 +45,17 @@ def cmd_batch(args, config) -> None:
         logging.getLogger(level).setLevel(logging.ERROR)
     with _client(args, security) as client:
         say(f"Dask: {_describe_client(client)}")
-        rows = run_batch(study, out, config, client, force=args.force, on_progress=_bar(study.n_trials))
+        rows = run_batch(study, out, config, client, force=args.force, on_progress=bar(study.n_trials))
+    report(rows, out, config)
+
+
+def report(rows: list[dict], out: Path, config: dict) -> None:
+    """Write summary.csv (and its plot), print each failed trial with its reason, and the counts.
+
+    An error when a trial failed. ``batch`` and ``process FOLDER`` end so.
+    """
+    from kinestream.batch import write_summary
+
     plot = bool(config.get("output", {}).get("plot", True))
     headless_plots()
     csv_path, png = write_summary(out, rows, plot=plot)
@@ -120,7 +130,7 @@ def _describe_client(client) -> str:
     return f"{len(workers)} worker(s), {threads} thread(s), scheduler {client.scheduler.address}"
 
 
-def _bar(total: int):
+def bar(total: int):
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc="batch", unit="trial", file=sys.stderr, disable=None, dynamic_ncols=True)

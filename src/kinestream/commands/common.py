@@ -64,17 +64,18 @@ def ingest_args(p: argparse.ArgumentParser, settings: bool = True) -> None:
     )
 
 
-def ingest_config(args, config: dict) -> None:
-    """--up and --rotate, when given, into ``config["ingest"]``, where the commands and stages read them.
+def ingest_config(args, config: dict) -> dict:
+    """A new config with --up and --rotate, when given, in ``[ingest]``, where the commands and stages read them.
 
     A bad value is refused here, before any work.
     """
+    from kinestream.config import override
     from kinestream.ingest import IngestSettings
 
-    for key in ("up", "rotate"):
-        if getattr(args, key, None) is not None:
-            config.setdefault("ingest", {})[key] = getattr(args, key)
+    given = {key: getattr(args, key) for key in ("up", "rotate") if getattr(args, key, None) is not None}
+    config = override(config, {"ingest": given}) if given else config
     IngestSettings.from_config(config)
+    return config
 
 
 def solver_arg(p: argparse.ArgumentParser) -> None:

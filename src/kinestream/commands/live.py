@@ -25,7 +25,7 @@ async def _serve(args, config, say=say):
         model = await calibrate(
             config, input_endpoint=args.input or svc["input"], mass=mass, height=height, out_model=out, say=say
         )
-        calibrating = _calibrate_the_rest(config, model)
+        config, calibrating = _calibrate_the_rest(config, model)
     service = Service(
         config,
         input_endpoint=args.input or svc["input"],
@@ -43,18 +43,20 @@ async def _serve(args, config, say=say):
     return service, final
 
 
-def _calibrate_the_rest(config: dict, model: Path) -> Path:
-    """After serve --calibrate has calibrated the first person heard (``model``): the folder for everyone else's models.
+def _calibrate_the_rest(config: dict, model: Path) -> tuple[dict, Path]:
+    """The config and the calibration folder for everyone after the first person serve --calibrate calibrated.
 
-    That person keeps the model (a ``[people]`` entry when they named themselves); everyone else new is calibrated from
-    their own still pose, their models in the folder returned, beside it (<folder>/<subject>/scaled.osim).
+    That person keeps ``model`` (a new config with a ``[people]`` entry when they named themselves); everyone
+    else new is calibrated from their own still pose (the folder their models go to, beside it:
+    <folder>/<subject>/scaled.osim).
     """
+    from kinestream.config import override
     from kinestream.live.calibrate import load_subject
 
     whose = load_subject(model).get("subject")
     if whose:
-        config.setdefault("people", {})[whose] = {"model": str(model)}
-    return Path(model).parent
+        config = override(config, {"people": {whose: {"model": str(model)}}}, "serve --calibrate")
+    return config, Path(model).parent
 
 
 def recording_c3d(record, config: dict, markers=None) -> Path | None:
@@ -115,11 +117,12 @@ def run_worker(k: int, n: int, args, config: dict, inputs: list[str], output: st
     import json
     import logging
 
+    from kinestream.config import override
     from kinestream.live.service import Service
 
     logging.basicConfig(level=logging.INFO, format=f"kinestream worker {k}/{n}: %(message)s", stream=sys.stderr)
-    config["service"].update(people="", bind_input=False)  # the router chose whom it sends
-    config["curve"] = {"enabled": False}  # the links to the parent are private ipc; the parent does the CURVE
+    private = {"service": {"people": "", "bind_input": False}, "curve": {"enabled": False}}
+    config = override(config, private, "a worker")  # the router chose whom it sends; the links are private ipc
     service = Service(
         config,
         input_endpoint=inputs[k],
@@ -164,7 +167,7 @@ def _serve_workers(args, config) -> None:
         mass, height = subject(args, config)
         out = Path(args.calibration_out or "out/calibration/scaled.osim")
         model = asyncio.run(calibrate(config, input_endpoint=input_endpoint, mass=mass, height=height, out_model=out))
-        calibrating = _calibrate_the_rest(config, model)
+        config, calibrating = _calibrate_the_rest(config, model)
     front = Front(config, input_endpoint, args.output or svc["output"], n)
     front.open()
     stop = threading.Event()

@@ -5,7 +5,7 @@
     kinestream augment TRIAL.trc ...       keypoints -> keypoints + 43 anatomical markers
     kinestream scale AUGMENTED.trc ...     generic model -> subject's model (static pose)
     kinestream ik AUGMENTED.trc ...        markers -> joint angles (.mot)
-    kinestream process TRIAL.trc ...       all four steps, with a plot (or FOLDER: a Pose2Sim/OpenCap project)
+    kinestream process TRIAL.trc ...       all four steps, with a plot (or FOLDER: batch, in this process)
     kinestream batch STUDY                 every trial of a study, on Dask (local or a cluster)
     kinestream serve ...                   the live service (ZeroMQ in, ZeroMQ/MQTT out, .mot recording)
     kinestream calibrate ...               scale the model from a still pose in the live stream
@@ -93,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("process", help="clean, augment, scale and IK a recorded trial, or every trial of a folder")
     p.add_argument(
         "trial",
-        help="keypoints .trc, or a folder: a Pose2Sim project or session (Config.toml, pose-3d/*.trc) or an "
-        "OpenCap session (sessionMetadata.yaml, MarkerData/*.trc)",
+        help="keypoints .trc, or a folder, processed as 'batch' does but in this process: a Pose2Sim project or "
+        "session (Config.toml, pose-3d/*.trc), an OpenCap session (sessionMetadata.yaml, MarkerData/*.trc), or "
+        ".trc files with a subjects.toml",
     )
     subject_args(p)
     p.add_argument(
@@ -107,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="scale the model from this separate static trial (keypoints, cleaned and augmented as the trial)",
     )
     ingest_args(p)
-    p.add_argument("--out", help="output folder (default: out/TRIAL; a folder's trials: out/FOLDER/TRIAL)")
+    p.add_argument("--out", help="output folder (default: out/TRIAL; a folder's: out/FOLDER, as batch's)")
     p.add_argument("--truth", help="true coordinates .mot (from synth): plotted dashed, RMS errors printed")
     p.add_argument(
         "--streaming",
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "frame-wise IK) instead of the offline ones",
     )
     p.add_argument("--model", help="an already scaled .osim: skip the scale step")
+    p.add_argument("--force", action="store_true", help="FOLDER: process every trial again, done before or not")
     solver_arg(p)
     p.set_defaults(func=trial.cmd_process)
 
@@ -191,13 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from kinestream.config import load_config
+        from kinestream.config import load_config, override
 
         config = load_config(args.config)
         if getattr(args, "solver", None):
-            config["ik"]["solver"] = args.solver
-        ingest_config(args, config)
-        args.func(args, config)
+            config = override(config, {"ik": {"solver": args.solver}})
+        args.func(args, ingest_config(args, config))
     except KinestreamError as exc:
         print(f"kinestream: error: {exc}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from kinestream.commands.common import existing, headless_plots, say, subject
@@ -158,50 +159,36 @@ def cmd_process(args, config) -> None:
 
 
 def process_folder(args, config) -> None:
-    """``process FOLDER``: every trial of a Pose2Sim or OpenCap folder, the subject from its files.
+    """``process FOLDER``: ``batch`` on the folder, run in this process (:class:`kinestream.batch.InProcess`).
 
-    The command line goes over the files, they over the settings; the model is scaled once from the folder's static
-    trial when it has one.
+    The folder is a Pose2Sim or OpenCap project or session, or .trc files with a subjects.toml. The subject
+    comes from its files (the command line over them, they over the settings); the model is scaled once from
+    its static trial when it has one (--static-trial gives another, --model skips scaling). The outputs are
+    batch's: OUT/<subject>/<trial>/, summary.csv, and a manifest that skips trials already done.
     """
+    from kinestream.batch import describe, find_study, run_batch
+    from kinestream.commands.batch import bar, report
     from kinestream.errors import KinestreamError
-    from kinestream.offline import process
-    from kinestream.projects import find_project, labels, subject_values
-    from kinestream.scale import ScaleSettings
 
     if args.truth:
         raise KinestreamError("--truth holds one trial's true angles; give that trial's .trc, not a folder")
-    project = find_project(args.trial)
-    names = labels(project)  # each trial's output folder, refused before anything is said or written
-    height, mass, notes = subject_values(project, args.height, args.mass, config)
-    static_trial = existing(args.static_trial, "static trial") if args.static_trial else project.static
-    if args.static_trial and project.static:
-        notes.append(f"--static-trial {args.static_trial} is used instead of the folder's {project.static.name}")
-    model = args.model
-    if model and static_trial:
-        notes.append(f"--model {model} is used: the static trial {static_trial.name} is not needed")
-        static_trial = None
-    for note in [project.describe(), *project.notes, *notes]:
-        say(note)
-    out_root = Path(args.out) if args.out else Path("out") / Path(args.trial).resolve().name
-    static = args.static or ScaleSettings.from_config(config).static
-    for k, trial in enumerate(project.trials, 1):
-        say(f"trial {k}/{len(project.trials)}: {trial}")
-        try:
-            result = process(
-                trial,
-                mass,
-                height,
-                out_root / names[trial],
-                config,
-                static=static,
-                plot=bool(config["output"].get("plot", True)),
-                log=say,
-                streaming=args.streaming,
-                model=model,
-                static_trial=static_trial,
-            )
-        except KinestreamError as exc:
-            raise KinestreamError(f"{trial}: {exc}") from None
-        print(f"{trial}:\n{result.summary()}")
-        if static_trial is not None:  # scaled once from the static trial; the other trials take that model
-            model, static_trial = result.scaled_model, None
+    if args.static:  # a new config with the window: the one the folder's trials and static trial are scaled from
+        config = {**config, "scale": {**config["scale"], "static": args.static}}
+    study = find_study(args.trial, config, height=args.height, mass=args.mass)
+    if study.unplanned:  # one folder: what keeps a subject from being processed is refused up front, as one line
+        raise KinestreamError(study.unplanned[0][2])
+    notes = []
+    if args.model and args.static_trial:
+        notes.append(f"--model {args.model} is used: the static trial {args.static_trial} is not needed")
+    if args.model or args.static_trial:  # every subject's, over the folder's own static trial
+        model = existing(args.model, "model") if args.model else None
+        static = existing(args.static_trial, "static trial") if model is None else None
+        flag = "--model" if model else "--static-trial"
+        notes += [f"{s.name}: {flag} is used, not {s.static.name}" for s in study.subjects if s.static is not None]
+        study.subjects = [replace(s, model=model, static=static) for s in study.subjects]
+    for line in describe(study) + notes:
+        say(line)
+    out = Path(args.out) if args.out else Path("out") / Path(args.trial).resolve().name
+    headless_plots()
+    rows = run_batch(study, out, config, force=args.force, streaming=args.streaming, on_progress=bar(study.n_trials))
+    report(rows, out, config)
