@@ -44,6 +44,7 @@ from kinestream.clean import runs_of
 from kinestream.config import DEFAULTS, section
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable
+from kinestream.lstm import StepModel
 from kinestream.normalise import BodyPart, denormalise, normalise
 
 __all__ = [
@@ -445,8 +446,6 @@ class StreamingAugmenter:
         self._clock = _ModelClock(clock, self.reset_after)
         self._model = None
         if mode == "stateful":
-            from kinestream.lstm import StepModel
-
             self._model = StepModel({p.name: p.onnx_path for p in self.parts}, threads)
         self._streams: list[_PartStream] = []
         start = 0

@@ -46,8 +46,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kinestream import checks
+from kinestream import __version__, checks
+from kinestream.assets import get_assets
 from kinestream.errors import KinestreamError
+from kinestream.offline import process, scale_from_static
+from kinestream.plots import plot_study
+from kinestream.projects import AUGMENTED, OPENCAP_METADATA, POSE_3D, opencap_project, pose2sim_project, subject_values
+from kinestream.reps import RepSettings, detect_reps
 
 MANIFEST = "manifest.json"
 SUMMARY_CSV = "summary.csv"
@@ -130,7 +135,6 @@ def find_study(root: str | Path, config: dict | None = None, static_pattern: str
         raise KinestreamError(f"{root} is not a folder; give the study's folder (Pose2Sim, OpenCap or .trc files)")
     if (root / SUBJECTS_TOML).is_file():
         return _plain_study(root, static_pattern)
-    from kinestream.projects import OPENCAP_METADATA, POSE_3D
 
     sessions = sorted(p.parent for p in root.rglob(OPENCAP_METADATA))
     if sessions:
@@ -187,7 +191,6 @@ def _plain_study(root: Path, static_pattern: str) -> Study:
 
 
 def _opencap_study(root: Path, sessions: list[Path], config: dict | None, static_pattern: str) -> Study:
-    from kinestream.projects import opencap_project, subject_values
 
     study = Study(root, "OpenCap", [])
     for folder in sessions:
@@ -207,7 +210,6 @@ def _opencap_study(root: Path, sessions: list[Path], config: dict | None, static
 def _pose2sim_study(root: Path, config: dict | None, static_pattern: str) -> Study:
     """Participants are the folders that hold trial folders (a trial folder holds pose-3d/); a trial folder
     directly in the study is a participant of its own."""
-    from kinestream.projects import POSE_3D, pose2sim_project, subject_values
 
     participants: dict[Path, None] = {}
     for pose3d in sorted(d for d in root.rglob(POSE_3D) if d.is_dir()):
@@ -228,7 +230,6 @@ def _pose2sim_study(root: Path, config: dict | None, static_pattern: str) -> Stu
 
 def _is_output(path: Path, root: Path) -> bool:
     """A file kinestream wrote (an augmented .trc) or Pose2Sim's, not a trial of keypoints."""
-    from kinestream.projects import AUGMENTED
 
     return any(m in path.stem for m in AUGMENTED)
 
@@ -256,7 +257,6 @@ def worker_config(config: dict) -> dict:
 
 def settings_digest(config: dict) -> str:
     """What of the settings changes a trial's outputs (everything but the live service's), as a hash."""
-    from kinestream import __version__
 
     used = {k: v for k, v in config.items() if k not in ("service", "mqtt", "curve")}
     return _digest(__version__.encode(), json.dumps(used, sort_keys=True, default=str).encode())
@@ -306,7 +306,6 @@ def scale_subject(subject: Subject, out_dir: Path, config: dict) -> Scaled:
     """Scale the subject's model from its static trial, as ``process --static-trial`` does (a Dask task)."""
     if subject.static is None:
         return Scaled(None, ("no static trial: each trial is scaled from its own still pose",))
-    from kinestream.offline import scale_from_static
 
     start = time.perf_counter()
     model, notes = scale_from_static(subject.static, subject.height, subject.mass, out_dir, config)
@@ -316,9 +315,6 @@ def scale_subject(subject: Subject, out_dir: Path, config: dict) -> Scaled:
 def process_trial(trial: Path, subject: Subject, scaled: Scaled, out_dir: Path, config: dict) -> dict[str, Any]:
     """One trial through ``process`` with the subject's model (a Dask task); its summary row."""
     import matplotlib
-
-    from kinestream.offline import process
-    from kinestream.reps import RepSettings, detect_reps
 
     matplotlib.use("Agg")  # a worker shows nothing and runs its tasks in threads, where a GUI backend cannot draw
     start = time.perf_counter()
@@ -496,8 +492,6 @@ def run_batch(
         if not pending:
             continue
         if not futures:  # the assets, fetched here once: workers on a fresh cache would each fetch them at once
-            from kinestream.assets import get_assets
-
             get_assets(config, progress=lambda _: None)
         scaled = client.submit(
             scale_subject, subject, subject_out / "_static", sent, pure=False, retries=retries,
@@ -573,8 +567,6 @@ def write_summary(out: str | Path, rows: list[dict[str, Any]], plot: bool = True
         writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
     png = None
     if plot:
-        from kinestream.plots import plot_study
-
         png = out / SUMMARY_PNG
         plot_study(rows, png)
     return csv_path, png

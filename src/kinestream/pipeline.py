@@ -27,9 +27,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 
 from kinestream.augment import AugmentSettings, StreamingAugmenter
+from kinestream.centres import BodyPoses, StateCentres, centres_dict
 from kinestream.clean import CleanSettings
 from kinestream.errors import KinestreamError
 from kinestream.ingest import DERIVED, IngestSettings
+from kinestream.reps import CueSettings, RepCounter, RepSettings
+from kinestream.solve import IKSettings, load_model
 
 if TYPE_CHECKING:
     from kinestream.assets import Assets
@@ -257,7 +260,6 @@ class FrameSolver:
     the posed model (``centres``) and a rep counter (``reps``; None: no reps)."""
 
     def __init__(self, ik: StreamingIK, *, centres: bool = True, reps: RepCounter | None = None):
-        from kinestream.centres import BodyPoses, StateCentres
 
         self.ik = ik
         self.coordinates = list(ik.coordinates)
@@ -271,7 +273,6 @@ class FrameSolver:
         """IK on one prepared frame; with ``bodies``, every body's pose in ground too (:class:`BodyPoses`, about
         0.2 ms: for a frame that goes to an avatar). Never raises: a solver that raises gives an unsolved frame
         (``error`` says why), a rep counter that raises gives the angles without it (``rep.error``)."""
-        from kinestream.centres import centres_dict
 
         ik = self.ik
         error = None
@@ -362,8 +363,6 @@ class Pipeline(Generic[T]):
         floor_offset: float = 0.0,
         template: Pipeline | None = None,
     ):
-        from kinestream.reps import CueSettings, RepCounter, RepSettings
-        from kinestream.solve import IKSettings, load_model
 
         self.prepare_stage = FrameProcessor(assets, config, height, mass, rate, floor_offset)
         settings = IKSettings.from_config(config)

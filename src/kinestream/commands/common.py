@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from kinestream.config import SOLVERS
 from kinestream.errors import KinestreamError
+from kinestream.ingest import IngestSettings
+from kinestream.projects import subject_values
 
 
 def say(msg: str) -> None:
@@ -20,7 +23,6 @@ def subject_args(p: argparse.ArgumentParser, required: bool = False) -> None:
 
 def subject(args, config) -> tuple[float, float]:
     """(mass, height): --mass and --height, else [subject] (:func:`kinestream.projects.subject_values`)."""
-    from kinestream.projects import subject_values
 
     height, mass, _ = subject_values(None, args.height, args.mass, config)
     return mass, height
@@ -65,7 +67,6 @@ def ingest_args(p: argparse.ArgumentParser, settings: bool = True) -> None:
 def ingest_config(args, config: dict) -> None:
     """--up and --rotate, when given, into ``config["ingest"]``, where the commands and stages read them; a bad
     value is refused here, before any work."""
-    from kinestream.ingest import IngestSettings
 
     for key in ("up", "rotate"):
         if getattr(args, key, None) is not None:
@@ -74,8 +75,6 @@ def ingest_config(args, config: dict) -> None:
 
 
 def solver_arg(p: argparse.ArgumentParser) -> None:
-    from kinestream.solve import SOLVERS
-
     p.add_argument("--solver", choices=SOLVERS, help="IK solver: fast (default: config) or opensim, the reference")
 
 

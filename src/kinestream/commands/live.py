@@ -8,10 +8,14 @@ import time
 from pathlib import Path
 
 from kinestream.commands.common import headless_plots, log_to_stderr, say, subject
+from kinestream.commands.terminal import status_printer, workers_line
+from kinestream.errors import KinestreamError
+from kinestream.files.c3d import trc_to_c3d
+from kinestream.files.mot import read_mot
+from kinestream.plots import plot_angles
 
 
 async def _serve(args, config, say=say):
-    from kinestream.commands.terminal import status_printer
     from kinestream.live.calibrate import calibrate
     from kinestream.live.service import Service
 
@@ -62,8 +66,6 @@ def recording_c3d(record, config: dict, markers=None) -> Path | None:
     Read back from the .trc, frames put on an even time grid (live time stamps jitter); a recording the
     format cannot hold gets one line on stderr and no .c3d. The .mot and .trc are only read.
     """
-    from kinestream.errors import KinestreamError
-    from kinestream.files.c3d import trc_to_c3d
 
     markers = Path(markers) if markers else Path(record).with_name(Path(record).stem + "_markers.trc")
     if not config.get("output", {}).get("c3d", True) or not markers.is_file():
@@ -81,8 +83,6 @@ def _finish_recording(record, config: dict, truth=None, markers=None) -> None:
     """A recording's angle plot and .c3d (``markers``: its _markers.trc, when not beside it by name)."""
     if not record:
         return
-    from kinestream.files.mot import read_mot
-    from kinestream.plots import plot_angles
 
     headless_plots()
     record = Path(record)
@@ -143,7 +143,6 @@ def _serve_workers(args, config) -> None:
     import signal
     import threading
 
-    from kinestream.commands.terminal import status_printer, workers_line
     from kinestream.live.calibrate import calibrate
     from kinestream.live.workers import Front, Workers, check_workers
 

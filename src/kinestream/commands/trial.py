@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kinestream import assets, checks
+from kinestream.assets import get_assets
 from kinestream.commands.common import existing, headless_plots, say, subject
+from kinestream.errors import KinestreamError
+from kinestream.files.mot import read_mot
+from kinestream.files.trc import read_trc, write_trc
+from kinestream.ingest import IngestSettings
+from kinestream.projects import find_project, labels, subject_values
 
 
 def cmd_assets(args, config) -> None:
-    from kinestream import assets
 
     if args.wheel:
         where = assets.install_wheel(args.wheel)
@@ -51,9 +57,6 @@ def cmd_synth(args, config) -> None:
 
 
 def cmd_augment(args, config) -> None:
-    from kinestream.assets import get_assets
-    from kinestream.files.trc import write_trc
-    from kinestream.ingest import IngestSettings
     from kinestream.offline import clean_and_augment, load_keypoints, read_notes
 
     mass, height = subject(args, config)
@@ -76,8 +79,6 @@ def cmd_augment(args, config) -> None:
 
 
 def cmd_scale(args, config) -> None:
-    from kinestream.assets import get_assets
-    from kinestream.files.trc import read_trc
     from kinestream.scale import ScaleSettings
 
     mass, height = subject(args, config)
@@ -94,8 +95,6 @@ def cmd_scale(args, config) -> None:
 def cmd_ik(args, config) -> None:
     import numpy as np
 
-    from kinestream.assets import get_assets
-    from kinestream.files.trc import read_trc
     from kinestream.offline import run_ik, write_angles
 
     markers = read_trc(existing(args.markers, "marker file"))
@@ -115,7 +114,6 @@ def cmd_ik(args, config) -> None:
 
 def cmd_process(args, config) -> None:
     from kinestream.offline import process
-    from kinestream.projects import subject_values
     from kinestream.scale import ScaleSettings
 
     if Path(args.trial).is_dir():
@@ -125,9 +123,6 @@ def cmd_process(args, config) -> None:
     if args.out:
         out_dir = Path(args.out)
     else:  # out/<stem>/ must stay inside out/: a trial named '...trc' has the stem '..'
-        from kinestream import checks
-        from kinestream.errors import KinestreamError
-
         try:
             out_dir = Path("out") / checks.path_segment(f"trial {trial}: its output folder name", trial.stem)
         except KinestreamError as exc:
@@ -136,8 +131,6 @@ def cmd_process(args, config) -> None:
     static_trial = existing(args.static_trial, "static trial") if args.static_trial else None
     truth = None
     if args.truth:
-        from kinestream.files.mot import read_mot
-
         truth = read_mot(args.truth)
     headless_plots()
     result = process(
@@ -160,9 +153,7 @@ def cmd_process(args, config) -> None:
 def process_folder(args, config) -> None:
     """``process FOLDER``: every trial of a Pose2Sim or OpenCap folder, the subject from its files (the command
     line over them, they over the settings), the model scaled once from its static trial when it has one."""
-    from kinestream.errors import KinestreamError
     from kinestream.offline import process
-    from kinestream.projects import find_project, labels, subject_values
     from kinestream.scale import ScaleSettings
 
     if args.truth:

@@ -31,11 +31,12 @@ import msgpack
 import numpy as np
 import zmq
 
+from kinestream.live.transport import client_config, secure_client
+
 DESCRIPTION = "Read kinestream's joint angles live: the smallest client an XR app needs."
 
 
 def zmq_angles(endpoint: str, curve_key: str | None = None, server_key: str | None = None) -> None:
-    from kinestream.live.transport import client_config, secure_client
 
     sub: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
     secure_client(sub, client_config(curve_key, server_key))

@@ -13,8 +13,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kinestream.config import DEFAULTS
+from kinestream.config import DEFAULTS, SOLVERS
 from kinestream.errors import KinestreamError
+from kinestream.fastik import FastIK
 from kinestream.osim import opensim_module
 
 _IK = DEFAULTS["ik"]
@@ -61,9 +62,6 @@ def read_ik_setup(path: str | Path, coordinate_tasks: bool = False) -> IKSetup:
     return IKSetup(weights, coords if coordinate_tasks else {}, tool.get_accuracy(), tool.get_constraint_weight())
 
 
-SOLVERS = ("fast", "opensim")
-
-
 def check_solver(solver: str) -> str:
     """The IK solver's name, or a clear error naming the valid ones."""
     if solver not in SOLVERS:
@@ -76,7 +74,6 @@ def check_solver(solver: str) -> str:
 def make_fast(model, setup: IKSetup, names: list[str], state=None, tolerance: float = _IK["tolerance"], like=None):
     """The fast solver for this model (stopping at ``tolerance``, ``[ik] tolerance``; ``like``: a fast solver on the
     same model whose knowledge of it this one shares), or (None, why) when the model needs OpenSim's own."""
-    from kinestream.fastik import FastIK
 
     try:
         return FastIK(model, setup, names, state=state, ftol=float(tolerance), like=like), None
