@@ -44,7 +44,7 @@ from kinestream.clean import runs_of
 from kinestream.config import DEFAULTS, section
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable
-from kinestream.lstm import StepModel
+from kinestream.lstm import StepModel, cpu_session
 from kinestream.normalise import BodyPart, denormalise, normalise
 
 __all__ = [
@@ -191,16 +191,8 @@ class Augmenter:
 
     def session(self, part: BodyPart):
         if part.name not in self._sessions:
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = self.threads
-            opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3
             try:
-                self._sessions[part.name] = ort.InferenceSession(
-                    str(part.onnx_path), opts, providers=["CPUExecutionProvider"]
-                )
+                self._sessions[part.name] = cpu_session(part.onnx_path, self.threads)
             except Exception as exc:
                 raise KinestreamError(f"{part.name} augmenter {part.onnx_path} could not be loaded: {exc}") from None
         return self._sessions[part.name]

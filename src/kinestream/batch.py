@@ -50,7 +50,7 @@ from kinestream import __version__, checks
 from kinestream.assets import get_assets
 from kinestream.errors import KinestreamError
 from kinestream.offline import process, scale_from_static
-from kinestream.plots import plot_study
+from kinestream.plots import headless_plots, plot_study
 from kinestream.projects import AUGMENTED, OPENCAP_METADATA, POSE_3D, opencap_project, pose2sim_project, subject_values
 from kinestream.reps import RepSettings, detect_reps
 
@@ -314,9 +314,7 @@ def scale_subject(subject: Subject, out_dir: Path, config: dict) -> Scaled:
 
 def process_trial(trial: Path, subject: Subject, scaled: Scaled, out_dir: Path, config: dict) -> dict[str, Any]:
     """One trial through ``process`` with the subject's model (a Dask task); its summary row."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # a worker shows nothing and runs its tasks in threads, where a GUI backend cannot draw
+    headless_plots()  # a worker shows nothing and runs its tasks in threads, where a GUI backend cannot draw
     start = time.perf_counter()
     plot = bool(config.get("output", {}).get("plot", True))
     result = process(

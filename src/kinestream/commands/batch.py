@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from kinestream.assets import get_assets
-from kinestream.commands.common import headless_plots, say
+from kinestream.commands.common import say
 from kinestream.errors import KinestreamError
+from kinestream.plots import headless_plots
 
 EPILOG = """\
 layouts of ROOT:

@@ -35,14 +35,6 @@ def existing(path: str, what: str) -> Path:
     return p
 
 
-def headless_plots() -> None:
-    """Plots go to files only: matplotlib's Agg backend, whatever display the machine has (the commands open no
-    windows; the library leaves the backend to its caller)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-
-
 def log_to_stderr() -> None:
     import logging
 

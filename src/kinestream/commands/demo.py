@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from kinestream.centres import joint_centres
-from kinestream.commands.common import headless_plots, log_to_stderr
+from kinestream.commands.common import log_to_stderr
 from kinestream.commands.live import recording_c3d
 from kinestream.commands.terminal import status_printer
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc
-from kinestream.plots import plot_angles, plot_reps
+from kinestream.plots import headless_plots, plot_angles, plot_reps
 from kinestream.reps import RepSettings, detect_reps
 
 

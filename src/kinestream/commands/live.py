@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-from kinestream.commands.common import headless_plots, log_to_stderr, say, subject
+from kinestream.commands.common import log_to_stderr, say, subject
 from kinestream.commands.terminal import status_printer, workers_line
 from kinestream.errors import KinestreamError
 from kinestream.files.c3d import trc_to_c3d
 from kinestream.files.mot import read_mot
-from kinestream.plots import plot_angles
+from kinestream.plots import headless_plots, plot_angles
 
 
 async def _serve(args, config, say=say):

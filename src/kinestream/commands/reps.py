@@ -10,11 +10,10 @@ from pathlib import Path
 
 from kinestream.assets import get_assets
 from kinestream.centres import joint_centres
-from kinestream.commands.common import headless_plots
 from kinestream.config import load_config
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import read_mot
-from kinestream.plots import plot_reps
+from kinestream.plots import headless_plots, plot_reps
 from kinestream.reps import KNEES, CueSettings, RepEvent, RepSettings, detect_reps
 
 

@@ -6,11 +6,12 @@ from pathlib import Path
 
 from kinestream import assets, checks
 from kinestream.assets import get_assets
-from kinestream.commands.common import existing, headless_plots, say, subject
+from kinestream.commands.common import existing, say, subject
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc, write_trc
 from kinestream.ingest import IngestSettings
+from kinestream.plots import headless_plots
 from kinestream.projects import find_project, labels, subject_values
 
 
