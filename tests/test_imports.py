@@ -1,8 +1,11 @@
-"""The package's import graph has no cycle, counting imports inside functions too."""
+"""The package's import graph: no cycle (counting imports inside functions too), imports at module top but for an
+explicit few, each heavy library imported by its owner only, and none of them loaded at start-up."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -74,3 +77,136 @@ def test_the_stage_cores_do_not_reach_the_live_shell_or_the_commands():
     for core in ("ingest", "clean", "augment", "lstm", "scale", "solve", "fastik", "reps", "centres", "pipeline"):
         reached = graph[f"kinestream.{core}"]
         assert not {m for m in reached if m.startswith(("kinestream.live", "kinestream.commands"))}, core
+
+
+# Imports go at module top. The exceptions: the command handlers and the Python API load the stages (SciPy's
+# signal filters, OpenSim, onnxruntime) and the live path (ZeroMQ, Rerun) only when they run, so that
+# `kinestream --help`, `kinestream config` and `import kinestream.api` start quickly. Module -> the kinestream
+# modules it may import inside a function.
+LAZY_IMPORTS: dict[str, set[str]] = {
+    "kinestream.api": {"kinestream.offline", "kinestream.scale", "kinestream.synth"},
+    "kinestream.commands.batch": {"kinestream.batch"},
+    "kinestream.commands.demo": {
+        "kinestream.synth",
+        "kinestream.offline",
+        "kinestream.live.calibrate",
+        "kinestream.live.replay",
+        "kinestream.live.service",
+    },
+    "kinestream.commands.live": {
+        "kinestream.live.calibrate",
+        "kinestream.live.service",
+        "kinestream.live.workers",
+        "kinestream.live.transport",
+    },
+    "kinestream.commands.replay": {"kinestream.live.replay", "kinestream.live.transport"},
+    "kinestream.commands.trial": {"kinestream.batch", "kinestream.offline", "kinestream.scale", "kinestream.synth"},
+    # live.viewers before rerun is imported: it turns Rerun's analytics off first
+    "kinestream.commands.view": {"kinestream.live.viewers", "kinestream.live.transport", "kinestream.live.view"},
+}
+
+# The heavy third-party libraries, each imported in its owner module(s) only, and there only when first needed
+# (except ZeroMQ, Rerun and aiomqtt, imported at the top of live/ modules that only the live commands reach).
+HEAVY_OWNERS: dict[str, set[str]] = {
+    "opensim": {"kinestream.osim"},
+    "onnxruntime": {"kinestream.lstm"},
+    "onnx": {"kinestream.lstm"},
+    "ezc3d": {"kinestream.files.c3d"},
+    "matplotlib": {"kinestream.plots"},
+    "dask": {"kinestream.batch"},
+    "distributed": {"kinestream.batch", "kinestream.commands.batch"},  # the command's own client and cluster
+    "rerun": {"kinestream.live.view", "kinestream.live.viewers"},
+    "aiomqtt": {"kinestream.live.mqtt", "kinestream.examples.subscriber"},  # the example stands alone
+    "zmq": {"kinestream.live", "kinestream.examples.subscriber"},  # the live package is ZeroMQ's place
+    "tqdm": {"kinestream.offline", "kinestream.commands.batch"},  # progress bars on stderr
+}
+
+
+def imports_in_functions(tree: ast.AST):
+    """(line, module) of every import inside a function body."""
+    for fn in ast.walk(tree):
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import):
+                    yield from ((node.lineno, a.name) for a in node.names)
+                elif isinstance(node, ast.ImportFrom):
+                    yield node.lineno, "." * node.level + (node.module or "")
+
+
+def lazy_package_imports(sources: dict[str, str]) -> list[str]:
+    """Imports of kinestream modules inside functions that LAZY_IMPORTS does not allow."""
+    found = []
+    for name, text in sources.items():
+        for line, module in imports_in_functions(ast.parse(text)):
+            if (module.startswith(("kinestream", ".")) and module not in LAZY_IMPORTS.get(name, set())) or (
+                module == "kinestream"
+            ):
+                found.append(f"{name}:{line} imports {module} in a function")
+    return sorted(set(found))
+
+
+def heavy_imports_outside_owners(sources: dict[str, str]) -> list[str]:
+    found = []
+    for name, text in sources.items():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                owners = HEAVY_OWNERS.get(module.split(".")[0])
+                if owners is not None and not any(name == o or name.startswith(o + ".") for o in owners):
+                    found.append(f"{name}:{node.lineno} imports {module}")
+    return found
+
+
+def package_sources() -> dict[str, str]:
+    return {module_name(p): p.read_text() for p in PACKAGE.rglob("*.py")}
+
+
+def test_imports_of_the_package_are_at_module_top():
+    assert lazy_package_imports(package_sources()) == []
+
+
+def test_a_package_import_in_a_function_is_found():
+    sources = package_sources()
+    sources["kinestream.pipeline"] += "\n\ndef late():\n    from kinestream.solve import IKSettings\n"
+    sources["kinestream.commands.trial"] += "\n\ndef late():\n    from kinestream import checks\n"
+    assert len(lazy_package_imports(sources)) == 2
+
+
+def test_each_heavy_library_is_imported_by_its_owner_only():
+    assert heavy_imports_outside_owners(package_sources()) == []
+
+
+def test_a_heavy_import_outside_its_owner_is_found():
+    sources = package_sources()
+    sources["kinestream.augment"] += "\n\ndef session():\n    import onnxruntime\n"
+    sources["kinestream.commands.main"] = "import zmq\n" + sources["kinestream.commands.main"]
+    assert len(heavy_imports_outside_owners(sources)) == 2
+
+
+HEAVY_CHECK = """
+import sys
+{imports}
+heavy = {heavy!r} | {{"scipy.signal"}}
+print(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m in heavy))
+"""
+
+
+def heavy_loaded(imports: str) -> str:
+    code = HEAVY_CHECK.format(imports=imports, heavy=set(HEAVY_OWNERS))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_start_up_loads_no_heavy_library():
+    # `kinestream --help` and `kinestream config` import the commands and build the parser, nothing more
+    assert heavy_loaded("import kinestream") == "[]"
+    assert heavy_loaded("import kinestream.commands.main as m; m.build_parser()") == "[]"
+    assert heavy_loaded("import kinestream.api") == "[]"
+
+
+def test_the_start_up_check_sees_a_heavy_library():
+    assert "zmq" in heavy_loaded("import kinestream.commands.main, kinestream.live.transport")

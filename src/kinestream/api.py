@@ -51,11 +51,14 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kinestream.assets import get_assets
 from kinestream.config import load_config, override
 from kinestream.errors import KinestreamError
 from kinestream.files.c3d import read_c3d, write_c3d
 from kinestream.files.mot import Motion, read_mot, write_mot
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
+from kinestream.ingest import IngestSettings
+from kinestream.projects import subject_values
 
 if TYPE_CHECKING:  # at run time these come from __getattr__, when first used
     from kinestream.augment import AugmentSettings, StreamingAugmenter
@@ -157,8 +160,6 @@ def _config(config: dict | str | Path | None) -> dict:
 
 
 def _subject(config: dict, height: float | None, mass: float | None) -> tuple[float, float]:
-    from kinestream.projects import subject_values
-
     height, mass, _ = subject_values(None, height, mass, config)
     return height, mass
 
@@ -233,8 +234,6 @@ def augment(
     derived when absent; with ``clean`` (the default) gaps are filled and the keypoints low-pass filtered first
     (``[clean]``). What was done is in ``meta["notes"]`` of the table returned.
     """
-    from kinestream.assets import get_assets
-    from kinestream.ingest import IngestSettings
     from kinestream.offline import clean_and_augment, prepare_keypoints, read_notes
 
     config = _config(config)
@@ -267,7 +266,6 @@ def scale(
     or (start, end) in seconds. Returns the model's path, the scale factors, the window used, the marker
     error and what was done (``.messages``).
     """
-    from kinestream.assets import get_assets
     from kinestream.scale import ScaleSettings
 
     config = _config(config)
@@ -292,7 +290,6 @@ def ik(
     (default: OpenCap's). The Motion holds every coordinate (degrees; translations in metres) and ``rmse_mm``,
     each frame's marker error; a frame IK could not solve is NaN.
     """
-    from kinestream.assets import get_assets
     from kinestream.offline import run_ik
 
     config = _config(config)

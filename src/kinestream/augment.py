@@ -44,6 +44,7 @@ from kinestream.clean import runs_of
 from kinestream.config import DEFAULTS, section
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable
+from kinestream.lstm import StepModel, cpu_session
 from kinestream.normalise import BodyPart, denormalise, normalise
 
 __all__ = [
@@ -196,16 +197,8 @@ class Augmenter:
     def session(self, part: BodyPart):
         """The onnxruntime session of ``part``, made on first use; KinestreamError when the model cannot be loaded."""
         if part.name not in self._sessions:
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = self.threads
-            opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3
             try:
-                self._sessions[part.name] = ort.InferenceSession(
-                    str(part.onnx_path), opts, providers=["CPUExecutionProvider"]
-                )
+                self._sessions[part.name] = cpu_session(part.onnx_path, self.threads)
             except Exception as exc:
                 raise KinestreamError(f"{part.name} augmenter {part.onnx_path} could not be loaded: {exc}") from None
         return self._sessions[part.name]
@@ -466,8 +459,6 @@ class StreamingAugmenter:
         self._clock = _ModelClock(clock, self.reset_after)
         self._model = None
         if mode == "stateful":
-            from kinestream.lstm import StepModel
-
             self._model = StepModel({p.name: p.onnx_path for p in self.parts}, threads)
         self._streams: list[_PartStream] = []
         start = 0

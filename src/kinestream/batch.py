@@ -47,8 +47,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kinestream import checks
+from kinestream import __version__, checks
+from kinestream.assets import get_assets
 from kinestream.errors import KinestreamError
+from kinestream.offline import process, scale_from_static
+from kinestream.plots import headless_plots, plot_study
 from kinestream.projects import (
     AUGMENTED,
     OPENCAP_METADATA,
@@ -59,6 +62,8 @@ from kinestream.projects import (
     split_static,
     subject_values,
 )
+from kinestream.reps import RepSettings, detect_reps
+from kinestream.scale import ScaleSettings
 
 log = logging.getLogger(__name__)
 
@@ -262,8 +267,6 @@ def worker_config(config: dict) -> dict:
 
 def settings_digest(config: dict) -> str:
     """What of the settings changes a trial's outputs (everything but the live service's), as a hash."""
-    from kinestream import __version__
-
     used = {k: v for k, v in config.items() if k not in ("service", "mqtt", "curve")}
     return _digest(__version__.encode(), json.dumps(used, sort_keys=True, default=str).encode())
 
@@ -334,8 +337,6 @@ def scale_subject(subject: Subject, out_dir: Path, config: dict) -> Scaled:
         return Scaled(subject.model, (f"the scaled model {subject.model} is used as it is",))
     if subject.static is None:
         return Scaled(None, ("no static trial: each trial is scaled from its own still pose",))
-    from kinestream.offline import scale_from_static
-    from kinestream.scale import ScaleSettings
 
     start = time.perf_counter()
     static = ScaleSettings.from_config(config).static  # a window of the static trial's frames, as process's
@@ -353,13 +354,7 @@ def process_trial(
     Without a model (a subject without a static trial), the trial is scaled from its own still window,
     ``[scale] static``; ``streaming``: the live service's cores, as ``process --streaming``.
     """
-    import matplotlib
-
-    from kinestream.offline import process
-    from kinestream.reps import RepSettings, detect_reps
-    from kinestream.scale import ScaleSettings
-
-    matplotlib.use("Agg")  # a worker shows nothing and runs its tasks in threads, where a GUI backend cannot draw
+    headless_plots()  # a worker shows nothing and runs its tasks in threads, where a GUI backend cannot draw
     start = time.perf_counter()
     plot = bool(config.get("output", {}).get("plot", True))
     result = process(
@@ -596,8 +591,6 @@ def run_batch(
         if not pending:
             continue
         if not futures:  # the assets, fetched here once: workers on a fresh cache would each fetch them at once
-            from kinestream.assets import get_assets
-
             get_assets(config, progress=lambda _: None)
         scaled = client.submit(
             scale_subject, subject, subject_out / "_static", sent, pure=False, retries=retries,
@@ -677,8 +670,6 @@ def write_summary(out: str | Path, rows: list[dict[str, Any]], plot: bool = True
         writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
     png = None
     if plot:
-        from kinestream.plots import plot_study
-
         png = out / SUMMARY_PNG
         plot_study(rows, png)
     return csv_path, png

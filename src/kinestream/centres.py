@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from kinestream.assets import get_assets
 from kinestream.errors import KinestreamError
 from kinestream.files.mot import Motion
+from kinestream.osim import opensim_module, read_model
 
 # Joint centres: name -> body whose origin it is. The torso's long axis rides along as "torso_axis".
 CENTRE_BODIES = {
@@ -39,8 +41,6 @@ TORSO_AXIS = "torso_axis"  # unit vector (not a point): the torso frame's Y axis
 
 def _load_model(model):
     """An OpenSim model and a fresh state from a path (or a model as it is)."""
-    from kinestream.osim import read_model
-
     if isinstance(model, (str, Path)):
         model = read_model(model)
     state = model.initSystem()
@@ -86,7 +86,6 @@ class StateCentres:
     """
 
     def __init__(self, model):
-        from kinestream.osim import opensim_module
 
         self._bodies = _bodies(model)
         self._y = opensim_module().Vec3(0.0, 1.0, 0.0)
@@ -114,8 +113,6 @@ def centres_from_state(model, state) -> dict[str, np.ndarray]:
     For many frames, :class:`CentresFromModel` avoids looking the bodies up
     each time.
     """
-    from kinestream.osim import opensim_module
-
     model.realizePosition(state)  # returns at once when already realized
     return _centres(_bodies(model), state, opensim_module().Vec3(0.0, 1.0, 0.0))
 
@@ -130,7 +127,6 @@ class CentresFromModel:
     """
 
     def __init__(self, model):
-        from kinestream.osim import opensim_module
 
         osim = opensim_module()
         self.model, self.state = _load_model(model)
@@ -168,8 +164,6 @@ def joint_centres(model_path, motion: Motion) -> dict[str, np.ndarray]:
     non-finite coordinate give NaN. Keys as :func:`centres_from_state`.
     """
     if model_path is None:
-        from kinestream.assets import get_assets
-
         model_path = get_assets(progress=lambda *_: None).generic_model
     fk = CentresFromModel(model_path)
     names = (*CENTRE_BODIES, TORSO_AXIS)

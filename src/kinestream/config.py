@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from kinestream.checks import subject_id
 from kinestream.errors import KinestreamError
 
 DEFAULT_FILE = "default.toml"  # inside the package (configs/default.toml links to it): every setting, documented
@@ -27,6 +28,7 @@ DEFAULTS: dict[str, Any] = _read_defaults()
 # choices; and the kind where a setting takes a number or a word ("auto", "inf"). Every key here must be in
 # default.toml (a test checks), except OPTIONAL ones, which have no default.
 NUMBER = (int, float)
+SOLVERS = ("fast", "opensim")  # ik.solver: kinestream.fastik's Newton solver, or OpenSim's own
 RULES: dict[str, dict[str, tuple]] = {
     "subject": {"mass": (NUMBER, (10.0, 300.0)), "height": (NUMBER, (0.5, 2.5))},
     "ingest": {"up": (str, ("y", "z"))},  # rotate: its form is ingest.parse_rotate's
@@ -52,7 +54,7 @@ RULES: dict[str, dict[str, tuple]] = {
         "joint_centre_markers": (list, ((str,), 0, 100)),
     },
     "ik": {
-        "solver": (str, ("fast", "opensim")),
+        "solver": (str, SOLVERS),
         "accuracy": (NUMBER, (1e-12, 1.0)),
         "tolerance": (NUMBER, (1e-15, 1e-2)),
         "constraint_weight": ((*NUMBER, str), ("inf", (0.0, None))),
@@ -196,8 +198,6 @@ def _validate_people(people: dict, source: str) -> None:
 
     Each gives ``model`` (a path) and/or ``height`` and ``mass`` (the [subject] ranges).
     """
-    from kinestream.checks import subject_id
-
     for name, entry in people.items():
         try:
             subject_id(f"{source}: [people] subject", name)

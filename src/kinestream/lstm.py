@@ -452,19 +452,30 @@ _CACHE: dict[tuple, bytes] = {}
 _LOCK = threading.Lock()
 
 
+def cpu_session(model: str | Path | bytes, threads: int = 1):
+    """An onnxruntime session of ``model`` (a file, or a model's bytes) on the CPU, quiet but for errors.
+
+    ``threads`` threads in an operator. The package imports onnxruntime here only, when the first augmenter starts.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(
+        model if isinstance(model, bytes) else str(model), opts, providers=["CPUExecutionProvider"]
+    )
+
+
 def check_stack(model_path: str | Path, stack: LstmStack, frames: int = 24, tol: float = 1e-4) -> float:
     """Largest difference between the shipped model and ``stack`` on a fixed random input sequence.
 
     Raises KinestreamError when it exceeds ``tol`` (normalised output units):
     the weights were read, or the cell understood, wrongly.
     """
-    import onnxruntime as ort
-
     x = np.random.default_rng(7).standard_normal((frames, stack.n_inputs)).astype(np.float32)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    sess = cpu_session(model_path)
     ref = sess.run(None, {sess.get_inputs()[0].name: x[None]})[0][0]
     ours = stack.run(x)[0]
     diff = float(np.max(np.abs(ours - ref)))
@@ -507,14 +518,7 @@ class StepModel:
     """
 
     def __init__(self, models: dict[str, str | Path], threads: int = 1, verify: bool = True):
-        import onnxruntime as ort
-
-        data = step_model_bytes(models, verify)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(step_model_bytes(models, verify), threads)
         self.names = list(models)
         shapes = {i.name: i.shape for i in self.session.get_inputs()}
         self.n_inputs = [shapes[f"{n}.x"][2] for n in self.names]

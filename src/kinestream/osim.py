@@ -1,12 +1,14 @@
 """Import OpenSim once, quietly: warnings only, no opensim.log in the working folder.
 
 The cached model geometry is on the search path (else every model load from another folder warns about each missing
-mesh).
+mesh). This module is the one place the package imports ``opensim``, and only when a model is first needed: the
+commands that use no model (``--help``, ``config``, ``replay``, ...) start without loading it.
 """
 
 from __future__ import annotations
 
-import opensim
+from kinestream.assets import asset_dir
+from kinestream.errors import KinestreamError
 
 _configured = False
 
@@ -14,11 +16,11 @@ _configured = False
 def opensim_module():
     """The ``opensim`` module with its logger set for a command-line tool."""
     global _configured
+    import opensim  # heavy: loaded with the first model, here only
+
     if not _configured:
         opensim.Logger.removeFileSink()
         opensim.Logger.setLevelString("warn")
-        from kinestream.assets import asset_dir
-
         geometry = asset_dir() / "opensim" / "Geometry"
         if geometry.is_dir():
             opensim.ModelVisualizer.addDirToGeometrySearchPaths(str(geometry))
@@ -29,8 +31,6 @@ def opensim_module():
 def read_model(path):
     """The OpenSim model in the .osim file at ``path``; a clear error when it is missing or not a model."""
     from pathlib import Path
-
-    from kinestream.errors import KinestreamError
 
     path = Path(path)
     if not path.is_file():

@@ -27,9 +27,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 
 from kinestream.augment import AugmentSettings, StreamingAugmenter
+from kinestream.centres import BodyPoses, StateCentres, centres_dict
 from kinestream.clean import CleanSettings
 from kinestream.errors import KinestreamError
 from kinestream.ingest import DERIVED, IngestSettings
+from kinestream.reps import CueSettings, RepCounter, RepSettings
+from kinestream.solve import IKSettings, load_model
 
 if TYPE_CHECKING:
     from kinestream.assets import Assets
@@ -275,7 +278,6 @@ class FrameSolver:
     """
 
     def __init__(self, ik: StreamingIK, *, centres: bool = True, reps: RepCounter | None = None):
-        from kinestream.centres import BodyPoses, StateCentres
 
         self.ik = ik
         self.coordinates = list(ik.coordinates)
@@ -292,8 +294,6 @@ class FrameSolver:
         avatar). Never raises: a solver that raises gives an unsolved frame (``error`` says why), a rep counter that
         raises gives the angles without it (``rep.error``).
         """
-        from kinestream.centres import centres_dict
-
         ik = self.ik
         error = None
         poses = None
@@ -384,8 +384,6 @@ class Pipeline(Generic[T]):
         floor_offset: float = 0.0,
         template: Pipeline | None = None,
     ):
-        from kinestream.reps import CueSettings, RepCounter, RepSettings
-        from kinestream.solve import IKSettings, load_model
 
         self.prepare_stage = FrameProcessor(assets, config, height, mass, rate, floor_offset)
         settings = IKSettings.from_config(config)

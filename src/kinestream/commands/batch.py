@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kinestream.commands.common import headless_plots, say
+from kinestream.assets import get_assets
+from kinestream.commands.common import say
 from kinestream.errors import KinestreamError
+from kinestream.plots import headless_plots
 
 EPILOG = """\
 layouts of ROOT:
@@ -38,7 +40,6 @@ def cmd_batch(args, config) -> None:
     for line in describe(study):
         say(line)
     out = Path(args.out) if args.out else Path("out") / Path(args.root).resolve().name
-    from kinestream.assets import get_assets
 
     get_assets(config, progress=say)  # before the workers start: they find them in the cache
     for level in ("distributed", "tornado"):  # Dask's own chatter; its warnings still show

@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from kinestream.config import SOLVERS, override
 from kinestream.errors import KinestreamError
+from kinestream.ingest import IngestSettings
+from kinestream.projects import subject_values
 
 
 def say(msg: str) -> None:
@@ -20,8 +23,6 @@ def subject_args(p: argparse.ArgumentParser, required: bool = False) -> None:
 
 def subject(args, config) -> tuple[float, float]:
     """(mass, height): --mass and --height, else [subject] (:func:`kinestream.projects.subject_values`)."""
-    from kinestream.projects import subject_values
-
     height, mass, _ = subject_values(None, args.height, args.mass, config)
     return mass, height
 
@@ -31,16 +32,6 @@ def existing(path: str, what: str) -> Path:
     if not p.is_file():
         raise KinestreamError(f"{what} {p} does not exist")
     return p
-
-
-def headless_plots() -> None:
-    """Plots go to files only: matplotlib's Agg backend, whatever display the machine has.
-
-    The commands open no windows; the library leaves the backend to its caller.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
 
 
 def log_to_stderr() -> None:
@@ -69,9 +60,6 @@ def ingest_config(args, config: dict) -> dict:
 
     A bad value is refused here, before any work.
     """
-    from kinestream.config import override
-    from kinestream.ingest import IngestSettings
-
     given = {key: getattr(args, key) for key in ("up", "rotate") if getattr(args, key, None) is not None}
     config = override(config, {"ingest": given}) if given else config
     IngestSettings.from_config(config)
@@ -79,8 +67,6 @@ def ingest_config(args, config: dict) -> dict:
 
 
 def solver_arg(p: argparse.ArgumentParser) -> None:
-    from kinestream.solve import SOLVERS
-
     p.add_argument("--solver", choices=SOLVERS, help="IK solver: fast (default: config) or opensim, the reference")
 
 

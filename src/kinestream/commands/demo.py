@@ -21,7 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from kinestream.commands.common import headless_plots, log_to_stderr
+from kinestream.centres import joint_centres
+from kinestream.commands.common import log_to_stderr
+from kinestream.commands.live import recording_c3d
+from kinestream.commands.terminal import status_printer
+from kinestream.files.mot import read_mot
+from kinestream.files.trc import read_trc
+from kinestream.plots import headless_plots, plot_angles, plot_reps
+from kinestream.reps import RepSettings, detect_reps
 
 
 def run_demo(config: dict, out: Path, seconds: float = 12.0, rate: float = 1.0, view: str | None = None) -> dict:
@@ -84,15 +91,10 @@ def _stop_viewer(viewer, view: str) -> None:
 
 
 async def _demo(config: dict, out: Path, syn, rate: float, view: str | None = None) -> dict:
-    from kinestream.commands.live import recording_c3d
-    from kinestream.commands.terminal import status_printer
-    from kinestream.files.mot import read_mot
-    from kinestream.files.trc import read_trc
     from kinestream.live.calibrate import calibrate
     from kinestream.live.replay import replay
     from kinestream.live.service import Service
     from kinestream.offline import compare
-    from kinestream.plots import plot_angles
 
     endpoint = config["service"]["input"]
     table = read_trc(syn.keypoints_trc)
@@ -166,9 +168,6 @@ async def _demo(config: dict, out: Path, syn, rate: float, view: str | None = No
     )
     peak = {n: float(np.nanmax(motion.get(n))) for n in ("knee_angle_r", "hip_flexion_r") if n in motion}
     print("peak flexion (deg): " + ", ".join(f"{n} {v:.1f}" for n, v in peak.items()))
-    from kinestream.centres import joint_centres
-    from kinestream.plots import plot_reps
-    from kinestream.reps import RepSettings, detect_reps
 
     settings = RepSettings.from_config(config)
     events, summary = detect_reps(motion, joint_centres(model, motion), settings)

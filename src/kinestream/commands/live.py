@@ -7,11 +7,16 @@ import sys
 import time
 from pathlib import Path
 
-from kinestream.commands.common import headless_plots, log_to_stderr, say, subject
+from kinestream.commands.common import log_to_stderr, say, subject
+from kinestream.commands.terminal import status_printer, workers_line
+from kinestream.config import override
+from kinestream.errors import KinestreamError
+from kinestream.files.c3d import trc_to_c3d
+from kinestream.files.mot import read_mot
+from kinestream.plots import headless_plots, plot_angles
 
 
 async def _serve(args, config, say=say):
-    from kinestream.commands.terminal import status_printer
     from kinestream.live.calibrate import calibrate
     from kinestream.live.service import Service
 
@@ -50,7 +55,6 @@ def _calibrate_the_rest(config: dict, model: Path) -> tuple[dict, Path]:
     else new is calibrated from their own still pose (the folder their models go to, beside it:
     <folder>/<subject>/scaled.osim).
     """
-    from kinestream.config import override
     from kinestream.live.calibrate import load_subject
 
     whose = load_subject(model).get("subject")
@@ -67,9 +71,6 @@ def recording_c3d(record, config: dict, markers=None) -> Path | None:
     Read back from the .trc, frames put on an even time grid (live time stamps jitter); a recording the
     format cannot hold gets one line on stderr and no .c3d. The .mot and .trc are only read.
     """
-    from kinestream.errors import KinestreamError
-    from kinestream.files.c3d import trc_to_c3d
-
     markers = Path(markers) if markers else Path(record).with_name(Path(record).stem + "_markers.trc")
     if not config.get("output", {}).get("c3d", True) or not markers.is_file():
         return None
@@ -86,8 +87,6 @@ def _finish_recording(record, config: dict, truth=None, markers=None) -> None:
     """A recording's angle plot and .c3d (``markers``: its _markers.trc, when not beside it by name)."""
     if not record:
         return
-    from kinestream.files.mot import read_mot
-    from kinestream.plots import plot_angles
 
     headless_plots()
     record = Path(record)
@@ -117,7 +116,6 @@ def run_worker(k: int, n: int, args, config: dict, inputs: list[str], output: st
     import json
     import logging
 
-    from kinestream.config import override
     from kinestream.live.service import Service
 
     logging.basicConfig(level=logging.INFO, format=f"kinestream worker {k}/{n}: %(message)s", stream=sys.stderr)
@@ -153,7 +151,6 @@ def _serve_workers(args, config) -> None:
     import signal
     import threading
 
-    from kinestream.commands.terminal import status_printer, workers_line
     from kinestream.live.calibrate import calibrate
     from kinestream.live.workers import Front, Workers, check_workers
 

@@ -28,6 +28,7 @@ import sys
 
 from kinestream.commands import batch, demo, live, recover, replay, reps, settings, trial, view
 from kinestream.commands.common import ingest_args, ingest_config, service_args, solver_arg, subject_args
+from kinestream.config import load_config, override
 from kinestream.errors import KinestreamError
 
 CONFIG_HELP = "TOML file of settings merged over the defaults (kinestream config prints them)"
@@ -193,8 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from kinestream.config import load_config, override
-
         config = load_config(args.config)
         if getattr(args, "solver", None):
             config = override(config, {"ik": {"solver": args.solver}})

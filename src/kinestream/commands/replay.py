@@ -8,9 +8,10 @@ import sys
 
 from kinestream.commands.common import ingest_args
 from kinestream.errors import KinestreamError
+from kinestream.files.trc import read_trc
+from kinestream.ingest import describe_orientation, orient, orientation
 from kinestream.live import stop_on_signals
-from kinestream.live.replay import DEFAULT_ENDPOINT, parse_rate, replay
-from kinestream.live.transport import client_config
+from kinestream.live.settings import REPLAY_ENDPOINT, parse_rate
 
 
 def _log(msg: str) -> None:
@@ -23,8 +24,9 @@ def run_replay(args, config=None) -> int:
     Ctrl-C and SIGTERM stop it cleanly. --up/--rotate turn the trial before it is sent (the settings' [ingest] are the
     service's: they describe what it receives).
     """
-    from kinestream.files.trc import read_trc
-    from kinestream.ingest import describe_orientation, orient, orientation
+    # the live path (ZeroMQ) is loaded when a replay runs, not for `kinestream --help`
+    from kinestream.live.replay import replay
+    from kinestream.live.transport import client_config
 
     trial = args.trial
     up, rotate = getattr(args, "up", None) or "y", getattr(args, "rotate", None) or ""
@@ -84,8 +86,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--loop", action="store_true", help="start over at the end, time still increasing, until Ctrl-C")
     p.add_argument(
         "--endpoint",
-        default=DEFAULT_ENDPOINT,
-        help=f"ZeroMQ endpoint the replay binds; the service connects to it (default {DEFAULT_ENDPOINT})",
+        default=REPLAY_ENDPOINT,
+        help=f"ZeroMQ endpoint the replay binds; the service connects to it (default {REPLAY_ENDPOINT})",
     )
     p.add_argument("--subject", help="subject id sent with every frame (default: none)")
     p.add_argument(

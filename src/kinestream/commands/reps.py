@@ -8,9 +8,12 @@ import math
 import sys
 from pathlib import Path
 
+from kinestream.assets import get_assets
 from kinestream.centres import joint_centres
-from kinestream.commands.common import headless_plots
+from kinestream.config import load_config
 from kinestream.errors import KinestreamError
+from kinestream.files.mot import read_mot
+from kinestream.plots import headless_plots, plot_reps
 from kinestream.reps import KNEES, CueSettings, RepEvent, RepSettings, detect_reps
 
 
@@ -74,10 +77,6 @@ def format_summary(summary: dict) -> str:
 
 def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
     """The ``reps`` command: table (or JSON lines) of the reps of a .mot, and a plot."""
-    from kinestream.config import load_config
-    from kinestream.files.mot import read_mot
-    from kinestream.plots import plot_reps
-
     if config is None:
         config = load_config(getattr(args, "config", None))
     settings = RepSettings.from_config(config)
@@ -99,8 +98,6 @@ def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
     if args.model:
         model = args.model
     else:
-        from kinestream.assets import get_assets
-
         model = get_assets(config, progress=lambda m: print(m, file=sys.stderr)).generic_model
         print(
             "note: joint centres from the generic model, unscaled (give --model scaled.osim for the subject's)",

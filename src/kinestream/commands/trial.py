@@ -5,11 +5,19 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from kinestream.commands.common import existing, headless_plots, say, subject
+from kinestream import assets, checks
+from kinestream.assets import get_assets
+from kinestream.commands.batch import bar, report
+from kinestream.commands.common import existing, say, subject
+from kinestream.errors import KinestreamError
+from kinestream.files.mot import read_mot
+from kinestream.files.trc import read_trc, write_trc
+from kinestream.ingest import IngestSettings
+from kinestream.plots import headless_plots
+from kinestream.projects import subject_values
 
 
 def cmd_assets(args, config) -> None:
-    from kinestream import assets
 
     if args.wheel:
         where = assets.install_wheel(args.wheel)
@@ -52,9 +60,6 @@ def cmd_synth(args, config) -> None:
 
 
 def cmd_augment(args, config) -> None:
-    from kinestream.assets import get_assets
-    from kinestream.files.trc import write_trc
-    from kinestream.ingest import IngestSettings
     from kinestream.offline import clean_and_augment, load_keypoints, read_notes
 
     mass, height = subject(args, config)
@@ -77,8 +82,6 @@ def cmd_augment(args, config) -> None:
 
 
 def cmd_scale(args, config) -> None:
-    from kinestream.assets import get_assets
-    from kinestream.files.trc import read_trc
     from kinestream.scale import ScaleSettings
 
     mass, height = subject(args, config)
@@ -95,8 +98,6 @@ def cmd_scale(args, config) -> None:
 def cmd_ik(args, config) -> None:
     import numpy as np
 
-    from kinestream.assets import get_assets
-    from kinestream.files.trc import read_trc
     from kinestream.offline import run_ik, write_angles
 
     markers = read_trc(existing(args.markers, "marker file"))
@@ -116,7 +117,6 @@ def cmd_ik(args, config) -> None:
 
 def cmd_process(args, config) -> None:
     from kinestream.offline import process
-    from kinestream.projects import subject_values
     from kinestream.scale import ScaleSettings
 
     if Path(args.trial).is_dir():
@@ -126,9 +126,6 @@ def cmd_process(args, config) -> None:
     if args.out:
         out_dir = Path(args.out)
     else:  # out/<stem>/ must stay inside out/: a trial named '...trc' has the stem '..'
-        from kinestream import checks
-        from kinestream.errors import KinestreamError
-
         try:
             out_dir = Path("out") / checks.path_segment(f"trial {trial}: its output folder name", trial.stem)
         except KinestreamError as exc:
@@ -137,8 +134,6 @@ def cmd_process(args, config) -> None:
     static_trial = existing(args.static_trial, "static trial") if args.static_trial else None
     truth = None
     if args.truth:
-        from kinestream.files.mot import read_mot
-
         truth = read_mot(args.truth)
     headless_plots()
     result = process(
@@ -166,9 +161,8 @@ def process_folder(args, config) -> None:
     its static trial when it has one (--static-trial gives another, --model skips scaling). The outputs are
     batch's: OUT/<subject>/<trial>/, summary.csv, and a manifest that skips trials already done.
     """
+    # the stages (scipy, OpenSim) are loaded when a trial is processed, not for `kinestream --help`
     from kinestream.batch import describe, find_study, run_batch
-    from kinestream.commands.batch import bar, report
-    from kinestream.errors import KinestreamError
 
     if args.truth:
         raise KinestreamError("--truth holds one trial's true angles; give that trial's .trc, not a folder")

@@ -19,8 +19,11 @@ import os
 import uuid
 from pathlib import Path
 
+from kinestream.assets import get_assets, home
 from kinestream.commands.common import log_to_stderr, say
 from kinestream.errors import KinestreamError
+from kinestream.files.mot import read_mot
+from kinestream.files.trc import read_trc
 from kinestream.live import stop_on_signals
 
 
@@ -122,9 +125,6 @@ def run_view(args, config: dict) -> None:
     motion = table = markers = None
     model = args.model
     if kind == "mot":
-        from kinestream.files.mot import read_mot
-        from kinestream.files.trc import read_trc
-
         motion = read_mot(args.source)
         marker_file = (
             Path(args.markers) if args.markers else Path(args.source).with_name(Path(args.source).stem + "_markers.trc")
@@ -134,16 +134,10 @@ def run_view(args, config: dict) -> None:
         else:
             say(f"no {marker_file}: the keypoints and markers are not shown (give --markers FILE)")
         if model is None:
-            from kinestream.assets import get_assets
-
             model = get_assets(config, progress=say).generic_model
             say("no --model: the joint centres are the generic model's, unscaled (give the session's scaled .osim)")
     elif kind == "trc":
-        from kinestream.files.trc import read_trc
-
         table = read_trc(args.source)
-
-    from kinestream.assets import home
 
     logs = home() / "view-logs"  # what the Rerun processes say, for the errors that quote it
     rec = rr.RecordingStream(APPLICATION_ID, recording_id=uuid.uuid4())

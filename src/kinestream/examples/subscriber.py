@@ -31,6 +31,8 @@ import msgpack
 import numpy as np
 import zmq
 
+from kinestream.live.transport import client_config, secure_client
+
 DESCRIPTION = "Read kinestream's joint angles live: the smallest client an XR app needs."
 
 
@@ -46,8 +48,6 @@ def zmq_angles(endpoint: str, curve_key: str | None = None, server_key: str | No
     server_key : str, optional
         With CURVE: the service's public key (its ``.key`` file).
     """
-    from kinestream.live.transport import client_config, secure_client
-
     sub: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
     secure_client(sub, client_config(curve_key, server_key))
     sub.connect(endpoint)

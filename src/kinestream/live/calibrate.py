@@ -23,8 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from kinestream import checks
+from kinestream.assets import get_assets
+from kinestream.augment import floor_offset
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable
+from kinestream.live.source import Heard, KeypointSource
+from kinestream.live.transport import Access, open_input
+from kinestream.pipeline import FrameProcessor
+from kinestream.scale import ScaleSettings, find_static_window, scale_model
 
 log = logging.getLogger("kinestream.live.calibrate")
 
@@ -49,8 +55,6 @@ class StaticCollector:
 
     def check(self, thresholds_mm=(3.0, 15.0), windows_s=(1.0, 1.0)):
         """A still, upright window of the buffered frames, or None."""
-        from kinestream.scale import find_static_window
-
         if len(self.frames) < int(min(windows_s) * self.rate) + 1:
             return None
         return find_static_window(self.table(), thresholds_mm=thresholds_mm, windows_s=windows_s)
@@ -74,8 +78,6 @@ class StillWatch:
     """
 
     def __init__(self, assets, config: dict, height: float, mass: float, rate: float):
-        from kinestream.pipeline import FrameProcessor
-        from kinestream.scale import ScaleSettings
 
         self.rate = rate
         self.processor = FrameProcessor(assets, config, height, mass, rate)
@@ -202,11 +204,6 @@ async def calibrate(
     import zmq
     import zmq.asyncio
 
-    from kinestream.assets import get_assets
-    from kinestream.augment import floor_offset
-    from kinestream.live.source import Heard, KeypointSource
-    from kinestream.live.transport import Access, open_input
-
     checks.subject(height, mass)
     out_model = Path(out_model)
     out_model.parent.mkdir(parents=True, exist_ok=True)
@@ -285,8 +282,6 @@ async def calibrate(
 
 def _scale(table: MarkerTable, mass: float, height: float, out_model: Path, assets, static, joint_centres) -> tuple:
     """The scale step, in a process of its own (:class:`Calibration`): the scaled model's path and marker error."""
-    from kinestream.scale import scale_model
-
     result = scale_model(
         table, mass, height, out_model, assets, static=static, joint_centre_markers=joint_centres
     )  # fmt: skip
@@ -324,7 +319,6 @@ class Calibration:
         window = self.watch.window()
         if window is None:
             return
-        from kinestream.augment import floor_offset
 
         table = self.watch.collector.table()
         self.window = f"{window.t0:.3f}-{window.t1:.3f} s"

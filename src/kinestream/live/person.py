@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kinestream.live.metrics import Metrics, Throttled
+from kinestream.live.protocol import reps_message
 from kinestream.live.sinks import Sink, Solved
 from kinestream.live.source import Arrival
 from kinestream.pipeline import Pipeline, Prepared, RepNews, Result, Taken
@@ -272,8 +273,6 @@ class Person:
 
     def _publish_rep(self, event: RepEvent, summary: dict, sent_ns: int | None, recv_ns: int) -> None:
         """A rep event to the sinks, with the set so far (``summary``); logged."""
-        from kinestream.live.protocol import reps_message
-
         msg = reps_message(
             event.to_dict(),
             summary,

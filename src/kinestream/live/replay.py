@@ -46,27 +46,11 @@ from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable, read_trc
 from kinestream.ingest import BODY_25, canonical
 from kinestream.live.protocol import TOPIC_KEYPOINTS, encode_keypoints
+from kinestream.live.settings import REPLAY_ENDPOINT, parse_rate
 from kinestream.live.transport import check_bind, secure_client
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 LINGER_MS = 1000  # how long closing the socket may take to deliver queued frames
 _SLEEP_SLICE = 0.1  # the longest single sleep, so a stop request is seen within it
-
-
-def parse_rate(value) -> float:
-    """A replay speed factor: a positive number, or "max" (returned as inf)."""
-    if isinstance(value, str) and value.strip().lower() in ("max", "inf"):
-        return math.inf
-    try:
-        rate = float(value)
-    except (TypeError, ValueError):
-        rate = math.nan
-    if not rate > 0:
-        raise KinestreamError(
-            f"rate {value!r} is not valid; give a positive speed factor (1 = the trial's "
-            f"own frame rate, 2 = twice as fast) or 'max'"
-        )
-    return rate
 
 
 def wire_frames(table: MarkerTable, send_names: bool = False) -> tuple[list[str] | None, np.ndarray]:
@@ -134,7 +118,7 @@ async def _sleep_until(target: float, stop_event: asyncio.Event | None) -> None:
 
 async def replay(
     table: MarkerTable | str | Path,
-    endpoint: str = DEFAULT_ENDPOINT,
+    endpoint: str = REPLAY_ENDPOINT,
     rate: float | str = 1.0,
     loop: bool = False,
     subject: str | list[str] | None = None,

@@ -31,15 +31,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kinestream.assets import get_assets
 from kinestream.live import release_signals, stop_on_signals
 from kinestream.live.calibrate import served_subject
 from kinestream.live.metrics import Metrics, Throttled
+from kinestream.live.mqtt import MqttPublisher
 from kinestream.live.mqtt import check_settings as check_mqtt
 from kinestream.live.people import People, Refusal
 from kinestream.live.settings import ServiceSettings
 from kinestream.live.sinks import MqttSink, PoseSink, Sink, ZmqSink
 from kinestream.live.sockets import Sockets
 from kinestream.live.source import Arrival, Heard, KeypointSource, Refused
+from kinestream.live.transport import Access, check_bind
 from kinestream.pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -150,7 +153,6 @@ class Service:
         worker: str = "",
         calibrate: str | Path | None = None,
     ):
-        from kinestream.assets import get_assets
 
         self.config, self.input_endpoint = config, input_endpoint
         self.output_endpoint, self.mqtt_endpoint = output_endpoint, mqtt
@@ -190,7 +192,6 @@ class Service:
         self._pose: PoseSink | None = None
         self._mqtt: MqttSink | None = None
         self.supervisor = Supervisor()  # the tasks, started again when they die; the service's health
-        from kinestream.live.transport import Access, check_bind
 
         if not output_connect:
             check_bind(output_endpoint, config, "angles output")
@@ -209,8 +210,6 @@ class Service:
         self.sub, self.pub = self.sockets.sub, self.sockets.pub
         self.sinks = [ZmqSink(self.pub)]
         if self.mqtt_endpoint:
-            from kinestream.live.mqtt import MqttPublisher
-
             self._mqtt = MqttSink(MqttPublisher.from_config(self.mqtt_endpoint, self.config, self.subject))
             self.sinks.append(self._mqtt)
         self._pose = PoseSink(self.pub, self.pose_every, self.pipeline.keypoints, self.pipeline.markers)

@@ -1,13 +1,16 @@
 """The live service's settings: the ``[service]`` section of the config, its defaults read from default.toml.
 
-default.toml documents each setting, so that no number is written twice.
+default.toml documents each setting, so that no number is written twice. The replay's endpoint and speed are here
+too: ``kinestream replay`` reads them before any socket is made.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from kinestream.config import DEFAULTS, section
+from kinestream.errors import KinestreamError
 
 _SERVICE = DEFAULTS["service"]
 
@@ -37,3 +40,22 @@ class ServiceSettings:
     def from_config(cls, config: dict | None) -> ServiceSettings:
         """Settings from ``config["service"]``, missing keys from the defaults."""
         return cls(**section(config, "service", cls))
+
+
+REPLAY_ENDPOINT = "tcp://127.0.0.1:5555"  # where ``kinestream replay`` binds by default
+
+
+def parse_rate(value) -> float:
+    """A replay speed factor: a positive number, or "max" (returned as inf)."""
+    if isinstance(value, str) and value.strip().lower() in ("max", "inf"):
+        return math.inf
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        rate = math.nan
+    if not rate > 0:
+        raise KinestreamError(
+            f"rate {value!r} is not valid; give a positive speed factor (1 = the trial's "
+            f"own frame rate, 2 = twice as fast) or 'max'"
+        )
+    return rate

@@ -21,7 +21,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kinestream.live.protocol import TOPIC_ANGLES, TOPIC_POSE, TOPIC_REPS, angles_json, encode_angles
+from kinestream.centres import CENTRE_BODIES
+from kinestream.files.record import MotRecorder, TrcRecorder, set_aside
+from kinestream.live.protocol import (
+    TOPIC_ANGLES,
+    TOPIC_POSE,
+    TOPIC_REPS,
+    TOPIC_STATUS,
+    angles_json,
+    encode_angles,
+    encode_pose,
+    encode_reps,
+    encode_status,
+)
 from kinestream.live.source import Arrival
 from kinestream.pipeline import Prepared, Result
 
@@ -106,14 +118,10 @@ class ZmqSink(Sink):
 
     def on_rep(self, message: dict) -> None:
         """Publish the rep on the ``reps`` topic."""
-        from kinestream.live.protocol import encode_reps
-
         self.pub.send_multipart([TOPIC_REPS, encode_reps(message)], copy=False)
 
     def on_status(self, status: dict) -> None:
         """Publish the status on the ``status`` topic."""
-        from kinestream.live.protocol import TOPIC_STATUS, encode_status
-
         self.pub.send_multipart([TOPIC_STATUS, encode_status(status)])
 
 
@@ -168,9 +176,6 @@ class PoseSink(Sink):
 
     def on_frame(self, out: Solved) -> None:
         """Publish the frame's pose when it is due (every ``every``-th of its person's) and a subscription wants it."""
-        from kinestream.centres import CENTRE_BODIES
-        from kinestream.live.protocol import encode_pose
-
         before = self._frames.get(out.subject, 0)
         self._frames[out.subject] = before + 1
         if not self._due(before):
@@ -256,7 +261,6 @@ class RecorderSink(Sink):
     failure = "record_error"
 
     def __init__(self, path: str | Path, coords: list[str], columns: list[str], rate: float):
-        from kinestream.files.record import MotRecorder, TrcRecorder, set_aside
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

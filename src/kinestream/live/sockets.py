@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kinestream.live.metrics import Metrics, Throttled
+from kinestream.live.transport import LINK_EVENTS, REFUSED_EVENTS, REFUSED_NAMES, open_input, open_output
 
 log = logging.getLogger("kinestream.live.service")
 
@@ -61,8 +62,6 @@ class Sockets:
         import zmq
         import zmq.asyncio
 
-        from kinestream.live.transport import open_input, open_output
-
         self.sync_ctx = zmq.Context()
         self.ctx = zmq.asyncio.Context.shadow(self.sync_ctx)  # one libzmq context: one authenticator for both
         if self.access is not None:
@@ -99,8 +98,6 @@ class Sockets:
         """A PAIR socket that receives ``sock``'s refused handshakes (read by :meth:`watch`)."""
         import zmq
 
-        from kinestream.live.transport import LINK_EVENTS, REFUSED_EVENTS
-
         address = f"inproc://kinestream.monitor.{name}.{id(self)}"
         # the input also reports its links coming and going: ZeroMQ does not reconnect after some losses
         sock.monitor(address, REFUSED_EVENTS | (LINK_EVENTS if name == "input" else 0))
@@ -115,8 +112,6 @@ class Sockets:
         """
         import zmq
         from zmq.utils.monitor import parse_monitor_message
-
-        from kinestream.live.transport import REFUSED_NAMES
 
         mon = self._monitors[self.NAMES.index(name)]
         while not stop.is_set():
@@ -137,8 +132,6 @@ class Sockets:
 
     def _refused(self, name: str, event: Mapping[str, Any]) -> None:
         """A handshake refused on the ``name`` socket: counted and logged (one line every 5 s at most)."""
-        from kinestream.live.transport import REFUSED_NAMES
-
         self.metrics.refused[name] = self.metrics.refused.get(name, 0) + 1
         self._log_every(
             f"refused-{name}",

@@ -40,9 +40,11 @@ import numpy as np
 import rerun as rr
 import rerun.blueprint as rrb
 
+from kinestream.centres import CENTRE_BODIES, TORSO_AXIS, CentresFromModel
 from kinestream.errors import KinestreamError
-from kinestream.files.mot import Motion
+from kinestream.files.mot import Motion, is_translation
 from kinestream.files.trc import MarkerTable
+from kinestream.ingest import canonical
 from kinestream.live.protocol import (
     TOPIC_ANGLES,
     TOPIC_POSE,
@@ -54,6 +56,8 @@ from kinestream.live.protocol import (
     decode_reps,
     decode_status,
 )
+from kinestream.live.transport import endpoint_host, secure_client
+from kinestream.reps import detect_reps
 
 TIMELINE = "time"
 FLUSH_S = 0.1  # the live view sends what it received this often (in bulk: cheaper than frame by frame)
@@ -433,8 +437,6 @@ class LiveView:
         import zmq
         import zmq.asyncio
 
-        from kinestream.live.transport import endpoint_host, secure_client
-
         endpoint_host(endpoint)  # a malformed endpoint is said before anything starts
         ctx = zmq.asyncio.Context()
         sub = ctx.socket(zmq.SUB)
@@ -491,8 +493,6 @@ def play_trc(log: RerunLog, table: MarkerTable) -> int:
 
     The keypoints have OpenPose names, read as BODY_25's; a session's ``_markers.trc`` holds the markers.
     """
-    from kinestream.ingest import canonical
-
     names = [canonical(n) for n in table.names]
     kp = [i for i, n in enumerate(names) if not _is_marker(n)]
     mk = [i for i, n in enumerate(names) if _is_marker(n)]
@@ -519,11 +519,6 @@ def play_motion(
     and markers of ``markers`` at the motion's times, and the reps the counter finds. What was logged: frames, frames
     with markers, reps.
     """
-    from kinestream.centres import CENTRE_BODIES, TORSO_AXIS, CentresFromModel
-    from kinestream.files.mot import is_translation
-    from kinestream.ingest import canonical
-    from kinestream.reps import detect_reps
-
     fk = CentresFromModel(model)
     joints = list(CENTRE_BODIES)
     values = np.asarray(motion.values, dtype=float)

@@ -45,7 +45,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
+from kinestream.assets import home
 from kinestream.errors import KinestreamError
+from kinestream.live.transport import check_bind
 
 RERUN_VERSION = "0.41.0"  # the rerun-sdk the view extra pins
 INSTALL_HINT = (
@@ -69,8 +71,6 @@ def analytics_config_home() -> Path:
 
     It holds ``rerun/analytics.json`` with analytics disabled, written here if absent or different.
     """
-    from kinestream.assets import home
-
     root = home() / "rerun-config"
     path = root / "rerun" / "analytics.json"
     wanted = {
@@ -536,8 +536,6 @@ def start_web(
     on the gym floor, and reach the data from there).
     """
     import rerun as rr
-
-    from kinestream.live.transport import check_bind
 
     for port, what in ((web_port, "web viewer"), (grpc_port, "web viewer's gRPC")):
         if not 0 < port < 65536:

@@ -28,7 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from kinestream.errors import KinestreamError
+from kinestream.live.people import share
+from kinestream.live.protocol import FrameDecoder, Rejected, decode_status
+from kinestream.live.service import SUBSCRIPTION_MAX_BYTES, SUBSCRIPTION_QUEUE
 from kinestream.live.settings import ServiceSettings
+from kinestream.live.transport import Access, check_bind, open_input, open_output
 
 log = logging.getLogger("kinestream.live.workers")
 
@@ -59,9 +63,6 @@ class Relay:
     def open(self, ctx) -> None:
         """The sockets bound (KinestreamError when the output's endpoint is taken) and the proxy started."""
         import zmq
-
-        from kinestream.live.service import SUBSCRIPTION_MAX_BYTES, SUBSCRIPTION_QUEUE
-        from kinestream.live.transport import open_output
 
         self.outer = open_output(
             ctx,
@@ -101,8 +102,6 @@ class Relay:
         """The statuses the workers published since the last call, each kept as its worker's last."""
         import zmq
 
-        from kinestream.live.protocol import decode_status
-
         while True:
             try:
                 parts = self.status_in.recv_multipart(zmq.NOBLOCK)
@@ -139,7 +138,6 @@ class Front:
     """
 
     def __init__(self, config: dict, input_endpoint: str, output_endpoint: str, n: int):
-        from kinestream.live.transport import Access, check_bind
 
         check_bind(output_endpoint, config, "angles output")
         self.access = Access.from_config(config)
@@ -198,8 +196,6 @@ class Router:
     """
 
     def __init__(self, config: dict, endpoint: str, n: int, directory: Path, access=None):
-        from kinestream.live.people import share
-        from kinestream.live.protocol import FrameDecoder
 
         svc = self.settings = ServiceSettings.from_config(config)
         self.config, self.endpoint, self.n, self.access = config, endpoint, n, access
@@ -219,8 +215,6 @@ class Router:
         """Open the keypoint input on ``ctx`` and a PUB per worker on its private endpoint."""
         import zmq
 
-        from kinestream.live.transport import open_input
-
         self.sub = open_input(ctx, self.config, self.endpoint, self.access)
         self.outs = []
         for address in self.inner:
@@ -232,8 +226,6 @@ class Router:
 
     def worker_of(self, parts: list, now_ns: int) -> int | None:
         """The worker a message goes to (None: to none, counted)."""
-        from kinestream.live.protocol import Rejected
-
         try:
             subject = self._peek.subject_of(parts[1]) if len(parts) == 2 else None
         except Rejected:

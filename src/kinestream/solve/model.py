@@ -15,7 +15,7 @@ import numpy as np
 from kinestream.config import DEFAULTS
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import MarkerTable
-from kinestream.osim import opensim_module
+from kinestream.osim import opensim_module, read_model
 from kinestream.solve.setup import IKSetup
 
 
@@ -162,8 +162,6 @@ def load_model(path: str | Path, marker_set: str | Path | None = None):
 
     ``marker_set`` is attached only when the model carries no markers of its own.
     """
-    from kinestream.osim import read_model
-
     model = read_model(path)
     if marker_set is not None and model.getMarkerSet().getSize() == 0:
         attach_markers(model, marker_set)

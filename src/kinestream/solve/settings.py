@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from kinestream.augment import UPPER_MARKERS
 from kinestream.config import section
 from kinestream.solve.setup import _IK, IKSetup, read_ik_setup
 from kinestream.solve.stream import StreamingIK
@@ -49,8 +50,6 @@ class IKSettings:
         cw = self.constraint_weight
         setup.constraint_weight = math.inf if str(cw).lower() == "inf" else float(cw)
         if not self.arms:
-            from kinestream.augment import UPPER_MARKERS
-
             setup.marker_weights = {k: v for k, v in setup.marker_weights.items() if k not in UPPER_MARKERS}
         return setup
 

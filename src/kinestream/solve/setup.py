@@ -15,8 +15,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kinestream.config import DEFAULTS
+from kinestream.config import DEFAULTS, SOLVERS
 from kinestream.errors import KinestreamError
+from kinestream.fastik import FastIK
 from kinestream.osim import opensim_module
 
 _IK = DEFAULTS["ik"]
@@ -63,9 +64,6 @@ def read_ik_setup(path: str | Path, coordinate_tasks: bool = False) -> IKSetup:
     return IKSetup(weights, coords if coordinate_tasks else {}, tool.get_accuracy(), tool.get_constraint_weight())
 
 
-SOLVERS = ("fast", "opensim")
-
-
 def check_solver(solver: str) -> str:
     """The IK solver's name, or a clear error naming the valid ones."""
     if solver not in SOLVERS:
@@ -81,8 +79,6 @@ def make_fast(model, setup: IKSetup, names: list[str], state=None, tolerance: fl
     It stops at ``tolerance`` (``[ik] tolerance``); ``like``: a fast solver on the same model whose knowledge of it this
     one shares.
     """
-    from kinestream.fastik import FastIK
-
     try:
         return FastIK(model, setup, names, state=state, ftol=float(tolerance), like=like), None
     except KinestreamError as exc:
