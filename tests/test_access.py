@@ -21,14 +21,13 @@ from kinestream.live.protocol import decode_angles
 from kinestream.live.replay import replay
 from kinestream.live.service import Service
 from kinestream.live.transport import Access, client_config, is_loopback, make_keys, secure_client
-from kinestream.synth import synthesize
 
 FRAMES = 90
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("access"), seconds=5.0, noise_mm=5.0, seed=5)
+def session(synth_trial):
+    return synth_trial(seconds=5.0, noise_mm=5.0, seed=5)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from kinestream.fastik import FastIK
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc, write_trc
 from kinestream.ingest import complete_keypoints
-from kinestream.synth import drive_model, synthesize
+from kinestream.synth import drive_model
 
 # flexion and the pelvis: what a coach or clinician reads; held to 0.25 deg RMS of OpenSim's tool
 FIRM = [
@@ -126,8 +126,8 @@ def report(fast, tool, fast_cost, tool_cost, minimum=None):
 
 
 @pytest.fixture(scope="module")
-def squat(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("squat"), seconds=6.0)
+def squat(synth_trial):
+    return synth_trial(seconds=6.0)
 
 
 def test_jacobian_is_opensims_marker_motion(assets):
@@ -227,8 +227,8 @@ def test_fast_finds_the_true_pose_on_exact_markers(squat, assets, tmp_path):
     assert max(truth.values()) < 0.01
 
 
-def test_fast_equals_opensim_on_noisy_augmented_markers(assets, tmp_path):
-    syn = synthesize(tmp_path / "noisy", seconds=6.0, noise_mm=5.0)
+def test_fast_equals_opensim_on_noisy_augmented_markers(assets, tmp_path, synth_trial):
+    syn = synth_trial(seconds=6.0, noise_mm=5.0)
     augmented, _ = augment_table(complete_keypoints(syn.keypoints), Augmenter.from_assets(assets), syn.height, syn.mass)
     trc = write_trc(tmp_path / "augmented.trc", augmented)
     fast, tool, fast_cost, tool_cost = compare_with_tool(assets, augmented, trc, tmp_path)

@@ -49,8 +49,8 @@ RSS_GROWTH_MB = 25.0
 
 
 @pytest.fixture(scope="module")
-def trial(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("fuzz"), seconds=6.0, noise_mm=5.0, seed=4)
+def trial(synth_trial):
+    return synth_trial(seconds=6.0, noise_mm=5.0, seed=4)
 
 
 def wait_for(served, done, what, timeout=240.0):

@@ -25,7 +25,6 @@ from kinestream.live.protocol import REASONS, FrameDecoder, Rejected, encode_key
 from kinestream.live.service import Service
 from kinestream.offline import process, stream_ik
 from kinestream.pipeline import FrameProcessor
-from kinestream.synth import synthesize
 
 USABLE = ["BODY_25", "BODY_25B", "HALPE_26", "COCO_133"]
 COCO_17_LINE = (
@@ -99,9 +98,9 @@ def quiet(*_):
 
 
 @pytest.fixture(scope="module")
-def trial(tmp_path_factory):
+def trial(synth_trial):
     """Five seconds (the shortest synth trial): standing, then one squat; noise and two gaps."""
-    return synthesize(tmp_path_factory.mktemp("layouts"), seconds=5.0, noise_mm=2.0, gaps=2, seed=14)
+    return synth_trial(seconds=5.0, noise_mm=2.0, gaps=2, seed=14)
 
 
 def in_layout(table: MarkerTable, layout: str) -> np.ndarray:

@@ -14,12 +14,11 @@ from kinestream.live.person import Person
 from kinestream.live.protocol import KeypointFrame
 from kinestream.live.sinks import RecorderSink
 from kinestream.pipeline import Pipeline
-from kinestream.synth import synthesize
 
 
 @pytest.fixture(scope="module")
-def trial(tmp_path_factory):
-    syn = synthesize(tmp_path_factory.mktemp("person"), seconds=5.0, noise_mm=2.0, seed=3)
+def trial(synth_trial):
+    syn = synth_trial(seconds=5.0, noise_mm=2.0, seed=3)
     return syn, read_trc(syn.keypoints_trc)
 
 

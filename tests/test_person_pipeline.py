@@ -14,8 +14,8 @@ from kinestream.synth import synthesize
 
 
 @pytest.fixture(scope="module")
-def squats(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("squats"), seconds=9.0, noise_mm=3.0, gaps=2, seed=11, squats=2)
+def squats(synth_trial):
+    return synth_trial(seconds=9.0, noise_mm=3.0, gaps=2, seed=11, squats=2)
 
 
 def test_step_by_step_is_process_streaming_bit_for_bit(squats, assets):

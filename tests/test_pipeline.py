@@ -27,9 +27,9 @@ def _rms(a, b):
 
 
 @pytest.fixture(scope="module")
-def tall(tmp_path_factory):
+def tall(synth_trial):
     """A subject 1.1 times the generic model."""
-    return synthesize(tmp_path_factory.mktemp("tall"), seconds=6.0, scale=1.1)
+    return synth_trial(seconds=6.0, scale=1.1)
 
 
 def test_scaling_from_true_markers_recovers_body_size(tall, assets, tmp_path):

@@ -14,7 +14,6 @@ from kinestream.files.trc import read_trc
 from kinestream.live.protocol import Rejected, decode_angles, decode_pose, decode_status, encode_pose
 from kinestream.live.replay import replay
 from kinestream.live.service import Service
-from kinestream.synth import synthesize
 
 
 def test_pose_round_trip_keeps_names_and_float32_positions():
@@ -57,8 +56,8 @@ def test_pose_refuses_what_is_not_a_pose():
 
 
 @pytest.fixture(scope="module")
-def trial(tmp_path_factory):
-    table = read_trc(synthesize(tmp_path_factory.mktemp("pose"), seconds=5.0, noise_mm=5.0, seed=3).keypoints_trc)
+def trial(synth_trial):
+    table = read_trc(synth_trial(seconds=5.0, noise_mm=5.0, seed=3).keypoints_trc)
     return table.frames(0, 120)  # two seconds
 
 

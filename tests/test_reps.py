@@ -19,7 +19,6 @@ from kinestream.errors import KinestreamError
 from kinestream.files.mot import Motion, read_mot, write_mot
 from kinestream.offline import process
 from kinestream.reps import RepCounter, RepEvent, RepSettings, detect_reps, frame_measures
-from kinestream.synth import synthesize
 
 DEPTHS = [100, 132, 88, 110]  # designed right-knee peaks of the "known" trial (deg)
 # Below parallel (hip joint centres lower than the knees) only in the 132 deg squat: the others leave the
@@ -78,9 +77,9 @@ def _parser():
 
 
 @pytest.fixture(scope="module")
-def known(tmp_path_factory):
+def known(synth_trial):
     """Four squats of known depth, 5 mm keypoint noise and 4 keypoint gaps."""
-    return synthesize(tmp_path_factory.mktemp("reps_known"), seconds=15.0, depths=DEPTHS, noise_mm=5.0, gaps=4, seed=4)
+    return synth_trial(seconds=15.0, depths=DEPTHS, noise_mm=5.0, gaps=4, seed=4)
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +89,9 @@ def known_centres(known):
 
 
 @pytest.fixture(scope="module")
-def mixed(tmp_path_factory):
+def mixed(synth_trial):
     """A squat, a long pause, a half squat (45 deg), a pause, a squat; standing sway of 10 deg throughout."""
-    return synthesize(
-        tmp_path_factory.mktemp("reps_mixed"),
+    return synth_trial(
         seconds=14.0,
         depths=[100, 45, 105],
         pauses=[2.0, 1.5],

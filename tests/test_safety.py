@@ -20,7 +20,6 @@ from kinestream.files.record import MotRecorder, TrcRecorder, set_aside
 from kinestream.files.trc import read_trc
 from kinestream.live.protocol import MAX_COUNT, FrameDecoder, Rejected, decode_status, encode_keypoints, encode_status
 from kinestream.live.service import Service
-from kinestream.synth import synthesize
 
 BODY = np.random.default_rng(1).normal([0.0, 1.0, 0.0], 0.2, (25, 3)).astype(np.float32)
 
@@ -241,8 +240,8 @@ def test_racing_set_asides_never_destroy_a_recording(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("safety"), seconds=5.0, noise_mm=5.0, gaps=2, seed=21)
+def session(synth_trial):
+    return synth_trial(seconds=5.0, noise_mm=5.0, gaps=2, seed=21)
 
 
 async def serve(config, session, record, feed, expect_in):

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it 
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("session"), seconds=10.0, noise_mm=5.0, gaps=4, seed=11)
+def session(synth_trial):
+    return synth_trial(seconds=10.0, noise_mm=5.0, gaps=4, seed=11)
 
 
 def endpoints():

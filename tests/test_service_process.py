@@ -10,15 +10,14 @@ from broker import Broker, free_port, wait_until
 from kinestream.files.record import recover
 from kinestream.files.trc import read_trc
 from kinestream.osim import opensim_module
-from kinestream.synth import synthesize
 from served import Served, feed
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
 
 
 @pytest.fixture(scope="module")
-def trial(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("trial"), seconds=8.0, noise_mm=5.0, seed=2)
+def trial(synth_trial):
+    return synth_trial(seconds=8.0, noise_mm=5.0, seed=2)
 
 
 def test_sigterm_leaves_complete_recordings(trial, tmp_path):

@@ -5,12 +5,11 @@ import pytest
 
 from kinestream import solve
 from kinestream.osim import opensim_module
-from kinestream.synth import synthesize
 
 
 @pytest.fixture(scope="module")
-def squat(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("squat"), seconds=8.0)
+def squat(synth_trial):
+    return synth_trial(seconds=8.0)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import ikcheck
 from kinestream import solve
 from kinestream.files.mot import Motion, read_mot
 from kinestream.files.trc import write_trc
-from kinestream.synth import synthesize
 
 LOWER = [
     "pelvis_tilt",
@@ -30,8 +29,8 @@ LOWER = [
 
 
 @pytest.fixture(scope="module")
-def squat(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("squat"), seconds=6.0)
+def squat(synth_trial):
+    return synth_trial(seconds=6.0)
 
 
 def stream(assets, markers, **kwargs):
@@ -85,7 +84,7 @@ def test_streaming_fast_solver_finds_the_true_pose(squat, assets):
     assert max(errors.values()) < 0.01
 
 
-def test_streaming_ik_equals_offline_on_augmented_markers(assets, tmp_path):
+def test_streaming_ik_equals_offline_on_augmented_markers(assets, tmp_path, synth_trial):
     """On noisy augmented markers the streaming core (the fast solver) does what OpenSim's tool does, or
     better: a cost at or below the tool's on 99% of frames, never more than 0.1% above it, and angles within
     0.1 deg of the converged minimum. Where the tool stops (0.3-3 deg short of that minimum in the flat
@@ -93,7 +92,7 @@ def test_streaming_ik_equals_offline_on_augmented_markers(assets, tmp_path):
     from kinestream.augment import Augmenter, augment_table
     from kinestream.ingest import complete_keypoints
 
-    syn = synthesize(tmp_path / "noisy", seconds=6.0, noise_mm=5.0)
+    syn = synth_trial(seconds=6.0, noise_mm=5.0)
     augmented, _ = augment_table(complete_keypoints(syn.keypoints), Augmenter.from_assets(assets), syn.height, syn.mass)
     trc = write_trc(tmp_path / "augmented.trc", augmented)
     tool = read_mot(

@@ -23,24 +23,24 @@ def trial(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tall(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("synth_tall"), seconds=5.0, scale=1.1)
+def tall(synth_trial):
+    return synth_trial(seconds=5.0, scale=1.1)
 
 
 @pytest.fixture(scope="module")
-def noisy(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("synth_noisy"), seconds=8.0, noise_mm=10.0, gaps=12, seed=7)
+def noisy(synth_trial):
+    return synth_trial(seconds=8.0, noise_mm=10.0, gaps=12, seed=7)
 
 
 @pytest.fixture(scope="module")
-def varied(tmp_path_factory):
+def varied(synth_trial):
     """Chosen depths (a deep squat, a half squat, a shallow one) and pauses, no sway."""
-    return synthesize(tmp_path_factory.mktemp("synth_varied"), seconds=11.5, depths=[130, 45, 80], pauses=[1.0, 0.5])
+    return synth_trial(seconds=11.5, depths=[130, 45, 80], pauses=[1.0, 0.5])
 
 
 @pytest.fixture(scope="module")
-def sway(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("synth_sway"), seconds=11.0, depths=[100], sway_deg=10.0)
+def sway(synth_trial):
+    return synth_trial(seconds=11.0, depths=[100], sway_deg=10.0)
 
 
 @pytest.fixture(scope="module")
