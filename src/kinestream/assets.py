@@ -23,7 +23,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import AssetError
 
 try:  # the cache's lock: one process at a time installs the assets
     import fcntl
@@ -166,7 +166,7 @@ def fetch(progress=print) -> Path:
             progress(f"kinestream: fetching {WHEEL_FILE} from PyPI into {target}")
             wheel = _download_with_pip(tmp) or _download_from_pypi(tmp)
             if wheel is None:
-                raise KinestreamError(
+                raise AssetError(
                     f"could not download {WHEEL_NAME}=={WHEEL_VERSION} from PyPI (no network?); connect and run "
                     f"'kinestream assets' again, or download {WHEEL_FILE} yourself and run "
                     f"'kinestream assets --wheel PATH'"
@@ -187,10 +187,10 @@ def install_wheel(wheel: str | Path) -> Path:
 def _install(wheel: Path) -> Path:
     """install_wheel's work, the cache's lock held."""
     if not wheel.is_file():
-        raise KinestreamError(f"wheel {wheel} does not exist; give the path of {WHEEL_FILE}")
+        raise AssetError(f"wheel {wheel} does not exist; give the path of {WHEEL_FILE}")
     digest = _sha256(wheel)
     if digest != WHEEL_SHA256:
-        raise KinestreamError(
+        raise AssetError(
             f"checksum mismatch for {wheel}: sha256 {digest}, expected {WHEEL_SHA256}; "
             f"delete it and run 'kinestream assets' to download {WHEEL_FILE} again"
         )
@@ -203,7 +203,7 @@ def _install(wheel: Path) -> Path:
             names = set(zf.namelist())
             missing = [src for src in _FILES if src not in names]
             if missing:
-                raise KinestreamError(f"{wheel} lacks {missing}; it is not the expected {WHEEL_FILE}")
+                raise AssetError(f"{wheel} lacks {missing}; it is not the expected {WHEEL_FILE}")
             for src, dst in _FILES.items():
                 out = staging / dst
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +222,7 @@ def _install(wheel: Path) -> Path:
             staging.rename(target)  # atomic; refused when the folder is there again
         except OSError:
             if not (target / _STAMP).is_file():  # not another process's complete copy (one without the lock)
-                raise KinestreamError(f"cannot install the assets into {target}; remove it and run again") from None
+                raise AssetError(f"cannot install the assets into {target}; remove it and run again") from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -233,7 +233,7 @@ def _pick(configured: str | os.PathLike | None, default: Path, what: str) -> Pat
     if configured:
         path = Path(configured).expanduser()
         if not path.exists():
-            raise KinestreamError(
+            raise AssetError(
                 f"{what} {path} (from the config) does not exist; fix the path or leave it "
                 f"empty to use the default from {WHEEL_FILE}"
             )

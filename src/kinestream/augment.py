@@ -42,7 +42,7 @@ from kinestream import checks
 from kinestream.augment_input import StreamInput
 from kinestream.clean import runs_of
 from kinestream.config import DEFAULTS, section
-from kinestream.errors import KinestreamError
+from kinestream.errors import AssetError, SettingsError
 from kinestream.files.trc import MarkerTable
 from kinestream.normalise import BodyPart, denormalise, normalise
 
@@ -201,7 +201,7 @@ class Augmenter:
                     str(part.onnx_path), opts, providers=["CPUExecutionProvider"]
                 )
             except Exception as exc:
-                raise KinestreamError(f"{part.name} augmenter {part.onnx_path} could not be loaded: {exc}") from None
+                raise AssetError(f"{part.name} augmenter {part.onnx_path} could not be loaded: {exc}") from None
         return self._sessions[part.name]
 
     def run_part(self, part: BodyPart, inputs: np.ndarray) -> np.ndarray:
@@ -420,15 +420,15 @@ class StreamingAugmenter:
     ):
         height, mass = checks.subject(height, mass)
         if mode not in STREAM_MODES:
-            raise KinestreamError(f"augmenter mode {mode!r} is not one of {STREAM_MODES}")
+            raise SettingsError(f"augmenter mode {mode!r} is not one of {STREAM_MODES}")
         if clock not in STREAM_CLOCKS:
-            raise KinestreamError(f"augmenter clock {clock!r} is not one of {STREAM_CLOCKS}")
+            raise SettingsError(f"augmenter clock {clock!r} is not one of {STREAM_CLOCKS}")
         if int(window) < 1:
-            raise KinestreamError(f"augmenter window {window} must be at least 1 frame")
+            raise SettingsError(f"augmenter window {window} must be at least 1 frame")
         if int(reset_after) < 1:
-            raise KinestreamError(f"reset_after {reset_after} must be at least 1 frame")
+            raise SettingsError(f"reset_after {reset_after} must be at least 1 frame")
         if not max_reach > 0:
-            raise KinestreamError(f"max_reach {max_reach} must be a positive multiple of the height")
+            raise SettingsError(f"max_reach {max_reach} must be a positive multiple of the height")
         self.offline = Augmenter(lower_model, upper_model, threads)
         self.parts = self.offline.parts
         self.height, self.mass = float(height), float(mass)
@@ -452,7 +452,7 @@ class StreamingAugmenter:
         start = 0
         for k, part in enumerate(self.parts):
             if not (np.isfinite(part.mean).all() and np.isfinite(part.std).all() and (part.std != 0).all()):
-                raise KinestreamError(f"{part.name} augmenter: mean.npy/std.npy hold non-finite or zero values")
+                raise AssetError(f"{part.name} augmenter: mean.npy/std.npy hold non-finite or zero values")
             stop = start + 3 * len(part.markers)
             self._streams.append(_PartStream(k, part, slice(start, stop)))
             start = stop

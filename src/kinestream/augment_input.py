@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError
 from kinestream.ingest import DERIVED, canonical
 from kinestream.normalise import BodyPart, normalise
 
@@ -68,7 +68,7 @@ class StreamInput:
             return a
         arr = np.asarray(keypoints, dtype=np.float64)
         if arr.shape != (len(self.names), 3):
-            raise KinestreamError(
+            raise InputError(
                 f"keypoint array has shape {arr.shape}; expected ({len(self.names)}, 3) in the order {self.names}"
             )
         if self._identity:

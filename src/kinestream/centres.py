@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import SolverError
 from kinestream.files.mot import Motion
 
 # Joint centres: name -> body whose origin it is. The torso's long axis rides along as "torso_axis".
@@ -53,7 +53,7 @@ def _bodies(model) -> dict:
     needed = [b for b in CENTRE_BODIES.values() if b not in OPTIONAL_BODIES]
     missing = [b for b in needed if not bodies.contains(b)]
     if missing:
-        raise KinestreamError(
+        raise SolverError(
             f"the model {model.getName()!r} has no body {', '.join(missing)}; the joint centres "
             f"need the bodies {', '.join(needed)} (OpenSim's gait models, "
             f"Pose2Sim's and OpenCap's have them)"

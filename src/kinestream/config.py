@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import KinestreamError, SettingsError
 
 DEFAULT_FILE = "default.toml"  # inside the package (configs/default.toml links to it): every setting, documented
 
@@ -163,11 +163,11 @@ def validate(config: dict, source: str = "the settings") -> dict:
     what was given and what is valid."""
     for section, values in config.items():
         if section not in SCHEMA:
-            raise KinestreamError(
+            raise SettingsError(
                 f"{source}: unknown section [{section}]; the sections are {', '.join(f'[{k}]' for k in SCHEMA)}"
             )
         if not isinstance(values, dict):
-            raise KinestreamError(f"{source}: [{section}] must be a table of settings, not {values!r}")
+            raise SettingsError(f"{source}: [{section}] must be a table of settings, not {values!r}")
         if section == "people":
             _validate_people(values, source)
             continue
@@ -175,12 +175,12 @@ def validate(config: dict, source: str = "the settings") -> dict:
             if key not in SCHEMA[section]:
                 close = difflib.get_close_matches(key, SCHEMA[section], n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
-                raise KinestreamError(
+                raise SettingsError(
                     f"{source}: unknown setting [{section}] {key}{hint}; [{section}] has {', '.join(SCHEMA[section])}"
                 )
             kind, rule = SCHEMA[section][key]
             if not _valid(value, kind, rule):
-                raise KinestreamError(
+                raise SettingsError(
                     f"{source}: [{section}] {key} = {value!r} is not valid; give {_describe(kind, rule)}"
                 )
     return config
@@ -198,18 +198,18 @@ def _validate_people(people: dict, source: str) -> None:
         try:
             subject_id(f"{source}: [people] subject", name)
         except KinestreamError as exc:
-            raise KinestreamError(str(exc)) from None
+            raise SettingsError(str(exc)) from None
         if not isinstance(entry, dict) or not entry:
-            raise KinestreamError(
+            raise SettingsError(
                 f'{source}: [people.{name}] = {entry!r} is not valid; give a table with model = "PATH" and/or '
                 "height = M and mass = KG"
             )
         for key, value in entry.items():
             if key not in PERSON_KEYS:
-                raise KinestreamError(f"{source}: unknown setting [people.{name}] {key}; give {', '.join(PERSON_KEYS)}")
+                raise SettingsError(f"{source}: unknown setting [people.{name}] {key}; give {', '.join(PERSON_KEYS)}")
             kind, rule = (str, None) if key == "model" else RULES["subject"][key]
             if not _valid(value, kind, rule) or value == "":
-                raise KinestreamError(
+                raise SettingsError(
                     f"{source}: [people.{name}] {key} = {value!r} is not valid; give "
                     f"{'the path of a scaled .osim' if key == 'model' else _describe(kind, rule)}"
                 )
@@ -232,7 +232,7 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
         return config
     path = Path(path)
     if not path.is_file():
-        raise KinestreamError(
+        raise SettingsError(
             f"config file {path} does not exist; give a TOML file with the settings to change (every setting "
             f"and its default: configs/default.toml, or 'kinestream config')"
         )
@@ -241,7 +241,7 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
             with open(file, "rb") as fh:
                 loaded = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
-            raise KinestreamError(f"config file {file} is not valid TOML: {exc}") from None
+            raise SettingsError(f"config file {file} is not valid TOML: {exc}") from None
         config = _merge(config, validate(loaded, f"config file {file}"))
     return config
 
@@ -256,11 +256,11 @@ def section(config: dict | None, name: str, settings_cls) -> dict[str, Any]:
 
     given = (config or {}).get(name) or {}
     if not isinstance(given, dict):
-        raise KinestreamError(f"[{name}] must be a table of settings, not {given!r}")
+        raise SettingsError(f"[{name}] must be a table of settings, not {given!r}")
     known = {f.name: f.default for f in dataclasses.fields(settings_cls)}
     unknown = sorted(set(given) - set(known))
     if unknown:
-        raise KinestreamError(
+        raise SettingsError(
             f"[{name}] has unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(known)}"
         )
     return {key: given.get(key, default) for key, default in known.items()}

@@ -28,15 +28,15 @@ def read_model(path):
     """The OpenSim model in the .osim file at ``path``; a clear error when it is missing or not a model."""
     from pathlib import Path
 
-    from kinestream.errors import KinestreamError
+    from kinestream.errors import InputError, SolverError
 
     path = Path(path)
     if not path.is_file():
-        raise KinestreamError(
+        raise InputError(
             f"model {path} does not exist; give an OpenSim .osim file (the scaled model "
             f"'kinestream scale' or 'calibrate' writes)"
         )
     try:
         return opensim_module().Model(str(path))
     except Exception as exc:
-        raise KinestreamError(f"{path} could not be loaded as an OpenSim model: {exc}") from None
+        raise SolverError(f"{path} could not be loaded as an OpenSim model: {exc}", given=str(path)) from None

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kinestream.commands.common import headless_plots, say
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SettingsError
 
 EPILOG = """\
 layouts of ROOT:
@@ -56,7 +56,7 @@ def cmd_batch(args, config) -> None:
     print(f"{counts['done']} done, {counts['skipped']} skipped (unchanged), {counts['failed']} failed of {len(rows)}")
     print(f"wrote {csv_path}" + (f" and {png}" if png else ""))
     if failed:
-        raise KinestreamError(f"{len(failed)} of {len(rows)} trials failed; their reasons are in {csv_path}")
+        raise InputError(f"{len(failed)} of {len(rows)} trials failed; their reasons are in {csv_path}")
 
 
 def _security(args):
@@ -65,7 +65,7 @@ def _security(args):
 
     if not args.scheduler:
         if any((args.tls_ca_file, args.tls_cert, args.tls_key, args.insecure_scheduler)):
-            raise KinestreamError(
+            raise SettingsError(
                 "--tls-ca-file, --tls-cert, --tls-key and --insecure-scheduler go with --scheduler; the local cluster "
                 "makes its own certificates"
             )
@@ -94,7 +94,7 @@ class _client:
             try:
                 self.client = Client(args.scheduler, timeout=30, security=self.security)
             except (OSError, ValueError) as exc:
-                raise KinestreamError(f"cannot reach the Dask scheduler {args.scheduler}: {exc}") from None
+                raise SettingsError(f"cannot reach the Dask scheduler {args.scheduler}: {exc}") from None
             return self.client
         workers = args.workers or os.cpu_count() or 1
         self.cluster = LocalCluster(  # TLS, temporary self-signed certificates: no other process gets in

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError
 
 
 def say(msg: str) -> None:
@@ -29,7 +29,7 @@ def subject(args, config) -> tuple[float, float]:
 def existing(path: str, what: str) -> Path:
     p = Path(path)
     if not p.is_file():
-        raise KinestreamError(f"{what} {p} does not exist")
+        raise InputError(f"{what} {p} does not exist")
     return p
 
 

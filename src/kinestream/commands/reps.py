@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kinestream.centres import joint_centres
 from kinestream.commands.common import headless_plots
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError
 from kinestream.reps import KNEES, CueSettings, RepEvent, RepSettings, detect_reps
 
 
@@ -83,16 +83,16 @@ def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
     settings = RepSettings.from_config(config)
     path = Path(args.mot)
     if not path.is_file():
-        raise KinestreamError(
+        raise InputError(
             f"motion file {path} does not exist; give the .mot of a session (from 'kinestream "
             f"process', 'ik' or 'serve --record')"
         )
     motion = read_mot(path)
     if len(motion.time) == 0:
-        raise KinestreamError(f"{path} holds no frames")
+        raise InputError(f"{path} holds no frames")
     missing = [k for k in KNEES if k not in motion]
     if missing:
-        raise KinestreamError(
+        raise InputError(
             f"{path} has no {' or '.join(missing)} column; the rep counter needs both knee angles "
             f"(a .mot from 'kinestream process', 'ik' or 'serve --record')"
         )

@@ -131,7 +131,7 @@ def cmd_process(args, config) -> None:
         try:
             out_dir = Path("out") / checks.path_segment(f"trial {trial}: its output folder name", trial.stem)
         except KinestreamError as exc:
-            raise KinestreamError(f"{exc}; give --out, or rename the file") from None
+            raise exc.reworded(f"{exc}; give --out, or rename the file") from None
     static = args.static or ScaleSettings.from_config(config).static
     static_trial = existing(args.static_trial, "static trial") if args.static_trial else None
     truth = None
@@ -160,13 +160,13 @@ def cmd_process(args, config) -> None:
 def process_folder(args, config) -> None:
     """``process FOLDER``: every trial of a Pose2Sim or OpenCap folder, the subject from its files (the command
     line over them, they over the settings), the model scaled once from its static trial when it has one."""
-    from kinestream.errors import KinestreamError
+    from kinestream.errors import KinestreamError, SettingsError
     from kinestream.offline import process
     from kinestream.projects import find_project, labels, subject_values
     from kinestream.scale import ScaleSettings
 
     if args.truth:
-        raise KinestreamError("--truth holds one trial's true angles; give that trial's .trc, not a folder")
+        raise SettingsError("--truth holds one trial's true angles; give that trial's .trc, not a folder")
     project = find_project(args.trial)
     names = labels(project)  # each trial's output folder, refused before anything is said or written
     height, mass, notes = subject_values(project, args.height, args.mass, config)
@@ -198,7 +198,7 @@ def process_folder(args, config) -> None:
                 static_trial=static_trial,
             )
         except KinestreamError as exc:
-            raise KinestreamError(f"{trial}: {exc}") from None
+            raise exc.reworded(f"{trial}: {exc}") from None
         print(f"{trial}:\n{result.summary()}")
         if static_trial is not None:  # scaled once from the static trial; the other trials take that model
             model, static_trial = result.scaled_model, None

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import AssetError, InputError
 from kinestream.files.trc import _UNIT_SCALE, MarkerTable, read_trc
 
 MAX_LABEL_BYTES = 255  # a C3D parameter dimension is one byte
@@ -67,7 +67,7 @@ def _ezc3d():
     try:
         import ezc3d
     except ImportError:
-        raise KinestreamError(
+        raise AssetError(
             "reading or writing .c3d files needs the ezc3d package, which is not installed; "
             "install it with `pip install ezc3d` (or reinstall kinestream, which depends on it)"
         ) from None
@@ -77,16 +77,16 @@ def _ezc3d():
 def _check_labels(names: list[str]) -> None:
     """Refuse labels that C3D or ezc3d would not give back unchanged."""
     if not names:
-        raise KinestreamError("the table has no markers; a .c3d needs at least one labelled point")
+        raise InputError("the table has no markers; a .c3d needs at least one labelled point")
     for k, name in enumerate(names):
         if not isinstance(name, str) or not name.strip() or name != name.strip():
-            raise KinestreamError(
+            raise InputError(
                 f"marker {k} is named {name!r}; a C3D label must be non-empty text without leading or "
                 "trailing spaces (C3D readers trim them); rename the marker"
             )
         size = len(name.encode("utf-8"))
         if size > MAX_LABEL_BYTES:
-            raise KinestreamError(
+            raise InputError(
                 f"marker {k} is named {name[:40]!r}... ({size} bytes in UTF-8); a C3D label holds at most "
                 f"{MAX_LABEL_BYTES} bytes (ezc3d writes longer ones into a file it cannot read back); "
                 "rename the marker (c3d.org recommends at most 16 characters)"
@@ -94,7 +94,7 @@ def _check_labels(names: list[str]) -> None:
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise KinestreamError(
+            raise InputError(
                 f"marker name {name!r} appears {names.count(name)} times; C3D labels identify the points, "
                 "so they must be unique; rename or drop the duplicates"
             )
@@ -108,12 +108,12 @@ def _check_timing(table: MarkerTable) -> int:
     except (TypeError, ValueError):
         rate = math.nan
     if isinstance(table.rate, bool) or not (math.isfinite(rate) and rate > 0):
-        raise KinestreamError(f"rate={table.rate!r} is not valid; it must be a positive number of frames per second")
+        raise InputError(f"rate={table.rate!r} is not valid; it must be a positive number of frames per second")
     n = table.n_frames
     if n == 0:
-        raise KinestreamError("the table has no frames; a .c3d needs at least one")
+        raise InputError("the table has no frames; a .c3d needs at least one")
     if n > MAX_FRAMES:
-        raise KinestreamError(
+        raise InputError(
             f"the table has {n} frames; a .c3d holds at most {MAX_FRAMES} (its header counts frames in 16 bits: "
             f"{MAX_FRAMES / rate:.0f} s at {rate:g} Hz); write it in parts with table.frames(start, stop), "
             "or as .trc"
@@ -124,7 +124,7 @@ def _check_timing(table: MarkerTable) -> int:
     off = np.abs(table.time - expected)
     if not np.all(np.isfinite(table.time)) or off.max() > tolerance:
         k = int(np.argmax(np.where(np.isfinite(off), off, np.inf)))
-        raise KinestreamError(
+        raise InputError(
             f"frame {k} is at t={float(table.time[k])!r} s, but a .c3d holds frames evenly spaced at the rate "
             f"({rate:g} Hz), which puts it at {expected[k]:.6f} s; resample the trial to an even rate first"
         )
@@ -139,19 +139,19 @@ def _check_path(path: str | Path) -> Path:
     """The path to write, with its folder made; a KinestreamError when it cannot be written."""
     path = Path(path)
     if path.suffix != ".c3d":
-        raise KinestreamError(
+        raise InputError(
             f"{path} does not end in .c3d; give a path ending in .c3d (ezc3d would write {path}.c3d instead)"
         )
     try:
         is_dir = path.is_dir()
     except OSError as exc:  # a name too long, say
-        raise KinestreamError(f"cannot write {path}: {exc.strerror}") from None
+        raise InputError(f"cannot write {path}: {exc.strerror}") from None
     if is_dir:
-        raise KinestreamError(f"{path} is a folder; give the path of a .c3d file to write")
+        raise InputError(f"{path} is a folder; give the path of a .c3d file to write")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise KinestreamError(f"cannot make the folder {path.parent} for {path.name}: {exc.strerror}") from None
+        raise InputError(f"cannot make the folder {path.parent} for {path.name}: {exc.strerror}") from None
     return path
 
 
@@ -178,7 +178,7 @@ def write_c3d(path: str | Path, table: MarkerTable, units: str = "mm") -> Path:
     """
     ezc3d = _ezc3d()
     if units not in _UNIT_SCALE:
-        raise KinestreamError(f"units {units!r} is not one of {sorted(_UNIT_SCALE)}")
+        raise InputError(f"units {units!r} is not one of {sorted(_UNIT_SCALE)}")
     _check_labels(table.names)
     first = _check_timing(table)
     path = _check_path(path)
@@ -203,7 +203,7 @@ def write_c3d(path: str | Path, table: MarkerTable, units: str = "mm") -> Path:
     try:  # a new name of its own (mkstemp: exclusive, unpredictable), never one a link could be planted at
         fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.c3d", dir=path.parent)
     except OSError as exc:
-        raise KinestreamError(
+        raise InputError(
             f"could not write {path}: the temporary file beside it cannot be made ({exc.strerror}); check that "
             "the folder is writable and that the name leaves room for the temporary suffix"
         ) from None
@@ -215,7 +215,7 @@ def write_c3d(path: str | Path, table: MarkerTable, units: str = "mm") -> Path:
     try:
         c3d.write(str(partial))
         if not os.path.getsize(partial):  # ezc3d reports no error when it cannot open the file
-            raise KinestreamError(
+            raise InputError(
                 f"could not write {path}: ezc3d wrote nothing to the temporary file {partial.name}; check that "
                 "the folder is writable and that the name leaves room for the temporary suffix"
             )
@@ -234,7 +234,7 @@ def _labels(point: dict, n: int, path: Path) -> list[str]:
         labels += list(point[f"LABELS{k}"]["value"])
         k += 1
     if len(labels) < n:
-        raise KinestreamError(f"{path} labels {len(labels)} points but holds {n}; every point needs a label")
+        raise InputError(f"{path} labels {len(labels)} points but holds {n}; every point needs a label")
     return [str(label).strip() for label in labels[:n]]
 
 
@@ -246,7 +246,7 @@ def _first_time(c3d, rate: float, path: Path) -> float:
         try:
             return float(text)
         except ValueError:
-            raise KinestreamError(f"{path}: {TIME_GROUP}:{TIME_PARAMETER} is {text!r}, not a number") from None
+            raise InputError(f"{path}: {TIME_GROUP}:{TIME_PARAMETER} is {text!r}, not a number") from None
     return c3d["header"]["points"]["first_frame"] / rate  # ezc3d counts frames from 0
 
 
@@ -254,24 +254,24 @@ def read_c3d(path: str | Path) -> MarkerTable:
     """Read the 3D points of a .c3d file into a MarkerTable in metres (NaN where missing)."""
     path = Path(path)
     if not os.path.isfile(path):  # ezc3d hangs on a folder and says little about a missing file
-        raise KinestreamError(f"marker file {path} does not exist or is not a file; give the path of a .c3d file")
+        raise InputError(f"marker file {path} does not exist or is not a file; give the path of a .c3d file")
     ezc3d = _ezc3d()
     try:
         c3d = ezc3d.c3d(str(path))
     except (OSError, RuntimeError, ValueError) as exc:
-        raise KinestreamError(f"{path} is not a .c3d file that ezc3d can read ({exc})") from None
+        raise InputError(f"{path} is not a .c3d file that ezc3d can read ({exc})") from None
     point = c3d["parameters"]["POINT"]
     units = "".join(point.get("UNITS", {}).get("value", [])).strip().lower()
     if units not in _UNIT_SCALE:
-        raise KinestreamError(f"{path}: POINT:UNITS is {units!r}; kinestream reads points in {sorted(_UNIT_SCALE)}")
+        raise InputError(f"{path}: POINT:UNITS is {units!r}; kinestream reads points in {sorted(_UNIT_SCALE)}")
     rate = float(np.asarray(point.get("RATE", {}).get("value", [0.0])).ravel()[0])
     if not (math.isfinite(rate) and rate > 0):
-        raise KinestreamError(f"{path}: POINT:RATE is {rate!r}; it must be a positive number of frames per second")
+        raise InputError(f"{path}: POINT:RATE is {rate!r}; it must be a positive number of frames per second")
     rate = float(str(np.float32(rate)))  # stored as float32: 59.94 comes back as 59.939998..., give 59.94
     points = c3d["data"]["points"]  # (4, markers, frames)
     n_points, n_frames = points.shape[1], points.shape[2]
     if n_points == 0 or n_frames == 0:
-        raise KinestreamError(f"{path} holds {n_points} points over {n_frames} frames; it needs at least one of each")
+        raise InputError(f"{path} holds {n_points} points over {n_frames} frames; it needs at least one of each")
     names = _labels(point, n_points, path)
     xyz = points[:3].transpose(2, 1, 0) * _UNIT_SCALE[units]
     residuals = c3d["data"]["meta_points"]["residuals"]
@@ -315,11 +315,11 @@ def on_even_grid(table: MarkerTable) -> tuple[MarkerTable, str | None]:
     """
     time = np.asarray(table.time, dtype=float)
     if table.n_frames == 0:
-        raise KinestreamError("the table has no frames; a .c3d needs at least one")
+        raise InputError("the table has no frames; a .c3d needs at least one")
     steps = np.diff(time)
     if not np.isfinite(time).all() or (steps <= 0).any():
         k = int(np.argmax(~np.isfinite(time))) if not np.isfinite(time).all() else int(np.argmax(steps <= 0)) + 1
-        raise KinestreamError(
+        raise InputError(
             f"frame {k} is at t={float(time[k])!r} s, not after the frame before; a .c3d needs times that increase"
         )
     rates = [float(table.rate)]
@@ -336,12 +336,12 @@ def on_even_grid(table: MarkerTable) -> tuple[MarkerTable, str | None]:
         same = np.flatnonzero(np.diff(slots) <= 0)
         if same.size and offsets.max() <= MAX_OFFSET_FRAMES:
             k = int(same[0])
-            raise KinestreamError(
+            raise InputError(
                 f"frames {k} and {k + 1} (t={time[k]:.6f} and {time[k + 1]:.6f} s) fall on one frame of the "
                 f"{rate:g} Hz grid, and no other even rate fits the times; a .c3d holds frames evenly spaced"
             )
         k = int(np.argmax(offsets))
-        raise KinestreamError(
+        raise InputError(
             f"frame {k} at t={time[k]:.6f} s is {offsets[k] * 1000 / rate:.1f} ms from the nearest time of an even "
             f"{rate:g} Hz grid, more than a quarter frame ({MAX_OFFSET_FRAMES * 1000 / rate:.1f} ms), and no other "
             f"even rate fits the times; a .c3d holds frames evenly spaced"
@@ -349,7 +349,7 @@ def on_even_grid(table: MarkerTable) -> tuple[MarkerTable, str | None]:
     n = int(slots[-1]) + 1
     if n > MAX_FRAMES:  # refused before the grid is made: a jump of an hour at 120 Hz is 432,000 frames
         source = table.meta.get("source")
-        raise KinestreamError(
+        raise InputError(
             f"{source + ': ' if source else ''}the frames span {time[-1] - time[0]:.6g} s (t={time[0]:.6f} to "
             f"{time[-1]:.6f} s): {n} frames on the even {rate:g} Hz grid of a .c3d, which holds at most "
             f"{MAX_FRAMES} ({MAX_FRAMES / rate:.0f} s at {rate:g} Hz); write it in parts with "

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from kinestream import checks
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SolverError
 from kinestream.files.trc import MarkerTable
 
 log = logging.getLogger("kinestream.live.calibrate")
@@ -113,9 +113,7 @@ def load_subject(model: str | Path | None) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise KinestreamError(
-            f"{path} is not valid JSON ({exc}); delete it or run 'kinestream calibrate' again"
-        ) from None
+        raise InputError(f"{path} is not valid JSON ({exc}); delete it or run 'kinestream calibrate' again") from None
 
 
 @dataclass(frozen=True)
@@ -139,7 +137,7 @@ def served_subject(
     height = float(height if height is not None else subject.get("height", config["subject"]["height"]))
     checks.subject(height, mass)
     if model is not None and not Path(model).is_file():
-        raise KinestreamError(
+        raise InputError(
             f"model {model} does not exist; give a scaled .osim (kinestream "
             f"calibrate writes one) or leave --model out for the generic model"
         )
@@ -214,7 +212,7 @@ async def calibrate(
     try:
         while window is None:
             if time.monotonic() > deadline:
-                raise KinestreamError(
+                raise SolverError(
                     f"no still, upright pose in {timeout_s:.0f} s of stream from {input_endpoint}; "
                     f"is the keypoint source running? Stand still and try again"
                 )

@@ -42,7 +42,7 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, ProtocolError, SettingsError
 from kinestream.files.trc import MarkerTable, read_trc
 from kinestream.ingest import BODY_25, canonical
 from kinestream.live.protocol import TOPIC_KEYPOINTS, encode_keypoints
@@ -62,7 +62,7 @@ def parse_rate(value) -> float:
     except (TypeError, ValueError):
         rate = math.nan
     if not rate > 0:
-        raise KinestreamError(
+        raise SettingsError(
             f"rate {value!r} is not valid; give a positive speed factor (1 = the trial's "
             f"own frame rate, 2 = twice as fast) or 'max'"
         )
@@ -75,7 +75,7 @@ def wire_frames(table: MarkerTable, send_names: bool = False) -> tuple[list[str]
     names = [canonical(n) for n in table.names]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise KinestreamError(
+        raise InputError(
             f"the trial names keypoints {repeated} more than once (after folding aliases "
             f"such as Hip/midHip -> MidHip); it has {table.names}"
         )
@@ -90,16 +90,16 @@ def wire_frames(table: MarkerTable, send_names: bool = False) -> tuple[list[str]
 def _check_timing(table: MarkerTable) -> np.ndarray:
     """The trial's times relative to its first frame; raises when unusable."""
     if not (math.isfinite(table.rate) and table.rate > 0):
-        raise KinestreamError(f"the trial's frame rate {table.rate} is not a positive number")
+        raise InputError(f"the trial's frame rate {table.rate} is not a positive number")
     time_s = np.asarray(table.time, dtype=float)
     if table.n_frames == 0:
-        raise KinestreamError("the trial holds no frames")
+        raise InputError("the trial holds no frames")
     if not np.isfinite(time_s).all():
-        raise KinestreamError("the trial's Time column has blank or non-numeric cells")
+        raise InputError("the trial's Time column has blank or non-numeric cells")
     steps = np.diff(time_s)
     if (steps <= 0).any():
         k = int(np.argmax(steps <= 0)) + 1
-        raise KinestreamError(
+        raise InputError(
             f"the trial's time does not increase: frame {k + 1} has t = {time_s[k]:.6f} s after {time_s[k - 1]:.6f} s"
         )
     return time_s - time_s[0]
@@ -159,7 +159,7 @@ async def replay(
         table = read_trc(table)
     rate = parse_rate(rate)
     if not (wait_subscriber >= 0):
-        raise KinestreamError(f"wait_subscriber {wait_subscriber} is not valid; give seconds >= 0 (inf: no limit)")
+        raise SettingsError(f"wait_subscriber {wait_subscriber} is not valid; give seconds >= 0 (inf: no limit)")
     rel = _check_timing(table)
     names, xyz = wire_frames(table, send_names)
     lap = rel[-1] + 1.0 / table.rate  # a pass lasts the trial plus one frame period
@@ -178,7 +178,7 @@ async def replay(
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
-            raise KinestreamError(
+            raise ProtocolError(
                 f"cannot bind {endpoint}: {exc.strerror}. Give a free endpoint such as "
                 f"tcp://127.0.0.1:5556 (the replay binds; the service connects)"
             ) from None

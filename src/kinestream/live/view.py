@@ -40,7 +40,7 @@ import numpy as np
 import rerun as rr
 import rerun.blueprint as rrb
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import ProtocolError
 from kinestream.files.mot import Motion
 from kinestream.files.trc import MarkerTable
 from kinestream.live.protocol import (
@@ -430,7 +430,7 @@ class LiveView:
             try:
                 sub.connect(endpoint)
             except zmq.ZMQError as exc:
-                raise KinestreamError(f"cannot connect to {endpoint}: {exc}; give --endpoint tcp://HOST:PORT") from None
+                raise ProtocolError(f"cannot connect to {endpoint}: {exc}; give --endpoint tcp://HOST:PORT") from None
             flushed = time.monotonic()
             while not stop.is_set():
                 if await sub.poll(int(FLUSH_S * 500)):

@@ -45,7 +45,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import AssetError, SettingsError
 
 RERUN_VERSION = "0.41.0"  # the rerun-sdk the view extra pins
 INSTALL_HINT = (
@@ -60,7 +60,7 @@ def require_rerun():
     try:
         import rerun
     except ImportError as exc:
-        raise KinestreamError(f"{INSTALL_HINT} ({exc})") from None
+        raise AssetError(f"{INSTALL_HINT} ({exc})") from None
     return rerun
 
 
@@ -102,14 +102,14 @@ def rerun_binary() -> Path:
     """The Rerun CLI and viewer executable that rerun-sdk ships (package ``rerun_cli``)."""
     spec = importlib.util.find_spec("rerun_cli")
     if spec is None or spec.origin is None:
-        raise KinestreamError(INSTALL_HINT)
+        raise AssetError(INSTALL_HINT)
     folder = Path(spec.origin).parent
     bundled = folder / "Rerun.app" / "Contents" / "MacOS" / "Rerun"
     path = bundled if sys.platform == "darwin" and bundled.exists() else folder / "rerun"
     if sys.platform.startswith("win"):
         path = path.with_suffix(".exe")
     if not path.exists():
-        raise KinestreamError(f"rerun-sdk is installed but its viewer {path} is missing; reinstall it: {INSTALL_HINT}")
+        raise AssetError(f"rerun-sdk is installed but its viewer {path} is missing; reinstall it: {INSTALL_HINT}")
     return path
 
 
@@ -153,10 +153,10 @@ class RerunProcess:
         deadline = time.monotonic() + timeout
         while not all(_accepts(h, p) for h, p in self.ports):
             if self.proc.poll() is not None:
-                raise KinestreamError(f"the Rerun viewer exited (status {self.proc.returncode}): {self.tail()}")
+                raise AssetError(f"the Rerun viewer exited (status {self.proc.returncode}): {self.tail()}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise KinestreamError(f"the Rerun viewer did not listen on {self.ports} within {timeout:g} s")
+                raise AssetError(f"the Rerun viewer did not listen on {self.ports} within {timeout:g} s")
             time.sleep(0.05)
 
     def tail(self, lines: int = 8) -> str:
@@ -191,7 +191,7 @@ def _start(args: list[str], log_path: Path, detach: bool) -> subprocess.Popen:
 def start_native(config: dict, log_dir: Path, port: int | None = None) -> RerunProcess:
     """Rerun's native viewer in a window of its own, its gRPC port on loopback. It needs a display."""
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise KinestreamError(
+        raise SettingsError(
             "no display for the native viewer (DISPLAY and WAYLAND_DISPLAY are unset); give --web to view it "
             "in a browser, or --save FILE.rrd to record it"
         )
@@ -486,7 +486,7 @@ def _serve(host: str, port: int, handler, what: str, flag: str) -> _Server:
     try:
         server = _Server((host, port), handler)
     except OSError as exc:
-        raise KinestreamError(f"cannot serve the {what} on {host}:{port}: {exc}; give another {flag}") from None
+        raise SettingsError(f"cannot serve the {what} on {host}:{port}: {exc}; give another {flag}") from None
     threading.Thread(target=server.serve_forever, name=f"kinestream-{what.replace(' ', '-')}", daemon=True).start()
     return server
 
@@ -520,13 +520,13 @@ def start_web(
 
     for port, what in ((web_port, "web viewer"), (grpc_port, "web viewer's gRPC")):
         if not 0 < port < 65536:
-            raise KinestreamError(f"the {what} port {port} is not valid; give 1 to 65535")
+            raise SettingsError(f"the {what} port {port} is not valid; give 1 to 65535")
     check_bind(f"tcp://{host}:{web_port}", config, "web viewer", plain=True)  # both ports are on host
     if web_port == grpc_port:
-        raise KinestreamError(f"the web viewer and its gRPC server both ask for port {web_port}; give two ports")
+        raise SettingsError(f"the web viewer and its gRPC server both ask for port {web_port}; give two ports")
     for port in (web_port, grpc_port):
         if _accepts(host, port):
-            raise KinestreamError(f"port {port} on {host} is taken (another viewer?); give --web-port/--grpc-port")
+            raise SettingsError(f"port {port} on {host} is taken (another viewer?); give --web-port/--grpc-port")
     # the page's files: a Rerun process on loopback (its own gRPC server stays unused)
     files_port, unused_grpc = free_port(), free_port()
     args = ["--serve-web", "--bind", "127.0.0.1", "--port", str(unused_grpc), "--web-viewer-port", str(files_port)]

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import SettingsError
 from kinestream.live.settings import ServiceSettings
 
 log = logging.getLogger("kinestream.live.workers")
@@ -38,7 +38,7 @@ MAX_WORKERS = 64
 def check_workers(n: int) -> int:
     """The number of workers, or KinestreamError saying what is valid."""
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_WORKERS:
-        raise KinestreamError(f"workers {n!r} (serve --workers) is not valid; give a whole number from 1 to 64")
+        raise SettingsError(f"workers {n!r} (serve --workers) is not valid; give a whole number from 1 to 64")
     return n
 
 
