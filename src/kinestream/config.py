@@ -164,10 +164,17 @@ def validate(config: dict, source: str = "the settings") -> dict:
     for section, values in config.items():
         if section not in SCHEMA:
             raise SettingsError(
-                f"{source}: unknown section [{section}]; the sections are {', '.join(f'[{k}]' for k in SCHEMA)}"
+                f"{source}: unknown section [{section}]; the sections are {', '.join(f'[{k}]' for k in SCHEMA)}",
+                given=section,
+                valid=list(SCHEMA),
             )
         if not isinstance(values, dict):
-            raise SettingsError(f"{source}: [{section}] must be a table of settings, not {values!r}")
+            raise SettingsError(
+                f"{source}: [{section}] must be a table of settings, not {values!r}",
+                key=section,
+                given=values,
+                valid="a table of settings",
+            )
         if section == "people":
             _validate_people(values, source)
             continue
@@ -176,12 +183,18 @@ def validate(config: dict, source: str = "the settings") -> dict:
                 close = difflib.get_close_matches(key, SCHEMA[section], n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 raise SettingsError(
-                    f"{source}: unknown setting [{section}] {key}{hint}; [{section}] has {', '.join(SCHEMA[section])}"
+                    f"{source}: unknown setting [{section}] {key}{hint}; [{section}] has {', '.join(SCHEMA[section])}",
+                    key=f"{section}.{key}",
+                    given=key,
+                    valid=list(SCHEMA[section]),
                 )
             kind, rule = SCHEMA[section][key]
             if not _valid(value, kind, rule):
                 raise SettingsError(
-                    f"{source}: [{section}] {key} = {value!r} is not valid; give {_describe(kind, rule)}"
+                    f"{source}: [{section}] {key} = {value!r} is not valid; give {_describe(kind, rule)}",
+                    key=f"{section}.{key}",
+                    given=value,
+                    valid=_describe(kind, rule),
                 )
     return config
 
@@ -198,20 +211,31 @@ def _validate_people(people: dict, source: str) -> None:
         try:
             subject_id(f"{source}: [people] subject", name)
         except KinestreamError as exc:
-            raise SettingsError(str(exc)) from None
+            raise SettingsError(str(exc), key="people", given=name, valid=exc.valid) from None
         if not isinstance(entry, dict) or not entry:
             raise SettingsError(
                 f'{source}: [people.{name}] = {entry!r} is not valid; give a table with model = "PATH" and/or '
-                "height = M and mass = KG"
+                "height = M and mass = KG",
+                key=f"people.{name}",
+                given=entry,
+                valid="a table with model and/or height and mass",
             )
         for key, value in entry.items():
             if key not in PERSON_KEYS:
-                raise SettingsError(f"{source}: unknown setting [people.{name}] {key}; give {', '.join(PERSON_KEYS)}")
+                raise SettingsError(
+                    f"{source}: unknown setting [people.{name}] {key}; give {', '.join(PERSON_KEYS)}",
+                    key=f"people.{name}.{key}",
+                    given=key,
+                    valid=list(PERSON_KEYS),
+                )
             kind, rule = (str, None) if key == "model" else RULES["subject"][key]
             if not _valid(value, kind, rule) or value == "":
                 raise SettingsError(
                     f"{source}: [people.{name}] {key} = {value!r} is not valid; give "
-                    f"{'the path of a scaled .osim' if key == 'model' else _describe(kind, rule)}"
+                    f"{'the path of a scaled .osim' if key == 'model' else _describe(kind, rule)}",
+                    key=f"people.{name}.{key}",
+                    given=value,
+                    valid="the path of a scaled .osim" if key == "model" else _describe(kind, rule),
                 )
 
 
@@ -234,14 +258,18 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
     if not path.is_file():
         raise SettingsError(
             f"config file {path} does not exist; give a TOML file with the settings to change (every setting "
-            f"and its default: configs/default.toml, or 'kinestream config')"
+            f"and its default: configs/default.toml, or 'kinestream config')",
+            given=path,
+            valid="a TOML file",
         )
     for file in (path,):
         try:
             with open(file, "rb") as fh:
                 loaded = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"config file {file} is not valid TOML: {exc}") from None
+            raise SettingsError(
+                f"config file {file} is not valid TOML: {exc}", given=file, valid="a TOML file"
+            ) from None
         config = _merge(config, validate(loaded, f"config file {file}"))
     return config
 
@@ -256,11 +284,16 @@ def section(config: dict | None, name: str, settings_cls) -> dict[str, Any]:
 
     given = (config or {}).get(name) or {}
     if not isinstance(given, dict):
-        raise SettingsError(f"[{name}] must be a table of settings, not {given!r}")
+        raise SettingsError(
+            f"[{name}] must be a table of settings, not {given!r}", key=name, given=given, valid="a table of settings"
+        )
     known = {f.name: f.default for f in dataclasses.fields(settings_cls)}
     unknown = sorted(set(given) - set(known))
     if unknown:
         raise SettingsError(
-            f"[{name}] has unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(known)}"
+            f"[{name}] has unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(known)}",
+            key=name,
+            given=unknown,
+            valid=list(known),
         )
     return {key: given.get(key, default) for key, default in known.items()}

@@ -110,7 +110,10 @@ def residual_analysis(
     if cutoffs.ndim != 1 or len(cutoffs) < 4 or np.any(np.diff(cutoffs) <= 0):
         raise SettingsError(
             f"residual analysis needs at least 4 increasing candidate cutoffs; got {cutoffs.tolist()} "
-            f"(at {rate:g} Hz the default runs from 1 Hz to {0.4 * rate:g} Hz)"
+            f"(at {rate:g} Hz the default runs from 1 Hz to {0.4 * rate:g} Hz)",
+            key="cutoffs",
+            given=cutoffs.tolist(),
+            valid="at least 4 increasing cutoffs",
         )
     if fit_from_hz is None:
         fit_from_hz = 0.5 * (cutoffs[0] + cutoffs[-1])
@@ -118,7 +121,10 @@ def residual_analysis(
     if fit.sum() < 2:
         raise SettingsError(
             f"fit_from_hz {fit_from_hz:g} Hz leaves {int(fit.sum())} candidate(s) for the noise line; "
-            f"give a value at or below {cutoffs[-2]:g} Hz"
+            f"give a value at or below {cutoffs[-2]:g} Hz",
+            key="fit_from_hz",
+            given=fit_from_hz,
+            valid=f"at most {cutoffs[-2]:g} Hz",
         )
 
     data = np.asarray(xyz, dtype=float)
@@ -217,7 +223,12 @@ def clean_table(
         If an argument is not valid or the trial is too short to filter.
     """
     if isinstance(cutoff_hz, str) and cutoff_hz != "auto":
-        raise SettingsError(f"cutoff {cutoff_hz!r} is not valid; give a frequency in Hz or 'auto'")
+        raise SettingsError(
+            f"cutoff {cutoff_hz!r} is not valid; give a frequency in Hz or 'auto'",
+            key="clean.cutoff_hz",
+            given=cutoff_hz,
+            valid="a frequency in Hz or 'auto'",
+        )
     filled, gaps = fill_gaps(table.xyz, table.rate, max_gap_s, gap_method)
     residual = None
     if cutoff_hz == "auto":

@@ -185,7 +185,10 @@ class FrameDecoder:
         if max_bytes < 64 or max_keypoints < 1:
             raise ProtocolError(
                 f"max_bytes {max_bytes} / max_keypoints {max_keypoints} are too small; "
-                f"give max_bytes >= 64 and max_keypoints >= 1"
+                f"give max_bytes >= 64 and max_keypoints >= 1",
+                key="max_bytes",
+                given=(max_bytes, max_keypoints),
+                valid="max_bytes >= 64 and max_keypoints >= 1",
             )
         self.max_bytes = int(max_bytes)
         self.max_keypoints = int(max_keypoints)
@@ -424,7 +427,9 @@ class FrameDecoder:
 def _f32(values, shape_msg: str, expect: tuple) -> bytes:
     arr = np.asarray(values, dtype="<f4")
     if arr.shape != expect:
-        raise ProtocolError(f"{shape_msg} has shape {arr.shape}; expected {expect}")
+        raise ProtocolError(
+            f"{shape_msg} has shape {arr.shape}; expected {expect}", key=shape_msg, given=arr.shape, valid=expect
+        )
     return arr.tobytes()
 
 
@@ -446,19 +451,29 @@ def encode_keypoints(
     refuses it (``unusable_layout``)."""
     xyz = np.asarray(xyz)
     if xyz.ndim != 2 or xyz.shape[1] != 3:
-        raise ProtocolError(f"xyz has shape {xyz.shape}; expected (N, 3)")
+        raise ProtocolError(f"xyz has shape {xyz.shape}; expected (N, 3)", key="xyz", given=xyz.shape, valid="(N, 3)")
     n = xyz.shape[0]
     msg: dict[str, Any] = {"v": VERSION, "seq": int(seq), "t": float(t)}
     if names is not None:
         names = [str(name) for name in names]
         if len(names) != n:
-            raise ProtocolError(f"{len(names)} names for {n} keypoints")
+            raise ProtocolError(f"{len(names)} names for {n} keypoints", key="names", given=len(names), valid=n)
         msg["names"] = names
     else:
         if layout not in LAYOUTS:
-            raise ProtocolError(f"layout {layout!r} is not known; known layouts are {list(LAYOUTS)}, or give names")
+            raise ProtocolError(
+                f"layout {layout!r} is not known; known layouts are {list(LAYOUTS)}, or give names",
+                key="layout",
+                given=layout,
+                valid=list(LAYOUTS),
+            )
         if len(LAYOUTS[layout]) != n:
-            raise ProtocolError(f"layout {layout} has {len(LAYOUTS[layout])} keypoints; xyz has {n}")
+            raise ProtocolError(
+                f"layout {layout} has {len(LAYOUTS[layout])} keypoints; xyz has {n}",
+                key="layout",
+                given=n,
+                valid=len(LAYOUTS[layout]),
+            )
         msg["layout"] = layout
     msg["xyz"] = _f32(xyz, "xyz", (n, 3))
     if conf is not None:
@@ -506,7 +521,10 @@ def encode_angles(
         clash = sorted(_ANGLE_KEYS & set(extra))
         if clash:
             raise ProtocolError(
-                f"extra fields {clash} would overwrite standard angle fields {sorted(_ANGLE_KEYS)}; rename them"
+                f"extra fields {clash} would overwrite standard angle fields {sorted(_ANGLE_KEYS)}; rename them",
+                key="extra",
+                given=clash,
+                valid=f"names other than {sorted(_ANGLE_KEYS)}",
             )
         msg.update(extra)
     return msgpack.packb(msg, default=_plain)
@@ -556,13 +574,23 @@ def encode_pose(seq: int, t: float, parts: dict, *, subject: str | None = None) 
     msg: dict[str, Any] = {"v": VERSION, "seq": int(seq), "t": float(t)}
     for part, (names, xyz) in parts.items():
         if part not in POSE_PARTS:
-            raise ProtocolError(f"pose part {part!r} is not known; the parts are {list(POSE_PARTS)}")
+            raise ProtocolError(
+                f"pose part {part!r} is not known; the parts are {list(POSE_PARTS)}",
+                key="parts",
+                given=part,
+                valid=list(POSE_PARTS),
+            )
         names = [str(n) for n in names]
         msg[part] = names
         if part == "bodies":
             poses = np.asarray(xyz, dtype=float)
             if poses.shape != (len(names), 7):
-                raise ProtocolError(f"pose bodies has shape {poses.shape}; expected {(len(names), 7)}")
+                raise ProtocolError(
+                    f"pose bodies has shape {poses.shape}; expected {(len(names), 7)}",
+                    key="bodies",
+                    given=poses.shape,
+                    valid=(len(names), 7),
+                )
             xyz = poses[:, :3]
             msg["bodies_quat"] = _f32(poses[:, 3:], "pose bodies' quaternions", (len(names), 4))
         msg[f"{part}_xyz"] = _f32(xyz, f"pose {part}", (len(names), 3))
@@ -612,7 +640,7 @@ def angles_json(seq: int, t: float, coords: list[str], q, subject: str | None = 
     """
     q = np.asarray(q, dtype=float).ravel()
     if q.shape != (len(coords),):
-        raise ProtocolError(f"{q.size} values for {len(coords)} coordinates")
+        raise ProtocolError(f"{q.size} values for {len(coords)} coordinates", key="q", given=q.size, valid=len(coords))
     angles: dict[str, float | None] = {}
     for name, value in zip(coords, q.tolist(), strict=False):
         if not math.isfinite(value):
@@ -675,11 +703,16 @@ def encode_status(status: dict) -> bytes:
     """A status payload: the map ``status`` with ``v`` added. Values may be
     numbers, strings, lists, dicts, numpy scalars or arrays."""
     if not isinstance(status, dict):
-        raise ProtocolError(f"status is a {type(status).__name__}; expected a dict")
+        raise ProtocolError(
+            f"status is a {type(status).__name__}; expected a dict",
+            key="status",
+            given=type(status).__name__,
+            valid="a dict",
+        )
     try:
         return msgpack.packb({"v": VERSION, **status}, default=_plain)
     except (TypeError, ValueError) as exc:
-        raise ProtocolError(f"status cannot be encoded: {exc}") from None
+        raise ProtocolError(f"status cannot be encoded: {exc}", key="status", given=status) from None
 
 
 def decode_status(payload: bytes, max_bytes: int = 1 << 20) -> dict:

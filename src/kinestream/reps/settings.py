@@ -64,19 +64,32 @@ class RepSettings:
         if section is None:
             section = {}
         if not isinstance(section, dict):
-            raise SettingsError(f"[reps] must be a table of settings, not {section!r}")
+            raise SettingsError(
+                f"[reps] must be a table of settings, not {section!r}",
+                key="reps",
+                given=section,
+                valid="a table of settings",
+            )
         known = {f.name: f.default for f in fields(cls)}
         unknown = sorted(set(section) - set(known))
         if unknown:
             raise SettingsError(
-                f"[reps] has unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(known)}"
+                f"[reps] has unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(known)}",
+                key="reps",
+                given=unknown,
+                valid=list(known),
             )
         values = {}
         for name, default in known.items():
             value = section.get(name, default)
             number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
             if not math.isfinite(number):
-                raise SettingsError(f"[reps] {name}={value!r} is not valid; it must be a number (default {default:g})")
+                raise SettingsError(
+                    f"[reps] {name}={value!r} is not valid; it must be a number (default {default:g})",
+                    key=f"reps.{name}",
+                    given=value,
+                    valid="a number",
+                )
             values[name] = number
         settings = cls(**values)
         settings.check(given=section)
@@ -87,7 +100,9 @@ class RepSettings:
 
         def bad(name: str, rule: str):
             shown = (given or {}).get(name, getattr(self, name))
-            raise SettingsError(f"[reps] {name}={shown!r} is not valid; it must be {rule}")
+            raise SettingsError(
+                f"[reps] {name}={shown!r} is not valid; it must be {rule}", key=f"reps.{name}", given=shown, valid=rule
+            )
 
         if not 5.0 <= self.knee_start_deg <= 60.0:
             bad("knee_start_deg", "from 5 to 60 degrees of knee flexion")
