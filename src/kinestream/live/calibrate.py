@@ -113,7 +113,11 @@ def load_subject(model: str | Path | None) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise InputError(f"{path} is not valid JSON ({exc}); delete it or run 'kinestream calibrate' again") from None
+        raise InputError(
+            f"{path} is not valid JSON ({exc}); delete it or run 'kinestream calibrate' again",
+            given=path,
+            valid="delete it or run 'kinestream calibrate' again",
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,10 @@ def served_subject(
     if model is not None and not Path(model).is_file():
         raise InputError(
             f"model {model} does not exist; give a scaled .osim (kinestream "
-            f"calibrate writes one) or leave --model out for the generic model"
+            f"calibrate writes one) or leave --model out for the generic model",
+            key="--model",
+            given=model,
+            valid="a scaled .osim",
         )
     path = Path(model) if model is not None else Path(assets.generic_model)
     return Subject(path, mass, height, float(subject.get("floor_offset_m", 0.0)))
@@ -214,7 +221,9 @@ async def calibrate(
             if time.monotonic() > deadline:
                 raise SolverError(
                     f"no still, upright pose in {timeout_s:.0f} s of stream from {input_endpoint}; "
-                    f"is the keypoint source running? Stand still and try again"
+                    f"is the keypoint source running? Stand still and try again",
+                    given=input_endpoint,
+                    valid="stand still and try again",
                 )
             if not await sub.poll(200):
                 if time.monotonic() - last_say > 5:

@@ -45,7 +45,12 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SettingsError(f"MQTT endpoint {endpoint!r} is not valid; {ENDPOINT_HINT}")
+        raise SettingsError(
+            f"MQTT endpoint {endpoint!r} is not valid; {ENDPOINT_HINT}",
+            key="mqtt.broker",
+            given=endpoint,
+            valid="HOST:PORT",
+        )
     if ":" in host and not text.startswith("["):
         raise SettingsError(
             f"MQTT endpoint {endpoint!r} is not valid; write IPv6 hosts in brackets, e.g. [::1]:1883",

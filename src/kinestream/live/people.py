@@ -90,7 +90,10 @@ def share(spec: str) -> Callable[[str], bool]:
             return lambda name: name in names
     raise SettingsError(
         f"people {spec!r} (service.people, serve --people) is not valid; give '' (everyone), subject ids separated "
-        f"by commas ('ana,ben'), or a share 'K/N' with 0 <= K < N ('0/2' and '1/2' split everyone between two)"
+        f"by commas ('ana,ben'), or a share 'K/N' with 0 <= K < N ('0/2' and '1/2' split everyone between two)",
+        key="service.people",
+        given=spec,
+        valid="'', subject ids separated by commas, or a share 'K/N'",
     )
 
 

@@ -444,7 +444,8 @@ def open_output(
     except zmq.ZMQError as exc:
         pub.close(0)
         raise ProtocolError(
-            f"cannot bind the output socket to {endpoint}: {exc}; is another kinestream running? give --output ENDPOINT",
+            f"cannot bind the output socket to {endpoint}: {exc}; is another kinestream running? "
+            "give --output ENDPOINT",
             key="service.output",
             given=endpoint,
             valid="a free endpoint",

@@ -430,7 +430,12 @@ class LiveView:
             try:
                 sub.connect(endpoint)
             except zmq.ZMQError as exc:
-                raise ProtocolError(f"cannot connect to {endpoint}: {exc}; give --endpoint tcp://HOST:PORT") from None
+                raise ProtocolError(
+                    f"cannot connect to {endpoint}: {exc}; give --endpoint tcp://HOST:PORT",
+                    key="--endpoint",
+                    given=endpoint,
+                    valid="tcp://HOST:PORT",
+                ) from None
             flushed = time.monotonic()
             while not stop.is_set():
                 if await sub.poll(int(FLUSH_S * 500)):

@@ -38,7 +38,12 @@ MAX_WORKERS = 64
 def check_workers(n: int) -> int:
     """The number of workers, or KinestreamError saying what is valid."""
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_WORKERS:
-        raise SettingsError(f"workers {n!r} (serve --workers) is not valid; give a whole number from 1 to 64")
+        raise SettingsError(
+            f"workers {n!r} (serve --workers) is not valid; give a whole number from 1 to 64",
+            key="--workers",
+            given=n,
+            valid=(1, MAX_WORKERS),
+        )
     return n
 
 
