@@ -69,7 +69,9 @@ class StreamInput:
         arr = np.asarray(keypoints, dtype=np.float64)
         if arr.shape != (len(self.names), 3):
             raise InputError(
-                f"keypoint array has shape {arr.shape}; expected ({len(self.names)}, 3) in the order {self.names}"
+                f"keypoint array has shape {arr.shape}; expected ({len(self.names)}, 3) in the order {self.names}",
+                given=arr.shape,
+                valid=(len(self.names), 3),
             )
         if self._identity:
             return arr

@@ -56,7 +56,9 @@ def _bodies(model) -> dict:
         raise SolverError(
             f"the model {model.getName()!r} has no body {', '.join(missing)}; the joint centres "
             f"need the bodies {', '.join(needed)} (OpenSim's gait models, "
-            f"Pose2Sim's and OpenCap's have them)"
+            f"Pose2Sim's and OpenCap's have them)",
+            given=missing,
+            valid=needed,
         )
     return {name: bodies.get(body) if bodies.contains(body) else None for name, body in CENTRE_BODIES.items()}
 

@@ -225,11 +225,18 @@ def complete_keypoints(table: MarkerTable, required: list[str] | None = None) ->
         for layout in LAYOUTS:  # a trial from a layout that cannot do: say so, and which layouts can
             within = set(names) <= {canonical(n) for n in LAYOUTS[layout]}
             if within and sorted(missing) == sorted(layout_lacks(layout)):
-                raise InputError(f"the trial holds the keypoints of layout {layout}; {unusable_layout(layout)}")
+                raise InputError(
+                    f"the trial holds the keypoints of layout {layout}; {unusable_layout(layout)}",
+                    key="layout",
+                    given=layout,
+                    valid=REQUIRED,
+                )
         raise InputError(
             f"the trial lacks keypoints {missing}; it has {table.names}. kinestream needs the BODY_25 body "
             f"and feet keypoints {REQUIRED} (MidHip and Neck may be absent: they are derived from the hips "
-            f"and shoulders)"
+            f"and shoulders)",
+            given=missing,
+            valid=REQUIRED,
         )
     out.meta["derived"] = derived
     return out
@@ -249,10 +256,17 @@ def rotation_matrix(axis: str, degrees: float) -> np.ndarray:
     """
     name = axis.strip().lower() if isinstance(axis, str) else axis
     if name not in AXES:
-        raise SettingsError(f"rotation axis {axis!r} is not one of 'x', 'y', 'z'")
+        raise SettingsError(
+            f"rotation axis {axis!r} is not one of 'x', 'y', 'z'", key="ingest.rotate", given=axis, valid=list(AXES)
+        )
     deg = float(degrees)
     if not math.isfinite(deg):
-        raise SettingsError(f"rotation angle {degrees!r} is not a finite number of degrees")
+        raise SettingsError(
+            f"rotation angle {degrees!r} is not a finite number of degrees",
+            key="ingest.rotate",
+            given=degrees,
+            valid="a finite number of degrees",
+        )
     if deg % 90 == 0:
         c, s = ((1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0))[int(deg // 90) % 4]
     else:
@@ -272,13 +286,21 @@ def parse_rotate(spec) -> list[tuple[str, float]]:
     for part in parts:
         pair = part.split(":") if isinstance(part, str) else list(part)
         if len(pair) != 2:
-            raise SettingsError(f"rotation {spec!r} (--rotate, [ingest] rotate) is not valid; {_ROTATE_FORM}")
+            raise SettingsError(
+                f"rotation {spec!r} (--rotate, [ingest] rotate) is not valid; {_ROTATE_FORM}",
+                key="ingest.rotate",
+                given=spec,
+                valid=_ROTATE_FORM,
+            )
         axis, text = pair
         axis = str(axis).strip().lower()
         if axis not in AXES:
             raise SettingsError(
                 f"rotation {spec!r} (--rotate, [ingest] rotate) is not valid: axis {pair[0]!r} is not one of x, y, "
-                f"z; {_ROTATE_FORM}"
+                f"z; {_ROTATE_FORM}",
+                key="ingest.rotate",
+                given=spec,
+                valid=_ROTATE_FORM,
             )
         try:
             degrees = float(text)
@@ -287,7 +309,10 @@ def parse_rotate(spec) -> list[tuple[str, float]]:
         if not math.isfinite(degrees) or isinstance(text, bool):
             raise SettingsError(
                 f"rotation {spec!r} (--rotate, [ingest] rotate) is not valid: {text!r} is not a number of degrees; "
-                f"{_ROTATE_FORM}"
+                f"{_ROTATE_FORM}",
+                key="ingest.rotate",
+                given=spec,
+                valid=_ROTATE_FORM,
             )
         turns.append((axis, degrees))
     return turns
@@ -304,7 +329,10 @@ def orientation(up: str = "y", rotate="") -> np.ndarray | None:
     if key not in UP:
         raise SettingsError(
             f"up {up!r} (--up, [ingest] up) is not valid; give 'y' (the keypoints are Y-up, as OpenSim wants) or "
-            f"'z' (Z-up, as many camera systems)"
+            f"'z' (Z-up, as many camera systems)",
+            key="ingest.up",
+            given=up,
+            valid=list(UP),
         )
     matrix = rotation_matrix("x", -90) if key == "z" else np.eye(3)
     for axis, degrees in parse_rotate(rotate):
@@ -383,9 +411,13 @@ def keypoints_to_table(
     keypoints = np.array(keypoints, dtype=float)
     names = list(names or BODY_25)
     if keypoints.ndim != 3 or keypoints.shape[1:] != (len(names), 3):
-        raise InputError(f"keypoints have shape {keypoints.shape}; expected (frames, {len(names)}, 3)")
+        raise InputError(
+            f"keypoints have shape {keypoints.shape}; expected (frames, {len(names)}, 3)",
+            given=keypoints.shape,
+            valid=f"(frames, {len(names)}, 3)",
+        )
     if not rate > 0:
-        raise InputError(f"frame rate {rate} is not positive")
+        raise InputError(f"frame rate {rate} is not positive", key="rate", given=rate, valid="a positive number")
     missing = np.all(keypoints == 0, axis=2) | np.any(~np.isfinite(keypoints), axis=2)
     if confidence is not None:
         missing |= ~(np.asarray(confidence, dtype=float) >= min_confidence)

@@ -265,7 +265,7 @@ def read_stack(model_path: str | Path) -> LstmStack:
     try:
         model = onnx.load(str(path))
     except Exception as exc:
-        raise AssetError(f"augmenter model {path} could not be read: {exc}") from None
+        raise AssetError(f"augmenter model {path} could not be read: {exc}", given=path) from None
     graph = model.graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     loops = [
@@ -470,7 +470,7 @@ def _digest(path: Path) -> str:
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError as exc:
-        raise AssetError(f"augmenter model {path} could not be read: {exc.strerror}") from None
+        raise AssetError(f"augmenter model {path} could not be read: {exc.strerror}", given=path) from None
 
 
 def step_model_bytes(models: dict[str, str | Path], verify: bool = True) -> bytes:

@@ -34,9 +34,11 @@ def read_model(path):
     if not path.is_file():
         raise InputError(
             f"model {path} does not exist; give an OpenSim .osim file (the scaled model "
-            f"'kinestream scale' or 'calibrate' writes)"
+            f"'kinestream scale' or 'calibrate' writes)",
+            given=path,
+            valid="an OpenSim .osim file",
         )
     try:
         return opensim_module().Model(str(path))
     except Exception as exc:
-        raise SolverError(f"{path} could not be loaded as an OpenSim model: {exc}", given=str(path)) from None
+        raise SolverError(f"{path} could not be loaded as an OpenSim model: {exc}", given=path) from None
