@@ -52,7 +52,10 @@ class ModelFacts:
             raise SolverError(
                 f"the fast IK solver cannot enforce the model's constraints "
                 f"({', '.join(enforced[:4])}{', ...' if len(enforced) > 4 else ''}); "
-                f'use ik.solver = "opensim" for this model'
+                f'use ik.solver = "opensim" for this model',
+                key="ik.solver",
+                given=enforced,
+                valid="opensim",
             )
         markers = model.getMarkerSet()
         model.realizePosition(s)
@@ -76,7 +79,10 @@ class ModelFacts:
         if s.getNU() != self.nq:
             raise SolverError(
                 f"the model has {self.nq} coordinates but {s.getNU()} speeds (quaternion "
-                f'joints); use ik.solver = "opensim" for this model'
+                f'joints); use ik.solver = "opensim" for this model',
+                key="ik.solver",
+                given=s.getNU(),
+                valid="opensim",
             )
         self.qindex = np.zeros(cs.getSize(), dtype=int)
         for i in range(cs.getSize()):
@@ -89,7 +95,10 @@ class ModelFacts:
             coord.setLocked(s, locked)
             if moved.size != 1:
                 raise SolverError(
-                    f'coordinate {coord.getName()} is not one Simbody q; use ik.solver = "opensim" for this model'
+                    f'coordinate {coord.getName()} is not one Simbody q; use ik.solver = "opensim" for this model',
+                    key="ik.solver",
+                    given=coord.getName(),
+                    valid="opensim",
                 )
             self.qindex[i] = moved[0]
         # per Simbody q: bounds (clamped coordinates), locked, rotational, and whether it places the whole body
@@ -173,7 +182,10 @@ class ModelFacts:
                         raise SolverError(
                             f"joint {name}'s rotations are degenerate (gimbal lock) with {coord} on its bound "
                             f"({np.degrees(bound):.0f} deg), where the fast IK solver cannot tell which way "
-                            f'the body leaves it; use ik.solver = "opensim" for this model'
+                            f'the body leaves it; use ik.solver = "opensim" for this model',
+                            key="ik.solver",
+                            given=coord,
+                            valid="opensim",
                         )
         self.pose(s, q)
 
@@ -215,7 +227,10 @@ class ModelFacts:
         if worst > 1e-4:
             raise SolverError(
                 f"the model's marker Jacobian is not dx/dq (off by {worst:.2g}; joints whose "
-                f'coordinates are not their speeds); use ik.solver = "opensim" for this model'
+                f'coordinates are not their speeds); use ik.solver = "opensim" for this model',
+                key="ik.solver",
+                given=worst,
+                valid="opensim",
             )
 
     # -- the residuals' curvature: the part of the Hessian Gauss-Newton leaves out

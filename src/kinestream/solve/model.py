@@ -26,7 +26,11 @@ def attach_markers(
     osim = opensim_module()
     marker_set = Path(marker_set)
     if not marker_set.is_file():
-        raise AssetError(f"marker set {marker_set} does not exist; give an OpenSim MarkerSet .xml file")
+        raise AssetError(
+            f"marker set {marker_set} does not exist; give an OpenSim MarkerSet .xml file",
+            given=marker_set,
+            valid="an OpenSim MarkerSet .xml file",
+        )
     markers = osim.MarkerSet(str(marker_set))
     existing = model.updMarkerSet()
     for i in range(markers.getSize()):
@@ -48,7 +52,10 @@ def _pair(spec: str) -> tuple[str, str]:
     if len(names) != 2:
         raise SettingsError(
             f"joint_centre_markers entry {spec!r} is not valid; give two marker names separated by a space, "
-            f'e.g. "r_ankle_study r_mankle_study"'
+            f'e.g. "r_ankle_study r_mankle_study"',
+            key="ik.joint_centre_markers",
+            given=spec,
+            valid="two marker names separated by a space",
         )
     return names[0], names[1]
 
@@ -76,7 +83,10 @@ def register_joint_centres(model, state, pairs) -> list[str]:
         if mb.getParentFrame().findBaseFrame().getAbsolutePathString() != body.getAbsolutePathString():
             raise SettingsError(
                 f"joint_centre_markers {a} and {b} sit on different bodies "
-                f"({ma.getParentFrameName()}, {mb.getParentFrameName()}); a pair must straddle one joint of one body"
+                f"({ma.getParentFrameName()}, {mb.getParentFrameName()}); a pair must straddle one joint of one body",
+                key="ik.joint_centre_markers",
+                given=(a, b),
+                valid="a pair on one body",
             )
         mid = (ma.findLocationInFrame(state, body).to_numpy() + mb.findLocationInFrame(state, body).to_numpy()) / 2
         centres = []
@@ -89,7 +99,10 @@ def register_joint_centres(model, state, pairs) -> list[str]:
         if not centres:
             raise SettingsError(
                 f"joint_centre_markers {a} and {b} sit on {body.getName()}, which no joint leaves; "
-                f"name a pair that straddles a joint to a distal body"
+                f"name a pair that straddles a joint to a distal body",
+                key="ik.joint_centre_markers",
+                given=(a, b),
+                valid="a pair that straddles a joint",
             )
         distance, joint_name, centre = min(centres, key=lambda c: c[0])
         shift = centre - mid

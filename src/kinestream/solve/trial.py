@@ -55,7 +55,9 @@ def solve_trial(
         raise InputError(
             f"only {len(used)} of the IK setup's markers are both in the model and the trial ({used}); the trial "
             f"needs the augmented markers ({', '.join(list(setup.marker_weights)[:5])}, ...): "
-            f"run 'kinestream augment' first"
+            f"run 'kinestream augment' first",
+            given=used,
+            valid=list(setup.marker_weights),
         )
     if check_solver(solver) == "fast":
         fast, why = make_fast(model, setup, used, tolerance=tolerance)
@@ -169,5 +171,5 @@ def run_ik_tool(
     else:
         why = "it returned False"
     if not ok:
-        raise SolverError(f"OpenSim's InverseKinematicsTool failed on {marker_file}: {why}")
+        raise SolverError(f"OpenSim's InverseKinematicsTool failed on {marker_file}: {why}", given=marker_file)
     return Path(out_mot)

@@ -60,7 +60,8 @@ class _Kinematics:
         if state.getNQ() != state.getNU():
             raise SolverError(
                 "the model has joints whose speeds are not coordinate rates; "
-                "the squat generator needs a model without ball or free joints"
+                "the squat generator needs a model without ball or free joints",
+                valid="a model without ball or free joints",
             )
         self.qindex = np.empty(len(self.coords), dtype=int)
         for j, c in enumerate(self.coords):

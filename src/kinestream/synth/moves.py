@@ -87,7 +87,9 @@ def _move_design(kind: str, t: np.ndarray) -> dict[str, np.ndarray]:
             d[f"elbow_flex_{side}"] = 30.0 * crouch
             d[f"pro_sup_{side}"] = np.full_like(t, 60.0)
     else:
-        raise SettingsError(f"unknown motion {kind!r}; give one of {', '.join(MOVES)}")
+        raise SettingsError(
+            f"unknown motion {kind!r}; give one of {', '.join(MOVES)}", key="kind", given=kind, valid=list(MOVES)
+        )
     return d
 
 
