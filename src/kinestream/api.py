@@ -152,7 +152,10 @@ def _config(config: dict | str | Path | None) -> dict:
     if not isinstance(config, dict):
         raise SettingsError(
             f"config {config!r} is not valid; give None (the defaults), the path of a TOML file, or a dict of "
-            'sections, e.g. {"ik": {"solver": "opensim"}}'
+            'sections, e.g. {"ik": {"solver": "opensim"}}',
+            key="config",
+            given=config,
+            valid="None, the path of a TOML file, or a dict of sections",
         )
     full = load_config()
     for section, values in validate(copy.deepcopy(config), "the config given").items():
@@ -172,7 +175,12 @@ def _table(markers: MarkerTable | str | Path, what: str) -> MarkerTable:
         return markers
     if isinstance(markers, (str, Path)):
         return read_trc(markers)
-    raise InputError(f"{what} {markers!r} is not valid; give a MarkerTable or the path of a .trc file")
+    raise InputError(
+        f"{what} {markers!r} is not valid; give a MarkerTable or the path of a .trc file",
+        key=what,
+        given=markers,
+        valid="a MarkerTable or the path of a .trc file",
+    )
 
 
 def _say(message: str) -> None:
@@ -297,9 +305,19 @@ def ik(
     config = _config(config)
     path = getattr(model, "model_path", model)
     if not isinstance(path, (str, Path)):
-        raise InputError(f"model {model!r} is not valid; give the path of a scaled .osim, or what scale returns")
+        raise InputError(
+            f"model {model!r} is not valid; give the path of a scaled .osim, or what scale returns",
+            key="model",
+            given=model,
+            valid="the path of a scaled .osim, or what scale returns",
+        )
     if not Path(path).is_file():
-        raise InputError(f"model {path} does not exist; give the path of a scaled .osim, or what scale returns")
+        raise InputError(
+            f"model {path} does not exist; give the path of a scaled .osim, or what scale returns",
+            key="model",
+            given=path,
+            valid="the path of a scaled .osim, or what scale returns",
+        )
     assets = get_assets(config, progress=_say)
     result = run_ik(path, _table(markers, "markers"), setup or assets.ik_setup, config, marker_set=assets.marker_set)
     for note in result.notes:

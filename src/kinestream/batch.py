@@ -127,7 +127,11 @@ def find_study(root: str | Path, config: dict | None = None, static_pattern: str
     """The subjects and trials of the study in ``root`` (see the module's docstring for the layouts)."""
     root = Path(root)
     if not root.is_dir():
-        raise InputError(f"{root} is not a folder; give the study's folder (Pose2Sim, OpenCap or .trc files)")
+        raise InputError(
+            f"{root} is not a folder; give the study's folder (Pose2Sim, OpenCap or .trc files)",
+            given=root,
+            valid="a folder of Pose2Sim, OpenCap or .trc files",
+        )
     if (root / SUBJECTS_TOML).is_file():
         return _plain_study(root, static_pattern)
     from kinestream.projects import OPENCAP_METADATA, POSE_3D
@@ -139,7 +143,9 @@ def find_study(root: str | Path, config: dict | None = None, static_pattern: str
         return _pose2sim_study(root, config, static_pattern)
     raise InputError(
         f"{root} holds no study kinestream knows: no {SUBJECTS_TOML} beside .trc files, no OpenCap "
-        f"{OPENCAP_METADATA}, no Pose2Sim {POSE_3D}/ folders; see 'kinestream batch --help' for the layouts"
+        f"{OPENCAP_METADATA}, no Pose2Sim {POSE_3D}/ folders; see 'kinestream batch --help' for the layouts",
+        given=root,
+        valid=[SUBJECTS_TOML, OPENCAP_METADATA, POSE_3D],
     )
 
 
@@ -154,10 +160,12 @@ def _plain_study(root: Path, static_pattern: str) -> Study:
     try:
         entries = tomllib.loads(path.read_text(encoding="utf-8")).get("subject", [])
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"{path} is not valid TOML: {exc}") from None
+        raise InputError(f"{path} is not valid TOML: {exc}", given=path, valid="a TOML file") from None
     if not isinstance(entries, list) or not entries:
         raise InputError(
-            f"{path} lists no subject; give one [[subject]] table per subject, with name, pattern, height and mass"
+            f"{path} lists no subject; give one [[subject]] table per subject, with name, pattern, height and mass",
+            given=path,
+            valid="one [[subject]] table per subject",
         )
     files = sorted(p for p in root.rglob("*.trc") if not _is_output(p, root))
     taken: set[Path] = set()
@@ -166,7 +174,12 @@ def _plain_study(root: Path, static_pattern: str) -> Study:
         where = f"{path} [[subject]] #{k + 1}"
         missing = [key for key in ("name", "pattern", "height", "mass") if key not in entry]
         if missing:
-            raise InputError(f"{where} lacks {', '.join(missing)}; each subject needs name, pattern, height, mass")
+            raise InputError(
+                f"{where} lacks {', '.join(missing)}; each subject needs name, pattern, height, mass",
+                key=where,
+                given=missing,
+                valid=["name", "pattern", "height", "mass"],
+            )
         name = checks.path_segment(f"{where} name", str(entry["name"]))  # OUT/<name>/: never outside OUT
         pattern = str(entry["pattern"])
         mine = [f for f in files if f not in taken and fnmatch.fnmatch(f.relative_to(root).as_posix(), pattern)]
@@ -390,25 +403,43 @@ def scheduler_security(
             raise SettingsError(
                 f"--scheduler {address} is plain TCP: anyone who can reach it can run code as you, and this command "
                 f"unpickles its answers; give its tls:// address with {', '.join(TLS_FLAGS.values())} "
-                f"(docs/manual/batch.md), or --insecure-scheduler to use it anyway"
+                f"(docs/manual/batch.md), or --insecure-scheduler to use it anyway",
+                key="--scheduler",
+                given=address,
+                valid="a tls:// address, or --insecure-scheduler",
             )
         if any(given.values()):
             used = ", ".join(TLS_FLAGS[k] for k, v in given.items() if v)
-            raise SettingsError(f"{used}: only with a tls:// scheduler; {address} is plain TCP")
+            raise SettingsError(
+                f"{used}: only with a tls:// scheduler; {address} is plain TCP",
+                key=used,
+                given=address,
+                valid="a tls:// scheduler",
+            )
         return None
     if scheme != "tls":
-        raise SettingsError(f"--scheduler {address}: the scheme {scheme}:// is not supported; give tls://HOST:PORT")
+        raise SettingsError(
+            f"--scheduler {address}: the scheme {scheme}:// is not supported; give tls://HOST:PORT",
+            key="--scheduler",
+            given=address,
+            valid="tls://HOST:PORT",
+        )
     files = {k: v or dask.config.get(f"distributed.comm.tls.{_TLS_CONFIG[k]}", None) for k, v in given.items()}
     missing = [TLS_FLAGS[k] for k, v in files.items() if not v]
     if missing:
         raise SettingsError(
             f"--scheduler {address} needs {', '.join(missing)} (the CA of the cluster's certificates, this "
             f"client's certificate and key), or distributed.comm.tls.ca-file, .client.cert and .client.key in "
-            f"Dask's config"
+            f"Dask's config",
+            key="--scheduler",
+            given=missing,
+            valid=list(TLS_FLAGS.values()),
         )
     for k, v in files.items():
         if not Path(v).is_file():
-            raise SettingsError(f"{TLS_FLAGS[k]} {v} does not exist; give the PEM file")
+            raise SettingsError(
+                f"{TLS_FLAGS[k]} {v} does not exist; give the PEM file", key=TLS_FLAGS[k], given=v, valid="a PEM file"
+            )
     return Security(
         tls_ca_file=str(files["ca"]),
         tls_client_cert=str(files["cert"]),

@@ -153,7 +153,10 @@ def static_markers(
             if inside.size == 0:
                 raise InputError(
                     f"static range {t0:g}-{t1:g} s holds none of its frames ({keypoints.time[0]:.3f}-"
-                    f"{keypoints.time[-1]:.3f} s); give a range inside it, or 'auto' to average all of them"
+                    f"{keypoints.time[-1]:.3f} s); give a range inside it, or 'auto' to average all of them",
+                    key="static",
+                    given=(t0, t1),
+                    valid=(float(keypoints.time[0]), float(keypoints.time[-1])),
                 )
             keypoints = keypoints.frames(int(inside[0]), int(inside[-1]) + 1)
         still = still_pose(keypoints)  # averaged, not filtered: a still pose has no motion to filter
@@ -353,7 +356,7 @@ def stream_ik(
         for i in range(n):
             frame = stage.solve(Prepared(float(markers.time[i]), none, markers.xyz[i], i))
             if frame.error is not None:
-                raise SolverError(f"t={markers.time[i]:.3f} s: {frame.error}")
+                raise SolverError(f"t={markers.time[i]:.3f} s: {frame.error}", given=float(markers.time[i]))
             q[i], rmse[i], emax[i] = frame.q, frame.rmse_mm, frame.max_error_mm
             if frame.event and len(notes) < 20:
                 notes.append(f"t={markers.time[i]:.3f} s: {frame.event}")
@@ -400,10 +403,18 @@ def process(
     if model is not None and static_trial is not None:
         raise InputError(
             f"a scaled model ({model}) and a static trial ({static_trial}) were both given; the model skips "
-            f"scaling, so the static trial would go unused: give one of them"
+            f"scaling, so the static trial would go unused: give one of them",
+            key="static_trial",
+            given=(model, static_trial),
+            valid="one of them",
         )
     if static_trial is not None and not Path(static_trial).is_file():
-        raise InputError(f"static trial {static_trial} does not exist; give the .trc of its keypoints")
+        raise InputError(
+            f"static trial {static_trial} does not exist; give the .trc of its keypoints",
+            key="static_trial",
+            given=static_trial,
+            valid="the .trc of its keypoints",
+        )
     ingest = IngestSettings.from_config(config)
     trial = Path(trial)
     out_dir = Path(out_dir)
@@ -434,7 +445,10 @@ def process(
             if not scaled_model.is_file():
                 raise InputError(
                     f"model {scaled_model} does not exist; give a scaled .osim or leave --model "
-                    f"out to scale from the trial's static pose"
+                    f"out to scale from the trial's static pose",
+                    key="model",
+                    given=scaled_model,
+                    valid="a scaled .osim",
                 )
             messages.append(f"using the scaled model {scaled_model}")
         elif static_trial is not None:

@@ -97,7 +97,9 @@ class RepCounter:
         if missing:
             raise InputError(
                 f"the joint angles have no {' or '.join(missing)}; the rep counter needs both "
-                f"knee angles (columns: {', '.join(coords[:12])}{', ...' if len(coords) > 12 else ''})"
+                f"knee angles (columns: {', '.join(coords[:12])}{', ...' if len(coords) > 12 else ''})",
+                given=coords,
+                valid=list(KNEES),
             )
         self.coords = coords
         self._knees = [coords.index(k) for k in KNEES]

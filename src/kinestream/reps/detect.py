@@ -41,7 +41,10 @@ def detect_reps(
         for k, v in centres.items():
             if v.shape != (len(motion.time), 3):
                 raise InputError(
-                    f"joint centre {k!r} has shape {v.shape}; it needs one point per frame ({len(motion.time)}, 3)"
+                    f"joint centre {k!r} has shape {v.shape}; it needs one point per frame ({len(motion.time)}, 3)",
+                    key=k,
+                    given=v.shape,
+                    valid=(len(motion.time), 3),
                 )
     for i, t in enumerate(motion.time):
         counter.step(float(t), values[i], None if centres is None else {k: v[i] for k, v in centres.items()})

@@ -269,7 +269,11 @@ def _design(
     for j, name in enumerate(names):
         base, side = (name[:-2], name[-1]) if name[-2:] in ("_r", "_l") else (name, "")
         if base not in _STAND:
-            raise SolverError(f"the model has coordinate {name!r}, which the squat design does not know")
+            raise SolverError(
+                f"the model has coordinate {name!r}, which the squat design does not know",
+                given=name,
+                valid=sorted(_STAND),
+            )
         gain = 1.0
         if side == "l":
             gain = LEFT_LEG if base in _LEG else LEFT_ARM if base in _ARM else 1.0
@@ -349,7 +353,10 @@ def _per_squat(what: str, value, n: int, low: float, high: float, unit: str) -> 
     if np.ndim(value) == 1 and len(value) == n:
         return [checks.number(f"{what}[{k}]", v, low, high, unit) for k, v in enumerate(value)]
     raise SettingsError(
-        f"{what}={value!r} is not valid; it must be one number ({unit}) or a list of one per squat ({n} squats)"
+        f"{what}={value!r} is not valid; it must be one number ({unit}) or a list of one per squat ({n} squats)",
+        key=what,
+        given=value,
+        valid=f"one number ({unit}) or a list of {n}",
     )
 
 
@@ -365,7 +372,10 @@ def _check_form(trunk_lean, valgus, descent, asymmetry, n_squats: int, factors) 
             if not 0.5 <= gain <= 1.5:
                 raise SettingsError(
                     f"asymmetry_deg={a:g} is too large for squat {k + 1}, whose right knee bends {excursion:.0f} deg "
-                    f"from standing; it must be at most half of that either way"
+                    f"from standing; it must be at most half of that either way",
+                    key="asymmetry_deg",
+                    given=a,
+                    valid=f"at most {excursion / 2:.0f} deg either way",
                 )
             gains.append(gain)
     return _Form(
@@ -432,5 +442,8 @@ def _stance_for_valgus(kin: _Kinematics, bodies: dict, make, bottom: int, target
     raise SettingsError(
         f"valgus_cm={target_cm:g} cannot be reached at the bottom of this squat with the feet turned in or out "
         f"by at most {MAX_STANCE_TURN_DEG:g} deg; give a smaller valgus (from {VALGUS_CM[0]:g} to {VALGUS_CM[1]:g} "
-        f"cm reach a squat of 100 deg)"
+        f"cm reach a squat of 100 deg)",
+        key="valgus_cm",
+        given=target_cm,
+        valid=VALGUS_CM,
     )

@@ -87,7 +87,10 @@ def _check_variations(depths, pauses, sway_deg, squats):
     if depths is not None:
         if np.ndim(depths) != 1 or len(depths) == 0:
             raise SettingsError(
-                f"depths={depths!r} is not valid; it must be a list of knee peaks in degrees, one per squat"
+                f"depths={depths!r} is not valid; it must be a list of knee peaks in degrees, one per squat",
+                key="depths",
+                given=depths,
+                valid="a list of knee peaks in degrees, one per squat",
             )
         depths = [
             checks.number(f"depths[{k}]", d, MIN_DEPTH_DEG, MAX_DEPTH_DEG, "degrees of knee flexion")
@@ -95,7 +98,10 @@ def _check_variations(depths, pauses, sway_deg, squats):
         ]
         if squats is not None and squats != len(depths):
             raise SettingsError(
-                f"squats={squats!r} must match depths, which lists {len(depths)} squats (or leave squats out)"
+                f"squats={squats!r} must match depths, which lists {len(depths)} squats (or leave squats out)",
+                key="squats",
+                given=squats,
+                valid=len(depths),
             )
     if pauses is not None:
         if np.ndim(pauses) == 0:
@@ -105,7 +111,10 @@ def _check_variations(depths, pauses, sway_deg, squats):
         else:
             raise SettingsError(
                 f"pauses={pauses!r} is not valid; it must be seconds of standing between "
-                f"squats: one number, or one per gap"
+                f"squats: one number, or one per gap",
+                key="pauses",
+                given=pauses,
+                valid="one number, or one per gap",
             )
     sway_deg = checks.number("sway_deg", sway_deg, 0.0, MAX_SWAY_DEG, "degrees")
     return depths, pauses, sway_deg
@@ -118,7 +127,10 @@ def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats, depths=No
         fs_ok = math.nan
     if isinstance(fs, bool) or not (math.isfinite(fs_ok) and MIN_FS <= fs_ok <= MAX_FS):
         raise SettingsError(
-            f"sampling rate fs={fs!r} Hz is not valid; it must be a number from {MIN_FS:g} to {MAX_FS:g} Hz"
+            f"sampling rate fs={fs!r} Hz is not valid; it must be a number from {MIN_FS:g} to {MAX_FS:g} Hz",
+            key="fs",
+            given=fs,
+            valid=(MIN_FS, MAX_FS),
         )
     try:
         sec = float(seconds)
@@ -127,7 +139,10 @@ def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats, depths=No
     if isinstance(seconds, bool) or not (math.isfinite(sec) and sec >= MIN_SECONDS):
         raise SettingsError(
             f"seconds={seconds!r} is too short or not a number; the trial needs at least "
-            f"{MIN_SECONDS:g} s ({STAND_S:g} s standing plus one {SQUAT_S:g} s squat)"
+            f"{MIN_SECONDS:g} s ({STAND_S:g} s standing plus one {SQUAT_S:g} s squat)",
+            key="seconds",
+            given=seconds,
+            valid=f"at least {MIN_SECONDS:g} s",
         )
     try:
         noise = float(noise_mm)
@@ -136,7 +151,10 @@ def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats, depths=No
     if isinstance(noise_mm, bool) or not (math.isfinite(noise) and noise >= 0.0):
         raise SettingsError(
             f"noise_mm={noise_mm!r} is not valid; it must be a finite number >= 0 "
-            f"(standard deviation per axis, millimetres)"
+            f"(standard deviation per axis, millimetres)",
+            key="noise_mm",
+            given=noise_mm,
+            valid="a finite number >= 0",
         )
     n_gaps = checks.integer("gaps", gaps, 0)
     scale = checks.positive("scale", scale)
@@ -152,19 +170,30 @@ def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats, depths=No
         else:
             n_squats = max_squats(sec, pauses)
             if n_squats == 0:
-                raise SettingsError(f"seconds={sec:g} leave no room for a squat after {STAND_S:g} s of standing")
+                raise SettingsError(
+                    f"seconds={sec:g} leave no room for a squat after {STAND_S:g} s of standing",
+                    key="seconds",
+                    given=sec,
+                    valid=f"more than {STAND_S:g} s",
+                )
         gaps_s = _pause_list(PAUSE_S if pauses is None else pauses, n_squats)
         if len(gaps_s) != n_squats - 1:
             raise SettingsError(
                 f"pauses lists {len(gaps_s)} pauses for {n_squats} squats; it needs "
-                f"{n_squats - 1} (one between each two squats) or a single number"
+                f"{n_squats - 1} (one between each two squats) or a single number",
+                key="pauses",
+                given=len(gaps_s),
+                valid=n_squats - 1,
             )
         need = STAND_S + n_squats * SQUAT_S + sum(gaps_s)
         if need > sec + 1e-9:
             raise SettingsError(
                 f"{n_squats} squats with pauses of {gaps_s} s do not fit in seconds={sec:g}: they "
                 f"need {need:g} s ({STAND_S:g} s standing, {SQUAT_S:g} s a squat); make the "
-                f"trial longer"
+                f"trial longer",
+                key="seconds",
+                given=sec,
+                valid=f"at least {need:g} s",
             )
     elif squats is None:
         n_squats = fits
@@ -175,7 +204,10 @@ def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats, depths=No
             raise SettingsError(
                 f"squats={n_squats} do not fit in seconds={sec:g}: they need {need:g} s "
                 f"({STAND_S:g} s standing, {SQUAT_S:g} s a squat, {PAUSE_S:g} s between); "
-                f"at most {fits} fit, or make the trial longer"
+                f"at most {fits} fit, or make the trial longer",
+                key="squats",
+                given=n_squats,
+                valid=f"at most {fits}",
             )
     return fs_ok, sec, noise, n_gaps, scale, seed, n_squats
 
@@ -242,7 +274,12 @@ def synthesize(
     say = progress or (lambda *_: None)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise InputError(f"out_dir {out} is a file; give a folder (it is created if needed)")
+        raise InputError(
+            f"out_dir {out} is a file; give a folder (it is created if needed)",
+            key="out_dir",
+            given=out,
+            valid="a folder",
+        )
     out.mkdir(parents=True, exist_ok=True)
 
     assets = get_assets(progress=say)
@@ -300,7 +337,9 @@ def synthesize(
         raise SettingsError(
             f"the designed form (trunk_lean_deg={trunk_lean_deg!r}, valgus_cm={valgus_cm!r}, "
             f"descent_s={descent_s!r}, asymmetry_deg={asymmetry_deg!r}) takes the model out of its range in "
-            f"{', '.join(outside)}; give milder values"
+            f"{', '.join(outside)}; give milder values",
+            given=outside,
+            valid="milder values",
         )
     if outside:
         raise RuntimeError(f"the squat design leaves the model's range in {outside}")
