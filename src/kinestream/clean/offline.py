@@ -139,7 +139,10 @@ def residual_analysis(
     # a signal without data, or constant (residual at rounding level), suggests nothing
     usable = np.isfinite(residuals[0]) & (residuals[0] > 1e-9 * scale)
     if not usable.any():
-        raise InputError("residual analysis found no signal with data that varies; nothing to suggest a cutoff from")
+        raise InputError(
+            "residual analysis found no signal with data that varies; nothing to suggest a cutoff from",
+            valid="a trial whose keypoints move",
+        )
 
     _, intercept = np.polyfit(cutoffs[fit], np.nan_to_num(residuals[fit]), 1)
     signal_cutoffs = np.full(flat.shape[1], np.nan)

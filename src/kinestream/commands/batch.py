@@ -56,7 +56,11 @@ def cmd_batch(args, config) -> None:
     print(f"{counts['done']} done, {counts['skipped']} skipped (unchanged), {counts['failed']} failed of {len(rows)}")
     print(f"wrote {csv_path}" + (f" and {png}" if png else ""))
     if failed:
-        raise InputError(f"{len(failed)} of {len(rows)} trials failed; their reasons are in {csv_path}")
+        raise InputError(
+            f"{len(failed)} of {len(rows)} trials failed; their reasons are in {csv_path}",
+            given=len(failed),
+            valid=csv_path,
+        )
 
 
 def _security(args):
@@ -67,7 +71,9 @@ def _security(args):
         if any((args.tls_ca_file, args.tls_cert, args.tls_key, args.insecure_scheduler)):
             raise SettingsError(
                 "--tls-ca-file, --tls-cert, --tls-key and --insecure-scheduler go with --scheduler; the local cluster "
-                "makes its own certificates"
+                "makes its own certificates",
+                key="--scheduler",
+                valid="--scheduler ADDRESS",
             )
         return None
     security = scheduler_security(
@@ -94,7 +100,12 @@ class _client:
             try:
                 self.client = Client(args.scheduler, timeout=30, security=self.security)
             except (OSError, ValueError) as exc:
-                raise SettingsError(f"cannot reach the Dask scheduler {args.scheduler}: {exc}") from None
+                raise SettingsError(
+                    f"cannot reach the Dask scheduler {args.scheduler}: {exc}",
+                    key="--scheduler",
+                    given=args.scheduler,
+                    valid="a reachable scheduler",
+                ) from None
             return self.client
         workers = args.workers or os.cpu_count() or 1
         self.cluster = LocalCluster(  # TLS, temporary self-signed certificates: no other process gets in

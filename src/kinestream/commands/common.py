@@ -29,7 +29,7 @@ def subject(args, config) -> tuple[float, float]:
 def existing(path: str, what: str) -> Path:
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"{what} {p} does not exist")
+        raise InputError(f"{what} {p} does not exist", key=what, given=p, valid="an existing file")
     return p
 
 

@@ -85,16 +85,20 @@ def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
     if not path.is_file():
         raise InputError(
             f"motion file {path} does not exist; give the .mot of a session (from 'kinestream "
-            f"process', 'ik' or 'serve --record')"
+            f"process', 'ik' or 'serve --record')",
+            given=path,
+            valid="the .mot of a session",
         )
     motion = read_mot(path)
     if len(motion.time) == 0:
-        raise InputError(f"{path} holds no frames")
+        raise InputError(f"{path} holds no frames", given=path, valid="at least one frame")
     missing = [k for k in KNEES if k not in motion]
     if missing:
         raise InputError(
             f"{path} has no {' or '.join(missing)} column; the rep counter needs both knee angles "
-            f"(a .mot from 'kinestream process', 'ik' or 'serve --record')"
+            f"(a .mot from 'kinestream process', 'ik' or 'serve --record')",
+            given=missing,
+            valid=list(KNEES),
         )
     if args.model:
         model = args.model

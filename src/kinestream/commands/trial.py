@@ -166,7 +166,12 @@ def process_folder(args, config) -> None:
     from kinestream.scale import ScaleSettings
 
     if args.truth:
-        raise SettingsError("--truth holds one trial's true angles; give that trial's .trc, not a folder")
+        raise SettingsError(
+            "--truth holds one trial's true angles; give that trial's .trc, not a folder",
+            key="--truth",
+            given=args.truth,
+            valid="one trial's .trc, not a folder",
+        )
     project = find_project(args.trial)
     names = labels(project)  # each trial's output folder, refused before anything is said or written
     height, mass, notes = subject_values(project, args.height, args.mass, config)
