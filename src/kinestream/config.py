@@ -167,6 +167,7 @@ def validate(config: dict, source: str = "the settings") -> dict:
                 f"{source}: unknown section [{section}]; the sections are {', '.join(f'[{k}]' for k in SCHEMA)}",
                 given=section,
                 valid=list(SCHEMA),
+                key=section,
             )
         if not isinstance(values, dict):
             raise SettingsError(
