@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from kinestream.errors import AssetError, KinestreamError
+from kinestream.errors import AssetError
 
 GATES = ("i", "f", "g", "o")  # canonical order of the stored weight columns
 _GATE_ACTIVATIONS = {"Sigmoid", "HardSigmoid"}
@@ -143,11 +143,13 @@ def _attr(node, name, default=None):
     return default
 
 
-def _fail(path: Path, why: str) -> KinestreamError:
-    return KinestreamError(
+def _fail(path: Path, why: str) -> AssetError:
+    return AssetError(
         f"augmenter model {path} is not a stack of LSTM layers and a dense layer that "
         f"kinestream can run frame by frame ({why}); use mode='windowed', which runs the "
-        f"model as it is"
+        f"model as it is",
+        given=path,
+        valid="mode='windowed'",
     )
 
 
