@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -31,6 +33,8 @@ def test_each_kind_is_a_kinestream_error_whose_attributes_default_to_none(kind):
     assert (full.given, full.valid, full.key) == (-1, "> 0", "clean.cutoff_hz")
     with pytest.raises(KinestreamError):  # what every handler of the root catches
         raise full
+    again = pickle.loads(pickle.dumps(full))  # as a batch worker's error reaches the client
+    assert type(again) is kind and str(again) == str(full) and vars(again) == vars(full)
 
 
 def test_reworded_keeps_the_kind_and_the_attributes():
