@@ -15,7 +15,7 @@ import pytest
 import kinestream
 import kinestream.api as ks
 from kinestream.augment import LOWER_MARKERS, UPPER_MARKERS
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SettingsError
 from test_c3d import _assert_same_as_trc
 
 KNEES = ("knee_angle_r", "knee_angle_l")
@@ -134,18 +134,18 @@ def test_augment_scale_ik_chain_recovers_the_knee(trial, processed, tmp_path):
 
 def test_bad_input_is_one_clear_error(trial, tmp_path):
     cases = [
-        (lambda: ks.augment(tmp_path / "missing.trc"), "does not exist"),
-        (lambda: ks.augment([1, 2, 3]), "give a MarkerTable or the path of a .trc file"),
-        (lambda: ks.augment(trial.keypoints, height=-1.0), "height"),
-        (lambda: ks.augment(trial.keypoints, config={"clean": {"cutoff": 6}}), "did you mean cutoff_hz?"),
-        (lambda: ks.augment(trial.keypoints, config=42), "give None (the defaults), the path of a TOML file"),
-        (lambda: ks.ik(trial.markers, tmp_path / "none.osim"), "none.osim does not exist"),
-        (lambda: ks.process(tmp_path / "missing.trc", tmp_path), "does not exist"),
+        (lambda: ks.augment(tmp_path / "missing.trc"), InputError, None, tmp_path / "missing.trc"),
+        (lambda: ks.augment([1, 2, 3]), InputError, "keypoints", [1, 2, 3]),
+        (lambda: ks.augment(trial.keypoints, height=-1.0), SettingsError, "subject.height", -1.0),
+        (lambda: ks.augment(trial.keypoints, config={"clean": {"cutoff": 6}}), SettingsError, "clean.cutoff", "cutoff"),
+        (lambda: ks.augment(trial.keypoints, config=42), SettingsError, "config", 42),
+        (lambda: ks.ik(trial.markers, tmp_path / "none.osim"), InputError, "model", tmp_path / "none.osim"),
+        (lambda: ks.process(tmp_path / "missing.trc", tmp_path), InputError, None, tmp_path / "missing.trc"),
     ]
-    for call, words in cases:
-        with pytest.raises(KinestreamError) as info:
+    for call, kind, key, given in cases:
+        with pytest.raises(kind) as info:
             call()
-        assert words in str(info.value)
+        assert (info.value.key, info.value.given) == (key, given)
 
 
 def test_plots_return_figures_and_leave_the_backend_alone(trial, tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import real_trial
 from kinestream.augment import LOWER_FEATURES, LOWER_MARKERS, UPPER_FEATURES, UPPER_MARKERS, Augmenter, augment_table
-from kinestream.errors import KinestreamError
+from kinestream.errors import SettingsError
 from kinestream.files.trc import read_trc
 from kinestream.ingest import complete_keypoints
 
@@ -62,8 +62,9 @@ def test_missing_keypoints_split_the_trial_and_floor_offset(assets):
     )
 
 
-@pytest.mark.parametrize("height,mass,match", [(1.7, -5.0, "mass"), (0.0, 70.0, "height"), (170.0, 70.0, "height")])
-def test_bad_subject(assets, height, mass, match):
+@pytest.mark.parametrize("height,mass,key", [(1.7, -5.0, "mass"), (0.0, 70.0, "height"), (170.0, 70.0, "height")])
+def test_bad_subject(assets, height, mass, key):
     table = complete_keypoints(read_trc(real_trial("sit_to_stand.trc"))).frames(0, 10)
-    with pytest.raises(KinestreamError, match=match):
+    with pytest.raises(SettingsError) as info:
         augment_table(table, Augmenter.from_assets(assets), height, mass)
+    assert (info.value.key, info.value.given) == (f"subject.{key}", mass if key == "mass" else height)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 import ezc3d
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import real_trial
-from kinestream.errors import KinestreamError
+from kinestream.errors import AssetError, InputError
 from kinestream.files.c3d import MAX_FRAMES, read_c3d, write_c3d
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.synth import MIN_SECONDS, synthesize
@@ -168,26 +169,27 @@ def _small(names=("a", "b"), frames=3, rate=60.0, time=None):
 
 
 @pytest.mark.parametrize(
-    "table, words",
+    "table, key, given",
     [
-        (_small(names=["a", "x" * 256]), "at most 255 bytes"),
-        (_small(names=["a", "é" * 128]), "(256 bytes in UTF-8)"),
-        (_small(names=["a", "b", "a"]), "'a' appears 2 times"),
-        (_small(names=["a", ""]), "marker 1 is named ''"),
-        (_small(names=["a", "b "]), "marker 1 is named 'b '"),
-        (_small(names=[]), "no markers"),
-        (_small(frames=0), "no frames"),
-        (_small(frames=MAX_FRAMES + 1), f"{MAX_FRAMES + 1} frames; a .c3d holds at most {MAX_FRAMES}"),
-        (_small(rate=0.0), "rate=0.0 is not valid"),
-        (_small(rate=float("nan")), "rate=nan is not valid"),
-        (_small(time=[0.0, 0.02, 0.03]), "frame 1 is at t=0.02 s"),
-        (_small(time=[0.0, np.nan, 2 / 60]), "frame 1 is at t=nan s"),
+        (_small(names=["a", "x" * 256]), "names[1]", "x" * 256),
+        (_small(names=["a", "é" * 128]), "names[1]", "é" * 128),
+        (_small(names=["a", "b", "a"]), "names", "a"),
+        (_small(names=["a", ""]), "names[1]", ""),
+        (_small(names=["a", "b "]), "names[1]", "b "),
+        (_small(names=[]), None, []),
+        (_small(frames=0), None, 0),
+        (_small(frames=MAX_FRAMES + 1), None, MAX_FRAMES + 1),
+        (_small(rate=0.0), "rate", 0.0),
+        (_small(rate=float("nan")), "rate", math.nan),
+        (_small(time=[0.0, 0.02, 0.03]), "time[1]", 0.02),
+        (_small(time=[0.0, np.nan, 2 / 60]), "time[1]", math.nan),
     ],
 )
-def test_bad_tables_are_refused(tmp_path, table, words):
-    with pytest.raises(KinestreamError) as info:
+def test_bad_tables_are_refused(tmp_path, table, key, given):
+    with pytest.raises(InputError) as info:
         write_c3d(tmp_path / "x.c3d", table)
-    assert words in str(info.value)
+    assert info.value.key == key
+    assert info.value.given == given or (math.isnan(given) and math.isnan(info.value.given))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -196,19 +198,19 @@ def test_bad_paths_and_units_are_refused(tmp_path):
     (tmp_path / "folder.c3d").mkdir()
     (tmp_path / "file").write_text("")
     cases = [
-        (tmp_path / "x.trc", {}, "does not end in .c3d"),
-        (tmp_path / "x.C3D", {}, "does not end in .c3d"),
-        (tmp_path / "folder.c3d", {}, "is a folder"),
-        (tmp_path / "file" / "x.c3d", {}, "cannot make the folder"),
-        (tmp_path / ("n" * 300 + ".c3d"), {}, "File name too long"),
+        (tmp_path / "x.trc", {}, None, tmp_path / "x.trc", "a path ending in .c3d"),
+        (tmp_path / "x.C3D", {}, None, tmp_path / "x.C3D", "a path ending in .c3d"),
+        (tmp_path / "folder.c3d", {}, None, tmp_path / "folder.c3d", "the path of a .c3d file"),
+        (tmp_path / "file" / "x.c3d", {}, None, tmp_path / "file" / "x.c3d", "a path that can be written"),
+        (tmp_path / ("n" * 300 + ".c3d"), {}, None, tmp_path / ("n" * 300 + ".c3d"), "a path that can be written"),
         # The name fits but its temporary one does not: ezc3d writes nothing and says nothing.
-        (tmp_path / ("n" * 245 + ".c3d"), {}, "the temporary file beside it cannot be made"),
-        (tmp_path / "x.c3d", {"units": "in"}, "units 'in' is not one of ['cm', 'm', 'mm']"),
+        (tmp_path / ("n" * 245 + ".c3d"), {}, None, tmp_path / ("n" * 245 + ".c3d"), "a writable folder"),
+        (tmp_path / "x.c3d", {"units": "in"}, "units", "in", ["cm", "m", "mm"]),
     ]
-    for path, kwargs, words in cases:
-        with pytest.raises(KinestreamError) as info:
+    for path, kwargs, key, given, valid in cases:
+        with pytest.raises(InputError) as info:
             write_c3d(path, table, **kwargs)
-        assert words in str(info.value), path
+        assert (info.value.key, info.value.given, info.value.valid) == (key, given, valid), path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder.c3d"]
 
 
@@ -216,9 +218,9 @@ def test_a_failed_write_keeps_the_earlier_file(tmp_path):
     good = write_c3d(tmp_path / "x.c3d", _small()).read_bytes()
     path = tmp_path / ("n" * 245 + ".c3d")  # a valid name whose temporary one is too long
     path.write_bytes(good)
-    with pytest.raises(KinestreamError) as info:
+    with pytest.raises(InputError) as info:
         write_c3d(path, _small(names=["c", "d"]))
-    assert "the temporary file beside it cannot be made" in str(info.value)
+    assert (info.value.given, info.value.valid) == (path, "a writable folder")
     assert path.read_bytes() == good and read_c3d(path).names == ["a", "b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, "x.c3d"])
 
@@ -234,27 +236,26 @@ def test_bad_files_are_refused_on_reading(tmp_path):
     inches["data"]["points"] = np.ones((4, 1, 2))
     inches.write(str(tmp_path / "inches.c3d"))
     cases = [
-        ("missing.c3d", "does not exist or is not a file"),
-        ("n" * 300 + ".c3d", "does not exist or is not a file"),
-        ("folder.c3d", "does not exist or is not a file"),  # ezc3d itself hangs on a folder
-        ("text.c3d", "is not a .c3d file that ezc3d can read"),
-        ("empty.c3d", "is not a .c3d file that ezc3d can read"),
-        ("inches.c3d", "POINT:UNITS is 'in'; kinestream reads points in ['cm', 'm', 'mm']"),
+        ("missing.c3d", None, tmp_path / "missing.c3d"),
+        ("n" * 300 + ".c3d", None, tmp_path / ("n" * 300 + ".c3d")),
+        ("folder.c3d", None, tmp_path / "folder.c3d"),  # refused before ezc3d, which hangs on a folder
+        ("text.c3d", None, tmp_path / "text.c3d"),
+        ("empty.c3d", None, tmp_path / "empty.c3d"),
+        ("inches.c3d", "POINT:UNITS", "in"),
     ]
-    for name, words in cases:
-        with pytest.raises(KinestreamError) as info:
+    for name, key, given in cases:
+        with pytest.raises(InputError) as info:
             read_c3d(tmp_path / name)
-        assert words in str(info.value), name
+        assert (info.value.key, info.value.given) == (key, given), name
 
 
 def test_without_ezc3d_the_error_says_how_to_install_it(tmp_path, monkeypatch):
     path = write_c3d(tmp_path / "x.c3d", _small())
     monkeypatch.setitem(sys.modules, "ezc3d", None)  # what `import ezc3d` meets when it is not installed
     for call in (lambda: write_c3d(tmp_path / "y.c3d", _small()), lambda: read_c3d(path)):
-        with pytest.raises(KinestreamError) as info:
+        with pytest.raises(AssetError) as info:
             call()
-        assert "needs the ezc3d package, which is not installed" in str(info.value)
-        assert "pip install ezc3d" in str(info.value)
+        assert (info.value.given, info.value.valid) == ("ezc3d", "pip install ezc3d")
     assert not (tmp_path / "y.c3d").exists()
 
 
@@ -336,13 +337,14 @@ def test_times_too_uneven_for_a_c3d_are_refused(tmp_path):
     rng = np.random.default_rng(3)
     uneven = np.cumsum(rng.uniform(0.005, 0.03, 200))  # a source with no steady clock
     trc = _recording(tmp_path / "uneven.trc", uneven)
-    with pytest.raises(KinestreamError) as info:
+    with pytest.raises(InputError) as info:
         trc_to_c3d(tmp_path / "uneven.trc")
-    assert "more than a quarter frame" in str(info.value) and "evenly spaced" in str(info.value)
+    assert info.value.key.startswith("time[") and info.value.valid == "frames evenly spaced"
     assert not (tmp_path / "uneven.c3d").exists()
     backwards = MarkerTable(trc.names, trc.xyz[:3], [0.0, 0.02, 0.01], 60.0)
-    with pytest.raises(KinestreamError, match="frame 2 is at t=0.01 s, not after the frame before"):
+    with pytest.raises(InputError) as info:
         on_even_grid(backwards)
+    assert (info.value.key, info.value.given, info.value.valid) == ("time[2]", 0.01, "times that increase")
 
 
 def test_the_serve_command_writes_the_recordings_c3d_or_says_why_not(tmp_path, capsys):
@@ -421,5 +423,5 @@ def test_a_time_span_too_long_for_a_c3d_is_refused_before_its_grid_is_made(tmp_p
     live = _recording(tmp_path / "jumps_markers.trc", jumps)
     status, said = read_limited(tmp_path / "jumps_markers.trc", "c3d")
     assert status == 2 and "which holds at most 65535" in said, said
-    with pytest.raises(KinestreamError, match="jumps_markers.trc: the frames span"):
+    with pytest.raises(InputError, match="jumps_markers.trc: the frames span"):  # the message names the recording
         on_even_grid(live)

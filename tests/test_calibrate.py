@@ -9,7 +9,7 @@ import pytest
 from broker import free_port
 from kinestream import assets as assets_module
 from kinestream.config import load_config
-from kinestream.errors import KinestreamError
+from kinestream.errors import AssetError, SolverError
 from kinestream.files.trc import read_trc
 from kinestream.live.calibrate import calibrate
 from kinestream.live.replay import replay
@@ -71,7 +71,7 @@ def test_calibrate_scales_from_the_standing_phase_of_a_live_stream(tmp_path):
 
 def test_calibrate_gives_up_with_a_clear_error_when_nobody_streams(tmp_path):
     src = f"tcp://127.0.0.1:{free_port()}"
-    with pytest.raises(KinestreamError, match="no still, upright pose"):
+    with pytest.raises(SolverError) as info:
         asyncio.run(
             calibrate(
                 load_config(),
@@ -83,6 +83,7 @@ def test_calibrate_gives_up_with_a_clear_error_when_nobody_streams(tmp_path):
                 timeout_s=1.0,
             )
         )
+    assert info.value.given == src and "stand still" in info.value.valid
 
 
 def test_a_wheel_with_the_wrong_checksum_is_refused(tmp_path, monkeypatch):
@@ -90,8 +91,10 @@ def test_a_wheel_with_the_wrong_checksum_is_refused(tmp_path, monkeypatch):
     (tmp_path / "home").mkdir()
     fake = tmp_path / assets_module.WHEEL_FILE
     fake.write_bytes(b"not the wheel")
-    with pytest.raises(KinestreamError, match="checksum mismatch.*kinestream assets"):
+    with pytest.raises(AssetError) as info:
         assets_module.install_wheel(fake)
-    with pytest.raises(KinestreamError, match="does not exist"):
+    assert info.value.valid == assets_module.WHEEL_SHA256 != info.value.given
+    with pytest.raises(AssetError) as info:
         assets_module.install_wheel(tmp_path / "missing.whl")
+    assert (info.value.key, info.value.given) == ("--wheel", tmp_path / "missing.whl")
     assert not (tmp_path / "home" / f"pose2sim-{assets_module.WHEEL_VERSION}").exists()

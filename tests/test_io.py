@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError
 from kinestream.files.mot import Motion, read_mot, write_mot
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.ingest import BODY_25, complete_keypoints, keypoints_to_table
@@ -69,17 +69,20 @@ def test_aliases_and_derived_keypoints():
     np.testing.assert_allclose(out.get("MidHip"), 0.5 * (t.get("RHip") + t.get("LHip")))
     np.testing.assert_allclose(out.get("Neck"), 0.5 * (t.get("RShoulder") + t.get("LShoulder")))
     renamed = MarkerTable(["Hip" if n == "RHip" else n for n in names], t.xyz, t.time, 60)
-    with pytest.raises(KinestreamError, match="RHip"):
+    with pytest.raises(InputError) as info:
         complete_keypoints(renamed)
+    assert "RHip" in info.value.given and "RHip" in info.value.valid
 
 
 def test_trc_errors(tmp_path):
-    with pytest.raises(KinestreamError, match="does not exist"):
+    with pytest.raises(InputError) as info:
         read_trc(tmp_path / "nope.trc")
+    assert (info.value.given, info.value.valid) == (tmp_path / "nope.trc", "a .trc file")
     bad = tmp_path / "bad.trc"
     bad.write_text("hello\n")
-    with pytest.raises(KinestreamError, match="not a .trc"):
+    with pytest.raises(InputError) as info:
         read_trc(bad)
+    assert info.value.given == bad and "PathFileType" in info.value.valid
 
 
 def test_a_header_naming_a_million_markers_is_refused_before_allocating(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 
 from kinestream.commands.main import main
 from kinestream.config import load_config
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, KinestreamError
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.offline import process
@@ -103,10 +103,12 @@ def test_a_static_trial_scales_as_the_same_window_within_the_trial(runs, trials)
 
 def test_a_static_trial_and_a_model_together_are_refused(trials, tmp_path):
     still, _, static = trials
-    with pytest.raises(KinestreamError, match="give one of them"):
+    with pytest.raises(InputError) as info:
         process(still.keypoints_trc, 70, 1.7, tmp_path, load_config(), model=static, static_trial=static, log=quiet)
-    with pytest.raises(KinestreamError, match="static trial .*absent.trc does not exist"):
+    assert (info.value.key, info.value.given, info.value.valid) == ("static_trial", (static, static), "one of them")
+    with pytest.raises(InputError) as info:
         process(still.keypoints_trc, 70, 1.7, tmp_path, load_config(), static_trial=tmp_path / "absent.trc")
+    assert (info.value.key, info.value.given) == ("static_trial", tmp_path / "absent.trc")
     status, _, stderr = run("process", still.keypoints_trc, "--static-trial", tmp_path / "absent.trc")
     assert status == 2 and stderr == f"kinestream: error: static trial {tmp_path / 'absent.trc'} does not exist\n"
 
@@ -217,8 +219,9 @@ def test_a_pose2sim_session_merges_each_trial_config_over_the_session(tmp_path):
     assert project.mass.value == 70.0 and project.rate is None  # the trials differ in rate: each keeps its own
     # A trial whose Config.toml names another participant's height is refused: one folder, one subject.
     project_toml(session / "T2_squat" / "Config.toml", participant_height=1.80)
-    with pytest.raises(KinestreamError, match="different participant_height .* process each participant's folder"):
+    with pytest.raises(InputError) as info:
         find_project(session)
+    assert info.value.key == "participant_height" and sorted(info.value.given.values()) == [1.66, 1.8]
     # exclude_from_batch leaves a trial out, as Pose2Sim does
     project_toml(session / "T2_squat" / "Config.toml", participant_height=1.66)
     project_toml(session / "Config.toml", participant_height=1.66, exclude_from_batch=["T2_squat"])

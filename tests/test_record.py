@@ -18,7 +18,7 @@ import pytest
 import kinestream.files.record as record_module
 from broker import wait_until
 from kinestream.commands.recover import add_parser as add_recover_parser
-from kinestream.errors import KinestreamError
+from kinestream.errors import RecordingError
 from kinestream.files.mot import Motion, mot_row, read_mot, write_mot
 from kinestream.files.record import COUNT_WIDTH, MotRecorder, TrcRecorder, count_field, recover
 from kinestream.files.trc import read_trc, trc_row
@@ -204,16 +204,21 @@ def test_time_must_increase_and_shapes_must_match(tmp_path):
 
 
 def test_bad_names_and_settings(tmp_path):
-    with pytest.raises(KinestreamError, match="knee angle"):
+    with pytest.raises(RecordingError) as info:
         MotRecorder(tmp_path / "a.mot", ["knee angle"])
-    with pytest.raises(KinestreamError, match="twice"):
+    assert (info.value.key, info.value.given) == ("column names", "knee angle")
+    with pytest.raises(RecordingError) as info:
         MotRecorder(tmp_path / "a.mot", ["a", "a"])
-    with pytest.raises(KinestreamError, match="twice"):
+    assert (info.value.key, info.value.given, info.value.valid) == ("column names", "a", "unique column names")
+    with pytest.raises(RecordingError) as info:
         MotRecorder(tmp_path / "a.mot", ["time", "a"])
-    with pytest.raises(KinestreamError, match="units"):
+    assert (info.value.key, info.value.given) == ("column names", "time")
+    with pytest.raises(RecordingError) as info:
         TrcRecorder(tmp_path / "a.trc", ["A"], 60, units="in")
-    with pytest.raises(KinestreamError, match="frame rate"):
+    assert (info.value.key, info.value.given, info.value.valid) == ("units", "in", ["cm", "m", "mm"])
+    with pytest.raises(RecordingError) as info:
         TrcRecorder(tmp_path / "a.trc", ["A"], 0)
+    assert (info.value.key, info.value.given) == ("rate", 0)
     with pytest.raises(ValueError, match="flush_interval_s"):
         MotRecorder(tmp_path / "a.mot", ["a"], flush_interval_s=0)
     assert not (tmp_path / "a.mot").exists() and not (tmp_path / "a.trc").exists()
@@ -224,10 +229,12 @@ def test_second_recorder_on_a_live_file_is_refused(tmp_path):
     with MotRecorder(path, ["a"]) as rec:
         rec.write(0.0, [1.0])
         rec.flush()
-        with pytest.raises(KinestreamError, match="already exists; a recording never overwrites"):
+        with pytest.raises(RecordingError) as info:
             MotRecorder(path, ["a"])
-        with pytest.raises(KinestreamError, match="being recorded"):
+        assert info.value.given == path and "set_aside" in info.value.valid
+        with pytest.raises(RecordingError) as info:
             recover(path)
+        assert info.value.given == path and "after the recorder has stopped" in info.value.valid
         assert read_mot(path).values.tolist() == [[1.0]]  # untouched
 
 
@@ -436,8 +443,9 @@ def test_recover_never_repairs_through_a_symlink(tmp_path):
     before = path.read_bytes()
     link = tmp_path / "link.mot"
     link.symlink_to(path)
-    with pytest.raises(KinestreamError, match="is a symbolic link; recover repairs the recording itself"):
+    with pytest.raises(RecordingError) as info:
         recover(link)
+    assert (info.value.given, info.value.valid) == (link, os.path.realpath(path))
     assert path.read_bytes() == before and link.is_symlink()
     assert recover(path).changed
 
@@ -445,25 +453,30 @@ def test_recover_never_repairs_through_a_symlink(tmp_path):
 def test_recover_rejects_what_it_cannot_repair(tmp_path):
     text = tmp_path / "notes.mot"
     text.write_text("shopping list\neggs\nmilk\n")
-    with pytest.raises(KinestreamError, match="not an OpenSim motion file"):
+    with pytest.raises(RecordingError) as info:
         recover(text)
+    assert info.value.given == text and "'endheader'" in info.value.valid
     fake_trc = tmp_path / "notes.trc"
     fake_trc.write_text("shopping list\neggs\nmilk\n")
-    with pytest.raises(KinestreamError, match="not a .trc file"):
+    with pytest.raises(RecordingError) as info:
         recover(fake_trc)
+    assert info.value.given == fake_trc and "PathFileType" in info.value.valid
     other = tmp_path / "notes.txt"
     other.write_text("hello\n")
-    with pytest.raises(KinestreamError, match="neither a .mot/.sto nor a .trc"):
+    with pytest.raises(RecordingError) as info:
         recover(other)
-    with pytest.raises(KinestreamError, match="does not exist"):
+    assert (info.value.given, info.value.valid) == (other, [".mot", ".sto", ".trc"])
+    with pytest.raises(RecordingError) as info:
         recover(tmp_path / "missing.mot")
+    assert info.value.given == tmp_path / "missing.mot"
     path = _recorded(tmp_path, "mot")
     lines = path.read_text().splitlines(keepends=True)
     lines[20] = "0.1\t1\t2\n"  # damage in the middle is not what a killed recorder leaves
     path.write_text("".join(lines))
     before = path.read_bytes()
-    with pytest.raises(KinestreamError, match="line 21 is malformed"):
+    with pytest.raises(RecordingError) as info:
         recover(path)
+    assert (info.value.key, info.value.given) == ("line 21", path)
     assert path.read_bytes() == before
 
 
@@ -492,7 +505,7 @@ def test_recover_command(tmp_path, capsys):
     bad = tmp_path / "bad.txt"
     bad.write_text("x")
     args = parser.parse_args(["recover", str(bad), str(good)])
-    with pytest.raises(KinestreamError, match="1 of 2 files"):
+    with pytest.raises(RecordingError, match="1 of 2 files"):  # the command's one error line
         args.func(args, {})
     captured = capsys.readouterr()
     assert "neither a .mot/.sto nor a .trc" in captured.err and "nothing changed" in captured.out

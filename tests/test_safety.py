@@ -14,7 +14,7 @@ import zmq.asyncio
 
 from broker import free_port, until
 from kinestream.config import load_config
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, RecordingError, SettingsError
 from kinestream.files.mot import read_mot
 from kinestream.files.record import MotRecorder, TrcRecorder, set_aside
 from kinestream.files.trc import read_trc
@@ -129,8 +129,9 @@ def test_a_recording_never_overwrites_and_never_follows_a_symlink(tmp_path):
     target = tmp_path / "precious.txt"
     target.write_text("not to be touched\n")
     trc.symlink_to(target)
-    with pytest.raises(KinestreamError, match="already exists"):
+    with pytest.raises(RecordingError) as info:
         MotRecorder(mot, ["knee_angle_r"])
+    assert info.value.given == mot
     moved = set_aside(mot, trc)
     assert [(old.name, new.name) for old, new in moved] == [
         ("session.mot", "session.1.mot"),
@@ -153,8 +154,9 @@ def test_set_aside_refuses_a_recording_a_recorder_holds(tmp_path):
     with MotRecorder(mot, ["knee_angle_r"], fsync=False) as rec:
         rec.write(0.0, [10.0])
         rec.flush()
-        with pytest.raises(KinestreamError, match="session.mot is being recorded .* right now"):
+        with pytest.raises(RecordingError) as info:
             set_aside(mot)
+        assert info.value.given == mot
         assert sorted(p.name for p in tmp_path.iterdir()) == ["session.mot"]
     assert [new.name for _, new in set_aside(mot)] == ["session.1.mot"]
     assert read_mot(tmp_path / "session.1.mot").values.tolist() == [[10.0]]
@@ -369,11 +371,13 @@ def test_keys_are_born_private_and_a_readable_secret_is_refused(tmp_path):
     assert os.stat(secret).st_mode & 0o777 == 0o600 and os.stat(public).st_mode & 0o777 == 0o644
     assert load_secret(secret)[0]
     os.chmod(secret, 0o640)
-    with pytest.raises(KinestreamError, match="can be read by others"):
+    with pytest.raises(SettingsError) as info:
         load_secret(secret)
+    assert (info.value.given, info.value.valid) == (secret, f"chmod 600 {secret}")
     (tmp_path / "camera.key_secret").symlink_to(tmp_path / "nowhere")  # dangling: never followed
-    with pytest.raises(KinestreamError, match="cannot create"):
+    with pytest.raises(InputError) as info:
         make_keys(tmp_path, "camera")
+    assert info.value.given == tmp_path / "camera.key_secret"
     assert not (tmp_path / "nowhere").exists()
 
 
@@ -383,8 +387,9 @@ def test_a_password_without_tls_is_refused(session):
     kwargs = dict(
         input_endpoint="tcp://127.0.0.1:1", output_endpoint=f"tcp://127.0.0.1:{free_port()}", mqtt="127.0.0.1:1883"
     )
-    with pytest.raises(KinestreamError, match="allow_plaintext_password"):
+    with pytest.raises(SettingsError) as info:
         Service(config, **kwargs)
+    assert info.value.key == "mqtt.tls" and "allow_plaintext_password" in info.value.valid
     config["mqtt"]["allow_plaintext_password"] = True
     Service(config, **kwargs)  # said so: taken
 
@@ -392,8 +397,9 @@ def test_a_password_without_tls_is_refused(session):
 def test_replay_stays_on_loopback_unless_allowed(session):
     from kinestream.live.replay import replay
 
-    with pytest.raises(KinestreamError, match="allow_remote"):
+    with pytest.raises(SettingsError) as info:
         asyncio.run(replay(session.keypoints_trc, f"tcp://0.0.0.0:{free_port()}", wait_subscriber=0))
+    assert info.value.key == "service.allow_remote" and info.value.given.startswith("tcp://0.0.0.0:")
 
 
 # --------------------------------------------------------------------------- settings
@@ -417,9 +423,10 @@ def test_a_bad_setting_is_one_line_naming_it(tmp_path, text, words):
 
     path = tmp_path / "mine.toml"
     path.write_text(text)
-    with pytest.raises(KinestreamError) as error:
+    with pytest.raises(SettingsError) as error:
         load_config(path)
-    assert words in str(error.value)
+    assert words in str(error.value)  # the command line's one line, as the user reads it
+    assert error.value.key.split(".")[0] in text
     run = subprocess.run(
         [sys.executable, "-m", "kinestream", "--config", str(path), "assets"],
         capture_output=True,

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from kinestream.config import DEFAULTS
-from kinestream.errors import KinestreamError
+from kinestream.errors import SettingsError
 from kinestream.files.trc import MarkerTable
 from kinestream.osim import opensim_module
 from kinestream.scale import find_static_window, posture, scale_model
@@ -199,15 +199,19 @@ def test_explicit_static_range(stand_then_squat, assets, tmp_path):
     "mass, height", [(-70.0, 1.8), (0.0, 1.8), (70.0, -1.8), (70.0, 0.0), (float("nan"), 1.8), (70.0, 180.0)]
 )
 def test_rejects_bad_mass_and_height(stand_then_squat, assets, tmp_path, mass, height):
-    with pytest.raises(KinestreamError, match="mass|height"):
+    with pytest.raises(SettingsError) as info:
         scale_model(stand_then_squat, mass, height, tmp_path / "bad.osim", assets)
+    bad = mass if info.value.key == "subject.mass" else height
+    assert info.value.key in ("subject.mass", "subject.height")
+    assert info.value.given is bad or info.value.given == bad
     assert not (tmp_path / "bad.osim").exists()
 
 
 @pytest.mark.parametrize("static", [(5.0, 6.0), (-3.0, -2.0), (3.5, 4.5), (1.5, 0.5), "sometimes", (1.0,)])
 def test_rejects_bad_static_range(stand_then_squat, assets, tmp_path, static):
-    with pytest.raises(KinestreamError, match="static"):
+    with pytest.raises(SettingsError) as info:
         scale_model(stand_then_squat, MASS, HEIGHT, tmp_path / "bad.osim", assets, static=static)
+    assert (info.value.key, info.value.given) == ("scale.static", static)
     assert not (tmp_path / "bad.osim").exists()
 
 
@@ -249,10 +253,16 @@ def test_malleolus_markers_are_put_on_the_ankle_joint_centre(assets):
 
 def test_joint_centre_markers_need_pairs_on_one_body(assets):
     model, state = _generic(assets)
-    with pytest.raises(KinestreamError, match="two marker names"):
+    with pytest.raises(SettingsError) as info:
         register_joint_centres(model, state, ["r_ankle_study"])
-    with pytest.raises(KinestreamError, match="different bodies"):
+    assert (info.value.key, info.value.given) == ("ik.joint_centre_markers", "r_ankle_study")
+    with pytest.raises(SettingsError) as info:
         register_joint_centres(model, state, ["r_ankle_study r_knee_study"])
+    assert (info.value.key, info.value.given, info.value.valid) == (
+        "ik.joint_centre_markers",
+        ("r_ankle_study", "r_knee_study"),
+        "a pair on one body",
+    )
     assert register_joint_centres(model, state, ["no_such_marker r_ankle_study"]) == []  # a model without them
 
 

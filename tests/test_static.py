@@ -12,7 +12,7 @@ import pytest
 
 from kinestream.augment import MODEL_RATE
 from kinestream.commands.main import main
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SettingsError
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.ingest import LAYOUTS
 from kinestream.static import HOLD_S, OUTLIER_MM, still_pose
@@ -71,13 +71,16 @@ def test_a_keypoint_never_seen_stays_missing_and_empty_trials_are_refused():
     table.xyz[:, 5] = np.nan
     still = still_pose(table)
     assert np.isnan(still.table.xyz[:, 5]).all() and np.isfinite(still.table.xyz[:, 6]).all()
-    with pytest.raises(KinestreamError, match="no frames; it needs at least one"):
+    with pytest.raises(InputError) as info:
         still_pose(table.frames(0, 0))
+    assert (info.value.given, info.value.valid) == (0, "at least one frame")
     table.xyz[:] = np.nan
-    with pytest.raises(KinestreamError, match="no keypoint has data in any of the static trial's 3 frames"):
+    with pytest.raises(InputError) as info:
         still_pose(table)
-    with pytest.raises(KinestreamError, match="outlier_mm -1 is not valid"):
+    assert info.value.given == 3  # frames, none with data
+    with pytest.raises(SettingsError) as info:
         still_pose(pose_table(1)[0], outlier_mm=-1)
+    assert (info.value.key, info.value.given) == ("outlier_mm", -1)
 
 
 # ------------------------------------------------------------------------------------- through the command --

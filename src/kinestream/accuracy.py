@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError
 from kinestream.files.mot import Motion, is_translation
 
 PELVIS = ("pelvis_tilt", "pelvis_list", "pelvis_rotation")
@@ -73,7 +73,11 @@ def column(motion: Motion, dof: str) -> np.ndarray | None:
 def _knee(motion: Motion) -> np.ndarray:
     cols = [c for c in (column(motion, k) for k in KNEES) if c is not None]
     if not cols:
-        raise KinestreamError(f"the motion has no knee angle to align clocks by; it has {motion.names[:8]}...")
+        raise InputError(
+            f"the motion has no knee angle to align clocks by; it has {motion.names[:8]}...",
+            given=motion.names,
+            valid=list(KNEES),
+        )
     return np.nanmean(np.column_stack(cols), axis=1)
 
 
@@ -111,9 +115,12 @@ def align(estimate: Motion, reference: Motion, search_s: float = 1.0, step_s: fl
         if np.isfinite(r) and r > best_r:
             best, best_r = float(off), float(r)
     if best is None:
-        raise KinestreamError(
+        raise InputError(
             f"the two motions never overlap for 80% of the reference ({t_ref[0]:.2f}-{t_ref[-1]:.2f} s) within "
-            f"{search_s:g} s of lining up their middles; give a larger search or the matching trial"
+            f"{search_s:g} s of lining up their middles; give a larger search or the matching trial",
+            key="search_s",
+            given=search_s,
+            valid="a larger search or the matching trial",
         )
     return best
 

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from kinestream.assets import get_assets
 from kinestream.config import load_config, override
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SettingsError
 from kinestream.files.c3d import read_c3d, write_c3d
 from kinestream.files.mot import Motion, read_mot, write_mot
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
@@ -152,9 +152,12 @@ def _config(config: dict | str | Path | None) -> dict:
     if config is None or isinstance(config, (str, Path)):
         return load_config(config)
     if not isinstance(config, dict):
-        raise KinestreamError(
+        raise SettingsError(
             f"config {config!r} is not valid; give None (the defaults), the path of a TOML file, or a dict of "
-            'sections, e.g. {"ik": {"solver": "opensim"}}'
+            'sections, e.g. {"ik": {"solver": "opensim"}}',
+            key="config",
+            given=config,
+            valid="None, the path of a TOML file, or a dict of sections",
         )
     return override(load_config(), config, "the config given")
 
@@ -169,7 +172,12 @@ def _table(markers: MarkerTable | str | Path, what: str) -> MarkerTable:
         return markers
     if isinstance(markers, (str, Path)):
         return read_trc(markers)
-    raise KinestreamError(f"{what} {markers!r} is not valid; give a MarkerTable or the path of a .trc file")
+    raise InputError(
+        f"{what} {markers!r} is not valid; give a MarkerTable or the path of a .trc file",
+        key=what,
+        given=markers,
+        valid="a MarkerTable or the path of a .trc file",
+    )
 
 
 def _say(message: str) -> None:
@@ -295,9 +303,19 @@ def ik(
     config = _config(config)
     path = getattr(model, "model_path", model)
     if not isinstance(path, (str, Path)):
-        raise KinestreamError(f"model {model!r} is not valid; give the path of a scaled .osim, or what scale returns")
+        raise InputError(
+            f"model {model!r} is not valid; give the path of a scaled .osim, or what scale returns",
+            key="model",
+            given=model,
+            valid="the path of a scaled .osim, or what scale returns",
+        )
     if not Path(path).is_file():
-        raise KinestreamError(f"model {path} does not exist; give the path of a scaled .osim, or what scale returns")
+        raise InputError(
+            f"model {path} does not exist; give the path of a scaled .osim, or what scale returns",
+            key="model",
+            given=path,
+            valid="the path of a scaled .osim, or what scale returns",
+        )
     assets = get_assets(config, progress=_say)
     result = run_ik(path, _table(markers, "markers"), setup or assets.ik_setup, config, marker_set=assets.marker_set)
     for note in result.notes:

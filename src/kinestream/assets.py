@@ -23,7 +23,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import AssetError
 
 try:  # the cache's lock: one process at a time installs the assets
     import fcntl
@@ -174,10 +174,12 @@ def fetch(progress=print) -> Path:
             progress(f"kinestream: fetching {WHEEL_FILE} from PyPI into {target}")
             wheel = _download_with_pip(tmp) or _download_from_pypi(tmp)
             if wheel is None:
-                raise KinestreamError(
+                raise AssetError(
                     f"could not download {WHEEL_NAME}=={WHEEL_VERSION} from PyPI (no network?); connect and run "
                     f"'kinestream assets' again, or download {WHEEL_FILE} yourself and run "
-                    f"'kinestream assets --wheel PATH'"
+                    f"'kinestream assets --wheel PATH'",
+                    given=WHEEL_FILE,
+                    valid="'kinestream assets --wheel PATH'",
                 )
             return _install(wheel)
 
@@ -195,12 +197,16 @@ def install_wheel(wheel: str | Path) -> Path:
 def _install(wheel: Path) -> Path:
     """install_wheel's work, the cache's lock held."""
     if not wheel.is_file():
-        raise KinestreamError(f"wheel {wheel} does not exist; give the path of {WHEEL_FILE}")
+        raise AssetError(
+            f"wheel {wheel} does not exist; give the path of {WHEEL_FILE}", key="--wheel", given=wheel, valid=WHEEL_FILE
+        )
     digest = _sha256(wheel)
     if digest != WHEEL_SHA256:
-        raise KinestreamError(
+        raise AssetError(
             f"checksum mismatch for {wheel}: sha256 {digest}, expected {WHEEL_SHA256}; "
-            f"delete it and run 'kinestream assets' to download {WHEEL_FILE} again"
+            f"delete it and run 'kinestream assets' to download {WHEEL_FILE} again",
+            given=digest,
+            valid=WHEEL_SHA256,
         )
     target = asset_dir()
     if (target / _STAMP).is_file():  # complete: another process installed them; never removed from under a reader
@@ -211,7 +217,9 @@ def _install(wheel: Path) -> Path:
             names = set(zf.namelist())
             missing = [src for src in _FILES if src not in names]
             if missing:
-                raise KinestreamError(f"{wheel} lacks {missing}; it is not the expected {WHEEL_FILE}")
+                raise AssetError(
+                    f"{wheel} lacks {missing}; it is not the expected {WHEEL_FILE}", given=wheel, valid=WHEEL_FILE
+                )
             for src, dst in _FILES.items():
                 out = staging / dst
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -230,7 +238,11 @@ def _install(wheel: Path) -> Path:
             staging.rename(target)  # atomic; refused when the folder is there again
         except OSError:
             if not (target / _STAMP).is_file():  # not another process's complete copy (one without the lock)
-                raise KinestreamError(f"cannot install the assets into {target}; remove it and run again") from None
+                raise AssetError(
+                    f"cannot install the assets into {target}; remove it and run again",
+                    given=target,
+                    valid="remove it and run again",
+                ) from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -241,9 +253,12 @@ def _pick(configured: str | os.PathLike | None, default: Path, what: str) -> Pat
     if configured:
         path = Path(configured).expanduser()
         if not path.exists():
-            raise KinestreamError(
+            raise AssetError(
                 f"{what} {path} (from the config) does not exist; fix the path or leave it "
-                f"empty to use the default from {WHEEL_FILE}"
+                f"empty to use the default from {WHEEL_FILE}",
+                key=what,
+                given=path,
+                valid="an existing path, or empty for the default",
             )
         return path
     return default

@@ -42,7 +42,7 @@ from kinestream import checks
 from kinestream.augment_input import StreamInput
 from kinestream.clean import runs_of
 from kinestream.config import DEFAULTS, section
-from kinestream.errors import KinestreamError
+from kinestream.errors import AssetError, SettingsError
 from kinestream.files.trc import MarkerTable
 from kinestream.lstm import StepModel, cpu_session
 from kinestream.normalise import BodyPart, denormalise, normalise
@@ -200,7 +200,9 @@ class Augmenter:
             try:
                 self._sessions[part.name] = cpu_session(part.onnx_path, self.threads)
             except Exception as exc:
-                raise KinestreamError(f"{part.name} augmenter {part.onnx_path} could not be loaded: {exc}") from None
+                raise AssetError(
+                    f"{part.name} augmenter {part.onnx_path} could not be loaded: {exc}", given=part.onnx_path
+                ) from None
         return self._sessions[part.name]
 
     def run_part(self, part: BodyPart, inputs: np.ndarray) -> np.ndarray:
@@ -434,15 +436,37 @@ class StreamingAugmenter:
     ):
         height, mass = checks.subject(height, mass)
         if mode not in STREAM_MODES:
-            raise KinestreamError(f"augmenter mode {mode!r} is not one of {STREAM_MODES}")
+            raise SettingsError(
+                f"augmenter mode {mode!r} is not one of {STREAM_MODES}", key="mode", given=mode, valid=STREAM_MODES
+            )
         if clock not in STREAM_CLOCKS:
-            raise KinestreamError(f"augmenter clock {clock!r} is not one of {STREAM_CLOCKS}")
+            raise SettingsError(
+                f"augmenter clock {clock!r} is not one of {STREAM_CLOCKS}",
+                key="clock",
+                given=clock,
+                valid=STREAM_CLOCKS,
+            )
         if int(window) < 1:
-            raise KinestreamError(f"augmenter window {window} must be at least 1 frame")
+            raise SettingsError(
+                f"augmenter window {window} must be at least 1 frame",
+                key="window",
+                given=window,
+                valid="at least 1 frame",
+            )
         if int(reset_after) < 1:
-            raise KinestreamError(f"reset_after {reset_after} must be at least 1 frame")
+            raise SettingsError(
+                f"reset_after {reset_after} must be at least 1 frame",
+                key="augment.reset_after_frames",
+                given=reset_after,
+                valid="at least 1 frame",
+            )
         if not max_reach > 0:
-            raise KinestreamError(f"max_reach {max_reach} must be a positive multiple of the height")
+            raise SettingsError(
+                f"max_reach {max_reach} must be a positive multiple of the height",
+                key="max_reach",
+                given=max_reach,
+                valid="a positive multiple of the height",
+            )
         self.offline = Augmenter(lower_model, upper_model, threads)
         self.parts = self.offline.parts
         self.height, self.mass = float(height), float(mass)
@@ -464,7 +488,11 @@ class StreamingAugmenter:
         start = 0
         for k, part in enumerate(self.parts):
             if not (np.isfinite(part.mean).all() and np.isfinite(part.std).all() and (part.std != 0).all()):
-                raise KinestreamError(f"{part.name} augmenter: mean.npy/std.npy hold non-finite or zero values")
+                raise AssetError(
+                    f"{part.name} augmenter: mean.npy/std.npy hold non-finite or zero values",
+                    given=part.name,
+                    valid="finite, non-zero mean.npy and std.npy",
+                )
             stop = start + 3 * len(part.markers)
             self._streams.append(_PartStream(k, part, slice(start, stop)))
             start = stop

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError
 from kinestream.ingest import DERIVED, canonical
 from kinestream.normalise import BodyPart, normalise
 
@@ -70,8 +70,10 @@ class StreamInput:
             return a
         arr = np.asarray(keypoints, dtype=np.float64)
         if arr.shape != (len(self.names), 3):
-            raise KinestreamError(
-                f"keypoint array has shape {arr.shape}; expected ({len(self.names)}, 3) in the order {self.names}"
+            raise InputError(
+                f"keypoint array has shape {arr.shape}; expected ({len(self.names)}, 3) in the order {self.names}",
+                given=arr.shape,
+                valid=(len(self.names), 3),
             )
         if self._identity:
             return arr

@@ -49,7 +49,7 @@ from typing import Any
 
 from kinestream import __version__, checks
 from kinestream.assets import get_assets
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, KinestreamError, SettingsError
 from kinestream.offline import process, scale_from_static
 from kinestream.plots import headless_plots, plot_study
 from kinestream.projects import (
@@ -145,7 +145,11 @@ def find_study(
     """
     root = Path(root)
     if not root.is_dir():
-        raise KinestreamError(f"{root} is not a folder; give the study's folder (Pose2Sim, OpenCap or .trc files)")
+        raise InputError(
+            f"{root} is not a folder; give the study's folder (Pose2Sim, OpenCap or .trc files)",
+            given=root,
+            valid="a folder of Pose2Sim, OpenCap or .trc files",
+        )
     given = (height, mass)
     if (root / SUBJECTS_TOML).is_file():
         return _plain_study(root, static_pattern, given)
@@ -154,9 +158,11 @@ def find_study(
         return _opencap_study(root, sessions, config, static_pattern, given)
     if any(d.is_dir() for d in root.rglob(POSE_3D)):
         return _pose2sim_study(root, config, static_pattern, given)
-    raise KinestreamError(
+    raise InputError(
         f"{root} holds no study kinestream knows: no {SUBJECTS_TOML} beside .trc files, no OpenCap "
-        f"{OPENCAP_METADATA}, no Pose2Sim {POSE_3D}/ folders; see 'kinestream batch --help' for the layouts"
+        f"{OPENCAP_METADATA}, no Pose2Sim {POSE_3D}/ folders; see 'kinestream batch --help' for the layouts",
+        given=root,
+        valid=[SUBJECTS_TOML, OPENCAP_METADATA, POSE_3D],
     )
 
 
@@ -165,10 +171,12 @@ def _plain_study(root: Path, static_pattern: str, given: tuple[float | None, flo
     try:
         entries = tomllib.loads(path.read_text(encoding="utf-8")).get("subject", [])
     except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise KinestreamError(f"{path} is not valid TOML: {exc}") from None
+        raise InputError(f"{path} is not valid TOML: {exc}", given=path, valid="a TOML file") from None
     if not isinstance(entries, list) or not entries:
-        raise KinestreamError(
-            f"{path} lists no subject; give one [[subject]] table per subject, with name, pattern, height and mass"
+        raise InputError(
+            f"{path} lists no subject; give one [[subject]] table per subject, with name, pattern, height and mass",
+            given=path,
+            valid="one [[subject]] table per subject",
         )
     files = sorted(p for p in root.rglob("*.trc") if not _is_output(p, root))
     taken: set[Path] = set()
@@ -177,7 +185,12 @@ def _plain_study(root: Path, static_pattern: str, given: tuple[float | None, flo
         where = f"{path} [[subject]] #{k + 1}"
         missing = [key for key in ("name", "pattern", "height", "mass") if key not in entry]
         if missing:
-            raise KinestreamError(f"{where} lacks {', '.join(missing)}; each subject needs name, pattern, height, mass")
+            raise InputError(
+                f"{where} lacks {', '.join(missing)}; each subject needs name, pattern, height, mass",
+                key=where,
+                given=missing,
+                valid=["name", "pattern", "height", "mass"],
+            )
         name = checks.path_segment(f"{where} name", str(entry["name"]))  # OUT/<name>/: never outside OUT
         pattern = str(entry["pattern"])
         mine = [f for f in files if f not in taken and fnmatch.fnmatch(f.relative_to(root).as_posix(), pattern)]
@@ -432,28 +445,46 @@ def scheduler_security(
     given = {"ca": ca, "cert": cert, "key": key}
     if scheme == "tcp":
         if not insecure:
-            raise KinestreamError(
+            raise SettingsError(
                 f"--scheduler {address} is plain TCP: anyone who can reach it can run code as you, and this command "
                 f"unpickles its answers; give its tls:// address with {', '.join(TLS_FLAGS.values())} "
-                f"(docs/manual/batch.md), or --insecure-scheduler to use it anyway"
+                f"(docs/manual/batch.md), or --insecure-scheduler to use it anyway",
+                key="--scheduler",
+                given=address,
+                valid="a tls:// address, or --insecure-scheduler",
             )
         if any(given.values()):
             used = ", ".join(TLS_FLAGS[k] for k, v in given.items() if v)
-            raise KinestreamError(f"{used}: only with a tls:// scheduler; {address} is plain TCP")
+            raise SettingsError(
+                f"{used}: only with a tls:// scheduler; {address} is plain TCP",
+                key=used,
+                given=address,
+                valid="a tls:// scheduler",
+            )
         return None
     if scheme != "tls":
-        raise KinestreamError(f"--scheduler {address}: the scheme {scheme}:// is not supported; give tls://HOST:PORT")
+        raise SettingsError(
+            f"--scheduler {address}: the scheme {scheme}:// is not supported; give tls://HOST:PORT",
+            key="--scheduler",
+            given=address,
+            valid="tls://HOST:PORT",
+        )
     files = {k: v or dask.config.get(f"distributed.comm.tls.{_TLS_CONFIG[k]}", None) for k, v in given.items()}
     missing = [TLS_FLAGS[k] for k, v in files.items() if not v]
     if missing:
-        raise KinestreamError(
+        raise SettingsError(
             f"--scheduler {address} needs {', '.join(missing)} (the CA of the cluster's certificates, this "
             f"client's certificate and key), or distributed.comm.tls.ca-file, .client.cert and .client.key in "
-            f"Dask's config"
+            f"Dask's config",
+            key="--scheduler",
+            given=missing,
+            valid=list(TLS_FLAGS.values()),
         )
     for k, v in files.items():
         if not Path(v).is_file():
-            raise KinestreamError(f"{TLS_FLAGS[k]} {v} does not exist; give the PEM file")
+            raise SettingsError(
+                f"{TLS_FLAGS[k]} {v} does not exist; give the PEM file", key=TLS_FLAGS[k], given=v, valid="a PEM file"
+            )
     return Security(
         tls_ca_file=str(files["ca"]),
         tls_client_cert=str(files["cert"]),

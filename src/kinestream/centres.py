@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from kinestream.assets import get_assets
-from kinestream.errors import KinestreamError
+from kinestream.errors import SolverError
 from kinestream.files.mot import Motion
 from kinestream.osim import opensim_module, read_model
 
@@ -53,10 +53,12 @@ def _bodies(model) -> dict:
     needed = [b for b in CENTRE_BODIES.values() if b not in OPTIONAL_BODIES]
     missing = [b for b in needed if not bodies.contains(b)]
     if missing:
-        raise KinestreamError(
+        raise SolverError(
             f"the model {model.getName()!r} has no body {', '.join(missing)}; the joint centres "
             f"need the bodies {', '.join(needed)} (OpenSim's gait models, "
-            f"Pose2Sim's and OpenCap's have them)"
+            f"Pose2Sim's and OpenCap's have them)",
+            given=missing,
+            valid=needed,
         )
     return {name: bodies.get(body) if bodies.contains(body) else None for name, body in CENTRE_BODIES.items()}
 

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, KinestreamError, SettingsError
 
 #: The subjects the augmenter was trained on span these; the scaled model and the rep measures assume them too.
 HEIGHT_M = (0.5, 2.5)
@@ -35,7 +35,12 @@ def number(what: str, value, low: float = -math.inf, high: float = math.inf, uni
             rule = f"a number of at least {low:g}" if math.isfinite(low) else "a finite number"
         else:
             rule = f"a number from {low:g} to {high:g}"
-        raise KinestreamError(f"{what}={value!r} is not valid; it must be {rule}{' ' + unit if unit else ''}")
+        raise SettingsError(
+            f"{what}={value!r} is not valid; it must be {rule}{' ' + unit if unit else ''}",
+            key=what,
+            given=value,
+            valid=rule,
+        )
     return x
 
 
@@ -43,8 +48,11 @@ def positive(what: str, value, unit: str = "") -> float:
     """``value`` as a finite float above 0."""
     x = _float(value)
     if not (math.isfinite(x) and x > 0.0):
-        raise KinestreamError(
-            f"{what}={value!r} is not valid; it must be a finite number above 0{' ' + unit if unit else ''}"
+        raise SettingsError(
+            f"{what}={value!r} is not valid; it must be a finite number above 0{' ' + unit if unit else ''}",
+            key=what,
+            given=value,
+            valid="a finite number above 0",
         )
     return x
 
@@ -52,7 +60,12 @@ def positive(what: str, value, unit: str = "") -> float:
 def integer(what: str, value, lower: int = 0) -> int:
     """``value`` as an int of at least ``lower`` (a float such as 3.0 is not an integer here)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lower:
-        raise KinestreamError(f"{what}={value!r} is not valid; it must be an integer >= {lower}")
+        raise SettingsError(
+            f"{what}={value!r} is not valid; it must be an integer >= {lower}",
+            key=what,
+            given=value,
+            valid=f"an integer >= {lower}",
+        )
     return int(value)
 
 
@@ -60,8 +73,10 @@ def rate(value) -> float:
     """A frame rate in Hz: a finite number above 0."""
     x = _float(value)
     if not (math.isfinite(x) and x > 0):
-        raise KinestreamError(
-            f"frame rate {value!r} Hz is not valid; it must be a positive number of frames per second"
+        raise InputError(
+            f"frame rate {value!r} Hz is not valid; it must be a positive number of frames per second",
+            given=value,
+            valid="a positive number of frames per second",
         )
     return x
 
@@ -73,18 +88,27 @@ def subject(height, mass) -> tuple[float, float]:
     """
     h = _float(height)
     if math.isfinite(h) and 100.0 <= h <= 250.0:
-        raise KinestreamError(
-            f"height {height!r} looks like centimetres; give the subject's height in metres (e.g. 1.75)"
+        raise SettingsError(
+            f"height {height!r} looks like centimetres; give the subject's height in metres (e.g. 1.75)",
+            key="subject.height",
+            given=height,
+            valid=HEIGHT_M,
         )
     if not (math.isfinite(h) and HEIGHT_M[0] <= h <= HEIGHT_M[1]):
-        raise KinestreamError(
+        raise SettingsError(
             f"height {height!r} m is not valid; give the subject's height in metres "
-            f"({HEIGHT_M[0]:g} to {HEIGHT_M[1]:g})"
+            f"({HEIGHT_M[0]:g} to {HEIGHT_M[1]:g})",
+            key="subject.height",
+            given=height,
+            valid=HEIGHT_M,
         )
     m = _float(mass)
     if not (math.isfinite(m) and MASS_KG[0] <= m <= MASS_KG[1]):
-        raise KinestreamError(
-            f"mass {mass!r} kg is not valid; give the subject's mass in kilograms ({MASS_KG[0]:g} to {MASS_KG[1]:g})"
+        raise SettingsError(
+            f"mass {mass!r} kg is not valid; give the subject's mass in kilograms ({MASS_KG[0]:g} to {MASS_KG[1]:g})",
+            key="subject.mass",
+            given=mass,
+            valid=MASS_KG,
         )
     return h, m
 
@@ -103,9 +127,12 @@ def path_segment(what: str, name) -> str:
         or any(ord(c) < 32 or ord(c) == 127 for c in text)
     )
     if bad:
-        raise KinestreamError(
+        raise InputError(
             f"{what} {name!r} is not valid; it must be one folder name: not empty, not '.' or '..', without "
-            "'/', '\\' or control characters (outputs are written in a folder of that name)"
+            "'/', '\\' or control characters (outputs are written in a folder of that name)",
+            key=what,
+            given=name,
+            valid="one folder name",
         )
     return text
 
@@ -117,9 +144,12 @@ def relative_folder(what: str, name) -> str:
         try:
             path_segment(what, part)
         except KinestreamError:
-            raise KinestreamError(
+            raise InputError(
                 f"{what} {name!r} is not valid; it must be folder names joined by '/', none of them empty, "
-                "'.' or '..', without '\\' or control characters (outputs are written in a folder of that name)"
+                "'.' or '..', without '\\' or control characters (outputs are written in a folder of that name)",
+                key=what,
+                given=name,
+                valid="folder names joined by /",
             ) from None
     return text
 
@@ -135,8 +165,11 @@ def subject_id(what: str, name) -> str:
     """
     text = path_segment(what, name)
     if any(c in "+#" for c in text) or len(text) > SUBJECT_ID_CHARS:
-        raise KinestreamError(
+        raise InputError(
             f"{what} {name!r} is not valid; it must be one MQTT topic level too (without '+' or '#'), at most "
-            f"{SUBJECT_ID_CHARS} characters"
+            f"{SUBJECT_ID_CHARS} characters",
+            key=what,
+            given=name,
+            valid=f"one MQTT topic level of at most {SUBJECT_ID_CHARS} characters",
         )
     return text

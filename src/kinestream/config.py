@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kinestream.checks import subject_id
-from kinestream.errors import KinestreamError
+from kinestream.errors import KinestreamError, SettingsError
 
 DEFAULT_FILE = "default.toml"  # inside the package (configs/default.toml links to it): every setting, documented
 
@@ -167,11 +167,19 @@ def validate(config: dict, source: str = "the settings") -> dict:
     """
     for section, values in config.items():
         if section not in SCHEMA:
-            raise KinestreamError(
-                f"{source}: unknown section [{section}]; the sections are {', '.join(f'[{k}]' for k in SCHEMA)}"
+            raise SettingsError(
+                f"{source}: unknown section [{section}]; the sections are {', '.join(f'[{k}]' for k in SCHEMA)}",
+                given=section,
+                valid=list(SCHEMA),
+                key=section,
             )
         if not isinstance(values, dict):
-            raise KinestreamError(f"{source}: [{section}] must be a table of settings, not {values!r}")
+            raise SettingsError(
+                f"{source}: [{section}] must be a table of settings, not {values!r}",
+                key=section,
+                given=values,
+                valid="a table of settings",
+            )
         if section == "people":
             _validate_people(values, source)
             continue
@@ -179,13 +187,19 @@ def validate(config: dict, source: str = "the settings") -> dict:
             if key not in SCHEMA[section]:
                 close = difflib.get_close_matches(key, SCHEMA[section], n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
-                raise KinestreamError(
-                    f"{source}: unknown setting [{section}] {key}{hint}; [{section}] has {', '.join(SCHEMA[section])}"
+                raise SettingsError(
+                    f"{source}: unknown setting [{section}] {key}{hint}; [{section}] has {', '.join(SCHEMA[section])}",
+                    key=f"{section}.{key}",
+                    given=key,
+                    valid=list(SCHEMA[section]),
                 )
             kind, rule = SCHEMA[section][key]
             if not _valid(value, kind, rule):
-                raise KinestreamError(
-                    f"{source}: [{section}] {key} = {value!r} is not valid; give {_describe(kind, rule)}"
+                raise SettingsError(
+                    f"{source}: [{section}] {key} = {value!r} is not valid; give {_describe(kind, rule)}",
+                    key=f"{section}.{key}",
+                    given=value,
+                    valid=_describe(kind, rule),
                 )
     return config
 
@@ -202,20 +216,31 @@ def _validate_people(people: dict, source: str) -> None:
         try:
             subject_id(f"{source}: [people] subject", name)
         except KinestreamError as exc:
-            raise KinestreamError(str(exc)) from None
+            raise SettingsError(str(exc), key="people", given=name, valid=exc.valid) from None
         if not isinstance(entry, dict) or not entry:
-            raise KinestreamError(
+            raise SettingsError(
                 f'{source}: [people.{name}] = {entry!r} is not valid; give a table with model = "PATH" and/or '
-                "height = M and mass = KG"
+                "height = M and mass = KG",
+                key=f"people.{name}",
+                given=entry,
+                valid="a table with model and/or height and mass",
             )
         for key, value in entry.items():
             if key not in PERSON_KEYS:
-                raise KinestreamError(f"{source}: unknown setting [people.{name}] {key}; give {', '.join(PERSON_KEYS)}")
+                raise SettingsError(
+                    f"{source}: unknown setting [people.{name}] {key}; give {', '.join(PERSON_KEYS)}",
+                    key=f"people.{name}.{key}",
+                    given=key,
+                    valid=list(PERSON_KEYS),
+                )
             kind, rule = (str, None) if key == "model" else RULES["subject"][key]
             if not _valid(value, kind, rule) or value == "":
-                raise KinestreamError(
+                raise SettingsError(
                     f"{source}: [people.{name}] {key} = {value!r} is not valid; give "
-                    f"{'the path of a scaled .osim' if key == 'model' else _describe(kind, rule)}"
+                    f"{'the path of a scaled .osim' if key == 'model' else _describe(kind, rule)}",
+                    key=f"people.{name}.{key}",
+                    given=value,
+                    valid="the path of a scaled .osim" if key == "model" else _describe(kind, rule),
                 )
 
 
@@ -245,16 +270,20 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
         return config
     path = Path(path)
     if not path.is_file():
-        raise KinestreamError(
+        raise SettingsError(
             f"config file {path} does not exist; give a TOML file with the settings to change (every setting "
-            f"and its default: configs/default.toml, or 'kinestream config')"
+            f"and its default: configs/default.toml, or 'kinestream config')",
+            given=path,
+            valid="a TOML file",
         )
     for file in (path,):
         try:
             with open(file, "rb") as fh:
                 loaded = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
-            raise KinestreamError(f"config file {file} is not valid TOML: {exc}") from None
+            raise SettingsError(
+                f"config file {file} is not valid TOML: {exc}", given=file, valid="a TOML file"
+            ) from None
         config = _merge(config, validate(loaded, f"config file {file}"))
     return config
 
@@ -270,11 +299,16 @@ def section(config: dict | None, name: str, settings_cls) -> dict[str, Any]:
 
     given = (config or {}).get(name) or {}
     if not isinstance(given, dict):
-        raise KinestreamError(f"[{name}] must be a table of settings, not {given!r}")
+        raise SettingsError(
+            f"[{name}] must be a table of settings, not {given!r}", key=name, given=given, valid="a table of settings"
+        )
     known = {f.name: f.default for f in dataclasses.fields(settings_cls)}
     unknown = sorted(set(given) - set(known))
     if unknown:
-        raise KinestreamError(
-            f"[{name}] has unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(known)}"
+        raise SettingsError(
+            f"[{name}] has unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(known)}",
+            key=name,
+            given=unknown,
+            valid=list(known),
         )
     return {key: given.get(key, default) for key, default in known.items()}

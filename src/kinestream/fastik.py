@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 from scipy.linalg.lapack import dposv
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import SolverError
 from kinestream.fastik_model import ModelFacts
 from kinestream.osim import opensim_module
 
@@ -110,7 +110,10 @@ class FastIK:
         self._lam = 1e-6
         self._axes_at: np.ndarray | None = None  # where the coordinates' axes (below) were found
         if like is not None and (like.model is not model or like.names != list(names) or like.state is self.state):
-            raise KinestreamError("a solver shares what another learned only on its model, markers, own state")
+            raise SolverError(
+                "a solver shares what another learned only on its model, markers, own state",
+                valid="the same model and markers, its own state",
+            )
         self.facts: ModelFacts = like.facts if like is not None else ModelFacts(model, setup, names, self.state, refuse)
         self._axes_now = np.zeros((self.nq, 3))
         self._set(self.neutral)

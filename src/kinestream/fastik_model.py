@@ -16,7 +16,7 @@ from functools import partial
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import SolverError
 from kinestream.osim import opensim_module
 
 
@@ -49,10 +49,13 @@ class ModelFacts:
             constraints.get(i).getName() for i in range(constraints.getSize()) if constraints.get(i).isEnforced(s)
         ]
         if enforced and np.isinf(setup.constraint_weight):
-            raise KinestreamError(
+            raise SolverError(
                 f"the fast IK solver cannot enforce the model's constraints "
                 f"({', '.join(enforced[:4])}{', ...' if len(enforced) > 4 else ''}); "
-                f'use ik.solver = "opensim" for this model'
+                f'use ik.solver = "opensim" for this model',
+                key="ik.solver",
+                given=enforced,
+                valid="opensim",
             )
         markers = model.getMarkerSet()
         model.realizePosition(s)
@@ -74,9 +77,12 @@ class ModelFacts:
         q_neutral = s.getQ().to_numpy().copy()
         self.nq = q_neutral.size
         if s.getNU() != self.nq:
-            raise KinestreamError(
+            raise SolverError(
                 f"the model has {self.nq} coordinates but {s.getNU()} speeds (quaternion "
-                f'joints); use ik.solver = "opensim" for this model'
+                f'joints); use ik.solver = "opensim" for this model',
+                key="ik.solver",
+                given=s.getNU(),
+                valid="opensim",
             )
         self.qindex = np.zeros(cs.getSize(), dtype=int)
         for i in range(cs.getSize()):
@@ -88,8 +94,11 @@ class ModelFacts:
             s.setQ(osim.Vector(q_neutral.tolist()))
             coord.setLocked(s, locked)
             if moved.size != 1:
-                raise KinestreamError(
-                    f'coordinate {coord.getName()} is not one Simbody q; use ik.solver = "opensim" for this model'
+                raise SolverError(
+                    f'coordinate {coord.getName()} is not one Simbody q; use ik.solver = "opensim" for this model',
+                    key="ik.solver",
+                    given=coord.getName(),
+                    valid="opensim",
                 )
             self.qindex[i] = moved[0]
         # per Simbody q: bounds (clamped coordinates), locked, rotational, and whether it places the whole body
@@ -170,10 +179,13 @@ class ModelFacts:
                     sv = np.linalg.svd(turn, compute_uv=False)
                     if sv[-1] < 0.1 * sv[0]:  # two of its axes within about 6 deg of each other
                         coord = next(cs.get(i).getName() for i in range(cs.getSize()) if self.qindex[i] == k)
-                        raise KinestreamError(
+                        raise SolverError(
                             f"joint {name}'s rotations are degenerate (gimbal lock) with {coord} on its bound "
                             f"({np.degrees(bound):.0f} deg), where the fast IK solver cannot tell which way "
-                            f'the body leaves it; use ik.solver = "opensim" for this model'
+                            f'the body leaves it; use ik.solver = "opensim" for this model',
+                            key="ik.solver",
+                            given=coord,
+                            valid="opensim",
                         )
         self.pose(s, q)
 
@@ -215,9 +227,12 @@ class ModelFacts:
             numeric = self._central(s, q, k, lambda: self.positions(s).ravel())
             worst = max(worst, float(np.max(np.abs(numeric - jac[:, k]))))
         if worst > 1e-4:
-            raise KinestreamError(
+            raise SolverError(
                 f"the model's marker Jacobian is not dx/dq (off by {worst:.2g}; joints whose "
-                f'coordinates are not their speeds); use ik.solver = "opensim" for this model'
+                f'coordinates are not their speeds); use ik.solver = "opensim" for this model',
+                key="ik.solver",
+                given=worst,
+                valid="opensim",
             )
 
     # -- the residuals' curvature: the part of the Hessian Gauss-Newton leaves out

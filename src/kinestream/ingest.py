@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kinestream.config import DEFAULTS, section
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SettingsError
 from kinestream.files.trc import MarkerTable
 
 # OpenPose BODY_25: POSE_BODY_25_BODY_PARTS in openpose src/openpose/pose/poseParameters.cpp.
@@ -229,11 +229,18 @@ def complete_keypoints(table: MarkerTable, required: list[str] | None = None) ->
         for layout in LAYOUTS:  # a trial from a layout that cannot do: say so, and which layouts can
             within = set(names) <= {canonical(n) for n in LAYOUTS[layout]}
             if within and sorted(missing) == sorted(layout_lacks(layout)):
-                raise KinestreamError(f"the trial holds the keypoints of layout {layout}; {unusable_layout(layout)}")
-        raise KinestreamError(
+                raise InputError(
+                    f"the trial holds the keypoints of layout {layout}; {unusable_layout(layout)}",
+                    key="layout",
+                    given=layout,
+                    valid=REQUIRED,
+                )
+        raise InputError(
             f"the trial lacks keypoints {missing}; it has {table.names}. kinestream needs the BODY_25 body "
             f"and feet keypoints {REQUIRED} (MidHip and Neck may be absent: they are derived from the hips "
-            f"and shoulders)"
+            f"and shoulders)",
+            given=missing,
+            valid=REQUIRED,
         )
     out.meta["derived"] = derived
     return out
@@ -253,10 +260,17 @@ def rotation_matrix(axis: str, degrees: float) -> np.ndarray:
     """
     name = axis.strip().lower() if isinstance(axis, str) else axis
     if name not in AXES:
-        raise KinestreamError(f"rotation axis {axis!r} is not one of 'x', 'y', 'z'")
+        raise SettingsError(
+            f"rotation axis {axis!r} is not one of 'x', 'y', 'z'", key="ingest.rotate", given=axis, valid=list(AXES)
+        )
     deg = float(degrees)
     if not math.isfinite(deg):
-        raise KinestreamError(f"rotation angle {degrees!r} is not a finite number of degrees")
+        raise SettingsError(
+            f"rotation angle {degrees!r} is not a finite number of degrees",
+            key="ingest.rotate",
+            given=degrees,
+            valid="a finite number of degrees",
+        )
     if deg % 90 == 0:
         c, s = ((1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0))[int(deg // 90) % 4]
     else:
@@ -276,22 +290,33 @@ def parse_rotate(spec) -> list[tuple[str, float]]:
     for part in parts:
         pair = part.split(":") if isinstance(part, str) else list(part)
         if len(pair) != 2:
-            raise KinestreamError(f"rotation {spec!r} (--rotate, [ingest] rotate) is not valid; {_ROTATE_FORM}")
+            raise SettingsError(
+                f"rotation {spec!r} (--rotate, [ingest] rotate) is not valid; {_ROTATE_FORM}",
+                key="ingest.rotate",
+                given=spec,
+                valid=_ROTATE_FORM,
+            )
         axis, text = pair
         axis = str(axis).strip().lower()
         if axis not in AXES:
-            raise KinestreamError(
+            raise SettingsError(
                 f"rotation {spec!r} (--rotate, [ingest] rotate) is not valid: axis {pair[0]!r} is not one of x, y, "
-                f"z; {_ROTATE_FORM}"
+                f"z; {_ROTATE_FORM}",
+                key="ingest.rotate",
+                given=spec,
+                valid=_ROTATE_FORM,
             )
         try:
             degrees = float(text)
         except (TypeError, ValueError):
             degrees = math.nan
         if not math.isfinite(degrees) or isinstance(text, bool):
-            raise KinestreamError(
+            raise SettingsError(
                 f"rotation {spec!r} (--rotate, [ingest] rotate) is not valid: {text!r} is not a number of degrees; "
-                f"{_ROTATE_FORM}"
+                f"{_ROTATE_FORM}",
+                key="ingest.rotate",
+                given=spec,
+                valid=_ROTATE_FORM,
             )
         turns.append((axis, degrees))
     return turns
@@ -306,9 +331,12 @@ def orientation(up: str = "y", rotate="") -> np.ndarray | None:
     """
     key = up.strip().lower() if isinstance(up, str) else up
     if key not in UP:
-        raise KinestreamError(
+        raise SettingsError(
             f"up {up!r} (--up, [ingest] up) is not valid; give 'y' (the keypoints are Y-up, as OpenSim wants) or "
-            f"'z' (Z-up, as many camera systems)"
+            f"'z' (Z-up, as many camera systems)",
+            key="ingest.up",
+            given=up,
+            valid=list(UP),
         )
     matrix = rotation_matrix("x", -90) if key == "z" else np.eye(3)
     for axis, degrees in parse_rotate(rotate):
@@ -387,9 +415,13 @@ def keypoints_to_table(
     keypoints = np.array(keypoints, dtype=float)
     names = list(names or BODY_25)
     if keypoints.ndim != 3 or keypoints.shape[1:] != (len(names), 3):
-        raise KinestreamError(f"keypoints have shape {keypoints.shape}; expected (frames, {len(names)}, 3)")
+        raise InputError(
+            f"keypoints have shape {keypoints.shape}; expected (frames, {len(names)}, 3)",
+            given=keypoints.shape,
+            valid=f"(frames, {len(names)}, 3)",
+        )
     if not rate > 0:
-        raise KinestreamError(f"frame rate {rate} is not positive")
+        raise InputError(f"frame rate {rate} is not positive", key="rate", given=rate, valid="a positive number")
     missing = np.all(keypoints == 0, axis=2) | np.any(~np.isfinite(keypoints), axis=2)
     if confidence is not None:
         missing |= ~(np.asarray(confidence, dtype=float) >= min_confidence)

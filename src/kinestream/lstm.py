@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import AssetError
 
 GATES = ("i", "f", "g", "o")  # canonical order of the stored weight columns
 _GATE_ACTIVATIONS = {"Sigmoid", "HardSigmoid"}
@@ -150,11 +150,13 @@ def _attr(node, name, default=None):
     return default
 
 
-def _fail(path: Path, why: str) -> KinestreamError:
-    return KinestreamError(
+def _fail(path: Path, why: str) -> AssetError:
+    return AssetError(
         f"augmenter model {path} is not a stack of LSTM layers and a dense layer that "
         f"kinestream can run frame by frame ({why}); use mode='windowed', which runs the "
-        f"model as it is"
+        f"model as it is",
+        given=path,
+        valid="mode='windowed'",
     )
 
 
@@ -272,7 +274,7 @@ def read_stack(model_path: str | Path) -> LstmStack:
     try:
         model = onnx.load(str(path))
     except Exception as exc:
-        raise KinestreamError(f"augmenter model {path} could not be read: {exc}") from None
+        raise AssetError(f"augmenter model {path} could not be read: {exc}", given=path) from None
     graph = model.graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     loops = [
@@ -488,7 +490,7 @@ def _digest(path: Path) -> str:
     try:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError as exc:
-        raise KinestreamError(f"augmenter model {path} could not be read: {exc.strerror}") from None
+        raise AssetError(f"augmenter model {path} could not be read: {exc.strerror}", given=path) from None
 
 
 def step_model_bytes(models: dict[str, str | Path], verify: bool = True) -> bytes:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import AssetError
 
 
 @dataclass
@@ -50,16 +50,21 @@ class BodyPart:
         for stat in ("mean", "std"):
             path = onnx_path.parent / f"{stat}.npy"
             if not path.is_file():
-                raise KinestreamError(
-                    f"{name} augmenter: {path} is missing; mean.npy and std.npy must sit beside {onnx_path.name}"
+                raise AssetError(
+                    f"{name} augmenter: {path} is missing; mean.npy and std.npy must sit beside {onnx_path.name}",
+                    given=path,
+                    valid=f"mean.npy and std.npy beside {onnx_path.name}",
                 )
             stats[stat] = np.load(path, allow_pickle=False).astype(np.float64).ravel()
         n_in = 3 * len(features) + 2
         for stat, arr in stats.items():
             if arr.shape != (n_in,):
-                raise KinestreamError(
+                raise AssetError(
                     f"{name} augmenter: {stat}.npy has {arr.shape[0]} values; the model reads "
-                    f"{n_in} features ({len(features)} keypoints x 3 + height + mass)"
+                    f"{n_in} features ({len(features)} keypoints x 3 + height + mass)",
+                    key=f"{stat}.npy",
+                    given=arr.shape[0],
+                    valid=n_in,
                 )
         return cls(name, onnx_path, features, markers, stats["mean"], stats["std"])
 

@@ -17,7 +17,7 @@ import numpy as np
 from kinestream import checks, clean, scale, solve
 from kinestream.assets import Assets, get_assets
 from kinestream.augment import Augmenter, AugmentSettings, augment_table
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, KinestreamError, SolverError
 from kinestream.files.c3d import trc_to_c3d
 from kinestream.files.mot import Motion, solved_rows, write_mot
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
@@ -160,15 +160,18 @@ def static_markers(
             t0, t1 = window
             inside = np.flatnonzero((keypoints.time >= t0 - 1e-9) & (keypoints.time <= t1 + 1e-9))
             if inside.size == 0:
-                raise KinestreamError(
+                raise InputError(
                     f"static range {t0:g}-{t1:g} s holds none of its frames ({keypoints.time[0]:.3f}-"
-                    f"{keypoints.time[-1]:.3f} s); give a range inside it, or 'auto' to average all of them"
+                    f"{keypoints.time[-1]:.3f} s); give a range inside it, or 'auto' to average all of them",
+                    key="static",
+                    given=(t0, t1),
+                    valid=(float(keypoints.time[0]), float(keypoints.time[-1])),
                 )
             keypoints = keypoints.frames(int(inside[0]), int(inside[-1]) + 1)
         still = still_pose(keypoints)  # averaged, not filtered: a still pose has no motion to filter
         augmented, augmenting = clean_and_augment(still.table, height, mass, assets, config, clean_first=False)
     except KinestreamError as exc:
-        raise KinestreamError(f"static trial {static_trial}: {exc}") from None
+        raise exc.reworded(f"static trial {static_trial}: {exc}") from None
     written = write_trc(out_path, augmented)
     notes = [f"static trial {static_trial}: " + "; ".join(notes + [still.describe(), *augmenting])]
     return augmented, still, notes + [f"wrote {written} (the static trial's still pose, augmented)"]
@@ -208,7 +211,7 @@ def scale_from_static(
             markers, mass, height, out_dir / f"{stem}_scaled.osim", assets, static=still.scale_window
         )
     except KinestreamError as exc:
-        raise KinestreamError(f"static trial {static_trial}: {exc}") from None
+        raise exc.reworded(f"static trial {static_trial}: {exc}") from None
     return Path(result.model_path), notes + result.messages + [_scale_error(result)]
 
 
@@ -389,7 +392,7 @@ def stream_ik(
         for i in range(n):
             frame = stage.solve(Prepared(float(markers.time[i]), none, markers.xyz[i], i))
             if frame.error is not None:
-                raise KinestreamError(f"t={markers.time[i]:.3f} s: {frame.error}")
+                raise SolverError(f"t={markers.time[i]:.3f} s: {frame.error}", given=float(markers.time[i]))
             q[i], rmse[i], emax[i] = frame.q, frame.rmse_mm, frame.max_error_mm
             if frame.event and len(notes) < 20:
                 notes.append(f"t={markers.time[i]:.3f} s: {frame.event}")
@@ -434,12 +437,20 @@ def process(
     checks.subject(height, mass)
     static = scale.parse_static(static)
     if model is not None and static_trial is not None:
-        raise KinestreamError(
+        raise InputError(
             f"a scaled model ({model}) and a static trial ({static_trial}) were both given; the model skips "
-            f"scaling, so the static trial would go unused: give one of them"
+            f"scaling, so the static trial would go unused: give one of them",
+            key="static_trial",
+            given=(model, static_trial),
+            valid="one of them",
         )
     if static_trial is not None and not Path(static_trial).is_file():
-        raise KinestreamError(f"static trial {static_trial} does not exist; give the .trc of its keypoints")
+        raise InputError(
+            f"static trial {static_trial} does not exist; give the .trc of its keypoints",
+            key="static_trial",
+            given=static_trial,
+            valid="the .trc of its keypoints",
+        )
     ingest = IngestSettings.from_config(config)
     trial = Path(trial)
     out_dir = Path(out_dir)
@@ -468,9 +479,12 @@ def process(
         if model is not None:
             scaled_model = Path(model)
             if not scaled_model.is_file():
-                raise KinestreamError(
+                raise InputError(
                     f"model {scaled_model} does not exist; give a scaled .osim or leave --model "
-                    f"out to scale from the trial's static pose"
+                    f"out to scale from the trial's static pose",
+                    key="model",
+                    given=scaled_model,
+                    valid="a scaled .osim",
                 )
             messages.append(f"using the scaled model {scaled_model}")
         elif static_trial is not None:

@@ -8,7 +8,7 @@ commands that use no model (``--help``, ``config``, ``replay``, ...) start witho
 from __future__ import annotations
 
 from kinestream.assets import asset_dir
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SolverError
 
 _configured = False
 
@@ -34,11 +34,13 @@ def read_model(path):
 
     path = Path(path)
     if not path.is_file():
-        raise KinestreamError(
+        raise InputError(
             f"model {path} does not exist; give an OpenSim .osim file (the scaled model "
-            f"'kinestream scale' or 'calibrate' writes)"
+            f"'kinestream scale' or 'calibrate' writes)",
+            given=path,
+            valid="an OpenSim .osim file",
         )
     try:
         return opensim_module().Model(str(path))
     except Exception as exc:
-        raise KinestreamError(f"{path} could not be loaded as an OpenSim model: {exc}") from None
+        raise SolverError(f"{path} could not be loaded as an OpenSim model: {exc}", given=path) from None

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from kinestream import checks
 from kinestream.config import DEFAULTS
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, KinestreamError
 
 CONFIG_TOML = "Config.toml"  # Pose2Sim's
 POSE_3D = "pose-3d"  # Pose2Sim's folder of triangulated keypoints
@@ -85,14 +85,20 @@ def find_project(folder: str | Path) -> Project:
     """The Pose2Sim project or session, or the OpenCap session, in ``folder``."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise KinestreamError(f"{folder} is not a folder; give a Pose2Sim or OpenCap folder, or a .trc")
+        raise InputError(
+            f"{folder} is not a folder; give a Pose2Sim or OpenCap folder, or a .trc",
+            given=folder,
+            valid="a Pose2Sim or OpenCap folder, or a .trc",
+        )
     if (folder / OPENCAP_METADATA).is_file():
         return opencap_project(folder)
     if (folder / CONFIG_TOML).is_file() or _pose3d_dirs(folder):
         return pose2sim_project(folder)
-    raise KinestreamError(
+    raise InputError(
         f"{folder} is neither a Pose2Sim project or session ({CONFIG_TOML}, {POSE_3D}/*.trc) nor an OpenCap "
-        f"session ({OPENCAP_METADATA}, {MARKER_DATA}/*.trc); give one of those, or a .trc of keypoints"
+        f"session ({OPENCAP_METADATA}, {MARKER_DATA}/*.trc); give one of those, or a .trc of keypoints",
+        given=folder,
+        valid="a Pose2Sim or OpenCap folder, or a .trc",
     )
 
 
@@ -134,9 +140,9 @@ def _read_toml(path: Path) -> dict:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
-        raise KinestreamError(f"{path} is not valid TOML: {exc}") from None
+        raise InputError(f"{path} is not valid TOML: {exc}", given=path, valid="a TOML file") from None
     except OSError as exc:
-        raise KinestreamError(f"cannot read {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read {path}: {exc.strerror}", given=path) from None
 
 
 def _config_chain(folder: Path, trial_dir: Path) -> list[Path]:
@@ -168,11 +174,11 @@ def _number(raw, source: str, unit: str, what: str) -> Value:
     note = None
     if isinstance(raw, list):
         if not raw:
-            raise KinestreamError(f"{source} = [] is not valid; {valid}")
+            raise InputError(f"{source} = [] is not valid; {valid}", key=source, given=raw, valid=valid)
         note = f"{source} lists {len(raw)} participants ({raw}); kinestream takes the first" if len(raw) > 1 else None
         raw = raw[0]
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw < 0:
-        raise KinestreamError(f"{source} = {raw!r} is not valid; {valid}")
+        raise InputError(f"{source} = {raw!r} is not valid; {valid}", key=source, given=raw, valid=valid)
     if raw == 0:  # Pose2Sim's "not given": it takes its default
         return Value(None, source, f"{source} is 0 (not given)")
     return Value(float(raw), source, note)
@@ -184,9 +190,12 @@ def _same(values: dict[Path, Value], key: str, folder: Path) -> Value | None:
         listed = "; ".join(
             f"{t.name}: {'auto' if v.value is None else f'{v.value:g}'} from {v.source}" for t, v in values.items()
         )
-        raise KinestreamError(
+        raise InputError(
             f"the trials in {folder} have different {key} ({listed}); they are different participants: "
-            f"process each participant's folder on its own"
+            f"process each participant's folder on its own",
+            key=key,
+            given={t.name: v.value for t, v in values.items()},
+            valid="one participant per folder",
         )
     return next(iter(values.values()), None)
 
@@ -237,9 +246,11 @@ def pose2sim_project(
             trials.remove(trial)
             del keys[trial]
     if not trials:
-        raise KinestreamError(
+        raise InputError(
             f"{folder} holds no trial: no {POSE_3D}/*.trc of keypoints in it or its subfolders (files already "
-            f"augmented, *_LSTM.trc or *_augmented.trc, are not trials)"
+            f"augmented, *_LSTM.trc or *_augmented.trc, are not trials)",
+            given=folder,
+            valid=f"{POSE_3D}/*.trc of keypoints",
         )
     height = _same(_values(keys, "participant_height", "metres", "height"), "participant_height", folder)
     mass = _same(_values(keys, "participant_mass", "kilograms", "mass"), "participant_mass", folder)
@@ -329,7 +340,7 @@ def read_flat_yaml(path: str | Path) -> dict[str, str]:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
-        raise KinestreamError(f"cannot read {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read {path}: {exc.strerror}", given=path) from None
     values: dict[str, str] = {}
     for line in text.splitlines():
         if not line.strip() or line[0] in " \t-#" or ":" not in line:
@@ -351,7 +362,12 @@ def _yaml_number(values: dict[str, str], key: str, source: str, unit: str) -> Va
     except ValueError:
         number = math.nan
     if not math.isfinite(number) or number < 0:
-        raise KinestreamError(f"{source} = {values[key]!r} is not valid; give a number in {unit}")
+        raise InputError(
+            f"{source} = {values[key]!r} is not valid; give a number in {unit}",
+            key=source,
+            given=values[key],
+            valid=f"a number in {unit}",
+        )
     return Value(number, source) if number > 0 else Value(None, source, f"{source} is 0 (not given)")
 
 
@@ -378,7 +394,11 @@ def opencap_project(folder: str | Path, static_pattern: str = STATIC_PATTERN) ->
         else:
             trials.append(f)
     if not trials:
-        raise KinestreamError(f"{folder} holds no trial: no {MARKER_DATA}/*.trc in it (OpenCap keeps its trials so)")
+        raise InputError(
+            f"{folder} holds no trial: no {MARKER_DATA}/*.trc in it (OpenCap keeps its trials so)",
+            given=folder,
+            valid=f"{MARKER_DATA}/*.trc",
+        )
     where = {"height": f"{meta} height_m", "mass": f"{meta} mass_kg"}
     static, trials, chosen = split_static(folder, trials, (static_pattern, OPENCAP_STATIC))
     return Project("OpenCap", folder, trials, static, height, mass, None, where, notes + chosen)
@@ -411,9 +431,12 @@ def _settle(
     if found is not None and found.value is not None:
         return found.value, found.source, [found.note] if found.note else []
     if project is not None and found is None and required:
-        raise KinestreamError(
+        raise InputError(
             f"{project.where[key]} is not set: the {project.kind} folder {project.folder} names no {key}; set it "
-            f"there or give {flag}"
+            f"there or give {flag}",
+            key=key,
+            given=project.folder,
+            valid=flag,
         )
     value, source = _settings_source(config, key)
     return value, source, [found.note] if found is not None and found.note else []
@@ -436,5 +459,5 @@ def subject_values(
     except KinestreamError as exc:
         if project is None:
             raise
-        raise KinestreamError(f"{exc} (height from {h_from}, mass from {m_from})") from None
+        raise exc.reworded(f"{exc} (height from {h_from}, mass from {m_from})") from None
     return h, m, notes + more + [f"height {h:g} m from {h_from}; mass {m:g} kg from {m_from}"]

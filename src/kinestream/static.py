@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kinestream.augment import MODEL_RATE
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SettingsError
 from kinestream.files.trc import MarkerTable
 
 OUTLIER_MM = 30.0  # far beyond a standing person's sway and the keypoints' noise (a few mm), well inside a limb swap
@@ -73,17 +73,31 @@ def still_pose(table: MarkerTable, outlier_mm: float = OUTLIER_MM, hold_s: float
     arguments are out of range.
     """
     if not (np.isfinite(outlier_mm) and outlier_mm > 0):
-        raise KinestreamError(f"outlier_mm {outlier_mm!r} is not valid; give a distance in millimetres above 0")
+        raise SettingsError(
+            f"outlier_mm {outlier_mm!r} is not valid; give a distance in millimetres above 0",
+            key="outlier_mm",
+            given=outlier_mm,
+            valid="a distance in millimetres above 0",
+        )
     if not (np.isfinite(hold_s) and hold_s >= 2 * SCALE_WINDOW_S):
-        raise KinestreamError(f"hold_s {hold_s!r} is not valid; give at least {2 * SCALE_WINDOW_S:g} s")
+        raise SettingsError(
+            f"hold_s {hold_s!r} is not valid; give at least {2 * SCALE_WINDOW_S:g} s",
+            key="hold_s",
+            given=hold_s,
+            valid=f"at least {2 * SCALE_WINDOW_S:g} s",
+        )
     if table.n_frames == 0:
-        raise KinestreamError("the static trial has no frames; it needs at least one")
+        raise InputError(
+            "the static trial has no frames; it needs at least one", given=table.n_frames, valid="at least one frame"
+        )
     xyz = np.asarray(table.xyz, dtype=float)
     seen = np.isfinite(xyz).all(axis=2)  # frames x keypoints
     if not seen.any():
-        raise KinestreamError(
+        raise InputError(
             f"no keypoint has data in any of the static trial's {table.n_frames} frames; give a trial with the person "
-            f"in view"
+            f"in view",
+            given=table.n_frames,
+            valid="a trial with the person in view",
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a keypoint never seen has no median: it stays NaN

@@ -14,7 +14,7 @@ from kinestream.clean.filters import DESIGNS, OneEuro, StreamingLowpass, kalman_
 from kinestream.clean.gaps import StreamingGapFiller
 from kinestream.clean.offline import CleanReport, clean_table
 from kinestream.config import DEFAULTS, section
-from kinestream.errors import KinestreamError
+from kinestream.errors import SettingsError
 from kinestream.files.trc import MarkerTable
 
 
@@ -78,14 +78,24 @@ class StreamingCleaner:
     ) -> None:
         rate = checks.rate(rate)
         if design not in DESIGNS:
-            raise KinestreamError(f"streaming filter {design!r} is not known; give one of {', '.join(DESIGNS)}")
+            raise SettingsError(
+                f"streaming filter {design!r} is not known; give one of {', '.join(DESIGNS)}",
+                key="clean.streaming_filter",
+                given=design,
+                valid=list(DESIGNS),
+            )
         self.design = design
         try:
             gap = float(max_gap_s)
         except (TypeError, ValueError):
             gap = np.nan
         if not np.isfinite(gap) or gap < 0:
-            raise KinestreamError(f"max_gap_s {max_gap_s!r} is not valid; give a duration in seconds >= 0")
+            raise SettingsError(
+                f"max_gap_s {max_gap_s!r} is not valid; give a duration in seconds >= 0",
+                key="clean.max_gap_s",
+                given=max_gap_s,
+                valid="a duration in seconds >= 0",
+            )
         self.filler = StreamingGapFiller(n_markers, rate, int(np.floor(gap * rate + 1e-9)), lookahead, hold_method)
         sos = {
             "kalman": lambda: kalman_cv_sos(rate, kalman_accel, kalman_noise_m),
@@ -251,9 +261,12 @@ class CleanSettings:
     def streaming(self, n_markers: int, rate: float) -> StreamingCleaner:
         """The causal cleaner for ``n_markers`` keypoints at ``rate`` Hz (``gap_method`` is offline only)."""
         if isinstance(self.cutoff_hz, str):
-            raise KinestreamError(
+            raise SettingsError(
                 f"cutoff {self.cutoff_hz!r} is not valid for streaming: residual analysis needs the whole trial; "
-                f"give a frequency in Hz, such as 6"
+                f"give a frequency in Hz, such as 6",
+                key="clean.cutoff_hz",
+                given=self.cutoff_hz,
+                valid="a frequency in Hz",
             )
         return StreamingCleaner(
             n_markers,

@@ -14,7 +14,7 @@ from scipy import signal
 
 from kinestream import checks
 from kinestream.clean.frames import NEVER, check_count, frame_shape, runs_of
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SettingsError
 
 BTYPES = ("low", "high", "bandpass", "bandstop")
 
@@ -52,22 +52,45 @@ def butter_sos(order: int, cutoff_hz: float | tuple[float, float], rate: float, 
     """
     rate = checks.rate(rate)
     if btype not in BTYPES:
-        raise KinestreamError(f"filter type {btype!r} is not valid; use one of {list(BTYPES)}")
+        raise SettingsError(
+            f"filter type {btype!r} is not valid; use one of {list(BTYPES)}",
+            key="btype",
+            given=btype,
+            valid=list(BTYPES),
+        )
     if isinstance(order, bool) or int(order) != order or order < 1:
-        raise KinestreamError(f"filter order {order!r} is not valid; give a positive integer such as 2 or 4")
+        raise SettingsError(
+            f"filter order {order!r} is not valid; give a positive integer such as 2 or 4",
+            key="clean.filter_order",
+            given=order,
+            valid="a positive integer",
+        )
     cutoffs = np.atleast_1d(np.asarray(cutoff_hz, dtype=float))
     wanted = 2 if btype in ("bandpass", "bandstop") else 1
     if cutoffs.shape != (wanted,):
-        raise KinestreamError(f"a {btype} filter takes {wanted} cutoff frequency(ies); {cutoff_hz!r} was given")
+        raise SettingsError(
+            f"a {btype} filter takes {wanted} cutoff frequency(ies); {cutoff_hz!r} was given",
+            key="clean.cutoff_hz",
+            given=cutoff_hz,
+            valid=f"{wanted} cutoff frequency(ies)",
+        )
     nyquist = rate / 2
     for fc in cutoffs:
         if not (0 < fc < nyquist):
-            raise KinestreamError(
+            raise SettingsError(
                 f"cutoff {fc:g} Hz is not valid at {rate:g} Hz sampling; it must be above 0 and below "
-                f"the Nyquist frequency {nyquist:g} Hz"
+                f"the Nyquist frequency {nyquist:g} Hz",
+                key="clean.cutoff_hz",
+                given=float(fc),
+                valid=(0.0, nyquist),
             )
     if wanted == 2 and not cutoffs[0] < cutoffs[1]:
-        raise KinestreamError(f"band edges {cutoff_hz!r} must be given low first, then high")
+        raise SettingsError(
+            f"band edges {cutoff_hz!r} must be given low first, then high",
+            key="clean.cutoff_hz",
+            given=cutoff_hz,
+            valid="low first, then high",
+        )
     return signal.butter(int(order), cutoffs if wanted == 2 else cutoffs[0], btype=btype, fs=rate, output="sos")
 
 
@@ -122,9 +145,11 @@ def lowpass(xyz: np.ndarray, rate: float, cutoff_hz: float, order: int = 4) -> n
     runs = [runs_of(finite[:, j]) for j in range(flat.shape[1])]
     longest = max((int((r[:, 1] - r[:, 0]).max()) for r in runs if len(r)), default=0)
     if longest <= pad:
-        raise KinestreamError(
+        raise InputError(
             f"the trial is too short to filter: the longest stretch of frames with data is {longest} frames "
-            f"(of {data.shape[0]} given); an order-{order} Butterworth filter needs at least {pad + 1}"
+            f"(of {data.shape[0]} given); an order-{order} Butterworth filter needs at least {pad + 1}",
+            given=longest,
+            valid=pad + 1,
         )
     whole = finite.all(axis=0)
     if whole.any():
@@ -179,9 +204,12 @@ def kalman_cv_sos(rate: float, accel: float, noise_m: float) -> np.ndarray:
 
     rate = checks.rate(rate)
     if not (np.isfinite(accel) and accel > 0 and np.isfinite(noise_m) and noise_m > 0):
-        raise KinestreamError(
+        raise SettingsError(
             f"Kalman accel {accel!r} m/s^2 and noise {noise_m!r} m are not valid; give both > 0, "
-            f"e.g. accel 50 and noise 0.005"
+            f"e.g. accel 50 and noise 0.005",
+            key="clean.kalman_accel",
+            given=(accel, noise_m),
+            valid="both > 0",
         )
     dt = 1.0 / rate
     f = np.array([[1.0, dt], [0.0, 1.0]])
@@ -221,12 +249,20 @@ class OneEuro:
         self.rate = checks.rate(rate)
         for name, value in (("min_cutoff_hz", min_cutoff_hz), ("d_cutoff_hz", d_cutoff_hz)):
             if not (np.isfinite(value) and 0 < value < self.rate / 2):
-                raise KinestreamError(
+                raise SettingsError(
                     f"One Euro {name} {value!r} is not valid; give a frequency above 0 and "
-                    f"below the Nyquist frequency {self.rate / 2:g} Hz"
+                    f"below the Nyquist frequency {self.rate / 2:g} Hz",
+                    key=f"clean.one_euro_{name}",
+                    given=value,
+                    valid=(0.0, self.rate / 2),
                 )
         if not (np.isfinite(beta) and beta >= 0):
-            raise KinestreamError(f"One Euro beta {beta!r} is not valid; give a number >= 0 (s/m)")
+            raise SettingsError(
+                f"One Euro beta {beta!r} is not valid; give a number >= 0 (s/m)",
+                key="clean.one_euro_beta",
+                given=beta,
+                valid="a number >= 0 (s/m)",
+            )
         self.min_cutoff_hz, self.beta, self.d_cutoff_hz = float(min_cutoff_hz), float(beta), float(d_cutoff_hz)
         self.reinit_after_frames = (
             int(round(0.1 * self.rate))
@@ -387,9 +423,12 @@ class StreamingLowpass:
         if max_jump is not None:
             max_jump = float(max_jump)
             if not (np.isfinite(max_jump) and max_jump > 0):
-                raise KinestreamError(
+                raise SettingsError(
                     f"max_jump {max_jump!r} is not valid; give the largest displacement per frame (> 0, "
-                    f"e.g. 0.5 m), or None to accept every sample"
+                    f"e.g. 0.5 m), or None to accept every sample",
+                    key="clean.max_jump_m",
+                    given=max_jump,
+                    valid="a distance per frame > 0, or None",
                 )
         self.max_jump = max_jump
         self.max_outlier_frames = check_count("max_outlier_frames", max_outlier_frames, "a number of frames")
@@ -453,9 +492,12 @@ class StreamingLowpass:
         """
         f = 0.0 if freq_hz is None else float(freq_hz)
         if not (0 <= f < self.rate / 2):
-            raise KinestreamError(
+            raise SettingsError(
                 f"frequency {freq_hz!r} Hz is not valid for the delay; give one from 0 up to below the "
-                f"Nyquist frequency {self.rate / 2:g} Hz"
+                f"Nyquist frequency {self.rate / 2:g} Hz",
+                key="freq_hz",
+                given=freq_hz,
+                valid=(0.0, self.rate / 2),
             )
         samples = sum(signal.group_delay((s[:3], s[3:]), w=[f], fs=self.rate)[1][0] for s in self.sos)
         return float(1000.0 * samples / self.rate)
@@ -481,7 +523,11 @@ class StreamingLowpass:
         """
         x = np.asarray(x, dtype=float)
         if x.shape != self.shape:
-            raise KinestreamError(f"frame has shape {x.shape}; this filter takes frames of shape {self.shape}")
+            raise InputError(
+                f"frame has shape {x.shape}; this filter takes frames of shape {self.shape}",
+                given=x.shape,
+                valid=self.shape,
+            )
         xp = x.reshape(self._points, self._dim)
         k = self.frame
         if self._steady and math.isfinite(self._ones @ x.reshape(-1)):

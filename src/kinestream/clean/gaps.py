@@ -14,7 +14,7 @@ from scipy.interpolate import PchipInterpolator, make_interp_spline
 
 from kinestream import checks
 from kinestream.clean.frames import NEVER, check_count, frame_shape, runs_of
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SettingsError
 
 GAP_METHODS = ("pchip", "linear")
 HOLD_METHODS = ("hold", "extrapolate")
@@ -121,13 +121,27 @@ def fill_gaps(
         If ``method``, ``rate``, ``max_gap_s`` or the shape of ``xyz`` is not valid.
     """
     if method not in GAP_METHODS:
-        raise KinestreamError(f"gap filling method {method!r} is not valid; use one of {list(GAP_METHODS)}")
+        raise SettingsError(
+            f"gap filling method {method!r} is not valid; use one of {list(GAP_METHODS)}",
+            key="clean.gap_method",
+            given=method,
+            valid=list(GAP_METHODS),
+        )
     rate = checks.rate(rate)
     if not np.isfinite(max_gap_s) or max_gap_s < 0:
-        raise KinestreamError(f"max_gap_s {max_gap_s!r} is not valid; give a duration in seconds >= 0")
+        raise SettingsError(
+            f"max_gap_s {max_gap_s!r} is not valid; give a duration in seconds >= 0",
+            key="clean.max_gap_s",
+            given=max_gap_s,
+            valid="a duration in seconds >= 0",
+        )
     data = np.array(xyz, dtype=float)
     if data.ndim not in (2, 3):
-        raise KinestreamError(f"positions have shape {data.shape}; expected (frames, markers, 3) or (frames, k)")
+        raise InputError(
+            f"positions have shape {data.shape}; expected (frames, markers, 3) or (frames, k)",
+            given=data.shape,
+            valid="(frames, markers, 3) or (frames, k)",
+        )
     work = data.reshape(data.shape[0], data.shape[1], -1)  # a view: (frames, markers, coordinates)
     n_frames = work.shape[0]
     max_frames = int(np.floor(max_gap_s * rate + 1e-9))
@@ -210,7 +224,12 @@ class StreamingGapFiller:
         self, n_markers: int, rate: float, max_hold_frames: int, lookahead: int = 0, method: str = "hold"
     ) -> None:
         if method not in HOLD_METHODS:
-            raise KinestreamError(f"gap bridging method {method!r} is not valid; use one of {list(HOLD_METHODS)}")
+            raise SettingsError(
+                f"gap bridging method {method!r} is not valid; use one of {list(HOLD_METHODS)}",
+                key="clean.hold_method",
+                given=method,
+                valid=list(HOLD_METHODS),
+            )
         self.shape = frame_shape((n_markers, 3))
         self.n_markers = self.shape[0]
         self.rate = checks.rate(rate)
@@ -281,7 +300,11 @@ class StreamingGapFiller:
         """
         x = np.asarray(xyz, dtype=float)
         if x.shape != self.shape:
-            raise KinestreamError(f"frame has shape {x.shape}; this gap filler takes frames of shape {self.shape}")
+            raise InputError(
+                f"frame has shape {x.shape}; this gap filler takes frames of shape {self.shape}",
+                given=x.shape,
+                valid=self.shape,
+            )
         if self.lookahead == 0:
             return self._emit(x.copy(), None), float(t), tag
         self._buf[self._count] = x

@@ -13,7 +13,7 @@ import numpy as np
 from kinestream import checks
 from kinestream.clean.filters import lowpass
 from kinestream.clean.gaps import GapReport, fill_gaps
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SettingsError
 from kinestream.files.trc import MarkerTable
 
 
@@ -110,17 +110,23 @@ def residual_analysis(
         cutoffs = np.arange(1.0, 0.4 * rate + 1e-9, 0.5)
     cutoffs = np.asarray(cutoffs, dtype=float)
     if cutoffs.ndim != 1 or len(cutoffs) < 4 or np.any(np.diff(cutoffs) <= 0):
-        raise KinestreamError(
+        raise SettingsError(
             f"residual analysis needs at least 4 increasing candidate cutoffs; got {cutoffs.tolist()} "
-            f"(at {rate:g} Hz the default runs from 1 Hz to {0.4 * rate:g} Hz)"
+            f"(at {rate:g} Hz the default runs from 1 Hz to {0.4 * rate:g} Hz)",
+            key="cutoffs",
+            given=cutoffs.tolist(),
+            valid="at least 4 increasing cutoffs",
         )
     if fit_from_hz is None:
         fit_from_hz = 0.5 * (cutoffs[0] + cutoffs[-1])
     fit = cutoffs >= fit_from_hz
     if fit.sum() < 2:
-        raise KinestreamError(
+        raise SettingsError(
             f"fit_from_hz {fit_from_hz:g} Hz leaves {int(fit.sum())} candidate(s) for the noise line; "
-            f"give a value at or below {cutoffs[-2]:g} Hz"
+            f"give a value at or below {cutoffs[-2]:g} Hz",
+            key="fit_from_hz",
+            given=fit_from_hz,
+            valid=f"at most {cutoffs[-2]:g} Hz",
         )
 
     data = np.asarray(xyz, dtype=float)
@@ -135,8 +141,9 @@ def residual_analysis(
     # a signal without data, or constant (residual at rounding level), suggests nothing
     usable = np.isfinite(residuals[0]) & (residuals[0] > 1e-9 * scale)
     if not usable.any():
-        raise KinestreamError(
-            "residual analysis found no signal with data that varies; nothing to suggest a cutoff from"
+        raise InputError(
+            "residual analysis found no signal with data that varies; nothing to suggest a cutoff from",
+            valid="a trial whose keypoints move",
         )
 
     _, intercept = np.polyfit(cutoffs[fit], np.nan_to_num(residuals[fit]), 1)
@@ -221,7 +228,12 @@ def clean_table(
         If an argument is not valid or the trial is too short to filter.
     """
     if isinstance(cutoff_hz, str) and cutoff_hz != "auto":
-        raise KinestreamError(f"cutoff {cutoff_hz!r} is not valid; give a frequency in Hz or 'auto'")
+        raise SettingsError(
+            f"cutoff {cutoff_hz!r} is not valid; give a frequency in Hz or 'auto'",
+            key="clean.cutoff_hz",
+            given=cutoff_hz,
+            valid="a frequency in Hz or 'auto'",
+        )
     filled, gaps = fill_gaps(table.xyz, table.rate, max_gap_s, gap_method)
     residual = None
     if cutoff_hz == "auto":

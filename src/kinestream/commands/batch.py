@@ -11,7 +11,7 @@ from typing import Any
 
 from kinestream.assets import get_assets
 from kinestream.commands.common import say
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SettingsError
 from kinestream.plots import headless_plots
 
 EPILOG = """\
@@ -67,7 +67,11 @@ def report(rows: list[dict], out: Path, config: dict) -> None:
     print(f"{counts['done']} done, {counts['skipped']} skipped (unchanged), {counts['failed']} failed of {len(rows)}")
     print(f"wrote {csv_path}" + (f" and {png}" if png else ""))
     if failed:
-        raise KinestreamError(f"{len(failed)} of {len(rows)} trials failed; their reasons are in {csv_path}")
+        raise InputError(
+            f"{len(failed)} of {len(rows)} trials failed; their reasons are in {csv_path}",
+            given=len(failed),
+            valid=csv_path,
+        )
 
 
 def _security(args):
@@ -76,9 +80,11 @@ def _security(args):
 
     if not args.scheduler:
         if any((args.tls_ca_file, args.tls_cert, args.tls_key, args.insecure_scheduler)):
-            raise KinestreamError(
+            raise SettingsError(
                 "--tls-ca-file, --tls-cert, --tls-key and --insecure-scheduler go with --scheduler; the local cluster "
-                "makes its own certificates"
+                "makes its own certificates",
+                key="--scheduler",
+                valid="--scheduler ADDRESS",
             )
         return None
     security = scheduler_security(
@@ -105,7 +111,12 @@ class _client:
             try:
                 self.client = Client(args.scheduler, timeout=30, security=self.security)
             except (OSError, ValueError) as exc:
-                raise KinestreamError(f"cannot reach the Dask scheduler {args.scheduler}: {exc}") from None
+                raise SettingsError(
+                    f"cannot reach the Dask scheduler {args.scheduler}: {exc}",
+                    key="--scheduler",
+                    given=args.scheduler,
+                    valid="a reachable scheduler",
+                ) from None
             return self.client
         workers = args.workers or os.cpu_count() or 1
         self.cluster = LocalCluster(  # TLS, temporary self-signed certificates: no other process gets in

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from kinestream.config import SOLVERS, override
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError
 from kinestream.ingest import IngestSettings
 from kinestream.projects import subject_values
 
@@ -30,7 +30,7 @@ def subject(args, config) -> tuple[float, float]:
 def existing(path: str, what: str) -> Path:
     p = Path(path)
     if not p.is_file():
-        raise KinestreamError(f"{what} {p} does not exist")
+        raise InputError(f"{what} {p} does not exist", key=what, given=p, valid="an existing file")
     return p
 
 

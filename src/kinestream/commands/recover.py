@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import KinestreamError, RecordingError
 from kinestream.files.record import recover
 
 
@@ -18,7 +18,9 @@ def cmd_recover(args, config) -> None:
             failed += 1
             print(f"kinestream: error: {exc}", file=sys.stderr, flush=True)
     if failed:
-        raise KinestreamError(f"{failed} of {len(args.files)} files could not be recovered (see above)")
+        raise RecordingError(
+            f"{failed} of {len(args.files)} files could not be recovered (see above)", given=failed, valid=0
+        )
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ from pathlib import Path
 from kinestream.assets import get_assets
 from kinestream.centres import joint_centres
 from kinestream.config import load_config
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError
 from kinestream.files.mot import read_mot
 from kinestream.plots import headless_plots, plot_reps
 from kinestream.reps import KNEES, CueSettings, RepEvent, RepSettings, detect_reps
@@ -82,18 +82,22 @@ def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
     settings = RepSettings.from_config(config)
     path = Path(args.mot)
     if not path.is_file():
-        raise KinestreamError(
+        raise InputError(
             f"motion file {path} does not exist; give the .mot of a session (from 'kinestream "
-            f"process', 'ik' or 'serve --record')"
+            f"process', 'ik' or 'serve --record')",
+            given=path,
+            valid="the .mot of a session",
         )
     motion = read_mot(path)
     if len(motion.time) == 0:
-        raise KinestreamError(f"{path} holds no frames")
+        raise InputError(f"{path} holds no frames", given=path, valid="at least one frame")
     missing = [k for k in KNEES if k not in motion]
     if missing:
-        raise KinestreamError(
+        raise InputError(
             f"{path} has no {' or '.join(missing)} column; the rep counter needs both knee angles "
-            f"(a .mot from 'kinestream process', 'ik' or 'serve --record')"
+            f"(a .mot from 'kinestream process', 'ik' or 'serve --record')",
+            given=missing,
+            valid=list(KNEES),
         )
     if args.model:
         model = args.model

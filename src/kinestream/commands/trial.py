@@ -9,7 +9,7 @@ from kinestream import assets, checks
 from kinestream.assets import get_assets
 from kinestream.commands.batch import bar, report
 from kinestream.commands.common import existing, say, subject
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, KinestreamError, SettingsError
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc, write_trc
 from kinestream.ingest import IngestSettings
@@ -129,7 +129,7 @@ def cmd_process(args, config) -> None:
         try:
             out_dir = Path("out") / checks.path_segment(f"trial {trial}: its output folder name", trial.stem)
         except KinestreamError as exc:
-            raise KinestreamError(f"{exc}; give --out, or rename the file") from None
+            raise exc.reworded(f"{exc}; give --out, or rename the file") from None
     static = args.static or ScaleSettings.from_config(config).static
     static_trial = existing(args.static_trial, "static trial") if args.static_trial else None
     truth = None
@@ -165,12 +165,18 @@ def process_folder(args, config) -> None:
     from kinestream.batch import describe, find_study, run_batch
 
     if args.truth:
-        raise KinestreamError("--truth holds one trial's true angles; give that trial's .trc, not a folder")
+        raise SettingsError(
+            "--truth holds one trial's true angles; give that trial's .trc, not a folder",
+            key="--truth",
+            given=args.truth,
+            valid="one trial's .trc, not a folder",
+        )
     if args.static:  # a new config with the window: the one the folder's trials and static trial are scaled from
         config = {**config, "scale": {**config["scale"], "static": args.static}}
     study = find_study(args.trial, config, height=args.height, mass=args.mass)
     if study.unplanned:  # one folder: what keeps a subject from being processed is refused up front, as one line
-        raise KinestreamError(study.unplanned[0][2])
+        subject, trial, reason = study.unplanned[0]
+        raise InputError(reason, key="subject", given=subject)
     notes = []
     if args.model and args.static_trial:
         notes.append(f"--model {args.model} is used: the static trial {args.static_trial} is not needed")

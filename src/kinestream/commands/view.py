@@ -21,7 +21,7 @@ from pathlib import Path
 
 from kinestream.assets import get_assets, home
 from kinestream.commands.common import log_to_stderr, say
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SettingsError
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc
 from kinestream.live import stop_on_signals
@@ -55,22 +55,36 @@ def _source(args) -> str | None:
     """'mot', 'trc' or None (live), after checking what was given."""
     if args.source is None:
         if args.markers or args.model:
-            raise KinestreamError("--markers and --model go with a recorded SESSION.mot; live, the service sends both")
+            raise SettingsError(
+                "--markers and --model go with a recorded SESSION.mot; live, the service sends both",
+                key="--markers" if args.markers else "--model",
+                valid="a recorded SESSION.mot",
+            )
         return None
     path = Path(args.source)
     kind = path.suffix.lower().lstrip(".")
     if kind not in ("mot", "trc"):
-        raise KinestreamError(
+        raise InputError(
             f"{path} is neither a .mot nor a .trc; give SESSION.mot (a recorded session), TRIAL.trc (keypoints), "
-            f"or nothing to view a running service"
+            f"or nothing to view a running service",
+            given=path,
+            valid=["SESSION.mot", "TRIAL.trc"],
         )
     if not path.is_file():
-        raise KinestreamError(f"{path} does not exist; give a recorded SESSION.mot or TRIAL.trc")
+        raise InputError(
+            f"{path} does not exist; give a recorded SESSION.mot or TRIAL.trc",
+            given=path,
+            valid=["SESSION.mot", "TRIAL.trc"],
+        )
     if kind == "trc" and (args.markers or args.model):
-        raise KinestreamError("--markers and --model go with a SESSION.mot; a .trc is shown as it is")
+        raise SettingsError(
+            "--markers and --model go with a SESSION.mot; a .trc is shown as it is",
+            key="--markers" if args.markers else "--model",
+            valid="a SESSION.mot",
+        )
     for flag, value in (("--markers", args.markers), ("--model", args.model)):
         if value and not Path(value).is_file():
-            raise KinestreamError(f"{flag} {value} does not exist")
+            raise InputError(f"{flag} {value} does not exist", key=flag, given=value, valid="an existing file")
     return kind
 
 
@@ -106,11 +120,18 @@ def run_view(args, config: dict) -> None:
     web_args = {key: getattr(args, key) for key in WEB_DEFAULTS}
     if not args.web and any(value is not None for value in web_args.values()):
         given = ", ".join(f"--{key.replace('_', '-')}" for key, value in web_args.items() if value is not None)
-        raise KinestreamError(f"{given}: only with --web (the web viewer); the native viewer picks its own port")
+        raise SettingsError(
+            f"{given}: only with --web (the web viewer); the native viewer picks its own port", key=given, valid="--web"
+        )
     web_args = {key: default if web_args[key] is None else web_args[key] for key, default in WEB_DEFAULTS.items()}
     save = Path(args.save) if args.save else None
     if save is not None and save.suffix.lower() != ".rrd":
-        raise KinestreamError(f"--save {save}: a Rerun recording is a .rrd file; give FILE.rrd")
+        raise SettingsError(
+            f"--save {save}: a Rerun recording is a .rrd file; give FILE.rrd",
+            key="--save",
+            given=save,
+            valid="FILE.rrd",
+        )
     config = client_config(getattr(args, "curve_key", None), getattr(args, "server_key", None), config)
     endpoint = args.endpoint or config["service"]["output"]
 

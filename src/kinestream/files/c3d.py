@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import AssetError, InputError
 from kinestream.files.trc import _UNIT_SCALE, MarkerTable, read_trc
 
 MAX_LABEL_BYTES = 255  # a C3D parameter dimension is one byte
@@ -67,9 +67,11 @@ def _ezc3d():
     try:
         import ezc3d
     except ImportError:
-        raise KinestreamError(
+        raise AssetError(
             "reading or writing .c3d files needs the ezc3d package, which is not installed; "
-            "install it with `pip install ezc3d` (or reinstall kinestream, which depends on it)"
+            "install it with `pip install ezc3d` (or reinstall kinestream, which depends on it)",
+            given="ezc3d",
+            valid="pip install ezc3d",
         ) from None
     return ezc3d
 
@@ -77,26 +79,39 @@ def _ezc3d():
 def _check_labels(names: list[str]) -> None:
     """Refuse labels that C3D or ezc3d would not give back unchanged."""
     if not names:
-        raise KinestreamError("the table has no markers; a .c3d needs at least one labelled point")
+        raise InputError(
+            "the table has no markers; a .c3d needs at least one labelled point",
+            given=names,
+            valid="at least one labelled point",
+        )
     for k, name in enumerate(names):
         if not isinstance(name, str) or not name.strip() or name != name.strip():
-            raise KinestreamError(
+            raise InputError(
                 f"marker {k} is named {name!r}; a C3D label must be non-empty text without leading or "
-                "trailing spaces (C3D readers trim them); rename the marker"
+                "trailing spaces (C3D readers trim them); rename the marker",
+                key=f"names[{k}]",
+                given=name,
+                valid="non-empty text without leading or trailing spaces",
             )
         size = len(name.encode("utf-8"))
         if size > MAX_LABEL_BYTES:
-            raise KinestreamError(
+            raise InputError(
                 f"marker {k} is named {name[:40]!r}... ({size} bytes in UTF-8); a C3D label holds at most "
                 f"{MAX_LABEL_BYTES} bytes (ezc3d writes longer ones into a file it cannot read back); "
-                "rename the marker (c3d.org recommends at most 16 characters)"
+                "rename the marker (c3d.org recommends at most 16 characters)",
+                key=f"names[{k}]",
+                given=name,
+                valid=f"at most {MAX_LABEL_BYTES} bytes",
             )
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise KinestreamError(
+            raise InputError(
                 f"marker name {name!r} appears {names.count(name)} times; C3D labels identify the points, "
-                "so they must be unique; rename or drop the duplicates"
+                "so they must be unique; rename or drop the duplicates",
+                key="names",
+                given=name,
+                valid="unique marker names",
             )
         seen.add(name)
 
@@ -108,15 +123,22 @@ def _check_timing(table: MarkerTable) -> int:
     except (TypeError, ValueError):
         rate = math.nan
     if isinstance(table.rate, bool) or not (math.isfinite(rate) and rate > 0):
-        raise KinestreamError(f"rate={table.rate!r} is not valid; it must be a positive number of frames per second")
+        raise InputError(
+            f"rate={table.rate!r} is not valid; it must be a positive number of frames per second",
+            key="rate",
+            given=table.rate,
+            valid="a positive number of frames per second",
+        )
     n = table.n_frames
     if n == 0:
-        raise KinestreamError("the table has no frames; a .c3d needs at least one")
+        raise InputError("the table has no frames; a .c3d needs at least one", given=n, valid="at least one frame")
     if n > MAX_FRAMES:
-        raise KinestreamError(
+        raise InputError(
             f"the table has {n} frames; a .c3d holds at most {MAX_FRAMES} (its header counts frames in 16 bits: "
             f"{MAX_FRAMES / rate:.0f} s at {rate:g} Hz); write it in parts with table.frames(start, stop), "
-            "or as .trc"
+            "or as .trc",
+            given=n,
+            valid=f"at most {MAX_FRAMES} frames",
         )
     t0 = float(table.time[0])
     tolerance = 1e-6 + 1e-3 / rate  # the .trc keeps 6 decimals
@@ -124,9 +146,12 @@ def _check_timing(table: MarkerTable) -> int:
     off = np.abs(table.time - expected)
     if not np.all(np.isfinite(table.time)) or off.max() > tolerance:
         k = int(np.argmax(np.where(np.isfinite(off), off, np.inf)))
-        raise KinestreamError(
+        raise InputError(
             f"frame {k} is at t={float(table.time[k])!r} s, but a .c3d holds frames evenly spaced at the rate "
-            f"({rate:g} Hz), which puts it at {expected[k]:.6f} s; resample the trial to an even rate first"
+            f"({rate:g} Hz), which puts it at {expected[k]:.6f} s; resample the trial to an even rate first",
+            key=f"time[{k}]",
+            given=float(table.time[k]),
+            valid=float(expected[k]),
         )
     frames_before = t0 * rate
     first = round(frames_before)
@@ -139,19 +164,29 @@ def _check_path(path: str | Path) -> Path:
     """The path to write, with its folder made; a KinestreamError when it cannot be written."""
     path = Path(path)
     if path.suffix != ".c3d":
-        raise KinestreamError(
-            f"{path} does not end in .c3d; give a path ending in .c3d (ezc3d would write {path}.c3d instead)"
+        raise InputError(
+            f"{path} does not end in .c3d; give a path ending in .c3d (ezc3d would write {path}.c3d instead)",
+            given=path,
+            valid="a path ending in .c3d",
         )
     try:
         is_dir = path.is_dir()
     except OSError as exc:  # a name too long, say
-        raise KinestreamError(f"cannot write {path}: {exc.strerror}") from None
+        raise InputError(
+            f"cannot write {path}: {exc.strerror}", given=path, valid="a path that can be written"
+        ) from None
     if is_dir:
-        raise KinestreamError(f"{path} is a folder; give the path of a .c3d file to write")
+        raise InputError(
+            f"{path} is a folder; give the path of a .c3d file to write", given=path, valid="the path of a .c3d file"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise KinestreamError(f"cannot make the folder {path.parent} for {path.name}: {exc.strerror}") from None
+        raise InputError(
+            f"cannot make the folder {path.parent} for {path.name}: {exc.strerror}",
+            given=path,
+            valid="a path that can be written",
+        ) from None
     return path
 
 
@@ -178,7 +213,9 @@ def write_c3d(path: str | Path, table: MarkerTable, units: str = "mm") -> Path:
     """
     ezc3d = _ezc3d()
     if units not in _UNIT_SCALE:
-        raise KinestreamError(f"units {units!r} is not one of {sorted(_UNIT_SCALE)}")
+        raise InputError(
+            f"units {units!r} is not one of {sorted(_UNIT_SCALE)}", key="units", given=units, valid=sorted(_UNIT_SCALE)
+        )
     _check_labels(table.names)
     first = _check_timing(table)
     path = _check_path(path)
@@ -203,9 +240,11 @@ def write_c3d(path: str | Path, table: MarkerTable, units: str = "mm") -> Path:
     try:  # a new name of its own (mkstemp: exclusive, unpredictable), never one a link could be planted at
         fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".partial.c3d", dir=path.parent)
     except OSError as exc:
-        raise KinestreamError(
+        raise InputError(
             f"could not write {path}: the temporary file beside it cannot be made ({exc.strerror}); check that "
-            "the folder is writable and that the name leaves room for the temporary suffix"
+            "the folder is writable and that the name leaves room for the temporary suffix",
+            given=path,
+            valid="a writable folder",
         ) from None
     try:
         os.fchmod(fd, 0o644)  # mkstemp's 600 is for the name; the .c3d is read as any output is
@@ -215,9 +254,11 @@ def write_c3d(path: str | Path, table: MarkerTable, units: str = "mm") -> Path:
     try:
         c3d.write(str(partial))
         if not os.path.getsize(partial):  # ezc3d reports no error when it cannot open the file
-            raise KinestreamError(
+            raise InputError(
                 f"could not write {path}: ezc3d wrote nothing to the temporary file {partial.name}; check that "
-                "the folder is writable and that the name leaves room for the temporary suffix"
+                "the folder is writable and that the name leaves room for the temporary suffix",
+                given=path,
+                valid="a writable folder",
             )
         os.replace(partial, path)
     finally:
@@ -234,7 +275,12 @@ def _labels(point: dict, n: int, path: Path) -> list[str]:
         labels += list(point[f"LABELS{k}"]["value"])
         k += 1
     if len(labels) < n:
-        raise KinestreamError(f"{path} labels {len(labels)} points but holds {n}; every point needs a label")
+        raise InputError(
+            f"{path} labels {len(labels)} points but holds {n}; every point needs a label",
+            key="POINT:LABELS",
+            given=len(labels),
+            valid=n,
+        )
     return [str(label).strip() for label in labels[:n]]
 
 
@@ -246,7 +292,12 @@ def _first_time(c3d, rate: float, path: Path) -> float:
         try:
             return float(text)
         except ValueError:
-            raise KinestreamError(f"{path}: {TIME_GROUP}:{TIME_PARAMETER} is {text!r}, not a number") from None
+            raise InputError(
+                f"{path}: {TIME_GROUP}:{TIME_PARAMETER} is {text!r}, not a number",
+                key=f"{TIME_GROUP}:{TIME_PARAMETER}",
+                given=text,
+                valid="a number",
+            ) from None
     return c3d["header"]["points"]["first_frame"] / rate  # ezc3d counts frames from 0
 
 
@@ -254,24 +305,44 @@ def read_c3d(path: str | Path) -> MarkerTable:
     """Read the 3D points of a .c3d file into a MarkerTable in metres (NaN where missing)."""
     path = Path(path)
     if not os.path.isfile(path):  # ezc3d hangs on a folder and says little about a missing file
-        raise KinestreamError(f"marker file {path} does not exist or is not a file; give the path of a .c3d file")
+        raise InputError(
+            f"marker file {path} does not exist or is not a file; give the path of a .c3d file",
+            given=path,
+            valid="a .c3d file",
+        )
     ezc3d = _ezc3d()
     try:
         c3d = ezc3d.c3d(str(path))
     except (OSError, RuntimeError, ValueError) as exc:
-        raise KinestreamError(f"{path} is not a .c3d file that ezc3d can read ({exc})") from None
+        raise InputError(
+            f"{path} is not a .c3d file that ezc3d can read ({exc})", given=path, valid="a .c3d file"
+        ) from None
     point = c3d["parameters"]["POINT"]
     units = "".join(point.get("UNITS", {}).get("value", [])).strip().lower()
     if units not in _UNIT_SCALE:
-        raise KinestreamError(f"{path}: POINT:UNITS is {units!r}; kinestream reads points in {sorted(_UNIT_SCALE)}")
+        raise InputError(
+            f"{path}: POINT:UNITS is {units!r}; kinestream reads points in {sorted(_UNIT_SCALE)}",
+            key="POINT:UNITS",
+            given=units,
+            valid=sorted(_UNIT_SCALE),
+        )
     rate = float(np.asarray(point.get("RATE", {}).get("value", [0.0])).ravel()[0])
     if not (math.isfinite(rate) and rate > 0):
-        raise KinestreamError(f"{path}: POINT:RATE is {rate!r}; it must be a positive number of frames per second")
+        raise InputError(
+            f"{path}: POINT:RATE is {rate!r}; it must be a positive number of frames per second",
+            key="POINT:RATE",
+            given=rate,
+            valid="a positive number of frames per second",
+        )
     rate = float(str(np.float32(rate)))  # stored as float32: 59.94 comes back as 59.939998..., give 59.94
     points = c3d["data"]["points"]  # (4, markers, frames)
     n_points, n_frames = points.shape[1], points.shape[2]
     if n_points == 0 or n_frames == 0:
-        raise KinestreamError(f"{path} holds {n_points} points over {n_frames} frames; it needs at least one of each")
+        raise InputError(
+            f"{path} holds {n_points} points over {n_frames} frames; it needs at least one of each",
+            given=path,
+            valid="at least one point and one frame",
+        )
     names = _labels(point, n_points, path)
     xyz = points[:3].transpose(2, 1, 0) * _UNIT_SCALE[units]
     residuals = c3d["data"]["meta_points"]["residuals"]
@@ -317,12 +388,17 @@ def on_even_grid(table: MarkerTable) -> tuple[MarkerTable, str | None]:
     """
     time = np.asarray(table.time, dtype=float)
     if table.n_frames == 0:
-        raise KinestreamError("the table has no frames; a .c3d needs at least one")
+        raise InputError(
+            "the table has no frames; a .c3d needs at least one", given=table.n_frames, valid="at least one frame"
+        )
     steps = np.diff(time)
     if not np.isfinite(time).all() or (steps <= 0).any():
         k = int(np.argmax(~np.isfinite(time))) if not np.isfinite(time).all() else int(np.argmax(steps <= 0)) + 1
-        raise KinestreamError(
-            f"frame {k} is at t={float(time[k])!r} s, not after the frame before; a .c3d needs times that increase"
+        raise InputError(
+            f"frame {k} is at t={float(time[k])!r} s, not after the frame before; a .c3d needs times that increase",
+            key=f"time[{k}]",
+            given=float(time[k]),
+            valid="times that increase",
         )
     rates = [float(table.rate)]
     if table.n_frames > 2:
@@ -338,24 +414,32 @@ def on_even_grid(table: MarkerTable) -> tuple[MarkerTable, str | None]:
         same = np.flatnonzero(np.diff(slots) <= 0)
         if same.size and offsets.max() <= MAX_OFFSET_FRAMES:
             k = int(same[0])
-            raise KinestreamError(
+            raise InputError(
                 f"frames {k} and {k + 1} (t={time[k]:.6f} and {time[k + 1]:.6f} s) fall on one frame of the "
-                f"{rate:g} Hz grid, and no other even rate fits the times; a .c3d holds frames evenly spaced"
+                f"{rate:g} Hz grid, and no other even rate fits the times; a .c3d holds frames evenly spaced",
+                key=f"time[{k + 1}]",
+                given=float(time[k + 1]),
+                valid="frames evenly spaced",
             )
         k = int(np.argmax(offsets))
-        raise KinestreamError(
+        raise InputError(
             f"frame {k} at t={time[k]:.6f} s is {offsets[k] * 1000 / rate:.1f} ms from the nearest time of an even "
             f"{rate:g} Hz grid, more than a quarter frame ({MAX_OFFSET_FRAMES * 1000 / rate:.1f} ms), and no other "
-            f"even rate fits the times; a .c3d holds frames evenly spaced"
+            f"even rate fits the times; a .c3d holds frames evenly spaced",
+            key=f"time[{k}]",
+            given=float(time[k]),
+            valid="frames evenly spaced",
         )
     n = int(slots[-1]) + 1
     if n > MAX_FRAMES:  # refused before the grid is made: a jump of an hour at 120 Hz is 432,000 frames
         source = table.meta.get("source")
-        raise KinestreamError(
+        raise InputError(
             f"{source + ': ' if source else ''}the frames span {time[-1] - time[0]:.6g} s (t={time[0]:.6f} to "
             f"{time[-1]:.6f} s): {n} frames on the even {rate:g} Hz grid of a .c3d, which holds at most "
             f"{MAX_FRAMES} ({MAX_FRAMES / rate:.0f} s at {rate:g} Hz); write it in parts with "
-            "table.frames(start, stop), or keep the .trc"
+            "table.frames(start, stop), or keep the .trc",
+            given=n,
+            valid=f"at most {MAX_FRAMES} frames",
         )
     grid = start + np.arange(n) / rate
     if n == table.n_frames and rate == table.rate and np.abs(time - grid).max() <= 1e-6 + 1e-3 / rate:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError
 
 
 @dataclass
@@ -31,7 +31,9 @@ class Motion:
         try:
             return self.values[:, self.names.index(name)]
         except ValueError:
-            raise KinestreamError(f"column {name!r} is not in the motion; it has {self.names}") from None
+            raise InputError(
+                f"column {name!r} is not in the motion; it has {self.names}", given=name, valid=self.names
+            ) from None
 
     def __contains__(self, name: str) -> bool:
         """Whether the motion has a column ``name``."""
@@ -107,7 +109,9 @@ def read_mot(path: str | Path) -> Motion:
     """Read an OpenSim .mot/.sto file (as written here or by OpenSim)."""
     path = Path(path)
     if not path.is_file():
-        raise KinestreamError(f"motion file {path} does not exist; give the path of a .mot file")
+        raise InputError(
+            f"motion file {path} does not exist; give the path of a .mot file", given=path, valid="a .mot file"
+        )
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     in_degrees = True
     for i, line in enumerate(lines):  # noqa: B007 (i, the endheader line, is read after the loop)
@@ -117,14 +121,22 @@ def read_mot(path: str | Path) -> Motion:
         if low == "endheader":
             break
     else:
-        raise KinestreamError(f"{path} is not an OpenSim motion file (no 'endheader' line)")
+        raise InputError(
+            f"{path} is not an OpenSim motion file (no 'endheader' line)", given=path, valid="an OpenSim motion file"
+        )
     names = lines[i + 1].split()
     if not names or names[0].lower() != "time":
-        raise KinestreamError(f"{path}: the line after 'endheader' must name the columns, starting with 'time'")
+        raise InputError(
+            f"{path}: the line after 'endheader' must name the columns, starting with 'time'",
+            given=path,
+            valid="column names starting with 'time'",
+        )
     rows = [np.array(line.split(), dtype=float) for line in lines[i + 2 :] if line.strip()]
     data = np.vstack(rows) if rows else np.empty((0, len(names)))
     if data.shape[1] != len(names):
-        raise KinestreamError(f"{path}: rows have {data.shape[1]} values for {len(names)} columns")
+        raise InputError(
+            f"{path}: rows have {data.shape[1]} values for {len(names)} columns", given=data.shape[1], valid=len(names)
+        )
     return Motion(data[:, 0], names[1:], data[:, 1:], in_degrees)
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import RecordingError
 from kinestream.files.mot import mot_header, mot_row
 from kinestream.files.recover import _NOFOLLOW, COUNT_WIDTH, RecoverReport, _layout, count_field, recover
 from kinestream.files.trc import _UNIT_SCALE, trc_header, trc_row
@@ -100,9 +100,11 @@ def set_aside(*paths) -> list[tuple[Path, Path]]:
             try:
                 os.unlink(p)
             except OSError as exc:
-                raise KinestreamError(
+                raise RecordingError(
                     f"cannot move the earlier recording {p} aside: it is kept as {_aside(p, n).name} too, but its "
-                    f"own name cannot be removed ({exc.strerror}); remove {p} yourself or record elsewhere"
+                    f"own name cannot be removed ({exc.strerror}); remove {p} yourself or record elsewhere",
+                    given=p,
+                    valid=f"remove {p} yourself or record elsewhere",
                 ) from None
             moved.append((p, _aside(p, n)))
         return moved
@@ -132,16 +134,20 @@ def _hold(p: Path, held: list[int]) -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise KinestreamError(
+            raise RecordingError(
                 f"{p} is being recorded (or set aside, or recovered) right now; record to another path, or stop "
-                "the other recorder first"
+                "the other recorder first",
+                given=p,
+                valid="another path, or stop the other recorder first",
             ) from None
     try:
         now = os.stat(p, follow_symlinks=False)
     except FileNotFoundError:
         return False  # set aside by another process between the open and the lock
     if (now.st_dev, now.st_ino) != (os.fstat(fd).st_dev, os.fstat(fd).st_ino):
-        raise KinestreamError(f"{p} was replaced while being set aside; another process is recording there")
+        raise RecordingError(
+            f"{p} was replaced while being set aside; another process is recording there", given=p, valid="another path"
+        )
     return True
 
 
@@ -161,9 +167,11 @@ def _link_all(present: list[Path], n: int) -> bool:
         except OSError as exc:
             for m in made:
                 os.unlink(m)
-            raise KinestreamError(
+            raise RecordingError(
                 f"cannot move the earlier recording {p} aside to {_aside(p, n).name}: "
-                f"{exc.strerror}; move it yourself or record elsewhere"
+                f"{exc.strerror}; move it yourself or record elsewhere",
+                given=p,
+                valid="move it yourself or record elsewhere",
             ) from None
         made.append(_aside(p, n))
     return True
@@ -197,26 +205,40 @@ class _Recorder:
         try:  # a new file only: an earlier recording is never truncated, a symlink never followed
             self._fd = os.open(self.path, flags, 0o644)
         except FileExistsError:
-            raise KinestreamError(
+            raise RecordingError(
                 f"{self.path} already exists; a recording never overwrites one (set the old "
-                f"one aside first: record.set_aside)"
+                f"one aside first: record.set_aside)",
+                given=self.path,
+                valid="set the old one aside first: record.set_aside",
             ) from None
         except OSError as exc:
-            raise KinestreamError(f"cannot create the recording {self.path}: {exc.strerror}") from None
+            raise RecordingError(
+                f"cannot create the recording {self.path}: {exc.strerror}",
+                given=self.path,
+                valid="a path that can be written",
+            ) from None
         try:
             if fcntl is not None:
                 try:
                     fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     os.close(self._fd)
-                    raise KinestreamError(f"{self.path} is being recorded by another recorder right now") from None
+                    raise RecordingError(
+                        f"{self.path} is being recorded by another recorder right now",
+                        given=self.path,
+                        valid="another path",
+                    ) from None
             os.ftruncate(self._fd, 0)
             _write_all(self._fd, head)
             if self.fsync:
                 os.fsync(self._fd)
         except OSError as exc:
             os.close(self._fd)
-            raise KinestreamError(f"cannot write the recording {self.path}: {exc.strerror}") from None
+            raise RecordingError(
+                f"cannot write the recording {self.path}: {exc.strerror}",
+                given=self.path,
+                valid="a path that can be written",
+            ) from None
         _live.add(self)
         self._thread = None
         if background:
@@ -259,7 +281,7 @@ class _Recorder:
     def _refuse(self) -> None:
         if self._closed:
             raise ValueError(f"the recording {self.path} is closed")
-        raise KinestreamError(f"recording to {self.path} failed: {self._error}") from self._error
+        raise RecordingError(f"recording to {self.path} failed: {self._error}", given=self.path) from self._error
 
     def _add(self, line: str, written: float, t: float) -> None:
         # strictly increasing time as written, since OpenSim refuses anything else
@@ -332,9 +354,11 @@ class _Recorder:
             os.close(self._fd)
             _live.discard(self)
         if error is not None:
-            raise KinestreamError(
+            raise RecordingError(
                 f"recording to {self.path} failed: {error}; "
-                f"run 'kinestream recover {self.path}' to keep the rows that reached the disk"
+                f"run 'kinestream recover {self.path}' to keep the rows that reached the disk",
+                given=self.path,
+                valid=f"kinestream recover {self.path}",
             )
 
 
@@ -409,9 +433,19 @@ class TrcRecorder(_Recorder):
         markers = [str(m) for m in markers]
         _check_names(markers, "marker", any_space=False)
         if units not in _UNIT_SCALE:
-            raise KinestreamError(f"units {units!r} is not one of {sorted(_UNIT_SCALE)}")
+            raise RecordingError(
+                f"units {units!r} is not one of {sorted(_UNIT_SCALE)}",
+                key="units",
+                given=units,
+                valid=sorted(_UNIT_SCALE),
+            )
         if not (rate > 0 and math.isfinite(rate)):
-            raise KinestreamError(f"frame rate {rate!r} must be a positive number of frames per second")
+            raise RecordingError(
+                f"frame rate {rate!r} must be a positive number of frames per second",
+                key="rate",
+                given=rate,
+                valid="a positive number of frames per second",
+            )
         self.markers = markers
         self.rate = float(rate)
         self.units = units
@@ -444,7 +478,9 @@ class TrcRecorder(_Recorder):
 
 def _check_names(names: list[str], what: str, any_space: bool, reserved: tuple[str, ...] = ()) -> None:
     if not names:
-        raise KinestreamError(f"a recording needs at least one {what}")
+        raise RecordingError(
+            f"a recording needs at least one {what}", key=f"{what} names", given=names, valid=f"at least one {what}"
+        )
     seen = set()
     for name in names:
         if any_space:
@@ -452,10 +488,18 @@ def _check_names(names: list[str], what: str, any_space: bool, reserved: tuple[s
         else:
             bad = not name.strip() or any(c in name for c in "\t\r\n")
         if bad:
-            raise KinestreamError(
+            raise RecordingError(
                 f"{what} name {name!r} cannot be written to the file header "
-                f"({'no blanks' if any_space else 'no tabs or line breaks'}, not empty)"
+                f"({'no blanks' if any_space else 'no tabs or line breaks'}, not empty)",
+                key=f"{what} names",
+                given=name,
+                valid=f"{'no blanks' if any_space else 'no tabs or line breaks'}, not empty",
             )
         if name in seen or name.lower() in reserved:
-            raise KinestreamError(f"{what} name {name!r} appears twice; OpenSim needs unique column names")
+            raise RecordingError(
+                f"{what} name {name!r} appears twice; OpenSim needs unique column names",
+                key=f"{what} names",
+                given=name,
+                valid="unique column names",
+            )
         seen.add(name)

@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import RecordingError
 
 try:  # advisory lock: a live recorder still owns the file
     import fcntl
@@ -79,19 +79,27 @@ def _mot_layout(data: bytes, path) -> _Layout:
         if low == b"endheader":
             break
     else:
-        raise KinestreamError(
+        raise RecordingError(
             f"{path} is not an OpenSim motion file: no complete 'endheader' line "
-            f"(a .mot/.sto file has a header ending in 'endheader', then the column names)"
+            f"(a .mot/.sto file has a header ending in 'endheader', then the column names)",
+            given=path,
+            valid="a header ending in 'endheader'",
         )
     cols = next(lines, None)
     if cols is None:
-        raise KinestreamError(
+        raise RecordingError(
             f"{path}: the header ends without the line of column names after 'endheader'; "
-            "the file was cut off before any row was written and cannot be repaired"
+            "the file was cut off before any row was written and cannot be repaired",
+            given=path,
+            valid="column names after 'endheader'",
         )
     names = [n.decode("utf-8", "replace") for n in data[cols[0] : cols[1]].split()]
     if not names or names[0].lower() != "time":
-        raise KinestreamError(f"{path}: the line after 'endheader' must name the columns, starting with 'time'")
+        raise RecordingError(
+            f"{path}: the line after 'endheader' must name the columns, starting with 'time'",
+            given=path,
+            valid="column names starting with 'time'",
+        )
     return _Layout("mot", cols[2], len(names), counts, names[1:])
 
 
@@ -109,12 +117,18 @@ def _cells(data: bytes, start: int, end: int) -> list[tuple[int, int]]:
 
 def _trc_layout(data: bytes, path) -> _Layout:
     if not data.startswith(b"PathFileType"):
-        raise KinestreamError(f"{path} is not a .trc file (it must start with a PathFileType line)")
+        raise RecordingError(
+            f"{path} is not a .trc file (it must start with a PathFileType line)",
+            given=path,
+            valid="a .trc file starting with a PathFileType line",
+        )
     lines = list(itertools.islice(_lines(data, 0, _MAX_HEADER), 5))
     if len(lines) < 5:
-        raise KinestreamError(
+        raise RecordingError(
             f"{path}: the .trc header (5 lines) is incomplete; the file was cut off "
-            "before any frame was written and cannot be repaired"
+            "before any frame was written and cannot be repaired",
+            given=path,
+            valid="a complete .trc header",
         )
     keys = [data[a:b].strip().decode("utf-8", "replace") for a, b in _cells(data, lines[1][0], lines[1][1])]
     values = _cells(data, lines[2][0], lines[2][1])
@@ -123,13 +137,17 @@ def _trc_layout(data: bytes, path) -> _Layout:
         if key in keys and keys.index(key) < len(values):
             counts.append(values[keys.index(key)])
     if not counts:
-        raise KinestreamError(f"{path}: the .trc header has no NumFrames field")
+        raise RecordingError(f"{path}: the .trc header has no NumFrames field", key="NumFrames", given=path)
     name_cells = [data[a:b].strip().decode("utf-8", "replace") for a, b in _cells(data, lines[3][0], lines[3][1])]
     if len(name_cells) < 3 or name_cells[0] != "Frame#":
-        raise KinestreamError(f"{path}: line 4 must read 'Frame#<TAB>Time<TAB>marker names'")
+        raise RecordingError(
+            f"{path}: line 4 must read 'Frame#<TAB>Time<TAB>marker names'",
+            given=path,
+            valid="Frame#<TAB>Time<TAB>marker names",
+        )
     names = [n for n in name_cells[2:] if n]
     if not names:
-        raise KinestreamError(f"{path} names no markers")
+        raise RecordingError(f"{path} names no markers", given=path, valid="at least one marker")
     header_end = lines[4][2]
     for start, end, nxt in _lines(data, header_end, len(data)):  # blank lines close the header
         if data[start:end].strip():
@@ -144,9 +162,11 @@ def _kind(path: Path) -> str:
         return "mot"
     if suffix == ".trc":
         return "trc"
-    raise KinestreamError(
+    raise RecordingError(
         f"{path} is neither a .mot/.sto nor a .trc file; recover repairs the angle and "
-        "marker files the session recorder writes"
+        "marker files the session recorder writes",
+        given=path,
+        valid=[".mot", ".sto", ".trc"],
     )
 
 
@@ -226,23 +246,27 @@ def recover(path) -> RecoverReport:
     path = Path(path)
     kind = _kind(path)
     if path.is_symlink():
-        raise KinestreamError(
+        raise RecordingError(
             f"{path} is a symbolic link; recover repairs the recording itself, never through a link: give the "
-            f"file it points to ({os.path.realpath(path)})"
+            f"file it points to ({os.path.realpath(path)})",
+            given=path,
+            valid=os.path.realpath(path),
         )
     if not path.is_file():
-        raise KinestreamError(f"{path} does not exist")
+        raise RecordingError(f"{path} does not exist", given=path, valid="a recording that exists")
     try:  # no symlink followed: one planted after the check above is refused here (ELOOP)
         fd = os.open(path, os.O_RDWR | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise KinestreamError(f"cannot open {path} for repair: {exc.strerror}") from None
+        raise RecordingError(f"cannot open {path} for repair: {exc.strerror}", given=path) from None
     try:
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise KinestreamError(
-                    f"{path} is being recorded right now; recover it after the recorder has stopped"
+                raise RecordingError(
+                    f"{path} is being recorded right now; recover it after the recorder has stopped",
+                    given=path,
+                    valid="recover it after the recorder has stopped",
                 ) from None
         with open(fd, "rb", closefd=False) as fh:
             data = fh.read()
@@ -261,9 +285,12 @@ def _repair(fd: int, path: Path, data: bytes, layout: _Layout) -> RecoverReport:
         ok = _row_ok(data[start:end], layout)
         if ok:
             if bad_line is not None:
-                raise KinestreamError(
+                raise RecordingError(
                     f"{path}: line {bad_line} is malformed but complete rows follow it; that is not what a "
-                    "killed recorder leaves behind, so the file is left as it is (repair it by hand)"
+                    "killed recorder leaves behind, so the file is left as it is (repair it by hand)",
+                    key=f"line {bad_line}",
+                    given=path,
+                    valid="repair it by hand",
                 )
             rows += 1
             kept_end = nxt
@@ -321,5 +348,5 @@ def _repair(fd: int, path: Path, data: bytes, layout: _Layout) -> RecoverReport:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise KinestreamError(f"cannot write the repaired {path}: {exc.strerror}") from None
+            raise RecordingError(f"cannot write the repaired {path}: {exc.strerror}", given=path) from None
     return RecoverReport(path, layout.kind, rows, header_rows, dropped, True, notes)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError
 
 _UNIT_SCALE = {"m": 1.0, "mm": 1e-3, "cm": 1e-2}
 # read_trc refuses a header naming far more markers than the rows hold: the table (frames x named markers)
@@ -53,7 +53,9 @@ class MarkerTable:
         try:
             return self.names.index(name)
         except ValueError:
-            raise KinestreamError(f"marker {name!r} is not in the table; it has {self.names}") from None
+            raise InputError(
+                f"marker {name!r} is not in the table; it has {self.names}", given=name, valid=self.names
+            ) from None
 
     def __contains__(self, name: str) -> bool:
         """Whether the table has a marker ``name``."""
@@ -109,30 +111,50 @@ def read_trc(path: str | Path) -> MarkerTable:
     """Read a .trc file into metres."""
     path = Path(path)
     if not path.is_file():
-        raise KinestreamError(f"marker file {path} does not exist; give the path of a .trc file")
+        raise InputError(
+            f"marker file {path} does not exist; give the path of a .trc file", given=path, valid="a .trc file"
+        )
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as exc:
-        raise KinestreamError(f"cannot read {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read {path}: {exc.strerror}", given=path, valid="a readable .trc file") from None
     if len(lines) < 5 or not lines[0].startswith("PathFileType"):
-        raise KinestreamError(f"{path} is not a .trc file (it must start with a PathFileType line)")
+        raise InputError(
+            f"{path} is not a .trc file (it must start with a PathFileType line)",
+            given=path,
+            valid="a .trc file starting with a PathFileType line",
+        )
     keys = lines[1].split("\t")
     values = lines[2].split("\t")
     header = {k.strip(): v.strip() for k, v in zip(keys, values, strict=False)}
     units = header.get("Units", "m").strip().lower()
     if units not in _UNIT_SCALE:
-        raise KinestreamError(f"{path}: Units {units!r} is not one of {sorted(_UNIT_SCALE)}")
+        raise InputError(
+            f"{path}: Units {units!r} is not one of {sorted(_UNIT_SCALE)}",
+            key="Units",
+            given=units,
+            valid=sorted(_UNIT_SCALE),
+        )
     try:
         rate = float(header.get("DataRate") or header.get("CameraRate") or "")
     except (TypeError, ValueError):
-        raise KinestreamError(f"{path}: DataRate {header.get('DataRate')!r} is not a number") from None
+        raise InputError(
+            f"{path}: DataRate {header.get('DataRate')!r} is not a number",
+            key="DataRate",
+            given=header.get("DataRate"),
+            valid="a number",
+        ) from None
     name_cells = lines[3].split("\t")
     if len(name_cells) < 3 or name_cells[0].strip() != "Frame#":
-        raise KinestreamError(f"{path}: line 4 must read 'Frame#<TAB>Time<TAB>marker names'")
+        raise InputError(
+            f"{path}: line 4 must read 'Frame#<TAB>Time<TAB>marker names'",
+            given=path,
+            valid="Frame#<TAB>Time<TAB>marker names",
+        )
     names = [c.strip() for c in name_cells[2:] if c.strip()]
     n = len(names)
     if n == 0:
-        raise KinestreamError(f"{path} names no markers")
+        raise InputError(f"{path} names no markers", given=path, valid="at least one marker")
     width = 2 + 3 * n  # frame, time, then X, Y, Z of each marker named
     rows: list[np.ndarray] = []  # each as long as the row is (short rows are fine), never as the header claims
     held = 0
@@ -147,17 +169,21 @@ def read_trc(path: str | Path) -> MarkerTable:
                 try:
                     row[j] = float(cell)
                 except ValueError:
-                    raise KinestreamError(f"{path}: cannot read {cell!r} as a number in row {len(rows) + 1}") from None
+                    raise InputError(
+                        f"{path}: cannot read {cell!r} as a number in row {len(rows) + 1}", given=cell, valid="a number"
+                    ) from None
         rows.append(row)
         held += len(cells)
     if not rows:
-        raise KinestreamError(f"{path} holds no frames")
+        raise InputError(f"{path} holds no frames", given=path, valid="at least one frame")
     if len(rows) * width > max(MAX_EMPTY_SHARE * held, MIN_CELLS):  # refused before the table is made
-        raise KinestreamError(
+        raise InputError(
             f"{path} names {n} markers on line 4 ({width} values per row), but its {len(rows)} rows hold "
             f"{held} values in all ({max(len(r) for r in rows)} at most in a row); a .trc names the markers its "
             f"rows hold (frame, time, then X, Y, Z of each), so the table would be mostly cells no row has: "
-            f"fix line 4 or the rows"
+            f"fix line 4 or the rows",
+            given=path,
+            valid="rows that hold the markers line 4 names",
         )
     data = np.full((len(rows), width), np.nan)
     for i, row in enumerate(rows):
@@ -216,7 +242,9 @@ def write_trc(path: str | Path, table: MarkerTable, units: str = "m") -> Path:
     """Write ``table`` to ``path`` (missing values as blank cells)."""
     path = Path(path)
     if units not in _UNIT_SCALE:
-        raise KinestreamError(f"units {units!r} is not one of {sorted(_UNIT_SCALE)}")
+        raise InputError(
+            f"units {units!r} is not one of {sorted(_UNIT_SCALE)}", key="units", given=units, valid=sorted(_UNIT_SCALE)
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     scale = 1.0 / _UNIT_SCALE[units]
     with open(path, "w", encoding="utf-8") as fh:

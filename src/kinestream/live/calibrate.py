@@ -25,7 +25,7 @@ import numpy as np
 from kinestream import checks
 from kinestream.assets import get_assets
 from kinestream.augment import floor_offset
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SolverError
 from kinestream.files.trc import MarkerTable
 from kinestream.live.source import Heard, KeypointSource
 from kinestream.live.transport import Access, open_input
@@ -125,8 +125,10 @@ def load_subject(model: str | Path | None) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise KinestreamError(
-            f"{path} is not valid JSON ({exc}); delete it or run 'kinestream calibrate' again"
+        raise InputError(
+            f"{path} is not valid JSON ({exc}); delete it or run 'kinestream calibrate' again",
+            given=path,
+            valid="delete it or run 'kinestream calibrate' again",
         ) from None
 
 
@@ -154,9 +156,12 @@ def served_subject(
     height = float(height if height is not None else subject.get("height", config["subject"]["height"]))
     checks.subject(height, mass)
     if model is not None and not Path(model).is_file():
-        raise KinestreamError(
+        raise InputError(
             f"model {model} does not exist; give a scaled .osim (kinestream "
-            f"calibrate writes one) or leave --model out for the generic model"
+            f"calibrate writes one) or leave --model out for the generic model",
+            key="--model",
+            given=model,
+            valid="a scaled .osim",
         )
     path = Path(model) if model is not None else Path(assets.generic_model)
     return Subject(path, mass, height, float(subject.get("floor_offset_m", 0.0)))
@@ -227,9 +232,11 @@ async def calibrate(
     try:
         while window is None:
             if time.monotonic() > deadline:
-                raise KinestreamError(
+                raise SolverError(
                     f"no still, upright pose in {timeout_s:.0f} s of stream from {input_endpoint}; "
-                    f"is the keypoint source running? Stand still and try again"
+                    f"is the keypoint source running? Stand still and try again",
+                    given=input_endpoint,
+                    valid="stand still and try again",
                 )
             if not await sub.poll(200):
                 if time.monotonic() - last_say > 5:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import SettingsError
 
 TOPIC_ROOT = "kinestream"
 ENDPOINT_HINT = "give HOST:PORT, e.g. 127.0.0.1:1883"
@@ -45,15 +45,30 @@ def parse_endpoint(endpoint: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise KinestreamError(f"MQTT endpoint {endpoint!r} is not valid; {ENDPOINT_HINT}")
+        raise SettingsError(
+            f"MQTT endpoint {endpoint!r} is not valid; {ENDPOINT_HINT}",
+            key="mqtt.broker",
+            given=endpoint,
+            valid="HOST:PORT",
+        )
     if ":" in host and not text.startswith("["):
-        raise KinestreamError(f"MQTT endpoint {endpoint!r} is not valid; write IPv6 hosts in brackets, e.g. [::1]:1883")
+        raise SettingsError(
+            f"MQTT endpoint {endpoint!r} is not valid; write IPv6 hosts in brackets, e.g. [::1]:1883",
+            key="mqtt.broker",
+            given=endpoint,
+            valid="[HOST]:PORT",
+        )
     return host, int(port)
 
 
 def _check_topic_level(what: str, value: str) -> None:
     if not value or any(c in value for c in "+#\0"):
-        raise KinestreamError(f"MQTT {what} {value!r} is not valid; it must be non-empty without '+', '#' or NUL")
+        raise SettingsError(
+            f"MQTT {what} {value!r} is not valid; it must be non-empty without '+', '#' or NUL",
+            key=what,
+            given=value,
+            valid="non-empty without '+', '#' or NUL",
+        )
 
 
 class MqttPublisher:
@@ -79,23 +94,47 @@ class MqttPublisher:
         log: logging.Logger | None = None,
     ) -> None:
         if not host:
-            raise KinestreamError(f"MQTT host {host!r} is empty; {ENDPOINT_HINT}")
+            raise SettingsError(
+                f"MQTT host {host!r} is empty; {ENDPOINT_HINT}", key="host", given=host, valid="HOST:PORT"
+            )
         if not 0 < int(port) < 65536:
-            raise KinestreamError(f"MQTT port {port!r} is not valid; give 1 to 65535")
+            raise SettingsError(
+                f"MQTT port {port!r} is not valid; give 1 to 65535", key="port", given=port, valid=(1, 65535)
+            )
         _check_topic_level("subject", subject)
         if "/" in subject:
-            raise KinestreamError(f"MQTT subject {subject!r} is not valid; it is one topic level, without '/'")
+            raise SettingsError(
+                f"MQTT subject {subject!r} is not valid; it is one topic level, without '/'",
+                key="subject",
+                given=subject,
+                valid="one topic level",
+            )
         if qos not in (0, 1, 2):
-            raise KinestreamError(f"MQTT QoS {qos!r} is not valid; give 0, 1 or 2")
+            raise SettingsError(
+                f"MQTT QoS {qos!r} is not valid; give 0, 1 or 2", key="mqtt.qos", given=qos, valid=[0, 1, 2]
+            )
         if queue_size < 1:
-            raise KinestreamError(f"MQTT queue_size {queue_size!r} is not valid; give at least 1 message")
+            raise SettingsError(
+                f"MQTT queue_size {queue_size!r} is not valid; give at least 1 message",
+                key="queue_size",
+                given=queue_size,
+                valid="at least 1",
+            )
         first, cap = backoff
         if not 0 < first <= cap:
-            raise KinestreamError(
-                f"MQTT backoff {backoff!r} is not valid; give (first, max) seconds with 0 < first <= max"
+            raise SettingsError(
+                f"MQTT backoff {backoff!r} is not valid; give (first, max) seconds with 0 < first <= max",
+                key="backoff",
+                given=backoff,
+                valid="0 < first <= max",
             )
         if ca_file is not None and not Path(ca_file).is_file():
-            raise KinestreamError(f"MQTT CA file {ca_file} does not exist; give the broker's CA certificate (PEM)")
+            raise SettingsError(
+                f"MQTT CA file {ca_file} does not exist; give the broker's CA certificate (PEM)",
+                key="mqtt.ca_file",
+                given=ca_file,
+                valid="the broker's CA certificate (PEM)",
+            )
         self.host, self.port = host, int(port)
         self.subject, self.qos = subject, qos
         self.username, self.password = username, password
@@ -400,8 +439,11 @@ def check_settings(endpoint: str, config: dict) -> None:
     parse_endpoint(endpoint)
     m = config.get("mqtt", {})
     if m.get("password") and not m.get("tls") and not m.get("allow_plaintext_password", False):
-        raise KinestreamError(
+        raise SettingsError(
             "mqtt.password is set but mqtt.tls is off: the password would cross the network "
             "in the clear; turn mqtt.tls on, or set mqtt.allow_plaintext_password = true "
-            "(a broker on this machine, say)"
+            "(a broker on this machine, say)",
+            key="mqtt.tls",
+            given=False,
+            valid="mqtt.tls = true, or mqtt.allow_plaintext_password = true",
         )

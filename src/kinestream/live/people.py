@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from kinestream import checks
-from kinestream.errors import KinestreamError
+from kinestream.errors import KinestreamError, SettingsError
 from kinestream.live.calibrate import Calibration, Subject, served_subject
 from kinestream.live.metrics import Metrics
 from kinestream.live.person import Person
@@ -95,9 +95,12 @@ def share(spec: str) -> Callable[[str], bool]:
         names = {part.strip() for part in text.split(",")}
         if all(names):
             return lambda name: name in names
-    raise KinestreamError(
+    raise SettingsError(
         f"people {spec!r} (service.people, serve --people) is not valid; give '' (everyone), subject ids separated "
-        f"by commas ('ana,ben'), or a share 'K/N' with 0 <= K < N ('0/2' and '1/2' split everyone between two)"
+        f"by commas ('ana,ben'), or a share 'K/N' with 0 <= K < N ('0/2' and '1/2' split everyone between two)",
+        key="service.people",
+        given=spec,
+        valid="'', subject ids separated by commas, or a share 'K/N'",
     )
 
 

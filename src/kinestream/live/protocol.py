@@ -49,7 +49,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import ProtocolError
 from kinestream.files.mot import is_translation
 from kinestream.ingest import LAYOUTS, canonical, unusable_layout
 
@@ -91,7 +91,7 @@ _UNUSABLE = {name: unusable_layout(name) for name in LAYOUTS}  # why the augment
 MAX_TIME_S = 1e10  # seconds; float64 resolves 2 microseconds there (unix time in seconds is 1.8e9)
 
 
-class Rejected(KinestreamError):
+class Rejected(ProtocolError):
     """A payload that is not a valid protocol message: ``reason`` (a key of :data:`REASONS`) and ``detail``.
 
     ``detail`` is what was given. For ``time_backwards``, ``frame`` is the otherwise valid frame (to tell a restarted
@@ -184,9 +184,12 @@ class FrameDecoder:
         max_jump_s: float | None = 3600.0,
     ):
         if max_bytes < 64 or max_keypoints < 1:
-            raise KinestreamError(
+            raise ProtocolError(
                 f"max_bytes {max_bytes} / max_keypoints {max_keypoints} are too small; "
-                f"give max_bytes >= 64 and max_keypoints >= 1"
+                f"give max_bytes >= 64 and max_keypoints >= 1",
+                key="max_bytes",
+                given=(max_bytes, max_keypoints),
+                valid="max_bytes >= 64 and max_keypoints >= 1",
             )
         self.max_bytes = int(max_bytes)
         self.max_keypoints = int(max_keypoints)
@@ -431,7 +434,9 @@ class FrameDecoder:
 def _f32(values, shape_msg: str, expect: tuple) -> bytes:
     arr = np.asarray(values, dtype="<f4")
     if arr.shape != expect:
-        raise KinestreamError(f"{shape_msg} has shape {arr.shape}; expected {expect}")
+        raise ProtocolError(
+            f"{shape_msg} has shape {arr.shape}; expected {expect}", key=shape_msg, given=arr.shape, valid=expect
+        )
     return arr.tobytes()
 
 
@@ -454,19 +459,29 @@ def encode_keypoints(
     """
     xyz = np.asarray(xyz)
     if xyz.ndim != 2 or xyz.shape[1] != 3:
-        raise KinestreamError(f"xyz has shape {xyz.shape}; expected (N, 3)")
+        raise ProtocolError(f"xyz has shape {xyz.shape}; expected (N, 3)", key="xyz", given=xyz.shape, valid="(N, 3)")
     n = xyz.shape[0]
     msg: dict[str, Any] = {"v": VERSION, "seq": int(seq), "t": float(t)}
     if names is not None:
         names = [str(name) for name in names]
         if len(names) != n:
-            raise KinestreamError(f"{len(names)} names for {n} keypoints")
+            raise ProtocolError(f"{len(names)} names for {n} keypoints", key="names", given=len(names), valid=n)
         msg["names"] = names
     else:
         if layout not in LAYOUTS:
-            raise KinestreamError(f"layout {layout!r} is not known; known layouts are {list(LAYOUTS)}, or give names")
+            raise ProtocolError(
+                f"layout {layout!r} is not known; known layouts are {list(LAYOUTS)}, or give names",
+                key="layout",
+                given=layout,
+                valid=list(LAYOUTS),
+            )
         if len(LAYOUTS[layout]) != n:
-            raise KinestreamError(f"layout {layout} has {len(LAYOUTS[layout])} keypoints; xyz has {n}")
+            raise ProtocolError(
+                f"layout {layout} has {len(LAYOUTS[layout])} keypoints; xyz has {n}",
+                key="layout",
+                given=n,
+                valid=len(LAYOUTS[layout]),
+            )
         msg["layout"] = layout
     msg["xyz"] = _f32(xyz, "xyz", (n, 3))
     if conf is not None:
@@ -514,8 +529,11 @@ def encode_angles(
     if extra:
         clash = sorted(_ANGLE_KEYS & set(extra))
         if clash:
-            raise KinestreamError(
-                f"extra fields {clash} would overwrite standard angle fields {sorted(_ANGLE_KEYS)}; rename them"
+            raise ProtocolError(
+                f"extra fields {clash} would overwrite standard angle fields {sorted(_ANGLE_KEYS)}; rename them",
+                key="extra",
+                given=clash,
+                valid=f"names other than {sorted(_ANGLE_KEYS)}",
             )
         msg.update(extra)
     return msgpack.packb(msg, default=_plain)
@@ -569,13 +587,23 @@ def encode_pose(seq: int, t: float, parts: dict, *, subject: str | None = None) 
     msg: dict[str, Any] = {"v": VERSION, "seq": int(seq), "t": float(t)}
     for part, (names, xyz) in parts.items():
         if part not in POSE_PARTS:
-            raise KinestreamError(f"pose part {part!r} is not known; the parts are {list(POSE_PARTS)}")
+            raise ProtocolError(
+                f"pose part {part!r} is not known; the parts are {list(POSE_PARTS)}",
+                key="parts",
+                given=part,
+                valid=list(POSE_PARTS),
+            )
         names = [str(n) for n in names]
         msg[part] = names
         if part == "bodies":
             poses = np.asarray(xyz, dtype=float)
             if poses.shape != (len(names), 7):
-                raise KinestreamError(f"pose bodies has shape {poses.shape}; expected {(len(names), 7)}")
+                raise ProtocolError(
+                    f"pose bodies has shape {poses.shape}; expected {(len(names), 7)}",
+                    key="bodies",
+                    given=poses.shape,
+                    valid=(len(names), 7),
+                )
             xyz = poses[:, :3]
             msg["bodies_quat"] = _f32(poses[:, 3:], "pose bodies' quaternions", (len(names), 4))
         msg[f"{part}_xyz"] = _f32(xyz, f"pose {part}", (len(names), 3))
@@ -626,7 +654,7 @@ def angles_json(seq: int, t: float, coords: list[str], q, subject: str | None = 
     """
     q = np.asarray(q, dtype=float).ravel()
     if q.shape != (len(coords),):
-        raise KinestreamError(f"{q.size} values for {len(coords)} coordinates")
+        raise ProtocolError(f"{q.size} values for {len(coords)} coordinates", key="q", given=q.size, valid=len(coords))
     angles: dict[str, float | None] = {}
     for name, value in zip(coords, q.tolist(), strict=False):
         if not math.isfinite(value):
@@ -691,11 +719,16 @@ def encode_status(status: dict) -> bytes:
     Values may be numbers, strings, lists, dicts, numpy scalars or arrays.
     """
     if not isinstance(status, dict):
-        raise KinestreamError(f"status is a {type(status).__name__}; expected a dict")
+        raise ProtocolError(
+            f"status is a {type(status).__name__}; expected a dict",
+            key="status",
+            given=type(status).__name__,
+            valid="a dict",
+        )
     try:
         return msgpack.packb({"v": VERSION, **status}, default=_plain)
     except (TypeError, ValueError) as exc:
-        raise KinestreamError(f"status cannot be encoded: {exc}") from None
+        raise ProtocolError(f"status cannot be encoded: {exc}", key="status", given=status) from None
 
 
 def decode_status(payload: bytes, max_bytes: int = 1 << 20) -> dict:

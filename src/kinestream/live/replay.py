@@ -42,7 +42,7 @@ import numpy as np
 import zmq
 import zmq.asyncio
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, ProtocolError, SettingsError
 from kinestream.files.trc import MarkerTable, read_trc
 from kinestream.ingest import BODY_25, canonical
 from kinestream.live.protocol import TOPIC_KEYPOINTS, encode_keypoints
@@ -61,9 +61,11 @@ def wire_frames(table: MarkerTable, send_names: bool = False) -> tuple[list[str]
     names = [canonical(n) for n in table.names]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise KinestreamError(
+        raise InputError(
             f"the trial names keypoints {repeated} more than once (after folding aliases "
-            f"such as Hip/midHip -> MidHip); it has {table.names}"
+            f"such as Hip/midHip -> MidHip); it has {table.names}",
+            given=repeated,
+            valid="each keypoint named once",
         )
     xyz = np.nan_to_num(table.xyz, nan=0.0, posinf=0.0, neginf=0.0).astype("<f4")
     if send_names or not set(names) <= set(BODY_25):
@@ -76,17 +78,27 @@ def wire_frames(table: MarkerTable, send_names: bool = False) -> tuple[list[str]
 def _check_timing(table: MarkerTable) -> np.ndarray:
     """The trial's times relative to its first frame; raises when unusable."""
     if not (math.isfinite(table.rate) and table.rate > 0):
-        raise KinestreamError(f"the trial's frame rate {table.rate} is not a positive number")
+        raise InputError(
+            f"the trial's frame rate {table.rate} is not a positive number",
+            key="rate",
+            given=table.rate,
+            valid="a positive number",
+        )
     time_s = np.asarray(table.time, dtype=float)
     if table.n_frames == 0:
-        raise KinestreamError("the trial holds no frames")
+        raise InputError("the trial holds no frames", given=table.n_frames, valid="at least one frame")
     if not np.isfinite(time_s).all():
-        raise KinestreamError("the trial's Time column has blank or non-numeric cells")
+        raise InputError(
+            "the trial's Time column has blank or non-numeric cells", key="Time", valid="a number in every frame"
+        )
     steps = np.diff(time_s)
     if (steps <= 0).any():
         k = int(np.argmax(steps <= 0)) + 1
-        raise KinestreamError(
-            f"the trial's time does not increase: frame {k + 1} has t = {time_s[k]:.6f} s after {time_s[k - 1]:.6f} s"
+        raise InputError(
+            f"the trial's time does not increase: frame {k + 1} has t = {time_s[k]:.6f} s after {time_s[k - 1]:.6f} s",
+            key="Time",
+            given=float(time_s[k]),
+            valid="times that increase",
         )
     return time_s - time_s[0]
 
@@ -148,7 +160,12 @@ async def replay(
         table = read_trc(table)
     rate = parse_rate(rate)
     if not (wait_subscriber >= 0):
-        raise KinestreamError(f"wait_subscriber {wait_subscriber} is not valid; give seconds >= 0 (inf: no limit)")
+        raise SettingsError(
+            f"wait_subscriber {wait_subscriber} is not valid; give seconds >= 0 (inf: no limit)",
+            key="wait_subscriber",
+            given=wait_subscriber,
+            valid="seconds >= 0",
+        )
     rel = _check_timing(table)
     names, xyz = wire_frames(table, send_names)
     lap = rel[-1] + 1.0 / table.rate  # a pass lasts the trial plus one frame period
@@ -167,9 +184,12 @@ async def replay(
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:
-            raise KinestreamError(
+            raise ProtocolError(
                 f"cannot bind {endpoint}: {exc.strerror}. Give a free endpoint such as "
-                f"tcp://127.0.0.1:5556 (the replay binds; the service connects)"
+                f"tcp://127.0.0.1:5556 (the replay binds; the service connects)",
+                key="endpoint",
+                given=endpoint,
+                valid="a free endpoint",
             ) from None
         bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         log(

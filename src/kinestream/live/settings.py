@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from kinestream.config import DEFAULTS, section
-from kinestream.errors import KinestreamError
+from kinestream.errors import SettingsError
 
 _SERVICE = DEFAULTS["service"]
 
@@ -54,8 +54,11 @@ def parse_rate(value) -> float:
     except (TypeError, ValueError):
         rate = math.nan
     if not rate > 0:
-        raise KinestreamError(
+        raise SettingsError(
             f"rate {value!r} is not valid; give a positive speed factor (1 = the trial's "
-            f"own frame rate, 2 = twice as fast) or 'max'"
+            f"own frame rate, 2 = twice as fast) or 'max'",
+            key="rate",
+            given=value,
+            valid="a positive speed factor or 'max'",
         )
     return rate

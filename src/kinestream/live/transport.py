@@ -44,7 +44,7 @@ import zmq
 if TYPE_CHECKING:
     from zmq.auth.thread import ThreadAuthenticator
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, ProtocolError, SettingsError
 from kinestream.live.settings import ServiceSettings
 
 log = logging.getLogger("kinestream.live.transport")
@@ -70,7 +70,12 @@ def endpoint_host(endpoint: str) -> str | None:
     if text.startswith(("ipc://", "inproc://")):
         return None
     if not text.startswith("tcp://") or ":" not in text[6:]:
-        raise KinestreamError(f"endpoint {endpoint!r} is not valid; give tcp://HOST:PORT, e.g. tcp://127.0.0.1:5556")
+        raise SettingsError(
+            f"endpoint {endpoint!r} is not valid; give tcp://HOST:PORT, e.g. tcp://127.0.0.1:5556",
+            key="endpoint",
+            given=endpoint,
+            valid="tcp://HOST:PORT",
+        )
     host = text[6:].rpartition(":")[0]
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
@@ -95,10 +100,13 @@ def check_bind(endpoint: str, config: dict, what: str, plain: bool = False) -> N
     if is_loopback(endpoint):
         return
     if not config.get("service", {}).get("allow_remote", False):
-        raise KinestreamError(
+        raise SettingsError(
             f"the {what} endpoint {endpoint} would listen beyond this machine; bind to "
             f"tcp://127.0.0.1:PORT, or set service.allow_remote = true in your config (with "
-            f"[curve] enabled = true so that only your keys get in)"
+            f"[curve] enabled = true so that only your keys get in)",
+            key="service.allow_remote",
+            given=endpoint,
+            valid="tcp://127.0.0.1:PORT",
         )
     if plain:
         log.warning(
@@ -110,11 +118,14 @@ def check_bind(endpoint: str, config: dict, what: str, plain: bool = False) -> N
         return
     if not curve_enabled(config):
         if "input" in what:
-            raise KinestreamError(
+            raise SettingsError(
                 f"the {what} endpoint {endpoint} would take frames from anyone on that network without CURVE; "
                 f"turn [curve] on (enabled = true, with your keys): ZeroMQ holds a multipart message whole until "
                 f"its last part, however many parts come, so any peer that can connect can grow the service's "
-                f"memory without bound"
+                f"memory without bound",
+                key="curve.enabled",
+                given=endpoint,
+                valid="[curve] enabled = true",
             )
         log.warning("the %s listens on %s without CURVE: anyone on that network can read the angles", what, endpoint)
 
@@ -130,10 +141,20 @@ def curve_enabled(config: dict) -> bool:
 def _key_file(config: dict, key: str, role: str) -> Path:
     value = config.get("curve", {}).get(key) or ""
     if not value:
-        raise KinestreamError(f"[curve] enabled = true but curve.{key} is empty; {role}. {KEYS_HINT}")
+        raise SettingsError(
+            f"[curve] enabled = true but curve.{key} is empty; {role}. {KEYS_HINT}",
+            key=f"curve.{key}",
+            given=value,
+            valid=role,
+        )
     path = Path(value).expanduser()
     if not path.exists():
-        raise KinestreamError(f"curve.{key} = {str(value)!r}: {path} does not exist; {KEYS_HINT}")
+        raise SettingsError(
+            f"curve.{key} = {str(value)!r}: {path} does not exist; {KEYS_HINT}",
+            key=f"curve.{key}",
+            given=path,
+            valid=KEYS_HINT,
+        )
     return path
 
 
@@ -144,14 +165,22 @@ def load_secret(path: str | Path) -> tuple[bytes, bytes]:
     try:
         public, secret = zmq.auth.load_certificate(str(path))
     except (OSError, ValueError) as exc:
-        raise KinestreamError(f"{path} is not a readable key pair ({exc}); {KEYS_HINT}") from None
+        raise SettingsError(
+            f"{path} is not a readable key pair ({exc}); {KEYS_HINT}", given=path, valid=KEYS_HINT
+        ) from None
     if not secret:
-        raise KinestreamError(f"{path} holds a public key only; give the .key_secret file of the pair")
+        raise SettingsError(
+            f"{path} holds a public key only; give the .key_secret file of the pair",
+            given=path,
+            valid="the .key_secret file of the pair",
+        )
     mode = Path(path).stat().st_mode & 0o777
     if mode & 0o077:
-        raise KinestreamError(
+        raise SettingsError(
             f"the secret key {path} can be read by others (mode {mode:o}); a secret key must be "
-            f"its owner's only: chmod 600 {path}, or make a new pair with 'kinestream keys'"
+            f"its owner's only: chmod 600 {path}, or make a new pair with 'kinestream keys'",
+            given=path,
+            valid=f"chmod 600 {path}",
         )
     return public, secret
 
@@ -163,7 +192,9 @@ def load_public(path: str | Path) -> bytes:
     try:
         return zmq.auth.load_certificate(str(path))[0]
     except (OSError, ValueError) as exc:
-        raise KinestreamError(f"{path} is not a readable public key ({exc}); {KEYS_HINT}") from None
+        raise SettingsError(
+            f"{path} is not a readable public key ({exc}); {KEYS_HINT}", given=path, valid=KEYS_HINT
+        ) from None
 
 
 def make_keys(directory: str | Path, name: str, *, authorize: bool = False, force: bool = False) -> tuple[Path, Path]:
@@ -175,13 +206,21 @@ def make_keys(directory: str | Path, name: str, *, authorize: bool = False, forc
     import zmq.auth
 
     if not name or any(c in name for c in "/\\") or name.startswith("."):
-        raise KinestreamError(f"key name {name!r} is not valid; give a plain name such as 'service' or 'camera1'")
+        raise InputError(
+            f"key name {name!r} is not valid; give a plain name such as 'service' or 'camera1'",
+            key="name",
+            given=name,
+            valid="a plain name",
+        )
     directory = Path(directory)
     public, secret = directory / f"{name}.key", directory / f"{name}.key_secret"
     if not force and (public.exists() or secret.exists()):
-        raise KinestreamError(
+        raise InputError(
             f"{public} or {secret} already exists; give another --name, or --force to replace "
-            f"the pair (every peer holding the old public key must get the new one)"
+            f"the pair (every peer holding the old public key must get the new one)",
+            key="name",
+            given=name,
+            valid="another --name, or --force",
         )
     directory.mkdir(parents=True, exist_ok=True)
     if force:
@@ -224,7 +263,11 @@ def _write_key(path: Path, data: bytes, mode: int) -> None:
     try:
         fd = os.open(path, flags, mode)
     except OSError as exc:
-        raise KinestreamError(f"cannot create {path}: {exc.strerror}; remove what is there or give --force") from None
+        raise InputError(
+            f"cannot create {path}: {exc.strerror}; remove what is there or give --force",
+            given=path,
+            valid="remove what is there or give --force",
+        ) from None
     try:
         os.fchmod(fd, mode)  # whatever the umask
         os.write(fd, data)
@@ -255,10 +298,13 @@ class Access:
         public, secret = load_secret(_key_file(config, "secret_key", "the service needs its own key pair"))
         folder = _key_file(config, "authorized", "name the folder of public keys allowed to connect")
         if not folder.is_dir() or not any(folder.glob("*.key")):
-            raise KinestreamError(
+            raise SettingsError(
                 f"curve.authorized = {str(folder)!r} holds no .key files, so nobody could "
                 f"connect; copy the public keys of your sources and subscribers there "
-                f"('kinestream keys DIR --name NAME --authorize' does it)"
+                f"('kinestream keys DIR --name NAME --authorize' does it)",
+                key="curve.authorized",
+                given=folder,
+                valid="a folder of .key files",
             )
         return cls(public, secret, folder)
 
@@ -311,8 +357,10 @@ def client_config(secret_key: str | None = None, server_key: str | None = None, 
     config = dict(config or {})
     if secret_key or server_key:
         if not (secret_key and server_key):
-            raise KinestreamError(
-                "CURVE needs both --curve-key (your .key_secret) and --server-key (the service's .key)"
+            raise SettingsError(
+                "CURVE needs both --curve-key (your .key_secret) and --server-key (the service's .key)",
+                key="--curve-key" if not secret_key else "--server-key",
+                valid="both --curve-key and --server-key",
             )
         config["curve"] = {
             **config.get("curve", {}),
@@ -332,12 +380,15 @@ def open_input(ctx, config: dict, endpoint: str, access: Access | None = None):
     if svc.bind_input:  # checked before a socket exists: nothing to close when refused
         check_bind(endpoint, config, "keypoint input")
         if access is None and not svc.allow_plain_input:
-            raise KinestreamError(
+            raise SettingsError(
                 f"service.bind_input without CURVE would take frames from any process that can connect to "
                 f"{endpoint}: ZeroMQ holds a multipart message whole until its last part, however many parts "
                 f"come, and gives each connection its own queue, so such a process can grow the service's "
                 f"memory without bound; turn [curve] on (enabled = true, with your keys), or set "
-                f"service.allow_plain_input = true if every process on this machine is yours"
+                f"service.allow_plain_input = true if every process on this machine is yours",
+                key="service.bind_input",
+                given=endpoint,
+                valid="[curve] enabled = true",
             )
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.RCVHWM, int(svc.receive_queue))
@@ -359,9 +410,12 @@ def open_input(ctx, config: dict, endpoint: str, access: Access | None = None):
             sub.connect(endpoint)
     except zmq.ZMQError as exc:
         sub.close(0)
-        raise KinestreamError(
+        raise ProtocolError(
             f"cannot open the keypoint input {endpoint}: {exc}; give --input tcp://HOST:PORT "
-            f"(a free port when service.bind_input = true)"
+            f"(a free port when service.bind_input = true)",
+            key="service.input",
+            given=endpoint,
+            valid="tcp://HOST:PORT",
         ) from None
     return sub
 
@@ -400,7 +454,11 @@ def open_output(
         pub.bind(endpoint)
     except zmq.ZMQError as exc:
         pub.close(0)
-        raise KinestreamError(
-            f"cannot bind the output socket to {endpoint}: {exc}; is another kinestream running? give --output ENDPOINT"
+        raise ProtocolError(
+            f"cannot bind the output socket to {endpoint}: {exc}; is another kinestream running? "
+            "give --output ENDPOINT",
+            key="service.output",
+            given=endpoint,
+            valid="a free endpoint",
         ) from None
     return pub

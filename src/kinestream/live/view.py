@@ -41,7 +41,7 @@ import rerun as rr
 import rerun.blueprint as rrb
 
 from kinestream.centres import CENTRE_BODIES, TORSO_AXIS, CentresFromModel
-from kinestream.errors import KinestreamError
+from kinestream.errors import ProtocolError
 from kinestream.files.mot import Motion, is_translation
 from kinestream.files.trc import MarkerTable
 from kinestream.ingest import canonical
@@ -449,7 +449,12 @@ class LiveView:
             try:
                 sub.connect(endpoint)
             except zmq.ZMQError as exc:
-                raise KinestreamError(f"cannot connect to {endpoint}: {exc}; give --endpoint tcp://HOST:PORT") from None
+                raise ProtocolError(
+                    f"cannot connect to {endpoint}: {exc}; give --endpoint tcp://HOST:PORT",
+                    key="--endpoint",
+                    given=endpoint,
+                    valid="tcp://HOST:PORT",
+                ) from None
             flushed = time.monotonic()
             while not stop.is_set():
                 if await sub.poll(int(FLUSH_S * 500)):

@@ -46,7 +46,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from kinestream.assets import home
-from kinestream.errors import KinestreamError
+from kinestream.errors import AssetError, SettingsError
 from kinestream.live.transport import check_bind
 
 RERUN_VERSION = "0.41.0"  # the rerun-sdk the view extra pins
@@ -62,7 +62,7 @@ def require_rerun():
     try:
         import rerun
     except ImportError as exc:
-        raise KinestreamError(f"{INSTALL_HINT} ({exc})") from None
+        raise AssetError(f"{INSTALL_HINT} ({exc})", given="rerun", valid=INSTALL_HINT) from None
     return rerun
 
 
@@ -104,14 +104,18 @@ def rerun_binary() -> Path:
     """The Rerun CLI and viewer executable that rerun-sdk ships (package ``rerun_cli``)."""
     spec = importlib.util.find_spec("rerun_cli")
     if spec is None or spec.origin is None:
-        raise KinestreamError(INSTALL_HINT)
+        raise AssetError(INSTALL_HINT, given="rerun_cli", valid=INSTALL_HINT)
     folder = Path(spec.origin).parent
     bundled = folder / "Rerun.app" / "Contents" / "MacOS" / "Rerun"
     path = bundled if sys.platform == "darwin" and bundled.exists() else folder / "rerun"
     if sys.platform.startswith("win"):
         path = path.with_suffix(".exe")
     if not path.exists():
-        raise KinestreamError(f"rerun-sdk is installed but its viewer {path} is missing; reinstall it: {INSTALL_HINT}")
+        raise AssetError(
+            f"rerun-sdk is installed but its viewer {path} is missing; reinstall it: {INSTALL_HINT}",
+            given=path,
+            valid=INSTALL_HINT,
+        )
     return path
 
 
@@ -156,10 +160,17 @@ class RerunProcess:
         deadline = time.monotonic() + timeout
         while not all(_accepts(h, p) for h, p in self.ports):
             if self.proc.poll() is not None:
-                raise KinestreamError(f"the Rerun viewer exited (status {self.proc.returncode}): {self.tail()}")
+                raise AssetError(
+                    f"the Rerun viewer exited (status {self.proc.returncode}): {self.tail()}",
+                    given=self.proc.returncode,
+                )
             if time.monotonic() > deadline:
                 self.stop()
-                raise KinestreamError(f"the Rerun viewer did not listen on {self.ports} within {timeout:g} s")
+                raise AssetError(
+                    f"the Rerun viewer did not listen on {self.ports} within {timeout:g} s",
+                    given=self.ports,
+                    valid=f"within {timeout:g} s",
+                )
             time.sleep(0.05)
 
     def tail(self, lines: int = 8) -> str:
@@ -196,9 +207,11 @@ def _start(args: list[str], log_path: Path, detach: bool) -> subprocess.Popen:
 def start_native(config: dict, log_dir: Path, port: int | None = None) -> RerunProcess:
     """Rerun's native viewer in a window of its own, its gRPC port on loopback. It needs a display."""
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise KinestreamError(
+        raise SettingsError(
             "no display for the native viewer (DISPLAY and WAYLAND_DISPLAY are unset); give --web to view it "
-            "in a browser, or --save FILE.rrd to record it"
+            "in a browser, or --save FILE.rrd to record it",
+            key="DISPLAY",
+            valid="--web or --save FILE.rrd",
         )
     port = port or free_port()
     log_path = log_dir / "rerun-viewer.log"
@@ -501,7 +514,12 @@ def _serve(host: str, port: int, handler, what: str, flag: str) -> _Server:
     try:
         server = _Server((host, port), handler)
     except OSError as exc:
-        raise KinestreamError(f"cannot serve the {what} on {host}:{port}: {exc}; give another {flag}") from None
+        raise SettingsError(
+            f"cannot serve the {what} on {host}:{port}: {exc}; give another {flag}",
+            key=flag,
+            given=port,
+            valid="a free port",
+        ) from None
     threading.Thread(target=server.serve_forever, name=f"kinestream-{what.replace(' ', '-')}", daemon=True).start()
     return server
 
@@ -539,13 +557,25 @@ def start_web(
 
     for port, what in ((web_port, "web viewer"), (grpc_port, "web viewer's gRPC")):
         if not 0 < port < 65536:
-            raise KinestreamError(f"the {what} port {port} is not valid; give 1 to 65535")
+            raise SettingsError(
+                f"the {what} port {port} is not valid; give 1 to 65535", key=what, given=port, valid=(1, 65535)
+            )
     check_bind(f"tcp://{host}:{web_port}", config, "web viewer", plain=True)  # both ports are on host
     if web_port == grpc_port:
-        raise KinestreamError(f"the web viewer and its gRPC server both ask for port {web_port}; give two ports")
+        raise SettingsError(
+            f"the web viewer and its gRPC server both ask for port {web_port}; give two ports",
+            key="--grpc-port",
+            given=web_port,
+            valid="two different ports",
+        )
     for port in (web_port, grpc_port):
         if _accepts(host, port):
-            raise KinestreamError(f"port {port} on {host} is taken (another viewer?); give --web-port/--grpc-port")
+            raise SettingsError(
+                f"port {port} on {host} is taken (another viewer?); give --web-port/--grpc-port",
+                key="--web-port/--grpc-port",
+                given=port,
+                valid="a free port",
+            )
     # the page's files: a Rerun process on loopback (its own gRPC server stays unused)
     files_port, unused_grpc = free_port(), free_port()
     args = ["--serve-web", "--bind", "127.0.0.1", "--port", str(unused_grpc), "--web-viewer-port", str(files_port)]

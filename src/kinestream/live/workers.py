@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import SettingsError
 from kinestream.live.people import share
 from kinestream.live.protocol import FrameDecoder, Rejected, decode_status
 from kinestream.live.service import SUBSCRIPTION_MAX_BYTES, SUBSCRIPTION_QUEUE
@@ -42,7 +42,12 @@ MAX_WORKERS = 64
 def check_workers(n: int) -> int:
     """The number of workers, or KinestreamError saying what is valid."""
     if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_WORKERS:
-        raise KinestreamError(f"workers {n!r} (serve --workers) is not valid; give a whole number from 1 to 64")
+        raise SettingsError(
+            f"workers {n!r} (serve --workers) is not valid; give a whole number from 1 to 64",
+            key="--workers",
+            given=n,
+            valid=(1, MAX_WORKERS),
+        )
     return n
 
 

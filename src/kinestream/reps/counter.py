@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError
 from kinestream.reps.events import PartialRep, RepEvent, summarize
 from kinestream.reps.measures import frame_measures
 from kinestream.reps.rows import _HL, _HR, _KL, _KR, _T, rep_event, seat_off, smooth_rows
@@ -95,9 +95,11 @@ class RepCounter:
         coords = list(coords)
         missing = [k for k in KNEES if k not in coords]
         if missing:
-            raise KinestreamError(
+            raise InputError(
                 f"the joint angles have no {' or '.join(missing)}; the rep counter needs both "
-                f"knee angles (columns: {', '.join(coords[:12])}{', ...' if len(coords) > 12 else ''})"
+                f"knee angles (columns: {', '.join(coords[:12])}{', ...' if len(coords) > 12 else ''})",
+                given=coords,
+                valid=list(KNEES),
             )
         self.coords = coords
         self._knees = [coords.index(k) for k in KNEES]

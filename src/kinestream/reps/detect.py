@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError
 from kinestream.files.mot import Motion, is_translation
 from kinestream.reps.counter import RepCounter
 from kinestream.reps.events import RepEvent
@@ -41,8 +41,11 @@ def detect_reps(
         centres = {k: np.asarray(v, dtype=float) for k, v in centres.items()}
         for k, v in centres.items():
             if v.shape != (len(motion.time), 3):
-                raise KinestreamError(
-                    f"joint centre {k!r} has shape {v.shape}; it needs one point per frame ({len(motion.time)}, 3)"
+                raise InputError(
+                    f"joint centre {k!r} has shape {v.shape}; it needs one point per frame ({len(motion.time)}, 3)",
+                    key=k,
+                    given=v.shape,
+                    valid=(len(motion.time), 3),
                 )
     for i, t in enumerate(motion.time):
         counter.step(float(t), values[i], None if centres is None else {k: v[i] for k, v in centres.items()})

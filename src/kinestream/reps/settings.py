@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 
 from kinestream.config import DEFAULTS, validate
 from kinestream.config import section as config_section
-from kinestream.errors import KinestreamError
+from kinestream.errors import SettingsError
 
 KNEES = ("knee_angle_r", "knee_angle_l")
 HIPS = ("hip_flexion_r", "hip_flexion_l")
@@ -66,20 +66,31 @@ class RepSettings:
         if section is None:
             section = {}
         if not isinstance(section, dict):
-            raise KinestreamError(f"[reps] must be a table of settings, not {section!r}")
+            raise SettingsError(
+                f"[reps] must be a table of settings, not {section!r}",
+                key="reps",
+                given=section,
+                valid="a table of settings",
+            )
         known = {f.name: f.default for f in fields(cls)}
         unknown = sorted(set(section) - set(known))
         if unknown:
-            raise KinestreamError(
-                f"[reps] has unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(known)}"
+            raise SettingsError(
+                f"[reps] has unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(known)}",
+                key="reps",
+                given=unknown,
+                valid=list(known),
             )
         values = {}
         for name, default in known.items():
             value = section.get(name, default)
             number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
             if not math.isfinite(number):
-                raise KinestreamError(
-                    f"[reps] {name}={value!r} is not valid; it must be a number (default {default:g})"
+                raise SettingsError(
+                    f"[reps] {name}={value!r} is not valid; it must be a number (default {default:g})",
+                    key=f"reps.{name}",
+                    given=value,
+                    valid="a number",
                 )
             values[name] = number
         settings = cls(**values)
@@ -91,7 +102,9 @@ class RepSettings:
 
         def bad(name: str, rule: str):
             shown = (given or {}).get(name, getattr(self, name))
-            raise KinestreamError(f"[reps] {name}={shown!r} is not valid; it must be {rule}")
+            raise SettingsError(
+                f"[reps] {name}={shown!r} is not valid; it must be {rule}", key=f"reps.{name}", given=shown, valid=rule
+            )
 
         if not 5.0 <= self.knee_start_deg <= 60.0:
             bad("knee_start_deg", "from 5 to 60 degrees of knee flexion")

@@ -19,7 +19,7 @@ from scipy.stats import trim_mean
 
 from kinestream import checks, solve
 from kinestream.config import DEFAULTS, section
-from kinestream.errors import KinestreamError
+from kinestream.errors import AssetError, InputError, SolverError
 from kinestream.files.trc import MarkerTable, write_trc
 from kinestream.osim import opensim_module
 from kinestream.scale.window import StaticWindow, parse_static, posture, static_window
@@ -133,17 +133,21 @@ def _load_generic(assets, osim):
         (assets.ik_setup, "IK setup"),
     ):
         if not Path(path).is_file():
-            raise KinestreamError(
-                f"{what} {path} does not exist; run 'kinestream assets' or fix the path in the config"
+            raise AssetError(
+                f"{what} {path} does not exist; run 'kinestream assets' or fix the path in the config",
+                key=what,
+                given=path,
+                valid="run 'kinestream assets' or fix the path in the config",
             )
     try:
         model = osim.Model(str(assets.generic_model))
         model.updateMarkerSet(osim.MarkerSet(str(assets.marker_set)))
         state = model.initSystem()
     except Exception as exc:
-        raise KinestreamError(
+        raise AssetError(
             f"could not load {assets.generic_model} with the markers of {assets.marker_set}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
+            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}",
+            given=assets.generic_model,
         ) from None
     return model, state
 
@@ -195,10 +199,11 @@ def _prepare_measurements(
     if skipped:
         say(f"measurements not used: {'; '.join(skipped)}")
     if not used:
-        raise KinestreamError(
+        raise InputError(
             "none of the scaling setup's measurements can be taken: the marker pairs need the augmented markers "
             "(r_knee_study, RHJC_study, r.ASIS_study, ...) in the trial and in the model; run 'kinestream augment' "
-            "first or check the marker set"
+            "first or check the marker set",
+            valid="the augmented markers in the trial and the model",
         )
     return used
 
@@ -214,7 +219,7 @@ def _fill_window(table: MarkerTable) -> tuple[MarkerTable, set[str]]:
             cols.append(np.where(good[:, None], xyz, mean))
             keep.append(name)
     if not keep:
-        raise KinestreamError("the static window holds no complete marker; choose another range")
+        raise InputError("the static window holds no complete marker; choose another range", valid="another range")
     return MarkerTable(keep, np.stack(cols, axis=1), table.time, table.rate), set(keep)
 
 
@@ -330,11 +335,12 @@ def _run_scale_tool(
     try:
         tool.run()  # reports False when the (disabled) marker placer does not run; the files tell
     except Exception as exc:
-        raise KinestreamError(f"OpenSim's ScaleTool failed: {str(exc).strip()[:300]}") from None
+        raise SolverError(f"OpenSim's ScaleTool failed: {str(exc).strip()[:300]}", given=assets.scale_setup) from None
     if not out_model.is_file() or not out_scales.is_file():
-        raise KinestreamError(
+        raise SolverError(
             f"OpenSim's ScaleTool wrote no scaled model (setup {assets.scale_setup}); run with "
-            f"OpenSim's log at 'info' to see why"
+            f"OpenSim's log at 'info' to see why",
+            given=assets.scale_setup,
         )
 
 
@@ -400,7 +406,11 @@ def scale_model(
     """
     height, mass = checks.subject(height, mass)
     if not isinstance(markers, MarkerTable) or markers.n_frames == 0:
-        raise KinestreamError("the marker table is empty; give an augmented trial with at least one frame")
+        raise InputError(
+            "the marker table is empty; give an augmented trial with at least one frame",
+            given=markers,
+            valid="an augmented trial with at least one frame",
+        )
     osim = opensim_module()
     messages: list[str] = []
 
@@ -420,7 +430,11 @@ def scale_model(
     try:
         tool = osim.ScaleTool(str(assets.scale_setup))
     except Exception as exc:
-        raise KinestreamError(f"{assets.scale_setup} is not an OpenSim ScaleTool setup file: {exc}") from None
+        raise AssetError(
+            f"{assets.scale_setup} is not an OpenSim ScaleTool setup file: {exc}",
+            given=assets.scale_setup,
+            valid="an OpenSim ScaleTool setup file",
+        ) from None
 
     # Which markers' stillness counts: the augmented ones and those the measurements use.
     pair_markers: set[str] = set()
@@ -481,9 +495,10 @@ def scale_model(
             factors = _segment_length_factors(markers, frames, used, generic, state)
             used = [m for m in used if m.name in factors]
             if not used:
-                raise KinestreamError(
+                raise InputError(
                     "no marker-pair distance could be measured in the trial; the augmented markers "
-                    "are missing in its least-flexed frames"
+                    "are missing in its least-flexed frames",
+                    valid="the augmented markers in its least-flexed frames",
                 )
             manual = tmp / "manual_scales.xml"
             _manual_scale_set(osim, used, factors, manual)
@@ -504,10 +519,12 @@ def scale_model(
         check = osim.Model(str(out_model))
         n_markers = check.getMarkerSet().getSize()
     except Exception as exc:
-        raise KinestreamError(f"the scaled model {out_model} does not load in OpenSim: {exc}") from None
+        raise SolverError(f"the scaled model {out_model} does not load in OpenSim: {exc}", given=out_model) from None
     if n_markers == 0:
-        raise KinestreamError(
-            f"the scaled model {out_model} carries no markers; check the marker set {assets.marker_set}"
+        raise SolverError(
+            f"the scaled model {out_model} carries no markers; check the marker set {assets.marker_set}",
+            given=out_model,
+            valid=assets.marker_set,
         )
     rmse, emax = _ik_error(out_model, markers, frames, assets)
     return ScaleResult(out_model, method, window, scale_factors, rmse, emax, messages, mass, height, np.asarray(frames))

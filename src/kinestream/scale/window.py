@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SettingsError
 from kinestream.files.trc import MarkerTable
 
 # Upright: how far from extension the joints may be, in degrees.
@@ -143,10 +143,12 @@ def posture(table: MarkerTable) -> Posture:
 def pelvis_centre(table: MarkerTable) -> np.ndarray:
     """MidHip (or midHip), else the mean of the hip joint centres, else of the ASIS/PSIS, else of RHip/LHip."""
     if not any(all(n in table for n in group) for group in _PELVIS):
-        raise KinestreamError(
+        raise InputError(
             f"the marker table has no pelvis markers to measure stillness against; it needs MidHip, or "
             f"RHJC_study and LHJC_study, or the four ASIS/PSIS _study markers, or RHip and LHip "
-            f"(it has {table.names[:12]}{' ...' if len(table.names) > 12 else ''})"
+            f"(it has {table.names[:12]}{' ...' if len(table.names) > 12 else ''})",
+            given=table.names,
+            valid=[list(group) for group in _PELVIS],
         )
     return _centre(table, _PELVIS)
 
@@ -159,9 +161,19 @@ def _steps(span, step: float, what: str, unit: str) -> list[float]:
     try:
         first, last = (float(v) for v in span)
     except (TypeError, ValueError):
-        raise KinestreamError(f"{what} {span!r} is not a pair of numbers; give (first, last) in {unit}") from None
+        raise SettingsError(
+            f"{what} {span!r} is not a pair of numbers; give (first, last) in {unit}",
+            key=what,
+            given=span,
+            valid=f"(first, last) in {unit}",
+        ) from None
     if not (math.isfinite(first) and math.isfinite(last) and first > 0 and last > 0):
-        raise KinestreamError(f"{what} {span!r} must be two positive numbers in {unit}")
+        raise SettingsError(
+            f"{what} {span!r} must be two positive numbers in {unit}",
+            key=what,
+            given=span,
+            valid=f"two positive numbers in {unit}",
+        )
     n = int(math.floor(abs(last - first) / step + 1e-9))
     sign = 1.0 if last >= first else -1.0
     values = [round(first + sign * k * step, 9) for k in range(n + 1)]
@@ -177,7 +189,12 @@ def _rate(table: MarkerTable) -> float:
         dt = np.median(np.diff(table.time))
         if dt > 0:
             return 1.0 / float(dt)
-    raise KinestreamError(f"the marker table's frame rate {table.rate!r} is not usable; give a positive rate")
+    raise InputError(
+        f"the marker table's frame rate {table.rate!r} is not usable; give a positive rate",
+        key="rate",
+        given=table.rate,
+        valid="a positive rate",
+    )
 
 
 def _default_still_markers(table: MarkerTable) -> list[str]:
@@ -216,11 +233,19 @@ def parse_static(spec) -> str | tuple[float, float]:
         try:
             start, end = (float(x) for x in str(spec).split(":"))
         except ValueError:
-            raise KinestreamError(
-                f"static range {spec!r} is not valid; give START:END in seconds, e.g. 0.5:1.5, or 'auto'"
+            raise SettingsError(
+                f"static range {spec!r} is not valid; give START:END in seconds, e.g. 0.5:1.5, or 'auto'",
+                key="scale.static",
+                given=spec,
+                valid="START:END in seconds, or 'auto'",
             ) from None
     if not end > start:
-        raise KinestreamError(f"static range {start}:{end} is empty; END must be after START")
+        raise SettingsError(
+            f"static range {start}:{end} is empty; END must be after START",
+            key="scale.static",
+            given=(start, end),
+            valid="END after START",
+        )
     return float(start), float(end)
 
 
@@ -291,20 +316,36 @@ def _given_window(table: MarkerTable, static, markers: list[str], loosest_mm: fl
     try:
         t0, t1 = (float(v) for v in static)
     except (TypeError, ValueError):
-        raise KinestreamError(f"static {static!r} is not valid; give 'auto' or (start, end) in seconds") from None
+        raise SettingsError(
+            f"static {static!r} is not valid; give 'auto' or (start, end) in seconds",
+            key="scale.static",
+            given=static,
+            valid="'auto' or (start, end) in seconds",
+        ) from None
     first, last = float(table.time[0]), float(table.time[-1])
     tol = 0.5 / _rate(table)
     if not (math.isfinite(t0) and math.isfinite(t1)) or t1 < t0:
-        raise KinestreamError(f"static range {t0}-{t1} s is not valid; give start < end in seconds, or 'auto'")
+        raise SettingsError(
+            f"static range {t0}-{t1} s is not valid; give start < end in seconds, or 'auto'",
+            key="scale.static",
+            given=(t0, t1),
+            valid="start < end in seconds, or 'auto'",
+        )
     if t0 < first - tol or t1 > last + tol:
-        raise KinestreamError(
+        raise SettingsError(
             f"static range {t0:g}-{t1:g} s is outside the trial, which spans {first:.3f}-"
-            f"{last:.3f} s; give a range inside it, or 'auto' to find the still pose"
+            f"{last:.3f} s; give a range inside it, or 'auto' to find the still pose",
+            key="scale.static",
+            given=(t0, t1),
+            valid=(first, last),
         )
     idx = np.flatnonzero((table.time >= t0 - 1e-9) & (table.time <= t1 + 1e-9))
     if idx.size == 0:
-        raise KinestreamError(
-            f"static range {t0:g}-{t1:g} s holds no frame (frames are {1 / _rate(table):.4f} s apart); widen it"
+        raise SettingsError(
+            f"static range {t0:g}-{t1:g} s holds no frame (frames are {1 / _rate(table):.4f} s apart); widen it",
+            key="scale.static",
+            given=(t0, t1),
+            valid="a range that holds a frame",
         )
     start, stop = int(idx[0]), int(idx[-1]) + 1
     sub = table.frames(start, stop)
@@ -352,9 +393,19 @@ def static_window(
     """
     if isinstance(static, str):
         if static.strip().lower() != "auto":
-            raise KinestreamError(f"static {static!r} is not valid; give 'auto' or a (start, end) range in seconds")
+            raise SettingsError(
+                f"static {static!r} is not valid; give 'auto' or a (start, end) range in seconds",
+                key="scale.static",
+                given=static,
+                valid="'auto' or (start, end) in seconds",
+            )
         return find_static_window(markers, thresholds_mm, windows_s, markers=still_markers)
     if hasattr(static, "__len__") and len(static) == 2:
         loosest = max(_steps(thresholds_mm, THRESHOLD_STEP_MM, "thresholds_mm", "millimetres"))
         return _given_window(markers, static, still_markers, loosest)
-    raise KinestreamError(f"static {static!r} is not valid; give 'auto' or a (start, end) range in seconds")
+    raise SettingsError(
+        f"static {static!r} is not valid; give 'auto' or a (start, end) range in seconds",
+        key="scale.static",
+        given=static,
+        valid="'auto' or (start, end) in seconds",
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from kinestream.config import DEFAULTS
-from kinestream.errors import KinestreamError
+from kinestream.errors import AssetError, SettingsError
 from kinestream.files.trc import MarkerTable
 from kinestream.osim import opensim_module, read_model
 from kinestream.solve.setup import IKSetup
@@ -30,7 +30,11 @@ def attach_markers(
     osim = opensim_module()
     marker_set = Path(marker_set)
     if not marker_set.is_file():
-        raise KinestreamError(f"marker set {marker_set} does not exist; give an OpenSim MarkerSet .xml file")
+        raise AssetError(
+            f"marker set {marker_set} does not exist; give an OpenSim MarkerSet .xml file",
+            given=marker_set,
+            valid="an OpenSim MarkerSet .xml file",
+        )
     markers = osim.MarkerSet(str(marker_set))
     existing = model.updMarkerSet()
     for i in range(markers.getSize()):
@@ -50,9 +54,12 @@ def attach_markers(
 def _pair(spec: str) -> tuple[str, str]:
     names = str(spec).split()
     if len(names) != 2:
-        raise KinestreamError(
+        raise SettingsError(
             f"joint_centre_markers entry {spec!r} is not valid; give two marker names separated by a space, "
-            f'e.g. "r_ankle_study r_mankle_study"'
+            f'e.g. "r_ankle_study r_mankle_study"',
+            key="ik.joint_centre_markers",
+            given=spec,
+            valid="two marker names separated by a space",
         )
     return names[0], names[1]
 
@@ -78,9 +85,12 @@ def register_joint_centres(model, state, pairs) -> list[str]:
         ma, mb = markers.get(a), markers.get(b)
         body = ma.getParentFrame().findBaseFrame()
         if mb.getParentFrame().findBaseFrame().getAbsolutePathString() != body.getAbsolutePathString():
-            raise KinestreamError(
+            raise SettingsError(
                 f"joint_centre_markers {a} and {b} sit on different bodies "
-                f"({ma.getParentFrameName()}, {mb.getParentFrameName()}); a pair must straddle one joint of one body"
+                f"({ma.getParentFrameName()}, {mb.getParentFrameName()}); a pair must straddle one joint of one body",
+                key="ik.joint_centre_markers",
+                given=(a, b),
+                valid="a pair on one body",
             )
         mid = (ma.findLocationInFrame(state, body).to_numpy() + mb.findLocationInFrame(state, body).to_numpy()) / 2
         centres = []
@@ -91,9 +101,12 @@ def register_joint_centres(model, state, pairs) -> list[str]:
                 centre = parent.findStationLocationInAnotherFrame(state, osim.Vec3(0.0, 0.0, 0.0), body).to_numpy()
                 centres.append((float(np.linalg.norm(centre - mid)), joint.getName(), centre))
         if not centres:
-            raise KinestreamError(
+            raise SettingsError(
                 f"joint_centre_markers {a} and {b} sit on {body.getName()}, which no joint leaves; "
-                f"name a pair that straddles a joint to a distal body"
+                f"name a pair that straddles a joint to a distal body",
+                key="ik.joint_centre_markers",
+                given=(a, b),
+                valid="a pair that straddles a joint",
             )
         distance, joint_name, centre = min(centres, key=lambda c: c[0])
         shift = centre - mid

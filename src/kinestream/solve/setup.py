@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kinestream.config import DEFAULTS, SOLVERS
-from kinestream.errors import KinestreamError
+from kinestream.errors import AssetError, KinestreamError, SettingsError
 from kinestream.fastik import FastIK
 from kinestream.osim import opensim_module
 
@@ -43,11 +43,19 @@ def read_ik_setup(path: str | Path, coordinate_tasks: bool = False) -> IKSetup:
     osim = opensim_module()
     path = Path(path)
     if not path.is_file():
-        raise KinestreamError(f"IK setup file {path} does not exist; give an OpenSim InverseKinematicsTool setup file")
+        raise AssetError(
+            f"IK setup file {path} does not exist; give an OpenSim InverseKinematicsTool setup file",
+            given=path,
+            valid="an OpenSim InverseKinematicsTool setup file",
+        )
     try:
         tool = osim.InverseKinematicsTool(str(path), False)
     except Exception as exc:
-        raise KinestreamError(f"{path} is not an OpenSim IK setup file: {exc}") from None
+        raise AssetError(
+            f"{path} is not an OpenSim IK setup file: {exc}",
+            given=path,
+            valid="an OpenSim InverseKinematicsTool setup file",
+        ) from None
     tasks = tool.getIKTaskSet()
     weights: dict[str, float] = {}
     coords: dict[str, tuple[float, float | None]] = {}
@@ -67,8 +75,11 @@ def read_ik_setup(path: str | Path, coordinate_tasks: bool = False) -> IKSetup:
 def check_solver(solver: str) -> str:
     """The IK solver's name, or a clear error naming the valid ones."""
     if solver not in SOLVERS:
-        raise KinestreamError(
-            f"IK solver {solver!r} is not known; give one of {', '.join(SOLVERS)} (ik.solver, --solver)"
+        raise SettingsError(
+            f"IK solver {solver!r} is not known; give one of {', '.join(SOLVERS)} (ik.solver, --solver)",
+            key="ik.solver",
+            given=solver,
+            valid=list(SOLVERS),
         )
     return solver
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SolverError
 from kinestream.osim import opensim_module
 from kinestream.solve.model import (
     _rotational,
@@ -93,9 +93,11 @@ class StreamingIK:
         model_markers = model.getMarkerSet()
         self.names = [n for n in marker_names if n in setup.marker_weights and model_markers.contains(n)]
         if len(self.names) < 3:
-            raise KinestreamError(
+            raise InputError(
                 f"only {len(self.names)} of the incoming markers have an IK weight and a model "
-                f"marker ({self.names}); the stream needs the augmented markers"
+                f"marker ({self.names}); the stream needs the augmented markers",
+                given=self.names,
+                valid="at least 3 augmented markers",
             )
         self._index = np.array([marker_names.index(n) for n in self.names])
         self._position = {n: k for k, n in enumerate(self.names)}
@@ -107,7 +109,10 @@ class StreamingIK:
             self.initial = osim.State(self.state)  # as it was made, for a core that shares this model (like)
         else:
             if like.model is not model or like.names != self.names:
-                raise KinestreamError("an IK core shares another's model only on the same model and markers")
+                raise SolverError(
+                    "an IK core shares another's model only on the same model and markers",
+                    valid="the same model and markers",
+                )
             self.state, self.initial = osim.State(like.initial), like.initial
         self._neutral = self.state.getQ().to_numpy().copy()
         self.coordinates = coordinate_names(model)

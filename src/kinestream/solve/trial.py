@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SolverError
 from kinestream.files.mot import Motion
 from kinestream.files.trc import MarkerTable
 from kinestream.osim import opensim_module
@@ -71,10 +71,12 @@ def solve_trial(
     model_markers = model.getMarkerSet()
     used = [n for n in setup.marker_weights if n in table and model_markers.contains(n)]
     if len(used) < 3:
-        raise KinestreamError(
+        raise InputError(
             f"only {len(used)} of the IK setup's markers are both in the model and the trial ({used}); the trial "
             f"needs the augmented markers ({', '.join(list(setup.marker_weights)[:5])}, ...): "
-            f"run 'kinestream augment' first"
+            f"run 'kinestream augment' first",
+            given=used,
+            valid=list(setup.marker_weights),
         )
     if check_solver(solver) == "fast":
         fast, why = make_fast(model, setup, used, tolerance=tolerance)
@@ -188,5 +190,5 @@ def run_ik_tool(
     else:
         why = "it returned False"
     if not ok:
-        raise KinestreamError(f"OpenSim's InverseKinematicsTool failed on {marker_file}: {why}")
+        raise SolverError(f"OpenSim's InverseKinematicsTool failed on {marker_file}: {why}", given=marker_file)
     return Path(out_mot)

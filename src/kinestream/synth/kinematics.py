@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import SolverError
 from kinestream.osim import opensim_module
 
 # Coordinates the foot closure may move, with the weight (per radian, per
@@ -57,9 +57,10 @@ class _Kinematics:
         # Position of each coordinate in the state's Q. Every joint of this model
         # has qdot = u, so it is also the column of the velocity Jacobians.
         if state.getNQ() != state.getNU():
-            raise KinestreamError(
+            raise SolverError(
                 "the model has joints whose speeds are not coordinate rates; "
-                "the squat generator needs a model without ball or free joints"
+                "the squat generator needs a model without ball or free joints",
+                valid="a model without ball or free joints",
             )
         self.qindex = np.empty(len(self.coords), dtype=int)
         for j, c in enumerate(self.coords):

@@ -22,7 +22,7 @@ import numpy as np
 from kinestream import checks
 from kinestream.assets import get_assets
 from kinestream.config import DEFAULTS
-from kinestream.errors import KinestreamError
+from kinestream.errors import AssetError, SolverError
 from kinestream.ingest import BODY_25
 from kinestream.osim import opensim_module
 from kinestream.solve import register_joint_centres
@@ -85,7 +85,7 @@ def truth_model(scale: float = 1.0, assets=None):
             factor.setApply(True)
             factors.cloneAndAppend(factor)
         if not model.scale(state, factors, True, generic_mass * scale**3):
-            raise KinestreamError(f"OpenSim could not scale the model by {scale}")
+            raise SolverError(f"OpenSim could not scale the model by {scale}", given=scale)
         state = model.initSystem()
     return model, state, [m.getName() for m in anatomical], [m.getName() for m in keypoints]
 
@@ -95,10 +95,14 @@ def _mesh_vertices(path: Path) -> np.ndarray:
     try:
         root = ET.parse(path).getroot()
     except (OSError, ET.ParseError) as exc:
-        raise KinestreamError(f"cannot read mesh {path} to measure the model's height: {exc}") from None
+        raise AssetError(f"cannot read mesh {path} to measure the model's height: {exc}", given=path) from None
     array = root.find("./PolyData/Piece/Points/DataArray")
     if array is None or array.get("format", "ascii") != "ascii":
-        raise KinestreamError(f"mesh {path} has no ASCII point list; cannot measure the model's height")
+        raise AssetError(
+            f"mesh {path} has no ASCII point list; cannot measure the model's height",
+            given=path,
+            valid="an ASCII point list",
+        )
     return np.array((array.text or "").split(), dtype=float).reshape(-1, 3)
 
 
@@ -119,7 +123,7 @@ def _body_mesh_points(model, state, body_name: str, geometry_dir: Path) -> np.nd
         local = _mesh_vertices(geometry_dir / mesh.get_mesh_file()) * mesh.get_scale_factors().to_numpy()
         points.append(origin + local @ rot.T)
     if not points:
-        raise KinestreamError(f"body {body_name!r} carries no mesh; cannot measure the model's height")
+        raise AssetError(f"body {body_name!r} carries no mesh; cannot measure the model's height", given=body_name)
     return np.vstack(points)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kinestream.errors import KinestreamError
+from kinestream.errors import SettingsError
 from kinestream.files.mot import Motion
 from kinestream.files.trc import MarkerTable
 from kinestream.osim import opensim_module
@@ -89,7 +89,9 @@ def _move_design(kind: str, t: np.ndarray) -> dict[str, np.ndarray]:
             d[f"elbow_flex_{side}"] = 30.0 * crouch
             d[f"pro_sup_{side}"] = np.full_like(t, 60.0)
     else:
-        raise KinestreamError(f"unknown motion {kind!r}; give one of {', '.join(MOVES)}")
+        raise SettingsError(
+            f"unknown motion {kind!r}; give one of {', '.join(MOVES)}", key="kind", given=kind, valid=list(MOVES)
+        )
     return d
 
 

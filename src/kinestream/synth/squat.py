@@ -51,7 +51,7 @@ import numpy as np
 
 from kinestream import checks
 from kinestream.centres import CENTRE_BODIES
-from kinestream.errors import KinestreamError
+from kinestream.errors import SettingsError, SolverError
 from kinestream.synth.kinematics import _FootClosure, _Kinematics
 
 # Timeline (seconds).
@@ -271,7 +271,11 @@ def _design(
     for j, name in enumerate(names):
         base, side = (name[:-2], name[-1]) if name[-2:] in ("_r", "_l") else (name, "")
         if base not in _STAND:
-            raise KinestreamError(f"the model has coordinate {name!r}, which the squat design does not know")
+            raise SolverError(
+                f"the model has coordinate {name!r}, which the squat design does not know",
+                given=name,
+                valid=sorted(_STAND),
+            )
         gain = 1.0
         if side == "l":
             gain = LEFT_LEG if base in _LEG else LEFT_ARM if base in _ARM else 1.0
@@ -351,8 +355,11 @@ def _per_squat(what: str, value, n: int, low: float, high: float, unit: str) -> 
         return [checks.number(what, value, low, high, unit)] * n
     if np.ndim(value) == 1 and len(value) == n:
         return [checks.number(f"{what}[{k}]", v, low, high, unit) for k, v in enumerate(value)]
-    raise KinestreamError(
-        f"{what}={value!r} is not valid; it must be one number ({unit}) or a list of one per squat ({n} squats)"
+    raise SettingsError(
+        f"{what}={value!r} is not valid; it must be one number ({unit}) or a list of one per squat ({n} squats)",
+        key=what,
+        given=value,
+        valid=f"one number ({unit}) or a list of {n}",
     )
 
 
@@ -366,9 +373,12 @@ def _check_form(trunk_lean, valgus, descent, asymmetry, n_squats: int, factors) 
             excursion = _KNEE * (DEPTHS[k % len(DEPTHS)] if factors is None else factors[k])
             gain = 1.0 - a / excursion
             if not 0.5 <= gain <= 1.5:
-                raise KinestreamError(
+                raise SettingsError(
                     f"asymmetry_deg={a:g} is too large for squat {k + 1}, whose right knee bends {excursion:.0f} deg "
-                    f"from standing; it must be at most half of that either way"
+                    f"from standing; it must be at most half of that either way",
+                    key="asymmetry_deg",
+                    given=a,
+                    valid=f"at most {excursion / 2:.0f} deg either way",
                 )
             gains.append(gain)
     return _Form(
@@ -433,8 +443,11 @@ def _stance_for_valgus(kin: _Kinematics, bodies: dict, make, bottom: int, target
             off = miss(turn)
     except (RuntimeError, np.linalg.LinAlgError):
         pass
-    raise KinestreamError(
+    raise SettingsError(
         f"valgus_cm={target_cm:g} cannot be reached at the bottom of this squat with the feet turned in or out "
         f"by at most {MAX_STANCE_TURN_DEG:g} deg; give a smaller valgus (from {VALGUS_CM[0]:g} to {VALGUS_CM[1]:g} "
-        f"cm reach a squat of 100 deg)"
+        f"cm reach a squat of 100 deg)",
+        key="valgus_cm",
+        given=target_cm,
+        valid=VALGUS_CM,
     )

@@ -14,7 +14,7 @@ import numpy as np
 
 from kinestream import checks
 from kinestream.assets import get_assets
-from kinestream.errors import KinestreamError
+from kinestream.errors import InputError, SettingsError
 from kinestream.files.mot import Motion, write_mot
 from kinestream.files.trc import MarkerTable, write_trc
 from kinestream.synth.kinematics import _FootClosure, _Kinematics
@@ -88,16 +88,22 @@ def _check_variations(depths, pauses, sway_deg, squats):
     """(depths as a list or None, pauses as a list or None, sway) checked; squats must agree with depths."""
     if depths is not None:
         if np.ndim(depths) != 1 or len(depths) == 0:
-            raise KinestreamError(
-                f"depths={depths!r} is not valid; it must be a list of knee peaks in degrees, one per squat"
+            raise SettingsError(
+                f"depths={depths!r} is not valid; it must be a list of knee peaks in degrees, one per squat",
+                key="depths",
+                given=depths,
+                valid="a list of knee peaks in degrees, one per squat",
             )
         depths = [
             checks.number(f"depths[{k}]", d, MIN_DEPTH_DEG, MAX_DEPTH_DEG, "degrees of knee flexion")
             for k, d in enumerate(depths)
         ]
         if squats is not None and squats != len(depths):
-            raise KinestreamError(
-                f"squats={squats!r} must match depths, which lists {len(depths)} squats (or leave squats out)"
+            raise SettingsError(
+                f"squats={squats!r} must match depths, which lists {len(depths)} squats (or leave squats out)",
+                key="squats",
+                given=squats,
+                valid=len(depths),
             )
     if pauses is not None:
         if np.ndim(pauses) == 0:
@@ -105,9 +111,12 @@ def _check_variations(depths, pauses, sway_deg, squats):
         elif np.ndim(pauses) == 1:
             pauses = [checks.number(f"pauses[{k}]", p, 0.0, 60.0, "seconds") for k, p in enumerate(pauses)]
         else:
-            raise KinestreamError(
+            raise SettingsError(
                 f"pauses={pauses!r} is not valid; it must be seconds of standing between "
-                f"squats: one number, or one per gap"
+                f"squats: one number, or one per gap",
+                key="pauses",
+                given=pauses,
+                valid="one number, or one per gap",
             )
     sway_deg = checks.number("sway_deg", sway_deg, 0.0, MAX_SWAY_DEG, "degrees")
     return depths, pauses, sway_deg
@@ -119,26 +128,35 @@ def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats, depths=No
     except (TypeError, ValueError):
         fs_ok = math.nan
     if isinstance(fs, bool) or not (math.isfinite(fs_ok) and MIN_FS <= fs_ok <= MAX_FS):
-        raise KinestreamError(
-            f"sampling rate fs={fs!r} Hz is not valid; it must be a number from {MIN_FS:g} to {MAX_FS:g} Hz"
+        raise SettingsError(
+            f"sampling rate fs={fs!r} Hz is not valid; it must be a number from {MIN_FS:g} to {MAX_FS:g} Hz",
+            key="fs",
+            given=fs,
+            valid=(MIN_FS, MAX_FS),
         )
     try:
         sec = float(seconds)
     except (TypeError, ValueError):
         sec = math.nan
     if isinstance(seconds, bool) or not (math.isfinite(sec) and sec >= MIN_SECONDS):
-        raise KinestreamError(
+        raise SettingsError(
             f"seconds={seconds!r} is too short or not a number; the trial needs at least "
-            f"{MIN_SECONDS:g} s ({STAND_S:g} s standing plus one {SQUAT_S:g} s squat)"
+            f"{MIN_SECONDS:g} s ({STAND_S:g} s standing plus one {SQUAT_S:g} s squat)",
+            key="seconds",
+            given=seconds,
+            valid=f"at least {MIN_SECONDS:g} s",
         )
     try:
         noise = float(noise_mm)
     except (TypeError, ValueError):
         noise = math.nan
     if isinstance(noise_mm, bool) or not (math.isfinite(noise) and noise >= 0.0):
-        raise KinestreamError(
+        raise SettingsError(
             f"noise_mm={noise_mm!r} is not valid; it must be a finite number >= 0 "
-            f"(standard deviation per axis, millimetres)"
+            f"(standard deviation per axis, millimetres)",
+            key="noise_mm",
+            given=noise_mm,
+            valid="a finite number >= 0",
         )
     n_gaps = checks.integer("gaps", gaps, 0)
     scale = checks.positive("scale", scale)
@@ -154,19 +172,30 @@ def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats, depths=No
         else:
             n_squats = max_squats(sec, pauses)
             if n_squats == 0:
-                raise KinestreamError(f"seconds={sec:g} leave no room for a squat after {STAND_S:g} s of standing")
+                raise SettingsError(
+                    f"seconds={sec:g} leave no room for a squat after {STAND_S:g} s of standing",
+                    key="seconds",
+                    given=sec,
+                    valid=f"more than {STAND_S:g} s",
+                )
         gaps_s = _pause_list(PAUSE_S if pauses is None else pauses, n_squats)
         if len(gaps_s) != n_squats - 1:
-            raise KinestreamError(
+            raise SettingsError(
                 f"pauses lists {len(gaps_s)} pauses for {n_squats} squats; it needs "
-                f"{n_squats - 1} (one between each two squats) or a single number"
+                f"{n_squats - 1} (one between each two squats) or a single number",
+                key="pauses",
+                given=len(gaps_s),
+                valid=n_squats - 1,
             )
         need = STAND_S + n_squats * SQUAT_S + sum(gaps_s)
         if need > sec + 1e-9:
-            raise KinestreamError(
+            raise SettingsError(
                 f"{n_squats} squats with pauses of {gaps_s} s do not fit in seconds={sec:g}: they "
                 f"need {need:g} s ({STAND_S:g} s standing, {SQUAT_S:g} s a squat); make the "
-                f"trial longer"
+                f"trial longer",
+                key="seconds",
+                given=sec,
+                valid=f"at least {need:g} s",
             )
     elif squats is None:
         n_squats = fits
@@ -174,10 +203,13 @@ def _check_arguments(fs, seconds, noise_mm, gaps, scale, seed, squats, depths=No
         n_squats = checks.integer("squats", squats, 1)
         if n_squats > fits:
             need = STAND_S + n_squats * SQUAT_S + (n_squats - 1) * PAUSE_S
-            raise KinestreamError(
+            raise SettingsError(
                 f"squats={n_squats} do not fit in seconds={sec:g}: they need {need:g} s "
                 f"({STAND_S:g} s standing, {SQUAT_S:g} s a squat, {PAUSE_S:g} s between); "
-                f"at most {fits} fit, or make the trial longer"
+                f"at most {fits} fit, or make the trial longer",
+                key="squats",
+                given=n_squats,
+                valid=f"at most {fits}",
             )
     return fs_ok, sec, noise, n_gaps, scale, seed, n_squats
 
@@ -244,7 +276,12 @@ def synthesize(
     say = progress or (lambda *_: None)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise KinestreamError(f"out_dir {out} is a file; give a folder (it is created if needed)")
+        raise InputError(
+            f"out_dir {out} is a file; give a folder (it is created if needed)",
+            key="out_dir",
+            given=out,
+            valid="a folder",
+        )
     out.mkdir(parents=True, exist_ok=True)
 
     assets = get_assets(progress=say)
@@ -299,10 +336,12 @@ def synthesize(
     low, high = kin.ranges[:, 0] - 1e-9, kin.ranges[:, 1] + 1e-9
     outside = [kin.names[j] for j in range(len(kin.names)) if (q[:, j] < low[j]).any() or (q[:, j] > high[j]).any()]
     if outside and form != _Form():
-        raise KinestreamError(
+        raise SettingsError(
             f"the designed form (trunk_lean_deg={trunk_lean_deg!r}, valgus_cm={valgus_cm!r}, "
             f"descent_s={descent_s!r}, asymmetry_deg={asymmetry_deg!r}) takes the model out of its range in "
-            f"{', '.join(outside)}; give milder values"
+            f"{', '.join(outside)}; give milder values",
+            given=outside,
+            valid="milder values",
         )
     if outside:
         raise RuntimeError(f"the squat design leaves the model's range in {outside}")
