@@ -148,6 +148,19 @@ def test_bad_input_is_one_clear_error(trial, tmp_path):
         assert words in str(info.value)
 
 
+def test_the_library_prints_nothing_and_logs_what_it_did(trial, processed, tmp_path, capsys, caplog):
+    """What process has to say goes to the kinestream loggers (INFO), nothing to stdout or stderr, no progress bar:
+    only the command line prints."""
+    capsys.readouterr()
+    with caplog.at_level("INFO", logger="kinestream"):
+        result = ks.process(
+            trial.keypoints_trc, tmp_path, height=trial.height, mass=trial.mass, model=processed.scaled_model
+        )
+    assert capsys.readouterr() == ("", "")
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("kinestream") and r.levelname == "INFO"]
+    assert said == result.messages and any("using the scaled model" in m for m in said)
+
+
 def test_plots_return_figures_and_leave_the_backend_alone(trial, tmp_path):
     import matplotlib
     import matplotlib.pyplot as plt

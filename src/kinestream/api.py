@@ -130,7 +130,7 @@ _LAZY = {
     "plot_reps": "kinestream.plots",
 }
 
-log = logging.getLogger("kinestream")
+log = logging.getLogger(__name__)
 
 
 def __getattr__(name: str) -> Any:
@@ -175,10 +175,6 @@ def _table(markers: MarkerTable | str | Path, what: str) -> MarkerTable:
     raise KinestreamError(f"{what} {markers!r} is not valid; give a MarkerTable or the path of a .trc file")
 
 
-def _say(message: str) -> None:
-    log.info("%s", message)
-
-
 def process(
     trial: str | Path,
     out_dir: str | Path,
@@ -205,7 +201,7 @@ def process(
 
     config = _config(config)
     height, mass = _subject(config, height, mass)
-    return run(
+    result = run(
         trial,
         mass,
         height,
@@ -213,11 +209,13 @@ def process(
         config,
         static=ScaleSettings.from_config(config).static if static is None else static,
         plot=bool(config["output"]["plot"]),
-        log=_say,
         truth=truth,
         streaming=streaming,
         model=model,
     )
+    for message in result.messages:
+        log.info("%s", message)
+    return result
 
 
 def augment(
@@ -243,10 +241,10 @@ def augment(
     ingest = IngestSettings.from_config(config)
     table = prepare_keypoints(_table(keypoints, "keypoints"), ingest)
     notes = read_notes(table, ingest)
-    out, more = clean_and_augment(table, height, mass, get_assets(config, progress=_say), config, clean_first=clean)
+    out, more = clean_and_augment(table, height, mass, get_assets(config), config, clean_first=clean)
     notes += more
     for note in notes:
-        _say(note)
+        log.info("%s", note)
     out.meta["notes"] = notes
     return out
 
@@ -272,9 +270,12 @@ def scale(
 
     config = _config(config)
     height, mass = _subject(config, height, mass)
-    assets = get_assets(config, progress=_say)
+    assets = get_assets(config)
     table = _table(markers, "markers")
-    return ScaleSettings.from_config(config).scale(table, mass, height, out_model, assets, static=static, progress=_say)
+    result = ScaleSettings.from_config(config).scale(table, mass, height, out_model, assets, static=static)
+    for message in result.messages:
+        log.info("%s", message)
+    return result
 
 
 def ik(
@@ -300,10 +301,10 @@ def ik(
         raise KinestreamError(f"model {model!r} is not valid; give the path of a scaled .osim, or what scale returns")
     if not Path(path).is_file():
         raise KinestreamError(f"model {path} does not exist; give the path of a scaled .osim, or what scale returns")
-    assets = get_assets(config, progress=_say)
+    assets = get_assets(config)
     result = run_ik(path, _table(markers, "markers"), setup or assets.ik_setup, config, marker_set=assets.marker_set)
     for note in result.notes:
-        _say(note)
+        log.info("%s", note)
     return result.motion
 
 
@@ -316,5 +317,4 @@ def synth(out_dir: str | Path, **kwargs: Any) -> SynthResult:
     """
     from kinestream.synth import synthesize
 
-    kwargs.setdefault("progress", _say)
     return synthesize(out_dir, **kwargs)

@@ -314,18 +314,14 @@ def scale_subject(subject: Subject, out_dir: Path, config: dict) -> Scaled:
 
 
 def process_trial(trial: Path, subject: Subject, scaled: Scaled, out_dir: Path, config: dict) -> dict[str, Any]:
-    """One trial through ``process`` with the subject's model (a Dask task); its summary row."""
-    import matplotlib
-
+    """One trial through ``process`` with the subject's model (a Dask task); its summary row. The plot is drawn on a
+    matplotlib Figure of its own, which needs no backend (a worker runs its tasks in threads, shows nothing)."""
     from kinestream.offline import process
     from kinestream.reps import RepSettings, detect_reps
 
-    matplotlib.use("Agg")  # a worker shows nothing and runs its tasks in threads, where a GUI backend cannot draw
     start = time.perf_counter()
     plot = bool(config.get("output", {}).get("plot", True))
-    result = process(
-        trial, subject.mass, subject.height, out_dir, config, plot=plot, log=lambda _: None, model=scaled.model
-    )
+    result = process(trial, subject.mass, subject.height, out_dir, config, plot=plot, model=scaled.model)
     motion = result.motion
     _, reps = detect_reps(motion, None, RepSettings.from_config(config))
     return {
@@ -498,7 +494,7 @@ def run_batch(
         if not futures:  # the assets, fetched here once: workers on a fresh cache would each fetch them at once
             from kinestream.assets import get_assets
 
-            get_assets(config, progress=lambda _: None)
+            get_assets(config)
         scaled = client.submit(
             scale_subject, subject, subject_out / "_static", sent, pure=False, retries=retries,
             key=f"scale-{_safe(subject.name)}-{time.time_ns()}",

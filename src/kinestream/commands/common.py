@@ -42,9 +42,20 @@ def headless_plots() -> None:
 
 
 def log_to_stderr() -> None:
+    """The live commands' log: kinestream's lines on stderr after ``kinestream: `` (what ``calibrate`` tells the
+    person being calibrated plain), other libraries' INFO records likewise."""
     import logging
 
+    from kinestream.commands.terminal import PROMPTS, show
+
+    show("kinestream", prefix="kinestream: ")
+    show(PROMPTS)
+    root = logging.getLogger()
+    had = list(root.handlers)
     logging.basicConfig(level=logging.INFO, format="kinestream: %(message)s", stream=sys.stderr)
+    for handler in root.handlers:
+        if handler not in had:  # kinestream's own records are shown by the command's handler (terminal.Lines)
+            handler.addFilter(lambda record: not record.name.startswith("kinestream"))
 
 
 def ingest_args(p: argparse.ArgumentParser, settings: bool = True) -> None:

@@ -107,7 +107,6 @@ async def _demo(config: dict, out: Path, syn, rate: float, view: str | None = No
             mass=syn.mass,
             height=syn.height,
             out_model=out / "calibration" / "scaled.osim",
-            say=say,
             timeout_s=60,
         )
     finally:
@@ -194,5 +193,9 @@ async def _demo(config: dict, out: Path, syn, rate: float, view: str | None = No
 
 
 def cmd_demo(args, config) -> None:
+    from kinestream.commands.terminal import show
+
     log_to_stderr()
+    for quiet in ("kinestream.synth", "kinestream.live.replay"):  # the demo says itself what it makes and replays
+        show(quiet, None)
     run_demo(config, Path(args.out), seconds=args.seconds, rate=args.rate, view=getattr(args, "view", None))

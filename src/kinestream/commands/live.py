@@ -7,10 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-from kinestream.commands.common import headless_plots, log_to_stderr, say, subject
+from kinestream.commands.common import headless_plots, log_to_stderr, subject
 
 
-async def _serve(args, config, say=say):
+async def _serve(args, config):
     from kinestream.commands.terminal import status_printer
     from kinestream.live.calibrate import calibrate
     from kinestream.live.service import Service
@@ -23,7 +23,7 @@ async def _serve(args, config, say=say):
         mass, height = subject(args, config)
         out = Path(args.calibration_out or "out/calibration/scaled.osim")
         model = await calibrate(
-            config, input_endpoint=args.input or svc["input"], mass=mass, height=height, out_model=out, say=say
+            config, input_endpoint=args.input or svc["input"], mass=mass, height=height, out_model=out
         )
         calibrating = _calibrate_the_rest(config, model)
     service = Service(
@@ -143,12 +143,13 @@ def _serve_workers(args, config) -> None:
     import signal
     import threading
 
-    from kinestream.commands.terminal import status_printer, workers_line
+    from kinestream.commands.terminal import PROMPTS, show, status_printer, workers_line
     from kinestream.live.calibrate import calibrate
     from kinestream.live.workers import Front, Workers, check_workers
 
     svc = config["service"]
     n = check_workers(args.workers)
+    show(PROMPTS, "stdout")  # what --calibrate tells the person, as the calibrate command tells it
     if getattr(args, "people", None) is not None:
         svc["people"] = args.people  # the parent's router serves that share, the workers everyone it sends them
     input_endpoint = args.input or svc["input"]
@@ -211,9 +212,11 @@ def cmd_serve(args, config) -> None:
 def cmd_calibrate(args, config) -> None:
     import asyncio
 
+    from kinestream.commands.terminal import PROMPTS, show
     from kinestream.live.calibrate import calibrate
 
     log_to_stderr()
+    show(PROMPTS, "stdout")  # what the person is told, on stdout; the service's log on stderr
     mass, height = subject(args, config)
     asyncio.run(
         calibrate(
@@ -223,7 +226,6 @@ def cmd_calibrate(args, config) -> None:
             height=height,
             out_model=args.out,
             timeout_s=args.timeout,
-            say=print,
         )
     )
 

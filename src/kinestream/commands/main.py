@@ -28,6 +28,7 @@ import sys
 
 from kinestream.commands import batch, demo, live, recover, replay, reps, settings, trial, view
 from kinestream.commands.common import ingest_args, ingest_config, service_args, solver_arg, subject_args
+from kinestream.commands.terminal import showing_log
 from kinestream.errors import KinestreamError
 
 CONFIG_HELP = "TOML file of settings merged over the defaults (kinestream config prints them)"
@@ -197,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "solver", None):
             config["ik"]["solver"] = args.solver
         ingest_config(args, config)
-        args.func(args, config)
+        with showing_log():  # what the library logs, printed as the commands always printed it
+            args.func(args, config)
     except KinestreamError as exc:
         print(f"kinestream: error: {exc}", file=sys.stderr)
         return 2

@@ -41,7 +41,6 @@ def run_replay(args, config=None) -> int:
             loop=args.loop,
             subject=args.subject,
             wait_subscriber=args.wait_subscriber,
-            progress=_log,
             stop_event=stop,
             send_names=getattr(args, "send_names", False),
             config=client_config(getattr(args, "curve_key", None), getattr(args, "server_key", None), config),

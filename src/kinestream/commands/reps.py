@@ -101,7 +101,7 @@ def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
     else:
         from kinestream.assets import get_assets
 
-        model = get_assets(config, progress=lambda m: print(m, file=sys.stderr)).generic_model
+        model = get_assets(config).generic_model
         print(
             "note: joint centres from the generic model, unscaled (give --model scaled.osim for the subject's)",
             file=sys.stderr,

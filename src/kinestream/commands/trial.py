@@ -13,16 +13,18 @@ def cmd_assets(args, config) -> None:
     if args.wheel:
         where = assets.install_wheel(args.wheel)
     else:
-        where = assets.fetch(progress=say)
-    a = assets.get_assets(config, progress=say)
+        where = assets.fetch()
+    a = assets.get_assets(config)
     print(f"assets ready in {where}")
     for name, path in vars(a).items():
         print(f"  {name:20s} {path}")
 
 
 def cmd_synth(args, config) -> None:
+    from kinestream.commands.terminal import show
     from kinestream.synth import synthesize
 
+    show("kinestream.synth", None)  # its stages are not shown: the files written are, at the end
     result = synthesize(
         args.out_dir,
         fs=args.fs,
@@ -64,7 +66,7 @@ def cmd_augment(args, config) -> None:
         table,
         height,
         mass,
-        get_assets(config, progress=say),
+        get_assets(config),
         config,
         clean_first=not args.no_clean,
         floor_offset=args.floor_offset or None,
@@ -83,7 +85,7 @@ def cmd_scale(args, config) -> None:
     mass, height = subject(args, config)
     markers = read_trc(existing(args.markers, "marker file"))
     out = Path(args.out) if args.out else Path(args.markers).with_name(Path(args.markers).stem + "_scaled.osim")
-    assets = get_assets(config, progress=say)
+    assets = get_assets(config)
     result = ScaleSettings.from_config(config).scale(markers, mass, height, out, assets, static=args.static)
     for m in result.messages:
         say(m)
@@ -100,7 +102,7 @@ def cmd_ik(args, config) -> None:
 
     markers = read_trc(existing(args.markers, "marker file"))
     model = existing(args.model, "model")
-    assets = get_assets(config, progress=say)
+    assets = get_assets(config)
     setup = Path(args.setup) if args.setup else assets.ik_setup
     result = run_ik(model, markers, setup, config, marker_set=assets.marker_set)
     for n in result.notes:
@@ -148,7 +150,6 @@ def cmd_process(args, config) -> None:
         config,
         static=static,
         plot=bool(config["output"].get("plot", True)),
-        log=say,
         truth=truth,
         streaming=args.streaming,
         model=args.model,
@@ -192,7 +193,6 @@ def process_folder(args, config) -> None:
                 config,
                 static=static,
                 plot=bool(config["output"].get("plot", True)),
-                log=say,
                 streaming=args.streaming,
                 model=model,
                 static_trial=static_trial,

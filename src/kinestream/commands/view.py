@@ -134,7 +134,7 @@ def run_view(args, config: dict) -> None:
         if model is None:
             from kinestream.assets import get_assets
 
-            model = get_assets(config, progress=say).generic_model
+            model = get_assets(config).generic_model
             say("no --model: the joint centres are the generic model's, unscaled (give the session's scaled .osim)")
     elif kind == "trc":
         from kinestream.files.trc import read_trc
