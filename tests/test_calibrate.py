@@ -84,6 +84,19 @@ def test_calibrate_gives_up_with_a_clear_error_when_nobody_streams(tmp_path):
         )
 
 
+def test_a_download_is_logged_and_nothing_printed(tmp_path, monkeypatch, capsys, caplog):
+    """The assets' download is said on the kinestream.assets logger (the command line prints it), never printed."""
+    monkeypatch.setenv("KINESTREAM_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(assets_module, "_download_with_pip", lambda _dir: None)  # no network: nothing comes
+    monkeypatch.setattr(assets_module, "_download_from_pypi", lambda _dir: None)
+    with caplog.at_level("INFO", logger="kinestream.assets"), pytest.raises(KinestreamError, match="no network"):
+        assets_module.get_assets()
+    assert capsys.readouterr() == ("", "")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"kinestream: fetching {assets_module.WHEEL_FILE} from PyPI into {assets_module.asset_dir()}"
+    ]
+
+
 def test_a_wheel_with_the_wrong_checksum_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("KINESTREAM_HOME", str(tmp_path / "home"))
     (tmp_path / "home").mkdir()

@@ -18,7 +18,9 @@ ready for JSON. Settings come from the package's default.toml, as for the
 commands; ``config`` takes the path of a TOML file of yours or a dict of the
 sections to change, e.g. ``{"ik": {"solver": "opensim"}}``. Height (m) and
 mass (kg) default to the config's ``[subject]``. What the stages have to say
-goes to the ``kinestream`` logger; nothing is printed.
+goes to the ``kinestream`` loggers (INFO; ``logging.basicConfig(level="INFO")``
+shows it); how far a long step has come, to ``kinestream.progress``
+(:mod:`kinestream.progress`, DEBUG); nothing is printed.
 
 The streaming stage classes (``StreamingCleaner``, ``StreamingAugmenter``,
 ``StreamingIK``, ``FrameProcessor``, ``Pipeline``, ``RepCounter``) and the settings classes

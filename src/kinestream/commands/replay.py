@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from kinestream.commands.common import ingest_args
+from kinestream.commands.terminal import showing_log
 from kinestream.errors import KinestreamError
 from kinestream.live import stop_on_signals
 from kinestream.live.replay import DEFAULT_ENDPOINT, parse_rate, replay
@@ -46,7 +47,8 @@ def run_replay(args, config=None) -> int:
             config=client_config(getattr(args, "curve_key", None), getattr(args, "server_key", None), config),
         )
 
-    sent = asyncio.run(main())
+    with showing_log():  # what the replay does, on stderr, also when this runs without kinestream's main
+        sent = asyncio.run(main())
     print(f"sent {sent} frames of {args.trial} to {args.endpoint}")
     return sent
 

@@ -95,7 +95,10 @@ _shown: list[Lines] = []  # the handler of the command running
 @contextlib.contextmanager
 def showing_log():
     """The ``kinestream`` loggers shown on the terminal (:class:`Lines`) while a command runs; the handler, and any
-    route a command set, gone after."""
+    route a command set, gone after. Inside another, the one already there is kept."""
+    if _shown:
+        yield _shown[-1]
+        return
     top, progress = logging.getLogger("kinestream"), logging.getLogger("kinestream.progress")
     levels = top.level, progress.level
     handler = Lines()
