@@ -213,7 +213,6 @@ def run_config(label: str, config_file: Path | None, paths: list[str], truth, wo
     from kinestream.offline import process
 
     config = load_config(config_file)
-    quiet = lambda *_: None  # noqa: E731
     rows: list[Row] = []
 
     def offline_run(streaming: bool, model=None):
@@ -224,7 +223,6 @@ def run_config(label: str, config_file: Path | None, paths: list[str], truth, wo
             work / ("streaming" if streaming else "offline"),
             config,
             plot=False,
-            log=quiet,
             streaming=streaming,
             model=model,
         )

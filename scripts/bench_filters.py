@@ -146,7 +146,7 @@ def run(quick: bool = False, say=print) -> list[dict]:
         tmp = Path(tmp)
         for label, path, mass, height, rate, syn in trials(tmp, quick):
             say(f"{label} ...")
-            offline = process(path, mass, height, tmp / label / "offline", base, plot=False, log=lambda *_: None)
+            offline = process(path, mass, height, tmp / label / "offline", base, plot=False)
             reference = syn.motion if syn is not None else offline.motion
             standing = syn.standing if syn is not None else None
             if syn is not None:
@@ -166,7 +166,6 @@ def run(quick: bool = False, say=print) -> list[dict]:
                     tmp / label / name.replace(" ", "_"),
                     config,
                     plot=False,
-                    log=lambda *_: None,
                     streaming=True,
                     model=offline.scaled_model,
                 )

@@ -556,9 +556,8 @@ def main(argv=None) -> int:
         config["ik"]["solver"] = args.solver
         config_path = tmp / "bench.toml"
         config_path.write_text(f"[ik]\narms = {'false' if args.no_arms else 'true'}\n")
-        quiet = lambda *_: None  # noqa: E731
         # the subject's model, scaled from the trial's standing phase as calibrate would
-        scaled = process(syn.keypoints_trc, syn.mass, syn.height, tmp / "offline", config, plot=False, log=quiet)
+        scaled = process(syn.keypoints_trc, syn.mass, syn.height, tmp / "offline", config, plot=False)
         lives = [asyncio.run(run(args, syn.keypoints_trc, scaled.scaled_model, config_path)) for _ in range(args.runs)]
         live = lives[0]
         runs: dict[str, list[dict]] = {"without viewer": [live], "with viewer": []}
@@ -582,7 +581,6 @@ def main(argv=None) -> int:
                 tmp / "streaming",
                 config,
                 plot=False,
-                log=quiet,
                 streaming=True,
                 model=scaled.scaled_model,
             )

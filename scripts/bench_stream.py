@@ -235,7 +235,7 @@ def ik_trials(tmp: Path, seconds: float, config: dict) -> list[tuple[str, object
         sources.append((SHARED_TRIAL.stem, SHARED_TRIAL, 75.0, 1.85))
     trials = []
     for k, (desc, path, mass, height) in enumerate(sources):
-        result = process(path, mass, height, tmp / f"trial{k}", config, plot=False, log=lambda *_: None, streaming=True)
+        result = process(path, mass, height, tmp / f"trial{k}", config, plot=False, streaming=True)
         trials.append((desc, read_trc(result.augmented_trc), result.scaled_model))
     return trials
 
@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         from kinestream.assets import get_assets
         from kinestream.augment import Augmenter
 
-        assets = get_assets(progress=lambda msg: print(msg, file=sys.stderr))
+        assets = get_assets()
         names = Augmenter.from_assets(assets).keypoints
         trial, xyz, t = load_trial(names, args.frames)
         print(f"augment trial: {trial}")

@@ -40,8 +40,7 @@ def compare(trial: Path, mass: float, height: float, out: Path) -> dict:
     from kinestream.offline import process
 
     config = load_config()
-    quiet = lambda *_: None  # noqa: E731
-    offline = process(trial, mass, height, out / "offline", config, plot=False, log=quiet)
+    offline = process(trial, mass, height, out / "offline", config, plot=False)
     streaming = process(
         trial,
         mass,
@@ -49,7 +48,6 @@ def compare(trial: Path, mass: float, height: float, out: Path) -> dict:
         out / "streaming",
         config,
         plot=False,
-        log=quiet,
         streaming=True,
         model=offline.scaled_model,
     )

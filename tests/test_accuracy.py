@@ -205,7 +205,6 @@ def test_bench_accuracy_offline_against_a_truth_of_its_own(tmp_path):
         tmp_path / "own",
         load_config(),
         plot=False,
-        log=lambda *_: None,
     ).motion
     values = np.column_stack([np.radians(sample(own, column(own, d), LAB + SHIFT)) for d in DOFS])
     truth = write_mot(tmp_path / "truth.mot", Motion(LAB, list(DOFS), values, in_degrees=False))

@@ -148,6 +148,37 @@ def test_bad_input_is_one_clear_error(trial, tmp_path):
         assert (info.value.key, info.value.given) == (key, given)
 
 
+def test_the_library_prints_nothing_and_logs_what_it_did(trial, processed, tmp_path, capsys, caplog):
+    """What process has to say goes to the kinestream loggers (INFO), nothing to stdout or stderr, no progress bar:
+    only the command line prints."""
+    capsys.readouterr()
+    with caplog.at_level("INFO", logger="kinestream"):
+        result = ks.process(
+            trial.keypoints_trc, tmp_path, height=trial.height, mass=trial.mass, model=processed.scaled_model
+        )
+    assert capsys.readouterr() == ("", "")
+    said = [r.getMessage() for r in caplog.records if r.name.startswith("kinestream") and r.levelname == "INFO"]
+    assert said == result.messages and any("using the scaled model" in m for m in said)
+
+
+def test_the_command_line_prints_the_librarys_log_as_lines_and_only_while_it_runs(capsys):
+    """One handler, around each command: a library INFO record is a plain line on stderr, a logger a command
+    hides says nothing but its warnings, and once the command is over the library is silent again."""
+    import logging
+
+    from kinestream.commands.terminal import show, showing_log
+
+    said, hidden = logging.getLogger("kinestream.assets"), logging.getLogger("kinestream.synth")
+    with showing_log():
+        show("kinestream.synth", None)
+        said.info("kinestream: fetching %s", "the wheel")
+        hidden.info("synth: posing 10 frames")
+        hidden.warning("a warning shows")
+        said.debug("a debug record does not")
+    said.info("after the command: not printed")
+    assert capsys.readouterr() == ("", "kinestream: fetching the wheel\na warning shows\n")
+
+
 def test_plots_return_figures_and_leave_the_backend_alone(trial, tmp_path):
     import matplotlib
     import matplotlib.pyplot as plt

@@ -88,7 +88,7 @@ def test_a_study_equals_process_trial_by_trial_and_a_second_run_skips_it(study, 
     for subject in found.subjects:  # every output equals what process gives with the subject's static trial
         for trial in subject.trials:
             ref = tmp_path / "ref" / trial.stem
-            process(trial, subject.mass, subject.height, ref, config, log=lambda _: None, static_trial=subject.static)
+            process(trial, subject.mass, subject.height, ref, config, static_trial=subject.static)
             got = out / subject.name / trial.stem
             for name in (f"{trial.stem}.mot", f"{trial.stem}_augmented.trc"):
                 assert (got / name).read_bytes() == (ref / name).read_bytes(), f"{subject.name}/{name}"
@@ -306,7 +306,7 @@ from kinestream import assets
 go = Path(sys.argv[1])
 while not go.exists():  # every worker starts at once, on a cache with nothing in it
     time.sleep(0.001)
-root = assets.fetch(progress=lambda _: None)
+root = assets.fetch()
 for _ in range(500):  # read what the others may still be installing around it
     for name in assets._FILES.values():
         assert (root / name).stat().st_size > 0, name

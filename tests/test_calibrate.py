@@ -17,13 +17,12 @@ from kinestream.osim import opensim_module
 from kinestream.synth import synthesize
 
 
-def test_calibrate_scales_from_the_standing_phase_of_a_live_stream(tmp_path):
+def test_calibrate_scales_from_the_standing_phase_of_a_live_stream(tmp_path, caplog):
     syn = synthesize(tmp_path / "syn", seconds=6.0, noise_mm=2.0, scale=1.1)
     table = read_trc(syn.keypoints_trc)
     standing = table.frames(0, int(syn.standing[1] * table.rate))
     src = f"tcp://127.0.0.1:{free_port()}"
     out = tmp_path / "cal" / "scaled.osim"
-    said = []
 
     async def scenario():
         stop = asyncio.Event()
@@ -35,14 +34,15 @@ def test_calibrate_scales_from_the_standing_phase_of_a_live_stream(tmp_path):
                 mass=syn.mass,
                 height=syn.height,
                 out_model=out,
-                say=said.append,
                 timeout_s=60,
             )
         finally:
             stop.set()
             await feeder
 
-    model = asyncio.run(scenario())
+    with caplog.at_level("INFO", logger="kinestream.live.calibrate.prompts"):
+        model = asyncio.run(scenario())
+    said = [r.getMessage() for r in caplog.records if r.name == "kinestream.live.calibrate.prompts"]
     assert model == out and out.is_file()
     assert any("Stand still and upright" in s for s in said) and any("got it" in s for s in said)
     subject = json.loads(out.with_suffix(".json").read_text())
@@ -79,11 +79,24 @@ def test_calibrate_gives_up_with_a_clear_error_when_nobody_streams(tmp_path):
                 mass=70,
                 height=1.75,
                 out_model=tmp_path / "x.osim",
-                say=lambda s: None,
                 timeout_s=1.0,
             )
         )
     assert info.value.given == src and "stand still" in info.value.valid
+
+
+def test_a_download_is_logged_and_nothing_printed(tmp_path, monkeypatch, capsys, caplog):
+    """The assets' download is said on the kinestream.assets logger (the command line prints it), never printed."""
+    monkeypatch.setenv("KINESTREAM_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(assets_module, "_download_with_pip", lambda _dir: None)  # no network: nothing comes
+    monkeypatch.setattr(assets_module, "_download_from_pypi", lambda _dir: None)
+    with caplog.at_level("INFO", logger="kinestream.assets"), pytest.raises(AssetError) as info:
+        assets_module.get_assets()
+    assert info.value.given == assets_module.WHEEL_FILE
+    assert capsys.readouterr() == ("", "")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"kinestream: fetching {assets_module.WHEEL_FILE} from PyPI into {assets_module.asset_dir()}"
+    ]
 
 
 def test_a_wheel_with_the_wrong_checksum_is_refused(tmp_path, monkeypatch):

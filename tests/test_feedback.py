@@ -89,7 +89,7 @@ def _marker_valgus(table, i: int, side: str) -> float:
 
 
 def _process(path, tmp, **kwargs):
-    return process(path, kwargs.pop("mass"), kwargs.pop("height"), tmp, load_config(), plot=False, log=_quiet, **kwargs)
+    return process(path, kwargs.pop("mass"), kwargs.pop("height"), tmp, load_config(), plot=False, **kwargs)
 
 
 # --------------------------------------------------------------------------- fixtures

@@ -118,7 +118,7 @@ HEAVY_OWNERS: dict[str, set[str]] = {
     "rerun": {"kinestream.live.view", "kinestream.live.viewers"},
     "aiomqtt": {"kinestream.live.mqtt", "kinestream.examples.subscriber"},  # the example stands alone
     "zmq": {"kinestream.live", "kinestream.examples.subscriber"},  # the live package is ZeroMQ's place
-    "tqdm": {"kinestream.offline", "kinestream.commands.batch"},  # progress bars on stderr
+    "tqdm": {"kinestream.commands.terminal", "kinestream.commands.batch"},  # progress bars: the command layer only
 }
 
 

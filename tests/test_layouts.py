@@ -171,9 +171,7 @@ def offline_reference(trial, tmp_path_factory):
         key = tuple(table.names)
         if key not in done:
             path = write_trc(out / f"body25_{len(done)}.trc", table)
-            done[key] = process(
-                path, trial.mass, trial.height, out / str(len(done)), load_config(), plot=False, log=quiet
-            )
+            done[key] = process(path, trial.mass, trial.height, out / str(len(done)), load_config(), plot=False)
         return done[key].motion
 
     return angles
@@ -184,7 +182,7 @@ def test_offline_angles_equal_body25s(layout, trial, offline_reference, tmp_path
     path = write_trc(tmp_path / f"{layout}.trc", express(trial.keypoints, layout))
     written = read_trc(path).names
     assert written == LAYOUTS[layout]
-    result = process(path, trial.mass, trial.height, tmp_path / "out", load_config(), plot=False, log=quiet)
+    result = process(path, trial.mass, trial.height, tmp_path / "out", load_config(), plot=False)
     derived = next((m for m in result.messages if m.startswith("derived ")), "")
     if layout in ("BODY_25B", "COCO_133"):  # no MidHip (nor Hip), no Neck
         assert not {"MidHip", "Hip", "Neck"} & set(written)
@@ -200,7 +198,7 @@ def test_a_halpe_26_trial_as_pose2sim_writes_it(trial, offline_reference, tmp_pa
     tree_order += ["LHip", "LKnee", "LAnkle", "LBigToe", "LSmallToe", "LHeel", "Neck", "Head", "Nose"]
     tree_order += ["RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist"]
     path = write_trc(tmp_path / "pose2sim_halpe.trc", named(trial.keypoints, tree_order))
-    result = process(path, trial.mass, trial.height, tmp_path / "out", load_config(), plot=False, log=quiet)
+    result = process(path, trial.mass, trial.height, tmp_path / "out", load_config(), plot=False)
     assert_same_motion(result.motion, offline_reference("HALPE_26"), "offline HALPE_26 in Pose2Sim's order")
 
 
@@ -215,7 +213,7 @@ def test_a_coco_17_trial_is_refused_in_one_line(trial, tmp_path):
         assert str(err.value) == f"the trial holds the keypoints of layout COCO_17; {COCO_17_LINE}"  # the one line
     path = write_trc(tmp_path / "coco17.trc", full)
     with pytest.raises(InputError) as info:
-        process(path, trial.mass, trial.height, tmp_path / "out", load_config(), plot=False, log=quiet)
+        process(path, trial.mass, trial.height, tmp_path / "out", load_config(), plot=False)
     assert (info.value.key, info.value.given) == ("layout", "COCO_17")
     proc = subprocess.run(
         [sys.executable, "-m", "kinestream", "process", str(path), "--mass", "70", "--height", "1.7"]

@@ -166,7 +166,7 @@ def test_a_z_up_static_trial_streaming_is_turned_once(trials, assets, tmp_path):
     y_config = load_config()
     z_config = copy.deepcopy(y_config)
     z_config["ingest"]["up"] = "z"
-    common = dict(plot=False, log=lambda *_: None, streaming=True)
+    common = dict(plot=False, streaming=True)
     got = process(z_up, syn.mass, syn.height, tmp_path / "z", z_config, static_trial=z_up, **common)
     same = process(syn.keypoints_trc, syn.mass, syn.height, tmp_path / "ys", y_config, static_trial=syn.keypoints_trc,
                    **common)  # fmt: skip

@@ -97,7 +97,6 @@ def streaming_angles(syn, out, model):
     live recording of that person must equal."""
     return process(
         syn.keypoints_trc, syn.mass, syn.height, out, load_config(), plot=False, streaming=True, model=model,
-        log=lambda _m: None,
     ).motion  # fmt: skip
 
 

@@ -84,7 +84,7 @@ def test_augment_matches_reference_on_synthetic_keypoints(tall, assets):
 def test_process_synthetic_squats_with_noise_and_gaps(tmp_path, assets):
     syn = synthesize(tmp_path / "syn", seconds=10.0, noise_mm=5.0, gaps=6, seed=3)
     assert np.isnan(syn.keypoints.xyz).any()
-    result = process(syn.keypoints_trc, syn.mass, syn.height, tmp_path / "out", load_config(), log=print)
+    result = process(syn.keypoints_trc, syn.mass, syn.height, tmp_path / "out", load_config())
     got, truth = result.motion, syn.motion
     errors = {
         n: _rms(got.get(n), truth.get(n))
@@ -115,7 +115,7 @@ REAL = {
 def test_process_real_trials(name, tmp_path):
     path = real_trial(name)
     # Height 1.85 m: the keypoints' standing neck height (about 1.55 m above the ankles) suggests a tall subject.
-    result = process(path, 75.0, 1.85, tmp_path, load_config(), log=print)
+    result = process(path, 75.0, 1.85, tmp_path, load_config())
     m = result.motion
     peaks = {n: float(np.nanmax(m.get(n))) for n in ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")}
     print(

@@ -75,7 +75,7 @@ def runs(trials, assets, tmp_path_factory):
     still, moving, static = trials
     root = tmp_path_factory.mktemp("runs")
     config = load_config()
-    common = dict(static=WINDOW, plot=False, log=quiet)
+    common = dict(static=WINDOW, plot=False)
     own = process(still.keypoints_trc, still.mass, still.height, root / "own", config, **common)
     separate = process(
         moving.keypoints_trc, still.mass, still.height, root / "sep", config, static_trial=static, **common
@@ -104,7 +104,7 @@ def test_a_static_trial_scales_as_the_same_window_within_the_trial(runs, trials)
 def test_a_static_trial_and_a_model_together_are_refused(trials, tmp_path):
     still, _, static = trials
     with pytest.raises(InputError) as info:
-        process(still.keypoints_trc, 70, 1.7, tmp_path, load_config(), model=static, static_trial=static, log=quiet)
+        process(still.keypoints_trc, 70, 1.7, tmp_path, load_config(), model=static, static_trial=static)
     assert (info.value.key, info.value.given, info.value.valid) == ("static_trial", (static, static), "one of them")
     with pytest.raises(InputError) as info:
         process(still.keypoints_trc, 70, 1.7, tmp_path, load_config(), static_trial=tmp_path / "absent.trc")

@@ -121,11 +121,12 @@ async def _run(trial, want: int, **kw):
 
 
 @pytest.mark.parametrize("rate", [1.0, 2.0])
-def test_every_frame_arrives_in_order_at_the_trial_rate(trial, rate, monkeypatch):
+def test_every_frame_arrives_in_order_at_the_trial_rate(trial, rate, monkeypatch, caplog):
     table = read_trc(trial)
     waits = _pacing(monkeypatch)
-    lines = []
-    sent, got = asyncio.run(_run(trial, N_FRAMES, rate=rate, progress=lines.append, subject="ana"))
+    with caplog.at_level("INFO", logger="kinestream.live.replay"):
+        sent, got = asyncio.run(_run(trial, N_FRAMES, rate=rate, subject="ana"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "kinestream.live.replay"]
     assert sent == N_FRAMES and len(got) == N_FRAMES
     frames = [f for _, f in got]
     assert [f.seq for f in frames] == list(range(N_FRAMES))
@@ -203,10 +204,11 @@ def test_max_rate_sends_back_to_back(trial, monkeypatch):
     assert waits == []  # no frame waits for its time
 
 
-def test_no_subscriber_waits_then_sends_anyway(trial):
-    lines = []
+def test_no_subscriber_waits_then_sends_anyway(trial, caplog):
     start = time.perf_counter()
-    sent = asyncio.run(replay(trial, free_endpoint(), rate="max", wait_subscriber=0.2, progress=lines.append))
+    with caplog.at_level("INFO", logger="kinestream.live.replay"):
+        sent = asyncio.run(replay(trial, free_endpoint(), rate="max", wait_subscriber=0.2))
+    lines = [r.getMessage() for r in caplog.records if r.name == "kinestream.live.replay"]
     assert sent == N_FRAMES
     assert time.perf_counter() - start >= 0.2  # it waited (how much longer depends on the machine)
     assert any("no subscriber after 0.2 s" in line for line in lines)

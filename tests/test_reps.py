@@ -110,7 +110,6 @@ def known_offline(known, tmp_path_factory):
         tmp_path_factory.mktemp("reps_known_off"),
         load_config(),
         plot=False,
-        log=lambda *a: None,
     )
 
 
@@ -124,7 +123,6 @@ def known_streaming(known, known_offline, tmp_path_factory):
         tmp_path_factory.mktemp("reps_known_stream"),
         load_config(),
         plot=False,
-        log=lambda *a: None,
         streaming=True,
         model=known_offline.scaled_model,
     )
@@ -139,7 +137,6 @@ def mixed_offline(mixed, tmp_path_factory):
         tmp_path_factory.mktemp("reps_mixed_off"),
         load_config(),
         plot=False,
-        log=lambda *a: None,
     )
 
 
@@ -147,9 +144,7 @@ def mixed_offline(mixed, tmp_path_factory):
 def sit_to_stand(tmp_path_factory):
     path = real_trial("sit_to_stand.trc")
     # Height 1.85 m as in test_pipeline: the keypoints' standing neck height suggests a tall subject.
-    return process(
-        path, 75.0, 1.85, tmp_path_factory.mktemp("reps_sts"), load_config(), plot=False, log=lambda *a: None
-    )
+    return process(path, 75.0, 1.85, tmp_path_factory.mktemp("reps_sts"), load_config(), plot=False)
 
 
 # --------------------------------------------------------------------------- settings

@@ -133,9 +133,10 @@ def test_posture_of_standing_and_squatting(subject):
     assert post.knee[1] > 60
 
 
-def test_finds_still_window_and_scales_to_true_size(stand_then_squat, assets, tmp_path):
-    messages = []
-    result = scale_model(stand_then_squat, MASS, HEIGHT, tmp_path / "s.osim", assets, progress=messages.append)
+def test_finds_still_window_and_scales_to_true_size(stand_then_squat, assets, tmp_path, caplog):
+    with caplog.at_level("DEBUG", logger="kinestream.scale.tool"):
+        result = scale_model(stand_then_squat, MASS, HEIGHT, tmp_path / "s.osim", assets)
+    messages = [r.getMessage() for r in caplog.records if r.name == "kinestream.scale.tool"]  # logged as they came
     w = result.window
     assert result.method == "static"
     # Strictest rule met first: 3 mm over 1 s (61 frames), inside the standing part (frames 0-119).

@@ -18,7 +18,9 @@ ready for JSON. Settings come from the package's default.toml, as for the
 commands; ``config`` takes the path of a TOML file of yours or a dict of the
 sections to change, e.g. ``{"ik": {"solver": "opensim"}}``. Height (m) and
 mass (kg) default to the config's ``[subject]``. What the stages have to say
-goes to the ``kinestream`` logger; nothing is printed.
+goes to the ``kinestream`` loggers (INFO; ``logging.basicConfig(level="INFO")``
+shows it); how far a long step has come, to ``kinestream.progress``
+(:mod:`kinestream.progress`, DEBUG); nothing is printed.
 
 The streaming stage classes (``StreamingCleaner``, ``StreamingAugmenter``,
 ``StreamingIK``, ``FrameProcessor``, ``Pipeline``, ``RepCounter``) and the settings classes
@@ -132,7 +134,7 @@ _LAZY = {
     "plot_reps": "kinestream.plots",
 }
 
-log = logging.getLogger("kinestream")
+log = logging.getLogger(__name__)
 
 
 def __getattr__(name: str) -> Any:
@@ -180,10 +182,6 @@ def _table(markers: MarkerTable | str | Path, what: str) -> MarkerTable:
     )
 
 
-def _say(message: str) -> None:
-    log.info("%s", message)
-
-
 def process(
     trial: str | Path,
     out_dir: str | Path,
@@ -212,7 +210,7 @@ def process(
 
     config = _config(config)
     height, mass = _subject(config, height, mass)
-    return run(
+    result = run(
         trial,
         mass,
         height,
@@ -220,12 +218,14 @@ def process(
         config,
         static=ScaleSettings.from_config(config).static if static is None else static,
         plot=bool(config["output"]["plot"]),
-        log=_say,
         truth=truth,
         streaming=streaming,
         model=model,
         static_trial=static_trial,
     )
+    for message in result.messages:
+        log.info("%s", message)
+    return result
 
 
 def augment(
@@ -249,10 +249,10 @@ def augment(
     ingest = IngestSettings.from_config(config)
     table = prepare_keypoints(_table(keypoints, "keypoints"), ingest)
     notes = read_notes(table, ingest)
-    out, more = clean_and_augment(table, height, mass, get_assets(config, progress=_say), config, clean_first=clean)
+    out, more = clean_and_augment(table, height, mass, get_assets(config), config, clean_first=clean)
     notes += more
     for note in notes:
-        _say(note)
+        log.info("%s", note)
     out.meta["notes"] = notes
     return out
 
@@ -278,9 +278,12 @@ def scale(
 
     config = _config(config)
     height, mass = _subject(config, height, mass)
-    assets = get_assets(config, progress=_say)
+    assets = get_assets(config)
     table = _table(markers, "markers")
-    return ScaleSettings.from_config(config).scale(table, mass, height, out_model, assets, static=static, progress=_say)
+    result = ScaleSettings.from_config(config).scale(table, mass, height, out_model, assets, static=static)
+    for message in result.messages:
+        log.info("%s", message)
+    return result
 
 
 def ik(
@@ -316,10 +319,10 @@ def ik(
             given=path,
             valid="the path of a scaled .osim, or what scale returns",
         )
-    assets = get_assets(config, progress=_say)
+    assets = get_assets(config)
     result = run_ik(path, _table(markers, "markers"), setup or assets.ik_setup, config, marker_set=assets.marker_set)
     for note in result.notes:
-        _say(note)
+        log.info("%s", note)
     return result.motion
 
 
@@ -332,5 +335,4 @@ def synth(out_dir: str | Path, **kwargs: Any) -> SynthResult:
     """
     from kinestream.synth import synthesize
 
-    kwargs.setdefault("progress", _say)
     return synthesize(out_dir, **kwargs)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -29,6 +30,8 @@ try:  # the cache's lock: one process at a time installs the assets
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 
 WHEEL_NAME = "pose2sim"
 WHEEL_VERSION = "0.10.49"
@@ -156,8 +159,8 @@ def _cache_lock():
         os.close(fd)  # releases the lock
 
 
-def fetch(progress=print) -> Path:
-    """Download, verify and extract the assets unless they are cached already.
+def fetch() -> Path:
+    """Download, verify and extract the assets unless they are cached already (a download is logged at INFO).
 
     Safe to call again: it returns at once when the cache is complete. Safe
     to call from many processes at once (batch workers on a fresh cache): one
@@ -171,7 +174,7 @@ def fetch(progress=print) -> Path:
             return target
         with tempfile.TemporaryDirectory(dir=home()) as tmp_name:
             tmp = Path(tmp_name)
-            progress(f"kinestream: fetching {WHEEL_FILE} from PyPI into {target}")
+            log.info("kinestream: fetching %s from PyPI into %s", WHEEL_FILE, target)
             wheel = _download_with_pip(tmp) or _download_from_pypi(tmp)
             if wheel is None:
                 raise AssetError(
@@ -264,7 +267,7 @@ def _pick(configured: str | os.PathLike | None, default: Path, what: str) -> Pat
     return default
 
 
-def get_assets(config: dict | None = None, progress=print) -> Assets:
+def get_assets(config: dict | None = None) -> Assets:
     """Paths of the assets, fetching them on first use; config entries override."""
     config = config or {}
     aug = config.get("augment", {})
@@ -279,7 +282,7 @@ def get_assets(config: dict | None = None, progress=print) -> Assets:
             mod.get("ik_setup"),
         ]
     )
-    root = fetch(progress) if need_cache else asset_dir()
+    root = fetch() if need_cache else asset_dir()
     osim_dir = root / "opensim"
     return Assets(
         lower_model=_pick(aug.get("lower_model"), root / "augmenter/v0.3_lower/model.onnx", "lower-body augmenter"),

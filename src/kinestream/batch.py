@@ -51,7 +51,7 @@ from kinestream import __version__, checks
 from kinestream.assets import get_assets
 from kinestream.errors import InputError, KinestreamError, SettingsError
 from kinestream.offline import process, scale_from_static
-from kinestream.plots import headless_plots, plot_study
+from kinestream.plots import plot_study
 from kinestream.projects import (
     AUGMENTED,
     OPENCAP_METADATA,
@@ -365,9 +365,9 @@ def process_trial(
     """One trial through ``process`` with the subject's model (a Dask task); its summary row.
 
     Without a model (a subject without a static trial), the trial is scaled from its own still window,
-    ``[scale] static``; ``streaming``: the live service's cores, as ``process --streaming``.
+    ``[scale] static``; ``streaming``: the live service's cores, as ``process --streaming``. The plot is drawn on a
+    matplotlib Figure of its own, which needs no backend (a worker runs its tasks in threads, shows nothing).
     """
-    headless_plots()  # a worker shows nothing and runs its tasks in threads, where a GUI backend cannot draw
     start = time.perf_counter()
     plot = bool(config.get("output", {}).get("plot", True))
     result = process(
@@ -378,7 +378,6 @@ def process_trial(
         config,
         static=ScaleSettings.from_config(config).static,
         plot=plot,
-        log=lambda _: None,
         streaming=streaming,
         model=scaled.model,
     )
@@ -622,7 +621,7 @@ def run_batch(
         if not pending:
             continue
         if not futures:  # the assets, fetched here once: workers on a fresh cache would each fetch them at once
-            get_assets(config, progress=lambda _: None)
+            get_assets(config)
         scaled = client.submit(
             scale_subject, subject, subject_out / "_static", sent, pure=False, retries=retries,
             key=f"scale-{_safe(subject.name)}-{time.time_ns()}",

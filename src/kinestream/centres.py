@@ -166,7 +166,7 @@ def joint_centres(model_path, motion: Motion) -> dict[str, np.ndarray]:
     non-finite coordinate give NaN. Keys as :func:`centres_from_state`.
     """
     if model_path is None:
-        model_path = get_assets(progress=lambda *_: None).generic_model
+        model_path = get_assets().generic_model
     fk = CentresFromModel(model_path)
     names = (*CENTRE_BODIES, TORSO_AXIS)
     out = {name: np.full((len(motion.time), 3), np.nan) for name in names}

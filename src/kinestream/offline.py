@@ -8,7 +8,6 @@ Each step calls the same stage cores the streaming service uses.
 from __future__ import annotations
 
 import functools
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,14 +23,8 @@ from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.ingest import IngestSettings, complete_keypoints
 from kinestream.pipeline import FrameProcessor, FrameSolver, Prepared, Taken
 from kinestream.plots import peak, plot_angles, save_figure
+from kinestream.progress import Task
 from kinestream.static import StillPose, still_pose
-
-
-def _bar(total: int, desc: str, unit: str = "frame"):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True, disable=None)
-
 
 AUGMENTED = "_study"  # the 43 augmented markers end so; a trial that has them (OpenCap's MarkerData) gets them anew
 
@@ -109,8 +102,8 @@ def clean_and_augment(
     ``[augment]`` setting).
     """
     if streaming:
-        with _bar(keypoints.n_frames, "clean + augment (frame-wise)") as bar:
-            return stream_augment(keypoints, height, mass, assets, config, bar.update)
+        with Task(keypoints.n_frames, "clean + augment (frame-wise)") as task:
+            return stream_augment(keypoints, height, mass, assets, config, task.update)
     notes = []
     if clean_first:
         cleaned, creport = clean.CleanSettings.from_config(config).offline(keypoints)
@@ -196,7 +189,7 @@ def scale_from_static(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(static_trial).stem
-    assets = get_assets(config, progress=lambda _: None)
+    assets = get_assets(config)
     markers, still, notes = static_markers(
         static_trial,
         height,
@@ -252,12 +245,17 @@ def run_ik(
     marker_set: str | Path | None = None,
     desc: str = "IK",
 ) -> solve.IKResult:
-    """IK on every frame with a progress bar; accuracy and constraint weight from the config."""
+    """IK on every frame, counted on ``kinestream.progress`` (``desc``).
+
+    Accuracy and constraint weight come from the config.
+    """
     ik = solve.IKSettings.from_config(config)
     setup = ik.setup(ik_setup)
     model, removed = _model(model_path, marker_set)
-    with _bar(markers.n_frames, desc) as bar:
-        result = solve.solve_trial(model, markers, setup, progress=bar.update, solver=ik.solver, tolerance=ik.tolerance)
+    with Task(markers.n_frames, desc) as task:
+        result = solve.solve_trial(
+            model, markers, setup, progress=task.update, solver=ik.solver, tolerance=ik.tolerance
+        )
     if removed:
         result.notes.insert(0, "removed before IK (not needed for kinematics): " + ", ".join(removed))
     return result
@@ -388,7 +386,7 @@ def stream_ik(
     emax = np.full(n, np.nan)
     notes = ["removed before IK (not needed for kinematics): " + ", ".join(removed)] if removed else []
     notes += solver.notes
-    with _bar(n, desc) as bar:
+    with Task(n, desc) as task:
         for i in range(n):
             frame = stage.solve(Prepared(float(markers.time[i]), none, markers.xyz[i], i))
             if frame.error is not None:
@@ -396,7 +394,7 @@ def stream_ik(
             q[i], rmse[i], emax[i] = frame.q, frame.rmse_mm, frame.max_error_mm
             if frame.event and len(notes) < 20:
                 notes.append(f"t={markers.time[i]:.3f} s: {frame.event}")
-            bar.update()
+            task.update()
     c = solver.counts
     notes.append(
         f"frame-wise IK: {c['solved']}/{c['frames']} frames solved, {c['outlier_markers']} outlier markers "
@@ -415,7 +413,6 @@ def process(
     config: dict,
     static="auto",
     plot: bool = True,
-    log=print,
     truth: Motion | None = None,
     streaming: bool = False,
     model: str | Path | None = None,
@@ -455,18 +452,16 @@ def process(
     trial = Path(trial)
     out_dir = Path(out_dir)
     stem = trial.stem
-    assets = get_assets(config, progress=log)
+    assets = get_assets(config)
     messages: list[str] = ["streaming cores, frame by frame" if streaming else "offline cores, zero lag"]
     from time import perf_counter
 
-    from tqdm import tqdm
-
-    steps = tqdm(total=4, desc="process", unit="step", file=sys.stderr, disable=None, dynamic_ncols=True)
+    steps = Task(4, "process", unit="step", leave=True)  # the four steps, counted as the frames of each are
     clock = {"start": perf_counter()}
     with steps:
         keypoints = load_keypoints(trial, None if streaming else ingest)  # the live cores turn it themselves
         messages += read_notes(keypoints, ingest)
-        steps.set_postfix_str("clean + augment")
+        steps.stage("clean + augment")
         augmented, notes = clean_and_augment(keypoints, height, mass, assets, config, streaming)
         messages += notes
         steps.update(2)
@@ -475,7 +470,7 @@ def process(
         augmented_c3d = c3d_beside(augmented_trc, messages) if config.get("output", {}).get("c3d", True) else None
         clock["augment"] = perf_counter()
 
-        steps.set_postfix_str("scale")
+        steps.stage("scale")
         if model is not None:
             scaled_model = Path(model)
             if not scaled_model.is_file():
@@ -503,7 +498,7 @@ def process(
         steps.update()
         clock["scale"] = perf_counter()
 
-        steps.set_postfix_str("IK")
+        steps.stage("IK")
         if streaming:
             ik = stream_ik(scaled_model, augmented, assets.ik_setup, config, marker_set=assets.marker_set)
         else:

@@ -2,11 +2,11 @@
 
 Each plot function returns a matplotlib Figure (shown inline when it is the
 last value of a notebook cell) and, given a ``path``, also saves it there as
-an image. The figure is made through pyplot and closed from pyplot at once:
-the caller holds the only reference, so a notebook shows it once and a loop
-making hundreds of plots keeps none in memory. The backend is left to the
-caller (a notebook's inline backend, say); the commands, which only write
-files, choose Agg (``kinestream.commands.common.headless_plots``).
+an image. The figure is a :class:`matplotlib.figure.Figure` made without
+pyplot: it needs no backend (a batch worker's threads, a machine without a
+display draw it the same), pyplot never holds it, so a notebook shows it once
+and a loop making hundreds of plots keeps none in memory, and the library
+leaves pyplot's backend to its caller.
 """
 
 from __future__ import annotations
@@ -45,12 +45,10 @@ def headless_plots() -> None:
 
 
 def _figure(**kwargs) -> Figure:
-    """A new figure that pyplot does not keep (see the module notes)."""
-    import matplotlib.pyplot as plt
+    """A new figure, not pyplot's (see the module notes)."""
+    from matplotlib.figure import Figure
 
-    fig = plt.figure(**kwargs)
-    plt.close(fig)
-    return fig
+    return Figure(**kwargs)
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:

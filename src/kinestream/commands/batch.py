@@ -41,7 +41,7 @@ def cmd_batch(args, config) -> None:
         say(line)
     out = Path(args.out) if args.out else Path("out") / Path(args.root).resolve().name
 
-    get_assets(config, progress=say)  # before the workers start: they find them in the cache
+    get_assets(config)  # before the workers start: they find them in the cache
     for level in ("distributed", "tornado"):  # Dask's own chatter; its warnings still show
         logging.getLogger(level).setLevel(logging.ERROR)
     with _client(args, security) as client:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from kinestream.commands.terminal import PROMPTS, show
 from kinestream.config import SOLVERS, override
 from kinestream.errors import InputError
 from kinestream.ingest import IngestSettings
@@ -35,9 +36,20 @@ def existing(path: str, what: str) -> Path:
 
 
 def log_to_stderr() -> None:
+    """The live commands' log: kinestream's lines on stderr after ``kinestream: ``.
+
+    What ``calibrate`` tells the person being calibrated is plain; other libraries' INFO records are prefixed too.
+    """
     import logging
 
+    show("kinestream", prefix="kinestream: ")
+    show(PROMPTS)
+    root = logging.getLogger()
+    had = list(root.handlers)
     logging.basicConfig(level=logging.INFO, format="kinestream: %(message)s", stream=sys.stderr)
+    for handler in root.handlers:
+        if handler not in had:  # kinestream's own records are shown by the command's handler (terminal.Lines)
+            handler.addFilter(lambda record: not record.name.startswith("kinestream"))
 
 
 def ingest_args(p: argparse.ArgumentParser, settings: bool = True) -> None:

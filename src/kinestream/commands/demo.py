@@ -24,7 +24,7 @@ import numpy as np
 from kinestream.centres import joint_centres
 from kinestream.commands.common import log_to_stderr
 from kinestream.commands.live import recording_c3d
-from kinestream.commands.terminal import status_printer
+from kinestream.commands.terminal import show, status_printer
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc
 from kinestream.plots import headless_plots, plot_angles, plot_reps
@@ -111,7 +111,6 @@ async def _demo(config: dict, out: Path, syn, rate: float, view: str | None = No
             mass=syn.mass,
             height=syn.height,
             out_model=out / "calibration" / "scaled.osim",
-            say=say,
             timeout_s=60,
         )
     finally:
@@ -195,5 +194,8 @@ async def _demo(config: dict, out: Path, syn, rate: float, view: str | None = No
 
 
 def cmd_demo(args, config) -> None:
+
     log_to_stderr()
+    for quiet in ("kinestream.synth", "kinestream.live.replay"):  # the demo says itself what it makes and replays
+        show(quiet, None)
     run_demo(config, Path(args.out), seconds=args.seconds, rate=args.rate, view=getattr(args, "view", None))

@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from kinestream.commands.common import log_to_stderr, say, subject
-from kinestream.commands.terminal import status_printer, workers_line
+from kinestream.commands.common import log_to_stderr, subject
+from kinestream.commands.terminal import PROMPTS, show, status_printer, workers_line
 from kinestream.config import override
 from kinestream.errors import KinestreamError
 from kinestream.files.c3d import trc_to_c3d
@@ -16,19 +16,19 @@ from kinestream.files.mot import read_mot
 from kinestream.plots import headless_plots, plot_angles
 
 
-async def _serve(args, config, say=say):
+async def _serve(args, config):
     from kinestream.live.calibrate import calibrate
     from kinestream.live.service import Service
 
+    if getattr(args, "people", None) is not None:  # --people: a new config with that share
+        config = override(config, {"service": {"people": args.people}})
     svc = config["service"]
-    if getattr(args, "people", None) is not None:
-        svc["people"] = args.people
     model, calibrating = args.model, None
     if getattr(args, "calibrate", False):
         mass, height = subject(args, config)
         out = Path(args.calibration_out or "out/calibration/scaled.osim")
         model = await calibrate(
-            config, input_endpoint=args.input or svc["input"], mass=mass, height=height, out_model=out, say=say
+            config, input_endpoint=args.input or svc["input"], mass=mass, height=height, out_model=out
         )
         config, calibrating = _calibrate_the_rest(config, model)
     service = Service(
@@ -154,10 +154,11 @@ def _serve_workers(args, config) -> None:
     from kinestream.live.calibrate import calibrate
     from kinestream.live.workers import Front, Workers, check_workers
 
-    svc = config["service"]
     n = check_workers(args.workers)
-    if getattr(args, "people", None) is not None:
-        svc["people"] = args.people  # the parent's router serves that share, the workers everyone it sends them
+    show(PROMPTS, "stdout")  # what --calibrate tells the person, as the calibrate command tells it
+    if getattr(args, "people", None) is not None:  # the parent's router serves that share, the workers whom it sends
+        config = override(config, {"service": {"people": args.people}})
+    svc = config["service"]
     input_endpoint = args.input or svc["input"]
     model, calibrating = args.model, None
     if getattr(args, "calibrate", False):
@@ -169,7 +170,7 @@ def _serve_workers(args, config) -> None:
     front.open()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    show = status_printer()
+    status_line = status_printer()
     log = logging.getLogger("kinestream.live.workers")
     shown = time.monotonic()
     workers = Workers(n, run_worker, (args, config, front.router.inner, front.relay.inner, model, calibrating))
@@ -181,7 +182,7 @@ def _serve_workers(args, config) -> None:
                 log.warning(line)
             if time.monotonic() - shown >= 1.0 and front.relay.statuses:
                 shown = time.monotonic()
-                show(workers_line(front.relay.statuses, n, front.router.status()))
+                status_line(workers_line(front.relay.statuses, n, front.router.status()))
     finally:
         codes = workers.stop()
         front.close()
@@ -221,6 +222,7 @@ def cmd_calibrate(args, config) -> None:
     from kinestream.live.calibrate import calibrate
 
     log_to_stderr()
+    show(PROMPTS, "stdout")  # what the person is told, on stdout; the service's log on stderr
     mass, height = subject(args, config)
     asyncio.run(
         calibrate(
@@ -230,7 +232,6 @@ def cmd_calibrate(args, config) -> None:
             height=height,
             out_model=args.out,
             timeout_s=args.timeout,
-            say=print,
         )
     )
 

@@ -28,6 +28,7 @@ import sys
 
 from kinestream.commands import batch, demo, live, recover, replay, reps, settings, trial, view
 from kinestream.commands.common import ingest_args, ingest_config, service_args, solver_arg, subject_args
+from kinestream.commands.terminal import showing_log
 from kinestream.config import load_config, override
 from kinestream.errors import KinestreamError
 
@@ -197,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
         if getattr(args, "solver", None):
             config = override(config, {"ik": {"solver": args.solver}})
-        args.func(args, ingest_config(args, config))
+        config = ingest_config(args, config)
+        with showing_log():  # what the library logs, printed as the commands always printed it
+            args.func(args, config)
     except KinestreamError as exc:
         print(f"kinestream: error: {exc}", file=sys.stderr)
         return 2

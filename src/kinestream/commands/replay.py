@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from kinestream.commands.common import ingest_args
+from kinestream.commands.terminal import showing_log
 from kinestream.errors import KinestreamError
 from kinestream.files.trc import read_trc
 from kinestream.ingest import describe_orientation, orient, orientation
@@ -45,13 +46,13 @@ def run_replay(args, config=None) -> int:
             loop=args.loop,
             subject=args.subject,
             wait_subscriber=args.wait_subscriber,
-            progress=_log,
             stop_event=stop,
             send_names=getattr(args, "send_names", False),
             config=client_config(getattr(args, "curve_key", None), getattr(args, "server_key", None), config),
         )
 
-    sent = asyncio.run(main())
+    with showing_log():  # what the replay does, on stderr, also when this runs without kinestream's main
+        sent = asyncio.run(main())
     print(f"sent {sent} frames of {args.trial} to {args.endpoint}")
     return sent
 

@@ -102,7 +102,7 @@ def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
     if args.model:
         model = args.model
     else:
-        model = get_assets(config, progress=lambda m: print(m, file=sys.stderr)).generic_model
+        model = get_assets(config).generic_model
         print(
             "note: joint centres from the generic model, unscaled (give --model scaled.osim for the subject's)",
             file=sys.stderr,

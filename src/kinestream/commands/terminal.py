@@ -1,8 +1,134 @@
-"""What the commands show on the terminal while they run: the live status line."""
+"""What the commands show on the terminal while they run.
+
+The library's log as plain lines, its long steps as progress bars, the live status line.
+
+The library prints nothing; it logs to the ``kinestream`` loggers. :func:`showing_log` (around every command, in
+``kinestream.commands.main``) puts one handler on them that prints each INFO record as the line the commands
+always printed (on stderr, the message alone) and draws the records of ``kinestream.progress`` as tqdm bars.
+A command changes where a logger's lines go, or hides them, with :func:`show`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
+from typing import Any
+
+#: What ``calibrate`` tells the person standing in front of the cameras (its other records are the service's log).
+PROMPTS = "kinestream.live.calibrate.prompts"
+
+
+class Lines(logging.Handler):
+    """kinestream's records on the terminal: INFO and above as lines, progress records as bars.
+
+    ``routes`` maps a logger name (and the loggers under it) to where its lines go: ("stderr" or "stdout", a
+    formatter), or (None, None) to hide its INFO lines (its warnings still show, on stderr); the longest name
+    that matches wins.
+    """
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.routes: dict[str, tuple[str | None, logging.Formatter | None]] = {}
+        self.route("kinestream", "stderr")
+        self.bars: dict[int, Any] = {}
+
+    def route(self, logger: str, stream: str | None, prefix: str = "") -> None:
+        self.routes[logger] = (stream, logging.Formatter(prefix + "%(message)s") if stream else None)
+
+    def _route(self, name: str) -> tuple[str | None, logging.Formatter | None]:
+        while name not in self.routes and "." in name:
+            name = name.rsplit(".", 1)[0]
+        return self.routes.get(name, self.routes["kinestream"])
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            if hasattr(record, "progress"):
+                self._draw(record)
+                return
+            if record.levelno < logging.INFO:
+                return
+            stream, formatter = self._route(record.name)
+            if stream is None:
+                if record.levelno < logging.WARNING:
+                    return
+                stream, formatter = self.routes["kinestream"]
+            out = sys.stdout if stream == "stdout" else sys.stderr
+            print((formatter or logging.Formatter()).format(record), file=out, flush=True)
+        except Exception:
+            self.handleError(record)
+
+    def _draw(self, record) -> None:
+        """A progress record as a tqdm bar on stderr (none when stderr is not a terminal), as the commands drew them.
+
+        The bar is made at the task's first record, moved on, and closed at its last.
+        """
+        bar = self.bars.get(record.task_id)
+        if bar is None:
+            if record.closed:
+                return
+            from tqdm import tqdm
+
+            bar = self.bars[record.task_id] = tqdm(
+                total=record.progress[1],
+                desc=record.task,
+                unit=record.unit,
+                file=sys.stderr,
+                leave=record.leave,
+                dynamic_ncols=True,
+                disable=None,
+            )
+        if record.stage and record.stage != getattr(bar, "postfix", None):
+            bar.set_postfix_str(record.stage)
+        if record.progress[0] != bar.n:
+            bar.update(record.progress[0] - bar.n)
+        if record.closed:
+            self.bars.pop(record.task_id).close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+        super().close()
+
+
+_shown: list[Lines] = []  # the handler of the command running
+
+
+@contextlib.contextmanager
+def showing_log():
+    """The ``kinestream`` loggers shown on the terminal (:class:`Lines`) while a command runs.
+
+    The handler, and any route a command set, are gone after. Inside another, the one already there is kept.
+    """
+    if _shown:
+        yield _shown[-1]
+        return
+    top, progress = logging.getLogger("kinestream"), logging.getLogger("kinestream.progress")
+    levels = top.level, progress.level
+    handler = Lines()
+    top.addHandler(handler)
+    top.setLevel(logging.INFO)
+    progress.setLevel(logging.DEBUG)
+    _shown.append(handler)
+    try:
+        yield handler
+    finally:
+        _shown.remove(handler)
+        top.removeHandler(handler)
+        handler.close()
+        top.setLevel(levels[0])
+        progress.setLevel(levels[1])
+
+
+def show(logger: str, stream: str | None = "stderr", prefix: str = "") -> None:
+    """Show the INFO lines of ``logger`` (and the loggers under it) on ``stream``, each after ``prefix``.
+
+    ``stream`` is "stderr", "stdout" or None (not shown), for the rest of the command. Nothing when no command is
+    showing the log (a command function called from Python).
+    """
+    if _shown:
+        _shown[-1].route(logger, stream, prefix)
 
 
 def status_printer():

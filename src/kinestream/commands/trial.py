@@ -9,6 +9,7 @@ from kinestream import assets, checks
 from kinestream.assets import get_assets
 from kinestream.commands.batch import bar, report
 from kinestream.commands.common import existing, say, subject
+from kinestream.commands.terminal import show
 from kinestream.errors import InputError, KinestreamError, SettingsError
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc, write_trc
@@ -22,8 +23,8 @@ def cmd_assets(args, config) -> None:
     if args.wheel:
         where = assets.install_wheel(args.wheel)
     else:
-        where = assets.fetch(progress=say)
-    a = assets.get_assets(config, progress=say)
+        where = assets.fetch()
+    a = assets.get_assets(config)
     print(f"assets ready in {where}")
     for name, path in vars(a).items():
         print(f"  {name:20s} {path}")
@@ -32,6 +33,7 @@ def cmd_assets(args, config) -> None:
 def cmd_synth(args, config) -> None:
     from kinestream.synth import synthesize
 
+    show("kinestream.synth", None)  # its stages are not shown: the files written are, at the end
     result = synthesize(
         args.out_dir,
         fs=args.fs,
@@ -70,7 +72,7 @@ def cmd_augment(args, config) -> None:
         table,
         height,
         mass,
-        get_assets(config, progress=say),
+        get_assets(config),
         config,
         clean_first=not args.no_clean,
         floor_offset=args.floor_offset or None,
@@ -87,7 +89,7 @@ def cmd_scale(args, config) -> None:
     mass, height = subject(args, config)
     markers = read_trc(existing(args.markers, "marker file"))
     out = Path(args.out) if args.out else Path(args.markers).with_name(Path(args.markers).stem + "_scaled.osim")
-    assets = get_assets(config, progress=say)
+    assets = get_assets(config)
     result = ScaleSettings.from_config(config).scale(markers, mass, height, out, assets, static=args.static)
     for m in result.messages:
         say(m)
@@ -102,7 +104,7 @@ def cmd_ik(args, config) -> None:
 
     markers = read_trc(existing(args.markers, "marker file"))
     model = existing(args.model, "model")
-    assets = get_assets(config, progress=say)
+    assets = get_assets(config)
     setup = Path(args.setup) if args.setup else assets.ik_setup
     result = run_ik(model, markers, setup, config, marker_set=assets.marker_set)
     for n in result.notes:
@@ -144,7 +146,6 @@ def cmd_process(args, config) -> None:
         config,
         static=static,
         plot=bool(config["output"].get("plot", True)),
-        log=say,
         truth=truth,
         streaming=args.streaming,
         model=args.model,

@@ -155,7 +155,7 @@ def run_view(args, config: dict) -> None:
         else:
             say(f"no {marker_file}: the keypoints and markers are not shown (give --markers FILE)")
         if model is None:
-            model = get_assets(config, progress=say).generic_model
+            model = get_assets(config).generic_model
             say("no --model: the joint centres are the generic model's, unscaled (give the session's scaled .osim)")
     elif kind == "trc":
         table = read_trc(args.source)

@@ -32,7 +32,9 @@ from kinestream.live.transport import Access, open_input
 from kinestream.pipeline import FrameProcessor
 from kinestream.scale import ScaleSettings, find_static_window, scale_model
 
-log = logging.getLogger("kinestream.live.calibrate")
+log = logging.getLogger(__name__)  # the live service's calibration of each person
+#: What :func:`calibrate` tells the person being calibrated (to stand still, what was found), at INFO.
+prompts = logging.getLogger(f"{__name__}.prompts")
 
 
 class StaticCollector:
@@ -202,17 +204,19 @@ async def calibrate(
     height: float,
     out_model: str | Path,
     timeout_s: float = 120.0,
-    say=print,
     rate: float = 60.0,
 ) -> Path:
-    """Listen until the person stands still and upright, then scale; returns the scaled model's path."""
+    """Listen until the person stands still and upright, then scale; returns the scaled model's path.
+
+    What the person is told (stand still, hold still, got it) is logged at INFO on :data:`prompts`.
+    """
     import zmq
     import zmq.asyncio
 
     checks.subject(height, mass)
     out_model = Path(out_model)
     out_model.parent.mkdir(parents=True, exist_ok=True)
-    assets = get_assets(config, progress=say)
+    assets = get_assets(config)
     watch = StillWatch(assets, config, height, mass, rate)
     source = KeypointSource(config)  # the service's: the same frames heard, refused and restarted on
     subject = _UNSET = object()  # the person being calibrated: the first one heard
@@ -221,12 +225,13 @@ async def calibrate(
     if access is not None:
         access.start(ctx)
     sub = open_input(zmq.asyncio.Context.shadow(ctx), config, input_endpoint, access)
-    say(
-        f"calibrating: listening to {input_endpoint}. Stand still and upright, feet flat, arms relaxed by "
-        f"your sides, for a second or two."
+    prompts.info(
+        "calibrating: listening to %s. Stand still and upright, feet flat, arms relaxed by your sides, for a "
+        "second or two.",
+        input_endpoint,
     )
     deadline = time.monotonic() + timeout_s
-    last_say = 0.0
+    last_prompt = 0.0
     last_check = 0.0
     window = None
     try:
@@ -239,9 +244,9 @@ async def calibrate(
                     valid="stand still and try again",
                 )
             if not await sub.poll(200):
-                if time.monotonic() - last_say > 5:
-                    say("  waiting for keypoints ...")
-                    last_say = time.monotonic()
+                if time.monotonic() - last_prompt > 5:
+                    prompts.info("  waiting for keypoints ...")
+                    last_prompt = time.monotonic()
                 continue
             heard = source.take(await sub.recv_multipart(), time.time_ns())
             if not isinstance(heard, Heard):
@@ -257,7 +262,7 @@ async def calibrate(
             try:
                 added = watch.add(frame)
             except Exception as exc:  # a frame the stages cannot take costs that frame, not the calibration
-                say(f"  skipped a frame the stages refused ({type(exc).__name__}: {str(exc)[:120]})")
+                prompts.info("  skipped a frame the stages refused (%s: %s)", type(exc).__name__, str(exc)[:120])
                 continue
             if added is None:
                 continue
@@ -265,10 +270,12 @@ async def calibrate(
             if now - last_check > 0.25:
                 last_check = now
                 window = watch.window()
-                if window is None and now - last_say > 1.5:
+                if window is None and now - last_prompt > 1.5:
                     moved = watch.collector.motion_mm()
-                    say(f"  hold still ... (moving {moved:.0f} mm)" if np.isfinite(moved) else "  hold still ...")
-                    last_say = now
+                    prompts.info(
+                        f"  hold still ... (moving {moved:.0f} mm)" if np.isfinite(moved) else "  hold still ..."
+                    )
+                    last_prompt = now
     finally:
         sub.close(0)
         if access is not None:
@@ -276,14 +283,14 @@ async def calibrate(
         ctx.term()
     table = watch.collector.table()
     static = table.frames(window.start, window.stop)
-    say(f"got it: {window.description}. Scaling the model ...")
+    prompts.info("got it: %s. Scaling the model ...", window.description)
     path, rmse = await asyncio.get_running_loop().run_in_executor(
         None, _scale, table, mass, height, out_model, assets, (window.t0, window.t1), watch.still.joint_centre_markers
     )
     offset = floor_offset(static.xyz)
     whose = subject if isinstance(subject, str) else None
     written = write_subject(Path(path), mass, height, offset, f"{window.t0:.3f}-{window.t1:.3f} s", whose)
-    say(f"scaled model: {path} (marker error {rmse:.1f} mm RMS); subject: {written}")
+    prompts.info("scaled model: %s (marker error %.1f mm RMS); subject: %s", path, rmse, written)
     return Path(path)
 
 

@@ -33,9 +33,9 @@ is already connecting.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,7 @@ from kinestream.live.protocol import TOPIC_KEYPOINTS, encode_keypoints
 from kinestream.live.settings import REPLAY_ENDPOINT, parse_rate
 from kinestream.live.transport import check_bind, secure_client
 
+log = logging.getLogger(__name__)
 LINGER_MS = 1000  # how long closing the socket may take to deliver queued frames
 _SLEEP_SLICE = 0.1  # the longest single sleep, so a stop request is seen within it
 
@@ -103,7 +104,7 @@ def _check_timing(table: MarkerTable) -> np.ndarray:
     return time_s - time_s[0]
 
 
-async def _watch_subscriptions(sock, joined: asyncio.Event, log: Callable[[str], None], started: float) -> None:
+async def _watch_subscriptions(sock, joined: asyncio.Event, started: float) -> None:
     """Reads the subscriptions an XPUB socket receives.
 
     Sets ``joined`` once a subscriber takes keypoints.
@@ -114,10 +115,10 @@ async def _watch_subscriptions(sock, joined: asyncio.Event, log: Callable[[str],
             continue
         if msg[0] == 1:
             if not joined.is_set():
-                log(f"replay: a subscriber joined after {time.perf_counter() - started:.2f} s")
+                log.info(f"replay: a subscriber joined after {time.perf_counter() - started:.2f} s")
             joined.set()
         elif msg[0] == 0:
-            log("replay: the last keypoint subscriber left")
+            log.info("replay: the last keypoint subscriber left")
 
 
 async def _sleep_until(target: float, stop_event: asyncio.Event | None) -> None:
@@ -135,7 +136,6 @@ async def replay(
     loop: bool = False,
     subject: str | list[str] | None = None,
     wait_subscriber: float = 1.0,
-    progress: Callable[[str], None] | None = None,
     stop_event: asyncio.Event | None = None,
     send_names: bool = False,
     config: dict | None = None,
@@ -147,14 +147,13 @@ async def replay(
     ``rate`` is a speed factor or "max"; ``loop`` repeats until
     ``stop_event`` is set (or the task is cancelled). ``wait_subscriber``
     seconds (0: no wait, inf: until one comes) bound the wait for a
-    subscriber before the first frame. ``progress`` receives log lines.
+    subscriber before the first frame. What it does is logged at INFO.
     ``config`` (its ``[curve]`` section) makes the socket a CURVE client of
     the service, so only the service holding that key gets the frames.
     ``subject``: the subject id the frames carry (None: none); a list of ids
     sends every frame once for each, one after another: several people in one
     stream, each with their own sequence numbers.
     """
-    log = progress or (lambda _msg: None)
     subjects = [subject] if subject is None or isinstance(subject, str) else list(subject)
     if not isinstance(table, MarkerTable):
         table = read_trc(table)
@@ -192,16 +191,16 @@ async def replay(
                 valid="a free endpoint",
             ) from None
         bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        log(
+        log.info(
             f"replay: {source}: {table.n_frames} frames at {table.rate:g} Hz, sent as {what}, {speed}, "
             f"on {bound}{' (looping)' if loop else ''}{', CURVE' if curve else ''}"
         )
 
         started = time.perf_counter()
         joined = asyncio.Event()
-        watcher = asyncio.create_task(_watch_subscriptions(sock, joined, log, started))
+        watcher = asyncio.create_task(_watch_subscriptions(sock, joined, started))
         if wait_subscriber > 0:
-            log(f"replay: waiting up to {wait_subscriber:g} s for a subscriber")
+            log.info(f"replay: waiting up to {wait_subscriber:g} s for a subscriber")
             waiter = asyncio.create_task(joined.wait())
             stopper = asyncio.create_task(stop_event.wait()) if stop_event is not None else None
             await asyncio.wait(
@@ -213,7 +212,7 @@ async def replay(
                 if task is not None:
                     task.cancel()
             if not joined.is_set() and not (stop_event is not None and stop_event.is_set()):
-                log(
+                log.info(
                     f"replay: no subscriber after {wait_subscriber:g} s; sending anyway (frames go nowhere "
                     f"until one subscribes)"
                 )
@@ -224,7 +223,7 @@ async def replay(
         while not (stop_event is not None and stop_event.is_set()):
             offset = passes * lap
             if passes:
-                log(f"replay: pass {passes + 1} begins (t from {table.time[0] + offset:.3f} s)")
+                log.info(f"replay: pass {passes + 1} begins (t from {table.time[0] + offset:.3f} s)")
             for k in range(table.n_frames):
                 if stop_event is not None and stop_event.is_set():
                     break
@@ -252,7 +251,7 @@ async def replay(
                 break
         elapsed = time.perf_counter() - start
         lateness = "" if math.isinf(rate) else f", at most {late_max * 1e3:.1f} ms behind schedule"
-        log(f"replay: sent {sent} frames in {elapsed:.2f} s{lateness}")
+        log.info(f"replay: sent {sent} frames in {elapsed:.2f} s{lateness}")
         return sent
     finally:
         if watcher is not None:

@@ -163,7 +163,7 @@ class Service:
         self.status_interval = status_interval
         self.status_out = status_out
         self.rate = rate
-        self.assets = get_assets(config, progress=lambda m: log.info(m))
+        self.assets = get_assets(config)
         person = served_subject(config, self.assets, model, mass, height)  # the default person's model
         self.subject = str(config["subject"].get("name", "subject"))
         self.metrics = Metrics()

@@ -7,10 +7,10 @@ From a still window's marker-pair distances, or from segment lengths over the le
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from kinestream.errors import AssetError, InputError, SolverError
 from kinestream.files.trc import MarkerTable, write_trc
 from kinestream.osim import opensim_module
 from kinestream.scale.window import StaticWindow, parse_static, posture, static_window
+
+log = logging.getLogger(__name__)
 
 # Segment-length scaling: frames whose hips and knees are within this of
 # extension count as least flexed; the trimmed mean drops this share of the
@@ -97,7 +99,6 @@ class ScaleSettings:
         out_model: str | Path,
         assets,
         static=None,
-        progress=None,
     ) -> ScaleResult:
         """:func:`scale_model` with these settings; ``static`` (a window or "auto") overrides ``self.static``."""
         return scale_model(
@@ -109,7 +110,6 @@ class ScaleSettings:
             static=parse_static(self.static if static is None else static),
             thresholds_mm=self.still_threshold_mm,
             windows_s=self.still_window_s,
-            progress=progress,
             joint_centre_markers=self.joint_centre_markers,
         )
 
@@ -395,14 +395,14 @@ def scale_model(
     static="auto",
     thresholds_mm=(3.0, 15.0),
     windows_s=(1.0, 0.1),
-    progress: Callable[[str], None] | None = None,
     joint_centre_markers=tuple(DEFAULTS["scale"]["joint_centre_markers"]),
 ) -> ScaleResult:
     """Scale the generic model to the subject of ``markers`` (an augmented table) and write ``out_model``.
 
     ``static`` is "auto" (find the still upright window; when there is none,
     fall back to segment lengths over the least-flexed frames) or a
-    (start, end) range in seconds. ``mass`` in kg, ``height`` in metres.
+    (start, end) range in seconds. ``mass`` in kg, ``height`` in metres. What was chosen and done is in the
+    result's ``messages`` (each also logged, at DEBUG, as it happens: the caller shows the messages).
     """
     height, mass = checks.subject(height, mass)
     if not isinstance(markers, MarkerTable) or markers.n_frames == 0:
@@ -416,8 +416,7 @@ def scale_model(
 
     def say(text: str) -> None:
         messages.append(text)
-        if progress is not None:
-            progress(text)
+        log.debug("%s", text)
 
     out_model = Path(out_model)
     generic, state = _load_generic(assets, osim)

@@ -65,7 +65,7 @@ def truth_model(scale: float = 1.0, assets=None):
     """
     checks.positive("scale", scale)
     osim = opensim_module()
-    assets = assets or get_assets(progress=lambda *_: None)
+    assets = assets or get_assets()
     model = osim.Model(str(assets.generic_model))
     anatomical, keypoints = _marker_lists(assets)
     for marker in anatomical + keypoints:

@@ -6,6 +6,7 @@ It writes what the cameras and the marker lab would have recorded (:class:`Synth
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,8 @@ from kinestream.synth.squat import (
     squat_starts,
     trunk_lean,
 )
+
+log = logging.getLogger(__name__)
 
 MIN_FS, MAX_FS = 10.0, 1000.0
 FOOT_CLEARANCE = 0.015  # lowest foot marker above the floor (y = 0) while standing, metres
@@ -226,7 +229,6 @@ def synthesize(
     scale: float = 1.0,
     seed: int = 0,
     squats: int | None = None,
-    progress=None,
     *,
     depths=None,
     pauses=None,
@@ -245,7 +247,7 @@ def synthesize(
     uniform size of the subject relative to the generic model; ``seed``
     seeds noise and gaps (the motion itself does not depend on it); ``squats``
     number of squats (default: as many as fit, or one per ``depths``).
-    ``progress`` is called with a message at each stage.
+    Each stage is logged at INFO as it begins.
 
     ``depths``: the designed knee peak of each squat (degrees, right knee;
     the left flexes 3 % less), e.g. ``[105, 45, 120]``; a squat whose mean
@@ -273,7 +275,6 @@ def synthesize(
     factors = None if depths is None else [_depth_factor(d) for d in depths]
     form = _check_form(trunk_lean_deg, valgus_cm, descent_s, asymmetry_deg, n_squats, factors)
     descents = form.descents or [DESCENT_S] * n_squats
-    say = progress or (lambda *_: None)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(
@@ -284,8 +285,8 @@ def synthesize(
         )
     out.mkdir(parents=True, exist_ok=True)
 
-    assets = get_assets(progress=say)
-    say(f"synth: building the model (scale {scale:g})")
+    assets = get_assets()
+    log.info("synth: building the model (scale %g)", scale)
     model, state, anatomical, keypoints = truth_model(scale, assets)
     kin = _Kinematics(model, state)
     height = generic_height(str(assets.generic_model), str(assets.geometry)) * scale
@@ -315,11 +316,11 @@ def synthesize(
 
     stance = None
     if form.valgus is not None:  # every squat fits in the trial (checked above): so does its bottom
-        say(f"synth: turning the feet for {form.valgus:g} cm of knee valgus")
+        log.info("synth: turning the feet for %g cm of knee valgus", form.valgus)
         stance = _stance_for_valgus(kin, bodies, make, bottoms[0], form.valgus)
     design, q_stand = make(stance)
 
-    say(f"synth: posing {n_frames} frames")
+    log.info("synth: posing %d frames", n_frames)
     closure = _FootClosure(kin, q_stand)
     q = np.empty_like(design)
     for i in range(n_frames):
@@ -369,7 +370,7 @@ def synthesize(
     markers = MarkerTable(anatomical, xyz_anat, time, fs, dict(meta))
     motion = Motion(time, list(kin.names), kin.to_file_units(q), in_degrees=True)
 
-    say(f"synth: writing {out}")
+    log.info("synth: writing %s", out)
     paths = (
         write_trc(out / "keypoints.trc", keypoints_obs),
         write_trc(out / "markers.trc", markers),
