@@ -14,9 +14,9 @@ import pytest
 
 import kinestream
 import kinestream.api as ks
+from c3dcheck import assert_same_as_trc
 from kinestream.augment import LOWER_MARKERS, UPPER_MARKERS
 from kinestream.errors import InputError, SettingsError
-from test_c3d import _assert_same_as_trc
 
 KNEES = ("knee_angle_r", "knee_angle_l")
 MARKERS = LOWER_MARKERS + UPPER_MARKERS  # the 43 the augmenter predicts
@@ -68,7 +68,7 @@ def test_process_writes_the_augmented_markers_as_c3d(trial, processed):
     assert f"wrote {processed.augmented_c3d}" in processed.summary()
     trc = ks.read_trc(processed.augmented_trc)
     assert trc.names == trial.keypoints.names + MARKERS and trc.n_frames == trial.keypoints.n_frames
-    _assert_same_as_trc(processed.augmented_c3d, trc)
+    assert_same_as_trc(processed.augmented_c3d, trc)
 
 
 def test_c3d_off_writes_none(trial, processed, tmp_path):

@@ -210,3 +210,27 @@ def test_start_up_loads_no_heavy_library():
 
 def test_the_start_up_check_sees_a_heavy_library():
     assert "zmq" in heavy_loaded("import kinestream.commands.main, kinestream.live.transport")
+
+
+# Test modules that check the whole rather than one module: the docs, the import graph, the built wheel, errors
+CROSS_CUTTING = {"test_docs", "test_imports", "test_packaging", "test_errors"}
+
+
+def test_the_tests_mirror_the_package():
+    """tests/<package>/test_<module>*.py for a subpackage's modules, tests/test_<module>*.py for the top-level ones: a
+    test module is named after the module (or subpackage) it tests, so that a reader finds one from the other."""
+    tests = Path(__file__).resolve().parent
+    modules = {module_name(p).removeprefix("kinestream.") for p in PACKAGE.rglob("*.py")}
+    strays = []
+    for path in tests.rglob("test_*.py"):
+        where = path.parent.relative_to(tests).parts
+        stem = path.stem.removeprefix("test_")
+        if not where and path.stem in CROSS_CUTTING:
+            continue
+        prefix = ".".join(where)
+        named = {m.removeprefix(prefix + ".") for m in modules if not prefix or m.startswith(prefix + ".")}
+        if where and prefix not in modules:
+            strays.append(f"{path.relative_to(tests)}: kinestream.{prefix} is not a subpackage")
+        elif not any(stem == m or stem.startswith(m.split(".")[-1] + "_") for m in named | ({prefix} - {""})):
+            strays.append(f"{path.relative_to(tests)}: no module kinestream.{prefix + '.' if prefix else ''}{stem}")
+    assert strays == []

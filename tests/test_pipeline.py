@@ -1,230 +1,151 @@
-"""The whole offline recipe on ground truth and on real recorded trials."""
+"""One person's pipeline (kinestream.pipeline): the frame path of serve, process --streaming and calibrate, with
+what each frame gives as a value."""
 
-import copy
-import subprocess
-import sys
+from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from conftest import real_trial
-from kinestream import scale
-from kinestream.augment import Augmenter, augment_table
 from kinestream.config import load_config
-from kinestream.files.mot import read_mot
-from kinestream.files.trc import MarkerTable, write_trc
-from kinestream.ingest import complete_keypoints
-from kinestream.offline import process
-from kinestream.osim import opensim_module
+from kinestream.files.trc import read_trc
+from kinestream.offline import stream_augment, stream_ik
+from kinestream.pipeline import FrameProcessor, Pipeline, Prepared
 from kinestream.synth import synthesize
-from test_augment import reference_augment
-
-SCALED_BODIES = ("pelvis", "femur_r", "femur_l", "tibia_r", "tibia_l")
-
-
-def _rms(a, b):
-    return float(np.sqrt(np.nanmean((a - b) ** 2)))
 
 
 @pytest.fixture(scope="module")
-def tall(synth_trial):
-    """A subject 1.1 times the generic model."""
-    return synth_trial(seconds=6.0, scale=1.1)
+def squats(synth_trial):
+    return synth_trial(seconds=9.0, noise_mm=3.0, gaps=2, seed=11, squats=2)
 
 
-def test_scaling_from_true_markers_recovers_body_size(tall, assets, tmp_path):
-    result = scale.scale_model(tall.markers, tall.mass, tall.height, tmp_path / "tall.osim", assets)
-    assert result.method == "static"
-    assert tall.standing[0] <= result.window.t0 and result.window.t1 <= tall.standing[1]
-    for body in SCALED_BODIES:
-        np.testing.assert_allclose(result.scale_factors[body], 1.1, rtol=0.03)
-    # The torso and arms are measured between keypoints (RShoulder, RElbow, ...) that the 43 anatomical
-    # markers lack, so they keep the generic size and their markers miss by about a centimetre.
-    assert result.rmse_mm < 15.0
-
-
-def test_scaling_from_keypoints_through_the_augmenter(tall, assets, tmp_path):
-    """The augmenter was trained on real OpenPose keypoints; on synthetic joint centres the
-    segment lengths it implies are off: the pelvis most (the predicted PSIS sit about 5 cm behind the
-    true ones, so the pelvis looks deep). Printed, and bounded loosely."""
-    keypoints = complete_keypoints(tall.keypoints)
-    augmented, _ = augment_table(keypoints, Augmenter.from_assets(assets), tall.height, tall.mass)
-    result = scale.scale_model(augmented, tall.mass, tall.height, tmp_path / "tall_aug.osim", assets)
-    factors = {b: float(np.mean(result.scale_factors[b])) for b in SCALED_BODIES}
-    print("scale factors from keypoints via the augmenter (truth 1.1):", {b: round(f, 3) for b, f in factors.items()})
-    assert result.method == "static"
-    # Measured: pelvis 1.33, femurs 1.03-1.05, tibias 1.03 (1.16-1.17 while the generic malleolus markers sat
-    # 47 mm above the ankle joint). Each band excludes 1.0, the generic size, so a scale stage that leaves the
-    # model unscaled fails here (it would pass |f / 1.1 - 1| < 0.15).
-    bands = {
-        "pelvis": (1.2, 1.45),
-        "femur_r": (1.015, 1.09),
-        "femur_l": (1.015, 1.09),
-        "tibia_r": (1.015, 1.09),
-        "tibia_l": (1.015, 1.09),
-    }
-    for body, f in factors.items():
-        low, high = bands[body]
-        assert low < f < high, (body, f)
-
-
-def test_augment_matches_reference_on_synthetic_keypoints(tall, assets):
-    table = complete_keypoints(tall.keypoints)
-    out, _ = augment_table(table, Augmenter.from_assets(assets), tall.height, tall.mass)
-    from kinestream.augment import LOWER_FEATURES, LOWER_MARKERS, UPPER_FEATURES, UPPER_MARKERS
-
-    for d, feats, names in (
-        (assets.lower_dir, LOWER_FEATURES, LOWER_MARKERS),
-        (assets.upper_dir, UPPER_FEATURES, UPPER_MARKERS),
-    ):
-        ref = reference_augment(table, tall.height, tall.mass, d, feats, names)
-        assert np.max(np.abs(out.select(names).xyz - ref)) < 1e-5
-
-
-def test_process_synthetic_squats_with_noise_and_gaps(tmp_path, assets):
-    syn = synthesize(tmp_path / "syn", seconds=10.0, noise_mm=5.0, gaps=6, seed=3)
-    assert np.isnan(syn.keypoints.xyz).any()
-    result = process(syn.keypoints_trc, syn.mass, syn.height, tmp_path / "out", load_config())
-    got, truth = result.motion, syn.motion
-    errors = {
-        n: _rms(got.get(n), truth.get(n))
-        for n in ("hip_flexion_r", "hip_flexion_l", "knee_angle_r", "knee_angle_l", "ankle_angle_r", "ankle_angle_l")
-    }
-    print("RMS error vs truth (deg):", {k: round(v, 2) for k, v in errors.items()})
-    assert errors["knee_angle_r"] < 5.0 and errors["knee_angle_l"] < 5.0
-    assert errors["hip_flexion_r"] < 10.0 and errors["ankle_angle_r"] < 5.0
-    assert np.isfinite(got.get("knee_angle_r")).all()
-    for path in (result.augmented_trc, result.scaled_model, result.mot, result.plot):
-        assert path.is_file()
-    osim = opensim_module()
-    assert osim.TimeSeriesTableVec3(str(result.augmented_trc)).getNumRows() == syn.keypoints.n_frames
-    table = osim.TimeSeriesTable(str(result.mot))
-    assert table.getNumRows() == syn.keypoints.n_frames
-    assert "knee_angle_r" in list(table.getColumnLabels())
-    assert osim.Model(str(result.scaled_model)).getMarkerSet().getSize() >= 43
-
-
-# Peak flexion read off the plots of these trials (deg): a plausible band, not a truth.
-REAL = {
-    "sit_to_stand.trc": {"knee_angle_r": (80, 120), "hip_flexion_r": (90, 150)},
-    "drop_vertical_jump.trc": {"knee_angle_r": (60, 130), "hip_flexion_r": (40, 130)},
-}
-
-
-@pytest.mark.parametrize("name", sorted(REAL))
-def test_process_real_trials(name, tmp_path):
-    path = real_trial(name)
-    # Height 1.85 m: the keypoints' standing neck height (about 1.55 m above the ankles) suggests a tall subject.
-    result = process(path, 75.0, 1.85, tmp_path, load_config())
-    m = result.motion
-    peaks = {n: float(np.nanmax(m.get(n))) for n in ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")}
-    print(
-        name,
-        "peak flexion (deg):",
-        {k: round(v, 1) for k, v in peaks.items()},
-        "IK error mm:",
-        round(float(np.nanmean(m.get("rmse_mm"))), 1),
-    )
-    for coord, (lo, hi) in REAL[name].items():
-        assert lo < peaks[coord] < hi, (coord, peaks[coord])
-    assert np.isfinite(m.get("knee_angle_r")).mean() > 0.99
-    assert read_mot(result.mot).values.shape == m.values.shape
-
-
-def _cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "kinestream", *map(str, args)], capture_output=True, text=True, timeout=300, cwd=cwd
-    )
-
-
-def _one_error_line(proc, *words):
-    assert proc.returncode == 2, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert "Traceback" not in proc.stderr
-    errors = [ln for ln in lines if ln.startswith("kinestream: error:")]
-    assert len(errors) == 1, proc.stderr
-    for w in words:
-        assert w in errors[0], errors[0]
-
-
-def test_cli_missing_file(tmp_path):
-    _one_error_line(_cli("process", tmp_path / "nope.trc", "--mass", 70, "--height", 1.7), "does not exist")
-
-
-def test_cli_trc_without_required_keypoints(tmp_path):
-    t = MarkerTable(["RHip", "LHip", "RKnee"], np.zeros((100, 3, 3)) + 0.5, np.arange(100) / 60, 60)
-    path = write_trc(tmp_path / "few.trc", t)
-    _one_error_line(
-        _cli("process", path, "--mass", 70, "--height", 1.7, "--out", tmp_path / "o"), "lacks keypoints", "RAnkle"
-    )
-
-
-def test_cli_trial_shorter_than_the_filter(tmp_path, tall):
-    short = tall.keypoints.frames(0, 8)
-    path = write_trc(tmp_path / "short.trc", short)
-    _one_error_line(_cli("process", path, "--mass", 70, "--height", 1.7, "--out", tmp_path / "o"), "frames")
-
-
-def test_cli_negative_mass(tmp_path, tall):
-    _one_error_line(_cli("process", tall.keypoints_trc, "--mass", -70, "--height", 1.7), "mass")
-    _one_error_line(_cli("augment", tall.keypoints_trc, "--mass", -70, "--height", 1.7), "mass")
-
-
-def test_cli_bad_static_range(tmp_path, tall):
-    _one_error_line(
-        _cli("process", tall.keypoints_trc, "--mass", 70, "--height", 1.7, "--static", "abc", "--out", tmp_path / "o"),
-        "static",
-    )
-
-
-def test_streaming_process_matches_offline_but_for_the_filter_delay(tmp_path, assets):
-    """The live cores on a recorded trial: with the Butterworth filter they trail the offline path by its delay
-    (4 frames at 60 Hz) and match it once that is taken out; with the default One Euro filter they match it
-    nearly as they are."""
-    syn = synthesize(tmp_path / "syn", seconds=8.0, noise_mm=5.0, gaps=4, seed=5)
+def test_step_by_step_is_process_streaming_bit_for_bit(squats, assets):
+    """Pipeline.step on each frame, then the look-ahead flushed and solved: the angles of ``process --streaming``
+    (stream_augment, then stream_ik) to the last bit, each frame back with its own tag."""
     config = load_config()
-    offline = process(syn.keypoints_trc, syn.mass, syn.height, tmp_path / "off", config, plot=False)
-    butter = copy.deepcopy(config)
-    butter["clean"]["streaming_filter"] = "butterworth"
-    streaming = process(
-        syn.keypoints_trc,
-        syn.mass,
-        syn.height,
-        tmp_path / "str",
-        butter,
-        plot=False,
-        streaming=True,
-        model=offline.scaled_model,
-    )
-    assert streaming.mot.is_file() and streaming.augmented_trc.is_file()
-    assert any("frame-wise IK: 480/480 frames solved" in m for m in streaming.messages)
-    from kinestream.clean import StreamingCleaner
+    table = read_trc(squats.keypoints_trc)
+    augmented, _ = stream_augment(table, squats.height, squats.mass, assets, config)
+    reference = stream_ik(assets.generic_model, augmented, assets.ik_setup, config, marker_set=assets.marker_set)
 
-    lag = round(StreamingCleaner.from_config(butter["clean"], 1, 60.0).delay_ms(0.0) / 1000 * 60)  # 4 frames
-    assert lag == 4
-    low_lag = process(
-        syn.keypoints_trc,
-        syn.mass,
-        syn.height,
-        tmp_path / "euro",
-        config,
-        plot=False,
-        streaming=True,
-        model=offline.scaled_model,
-    )
-    for joint in ("knee_angle_r", "hip_flexion_l", "ankle_angle_r"):
-        a, b = offline.motion.get(joint), streaming.motion.get(joint)
-        as_is = _rms(a, b)
-        delayed = _rms(a[:-lag], b[lag:])
-        euro = _rms(a, low_lag.motion.get(joint))
-        print(
-            joint,
-            "streaming vs offline, deg RMS: Butterworth",
-            round(as_is, 2),
-            "without its delay",
-            round(delayed, 2),
-            "; One Euro",
-            round(euro, 2),
-        )
-        assert delayed < 1.0 and as_is > 2.5 * delayed
-        assert euro < 0.5 * as_is
+    pipeline: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass)
+    q = np.full((table.n_frames, len(pipeline.coordinates)), np.nan)
+    wire = table.xyz.astype(np.float32).astype(float)  # as the wire protocol carries them
+    for i in range(table.n_frames):
+        taken, result = pipeline.step(list(table.names), wire[i], float(table.time[i]), i)
+        assert (result is None) == (taken.prepared is None)
+        if result is not None:
+            assert result.tag == taken.prepared.tag and result.t == table.time[result.tag]
+            q[result.tag] = result.q
+    for taken in pipeline.flush():
+        assert taken.prepared is not None
+        q[taken.prepared.tag] = pipeline.solve(taken.prepared).q
+    expected = reference.motion.values[:, :-1]  # the last column is rmse_mm
+    assert reference.motion.names[:-1] == pipeline.coordinates
+    assert np.isfinite(q).all() and np.array_equal(q, expected)
+
+
+def test_notes_drops_and_reps_come_back_as_values(squats, assets):
+    """A stream at 120 Hz into a pipeline that assumed 60 Hz says so in the step that redesigned the filter; a
+    frame whose time is not after the last is a drop of the step that released it; the squats come back as rep
+    events on the frames that ended them, and finish() closes the set."""
+    config = load_config()
+    table = read_trc(squats.keypoints_trc)
+    pipeline: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass, rate=60.0)
+    notes, dropped, reps = [], 0, []
+    names = list(table.names)
+    times = table.time / 2.0  # the same frames at 120 Hz
+    for i in range(table.n_frames):
+        t = float(times[i - 1] if i == 200 else times[i])  # frame 200 comes with frame 199's time
+        taken, result = pipeline.step(names, table.xyz[i], t, i)
+        notes += taken.notes
+        dropped += taken.dropped
+        if result is not None and result.rep.event is not None:
+            reps.append(result.rep)
+            assert result.rep.summary is not None and result.rep.summary["reps"] == len(
+                [r for r in reps if r.event is not None and r.event.complete]
+            )
+    for taken in pipeline.flush():
+        dropped += taken.dropped
+        if taken.prepared is not None:
+            result = pipeline.solve(taken.prepared)
+            assert result.rep.error is None
+    pipeline.finish()
+    assert notes == ["the stream runs at 120 Hz, not 60 Hz: filter redesigned"], notes
+    assert dropped == 1
+    assert [r.event.complete for r in reps if r.event is not None].count(True) == 2
+    assert len(pipeline.rep_events()) == 2
+
+
+def test_the_floor_offset_is_given_not_set(squats, assets):
+    """A calibrated subject's floor offset moves every marker up by it, from the first frame; the keypoints are
+    left as they are."""
+    config = load_config()
+    table = read_trc(squats.keypoints_trc).frames(0, 60)
+    plain = FrameProcessor(assets, config, squats.height, squats.mass)
+    lifted = FrameProcessor(assets, config, squats.height, squats.mass, floor_offset=0.05)
+    got: list[tuple[Prepared[int], Prepared[int]]] = []
+    for i in range(table.n_frames):
+        a = plain.step(list(table.names), table.xyz[i], float(table.time[i]), i).prepared
+        b = lifted.step(list(table.names), table.xyz[i], float(table.time[i]), i).prepared
+        assert (a is None) == (b is None)
+        if a is not None and b is not None:
+            got.append((a, b))
+    assert got
+    for a, b in got:
+        assert np.array_equal(a.keypoints, b.keypoints)
+        assert np.allclose(b.markers - a.markers, [0.0, 0.05, 0.0], atol=1e-12, rtol=0)
+
+
+def test_body_poses_come_with_a_frame_when_asked(squats, assets):
+    """``solve(prepared, bodies=True)``: every body's pose in ground beside the angles, in ``Pipeline.bodies``'
+    order; its positions are the joint centres' bodies' origins, and asking changes no angle."""
+    from kinestream.centres import CENTRE_BODIES
+
+    config = load_config()
+    table = read_trc(squats.keypoints_trc)
+    with_bodies: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass)
+    without: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass)
+    assert with_bodies.bodies[0] == "pelvis" and "femur_r" in with_bodies.bodies and "hand_l" in with_bodies.bodies
+    solved = 0
+    for i in range(table.n_frames):
+        taken = with_bodies.prepare(list(table.names), table.xyz[i], float(table.time[i]), i)
+        other = without.prepare(list(table.names), table.xyz[i], float(table.time[i]), i)
+        if taken.prepared is None:
+            continue
+        asked = i % 2 == 0
+        result = with_bodies.solve(taken.prepared, bodies=asked)
+        plain = without.solve(other.prepared)
+        assert np.array_equal(result.q, plain.q, equal_nan=True)
+        if not asked or not result.ok:
+            assert result.bodies is None
+            continue
+        solved += 1
+        assert result.bodies.shape == (len(with_bodies.bodies), 7)
+        for k, body in enumerate(CENTRE_BODIES.values()):
+            assert np.allclose(result.bodies[with_bodies.bodies.index(body), :3], result.centres[k], atol=1e-12)
+        assert np.allclose(np.linalg.norm(result.bodies[:, 3:], axis=1), 1.0)
+    assert solved > 100
+
+
+def test_a_pipeline_sharing_a_model_gives_the_numbers_of_its_own(squats, assets, tmp_path):
+    """A newcomer's pipeline made on a template (the model loaded once, what the fast solver learned of it kept)
+    solves in a state of its own: with the template solving someone else between each of its frames, it gives
+    a pipeline of its own's angles to the last bit, and it was made without loading the model."""
+    config = load_config()
+    other = synthesize(tmp_path / "other", seconds=6.0, noise_mm=3.0, seed=12, scale=1.1)
+    own: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass)
+    template: Pipeline[int] = Pipeline(assets, config, height=other.height, mass=other.mass)
+    shared: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass, template=template)
+    mine, theirs = read_trc(squats.keypoints_trc), read_trc(other.keypoints_trc)
+    assert shared.solve_stage.ik.model is template.solve_stage.ik.model  # one model loaded for both
+    assert shared.solve_stage.ik.state is not template.solve_stage.ik.state
+    alone, beside = [], []
+    for i in range(theirs.n_frames):
+        t = float(mine.time[i])
+        _, a = own.step(list(mine.names), mine.xyz[i], t, i)
+        template.step(list(theirs.names), theirs.xyz[i], float(theirs.time[i]), i)
+        _, b = shared.step(list(mine.names), mine.xyz[i], t, i)
+        if a is not None:
+            alone.append(a.q)
+            beside.append(b.q)
+    assert len(alone) > 300 and np.isfinite(alone).all()
+    assert np.array_equal(np.array(alone), np.array(beside))

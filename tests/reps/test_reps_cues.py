@@ -1,7 +1,7 @@
 """Squat feedback a coach can trust (issue 17): trunk lean and knee valgus checked against designed truth and
 against the augmented markers' own geometry, seated starts, the end of the stream, and cues.
 
-The measured figures print with ``pytest tests/test_feedback.py -s``.
+The measured figures print with ``pytest tests/reps/test_reps_cues.py -s``.
 """
 
 from __future__ import annotations

@@ -114,7 +114,7 @@ def test_onnx_is_at_least_the_release_that_keeps_external_data_in_the_model_s_fo
 
     from packaging.requirements import Requirement
 
-    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     deps = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]
     onnx = next(Requirement(d) for d in deps if Requirement(d).name == "onnx")
     assert not onnx.specifier.contains("1.15.9") and onnx.specifier.contains("1.16.0")
@@ -443,7 +443,7 @@ def test_the_built_in_defaults_are_the_shipped_file_and_the_schema_knows_every_k
 
     from kinestream.config import DEFAULTS, OPTIONAL, RULES, SCHEMA, load_config, validate
 
-    with open(Path(__file__).resolve().parents[1] / "configs" / "default.toml", "rb") as fh:
+    with open(Path(__file__).resolve().parents[2] / "configs" / "default.toml", "rb") as fh:
         assert tomllib.load(fh) == DEFAULTS == load_config()
     validate(DEFAULTS)
     keys = {(s, k) for s in DEFAULTS for k in DEFAULTS[s]}

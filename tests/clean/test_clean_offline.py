@@ -1,11 +1,10 @@
 """Tests of the clean stage: gap filling, zero-lag low-pass, residual analysis."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import signal
 
+from conftest import DATA  # the real recorded trials (tests/data/NOTICE)
 from kinestream.clean import (
     butter_sos,
     clean_table,
@@ -16,8 +15,6 @@ from kinestream.clean import (
 )
 from kinestream.errors import InputError, SettingsError
 from kinestream.files.trc import MarkerTable, read_trc
-
-DATA = Path(__file__).resolve().parent / "data"  # the real recorded trials (tests/data/NOTICE)
 
 
 def _sine_markers(n_frames=180, rate=60.0, n_markers=2):

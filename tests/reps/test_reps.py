@@ -1,6 +1,6 @@
 """The squat feedback stage: reps counted and measured on ground truth, through the pipeline and on a real trial.
 
-The measured figures print with ``pytest tests/test_reps.py -s``.
+The measured figures print with ``pytest tests/reps/test_reps.py -s``.
 """
 
 from __future__ import annotations
@@ -434,7 +434,7 @@ def test_real_sit_to_stand_repetitions(sit_to_stand):
     """Counted by eye on a plot of the pipeline's knee flexion (both knees, over time): the subject starts
     seated (knees at 95 deg), stands up at about 0.8, 2.5, 4.1, 5.65 and 7.3 s (knees 7-13 deg) and sits down
     after each, ending seated. That is five stand-ups, each a sit-to-stand rep (the first from the seated start),
-    each sitting at 92-98 deg of knee flexion; the last sitting is reported incomplete (test_feedback.py)."""
+    each sitting at 92-98 deg of knee flexion; the last sitting is reported incomplete (reps/test_reps_cues.py)."""
     motion = sit_to_stand.motion
     events, summary = detect_reps(motion, joint_centres(sit_to_stand.scaled_model, motion))
     print("sit-to-stand:", *[format_rep(e) for e in events], summary, sep="\n")

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import zmq
 import zmq.asyncio
+from test_service import endpoints
 
 from broker import Broker, until
 from kinestream.config import load_config
@@ -23,7 +24,6 @@ from kinestream.live.protocol import TOPIC_KEYPOINTS, decode_angles, decode_pose
 from kinestream.live.replay import wire_frames
 from kinestream.live.service import Service
 from kinestream.offline import process
-from test_service import endpoints
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
 

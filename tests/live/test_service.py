@@ -212,9 +212,9 @@ def test_live_at_120_hz_equals_offline_streaming(tmp_path):
 def test_a_recording_with_jittered_times_ends_as_a_c3d(session, tmp_path, capsys):
     """serve --record at the end of the session (commands.live): the recorded markers as .c3d, read back from the
     _markers.trc, the source's jittered time stamps put on the 60 Hz grid; ezc3d reads the .trc's values back."""
+    from c3dcheck import assert_frames_kept
     from kinestream.commands.live import _finish_recording
     from kinestream.files.trc import MarkerTable
-    from test_c3d import _assert_frames_kept
 
     table = read_trc(session.keypoints_trc).frames(0, 300)
     jitter = np.random.default_rng(7).uniform(-0.002, 0.002, table.n_frames)  # a camera clock, +-2 ms
@@ -229,7 +229,7 @@ def test_a_recording_with_jittered_times_ends_as_a_c3d(session, tmp_path, capsys
     trc = read_trc(tmp_path / "jittered_markers.trc")
     assert trc.n_frames == sent == table.n_frames and len(trc.names) == 20 + 43  # keypoints, markers
     np.testing.assert_allclose(trc.time, jittered.time, atol=1e-6)  # the recording keeps the source's times
-    back, empty = _assert_frames_kept(c3d, trc, 60.0)
+    back, empty = assert_frames_kept(c3d, trc, 60.0)
     assert back.n_frames == trc.n_frames and empty.size == 0
 
 

@@ -1,12 +1,12 @@
 """Tests of the streaming clean stage: causal low-pass, gap bridging, the two together."""
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import signal
 
+from conftest import DATA  # the real recorded trials (tests/data/NOTICE)
 from kinestream.clean import (
     StreamingCleaner,
     StreamingGapFiller,
@@ -17,8 +17,6 @@ from kinestream.clean import (
 from kinestream.config import DEFAULTS
 from kinestream.errors import InputError, SettingsError
 from kinestream.files.trc import read_trc
-
-DATA = Path(__file__).resolve().parent / "data"  # the real recorded trials (tests/data/NOTICE)
 
 # a streaming stage must not even warn on bad frames (NaN, inf, 10 m jumps)
 pytestmark = pytest.mark.filterwarnings("error")

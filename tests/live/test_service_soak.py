@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import soak  # noqa: E402  (scripts/soak.py)
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import zmq
 import zmq.asyncio
+from test_people import Source, rotational_worst, streaming_angles
 
 from broker import until
 from kinestream.files.mot import read_mot
 from kinestream.live.protocol import TOPIC_KEYPOINTS, decode_angles, decode_status, encode_keypoints
 from kinestream.live.replay import wire_frames
 from served import Served
-from test_people import Source, rotational_worst, streaming_angles
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
 

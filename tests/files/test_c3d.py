@@ -9,38 +9,13 @@ import ezc3d
 import numpy as np
 import pytest
 
+from c3dcheck import F32, assert_frames_kept, assert_same_as_trc, open_c3d
 from conftest import real_trial
 from kinestream.errors import AssetError, InputError
 from kinestream.files.c3d import MAX_FRAMES, read_c3d, write_c3d
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.synth import MIN_SECONDS, synthesize
 from limits import read_limited
-
-F32 = float(np.finfo(np.float32).eps)  # relative precision of a C3D float: 1.2e-7
-
-
-def _open(path):
-    """Labels, rate, units, points (frames, markers, 3) and residuals (frames, markers), as ezc3d reads them."""
-    c3d = ezc3d.c3d(str(path))
-    point = c3d["parameters"]["POINT"]
-    labels = list(point["LABELS"]["value"]) + list(point.get("LABELS2", {}).get("value", []))
-    xyz = c3d["data"]["points"][:3].transpose(2, 1, 0)
-    residuals = c3d["data"]["meta_points"]["residuals"][0].T
-    return labels, float(point["RATE"]["value"][0]), point["UNITS"]["value"], xyz, residuals, c3d
-
-
-def _assert_same_as_trc(c3d_path, trc: MarkerTable):
-    """What ezc3d reads from ``c3d_path`` is ``trc`` (read from the .trc) in mm, to float32 precision."""
-    labels, rate, units, xyz, residuals, c3d = _open(c3d_path)
-    assert labels == trc.names
-    assert rate == trc.rate
-    assert units == ["mm"]
-    assert xyz.shape == trc.xyz.shape and c3d["header"]["points"]["size"] == len(trc.names)
-    missing = np.isnan(trc.xyz).any(axis=2)
-    # NaN in, missing out: residual -1 and NaN exactly where the .trc has a gap, nowhere else.
-    assert np.array_equal(residuals == -1, missing) and np.all(residuals[~missing] == 0)
-    assert np.array_equal(np.isnan(xyz).all(axis=2), missing) and not np.isnan(xyz[~missing]).any()
-    np.testing.assert_allclose(xyz[~missing], trc.xyz[~missing] * 1000.0, rtol=F32, atol=0)
 
 
 def _assert_same_table(got: MarkerTable, want: MarkerTable):
@@ -74,8 +49,8 @@ def test_real_trial_reads_back_with_ezc3d_as_the_trc(tmp_path, name):
     trc = read_trc(real_trial(name))
     path = write_c3d(tmp_path / "trial.c3d", trc)
     assert path == tmp_path / "trial.c3d" and sorted(tmp_path.iterdir()) == [path]  # no partial file left
-    _assert_same_as_trc(path, trc)
-    _, _, _, _, _, c3d = _open(path)
+    assert_same_as_trc(path, trc)
+    _, _, _, _, _, c3d = open_c3d(path)
     assert c3d["header"]["points"]["first_frame"] == 0  # frame 1 on disk: the trial starts at t=0
     assert c3d["header"]["points"]["frame_rate"] == 60.0
     assert c3d["parameters"]["KINESTREAM"]["FIRST_TIME"]["value"] == ["0.0"]
@@ -87,7 +62,7 @@ def test_augmented_synth_trial_with_gaps(tmp_path, augmented):
     assert np.isnan(augmented.xyz).any(axis=2).sum() > 6  # gaps in keypoints and in _study markers
     assert max(len(n) for n in augmented.names) <= 16  # c3d.org's recommended label length
     path = write_c3d(tmp_path / "augmented.c3d", augmented)
-    _assert_same_as_trc(path, augmented)
+    assert_same_as_trc(path, augmented)
     back = read_c3d(path)
     _assert_same_table(back, augmented)
     assert back.meta == {"source": str(path), "units": "mm"}
@@ -96,8 +71,8 @@ def test_augmented_synth_trial_with_gaps(tmp_path, augmented):
 def test_a_trial_cut_from_a_longer_one_keeps_its_time(tmp_path):
     trc = read_trc(real_trial("sit_to_stand.trc")).frames(90, 200)  # from t = 1.5 s
     path = write_c3d(tmp_path / "cut.c3d", trc)
-    _assert_same_as_trc(path, trc)
-    _, _, _, _, _, c3d = _open(path)
+    assert_same_as_trc(path, trc)
+    _, _, _, _, _, c3d = open_c3d(path)
     assert c3d["header"]["points"]["first_frame"] == 90  # frame 91 on disk, as a lab's trimmed trial
     assert c3d["header"]["points"]["last_frame"] == 199
     assert read_c3d(path).time[0] == 1.5
@@ -106,7 +81,7 @@ def test_a_trial_cut_from_a_longer_one_keeps_its_time(tmp_path):
     # Not a whole number of frames after 0: the header starts at frame 1, the exact time is in the parameter.
     shifted = MarkerTable(trc.names, trc.xyz, trc.time + 0.004321, trc.rate)
     path = write_c3d(tmp_path / "shifted.c3d", shifted)
-    _, _, _, _, _, c3d = _open(path)
+    _, _, _, _, _, c3d = open_c3d(path)
     assert c3d["header"]["points"]["first_frame"] == 0
     assert c3d["parameters"]["KINESTREAM"]["FIRST_TIME"]["value"] == [repr(1.5 + 0.004321)]
     _assert_same_table(read_c3d(path), shifted)
@@ -114,7 +89,7 @@ def test_a_trial_cut_from_a_longer_one_keeps_its_time(tmp_path):
     # Before t=0 (a live session's clock, say): frame 1 in the header, the time in the parameter.
     early = MarkerTable(trc.names, trc.xyz, trc.time - 2.0, trc.rate)
     path = write_c3d(tmp_path / "early.c3d", early)
-    assert _open(path)[5]["header"]["points"]["first_frame"] == 0
+    assert open_c3d(path)[5]["header"]["points"]["first_frame"] == 0
     _assert_same_table(read_c3d(path), early)
 
 
@@ -122,7 +97,7 @@ def test_a_trial_cut_from_a_longer_one_keeps_its_time(tmp_path):
 def test_units(tmp_path, units, factor):
     trc = read_trc(real_trial("drop_vertical_jump.trc")).frames(0, 30)
     path = write_c3d(tmp_path / "u.c3d", trc, units=units)
-    _, _, stored_units, xyz, _, _ = _open(path)
+    _, _, stored_units, xyz, _, _ = open_c3d(path)
     assert stored_units == [units]
     np.testing.assert_allclose(xyz, trc.xyz * factor, rtol=F32, atol=0)
     back = read_c3d(path)
@@ -158,7 +133,7 @@ def test_more_than_255_markers_and_labels_up_to_255_bytes(tmp_path):
     table = MarkerTable(names, rng.uniform(-2, 2, (4, len(names), 3)), np.arange(4) / 30.0, 30.0)
     table.xyz[2, 7] = np.nan
     path = write_c3d(tmp_path / "many.c3d", table)
-    labels, _, _, xyz, residuals, _ = _open(path)
+    labels, _, _, xyz, residuals, _ = open_c3d(path)
     assert labels == names and residuals[2, 7] == -1 and np.isnan(xyz[2, 7]).all()
     _assert_same_table(read_c3d(path), table)
 
@@ -275,23 +250,6 @@ def _recording(path, time, rate=60.0, n_markers=4, seed=0):
     return read_trc(path)
 
 
-def _assert_frames_kept(c3d_path, trc: MarkerTable, rate: float):
-    """Every .trc frame is in the .c3d with its values (float32), at most a quarter frame from its time; the
-    grid frames no .trc frame landed on are missing."""
-    labels, c3d_rate, _, xyz, residuals, _ = _open(c3d_path)
-    back = read_c3d(c3d_path)
-    assert labels == trc.names and c3d_rate == pytest.approx(rate, rel=1e-6)
-    np.testing.assert_allclose(np.diff(back.time), 1.0 / rate, rtol=1e-6)
-    slots = np.rint((trc.time - back.time[0]) * back.rate).astype(int)
-    assert np.abs(back.time[slots] - trc.time).max() <= 0.25 / rate + 1e-6
-    missing = np.isnan(trc.xyz).any(axis=2)
-    np.testing.assert_allclose(xyz[slots][~missing], trc.xyz[~missing] * 1000.0, rtol=F32, atol=0)
-    assert np.array_equal(residuals[slots] == -1, missing)
-    empty = np.setdiff1d(np.arange(back.n_frames), slots)
-    assert np.isnan(back.xyz[empty]).all() and (residuals[empty] == -1).all()
-    return back, empty
-
-
 def test_a_jittered_live_recording_is_put_on_its_grid(tmp_path):
     from kinestream.files.c3d import trc_to_c3d
 
@@ -303,7 +261,7 @@ def test_a_jittered_live_recording_is_put_on_its_grid(tmp_path):
     path, note = trc_to_c3d(tmp_path / "session_markers.trc")
     assert path == tmp_path / "session_markers.c3d"
     assert "even 60 Hz grid" in note and "5 grid frames that no frame landed on are missing" in note
-    back, empty = _assert_frames_kept(path, trc, 60.0)
+    back, empty = assert_frames_kept(path, trc, 60.0)
     assert list(empty) == list(range(100, 105)) and back.n_frames == 300
     assert (tmp_path / "session_markers.trc").read_bytes() == before  # only read
 
@@ -315,10 +273,10 @@ def test_a_source_faster_than_the_recorders_rate_gets_its_own(tmp_path):
     trc = _recording(tmp_path / "fast.trc", time, rate=60.0)  # the recorder was told 60 Hz
     path, note = trc_to_c3d(tmp_path / "fast.trc")
     assert "the file says 60 Hz; the times say 120 Hz" in note
-    _assert_frames_kept(path, trc, 120.0)
+    assert_frames_kept(path, trc, 120.0)
     ntsc = np.arange(3000) / 59.94
     path, note = trc_to_c3d(_recording(tmp_path / "ntsc.trc", ntsc, rate=60.0).meta["source"])
-    _assert_frames_kept(path, read_trc(tmp_path / "ntsc.trc"), 59.94)
+    assert_frames_kept(path, read_trc(tmp_path / "ntsc.trc"), 59.94)
 
 
 def test_an_even_trial_is_written_as_it_is(tmp_path):
@@ -328,7 +286,7 @@ def test_an_even_trial_is_written_as_it_is(tmp_path):
     assert on_even_grid(trc) == (trc, None)
     path, note = trc_to_c3d(real_trial("sit_to_stand.trc"), tmp_path / "s.c3d")
     assert note is None
-    _assert_same_as_trc(path, trc)
+    assert_same_as_trc(path, trc)
 
 
 def test_times_too_uneven_for_a_c3d_are_refused(tmp_path):
@@ -357,7 +315,7 @@ def test_the_serve_command_writes_the_recordings_c3d_or_says_why_not(tmp_path, c
     (tmp_path / "s.mot").write_text("not looked at\n")
     assert recording_c3d(tmp_path / "s.mot", config) == tmp_path / "s_markers.c3d"
     assert f"wrote {tmp_path / 's_markers.c3d'}: frames put on the even 60 Hz grid" in capsys.readouterr().out
-    _assert_frames_kept(tmp_path / "s_markers.c3d", trc, 60.0)
+    assert_frames_kept(tmp_path / "s_markers.c3d", trc, 60.0)
 
     config["output"]["c3d"] = False
     assert recording_c3d(tmp_path / "s.mot", config) is None
