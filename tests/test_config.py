@@ -9,14 +9,16 @@ import pytest
 
 from kinestream.augment import AugmentSettings
 from kinestream.clean import CleanSettings, StreamingCleaner
-from kinestream.config import DEFAULTS, OPTIONAL, load_config
+from kinestream.config import DEFAULTS, OPTIONAL, SCHEMA, load_config
 from kinestream.errors import SettingsError
+from kinestream.ingest import IngestSettings
+from kinestream.live.settings import ServiceSettings
 from kinestream.reps import CueSettings, RepSettings
 from kinestream.scale import ScaleSettings
 from kinestream.solve import IKSettings
 
-STAGES = [(CleanSettings, "clean"), (AugmentSettings, "augment"), (ScaleSettings, "scale"), (IKSettings, "ik"),
-          (RepSettings, "reps"), (CueSettings, "cues")]  # fmt: skip
+STAGES = [(IngestSettings, "ingest"), (CleanSettings, "clean"), (AugmentSettings, "augment"), (ScaleSettings, "scale"),
+          (IKSettings, "ik"), (RepSettings, "reps"), (CueSettings, "cues"), (ServiceSettings, "service")]  # fmt: skip
 
 
 @pytest.mark.parametrize("cls,name", STAGES)
@@ -39,13 +41,25 @@ def test_a_setting_given_is_taken_and_an_unknown_one_refused(cls, name):
         other = 30.0 if key == "knee_start_deg" else value * 2
     elif isinstance(value, list):
         other = [v * 2 for v in value]
-    else:
-        other = "elsewhere"
+    else:  # another of its choices, when it has some
+        rule = SCHEMA[name][key][1]
+        other = next((r for r in rule if r != value), value) if isinstance(rule, tuple) else "elsewhere"
     got = getattr(cls.from_config({name: {key: other}}), key)
     assert got == (tuple(other) if isinstance(other, list) else other)
     with pytest.raises(SettingsError) as info:
         cls.from_config({name: {"no_such_setting": 1}})
     assert (info.value.key, info.value.given) == (name, ["no_such_setting"]) and key in info.value.valid
+
+
+@pytest.mark.parametrize("cls,name", STAGES)
+def test_a_stage_s_settings_are_checked_as_a_file_s_are(cls, name):
+    """Every stage's from_config checks its section against the rules a settings file meets (one validator):
+    a value of the wrong kind is refused, naming its key and what was given."""
+    key, value = next((k, v) for k, v in DEFAULTS[name].items() if not isinstance(v, bool))
+    wrong = "no" if not isinstance(value, str) else 7
+    with pytest.raises(SettingsError) as info:
+        cls.from_config({name: {key: wrong}})
+    assert (info.value.key, info.value.given) == (f"{name}.{key}", wrong)
 
 
 def test_the_settings_reach_the_stages(tmp_path):

@@ -8,7 +8,7 @@ import math
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from kinestream.checks import subject_id
 from kinestream.errors import KinestreamError, SettingsError
@@ -312,3 +312,28 @@ def section(config: dict | None, name: str, settings_cls) -> dict[str, Any]:
             valid=list(known),
         )
     return {key: given.get(key, default) for key, default in known.items()}
+
+
+class Section:
+    """What every settings dataclass of one config section shares: how it is read from a config.
+
+    A subclass is a frozen dataclass whose fields are the keys of its section ``SECTION``, their defaults
+    default.toml's. :meth:`from_config` reads the section, fills what is missing from those defaults, refuses an
+    unknown key and checks every value against the same rules a settings file meets (:func:`validate`: the key,
+    the value given and what is valid in the error); lists become tuples (the dataclasses are frozen). A subclass
+    with rules between its fields says them in :meth:`check`, which :meth:`from_config` calls last.
+    """
+
+    SECTION: ClassVar[str]
+
+    @classmethod
+    def from_config(cls, config: dict | None) -> Self:
+        """The settings of ``config[SECTION]`` (``config`` a whole config, or None for the defaults)."""
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in section(config, cls.SECTION, cls).items()}
+        validate({cls.SECTION: {k: v for k, v in values.items() if v is not None}}, "the settings")
+        settings = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse, with a SettingsError, values :data:`RULES` cannot judge: ranges that depend on other fields."""

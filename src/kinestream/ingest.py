@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from kinestream.config import DEFAULTS, section
+from kinestream.config import DEFAULTS, Section
 from kinestream.errors import InputError, SettingsError
 from kinestream.files.trc import MarkerTable
 
@@ -364,7 +365,7 @@ _INGEST = DEFAULTS["ingest"]
 
 
 @dataclass(frozen=True)
-class IngestSettings:
+class IngestSettings(Section):
     """How incoming keypoints are turned into the model's axes; the ``[ingest]`` section of the config.
 
     up      "y" (the keypoints are Y-up, as OpenSim wants) or "z" (Z-up, as many camera systems)
@@ -373,15 +374,14 @@ class IngestSettings:
     The offline commands turn a trial's keypoints as they read it, the live service each frame as it comes.
     """
 
+    SECTION: ClassVar[str] = "ingest"
+
     up: str = _INGEST["up"]
     rotate: str = _INGEST["rotate"]
 
-    @classmethod
-    def from_config(cls, config: dict | None) -> IngestSettings:
-        """Settings from ``config["ingest"]``, missing keys from the defaults; bad values are refused here."""
-        settings = cls(**section(config, "ingest", cls))
-        settings.matrix()
-        return settings
+    def check(self) -> None:
+        """Refuse an ``up``/``rotate`` pair that gives no orientation (:func:`orientation` says why)."""
+        self.matrix()
 
     def matrix(self) -> np.ndarray | None:
         """:func:`orientation` of these settings: None when the keypoints are already in the model's axes."""

@@ -6,6 +6,7 @@ The live stage bridges gaps, holds outliers and low-passes causally; the setting
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from kinestream import checks
 from kinestream.clean.filters import DESIGNS, OneEuro, StreamingLowpass, kalman_cv_sos
 from kinestream.clean.gaps import StreamingGapFiller
 from kinestream.clean.offline import CleanReport, clean_table
-from kinestream.config import DEFAULTS, section
+from kinestream.config import DEFAULTS, Section
 from kinestream.errors import SettingsError
 from kinestream.files.trc import MarkerTable
 
@@ -221,12 +222,14 @@ _CLEAN = DEFAULTS["clean"]
 
 
 @dataclass(frozen=True)
-class CleanSettings:
+class CleanSettings(Section):
     """How keypoints are cleaned; the ``[clean]`` section of the config (default.toml documents each).
 
     :meth:`offline` runs the zero-lag recipe on a whole trial; :meth:`streaming`
     builds the causal cleaner the live service runs frame by frame.
     """
+
+    SECTION: ClassVar[str] = "clean"
 
     max_gap_s: float = _CLEAN["max_gap_s"]
     gap_method: str = _CLEAN["gap_method"]
@@ -242,11 +245,6 @@ class CleanSettings:
     kalman_accel: float = _CLEAN["kalman_accel"]
     kalman_noise_m: float = _CLEAN["kalman_noise_m"]
     reinit_after_frames: int | None = None  # unset: a tenth of a second of frames
-
-    @classmethod
-    def from_config(cls, config: dict | None) -> CleanSettings:
-        """Settings from ``config["clean"]``, missing keys from the defaults."""
-        return cls(**section(config, "clean", cls))
 
     def offline(self, table: MarkerTable) -> tuple[MarkerTable, CleanReport]:
         """Fill short gaps and low-pass with zero lag: :func:`clean_table` with these settings."""

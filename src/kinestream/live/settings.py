@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
-from kinestream.config import DEFAULTS, section
+from kinestream.config import DEFAULTS, Section
 from kinestream.errors import SettingsError
 
 _SERVICE = DEFAULTS["service"]
 
 
 @dataclass(frozen=True)
-class ServiceSettings:
+class ServiceSettings(Section):
     """``[service]``: where the service listens and publishes, and the limits it keeps."""
+
+    SECTION: ClassVar[str] = "service"
 
     input: str = _SERVICE["input"]
     output: str = _SERVICE["output"]
@@ -35,11 +38,6 @@ class ServiceSettings:
     person_timeout_s: float = _SERVICE["person_timeout_s"]
     max_rate_hz: float = _SERVICE["max_rate_hz"]
     people: str = _SERVICE["people"]
-
-    @classmethod
-    def from_config(cls, config: dict | None) -> ServiceSettings:
-        """Settings from ``config["service"]``, missing keys from the defaults."""
-        return cls(**section(config, "service", cls))
 
 
 REPLAY_ENDPOINT = "tcp://127.0.0.1:5555"  # where ``kinestream replay`` binds by default

@@ -5,11 +5,10 @@ And the joint angles the counter reads (:data:`KNEES`, :data:`HIPS`). See :mod:`
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import ClassVar
 
-from kinestream.config import DEFAULTS, validate
-from kinestream.config import section as config_section
+from kinestream.config import DEFAULTS, Section
 from kinestream.errors import SettingsError
 
 KNEES = ("knee_angle_r", "knee_angle_l")
@@ -22,7 +21,7 @@ _CUES = DEFAULTS["cues"]
 
 
 @dataclass(frozen=True)
-class RepSettings:
+class RepSettings(Section):
     """How reps are found and judged; the ``[reps]`` section of the config.
 
     knee_start_deg   knee flexion (mean of both knees, deg) through which a rep
@@ -45,6 +44,8 @@ class RepSettings:
                      knee_start_deg is reported complete
     """
 
+    SECTION: ClassVar[str] = "reps"
+
     knee_start_deg: float = _REPS["knee_start_deg"]
     hysteresis_deg: float = _REPS["hysteresis_deg"]
     min_depth_deg: float = _REPS["min_depth_deg"]
@@ -59,49 +60,11 @@ class RepSettings:
     sit_set_break_s: float = _REPS["sit_set_break_s"]
     end_margin_deg: float = _REPS["end_margin_deg"]
 
-    @classmethod
-    def from_config(cls, config: dict | None) -> RepSettings:
-        """Settings from ``config["reps"]`` (missing keys: defaults); raises KinestreamError on bad values."""
-        section = (config or {}).get("reps", {})
-        if section is None:
-            section = {}
-        if not isinstance(section, dict):
-            raise SettingsError(
-                f"[reps] must be a table of settings, not {section!r}",
-                key="reps",
-                given=section,
-                valid="a table of settings",
-            )
-        known = {f.name: f.default for f in fields(cls)}
-        unknown = sorted(set(section) - set(known))
-        if unknown:
-            raise SettingsError(
-                f"[reps] has unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(known)}",
-                key="reps",
-                given=unknown,
-                valid=list(known),
-            )
-        values = {}
-        for name, default in known.items():
-            value = section.get(name, default)
-            number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-            if not math.isfinite(number):
-                raise SettingsError(
-                    f"[reps] {name}={value!r} is not valid; it must be a number (default {default:g})",
-                    key=f"reps.{name}",
-                    given=value,
-                    valid="a number",
-                )
-            values[name] = number
-        settings = cls(**values)
-        settings.check(given=section)
-        return settings
-
-    def check(self, given: dict | None = None) -> None:
-        """Raise KinestreamError unless the values are usable; ``given``: the values as written, for the message."""
+    def check(self) -> None:
+        """Raise a SettingsError unless the values are usable: each in its range, and in the ranges they set."""
 
         def bad(name: str, rule: str):
-            shown = (given or {}).get(name, getattr(self, name))
+            shown = getattr(self, name)
             raise SettingsError(
                 f"[reps] {name}={shown!r} is not valid; it must be {rule}", key=f"reps.{name}", given=shown, valid=rule
             )
@@ -146,8 +109,10 @@ class RepSettings:
 
 
 @dataclass(frozen=True)
-class CueSettings:
+class CueSettings(Section):
     """The cue rules; the ``[cues]`` section of the config (see :mod:`kinestream.reps.events` and default.toml)."""
+
+    SECTION: ClassVar[str] = "cues"
 
     enabled: bool = _CUES["enabled"]
     max_per_rep: int = _CUES["max_per_rep"]
@@ -161,10 +126,3 @@ class CueSettings:
     control_the_descent_s: float = _CUES["control_the_descent_s"]
     even_it_out: bool = _CUES["even_it_out"]
     even_it_out_deg: float = _CUES["even_it_out_deg"]
-
-    @classmethod
-    def from_config(cls, config: dict | None) -> CueSettings:
-        """Settings from ``config["cues"]`` (missing keys: defaults); KinestreamError names a bad key or value."""
-        values = config_section(config, "cues", cls)
-        validate({"cues": values}, "the settings")
-        return cls(**values)

@@ -13,12 +13,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from scipy.stats import trim_mean
 
 from kinestream import checks, solve
-from kinestream.config import DEFAULTS, section
+from kinestream.config import DEFAULTS, Section
 from kinestream.errors import AssetError, InputError, SolverError
 from kinestream.files.trc import MarkerTable, write_trc
 from kinestream.osim import opensim_module
@@ -65,7 +66,7 @@ _SCALE = DEFAULTS["scale"]
 
 
 @dataclass(frozen=True)
-class ScaleSettings:
+class ScaleSettings(Section):
     """How the static pose is found; the ``[scale]`` section of the config.
 
     static              "auto" (the stillest upright window) or "START:END" in seconds
@@ -77,19 +78,12 @@ class ScaleSettings:
                         (:func:`kinestream.solve.register_joint_centres`)
     """
 
+    SECTION: ClassVar[str] = "scale"
+
     static: str = _SCALE["static"]
     still_threshold_mm: tuple[float, float] = tuple(_SCALE["still_threshold_mm"])
     still_window_s: tuple[float, float] = tuple(_SCALE["still_window_s"])
     joint_centre_markers: tuple[str, ...] = tuple(_SCALE["joint_centre_markers"])
-
-    @classmethod
-    def from_config(cls, config: dict | None) -> ScaleSettings:
-        """Settings from ``config["scale"]``, missing keys from the defaults."""
-        values = section(config, "scale", cls)
-        values["still_threshold_mm"] = tuple(values["still_threshold_mm"])
-        values["still_window_s"] = tuple(values["still_window_s"])
-        values["joint_centre_markers"] = tuple(values["joint_centre_markers"])
-        return cls(**values)
 
     def scale(
         self,

@@ -9,21 +9,24 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from kinestream.augment import UPPER_MARKERS
-from kinestream.config import section
+from kinestream.config import Section
 from kinestream.solve.setup import _IK, IKSetup, read_ik_setup
 from kinestream.solve.stream import StreamingIK
 
 
 @dataclass(frozen=True)
-class IKSettings:
+class IKSettings(Section):
     """How IK runs; the ``[ik]`` section of the config (default.toml documents each setting).
 
     :meth:`setup` reads an IK setup file with these settings applied, and
     :meth:`streaming` builds the frame-wise core, so that the live service
     and the offline recipe build IK the same way.
     """
+
+    SECTION: ClassVar[str] = "ik"
 
     solver: str = _IK["solver"]
     accuracy: float = _IK["accuracy"]
@@ -34,11 +37,6 @@ class IKSettings:
     min_markers: int = _IK["min_markers"]
     outlier_mm: float = _IK["outlier_mm"]
     reassemble_mm: float = _IK["reassemble_mm"]
-
-    @classmethod
-    def from_config(cls, config: dict | None) -> IKSettings:
-        """Settings from ``config["ik"]``, missing keys from the defaults."""
-        return cls(**section(config, "ik", cls))
 
     def setup(self, ik_setup: str | Path) -> IKSetup:
         """The IK setup file's marker weights (no arm markers when ``arms`` is off).
