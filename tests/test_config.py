@@ -120,3 +120,28 @@ def test_an_override_is_a_new_config_checked_as_a_file_is():
         override(config, {"ik": {"solver": "quick"}})
     assert (info.value.key, info.value.given) == ("ik.solver", "quick")
     assert str(info.value).startswith("the command line: [ik] solver = 'quick' is not valid")
+
+
+def test_a_default_is_written_once():
+    """A setting's default is default.toml's: the code reads a setting through config.setting (or its section's
+    settings class), never with a second copy of the default beside it (config["output"].get("plot", True))."""
+    import re
+    from pathlib import Path
+
+    from kinestream.config import setting
+
+    src = Path(__file__).resolve().parents[1] / "src" / "kinestream"
+    names = "|".join(DEFAULTS)
+    copied = re.compile(rf'\.get\("({names})", \{{\}}\)\.get\(|\["({names})"\]\.get\("\w+", ')
+    found = [
+        f"{path.relative_to(src)}:{n}: {line.strip()}"
+        for path in sorted(src.rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if copied.search(line)
+    ]
+    assert found == []
+    assert copied.search('plot = bool(config.get("output", {}).get("plot", True))')  # what it catches
+    # a partial config (a caller's dict, a batch task's sections) falls back on default.toml, as a whole one does
+    assert setting({"output": {"c3d": False}}, "output", "plot") is DEFAULTS["output"]["plot"]
+    assert setting({"output": {"c3d": False}}, "output", "c3d") is False
+    assert setting(None, "subject", "name") == DEFAULTS["subject"]["name"]

@@ -49,6 +49,7 @@ from typing import Any
 
 from kinestream import __version__, checks
 from kinestream.assets import get_assets
+from kinestream.config import setting
 from kinestream.errors import InputError, KinestreamError, SettingsError
 from kinestream.offline import process, scale_from_static
 from kinestream.plots import plot_study
@@ -369,7 +370,7 @@ def process_trial(
     matplotlib Figure of its own, which needs no backend (a worker runs its tasks in threads, shows nothing).
     """
     start = time.perf_counter()
-    plot = bool(config.get("output", {}).get("plot", True))
+    plot = bool(setting(config, "output", "plot"))
     result = process(
         trial,
         subject.mass,

@@ -288,6 +288,16 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
     return config
 
 
+def setting(config: dict | None, section_name: str, key: str) -> Any:
+    """``config[section_name][key]``, or default.toml's value where ``config`` leaves it out.
+
+    A partial config (a caller's dict, the sections a batch task carries) reads the same defaults as a whole one:
+    the fallback is default.toml's, never a second copy of it written in the code.
+    """
+    values = (config or {}).get(section_name) or {}
+    return values[key] if key in values else DEFAULTS[section_name][key]
+
+
 def section(config: dict | None, name: str, settings_cls) -> dict[str, Any]:
     """The values for the settings dataclass ``settings_cls`` from ``config[name]``, missing ones from its defaults.
 

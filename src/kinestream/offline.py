@@ -16,6 +16,7 @@ import numpy as np
 from kinestream import checks, clean, scale, solve
 from kinestream.assets import Assets, get_assets
 from kinestream.augment import Augmenter, AugmentSettings, augment_table
+from kinestream.config import setting
 from kinestream.errors import InputError, KinestreamError, SolverError
 from kinestream.files.c3d import trc_to_c3d
 from kinestream.files.mot import Motion, solved_rows, write_mot
@@ -467,7 +468,7 @@ def process(
         steps.update(2)
         out_dir.mkdir(parents=True, exist_ok=True)
         augmented_trc = write_trc(out_dir / f"{stem}_augmented.trc", augmented)
-        augmented_c3d = c3d_beside(augmented_trc, messages) if config.get("output", {}).get("c3d", True) else None
+        augmented_c3d = c3d_beside(augmented_trc, messages) if setting(config, "output", "c3d") else None
         clock["augment"] = perf_counter()
 
         steps.stage("scale")

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kinestream import checks
-from kinestream.config import DEFAULTS
+from kinestream.config import DEFAULTS, setting
 from kinestream.errors import InputError, KinestreamError
 
 CONFIG_TOML = "Config.toml"  # Pose2Sim's
@@ -413,7 +413,7 @@ def _opencap_order(path: Path) -> tuple[bool, list]:
 
 
 def _settings_source(config: dict | None, key: str) -> tuple[float, str]:
-    value = (config or DEFAULTS).get("subject", {}).get(key, DEFAULTS["subject"][key])
+    value = setting(config, "subject", key)
     which = "the default settings" if value == DEFAULTS["subject"][key] else "the settings"
     return float(value), f"{which} ([subject] {key})"
 

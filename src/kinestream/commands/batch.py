@@ -11,6 +11,7 @@ from typing import Any
 
 from kinestream.assets import get_assets
 from kinestream.commands.common import say
+from kinestream.config import setting
 from kinestream.errors import InputError, SettingsError
 from kinestream.plots import headless_plots
 
@@ -57,7 +58,7 @@ def report(rows: list[dict], out: Path, config: dict) -> None:
     """
     from kinestream.batch import write_summary
 
-    plot = bool(config.get("output", {}).get("plot", True))
+    plot = bool(setting(config, "output", "plot"))
     headless_plots()
     csv_path, png = write_summary(out, rows, plot=plot)
     failed = [r for r in rows if r["status"] == "failed"]

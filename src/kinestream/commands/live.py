@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kinestream.commands.common import log_to_stderr, subject
 from kinestream.commands.terminal import PROMPTS, show, status_printer, workers_line
-from kinestream.config import override
+from kinestream.config import override, setting
 from kinestream.errors import KinestreamError
 from kinestream.files.c3d import trc_to_c3d
 from kinestream.files.mot import read_mot
@@ -72,7 +72,7 @@ def recording_c3d(record, config: dict, markers=None) -> Path | None:
     format cannot hold gets one line on stderr and no .c3d. The .mot and .trc are only read.
     """
     markers = Path(markers) if markers else Path(record).with_name(Path(record).stem + "_markers.trc")
-    if not config.get("output", {}).get("c3d", True) or not markers.is_file():
+    if not setting(config, "output", "c3d") or not markers.is_file():
         return None
     try:
         path, note = trc_to_c3d(markers)

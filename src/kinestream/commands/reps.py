@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kinestream.assets import get_assets
 from kinestream.centres import joint_centres
-from kinestream.config import load_config
+from kinestream.config import load_config, setting
 from kinestream.errors import InputError
 from kinestream.files.mot import read_mot
 from kinestream.plots import headless_plots, plot_reps
@@ -124,7 +124,7 @@ def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
             for e in events:
                 print(format_rep(e))
         print(format_summary(summary))
-    plot = config.get("output", {}).get("plot", True) and not getattr(args, "no_plot", False)
+    plot = setting(config, "output", "plot") and not getattr(args, "no_plot", False)
     if plot:
         out = Path(args.out) if args.out else path.with_name(path.stem + "_reps.png")
         headless_plots()

@@ -10,6 +10,7 @@ from kinestream.assets import get_assets
 from kinestream.commands.batch import bar, report
 from kinestream.commands.common import existing, say, subject
 from kinestream.commands.terminal import show
+from kinestream.config import setting
 from kinestream.errors import InputError, KinestreamError, SettingsError
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc, write_trc
@@ -145,7 +146,7 @@ def cmd_process(args, config) -> None:
         out_dir,
         config,
         static=static,
-        plot=bool(config["output"].get("plot", True)),
+        plot=bool(setting(config, "output", "plot")),
         truth=truth,
         streaming=args.streaming,
         model=args.model,

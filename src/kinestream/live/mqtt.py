@@ -27,6 +27,7 @@ from pathlib import Path
 
 import aiomqtt
 
+from kinestream.config import setting
 from kinestream.errors import SettingsError
 
 TOPIC_ROOT = "kinestream"
@@ -165,15 +166,18 @@ class MqttPublisher:
     @classmethod
     def from_config(cls, endpoint: str, config: dict, subject: str) -> MqttPublisher:
         """A publisher for ``endpoint`` with the ``[mqtt]`` settings (:func:`check_settings` first)."""
-        m = config.get("mqtt", {})
+
+        def m(key: str):
+            return setting(config, "mqtt", key)
+
         return cls.from_endpoint(
             endpoint,
             subject=subject,
-            qos=int(m.get("qos", 0)),
-            username=m.get("username") or None,
-            password=m.get("password") or None,
-            tls=bool(m.get("tls", False)),
-            ca_file=m.get("ca_file") or None,
+            qos=int(m("qos")),
+            username=m("username") or None,
+            password=m("password") or None,
+            tls=bool(m("tls")),
+            ca_file=m("ca_file") or None,
         )
 
     @property
@@ -437,8 +441,8 @@ def check_settings(endpoint: str, config: dict) -> None:
     It is a KinestreamError.
     """
     parse_endpoint(endpoint)
-    m = config.get("mqtt", {})
-    if m.get("password") and not m.get("tls") and not m.get("allow_plaintext_password", False):
+    password, tls = setting(config, "mqtt", "password"), setting(config, "mqtt", "tls")
+    if password and not tls and not setting(config, "mqtt", "allow_plaintext_password"):
         raise SettingsError(
             "mqtt.password is set but mqtt.tls is off: the password would cross the network "
             "in the clear; turn mqtt.tls on, or set mqtt.allow_plaintext_password = true "

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kinestream.assets import get_assets
+from kinestream.config import setting
 from kinestream.live import release_signals, stop_on_signals
 from kinestream.live.calibrate import served_subject
 from kinestream.live.metrics import Metrics, Throttled
@@ -165,7 +166,7 @@ class Service:
         self.rate = rate
         self.assets = get_assets(config)
         person = served_subject(config, self.assets, model, mass, height)  # the default person's model
-        self.subject = str(config["subject"].get("name", "subject"))
+        self.subject = str(setting(config, "subject", "name"))
         self.metrics = Metrics()
         svc = self.settings = ServiceSettings.from_config(config)
         self.source = KeypointSource(config)  # decoding, the time rules per subject, restarts

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kinestream.config import setting
 from kinestream.live.metrics import Metrics, Throttled
 from kinestream.live.transport import LINK_EVENTS, REFUSED_EVENTS, REFUSED_NAMES, open_input, open_output
 
@@ -121,7 +122,7 @@ class Sockets:
             kind = event["event"]
             if kind in REFUSED_NAMES:
                 self._refused(name, event)
-            if name != "input" or self.config.get("service", {}).get("bind_input", False):
+            if name != "input" or setting(self.config, "service", "bind_input"):
                 continue
             if kind in REFUSED_NAMES or kind == zmq.EVENT_DISCONNECTED:
                 self._link_lost = time.monotonic()

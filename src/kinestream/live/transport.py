@@ -44,6 +44,7 @@ import zmq
 if TYPE_CHECKING:
     from zmq.auth.thread import ThreadAuthenticator
 
+from kinestream.config import setting
 from kinestream.errors import InputError, ProtocolError, SettingsError
 from kinestream.live.settings import ServiceSettings
 
@@ -99,7 +100,7 @@ def check_bind(endpoint: str, config: dict, what: str, plain: bool = False) -> N
     """
     if is_loopback(endpoint):
         return
-    if not config.get("service", {}).get("allow_remote", False):
+    if not setting(config, "service", "allow_remote"):
         raise SettingsError(
             f"the {what} endpoint {endpoint} would listen beyond this machine; bind to "
             f"tcp://127.0.0.1:PORT, or set service.allow_remote = true in your config (with "
@@ -135,11 +136,11 @@ def check_bind(endpoint: str, config: dict, what: str, plain: bool = False) -> N
 
 def curve_enabled(config: dict) -> bool:
     """Whether ``[curve] enabled`` is on in ``config``."""
-    return bool(config.get("curve", {}).get("enabled", False))
+    return bool(setting(config, "curve", "enabled"))
 
 
 def _key_file(config: dict, key: str, role: str) -> Path:
-    value = config.get("curve", {}).get(key) or ""
+    value = setting(config, "curve", key) or ""
     if not value:
         raise SettingsError(
             f"[curve] enabled = true but curve.{key} is empty; {role}. {KEYS_HINT}",

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kinestream.config import setting
 from kinestream.errors import SettingsError
 from kinestream.live.people import share
 from kinestream.live.protocol import FrameDecoder, Rejected, decode_status
@@ -208,7 +209,7 @@ class Router:
         self.max_people = int(svc.max_people)
         self.timeout_ns = int(float(svc.person_timeout_s) * 1e9)
         self.serves = share(svc.people)
-        self.default_name = str(config.get("subject", {}).get("name", "subject"))
+        self.default_name = str(setting(config, "subject", "name"))
         self._peek = FrameDecoder(max_bytes=int(svc.max_message_bytes))
         self.assigned: dict[str, int] = {}  # subject -> their worker
         self._heard: dict[str, int] = {}  # subject -> when their last frame arrived (ns)
