@@ -91,7 +91,7 @@ class Row:
 def newest_status(sub, timeout: float, proc) -> dict | None:
     """The newest status the service has published within ``timeout`` s (None if none came); an error when
     the service has exited."""
-    from kinestream.live.protocol import decode_status
+    from kinestream.live.messages import decode_status
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

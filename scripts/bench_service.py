@@ -128,7 +128,7 @@ async def run(args, trial, model, config_path, viewer: Path | None = None) -> di
     import zmq.asyncio
 
     from kinestream.files.trc import read_trc
-    from kinestream.live.protocol import decode_angles, decode_reps, decode_status
+    from kinestream.live.messages import decode_angles, decode_reps, decode_status
     from kinestream.live.replay import replay
 
     shards = max(1, args.shards)

@@ -185,7 +185,7 @@ async def soak(minutes: float, every: float, rate: float = 60.0, say=print, atta
     import zmq.asyncio
 
     from kinestream.files.trc import read_trc
-    from kinestream.live.protocol import decode_status
+    from kinestream.live.messages import decode_status
     from kinestream.live.replay import replay
     from kinestream.synth import synthesize
 

@@ -43,7 +43,7 @@ class Served:
 
     def status(self, timeout: float = 90.0) -> dict:
         """The newest status the service has published (waiting for one if none is queued)."""
-        from kinestream.live.protocol import decode_status
+        from kinestream.live.messages import decode_status
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -20,7 +20,8 @@ from broker import Broker, until
 from kinestream.config import load_config
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc
-from kinestream.live.protocol import TOPIC_KEYPOINTS, decode_angles, decode_pose, decode_reps, encode_keypoints
+from kinestream.live.messages import decode_angles, decode_pose, decode_reps
+from kinestream.live.protocol import TOPIC_KEYPOINTS, encode_keypoints
 from kinestream.live.replay import wire_frames
 from kinestream.live.service import Service
 from kinestream.offline import process

@@ -15,6 +15,7 @@ import zmq
 
 from kinestream.errors import KinestreamError, ProtocolError
 from kinestream.ingest import BODY_25
+from kinestream.live.messages import angles_json, decode_angles, decode_status, encode_angles, encode_status
 from kinestream.live.protocol import (
     REASONS,
     TOPIC_ANGLES,
@@ -23,12 +24,7 @@ from kinestream.live.protocol import (
     FrameDecoder,
     KeypointFrame,
     Rejected,
-    angles_json,
-    decode_angles,
-    decode_status,
-    encode_angles,
     encode_keypoints,
-    encode_status,
 )
 
 RNG = np.random.default_rng(7)

@@ -12,7 +12,8 @@ from broker import Broker, free_port, until
 from kinestream.config import load_config
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc
-from kinestream.live.protocol import decode_angles, decode_status, encode_keypoints
+from kinestream.live.messages import decode_angles, decode_status
+from kinestream.live.protocol import encode_keypoints
 from kinestream.live.replay import replay
 from kinestream.live.service import Service
 from kinestream.offline import process
@@ -162,7 +163,7 @@ def test_live_session_equals_offline_streaming(session, tmp_path):
 
     # one rep event per squat, on ZeroMQ and MQTT, equal to the offline counter on the recording
     from kinestream.centres import joint_centres
-    from kinestream.live.protocol import decode_reps
+    from kinestream.live.messages import decode_reps
     from kinestream.reps import detect_reps
 
     reps = [decode_reps(p) for p in got["reps"]]
@@ -344,7 +345,7 @@ def test_a_rep_ending_as_the_stream_stops_is_published(session, tmp_path):
         sent, final, got = asyncio.run(live(load_config(), table, session=session, mqtt_port=broker.port, reps_after=1))
     finally:
         broker.stop()
-    from kinestream.live.protocol import decode_reps
+    from kinestream.live.messages import decode_reps
 
     reps = [decode_reps(p) for p in got["reps"]]
     print("rep events:", [(r["rep"]["index"], r["rep"]["end"], r["rep"]["reason"], r["rep"]["cues"]) for r in reps])

@@ -30,7 +30,7 @@ from kinestream.assets import get_assets
 from kinestream.config import load_config
 from kinestream.files.trc import read_trc, write_trc
 from kinestream.ingest import BODY_25
-from kinestream.live.protocol import decode_angles
+from kinestream.live.messages import decode_angles
 from kinestream.live.replay import replay
 from kinestream.offline import process
 from kinestream.synth import synthesize

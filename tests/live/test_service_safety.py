@@ -18,7 +18,8 @@ from kinestream.errors import InputError, RecordingError, SettingsError
 from kinestream.files.mot import read_mot
 from kinestream.files.record import MotRecorder, TrcRecorder, set_aside
 from kinestream.files.trc import read_trc
-from kinestream.live.protocol import MAX_COUNT, FrameDecoder, Rejected, decode_status, encode_keypoints, encode_status
+from kinestream.live.messages import decode_status, encode_status
+from kinestream.live.protocol import MAX_COUNT, FrameDecoder, Rejected, encode_keypoints
 from kinestream.live.service import Service
 
 BODY = np.random.default_rng(1).normal([0.0, 1.0, 0.0], 0.2, (25, 3)).astype(np.float32)

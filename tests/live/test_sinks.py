@@ -8,7 +8,8 @@ import zmq
 
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc
-from kinestream.live.protocol import TOPIC_ANGLES, TOPIC_POSE, decode_angles, decode_pose
+from kinestream.live.messages import decode_angles, decode_pose
+from kinestream.live.protocol import TOPIC_ANGLES, TOPIC_POSE
 from kinestream.live.sinks import PoseSink, RecorderSink, Solved, ZmqSink
 from kinestream.live.source import Arrival
 from kinestream.pipeline import Prepared, Result

@@ -11,7 +11,8 @@ from broker import free_port, until
 from kinestream.config import load_config
 from kinestream.errors import ProtocolError
 from kinestream.files.trc import read_trc
-from kinestream.live.protocol import Rejected, decode_angles, decode_pose, decode_status, encode_pose
+from kinestream.live.messages import decode_angles, decode_pose, decode_status, encode_pose
+from kinestream.live.protocol import Rejected
 from kinestream.live.replay import replay
 from kinestream.live.service import Service
 

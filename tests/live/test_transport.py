@@ -17,7 +17,7 @@ from kinestream.commands.main import main
 from kinestream.config import load_config
 from kinestream.errors import SettingsError
 from kinestream.files.trc import read_trc
-from kinestream.live.protocol import decode_angles
+from kinestream.live.messages import decode_angles
 from kinestream.live.replay import replay
 from kinestream.live.service import Service
 from kinestream.live.transport import Access, client_config, is_loopback, make_keys, secure_client

@@ -18,7 +18,8 @@ from test_people import Source, rotational_worst, streaming_angles
 
 from broker import until
 from kinestream.files.mot import read_mot
-from kinestream.live.protocol import TOPIC_KEYPOINTS, decode_angles, decode_status, encode_keypoints
+from kinestream.live.messages import decode_angles, decode_status
+from kinestream.live.protocol import TOPIC_KEYPOINTS, encode_keypoints
 from kinestream.live.replay import wire_frames
 from served import Served
 

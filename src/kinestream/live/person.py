@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from kinestream.live.messages import reps_message
 from kinestream.live.metrics import Metrics, Throttled
-from kinestream.live.protocol import reps_message
 from kinestream.live.sinks import Sink, Solved
 from kinestream.live.source import Arrival
 from kinestream.pipeline import Pipeline, Prepared, RepNews, Result, Taken

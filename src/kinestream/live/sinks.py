@@ -23,17 +23,8 @@ import numpy as np
 
 from kinestream.centres import CENTRE_BODIES
 from kinestream.files.record import MotRecorder, TrcRecorder, set_aside
-from kinestream.live.protocol import (
-    TOPIC_ANGLES,
-    TOPIC_POSE,
-    TOPIC_REPS,
-    TOPIC_STATUS,
-    angles_json,
-    encode_angles,
-    encode_pose,
-    encode_reps,
-    encode_status,
-)
+from kinestream.live.messages import angles_json, encode_angles, encode_pose, encode_reps, encode_status
+from kinestream.live.protocol import TOPIC_ANGLES, TOPIC_POSE, TOPIC_REPS, TOPIC_STATUS
 from kinestream.live.source import Arrival
 from kinestream.pipeline import Prepared, Result
 

@@ -45,17 +45,8 @@ from kinestream.errors import ProtocolError
 from kinestream.files.mot import Motion, is_translation
 from kinestream.files.trc import MarkerTable
 from kinestream.ingest import canonical
-from kinestream.live.protocol import (
-    TOPIC_ANGLES,
-    TOPIC_POSE,
-    TOPIC_REPS,
-    TOPIC_STATUS,
-    Rejected,
-    decode_angles,
-    decode_pose,
-    decode_reps,
-    decode_status,
-)
+from kinestream.live.messages import decode_angles, decode_pose, decode_reps, decode_status
+from kinestream.live.protocol import TOPIC_ANGLES, TOPIC_POSE, TOPIC_REPS, TOPIC_STATUS, Rejected
 from kinestream.live.transport import endpoint_host, secure_client
 from kinestream.reps import detect_reps
 

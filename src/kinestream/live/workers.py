@@ -29,8 +29,9 @@ from typing import Any
 
 from kinestream.config import setting
 from kinestream.errors import SettingsError
+from kinestream.live.messages import decode_status
 from kinestream.live.people import share
-from kinestream.live.protocol import FrameDecoder, Rejected, decode_status
+from kinestream.live.protocol import FrameDecoder, Rejected
 from kinestream.live.service import SUBSCRIPTION_MAX_BYTES, SUBSCRIPTION_QUEUE
 from kinestream.live.settings import ServiceSettings
 from kinestream.live.transport import Access, check_bind, open_input, open_output
