@@ -113,7 +113,7 @@ HEAVY_OWNERS: dict[str, set[str]] = {
     "onnx": {"kinestream.lstm"},
     "ezc3d": {"kinestream.files.c3d"},
     "matplotlib": {"kinestream.plots"},
-    "dask": {"kinestream.batch"},
+    "dask": {"kinestream.commands.batch"},  # the cluster's TLS, with its client
     "distributed": {"kinestream.batch", "kinestream.commands.batch"},  # the command's own client and cluster
     "rerun": {"kinestream.live.view", "kinestream.live.viewers"},
     "aiomqtt": {"kinestream.live.mqtt", "kinestream.examples.subscriber"},  # the example stands alone

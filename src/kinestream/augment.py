@@ -359,6 +359,42 @@ class _ModelClock:
         return before, False
 
 
+def _check_options(mode: str, clock: str, window: int, reset_after: int, max_reach: float) -> None:
+    """Refuse what a :class:`StreamingAugmenter` cannot run with (a SettingsError naming the option)."""
+    if mode not in STREAM_MODES:
+        raise SettingsError(
+            f"augmenter mode {mode!r} is not one of {STREAM_MODES}", key="mode", given=mode, valid=STREAM_MODES
+        )
+    if clock not in STREAM_CLOCKS:
+        raise SettingsError(
+            f"augmenter clock {clock!r} is not one of {STREAM_CLOCKS}",
+            key="clock",
+            given=clock,
+            valid=STREAM_CLOCKS,
+        )
+    if int(window) < 1:
+        raise SettingsError(
+            f"augmenter window {window} must be at least 1 frame",
+            key="window",
+            given=window,
+            valid="at least 1 frame",
+        )
+    if int(reset_after) < 1:
+        raise SettingsError(
+            f"reset_after {reset_after} must be at least 1 frame",
+            key="augment.reset_after_frames",
+            given=reset_after,
+            valid="at least 1 frame",
+        )
+    if not max_reach > 0:
+        raise SettingsError(
+            f"max_reach {max_reach} must be a positive multiple of the height",
+            key="max_reach",
+            given=max_reach,
+            valid="a positive multiple of the height",
+        )
+
+
 class StreamingAugmenter:
     """The augmenter for live input: ``step(keypoints, t)`` returns the 43 markers of the frame.
 
@@ -433,38 +469,7 @@ class StreamingAugmenter:
         on_reset: Callable[[tuple[str, ...], float], None] | None = None,
     ):
         height, mass = checks.subject(height, mass)
-        if mode not in STREAM_MODES:
-            raise SettingsError(
-                f"augmenter mode {mode!r} is not one of {STREAM_MODES}", key="mode", given=mode, valid=STREAM_MODES
-            )
-        if clock not in STREAM_CLOCKS:
-            raise SettingsError(
-                f"augmenter clock {clock!r} is not one of {STREAM_CLOCKS}",
-                key="clock",
-                given=clock,
-                valid=STREAM_CLOCKS,
-            )
-        if int(window) < 1:
-            raise SettingsError(
-                f"augmenter window {window} must be at least 1 frame",
-                key="window",
-                given=window,
-                valid="at least 1 frame",
-            )
-        if int(reset_after) < 1:
-            raise SettingsError(
-                f"reset_after {reset_after} must be at least 1 frame",
-                key="augment.reset_after_frames",
-                given=reset_after,
-                valid="at least 1 frame",
-            )
-        if not max_reach > 0:
-            raise SettingsError(
-                f"max_reach {max_reach} must be a positive multiple of the height",
-                key="max_reach",
-                given=max_reach,
-                valid="a positive multiple of the height",
-            )
+        _check_options(mode, clock, window, reset_after, max_reach)
         self.offline = Augmenter(lower_model, upper_model, threads)
         self.parts = self.offline.parts
         self.height, self.mass = float(height), float(mass)

@@ -50,7 +50,7 @@ from typing import Any
 from kinestream import __version__, checks
 from kinestream.assets import get_assets
 from kinestream.config import setting
-from kinestream.errors import InputError, KinestreamError, SettingsError
+from kinestream.errors import InputError, KinestreamError
 from kinestream.offline import process, scale_from_static
 from kinestream.plots import plot_study
 from kinestream.projects import (
@@ -416,81 +416,6 @@ def _peak(motion, *names: str) -> float:
 
 def _round(value: float, digits: int) -> float | str:
     return round(value, digits) if math.isfinite(value) else ""
-
-
-# ------------------------------------------------------------------------------------------ the cluster --
-
-TLS_FLAGS = {"ca": "--tls-ca-file", "cert": "--tls-cert", "key": "--tls-key"}
-_TLS_CONFIG = {"ca": "ca-file", "cert": "client.cert", "key": "client.key"}  # under distributed.comm.tls
-
-
-def scheduler_security(
-    address: str, *, ca: str | None = None, cert: str | None = None, key: str | None = None, insecure: bool = False
-):
-    """The distributed ``Security`` for a client of the scheduler at ``address``.
-
-    None for a plain ``tcp://`` scheduler, which only ``insecure`` allows.
-
-    A Dask scheduler runs what its clients send and its clients unpickle what it sends back: one reachable
-    without TLS lets anyone who can reach it run code as its users. A ``tls://`` scheduler needs the CA that
-    signed its certificate and this client's certificate and key: ``ca``, ``cert`` and ``key`` (paths), each
-    unset one from Dask's config (``distributed.comm.tls.ca-file``, ``.client.cert``, ``.client.key``).
-    """
-    import dask
-    from distributed import Security
-
-    scheme, _, rest = address.partition("://")
-    if not rest:
-        scheme, rest = "tcp", address  # distributed's default for HOST:PORT
-    given = {"ca": ca, "cert": cert, "key": key}
-    if scheme == "tcp":
-        if not insecure:
-            raise SettingsError(
-                f"--scheduler {address} is plain TCP: anyone who can reach it can run code as you, and this command "
-                f"unpickles its answers; give its tls:// address with {', '.join(TLS_FLAGS.values())} "
-                f"(docs/manual/batch.md), or --insecure-scheduler to use it anyway",
-                key="--scheduler",
-                given=address,
-                valid="a tls:// address, or --insecure-scheduler",
-            )
-        if any(given.values()):
-            used = ", ".join(TLS_FLAGS[k] for k, v in given.items() if v)
-            raise SettingsError(
-                f"{used}: only with a tls:// scheduler; {address} is plain TCP",
-                key=used,
-                given=address,
-                valid="a tls:// scheduler",
-            )
-        return None
-    if scheme != "tls":
-        raise SettingsError(
-            f"--scheduler {address}: the scheme {scheme}:// is not supported; give tls://HOST:PORT",
-            key="--scheduler",
-            given=address,
-            valid="tls://HOST:PORT",
-        )
-    files = {k: v or dask.config.get(f"distributed.comm.tls.{_TLS_CONFIG[k]}", None) for k, v in given.items()}
-    missing = [TLS_FLAGS[k] for k, v in files.items() if not v]
-    if missing:
-        raise SettingsError(
-            f"--scheduler {address} needs {', '.join(missing)} (the CA of the cluster's certificates, this "
-            f"client's certificate and key), or distributed.comm.tls.ca-file, .client.cert and .client.key in "
-            f"Dask's config",
-            key="--scheduler",
-            given=missing,
-            valid=list(TLS_FLAGS.values()),
-        )
-    for k, v in files.items():
-        if not Path(v).is_file():
-            raise SettingsError(
-                f"{TLS_FLAGS[k]} {v} does not exist; give the PEM file", key=TLS_FLAGS[k], given=v, valid="a PEM file"
-            )
-    return Security(
-        tls_ca_file=str(files["ca"]),
-        tls_client_cert=str(files["cert"]),
-        tls_client_key=str(files["key"]),
-        require_encryption=True,
-    )
 
 
 # ------------------------------------------------------------------------------------------- the batch --

@@ -118,7 +118,7 @@ class ModelFacts:
             self.root[k] = coord.getJoint().getParentFrame().findBaseFrame().getName() == ground
         self.wrappable = rotational & np.isinf(self.lower) & ~self.locked
         if refuse:
-            self._refuse_gimbal_lock(model, cs, s, q_neutral)
+            _refuse_gimbal_lock(self, model, cs, s, q_neutral)
         # coordinate tasks (off by default): rows sqrt(w) (q - value) of the same objective
         tasks = [
             (self.qindex[cs.getIndex(name)], weight, cs.get(name).getDefaultValue() if value is None else value)
@@ -134,60 +134,6 @@ class ModelFacts:
         self._check_jacobian(s)
         self._tree(model, cs, s)
         self.second_order = self._check_second_order(s)
-
-    def _refuse_gimbal_lock(self, model, cs, s, q: np.ndarray) -> None:
-        """Refuse a joint whose rotations are degenerate where one of them rests on a bound.
-
-        OpenCap's LaiArnoldModified2017 turns the humerus by plane of elevation, elevation and axial
-        rotation (Y, X, Y). At elevation 0, its lower bound, the first and the last are one turn (their
-        axes 2.4 deg apart), and the
-        arm can leave that pose only into the half-plane the plane of elevation points to: elevation cannot
-        go negative to reach the other. A local minimiser warm-started through a hanging arm keeps the
-        half-plane it came with, rests on the bound or slides along the turn to the plane's own bound, and
-        there is a false minimum (on a synthetic walk, whose arms hang twice a stride, its cost was up to
-        4.6 times OpenSim's, at 63% of frames at or below it). No local method tells the half-planes
-        apart, so such models go to OpenSim's solver. Only bounds within 45 deg of the default pose count:
-        the Euler singularities at +-90 deg of pelvic list or lumbar bending are bounds no motion reaches.
-        """
-        osim = self.osim
-        joints: dict[str, list[int]] = {}
-        for i in range(cs.getSize()):
-            coord = cs.get(i)
-            if coord.getMotionType() == osim.Coordinate.Rotational and not coord.getLocked(s):
-                joints.setdefault(coord.getJoint().getName(), []).append(int(self.qindex[i]))
-        jset = model.getJointSet()
-        jac = osim.Matrix()
-        for name, ks in joints.items():
-            if len(ks) < 2:
-                continue
-            child = osim.PhysicalFrame.safeDownCast(jset.get(name).getChildFrame().findBaseFrame())
-            bodies = osim.SimTKArrayMobilizedBodyIndex()
-            stations = osim.SimTKArrayVec3()
-            for v in ((0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)):
-                bodies.push_back(child.getMobilizedBodyIndex())
-                stations.push_back(osim.Vec3(*v))
-            for k in ks:
-                for bound in (self.lower[k], self.upper[k]):
-                    if not abs(bound - q[k]) < np.pi / 4:  # a bound the body reaches in ordinary poses
-                        continue
-                    pose = q.copy()
-                    pose[k] = bound
-                    self.pose(s, pose)
-                    self.matter.calcStationJacobian(s, bodies, stations, jac)
-                    j = jac.to_numpy()[:, ks]
-                    turn = j[3:] - np.tile(j[:3], (3, 1))  # how the body's axes move: its rotation
-                    sv = np.linalg.svd(turn, compute_uv=False)
-                    if sv[-1] < 0.1 * sv[0]:  # two of its axes within about 6 deg of each other
-                        coord = next(cs.get(i).getName() for i in range(cs.getSize()) if self.qindex[i] == k)
-                        raise SolverError(
-                            f"joint {name}'s rotations are degenerate (gimbal lock) with {coord} on its bound "
-                            f"({np.degrees(bound):.0f} deg), where the fast IK solver cannot tell which way "
-                            f'the body leaves it; use ik.solver = "opensim" for this model',
-                            key="ik.solver",
-                            given=coord,
-                            valid="opensim",
-                        )
-        self.pose(s, q)
 
     # -- OpenSim's kinematics, on any state of the model
 
@@ -338,3 +284,57 @@ class ModelFacts:
             worst = max(worst, float(np.max(np.abs(numeric[free] - analytic[free, k]))))
         scale = float(np.abs(analytic[np.ix_(free, free)]).max())
         return worst <= 0.25 * scale
+
+
+def _refuse_gimbal_lock(facts: ModelFacts, model, cs, s, q: np.ndarray) -> None:
+    """Refuse a joint whose rotations are degenerate where one of them rests on a bound.
+
+    OpenCap's LaiArnoldModified2017 turns the humerus by plane of elevation, elevation and axial
+    rotation (Y, X, Y). At elevation 0, its lower bound, the first and the last are one turn (their
+    axes 2.4 deg apart), and the arm can leave that pose only into the half-plane the plane of elevation
+    points to: elevation cannot go negative to reach the other. A local minimiser warm-started through a
+    hanging arm keeps the half-plane it came with, rests on the bound or slides along the turn to the plane's
+    own bound, and there is a false minimum (on a synthetic walk, whose arms hang twice a stride, its cost was
+    up to 4.6 times OpenSim's, at 63% of frames at or below it). No local method tells the half-planes
+    apart, so such models go to OpenSim's solver. Only bounds within 45 deg of the default pose count:
+    the Euler singularities at +-90 deg of pelvic list or lumbar bending are bounds no motion reaches.
+    """
+    osim = facts.osim
+    joints: dict[str, list[int]] = {}
+    for i in range(cs.getSize()):
+        coord = cs.get(i)
+        if coord.getMotionType() == osim.Coordinate.Rotational and not coord.getLocked(s):
+            joints.setdefault(coord.getJoint().getName(), []).append(int(facts.qindex[i]))
+    jset = model.getJointSet()
+    jac = osim.Matrix()
+    for name, ks in joints.items():
+        if len(ks) < 2:
+            continue
+        child = osim.PhysicalFrame.safeDownCast(jset.get(name).getChildFrame().findBaseFrame())
+        bodies = osim.SimTKArrayMobilizedBodyIndex()
+        stations = osim.SimTKArrayVec3()
+        for v in ((0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1)):
+            bodies.push_back(child.getMobilizedBodyIndex())
+            stations.push_back(osim.Vec3(*v))
+        for k in ks:
+            for bound in (facts.lower[k], facts.upper[k]):
+                if not abs(bound - q[k]) < np.pi / 4:  # a bound the body reaches in ordinary poses
+                    continue
+                pose = q.copy()
+                pose[k] = bound
+                facts.pose(s, pose)
+                facts.matter.calcStationJacobian(s, bodies, stations, jac)
+                j = jac.to_numpy()[:, ks]
+                turn = j[3:] - np.tile(j[:3], (3, 1))  # how the body's axes move: its rotation
+                sv = np.linalg.svd(turn, compute_uv=False)
+                if sv[-1] < 0.1 * sv[0]:  # two of its axes within about 6 deg of each other
+                    coord = next(cs.get(i).getName() for i in range(cs.getSize()) if facts.qindex[i] == k)
+                    raise SolverError(
+                        f"joint {name}'s rotations are degenerate (gimbal lock) with {coord} on its bound "
+                        f"({np.degrees(bound):.0f} deg), where the fast IK solver cannot tell which way "
+                        f'the body leaves it; use ik.solver = "opensim" for this model',
+                        key="ik.solver",
+                        given=coord,
+                        valid="opensim",
+                    )
+    facts.pose(s, q)

@@ -72,6 +72,50 @@ def _check_topic_level(what: str, value: str) -> None:
         )
 
 
+def _check_options(host, port, subject, qos, queue_size, backoff, ca_file) -> None:
+    """Refuse what a publisher cannot work with (a SettingsError naming the option, what was given, what is valid)."""
+    if not host:
+        raise SettingsError(f"MQTT host {host!r} is empty; {ENDPOINT_HINT}", key="host", given=host, valid="HOST:PORT")
+    if not 0 < int(port) < 65536:
+        raise SettingsError(
+            f"MQTT port {port!r} is not valid; give 1 to 65535", key="port", given=port, valid=(1, 65535)
+        )
+    _check_topic_level("subject", subject)
+    if "/" in subject:
+        raise SettingsError(
+            f"MQTT subject {subject!r} is not valid; it is one topic level, without '/'",
+            key="subject",
+            given=subject,
+            valid="one topic level",
+        )
+    if qos not in (0, 1, 2):
+        raise SettingsError(
+            f"MQTT QoS {qos!r} is not valid; give 0, 1 or 2", key="mqtt.qos", given=qos, valid=[0, 1, 2]
+        )
+    if queue_size < 1:
+        raise SettingsError(
+            f"MQTT queue_size {queue_size!r} is not valid; give at least 1 message",
+            key="queue_size",
+            given=queue_size,
+            valid="at least 1",
+        )
+    first, cap = backoff
+    if not 0 < first <= cap:
+        raise SettingsError(
+            f"MQTT backoff {backoff!r} is not valid; give (first, max) seconds with 0 < first <= max",
+            key="backoff",
+            given=backoff,
+            valid="0 < first <= max",
+        )
+    if ca_file is not None and not Path(ca_file).is_file():
+        raise SettingsError(
+            f"MQTT CA file {ca_file} does not exist; give the broker's CA certificate (PEM)",
+            key="mqtt.ca_file",
+            given=ca_file,
+            valid="the broker's CA certificate (PEM)",
+        )
+
+
 class MqttPublisher:
     """A bounded, reconnecting MQTT publisher for live messages.
 
@@ -94,48 +138,8 @@ class MqttPublisher:
         backoff: tuple[float, float] = (0.5, 30.0),
         log: logging.Logger | None = None,
     ) -> None:
-        if not host:
-            raise SettingsError(
-                f"MQTT host {host!r} is empty; {ENDPOINT_HINT}", key="host", given=host, valid="HOST:PORT"
-            )
-        if not 0 < int(port) < 65536:
-            raise SettingsError(
-                f"MQTT port {port!r} is not valid; give 1 to 65535", key="port", given=port, valid=(1, 65535)
-            )
-        _check_topic_level("subject", subject)
-        if "/" in subject:
-            raise SettingsError(
-                f"MQTT subject {subject!r} is not valid; it is one topic level, without '/'",
-                key="subject",
-                given=subject,
-                valid="one topic level",
-            )
-        if qos not in (0, 1, 2):
-            raise SettingsError(
-                f"MQTT QoS {qos!r} is not valid; give 0, 1 or 2", key="mqtt.qos", given=qos, valid=[0, 1, 2]
-            )
-        if queue_size < 1:
-            raise SettingsError(
-                f"MQTT queue_size {queue_size!r} is not valid; give at least 1 message",
-                key="queue_size",
-                given=queue_size,
-                valid="at least 1",
-            )
+        _check_options(host, port, subject, qos, queue_size, backoff, ca_file)
         first, cap = backoff
-        if not 0 < first <= cap:
-            raise SettingsError(
-                f"MQTT backoff {backoff!r} is not valid; give (first, max) seconds with 0 < first <= max",
-                key="backoff",
-                given=backoff,
-                valid="0 < first <= max",
-            )
-        if ca_file is not None and not Path(ca_file).is_file():
-            raise SettingsError(
-                f"MQTT CA file {ca_file} does not exist; give the broker's CA certificate (PEM)",
-                key="mqtt.ca_file",
-                given=ca_file,
-                valid="the broker's CA certificate (PEM)",
-            )
         self.host, self.port = host, int(port)
         self.subject, self.qos = subject, qos
         self.username, self.password = username, password

@@ -116,6 +116,18 @@ class Supervisor:
                 log.error("task %s ended with %s: %s", task.get_name(), type(result).__name__, result)
 
 
+def _output_sinks(
+    pub, mqtt_endpoint: str | None, config: dict, subject: str, pose_every: int, pipeline: Pipeline
+) -> tuple[list[Sink], MqttSink | None, PoseSink]:
+    """The service's sinks: the angles on ZeroMQ, on MQTT when a broker is given, and the pose topic."""
+    sinks: list[Sink] = [ZmqSink(pub)]
+    mqtt = MqttSink(MqttPublisher.from_config(mqtt_endpoint, config, subject)) if mqtt_endpoint else None
+    if mqtt is not None:
+        sinks.append(mqtt)
+    pose = PoseSink(pub, pose_every, pipeline.keypoints, pipeline.markers)
+    return [*sinks, pose], mqtt, pose
+
+
 class Service:
     """Sockets and tasks around the people served (:class:`kinestream.live.people.People`).
 
@@ -154,16 +166,13 @@ class Service:
         worker: str = "",
         calibrate: str | Path | None = None,
     ):
-
         self.config, self.input_endpoint = config, input_endpoint
         self.output_endpoint, self.mqtt_endpoint = output_endpoint, mqtt
         if mqtt:
             check_mqtt(mqtt, config)  # a bad broker address or a password in the clear is said before anything starts
         self.record = Path(record) if record else None
         self.worker, self.output_connect = worker, output_connect
-        self.status_interval = status_interval
-        self.status_out = status_out
-        self.rate = rate
+        self.status_interval, self.status_out, self.rate = status_interval, status_out, rate
         self.assets = get_assets(config)
         person = served_subject(config, self.assets, model, mass, height)  # the default person's model
         self.subject = str(setting(config, "subject", "name"))
@@ -209,12 +218,9 @@ class Service:
             output_connect=self.output_connect,
         )
         self.sub, self.pub = self.sockets.sub, self.sockets.pub
-        self.sinks = [ZmqSink(self.pub)]
-        if self.mqtt_endpoint:
-            self._mqtt = MqttSink(MqttPublisher.from_config(self.mqtt_endpoint, self.config, self.subject))
-            self.sinks.append(self._mqtt)
-        self._pose = PoseSink(self.pub, self.pose_every, self.pipeline.keypoints, self.pipeline.markers)
-        self.sinks.append(self._pose)
+        self.sinks, self._mqtt, self._pose = _output_sinks(
+            self.pub, self.mqtt_endpoint, self.config, self.subject, self.pose_every, self.pipeline
+        )
         # each person's recording (serve writes its .c3d from the markers at the end: commands.live.recording_c3d)
         self.people.open(self.sinks)
 
