@@ -234,3 +234,23 @@ def test_the_tests_mirror_the_package():
         elif not any(stem == m or stem.startswith(m.split(".")[-1] + "_") for m in named | ({prefix} - {""})):
             strays.append(f"{path.relative_to(tests)}: no module kinestream.{prefix + '.' if prefix else ''}{stem}")
     assert strays == []
+
+
+def sizes(sources: dict[str, str]) -> list[str]:
+    """The modules over 700 lines and the classes over 300: the size past which a reader loses the thread."""
+    over = []
+    for name, text in sources.items():
+        lines = text.count("\n") + 1
+        if lines > 700:
+            over.append(f"{name}: {lines} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > 300:
+                over.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    return over
+
+
+def test_no_module_over_700_lines_and_no_class_over_300():
+    sources = {module_name(p): p.read_text() for p in PACKAGE.rglob("*.py")}
+    assert sizes(sources) == []
+    grown = {"big": "\n" * 700, "cls": "class A:\n" + "    x = 1\n" * 300}
+    assert sizes(grown) == ["big: 701 lines", "cls.A: 301 lines"]
