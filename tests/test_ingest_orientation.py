@@ -95,7 +95,7 @@ def test_ingest_settings_come_from_default_toml_and_are_checked(tmp_path):
     mine.write_text('[ingest]\nup = "x"\n')
     with pytest.raises(SettingsError) as info:
         load_config(mine)
-    assert (info.value.key, info.value.given, info.value.valid) == ("ingest.up", "x", 'one of "y", "z"')
+    assert (info.value.key, info.value.given, info.value.valid) == ("ingest.up", "x", ["y", "z"])
     with pytest.raises(SettingsError) as info:
         IngestSettings.from_config({"ingest": {"upp": "z"}})
     assert (info.value.key, info.value.given) == ("ingest", ["upp"])

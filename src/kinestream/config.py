@@ -199,7 +199,7 @@ def validate(config: dict, source: str = "the settings") -> dict:
                     f"{source}: [{section}] {key} = {value!r} is not valid; give {_describe(kind, rule)}",
                     key=f"{section}.{key}",
                     given=value,
-                    valid=_describe(kind, rule),
+                    valid=list(rule) if kind is str and rule else _describe(kind, rule),  # choices: the list
                 )
     return config
 
