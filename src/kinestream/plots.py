@@ -34,16 +34,6 @@ PANELS = [
 ]
 
 
-def headless_plots() -> None:
-    """Plots go to files only: matplotlib's Agg backend, whatever display the machine has.
-
-    The commands and ``batch``'s workers call it: they open no windows; the library leaves the backend to its caller.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-
-
 def _figure(**kwargs) -> Figure:
     """A new figure, not pyplot's (see the module notes)."""
     from matplotlib.figure import Figure

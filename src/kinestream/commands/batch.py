@@ -13,7 +13,6 @@ from kinestream.assets import get_assets
 from kinestream.commands.common import say
 from kinestream.config import setting
 from kinestream.errors import InputError, SettingsError
-from kinestream.plots import headless_plots
 
 EPILOG = """\
 layouts of ROOT:
@@ -59,7 +58,6 @@ def report(rows: list[dict], out: Path, config: dict) -> None:
     from kinestream.batch import write_summary
 
     plot = bool(setting(config, "output", "plot"))
-    headless_plots()
     csv_path, png = write_summary(out, rows, plot=plot)
     failed = [r for r in rows if r["status"] == "failed"]
     for r in failed:

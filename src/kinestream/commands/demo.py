@@ -27,7 +27,7 @@ from kinestream.commands.live import recording_c3d
 from kinestream.commands.terminal import show, status_printer
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc
-from kinestream.plots import headless_plots, plot_angles, plot_reps
+from kinestream.plots import plot_angles, plot_reps
 from kinestream.reps import RepSettings, detect_reps
 
 
@@ -148,7 +148,6 @@ async def _demo(config: dict, out: Path, syn, rate: float, view: str | None = No
         _stop_viewer(viewer, view or "")
 
     motion = read_mot(record)
-    headless_plots()
     png = out / "session_angles.png"
     plot_angles(motion, png, title="live session", truth=syn.motion)
     errors = compare(motion, syn.motion)

@@ -13,7 +13,7 @@ from kinestream.config import override, setting
 from kinestream.errors import KinestreamError
 from kinestream.files.c3d import trc_to_c3d
 from kinestream.files.mot import read_mot
-from kinestream.plots import headless_plots, plot_angles
+from kinestream.plots import plot_angles
 
 
 async def _serve(args, config):
@@ -88,7 +88,6 @@ def _finish_recording(record, config: dict, truth=None, markers=None) -> None:
     if not record:
         return
 
-    headless_plots()
     record = Path(record)
     if record.is_file():
         motion = read_mot(record)

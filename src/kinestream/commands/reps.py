@@ -13,7 +13,7 @@ from kinestream.centres import joint_centres
 from kinestream.config import load_config, setting
 from kinestream.errors import InputError
 from kinestream.files.mot import read_mot
-from kinestream.plots import headless_plots, plot_reps
+from kinestream.plots import plot_reps
 from kinestream.reps import KNEES, CueSettings, RepEvent, RepSettings, detect_reps
 
 
@@ -127,7 +127,6 @@ def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
     plot = setting(config, "output", "plot") and not getattr(args, "no_plot", False)
     if plot:
         out = Path(args.out) if args.out else path.with_name(path.stem + "_reps.png")
-        headless_plots()
         plot_reps(motion, events, out, settings=settings, partials=summary["partials"], title=path.stem)
         print(f"wrote {out}", file=sys.stderr if args.json else sys.stdout)
     return events, summary

@@ -15,7 +15,6 @@ from kinestream.errors import InputError, KinestreamError, SettingsError
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc, write_trc
 from kinestream.ingest import IngestSettings
-from kinestream.plots import headless_plots
 from kinestream.projects import subject_values
 
 
@@ -138,7 +137,6 @@ def cmd_process(args, config) -> None:
     truth = None
     if args.truth:
         truth = read_mot(args.truth)
-    headless_plots()
     result = process(
         trial,
         mass,
@@ -191,6 +189,5 @@ def process_folder(args, config) -> None:
     for line in describe(study) + notes:
         say(line)
     out = Path(args.out) if args.out else Path("out") / Path(args.trial).resolve().name
-    headless_plots()
     rows = run_batch(study, out, config, force=args.force, streaming=args.streaming, on_progress=bar(study.n_trials))
     report(rows, out, config)
