@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from kinestream.checks import subject_id
+from kinestream.checks import HEIGHT_M, MASS_KG, subject_id
 from kinestream.errors import KinestreamError, SettingsError
 
 DEFAULT_FILE = "default.toml"  # inside the package (configs/default.toml links to it): every setting, documented
@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = _read_defaults()
 NUMBER = (int, float)
 SOLVERS = ("fast", "opensim")  # ik.solver: kinestream.fastik's Newton solver, or OpenSim's own
 RULES: dict[str, dict[str, tuple]] = {
-    "subject": {"mass": (NUMBER, (10.0, 300.0)), "height": (NUMBER, (0.5, 2.5))},
+    "subject": {"mass": (NUMBER, MASS_KG), "height": (NUMBER, HEIGHT_M)},  # the ranges every stage checks
     "ingest": {"up": (str, ("y", "z"))},  # rotate: its form is ingest.parse_rotate's
     "clean": {
         "max_gap_s": (NUMBER, (0.0, 10.0)),
