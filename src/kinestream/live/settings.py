@@ -40,7 +40,8 @@ class ServiceSettings(Section):
     people: str = _SERVICE["people"]
 
 
-REPLAY_ENDPOINT = "tcp://127.0.0.1:5555"  # where ``kinestream replay`` binds by default
+#: Where ``kinestream replay`` binds by default: where the service's input connects ([service] input).
+REPLAY_ENDPOINT: str = _SERVICE["input"]
 
 
 def parse_rate(value) -> float:
