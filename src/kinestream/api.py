@@ -206,7 +206,6 @@ def process(
     the true angles (``synth(...).motion``), plotted dashed, with the RMS error per joint in the messages.
     """
     from kinestream.offline import process as run
-    from kinestream.scale import ScaleSettings
 
     config = _config(config)
     height, mass = _subject(config, height, mass)
@@ -216,7 +215,7 @@ def process(
         height,
         out_dir,
         config,
-        static=ScaleSettings.from_config(config).static if static is None else static,
+        static=static,
         plot=bool(config["output"]["plot"]),
         truth=truth,
         streaming=streaming,

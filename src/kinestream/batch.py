@@ -64,7 +64,6 @@ from kinestream.projects import (
     subject_values,
 )
 from kinestream.reps import RepSettings, detect_reps
-from kinestream.scale import ScaleSettings
 
 log = logging.getLogger(__name__)
 
@@ -353,8 +352,7 @@ def scale_subject(subject: Subject, out_dir: Path, config: dict) -> Scaled:
         return Scaled(None, ("no static trial: each trial is scaled from its own still pose",))
 
     start = time.perf_counter()
-    static = ScaleSettings.from_config(config).static  # a window of the static trial's frames, as process's
-    model, notes = scale_from_static(subject.static, subject.height, subject.mass, out_dir, config, static)
+    model, notes = scale_from_static(subject.static, subject.height, subject.mass, out_dir, config)
     for note in notes:  # what the static trial gave (frames averaged, refused), said where the batch runs
         log.info("%s: %s", subject.name, note)
     return Scaled(model, tuple(notes), time.perf_counter() - start)
@@ -377,7 +375,6 @@ def process_trial(
         subject.height,
         out_dir,
         config,
-        static=ScaleSettings.from_config(config).static,
         plot=plot,
         streaming=streaming,
         model=scaled.model,

@@ -276,16 +276,12 @@ def load_config(path: str | Path | None = None) -> dict[str, Any]:
             given=path,
             valid="a TOML file",
         )
-    for file in (path,):
-        try:
-            with open(file, "rb") as fh:
-                loaded = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(
-                f"config file {file} is not valid TOML: {exc}", given=file, valid="a TOML file"
-            ) from None
-        config = _merge(config, validate(loaded, f"config file {file}"))
-    return config
+    try:
+        with open(path, "rb") as fh:
+            loaded = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}", given=path, valid="a TOML file") from None
+    return _merge(config, validate(loaded, f"config file {path}"))
 
 
 def setting(config: dict | None, section_name: str, key: str) -> Any:
@@ -298,7 +294,7 @@ def setting(config: dict | None, section_name: str, key: str) -> Any:
     return values[key] if key in values else DEFAULTS[section_name][key]
 
 
-def section(config: dict | None, name: str, settings_cls) -> dict[str, Any]:
+def _section(config: dict | None, name: str, settings_cls) -> dict[str, Any]:
     """The values for the settings dataclass ``settings_cls`` from ``config[name]``, missing ones from its defaults.
 
     Its field defaults are read from default.toml; a key the class does not know is a KinestreamError.
@@ -339,7 +335,7 @@ class Section:
     @classmethod
     def from_config(cls, config: dict | None) -> Self:
         """The settings of ``config[SECTION]`` (``config`` a whole config, or None for the defaults)."""
-        values = {k: list(v) if isinstance(v, tuple) else v for k, v in section(config, cls.SECTION, cls).items()}
+        values = {k: list(v) if isinstance(v, tuple) else v for k, v in _section(config, cls.SECTION, cls).items()}
         validate({cls.SECTION: {k: v for k, v in values.items() if v is not None}}, "the settings")
         settings = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
         settings.check()

@@ -171,21 +171,26 @@ def static_markers(
     return augmented, still, notes + [f"wrote {written} (the static trial's still pose, augmented)"]
 
 
+def _static_window(static, config: dict):
+    """The still window asked for: ``static`` when given, else the config's ``[scale] static``."""
+    return static if static is not None else scale.ScaleSettings.from_config(config).static
+
+
 def scale_from_static(
     static_trial: str | Path,
     height: float,
     mass: float,
     out_dir: str | Path,
     config: dict,
-    static="auto",
+    static=None,
     augmented_name: str | None = None,
 ) -> tuple[Path, list[str]]:
     """The model scaled from a separate static trial; returns its path and notes.
 
     The trial's frames are averaged into one still pose, augmented; the model is written to ``out_dir`` as
-    ``STATIC_scaled.osim`` beside the static trial's augmented markers. ``static``: 'auto' (every frame) or a (start,
-    end) range of the static trial's frames, in seconds. ``process --static-trial`` and ``batch`` (once per subject)
-    both scale so.
+    ``STATIC_scaled.osim`` beside the static trial's augmented markers. ``static``: 'auto' (every frame) or a
+    (start, end) range of the static trial's frames, in seconds; None: the config's ``[scale] static``.
+    ``process --static-trial`` and ``batch`` (once per subject) both scale so.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -198,7 +203,7 @@ def scale_from_static(
         assets,
         config,
         out_dir / (augmented_name or f"{stem}_augmented.trc"),
-        scale.parse_static(static),
+        scale.parse_static(_static_window(static, config)),
     )
     try:
         result = scale.ScaleSettings.from_config(config).scale(
@@ -412,7 +417,7 @@ def process(
     height: float,
     out_dir: str | Path,
     config: dict,
-    static="auto",
+    static=None,
     plot: bool = True,
     truth: Motion | None = None,
     streaming: bool = False,
@@ -427,13 +432,14 @@ def process(
     step is skipped. ``static_trial``: a separate static trial (a .trc of
     keypoints, as Pose2Sim projects keep one, of any length from one frame):
     its frames are averaged into one still pose, which is augmented and scaled
-    from (``static`` is then a window of its frames). The keypoints of both
+    from (``static`` is then a window of its frames; None, the default: the config's
+    ``[scale] static``). The keypoints of both
     are turned by the ``[ingest]`` settings. With ``truth`` (e.g. the
     coords.mot of ``kinestream synth``), the plot shows it dashed and the
     summary gives the RMS error per joint.
     """
     checks.subject(height, mass)
-    static = scale.parse_static(static)
+    static = scale.parse_static(_static_window(static, config))
     if model is not None and static_trial is not None:
         raise InputError(
             f"a scaled model ({model}) and a static trial ({static_trial}) were both given; the model skips "

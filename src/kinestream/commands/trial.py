@@ -10,7 +10,7 @@ from kinestream.assets import get_assets
 from kinestream.commands.batch import bar, report
 from kinestream.commands.common import existing, say, subject
 from kinestream.commands.terminal import show
-from kinestream.config import setting
+from kinestream.config import override, setting
 from kinestream.errors import InputError, KinestreamError, SettingsError
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc, write_trc
@@ -119,7 +119,6 @@ def cmd_ik(args, config) -> None:
 
 def cmd_process(args, config) -> None:
     from kinestream.offline import process
-    from kinestream.scale import ScaleSettings
 
     if Path(args.trial).is_dir():
         return process_folder(args, config)
@@ -132,7 +131,7 @@ def cmd_process(args, config) -> None:
             out_dir = Path("out") / checks.path_segment(f"trial {trial}: its output folder name", trial.stem)
         except KinestreamError as exc:
             raise exc.reworded(f"{exc}; give --out, or rename the file") from None
-    static = args.static or ScaleSettings.from_config(config).static
+    static = args.static or None  # None: the config's [scale] static
     static_trial = existing(args.static_trial, "static trial") if args.static_trial else None
     truth = None
     if args.truth:
@@ -172,7 +171,7 @@ def process_folder(args, config) -> None:
             valid="one trial's .trc, not a folder",
         )
     if args.static:  # a new config with the window: the one the folder's trials and static trial are scaled from
-        config = {**config, "scale": {**config["scale"], "static": args.static}}
+        config = override(config, {"scale": {"static": args.static}})
     study = find_study(args.trial, config, height=args.height, mass=args.mass)
     if study.unplanned:  # one folder: what keeps a subject from being processed is refused up front, as one line
         subject, trial, reason = study.unplanned[0]
