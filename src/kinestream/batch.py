@@ -473,6 +473,15 @@ class _Task:
         return self.value
 
 
+def _as_completed(client) -> Callable[[list], Iterable]:
+    """How :func:`run_batch` waits for its tasks: in the order sent here, as they finish on a Dask cluster."""
+    if isinstance(client, InProcess):
+        return client.as_completed
+    from distributed import as_completed
+
+    return as_completed
+
+
 def one_line(exc: BaseException) -> str:
     """An exception as the one line a summary row holds."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -503,11 +512,7 @@ def run_batch(
     """
     if client is None:
         client = InProcess()
-    if isinstance(client, InProcess):
-        as_completed = client.as_completed
-    else:
-        from distributed import as_completed
-
+    as_completed = _as_completed(client)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(out)

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rerun as rr
@@ -164,7 +165,7 @@ class _Column:
     Their times and, per frame, an array of rows (points (N, 3), segments (N, 2, 3) or scalars (N,)).
     """
 
-    kind: type
+    kind: Any  # rr.Points3D, rr.LineStrips3D or rr.Scalars (Any: their type is rerun's, absent without the extra)
     times: list[float] = field(default_factory=list)
     rows: list[np.ndarray] = field(default_factory=list)
 
