@@ -209,10 +209,10 @@ def run_live(config_file: Path | None, model: Path, work: Path):
 
 def run_config(label: str, config_file: Path | None, paths: list[str], truth, work: Path) -> list[Row]:
     from kinestream.accuracy import compare
-    from kinestream.config import load_config
     from kinestream.offline import process
+    from kinestream.settings import load_settings
 
-    config = load_config(config_file)
+    settings = load_settings(config_file)
     rows: list[Row] = []
 
     def offline_run(streaming: bool, model=None):
@@ -221,7 +221,7 @@ def run_config(label: str, config_file: Path | None, paths: list[str], truth, wo
             MASS,
             HEIGHT,
             work / ("streaming" if streaming else "offline"),
-            config,
+            settings,
             plot=False,
             streaming=streaming,
             model=model,

@@ -24,7 +24,6 @@ Columns (knee: mean of both knees; hip: mean of both hips):
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import tempfile
@@ -79,18 +78,18 @@ def on_time(motion, reference):
     return keep, np.array([r for r in rows if r is not None])
 
 
-def rep_delays_ms(motion, truth, config) -> list[float]:
+def rep_delays_ms(motion, truth, settings) -> list[float]:
     """From each true rep end to the rep event the counter raises on ``motion`` (frame by frame, no look-ahead)."""
-    from kinestream.reps import RepCounter, RepSettings
+    from kinestream.reps import RepCounter
 
-    settings = RepSettings.from_config(config)
-    counter = RepCounter(settings, motion.names)
+    reps = settings.reps
+    counter = RepCounter(reps, motion.names)
     events = []
     for i, t in enumerate(motion.time):
         if counter.step(float(t), motion.values[i], None) is not None:
             events.append(float(t))
     knee, t = mean_of(truth, KNEES), truth.time
-    level = settings.knee_start_deg
+    level = reps.knee_start_deg
     ends = [
         t[i - 1] + (level - knee[i - 1]) / (knee[i] - knee[i - 1]) * (t[i] - t[i - 1])
         for i in range(1, len(knee))
@@ -104,7 +103,7 @@ def rep_delays_ms(motion, truth, config) -> list[float]:
     return out
 
 
-def judge(name, motion, reference, rate, truth=None, standing=None, config=None) -> dict:
+def judge(name, motion, reference, rate, truth=None, standing=None, settings=None) -> dict:
     keep, rows = on_time(motion, reference)
     k, h = mean_of(motion, KNEES)[keep], mean_of(motion, HIPS)[keep]
     rk, rh = mean_of(reference, KNEES)[rows], mean_of(reference, HIPS)[rows]
@@ -119,7 +118,7 @@ def judge(name, motion, reference, rate, truth=None, standing=None, config=None)
         still = (motion.time >= standing[0] + 0.5) & (motion.time <= standing[1] - 0.2)
         row["jitter deg"] = float(np.sqrt(np.nanmean(np.diff(mean_of(motion, KNEES)[still], 2) ** 2)))
     if truth is not None:
-        delays = rep_delays_ms(motion, truth, config)
+        delays = rep_delays_ms(motion, truth, settings)
         row["rep ms"] = float(np.mean(delays)) if delays else float("nan")
     return row
 
@@ -137,10 +136,10 @@ def trials(tmp: Path, quick: bool):
 
 
 def run(quick: bool = False, say=print) -> list[dict]:
-    from kinestream.config import load_config
     from kinestream.offline import process
+    from kinestream.settings import Settings
 
-    base = load_config()
+    base = Settings()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -156,15 +155,14 @@ def run(quick: bool = False, say=print) -> list[dict]:
                         **judge("offline (zero lag)", offline.motion, reference, rate, syn.motion, standing, base),
                     }
                 )
-            for name, settings in FILTERS.items():
-                config = copy.deepcopy(base)
-                config["clean"].update(settings)
+            for name, changes in FILTERS.items():
+                chosen = base.override({"clean": changes})
                 got = process(
                     path,
                     mass,
                     height,
                     tmp / label / name.replace(" ", "_"),
-                    config,
+                    chosen,
                     plot=False,
                     streaming=True,
                     model=offline.scaled_model,
@@ -173,7 +171,7 @@ def run(quick: bool = False, say=print) -> list[dict]:
                     {
                         "trial": label,
                         **judge(
-                            name, got.motion, reference, rate, syn.motion if syn is not None else None, standing, config
+                            name, got.motion, reference, rate, syn.motion if syn is not None else None, standing, chosen
                         ),
                     }
                 )

@@ -543,21 +543,19 @@ def main(argv=None) -> int:
     if args.shards < 1:
         parser.error("--shards must be 1 or more")
 
-    from kinestream.config import load_config
     from kinestream.offline import process
+    from kinestream.settings import Settings
     from kinestream.synth import synthesize
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         syn = synthesize(tmp / "syn", fs=args.rate, seconds=args.seconds, noise_mm=5.0)
         args.mass, args.height = syn.mass, syn.height
-        config = load_config()
-        config["ik"]["arms"] = not args.no_arms
-        config["ik"]["solver"] = args.solver
+        settings = Settings().override({"ik": {"arms": not args.no_arms, "solver": args.solver}})
         config_path = tmp / "bench.toml"
         config_path.write_text(f"[ik]\narms = {'false' if args.no_arms else 'true'}\n")
         # the subject's model, scaled from the trial's standing phase as calibrate would
-        scaled = process(syn.keypoints_trc, syn.mass, syn.height, tmp / "offline", config, plot=False)
+        scaled = process(syn.keypoints_trc, syn.mass, syn.height, tmp / "offline", settings, plot=False)
         lives = [asyncio.run(run(args, syn.keypoints_trc, scaled.scaled_model, config_path)) for _ in range(args.runs)]
         live = lives[0]
         runs: dict[str, list[dict]] = {"without viewer": [live], "with viewer": []}
@@ -579,7 +577,7 @@ def main(argv=None) -> int:
                 syn.mass,
                 syn.height,
                 tmp / "streaming",
-                config,
+                settings,
                 plot=False,
                 streaming=True,
                 model=scaled.scaled_model,

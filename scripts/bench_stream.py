@@ -220,7 +220,7 @@ def rate_report(results: dict) -> str:
     )
 
 
-def ik_trials(tmp: Path, seconds: float, config: dict) -> list[tuple[str, object, Path]]:
+def ik_trials(tmp: Path, seconds: float, settings) -> list[tuple[str, object, Path]]:
     """(description, markers, scaled model) of each IK trial, as the live service sees it: keypoints
     cleaned and augmented frame by frame (`process --streaming`, float32 as on the wire), the model
     scaled from the trial's own standing phase. The synth squat (5 mm keypoint noise), and the recorded
@@ -235,7 +235,7 @@ def ik_trials(tmp: Path, seconds: float, config: dict) -> list[tuple[str, object
         sources.append((SHARED_TRIAL.stem, SHARED_TRIAL, 75.0, 1.85))
     trials = []
     for k, (desc, path, mass, height) in enumerate(sources):
-        result = process(path, mass, height, tmp / f"trial{k}", config, plot=False, streaming=True)
+        result = process(path, mass, height, tmp / f"trial{k}", settings, plot=False, streaming=True)
         trials.append((desc, read_trc(result.augmented_trc), result.scaled_model))
     return trials
 
@@ -334,15 +334,14 @@ def ik_section(seconds: float) -> dict:
     import tempfile
 
     from kinestream.assets import get_assets
-    from kinestream.config import load_config
-    from kinestream.solve import IKSettings
+    from kinestream.settings import Settings
+    from kinestream.solve import ik_setup
 
-    config = load_config()
-    config["ik"]["arms"] = True
-    setup = IKSettings.from_config(config).setup(get_assets().ik_setup)
+    settings = Settings().override({"ik": {"arms": True}})
+    setup = ik_setup(settings.ik, get_assets().ik_setup)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for desc, markers, model_path in ik_trials(Path(tmp), seconds, config):
+        for desc, markers, model_path in ik_trials(Path(tmp), seconds, settings):
             out[desc] = compare_solvers(model_path, setup, markers)
     return out
 

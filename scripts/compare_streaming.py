@@ -35,24 +35,24 @@ def rms_shifted(a: np.ndarray, b: np.ndarray, shift: int) -> float:
 
 
 def compare(trial: Path, mass: float, height: float, out: Path) -> dict:
-    from kinestream.clean import StreamingCleaner
-    from kinestream.config import load_config
+    from kinestream.clean import streaming_cleaner
     from kinestream.offline import process
+    from kinestream.settings import Settings
 
-    config = load_config()
-    offline = process(trial, mass, height, out / "offline", config, plot=False)
+    settings = Settings()
+    offline = process(trial, mass, height, out / "offline", settings, plot=False)
     streaming = process(
         trial,
         mass,
         height,
         out / "streaming",
-        config,
+        settings,
         plot=False,
         streaming=True,
         model=offline.scaled_model,
     )
     rate = 1.0 / float(np.median(np.diff(offline.motion.time)))
-    delay_ms = StreamingCleaner.from_config(config["clean"], 1, rate).delay_ms()
+    delay_ms = streaming_cleaner(settings.clean, 1, rate).delay_ms()
     lag = int(round(delay_ms / 1000 * rate))
     result = {"trial": trial.name, "filter_delay_ms": round(delay_ms, 1), "filter_delay_frames": lag, "joints": {}}
     for joint in JOINTS:

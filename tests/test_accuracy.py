@@ -195,15 +195,15 @@ def test_bench_accuracy_offline_against_a_truth_of_its_own(tmp_path):
     The lab's own file stays outside the repository, so this is what a fresh clone can check."""
     from conftest import real_trial
     from kinestream.accuracy import column, sample
-    from kinestream.config import load_config
     from kinestream.offline import process
+    from kinestream.settings import load_settings
 
     own = process(
         real_trial("drop_vertical_jump.trc"),
         78.2,
         1.96,
         tmp_path / "own",
-        load_config(),
+        load_settings(),
         plot=False,
     ).motion
     values = np.column_stack([np.radians(sample(own, column(own, d), LAB + SHIFT)) for d in DOFS])

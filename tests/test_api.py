@@ -14,6 +14,7 @@ import pytest
 
 import kinestream
 import kinestream.api as ks
+import kinestream.settings
 from c3dcheck import assert_same_as_trc
 from kinestream.augment import LOWER_MARKERS, UPPER_MARKERS
 from kinestream.errors import InputError, SettingsError
@@ -86,8 +87,8 @@ def test_c3d_off_writes_none(trial, processed, tmp_path):
 
 def test_augment_turns_the_keypoints_as_process_does(trial, tmp_path):
     """A Z-up trial through ``augment`` with ``[ingest] up = "z"`` gives the augmented markers ``process --up z``
-    writes (to the .trc's 5 decimals), whether given as a path or a table; without the setting they would lie
-    on their side."""
+    writes (to the .trc's 5 decimals), whether given as a path or a table, the setting as a dict of sections or as
+    Settings; without the setting they would lie on their side."""
     from kinestream.ingest import orient, orientation
 
     z_up = orient(ks.read_trc(trial.keypoints_trc), orientation("z").T)  # the trial as a Z-up camera system sees it
@@ -95,8 +96,9 @@ def test_augment_turns_the_keypoints_as_process_does(trial, tmp_path):
     config = {"ingest": {"up": "z"}}
     processed = ks.process(path, tmp_path / "out", height=trial.height, mass=trial.mass, config=config)
     written = ks.read_trc(processed.augmented_trc)
-    for given in (path, ks.read_trc(path)):
-        markers = ks.augment(given, height=trial.height, mass=trial.mass, config=config)
+    settings = ks.load_settings().override(config)
+    for given, how in ((path, config), (ks.read_trc(path), config), (path, settings), (ks.read_trc(path), settings)):
+        markers = ks.augment(given, height=trial.height, mass=trial.mass, config=how)
         assert markers.names == written.names
         assert np.abs(markers.xyz - written.xyz).max() < 1e-5
         assert any("Z-up to Y-up" in note for note in markers.meta["notes"])
@@ -207,6 +209,10 @@ def test_all_names_resolve():
         value = getattr(kinestream, name)
         assert value is (ks if name == "api" else getattr(ks, name)), name
     assert set(kinestream.__all__) <= set(dir(kinestream)) and set(ks.__all__) <= set(dir(ks))
+    # the settings are one tree, from kinestream.settings; its sections are reached through it, not exported
+    assert ks.Settings is kinestream.Settings is kinestream.settings.Settings
+    assert ks.load_settings is kinestream.settings.load_settings
+    assert not {name for name in ks.__all__ if name.endswith("Settings") and name != "Settings"}
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         kinestream.nothing  # noqa: B018
 
@@ -229,11 +235,13 @@ print("ok")
     "api first": """
 import types
 import kinestream.api as ks
+import kinestream.settings
 from kinestream import augment, scale, synth, process
 assert all(isinstance(m, types.ModuleType) for m in (scale, augment, synth)), (scale, augment, synth)
 assert ks.scale.__module__ == "kinestream.api" and process is ks.process
 import kinestream
-assert kinestream.scale.ScaleSettings and kinestream.StreamingIK.__module__ == "kinestream.solve.stream"
+assert kinestream.scale.scale_model and kinestream.StreamingIK.__module__ == "kinestream.solve.stream"
+assert not hasattr(kinestream.scale, "ScaleSettings") and kinestream.Settings.__module__ == "kinestream.settings"
 print("ok")
 """,
 }

@@ -18,9 +18,9 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from kinestream.batch import find_study, run_batch, write_summary
 from kinestream.commands.main import main
-from kinestream.config import load_config
 from kinestream.errors import InputError
 from kinestream.offline import process
+from kinestream.settings import load_settings
 from kinestream.synth import synthesize_study
 
 
@@ -69,8 +69,8 @@ def read_rows(path):
 
 @pytest.mark.slow
 def test_a_study_equals_process_trial_by_trial_and_a_second_run_skips_it(study, client, tmp_path):
-    config = load_config()
-    found = find_study(study, config)
+    settings = load_settings()
+    found = find_study(study, settings)
     assert [(s.name, len(s.trials), s.static.name) for s in found.subjects] == [
         (f"p0{k}", 3, f"p0{k}_static.trc") for k in (1, 2, 3)
     ]
@@ -78,7 +78,7 @@ def test_a_study_equals_process_trial_by_trial_and_a_second_run_skips_it(study, 
     assert heights == sorted(heights) and heights[-1] / heights[0] > 1.2  # three sizes of subject
 
     out = tmp_path / "out"
-    rows = run_batch(found, out, config, client)
+    rows = run_batch(found, out, settings, client)
     csv_path, png = write_summary(out, rows)
     assert png is not None and png.stat().st_size > 10_000
     table = read_rows(csv_path)
@@ -88,7 +88,7 @@ def test_a_study_equals_process_trial_by_trial_and_a_second_run_skips_it(study, 
     for subject in found.subjects:  # every output equals what process gives with the subject's static trial
         for trial in subject.trials:
             ref = tmp_path / "ref" / trial.stem
-            process(trial, subject.mass, subject.height, ref, config, static_trial=subject.static)
+            process(trial, subject.mass, subject.height, ref, settings, static_trial=subject.static)
             got = out / subject.name / trial.stem
             for name in (f"{trial.stem}.mot", f"{trial.stem}_augmented.trc"):
                 assert (got / name).read_bytes() == (ref / name).read_bytes(), f"{subject.name}/{name}"
@@ -97,18 +97,18 @@ def test_a_study_equals_process_trial_by_trial_and_a_second_run_skips_it(study, 
 
     # process FOLDER: the same batch in this process, no Dask (one subject here): the same files, the same rows
     one = replace(found, subjects=found.subjects[:1])
-    here = run_batch(one, tmp_path / "here", config)
+    here = run_batch(one, tmp_path / "here", settings)
     assert [{**r, "seconds": 0, "output": 0} for r in here] == [{**r, "seconds": 0, "output": 0} for r in rows[:3]]
     made = sorted(p.relative_to(out) for p in (out / "p01").rglob("*") if p.is_file() and p.suffix != ".png")
     assert len(made) == 3 * 3 + 2  # a trial's .mot, augmented .trc and .c3d; the static trial's .trc and model
     for rel in made:
         assert (tmp_path / "here" / rel).read_bytes() == (out / rel).read_bytes(), rel
 
-    again = run_batch(find_study(study, config), out, config, client)
+    again = run_batch(find_study(study, settings), out, settings, client)
     assert [r["status"] for r in again] == ["skipped"] * 9
     assert [r["ik_rms_mm"] for r in again] == [r["ik_rms_mm"] for r in rows]
 
-    changed = dict(config, ik={**config["ik"], "arms": False})  # other settings: every trial is done again
+    changed = settings.override({"ik": {"arms": False}})  # other settings: every trial is done again
     assert {r["status"] for r in run_batch(find_study(study, changed), out, changed, client)} == {"done"}
 
 
@@ -119,7 +119,7 @@ def test_a_worker_killed_mid_trial_and_a_bad_trial_leave_the_batch_whole(study, 
     bad = root / "p02" / "p02_squat9.trc"  # a file with too few keypoints: one failed row, the rest done
     lines = (root / "p02" / "p02_squat1.trc").read_text().splitlines()
     bad.write_text("\n".join(lines[:3] + ["Frame#\tTime\tNose", "\t\tX1\tY1\tZ1", "1\t0.0\t0\t1.6\t0"]) + "\n")
-    config = load_config()
+    settings = load_settings()
     pids = client.run(os.getpid)
     killed: list[str] = []
     lock = threading.Lock()
@@ -133,7 +133,7 @@ def test_a_worker_killed_mid_trial_and_a_bad_trial_leave_the_batch_whole(study, 
                 killed.append(busy[0])
                 os.kill(pids[busy[0]], signal.SIGKILL)  # mid-trial: the scheduler hands its trial to the other
 
-    rows = run_batch(find_study(root, config), tmp_path / "out", config, client, on_progress=kill_a_busy_worker)
+    rows = run_batch(find_study(root, settings), tmp_path / "out", settings, client, on_progress=kill_a_busy_worker)
     assert killed, "no worker was busy with a trial after the first finished"
     by_trial = {(r["subject"], r["trial"]): r for r in rows}
     assert len(rows) == len(by_trial) == 10
@@ -160,7 +160,7 @@ def test_pose2sim_study_takes_each_level_s_config(tmp_path, study):
     (root / "Config.toml").write_text("[project]\nparticipant_height = 1.70\nparticipant_mass = 70.0\n")
     (root / "P1" / "Config.toml").write_text("[project]\nparticipant_height = 1.81\n")
     (root / "P2" / "squats_1" / "Config.toml").write_text("[project]\nparticipant_mass = 82.5\n")
-    found = find_study(root, load_config())
+    found = find_study(root, load_settings())
     assert found.kind == "Pose2Sim"
     p1, p2 = found.subjects
     assert (p1.name, p1.height, p1.mass, p1.static.parent.parent.name) == ("P1", 1.81, 70.0, "static")
@@ -219,7 +219,7 @@ def test_opencap_downloads_are_one_subject_each(tmp_path, study):
         (marker_data.parent / "sessionMetadata.yaml").write_text(
             f"subjectID: {session}\nheight_m: {height}\nmass_kg: {mass}\nsex: \n"
         )
-    found = find_study(tmp_path / "downloads", load_config())
+    found = find_study(tmp_path / "downloads", load_settings())
     assert found.kind == "OpenCap"
     assert [(s.name, s.height, s.mass, s.static.name, [t.name for t in s.trials]) for s in found.subjects] == [
         ("ana", 1.62, 58.0, "neutral.trc", ["squats1.trc", "squats2.trc"]),
@@ -259,7 +259,7 @@ def test_a_trial_named_dot_dot_is_a_failed_row_and_nothing_leaves_out(tmp_path, 
         LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
         Client(cluster) as client,
     ):
-        rows = run_batch(find_study(root), out, load_config(), client)
+        rows = run_batch(find_study(root), out, load_settings(), client)
         assert not client.who_has()  # refused before any task: nothing ran
     assert [(r["subject"], r["trial"], r["status"]) for r in rows] == [("p01", "..", "failed")]
     assert "output folder name '..' is not valid" in rows[0]["reason"] and "...trc" in rows[0]["reason"]
@@ -438,17 +438,16 @@ def test_workers_receive_no_mqtt_password_nor_curve_keys(study, client, tmp_path
     for name in ("p01_static.trc", "p01_squat1.trc"):
         shutil.copy(study / "p01" / name, root / "p01" / name)
     (root / "subjects.toml").write_text('[[subject]]\nname = "p01"\npattern = "p01/*.trc"\nheight = 1.75\nmass = 70\n')
-    config = load_config()
+    settings = load_settings()
     secrets = {
         "mqtt": {"password": "mqtt-password-7Qz", "username": "mqtt-user-7Qz"},
         "curve": {"secret_key": "/keys/service.key_secret-7Qz", "server_key": "/keys/service.key-7Qz"},
         "service": {"output": "tcp://127.0.0.1:5999"},
     }
-    for section, values in secrets.items():
-        config[section] = {**config[section], **values}
+    settings = settings.override(secrets)
     client.register_plugin(_Received(), name=_Received.name)
     try:
-        rows = run_batch(find_study(root, config), tmp_path / "out", config, client)
+        rows = run_batch(find_study(root, settings), tmp_path / "out", settings, client)
         assert [r["status"] for r in rows] == ["done"]
         received = [
             b

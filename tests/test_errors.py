@@ -55,11 +55,11 @@ def test_a_rejected_frame_is_a_protocol_error_with_its_own_attributes():
 
 
 def test_the_command_line_prints_the_message_unchanged(tmp_path, capsys):
-    from kinestream.config import load_config
+    from kinestream.settings import load_settings
 
     absent = tmp_path / "absent.toml"
     with pytest.raises(SettingsError) as info:
-        load_config(absent)
+        load_settings(absent)
     assert info.value.given == absent
     assert main(["--config", str(absent), "assets"]) == 2
     assert capsys.readouterr().err == f"kinestream: error: {info.value}\n"

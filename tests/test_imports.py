@@ -74,7 +74,8 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_the_stage_cores_do_not_reach_the_live_shell_or_the_commands():
     graph = import_graph()
-    for core in ("ingest", "clean", "augment", "lstm", "scale", "solve", "fastik", "reps", "centres", "pipeline"):
+    cores = ("config", "settings", "ingest", "clean", "augment", "lstm", "scale", "solve", "fastik", "reps", "centres")
+    for core in (*cores, "pipeline"):
         reached = graph[f"kinestream.{core}"]
         assert not {m for m in reached if m.startswith(("kinestream.live", "kinestream.commands"))}, core
 
@@ -172,7 +173,7 @@ def test_imports_of_the_package_are_at_module_top():
 
 def test_a_package_import_in_a_function_is_found():
     sources = package_sources()
-    sources["kinestream.pipeline"] += "\n\ndef late():\n    from kinestream.solve import IKSettings\n"
+    sources["kinestream.pipeline"] += "\n\ndef late():\n    from kinestream.solve import ik_setup\n"
     sources["kinestream.commands.trial"] += "\n\ndef late():\n    from kinestream import checks\n"
     assert len(lazy_package_imports(sources)) == 2
 
@@ -191,13 +192,14 @@ def test_a_heavy_import_outside_its_owner_is_found():
 HEAVY_CHECK = """
 import sys
 {imports}
-heavy = {heavy!r} | {{"scipy.signal"}}
+heavy = {heavy!r}
 print(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m in heavy))
 """
 
 
-def heavy_loaded(imports: str) -> str:
-    code = HEAVY_CHECK.format(imports=imports, heavy=set(HEAVY_OWNERS))
+def heavy_loaded(imports: str, also: frozenset[str] = frozenset({"scipy.signal"})) -> str:
+    """The heavy libraries (and ``also``) loaded once ``imports`` has run in a fresh interpreter."""
+    code = HEAVY_CHECK.format(imports=imports, heavy=set(HEAVY_OWNERS) | set(also))
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
@@ -208,8 +210,19 @@ def test_start_up_loads_no_heavy_library():
     assert heavy_loaded("import kinestream.api") == "[]"
 
 
+def test_the_settings_load_no_stage():
+    """Every command builds its settings before it loads a stage: kinestream.settings (and kinestream.config, which
+    it reads) import neither SciPy, nor OpenSim, onnxruntime or ZeroMQ, nor any stage of the package."""
+    light = "kinestream.settings, kinestream.config, kinestream.errors, kinestream.checks, kinestream.ingest"
+    reached = import_graph()["kinestream.settings"]
+    assert reached <= {*light.split(", "), "kinestream.files.trc"}, reached
+    settings = "import kinestream.settings as s; s.load_settings().override({'clean': {'cutoff_hz': 3.0}})"
+    assert heavy_loaded(settings, also=frozenset({"scipy"})) == "[]"
+
+
 def test_the_start_up_check_sees_a_heavy_library():
     assert "zmq" in heavy_loaded("import kinestream.commands.main, kinestream.live.transport")
+    assert heavy_loaded("import kinestream.settings, scipy.linalg", also=frozenset({"scipy"})) != "[]"
 
 
 # Test modules that check the whole rather than one module: the docs, the import graph, the built wheel, errors

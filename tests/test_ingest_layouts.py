@@ -17,7 +17,6 @@ import msgpack
 import numpy as np
 import pytest
 
-from kinestream.config import load_config
 from kinestream.errors import InputError, ProtocolError
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.ingest import LAYOUTS, REQUIRED, canonical, complete_keypoints, unusable_layout
@@ -25,6 +24,7 @@ from kinestream.live.protocol import REASONS, FrameDecoder, Rejected, encode_key
 from kinestream.live.service import Service
 from kinestream.offline import process, stream_ik
 from kinestream.pipeline import FrameProcessor
+from kinestream.settings import load_settings
 
 USABLE = ["BODY_25", "BODY_25B", "HALPE_26", "COCO_133"]
 COCO_17_LINE = (
@@ -171,7 +171,7 @@ def offline_reference(trial, tmp_path_factory):
         key = tuple(table.names)
         if key not in done:
             path = write_trc(out / f"body25_{len(done)}.trc", table)
-            done[key] = process(path, trial.mass, trial.height, out / str(len(done)), load_config(), plot=False)
+            done[key] = process(path, trial.mass, trial.height, out / str(len(done)), load_settings(), plot=False)
         return done[key].motion
 
     return angles
@@ -182,7 +182,7 @@ def test_offline_angles_equal_body25s(layout, trial, offline_reference, tmp_path
     path = write_trc(tmp_path / f"{layout}.trc", express(trial.keypoints, layout))
     written = read_trc(path).names
     assert written == LAYOUTS[layout]
-    result = process(path, trial.mass, trial.height, tmp_path / "out", load_config(), plot=False)
+    result = process(path, trial.mass, trial.height, tmp_path / "out", load_settings(), plot=False)
     derived = next((m for m in result.messages if m.startswith("derived ")), "")
     if layout in ("BODY_25B", "COCO_133"):  # no MidHip (nor Hip), no Neck
         assert not {"MidHip", "Hip", "Neck"} & set(written)
@@ -198,7 +198,7 @@ def test_a_halpe_26_trial_as_pose2sim_writes_it(trial, offline_reference, tmp_pa
     tree_order += ["LHip", "LKnee", "LAnkle", "LBigToe", "LSmallToe", "LHeel", "Neck", "Head", "Nose"]
     tree_order += ["RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist"]
     path = write_trc(tmp_path / "pose2sim_halpe.trc", named(trial.keypoints, tree_order))
-    result = process(path, trial.mass, trial.height, tmp_path / "out", load_config(), plot=False)
+    result = process(path, trial.mass, trial.height, tmp_path / "out", load_settings(), plot=False)
     assert_same_motion(result.motion, offline_reference("HALPE_26"), "offline HALPE_26 in Pose2Sim's order")
 
 
@@ -213,7 +213,7 @@ def test_a_coco_17_trial_is_refused_in_one_line(trial, tmp_path):
         assert str(err.value) == f"the trial holds the keypoints of layout COCO_17; {COCO_17_LINE}"  # the one line
     path = write_trc(tmp_path / "coco17.trc", full)
     with pytest.raises(InputError) as info:
-        process(path, trial.mass, trial.height, tmp_path / "out", load_config(), plot=False)
+        process(path, trial.mass, trial.height, tmp_path / "out", load_settings(), plot=False)
     assert (info.value.key, info.value.given) == ("layout", "COCO_17")
     proc = subprocess.run(
         [sys.executable, "-m", "kinestream", "process", str(path), "--mass", "70", "--height", "1.7"]
@@ -243,9 +243,9 @@ def live_angles(table: MarkerTable, assets, trial, layout: str | None = None):
     """``table`` through the live path, frame by frame: encoded (by ``layout``, else with its names), decoded,
     cleaned and augmented by the service's FrameProcessor, solved by the frame-wise IK on the generic model
     (the service's model when none is given)."""
-    config = load_config()
+    settings = load_settings()
     decoder = FrameDecoder()
-    processor = FrameProcessor(assets, config, trial.height, trial.mass, table.rate)
+    processor = FrameProcessor(assets, settings, trial.height, trial.mass, table.rate)
     outs = []
     for k in range(table.n_frames):
         if layout is None:
@@ -260,7 +260,7 @@ def live_angles(table: MarkerTable, assets, trial, layout: str | None = None):
     markers = MarkerTable(
         list(processor.markers), np.stack([o.markers for o in outs]), np.array([o.t for o in outs]), table.rate
     )
-    return stream_ik(assets.generic_model, markers, assets.ik_setup, config, marker_set=assets.marker_set).motion
+    return stream_ik(assets.generic_model, markers, assets.ik_setup, settings, marker_set=assets.marker_set).motion
 
 
 @pytest.fixture(scope="module")
@@ -306,7 +306,7 @@ def test_the_service_refuses_coco_17_and_keeps_serving(trial, caplog):
     """The service's own frame path: COCO_17 frames are counted and logged with the line, not processed; the
     HALPE_26 frames that follow are."""
     service = Service(
-        load_config(),
+        load_settings(),
         input_endpoint="tcp://127.0.0.1:5555",
         output_endpoint="tcp://127.0.0.1:5556",
         mass=trial.mass,

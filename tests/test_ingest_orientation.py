@@ -4,7 +4,6 @@ offline and live. Real augmenter, real OpenSim, the real command."""
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 from dataclasses import replace
 
@@ -12,14 +11,15 @@ import numpy as np
 import pytest
 
 from kinestream.commands.main import main
-from kinestream.config import DEFAULTS, load_config
+from kinestream.config import DEFAULTS
 from kinestream.errors import SettingsError
 from kinestream.files.mot import Motion, read_mot
 from kinestream.files.trc import read_trc, write_trc
-from kinestream.ingest import IngestSettings, orientation, rotation_matrix
+from kinestream.ingest import orientation, rotation_matrix
 from kinestream.live.protocol import FrameDecoder, encode_keypoints
 from kinestream.offline import process
 from kinestream.pipeline import FrameProcessor
+from kinestream.settings import IngestSettings, Settings, load_settings
 from kinestream.synth import synthesize
 
 TOLERANCE_DEG = 1e-6
@@ -81,24 +81,24 @@ def test_bad_orientations_are_one_clear_line(up, rotate, key, given):
     assert (caught.value.key, caught.value.given) == (key, given)
     assert "\n" not in str(caught.value)
     with pytest.raises(SettingsError) as caught:
-        IngestSettings.from_config({"ingest": {"up": up, "rotate": rotate}})
+        Settings.from_config({"ingest": {"up": up, "rotate": rotate}})
     assert (caught.value.key, caught.value.given) == (key, given)
 
 
 def test_ingest_settings_come_from_default_toml_and_are_checked(tmp_path):
     assert DEFAULTS["ingest"] == {"up": "y", "rotate": ""}
-    assert IngestSettings() == IngestSettings.from_config(None) == IngestSettings.from_config(load_config())
-    assert IngestSettings.from_config({"ingest": {"up": "z"}}).describe() == (
+    assert IngestSettings() == Settings().ingest == load_settings().ingest == Settings.from_config({}).ingest
+    assert Settings.from_config({"ingest": {"up": "z"}}).ingest.describe() == (
         "keypoints turned Z-up to Y-up (-90 deg about x)"
     )
     mine = tmp_path / "mine.toml"
     mine.write_text('[ingest]\nup = "x"\n')
     with pytest.raises(SettingsError) as info:
-        load_config(mine)
+        load_settings(mine)
     assert (info.value.key, info.value.given, info.value.valid) == ("ingest.up", "x", ["y", "z"])
     with pytest.raises(SettingsError) as info:
-        IngestSettings.from_config({"ingest": {"upp": "z"}})
-    assert (info.value.key, info.value.given) == ("ingest", ["upp"])
+        Settings.from_config({"ingest": {"upp": "z"}})
+    assert (info.value.key, info.value.given) == ("ingest.upp", "upp")
     status, _, stderr = run("process", tmp_path / "absent.trc", "--rotate", "q:1")
     assert status == 2 and stderr.count("\n") == 1 and "axis 'q' is not one of x, y, z" in stderr
 
@@ -163,12 +163,11 @@ def test_a_z_up_static_trial_streaming_is_turned_once(trials, assets, tmp_path):
     static trial is turned on reading and averaged into a still pose. Turned twice (or not at all), either would put
     the angles far off."""
     syn, z_up, _, _ = trials
-    y_config = load_config()
-    z_config = copy.deepcopy(y_config)
-    z_config["ingest"]["up"] = "z"
+    y_settings = load_settings()
+    z_settings = y_settings.override({"ingest": {"up": "z"}})
     common = dict(plot=False, streaming=True)
-    got = process(z_up, syn.mass, syn.height, tmp_path / "z", z_config, static_trial=z_up, **common)
-    same = process(syn.keypoints_trc, syn.mass, syn.height, tmp_path / "ys", y_config, static_trial=syn.keypoints_trc,
+    got = process(z_up, syn.mass, syn.height, tmp_path / "z", z_settings, static_trial=z_up, **common)
+    same = process(syn.keypoints_trc, syn.mass, syn.height, tmp_path / "ys", y_settings, static_trial=syn.keypoints_trc,
                    **common)  # fmt: skip
     assert_same_angles(got.motion, same.motion)
 
@@ -176,11 +175,11 @@ def test_a_z_up_static_trial_streaming_is_turned_once(trials, assets, tmp_path):
 # ---------------------------------------------------------------------------------------------------- live --
 
 
-def live_frames(table, config, trial, assets) -> np.ndarray:
+def live_frames(table, settings, trial, assets) -> np.ndarray:
     """``table`` sent over the wire format frame by frame into the service's FrameProcessor: every frame's
     cleaned keypoints and markers."""
     decoder = FrameDecoder()
-    processor = FrameProcessor(assets, config, trial.height, trial.mass, table.rate)
+    processor = FrameProcessor(assets, settings, trial.height, trial.mass, table.rate)
     outs = []
     for k in range(table.n_frames):
         frame = decoder.decode(encode_keypoints(k, table.time[k], table.xyz[k], names=table.names))
@@ -193,11 +192,10 @@ def live_frames(table, config, trial, assets) -> np.ndarray:
 
 def test_the_live_service_with_up_z_gives_what_y_up_input_gives(trials, assets):
     syn, z_up, turned, _ = trials
-    want = live_frames(read_trc(syn.keypoints_trc), load_config(), syn, assets)
-    config = load_config()
-    config["ingest"] = {"up": "z", "rotate": ""}
-    got = live_frames(read_trc(z_up), config, syn, assets)
+    want = live_frames(read_trc(syn.keypoints_trc), load_settings(), syn, assets)
+    settings = load_settings()
+    got = live_frames(read_trc(z_up), settings.override({"ingest": {"up": "z", "rotate": ""}}), syn, assets)
     assert np.isfinite(want).all()
     np.testing.assert_array_equal(got, want)
-    config["ingest"] = {"up": "y", "rotate": "y:-90"}
-    np.testing.assert_array_equal(live_frames(read_trc(turned), config, syn, assets), want)
+    turned_back = settings.override({"ingest": {"up": "y", "rotate": "y:-90"}})
+    np.testing.assert_array_equal(live_frames(read_trc(turned), turned_back, syn, assets), want)

@@ -1,6 +1,5 @@
 """The whole offline recipe on ground truth and on real recorded trials."""
 
-import copy
 import subprocess
 import sys
 
@@ -10,12 +9,12 @@ import pytest
 from conftest import real_trial
 from kinestream import scale
 from kinestream.augment import Augmenter, augment_table
-from kinestream.config import load_config
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import MarkerTable, write_trc
 from kinestream.ingest import complete_keypoints
 from kinestream.offline import process
 from kinestream.osim import opensim_module
+from kinestream.settings import load_settings
 from kinestream.synth import synthesize
 from test_augment import reference_augment
 
@@ -84,7 +83,7 @@ def test_augment_matches_reference_on_synthetic_keypoints(tall, assets):
 def test_process_synthetic_squats_with_noise_and_gaps(tmp_path, assets):
     syn = synthesize(tmp_path / "syn", seconds=10.0, noise_mm=5.0, gaps=6, seed=3)
     assert np.isnan(syn.keypoints.xyz).any()
-    result = process(syn.keypoints_trc, syn.mass, syn.height, tmp_path / "out", load_config())
+    result = process(syn.keypoints_trc, syn.mass, syn.height, tmp_path / "out", load_settings())
     got, truth = result.motion, syn.motion
     errors = {
         n: _rms(got.get(n), truth.get(n))
@@ -115,7 +114,7 @@ REAL = {
 def test_process_real_trials(name, tmp_path):
     path = real_trial(name)
     # Height 1.85 m: the keypoints' standing neck height (about 1.55 m above the ankles) suggests a tall subject.
-    result = process(path, 75.0, 1.85, tmp_path, load_config())
+    result = process(path, 75.0, 1.85, tmp_path, load_settings())
     m = result.motion
     peaks = {n: float(np.nanmax(m.get(n))) for n in ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l")}
     print(
@@ -182,10 +181,9 @@ def test_streaming_process_matches_offline_but_for_the_filter_delay(tmp_path, as
     (4 frames at 60 Hz) and match it once that is taken out; with the default One Euro filter they match it
     nearly as they are."""
     syn = synthesize(tmp_path / "syn", seconds=8.0, noise_mm=5.0, gaps=4, seed=5)
-    config = load_config()
-    offline = process(syn.keypoints_trc, syn.mass, syn.height, tmp_path / "off", config, plot=False)
-    butter = copy.deepcopy(config)
-    butter["clean"]["streaming_filter"] = "butterworth"
+    settings = load_settings()
+    offline = process(syn.keypoints_trc, syn.mass, syn.height, tmp_path / "off", settings, plot=False)
+    butter = settings.override({"clean": {"streaming_filter": "butterworth"}})
     streaming = process(
         syn.keypoints_trc,
         syn.mass,
@@ -198,16 +196,16 @@ def test_streaming_process_matches_offline_but_for_the_filter_delay(tmp_path, as
     )
     assert streaming.mot.is_file() and streaming.augmented_trc.is_file()
     assert any("frame-wise IK: 480/480 frames solved" in m for m in streaming.messages)
-    from kinestream.clean import StreamingCleaner
+    from kinestream.clean import streaming_cleaner
 
-    lag = round(StreamingCleaner.from_config(butter["clean"], 1, 60.0).delay_ms(0.0) / 1000 * 60)  # 4 frames
+    lag = round(streaming_cleaner(butter.clean, 1, 60.0).delay_ms(0.0) / 1000 * 60)  # 4 frames
     assert lag == 4
     low_lag = process(
         syn.keypoints_trc,
         syn.mass,
         syn.height,
         tmp_path / "euro",
-        config,
+        settings,
         plot=False,
         streaming=True,
         model=offline.scaled_model,

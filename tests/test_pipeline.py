@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kinestream.config import load_config
 from kinestream.files.trc import read_trc
 from kinestream.offline import stream_augment, stream_ik
 from kinestream.pipeline import FrameProcessor, Pipeline, Prepared
+from kinestream.settings import load_settings
 from kinestream.synth import synthesize
 
 
@@ -21,12 +21,12 @@ def squats(synth_trial):
 def test_step_by_step_is_process_streaming_bit_for_bit(squats, assets):
     """Pipeline.step on each frame, then the look-ahead flushed and solved: the angles of ``process --streaming``
     (stream_augment, then stream_ik) to the last bit, each frame back with its own tag."""
-    config = load_config()
+    settings = load_settings()
     table = read_trc(squats.keypoints_trc)
-    augmented, _ = stream_augment(table, squats.height, squats.mass, assets, config)
-    reference = stream_ik(assets.generic_model, augmented, assets.ik_setup, config, marker_set=assets.marker_set)
+    augmented, _ = stream_augment(table, squats.height, squats.mass, assets, settings)
+    reference = stream_ik(assets.generic_model, augmented, assets.ik_setup, settings, marker_set=assets.marker_set)
 
-    pipeline: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass)
+    pipeline: Pipeline[int] = Pipeline(assets, settings, height=squats.height, mass=squats.mass)
     q = np.full((table.n_frames, len(pipeline.coordinates)), np.nan)
     wire = table.xyz.astype(np.float32).astype(float)  # as the wire protocol carries them
     for i in range(table.n_frames):
@@ -47,9 +47,9 @@ def test_notes_drops_and_reps_come_back_as_values(squats, assets):
     """A stream at 120 Hz into a pipeline that assumed 60 Hz says so in the step that redesigned the filter; a
     frame whose time is not after the last is a drop of the step that released it; the squats come back as rep
     events on the frames that ended them, and finish() closes the set."""
-    config = load_config()
+    settings = load_settings()
     table = read_trc(squats.keypoints_trc)
-    pipeline: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass, rate=60.0)
+    pipeline: Pipeline[int] = Pipeline(assets, settings, height=squats.height, mass=squats.mass, rate=60.0)
     notes, dropped, reps = [], 0, []
     names = list(table.names)
     times = table.time / 2.0  # the same frames at 120 Hz
@@ -78,10 +78,10 @@ def test_notes_drops_and_reps_come_back_as_values(squats, assets):
 def test_the_floor_offset_is_given_not_set(squats, assets):
     """A calibrated subject's floor offset moves every marker up by it, from the first frame; the keypoints are
     left as they are."""
-    config = load_config()
+    settings = load_settings()
     table = read_trc(squats.keypoints_trc).frames(0, 60)
-    plain = FrameProcessor(assets, config, squats.height, squats.mass)
-    lifted = FrameProcessor(assets, config, squats.height, squats.mass, floor_offset=0.05)
+    plain = FrameProcessor(assets, settings, squats.height, squats.mass)
+    lifted = FrameProcessor(assets, settings, squats.height, squats.mass, floor_offset=0.05)
     got: list[tuple[Prepared[int], Prepared[int]]] = []
     for i in range(table.n_frames):
         a = plain.step(list(table.names), table.xyz[i], float(table.time[i]), i).prepared
@@ -100,10 +100,10 @@ def test_body_poses_come_with_a_frame_when_asked(squats, assets):
     order; its positions are the joint centres' bodies' origins, and asking changes no angle."""
     from kinestream.centres import CENTRE_BODIES
 
-    config = load_config()
+    settings = load_settings()
     table = read_trc(squats.keypoints_trc)
-    with_bodies: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass)
-    without: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass)
+    with_bodies: Pipeline[int] = Pipeline(assets, settings, height=squats.height, mass=squats.mass)
+    without: Pipeline[int] = Pipeline(assets, settings, height=squats.height, mass=squats.mass)
     assert with_bodies.bodies[0] == "pelvis" and "femur_r" in with_bodies.bodies and "hand_l" in with_bodies.bodies
     solved = 0
     for i in range(table.n_frames):
@@ -130,11 +130,11 @@ def test_a_pipeline_sharing_a_model_gives_the_numbers_of_its_own(squats, assets,
     """A newcomer's pipeline made on a template (the model loaded once, what the fast solver learned of it kept)
     solves in a state of its own: with the template solving someone else between each of its frames, it gives
     a pipeline of its own's angles to the last bit, and it was made without loading the model."""
-    config = load_config()
+    settings = load_settings()
     other = synthesize(tmp_path / "other", seconds=6.0, noise_mm=3.0, seed=12, scale=1.1)
-    own: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass)
-    template: Pipeline[int] = Pipeline(assets, config, height=other.height, mass=other.mass)
-    shared: Pipeline[int] = Pipeline(assets, config, height=squats.height, mass=squats.mass, template=template)
+    own: Pipeline[int] = Pipeline(assets, settings, height=squats.height, mass=squats.mass)
+    template: Pipeline[int] = Pipeline(assets, settings, height=other.height, mass=other.mass)
+    shared: Pipeline[int] = Pipeline(assets, settings, height=squats.height, mass=squats.mass, template=template)
     mine, theirs = read_trc(squats.keypoints_trc), read_trc(other.keypoints_trc)
     assert shared.solve_stage.ik.model is template.solve_stage.ik.model  # one model loaded for both
     assert shared.solve_stage.ik.state is not template.solve_stage.ik.state

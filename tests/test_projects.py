@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from kinestream.commands.main import main
-from kinestream.config import load_config
 from kinestream.errors import InputError, KinestreamError
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.offline import process
 from kinestream.osim import opensim_module
 from kinestream.projects import find_project, read_flat_yaml, subject_values
+from kinestream.settings import load_settings
 from kinestream.synth import synthesize
 
 WINDOW = "0.5:1.5"  # inside the synthetic trial's standing phase (0-2.5 s)
@@ -74,13 +74,13 @@ def runs(trials, assets, tmp_path_factory):
     the moving one scaled from its own window."""
     still, moving, static = trials
     root = tmp_path_factory.mktemp("runs")
-    config = load_config()
+    settings = load_settings()
     common = dict(static=WINDOW, plot=False)
-    own = process(still.keypoints_trc, still.mass, still.height, root / "own", config, **common)
+    own = process(still.keypoints_trc, still.mass, still.height, root / "own", settings, **common)
     separate = process(
-        moving.keypoints_trc, still.mass, still.height, root / "sep", config, static_trial=static, **common
+        moving.keypoints_trc, still.mass, still.height, root / "sep", settings, static_trial=static, **common
     )
-    moving_own = process(moving.keypoints_trc, still.mass, still.height, root / "mov", config, **common)
+    moving_own = process(moving.keypoints_trc, still.mass, still.height, root / "mov", settings, **common)
     return own, separate, moving_own
 
 
@@ -104,10 +104,10 @@ def test_a_static_trial_scales_as_the_same_window_within_the_trial(runs, trials)
 def test_a_static_trial_and_a_model_together_are_refused(trials, tmp_path):
     still, _, static = trials
     with pytest.raises(InputError) as info:
-        process(still.keypoints_trc, 70, 1.7, tmp_path, load_config(), model=static, static_trial=static)
+        process(still.keypoints_trc, 70, 1.7, tmp_path, load_settings(), model=static, static_trial=static)
     assert (info.value.key, info.value.given, info.value.valid) == ("static_trial", (static, static), "one of them")
     with pytest.raises(InputError) as info:
-        process(still.keypoints_trc, 70, 1.7, tmp_path, load_config(), static_trial=tmp_path / "absent.trc")
+        process(still.keypoints_trc, 70, 1.7, tmp_path, load_settings(), static_trial=tmp_path / "absent.trc")
     assert (info.value.key, info.value.given) == ("static_trial", tmp_path / "absent.trc")
     status, _, stderr = run("process", still.keypoints_trc, "--static-trial", tmp_path / "absent.trc")
     assert status == 2 and stderr == f"kinestream: error: static trial {tmp_path / 'absent.trc'} does not exist\n"
@@ -177,16 +177,15 @@ def test_a_pose2sim_project_processes_every_trial_from_its_static_trial(pose2sim
 def test_the_command_line_wins_over_the_files_and_they_over_the_settings(pose2sim):
     folder = pose2sim[0]
     project = find_project(folder)
-    height, mass, notes = subject_values(project, 1.8, None, load_config())
+    height, mass, notes = subject_values(project, 1.8, None, load_settings())
     assert (height, mass) == (1.8, 72.5)
     assert notes[-1] == (
         f"height 1.8 m from the command line (--height); mass 72.5 kg from {folder / 'Config.toml'} [project] "
         f"participant_mass"
     )
-    config = load_config()
-    config["subject"]["mass"] = 66.0
-    assert subject_values(project, None, 81.0, config)[:2] == (1.7, 81.0)
-    assert subject_values(None, None, None, config) == (
+    settings = load_settings().override({"subject": {"mass": 66.0}})
+    assert subject_values(project, None, 81.0, settings)[:2] == (1.7, 81.0)
+    assert subject_values(None, None, None, settings) == (
         1.75,
         66.0,
         ["height 1.75 m from the default settings ([subject] height); mass 66 kg from the settings ([subject] mass)"],
@@ -232,7 +231,7 @@ def test_height_auto_falls_back_to_the_settings_and_says_so(tmp_path):
     folder = tmp_path / "proj"
     project_toml(folder / "Config.toml", participant_height="auto", participant_mass=0)
     tiny_trc(folder / "pose-3d" / "walk.trc")
-    height, mass, notes = subject_values(find_project(folder), config=load_config())
+    height, mass, notes = subject_values(find_project(folder), settings=load_settings())
     assert (height, mass) == (1.75, 70.0)
     assert any("participant_height is 'auto' (Pose2Sim estimates the height; kinestream does not)" in n for n in notes)
     assert notes[-1].endswith("mass 70 kg from the default settings ([subject] mass)")
@@ -282,7 +281,7 @@ def test_bad_folders_are_one_clear_line(case, tmp_path):
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_text(text)
     with pytest.raises(KinestreamError, match=said) as caught:
-        subject_values(find_project(folder), config=load_config())
+        subject_values(find_project(folder), settings=load_settings())
     assert "\n" not in str(caught.value)
     status, _, stderr = run("process", folder)
     assert status == 2 and stderr.count("\n") == 1 and stderr.startswith("kinestream: error: "), stderr
@@ -377,7 +376,7 @@ def test_one_rule_names_the_static_trial_in_every_layout(tmp_path):
         tiny_trc(session / "MarkerData" / name)
     (session / "sessionMetadata.yaml").write_text("height_m: 1.75\nmass_kg: 60\n")
     project = find_project(session)
-    subject = find_study(session, load_config()).subjects[0]
+    subject = find_study(session, load_settings()).subjects[0]
     assert project.static.name == subject.static.name == "neutral.trc"
     assert [t.name for t in subject.trials] == [t.name for t in project.trials] == ["jump.trc", "squat.trc"]
-    assert find_study(session, load_config(), static_pattern="*jump*").subjects[0].static.name == "jump.trc"
+    assert find_study(session, load_settings(), static_pattern="*jump*").subjects[0].static.name == "jump.trc"

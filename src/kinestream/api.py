@@ -15,19 +15,19 @@ Tables are :class:`MarkerTable` (``xyz`` frames x markers x 3 in metres,
 ``names``, ``time``, ``rate``) and :class:`Motion` (``values`` frames x
 columns, ``names``, ``time``; degrees and metres); both have ``to_dict()``,
 ready for JSON. Settings come from the package's default.toml, as for the
-commands; ``config`` takes the path of a TOML file of yours or a dict of the
-sections to change, e.g. ``{"ik": {"solver": "opensim"}}``. Height (m) and
-mass (kg) default to the config's ``[subject]``. What the stages have to say
-goes to the ``kinestream`` loggers (INFO; ``logging.basicConfig(level="INFO")``
-shows it); how far a long step has come, to ``kinestream.progress``
+commands; ``config`` takes the path of a TOML file of yours, a dict of the
+sections to change, e.g. ``{"ik": {"solver": "opensim"}}``, or a :class:`Settings`
+(from :func:`load_settings`). Height (m) and mass (kg) default to the settings'
+``[subject]``. What the stages have to say goes to the ``kinestream`` loggers
+(INFO; ``logging.basicConfig(level="INFO")`` shows it); how far a long step has come, to ``kinestream.progress``
 (:mod:`kinestream.progress`, DEBUG); nothing is printed.
 
 The streaming stage classes (``StreamingCleaner``, ``StreamingAugmenter``,
-``StreamingIK``, ``FrameProcessor``, ``Pipeline``, ``RepCounter``) and the settings classes
-are here too, imported when first used, so ``import kinestream.api`` stays
-quick. ``augment``, ``scale`` and ``synth`` are functions here; in the package
-``kinestream`` those names are the stage modules (``kinestream.scale``), so
-import them from ``kinestream.api``.
+``StreamingIK``, ``FrameProcessor``, ``Pipeline``, ``RepCounter``) are here too,
+imported when first used, so ``import kinestream.api`` stays quick. ``augment``,
+``scale`` and ``synth`` are functions here; in the package ``kinestream`` those
+names are the stage modules (``kinestream.scale``), so import them from
+``kinestream.api``.
 
 A table and its JSON form, no OpenSim needed:
 
@@ -54,23 +54,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kinestream.assets import get_assets
-from kinestream.config import load_config, override
 from kinestream.errors import InputError, SettingsError
 from kinestream.files.c3d import read_c3d, write_c3d
 from kinestream.files.mot import Motion, read_mot, write_mot
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
-from kinestream.ingest import IngestSettings
 from kinestream.projects import subject_values
+from kinestream.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # at run time these come from __getattr__, when first used
-    from kinestream.augment import AugmentSettings, StreamingAugmenter
-    from kinestream.clean import CleanSettings, StreamingCleaner
+    from kinestream.augment import StreamingAugmenter
+    from kinestream.clean import StreamingCleaner
     from kinestream.offline import ProcessResult
     from kinestream.pipeline import FrameProcessor, Pipeline
     from kinestream.plots import plot_angles, plot_reps
-    from kinestream.reps import RepCounter, RepSettings, detect_reps
-    from kinestream.scale import ScaleResult, ScaleSettings
-    from kinestream.solve import IKSettings, StreamingIK
+    from kinestream.reps import RepCounter, detect_reps
+    from kinestream.scale import ScaleResult
+    from kinestream.solve import StreamingIK
     from kinestream.synth import SynthResult
 
 __all__ = [
@@ -89,17 +88,13 @@ __all__ = [
     "write_mot",
     "read_c3d",
     "write_c3d",
-    "load_config",
+    # the settings
+    "Settings",
+    "load_settings",
     # what the recipe returns
     "ProcessResult",
     "ScaleResult",
     "SynthResult",
-    # settings of each stage
-    "CleanSettings",
-    "AugmentSettings",
-    "ScaleSettings",
-    "IKSettings",
-    "RepSettings",
     # the streaming stages, frame by frame
     "StreamingCleaner",
     "StreamingAugmenter",
@@ -118,11 +113,6 @@ _LAZY = {
     "ProcessResult": "kinestream.offline",
     "ScaleResult": "kinestream.scale",
     "SynthResult": "kinestream.synth",
-    "CleanSettings": "kinestream.clean",
-    "AugmentSettings": "kinestream.augment",
-    "ScaleSettings": "kinestream.scale",
-    "IKSettings": "kinestream.solve",
-    "RepSettings": "kinestream.reps",
     "StreamingCleaner": "kinestream.clean",
     "StreamingAugmenter": "kinestream.augment",
     "StreamingIK": "kinestream.solve",
@@ -149,23 +139,28 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-def _config(config: dict | str | Path | None) -> dict:
-    """The whole config: the defaults, with a TOML file (a path) or a dict of sections over them, checked."""
+Config = Settings | dict | str | Path | None  # what the functions' ``config`` may be
+
+
+def _settings(config: Config) -> Settings:
+    """The settings: the defaults, with a TOML file (a path) or a dict of sections over them, checked; or as given."""
+    if isinstance(config, Settings):
+        return config
     if config is None or isinstance(config, (str, Path)):
-        return load_config(config)
+        return load_settings(config)
     if not isinstance(config, dict):
         raise SettingsError(
-            f"config {config!r} is not valid; give None (the defaults), the path of a TOML file, or a dict of "
-            'sections, e.g. {"ik": {"solver": "opensim"}}',
+            f"config {config!r} is not valid; give None (the defaults), the path of a TOML file, a dict of "
+            'sections, e.g. {"ik": {"solver": "opensim"}}, or a Settings',
             key="config",
             given=config,
-            valid="None, the path of a TOML file, or a dict of sections",
+            valid="None, the path of a TOML file, a dict of sections, or a Settings",
         )
-    return override(load_config(), config, "the config given")
+    return Settings.from_config(config, "the config given")
 
 
-def _subject(config: dict, height: float | None, mass: float | None) -> tuple[float, float]:
-    height, mass, _ = subject_values(None, height, mass, config)
+def _subject(settings: Settings, height: float | None, mass: float | None) -> tuple[float, float]:
+    height, mass, _ = subject_values(None, height, mass, settings)
     return height, mass
 
 
@@ -188,7 +183,7 @@ def process(
     *,
     height: float | None = None,
     mass: float | None = None,
-    config: dict | str | Path | None = None,
+    config: Config = None,
     static: str | tuple[float, float] | None = None,
     streaming: bool = False,
     model: str | Path | None = None,
@@ -207,16 +202,16 @@ def process(
     """
     from kinestream.offline import process as run
 
-    config = _config(config)
-    height, mass = _subject(config, height, mass)
+    settings = _settings(config)
+    height, mass = _subject(settings, height, mass)
     result = run(
         trial,
         mass,
         height,
         out_dir,
-        config,
+        settings,
         static=static,
-        plot=bool(config["output"]["plot"]),
+        plot=settings.output.plot,
         truth=truth,
         streaming=streaming,
         model=model,
@@ -232,7 +227,7 @@ def augment(
     *,
     height: float | None = None,
     mass: float | None = None,
-    config: dict | str | Path | None = None,
+    config: Config = None,
     clean: bool = True,
 ) -> MarkerTable:
     """The keypoints (a MarkerTable or a .trc path) plus the 43 anatomical markers the augmenter predicts.
@@ -243,12 +238,11 @@ def augment(
     """
     from kinestream.offline import clean_and_augment, prepare_keypoints, read_notes
 
-    config = _config(config)
-    height, mass = _subject(config, height, mass)
-    ingest = IngestSettings.from_config(config)
-    table = prepare_keypoints(_table(keypoints, "keypoints"), ingest)
-    notes = read_notes(table, ingest)
-    out, more = clean_and_augment(table, height, mass, get_assets(config), config, clean_first=clean)
+    settings = _settings(config)
+    height, mass = _subject(settings, height, mass)
+    table = prepare_keypoints(_table(keypoints, "keypoints"), settings.ingest)
+    notes = read_notes(table, settings.ingest)
+    out, more = clean_and_augment(table, height, mass, get_assets(settings), settings, clean_first=clean)
     notes += more
     for note in notes:
         log.info("%s", note)
@@ -262,7 +256,7 @@ def scale(
     *,
     height: float | None = None,
     mass: float | None = None,
-    config: dict | str | Path | None = None,
+    config: Config = None,
     static: str | tuple[float, float] | None = None,
 ) -> ScaleResult:
     """Scale the generic model to the subject of ``markers`` and write it to ``out_model`` (.osim).
@@ -273,13 +267,13 @@ def scale(
     or (start, end) in seconds. Returns the model's path, the scale factors, the window used, the marker
     error and what was done (``.messages``).
     """
-    from kinestream.scale import ScaleSettings
+    from kinestream.scale import scale_model
 
-    config = _config(config)
-    height, mass = _subject(config, height, mass)
-    assets = get_assets(config)
+    settings = _settings(config)
+    height, mass = _subject(settings, height, mass)
+    assets = get_assets(settings)
     table = _table(markers, "markers")
-    result = ScaleSettings.from_config(config).scale(table, mass, height, out_model, assets, static=static)
+    result = scale_model(table, mass, height, out_model, assets, settings.scale, static=static)
     for message in result.messages:
         log.info("%s", message)
     return result
@@ -289,7 +283,7 @@ def ik(
     markers: MarkerTable | str | Path,
     model: ScaleResult | str | Path,
     *,
-    config: dict | str | Path | None = None,
+    config: Config = None,
     setup: str | Path | None = None,
 ) -> Motion:
     """Joint angles of every frame of ``markers`` on ``model``.
@@ -302,7 +296,7 @@ def ik(
     """
     from kinestream.offline import run_ik
 
-    config = _config(config)
+    settings = _settings(config)
     path = getattr(model, "model_path", model)
     if not isinstance(path, (str, Path)):
         raise InputError(
@@ -318,8 +312,8 @@ def ik(
             given=path,
             valid="the path of a scaled .osim, or what scale returns",
         )
-    assets = get_assets(config)
-    result = run_ik(path, _table(markers, "markers"), setup or assets.ik_setup, config, marker_set=assets.marker_set)
+    assets = get_assets(settings)
+    result = run_ik(path, _table(markers, "markers"), setup or assets.ik_setup, settings, marker_set=assets.marker_set)
     for note in result.notes:
         log.info("%s", note)
     return result.motion

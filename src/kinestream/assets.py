@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kinestream.errors import AssetError
+from kinestream.settings import Settings
 
 try:  # the cache's lock: one process at a time installs the assets
     import fcntl
@@ -267,30 +268,22 @@ def _pick(configured: str | os.PathLike | None, default: Path, what: str) -> Pat
     return default
 
 
-def get_assets(config: dict | None = None) -> Assets:
-    """Paths of the assets, fetching them on first use; config entries override."""
-    config = config or {}
-    aug = config.get("augment", {})
-    mod = config.get("model", {})
+def get_assets(settings: Settings | None = None) -> Assets:
+    """Paths of the assets, fetching them on first use; the ``[augment]`` and ``[model]`` paths given override."""
+    settings = settings or Settings()
+    aug, mod = settings.augment, settings.model
     need_cache = not all(
-        [
-            aug.get("lower_model"),
-            aug.get("upper_model"),
-            mod.get("generic_model"),
-            mod.get("marker_set"),
-            mod.get("scale_setup"),
-            mod.get("ik_setup"),
-        ]
+        [aug.lower_model, aug.upper_model, mod.generic_model, mod.marker_set, mod.scale_setup, mod.ik_setup]
     )
     root = fetch() if need_cache else asset_dir()
     osim_dir = root / "opensim"
     return Assets(
-        lower_model=_pick(aug.get("lower_model"), root / "augmenter/v0.3_lower/model.onnx", "lower-body augmenter"),
-        upper_model=_pick(aug.get("upper_model"), root / "augmenter/v0.3_upper/model.onnx", "upper-body augmenter"),
-        generic_model=_pick(mod.get("generic_model"), osim_dir / "Model_Pose2Sim_simple.osim", "model"),
-        marker_set=_pick(mod.get("marker_set"), osim_dir / "Markers_LSTM.xml", "marker set"),
+        lower_model=_pick(aug.lower_model, root / "augmenter/v0.3_lower/model.onnx", "lower-body augmenter"),
+        upper_model=_pick(aug.upper_model, root / "augmenter/v0.3_upper/model.onnx", "upper-body augmenter"),
+        generic_model=_pick(mod.generic_model, osim_dir / "Model_Pose2Sim_simple.osim", "model"),
+        marker_set=_pick(mod.marker_set, osim_dir / "Markers_LSTM.xml", "marker set"),
         keypoint_marker_set=osim_dir / "Markers_Body25.xml",
-        scale_setup=_pick(mod.get("scale_setup"), osim_dir / "Scaling_Setup_Pose2Sim_LSTM.xml", "scaling setup"),
-        ik_setup=_pick(mod.get("ik_setup"), osim_dir / "IK_Setup_Pose2Sim_withoutHands_LSTM.xml", "IK setup"),
+        scale_setup=_pick(mod.scale_setup, osim_dir / "Scaling_Setup_Pose2Sim_LSTM.xml", "scaling setup"),
+        ik_setup=_pick(mod.ik_setup, osim_dir / "IK_Setup_Pose2Sim_withoutHands_LSTM.xml", "IK setup"),
         geometry=osim_dir / "Geometry",
     )

@@ -35,14 +35,12 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
 from kinestream import checks
 from kinestream.augment_input import StreamInput
 from kinestream.clean import runs_of
-from kinestream.config import DEFAULTS, Section
 from kinestream.errors import AssetError, SettingsError
 from kinestream.files.trc import MarkerTable
 from kinestream.lstm import StepModel, cpu_session
@@ -59,7 +57,6 @@ __all__ = [
     "BodyPart",
     "normalise",
     "denormalise",
-    "AugmentSettings",
     "Augmenter",
     "AugmentReport",
     "floor_offset",
@@ -140,24 +137,6 @@ UPPER_MARKERS = [
 ]
 AUGMENTED_MARKERS = LOWER_MARKERS + UPPER_MARKERS
 FLOOR_CLEARANCE_M = 0.01
-
-
-_AUGMENT = DEFAULTS["augment"]
-
-
-@dataclass(frozen=True)
-class AugmentSettings(Section):
-    """The ``[augment]`` settings: the models, the floor offset, and when the streaming augmenter starts afresh.
-
-    The models: empty for OpenCap's LSTM from the pose2sim wheel (see :mod:`kinestream.assets`).
-    """
-
-    SECTION: ClassVar[str] = "augment"
-
-    lower_model: str = _AUGMENT["lower_model"]
-    upper_model: str = _AUGMENT["upper_model"]
-    floor_offset: bool = _AUGMENT["floor_offset"]
-    reset_after_frames: int = _AUGMENT["reset_after_frames"]
 
 
 class Augmenter:

@@ -49,7 +49,6 @@ from typing import Any
 
 from kinestream import __version__, checks
 from kinestream.assets import get_assets
-from kinestream.config import setting
 from kinestream.errors import InputError, KinestreamError
 from kinestream.offline import process, scale_from_static
 from kinestream.plots import plot_study
@@ -63,7 +62,8 @@ from kinestream.projects import (
     split_static,
     subject_values,
 )
-from kinestream.reps import RepSettings, detect_reps
+from kinestream.reps import detect_reps
+from kinestream.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class Study:
 
 def find_study(
     root: str | Path,
-    config: dict | None = None,
+    settings: Settings | None = None,
     static_pattern: str = STATIC_PATTERN,
     height: float | None = None,
     mass: float | None = None,
@@ -155,9 +155,9 @@ def find_study(
         return _plain_study(root, static_pattern, given)
     sessions = sorted(p.parent for p in root.rglob(OPENCAP_METADATA))
     if sessions:
-        return _opencap_study(root, sessions, config, static_pattern, given)
+        return _opencap_study(root, sessions, settings, static_pattern, given)
     if any(d.is_dir() for d in root.rglob(POSE_3D)):
-        return _pose2sim_study(root, config, static_pattern, given)
+        return _pose2sim_study(root, settings, static_pattern, given)
     raise InputError(
         f"{root} holds no study kinestream knows: no {SUBJECTS_TOML} beside .trc files, no OpenCap "
         f"{OPENCAP_METADATA}, no Pose2Sim {POSE_3D}/ folders; see 'kinestream batch --help' for the layouts",
@@ -213,13 +213,13 @@ def _plain_study(root: Path, static_pattern: str, given: tuple[float | None, flo
     return study
 
 
-def _opencap_study(root: Path, sessions: list[Path], config, static_pattern: str, given) -> Study:
+def _opencap_study(root: Path, sessions: list[Path], settings, static_pattern: str, given) -> Study:
     study = Study(root, "OpenCap", [])
     for folder in sessions:
         name = folder.relative_to(root).as_posix() if folder != root else folder.resolve().name
         try:
             project = opencap_project(folder, static_pattern)
-            height, mass, notes = subject_values(project, given[0], given[1], config)
+            height, mass, notes = subject_values(project, given[0], given[1], settings)
             study.subjects.append(
                 Subject(name, project.static, tuple(project.trials), height, mass, tuple(project.notes + notes))
             )
@@ -228,7 +228,7 @@ def _opencap_study(root: Path, sessions: list[Path], config, static_pattern: str
     return study
 
 
-def _pose2sim_study(root: Path, config, static_pattern: str, given) -> Study:
+def _pose2sim_study(root: Path, settings, static_pattern: str, given) -> Study:
     """The subjects of a Pose2Sim study.
 
     Participants are the folders that hold trial folders (a trial folder holds pose-3d/); a trial folder
@@ -243,7 +243,7 @@ def _pose2sim_study(root: Path, config, static_pattern: str, given) -> Study:
         name = folder.relative_to(root).as_posix() if folder != root else root.resolve().name
         try:
             project = pose2sim_project(folder, top=root, static_pattern=static_pattern)
-            height, mass, notes = subject_values(project, given[0], given[1], config)
+            height, mass, notes = subject_values(project, given[0], given[1], settings)
             study.subjects.append(
                 Subject(name, project.static, tuple(project.trials), height, mass, tuple(project.notes + notes))
             )
@@ -268,23 +268,13 @@ def _digest(*parts: bytes) -> str:
     return h.hexdigest()
 
 
-#: The settings a worker needs to scale and process a trial: only these sections travel to the workers. The
-#: live service's ([service]), MQTT's (its password) and CURVE's (key paths) stay on this machine.
-WORKER_SECTIONS = ("subject", "ingest", "clean", "augment", "model", "scale", "ik", "output", "reps", "cues")
-
-
-def worker_config(config: dict) -> dict:
-    """What of ``config`` a batch task carries to a worker: the sections of :data:`WORKER_SECTIONS`."""
-    return {k: v for k, v in config.items() if k in WORKER_SECTIONS}
-
-
-def settings_digest(config: dict) -> str:
+def settings_digest(settings: Settings) -> str:
     """What of the settings changes a trial's outputs (everything but the live service's), as a hash."""
-    used = {k: v for k, v in config.items() if k not in ("service", "mqtt", "curve")}
+    used = {k: v for k, v in settings.to_config().items() if k not in ("service", "mqtt", "curve")}
     return _digest(__version__.encode(), json.dumps(used, sort_keys=True, default=str).encode())
 
 
-def trial_key(trial: Path, subject: Subject, config: dict, streaming: bool = False) -> str:
+def trial_key(trial: Path, subject: Subject, settings: Settings, streaming: bool = False) -> str:
     """A hash of everything a trial's outputs depend on.
 
     Its keypoints, the subject's static trial (or model), height and mass, the settings, and whether the
@@ -292,7 +282,7 @@ def trial_key(trial: Path, subject: Subject, config: dict, streaming: bool = Fal
     """
     static = subject.static.read_bytes() if subject.static is not None else b""
     parts = [trial.read_bytes(), static, f"{subject.height!r} {subject.mass!r}".encode()]
-    parts.append(settings_digest(config).encode())
+    parts.append(settings_digest(settings).encode())
     if subject.model is not None:
         parts += [b"model", subject.model.read_bytes()]
     return _digest(*parts, *([b"streaming"] if streaming else []))
@@ -344,7 +334,7 @@ class Scaled:
     seconds: float = 0.0
 
 
-def scale_subject(subject: Subject, out_dir: Path, config: dict) -> Scaled:
+def scale_subject(subject: Subject, out_dir: Path, settings: Settings) -> Scaled:
     """Scale the subject's model from its static trial, as ``process --static-trial`` does (a Dask task)."""
     if subject.model is not None:
         return Scaled(subject.model, (f"the scaled model {subject.model} is used as it is",))
@@ -352,14 +342,14 @@ def scale_subject(subject: Subject, out_dir: Path, config: dict) -> Scaled:
         return Scaled(None, ("no static trial: each trial is scaled from its own still pose",))
 
     start = time.perf_counter()
-    model, notes = scale_from_static(subject.static, subject.height, subject.mass, out_dir, config)
+    model, notes = scale_from_static(subject.static, subject.height, subject.mass, out_dir, settings)
     for note in notes:  # what the static trial gave (frames averaged, refused), said where the batch runs
         log.info("%s: %s", subject.name, note)
     return Scaled(model, tuple(notes), time.perf_counter() - start)
 
 
 def process_trial(
-    trial: Path, subject: Subject, scaled: Scaled, out_dir: Path, config: dict, streaming: bool = False
+    trial: Path, subject: Subject, scaled: Scaled, out_dir: Path, settings: Settings, streaming: bool = False
 ) -> dict[str, Any]:
     """One trial through ``process`` with the subject's model (a Dask task); its summary row.
 
@@ -368,19 +358,18 @@ def process_trial(
     matplotlib Figure of its own, which needs no backend (a worker runs its tasks in threads, shows nothing).
     """
     start = time.perf_counter()
-    plot = bool(setting(config, "output", "plot"))
     result = process(
         trial,
         subject.mass,
         subject.height,
         out_dir,
-        config,
-        plot=plot,
+        settings,
+        plot=settings.output.plot,
         streaming=streaming,
         model=scaled.model,
     )
     motion = result.motion
-    _, reps = detect_reps(motion, None, RepSettings.from_config(config))
+    _, reps = detect_reps(motion, None, settings.reps)
     return {
         "status": "done",
         "reason": "",
@@ -491,7 +480,7 @@ def one_line(exc: BaseException) -> str:
 def run_batch(
     study: Study,
     out: str | Path,
-    config: dict,
+    settings: Settings,
     client=None,
     *,
     force: bool = False,
@@ -525,7 +514,7 @@ def run_batch(
         rows[(name, trial_name)] = _row(name, trial_name, {"status": "failed", "reason": reason})
         progress.failed += 1
     futures: dict[Any, tuple[Subject, str, str, Path]] = {}
-    sent = worker_config(config)  # what the tasks carry: no password, no key paths
+    sent = settings.for_workers()  # what the tasks carry: no password, no key paths
     for subject in study.subjects:
         subject_out = out / subject.name
         pending = []
@@ -536,7 +525,7 @@ def run_batch(
                 rows[(subject.name, label)] = _row(subject.name, label, {"status": "failed", "reason": refused})
                 progress.failed += 1
                 continue
-            key = trial_key(trial, subject, config, streaming)
+            key = trial_key(trial, subject, settings, streaming)
             order.append((subject.name, label))
             record = done.get(f"{subject.name}/{label}")
             trial_out = subject_out / label
@@ -549,7 +538,7 @@ def run_batch(
         if not pending:
             continue
         if not futures:  # the assets, fetched here once: workers on a fresh cache would each fetch them at once
-            get_assets(config)
+            get_assets(settings)
         scaled = client.submit(
             scale_subject, subject, subject_out / "_static", sent, pure=False, retries=retries,
             key=f"scale-{_safe(subject.name)}-{time.time_ns()}",

@@ -1,4 +1,8 @@
-"""Settings: the package's default.toml merged with a user's file and command-line flags."""
+"""The rules of the settings file: every section and key default.toml has, and what each may be.
+
+:data:`DEFAULTS` is default.toml read; :func:`validate` judges a dict of sections against it and :data:`RULES`.
+The typed tree the program passes around is :class:`kinestream.settings.Settings`, built with these.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,9 @@ import copy
 import difflib
 import math
 import tomllib
+from collections.abc import Mapping
 from importlib import resources
-from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any
 
 from kinestream.checks import HEIGHT_M, MASS_KG, subject_id
 from kinestream.errors import KinestreamError, SettingsError
@@ -244,102 +248,12 @@ def _validate_people(people: dict, source: str) -> None:
                 )
 
 
-def _merge(base: dict, override: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """A new dict: ``over`` over ``base``, tables merged key by key (neither is changed)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
         else:
-            out[key] = value
+            out[key] = copy.deepcopy(value)
     return out
-
-
-def override(config: dict, changes: dict, source: str = "the command line") -> dict[str, Any]:
-    """A new config: ``changes`` (section -> key -> value) over ``config``, checked as a file's settings are.
-
-    ``config`` itself is left as it was: a command-line flag or a caller's dict makes a new config, it never
-    changes the one it was given (which another part of the program may still hold).
-    """
-    return _merge(config, validate(copy.deepcopy(changes), source))
-
-
-def load_config(path: str | Path | None = None) -> dict[str, Any]:
-    """Return the settings: the package's default.toml, then the file at ``path`` over it."""
-    config = copy.deepcopy(DEFAULTS)
-    if path is None:
-        return config
-    path = Path(path)
-    if not path.is_file():
-        raise SettingsError(
-            f"config file {path} does not exist; give a TOML file with the settings to change (every setting "
-            f"and its default: configs/default.toml, or 'kinestream config')",
-            given=path,
-            valid="a TOML file",
-        )
-    try:
-        with open(path, "rb") as fh:
-            loaded = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"config file {path} is not valid TOML: {exc}", given=path, valid="a TOML file") from None
-    return _merge(config, validate(loaded, f"config file {path}"))
-
-
-def setting(config: dict | None, section_name: str, key: str) -> Any:
-    """``config[section_name][key]``, or default.toml's value where ``config`` leaves it out.
-
-    A partial config (a caller's dict, the sections a batch task carries) reads the same defaults as a whole one:
-    the fallback is default.toml's, never a second copy of it written in the code.
-    """
-    values = (config or {}).get(section_name) or {}
-    return values[key] if key in values else DEFAULTS[section_name][key]
-
-
-def _section(config: dict | None, name: str, settings_cls) -> dict[str, Any]:
-    """The values for the settings dataclass ``settings_cls`` from ``config[name]``, missing ones from its defaults.
-
-    Its field defaults are read from default.toml; a key the class does not know is a KinestreamError.
-
-    ``config`` is a whole config (as :func:`load_config` returns) or None for the defaults.
-    """
-    import dataclasses
-
-    given = (config or {}).get(name) or {}
-    if not isinstance(given, dict):
-        raise SettingsError(
-            f"[{name}] must be a table of settings, not {given!r}", key=name, given=given, valid="a table of settings"
-        )
-    known = {f.name: f.default for f in dataclasses.fields(settings_cls)}
-    unknown = sorted(set(given) - set(known))
-    if unknown:
-        raise SettingsError(
-            f"[{name}] has unknown setting(s) {', '.join(unknown)}; the settings are {', '.join(known)}",
-            key=name,
-            given=unknown,
-            valid=list(known),
-        )
-    return {key: given.get(key, default) for key, default in known.items()}
-
-
-class Section:
-    """What every settings dataclass of one config section shares: how it is read from a config.
-
-    A subclass is a frozen dataclass whose fields are the keys of its section ``SECTION``, their defaults
-    default.toml's. :meth:`from_config` reads the section, fills what is missing from those defaults, refuses an
-    unknown key and checks every value against the same rules a settings file meets (:func:`validate`: the key,
-    the value given and what is valid in the error); lists become tuples (the dataclasses are frozen). A subclass
-    with rules between its fields says them in :meth:`check`, which :meth:`from_config` calls last.
-    """
-
-    SECTION: ClassVar[str]
-
-    @classmethod
-    def from_config(cls, config: dict | None) -> Self:
-        """The settings of ``config[SECTION]`` (``config`` a whole config, or None for the defaults)."""
-        values = {k: list(v) if isinstance(v, tuple) else v for k, v in _section(config, cls.SECTION, cls).items()}
-        validate({cls.SECTION: {k: v for k, v in values.items() if v is not None}}, "the settings")
-        settings = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        """Refuse, with a SettingsError, values :data:`RULES` cannot judge: ranges that depend on other fields."""

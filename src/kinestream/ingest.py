@@ -16,19 +16,16 @@ marker augmenter needs: :func:`layout_lacks` says what a layout cannot give,
 Orientation: the model wants Y up. :func:`orientation` gives the one matrix
 that turns a source's axes into the model's (``up`` "z" for a Z-up camera
 system, then any further ``rotate`` turns), :func:`orient` applies it to a
-table, and :class:`IngestSettings` (the ``[ingest]`` settings) carries both
+table, and :class:`~kinestream.settings.IngestSettings` (the ``[ingest]`` settings) carries both
 for the offline commands and the live service alike.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
-from kinestream.config import DEFAULTS, Section
 from kinestream.errors import InputError, SettingsError
 from kinestream.files.trc import MarkerTable
 
@@ -359,41 +356,6 @@ def orient(table: MarkerTable, matrix: np.ndarray | None) -> MarkerTable:
     if matrix is None:
         return table
     return MarkerTable(table.names, table.xyz @ np.asarray(matrix).T, table.time.copy(), table.rate, dict(table.meta))
-
-
-_INGEST = DEFAULTS["ingest"]
-
-
-@dataclass(frozen=True)
-class IngestSettings(Section):
-    """How incoming keypoints are turned into the model's axes; the ``[ingest]`` section of the config.
-
-    up      "y" (the keypoints are Y-up, as OpenSim wants) or "z" (Z-up, as many camera systems)
-    rotate  further turns about the model's axes after that, "AXIS:DEG[,AXIS:DEG]" in order (e.g. "y:90"); "": none
-
-    The offline commands turn a trial's keypoints as they read it, the live service each frame as it comes.
-    """
-
-    SECTION: ClassVar[str] = "ingest"
-
-    up: str = _INGEST["up"]
-    rotate: str = _INGEST["rotate"]
-
-    def check(self) -> None:
-        """Refuse an ``up``/``rotate`` pair that gives no orientation (:func:`orientation` says why)."""
-        self.matrix()
-
-    def matrix(self) -> np.ndarray | None:
-        """:func:`orientation` of these settings: None when the keypoints are already in the model's axes."""
-        return orientation(self.up, self.rotate)
-
-    def apply(self, table: MarkerTable) -> MarkerTable:
-        """``table`` turned into the model's axes."""
-        return orient(table, self.matrix())
-
-    def describe(self) -> str | None:
-        """What these settings do to the keypoints, in words; None when nothing."""
-        return describe_orientation(self.up, self.rotate)
 
 
 def keypoints_to_table(

@@ -15,16 +15,16 @@ import numpy as np
 
 from kinestream import checks, clean, scale, solve
 from kinestream.assets import Assets, get_assets
-from kinestream.augment import Augmenter, AugmentSettings, augment_table
-from kinestream.config import setting
+from kinestream.augment import Augmenter, augment_table
 from kinestream.errors import InputError, KinestreamError, SolverError
 from kinestream.files.c3d import trc_to_c3d
 from kinestream.files.mot import Motion, solved_rows, write_mot
 from kinestream.files.trc import MarkerTable, read_trc, write_trc
-from kinestream.ingest import IngestSettings, complete_keypoints
+from kinestream.ingest import complete_keypoints
 from kinestream.pipeline import FrameProcessor, FrameSolver, Prepared, Taken
 from kinestream.plots import peak, plot_angles, save_figure
 from kinestream.progress import Task
+from kinestream.settings import IngestSettings, Settings
 from kinestream.static import StillPose, still_pose
 
 AUGMENTED = "_study"  # the 43 augmented markers end so; a trial that has them (OpenCap's MarkerData) gets them anew
@@ -86,7 +86,7 @@ def clean_and_augment(
     height: float,
     mass: float,
     assets: Assets,
-    config: dict,
+    settings: Settings,
     streaming: bool = False,
     *,
     clean_first: bool = True,
@@ -104,14 +104,14 @@ def clean_and_augment(
     """
     if streaming:
         with Task(keypoints.n_frames, "clean + augment (frame-wise)") as task:
-            return stream_augment(keypoints, height, mass, assets, config, task.update)
+            return stream_augment(keypoints, height, mass, assets, settings, task.update)
     notes = []
     if clean_first:
-        cleaned, creport = clean.CleanSettings.from_config(config).offline(keypoints)
+        cleaned, creport = clean.clean_trial(keypoints, settings.clean)
         notes.append(describe_clean(creport, keypoints))
         keypoints = cleaned
     if floor_offset is None:
-        floor_offset = AugmentSettings.from_config(config).floor_offset
+        floor_offset = settings.augment.floor_offset
     augmented, areport = augment_table(keypoints, _augmenter(assets), height, mass, apply_floor_offset=floor_offset)
     return augmented, [*notes, areport.describe()]
 
@@ -135,7 +135,7 @@ def static_markers(
     height: float,
     mass: float,
     assets: Assets,
-    config: dict,
+    settings: Settings,
     out_path: str | Path,
     window: str | tuple[float, float] = "auto",
 ) -> tuple[MarkerTable, StillPose, list[str]]:
@@ -146,9 +146,8 @@ def static_markers(
     augmented markers, the still pose and notes. A static trial has no motion to filter, so any length from one frame up
     will do (:mod:`kinestream.static`); the offline and the streaming recipe share this one rule.
     """
-    ingest = IngestSettings.from_config(config)
-    keypoints = load_keypoints(static_trial, ingest)
-    notes = read_notes(keypoints, ingest)
+    keypoints = load_keypoints(static_trial, settings.ingest)
+    notes = read_notes(keypoints, settings.ingest)
     try:
         if not isinstance(window, str):
             t0, t1 = window
@@ -163,7 +162,7 @@ def static_markers(
                 )
             keypoints = keypoints.frames(int(inside[0]), int(inside[-1]) + 1)
         still = still_pose(keypoints)  # averaged, not filtered: a still pose has no motion to filter
-        augmented, augmenting = clean_and_augment(still.table, height, mass, assets, config, clean_first=False)
+        augmented, augmenting = clean_and_augment(still.table, height, mass, assets, settings, clean_first=False)
     except KinestreamError as exc:
         raise exc.reworded(f"static trial {static_trial}: {exc}") from None
     written = write_trc(out_path, augmented)
@@ -171,9 +170,9 @@ def static_markers(
     return augmented, still, notes + [f"wrote {written} (the static trial's still pose, augmented)"]
 
 
-def _static_window(static, config: dict):
-    """The still window asked for: ``static`` when given, else the config's ``[scale] static``."""
-    return static if static is not None else scale.ScaleSettings.from_config(config).static
+def _static_window(static, settings: Settings):
+    """The still window asked for: ``static`` when given, else the settings' ``[scale] static``."""
+    return static if static is not None else settings.scale.static
 
 
 def scale_from_static(
@@ -181,7 +180,7 @@ def scale_from_static(
     height: float,
     mass: float,
     out_dir: str | Path,
-    config: dict,
+    settings: Settings,
     static=None,
     augmented_name: str | None = None,
 ) -> tuple[Path, list[str]]:
@@ -189,25 +188,25 @@ def scale_from_static(
 
     The trial's frames are averaged into one still pose, augmented; the model is written to ``out_dir`` as
     ``STATIC_scaled.osim`` beside the static trial's augmented markers. ``static``: 'auto' (every frame) or a
-    (start, end) range of the static trial's frames, in seconds; None: the config's ``[scale] static``.
+    (start, end) range of the static trial's frames, in seconds; None: the settings' ``[scale] static``.
     ``process --static-trial`` and ``batch`` (once per subject) both scale so.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(static_trial).stem
-    assets = get_assets(config)
+    assets = get_assets(settings)
     markers, still, notes = static_markers(
         static_trial,
         height,
         mass,
         assets,
-        config,
+        settings,
         out_dir / (augmented_name or f"{stem}_augmented.trc"),
-        scale.parse_static(_static_window(static, config)),
+        scale.parse_static(_static_window(static, settings)),
     )
     try:
-        result = scale.ScaleSettings.from_config(config).scale(
-            markers, mass, height, out_dir / f"{stem}_scaled.osim", assets, static=still.scale_window
+        result = scale.scale_model(
+            markers, mass, height, out_dir / f"{stem}_scaled.osim", assets, settings.scale, static=still.scale_window
         )
     except KinestreamError as exc:
         raise exc.reworded(f"static trial {static_trial}: {exc}") from None
@@ -247,16 +246,16 @@ def run_ik(
     model_path: str | Path,
     markers: MarkerTable,
     ik_setup: str | Path,
-    config: dict | None = None,
+    settings: Settings | None = None,
     marker_set: str | Path | None = None,
     desc: str = "IK",
 ) -> solve.IKResult:
     """IK on every frame, counted on ``kinestream.progress`` (``desc``).
 
-    Accuracy and constraint weight come from the config.
+    The solver, its accuracy and the constraint weight come from the settings' ``[ik]`` (default.toml's: None).
     """
-    ik = solve.IKSettings.from_config(config)
-    setup = ik.setup(ik_setup)
+    ik = (settings or Settings()).ik
+    setup = solve.ik_setup(ik, ik_setup)
     model, removed = _model(model_path, marker_set)
     with Task(markers.n_frames, desc) as task:
         result = solve.solve_trial(
@@ -340,7 +339,7 @@ def compare(
 
 
 def stream_augment(
-    table: MarkerTable, height: float, mass: float, assets: Assets, config: dict, progress=None
+    table: MarkerTable, height: float, mass: float, assets: Assets, settings: Settings, progress=None
 ) -> tuple[MarkerTable, list[str]]:
     """The pipeline's prepare stage (the live service's) fed one frame at a time from a recorded trial.
 
@@ -350,7 +349,7 @@ def stream_augment(
     frame for frame aligned with the input (each frame carries its index through the look-ahead),
     and notes on what the stages did.
     """
-    processor = FrameProcessor(assets, config, height, mass, table.rate)
+    processor = FrameProcessor(assets, settings, height, mass, table.rate)
     names = list(table.names)
     columns = processor.keypoints + processor.markers
     xyz = np.full((table.n_frames, len(columns), 3), np.nan)
@@ -375,15 +374,15 @@ def stream_ik(
     model_path: str | Path,
     markers: MarkerTable,
     ik_setup: str | Path,
-    config: dict | None = None,
+    settings: Settings | None = None,
     marker_set: str | Path | None = None,
     desc: str = "IK (frame-wise)",
 ) -> solve.IKResult:
     """The pipeline's solve stage (the live service's frame-wise IK) on every frame of a table."""
-    ik = solve.IKSettings.from_config(config)
-    setup = ik.setup(ik_setup)
+    ik = (settings or Settings()).ik
+    setup = solve.ik_setup(ik, ik_setup)
     model, removed = solve.load_model(model_path, marker_set)
-    solver = ik.streaming(model, setup, markers.names)
+    solver = solve.streaming_ik(ik, model, setup, markers.names)
     stage = FrameSolver(solver, centres=False)  # no joint centres, no reps: the angles only
     none = np.empty((0, 3))
     n = markers.n_frames
@@ -416,7 +415,7 @@ def process(
     mass: float,
     height: float,
     out_dir: str | Path,
-    config: dict,
+    settings: Settings,
     static=None,
     plot: bool = True,
     truth: Motion | None = None,
@@ -432,14 +431,14 @@ def process(
     step is skipped. ``static_trial``: a separate static trial (a .trc of
     keypoints, as Pose2Sim projects keep one, of any length from one frame):
     its frames are averaged into one still pose, which is augmented and scaled
-    from (``static`` is then a window of its frames; None, the default: the config's
+    from (``static`` is then a window of its frames; None, the default: the settings'
     ``[scale] static``). The keypoints of both
     are turned by the ``[ingest]`` settings. With ``truth`` (e.g. the
     coords.mot of ``kinestream synth``), the plot shows it dashed and the
     summary gives the RMS error per joint.
     """
     checks.subject(height, mass)
-    static = scale.parse_static(_static_window(static, config))
+    static = scale.parse_static(_static_window(static, settings))
     if model is not None and static_trial is not None:
         raise InputError(
             f"a scaled model ({model}) and a static trial ({static_trial}) were both given; the model skips "
@@ -455,11 +454,11 @@ def process(
             given=static_trial,
             valid="the .trc of its keypoints",
         )
-    ingest = IngestSettings.from_config(config)
+    ingest = settings.ingest
     trial = Path(trial)
     out_dir = Path(out_dir)
     stem = trial.stem
-    assets = get_assets(config)
+    assets = get_assets(settings)
     messages: list[str] = ["streaming cores, frame by frame" if streaming else "offline cores, zero lag"]
     from time import perf_counter
 
@@ -469,12 +468,12 @@ def process(
         keypoints = load_keypoints(trial, None if streaming else ingest)  # the live cores turn it themselves
         messages += read_notes(keypoints, ingest)
         steps.stage("clean + augment")
-        augmented, notes = clean_and_augment(keypoints, height, mass, assets, config, streaming)
+        augmented, notes = clean_and_augment(keypoints, height, mass, assets, settings, streaming)
         messages += notes
         steps.update(2)
         out_dir.mkdir(parents=True, exist_ok=True)
         augmented_trc = write_trc(out_dir / f"{stem}_augmented.trc", augmented)
-        augmented_c3d = c3d_beside(augmented_trc, messages) if setting(config, "output", "c3d") else None
+        augmented_c3d = c3d_beside(augmented_trc, messages) if settings.output.c3d else None
         clock["augment"] = perf_counter()
 
         steps.stage("scale")
@@ -493,12 +492,12 @@ def process(
             static_stem = Path(static_trial).stem
             written = f"{static_stem}_static" if static_stem == stem else static_stem
             scaled_model, notes = scale_from_static(
-                static_trial, height, mass, out_dir, config, static, f"{written}_augmented.trc"
+                static_trial, height, mass, out_dir, settings, static, f"{written}_augmented.trc"
             )
             messages += notes
         else:
-            sresult = scale.ScaleSettings.from_config(config).scale(
-                augmented, mass, height, out_dir / f"{stem}_scaled.osim", assets, static=static
+            sresult = scale.scale_model(
+                augmented, mass, height, out_dir / f"{stem}_scaled.osim", assets, settings.scale, static=static
             )
             messages += sresult.messages + [_scale_error(sresult)]
             scaled_model = Path(sresult.model_path)
@@ -507,9 +506,9 @@ def process(
 
         steps.stage("IK")
         if streaming:
-            ik = stream_ik(scaled_model, augmented, assets.ik_setup, config, marker_set=assets.marker_set)
+            ik = stream_ik(scaled_model, augmented, assets.ik_setup, settings, marker_set=assets.marker_set)
         else:
-            ik = run_ik(scaled_model, augmented, assets.ik_setup, config, marker_set=assets.marker_set)
+            ik = run_ik(scaled_model, augmented, assets.ik_setup, settings, marker_set=assets.marker_set)
         messages += ik.notes
         mot = out_dir / f"{stem}.mot"
         solved, note = write_angles(mot, ik.motion)
@@ -523,7 +522,7 @@ def process(
             f"{'read + clean + augment' if name == 'augment' else name} {t - marks[i][1]:.1f} s"
             for i, (name, t) in enumerate(marks[1:])
         )
-        + f" ({ik.motion.time.size} frames, IK solver {solve.IKSettings.from_config(config).solver})"
+        + f" ({ik.motion.time.size} frames, IK solver {settings.ik.solver})"
     )
     png = save_figure(plot_angles(solved, title=stem, truth=truth), out_dir / f"{stem}_angles.png") if plot else None
     if truth is not None:

@@ -26,13 +26,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
-from kinestream.augment import AugmentSettings, StreamingAugmenter
+from kinestream.augment import StreamingAugmenter
 from kinestream.centres import BodyPoses, StateCentres, centres_dict
-from kinestream.clean import CleanSettings
+from kinestream.clean import streaming_cleaner
 from kinestream.errors import KinestreamError
-from kinestream.ingest import DERIVED, IngestSettings
-from kinestream.reps import CueSettings, RepCounter, RepSettings
-from kinestream.solve import IKSettings, load_model
+from kinestream.ingest import DERIVED
+from kinestream.reps import RepCounter
+from kinestream.settings import Settings
+from kinestream.solve import ik_setup, load_model, streaming_ik
 
 if TYPE_CHECKING:
     from kinestream.assets import Assets
@@ -120,20 +121,20 @@ class FrameProcessor:
     def __init__(
         self,
         assets: Assets,
-        config: dict,
+        settings: Settings,
         height: float,
         mass: float,
         rate: float = 60.0,
         floor_offset: float = 0.0,
     ):
         self.rate = rate
-        self.orientation = IngestSettings.from_config(config).matrix()  # None: the keypoints are Y-up already
+        self.orientation = settings.ingest.matrix()  # None: the keypoints are Y-up already
         self.augmenter = StreamingAugmenter.from_assets(
-            assets, height, mass, reset_after=int(AugmentSettings.from_config(config).reset_after_frames)
+            assets, height, mass, reset_after=int(settings.augment.reset_after_frames)
         )
         self.keypoints = list(self.augmenter.keypoints)
-        self.clean = CleanSettings.from_config(config)
-        self.cleaner = self.clean.streaming(len(self.keypoints), rate)
+        self.clean = settings.clean
+        self.cleaner = streaming_cleaner(self.clean, len(self.keypoints), rate)
         self.markers = list(self.augmenter.markers)
         self._columns: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
         self._lift = np.array([0.0, float(floor_offset), 0.0]) if floor_offset else None
@@ -181,7 +182,7 @@ class FrameProcessor:
         if first and self.cleaner.filler.lookahead:  # frame 1 is still in the look-ahead: wait for 16 frames
             return None
         try:
-            cleaner = self.clean.streaming(len(self.keypoints), measured)
+            cleaner = streaming_cleaner(self.clean, len(self.keypoints), measured)
         except KinestreamError as exc:  # e.g. the cutoff above that rate's Nyquist frequency
             return (
                 f"the stream runs at {measured:g} Hz, but the filter cannot be designed for it "
@@ -375,7 +376,7 @@ class Pipeline(Generic[T]):
     def __init__(
         self,
         assets: Assets,
-        config: dict,
+        settings: Settings,
         *,
         height: float,
         mass: float,
@@ -385,16 +386,16 @@ class Pipeline(Generic[T]):
         template: Pipeline | None = None,
     ):
 
-        self.prepare_stage = FrameProcessor(assets, config, height, mass, rate, floor_offset)
-        settings = IKSettings.from_config(config)
+        self.prepare_stage = FrameProcessor(assets, settings, height, mass, rate, floor_offset)
         self.model_path = Path(model or assets.generic_model)
         like = template.solve_stage.ik if template is not None and template.model_path == self.model_path else None
         if like is not None:
             osim_model, self.removed = like.model, list(template.removed)  # type: ignore[union-attr]
         else:
             osim_model, self.removed = load_model(self.model_path, assets.marker_set)
-        ik = settings.streaming(osim_model, settings.setup(assets.ik_setup), self.prepare_stage.markers, like=like)
-        reps = RepCounter(RepSettings.from_config(config), ik.coordinates, CueSettings.from_config(config))
+        setup = ik_setup(settings.ik, assets.ik_setup)
+        ik = streaming_ik(settings.ik, osim_model, setup, self.prepare_stage.markers, like=like)
+        reps = RepCounter(settings.reps, ik.coordinates, settings.cues)
         self.solve_stage = FrameSolver(ik, reps=reps)
         self.keypoints = list(self.prepare_stage.keypoints)
         self.markers = list(self.prepare_stage.markers)

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kinestream import checks
-from kinestream.config import DEFAULTS, setting
+from kinestream.config import DEFAULTS
 from kinestream.errors import InputError, KinestreamError
+from kinestream.settings import Settings
 
 CONFIG_TOML = "Config.toml"  # Pose2Sim's
 POSE_3D = "pose-3d"  # Pose2Sim's folder of triangulated keypoints
@@ -412,14 +413,14 @@ def _opencap_order(path: Path) -> tuple[bool, list]:
 # ----------------------------------------------------------------------------------------- the subject --
 
 
-def _settings_source(config: dict | None, key: str) -> tuple[float, str]:
-    value = setting(config, "subject", key)
+def _settings_source(settings: Settings | None, key: str) -> tuple[float, str]:
+    value = getattr((settings or Settings()).subject, key)
     which = "the default settings" if value == DEFAULTS["subject"][key] else "the settings"
     return float(value), f"{which} ([subject] {key})"
 
 
 def _settle(
-    key: str, flag: str, given: float | None, project: Project | None, config: dict | None, required: bool
+    key: str, flag: str, given: float | None, project: Project | None, settings: Settings | None, required: bool
 ) -> tuple[float, str, list[str]]:
     """One subject value, where it came from, and notes: the command line, else the project's file, else the settings.
 
@@ -438,22 +439,22 @@ def _settle(
             given=project.folder,
             valid=flag,
         )
-    value, source = _settings_source(config, key)
+    value, source = _settings_source(settings, key)
     return value, source, [found.note] if found is not None and found.note else []
 
 
 def subject_values(
-    project: Project | None, height: float | None = None, mass: float | None = None, config: dict | None = None
+    project: Project | None, height: float | None = None, mass: float | None = None, settings: Settings | None = None
 ) -> tuple[float, float, list[str]]:
     """The subject's height (m) and mass (kg), and notes ending with where each came from.
 
     ``height``/``mass`` from the command line win over the project's files,
-    which win over the settings (``config``). A project whose files do not
+    which win over ``settings``' ``[subject]`` (default.toml's: None). A project whose files do not
     name the height at all is refused (the augmenter divides every keypoint
     by it); one that says "auto" gets the settings' height, and a note.
     """
-    h, h_from, notes = _settle("height", "--height", height, project, config, required=True)
-    m, m_from, more = _settle("mass", "--mass", mass, project, config, required=False)
+    h, h_from, notes = _settle("height", "--height", height, project, settings, required=True)
+    m, m_from, more = _settle("mass", "--mass", mass, project, settings, required=False)
     try:
         checks.subject(h, m)
     except KinestreamError as exc:

@@ -1,6 +1,7 @@
 """Tests of the streaming clean stage: causal low-pass, gap bridging, the two together."""
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,10 +14,12 @@ from kinestream.clean import (
     StreamingLowpass,
     butter_sos,
     clean_table,
+    streaming_cleaner,
 )
 from kinestream.config import DEFAULTS
 from kinestream.errors import InputError, SettingsError
 from kinestream.files.trc import read_trc
+from kinestream.settings import CleanSettings, Settings
 
 # a streaming stage must not even warn on bad frames (NaN, inf, 10 m jumps)
 pytestmark = pytest.mark.filterwarnings("error")
@@ -433,14 +436,15 @@ def test_cleaner_chains_bridging_and_filtering_with_the_total_delay():
     }
 
 
-def test_cleaner_from_config():
-    cleaner = StreamingCleaner.from_config(DEFAULTS["clean"], 20, 60.0)
+def test_cleaner_from_settings():
+    cleaner = streaming_cleaner(Settings.from_config({"clean": DEFAULTS["clean"]}).clean, 20, 60.0)
     assert cleaner.filler.max_hold_frames == 12 and cleaner.lowpass.order == 4
     assert cleaner.lowpass.cutoff_hz == 6.0
-    cleaner = StreamingCleaner.from_config({"cutoff_hz": 8, "lookahead_frames": 2, "max_jump_m": None}, 20, 120.0)
-    assert cleaner.filler.lookahead == 2 and cleaner.lowpass.max_jump is None
+    given = Settings().override({"clean": {"cutoff_hz": 8, "lookahead_frames": 2}}).clean
+    cleaner = streaming_cleaner(replace(given, max_jump_m=None), 20, 120.0)  # no jump check: only from code
+    assert cleaner.filler.lookahead == 2 and cleaner.lowpass.max_jump is None and cleaner.lowpass.cutoff_hz == 8
     with pytest.raises(SettingsError) as info:
-        StreamingCleaner.from_config({"cutoff_hz": "auto"}, 20, 60.0)
+        streaming_cleaner(CleanSettings(cutoff_hz="auto"), 20, 60.0)
     assert (info.value.key, info.value.given) == ("clean.cutoff_hz", "auto")
     with pytest.raises(SettingsError) as info:
         StreamingCleaner(20, 60.0, max_gap_s=-1)

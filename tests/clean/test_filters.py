@@ -6,8 +6,9 @@ import pytest
 from scipy import signal
 from scipy.linalg import solve_discrete_are
 
-from kinestream.clean import OneEuro, StreamingCleaner, StreamingLowpass, butter_sos, kalman_cv_sos
+from kinestream.clean import OneEuro, StreamingCleaner, StreamingLowpass, butter_sos, kalman_cv_sos, streaming_cleaner
 from kinestream.errors import SettingsError
+from kinestream.settings import Settings
 
 RATE = 60.0
 
@@ -111,15 +112,19 @@ def test_one_euro_holds_missing_points_and_starts_again_after_a_long_gap():
 
 def test_designs_are_chosen_by_name_and_refused_clearly():
     for design in ("butterworth", "kalman", "one_euro"):
-        cleaner = StreamingCleaner.from_config({"streaming_filter": design}, 3, RATE)
+        cleaner = streaming_cleaner(Settings().override({"clean": {"streaming_filter": design}}).clean, 3, RATE)
         assert cleaner.design == design
-    with pytest.raises(SettingsError) as info:
-        StreamingCleaner.from_config({"streaming_filter": "median"}, 3, RATE)
-    assert (info.value.key, info.value.given, info.value.valid) == (
-        "clean.streaming_filter",
-        "median",
-        ["butterworth", "kalman", "one_euro"],
-    )
+    for refuse in (  # by the settings, and by the stage given it directly
+        lambda: Settings().override({"clean": {"streaming_filter": "median"}}),
+        lambda: StreamingCleaner(3, RATE, design="median"),
+    ):
+        with pytest.raises(SettingsError) as info:
+            refuse()
+        assert (info.value.key, info.value.given, info.value.valid) == (
+            "clean.streaming_filter",
+            "median",
+            ["butterworth", "kalman", "one_euro"],
+        )
     with pytest.raises(SettingsError) as info:
         kalman_cv_sos(RATE, 0.0, 0.005)
     assert (info.value.key, info.value.given) == ("clean.kalman_accel", (0.0, 0.005))

@@ -4,17 +4,17 @@ import pytest
 
 from broker import free_port
 from kinestream.commands.demo import run_demo
-from kinestream.config import load_config
 from kinestream.files.mot import read_mot
+from kinestream.settings import Settings
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
 
 
 def test_demo_calibrates_serves_records_and_counts_every_squat(tmp_path, capsys):
-    config = load_config()
-    config["service"]["input"] = f"tcp://127.0.0.1:{free_port()}"
-    config["service"]["output"] = f"tcp://127.0.0.1:{free_port()}"
-    final = run_demo(config, tmp_path, seconds=10.0, rate=1.0)  # real time, as the README runs it
+    settings = Settings().override(
+        {"service": {"input": f"tcp://127.0.0.1:{free_port()}", "output": f"tcp://127.0.0.1:{free_port()}"}}
+    )
+    final = run_demo(settings, tmp_path, seconds=10.0, rate=1.0)  # real time, as the README runs it
     out = capsys.readouterr().out
     motion = read_mot(tmp_path / "session.mot")
     # Every frame answered. The demo plays in real time, so on a machine whose other core is busy latest wins may

@@ -307,21 +307,19 @@ def test_times_too_uneven_for_a_c3d_are_refused(tmp_path):
 
 def test_the_serve_command_writes_the_recordings_c3d_or_says_why_not(tmp_path, capsys):
     from kinestream.commands.live import recording_c3d
-    from kinestream.config import load_config
+    from kinestream.settings import load_settings
 
-    config = load_config()
+    settings = load_settings()
     time = np.arange(120) / 60.0 + np.random.default_rng(4).uniform(-0.002, 0.002, 120)
     trc = _recording(tmp_path / "s_markers.trc", time)
     (tmp_path / "s.mot").write_text("not looked at\n")
-    assert recording_c3d(tmp_path / "s.mot", config) == tmp_path / "s_markers.c3d"
+    assert recording_c3d(tmp_path / "s.mot", settings) == tmp_path / "s_markers.c3d"
     assert f"wrote {tmp_path / 's_markers.c3d'}: frames put on the even 60 Hz grid" in capsys.readouterr().out
     assert_frames_kept(tmp_path / "s_markers.c3d", trc, 60.0)
 
-    config["output"]["c3d"] = False
-    assert recording_c3d(tmp_path / "s.mot", config) is None
-    config["output"]["c3d"] = True
+    assert recording_c3d(tmp_path / "s.mot", settings.override({"output": {"c3d": False}})) is None
     _recording(tmp_path / "bad_markers.trc", np.cumsum(np.random.default_rng(5).uniform(0.005, 0.03, 50)))
-    assert recording_c3d(tmp_path / "bad.mot", config) is None
+    assert recording_c3d(tmp_path / "bad.mot", settings) is None
     out, err = capsys.readouterr()
     assert not out and len(err.strip().splitlines()) == 1
     assert err.startswith(f"kinestream: no .c3d of {tmp_path / 'bad_markers.trc'} (the .mot and .trc are complete): ")

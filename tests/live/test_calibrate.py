@@ -8,12 +8,12 @@ import pytest
 
 from broker import free_port
 from kinestream import assets as assets_module
-from kinestream.config import load_config
 from kinestream.errors import AssetError, SolverError
 from kinestream.files.trc import read_trc
 from kinestream.live.calibrate import calibrate
 from kinestream.live.replay import replay
 from kinestream.osim import opensim_module
+from kinestream.settings import Settings
 from kinestream.synth import synthesize
 
 
@@ -29,7 +29,7 @@ def test_calibrate_scales_from_the_standing_phase_of_a_live_stream(tmp_path, cap
         feeder = asyncio.create_task(replay(standing, src, loop=True, stop_event=stop, wait_subscriber=10.0))
         try:
             return await calibrate(
-                load_config(),
+                Settings(),
                 input_endpoint=src,
                 mass=syn.mass,
                 height=syn.height,
@@ -74,7 +74,7 @@ def test_calibrate_gives_up_with_a_clear_error_when_nobody_streams(tmp_path):
     with pytest.raises(SolverError) as info:
         asyncio.run(
             calibrate(
-                load_config(),
+                Settings(),
                 input_endpoint=src,
                 mass=70,
                 height=1.75,

@@ -17,7 +17,6 @@ import zmq.asyncio
 from test_service import endpoints
 
 from broker import Broker, until
-from kinestream.config import load_config
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc
 from kinestream.live.messages import decode_angles, decode_pose, decode_reps
@@ -25,6 +24,7 @@ from kinestream.live.protocol import TOPIC_KEYPOINTS, encode_keypoints
 from kinestream.live.replay import wire_frames
 from kinestream.live.service import Service
 from kinestream.offline import process
+from kinestream.settings import Settings
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
 
@@ -67,10 +67,10 @@ class Source:
         return sent
 
 
-async def start(config, *, record=None, mqtt_port=None, mass=70.0, height=1.75):
+async def start(settings, *, record=None, mqtt_port=None, mass=70.0, height=1.75):
     src, out = endpoints()
     service = Service(
-        config,
+        settings,
         input_endpoint=src,
         output_endpoint=out,
         record=record,
@@ -97,7 +97,7 @@ def streaming_angles(syn, out, model):
     """``process --streaming`` on a synth trial with its own height and mass, on ``model`` (unscaled): the angles a
     live recording of that person must equal."""
     return process(
-        syn.keypoints_trc, syn.mass, syn.height, out, load_config(), plot=False, streaming=True, model=model,
+        syn.keypoints_trc, syn.mass, syn.height, out, Settings(), plot=False, streaming=True, model=model,
     ).motion  # fmt: skip
 
 
@@ -117,9 +117,12 @@ def test_several_people_each_served_and_recorded_as_process_streaming(athletes, 
     cy_model.parent.mkdir()
     shutil.copy(assets.generic_model, cy_model)  # "her" model: the generic one under her name, for the comparison
     cy_model.with_suffix(".json").write_text(json.dumps({"mass": c.mass, "height": c.height, "floor_offset_m": 0.0}))
-    config = load_config()
-    config["service"]["latest_wins"] = False  # every frame solved: the recordings must hold every frame
-    config["people"] = {"ben": {"height": b.height, "mass": b.mass}, "cy": {"model": str(cy_model)}}
+    settings = Settings().override(
+        {
+            "service": {"latest_wins": False},  # every frame solved: the recordings must hold every frame
+            "people": {"ben": {"height": b.height, "mass": b.mass}, "cy": {"model": str(cy_model)}},
+        }
+    )
     record = tmp_path / "live" / "SESSION.mot"
     broker = Broker()
     broker.start()
@@ -127,7 +130,7 @@ def test_several_people_each_served_and_recorded_as_process_streaming(athletes, 
 
     async def session():
         service, src, out, stop, serving = await start(
-            config, record=record, mqtt_port=broker.port, mass=a.mass, height=a.height
+            settings, record=record, mqtt_port=broker.port, mass=a.mass, height=a.height
         )
         ctx = zmq.asyncio.Context()
         sub = ctx.socket(zmq.SUB)
@@ -228,14 +231,12 @@ def test_beyond_max_people_and_unsafe_subjects_are_refused_and_counted(athletes,
     served; subjects unsafe as a file name or an MQTT topic level are refused (unsafe_subject) and counted; the
     service goes on serving the two, and writes no file for the refused."""
     (_, ta), (_, tb), (_, tc) = athletes
-    config = load_config()
-    config["service"]["max_people"] = 2
-    config["service"]["latest_wins"] = False
+    settings = Settings().override({"service": {"max_people": 2, "latest_wins": False}})
     record = tmp_path / "SESSION.mot"
     unsafe = ["../up", "a/b", "x+y", "all#", ".", "tab\there", "z" * 65]
 
     async def session():
-        service, src, _out, stop, serving = await start(config, record=record)
+        service, src, _out, stop, serving = await start(settings, record=record)
         async with Source(src) as source:
             sent = await source.play({"ana": ta, "ben": tb, "cy": tc}, 0, 60, speed=2.0)
             for k, subject in enumerate(unsafe):
@@ -274,14 +275,12 @@ def test_a_person_silent_too_long_is_closed_out_and_comes_back_afresh(athletes, 
     from kinestream.osim import opensim_module
 
     (_, ta), (_, tb), _ = athletes
-    config = load_config()
-    config["service"]["person_timeout_s"] = 0.5
-    config["service"]["latest_wins"] = False
+    settings = Settings().override({"service": {"person_timeout_s": 0.5, "latest_wins": False}})
     record = tmp_path / "SESSION.mot"
     first = tmp_path / "SESSION_ben.mot"
 
     async def session():
-        service, src, _out, stop, serving = await start(config, record=record)
+        service, src, _out, stop, serving = await start(settings, record=record)
         async with Source(src) as source:
             sent = await source.play({"ana": ta, "ben": tb}, 0, 120)
             await answered(service, sent)
@@ -330,11 +329,10 @@ def test_two_services_on_one_source_share_the_people_between_them(athletes, tmp_
         pub.bind(src)
         services, runs, stop = [], [], asyncio.Event()
         for spec in shares:
-            config = load_config()
-            config["service"]["people"] = spec
-            config["service"]["latest_wins"] = False  # every frame solved: the counts are exact
+            # every frame solved: the counts are exact
+            settings = Settings().override({"service": {"people": spec, "latest_wins": False}})
             service = Service(
-                config,
+                settings,
                 input_endpoint=src,
                 output_endpoint=endpoints()[1],
                 mass=70.0,
@@ -388,10 +386,13 @@ def test_a_hostile_person_costs_the_others_nothing(athletes, tmp_path, assets):
     mallory had not been there; mallory's frames are refused and counted (over_rate, the decoder's reasons) or
     served as the nonsense they are; the service stays healthy."""
     (a, ta), (b, tb), _ = athletes
-    config = load_config()
-    config["service"]["latest_wins"] = False  # every frame solved: the recordings must hold every frame
-    config["service"]["max_rate_hz"] = 120.0  # mallory offers 600 a second
-    config["people"] = {"ana": {"height": a.height, "mass": a.mass}, "ben": {"height": b.height, "mass": b.mass}}
+    settings = Settings().override(
+        {
+            # every frame solved: the recordings must hold every frame; mallory offers 600 a second
+            "service": {"latest_wins": False, "max_rate_hz": 120.0},
+            "people": {"ana": {"height": a.height, "mass": a.mass}, "ben": {"height": b.height, "mass": b.mass}},
+        }
+    )
     record = tmp_path / "live" / "SESSION.mot"
     rng = np.random.default_rng(7)
     names, xyz = wire_frames(ta)
@@ -417,7 +418,7 @@ def test_a_hostile_person_costs_the_others_nothing(athletes, tmp_path, assets):
         return encode_keypoints(k, t, pose, names=names, subject="mallory")
 
     async def session():
-        service, src, out, stop, serving = await start(config, record=record, mass=a.mass, height=a.height)
+        service, src, out, stop, serving = await start(settings, record=record, mass=a.mass, height=a.height)
         async with Source(src) as source:
             wired = {"ana": (ta, *wire_frames(ta)), "ben": (tb, *wire_frames(tb))}
             frames = min(ta.n_frames, tb.n_frames)
@@ -472,9 +473,12 @@ def test_serve_calibrate_calibrates_each_newcomer_from_their_own_still_pose(athl
     from kinestream.osim import opensim_module
 
     (_, _), (b, tb), (c, tc) = athletes
-    config = load_config()
-    config["service"]["latest_wins"] = False  # every frame solved: the counts are exact
-    config["people"] = {"ben": {"height": b.height, "mass": b.mass}, "cy": {"height": c.height, "mass": c.mass}}
+    settings = Settings().override(
+        {
+            "service": {"latest_wins": False},  # every frame solved: the counts are exact
+            "people": {"ben": {"height": b.height, "mass": b.mass}, "cy": {"height": c.height, "mass": c.mass}},
+        }
+    )
     folder = tmp_path / "calibration"
     record = tmp_path / "live" / "SESSION.mot"
     tables = {"ben": tb, "cy": tc}
@@ -482,7 +486,7 @@ def test_serve_calibrate_calibrates_each_newcomer_from_their_own_still_pose(athl
 
     async def session():
         src, out = endpoints()
-        service = Service(config, input_endpoint=src, output_endpoint=out, record=record, calibrate=folder)
+        service = Service(settings, input_endpoint=src, output_endpoint=out, record=record, calibrate=folder)
         stop, ready = asyncio.Event(), asyncio.Event()
         serving = asyncio.create_task(service.run(stop, ready))
         await ready.wait()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kinestream.config import load_config
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc
 from kinestream.live.metrics import Metrics
@@ -14,6 +13,7 @@ from kinestream.live.person import Person
 from kinestream.live.protocol import KeypointFrame
 from kinestream.live.sinks import RecorderSink
 from kinestream.pipeline import Pipeline
+from kinestream.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def trial(synth_trial):
 
 def person(trial, assets, tmp_path, **options):
     syn, table = trial
-    pipeline = Pipeline(assets, load_config(), height=syn.height, mass=syn.mass)
+    pipeline = Pipeline(assets, Settings(), height=syn.height, mass=syn.mass)
     reports: list[tuple[str, str]] = []
     metrics = Metrics()
     who = Person("ana", pipeline, metrics, lambda reason, detail: reports.append((reason, detail)), **options)
@@ -83,8 +83,7 @@ def test_turns_are_fair_one_backlog_delays_another_by_one_solve_at_most(trial, a
     from kinestream.live.sinks import Sink
 
     syn, table = trial
-    config = load_config()
-    config["service"]["latest_wins"] = False
+    settings = Settings().override({"service": {"latest_wins": False}})
     out: list[tuple[str, int]] = []
 
     class Order(Sink):
@@ -92,8 +91,8 @@ def test_turns_are_fair_one_backlog_delays_another_by_one_solve_at_most(trial, a
             out.append((solved.subject, solved.result.tag.seq))
 
     reports: list[tuple[str, str]] = []
-    default = served_subject(config, assets, None, syn.mass, syn.height)
-    people = People(config, assets, default, "subject", Metrics(), lambda r, d: reports.append((r, d)))
+    default = served_subject(settings, assets, None, syn.mass, syn.height)
+    people = People(settings, assets, default, "subject", Metrics(), lambda r, d: reports.append((r, d)))
     people.open([Order()])
     ana, ben = people.admit("ana", 0), people.admit("ben", 0)
     assert isinstance(ana, Person) and isinstance(ben, Person)

@@ -29,6 +29,7 @@ from kinestream.files.trc import MarkerTable, read_trc, write_trc
 from kinestream.ingest import BODY_25
 from kinestream.live.protocol import TOPIC_KEYPOINTS, FrameDecoder
 from kinestream.live.replay import parse_rate, replay, wire_frames
+from kinestream.settings import Settings
 
 FS = 60.0
 N_FRAMES = 31  # 0.5 s at 60 Hz
@@ -293,7 +294,7 @@ def test_cli_parser_and_run(trial, capsys):
         ]
     )
     assert args.func is run_replay and args.rate == math.inf and not args.loop and args.subject == "ana"
-    assert args.func(args, {}) == N_FRAMES
+    assert args.func(args, Settings()) == N_FRAMES
     assert f"sent {N_FRAMES} frames" in capsys.readouterr().out
     defaults = _parser().parse_args(["replay", "x.trc"])
     assert (defaults.rate, defaults.endpoint, defaults.wait_subscriber, defaults.subject) == (
@@ -312,8 +313,9 @@ def test_cli_parser_and_run(trial, capsys):
 def test_ctrl_c_stops_a_looping_replay_cleanly(trial):
     code = (
         "import argparse, sys; from kinestream.commands.replay import add_parser as add_replay_parser; "
+        "from kinestream.settings import Settings; "
         "p = argparse.ArgumentParser(); add_replay_parser(p.add_subparsers()); "
-        "a = p.parse_args(sys.argv[1:]); a.func(a, {})"
+        "a = p.parse_args(sys.argv[1:]); a.func(a, Settings())"
     )
     proc = subprocess.Popen(
         [

@@ -9,7 +9,6 @@ import zmq
 import zmq.asyncio
 
 from broker import Broker, free_port, until
-from kinestream.config import load_config
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc
 from kinestream.live.messages import decode_angles, decode_status
@@ -18,6 +17,7 @@ from kinestream.live.replay import replay
 from kinestream.live.service import Service
 from kinestream.offline import process
 from kinestream.reps import CUES
+from kinestream.settings import Settings
 from kinestream.synth import synthesize
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
@@ -32,7 +32,7 @@ def endpoints():
     return f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
 
 
-async def live(config, frames, *, session, record=None, mqtt_port=None, rate=1.0, before=None, reps_after=0):
+async def live(settings, frames, *, session, record=None, mqtt_port=None, rate=1.0, before=None, reps_after=0):
     """Serve, replay ``frames`` (a MarkerTable) into it, collect every output.
 
     ``before(src, service)``, when given, runs once the subscribers are in and before the replay. Stops
@@ -41,7 +41,7 @@ async def live(config, frames, *, session, record=None, mqtt_port=None, rate=1.0
     the service publishes as it stops (a rep the end of the stream closes), awaited at the subscribers."""
     src, out = endpoints()
     service = Service(
-        config,
+        settings,
         input_endpoint=src,
         output_endpoint=out,
         record=record,
@@ -117,13 +117,13 @@ async def live(config, frames, *, session, record=None, mqtt_port=None, rate=1.0
 
 def test_live_session_equals_offline_streaming(session, tmp_path):
     """Default configuration, MQTT on, real time: no frame skipped, and the recording equals process --streaming."""
-    config = load_config()
+    settings = Settings()
     broker = Broker()
     broker.start()
     try:
         record = tmp_path / "live.mot"
         table = read_trc(session.keypoints_trc)
-        sent, final, got = asyncio.run(live(config, table, session=session, record=record, mqtt_port=broker.port))
+        sent, final, got = asyncio.run(live(settings, table, session=session, record=record, mqtt_port=broker.port))
     finally:
         broker.stop()
     n = table.n_frames
@@ -143,7 +143,7 @@ def test_live_session_equals_offline_streaming(session, tmp_path):
         session.mass,
         session.height,
         tmp_path / "offline",
-        config,
+        settings,
         plot=False,
         streaming=True,
         model=get_assets().generic_model,
@@ -185,7 +185,7 @@ def test_live_at_120_hz_equals_offline_streaming(tmp_path):
     fast = synthesize(tmp_path / "session120", fs=120.0, seconds=6.0, noise_mm=5.0, gaps=2, seed=12)
     record = tmp_path / "live120.mot"
     table = read_trc(fast.keypoints_trc)
-    sent, final, got = asyncio.run(live(load_config(), table, session=fast, record=record, rate=1.0))
+    sent, final, got = asyncio.run(live(Settings(), table, session=fast, record=record, rate=1.0))
     assert sent == final["frames_in"] == final["frames_out"] == table.n_frames and final["skipped"] == 0
     from kinestream.assets import get_assets
 
@@ -194,7 +194,7 @@ def test_live_at_120_hz_equals_offline_streaming(tmp_path):
         fast.mass,
         fast.height,
         tmp_path / "offline120",
-        load_config(),
+        Settings(),
         plot=False,
         streaming=True,
         model=get_assets().generic_model,
@@ -220,12 +220,12 @@ def test_a_recording_with_jittered_times_ends_as_a_c3d(session, tmp_path, capsys
     table = read_trc(session.keypoints_trc).frames(0, 300)
     jitter = np.random.default_rng(7).uniform(-0.002, 0.002, table.n_frames)  # a camera clock, +-2 ms
     jittered = MarkerTable(table.names, table.xyz, table.time + jitter, table.rate)
-    record, config = tmp_path / "jittered.mot", load_config()
+    record, settings = tmp_path / "jittered.mot", Settings()
     c3d = tmp_path / "jittered_markers.c3d"
     c3d.write_text("an earlier session's\n")  # set aside with its recording, as the .mot and .trc are
-    sent, final, _ = asyncio.run(live(config, jittered, session=session, record=record, rate=2.0))
+    sent, final, _ = asyncio.run(live(settings, jittered, session=session, record=record, rate=2.0))
     assert (tmp_path / "jittered_markers.1.c3d").read_text() == "an earlier session's\n"
-    _finish_recording(record, config)
+    _finish_recording(record, settings)
     assert f"wrote {c3d}: frames put on the even 60 Hz grid" in capsys.readouterr().out
     trc = read_trc(tmp_path / "jittered_markers.trc")
     assert trc.n_frames == sent == table.n_frames and len(trc.names) == 20 + 43  # keypoints, markers
@@ -235,7 +235,7 @@ def test_a_recording_with_jittered_times_ends_as_a_c3d(session, tmp_path, capsys
 
 
 def test_hostile_frames_and_a_restarted_source_do_not_stop_the_service(session, tmp_path):
-    config = load_config()
+    settings = Settings()
     table = read_trc(session.keypoints_trc).frames(0, 240)
 
     async def garbage(src, service):
@@ -257,7 +257,7 @@ def test_hostile_frames_and_a_restarted_source_do_not_stop_the_service(session, 
         pub.close(0)
         ctx.term()
 
-    sent, final, got = asyncio.run(live(config, table, session=session, before=garbage))
+    sent, final, got = asyncio.run(live(settings, table, session=session, before=garbage))
     assert sent == 240
     assert final["rejected"]["not_msgpack"] >= 2 and final["rejected"]["oversize"] == 1
     assert final["rejected"]["all_missing"] == 1 and final["rejected"]["bad_envelope"] == 1
@@ -267,11 +267,11 @@ def test_hostile_frames_and_a_restarted_source_do_not_stop_the_service(session, 
     assert np.isfinite(knees).all()
 
 
-async def serve_while(session, feed, frames: int, config=None):
+async def serve_while(session, feed, frames: int, settings=None):
     """Run a one-worker service, ``await feed(src, service)``, wait for ``frames`` to be answered, stop."""
     src, out = endpoints()
     service = Service(
-        config or load_config(), input_endpoint=src, output_endpoint=out, mass=session.mass, height=session.height
+        settings or Settings(), input_endpoint=src, output_endpoint=out, mass=session.mass, height=session.height
     )
     stop, ready = asyncio.Event(), asyncio.Event()
     serving = asyncio.create_task(service.run(stop, ready))
@@ -288,7 +288,7 @@ async def serve_while(session, feed, frames: int, config=None):
 
 def test_a_silent_source_that_comes_back_a_minute_later(session, tmp_path):
     """Two seconds of stream, three seconds of silence, then the source again one minute later by its clock."""
-    config = load_config()
+    settings = Settings()
     table = read_trc(session.keypoints_trc)
     first, later = table.frames(0, 120), table.frames(300, 420)
     later.time = later.time - later.time[0] + first.time[-1] + 60.0
@@ -298,7 +298,7 @@ def test_a_silent_source_that_comes_back_a_minute_later(session, tmp_path):
         await asyncio.sleep(3.0)
         await replay(later, src, wait_subscriber=30.0)
 
-    final, service = asyncio.run(serve_while(session, feed, 240, config))
+    final, service = asyncio.run(serve_while(session, feed, 240, settings))
     assert final["frames_in"] == 240 and final["frames_out"] + final["skipped"] == 240
     assert final["resets"] == 0  # later in time is no restart
     assert service.pipeline.augmenter_resets >= 1  # the LSTM state started afresh after the silence
@@ -308,7 +308,7 @@ def test_a_silent_source_that_comes_back_a_minute_later(session, tmp_path):
 def test_an_ik_failure_costs_one_frame_not_the_service(session):
     """StreamingIK never raises by design; should it ever, the frame is published as unsolved and the next one
     starts afresh. (The fault is injected: a wrapper around the real solver raises once, on the 100th frame.)"""
-    config = load_config()
+    settings = Settings()
     table = read_trc(session.keypoints_trc).frames(0, 240)
 
     async def feed(src, service):
@@ -325,7 +325,7 @@ def test_an_ik_failure_costs_one_frame_not_the_service(session):
         ik.step = step
         await replay(table, src, wait_subscriber=30.0)
 
-    final, service = asyncio.run(serve_while(session, feed, 240, config))
+    final, service = asyncio.run(serve_while(session, feed, 240, settings))
     assert final["frames_in"] == 240 and final["frames_out"] + final["skipped"] == 240
     assert final["ik_failures"] == 1 and final["rejected"]["stage_error"] == 1
     assert np.isfinite(service.metrics.last_angles["knee_angle_r"])
@@ -342,7 +342,7 @@ def test_a_rep_ending_as_the_stream_stops_is_published(session, tmp_path):
     broker = Broker()
     broker.start()
     try:
-        sent, final, got = asyncio.run(live(load_config(), table, session=session, mqtt_port=broker.port, reps_after=1))
+        sent, final, got = asyncio.run(live(Settings(), table, session=session, mqtt_port=broker.port, reps_after=1))
     finally:
         broker.stop()
     from kinestream.live.messages import decode_reps

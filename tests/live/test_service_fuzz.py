@@ -27,12 +27,12 @@ import zmq.asyncio
 
 from hostile import ACCEPTED, RESTART, TRANSPORT_LIMIT, Hostile, Tally, hostile_messages
 from kinestream.assets import get_assets
-from kinestream.config import load_config
 from kinestream.files.trc import read_trc, write_trc
 from kinestream.ingest import BODY_25
 from kinestream.live.messages import decode_angles
 from kinestream.live.replay import replay
 from kinestream.offline import process
+from kinestream.settings import Settings
 from kinestream.synth import synthesize
 from served import Served
 
@@ -200,7 +200,7 @@ def test_a_flood_of_hostile_messages_is_counted_and_changes_nothing(trial, tmp_p
         trial.mass,
         trial.height,
         tmp_path / "offline",
-        load_config(),
+        Settings(),
         plot=False,
         streaming=True,
         model=get_assets().generic_model,
@@ -228,7 +228,7 @@ def short_trial(tmp_path_factory):
         synth.mass,
         synth.height,
         out / "offline",
-        load_config(),
+        Settings(),
         plot=False,
         streaming=True,
         model=get_assets().generic_model,

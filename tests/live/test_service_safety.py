@@ -13,7 +13,6 @@ import zmq
 import zmq.asyncio
 
 from broker import free_port, until
-from kinestream.config import load_config
 from kinestream.errors import InputError, RecordingError, SettingsError
 from kinestream.files.mot import read_mot
 from kinestream.files.record import MotRecorder, TrcRecorder, set_aside
@@ -21,6 +20,7 @@ from kinestream.files.trc import read_trc
 from kinestream.live.messages import decode_status, encode_status
 from kinestream.live.protocol import MAX_COUNT, FrameDecoder, Rejected, encode_keypoints
 from kinestream.live.service import Service
+from kinestream.settings import Settings, load_settings
 
 BODY = np.random.default_rng(1).normal([0.0, 1.0, 0.0], 0.2, (25, 3)).astype(np.float32)
 
@@ -89,7 +89,7 @@ def test_no_stage_loops_on_the_size_of_a_time_step(assets):
     """Two frames 1/16 s apart at 2**48 s, where adding 1/60 s to a time changes nothing: both return at once."""
     from kinestream.pipeline import FrameProcessor
 
-    processor = FrameProcessor(assets, load_config(), 1.75, 70.0)
+    processor = FrameProcessor(assets, Settings(), 1.75, 70.0)
     names = processor.keypoints
     xyz = np.random.default_rng(2).normal([0.0, 1.0, 0.0], 0.2, (len(names), 3))
     t0 = time.monotonic()
@@ -247,10 +247,10 @@ def session(synth_trial):
     return synth_trial(seconds=5.0, noise_mm=5.0, gaps=2, seed=21)
 
 
-async def serve(config, session, record, feed, expect_in):
+async def serve(settings, session, record, feed, expect_in):
     src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
     service = Service(
-        config, input_endpoint=src, output_endpoint=out, record=record, mass=session.mass, height=session.height
+        settings, input_endpoint=src, output_endpoint=out, record=record, mass=session.mass, height=session.height
     )
     stop, ready = asyncio.Event(), asyncio.Event()
     serving = asyncio.create_task(service.run(stop, ready))
@@ -307,9 +307,9 @@ def test_time_attacks_then_a_real_session_equals_offline(session, tmp_path):
         ctx.term()
         await replay(table, src, rate=1.0, wait_subscriber=10.0)
 
-    config = load_config()
-    config["service"]["max_people"] = 1  # the throwaway subjects are refused (too_many_people): the clock test
-    final, service = asyncio.run(serve(config, session, record, feed, 77 + table.n_frames))
+    # the throwaway subjects are refused (too_many_people): the clock test
+    settings = Settings().override({"service": {"max_people": 1}})
+    final, service = asyncio.run(serve(settings, session, record, feed, 77 + table.n_frames))
     rejected = final["rejected"]
     assert rejected["time_implausible"] == 4 and rejected["time_jump"] == 1 and rejected["too_many_people"] == 64
     assert final["resets"] == 1  # the trial starting at t = 0 is a new session
@@ -323,7 +323,7 @@ def test_time_attacks_then_a_real_session_equals_offline(session, tmp_path):
         session.mass,
         session.height,
         tmp_path / "offline",
-        load_config(),
+        Settings(),
         plot=False,
         streaming=True,
         model=get_assets().generic_model,
@@ -344,7 +344,7 @@ def test_a_task_that_keeps_dying_is_restarted_then_stops_the_service_unhealthy(s
 
     async def main():
         service = Service(
-            load_config(),
+            Settings(),
             input_endpoint=f"tcp://127.0.0.1:{free_port()}",
             output_endpoint=f"tcp://127.0.0.1:{free_port()}",
             mass=session.mass,
@@ -383,16 +383,14 @@ def test_keys_are_born_private_and_a_readable_secret_is_refused(tmp_path):
 
 
 def test_a_password_without_tls_is_refused(session):
-    config = load_config()
-    config["mqtt"]["password"] = "squat"
+    settings = Settings().override({"mqtt": {"password": "squat"}})
     kwargs = dict(
         input_endpoint="tcp://127.0.0.1:1", output_endpoint=f"tcp://127.0.0.1:{free_port()}", mqtt="127.0.0.1:1883"
     )
     with pytest.raises(SettingsError) as info:
-        Service(config, **kwargs)
+        Service(settings, **kwargs)
     assert info.value.key == "mqtt.tls" and "allow_plaintext_password" in info.value.valid
-    config["mqtt"]["allow_plaintext_password"] = True
-    Service(config, **kwargs)  # said so: taken
+    Service(settings.override({"mqtt": {"allow_plaintext_password": True}}), **kwargs)  # said so: taken
 
 
 def test_replay_stays_on_loopback_unless_allowed(session):
@@ -425,7 +423,7 @@ def test_a_bad_setting_is_one_line_naming_it(tmp_path, text, words):
     path = tmp_path / "mine.toml"
     path.write_text(text)
     with pytest.raises(SettingsError) as error:
-        load_config(path)
+        load_settings(path)
     assert words in str(error.value)  # the command line's one line, as the user reads it
     assert error.value.key.split(".")[0] in text
     run = subprocess.run(
@@ -442,10 +440,10 @@ def test_the_built_in_defaults_are_the_shipped_file_and_the_schema_knows_every_k
     its keys (plus the optional ones), every rule names a key it has, and every default is valid."""
     import tomllib
 
-    from kinestream.config import DEFAULTS, OPTIONAL, RULES, SCHEMA, load_config, validate
+    from kinestream.config import DEFAULTS, OPTIONAL, RULES, SCHEMA, validate
 
     with open(Path(__file__).resolve().parents[2] / "configs" / "default.toml", "rb") as fh:
-        assert tomllib.load(fh) == DEFAULTS == load_config()
+        assert tomllib.load(fh) == DEFAULTS == load_settings().to_config()
     validate(DEFAULTS)
     keys = {(s, k) for s in DEFAULTS for k in DEFAULTS[s]}
     optional = {("clean", "reinit_after_frames")}  # no default: derived from the frame rate when unset

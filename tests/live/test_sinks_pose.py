@@ -8,13 +8,13 @@ import zmq
 import zmq.asyncio
 
 from broker import free_port, until
-from kinestream.config import load_config
 from kinestream.errors import ProtocolError
 from kinestream.files.trc import read_trc
 from kinestream.live.messages import decode_angles, decode_pose, decode_status, encode_pose
 from kinestream.live.protocol import Rejected
 from kinestream.live.replay import replay
 from kinestream.live.service import Service
+from kinestream.settings import Settings
 
 
 def test_pose_round_trip_keeps_names_and_float32_positions():
@@ -65,11 +65,11 @@ def trial(synth_trial):
     return table.frames(0, 120)  # two seconds
 
 
-async def serve_and_listen(config, table, topics: list[bytes]):
+async def serve_and_listen(settings, table, topics: list[bytes]):
     """Serve; one subscriber holding ``topics`` (plus status, to know it is connected); replay ``table``;
     every message the subscriber got, by topic, and the final status."""
     src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    service = Service(config, input_endpoint=src, output_endpoint=out)
+    service = Service(settings, input_endpoint=src, output_endpoint=out)
     stop, ready = asyncio.Event(), asyncio.Event()
     serving = asyncio.create_task(service.run(stop, ready))
     await ready.wait()
@@ -87,7 +87,7 @@ async def serve_and_listen(config, table, topics: list[bytes]):
 
     collector = asyncio.create_task(collect())
     await until(lambda: got.get(b"status"), "a status at the subscriber")
-    if b"pose" in topics and config["service"]["pose_every"]:
+    if b"pose" in topics and settings.service.pose_every:
         await until(lambda: service.status()["pose"]["subscribed"], "the service to see the pose subscription")
     sent = await replay(table, src, rate=float("inf"), wait_subscriber=30.0)
     m = service.metrics
@@ -106,10 +106,9 @@ async def serve_and_listen(config, table, topics: list[bytes]):
 
 
 def test_pose_goes_to_its_subscribers_every_nth_frame(trial):
-    config = load_config()
-    config["service"]["latest_wins"] = False  # every frame solved: the count is exact
-    config["service"]["pose_every"] = 3
-    got, final = asyncio.run(serve_and_listen(config, trial, [b"angles", b"pose"]))
+    # every frame solved: the count is exact
+    settings = Settings().override({"service": {"latest_wins": False, "pose_every": 3}})
+    got, final = asyncio.run(serve_and_listen(settings, trial, [b"angles", b"pose"]))
     angles = [decode_angles(p) for p in got[b"angles"]]
     poses = [decode_pose(p) for p in got[b"pose"]]
     assert len(angles) == final["frames_out"] == trial.n_frames
@@ -147,9 +146,9 @@ def test_pose_goes_to_its_subscribers_every_nth_frame(trial):
 
 
 def test_pose_is_not_encoded_without_a_subscriber_or_when_off(trial):
-    config = load_config()
-    got, final = asyncio.run(serve_and_listen(config, trial, [b"angles"]))
+    settings = Settings()
+    got, final = asyncio.run(serve_and_listen(settings, trial, [b"angles"]))
     assert b"pose" not in got and final["pose"]["sent"] == 0 and final["frames_out"] > 0
-    config["service"]["pose_every"] = 0
-    got, final = asyncio.run(serve_and_listen(config, trial, [b"angles", b"pose"]))
+    settings = settings.override({"service": {"pose_every": 0}})
+    got, final = asyncio.run(serve_and_listen(settings, trial, [b"angles", b"pose"]))
     assert b"pose" not in got and final["pose"]["sent"] == 0

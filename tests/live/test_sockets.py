@@ -12,9 +12,9 @@ import zmq
 import zmq.asyncio
 
 from broker import free_port, until, wait_until
-from kinestream.config import load_config
 from kinestream.live.protocol import encode_keypoints
 from kinestream.live.service import SUBSCRIPTION_MAX_BYTES, Service
+from kinestream.settings import Settings
 
 
 def keypoints(seq: int, t: float) -> bytes:
@@ -22,9 +22,9 @@ def keypoints(seq: int, t: float) -> bytes:
     return encode_keypoints(seq, t, rng.normal(0.0, 0.3, (25, 3)) + [0.0, 1.0, 0.0])
 
 
-async def serving(config=None):
+async def serving(settings=None):
     src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    service = Service(config or load_config(), input_endpoint=src, output_endpoint=out, mass=70.0, height=1.75)
+    service = Service(settings or Settings(), input_endpoint=src, output_endpoint=out, mass=70.0, height=1.75)
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(service.run(stop, ready))
     await ready.wait()
@@ -121,9 +121,9 @@ def test_a_turn_of_the_receive_loop_stops_when_its_time_is_spent():
     between turns: with no time to spend, each turn takes one frame; all of them are taken in the end."""
 
     async def main():
-        config = load_config()
+        settings = Settings()
         endpoint = f"inproc://flood-{free_port()}"
-        service = Service(config, input_endpoint=endpoint, output_endpoint=f"tcp://127.0.0.1:{free_port()}",
+        service = Service(settings, input_endpoint=endpoint, output_endpoint=f"tcp://127.0.0.1:{free_port()}",
                           mass=70.0, height=1.75)  # fmt: skip
         service._open()
         try:
@@ -165,7 +165,7 @@ def test_the_service_is_an_async_context_manager():
 
     async def main():
         out = f"tcp://127.0.0.1:{free_port()}"
-        service = Service(load_config(), input_endpoint=f"tcp://127.0.0.1:{free_port()}", output_endpoint=out,
+        service = Service(Settings(), input_endpoint=f"tcp://127.0.0.1:{free_port()}", output_endpoint=out,
                           mass=70.0, height=1.75, status_interval=0.1)  # fmt: skip
         ctx = zmq.asyncio.Context()
         sub = ctx.socket(zmq.SUB)

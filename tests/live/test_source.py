@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from kinestream.config import load_config
 from kinestream.live.protocol import TOPIC_KEYPOINTS, encode_keypoints
 from kinestream.live.source import Heard, KeypointSource, Refused
+from kinestream.settings import ServiceSettings
 
 BODY = np.random.default_rng(4).normal([0.0, 1.0, 0.0], 0.3, (25, 3))
 
@@ -16,7 +16,7 @@ def message(t: float, seq: int = 0, subject: str | None = None) -> list[bytes]:
 
 
 def test_refusals_come_back_as_values_and_are_counted():
-    source = KeypointSource(load_config())
+    source = KeypointSource(ServiceSettings())
     got = [
         source.take([b"keypoints"], 1),
         source.take([b"angles", b"x"], 2),
@@ -42,7 +42,7 @@ def test_time_rules_and_restarts_are_per_subject():
     """Each subject has its own clock: ana going back more than a second is ana's restart, said with her times;
     ben's frames in between neither restart nor refuse hers. A subject silent more than two seconds by its own
     clock comes back with how long."""
-    source = KeypointSource(load_config())
+    source = KeypointSource(ServiceSettings())
     for k in range(10):
         assert isinstance(source.take(message(5.0 + k / 60, k, "ana"), k), Heard)
         assert isinstance(source.take(message(100.0 + k / 60, k, "ben"), k), Heard)
@@ -57,7 +57,7 @@ def test_time_rules_and_restarts_are_per_subject():
 
 def test_a_subject_among_many_is_never_forgotten_when_kept():
     """Seventy throwaway subjects do not make the kept subject's next frame a first one, free of the time rules."""
-    source = KeypointSource(load_config())
+    source = KeypointSource(ServiceSettings())
     source.take(message(50.0, 0, "ana"), 0)
     source.keep("ana")
     for k in range(70):

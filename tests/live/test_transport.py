@@ -14,13 +14,13 @@ import zmq.asyncio
 
 from broker import Broker, free_port, tls_with_password, until
 from kinestream.commands.main import main
-from kinestream.config import load_config
 from kinestream.errors import SettingsError
 from kinestream.files.trc import read_trc
 from kinestream.live.messages import decode_angles
 from kinestream.live.replay import replay
 from kinestream.live.service import Service
-from kinestream.live.transport import Access, client_config, is_loopback, make_keys, secure_client
+from kinestream.live.transport import Access, client_settings, is_loopback, make_keys, open_input, secure_client
+from kinestream.settings import CurveSettings, Settings
 
 FRAMES = 90
 
@@ -40,28 +40,30 @@ def keys(tmp_path_factory):
     return d
 
 
-def server_config(keys):
-    config = load_config()
-    config["service"]["latest_wins"] = False  # every frame answered: counts are exact
-    config["curve"] = {
-        "enabled": True,
-        "secret_key": str(keys / "service.key_secret"),
-        "authorized": str(keys / "authorized"),
-    }
-    return config
+def server_settings(keys):
+    return Settings().override(
+        {
+            "service": {"latest_wins": False},  # every frame answered: counts are exact
+            "curve": {
+                "enabled": True,
+                "secret_key": str(keys / "service.key_secret"),
+                "authorized": str(keys / "authorized"),
+            },
+        }
+    )
 
 
 def client(keys, name):
-    """A client's config: its own pair and the service's public key (name None: no CURVE)."""
+    """A client's settings: its own pair and the service's public key (name None: no CURVE)."""
     if name is None:
-        return {}
-    return client_config(str(keys / f"{name}.key_secret"), str(keys / "service.key"))
+        return Settings()
+    return client_settings(str(keys / f"{name}.key_secret"), str(keys / "service.key"))
 
 
-async def listen(ctx, endpoint, config, got: list):
+async def listen(ctx, endpoint, settings, got: list):
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
-    secure_client(sub, config)
+    secure_client(sub, settings.curve)
     sub.connect(endpoint)
     try:
         while True:
@@ -76,7 +78,7 @@ def test_only_authorized_keys_read_angles_or_send_frames(session, keys):
     async def run():
         src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
         service = Service(
-            server_config(keys),
+            server_settings(keys),
             input_endpoint=src,
             output_endpoint=out,
             mass=session.mass,
@@ -100,12 +102,12 @@ def test_only_authorized_keys_read_angles_or_send_frames(session, keys):
         )
         # sources the service does not know: their frames never reach the decoder (the replays wait their
         # 1.5 s for a subscriber in vain, then send into a link that carries nothing)
-        intruded = await replay(table, src, rate=4.0, wait_subscriber=1.5, config=client(keys, "intruder"))
+        intruded = await replay(table, src, rate=4.0, wait_subscriber=1.5, settings=client(keys, "intruder"))
         plain = await replay(table, src, rate=4.0, wait_subscriber=1.5)
         await until(lambda: m.refused.get("input", 0) >= 2, lambda: f"both sources refused; {service.status()}")
         before = m.frames_in
         # the authorized camera
-        sent = await replay(table, src, rate=2.0, wait_subscriber=30.0, config=client(keys, "camera"))
+        sent = await replay(table, src, rate=2.0, wait_subscriber=30.0, settings=client(keys, "camera"))
         await until(
             lambda: m.frames_out == sent and len([p for topic, p in got["headset"] if topic == b"angles"]) == sent,
             lambda: f"{sent} frames answered and their angles at the headset; {service.status()}",
@@ -136,40 +138,44 @@ def test_sockets_stay_on_loopback_unless_the_config_allows(session, keys):
         assert is_loopback(endpoint), endpoint
     for endpoint in ("tcp://*:5556", "tcp://0.0.0.0:5556", "tcp://192.168.1.20:5556", "tcp://eth0:5556"):
         assert not is_loopback(endpoint), endpoint
-    config = load_config()
+    settings = Settings()
     remote = f"tcp://0.0.0.0:{free_port()}"
     with pytest.raises(SettingsError) as info:
-        Service(config, input_endpoint="tcp://127.0.0.1:1", output_endpoint=remote)
+        Service(settings, input_endpoint="tcp://127.0.0.1:1", output_endpoint=remote)
     assert (info.value.key, info.value.given) == ("service.allow_remote", remote)
-    config["service"].update(bind_input=True)
-    from kinestream.live.transport import open_input
+    settings = settings.override({"service": {"bind_input": True}})
 
     ctx = zmq.Context()
     try:
         with pytest.raises(SettingsError) as info:
-            open_input(ctx, config, remote)
+            open_input(ctx, settings, remote)
         assert (info.value.key, info.value.given) == ("service.allow_remote", remote)
         # On loopback too, a bound input without CURVE is refused (any local process could connect and send a
         # message of endless parts), unless allowed in so many words.
         local = f"tcp://127.0.0.1:{free_port()}"
         with pytest.raises(SettingsError) as info:
-            open_input(ctx, config, local)
+            open_input(ctx, settings, local)
         assert (info.value.key, info.value.given) == ("service.bind_input", local)
-        config["service"]["allow_plain_input"] = True
-        open_input(ctx, config, local).close(0)
-        config["service"]["allow_plain_input"] = False
-        config["service"]["allow_remote"] = True
+        open_input(ctx, settings.override({"service": {"allow_plain_input": True}}), local).close(0)
+        settings = settings.override({"service": {"allow_plain_input": False, "allow_remote": True}})
         # Without CURVE, still refused: any peer could send a message of endless parts, which ZeroMQ buffers whole.
         with pytest.raises(SettingsError) as info:
-            open_input(ctx, config, remote)
+            open_input(ctx, settings, remote)
         assert (info.value.key, info.value.given) == ("curve.enabled", remote)
-        config["curve"].update(
-            enabled=True, secret_key=str(keys / "service.key_secret"), authorized=str(keys / "authorized")
+        settings = settings.override(
+            {
+                "curve": {
+                    "enabled": True,
+                    "secret_key": str(keys / "service.key_secret"),
+                    "authorized": str(keys / "authorized"),
+                }
+            }
         )
-        access = Access.from_config(config)
+        access = Access.from_settings(settings.curve)
+        assert access is not None
         access.start(ctx)
         try:
-            sock = open_input(ctx, config, remote, access)  # with CURVE, allowed
+            sock = open_input(ctx, settings, remote, access)  # with CURVE, allowed
             sock.close(0)
         finally:
             access.stop()
@@ -188,16 +194,17 @@ def test_curve_settings_say_what_is_missing(keys, tmp_path):
     ]
     for change, key, given in cases:
         with pytest.raises(SettingsError) as info:
-            Access.from_config({"curve": {**base, **change}})
+            Access.from_settings(CurveSettings(**{**base, **change}))
         assert (info.value.key, info.value.given) == (key, given)
-    assert Access.from_config({"curve": {**base, "enabled": False}}) is None
-    assert Access.from_config({"curve": base}).peers == 2
+    assert Access.from_settings(CurveSettings(**{**base, "enabled": False})) is None
+    access = Access.from_settings(CurveSettings(**base))
+    assert access is not None and access.peers == 2
     with pytest.raises(SettingsError) as info:
-        client_config(str(keys / "camera.key_secret"), None)
+        client_settings(str(keys / "camera.key_secret"), None)
     assert info.value.key == "--server-key"
     sock = zmq.Context.instance().socket(zmq.SUB)
     with pytest.raises(SettingsError) as info:
-        secure_client(sock, {"curve": {"enabled": True, "secret_key": str(keys / "camera.key_secret")}})
+        secure_client(sock, CurveSettings(enabled=True, secret_key=str(keys / "camera.key_secret")))
     assert (info.value.key, info.value.given) == ("curve.server_key", "")
     sock.close(0)
 
@@ -223,12 +230,15 @@ def test_the_service_publishes_over_mqtt_with_tls_and_a_password_only(session):
         broker.start()
 
         async def run(password):
-            config = load_config()
-            config["service"]["latest_wins"] = False
-            config["mqtt"].update(username="coach", password=password, tls=True, ca_file=str(ca))
+            settings = Settings().override(
+                {
+                    "service": {"latest_wins": False},
+                    "mqtt": {"username": "coach", "password": password, "tls": True, "ca_file": str(ca)},
+                }
+            )
             src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
             service = Service(
-                config,
+                settings,
                 input_endpoint=src,
                 output_endpoint=out,
                 mass=session.mass,

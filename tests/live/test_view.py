@@ -19,6 +19,7 @@ import pytest
 from broker import DEADLINE_S, free_port, wait_until
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc
+from kinestream.settings import Settings
 from served import Served, feed
 from viewing import ROOT, Viewing, entity_rows, scalar_curve
 
@@ -251,10 +252,10 @@ def test_a_web_viewer_beyond_loopback_is_said_to_be_plain_http_even_with_curve(c
     is served at, nothing wider."""
     from kinestream.live.transport import check_bind
 
-    config = {"service": {"allow_remote": True}, "curve": {"enabled": True}}
+    settings = Settings().override({"service": {"allow_remote": True}, "curve": {"enabled": True}})
     with caplog.at_level("WARNING", logger="kinestream.live.transport"):
-        check_bind("tcp://0.0.0.0:9090", config, "web viewer", plain=True)
-        check_bind("tcp://127.0.0.1:9090", config, "web viewer", plain=True)  # loopback: nothing to say
+        check_bind("tcp://0.0.0.0:9090", settings, "web viewer", plain=True)
+        check_bind("tcp://127.0.0.1:9090", settings, "web viewer", plain=True)  # loopback: nothing to say
     said = [r.getMessage() for r in caplog.records]
     assert len(said) == 1 and "0.0.0.0:9090 in plain HTTP" in said[0] and "CURVE" in said[0], said
     from kinestream.live.viewers import page_hosts
@@ -438,10 +439,9 @@ def test_live_view_reads_with_an_authorized_key_only(tmp_path):
     import rerun as rr
 
     from broker import until
-    from kinestream.config import load_config
     from kinestream.live.replay import replay
     from kinestream.live.service import Service
-    from kinestream.live.transport import client_config, make_keys
+    from kinestream.live.transport import client_settings, make_keys
     from kinestream.live.view import LiveView, RerunLog
     from kinestream.synth import synthesize
 
@@ -450,21 +450,24 @@ def test_live_view_reads_with_an_authorized_key_only(tmp_path):
     for name in ("camera", "viewer"):
         make_keys(keys, name, authorize=True)
     make_keys(keys, "intruder")
-    config = load_config()
-    config["service"]["latest_wins"] = False  # every frame answered: counts are exact
-    config["curve"] = {
-        "enabled": True,
-        "secret_key": str(keys / "service.key_secret"),
-        "authorized": str(keys / "authorized"),
-    }
+    settings = Settings().override(
+        {
+            "service": {"latest_wins": False},  # every frame answered: counts are exact
+            "curve": {
+                "enabled": True,
+                "secret_key": str(keys / "service.key_secret"),
+                "authorized": str(keys / "authorized"),
+            },
+        }
+    )
     table = read_trc(synthesize(tmp_path / "syn", seconds=5.0, seed=4).keypoints_trc).frames(0, 60)
 
-    def holding(name: str) -> dict:
-        return client_config(str(keys / f"{name}.key_secret"), str(keys / "service.key"))
+    def holding(name: str) -> Settings:
+        return client_settings(str(keys / f"{name}.key_secret"), str(keys / "service.key"))
 
     async def run():
         src, out = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-        service = Service(config, input_endpoint=src, output_endpoint=out, status_interval=0.2)
+        service = Service(settings, input_endpoint=src, output_endpoint=out, status_interval=0.2)
         stop, ready = asyncio.Event(), asyncio.Event()
         serving = asyncio.create_task(service.run(stop, ready))
         await ready.wait()
@@ -483,7 +486,7 @@ def test_live_view_reads_with_an_authorized_key_only(tmp_path):
             lambda: f"the viewer in; {service.status()}",
         )
         await until(lambda: m.refused.get("output", 0) >= 1, lambda: f"the intruder refused; {service.status()}")
-        sent = await replay(table, src, rate=float("inf"), wait_subscriber=30.0, config=holding("camera"))
+        sent = await replay(table, src, rate=float("inf"), wait_subscriber=30.0, settings=holding("camera"))
         await until(
             lambda: views["viewer"].counts.angles == sent == views["viewer"].counts.pose,
             lambda: f"{sent} frames at the viewer; it has {views['viewer'].counts}",
@@ -511,13 +514,12 @@ def test_live_view_reads_with_an_authorized_key_only(tmp_path):
 def test_demo_view_records_the_demo_session(tmp_path):
     """`kinestream demo --view FILE.rrd`: the viewer runs beside the demo's service and records the session."""
     from kinestream.commands.demo import run_demo
-    from kinestream.config import load_config
 
-    config = load_config()
-    config["service"]["input"] = f"tcp://127.0.0.1:{free_port()}"
-    config["service"]["output"] = f"tcp://127.0.0.1:{free_port()}"
+    settings = Settings().override(
+        {"service": {"input": f"tcp://127.0.0.1:{free_port()}", "output": f"tcp://127.0.0.1:{free_port()}"}}
+    )
     rrd = tmp_path / "demo.rrd"
-    final = run_demo(config, tmp_path, seconds=6.0, rate=1.0, view=str(rrd))
+    final = run_demo(settings, tmp_path, seconds=6.0, rate=1.0, view=str(rrd))
     rows = entity_rows(rrd)
     motion = read_mot(tmp_path / "session.mot")
     assert len(rows["/angles/knee"]) == len(motion.time) > 300

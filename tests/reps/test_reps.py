@@ -14,11 +14,11 @@ import pytest
 from conftest import real_trial
 from kinestream.centres import CentresFromModel, centres_from_state, joint_centres
 from kinestream.commands.reps import format_rep
-from kinestream.config import load_config
 from kinestream.errors import InputError, SettingsError
 from kinestream.files.mot import Motion, read_mot, write_mot
 from kinestream.offline import process
-from kinestream.reps import RepCounter, RepEvent, RepSettings, detect_reps, frame_measures
+from kinestream.reps import RepCounter, RepEvent, detect_reps, frame_measures
+from kinestream.settings import RepSettings, Settings, load_settings
 
 DEPTHS = [100, 132, 88, 110]  # designed right-knee peaks of the "known" trial (deg)
 # Below parallel (hip joint centres lower than the knees) only in the 132 deg squat: the others leave the
@@ -108,7 +108,7 @@ def known_offline(known, tmp_path_factory):
         known.mass,
         known.height,
         tmp_path_factory.mktemp("reps_known_off"),
-        load_config(),
+        load_settings(),
         plot=False,
     )
 
@@ -121,7 +121,7 @@ def known_streaming(known, known_offline, tmp_path_factory):
         known.mass,
         known.height,
         tmp_path_factory.mktemp("reps_known_stream"),
-        load_config(),
+        load_settings(),
         plot=False,
         streaming=True,
         model=known_offline.scaled_model,
@@ -135,7 +135,7 @@ def mixed_offline(mixed, tmp_path_factory):
         mixed.mass,
         mixed.height,
         tmp_path_factory.mktemp("reps_mixed_off"),
-        load_config(),
+        load_settings(),
         plot=False,
     )
 
@@ -144,17 +144,17 @@ def mixed_offline(mixed, tmp_path_factory):
 def sit_to_stand(tmp_path_factory):
     path = real_trial("sit_to_stand.trc")
     # Height 1.85 m as in test_pipeline: the keypoints' standing neck height suggests a tall subject.
-    return process(path, 75.0, 1.85, tmp_path_factory.mktemp("reps_sts"), load_config(), plot=False)
+    return process(path, 75.0, 1.85, tmp_path_factory.mktemp("reps_sts"), load_settings(), plot=False)
 
 
 # --------------------------------------------------------------------------- settings
 
 
-def test_settings_from_config():
-    assert RepSettings.from_config({}) == RepSettings()
-    assert RepSettings.from_config(None) == RepSettings()
-    assert RepSettings.from_config(load_config()) == RepSettings()  # no [reps] yet, or the defaults
-    s = RepSettings.from_config({"reps": {"knee_start_deg": 30, "min_depth_deg": 70.5}})
+def test_settings_from_the_settings_tree():
+    assert Settings.from_config({}).reps == RepSettings()
+    assert Settings.from_config(None).reps == RepSettings()
+    assert load_settings().reps == RepSettings()  # no [reps] in a file, or the defaults
+    s = Settings.from_config({"reps": {"knee_start_deg": 30, "min_depth_deg": 70.5}}).reps
     assert (s.knee_start_deg, s.min_depth_deg, s.deep_knee_deg) == (30.0, 70.5, 90.0)
 
 
@@ -169,15 +169,15 @@ def test_settings_from_config():
         ({"min_rep_s": 20}, "min_rep_s=20 "),
         ({"max_rep_s": float("inf")}, "max_rep_s=inf"),
         ({"smooth_hz": 0.5}, "smooth_hz=0.5"),
-        ({"knee_start": 20}, "unknown setting(s) knee_start"),
+        ({"knee_start": 20}, "unknown setting [reps] knee_start"),
     ],
 )
 def test_bad_settings_are_refused(section, words):
     with pytest.raises(SettingsError) as info:
-        RepSettings.from_config({"reps": section})
+        Settings.from_config({"reps": section})
     (name, value), *_ = section.items()
     if words.startswith("unknown"):
-        assert (info.value.key, info.value.given) == ("reps", [name])
+        assert (info.value.key, info.value.given) == (f"reps.{name}", name)
     else:
         assert (info.value.key, info.value.given) == (f"reps.{name}", value)
         assert info.value.given is value or info.value.given == value
@@ -597,7 +597,7 @@ def test_cli_table_json_and_plot(known, tmp_path, capsys):
     mot = tmp_path / "session.mot"
     write_mot(mot, read_mot(known.coords_mot))
     args = _parser().parse_args(["reps", str(mot)])
-    args.func(args, load_config())
+    args.func(args, load_settings())
     out, err = capsys.readouterr()
     assert "generic model" in err
     lines = out.splitlines()
@@ -612,7 +612,7 @@ def test_cli_table_json_and_plot(known, tmp_path, capsys):
 
     out_png = tmp_path / "elsewhere" / "reps.png"
     args = _parser().parse_args(["reps", str(mot), "--json", "--out", str(out_png)])
-    args.func(args, load_config())
+    args.func(args, load_settings())
     out, _ = capsys.readouterr()
     objects = [json.loads(line) for line in out.splitlines()]
     assert [o["index"] for o in objects[:-1]] == [1, 2, 3, 4]
@@ -624,14 +624,14 @@ def test_cli_errors(tmp_path):
     parser = _parser()
     args = parser.parse_args(["reps", str(tmp_path / "missing.mot")])
     with pytest.raises(InputError) as info:
-        args.func(args, load_config())
+        args.func(args, load_settings())
     assert info.value.given == tmp_path / "missing.mot" and ".mot" in info.value.valid
 
     hips = tmp_path / "hips.mot"
     write_mot(hips, Motion(np.arange(5) / 60, ["hip_flexion_r", "knee_angle_r"], np.zeros((5, 2))))
     args = parser.parse_args(["reps", str(hips), "--no-plot"])
     with pytest.raises(InputError) as info:
-        args.func(args, load_config())
+        args.func(args, load_settings())
     assert info.value.given == ["knee_angle_l"]
 
     bad = tmp_path / "bad.toml"
@@ -644,7 +644,7 @@ def test_cli_errors(tmp_path):
     args = parser.parse_args(["reps", str(hips), "--model", str(tmp_path / "none.osim")])
     write_mot(hips, Motion(np.arange(5) / 60, ["knee_angle_r", "knee_angle_l"], np.zeros((5, 2))))
     with pytest.raises(InputError) as info:
-        args.func(args, load_config())
+        args.func(args, load_settings())
     assert info.value.given == tmp_path / "none.osim"
 
 

@@ -13,7 +13,6 @@ import pytest
 
 from conftest import real_trial
 from kinestream.centres import joint_centres
-from kinestream.config import load_config
 from kinestream.errors import SettingsError
 from kinestream.files.mot import Motion
 from kinestream.files.trc import read_trc
@@ -21,14 +20,13 @@ from kinestream.live.metrics import Metrics
 from kinestream.offline import process
 from kinestream.reps import (
     CUES,
-    CueSettings,
     RepCounter,
     RepEvent,
-    RepSettings,
     cues_for,
     detect_reps,
     frame_measures,
 )
+from kinestream.settings import CueSettings, Settings, load_settings
 from kinestream.synth import synthesize
 
 LEAN_TOL_DEG, VALGUS_TOL_CM = 3.0, 1.5  # the bounds on designed trunk lean and valgus
@@ -89,7 +87,7 @@ def _marker_valgus(table, i: int, side: str) -> float:
 
 
 def _process(path, tmp, **kwargs):
-    return process(path, kwargs.pop("mass"), kwargs.pop("height"), tmp, load_config(), plot=False, **kwargs)
+    return process(path, kwargs.pop("mass"), kwargs.pop("height"), tmp, load_settings(), plot=False, **kwargs)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -437,15 +435,15 @@ def test_cue_rules_follow_their_settings(designed_truth):
     assert cues_for(sit, CueSettings(knees_out=False)) == ("control the descent",)  # no chest up, no go deeper
     assert set(CUES) == {"knees out", "chest up", "go deeper", "control the descent", "even it out"}
     # the settings come from [cues], checked
-    assert CueSettings.from_config(load_config()) == CueSettings()
-    assert CueSettings.from_config({"cues": {"chest_up_deg": 35}}).chest_up_deg == 35
+    assert load_settings().cues == CueSettings() == Settings.from_config({}).cues
+    assert Settings.from_config({"cues": {"chest_up_deg": 35}}).cues.chest_up_deg == 35
     for bad, key, given in (
         ({"max_per_rep": 3}, "cues.max_per_rep", 3),
         ({"knees_out": "yes"}, "cues.knees_out", "yes"),
-        ({"chest_up_degs": 30}, "cues", ["chest_up_degs"]),
+        ({"chest_up_degs": 30}, "cues.chest_up_degs", "chest_up_degs"),
     ):
         with pytest.raises(SettingsError) as info:
-            CueSettings.from_config({"cues": bad})
+            Settings.from_config({"cues": bad})
         assert (info.value.key, info.value.given) == (key, given)
 
 
@@ -476,7 +474,7 @@ def test_cues_through_the_pipeline(designed, tmp_path_factory):
 
 
 def test_settings_of_seated_and_the_end_are_checked():
-    assert RepSettings.from_config({"reps": {"seated_hold_s": 0.5}}).seated_hold_s == 0.5
+    assert Settings.from_config({"reps": {"seated_hold_s": 0.5}}).reps.seated_hold_s == 0.5
     for bad, words in (
         ({"seated_knee_deg": 20}, "seated_knee_deg=20 is not valid"),
         ({"seated_hold_s": 0}, "seated_hold_s=0 is not valid"),
@@ -484,7 +482,7 @@ def test_settings_of_seated_and_the_end_are_checked():
         ({"sit_set_break_s": -1}, "sit_set_break_s=-1 is not valid"),
     ):
         with pytest.raises(SettingsError) as info:
-            RepSettings.from_config({"reps": bad})
+            load_settings().override({"reps": bad})
         assert (info.value.key, info.value.given) == (f"reps.{words.split('=')[0]}", *bad.values())
 
 

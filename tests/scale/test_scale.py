@@ -17,6 +17,7 @@ from kinestream.errors import SettingsError
 from kinestream.files.trc import MarkerTable
 from kinestream.osim import opensim_module
 from kinestream.scale import find_static_window, posture, scale_model
+from kinestream.settings import ScaleSettings
 from kinestream.solve import register_joint_centres
 
 RATE = 60.0
@@ -256,11 +257,11 @@ def test_joint_centre_markers_need_pairs_on_one_body(assets):
     model, state = _generic(assets)
     with pytest.raises(SettingsError) as info:
         register_joint_centres(model, state, ["r_ankle_study"])
-    assert (info.value.key, info.value.given) == ("ik.joint_centre_markers", "r_ankle_study")
+    assert (info.value.key, info.value.given) == ("scale.joint_centre_markers", "r_ankle_study")
     with pytest.raises(SettingsError) as info:
         register_joint_centres(model, state, ["r_ankle_study r_knee_study"])
     assert (info.value.key, info.value.given, info.value.valid) == (
-        "ik.joint_centre_markers",
+        "scale.joint_centre_markers",
         ("r_ankle_study", "r_knee_study"),
         "a pair on one body",
     )
@@ -273,5 +274,7 @@ def test_scaling_with_and_without_registration(stand_then_squat, assets, tmp_pat
     kept = scale_model(stand_then_squat, MASS, HEIGHT, tmp_path / "kept.osim", assets)
     assert kept.scale_factors["tibia_r"] == pytest.approx([TRUE_SCALE] * 3, abs=0.01)
     assert any("ankle_r" in m for m in kept.messages)
-    unregistered = scale_model(stand_then_squat, MASS, HEIGHT, tmp_path / "raw.osim", assets, joint_centre_markers=())
+    unregistered = scale_model(
+        stand_then_squat, MASS, HEIGHT, tmp_path / "raw.osim", assets, ScaleSettings(joint_centre_markers=())
+    )
     assert unregistered.scale_factors["tibia_r"][1] > 1.2

@@ -143,14 +143,12 @@ def test_hostile_frames_never_raise_and_recover(squat, assets):
 def test_the_tolerance_setting_reaches_the_solver_and_trades_steps_for_distance(squat, assets):
     """``[ik] tolerance`` is what the fast solver stops at, live and offline alike: the default reaches the
     minimum; 1e-5 stops sooner (fewer Gauss-Newton steps over the trial) and farther from it."""
-    from kinestream.config import load_config
+    from kinestream.settings import load_settings
 
-    config = load_config()
-    assert solve.IKSettings.from_config(config).tolerance == 1e-12
-    config["ik"]["tolerance"] = 1e-5
-    settings = solve.IKSettings.from_config(config)
+    assert load_settings().ik.tolerance == 1e-12
+    settings = load_settings().override({"ik": {"tolerance": 1e-5}})
     model, _ = solve.load_model(assets.generic_model, assets.marker_set)
-    live = settings.streaming(model, solve.read_ik_setup(assets.ik_setup), squat.markers.names)
+    live = solve.streaming_ik(settings.ik, model, solve.read_ik_setup(assets.ik_setup), squat.markers.names)
     assert live._fast is not None and live._fast.ftol == 1e-5
     steps = {}
     for tol in (1e-12, 1e-5):

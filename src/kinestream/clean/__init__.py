@@ -12,11 +12,12 @@ flattened: for ``(frames, markers, 3)`` the columns are ``m0.x, m0.y, m0.z, m1.x
   :class:`OneEuro` (whose cutoff rises with speed);
 - :mod:`~kinestream.clean.offline`: :func:`clean_table`, gap filling then the low-pass on a
   :class:`~kinestream.files.trc.MarkerTable`, and :func:`residual_analysis` (Winter's) to suggest its cutoff;
-- :mod:`~kinestream.clean.cleaner`: :class:`StreamingCleaner`, the live stage for ``(markers, 3)`` frames,
-  and :class:`CleanSettings`, the ``[clean]`` section that builds either stage.
+- :mod:`~kinestream.clean.cleaner`: :class:`StreamingCleaner`, the live stage for ``(markers, 3)`` frames, and
+  both stages from the ``[clean]`` settings: :func:`streaming_cleaner` builds the live one, :func:`clean_trial`
+  runs the offline one.
 """
 
-from kinestream.clean.cleaner import CleanSettings, StreamingCleaner
+from kinestream.clean.cleaner import StreamingCleaner, clean_trial, streaming_cleaner
 from kinestream.clean.filters import (
     BTYPES,
     DESIGNS,
@@ -36,7 +37,6 @@ __all__ = [
     "GAP_METHODS",
     "HOLD_METHODS",
     "CleanReport",
-    "CleanSettings",
     "GapReport",
     "OneEuro",
     "ResidualResult",
@@ -45,10 +45,12 @@ __all__ = [
     "StreamingLowpass",
     "butter_sos",
     "clean_table",
+    "clean_trial",
     "fill_gaps",
     "kalman_cv_sos",
     "lowpass",
     "min_frames",
     "residual_analysis",
     "runs_of",
+    "streaming_cleaner",
 ]

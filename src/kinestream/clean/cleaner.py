@@ -1,12 +1,10 @@
-"""The live clean stage, :class:`StreamingCleaner`, and the ``[clean]`` settings that build it and the offline stage.
+"""The live clean stage, :class:`StreamingCleaner`, and both stages built from the ``[clean]`` settings.
 
-The live stage bridges gaps, holds outliers and low-passes causally; the settings are :class:`CleanSettings`.
+The live stage bridges gaps, holds outliers and low-passes causally. :func:`streaming_cleaner` builds it, and
+:func:`clean_trial` runs the offline one, from :class:`~kinestream.settings.CleanSettings`.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
@@ -14,9 +12,9 @@ from kinestream import checks
 from kinestream.clean.filters import DESIGNS, OneEuro, StreamingLowpass, kalman_cv_sos
 from kinestream.clean.gaps import StreamingGapFiller
 from kinestream.clean.offline import CleanReport, clean_table
-from kinestream.config import DEFAULTS, Section
 from kinestream.errors import SettingsError
 from kinestream.files.trc import MarkerTable
+from kinestream.settings import CleanSettings
 
 
 class StreamingCleaner:
@@ -127,14 +125,6 @@ class StreamingCleaner:
         self._last = np.full((self.filler.n_markers, 3), np.nan)
         self.n_outliers_bridged = 0
 
-    @classmethod
-    def from_config(cls, clean: dict, n_markers: int, rate: float) -> StreamingCleaner:
-        """Build from the ``[clean]`` settings (a dict; missing keys from the defaults).
-
-        See :meth:`CleanSettings.streaming`.
-        """
-        return CleanSettings.from_config({"clean": clean}).streaming(n_markers, rate)
-
     def delay_ms(self, freq_hz: float | None = 1.0) -> float:
         """Total delay in ms: look-ahead plus the filter's group delay at ``freq_hz``.
 
@@ -218,68 +208,44 @@ class StreamingCleaner:
         return [(self._bridge(x, self._filter(x)), t, tag) for x, t, tag in self.filler.flush_tagged()]
 
 
-_CLEAN = DEFAULTS["clean"]
+def clean_trial(table: MarkerTable, settings: CleanSettings) -> tuple[MarkerTable, CleanReport]:
+    """Fill short gaps and low-pass with zero lag: :func:`clean_table` with the ``[clean]`` settings."""
+    return clean_table(
+        table,
+        cutoff_hz=settings.cutoff_hz,
+        max_gap_s=settings.max_gap_s,
+        gap_method=settings.gap_method,
+        order=int(settings.filter_order),
+    )
 
 
-@dataclass(frozen=True)
-class CleanSettings(Section):
-    """How keypoints are cleaned; the ``[clean]`` section of the config (default.toml documents each).
+def streaming_cleaner(settings: CleanSettings, n_markers: int, rate: float) -> StreamingCleaner:
+    """The causal cleaner for ``n_markers`` keypoints at ``rate`` Hz with the ``[clean]`` settings.
 
-    :meth:`offline` runs the zero-lag recipe on a whole trial; :meth:`streaming`
-    builds the causal cleaner the live service runs frame by frame.
+    ``gap_method`` is the offline stage's only; a cutoff of "auto" needs the whole trial and is refused.
     """
-
-    SECTION: ClassVar[str] = "clean"
-
-    max_gap_s: float = _CLEAN["max_gap_s"]
-    gap_method: str = _CLEAN["gap_method"]
-    cutoff_hz: float | str = _CLEAN["cutoff_hz"]  # "auto": Winter's residual analysis (offline only)
-    filter_order: int = _CLEAN["filter_order"]
-    hold_method: str = _CLEAN["hold_method"]
-    lookahead_frames: int = _CLEAN["lookahead_frames"]
-    max_jump_m: float | None = _CLEAN["max_jump_m"]
-    max_outlier_frames: int = _CLEAN["max_outlier_frames"]
-    streaming_filter: str = _CLEAN["streaming_filter"]
-    one_euro_min_cutoff_hz: float = _CLEAN["one_euro_min_cutoff_hz"]
-    one_euro_beta: float = _CLEAN["one_euro_beta"]
-    kalman_accel: float = _CLEAN["kalman_accel"]
-    kalman_noise_m: float = _CLEAN["kalman_noise_m"]
-    reinit_after_frames: int | None = None  # unset: a tenth of a second of frames
-
-    def offline(self, table: MarkerTable) -> tuple[MarkerTable, CleanReport]:
-        """Fill short gaps and low-pass with zero lag: :func:`clean_table` with these settings."""
-        return clean_table(
-            table,
-            cutoff_hz=self.cutoff_hz,
-            max_gap_s=self.max_gap_s,
-            gap_method=self.gap_method,
-            order=int(self.filter_order),
+    if isinstance(settings.cutoff_hz, str):
+        raise SettingsError(
+            f"cutoff {settings.cutoff_hz!r} is not valid for streaming: residual analysis needs the whole trial; "
+            f"give a frequency in Hz, such as 6",
+            key="clean.cutoff_hz",
+            given=settings.cutoff_hz,
+            valid="a frequency in Hz",
         )
-
-    def streaming(self, n_markers: int, rate: float) -> StreamingCleaner:
-        """The causal cleaner for ``n_markers`` keypoints at ``rate`` Hz (``gap_method`` is offline only)."""
-        if isinstance(self.cutoff_hz, str):
-            raise SettingsError(
-                f"cutoff {self.cutoff_hz!r} is not valid for streaming: residual analysis needs the whole trial; "
-                f"give a frequency in Hz, such as 6",
-                key="clean.cutoff_hz",
-                given=self.cutoff_hz,
-                valid="a frequency in Hz",
-            )
-        return StreamingCleaner(
-            n_markers,
-            rate,
-            max_gap_s=self.max_gap_s,
-            lookahead=self.lookahead_frames,
-            hold_method=self.hold_method,
-            cutoff_hz=self.cutoff_hz,
-            order=self.filter_order,
-            max_jump=self.max_jump_m,
-            max_outlier_frames=self.max_outlier_frames,
-            reinit_after_frames=self.reinit_after_frames,
-            design=self.streaming_filter,
-            kalman_accel=self.kalman_accel,
-            kalman_noise_m=self.kalman_noise_m,
-            one_euro_min_cutoff_hz=self.one_euro_min_cutoff_hz,
-            one_euro_beta=self.one_euro_beta,
-        )
+    return StreamingCleaner(
+        n_markers,
+        rate,
+        max_gap_s=settings.max_gap_s,
+        lookahead=settings.lookahead_frames,
+        hold_method=settings.hold_method,
+        cutoff_hz=settings.cutoff_hz,
+        order=settings.filter_order,
+        max_jump=settings.max_jump_m,
+        max_outlier_frames=settings.max_outlier_frames,
+        reinit_after_frames=settings.reinit_after_frames,
+        design=settings.streaming_filter,
+        kalman_accel=settings.kalman_accel,
+        kalman_noise_m=settings.kalman_noise_m,
+        one_euro_min_cutoff_hz=settings.one_euro_min_cutoff_hz,
+        one_euro_beta=settings.one_euro_beta,
+    )

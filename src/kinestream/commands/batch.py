@@ -11,8 +11,8 @@ from typing import Any
 
 from kinestream.assets import get_assets
 from kinestream.commands.common import say
-from kinestream.config import setting
 from kinestream.errors import InputError, SettingsError
+from kinestream.settings import Settings
 
 EPILOG = """\
 layouts of ROOT:
@@ -32,32 +32,32 @@ The local cluster is on TLS with temporary certificates. Workers get the process
 """
 
 
-def cmd_batch(args, config) -> None:
+def cmd_batch(args, settings: Settings) -> None:
     from kinestream.batch import describe, find_study, run_batch
 
     security = _security(args)  # a scheduler refused is said before anything else
-    study = find_study(args.root, config, static_pattern=args.static_pattern)
+    study = find_study(args.root, settings, static_pattern=args.static_pattern)
     for line in describe(study):
         say(line)
     out = Path(args.out) if args.out else Path("out") / Path(args.root).resolve().name
 
-    get_assets(config)  # before the workers start: they find them in the cache
+    get_assets(settings)  # before the workers start: they find them in the cache
     for level in ("distributed", "tornado"):  # Dask's own chatter; its warnings still show
         logging.getLogger(level).setLevel(logging.ERROR)
     with _client(args, security) as client:
         say(f"Dask: {_describe_client(client)}")
-        rows = run_batch(study, out, config, client, force=args.force, on_progress=bar(study.n_trials))
-    report(rows, out, config)
+        rows = run_batch(study, out, settings, client, force=args.force, on_progress=bar(study.n_trials))
+    report(rows, out, settings)
 
 
-def report(rows: list[dict], out: Path, config: dict) -> None:
+def report(rows: list[dict], out: Path, settings: Settings) -> None:
     """Write summary.csv (and its plot), print each failed trial with its reason, and the counts.
 
     An error when a trial failed. ``batch`` and ``process FOLDER`` end so.
     """
     from kinestream.batch import write_summary
 
-    plot = bool(setting(config, "output", "plot"))
+    plot = settings.output.plot
     csv_path, png = write_summary(out, rows, plot=plot)
     failed = [r for r in rows if r["status"] == "failed"]
     for r in failed:

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 from kinestream.commands.terminal import PROMPTS, show
-from kinestream.config import SOLVERS, override
+from kinestream.config import SOLVERS
 from kinestream.errors import InputError
-from kinestream.ingest import IngestSettings
 from kinestream.projects import subject_values
+from kinestream.settings import Settings
 
 
 def say(msg: str) -> None:
@@ -22,9 +22,9 @@ def subject_args(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument("--height", type=float, required=required, help="subject height in m (default: config)")
 
 
-def subject(args, config) -> tuple[float, float]:
+def subject(args, settings: Settings) -> tuple[float, float]:
     """(mass, height): --mass and --height, else [subject] (:func:`kinestream.projects.subject_values`)."""
-    height, mass, _ = subject_values(None, args.height, args.mass, config)
+    height, mass, _ = subject_values(None, args.height, args.mass, settings)
     return mass, height
 
 
@@ -67,15 +67,20 @@ def ingest_args(p: argparse.ArgumentParser, settings: bool = True) -> None:
     )
 
 
-def ingest_config(args, config: dict) -> dict:
-    """A new config with --up and --rotate, when given, in ``[ingest]``, where the commands and stages read them.
+def flag_settings(args, settings: Settings) -> Settings:
+    """New settings with the flags that stand for settings: --solver in ``[ik]``, --up and --rotate in ``[ingest]``.
+
+    The commands and stages read them there.
 
     A bad value is refused here, before any work.
     """
-    given = {key: getattr(args, key) for key in ("up", "rotate") if getattr(args, key, None) is not None}
-    config = override(config, {"ingest": given}) if given else config
-    IngestSettings.from_config(config)
-    return config
+    changes: dict[str, dict] = {}
+    if getattr(args, "solver", None):
+        changes["ik"] = {"solver": args.solver}
+    ingest = {key: getattr(args, key) for key in ("up", "rotate") if getattr(args, key, None) is not None}
+    if ingest:
+        changes["ingest"] = ingest
+    return settings.override(changes) if changes else settings
 
 
 def solver_arg(p: argparse.ArgumentParser) -> None:

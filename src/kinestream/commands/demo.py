@@ -28,10 +28,11 @@ from kinestream.commands.terminal import show, status_printer
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc
 from kinestream.plots import plot_angles, plot_reps
-from kinestream.reps import RepSettings, detect_reps
+from kinestream.reps import detect_reps
+from kinestream.settings import Settings
 
 
-def run_demo(config: dict, out: Path, seconds: float = 12.0, rate: float = 1.0, view: str | None = None) -> dict:
+def run_demo(settings: Settings, out: Path, seconds: float = 12.0, rate: float = 1.0, view: str | None = None) -> dict:
     from kinestream.synth import synthesize
 
     out.mkdir(parents=True, exist_ok=True)
@@ -41,14 +42,14 @@ def run_demo(config: dict, out: Path, seconds: float = 12.0, rate: float = 1.0, 
         f"{syn.mass:.1f} kg -> {syn.keypoints_trc}",
         file=sys.stderr,
     )
-    return asyncio.run(_demo(config, out, syn, rate, view))
+    return asyncio.run(_demo(settings, out, syn, rate, view))
 
 
-def _start_viewer(config: dict, view: str, log: Path):
+def _start_viewer(settings: Settings, view: str, log: Path):
     """``kinestream view`` on the demo's service, as its own process; what it says goes to ``log``."""
     import subprocess
 
-    args = [sys.executable, "-m", "kinestream", "view", "--endpoint", config["service"]["output"]]
+    args = [sys.executable, "-m", "kinestream", "view", "--endpoint", settings.service.output]
     if view == "web":
         args.append("--web")
     elif view != "native":
@@ -90,13 +91,13 @@ def _stop_viewer(viewer, view: str) -> None:
     viewer.wait(60)
 
 
-async def _demo(config: dict, out: Path, syn, rate: float, view: str | None = None) -> dict:
+async def _demo(settings: Settings, out: Path, syn, rate: float, view: str | None = None) -> dict:
     from kinestream.live.calibrate import calibrate
     from kinestream.live.replay import replay
     from kinestream.live.service import Service
     from kinestream.offline import compare
 
-    endpoint = config["service"]["input"]
+    endpoint = settings.service.input
     table = read_trc(syn.keypoints_trc)
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
 
@@ -106,7 +107,7 @@ async def _demo(config: dict, out: Path, syn, rate: float, view: str | None = No
     feeder = asyncio.create_task(replay(standing, endpoint, rate=rate, loop=True, stop_event=stop_replay))
     try:
         model = await calibrate(
-            config,
+            settings,
             input_endpoint=endpoint,
             mass=syn.mass,
             height=syn.height,
@@ -120,16 +121,16 @@ async def _demo(config: dict, out: Path, syn, rate: float, view: str | None = No
     # the session, live
     record = out / "session.mot"
     service = Service(
-        config,
+        settings,
         input_endpoint=endpoint,
-        output_endpoint=config["service"]["output"],
+        output_endpoint=settings.service.output,
         record=record,
         model=model,
         status_out=status_printer(),
     )
     stop, ready = asyncio.Event(), asyncio.Event()
     view_log = out / "view.log"
-    viewer = _start_viewer(config, view, view_log) if view else None
+    viewer = _start_viewer(settings, view, view_log) if view else None
     serving = asyncio.create_task(service.run(stop, ready))
     await ready.wait()
     if viewer is not None:
@@ -167,10 +168,9 @@ async def _demo(config: dict, out: Path, syn, rate: float, view: str | None = No
     peak = {n: float(np.nanmax(motion.get(n))) for n in ("knee_angle_r", "hip_flexion_r") if n in motion}
     print("peak flexion (deg): " + ", ".join(f"{n} {v:.1f}" for n, v in peak.items()))
 
-    settings = RepSettings.from_config(config)
-    events, summary = detect_reps(motion, joint_centres(model, motion), settings)
+    events, summary = detect_reps(motion, joint_centres(model, motion), settings.reps)
     reps_png = out / "session_reps.png"
-    plot_reps(motion, events, reps_png, settings=settings, partials=summary["partials"], title="live session")
+    plot_reps(motion, events, reps_png, settings=settings.reps, partials=summary["partials"], title="live session")
     print(
         f"squat reps: {summary['reps']} of the {len(syn.squats)} performed, depth "
         + ", ".join(f"{e.knee_peak:.0f}" for e in events)
@@ -186,15 +186,15 @@ async def _demo(config: dict, out: Path, syn, rate: float, view: str | None = No
         "curve's peaks " + ", ".join(f"{p:.1f}" for p in recorded) + " deg"
     )
     print(f"wrote {record}, {record.with_name(record.stem + '_markers.trc')}, {png}, {reps_png}")
-    recording_c3d(record, config)
+    recording_c3d(record, settings)
     final["live_reps"] = [e.to_dict() for e in live]  # what the subscribers were sent, for the caller
     final["recorded_peaks"] = recorded
     return final
 
 
-def cmd_demo(args, config) -> None:
+def cmd_demo(args, settings: Settings) -> None:
 
     log_to_stderr()
     for quiet in ("kinestream.synth", "kinestream.live.replay"):  # the demo says itself what it makes and replays
         show(quiet, None)
-    run_demo(config, Path(args.out), seconds=args.seconds, rate=args.rate, view=getattr(args, "view", None))
+    run_demo(settings, Path(args.out), seconds=args.seconds, rate=args.rate, view=getattr(args, "view", None))

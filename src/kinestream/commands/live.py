@@ -9,33 +9,33 @@ from pathlib import Path
 
 from kinestream.commands.common import log_to_stderr, subject
 from kinestream.commands.terminal import PROMPTS, show, status_printer, workers_line
-from kinestream.config import override, setting
 from kinestream.errors import KinestreamError
 from kinestream.files.c3d import trc_to_c3d
 from kinestream.files.mot import read_mot
 from kinestream.plots import plot_angles
+from kinestream.settings import Settings
 
 
-async def _serve(args, config):
+async def _serve(args, settings: Settings):
     from kinestream.live.calibrate import calibrate
     from kinestream.live.service import Service
 
-    if getattr(args, "people", None) is not None:  # --people: a new config with that share
-        config = override(config, {"service": {"people": args.people}})
-    svc = config["service"]
+    if getattr(args, "people", None) is not None:  # --people: new settings with that share
+        settings = settings.override({"service": {"people": args.people}})
+    svc = settings.service
     model, calibrating = args.model, None
     if getattr(args, "calibrate", False):
-        mass, height = subject(args, config)
+        mass, height = subject(args, settings)
         out = Path(args.calibration_out or "out/calibration/scaled.osim")
         model = await calibrate(
-            config, input_endpoint=args.input or svc["input"], mass=mass, height=height, out_model=out
+            settings, input_endpoint=args.input or svc.input, mass=mass, height=height, out_model=out
         )
-        config, calibrating = _calibrate_the_rest(config, model)
+        settings, calibrating = _calibrate_the_rest(settings, model)
     service = Service(
-        config,
-        input_endpoint=args.input or svc["input"],
-        output_endpoint=args.output or svc["output"],
-        mqtt=args.mqtt or config["mqtt"].get("broker") or None,
+        settings,
+        input_endpoint=args.input or svc.input,
+        output_endpoint=args.output or svc.output,
+        mqtt=args.mqtt or settings.mqtt.broker or None,
         record=args.record,
         model=model,
         mass=args.mass,
@@ -48,10 +48,10 @@ async def _serve(args, config):
     return service, final
 
 
-def _calibrate_the_rest(config: dict, model: Path) -> tuple[dict, Path]:
-    """The config and the calibration folder for everyone after the first person serve --calibrate calibrated.
+def _calibrate_the_rest(settings: Settings, model: Path) -> tuple[Settings, Path]:
+    """The settings and the calibration folder for everyone after the first person serve --calibrate calibrated.
 
-    That person keeps ``model`` (a new config with a ``[people]`` entry when they named themselves); everyone
+    That person keeps ``model`` (new settings with a ``[people]`` entry when they named themselves); everyone
     else new is calibrated from their own still pose (the folder their models go to, beside it:
     <folder>/<subject>/scaled.osim).
     """
@@ -59,20 +59,20 @@ def _calibrate_the_rest(config: dict, model: Path) -> tuple[dict, Path]:
 
     whose = load_subject(model).get("subject")
     if whose:
-        config = override(config, {"people": {whose: {"model": str(model)}}}, "serve --calibrate")
-    return config, Path(model).parent
+        settings = settings.override({"people": {whose: {"model": str(model)}}}, "serve --calibrate")
+    return settings, Path(model).parent
 
 
-def recording_c3d(record, config: dict, markers=None) -> Path | None:
+def recording_c3d(record, settings: Settings, markers=None) -> Path | None:
     """After a session: the recorded markers (RECORD_markers.trc, or ``markers``) as RECORD_markers.c3d.
 
-    Only when [output] c3d is on.
+    Only when [output] c3d is on (``settings.output.c3d``).
 
     Read back from the .trc, frames put on an even time grid (live time stamps jitter); a recording the
     format cannot hold gets one line on stderr and no .c3d. The .mot and .trc are only read.
     """
     markers = Path(markers) if markers else Path(record).with_name(Path(record).stem + "_markers.trc")
-    if not setting(config, "output", "c3d") or not markers.is_file():
+    if not settings.output.c3d or not markers.is_file():
         return None
     try:
         path, note = trc_to_c3d(markers)
@@ -83,7 +83,7 @@ def recording_c3d(record, config: dict, markers=None) -> Path | None:
     return path
 
 
-def _finish_recording(record, config: dict, truth=None, markers=None) -> None:
+def _finish_recording(record, settings: Settings, truth=None, markers=None) -> None:
     """A recording's angle plot and .c3d (``markers``: its _markers.trc, when not beside it by name)."""
     if not record:
         return
@@ -95,16 +95,16 @@ def _finish_recording(record, config: dict, truth=None, markers=None) -> None:
             png = record.with_name(record.stem + "_angles.png")
             plot_angles(motion, png, title=record.stem, truth=truth)
             print(f"wrote {record} ({len(motion.time)} frames) and {png}")
-    recording_c3d(record, config, markers)
+    recording_c3d(record, settings, markers)
 
 
-def _finish_recordings(service, config: dict) -> None:
+def _finish_recordings(service, settings: Settings) -> None:
     """Every recording of the session: one per person (the default person's is the --record file itself)."""
     for mot, markers in service.recordings():
-        _finish_recording(mot, config, markers=markers)
+        _finish_recording(mot, settings, markers=markers)
 
 
-def run_worker(k: int, n: int, args, config: dict, inputs: list[str], output: str, model, calibrating) -> None:
+def run_worker(k: int, n: int, args, settings: Settings, inputs: list[str], output: str, model, calibrating) -> None:
     """Worker k of ``serve --workers n``: a service serving whoever the parent's router sends it.
 
     It listens on the parent-private ipc endpoints (``inputs[k]`` in, ``output`` the relay's); its recordings are
@@ -119,15 +119,15 @@ def run_worker(k: int, n: int, args, config: dict, inputs: list[str], output: st
 
     logging.basicConfig(level=logging.INFO, format=f"kinestream worker {k}/{n}: %(message)s", stream=sys.stderr)
     private = {"service": {"people": "", "bind_input": False}, "curve": {"enabled": False}}
-    config = override(config, private, "a worker")  # the router chose whom it sends; the links are private ipc
+    settings = settings.override(private, "a worker")  # the router chose whom it sends; the links are private ipc
     service = Service(
-        config,
+        settings,
         input_endpoint=inputs[k],
         output_endpoint=output,
         output_connect=True,
         worker=f"{k}/{n}",
         default_person=k == 0,
-        mqtt=args.mqtt or config["mqtt"].get("broker") or None,
+        mqtt=args.mqtt or settings.mqtt.broker or None,
         record=args.record,
         model=model,
         mass=args.mass,
@@ -136,11 +136,11 @@ def run_worker(k: int, n: int, args, config: dict, inputs: list[str], output: st
     )
     final = asyncio.run(service.run())
     print(json.dumps(final), flush=True)
-    _finish_recordings(service, config)
+    _finish_recordings(service, settings)
     sys.exit(0 if final.get("healthy", True) else 1)
 
 
-def _serve_workers(args, config) -> None:
+def _serve_workers(args, settings: Settings) -> None:
     """``serve --workers N``: N worker processes (:func:`run_worker`) behind the parent's input and output.
 
     They run until Ctrl-C or SIGTERM; a worker that ends is started again. Exit status 1 when one kept ending.
@@ -156,23 +156,23 @@ def _serve_workers(args, config) -> None:
     n = check_workers(args.workers)
     show(PROMPTS, "stdout")  # what --calibrate tells the person, as the calibrate command tells it
     if getattr(args, "people", None) is not None:  # the parent's router serves that share, the workers whom it sends
-        config = override(config, {"service": {"people": args.people}})
-    svc = config["service"]
-    input_endpoint = args.input or svc["input"]
+        settings = settings.override({"service": {"people": args.people}})
+    svc = settings.service
+    input_endpoint = args.input or svc.input
     model, calibrating = args.model, None
     if getattr(args, "calibrate", False):
-        mass, height = subject(args, config)
+        mass, height = subject(args, settings)
         out = Path(args.calibration_out or "out/calibration/scaled.osim")
-        model = asyncio.run(calibrate(config, input_endpoint=input_endpoint, mass=mass, height=height, out_model=out))
-        config, calibrating = _calibrate_the_rest(config, model)
-    front = Front(config, input_endpoint, args.output or svc["output"], n)
+        model = asyncio.run(calibrate(settings, input_endpoint=input_endpoint, mass=mass, height=height, out_model=out))
+        settings, calibrating = _calibrate_the_rest(settings, model)
+    front = Front(settings, input_endpoint, args.output or svc.output, n)
     front.open()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     status_line = status_printer()
     log = logging.getLogger("kinestream.live.workers")
     shown = time.monotonic()
-    workers = Workers(n, run_worker, (args, config, front.router.inner, front.relay.inner, model, calibrating))
+    workers = Workers(n, run_worker, (args, settings, front.router.inner, front.relay.inner, model, calibrating))
     try:
         workers.start()
         while not stop.is_set() and workers.healthy:
@@ -195,17 +195,17 @@ def _serve_workers(args, config) -> None:
         sys.exit(1)
 
 
-def cmd_serve(args, config) -> None:
+def cmd_serve(args, settings: Settings) -> None:
     import asyncio
     import json
 
     log_to_stderr()
     if getattr(args, "workers", None):
-        _serve_workers(args, config)
+        _serve_workers(args, settings)
         return
-    service, final = asyncio.run(_serve(args, config))
+    service, final = asyncio.run(_serve(args, settings))
     print(json.dumps(final))
-    _finish_recordings(service, config)
+    _finish_recordings(service, settings)
     if not final.get("healthy", True):
         print(
             "kinestream: error: the service stopped itself: a task kept failing (see the log above); exit "
@@ -215,18 +215,18 @@ def cmd_serve(args, config) -> None:
         sys.exit(1)
 
 
-def cmd_calibrate(args, config) -> None:
+def cmd_calibrate(args, settings: Settings) -> None:
     import asyncio
 
     from kinestream.live.calibrate import calibrate
 
     log_to_stderr()
     show(PROMPTS, "stdout")  # what the person is told, on stdout; the service's log on stderr
-    mass, height = subject(args, config)
+    mass, height = subject(args, settings)
     asyncio.run(
         calibrate(
-            config,
-            input_endpoint=args.input or config["service"]["input"],
+            settings,
+            input_endpoint=args.input or settings.service.input,
             mass=mass,
             height=height,
             out_model=args.out,
@@ -235,7 +235,7 @@ def cmd_calibrate(args, config) -> None:
     )
 
 
-def cmd_keys(args, config) -> None:
+def cmd_keys(args, settings: Settings) -> None:
     from kinestream.live.transport import make_keys
 
     public, secret = make_keys(args.dir, args.name, authorize=args.authorize, force=args.force)

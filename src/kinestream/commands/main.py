@@ -26,11 +26,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kinestream.commands import batch, demo, live, recover, replay, reps, settings, trial, view
-from kinestream.commands.common import ingest_args, ingest_config, service_args, solver_arg, subject_args
+from kinestream.commands import batch, config, demo, live, recover, replay, reps, trial, view
+from kinestream.commands.common import flag_settings, ingest_args, service_args, solver_arg, subject_args
 from kinestream.commands.terminal import showing_log
-from kinestream.config import load_config, override
 from kinestream.errors import KinestreamError
+from kinestream.settings import load_settings
 
 CONFIG_HELP = "TOML file of settings merged over the defaults (kinestream config prints them)"
 
@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=CONFIG_HELP,
         )
     recover.add_parser(sub)
-    settings.add_parser(sub)
+    config.add_parser(sub)
     return parser
 
 
@@ -195,12 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config)
-        if getattr(args, "solver", None):
-            config = override(config, {"ik": {"solver": args.solver}})
-        config = ingest_config(args, config)
+        settings = flag_settings(args, load_settings(args.config))
         with showing_log():  # what the library logs, printed as the commands always printed it
-            args.func(args, config)
+            args.func(args, settings)
     except KinestreamError as exc:
         print(f"kinestream: error: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ from kinestream.errors import KinestreamError, RecordingError
 from kinestream.files.record import recover
 
 
-def cmd_recover(args, config) -> None:
+def cmd_recover(args, settings) -> None:
     failed = 0
     for name in args.files:
         try:

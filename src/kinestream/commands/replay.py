@@ -13,21 +13,23 @@ from kinestream.files.trc import read_trc
 from kinestream.ingest import describe_orientation, orient, orientation
 from kinestream.live import stop_on_signals
 from kinestream.live.settings import REPLAY_ENDPOINT, parse_rate
+from kinestream.settings import Settings
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_replay(args, config=None) -> int:
+def run_replay(args, settings: Settings | None = None) -> int:
     """The ``replay`` command: runs :func:`replay` until the trial ends (or, with --loop, until Ctrl-C / SIGTERM).
 
     Ctrl-C and SIGTERM stop it cleanly. --up/--rotate turn the trial before it is sent (the settings' [ingest] are the
-    service's: they describe what it receives).
+    service's: they describe what it receives). ``settings``: CURVE's keys (``[curve]``, the flags over them) and
+    whether the replay may bind beyond this machine (``service.allow_remote``); None: the defaults.
     """
     # the live path (ZeroMQ) is loaded when a replay runs, not for `kinestream --help`
     from kinestream.live.replay import replay
-    from kinestream.live.transport import client_config
+    from kinestream.live.transport import client_settings
 
     trial = args.trial
     up, rotate = getattr(args, "up", None) or "y", getattr(args, "rotate", None) or ""
@@ -48,7 +50,7 @@ def run_replay(args, config=None) -> int:
             wait_subscriber=args.wait_subscriber,
             stop_event=stop,
             send_names=getattr(args, "send_names", False),
-            config=client_config(getattr(args, "curve_key", None), getattr(args, "server_key", None), config),
+            settings=client_settings(getattr(args, "curve_key", None), getattr(args, "server_key", None), settings),
         )
 
     with showing_log():  # what the replay does, on stderr, also when this runs without kinestream's main

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from kinestream.assets import get_assets
 from kinestream.centres import joint_centres
-from kinestream.config import load_config, setting
 from kinestream.errors import InputError
 from kinestream.files.mot import read_mot
 from kinestream.plots import plot_reps
-from kinestream.reps import KNEES, CueSettings, RepEvent, RepSettings, detect_reps
+from kinestream.reps import KNEES, RepEvent, detect_reps
+from kinestream.settings import Settings, load_settings
 
 
 def _fmt(value, spec: str, none: str = "-") -> str:
@@ -75,11 +75,11 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
+def run_reps(args, settings: Settings | None = None) -> tuple[list[RepEvent], dict]:
     """The ``reps`` command: table (or JSON lines) of the reps of a .mot, and a plot."""
-    if config is None:
-        config = load_config(getattr(args, "config", None))
-    settings = RepSettings.from_config(config)
+    if settings is None:
+        settings = load_settings(getattr(args, "config", None))
+    reps = settings.reps
     path = Path(args.mot)
     if not path.is_file():
         raise InputError(
@@ -102,21 +102,21 @@ def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
     if args.model:
         model = args.model
     else:
-        model = get_assets(config).generic_model
+        model = get_assets(settings).generic_model
         print(
             "note: joint centres from the generic model, unscaled (give --model scaled.osim for the subject's)",
             file=sys.stderr,
         )
     centres = joint_centres(model, motion)
-    events, summary = detect_reps(motion, centres, settings, CueSettings.from_config(config))
+    events, summary = detect_reps(motion, centres, reps, settings.cues)
     if args.json:
         for e in events:
             print(e.to_json())
         print(json.dumps({"summary": summary}, separators=(",", ":")))
     else:
         print(
-            f"{path.name}: knee flexion through {settings.knee_start_deg:g} deg starts and ends a rep; "
-            f"a rep needs {settings.min_depth_deg:g} deg, deep enough at {settings.deep_knee_deg:g} deg"
+            f"{path.name}: knee flexion through {reps.knee_start_deg:g} deg starts and ends a rep; "
+            f"a rep needs {reps.min_depth_deg:g} deg, deep enough at {reps.deep_knee_deg:g} deg"
         )
         if events:
             print(TABLE_HEADER)
@@ -124,10 +124,10 @@ def run_reps(args, config: dict | None = None) -> tuple[list[RepEvent], dict]:
             for e in events:
                 print(format_rep(e))
         print(format_summary(summary))
-    plot = setting(config, "output", "plot") and not getattr(args, "no_plot", False)
+    plot = settings.output.plot and not getattr(args, "no_plot", False)
     if plot:
         out = Path(args.out) if args.out else path.with_name(path.stem + "_reps.png")
-        plot_reps(motion, events, out, settings=settings, partials=summary["partials"], title=path.stem)
+        plot_reps(motion, events, out, settings=reps, partials=summary["partials"], title=path.stem)
         print(f"wrote {out}", file=sys.stderr if args.json else sys.stdout)
     return events, summary
 

@@ -10,27 +10,26 @@ from kinestream.assets import get_assets
 from kinestream.commands.batch import bar, report
 from kinestream.commands.common import existing, say, subject
 from kinestream.commands.terminal import show
-from kinestream.config import override, setting
 from kinestream.errors import InputError, KinestreamError, SettingsError
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc, write_trc
-from kinestream.ingest import IngestSettings
 from kinestream.projects import subject_values
+from kinestream.settings import Settings
 
 
-def cmd_assets(args, config) -> None:
+def cmd_assets(args, settings: Settings) -> None:
 
     if args.wheel:
         where = assets.install_wheel(args.wheel)
     else:
         where = assets.fetch()
-    a = assets.get_assets(config)
+    a = assets.get_assets(settings)
     print(f"assets ready in {where}")
     for name, path in vars(a).items():
         print(f"  {name:20s} {path}")
 
 
-def cmd_synth(args, config) -> None:
+def cmd_synth(args, settings: Settings) -> None:
     from kinestream.synth import synthesize
 
     show("kinestream.synth", None)  # its stages are not shown: the files written are, at the end
@@ -61,19 +60,18 @@ def cmd_synth(args, config) -> None:
         print(f"wrote {p}")
 
 
-def cmd_augment(args, config) -> None:
+def cmd_augment(args, settings: Settings) -> None:
     from kinestream.offline import clean_and_augment, load_keypoints, read_notes
 
-    mass, height = subject(args, config)
-    ingest = IngestSettings.from_config(config)
-    table = load_keypoints(existing(args.trial, "trial"), ingest)
-    notes = read_notes(table, ingest)
+    mass, height = subject(args, settings)
+    table = load_keypoints(existing(args.trial, "trial"), settings.ingest)
+    notes = read_notes(table, settings.ingest)
     out, more = clean_and_augment(
         table,
         height,
         mass,
-        get_assets(config),
-        config,
+        get_assets(settings),
+        settings,
         clean_first=not args.no_clean,
         floor_offset=args.floor_offset or None,
     )
@@ -83,30 +81,30 @@ def cmd_augment(args, config) -> None:
     print(f"wrote {write_trc(out_path, out)}")
 
 
-def cmd_scale(args, config) -> None:
-    from kinestream.scale import ScaleSettings
+def cmd_scale(args, settings: Settings) -> None:
+    from kinestream.scale import scale_model
 
-    mass, height = subject(args, config)
+    mass, height = subject(args, settings)
     markers = read_trc(existing(args.markers, "marker file"))
     out = Path(args.out) if args.out else Path(args.markers).with_name(Path(args.markers).stem + "_scaled.osim")
-    assets = get_assets(config)
-    result = ScaleSettings.from_config(config).scale(markers, mass, height, out, assets, static=args.static)
+    assets = get_assets(settings)
+    result = scale_model(markers, mass, height, out, assets, settings.scale, static=args.static)
     for m in result.messages:
         say(m)
     print(f"marker error after scaling: {result.rmse_mm:.1f} mm RMS (max {result.max_error_mm:.1f} mm)")
     print(f"wrote {result.model_path}")
 
 
-def cmd_ik(args, config) -> None:
+def cmd_ik(args, settings: Settings) -> None:
     import numpy as np
 
     from kinestream.offline import run_ik, write_angles
 
     markers = read_trc(existing(args.markers, "marker file"))
     model = existing(args.model, "model")
-    assets = get_assets(config)
+    assets = get_assets(settings)
     setup = Path(args.setup) if args.setup else assets.ik_setup
-    result = run_ik(model, markers, setup, config, marker_set=assets.marker_set)
+    result = run_ik(model, markers, setup, settings, marker_set=assets.marker_set)
     for n in result.notes:
         say(n)
     out = Path(args.out) if args.out else Path(args.markers).with_suffix(".mot")
@@ -117,12 +115,12 @@ def cmd_ik(args, config) -> None:
     print(f"wrote {out}")
 
 
-def cmd_process(args, config) -> None:
+def cmd_process(args, settings: Settings) -> None:
     from kinestream.offline import process
 
     if Path(args.trial).is_dir():
-        return process_folder(args, config)
-    height, mass, notes = subject_values(None, args.height, args.mass, config)
+        return process_folder(args, settings)
+    height, mass, notes = subject_values(None, args.height, args.mass, settings)
     trial = existing(args.trial, "trial")
     if args.out:
         out_dir = Path(args.out)
@@ -131,7 +129,7 @@ def cmd_process(args, config) -> None:
             out_dir = Path("out") / checks.path_segment(f"trial {trial}: its output folder name", trial.stem)
         except KinestreamError as exc:
             raise exc.reworded(f"{exc}; give --out, or rename the file") from None
-    static = args.static or None  # None: the config's [scale] static
+    static = args.static or None  # None: the settings' [scale] static
     static_trial = existing(args.static_trial, "static trial") if args.static_trial else None
     truth = None
     if args.truth:
@@ -141,9 +139,9 @@ def cmd_process(args, config) -> None:
         mass,
         height,
         out_dir,
-        config,
+        settings,
         static=static,
-        plot=bool(setting(config, "output", "plot")),
+        plot=settings.output.plot,
         truth=truth,
         streaming=args.streaming,
         model=args.model,
@@ -152,7 +150,7 @@ def cmd_process(args, config) -> None:
     print("\n".join([*notes, result.summary()]))  # where the height and mass came from, then the results
 
 
-def process_folder(args, config) -> None:
+def process_folder(args, settings: Settings) -> None:
     """``process FOLDER``: ``batch`` on the folder, run in this process (:class:`kinestream.batch.InProcess`).
 
     The folder is a Pose2Sim or OpenCap project or session, or .trc files with a subjects.toml. The subject
@@ -170,9 +168,9 @@ def process_folder(args, config) -> None:
             given=args.truth,
             valid="one trial's .trc, not a folder",
         )
-    if args.static:  # a new config with the window: the one the folder's trials and static trial are scaled from
-        config = override(config, {"scale": {"static": args.static}})
-    study = find_study(args.trial, config, height=args.height, mass=args.mass)
+    if args.static:  # new settings with the window: the one the folder's trials and static trial are scaled from
+        settings = settings.override({"scale": {"static": args.static}})
+    study = find_study(args.trial, settings, height=args.height, mass=args.mass)
     if study.unplanned:  # one folder: what keeps a subject from being processed is refused up front, as one line
         subject, trial, reason = study.unplanned[0]
         raise InputError(reason, key="subject", given=subject)
@@ -188,5 +186,5 @@ def process_folder(args, config) -> None:
     for line in describe(study) + notes:
         say(line)
     out = Path(args.out) if args.out else Path("out") / Path(args.trial).resolve().name
-    rows = run_batch(study, out, config, force=args.force, streaming=args.streaming, on_progress=bar(study.n_trials))
-    report(rows, out, config)
+    rows = run_batch(study, out, settings, force=args.force, streaming=args.streaming, on_progress=bar(study.n_trials))
+    report(rows, out, settings)

@@ -25,6 +25,7 @@ from kinestream.errors import InputError, SettingsError
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc
 from kinestream.live import stop_on_signals
+from kinestream.settings import Settings
 
 
 def _analytics_off() -> None:
@@ -100,10 +101,10 @@ def _progress(counts) -> None:
     )
 
 
-async def _live(view, endpoint: str, config: dict) -> None:
+async def _live(view, endpoint: str, settings: Settings) -> None:
     stop = asyncio.Event()
     await _until_signal(stop)
-    await view.run(endpoint, config, stop, on_status=_progress)
+    await view.run(endpoint, settings, stop, on_status=_progress)
 
 
 async def _wait_for_signal() -> None:
@@ -112,9 +113,9 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
-def run_view(args, config: dict) -> None:
+def run_view(args, settings: Settings) -> None:
     """The ``view`` command."""
-    from kinestream.live.transport import client_config
+    from kinestream.live.transport import client_settings
 
     kind = _source(args)
     web_args = {key: getattr(args, key) for key in WEB_DEFAULTS}
@@ -132,8 +133,8 @@ def run_view(args, config: dict) -> None:
             given=save,
             valid="FILE.rrd",
         )
-    config = client_config(getattr(args, "curve_key", None), getattr(args, "server_key", None), config)
-    endpoint = args.endpoint or config["service"]["output"]
+    settings = client_settings(getattr(args, "curve_key", None), getattr(args, "server_key", None), settings)
+    endpoint = args.endpoint or settings.service.output
 
     if kind is None:  # live, beside the service: on a busy machine the viewer waits, not the service
         _lower_priority()
@@ -155,7 +156,7 @@ def run_view(args, config: dict) -> None:
         else:
             say(f"no {marker_file}: the keypoints and markers are not shown (give --markers FILE)")
         if model is None:
-            model = get_assets(config).generic_model
+            model = get_assets(settings).generic_model
             say("no --model: the joint centres are the generic model's, unscaled (give the session's scaled .osim)")
     elif kind == "trc":
         table = read_trc(args.source)
@@ -169,11 +170,11 @@ def run_view(args, config: dict) -> None:
         sinks.append(rr.FileSink(str(save)))
     if args.web:
         log_to_stderr()  # the warning of a web viewer beyond loopback
-        web = start_web(config, logs, host=web_args["bind"], **{k: v for k, v in web_args.items() if k != "bind"})
+        web = start_web(settings, logs, host=web_args["bind"], **{k: v for k, v in web_args.items() if k != "bind"})
         sinks.append(web.sink)
         say(f"the web viewer: {web.url}")
     if not sinks:
-        native = start_native(config, logs)
+        native = start_native(settings, logs)
         sinks.append(rr.GrpcSink(native.grpc_url))
     try:
         rec.set_sinks(*sinks)
@@ -182,7 +183,7 @@ def run_view(args, config: dict) -> None:
         if kind is None:
             view = LiveView(log)
             say(f"viewing the service at {endpoint} (Ctrl-C to stop)")
-            asyncio.run(_live(view, endpoint, config))
+            asyncio.run(_live(view, endpoint, settings))
             c = view.counts
             summary = f"{c.angles} angle frames, {c.pose} poses, {c.reps} reps, {c.status} statuses"
         elif kind == "mot":

@@ -31,7 +31,7 @@ import msgpack
 import numpy as np
 import zmq
 
-from kinestream.live.transport import client_config, secure_client
+from kinestream.live.transport import client_settings, secure_client
 
 DESCRIPTION = "Read kinestream's joint angles live: the smallest client an XR app needs."
 
@@ -49,7 +49,7 @@ def zmq_angles(endpoint: str, curve_key: str | None = None, server_key: str | No
         With CURVE: the service's public key (its ``.key`` file).
     """
     sub: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.SUB)
-    secure_client(sub, client_config(curve_key, server_key))
+    secure_client(sub, client_settings(curve_key, server_key).curve)
     sub.connect(endpoint)
     sub.setsockopt(zmq.SUBSCRIBE, b"angles")
     sub.setsockopt(zmq.SUBSCRIBE, b"reps")

@@ -30,7 +30,8 @@ from kinestream.files.trc import MarkerTable
 from kinestream.live.source import Heard, KeypointSource
 from kinestream.live.transport import Access, open_input
 from kinestream.pipeline import FrameProcessor
-from kinestream.scale import ScaleSettings, find_static_window, scale_model
+from kinestream.scale import find_static_window, scale_model
+from kinestream.settings import ScaleSettings, Settings
 
 log = logging.getLogger(__name__)  # the live service's calibration of each person
 #: What :func:`calibrate` tells the person being calibrated (to stand still, what was found), at INFO.
@@ -76,14 +77,14 @@ class StillWatch:
 
     Their last seconds are kept (:class:`StaticCollector`); the look is the rule of ``kinestream scale``, with its
     longest window (a live calibration can wait for a full one). :func:`calibrate` and :class:`Calibration` both watch
-    so; when to look is theirs.
+    so; when to look is theirs. ``settings``: the stages' settings and the look's (``settings.scale``).
     """
 
-    def __init__(self, assets, config: dict, height: float, mass: float, rate: float):
+    def __init__(self, assets, settings: Settings, height: float, mass: float, rate: float):
 
         self.rate = rate
-        self.processor = FrameProcessor(assets, config, height, mass, rate)
-        self.still = ScaleSettings.from_config(config)
+        self.processor = FrameProcessor(assets, settings, height, mass, rate)
+        self.still = settings.scale
         self.collector = StaticCollector(self.processor.keypoints + self.processor.markers, rate)
 
     def restart(self) -> None:
@@ -145,17 +146,17 @@ class Subject:
 
 
 def served_subject(
-    config: dict, assets, model: str | Path | None, mass: float | None = None, height: float | None = None
+    settings: Settings, assets, model: str | Path | None, mass: float | None = None, height: float | None = None
 ) -> Subject:
     """The subject ``serve`` serves: ``model`` with its subject file's values, those given, the settings for the rest.
 
     ``model`` (None: the generic model, unscaled) comes with the mass, height and floor offset of the subject file
-    beside it, ``mass`` and ``height`` when given, the ``[subject]`` settings for the rest. KinestreamError for a model
-    that is not there or a subject out of range.
+    beside it, ``mass`` and ``height`` when given, the ``[subject]`` settings (``settings.subject``) for the rest.
+    KinestreamError for a model that is not there or a subject out of range.
     """
     subject = load_subject(model) if model else {}
-    mass = float(mass if mass is not None else subject.get("mass", config["subject"]["mass"]))
-    height = float(height if height is not None else subject.get("height", config["subject"]["height"]))
+    mass = float(mass if mass is not None else subject.get("mass", settings.subject.mass))
+    height = float(height if height is not None else subject.get("height", settings.subject.height))
     checks.subject(height, mass)
     if model is not None and not Path(model).is_file():
         raise InputError(
@@ -197,7 +198,7 @@ def write_subject(
 
 
 async def calibrate(
-    config: dict,
+    settings: Settings,
     *,
     input_endpoint: str,
     mass: float,
@@ -208,7 +209,8 @@ async def calibrate(
 ) -> Path:
     """Listen until the person stands still and upright, then scale; returns the scaled model's path.
 
-    What the person is told (stand still, hold still, got it) is logged at INFO on :data:`prompts`.
+    ``settings``: the stages', the keypoint input's (``[service]``) and CURVE's (``[curve]``). What the person is told
+    (stand still, hold still, got it) is logged at INFO on :data:`prompts`.
     """
     import zmq
     import zmq.asyncio
@@ -216,15 +218,15 @@ async def calibrate(
     checks.subject(height, mass)
     out_model = Path(out_model)
     out_model.parent.mkdir(parents=True, exist_ok=True)
-    assets = get_assets(config)
-    watch = StillWatch(assets, config, height, mass, rate)
-    source = KeypointSource(config)  # the service's: the same frames heard, refused and restarted on
+    assets = get_assets(settings)
+    watch = StillWatch(assets, settings, height, mass, rate)
+    source = KeypointSource(settings.service)  # the service's: the same frames heard, refused and restarted on
     subject = _UNSET = object()  # the person being calibrated: the first one heard
-    access = Access.from_config(config)
+    access = Access.from_settings(settings.curve)
     ctx = zmq.Context()
     if access is not None:
         access.start(ctx)
-    sub = open_input(zmq.asyncio.Context.shadow(ctx), config, input_endpoint, access)
+    sub = open_input(zmq.asyncio.Context.shadow(ctx), settings, input_endpoint, access)
     prompts.info(
         "calibrating: listening to %s. Stand still and upright, feet flat, arms relaxed by your sides, for a "
         "second or two.",
@@ -285,7 +287,7 @@ async def calibrate(
     static = table.frames(window.start, window.stop)
     prompts.info("got it: %s. Scaling the model ...", window.description)
     path, rmse = await asyncio.get_running_loop().run_in_executor(
-        None, _scale, table, mass, height, out_model, assets, (window.t0, window.t1), watch.still.joint_centre_markers
+        None, _scale, table, mass, height, out_model, assets, (window.t0, window.t1), watch.still
     )
     offset = floor_offset(static.xyz)
     whose = subject if isinstance(subject, str) else None
@@ -294,11 +296,14 @@ async def calibrate(
     return Path(path)
 
 
-def _scale(table: MarkerTable, mass: float, height: float, out_model: Path, assets, static, joint_centres) -> tuple:
-    """The scale step, in a process of its own (:class:`Calibration`): the scaled model's path and marker error."""
-    result = scale_model(
-        table, mass, height, out_model, assets, static=static, joint_centre_markers=joint_centres
-    )  # fmt: skip
+def _scale(
+    table: MarkerTable, mass: float, height: float, out_model: Path, assets, static, settings: ScaleSettings
+) -> tuple:
+    """The scale step, in a process of its own (:class:`Calibration`): the scaled model's path and marker error.
+
+    The still window ``static`` was found already, by the ``[scale]`` ``settings`` the model is scaled with.
+    """
+    result = scale_model(table, mass, height, out_model, assets, settings, static=static)
     return str(result.model_path), float(result.rmse_mm)
 
 
@@ -308,12 +313,13 @@ class Calibration:
     Their frames are cleaned and augmented as the service does until a still, upright window (the rule of
     :func:`calibrate`), then the generic model is scaled from it to ``out_model`` in ``pool`` (another process: the
     scale step takes a second or two, and nobody else's frames wait for it). Until then their frames are counted, not
-    answered; :meth:`done` gives the :class:`Subject` to serve them as once the model is written.
+    answered; :meth:`done` gives the :class:`Subject` to serve them as once the model is written. ``settings``: the
+    stages' and the look's, as :class:`StillWatch` reads them.
     """
 
-    def __init__(self, name: str, config: dict, assets, who: Subject, out_model: Path, rate: float, pool):
+    def __init__(self, name: str, settings: Settings, assets, who: Subject, out_model: Path, rate: float, pool):
         self.subject, self.who, self.out_model, self.assets, self.pool = name, who, Path(out_model), assets, pool
-        self.watch = StillWatch(assets, config, who.height, who.mass, rate)
+        self.watch = StillWatch(assets, settings, who.height, who.mass, rate)
         self.frames_in = 0
         self.future = None  # the scale step, once a still window is found
         self._checked = -np.inf  # the frame time of the last look for a still window
@@ -339,9 +345,9 @@ class Calibration:
         self.floor_offset = floor_offset(table.frames(window.start, window.stop).xyz)
         self.out_model.parent.mkdir(parents=True, exist_ok=True)
         log.info("%s stood still (%s): scaling their model to %s", self.subject, window.description, self.out_model)
-        static, joint_centres = (window.t0, window.t1), self.watch.still.joint_centre_markers
+        static = (window.t0, window.t1)
         self.future = self.pool.submit(
-            _scale, table, self.who.mass, self.who.height, self.out_model, self.assets, static, joint_centres
+            _scale, table, self.who.mass, self.who.height, self.out_model, self.assets, static, self.watch.still
         )
 
     def restart(self, t: float) -> None:

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import aiomqtt
 
-from kinestream.config import setting
 from kinestream.errors import SettingsError
+from kinestream.settings import MqttSettings
 
 TOPIC_ROOT = "kinestream"
 ENDPOINT_HINT = "give HOST:PORT, e.g. 127.0.0.1:1883"
@@ -168,20 +168,16 @@ class MqttPublisher:
         return cls(host, port, **options)
 
     @classmethod
-    def from_config(cls, endpoint: str, config: dict, subject: str) -> MqttPublisher:
-        """A publisher for ``endpoint`` with the ``[mqtt]`` settings (:func:`check_settings` first)."""
-
-        def m(key: str):
-            return setting(config, "mqtt", key)
-
+    def from_settings(cls, endpoint: str, mqtt: MqttSettings, subject: str) -> MqttPublisher:
+        """A publisher for ``endpoint`` with the ``[mqtt]`` settings ``mqtt`` (:func:`check_settings` first)."""
         return cls.from_endpoint(
             endpoint,
             subject=subject,
-            qos=int(m("qos")),
-            username=m("username") or None,
-            password=m("password") or None,
-            tls=bool(m("tls")),
-            ca_file=m("ca_file") or None,
+            qos=int(mqtt.qos),
+            username=mqtt.username or None,
+            password=mqtt.password or None,
+            tls=bool(mqtt.tls),
+            ca_file=mqtt.ca_file or None,
         )
 
     @property
@@ -439,14 +435,13 @@ def _reason(exc: BaseException) -> str:
     return text
 
 
-def check_settings(endpoint: str, config: dict) -> None:
+def check_settings(endpoint: str, mqtt: MqttSettings) -> None:
     """A bad broker address, or a password that would cross the network in the clear, said before anything starts.
 
-    It is a KinestreamError.
+    It is a KinestreamError. ``mqtt`` is the ``[mqtt]`` section.
     """
     parse_endpoint(endpoint)
-    password, tls = setting(config, "mqtt", "password"), setting(config, "mqtt", "tls")
-    if password and not tls and not setting(config, "mqtt", "allow_plaintext_password"):
+    if mqtt.password and not mqtt.tls and not mqtt.allow_plaintext_password:
         raise SettingsError(
             "mqtt.password is set but mqtt.tls is off: the password would cross the network "
             "in the clear; turn mqtt.tls on, or set mqtt.allow_plaintext_password = true "

@@ -34,10 +34,10 @@ from kinestream.errors import KinestreamError, SettingsError
 from kinestream.live.calibrate import Calibration, Subject, served_subject
 from kinestream.live.metrics import Metrics
 from kinestream.live.person import Person
-from kinestream.live.settings import ServiceSettings
 from kinestream.live.sinks import RecorderSink, Sink
 from kinestream.live.source import Arrival
 from kinestream.pipeline import Pipeline
+from kinestream.settings import Settings
 
 log = logging.getLogger("kinestream.live.service")
 
@@ -52,20 +52,21 @@ class Refusal:
     detail: str
 
 
-def roster(config: dict, assets, default: Subject) -> dict[str, Subject]:
-    """The ``[people]`` table resolved: each subject's model, mass, height and floor offset.
+def roster(settings: Settings, assets, default: Subject) -> dict[str, Subject]:
+    """The ``[people]`` table (``settings.people``) resolved: each subject's model, mass, height and floor offset.
 
     An entry with a ``model`` takes its mass and height from the entry, else from the subject file beside the model,
     else from ``[subject]``; an entry without one gets the generic model, unscaled, with its own height and mass
     (``default``'s where not given). KinestreamError for a model that is not there.
     """
     people = {}
-    for name, entry in (config.get("people") or {}).items():
-        if entry.get("model"):
-            people[name] = served_subject(config, assets, entry["model"], entry.get("mass"), entry.get("height"))
+    for name, entry in settings.people.items():
+        if entry.model:
+            people[name] = served_subject(settings, assets, entry.model, entry.mass, entry.height)
         else:
-            mass, height = entry.get("mass", default.mass), entry.get("height", default.height)
-            people[name] = served_subject(config, assets, None, mass, height)
+            mass = entry.mass if entry.mass is not None else default.mass
+            height = entry.height if entry.height is not None else default.height
+            people[name] = served_subject(settings, assets, None, mass, height)
     return people
 
 
@@ -146,12 +147,12 @@ class People:
     else serve's) is first calibrated from their own still, upright window
     (:class:`~kinestream.live.calibrate.Calibration`, their model in ``calibrate/<subject>/scaled.osim``), then served
     on it. ``report(reason, detail)`` counts and logs what went wrong (the service's); ``metrics`` are the service's
-    totals.
+    totals. ``settings``: the limits (``[service]``), ``[people]`` and every person's stages.
     """
 
     def __init__(
         self,
-        config: dict,
+        settings: Settings,
         assets,
         default: Subject,
         default_name: str,
@@ -164,8 +165,8 @@ class People:
         default_person: bool = True,
         calibrate: Path | None = None,
     ):
-        svc = ServiceSettings.from_config(config)
-        self.config, self.assets, self.rate, self.record = config, assets, rate, record
+        svc = settings.service
+        self.settings, self.assets, self.rate, self.record = settings, assets, rate, record
         self.default_name = default_name
         self.max_people = int(svc.max_people)
         self.share = str(svc.people)
@@ -178,7 +179,7 @@ class People:
         self.latest_wins = bool(svc.latest_wins)
         self.max_lag_ns = int(float(svc.max_lag_ms) * 1e6)
         self.default_subject = default
-        self.roster = roster(config, assets, default)
+        self.roster = roster(settings, assets, default)
         self._templates: dict[str, Pipeline[Arrival]] = {}  # model file -> the first pipeline made on it
         self.default = self._person(default_name, default)
         self._people: dict[str, Person] = {}  # the people served now, in the order they came
@@ -262,7 +263,7 @@ class People:
         if recv_ns - self._failed.get(name, -self.timeout_ns) < self.timeout_ns:
             return Refusal("stage_error", f"subject {name!r}: their pipeline could not be made a moment ago")
         who = self.roster.get(name, self.default_subject)
-        if self.calibrate is not None and not ((self.config.get("people") or {}).get(name) or {}).get("model"):
+        if self.calibrate is not None and not ((entry := self.settings.people.get(name)) and entry.model):
             return self._calibration(name, who)
         return self._admitted(name, who, recv_ns)
 
@@ -277,7 +278,7 @@ class People:
         assert self.calibrate is not None
         out = self.calibrate / name / "scaled.osim"
         log.info("calibrating %s: stand still and upright, feet flat, arms by your sides, for a second or two", name)
-        return Calibration(name, self.config, self.assets, who, out, self.rate, self._pool)
+        return Calibration(name, self.settings, self.assets, who, out, self.rate, self._pool)
 
     def _admitted(self, name: str, who: Subject, recv_ns: int) -> Person | Refusal:
         """``name``'s person on ``who``'s model, their recording made; a Refusal when their pipeline cannot be."""
@@ -304,7 +305,7 @@ class People:
         key = str(who.model)
         pipeline: Pipeline[Arrival] = Pipeline(
             self.assets,
-            self.config,
+            self.settings,
             height=who.height,
             mass=who.mass,
             model=who.model,

@@ -48,6 +48,7 @@ from kinestream.ingest import BODY_25, canonical
 from kinestream.live.protocol import TOPIC_KEYPOINTS, encode_keypoints
 from kinestream.live.settings import REPLAY_ENDPOINT, parse_rate
 from kinestream.live.transport import check_bind, secure_client
+from kinestream.settings import Settings
 
 log = logging.getLogger(__name__)
 LINGER_MS = 1000  # how long closing the socket may take to deliver queued frames
@@ -138,7 +139,7 @@ async def replay(
     wait_subscriber: float = 1.0,
     stop_event: asyncio.Event | None = None,
     send_names: bool = False,
-    config: dict | None = None,
+    settings: Settings | None = None,
 ) -> int:
     """Publish ``table`` (or the .trc at that path) on ``endpoint``.
 
@@ -148,13 +149,16 @@ async def replay(
     ``stop_event`` is set (or the task is cancelled). ``wait_subscriber``
     seconds (0: no wait, inf: until one comes) bound the wait for a
     subscriber before the first frame. What it does is logged at INFO.
-    ``config`` (its ``[curve]`` section) makes the socket a CURVE client of
-    the service, so only the service holding that key gets the frames.
+    ``settings`` (its ``[curve]`` section; None: the defaults) makes the
+    socket a CURVE client of the service, so only the service holding that
+    key gets the frames; its ``[service]`` allow_remote lets it bind beyond
+    this machine.
     ``subject``: the subject id the frames carry (None: none); a list of ids
     sends every frame once for each, one after another: several people in one
     stream, each with their own sequence numbers.
     """
     subjects = [subject] if subject is None or isinstance(subject, str) else list(subject)
+    settings = settings if settings is not None else Settings()
     if not isinstance(table, MarkerTable):
         table = read_trc(table)
     rate = parse_rate(rate)
@@ -175,11 +179,11 @@ async def replay(
     ctx = zmq.asyncio.Context()
     sock = ctx.socket(zmq.XPUB)
     sock.setsockopt(zmq.LINGER, LINGER_MS)
-    curve = secure_client(sock, config or {})
     watcher = None
     sent = 0
     try:
-        check_bind(endpoint, config or {}, "keypoint source")  # loopback unless service.allow_remote, as serve
+        curve = secure_client(sock, settings.curve)  # inside: a key file it cannot read still closes the socket
+        check_bind(endpoint, settings, "keypoint source")  # loopback unless service.allow_remote, as serve
         try:
             sock.bind(endpoint)
         except zmq.ZMQError as exc:

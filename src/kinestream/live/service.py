@@ -32,19 +32,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kinestream.assets import get_assets
-from kinestream.config import setting
 from kinestream.live import release_signals, stop_on_signals
 from kinestream.live.calibrate import served_subject
 from kinestream.live.metrics import Metrics, Throttled
 from kinestream.live.mqtt import MqttPublisher
 from kinestream.live.mqtt import check_settings as check_mqtt
 from kinestream.live.people import People, Refusal
-from kinestream.live.settings import ServiceSettings
 from kinestream.live.sinks import MqttSink, PoseSink, Sink, ZmqSink
 from kinestream.live.sockets import Sockets
 from kinestream.live.source import Arrival, Heard, KeypointSource, Refused
 from kinestream.live.transport import Access, check_bind
 from kinestream.pipeline import Pipeline
+from kinestream.settings import Settings
 
 if TYPE_CHECKING:
     from kinestream.reps import RepEvent
@@ -117,11 +116,11 @@ class Supervisor:
 
 
 def _output_sinks(
-    pub, mqtt_endpoint: str | None, config: dict, subject: str, pose_every: int, pipeline: Pipeline
+    pub, mqtt_endpoint: str | None, settings: Settings, subject: str, pose_every: int, pipeline: Pipeline
 ) -> tuple[list[Sink], MqttSink | None, PoseSink]:
-    """The service's sinks: the angles on ZeroMQ, on MQTT when a broker is given, and the pose topic."""
+    """The service's sinks: the angles on ZeroMQ, on MQTT when a broker is given (``settings.mqtt``), the pose topic."""
     sinks: list[Sink] = [ZmqSink(pub)]
-    mqtt = MqttSink(MqttPublisher.from_config(mqtt_endpoint, config, subject)) if mqtt_endpoint else None
+    mqtt = MqttSink(MqttPublisher.from_settings(mqtt_endpoint, settings.mqtt, subject)) if mqtt_endpoint else None
     if mqtt is not None:
         sinks.append(mqtt)
     pose = PoseSink(pub, pose_every, pipeline.keypoints, pipeline.markers)
@@ -139,7 +138,7 @@ class Service:
     writes); None: the generic model, unscaled. ``calibrate``: a folder; everyone new without a ``[people]`` model
     is calibrated from their own still pose first (``serve --calibrate``). A worker of ``serve --workers N`` is
     ``worker`` "k/N" (in its status), its output connects to its parent's relay (``output_connect``), and only the
-    first has the default person (``default_person``).
+    first has the default person (``default_person``). ``settings``: every setting the service and its people read.
     """
 
     MAX_BATCH = 1000  # messages taken from ZeroMQ before the waiting frames are solved
@@ -149,7 +148,7 @@ class Service:
 
     def __init__(
         self,
-        config: dict,
+        settings: Settings,
         *,
         input_endpoint: str,
         output_endpoint: str,
@@ -166,21 +165,21 @@ class Service:
         worker: str = "",
         calibrate: str | Path | None = None,
     ):
-        self.config, self.input_endpoint = config, input_endpoint
+        self.settings, self.input_endpoint = settings, input_endpoint
         self.output_endpoint, self.mqtt_endpoint = output_endpoint, mqtt
         if mqtt:
-            check_mqtt(mqtt, config)  # a bad broker address or a password in the clear is said before anything starts
+            check_mqtt(mqtt, settings.mqtt)  # a bad broker address or a password in the clear: said before it starts
         self.record = Path(record) if record else None
         self.worker, self.output_connect = worker, output_connect
         self.status_interval, self.status_out, self.rate = status_interval, status_out, rate
-        self.assets = get_assets(config)
-        person = served_subject(config, self.assets, model, mass, height)  # the default person's model
-        self.subject = str(setting(config, "subject", "name"))
+        self.assets = get_assets(settings)
+        person = served_subject(settings, self.assets, model, mass, height)  # the default person's model
+        self.subject = str(settings.subject.name)
         self.metrics = Metrics()
-        svc = self.settings = ServiceSettings.from_config(config)
-        self.source = KeypointSource(config)  # decoding, the time rules per subject, restarts
+        svc = settings.service
+        self.source = KeypointSource(svc)  # decoding, the time rules per subject, restarts
         self.people = People(  # the default person (frames without a subject) made now, everyone else as they come
-            config,
+            settings,
             self.assets,
             person,
             self.subject,
@@ -204,22 +203,22 @@ class Service:
         self.supervisor = Supervisor()  # the tasks, started again when they die; the service's health
 
         if not output_connect:
-            check_bind(output_endpoint, config, "angles output")
-        self.access = Access.from_config(config)  # CURVE keys and who may connect; None when off
-        self.sockets = Sockets(config, input_endpoint, output_endpoint, self.access, self.metrics)
+            check_bind(output_endpoint, settings, "angles output")
+        self.access = Access.from_settings(settings.curve)  # CURVE keys and who may connect; None when off
+        self.sockets = Sockets(settings, input_endpoint, output_endpoint, self.access, self.metrics)
 
     # -- set-up and tear-down
 
     def _open(self) -> None:
         self.sockets.open(
-            send_queue=int(self.settings.send_queue),
+            send_queue=int(self.settings.service.send_queue),
             subscription_max_bytes=SUBSCRIPTION_MAX_BYTES,
             subscription_queue=SUBSCRIPTION_QUEUE,
             output_connect=self.output_connect,
         )
         self.sub, self.pub = self.sockets.sub, self.sockets.pub
         self.sinks, self._mqtt, self._pose = _output_sinks(
-            self.pub, self.mqtt_endpoint, self.config, self.subject, self.pose_every, self.pipeline
+            self.pub, self.mqtt_endpoint, self.settings, self.subject, self.pose_every, self.pipeline
         )
         # each person's recording (serve writes its .c3d from the markers at the end: commands.live.recording_c3d)
         self.people.open(self.sinks)

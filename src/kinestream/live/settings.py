@@ -1,47 +1,19 @@
-"""The live service's settings: the ``[service]`` section of the config, its defaults read from default.toml.
+"""What ``kinestream replay`` reads before any socket is made: its default endpoint and its speed.
 
-default.toml documents each setting, so that no number is written twice. The replay's endpoint and speed are here
-too: ``kinestream replay`` reads them before any socket is made.
+The live service's own settings are ``[service]`` of :class:`kinestream.settings.Settings`
+(:class:`kinestream.settings.ServiceSettings`); this module holds no ZeroMQ, so that the command line can read these
+without loading the live path.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import ClassVar
 
-from kinestream.config import DEFAULTS, Section
 from kinestream.errors import SettingsError
-
-_SERVICE = DEFAULTS["service"]
-
-
-@dataclass(frozen=True)
-class ServiceSettings(Section):
-    """``[service]``: where the service listens and publishes, and the limits it keeps."""
-
-    SECTION: ClassVar[str] = "service"
-
-    input: str = _SERVICE["input"]
-    output: str = _SERVICE["output"]
-    bind_input: bool = _SERVICE["bind_input"]
-    allow_plain_input: bool = _SERVICE["allow_plain_input"]
-    allow_remote: bool = _SERVICE["allow_remote"]
-    latest_wins: bool = _SERVICE["latest_wins"]
-    max_lag_ms: float = _SERVICE["max_lag_ms"]
-    max_time_jump_s: float = _SERVICE["max_time_jump_s"]
-    max_message_bytes: int = _SERVICE["max_message_bytes"]
-    receive_queue: int = _SERVICE["receive_queue"]
-    send_queue: int = _SERVICE["send_queue"]
-    pose_every: int = _SERVICE["pose_every"]
-    max_people: int = _SERVICE["max_people"]
-    person_timeout_s: float = _SERVICE["person_timeout_s"]
-    max_rate_hz: float = _SERVICE["max_rate_hz"]
-    people: str = _SERVICE["people"]
-
+from kinestream.settings import ServiceSettings
 
 #: Where ``kinestream replay`` binds by default: where the service's input connects ([service] input).
-REPLAY_ENDPOINT: str = _SERVICE["input"]
+REPLAY_ENDPOINT: str = ServiceSettings().input
 
 
 def parse_rate(value) -> float:

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kinestream.config import setting
 from kinestream.live.metrics import Metrics, Throttled
 from kinestream.live.transport import LINK_EVENTS, REFUSED_EVENTS, REFUSED_NAMES, open_input, open_output
+from kinestream.settings import Settings
 
 log = logging.getLogger("kinestream.live.service")
 
@@ -36,13 +36,13 @@ class Sockets:
 
     def __init__(
         self,
-        config: dict,
+        settings: Settings,
         input_endpoint: str,
         output_endpoint: str,
         access,
         metrics: Metrics,
     ):
-        self.config = config
+        self.settings = settings
         self.input_endpoint = input_endpoint
         self.output_endpoint = output_endpoint
         self.access = access  # kinestream.live.transport.Access, or None: no CURVE
@@ -67,7 +67,7 @@ class Sockets:
         self.ctx = zmq.asyncio.Context.shadow(self.sync_ctx)  # one libzmq context: one authenticator for both
         if self.access is not None:
             self.access.start(self.sync_ctx)
-        self.sub = open_input(self.ctx, self.config, self.input_endpoint, self.access)
+        self.sub = open_input(self.ctx, self.settings, self.input_endpoint, self.access)
         self.pub = open_output(
             self.sync_ctx,
             self.output_endpoint,
@@ -122,7 +122,7 @@ class Sockets:
             kind = event["event"]
             if kind in REFUSED_NAMES:
                 self._refused(name, event)
-            if name != "input" or setting(self.config, "service", "bind_input"):
+            if name != "input" or self.settings.service.bind_input:
                 continue
             if kind in REFUSED_NAMES or kind == zmq.EVENT_DISCONNECTED:
                 self._link_lost = time.monotonic()

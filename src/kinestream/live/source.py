@@ -13,7 +13,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from kinestream.live.protocol import TOPIC_KEYPOINTS, FrameDecoder, KeypointFrame, Rejected
-from kinestream.live.settings import ServiceSettings
+from kinestream.settings import ServiceSettings
 
 RESTART_BACK_S = 1.0  # time going back further than this is a restarted source, not a glitch
 SILENCE_S = 2.0  # a subject's frames resuming after this long (by its own clock) is said to the caller
@@ -61,17 +61,17 @@ class KeypointSource:
 
     The time rules are the decoder's, per subject (``None``, frames without one, is a subject too): time goes
     forward; a clock that goes back more than RESTART_BACK_S, or keeps going back or far ahead, is a restarted
-    source. ``service.max_message_bytes`` bounds a message and ``service.max_time_jump_s`` a step ahead.
+    source. Of the ``[service]`` section ``service``, ``max_message_bytes`` bounds a message and ``max_time_jump_s`` a
+    step ahead.
     """
 
     MAX_SUBJECTS = 64  # the last times kept; the least recently heard subject is forgotten first
 
-    def __init__(self, config: dict, restart_back_s: float = RESTART_BACK_S):
-        svc = ServiceSettings.from_config(config)
+    def __init__(self, service: ServiceSettings, restart_back_s: float = RESTART_BACK_S):
         self.decoder = FrameDecoder(
-            max_bytes=int(svc.max_message_bytes),
+            max_bytes=int(service.max_message_bytes),
             restart_back_s=restart_back_s,
-            max_jump_s=float(svc.max_time_jump_s),
+            max_jump_s=float(service.max_time_jump_s),
         )
         self.envelopes = 0  # messages that were not [b"keypoints", payload]
         self._last: OrderedDict[str | None, float] = OrderedDict()  # subject -> its last time heard

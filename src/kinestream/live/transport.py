@@ -1,7 +1,7 @@
 """ZeroMQ sockets as kinestream opens them: on loopback, bounded, optionally encrypted.
 
 Where a socket may listen. The service binds (its angles output, and its
-keypoint input with ``service.bind_input``) to the endpoints in the config,
+keypoint input with ``service.bind_input``) to the endpoints in the settings,
 ``tcp://127.0.0.1:...`` by default. An endpoint that would listen beyond this
 machine (``tcp://*:5556``, ``tcp://0.0.0.0:...``, a LAN address) is refused
 unless ``service.allow_remote = true``; and then a warning says so when CURVE
@@ -14,7 +14,7 @@ bound. The keypoint input also refuses, inside ZeroMQ, any message over
 it is disconnected and reconnects); smaller oversize messages reach the decoder
 and are counted there as ``oversize``.
 
-CURVE (config ``[curve]``). With ``enabled = true`` every link is encrypted
+CURVE (settings ``[curve]``). With ``enabled = true`` every link is encrypted
 and both ends are authenticated:
 
 - the service holds a key pair (``secret_key``, made by ``kinestream keys``)
@@ -44,9 +44,8 @@ import zmq
 if TYPE_CHECKING:
     from zmq.auth.thread import ThreadAuthenticator
 
-from kinestream.config import setting
 from kinestream.errors import InputError, ProtocolError, SettingsError
-from kinestream.live.settings import ServiceSettings
+from kinestream.settings import CurveSettings, Settings
 
 log = logging.getLogger("kinestream.live.transport")
 
@@ -92,15 +91,15 @@ def is_loopback(endpoint: str) -> bool:
         return False
 
 
-def check_bind(endpoint: str, config: dict, what: str, plain: bool = False) -> None:
-    """Refuse to listen beyond this machine unless ``service.allow_remote``.
+def check_bind(endpoint: str, settings: Settings, what: str, plain: bool = False) -> None:
+    """Refuse to listen beyond this machine unless ``settings.service.allow_remote``.
 
-    Where it is allowed, warn when what crosses that network is readable by anyone on it: without CURVE, or always
-    when ``plain`` (the web viewer's HTTP, which CURVE does not cover).
+    Where it is allowed, warn when what crosses that network is readable by anyone on it: without CURVE
+    (``settings.curve``), or always when ``plain`` (the web viewer's HTTP, which CURVE does not cover).
     """
     if is_loopback(endpoint):
         return
-    if not setting(config, "service", "allow_remote"):
+    if not settings.service.allow_remote:
         raise SettingsError(
             f"the {what} endpoint {endpoint} would listen beyond this machine; bind to "
             f"tcp://127.0.0.1:PORT, or set service.allow_remote = true in your config (with "
@@ -117,7 +116,7 @@ def check_bind(endpoint: str, config: dict, what: str, plain: bool = False) -> N
             endpoint.removeprefix("tcp://"),
         )
         return
-    if not curve_enabled(config):
+    if not curve_enabled(settings.curve):
         if "input" in what:
             raise SettingsError(
                 f"the {what} endpoint {endpoint} would take frames from anyone on that network without CURVE; "
@@ -134,13 +133,13 @@ def check_bind(endpoint: str, config: dict, what: str, plain: bool = False) -> N
 # ------------------------------------------------------------------ keys
 
 
-def curve_enabled(config: dict) -> bool:
-    """Whether ``[curve] enabled`` is on in ``config``."""
-    return bool(setting(config, "curve", "enabled"))
+def curve_enabled(curve: CurveSettings) -> bool:
+    """Whether ``enabled`` is on in the ``[curve]`` section ``curve``."""
+    return bool(curve.enabled)
 
 
-def _key_file(config: dict, key: str, role: str) -> Path:
-    value = setting(config, "curve", key) or ""
+def _key_file(curve: CurveSettings, key: str, role: str) -> Path:
+    value = getattr(curve, key) or ""
     if not value:
         raise SettingsError(
             f"[curve] enabled = true but curve.{key} is empty; {role}. {KEYS_HINT}",
@@ -292,12 +291,15 @@ class Access:
     _auth: ThreadAuthenticator | None = None
 
     @classmethod
-    def from_config(cls, config: dict) -> Access | None:
-        """None when CURVE is off; raises with what to do when it is on but incomplete."""
-        if not curve_enabled(config):
+    def from_settings(cls, curve: CurveSettings) -> Access | None:
+        """The service's access by the ``[curve]`` section ``curve``.
+
+        None when CURVE is off; raises with what to do when it is on but incomplete.
+        """
+        if not curve_enabled(curve):
             return None
-        public, secret = load_secret(_key_file(config, "secret_key", "the service needs its own key pair"))
-        folder = _key_file(config, "authorized", "name the folder of public keys allowed to connect")
+        public, secret = load_secret(_key_file(curve, "secret_key", "the service needs its own key pair"))
+        folder = _key_file(curve, "authorized", "name the folder of public keys allowed to connect")
         if not folder.is_dir() or not any(folder.glob("*.key")):
             raise SettingsError(
                 f"curve.authorized = {str(folder)!r} holds no .key files, so nobody could "
@@ -338,24 +340,30 @@ class Access:
 # ------------------------------------------------------------------ the client side
 
 
-def secure_client(sock: zmq.Socket, config: dict) -> bool:
+def secure_client(sock: zmq.Socket, curve: CurveSettings) -> bool:
     """With CURVE on, make ``sock`` a client of the service (before it binds or connects); returns whether CURVE is on.
 
-    Its own key pair comes from ``curve.secret_key``, the service's public key from ``curve.server_key``.
+    ``curve`` is the ``[curve]`` section: its own key pair comes from ``secret_key``, the service's public key from
+    ``server_key``.
     """
-    if not curve_enabled(config):
+    if not curve_enabled(curve):
         return False
-    public, secret = load_secret(_key_file(config, "secret_key", "a client needs its own key pair"))
-    server = load_public(_key_file(config, "server_key", "a client needs the service's public key"))
+    public, secret = load_secret(_key_file(curve, "secret_key", "a client needs its own key pair"))
+    server = load_public(_key_file(curve, "server_key", "a client needs the service's public key"))
     sock.curve_secretkey = secret
     sock.curve_publickey = public
     sock.curve_serverkey = server
     return True
 
 
-def client_config(secret_key: str | None = None, server_key: str | None = None, config: dict | None = None) -> dict:
-    """``config`` with CURVE turned on when both key files are given (command-line flags win)."""
-    config = dict(config or {})
+def client_settings(
+    secret_key: str | None = None, server_key: str | None = None, settings: Settings | None = None
+) -> Settings:
+    """``settings`` (the defaults when None) with CURVE turned on when both key files are given (the flags win).
+
+    A new Settings when the keys are given; ``settings`` itself is never changed.
+    """
+    settings = settings if settings is not None else Settings()
     if secret_key or server_key:
         if not (secret_key and server_key):
             raise SettingsError(
@@ -363,23 +371,21 @@ def client_config(secret_key: str | None = None, server_key: str | None = None, 
                 key="--curve-key" if not secret_key else "--server-key",
                 valid="both --curve-key and --server-key",
             )
-        config["curve"] = {
-            **config.get("curve", {}),
-            "enabled": True,
-            "secret_key": secret_key,
-            "server_key": server_key,
-        }
-    return config
+        settings = settings.override(
+            {"curve": {"enabled": True, "secret_key": str(secret_key), "server_key": str(server_key)}},
+            "--curve-key and --server-key",
+        )
+    return settings
 
 
-def open_input(ctx, config: dict, endpoint: str, access: Access | None = None):
+def open_input(ctx, settings: Settings, endpoint: str, access: Access | None = None):
     """The keypoint input: a SUB socket on ``keypoints`` with a bounded queue and a size limit.
 
-    Connected to ``endpoint`` (bound with ``service.bind_input``), a CURVE server when ``access`` is given.
+    Connected to ``endpoint`` (bound with ``settings.service.bind_input``), a CURVE server when ``access`` is given.
     """
-    svc = ServiceSettings.from_config(config)
+    svc = settings.service
     if svc.bind_input:  # checked before a socket exists: nothing to close when refused
-        check_bind(endpoint, config, "keypoint input")
+        check_bind(endpoint, settings, "keypoint input")
         if access is None and not svc.allow_plain_input:
             raise SettingsError(
                 f"service.bind_input without CURVE would take frames from any process that can connect to "

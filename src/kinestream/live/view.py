@@ -50,6 +50,7 @@ from kinestream.live.messages import decode_angles, decode_pose, decode_reps, de
 from kinestream.live.protocol import TOPIC_ANGLES, TOPIC_POSE, TOPIC_REPS, TOPIC_STATUS, Rejected
 from kinestream.live.transport import endpoint_host, secure_client
 from kinestream.reps import detect_reps
+from kinestream.settings import Settings
 
 TIMELINE = "time"
 FLUSH_S = 0.1  # the live view sends what it received this often (in bulk: cheaper than frame by frame)
@@ -418,11 +419,11 @@ class LiveView:
     async def run(
         self,
         endpoint: str,
-        config: dict,
+        settings: Settings,
         stop: asyncio.Event,
         on_status: Callable[[LiveCounts], None] | None = None,
     ) -> LiveCounts:
-        """Subscribe to ``endpoint`` (CURVE when ``config`` turns it on) until ``stop`` is set.
+        """Subscribe to ``endpoint`` (CURVE when ``settings.curve`` turns it on) until ``stop`` is set.
 
         ``on_status`` is called after each status message (about once a second).
         """
@@ -435,7 +436,7 @@ class LiveView:
         try:
             sub.setsockopt(zmq.LINGER, 0)
             sub.setsockopt(zmq.RCVHWM, 100_000)  # a slow viewer loses nothing for a long while; the service never waits
-            secure_client(sub, config)
+            secure_client(sub, settings.curve)
             for topic in self.TOPICS:
                 sub.setsockopt(zmq.SUBSCRIBE, topic)
             try:

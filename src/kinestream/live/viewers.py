@@ -48,6 +48,7 @@ from urllib.parse import quote
 from kinestream.assets import home
 from kinestream.errors import AssetError, SettingsError
 from kinestream.live.transport import check_bind
+from kinestream.settings import Settings
 
 RERUN_VERSION = "0.41.0"  # the rerun-sdk the view extra pins
 INSTALL_HINT = (
@@ -204,7 +205,7 @@ def _start(args: list[str], log_path: Path, detach: bool) -> subprocess.Popen:
         )
 
 
-def start_native(config: dict, log_dir: Path, port: int | None = None) -> RerunProcess:
+def start_native(settings: Settings, log_dir: Path, port: int | None = None) -> RerunProcess:
     """Rerun's native viewer in a window of its own, its gRPC port on loopback. It needs a display."""
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise SettingsError(
@@ -546,12 +547,12 @@ class WebViewer:
 
 
 def start_web(
-    config: dict, log_dir: Path, *, host: str = "127.0.0.1", web_port: int = 9090, grpc_port: int = 9876
+    settings: Settings, log_dir: Path, *, host: str = "127.0.0.1", web_port: int = 9090, grpc_port: int = 9876
 ) -> WebViewer:
     """Rerun's web viewer for a browser: the page on ``host:web_port``, the data on ``host:grpc_port``.
 
-    On loopback, or beyond it under ``service.allow_remote`` (then the page may be opened from another machine, a tablet
-    on the gym floor, and reach the data from there).
+    On loopback, or beyond it under ``settings.service.allow_remote`` (then the page may be opened from another
+    machine, a tablet on the gym floor, and reach the data from there).
     """
     import rerun as rr
 
@@ -560,7 +561,7 @@ def start_web(
             raise SettingsError(
                 f"the {what} port {port} is not valid; give 1 to 65535", key=what, given=port, valid=(1, 65535)
             )
-    check_bind(f"tcp://{host}:{web_port}", config, "web viewer", plain=True)  # both ports are on host
+    check_bind(f"tcp://{host}:{web_port}", settings, "web viewer", plain=True)  # both ports are on host
     if web_port == grpc_port:
         raise SettingsError(
             f"the web viewer and its gRPC server both ask for port {web_port}; give two ports",

@@ -27,14 +27,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kinestream.config import setting
 from kinestream.errors import SettingsError
 from kinestream.live.messages import decode_status
 from kinestream.live.people import share
 from kinestream.live.protocol import FrameDecoder, Rejected
 from kinestream.live.service import SUBSCRIPTION_MAX_BYTES, SUBSCRIPTION_QUEUE
-from kinestream.live.settings import ServiceSettings
 from kinestream.live.transport import Access, check_bind, open_input, open_output
+from kinestream.settings import Settings
 
 log = logging.getLogger("kinestream.live.workers")
 
@@ -141,16 +140,16 @@ class Front:
     """The parent's sockets on one ZeroMQ context: the :class:`Router` (input) and the :class:`Relay` (output).
 
     Their private ipc endpoints are in a directory only this user can enter (mode 0700), with the CURVE authenticator
-    when ``[curve]`` is on. :meth:`pump` is one turn of the parent.
+    when ``[curve]`` is on (``settings.curve``). :meth:`pump` is one turn of the parent.
     """
 
-    def __init__(self, config: dict, input_endpoint: str, output_endpoint: str, n: int):
+    def __init__(self, settings: Settings, input_endpoint: str, output_endpoint: str, n: int):
 
-        check_bind(output_endpoint, config, "angles output")
-        self.access = Access.from_config(config)
+        check_bind(output_endpoint, settings, "angles output")
+        self.access = Access.from_settings(settings.curve)
         self._dir = Path(tempfile.mkdtemp(prefix="kinestream-workers-"))
-        self.router = Router(config, input_endpoint, n, self._dir, self.access)
-        self.relay = Relay(output_endpoint, self._dir, self.access, send_queue=int(self.router.settings.send_queue))
+        self.router = Router(settings, input_endpoint, n, self._dir, self.access)
+        self.relay = Relay(output_endpoint, self._dir, self.access, send_queue=int(settings.service.send_queue))
         self.ctx: Any = None
 
     def open(self) -> None:
@@ -193,7 +192,7 @@ class Front:
 class Router:
     """The parent's input: the keypoint SUB socket as serve opens it, and a PUB per worker on a private ipc endpoint.
 
-    The SUB has ``config``'s queue, size limit, CURVE and bind_input; the workers' endpoints are :attr:`inner`, k's at
+    The SUB has ``settings``' queue, size limit, CURVE and bind_input; the workers' endpoints are :attr:`inner`, k's at
     ``inner[k]``.
 
     :meth:`pump` moves what has arrived to the workers: each subject to the worker they were given on their first
@@ -202,15 +201,15 @@ class Router:
     ``service.people`` leaves to another service is counted in :attr:`others` and sent nowhere.
     """
 
-    def __init__(self, config: dict, endpoint: str, n: int, directory: Path, access=None):
+    def __init__(self, settings: Settings, endpoint: str, n: int, directory: Path, access=None):
 
-        svc = self.settings = ServiceSettings.from_config(config)
-        self.config, self.endpoint, self.n, self.access = config, endpoint, n, access
+        svc = settings.service
+        self.settings, self.endpoint, self.n, self.access = settings, endpoint, n, access
         self.inner = [f"ipc://{directory / f'in{k}'}" for k in range(n)]
         self.max_people = int(svc.max_people)
         self.timeout_ns = int(float(svc.person_timeout_s) * 1e9)
         self.serves = share(svc.people)
-        self.default_name = str(setting(config, "subject", "name"))
+        self.default_name = str(settings.subject.name)
         self._peek = FrameDecoder(max_bytes=int(svc.max_message_bytes))
         self.assigned: dict[str, int] = {}  # subject -> their worker
         self._heard: dict[str, int] = {}  # subject -> when their last frame arrived (ns)
@@ -222,11 +221,11 @@ class Router:
         """Open the keypoint input on ``ctx`` and a PUB per worker on its private endpoint."""
         import zmq
 
-        self.sub = open_input(ctx, self.config, self.endpoint, self.access)
+        self.sub = open_input(ctx, self.settings, self.endpoint, self.access)
         self.outs = []
         for address in self.inner:
             pub = ctx.socket(zmq.PUB)
-            pub.setsockopt(zmq.SNDHWM, int(self.settings.receive_queue))
+            pub.setsockopt(zmq.SNDHWM, int(self.settings.service.receive_queue))
             pub.setsockopt(zmq.LINGER, 0)
             pub.bind(address)
             self.outs.append(pub)

@@ -12,25 +12,25 @@ and over every frame of a recorded .mot offline, so both give the same reps.
   trunk lean) of one frame;
 - :mod:`~kinestream.reps.events`: :class:`RepEvent` and :class:`PartialRep` as reported, the cues
   (:func:`cues_for`, :data:`CUES`) and a set's summary;
-- :mod:`~kinestream.reps.settings`: :class:`RepSettings` and :class:`CueSettings`, the ``[reps]`` and ``[cues]``
-  sections of the config.
+- :mod:`~kinestream.reps.angles`: the joint angles the counter reads (:data:`KNEES`, :data:`HIPS`) and the kinds
+  of rep (:data:`KINDS`).
+
+Its settings are :class:`~kinestream.settings.RepSettings` and :class:`~kinestream.settings.CueSettings`.
 """
 
+from kinestream.reps.angles import HIPS, KINDS, KNEES, MIN_RISE_S
 from kinestream.reps.counter import RepCounter
 from kinestream.reps.detect import detect_reps
 from kinestream.reps.events import CUES, PartialRep, RepEvent, cues_for
 from kinestream.reps.measures import frame_measures
-from kinestream.reps.settings import HIPS, KINDS, KNEES, MIN_RISE_S, CueSettings, RepSettings
 
-# In reading order (settings, events, measures, the counter), which the reference page keeps.
+# In reading order (angles, events, measures, the counter), which the reference page keeps.
 __all__ = [
     "KNEES",
     "HIPS",
     "KINDS",
     "MIN_RISE_S",
     "CUES",
-    "RepSettings",
-    "CueSettings",
     "RepEvent",
     "PartialRep",
     "cues_for",

@@ -57,10 +57,11 @@ from typing import Any
 import numpy as np
 
 from kinestream.errors import InputError
+from kinestream.reps.angles import HIPS, KNEES, MIN_RISE_S
 from kinestream.reps.events import PartialRep, RepEvent, summarize
 from kinestream.reps.measures import frame_measures
 from kinestream.reps.rows import _HL, _HR, _KL, _KR, _T, rep_event, seat_off, smooth_rows
-from kinestream.reps.settings import HIPS, KNEES, MIN_RISE_S, CueSettings, RepSettings
+from kinestream.settings import CueSettings, RepSettings
 
 _WAIT, _STANDING, _RISING, _IN_REP, _SEATED = "wait", "standing", "rising", "in_rep", "seated"
 

@@ -8,7 +8,7 @@ from kinestream.errors import InputError
 from kinestream.files.mot import Motion, is_translation
 from kinestream.reps.counter import RepCounter
 from kinestream.reps.events import RepEvent
-from kinestream.reps.settings import CueSettings, RepSettings
+from kinestream.settings import CueSettings, RepSettings
 
 
 def _translation(name: str) -> bool:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from kinestream.reps.settings import CueSettings
+from kinestream.settings import CueSettings
 
 
 def _r(value, digits: int):

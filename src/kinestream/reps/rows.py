@@ -17,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from kinestream.reps.events import RepEvent, cues_for
-from kinestream.reps.settings import CueSettings, RepSettings
+from kinestream.settings import CueSettings, RepSettings
 
 # Columns of a rep's frame buffer.
 _T, _KR, _KL, _HR, _HL, _HEIGHT, _VR, _VL, _LEAN, _TORSO = range(10)

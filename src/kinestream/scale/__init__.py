@@ -41,12 +41,11 @@ Either way the scaled model is posed by inverse kinematics (the IK setup's
 marker weights) on the frames used, and its marker error is reported.
 """
 
-from kinestream.scale.tool import ScaleResult, ScaleSettings, scale_model
+from kinestream.scale.tool import ScaleResult, scale_model
 from kinestream.scale.window import StaticWindow, find_static_window, parse_static, pelvis_centre, posture
 
 __all__ = [
     "ScaleResult",
-    "ScaleSettings",
     "StaticWindow",
     "find_static_window",
     "parse_static",

@@ -1,4 +1,4 @@
-"""The generic model scaled to the subject by OpenSim's ScaleTool (:func:`scale_model`, :class:`ScaleSettings`).
+"""The generic model scaled to the subject by OpenSim's ScaleTool (:func:`scale_model`), with the ``[scale]`` settings.
 
 From a still window's marker-pair distances, or from segment lengths over the least-flexed frames. See
 :mod:`kinestream.scale`.
@@ -13,17 +13,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 from scipy.stats import trim_mean
 
 from kinestream import checks, solve
-from kinestream.config import DEFAULTS, Section
 from kinestream.errors import AssetError, InputError, SolverError
 from kinestream.files.trc import MarkerTable, write_trc
 from kinestream.osim import opensim_module
 from kinestream.scale.window import StaticWindow, parse_static, posture, static_window
+from kinestream.settings import ScaleSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,52 +59,6 @@ class ScaleResult:
     mass: float = float("nan")
     height: float = float("nan")
     frames: np.ndarray | None = None  # the frames whose markers set the scale (and were posed by IK)
-
-
-_SCALE = DEFAULTS["scale"]
-
-
-@dataclass(frozen=True)
-class ScaleSettings(Section):
-    """How the static pose is found; the ``[scale]`` section of the config.
-
-    static              "auto" (the stillest upright window) or "START:END" in seconds
-    still_threshold_mm  (strictest, loosest) motion threshold, tried from strict to loose
-    still_window_s      (longest, shortest) window, tried from long to short. The live
-                        calibration waits for the longest: it can wait, a recording cannot.
-    joint_centre_markers  pairs of markers ("A B") whose midpoint is a joint centre; the generic
-                        model's pair is moved onto its joint before scaling
-                        (:func:`kinestream.solve.register_joint_centres`)
-    """
-
-    SECTION: ClassVar[str] = "scale"
-
-    static: str = _SCALE["static"]
-    still_threshold_mm: tuple[float, float] = tuple(_SCALE["still_threshold_mm"])
-    still_window_s: tuple[float, float] = tuple(_SCALE["still_window_s"])
-    joint_centre_markers: tuple[str, ...] = tuple(_SCALE["joint_centre_markers"])
-
-    def scale(
-        self,
-        markers: MarkerTable,
-        mass: float,
-        height: float,
-        out_model: str | Path,
-        assets,
-        static=None,
-    ) -> ScaleResult:
-        """:func:`scale_model` with these settings; ``static`` (a window or "auto") overrides ``self.static``."""
-        return scale_model(
-            markers,
-            mass,
-            height,
-            out_model,
-            assets,
-            static=parse_static(self.static if static is None else static),
-            thresholds_mm=self.still_threshold_mm,
-            windows_s=self.still_window_s,
-            joint_centre_markers=self.joint_centre_markers,
-        )
 
 
 # ------------------------------------------------------------ the scaling --
@@ -386,18 +339,21 @@ def scale_model(
     height: float,
     out_model: str | Path,
     assets,
-    static="auto",
-    thresholds_mm=(3.0, 15.0),
-    windows_s=(1.0, 0.1),
-    joint_centre_markers=tuple(DEFAULTS["scale"]["joint_centre_markers"]),
+    settings: ScaleSettings | None = None,
+    static=None,
 ) -> ScaleResult:
     """Scale the generic model to the subject of ``markers`` (an augmented table) and write ``out_model``.
 
-    ``static`` is "auto" (find the still upright window; when there is none,
-    fall back to segment lengths over the least-flexed frames) or a
-    (start, end) range in seconds. ``mass`` in kg, ``height`` in metres. What was chosen and done is in the
-    result's ``messages`` (each also logged, at DEBUG, as it happens: the caller shows the messages).
+    ``settings``: the ``[scale]`` settings (default.toml's when None): the still window asked for, the stillness
+    thresholds and windows tried, and the markers put on joint centres first. ``static`` overrides their still
+    window: "auto" (find the still upright window; when there is none, fall back to segment lengths over the
+    least-flexed frames), a (start, end) range in seconds or "START:END". ``mass`` in kg, ``height`` in metres.
+    What was chosen and done is in the result's ``messages`` (each also logged, at DEBUG, as it happens: the
+    caller shows the messages).
     """
+    settings = settings or ScaleSettings()
+    static = parse_static(settings.static if static is None else static)
+    thresholds_mm, windows_s = settings.still_threshold_mm, settings.still_window_s
     height, mass = checks.subject(height, mass)
     if not isinstance(markers, MarkerTable) or markers.n_frames == 0:
         raise InputError(
@@ -414,7 +370,7 @@ def scale_model(
 
     out_model = Path(out_model)
     generic, state = _load_generic(assets, osim)
-    moved = solve.register_joint_centres(generic, state, joint_centre_markers)
+    moved = solve.register_joint_centres(generic, state, settings.joint_centre_markers)
     if moved:
         state = generic.initSystem()
         say("generic markers put on the joint centres they define: " + "; ".join(moved))

@@ -14,9 +14,9 @@ Missing markers (NaN) are left out of a frame's fit. Results are degrees for
 rotational coordinates and metres for translations, plus each frame's
 weighted-free marker RMS error in millimetres.
 
-- :mod:`~kinestream.solve.setup`: :class:`IKSetup` and :func:`read_ik_setup` (an IK setup file's marker weights
-  and coordinate tasks; OpenCap's weights), the solver's name (:data:`SOLVERS`, :func:`check_solver`) and the fast
-  solver for a model, or why not (:func:`make_fast`);
+- :mod:`~kinestream.solve.setup`: :class:`IKSetup`, :func:`read_ik_setup` (an IK setup file's marker weights
+  and coordinate tasks; OpenCap's weights) and :func:`ik_setup` (read with the ``[ik]`` settings), the solver's
+  name (:data:`SOLVERS`, :func:`check_solver`) and the fast solver for a model, or why not (:func:`make_fast`);
 - :mod:`~kinestream.solve.model`: the model made ready for IK (:func:`load_model`, :func:`attach_markers`,
   :func:`register_joint_centres`, :func:`strip_for_ik`), its coordinates (:func:`coordinate_names`), the markers
   as OpenSim's tables, weights and references (:func:`vec3_table`, :func:`marker_weights`,
@@ -24,9 +24,7 @@ weighted-free marker RMS error in millimetres.
 - :mod:`~kinestream.solve.trial`: :func:`solve_trial`, IK on every frame of a trial (an :class:`IKResult`), and
   :func:`run_ik_tool`, OpenSim's own InverseKinematicsTool, the reference;
 - :mod:`~kinestream.solve.stream`: :class:`StreamingIK`, frame-wise IK for a live stream (an :class:`IKFrame` a
-  frame);
-- :mod:`~kinestream.solve.settings`: :class:`IKSettings`, the ``[ik]`` section, which reads the setup file and
-  builds the frame-wise core.
+  frame), and :func:`streaming_ik`, which builds it from the ``[ik]`` settings.
 """
 
 from kinestream.osim import opensim_module as opensim_module  # solve.opensim_module, as before the split
@@ -44,10 +42,9 @@ from kinestream.solve.model import (
     strip_for_ik,
     vec3_table,
 )
-from kinestream.solve.settings import IKSettings
 from kinestream.solve.setup import _IK as _IK
-from kinestream.solve.setup import SOLVERS, IKSetup, check_solver, make_fast, read_ik_setup
-from kinestream.solve.stream import IKFrame, StreamingIK
+from kinestream.solve.setup import SOLVERS, IKSetup, check_solver, ik_setup, make_fast, read_ik_setup
+from kinestream.solve.stream import IKFrame, StreamingIK, streaming_ik
 from kinestream.solve.trial import IKResult, run_ik_tool, solve_trial
 from kinestream.solve.trial import _solve_trial_fast as _solve_trial_fast
 from kinestream.solve.trial import _solve_trial_opensim as _solve_trial_opensim
@@ -56,7 +53,6 @@ __all__ = [
     "SOLVERS",
     "IKFrame",
     "IKResult",
-    "IKSettings",
     "IKSetup",
     "StreamingIK",
     "attach_markers",
@@ -64,6 +60,7 @@ __all__ = [
     "coordinate_names",
     "coordinate_references",
     "load_model",
+    "ik_setup",
     "make_fast",
     "marker_error_mm",
     "marker_weights",
@@ -72,6 +69,7 @@ __all__ = [
     "register_joint_centres",
     "run_ik_tool",
     "solve_trial",
+    "streaming_ik",
     "strip_for_ik",
     "vec3_table",
 ]

@@ -57,7 +57,7 @@ def _pair(spec: str) -> tuple[str, str]:
         raise SettingsError(
             f"joint_centre_markers entry {spec!r} is not valid; give two marker names separated by a space, "
             f'e.g. "r_ankle_study r_mankle_study"',
-            key="ik.joint_centre_markers",
+            key="scale.joint_centre_markers",
             given=spec,
             valid="two marker names separated by a space",
         )
@@ -88,7 +88,7 @@ def register_joint_centres(model, state, pairs) -> list[str]:
             raise SettingsError(
                 f"joint_centre_markers {a} and {b} sit on different bodies "
                 f"({ma.getParentFrameName()}, {mb.getParentFrameName()}); a pair must straddle one joint of one body",
-                key="ik.joint_centre_markers",
+                key="scale.joint_centre_markers",
                 given=(a, b),
                 valid="a pair on one body",
             )
@@ -104,7 +104,7 @@ def register_joint_centres(model, state, pairs) -> list[str]:
             raise SettingsError(
                 f"joint_centre_markers {a} and {b} sit on {body.getName()}, which no joint leaves; "
                 f"name a pair that straddles a joint to a distal body",
-                key="ik.joint_centre_markers",
+                key="scale.joint_centre_markers",
                 given=(a, b),
                 valid="a pair that straddles a joint",
             )

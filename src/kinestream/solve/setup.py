@@ -15,10 +15,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kinestream.augment import UPPER_MARKERS
 from kinestream.config import DEFAULTS, SOLVERS
 from kinestream.errors import AssetError, KinestreamError, SettingsError
 from kinestream.fastik import FastIK
 from kinestream.osim import opensim_module
+from kinestream.settings import IKSettings
 
 _IK = DEFAULTS["ik"]
 
@@ -94,3 +96,18 @@ def make_fast(model, setup: IKSetup, names: list[str], state=None, tolerance: fl
         return FastIK(model, setup, names, state=state, ftol=float(tolerance), like=like), None
     except KinestreamError as exc:
         return None, f"OpenSim's IK solver instead of the fast one: {exc}"
+
+
+def ik_setup(settings: IKSettings, path: str | Path) -> IKSetup:
+    """The IK setup file at ``path`` read with the ``[ik]`` settings applied.
+
+    Its coordinate tasks only when ``coordinate_tasks`` is on, no arm markers when ``arms`` is off, and the
+    settings' accuracy and constraint weight ("inf": the constraints enforced exactly).
+    """
+    setup = read_ik_setup(path, coordinate_tasks=bool(settings.coordinate_tasks))
+    setup.accuracy = float(settings.accuracy)
+    cw = settings.constraint_weight
+    setup.constraint_weight = math.inf if str(cw).lower() == "inf" else float(cw)
+    if not settings.arms:
+        setup.marker_weights = {k: v for k, v in setup.marker_weights.items() if k not in UPPER_MARKERS}
+    return setup

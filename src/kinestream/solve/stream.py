@@ -13,6 +13,7 @@ import numpy as np
 
 from kinestream.errors import InputError, SolverError
 from kinestream.osim import opensim_module
+from kinestream.settings import IKSettings
 from kinestream.solve.model import (
     _rotational,
     coordinate_names,
@@ -269,3 +270,23 @@ class StreamingIK:
         self.counts["solved"] += 1
         out[self._rot] = np.degrees(out[self._rot])
         return IKFrame(out, fit[0], fit[1], True, "; ".join(events) or None, q)
+
+
+def streaming_ik(
+    settings: IKSettings, model, setup: IKSetup, names: list[str], like: StreamingIK | None = None
+) -> StreamingIK:
+    """The frame-wise IK core for markers ``names`` with the ``[ik]`` settings (``like``: see :class:`StreamingIK`).
+
+    The live service and ``process --streaming`` build it here, so that both solve alike.
+    """
+    return StreamingIK(
+        model,
+        setup,
+        names,
+        like=like,
+        min_markers=int(settings.min_markers),
+        reassemble_mm=float(settings.reassemble_mm),
+        outlier_mm=float(settings.outlier_mm),
+        solver=str(settings.solver),
+        tolerance=float(settings.tolerance),
+    )

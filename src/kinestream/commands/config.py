@@ -8,7 +8,7 @@ from importlib import resources
 from kinestream.config import DEFAULT_FILE
 
 
-def cmd_config(args, config) -> None:
+def cmd_config(args, settings) -> None:
     print(resources.files("kinestream").joinpath(DEFAULT_FILE).read_text(encoding="utf-8"), end="")
 
 
