@@ -27,7 +27,7 @@ import numpy as np
 
 from kinestream.errors import ProtocolError
 from kinestream.files.mot import is_translation
-from kinestream.live.protocol import VERSION, Rejected, _f32, _is_int, _show
+from kinestream.live.protocol import VERSION, Rejected, brief, float32_bytes, is_int
 
 _ANGLE_KEYS = {"v", "seq", "t", "coords", "q", "rmse_mm", "latency_ms", "sent_ns", "subject"}
 
@@ -54,7 +54,7 @@ def encode_angles(
         "seq": int(seq),
         "t": float(t),
         "coords": coords,
-        "q": _f32(q, "q", (len(coords),)),
+        "q": float32_bytes(q, "q", (len(coords),)),
         "rmse_mm": float(rmse_mm),
         "latency_ms": float(latency_ms),
     }
@@ -95,14 +95,14 @@ def decode_angles(payload: bytes, max_bytes: int = 1 << 20) -> dict:
     except Exception as exc:
         raise Rejected("not_msgpack", f"{type(exc).__name__}: {str(exc)[:120] or 'invalid msgpack'}") from None
     if type(msg) is not dict:
-        raise Rejected("not_a_map", f"payload is a msgpack {_show(msg)}; expected a map")
-    if msg.get("v") != VERSION or not _is_int(msg.get("v")):
-        raise Rejected("version", f"v = {_show(msg.get('v'))}; expected {VERSION}")
+        raise Rejected("not_a_map", f"payload is a msgpack {brief(msg)}; expected a map")
+    if msg.get("v") != VERSION or not is_int(msg.get("v")):
+        raise Rejected("version", f"v = {brief(msg.get('v'))}; expected {VERSION}")
     coords, q = msg.get("coords"), msg.get("q")
     if coords is None or q is None:
         raise Rejected("missing_field", "an angles message needs coords and q")
     if type(coords) is not list or not all(type(c) is str for c in coords) or type(q) is not bytes:
-        raise Rejected("bad_type", f"coords is a {_show(coords)}, q a {_show(q)}; expected a list of str and bin")
+        raise Rejected("bad_type", f"coords is a {brief(coords)}, q a {brief(q)}; expected a list of str and bin")
     if len(q) != 4 * len(coords):
         raise Rejected("bad_shape", f"q holds {len(q)} bytes for {len(coords)} coords; expected {4 * len(coords)}")
     msg["q"] = np.frombuffer(q, dtype="<f4").astype(np.float64)
@@ -141,8 +141,8 @@ def encode_pose(seq: int, t: float, parts: dict, *, subject: str | None = None) 
                     valid=(len(names), 7),
                 )
             xyz = poses[:, :3]
-            msg["bodies_quat"] = _f32(poses[:, 3:], "pose bodies' quaternions", (len(names), 4))
-        msg[f"{part}_xyz"] = _f32(xyz, f"pose {part}", (len(names), 3))
+            msg["bodies_quat"] = float32_bytes(poses[:, 3:], "pose bodies' quaternions", (len(names), 4))
+        msg[f"{part}_xyz"] = float32_bytes(xyz, f"pose {part}", (len(names), 3))
     if subject is not None:
         msg["subject"] = str(subject)
     return msgpack.packb(msg)
@@ -154,8 +154,8 @@ def decode_pose(payload: bytes, max_bytes: int = 1 << 20) -> dict:
     ``bodies_quat`` (N, 4) is beside ``bodies``. Raises :class:`Rejected` when it is not a version 1 pose message.
     """
     msg = decode_status(payload, max_bytes)
-    if msg.get("v") != VERSION or not _is_int(msg.get("v")):
-        raise Rejected("version", f"v = {_show(msg.get('v'))}; expected {VERSION}")
+    if msg.get("v") != VERSION or not is_int(msg.get("v")):
+        raise Rejected("version", f"v = {brief(msg.get('v'))}; expected {VERSION}")
     if not any(part in msg for part in POSE_PARTS):
         raise Rejected("missing_field", f"a pose message needs at least one of {list(POSE_PARTS)}")
     for part in POSE_PARTS:
@@ -164,7 +164,8 @@ def decode_pose(payload: bytes, max_bytes: int = 1 << 20) -> dict:
         names, xyz = msg[part], msg.get(f"{part}_xyz")
         if type(names) is not list or not all(type(n) is str for n in names) or type(xyz) is not bytes:
             raise Rejected(
-                "bad_type", f"{part} is a {_show(names)}, {part}_xyz a {_show(xyz)}; expected a list of str and bin"
+                "bad_type",
+                f"{part} is a {brief(names)}, {part}_xyz a {brief(xyz)}; expected a list of str and bin",
             )
         if len(xyz) != 12 * len(names):
             raise Rejected(
@@ -175,7 +176,8 @@ def decode_pose(payload: bytes, max_bytes: int = 1 << 20) -> dict:
         quat = msg.get("bodies_quat")
         if type(quat) is not bytes or len(quat) != 16 * len(msg["bodies"]):
             raise Rejected(
-                "bad_shape", f"bodies_quat is a {_show(quat)}; expected {16 * len(msg['bodies'])} bytes (N x 4 float32)"
+                "bad_shape",
+                f"bodies_quat is a {brief(quat)}; expected {16 * len(msg['bodies'])} bytes (N x 4 float32)",
             )
         msg["bodies_quat"] = np.frombuffer(quat, dtype="<f4").reshape(len(msg["bodies"]), 4)
     return msg
@@ -276,5 +278,5 @@ def decode_status(payload: bytes, max_bytes: int = 1 << 20) -> dict:
     except Exception as exc:
         raise Rejected("not_msgpack", f"{type(exc).__name__}: {str(exc)[:120] or 'invalid msgpack'}") from None
     if type(msg) is not dict:
-        raise Rejected("not_a_map", f"payload is a msgpack {_show(msg)}; expected a map")
+        raise Rejected("not_a_map", f"payload is a msgpack {brief(msg)}; expected a map")
     return msg

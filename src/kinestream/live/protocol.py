@@ -119,7 +119,7 @@ class KeypointFrame:
         return ~np.isnan(self.xyz[:, 0])
 
 
-def _show(value) -> str:
+def brief(value) -> str:
     """A short, safe description of an untrusted value for an error detail."""
     if value is None or isinstance(value, (bool, int, float)):
         text = repr(value)
@@ -133,8 +133,9 @@ def _show(value) -> str:
     return type(value).__name__
 
 
-def _is_int(value) -> bool:
-    return type(value) is int  # bool is not an int here
+def is_int(value) -> bool:
+    """Whether an untrusted value is an integer (a bool is not one here)."""
+    return type(value) is int
 
 
 class FrameDecoder:
@@ -241,7 +242,7 @@ class FrameDecoder:
         msg = self._map(payload)
         subject = msg.get("subject")
         if subject is not None and type(subject) is not str:
-            raise Rejected("bad_type", f"subject = {_show(subject)}; expected a string")
+            raise Rejected("bad_type", f"subject = {brief(subject)}; expected a string")
         return subject
 
     def _map(self, payload) -> dict:
@@ -259,14 +260,14 @@ class FrameDecoder:
         except Exception as exc:  # every unpacker failure, RecursionError and MemoryError included
             raise Rejected("not_msgpack", f"{type(exc).__name__}: {str(exc)[:120] or 'invalid msgpack'}") from None
         if type(msg) is not dict:
-            raise Rejected("not_a_map", f"payload is a msgpack {_show(msg)}; expected a map")
+            raise Rejected("not_a_map", f"payload is a msgpack {brief(msg)}; expected a map")
         return msg
 
     def _decode(self, payload) -> KeypointFrame:
         msg = self._map(payload)
         v = msg.get("v")
-        if not _is_int(v) or v != VERSION:
-            given = "no 'v'" if "v" not in msg else f"v = {_show(v)}"
+        if not is_int(v) or v != VERSION:
+            given = "no 'v'" if "v" not in msg else f"v = {brief(v)}"
             raise Rejected("version", f"{given}; this decoder reads protocol version {VERSION}")
 
         seq: Any = msg.get("seq")
@@ -281,10 +282,10 @@ class FrameDecoder:
             raise Rejected(
                 "missing_field", f"no {', '.join(absent)}; a keypoint frame needs v, seq, t, xyz and layout or names"
             )
-        if not _is_int(seq) or seq < 0:
-            raise Rejected("bad_type", f"seq = {_show(seq)}; expected an integer >= 0")
+        if not is_int(seq) or seq < 0:
+            raise Rejected("bad_type", f"seq = {brief(seq)}; expected an integer >= 0")
         if type(t) not in _NUMBER or not math.isfinite(t):
-            raise Rejected("bad_type", f"t = {_show(t)}; expected a finite number of seconds")
+            raise Rejected("bad_type", f"t = {brief(t)}; expected a finite number of seconds")
         t = float(t)
         if abs(t) > MAX_TIME_S:
             raise Rejected(
@@ -293,7 +294,7 @@ class FrameDecoder:
                 f"(beyond, seconds in float64 no longer resolve a frame)",
             )
         if type(xyz) is not bytes:
-            raise Rejected("bad_type", f"xyz is a {_show(xyz)}; expected bin (float32 little-endian, N x 3)")
+            raise Rejected("bad_type", f"xyz is a {brief(xyz)}; expected bin (float32 little-endian, N x 3)")
         if len(xyz) % 12:
             raise Rejected("bad_shape", f"xyz holds {len(xyz)} bytes; expected N x 3 float32, a multiple of 12")
         n = len(xyz) // 12
@@ -304,10 +305,10 @@ class FrameDecoder:
             names = self._canonical_names(names, n)
         else:
             if type(layout) is not str:
-                raise Rejected("bad_type", f"layout = {_show(layout)}; expected a string such as 'BODY_25'")
+                raise Rejected("bad_type", f"layout = {brief(layout)}; expected a string such as 'BODY_25'")
             key = layout if layout in LAYOUTS else layout.upper()
             if key not in LAYOUTS:
-                raise Rejected("unknown_layout", f"layout {_show(layout)}; known layouts are {list(LAYOUTS)}")
+                raise Rejected("unknown_layout", f"layout {brief(layout)}; known layouts are {list(LAYOUTS)}")
             if len(LAYOUTS[key]) != n:
                 raise Rejected("bad_shape", f"xyz holds {n} keypoints; layout {key} has {len(LAYOUTS[key])}")
             unusable = _UNUSABLE[key]
@@ -320,13 +321,13 @@ class FrameDecoder:
         sent_ns = msg.get("sent_ns")
         if conf is not None:
             if type(conf) is not bytes:
-                raise Rejected("bad_type", f"conf is a {_show(conf)}; expected bin (float32 little-endian, N)")
+                raise Rejected("bad_type", f"conf is a {brief(conf)}; expected bin (float32 little-endian, N)")
             if len(conf) != 4 * n:
                 raise Rejected("bad_shape", f"conf holds {len(conf)} bytes; expected {n} float32 = {4 * n} bytes")
         if subject is not None and type(subject) is not str:
-            raise Rejected("bad_type", f"subject = {_show(subject)}; expected a string")
-        if sent_ns is not None and (not _is_int(sent_ns) or sent_ns < 0):
-            raise Rejected("bad_type", f"sent_ns = {_show(sent_ns)}; expected an integer >= 0 (ns)")
+            raise Rejected("bad_type", f"subject = {brief(subject)}; expected a string")
+        if sent_ns is not None and (not is_int(sent_ns) or sent_ns < 0):
+            raise Rejected("bad_type", f"sent_ns = {brief(sent_ns)}; expected an integer >= 0 (ns)")
 
         pos = np.frombuffer(xyz, dtype="<f4").reshape(n, 3).astype(np.float64)
         # |x|+|y|+|z| is 0 for an all-zero row and NaN or inf when any value is
@@ -350,7 +351,7 @@ class FrameDecoder:
 
     def _canonical_names(self, names, n: int) -> list[str]:
         if type(names) is not list:
-            raise Rejected("bad_type", f"names is a {_show(names)}; expected a list of strings")
+            raise Rejected("bad_type", f"names is a {brief(names)}; expected a list of strings")
         key = tuple(names)
         try:
             cached = self._names.get(key)
@@ -359,11 +360,11 @@ class FrameDecoder:
         if cached is None:
             for name in names:
                 if type(name) is not str or not name.strip():
-                    raise Rejected("bad_type", f"names holds {_show(name)}; expected non-empty strings")
+                    raise Rejected("bad_type", f"names holds {brief(name)}; expected non-empty strings")
             cached = [canonical(name) for name in names]
             if len(set(cached)) != len(cached):
                 repeated = sorted({name for name in cached if cached.count(name) > 1})
-                raise Rejected("bad_shape", f"names repeat {[_show(r) for r in repeated[:5]]} (after folding aliases)")
+                raise Rejected("bad_shape", f"names repeat {[brief(r) for r in repeated[:5]]} (after folding aliases)")
             if len(self._names) >= 16:
                 self._names.clear()
             self._names[key] = cached
@@ -382,7 +383,7 @@ class FrameDecoder:
                     raise Rejected(
                         "time_backwards",
                         f"t = {t:.6f} s is not after {state[0]:.6f} s, the last "
-                        f"accepted time of subject {_show(subject)}",
+                        f"accepted time of subject {brief(subject)}",
                         frame,
                     )
                 self.clock_resets += 1
@@ -393,7 +394,7 @@ class FrameDecoder:
                     raise Rejected(
                         "time_jump",
                         f"t = {t:.6f} s is {t - state[0]:.6g} s after {state[0]:.6f} s, "
-                        f"the last accepted time of subject {_show(subject)}; at most "
+                        f"the last accepted time of subject {brief(subject)}; at most "
                         f"{self.max_jump_s:g} s ahead is taken",
                         frame,
                     )
@@ -421,7 +422,8 @@ class FrameDecoder:
 # --------------------------------------------------------------------------- encoding
 
 
-def _f32(values, shape_msg: str, expect: tuple) -> bytes:
+def float32_bytes(values, shape_msg: str, expect: tuple) -> bytes:
+    """``values`` as the wire's bin: float32 little-endian, refused (ProtocolError) unless of shape ``expect``."""
     arr = np.asarray(values, dtype="<f4")
     if arr.shape != expect:
         raise ProtocolError(
@@ -473,9 +475,9 @@ def encode_keypoints(
                 valid=len(LAYOUTS[layout]),
             )
         msg["layout"] = layout
-    msg["xyz"] = _f32(xyz, "xyz", (n, 3))
+    msg["xyz"] = float32_bytes(xyz, "xyz", (n, 3))
     if conf is not None:
-        msg["conf"] = _f32(conf, "conf", (n,))
+        msg["conf"] = float32_bytes(conf, "conf", (n,))
     if subject is not None:
         msg["subject"] = str(subject)
     if sent_ns is not None:
