@@ -23,8 +23,8 @@ from kinestream.live.messages import decode_angles, decode_pose, decode_reps
 from kinestream.live.protocol import TOPIC_KEYPOINTS, encode_keypoints
 from kinestream.live.replay import wire_frames
 from kinestream.live.service import Service
-from kinestream.offline import process
 from kinestream.settings import Settings
+from streamed import rotational_worst, streaming_motion
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
 
@@ -91,19 +91,6 @@ async def answered(service, frames: int) -> None:
         lambda: f"{frames} frames in and answered; {service.status()}",
         timeout=120.0,
     )
-
-
-def streaming_angles(syn, out, model):
-    """``process --streaming`` on a synth trial with its own height and mass, on ``model`` (unscaled): the angles a
-    live recording of that person must equal."""
-    return process(
-        syn.keypoints_trc, syn.mass, syn.height, out, Settings(), plot=False, streaming=True, model=model,
-    ).motion  # fmt: skip
-
-
-def rotational_worst(recorded, offline) -> float:
-    names = [c for c in offline.names if c not in ("pelvis_tx", "pelvis_ty", "pelvis_tz", "rmse_mm")]
-    return max(float(np.nanmax(np.abs(recorded.get(c) - offline.get(c)))) for c in names)
 
 
 def test_several_people_each_served_and_recorded_as_process_streaming(athletes, tmp_path, assets):
@@ -212,7 +199,7 @@ def test_several_people_each_served_and_recorded_as_process_streaming(athletes, 
         ("SESSION_ben.mot", b, assets.generic_model),
         ("SESSION_cy.mot", c, cy_model),
     ):
-        offline = streaming_angles(syn, tmp_path / "offline" / name, model)
+        offline = streaming_motion(syn.keypoints_trc, syn.mass, syn.height, tmp_path / "offline" / name, model=model)
         recorded = read_mot(record.with_name(name))
         assert recorded.values.shape == offline.values.shape, name
         np.testing.assert_allclose(recorded.time, offline.time, atol=1e-6)
@@ -456,7 +443,7 @@ def test_a_hostile_person_costs_the_others_nothing(athletes, tmp_path, assets):
     assert mallory_in + refused.get("over_rate", 0) + decoder == offered, (mallory_in, refused)
     for name, syn in (("ana", a), ("ben", b)):
         assert status["people"][name]["frames_in"] == frames and status["people"][name]["skipped"] == 0
-        offline = streaming_angles(syn, tmp_path / "offline" / name, assets.generic_model)
+        offline = streaming_motion(syn.keypoints_trc, syn.mass, syn.height, tmp_path / "offline" / name)
         recorded = read_mot(record.with_name(f"SESSION_{name}.mot"))
         assert recorded.values.shape == offline.values.shape, name
         assert rotational_worst(recorded, offline) < 1e-6, name

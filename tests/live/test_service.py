@@ -9,16 +9,17 @@ import zmq
 import zmq.asyncio
 
 from broker import Broker, free_port, until
+from kinestream.assets import get_assets
 from kinestream.files.mot import read_mot
 from kinestream.files.trc import read_trc
 from kinestream.live.messages import decode_angles, decode_status
 from kinestream.live.protocol import encode_keypoints
 from kinestream.live.replay import replay
 from kinestream.live.service import Service
-from kinestream.offline import process
 from kinestream.reps import CUES
 from kinestream.settings import Settings
 from kinestream.synth import synthesize
+from streamed import rotational_worst, streaming_motion
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
 
@@ -136,23 +137,11 @@ def test_live_session_equals_offline_streaming(session, tmp_path):
     assert set(got["mqtt"][0]["angles"]) >= {"knee_angle_r", "hip_flexion_l", "pelvis_tx"}
     assert got["status"] and decode_status(got["status"][-1])["frames_in"] > 0
 
-    from kinestream.assets import get_assets
-
-    offline = process(
-        session.keypoints_trc,
-        session.mass,
-        session.height,
-        tmp_path / "offline",
-        settings,
-        plot=False,
-        streaming=True,
-        model=get_assets().generic_model,
-    )  # the service's model
+    offline = streaming_motion(session.keypoints_trc, session.mass, session.height, tmp_path / "offline", settings)
     recorded = read_mot(record)
-    assert recorded.values.shape == offline.motion.values.shape
-    np.testing.assert_allclose(recorded.time, offline.motion.time, atol=1e-6)
-    rotational = [c for c in offline.motion.names if c not in ("pelvis_tx", "pelvis_ty", "pelvis_tz", "rmse_mm")]
-    worst = max(np.nanmax(np.abs(recorded.get(c) - offline.motion.get(c))) for c in rotational)
+    assert recorded.values.shape == offline.values.shape
+    np.testing.assert_allclose(recorded.time, offline.time, atol=1e-6)
+    worst = rotational_worst(recorded, offline)
     print(f"live vs process --streaming: worst coordinate differs by {worst:.2e} deg")
     assert worst < 1e-6
     # what the ZeroMQ subscriber got is what was recorded
@@ -187,22 +176,10 @@ def test_live_at_120_hz_equals_offline_streaming(tmp_path):
     table = read_trc(fast.keypoints_trc)
     sent, final, got = asyncio.run(live(Settings(), table, session=fast, record=record, rate=1.0))
     assert sent == final["frames_in"] == final["frames_out"] == table.n_frames and final["skipped"] == 0
-    from kinestream.assets import get_assets
-
-    offline = process(
-        fast.keypoints_trc,
-        fast.mass,
-        fast.height,
-        tmp_path / "offline120",
-        Settings(),
-        plot=False,
-        streaming=True,
-        model=get_assets().generic_model,
-    )
+    offline = streaming_motion(fast.keypoints_trc, fast.mass, fast.height, tmp_path / "offline120")
     recorded = read_mot(record)
-    assert recorded.values.shape == offline.motion.values.shape
-    rotational = [c for c in offline.motion.names if c not in ("pelvis_tx", "pelvis_ty", "pelvis_tz", "rmse_mm")]
-    worst = max(np.nanmax(np.abs(recorded.get(c) - offline.motion.get(c))) for c in rotational)
+    assert recorded.values.shape == offline.values.shape
+    worst = rotational_worst(recorded, offline)
     print(
         f"120 Hz live vs process --streaming: worst coordinate differs by {worst:.2e} deg; service latency "
         f"p99 {final['latency_ms']['p99']} ms"

@@ -26,15 +26,13 @@ import zmq
 import zmq.asyncio
 
 from hostile import ACCEPTED, RESTART, TRANSPORT_LIMIT, Hostile, Tally, hostile_messages
-from kinestream.assets import get_assets
 from kinestream.files.trc import read_trc, write_trc
 from kinestream.ingest import BODY_25
 from kinestream.live.messages import decode_angles
 from kinestream.live.replay import replay
-from kinestream.offline import process
-from kinestream.settings import Settings
 from kinestream.synth import synthesize
 from served import Served
+from streamed import streaming_motion
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
 
@@ -95,12 +93,12 @@ def live_vs_offline(got, offline):
     """The worst difference (deg) between the angles a live trial got and ``process --streaming``'s, by
     coordinate; the times must be the same."""
     live_t = np.array([m["t"] for m in got])
-    np.testing.assert_allclose(live_t, offline.motion.time, atol=1e-6)
+    np.testing.assert_allclose(live_t, offline.time, atol=1e-6)
     coords = got[0]["coords"]
     worst = {}
     for name in ("knee_angle_r", "knee_angle_l", "hip_flexion_r", "hip_flexion_l", "ankle_angle_r", "pelvis_tilt"):
         live = np.array([m["q"][coords.index(name)] for m in got])
-        worst[name] = float(np.nanmax(np.abs(live - offline.motion.get(name))))
+        worst[name] = float(np.nanmax(np.abs(live - offline.get(name))))
     return worst
 
 
@@ -195,16 +193,7 @@ def test_a_flood_of_hostile_messages_is_counted_and_changes_nothing(trial, tmp_p
     assert code == 0
 
     assert len(got) == frames == table.n_frames
-    offline = process(
-        trial.keypoints_trc,
-        trial.mass,
-        trial.height,
-        tmp_path / "offline",
-        Settings(),
-        plot=False,
-        streaming=True,
-        model=get_assets().generic_model,
-    )
+    offline = streaming_motion(trial.keypoints_trc, trial.mass, trial.height, tmp_path / "offline")
     worst = live_vs_offline(got, offline)
     print("after the flood, live vs process --streaming, worst difference (deg):", worst)
     assert max(worst.values()) < 0.1
@@ -223,16 +212,7 @@ def short_trial(tmp_path_factory):
     table = read_trc(synth.keypoints_trc)
     start = int(round(1.5 * table.rate))
     path = write_trc(out / "short.trc", table.frames(start, start + int(round(SHORT_S * table.rate))))
-    offline = process(
-        path,
-        synth.mass,
-        synth.height,
-        out / "offline",
-        Settings(),
-        plot=False,
-        streaming=True,
-        model=get_assets().generic_model,
-    )
+    offline = streaming_motion(path, synth.mass, synth.height, out / "offline")
     return SimpleNamespace(path=path, table=read_trc(path), mass=synth.mass, height=synth.height, offline=offline)
 
 

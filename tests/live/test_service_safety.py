@@ -21,6 +21,7 @@ from kinestream.live.messages import decode_status, encode_status
 from kinestream.live.protocol import MAX_COUNT, FrameDecoder, Rejected, encode_keypoints
 from kinestream.live.service import Service
 from kinestream.settings import Settings, load_settings
+from streamed import streaming_motion
 
 BODY = np.random.default_rng(1).normal([0.0, 1.0, 0.0], 0.2, (25, 3)).astype(np.float32)
 
@@ -268,9 +269,7 @@ async def serve(settings, session, record, feed, expect_in):
 def test_time_attacks_then_a_real_session_equals_offline(session, tmp_path):
     """Huge times, a jump ahead, 64 throwaway subjects and a 900 Hz burst; then a trial replayed as usual: it is
     answered in full, the recording goes on from its own last row, and the angles equal process --streaming."""
-    from kinestream.assets import get_assets
     from kinestream.live.replay import replay
-    from kinestream.offline import process
 
     table = read_trc(session.keypoints_trc)
     record = tmp_path / "attacked.mot"
@@ -318,19 +317,10 @@ def test_time_attacks_then_a_real_session_equals_offline(session, tmp_path):
     recorded = read_mot(record)
     assert recorded.time[-table.n_frames] > recorded.time[-table.n_frames - 1]
     assert np.all(np.diff(recorded.time) > 0)  # one recording, on in time after the restart
-    offline = process(
-        session.keypoints_trc,
-        session.mass,
-        session.height,
-        tmp_path / "offline",
-        Settings(),
-        plot=False,
-        streaming=True,
-        model=get_assets().generic_model,
-    )
+    offline = streaming_motion(session.keypoints_trc, session.mass, session.height, tmp_path / "offline")
     live = recorded.values[-table.n_frames :]
-    assert live.shape == offline.motion.values.shape
-    worst = float(np.nanmax(np.abs(live[:, :-1] - offline.motion.values[:, :-1])))
+    assert live.shape == offline.values.shape
+    worst = float(np.nanmax(np.abs(live[:, :-1] - offline.values[:, :-1])))
     print(f"\nafter the attacks: live vs process --streaming, worst coordinate {worst:.2e}")
     assert worst < 1e-6
 
