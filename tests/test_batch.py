@@ -7,6 +7,7 @@ worker killed in the fault test is killed with SIGKILL, as a crashed node would 
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import shutil
 import signal
@@ -20,7 +21,7 @@ from kinestream.batch import find_study, run_batch, write_summary
 from kinestream.commands.main import main
 from kinestream.errors import InputError
 from kinestream.offline import process
-from kinestream.settings import load_settings
+from kinestream.settings import Settings, load_settings
 from kinestream.synth import synthesize_study
 
 
@@ -124,16 +125,27 @@ def test_a_worker_killed_mid_trial_and_a_bad_trial_leave_the_batch_whole(study, 
     killed: list[str] = []
     lock = threading.Lock()
 
-    def kill_a_busy_worker(progress, row):
-        with lock:
-            if killed or progress.done + progress.failed < 1:
-                return
-            busy = [w for w, tasks in client.processing().items() if any("trial-" in str(t) for t in tasks)]
-            if busy:
-                killed.append(busy[0])
-                os.kill(pids[busy[0]], signal.SIGKILL)  # mid-trial: the scheduler hands its trial to the other
+    class KillABusyWorker(logging.Handler):
+        """At the batch's count after its first trial finishes, a worker busy with another is killed."""
 
-    rows = run_batch(find_study(root, settings), tmp_path / "out", settings, client, on_progress=kill_a_busy_worker)
+        def emit(self, record):
+            with lock:
+                if killed or getattr(record, "task", None) != "batch" or record.progress[0] < 1:
+                    return
+                busy = [w for w, tasks in client.processing().items() if any("trial-" in str(t) for t in tasks)]
+                if busy:
+                    killed.append(busy[0])
+                    os.kill(pids[busy[0]], signal.SIGKILL)  # mid-trial: the scheduler hands its trial to the other
+
+    counts = logging.getLogger("kinestream.progress")
+    level, handler = counts.level, KillABusyWorker()
+    counts.setLevel(logging.DEBUG)
+    counts.addHandler(handler)
+    try:
+        rows = run_batch(find_study(root, settings), tmp_path / "out", settings, client)
+    finally:
+        counts.removeHandler(handler)
+        counts.setLevel(level)
     assert killed, "no worker was busy with a trial after the first finished"
     by_trial = {(r["subject"], r["trial"]): r for r in rows}
     assert len(rows) == len(by_trial) == 10
@@ -145,6 +157,28 @@ def test_a_worker_killed_mid_trial_and_a_bad_trial_leave_the_batch_whole(study, 
             mots = list((tmp_path / "out" / subject / trial).glob("*.mot"))
             assert [m.name for m in mots] == [f"{trial}.mot"]  # done once: one output, complete
     client.wait_for_workers(2, timeout=120)  # the nanny starts the killed worker again, for the next test
+
+
+def test_the_batch_counts_on_the_progress_logger_and_logs_each_failure(tmp_path, study, caplog):
+    """One channel: the batch's counts go to kinestream.progress as one task's records, the counts in words as its
+    stage (what the command line draws as a bar), and each failed trial to the log with its reason as it fails."""
+    root = tmp_path / "study"
+    (root / "p01").mkdir(parents=True)
+    lines = (study / "p01" / "p01_squat1.trc").read_text().splitlines()
+    for k in (1, 2):  # files with too few keypoints: they fail as they are read
+        (root / "p01" / f"p01_squat{k}.trc").write_text(
+            "\n".join(lines[:3] + ["Frame#\tTime\tNose", "\t\tX1\tY1\tZ1", "1\t0.0\t0\t1.6\t0"]) + "\n"
+        )
+    (root / "subjects.toml").write_text('[[subject]]\nname = "p01"\npattern = "p01/*.trc"\nheight = 1.75\nmass = 60\n')
+    caplog.set_level(logging.DEBUG, logger="kinestream.progress")
+    rows = run_batch(find_study(root), tmp_path / "out", Settings())
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+    counts = [r for r in caplog.records if getattr(r, "task", None) == "batch"]
+    assert counts[0].progress == (0, 2) and not counts[0].closed
+    assert [r.progress for r in counts[1:-1]] == [(1, 2), (2, 2)]
+    assert counts[-1].closed and counts[-1].stage == "done 0, failed 2, skipped 0, remaining 0"
+    failed = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "kinestream.batch"]
+    assert len(failed) == 2 and all(m.startswith("failed: p01/p01_squat") and "lacks" in m for m in failed)
 
 
 def test_pose2sim_study_takes_each_level_s_config(tmp_path, study):

@@ -52,6 +52,7 @@ from kinestream.assets import get_assets
 from kinestream.errors import InputError, KinestreamError
 from kinestream.offline import process, scale_from_static
 from kinestream.plots import plot_study
+from kinestream.progress import Task
 from kinestream.projects import (
     AUGMENTED,
     OPENCAP_METADATA,
@@ -407,19 +408,38 @@ def _round(value: float, digits: int) -> float | str:
 # ------------------------------------------------------------------------------------------- the batch --
 
 
-@dataclass
 class Progress:
-    """Counts while a batch runs: what the progress bar shows."""
+    """Counts while a batch runs, sent on ``kinestream.progress`` as they change.
 
-    total: int
-    done: int = 0
-    failed: int = 0
-    skipped: int = 0
+    They go as a :class:`~kinestream.progress.Task` of the study's trials (a bar on the command line), the counts in
+    words as its stage.
+    """
+
+    def __init__(self, total: int):
+        self.total = total
+        self.done = self.failed = self.skipped = 0
+        self.task = Task(total, "batch", unit="trial", leave=True)
 
     @property
     def remaining(self) -> int:
         """The trials not yet done, failed or skipped."""
         return self.total - self.done - self.failed - self.skipped
+
+    def count(self, status: str) -> None:
+        """One trial more ``status`` ("done", "failed" or "skipped")."""
+        setattr(self, status, getattr(self, status) + 1)
+        self.task.update(
+            stage=f"done {self.done}, failed {self.failed}, skipped {self.skipped}, remaining {self.remaining}"
+        )
+
+    def __enter__(self) -> Progress:
+        """Start counting: the task's first record."""
+        self.task.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Stop counting: the task's last record."""
+        self.task.__exit__(*exc)
 
 
 class InProcess:
@@ -486,7 +506,6 @@ def run_batch(
     force: bool = False,
     retries: int = 2,
     streaming: bool = False,
-    on_progress: Callable[[Progress, dict], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Process the study on the Dask ``client``; one row per trial (:data:`COLUMNS`), in study order.
 
@@ -497,7 +516,9 @@ def run_batch(
     tasks to the others by Dask's own rules) and then becomes a failed row. The
     manifest is written as each trial finishes, so an interrupted batch resumes
     where it stopped. ``streaming``: every trial through the live service's
-    cores (``process --streaming``).
+    cores (``process --streaming``). How far it has come is counted on
+    ``kinestream.progress`` (:class:`Progress`); a trial that fails is logged
+    (WARNING) with its reason as it fails.
     """
     if client is None:
         client = InProcess()
@@ -508,66 +529,63 @@ def run_batch(
     done = manifest["trials"]
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     order: list[tuple[str, str]] = []
-    progress = Progress(study.n_trials)
-    for name, trial_name, reason in study.unplanned:
-        order.append((name, trial_name))
-        rows[(name, trial_name)] = _row(name, trial_name, {"status": "failed", "reason": reason})
-        progress.failed += 1
-    futures: dict[Any, tuple[Subject, str, str, Path]] = {}
-    sent = settings.for_workers()  # what the tasks carry: no password, no key paths
-    for subject in study.subjects:
-        subject_out = out / subject.name
-        pending = []
-        for trial in subject.trials:
-            label = _label(trial, subject, study.root)
-            if refused := _outside(subject.name, label, trial):  # OUT/<subject>/<label>/ must stay inside OUT
-                order.append((subject.name, label))
-                rows[(subject.name, label)] = _row(subject.name, label, {"status": "failed", "reason": refused})
-                progress.failed += 1
-                continue
-            key = trial_key(trial, subject, settings, streaming)
-            order.append((subject.name, label))
-            record = done.get(f"{subject.name}/{label}")
-            trial_out = subject_out / label
-            if not force and record and record.get("key") == key and record.get("status") == "done":
-                if all(Path(p).is_file() for p in record.get("files", [])):
-                    rows[(subject.name, label)] = _row(subject.name, label, {**record["row"], "status": "skipped"})
-                    progress.skipped += 1
+    with Progress(study.n_trials) as progress:
+        for name, trial_name, reason in study.unplanned:
+            order.append((name, trial_name))
+            rows[(name, trial_name)] = _row(name, trial_name, {"status": "failed", "reason": reason})
+            progress.count("failed")
+        futures: dict[Any, tuple[Subject, str, str, Path]] = {}
+        sent = settings.for_workers()  # what the tasks carry: no password, no key paths
+        for subject in study.subjects:
+            subject_out = out / subject.name
+            pending = []
+            for trial in subject.trials:
+                label = _label(trial, subject, study.root)
+                if refused := _outside(subject.name, label, trial):  # OUT/<subject>/<label>/ must stay inside OUT
+                    order.append((subject.name, label))
+                    rows[(subject.name, label)] = _row(subject.name, label, {"status": "failed", "reason": refused})
+                    progress.count("failed")
                     continue
-            pending.append((trial, label, key, trial_out))
-        if not pending:
-            continue
-        if not futures:  # the assets, fetched here once: workers on a fresh cache would each fetch them at once
-            get_assets(settings)
-        scaled = client.submit(
-            scale_subject, subject, subject_out / "_static", sent, pure=False, retries=retries,
-            key=f"scale-{_safe(subject.name)}-{time.time_ns()}",
-        )  # fmt: skip
-        for trial, label, key, trial_out in pending:
-            future = client.submit(
-                process_trial, trial, subject, scaled, trial_out, sent, streaming, pure=False, retries=retries,
-                key=f"trial-{_safe(subject.name)}-{_safe(label)}-{time.time_ns()}",
+                key = trial_key(trial, subject, settings, streaming)
+                order.append((subject.name, label))
+                record = done.get(f"{subject.name}/{label}")
+                trial_out = subject_out / label
+                if not force and record and record.get("key") == key and record.get("status") == "done":
+                    if all(Path(p).is_file() for p in record.get("files", [])):
+                        rows[(subject.name, label)] = _row(subject.name, label, {**record["row"], "status": "skipped"})
+                        progress.count("skipped")
+                        continue
+                pending.append((trial, label, key, trial_out))
+            if not pending:
+                continue
+            if not futures:  # the assets, fetched here once: workers on a fresh cache would each fetch them at once
+                get_assets(settings)
+            scaled = client.submit(
+                scale_subject, subject, subject_out / "_static", sent, pure=False, retries=retries,
+                key=f"scale-{_safe(subject.name)}-{time.time_ns()}",
             )  # fmt: skip
-            futures[future] = (subject, label, key, trial_out)
-    if on_progress is not None:
-        on_progress(progress, {})
-    for future in as_completed(list(futures)):
-        subject, label, key, trial_out = futures[future]
-        try:
-            got = future.result()
-        except Exception as exc:  # the trial's (or its subject's scaling) one-line reason; the batch goes on
-            row = _row(subject.name, label, {"status": "failed", "reason": one_line(exc)})
-            progress.failed += 1
-            done.pop(f"{subject.name}/{label}", None)
-        else:
-            row = _row(subject.name, label, got)
-            progress.done += 1
-            files = sorted(str(p) for p in trial_out.iterdir() if p.is_file())
-            done[f"{subject.name}/{label}"] = {"key": key, "status": "done", "row": row, "files": files}
-            write_manifest(out, manifest)
-        rows[(subject.name, label)] = row
-        if on_progress is not None:
-            on_progress(progress, row)
+            for trial, label, key, trial_out in pending:
+                future = client.submit(
+                    process_trial, trial, subject, scaled, trial_out, sent, streaming, pure=False, retries=retries,
+                    key=f"trial-{_safe(subject.name)}-{_safe(label)}-{time.time_ns()}",
+                )  # fmt: skip
+                futures[future] = (subject, label, key, trial_out)
+        for future in as_completed(list(futures)):
+            subject, label, key, trial_out = futures[future]
+            try:
+                got = future.result()
+            except Exception as exc:  # the trial's (or its subject's scaling) one-line reason; the batch goes on
+                row = _row(subject.name, label, {"status": "failed", "reason": one_line(exc)})
+                log.warning("failed: %s/%s: %s", subject.name, label, row["reason"])
+                progress.count("failed")
+                done.pop(f"{subject.name}/{label}", None)
+            else:
+                row = _row(subject.name, label, got)
+                progress.count("done")
+                files = sorted(str(p) for p in trial_out.iterdir() if p.is_file())
+                done[f"{subject.name}/{label}"] = {"key": key, "status": "done", "row": row, "files": files}
+                write_manifest(out, manifest)
+            rows[(subject.name, label)] = row
     write_manifest(out, manifest)
     return [rows[k] for k in order]
 

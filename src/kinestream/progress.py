@@ -41,9 +41,11 @@ class Task:
         """End the task: its last record, ``closed``."""
         self._send(closed=True)
 
-    def update(self, n: int = 1) -> None:
-        """Count ``n`` more units done."""
+    def update(self, n: int = 1, stage: str | None = None) -> None:
+        """Count ``n`` more units done (and name what is under way now, ``stage``, when given)."""
         self.done += n
+        if stage is not None:
+            self.under_way = stage
         self._send()
 
     def stage(self, what: str) -> None:

@@ -46,7 +46,7 @@ def cmd_batch(args, settings: Settings) -> None:
         logging.getLogger(level).setLevel(logging.ERROR)
     with _client(args, security) as client:
         say(f"Dask: {_describe_client(client)}")
-        rows = run_batch(study, out, settings, client, force=args.force, on_progress=bar(study.n_trials))
+        rows = run_batch(study, out, settings, client, force=args.force)
     report(rows, out, settings)
 
 
@@ -210,25 +210,6 @@ def _describe_client(client) -> str:
     workers = client.scheduler_info().get("workers", {})
     threads = sum(w.get("nthreads", 1) for w in workers.values())
     return f"{len(workers)} worker(s), {threads} thread(s), scheduler {client.scheduler.address}"
-
-
-def bar(total: int):
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc="batch", unit="trial", file=sys.stderr, disable=None, dynamic_ncols=True)
-
-    def show(progress, row) -> None:
-        bar.n = progress.done + progress.failed + progress.skipped
-        bar.set_postfix_str(
-            f"done {progress.done}, failed {progress.failed}, skipped {progress.skipped}, "
-            f"remaining {progress.remaining}"
-        )
-        if row.get("status") == "failed":
-            bar.write(f"failed: {row['subject']}/{row['trial']}: {row['reason']}", file=sys.stderr)
-        if progress.remaining == 0:
-            bar.close()
-
-    return show
 
 
 def _workers(text: str) -> int:

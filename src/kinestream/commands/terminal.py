@@ -54,7 +54,13 @@ class Lines(logging.Handler):
                     return
                 stream, formatter = self.routes["kinestream"]
             out = sys.stdout if stream == "stdout" else sys.stderr
-            print((formatter or logging.Formatter()).format(record), file=out, flush=True)
+            text = (formatter or logging.Formatter()).format(record)
+            if self.bars:  # above the bars, which are drawn again below it
+                from tqdm import tqdm
+
+                tqdm.write(text, file=out)
+            else:
+                print(text, file=out, flush=True)
         except Exception:
             self.handleError(record)
 

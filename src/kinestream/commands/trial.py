@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kinestream import assets, checks
 from kinestream.assets import get_assets
-from kinestream.commands.batch import bar, report
+from kinestream.commands.batch import report
 from kinestream.commands.common import existing, say, subject
 from kinestream.commands.terminal import show
 from kinestream.errors import InputError, KinestreamError, SettingsError
@@ -186,5 +186,5 @@ def process_folder(args, settings: Settings) -> None:
     for line in describe(study) + notes:
         say(line)
     out = Path(args.out) if args.out else Path("out") / Path(args.trial).resolve().name
-    rows = run_batch(study, out, settings, force=args.force, streaming=args.streaming, on_progress=bar(study.n_trials))
+    rows = run_batch(study, out, settings, force=args.force, streaming=args.streaming)
     report(rows, out, settings)
