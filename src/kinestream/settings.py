@@ -49,11 +49,7 @@ class Section:
         }
 
 
-def _defaults(name: str) -> dict[str, Any]:
-    return DEFAULTS[name]
-
-
-_SUBJECT = _defaults("subject")
+_SUBJECT = DEFAULTS["subject"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +63,7 @@ class SubjectSettings(Section):
     height: float = _SUBJECT["height"]
 
 
-_INGEST = _defaults("ingest")
+_INGEST = DEFAULTS["ingest"]
 
 
 @dataclass(frozen=True)
@@ -102,7 +98,7 @@ class IngestSettings(Section):
         return describe_orientation(self.up, self.rotate)
 
 
-_CLEAN = _defaults("clean")
+_CLEAN = DEFAULTS["clean"]
 
 
 @dataclass(frozen=True)
@@ -131,7 +127,7 @@ class CleanSettings(Section):
     reinit_after_frames: int | None = None  # unset: a tenth of a second of frames
 
 
-_AUGMENT = _defaults("augment")
+_AUGMENT = DEFAULTS["augment"]
 
 
 @dataclass(frozen=True)
@@ -149,7 +145,7 @@ class AugmentSettings(Section):
     reset_after_frames: int = _AUGMENT["reset_after_frames"]
 
 
-_MODEL = _defaults("model")
+_MODEL = DEFAULTS["model"]
 
 
 @dataclass(frozen=True)
@@ -167,7 +163,7 @@ class ModelSettings(Section):
     ik_setup: str = _MODEL["ik_setup"]
 
 
-_SCALE = _defaults("scale")
+_SCALE = DEFAULTS["scale"]
 
 
 @dataclass(frozen=True)
@@ -191,7 +187,7 @@ class ScaleSettings(Section):
     joint_centre_markers: tuple[str, ...] = tuple(_SCALE["joint_centre_markers"])
 
 
-_IK = _defaults("ik")
+_IK = DEFAULTS["ik"]
 
 
 @dataclass(frozen=True)
@@ -216,7 +212,7 @@ class IKSettings(Section):
     reassemble_mm: float = _IK["reassemble_mm"]
 
 
-_OUTPUT = _defaults("output")
+_OUTPUT = DEFAULTS["output"]
 
 
 @dataclass(frozen=True)
@@ -229,7 +225,7 @@ class OutputSettings(Section):
     c3d: bool = _OUTPUT["c3d"]
 
 
-_SERVICE = _defaults("service")
+_SERVICE = DEFAULTS["service"]
 
 
 @dataclass(frozen=True)
@@ -269,7 +265,7 @@ class PersonSettings:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
-_MQTT = _defaults("mqtt")
+_MQTT = DEFAULTS["mqtt"]
 
 
 @dataclass(frozen=True)
@@ -287,7 +283,7 @@ class MqttSettings(Section):
     allow_plaintext_password: bool = _MQTT["allow_plaintext_password"]
 
 
-_REPS = _defaults("reps")
+_REPS = DEFAULTS["reps"]
 
 
 @dataclass(frozen=True)
@@ -378,7 +374,7 @@ class RepSettings(Section):
             )
 
 
-_CUES = _defaults("cues")
+_CUES = DEFAULTS["cues"]
 
 
 @dataclass(frozen=True)
@@ -401,7 +397,7 @@ class CueSettings(Section):
     even_it_out_deg: float = _CUES["even_it_out_deg"]
 
 
-_CURVE = _defaults("curve")
+_CURVE = DEFAULTS["curve"]
 
 
 @dataclass(frozen=True)
@@ -416,8 +412,8 @@ class CurveSettings(Section):
     server_key: str = _CURVE["server_key"]
 
 
-#: The sections a batch task carries to a worker: all but the live service's ([service]), MQTT's (a password)
-#: and CURVE's (key paths), which stay on this machine and change no trial's outputs.
+#: The sections only the live service reads: its sockets and limits, whom it serves, MQTT's (a password) and CURVE's
+#: (key paths). They change no trial's outputs, and a batch task does not carry them to a worker.
 LIVE_ONLY = ("service", "people", "mqtt", "curve")
 
 
@@ -490,10 +486,9 @@ class Settings:
         return config
 
     def for_workers(self) -> Settings:
-        """These settings without the live sections (:data:`LIVE_ONLY`), which a batch worker neither needs nor sees."""
-        return dataclasses.replace(
-            self, service=ServiceSettings(), people={}, mqtt=MqttSettings(), curve=CurveSettings()
-        )
+        """These settings with the live sections (:data:`LIVE_ONLY`) at their defaults: what a batch worker gets."""
+        defaults = Settings()
+        return dataclasses.replace(self, **{name: getattr(defaults, name) for name in LIVE_ONLY})
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
