@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zmq
 import zmq.asyncio
-from test_people import Source, rotational_worst, streaming_angles
+from test_people import Source
 
 from broker import until
 from kinestream.files.mot import read_mot
@@ -22,6 +22,7 @@ from kinestream.live.messages import decode_angles, decode_status
 from kinestream.live.protocol import TOPIC_KEYPOINTS, encode_keypoints
 from kinestream.live.replay import wire_frames
 from served import Served
+from streamed import rotational_worst, streaming_motion
 
 pytestmark = pytest.mark.slow  # tens of seconds: scripts/test --fast leaves it out
 
@@ -128,7 +129,7 @@ def test_workers_serve_each_person_as_one_process_serving_them_alone(athletes, t
     assert final["restarts"] == [0, 0] and final["healthy"] and final["refused"] == 0
     for name, (syn, _) in trials.items():
         # serve's: the generic model, unscaled, with each person's height and mass
-        offline = streaming_angles(syn, tmp_path / "offline" / name, assets.generic_model)
+        offline = streaming_motion(syn.keypoints_trc, syn.mass, syn.height, tmp_path / "offline" / name)
         recorded = read_mot(record.with_name(f"SESSION_{name}.mot"))
         assert recorded.values.shape == offline.values.shape, name
         worst = rotational_worst(recorded, offline)
