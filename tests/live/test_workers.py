@@ -16,7 +16,7 @@ import zmq
 import zmq.asyncio
 from test_people import Source
 
-from broker import until
+from broker import until, wait_until
 from kinestream.files.mot import read_mot
 from kinestream.live.messages import decode_angles, decode_status
 from kinestream.live.protocol import TOPIC_KEYPOINTS, encode_keypoints
@@ -194,3 +194,25 @@ def test_a_killed_worker_costs_only_its_own_people_until_it_is_started_again(ath
     final = json.loads([ln for ln in out.splitlines() if ln.startswith('{"workers"')][-1])
     assert final["restarts"] == [1 if w == victim else 0 for w in ("0/2", "1/2")], final
     assert "started again" in served.log_text()
+
+
+def test_a_stop_while_the_workers_start_ends_them_cleanly(tmp_path):
+    """SIGTERM to the process group (as systemd stops a unit) while a worker is still starting: the worker gets it
+    twice (from the group, then from the parent). Still starting, it ends by the signal or, once it has taken it
+    (loading OpenSim), as asked (0); either way it served no one, and serve ends cleanly (exit status 0)."""
+    served = Served(tmp_path, "--workers", "1")
+    wait_until(lambda: "worker 0/1 started" in served.log_text(), lambda: f"the worker started: {served.log_text()}")
+    code, out = served.stop(signal.SIGTERM)
+    assert code == 0, served.log_text()
+    assert json.loads(out.strip().splitlines()[-1])["exit_status"] in ([0], [-signal.SIGTERM])
+    assert "its people wait" not in served.log_text()  # not taken for a worker lost
+
+
+def test_a_stop_while_the_workers_serve_ends_each_with_status_0(tmp_path):
+    """Serving, a worker takes the group's SIGTERM as a request to stop and drains; the parent's SIGTERM after it,
+    which may come as the worker winds down, only notes it again: every worker ends with status 0."""
+    served = Served(tmp_path, "--workers", "2")
+    wait_until(lambda: served.log_text().count("serving: keypoints from") == 2, lambda: served.log_text(), 120.0)
+    code, out = served.stop(signal.SIGTERM)
+    assert code == 0, served.log_text()
+    assert json.loads(out.strip().splitlines()[-1])["exit_status"] == [0, 0]

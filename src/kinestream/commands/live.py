@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from kinestream.commands.terminal import PROMPTS, show, status_printer, workers_
 from kinestream.errors import KinestreamError
 from kinestream.files.c3d import trc_to_c3d
 from kinestream.files.mot import read_mot
+from kinestream.live import STOP_SIGNALS
 from kinestream.plots import plot_angles
 from kinestream.settings import Settings
 
@@ -113,11 +116,15 @@ def run_worker(k: int, n: int, args, settings: Settings, inputs: list[str], outp
     """
     import asyncio
     import json
-    import logging
 
     from kinestream.live.service import Service
 
     logging.basicConfig(level=logging.INFO, format=f"kinestream worker {k}/{n}: %(message)s", stream=sys.stderr)
+    # Stopping is asked for twice: by SIGTERM (or Ctrl-C) to the whole process group, then by the parent. Outside
+    # the service's run (starting, winding down) a signal only notes it, so the second never cuts a worker short.
+    asked = threading.Event()
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda *_: asked.set())
     private = {"service": {"people": "", "bind_input": False}, "curve": {"enabled": False}}
     settings = settings.override(private, "a worker")  # the router chose whom it sends; the links are private ipc
     service = Service(
@@ -134,7 +141,14 @@ def run_worker(k: int, n: int, args, settings: Settings, inputs: list[str], outp
         height=args.height,
         calibrate=calibrating,
     )
-    final = asyncio.run(service.run())
+
+    async def serve() -> dict:
+        stop = asyncio.Event()
+        # run() takes the signals before its first await: a stop asked for before then is seen here, after it
+        asyncio.get_running_loop().call_soon(lambda: stop.set() if asked.is_set() else None)
+        return await service.run(stop)
+
+    final = asyncio.run(serve())
     print(json.dumps(final), flush=True)
     _finish_recordings(service, settings)
     sys.exit(0 if final.get("healthy", True) else 1)
@@ -147,8 +161,6 @@ def _serve_workers(args, settings: Settings) -> None:
     """
     import asyncio
     import json
-    import signal
-    import threading
 
     from kinestream.live.calibrate import calibrate
     from kinestream.live.workers import Front, Workers, check_workers
@@ -177,6 +189,8 @@ def _serve_workers(args, settings: Settings) -> None:
         workers.start()
         while not stop.is_set() and workers.healthy:
             front.pump(0.05)
+            if stop.is_set():  # a worker ending now was stopped with us (SIGTERM to the group), not lost
+                break
             for line in workers.check():
                 log.warning(line)
             if time.monotonic() - shown >= 1.0 and front.relay.statuses:
@@ -190,7 +204,10 @@ def _serve_workers(args, settings: Settings) -> None:
     print(file=sys.stderr)
     final = {"workers": n, "exit_status": codes, "restarts": workers.restarts, "healthy": workers.healthy}
     print(json.dumps({**final, **front.router.status()}))
-    if not workers.healthy or any(code not in (0, None) for code in codes):
+    # A worker ended by the stop signal itself had not started serving (before that it takes the signal as a
+    # request to stop, and ends with 0): stopped, not failed.
+    stopped = (0, None, -signal.SIGTERM, -signal.SIGINT)
+    if not workers.healthy or any(code not in stopped for code in codes):
         print("kinestream: error: a worker kept ending (see the log above); exit status 1", file=sys.stderr)
         sys.exit(1)
 

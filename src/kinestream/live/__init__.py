@@ -8,24 +8,31 @@ import signal
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def stop_on_signals(stop: asyncio.Event) -> list[signal.Signals]:
+def stop_on_signals(stop: asyncio.Event) -> list[tuple[signal.Signals, object]]:
     """Set ``stop`` on Ctrl-C or SIGTERM in the running loop; returns the signals taken, for :func:`release_signals`.
 
-    None are taken where the loop cannot take them (Windows, a thread).
+    Each with the handler it had, which :func:`release_signals` puts back. None are taken where the loop cannot
+    take them (Windows, a thread).
     """
     loop = asyncio.get_running_loop()
-    taken = []
+    taken: list[tuple[signal.Signals, object]] = []
     for sig in STOP_SIGNALS:
+        before = signal.getsignal(sig)
         try:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError, ValueError):
             continue
-        taken.append(sig)
+        taken.append((sig, before))
     return taken
 
 
-def release_signals(taken: list[signal.Signals]) -> None:
-    """Give back the signals :func:`stop_on_signals` took."""
+def release_signals(taken: list[tuple[signal.Signals, object]]) -> None:
+    """Give back the signals :func:`stop_on_signals` took, each to the handler it had before.
+
+    (The loop alone would leave the default, and a second SIGTERM while a process winds down would end it at once.)
+    """
     loop = asyncio.get_running_loop()
-    for sig in taken:
+    for sig, before in taken:
         loop.remove_signal_handler(sig)
+        if before is not None:
+            signal.signal(sig, before)  # type: ignore[arg-type]
