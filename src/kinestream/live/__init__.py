@@ -32,7 +32,14 @@ def release_signals(taken: list[tuple[signal.Signals, object]]) -> None:
     (The loop alone would leave the default, and a second SIGTERM while a process winds down would end it at once.)
     """
     loop = asyncio.get_running_loop()
-    for sig, before in taken:
-        loop.remove_signal_handler(sig)
-        if before is not None:
-            signal.signal(sig, before)  # type: ignore[arg-type]
+    masking = bool(taken) and hasattr(signal, "pthread_sigmask")
+    # held while the loop's default gives way to the old handler; one that came meanwhile reaches the old handler
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [sig for sig, _ in taken]) if masking else None
+    try:
+        for sig, before in taken:
+            loop.remove_signal_handler(sig)
+            if before is not None:
+                signal.signal(sig, before)  # type: ignore[arg-type]
+    finally:
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
