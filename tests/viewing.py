@@ -40,8 +40,11 @@ class Viewing:
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.append(line.rstrip("\n"))
+        try:
+            for line in self.proc.stderr:
+                self.lines.append(line.rstrip("\n"))
+        except ValueError:  # the pipe closed under the read as the viewer was stopped: nothing more to read
+            return
 
     def wait_for(self, holds, what: str, timeout: float = 2 * DEADLINE_S) -> str:
         """The first stderr line for which ``holds(line)`` is true (an AssertionError with the last lines after
