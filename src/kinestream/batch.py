@@ -408,38 +408,22 @@ def _round(value: float, digits: int) -> float | str:
 # ------------------------------------------------------------------------------------------- the batch --
 
 
-class Progress:
-    """Counts while a batch runs, sent on ``kinestream.progress`` as they change.
+class Progress(Task):
+    """Counts while a batch runs, on ``kinestream.progress``.
 
-    They go as a :class:`~kinestream.progress.Task` of the study's trials (a bar on the command line), the counts in
-    words as its stage.
+    A :class:`~kinestream.progress.Task` of the study's trials (a bar on the command line), with how many are done,
+    failed and skipped, in words, as its stage.
     """
 
     def __init__(self, total: int):
-        self.total = total
-        self.done = self.failed = self.skipped = 0
-        self.task = Task(total, "batch", unit="trial", leave=True)
-
-    @property
-    def remaining(self) -> int:
-        """The trials not yet done, failed or skipped."""
-        return self.total - self.done - self.failed - self.skipped
+        super().__init__(total, "batch", unit="trial", leave=True)
+        self.counts = dict.fromkeys(("done", "failed", "skipped"), 0)
 
     def count(self, status: str) -> None:
         """One trial more ``status`` ("done", "failed" or "skipped")."""
-        setattr(self, status, getattr(self, status) + 1)
-        self.task.update(
-            stage=f"done {self.done}, failed {self.failed}, skipped {self.skipped}, remaining {self.remaining}"
-        )
-
-    def __enter__(self) -> Progress:
-        """Start counting: the task's first record."""
-        self.task.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        """Stop counting: the task's last record."""
-        self.task.__exit__(*exc)
+        self.counts[status] += 1
+        said = ", ".join(f"{name} {n}" for name, n in self.counts.items())
+        self.update(stage=f"{said}, remaining {self.total - sum(self.counts.values())}")
 
 
 class InProcess:

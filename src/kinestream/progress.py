@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from typing import Self
 
 log = logging.getLogger("kinestream.progress")
 
@@ -32,7 +33,7 @@ class Task:
         self.under_way = ""
         self.id = next(_ids)
 
-    def __enter__(self) -> Task:
+    def __enter__(self) -> Self:
         """Start the task: its first record, 0 done."""
         self._send()
         return self

@@ -253,16 +253,14 @@ class ServiceSettings(Section):
 
 
 @dataclass(frozen=True)
-class PersonSettings:
+class PersonSettings(Section):
     """One subject's table in ``[people]``: a scaled model, and/or their height (m) and mass (kg)."""
+
+    SECTION: ClassVar[str] = "people"
 
     model: str | None = None
     height: float | None = None
     mass: float | None = None
-
-    def to_table(self) -> dict[str, Any]:
-        """The table as the settings file writes it (unset values left out)."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 _MQTT = DEFAULTS["mqtt"]

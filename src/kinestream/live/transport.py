@@ -116,7 +116,7 @@ def check_bind(endpoint: str, settings: Settings, what: str, plain: bool = False
             endpoint.removeprefix("tcp://"),
         )
         return
-    if not curve_enabled(settings.curve):
+    if not settings.curve.enabled:
         if "input" in what:
             raise SettingsError(
                 f"the {what} endpoint {endpoint} would take frames from anyone on that network without CURVE; "
@@ -131,11 +131,6 @@ def check_bind(endpoint: str, settings: Settings, what: str, plain: bool = False
 
 
 # ------------------------------------------------------------------ keys
-
-
-def curve_enabled(curve: CurveSettings) -> bool:
-    """Whether ``enabled`` is on in the ``[curve]`` section ``curve``."""
-    return bool(curve.enabled)
 
 
 def _key_file(curve: CurveSettings, key: str, role: str) -> Path:
@@ -296,7 +291,7 @@ class Access:
 
         None when CURVE is off; raises with what to do when it is on but incomplete.
         """
-        if not curve_enabled(curve):
+        if not curve.enabled:
             return None
         public, secret = load_secret(_key_file(curve, "secret_key", "the service needs its own key pair"))
         folder = _key_file(curve, "authorized", "name the folder of public keys allowed to connect")
@@ -346,7 +341,7 @@ def secure_client(sock: zmq.Socket, curve: CurveSettings) -> bool:
     ``curve`` is the ``[curve]`` section: its own key pair comes from ``secret_key``, the service's public key from
     ``server_key``.
     """
-    if not curve_enabled(curve):
+    if not curve.enabled:
         return False
     public, secret = load_secret(_key_file(curve, "secret_key", "a client needs its own key pair"))
     server = load_public(_key_file(curve, "server_key", "a client needs the service's public key"))
